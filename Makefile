@@ -1,0 +1,109 @@
+# citadel: one plain Makefile.
+#
+#   make            release build: build/citadel
+#   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
+#   make bench      engine benchmark on synthetic TinyLlama-shaped models (cached in bench/cache)
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make run        build and run a model from ../shared/models (MODEL=..., PROMPT=...)
+#   make install    install build/citadel into $(PREFIX)/bin
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+ARCH    := $(shell uname -m)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+BASE    := -std=c11 -D_GNU_SOURCE -Iinclude -pthread $(WARN) -MMD -MP
+RELEASE := -O2 -g -fno-math-errno
+SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDLIBS  := -lm -pthread
+
+# Kernels with a SIMD path get their own flags; everything else is built for
+# the baseline ISA and picks the path at run time (CPUID), so one binary runs
+# on every x86-64.
+ifeq ($(ARCH),x86_64)
+SIMD_FLAGS := -mavx2 -mfma -mf16c
+SIMD_SRC   := src/engine/kern_avx2.c
+else
+SIMD_FLAGS :=
+SIMD_SRC   :=
+endif
+
+LIB_SRC  := $(filter-out src/cli/% src/engine/kern_avx2.c,$(wildcard src/*/*.c)) $(SIMD_SRC)
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+
+REL_OBJ  := $(LIB_SRC:%.c=build/%.o)
+REL_CLI  := $(CLI_SRC:%.c=build/%.o)
+SAN_OBJ  := $(LIB_SRC:%.c=build-san/%.o)
+SAN_CLI  := $(CLI_SRC:%.c=build-san/%.o)
+SAN_TEST := $(TEST_SRC:%.c=build-san/%.o)
+
+MODEL  ?= ../shared/models/stories260K.gguf
+PROMPT ?= Once upon a time
+FUZZ_SECONDS ?= 60
+
+.PHONY: all check test bench fuzz run install clean deps
+
+all: build/citadel
+
+deps:
+	@sh scripts/setup.sh build
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(if $(findstring kern_avx2,$<),$(SIMD_FLAGS)) -c $< -o $@
+
+build-san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(SAN) $(CFLAGS) $(if $(findstring kern_avx2,$<),$(SIMD_FLAGS)) -c $< -o $@
+
+build/libcitadel.a: $(REL_OBJ)
+	ar rcs $@ $^
+
+build-san/libcitadel.a: $(SAN_OBJ)
+	ar rcs $@ $^
+
+build/citadel: $(REL_CLI) build/libcitadel.a
+	$(CC) $(RELEASE) -o $@ $^ $(LDLIBS)
+
+build-san/citadel: $(SAN_CLI) build-san/libcitadel.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+
+build-san/test_citadel: $(SAN_TEST) build-san/libcitadel.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+
+# Tests run the sanitizer build of both the library and the CLI.
+check: deps
+	@$(MAKE) --no-print-directory build-san/test_citadel build-san/citadel
+	CITADEL_BIN=build-san/citadel ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 ./build-san/test_citadel
+
+test: check
+
+build/bench_engine: bench/bench_engine.c build/libcitadel.a
+	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
+
+bench: deps build/bench_engine
+	./build/bench_engine $(BENCH_ARGS)
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(filter-out src/engine/kern_avx2.c,$(LIB_SRC)) $(SIMD_SRC)
+	@mkdir -p build-fuzz
+	clang $(filter-out -MMD -MP,$(BASE)) -O1 -g -fsanitize=fuzzer,address,undefined \
+	  $(if $(SIMD_SRC),-mavx2 -mfma -mf16c) -o $@ $^ $(LDLIBS)
+
+fuzz: deps
+	@sh scripts/setup.sh fuzz
+	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf
+	sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
+run: deps all
+	./build/citadel run -m $(MODEL) -p "$(PROMPT)" -n 64
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 build/citadel $(DESTDIR)$(PREFIX)/bin/citadel
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(REL_OBJ:.o=.d) $(REL_CLI:.o=.d) $(SAN_OBJ:.o=.d) $(SAN_CLI:.o=.d) $(SAN_TEST:.o=.d)

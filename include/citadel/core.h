@@ -1,0 +1,99 @@
+/*
+ * core: errors, allocation, logging, time and the thread pool.
+ *
+ * Every other module builds on this one and on libc only.
+ *
+ * Errors: a function that can fail returns 0 or a negative CIT_E* code.
+ * Where a person will read the failure, the function also takes a
+ * `struct cit_err *` (may be NULL) and writes a sentence that says what was
+ * wrong and where (file, byte offset, field) into it.
+ *
+ * Allocation: all heap memory goes through cit_malloc() and friends so that a
+ * test can make the Nth allocation fail (cit_alloc_fail_at) and check that
+ * every caller unwinds cleanly.
+ */
+#ifndef CITADEL_CORE_H
+#define CITADEL_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CIT_OK        0
+#define CIT_ENOMEM    (-1) /* allocation failed */
+#define CIT_EINVAL    (-2) /* bad argument from the caller */
+#define CIT_EIO       (-3) /* read, write, open or mmap failed */
+#define CIT_EFORMAT   (-4) /* malformed input (file, request, config) */
+#define CIT_ERANGE    (-5) /* a value or size out of its allowed range */
+#define CIT_ENOTSUP   (-6) /* well-formed but not supported by this build */
+#define CIT_ENOENT    (-7) /* not found */
+#define CIT_EOVERFLOW (-8) /* output buffer too small */
+
+const char *cit_strerror(int code);
+
+/* A human-readable error: filled by the failing function, read by the caller. */
+struct cit_err {
+    char msg[512];
+};
+
+/* Writes the message (printf-style) into err if err is not NULL. Returns code,
+ * so a failing path can read `return cit_err_set(err, CIT_EFORMAT, ...)`. */
+int cit_err_set(struct cit_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to the message already in err (no-op when err is NULL). */
+void cit_err_prefix(struct cit_err *err, const char *prefix);
+
+/* ---- allocation ---- */
+
+void *cit_malloc(size_t n);
+void *cit_calloc(size_t count, size_t size); /* checks count*size for overflow */
+void *cit_realloc(void *p, size_t n);
+void *cit_aligned_alloc(size_t align, size_t n); /* free with cit_free */
+char *cit_strndup(const char *s, size_t n);
+void cit_free(void *p);
+
+/* Test hook: the nth allocation from now (1-based) and every one after it
+ * fails while fail_at is set; 0 turns failure injection off. */
+void cit_alloc_fail_at(long nth);
+/* Number of allocations that failed by injection since the last reset. */
+long cit_alloc_injected(void);
+
+/* Checked size arithmetic: return 0 and write the result, or -1 on overflow. */
+static inline int cit_mul_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+static inline int cit_add_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_add_overflow(a, b, out) ? -1 : 0;
+}
+
+/* ---- logging ---- */
+
+enum cit_log_level { CIT_LOG_DEBUG, CIT_LOG_INFO, CIT_LOG_WARN, CIT_LOG_ERROR };
+void cit_log_set_level(enum cit_log_level lvl);
+void cit_log(enum cit_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- time ---- */
+
+uint64_t cit_now_ns(void); /* monotonic clock */
+
+/* ---- thread pool ----
+ *
+ * A fixed set of workers that run one parallel region at a time: the caller
+ * (thread 0) and n-1 workers all call fn(arg, ith, nth) and cit_pool_run
+ * returns when every one has returned. Inference dispatches a few hundred
+ * regions per token, so workers spin briefly between regions before they
+ * sleep: waking a sleeping thread costs tens of microseconds. */
+struct cit_pool;
+typedef void (*cit_pool_fn)(void *arg, int ith, int nth);
+
+int cit_pool_create(int n_threads, struct cit_pool **out /* out */);
+void cit_pool_free(struct cit_pool *pool);
+int cit_pool_size(const struct cit_pool *pool);
+void cit_pool_run(struct cit_pool *pool, cit_pool_fn fn, void *arg);
+
+/* Number of online CPUs (at least 1). */
+int cit_cpu_count(void);
+
+#endif

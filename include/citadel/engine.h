@@ -1,0 +1,170 @@
+/*
+ * engine: run llama-family GGUF models on the CPU.
+ *
+ * One eng_model (weights mmap'd read-only, hyperparameters, vocabulary) is
+ * immutable after load and shared by any number of eng_seq, each with its
+ * own KV cache and scratch buffers. There is no global state: the thread
+ * pool is passed to each call, so a server can share one pool across
+ * sequences or give each its own.
+ *
+ * Supported: architectures llama (Llama 2/3, Mistral, TinyLlama), qwen2 and
+ * qwen3; tensor types f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K;
+ * tokenizers SentencePiece-style ("llama") and byte-level BPE ("gpt2").
+ */
+#ifndef CITADEL_ENGINE_H
+#define CITADEL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "citadel/core.h"
+#include "citadel/gguf.h"
+
+struct eng_model;
+struct eng_seq;
+
+enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_QWEN2, ENG_ARCH_QWEN3 };
+enum eng_vocab_type { ENG_VOCAB_SPM, ENG_VOCAB_BPE };
+
+struct eng_hparams {
+    enum eng_arch arch;
+    int n_vocab;
+    int n_ctx_train;
+    int n_embd;
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim;   /* key/query head size */
+    int n_ff;
+    int n_rot;      /* rotary dimensions per head */
+    float rope_base;
+    float rms_eps;
+    int rope_neox;  /* rotate halves (qwen) instead of adjacent pairs (llama) */
+    int tied_output;
+};
+
+/* Loads and validates a model: every tensor the architecture needs must be
+ * present with the right shape and a supported type. */
+int eng_model_load(const char *path, struct eng_model **out /* out */, struct cit_err *err);
+void eng_model_free(struct eng_model *m);
+const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
+const struct gguf_file *eng_model_gguf(const struct eng_model *m);
+const char *eng_arch_name(enum eng_arch a);
+/* Bytes of weights read to decode one token (every matrix once, plus one
+ * embedding row); used by benchmarks for the bandwidth bound. */
+uint64_t eng_model_weight_bytes(const struct eng_model *m);
+/* Name of the kernel set in use ("avx2", "scalar"). */
+const char *eng_kernels_name(void);
+
+/* ---- sequences ---- */
+
+/* A sequence with room for n_ctx tokens (0: the model's training context). */
+int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out /* out */);
+void eng_seq_free(struct eng_seq *s);
+void eng_seq_reset(struct eng_seq *s);   /* forget all tokens */
+int eng_seq_pos(const struct eng_seq *s); /* tokens in the cache */
+int eng_seq_ctx(const struct eng_seq *s);
+
+/* Appends n tokens and runs the model over them (in batches). Writes the
+ * logits of the last token into logits (n_vocab floats), or with
+ * all_logits of every token ((n, n_vocab) floats). CIT_ERANGE when the
+ * tokens do not fit in the context or an id is outside the vocabulary. */
+int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
+                 float *logits /* out */, int all_logits);
+
+/* ---- tokenizer ---- */
+
+enum eng_token_attr {
+    ENG_TOK_NORMAL = 1,
+    ENG_TOK_UNKNOWN = 2,
+    ENG_TOK_CONTROL = 3,
+    ENG_TOK_USER_DEFINED = 4,
+    ENG_TOK_UNUSED = 5,
+    ENG_TOK_BYTE = 6,
+};
+
+struct eng_vocab_info {
+    enum eng_vocab_type type;
+    const char *pre; /* BPE pre-tokenizer name ("gpt2", "llama3", ...) */
+    int n_tokens;
+    int bos, eos, eot, unk, pad; /* -1 when absent */
+    int add_bos, add_eos, add_space_prefix;
+};
+
+const struct eng_vocab_info *eng_vocab(const struct eng_model *m);
+
+/* Tokenizes text[0..len). add_special: add BOS/EOS as the model asks.
+ * parse_special: recognise control tokens written in the text ("<|im_end|>").
+ * Writes at most cap ids and the full count into *n_out; CIT_EOVERFLOW when
+ * cap was too small (call again with *n_out). */
+int eng_tokenize(const struct eng_model *m, const char *text, size_t len, int add_special,
+                 int parse_special, int32_t *ids /* out */, int cap, int *n_out /* out */);
+
+/* The bytes of one token (control tokens give "" unless render_special).
+ * Returns the byte count, or CIT_EOVERFLOW / CIT_ERANGE. */
+int eng_token_piece(const struct eng_model *m, int32_t id, int render_special, char *buf,
+                    size_t cap);
+int eng_token_attr(const struct eng_model *m, int32_t id);
+int eng_token_is_eog(const struct eng_model *m, int32_t id); /* end of generation */
+
+/* Streaming detokenizer: holds back bytes until a UTF-8 sequence is whole, so
+ * text can be printed token by token without splitting characters. */
+struct eng_detok {
+    char pending[8];
+    int n_pending;
+};
+/* Appends the piece of id to out (cap bytes); returns bytes written. */
+int eng_detok_push(const struct eng_model *m, struct eng_detok *d, int32_t id, char *out,
+                   size_t cap);
+/* Flushes an incomplete trailing sequence as U+FFFD. */
+int eng_detok_flush(struct eng_detok *d, char *out, size_t cap);
+
+/* ---- chat templates ---- */
+
+enum eng_chat_tmpl {
+    ENG_CHAT_CHATML,
+    ENG_CHAT_LLAMA2,
+    ENG_CHAT_LLAMA3,
+    ENG_CHAT_MISTRAL,
+    ENG_CHAT_ZEPHYR,
+    ENG_CHAT_PHI3,
+};
+
+struct eng_chat_msg {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+};
+
+const char *eng_chat_tmpl_name(enum eng_chat_tmpl t);
+/* Recognises the model's tokenizer.chat_template (never executes it);
+ * ChatML when absent or unrecognised. *recognised says which. */
+enum eng_chat_tmpl eng_chat_detect(const struct eng_model *m, int *recognised /* out */);
+int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out /* out */);
+/* Renders messages, ending with the assistant prompt when add_assistant.
+ * *out is allocated with cit_malloc; the caller frees it. */
+int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
+                    int add_assistant, const char *bos, char **out /* out */);
+
+/* ---- sampling ---- */
+
+struct eng_sampler_params {
+    float temperature;    /* 0: greedy */
+    int top_k;            /* 0: off */
+    float top_p;          /* 1: off */
+    float min_p;          /* 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* tokens the penalty looks back over */
+    uint64_t seed;
+};
+
+void eng_sampler_defaults(struct eng_sampler_params *p);
+
+struct eng_sampler;
+int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab,
+                    struct eng_sampler **out /* out */);
+void eng_sampler_free(struct eng_sampler *s);
+/* Picks the next token; history is the tokens so far (for the penalty).
+ * logits are modified in place. */
+int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history);
+
+#endif

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages citadel needs, only when they are missing.
+#   setup.sh build   compiler, make, libc headers (the engine needs nothing else)
+#   setup.sh fuzz    clang with libFuzzer
+set -eu
+what=${1:-build}
+
+missing=""
+need() { dpkg -s "$1" >/dev/null 2>&1 || missing="$missing $1"; }
+
+case "$what" in
+build) need gcc; need make; need libc6-dev ;;
+fuzz)  need clang; need libclang-rt-14-dev ;;
+*) echo "setup.sh: unknown target '$what' (build, fuzz)" >&2; exit 2 ;;
+esac
+
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: missing Debian packages:$missing; run as root or install them" >&2
+    exit 1
+fi
+echo "setup.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >/dev/null

@@ -1,0 +1,236 @@
+/*
+ * citadel <verb>: the command-line front end.
+ *
+ *   citadel info MODEL [--json]
+ *   citadel run -m MODEL -p PROMPT [-n N] [-t THREADS] [--temp T] [--top-k K]
+ *               [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]
+ *               [--stop STR]... [--chat] [--system TEXT] [--ctx N] [--json]
+ *   citadel tokenize -m MODEL [--no-bos] [--special] TEXT
+ *   citadel model quantize IN OUT TYPE
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citadel/engine.h"
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: citadel <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  info MODEL [--json]            architecture, hyperparameters, tokenizer, tensors\n"
+          "  run -m MODEL -p PROMPT [...]   generate text (citadel run --help)\n"
+          "  tokenize -m MODEL TEXT         print token ids (--no-bos, --special)\n"
+          "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
+          "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n",
+          f);
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, float *out)
+{
+    char *end;
+    float v;
+    errno = 0;
+    v = strtof(s, &end);
+    if (errno || end == s || *end || v != v) return -1;
+    *out = v;
+    return 0;
+}
+
+void cli_json_str(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (c < 0x20)
+                fprintf(f, "\\u%04x", c);
+            else
+                fputc(c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* ---- info ---- */
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0;
+    struct eng_model *m;
+    struct cit_err err;
+    const struct eng_hparams *hp;
+    const struct eng_vocab_info *vi;
+    const struct gguf_file *g;
+    int rc, recognised;
+    enum eng_chat_tmpl tmpl;
+
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "citadel info: unknown option '%s'\n", argv[i]);
+            return 2;
+        } else
+            path = argv[i];
+    }
+    if (!path) {
+        fputs("usage: citadel info MODEL [--json]\n", stderr);
+        return 2;
+    }
+    if ((rc = eng_model_load(path, &m, &err))) {
+        fprintf(stderr, "citadel: %s\n", err.msg);
+        return 1;
+    }
+    hp = eng_model_hparams(m);
+    vi = eng_vocab(m);
+    g = eng_model_gguf(m);
+    tmpl = eng_chat_detect(m, &recognised);
+    if (json) {
+        printf("{\"path\":");
+        cli_json_str(stdout, path, strlen(path));
+        printf(",\"gguf_version\":%u,\"architecture\":\"%s\",\"n_vocab\":%d,\"n_ctx_train\":%d,"
+               "\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d,\"n_head_kv\":%d,\"head_dim\":%d,"
+               "\"n_ff\":%d,\"n_rot\":%d,\"rope_freq_base\":%g,\"rms_eps\":%g,"
+               "\"tied_output\":%s,",
+               g->version, eng_arch_name(hp->arch), hp->n_vocab, hp->n_ctx_train, hp->n_embd,
+               hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_rot,
+               (double)hp->rope_base, (double)hp->rms_eps, hp->tied_output ? "true" : "false");
+        printf("\"tokenizer\":{\"type\":\"%s\",\"pre\":\"%s\",\"bos\":%d,\"eos\":%d,\"eot\":%d,"
+               "\"add_bos\":%s},\"chat_template\":\"%s\",\"chat_template_recognised\":%s,"
+               "\"weight_bytes\":%llu,\"tensors\":[",
+               vi->type == ENG_VOCAB_SPM ? "spm" : "bpe", vi->pre, vi->bos, vi->eos, vi->eot,
+               vi->add_bos ? "true" : "false", eng_chat_tmpl_name(tmpl),
+               recognised ? "true" : "false", (unsigned long long)eng_model_weight_bytes(m));
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const struct gguf_tensor *t = &g->tensors[i];
+            printf("%s{\"name\":", i ? "," : "");
+            cli_json_str(stdout, t->name.p, t->name.n);
+            printf(",\"type\":\"%s\",\"shape\":[", gguf_type_name(t->type));
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                printf("%s%llu", d ? "," : "", (unsigned long long)t->ne[d]);
+            printf("],\"bytes\":%llu}", (unsigned long long)t->size);
+        }
+        printf("]}\n");
+    } else {
+        printf("file:          %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", path,
+               g->version, (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        printf("architecture:  %s\n", eng_arch_name(hp->arch));
+        printf("vocabulary:    %d tokens, %s tokenizer (pre: %s), bos %d, eos %d%s\n",
+               hp->n_vocab, vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE",
+               vi->pre, vi->bos, vi->eos, vi->add_bos ? ", adds BOS" : "");
+        printf("context:       %d tokens (training)\n", hp->n_ctx_train);
+        printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n",
+               hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
+        printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,
+               hp->rope_neox ? "neox" : "normal");
+        printf("norm eps:      %g\n", (double)hp->rms_eps);
+        printf("output:        %s\n", hp->tied_output ? "tied to token embeddings" : "separate");
+        printf("chat template: %s%s\n", eng_chat_tmpl_name(tmpl),
+               recognised ? "" : " (fallback: model template absent or not recognised)");
+        printf("weights:       %.1f MiB read per token\n",
+               (double)eng_model_weight_bytes(m) / (1024.0 * 1024.0));
+        printf("tensors:\n");
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const struct gguf_tensor *t = &g->tensors[i];
+            char shape[96];
+            int n = 0;
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                n += snprintf(shape + n, sizeof(shape) - (size_t)n, "%s%llu", d ? " x " : "",
+                              (unsigned long long)t->ne[d]);
+            printf("  %-32.*s %-5s %-22s %10.2f KiB\n", (int)t->name.n, t->name.p,
+                   gguf_type_name(t->type), shape, (double)t->size / 1024.0);
+        }
+    }
+    eng_model_free(m);
+    return 0;
+}
+
+/* ---- tokenize ---- */
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *path = NULL, *text = NULL;
+    int add_special = 1, parse_special = 0, n = 0, rc;
+    struct eng_model *m;
+    struct cit_err err;
+    int32_t *ids;
+
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--no-bos"))
+            add_special = 0;
+        else if (!strcmp(argv[i], "--special"))
+            parse_special = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "citadel tokenize: unknown option '%s'\n", argv[i]);
+            return 2;
+        } else
+            text = argv[i];
+    }
+    if (!path || !text) {
+        fputs("usage: citadel tokenize -m MODEL [--no-bos] [--special] TEXT\n", stderr);
+        return 2;
+    }
+    if (eng_model_load(path, &m, &err)) {
+        fprintf(stderr, "citadel: %s\n", err.msg);
+        return 1;
+    }
+    rc = eng_tokenize(m, text, strlen(text), add_special, parse_special, NULL, 0, &n);
+    ids = cit_calloc((size_t)n + 1, sizeof(int32_t));
+    if (ids && (rc == 0 || rc == CIT_EOVERFLOW))
+        rc = eng_tokenize(m, text, strlen(text), add_special, parse_special, ids, n, &n);
+    if (!ids || rc) {
+        fprintf(stderr, "citadel: tokenize failed: %s\n", cit_strerror(ids ? rc : CIT_ENOMEM));
+        cit_free(ids);
+        eng_model_free(m);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+    printf("\n");
+    cit_free(ids);
+    eng_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "run")) return cli_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
+        return cli_quantize(argc - 3, argv + 3);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "citadel: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,159 @@
+/*
+ * Chat templates.
+ *
+ * Models ship a Jinja template in tokenizer.chat_template. Executing it
+ * would mean running code from a model file, so we never do: we recognise
+ * which well-known format the template implements by its marker strings and
+ * render that format with our own code. Unrecognised templates fall back to
+ * ChatML and are reported as such (border control refuses them outright).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "eng_int.h"
+
+static const char *const names[] = {"chatml", "llama2", "llama3", "mistral", "zephyr", "phi3"};
+
+const char *eng_chat_tmpl_name(enum eng_chat_tmpl t)
+{
+    return (unsigned)t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
+}
+
+int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(name, names[i])) {
+            *out = (enum eng_chat_tmpl)i;
+            return 0;
+        }
+    return CIT_ENOENT;
+}
+
+static int has(struct gguf_str s, const char *needle)
+{
+    size_t n = strlen(needle);
+    if (n > s.n) return 0;
+    for (size_t i = 0; i + n <= s.n; i++)
+        if (!memcmp(s.p + i, needle, n)) return 1;
+    return 0;
+}
+
+enum eng_chat_tmpl eng_chat_detect(const struct eng_model *m, int *recognised)
+{
+    struct gguf_str t;
+    int ok = 1;
+    enum eng_chat_tmpl r = ENG_CHAT_CHATML;
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL)) {
+        ok = 0;
+    } else if (has(t, "<|im_start|>")) {
+        r = ENG_CHAT_CHATML;
+    } else if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>")) {
+        r = ENG_CHAT_LLAMA3;
+    } else if (has(t, "<|user|>") && has(t, "<|end|>")) {
+        r = ENG_CHAT_PHI3;
+    } else if (has(t, "<|user|>") && has(t, "<|assistant|>")) {
+        r = ENG_CHAT_ZEPHYR;
+    } else if (has(t, "[INST]") && has(t, "<<SYS>>")) {
+        r = ENG_CHAT_LLAMA2;
+    } else if (has(t, "[INST]")) {
+        r = ENG_CHAT_MISTRAL;
+    } else {
+        ok = 0;
+    }
+    if (recognised) *recognised = ok;
+    return r;
+}
+
+struct buf {
+    char *p;
+    size_t n, cap;
+    int failed;
+};
+
+static void add(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+    if (b->failed) return;
+    for (;;) {
+        va_start(ap, fmt);
+        k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)k < b->cap - b->n) break;
+        {
+            size_t cap = 2 * b->cap + (size_t)k + 1;
+            char *np = cit_realloc(b->p, cap);
+            if (!np) {
+                b->failed = 1;
+                return;
+            }
+            b->p = np;
+            b->cap = cap;
+        }
+    }
+    b->n += (size_t)k;
+}
+
+int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
+                    int add_assistant, const char *bos, char **out)
+{
+    struct buf b = {cit_malloc(256), 0, 256, 0};
+    const char *sys = NULL;
+    int first_user = 1;
+    if (!b.p) return CIT_ENOMEM;
+    b.p[0] = 0;
+    (void)bos;
+    for (int i = 0; i < n; i++) {
+        const char *role = msgs[i].role, *c = msgs[i].content;
+        int is_sys = !strcmp(role, "system"), is_user = !strcmp(role, "user");
+        switch (t) {
+        case ENG_CHAT_CHATML: add(&b, "<|im_start|>%s\n%s<|im_end|>\n", role, c); break;
+        case ENG_CHAT_LLAMA3:
+            add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>", role, c);
+            break;
+        case ENG_CHAT_ZEPHYR: add(&b, "<|%s|>\n%s</s>\n", role, c); break;
+        case ENG_CHAT_PHI3: add(&b, "<|%s|>\n%s<|end|>\n", role, c); break;
+        case ENG_CHAT_LLAMA2:
+        case ENG_CHAT_MISTRAL:
+            /* The system prompt rides on the first user turn. BOS comes from
+             * the tokenizer for the first turn; later turns write it. */
+            if (is_sys) {
+                sys = c;
+            } else if (is_user) {
+                add(&b, "%s[INST] ", first_user ? "" : "<s>");
+                if (sys && first_user) {
+                    if (t == ENG_CHAT_LLAMA2)
+                        add(&b, "<<SYS>>\n%s\n<</SYS>>\n\n", sys);
+                    else
+                        add(&b, "%s\n\n", sys);
+                }
+                add(&b, "%s [/INST]", c);
+                first_user = 0;
+            } else {
+                add(&b, " %s</s>", c);
+            }
+            break;
+        }
+    }
+    if (add_assistant) {
+        switch (t) {
+        case ENG_CHAT_CHATML: add(&b, "<|im_start|>assistant\n"); break;
+        case ENG_CHAT_LLAMA3: add(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
+        case ENG_CHAT_ZEPHYR:
+        case ENG_CHAT_PHI3: add(&b, "<|assistant|>\n"); break;
+        default: break;
+        }
+    }
+    if (b.failed) {
+        cit_free(b.p);
+        return CIT_ENOMEM;
+    }
+    *out = b.p;
+    return 0;
+}

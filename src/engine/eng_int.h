@@ -1,0 +1,234 @@
+/*
+ * Engine internals shared by the engine's files: quantized block layouts,
+ * half-precision conversion, and the kernel table that picks a scalar or a
+ * SIMD implementation at run time.
+ *
+ * Block layouts (the GGUF/ggml on-disk formats; QK = elements per block):
+ *
+ *   q8_0  (QK 32,  34 B): f16 d | i8 qs[32]                 x = d * q
+ *   q4_0  (QK 32,  18 B): f16 d | u8 qs[16]                 x = d * (nibble - 8)
+ *                         element j < 16 is the low nibble of qs[j],
+ *                         element j + 16 the high nibble of qs[j]
+ *   q4_K  (QK 256, 144 B): f16 d | f16 dmin | u8 scales[12] | u8 qs[128]
+ *                         8 sub-blocks of 32 with 6-bit scale sc and min m:
+ *                         x = d*sc * nibble - dmin*m; 64 elements per 32 bytes
+ *                         of qs (low nibbles first 32, high nibbles next 32)
+ *   q5_K  (QK 256, 176 B): f16 d | f16 dmin | u8 scales[12] | u8 qh[32] | u8 qs[128]
+ *                         as q4_K plus a fifth bit: bit (2i) / (2i+1) of qh[l]
+ *                         for the low / high half of the i-th 64-element group
+ *   q6_K  (QK 256, 210 B): u8 ql[128] | u8 qh[64] | i8 scales[16] | f16 d
+ *                         x = d * scales[e/16] * (6-bit q - 32)
+ *   q8_K  (QK 256, 292 B): f32 d | i8 qs[256] | i16 bsums[16]   (activations only)
+ *
+ * The q4_K/q5_K 12-byte scale field packs 8 six-bit scales and 8 six-bit
+ * mins: for j < 4, sc = s[j] & 63, m = s[j+4] & 63; for j >= 4,
+ * sc = (s[j+4] & 15) | (s[j-4] >> 6) << 4, m = (s[j+4] >> 4) | (s[j] >> 6) << 4.
+ */
+#ifndef CITADEL_ENG_INT_H
+#define CITADEL_ENG_INT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "citadel/gguf.h"
+
+#define QK8_0 32
+#define QK4_0 32
+#define QK_K  256
+
+typedef struct {
+    uint16_t d;
+    int8_t qs[QK8_0];
+} block_q8_0;
+
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+} block_q4_0;
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+} block_q4_K;
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_K;
+
+typedef struct {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+} block_q6_K;
+
+typedef struct {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+} block_q8_K;
+
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
+_Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
+_Static_assert(sizeof(block_q8_K) == 292, "q8_K layout");
+
+/* ---- half precision ---- */
+
+static inline float fp16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    float f;
+    if (exp == 0) {
+        /* zero or subnormal: value = man * 2^-24 */
+        f = (float)man * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    if (exp == 31)
+        bits = sign | 0x7f800000u | man << 13;
+    else
+        bits = sign | (exp + 112) << 23 | man << 13;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Round to nearest even, with overflow to infinity and NaN kept NaN. */
+static inline uint16_t f32_to_fp16(float f)
+{
+    uint32_t x, sign, mant;
+    int32_t exp;
+    memcpy(&x, &f, 4);
+    sign = (x >> 16) & 0x8000;
+    exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    mant = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        uint32_t m, shift, half, r;
+        if (exp < -10) return (uint16_t)sign;
+        m = mant | 0x800000;
+        shift = (uint32_t)(14 - exp);
+        half = 1u << (shift - 1);
+        r = m >> shift;
+        if ((m & ((1u << shift) - 1)) > half || ((m & ((1u << shift) - 1)) == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    {
+        uint32_t r = (uint32_t)exp << 10 | mant >> 13, rest = mant & 0x1fff;
+        if (rest > 0x1000 || (rest == 0x1000 && (r & 1))) r++; /* may carry into exp: fine */
+        return (uint16_t)(sign | r);
+    }
+}
+
+static inline float bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* ---- kernels ----
+ *
+ * vec_dot[t](n, w, a) is the dot product of one weight row of type t with
+ * one activation row already converted to act_type[t] (n elements).
+ * quantize_act[t] converts n f32 activations into that type. */
+typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
+typedef void (*to_act_fn)(const float *x, void *dst, int n);
+typedef void (*dequant_fn)(const void *src, float *dst, int n);
+
+struct eng_kernels {
+    const char *name; /* "scalar", "avx2" */
+    vec_dot_fn vec_dot[GGUF_T_COUNT];
+    uint32_t act_type[GGUF_T_COUNT];
+    to_act_fn to_act[GGUF_T_COUNT]; /* indexed by activation type */
+    dequant_fn dequant[GGUF_T_COUNT];
+    /* y[i] += a * x[i] for an f16 vector x (attention over the f16 V cache) */
+    void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
+};
+
+/* The scalar reference set, always available. */
+void eng_kernels_ref(struct eng_kernels *k);
+/* Overrides entries with the AVX2+FMA versions (only called when the CPU has them). */
+void eng_kernels_avx2(struct eng_kernels *k);
+/* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
+const struct eng_kernels *eng_kernels_get(void);
+
+/* Bytes of n elements of type t (n a multiple of its block size). */
+static inline size_t eng_row_bytes(uint32_t t, int64_t n)
+{
+    const struct gguf_type_info *ti = gguf_type_info(t);
+    return (size_t)(n / ti->blck) * ti->size;
+}
+
+/* Reference quantizers for whole rows (used by `model quantize` and tests). */
+void quantize_row_q8_0(const float *x, void *dst, int n);
+void quantize_row_q4_0(const float *x, void *dst, int n);
+void quantize_row_q8_K(const float *x, void *dst, int n);
+void quantize_row_q4_K(const float *x, void *dst, int n);
+void quantize_row_q5_K(const float *x, void *dst, int n);
+void quantize_row_q6_K(const float *x, void *dst, int n);
+
+#endif
+
+/* ---- model internals ---- */
+
+#include "citadel/engine.h"
+
+/* A weight matrix as stored: rows of ne0 elements, ne1 rows. */
+struct eng_tensor {
+    uint32_t type;
+    int64_t ne0, ne1;
+    size_t row_bytes;
+    const uint8_t *data; /* borrowed from the mapping */
+};
+
+struct eng_layer {
+    const float *attn_norm, *ffn_norm;  /* (n_embd) */
+    const float *bq, *bk, *bv;          /* optional biases (qwen2) */
+    const float *q_norm, *k_norm;       /* (head_dim), qwen3 */
+    struct eng_tensor wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+struct eng_vocab_int; /* tokenizer tables, vocab.c */
+
+struct eng_model {
+    struct gguf_file *gguf;
+    struct eng_hparams hp;
+    const struct eng_kernels *kern;
+    struct eng_tensor tok_embd, output;
+    const float *output_norm;
+    struct eng_layer *layers;
+    struct eng_vocab_int *vocab;
+    struct eng_vocab_info vinfo;
+};
+
+/* vocab.c: builds the tokenizer from the GGUF metadata, validating it. */
+int eng_vocab_load(struct eng_model *m, struct cit_err *err);
+void eng_vocab_free(struct eng_vocab_int *v);

@@ -1,0 +1,695 @@
+/*
+ * Model loading and the forward pass for llama-family architectures.
+ *
+ * Per layer (llama; qwen2 adds q/k/v biases, qwen3 per-head q/k RMSNorm):
+ *
+ *   h   = x + Wo * attn(rope(Wq * n1), rope(Wk * n1), Wv * n1),  n1 = rmsnorm(x) * attn_norm
+ *   x'  = h + Wdown * (silu(Wgate * n2) * (Wup * n2)),           n2 = rmsnorm(h) * ffn_norm
+ *
+ * A batch of tokens goes through each layer together, so every weight
+ * matrix is streamed from memory once per batch (matrix-matrix) instead of
+ * once per token; decode is the batch of one. Activations are converted once
+ * per matrix product into the type the weight's dot product wants (q8_0 for
+ * q4_0/q8_0, q8_K for the k-quants, f16 for f16), as the reference engine
+ * does; the KV cache is f16.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "eng_int.h"
+
+#define EVAL_BATCH 512 /* tokens per forward pass during prefill */
+#define ROW_CHUNK  16  /* weight rows per work item: they stay in L1/L2 while
+                          every token of the batch is multiplied with them */
+
+const char *eng_arch_name(enum eng_arch a)
+{
+    switch (a) {
+    case ENG_ARCH_LLAMA: return "llama";
+    case ENG_ARCH_QWEN2: return "qwen2";
+    case ENG_ARCH_QWEN3: return "qwen3";
+    }
+    return "?";
+}
+
+const char *eng_kernels_name(void)
+{
+    return eng_kernels_get()->name;
+}
+
+/* ---- loading ---- */
+
+static int get_hp_u32(const struct gguf_file *f, const char *arch, const char *key, int required,
+                      uint32_t max, int *out, struct cit_err *err)
+{
+    char full[128];
+    uint32_t v;
+    int rc;
+    snprintf(full, sizeof(full), "%s.%s", arch, key);
+    rc = gguf_get_u32(f, full, &v, err);
+    if (rc == CIT_ENOENT) {
+        if (!required) return 0;
+        return cit_err_set(err, CIT_EFORMAT, "model: required key '%s' is missing", full);
+    }
+    if (rc) return rc;
+    if (v == 0 || v > max)
+        return cit_err_set(err, CIT_EFORMAT, "model: key '%s' is %u (allowed 1 to %u)", full, v,
+                           max);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_hp_f32(const struct gguf_file *f, const char *arch, const char *key, float *out,
+                      struct cit_err *err)
+{
+    char full[128];
+    int rc;
+    snprintf(full, sizeof(full), "%s.%s", arch, key);
+    rc = gguf_get_f32(f, full, out, err);
+    if (rc == CIT_ENOENT) return 0;
+    if (rc) return rc;
+    if (!isfinite(*out) || *out <= 0)
+        return cit_err_set(err, CIT_EFORMAT, "model: key '%s' is %g, must be positive", full,
+                           (double)*out);
+    return 0;
+}
+
+static int supported_type(const struct eng_kernels *k, uint32_t t)
+{
+    return t < GGUF_T_COUNT && k->vec_dot[t] && k->dequant[t];
+}
+
+/* Binds a 2-D weight with ne = [cols, rows]; optional tensors may be absent. */
+static int bind_matrix(struct eng_model *m, const char *name, int64_t cols, int64_t rows,
+                       int optional, struct eng_tensor *out, struct cit_err *err)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t) {
+        if (optional) return 0;
+        return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' is missing", name);
+    }
+    if (t->n_dims != 2 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected "
+                           "[%lld, %lld] for this architecture",
+                           name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                           (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
+                           (long long)cols, (long long)rows);
+    if (!supported_type(m->kern, t->type))
+        return cit_err_set(err, CIT_ENOTSUP, "model: tensor '%s' has type %s, which the engine "
+                           "does not support (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
+                           name, gguf_type_name(t->type));
+    out->type = t->type;
+    out->ne0 = cols;
+    out->ne1 = rows;
+    out->row_bytes = eng_row_bytes(t->type, cols);
+    out->data = t->data;
+    return 0;
+}
+
+/* Binds a 1-D f32 vector (norm weights, biases). */
+static int bind_vector(struct eng_model *m, const char *name, int64_t n, int optional,
+                       const float **out, struct cit_err *err)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t) {
+        if (optional) return 0;
+        return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' is missing", name);
+    }
+    if (t->n_dims != 1 || (int64_t)t->ne[0] != n || t->type != GGUF_T_F32)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: tensor '%s' must be f32 of shape [%lld] (found %s, %u dims, "
+                           "ne0 %llu)",
+                           name, (long long)n, gguf_type_name(t->type), t->n_dims,
+                           (unsigned long long)t->ne[0]);
+    if ((uintptr_t)t->data % sizeof(float))
+        return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' data is not 4-byte aligned",
+                           name);
+    *out = t->data;
+    return 0;
+}
+
+static int load_hparams(struct eng_model *m, struct cit_err *err)
+{
+    struct eng_hparams *hp = &m->hp;
+    struct gguf_str arch;
+    char a[32];
+    int rc, key_len = 0, val_len = 0;
+
+    rc = gguf_get_str(m->gguf, "general.architecture", &arch, err);
+    if (rc == CIT_ENOENT)
+        return cit_err_set(err, CIT_EFORMAT, "model: general.architecture is missing");
+    if (rc) return rc;
+    if (gguf_str_eq(arch, "llama"))
+        hp->arch = ENG_ARCH_LLAMA;
+    else if (gguf_str_eq(arch, "qwen2"))
+        hp->arch = ENG_ARCH_QWEN2;
+    else if (gguf_str_eq(arch, "qwen3"))
+        hp->arch = ENG_ARCH_QWEN3;
+    else
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: architecture '%.*s' is not supported (llama, qwen2, qwen3)",
+                           (int)(arch.n > 32 ? 32 : arch.n), arch.p);
+    snprintf(a, sizeof(a), "%s", eng_arch_name(hp->arch));
+    hp->n_ctx_train = 4096;
+    if ((rc = get_hp_u32(m->gguf, a, "context_length", 0, 1u << 24, &hp->n_ctx_train, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "embedding_length", 1, 1u << 16, &hp->n_embd, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "block_count", 1, 1024, &hp->n_layer, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "feed_forward_length", 1, 1u << 18, &hp->n_ff, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "attention.head_count", 1, 1024, &hp->n_head, err)))
+        return rc;
+    hp->n_head_kv = hp->n_head;
+    if ((rc = get_hp_u32(m->gguf, a, "attention.head_count_kv", 0, 1024, &hp->n_head_kv, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "attention.key_length", 0, 4096, &key_len, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "attention.value_length", 0, 4096, &val_len, err)))
+        return rc;
+    if (hp->n_head % hp->n_head_kv)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: head_count %d is not a multiple of head_count_kv %d",
+                           hp->n_head, hp->n_head_kv);
+    if (key_len) {
+        hp->head_dim = key_len;
+    } else {
+        if (hp->n_embd % hp->n_head)
+            return cit_err_set(err, CIT_EFORMAT,
+                               "model: embedding_length %d is not a multiple of head_count %d",
+                               hp->n_embd, hp->n_head);
+        hp->head_dim = hp->n_embd / hp->n_head;
+    }
+    if (val_len && val_len != hp->head_dim)
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: value_length %d differs from key_length %d (not supported)",
+                           val_len, hp->head_dim);
+    hp->n_rot = hp->head_dim;
+    if ((rc = get_hp_u32(m->gguf, a, "rope.dimension_count", 0, 4096, &hp->n_rot, err))) return rc;
+    if (hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: rope.dimension_count %d must be even and at most the head "
+                           "size %d",
+                           hp->n_rot, hp->head_dim);
+    hp->rope_base = 10000.0f;
+    hp->rms_eps = 1e-5f;
+    if ((rc = get_hp_f32(m->gguf, a, "rope.freq_base", &hp->rope_base, err)) ||
+        (rc = get_hp_f32(m->gguf, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps, err)))
+        return rc;
+    hp->rope_neox = hp->arch != ENG_ARCH_LLAMA;
+    return 0;
+}
+
+static int load_tensors(struct eng_model *m, struct cit_err *err)
+{
+    struct eng_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
+            KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    char name[96];
+    int rc;
+
+    if ((rc = bind_matrix(m, "token_embd.weight", E, V, 0, &m->tok_embd, err))) return rc;
+    if ((rc = bind_vector(m, "output_norm.weight", E, 0, &m->output_norm, err))) return rc;
+    if ((rc = bind_matrix(m, "output.weight", E, V, 1, &m->output, err))) return rc;
+    if (!m->output.data) {
+        m->output = m->tok_embd;
+        hp->tied_output = 1;
+    }
+    m->layers = cit_calloc((size_t)hp->n_layer, sizeof(*m->layers));
+    if (!m->layers) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
+    for (int i = 0; i < hp->n_layer; i++) {
+        struct eng_layer *L = &m->layers[i];
+        int qwen2 = hp->arch == ENG_ARCH_QWEN2, qwen3 = hp->arch == ENG_ARCH_QWEN3;
+#define MAT(field, suffix, cols, rows)                                              \
+    snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                   \
+    if ((rc = bind_matrix(m, name, cols, rows, 0, &L->field, err))) return rc
+#define VEC(field, suffix, kind, n, opt)                                           \
+    snprintf(name, sizeof(name), "blk.%d.%s.%s", i, suffix, kind);                 \
+    if ((rc = bind_vector(m, name, n, opt, &L->field, err))) return rc
+        VEC(attn_norm, "attn_norm", "weight", E, 0);
+        VEC(ffn_norm, "ffn_norm", "weight", E, 0);
+        MAT(wq, "attn_q", E, Q);
+        MAT(wk, "attn_k", E, KV);
+        MAT(wv, "attn_v", E, KV);
+        MAT(wo, "attn_output", Q, E);
+        MAT(w_gate, "ffn_gate", E, F);
+        MAT(w_up, "ffn_up", E, F);
+        MAT(w_down, "ffn_down", F, E);
+        /* llama files may carry biases too; qwen2 requires them. */
+        VEC(bq, "attn_q", "bias", Q, !qwen2);
+        VEC(bk, "attn_k", "bias", KV, !qwen2);
+        VEC(bv, "attn_v", "bias", KV, !qwen2);
+        VEC(q_norm, "attn_q_norm", "weight", hp->head_dim, !qwen3);
+        VEC(k_norm, "attn_k_norm", "weight", hp->head_dim, !qwen3);
+#undef MAT
+#undef VEC
+    }
+    return 0;
+}
+
+int eng_model_load(const char *path, struct eng_model **out, struct cit_err *err)
+{
+    struct eng_model *m = cit_calloc(1, sizeof(*m));
+    int rc;
+    if (!m) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
+    m->kern = eng_kernels_get();
+    if ((rc = gguf_open(path, &m->gguf, err))) goto fail;
+    if ((rc = load_hparams(m, err))) goto fail;
+    if ((rc = eng_vocab_load(m, err))) goto fail;
+    m->hp.n_vocab = m->vinfo.n_tokens;
+    if ((rc = load_tensors(m, err))) goto fail;
+    *out = m;
+    return 0;
+fail:
+    if (m->gguf && rc != CIT_ENOMEM) cit_err_prefix(err, path);
+    eng_model_free(m);
+    return rc;
+}
+
+void eng_model_free(struct eng_model *m)
+{
+    if (!m) return;
+    eng_vocab_free(m->vocab);
+    cit_free(m->layers);
+    gguf_close(m->gguf);
+    cit_free(m);
+}
+
+const struct eng_hparams *eng_model_hparams(const struct eng_model *m)
+{
+    return &m->hp;
+}
+
+const struct gguf_file *eng_model_gguf(const struct eng_model *m)
+{
+    return m->gguf;
+}
+
+const struct eng_vocab_info *eng_vocab(const struct eng_model *m)
+{
+    return &m->vinfo;
+}
+
+uint64_t eng_model_weight_bytes(const struct eng_model *m)
+{
+    uint64_t b = m->tok_embd.row_bytes + (uint64_t)m->output.row_bytes * (uint64_t)m->output.ne1;
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        const struct eng_layer *L = &m->layers[i];
+        const struct eng_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                         &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t j = 0; j < sizeof(ts) / sizeof(ts[0]); j++)
+            b += (uint64_t)ts[j]->row_bytes * (uint64_t)ts[j]->ne1;
+    }
+    return b;
+}
+
+/* ---- sequences ---- */
+
+struct eng_seq {
+    const struct eng_model *m;
+    int n_ctx, pos, n_batch;
+    uint16_t *kc, *vc; /* (n_layer, n_ctx, kv_dim) f16 */
+    float *x, *xn;     /* (n_batch, n_embd) */
+    float *q;          /* (n_batch, q_dim) */
+    float *k, *v;      /* (n_batch, kv_dim) */
+    float *att;        /* (n_batch, q_dim) */
+    float *ff1, *ff2;  /* (n_batch, n_ff) */
+    float *rope;       /* (n_batch, n_rot) cos/sin pairs */
+    uint16_t *q16;     /* (n_batch, q_dim) queries in f16 */
+    uint8_t *act;      /* (n_batch, act_stride) converted activations */
+    size_t act_stride;
+    float *scores;     /* (n_threads, n_ctx): one attention row per worker */
+    int scores_threads;
+};
+
+int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
+{
+    const struct eng_hparams *hp = &m->hp;
+    struct eng_seq *s;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t cache, B, widest;
+
+    if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
+    if (n_ctx > (1 << 24)) return CIT_ERANGE;
+    s = cit_calloc(1, sizeof(*s));
+    if (!s) return CIT_ENOMEM;
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_ctx < EVAL_BATCH ? n_ctx : EVAL_BATCH;
+    B = (size_t)s->n_batch;
+    if (cit_mul_size((size_t)hp->n_layer * (size_t)n_ctx, kv_dim, &cache)) goto fail;
+    widest = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+    if ((size_t)q_dim > widest) widest = q_dim;
+    /* The widest activation in the widest type: f32 is 4 bytes per element,
+     * every other activation type is smaller. */
+    s->act_stride = (widest * 4 + 63) & ~(size_t)63;
+    s->kc = cit_calloc(cache, sizeof(uint16_t));
+    s->vc = cit_calloc(cache, sizeof(uint16_t));
+    s->x = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
+    s->xn = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
+    s->q = cit_calloc(B * q_dim, sizeof(float));
+    s->k = cit_calloc(B * kv_dim, sizeof(float));
+    s->v = cit_calloc(B * kv_dim, sizeof(float));
+    s->att = cit_calloc(B * q_dim, sizeof(float));
+    s->ff1 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
+    s->ff2 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
+    s->rope = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
+    s->q16 = cit_calloc(B * q_dim, sizeof(uint16_t));
+    s->act = cit_aligned_alloc(64, B * s->act_stride);
+    if (!s->kc || !s->vc || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ff1 ||
+        !s->ff2 || !s->rope || !s->q16 || !s->act)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    eng_seq_free(s);
+    return CIT_ENOMEM;
+}
+
+void eng_seq_free(struct eng_seq *s)
+{
+    if (!s) return;
+    cit_free(s->kc);
+    cit_free(s->vc);
+    cit_free(s->x);
+    cit_free(s->xn);
+    cit_free(s->q);
+    cit_free(s->k);
+    cit_free(s->v);
+    cit_free(s->att);
+    cit_free(s->ff1);
+    cit_free(s->ff2);
+    cit_free(s->rope);
+    cit_free(s->q16);
+    cit_free(s->act);
+    cit_free(s->scores);
+    cit_free(s);
+}
+
+void eng_seq_reset(struct eng_seq *s)
+{
+    s->pos = 0;
+}
+
+int eng_seq_pos(const struct eng_seq *s)
+{
+    return s->pos;
+}
+
+int eng_seq_ctx(const struct eng_seq *s)
+{
+    return s->n_ctx;
+}
+
+/* ---- parallel matrix products ---- */
+
+struct mm_item {
+    const struct eng_tensor *w;
+    float *y;           /* (n_tok, y_stride) */
+    int y_stride;
+    const float *bias;  /* (w->ne1) or NULL */
+};
+
+struct mm_job {
+    const struct eng_kernels *k;
+    const struct mm_item *items;
+    int n_items;
+    int rows_total;
+    const uint8_t *act;  /* (n_tok, act_stride) */
+    size_t act_stride;
+    int n_tok;
+    _Atomic int next;
+};
+
+static void mm_worker(void *arg, int ith, int nth)
+{
+    struct mm_job *j = arg;
+    int n_chunks = (j->rows_total + ROW_CHUNK - 1) / ROW_CHUNK;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int c = atomic_fetch_add(&j->next, 1), r0, r1;
+        if (c >= n_chunks) break;
+        r0 = c * ROW_CHUNK;
+        r1 = r0 + ROW_CHUNK < j->rows_total ? r0 + ROW_CHUNK : j->rows_total;
+        /* Split [r0, r1) across the items it touches. */
+        for (int it = 0, base = 0; it < j->n_items && r0 < r1; base += (int)j->items[it].w->ne1, it++) {
+            const struct mm_item *m = &j->items[it];
+            int lo = r0 - base, hi = r1 - base, rows = (int)m->w->ne1;
+            vec_dot_fn dot = j->k->vec_dot[m->w->type];
+            if (hi <= 0 || lo >= rows) continue;
+            if (lo < 0) lo = 0;
+            if (hi > rows) hi = rows;
+            for (int t = 0; t < j->n_tok; t++) {
+                const uint8_t *a = j->act + (size_t)t * j->act_stride;
+                float *y = m->y + (size_t)t * (size_t)m->y_stride;
+                for (int r = lo; r < hi; r++) {
+                    float v = dot((int)m->w->ne0, m->w->data + (size_t)r * m->w->row_bytes, a);
+                    y[r] = m->bias ? v + m->bias[r] : v;
+                }
+            }
+        }
+    }
+}
+
+struct act_job {
+    to_act_fn fn;
+    const float *x;
+    int n_cols, x_stride;
+    uint8_t *act;
+    size_t act_stride;
+    int n_tok;
+};
+
+static void act_worker(void *arg, int ith, int nth)
+{
+    struct act_job *j = arg;
+    for (int t = ith; t < j->n_tok; t += nth)
+        j->fn(j->x + (size_t)t * (size_t)j->x_stride, j->act + (size_t)t * j->act_stride, j->n_cols);
+}
+
+/* y_i = W_i x (+ b_i) for items that share the input x (n_tok, n_cols).
+ * Items are grouped by the activation type their weights need. */
+static void matmul(struct eng_seq *s, struct cit_pool *pool, const float *x, int x_stride,
+                   int n_tok, const struct mm_item *items, int n_items)
+{
+    const struct eng_kernels *k = s->m->kern;
+    int done = 0;
+    while (done < n_items) {
+        uint32_t at = k->act_type[items[done].w->type];
+        int n = 1, rows = (int)items[done].w->ne1;
+        struct act_job aj = {k->to_act[at], x, (int)items[done].w->ne0, x_stride, s->act,
+                             s->act_stride, n_tok};
+        struct mm_job mj;
+        while (done + n < n_items && k->act_type[items[done + n].w->type] == at) {
+            rows += (int)items[done + n].w->ne1;
+            n++;
+        }
+        if (n_tok >= 4)
+            cit_pool_run(pool, act_worker, &aj);
+        else
+            act_worker(&aj, 0, 1);
+        mj.k = k;
+        mj.items = items + done;
+        mj.n_items = n;
+        mj.rows_total = rows;
+        mj.act = s->act;
+        mj.act_stride = s->act_stride;
+        mj.n_tok = n_tok;
+        atomic_init(&mj.next, 0);
+        cit_pool_run(pool, mm_worker, &mj);
+        done += n;
+    }
+}
+
+/* ---- element-wise pieces ---- */
+
+/* Sum of squares in double, as the reference does: for wide rows the f32 sum
+ * loses digits the tests can see. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0;
+    float scale;
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates pairs of x (one head) by the angles in cs (n_rot/2 cos/sin pairs). */
+static void rope_apply(float *x, const float *cs, int n_rot, int neox)
+{
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], sn = cs[2 * i + 1];
+        int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * sn;
+        x[b] = x0 * sn + x1 * c;
+    }
+}
+
+/* ---- attention ---- */
+
+struct attn_job {
+    struct eng_seq *s;
+    int layer, n_tok, pos0;
+    _Atomic int next;
+};
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    struct attn_job *j = arg;
+    struct eng_seq *s = j->s;
+    const struct eng_hparams *hp = &s->m->hp;
+    const struct eng_kernels *k = s->m->kern;
+    int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
+    int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
+    size_t lbase = (size_t)j->layer * (size_t)s->n_ctx * (size_t)kv_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *sc = s->scores + (size_t)ith * (size_t)s->n_ctx;
+    (void)nth;
+    for (;;) {
+        int w = atomic_fetch_add(&j->next, 1), t, h, g, n_pos;
+        float *out, max = -INFINITY;
+        double sum = 0;
+        const uint16_t *qh;
+        if (w >= total) break;
+        t = w / hp->n_head;
+        h = w % hp->n_head;
+        g = h / group;
+        n_pos = j->pos0 + t + 1; /* causal: this token sees itself and before */
+        qh = s->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
+        for (int p = 0; p < n_pos; p++) {
+            const uint16_t *kr = s->kc + lbase + (size_t)p * (size_t)kv_dim + (size_t)g * (size_t)hd;
+            sc[p] = k->vec_dot[GGUF_T_F16](hd, kr, qh) * scale;
+            if (sc[p] > max) max = sc[p];
+        }
+        for (int p = 0; p < n_pos; p++) {
+            sc[p] = expf(sc[p] - max);
+            sum += sc[p];
+        }
+        out = s->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < n_pos; p++) {
+            /* Probabilities pass through f16 as in the reference's V product. */
+            float pr = fp16_to_f32(f32_to_fp16((float)(sc[p] / sum)));
+            const uint16_t *vr = s->vc + lbase + (size_t)p * (size_t)kv_dim + (size_t)g * (size_t)hd;
+            k->axpy_f16(hd, pr, vr, out);
+        }
+    }
+}
+
+/* ---- forward over one batch ---- */
+
+static void silu_mul(float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+}
+
+static void forward_batch(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens,
+                          int n, float *logits, int all_logits)
+{
+    const struct eng_model *m = s->m;
+    const struct eng_hparams *hp = &m->hp;
+    const struct eng_kernels *k = m->kern;
+    int E = hp->n_embd, hd = hp->head_dim, q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
+    int F = hp->n_ff, pos0 = s->pos;
+    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+
+    for (int t = 0; t < n; t++) {
+        k->dequant[m->tok_embd.type](m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
+                                     s->x + (size_t)t * (size_t)E, E);
+        /* Angles by repeated multiplication, in f32, as the reference computes them. */
+        float theta = (float)(pos0 + t);
+        float *cs = s->rope + (size_t)t * (size_t)hp->n_rot;
+        for (int i = 0; i < hp->n_rot / 2; i++) {
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+            theta *= theta_scale;
+        }
+    }
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct eng_layer *L = &m->layers[l];
+        size_t lbase = (size_t)l * (size_t)s->n_ctx * (size_t)kv_dim;
+        struct mm_item qkv[3] = {{&L->wq, s->q, q_dim, L->bq},
+                                 {&L->wk, s->k, kv_dim, L->bk},
+                                 {&L->wv, s->v, kv_dim, L->bv}};
+        struct mm_item wo = {&L->wo, s->xn, E, NULL};
+        struct mm_item ffn[2] = {{&L->w_gate, s->ff1, F, NULL}, {&L->w_up, s->ff2, F, NULL}};
+        struct mm_item down = {&L->w_down, s->xn, E, NULL};
+        struct attn_job aj;
+
+        for (int t = 0; t < n; t++)
+            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
+        matmul(s, pool, s->xn, E, n, qkv, 3);
+
+        for (int t = 0; t < n; t++) {
+            float *q = s->q + (size_t)t * q_dim, *kk = s->k + (size_t)t * kv_dim;
+            const float *cs = s->rope + (size_t)t * (size_t)hp->n_rot;
+            size_t row = lbase + (size_t)(pos0 + t) * (size_t)kv_dim;
+            for (int h = 0; h < hp->n_head; h++) {
+                if (L->q_norm) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
+                rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
+            }
+            for (int h = 0; h < hp->n_head_kv; h++) {
+                if (L->k_norm) rmsnorm(kk + h * hd, kk + h * hd, L->k_norm, hd, hp->rms_eps);
+                rope_apply(kk + h * hd, cs, hp->n_rot, hp->rope_neox);
+            }
+            k->to_act[GGUF_T_F16](q, s->q16 + (size_t)t * q_dim, q_dim);
+            k->to_act[GGUF_T_F16](kk, s->kc + row, kv_dim);
+            k->to_act[GGUF_T_F16](s->v + (size_t)t * kv_dim, s->vc + row, kv_dim);
+        }
+
+        aj.s = s;
+        aj.layer = l;
+        aj.n_tok = n;
+        aj.pos0 = pos0;
+        atomic_init(&aj.next, 0);
+        cit_pool_run(pool, attn_worker, &aj);
+
+        matmul(s, pool, s->att, q_dim, n, &wo, 1);
+        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xn[i];
+
+        for (int t = 0; t < n; t++)
+            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, L->ffn_norm, E, hp->rms_eps);
+        matmul(s, pool, s->xn, E, n, ffn, 2);
+        silu_mul(s->ff1, s->ff2, (size_t)n * F);
+        matmul(s, pool, s->ff1, F, n, &down, 1);
+        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xn[i];
+    }
+
+    if (logits) {
+        int first = all_logits ? 0 : n - 1;
+        struct mm_item out = {&m->output, logits, hp->n_vocab, NULL};
+        for (int t = first; t < n; t++)
+            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, m->output_norm, E, hp->rms_eps);
+        matmul(s, pool, s->xn + (size_t)first * E, E, n - first, &out, 1);
+    }
+    s->pos += n;
+}
+
+int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
+                 float *logits, int all_logits)
+{
+    int n_vocab = s->m->hp.n_vocab;
+    if (n <= 0 || n > s->n_ctx - s->pos) return CIT_ERANGE;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab) return CIT_ERANGE;
+    if (s->scores_threads < cit_pool_size(pool)) {
+        float *sc = cit_calloc((size_t)cit_pool_size(pool) * (size_t)s->n_ctx, sizeof(float));
+        if (!sc) return CIT_ENOMEM;
+        cit_free(s->scores);
+        s->scores = sc;
+        s->scores_threads = cit_pool_size(pool);
+    }
+    for (int done = 0; done < n;) {
+        int b = n - done < s->n_batch ? n - done : s->n_batch, last = done + b == n;
+        float *lg = NULL;
+        if (all_logits)
+            lg = logits + (size_t)done * (size_t)n_vocab;
+        else if (last)
+            lg = logits;
+        forward_batch(s, pool, tokens + done, b, lg, all_logits);
+        done += b;
+    }
+    return 0;
+}

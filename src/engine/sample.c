@@ -1,0 +1,183 @@
+/*
+ * Sampling: repetition penalty, then top-k, top-p and min-p on the
+ * distribution at temperature 1, then temperature, then a draw from a
+ * seeded xoshiro256** generator (reproducible for a given seed). Temperature
+ * 0 is greedy and touches no random state.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "eng_int.h"
+
+struct cand {
+    int32_t id;
+    float logit;
+    float p;
+};
+
+struct eng_sampler {
+    struct eng_sampler_params p;
+    int n_vocab;
+    struct cand *c; /* (n_vocab) */
+    uint64_t s[4];  /* xoshiro256** state */
+};
+
+void eng_sampler_defaults(struct eng_sampler_params *p)
+{
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+    p->seed = 0;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next_u64(uint64_t s[4])
+{
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab, struct eng_sampler **out)
+{
+    struct eng_sampler *s;
+    uint64_t seed;
+    if (n_vocab <= 0 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0) ||
+        p->top_p > 1 || !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0))
+        return CIT_EINVAL;
+    s = cit_calloc(1, sizeof(*s));
+    if (!s) return CIT_ENOMEM;
+    s->c = cit_calloc((size_t)n_vocab, sizeof(*s->c));
+    if (!s->c) {
+        cit_free(s);
+        return CIT_ENOMEM;
+    }
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    seed = p->seed;
+    for (int i = 0; i < 4; i++) s->s[i] = splitmix64(&seed);
+    *out = s;
+    return 0;
+}
+
+void eng_sampler_free(struct eng_sampler *s)
+{
+    if (!s) return;
+    cit_free(s->c);
+    cit_free(s);
+}
+
+static int by_logit_desc(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
+}
+
+/* Moves the k largest to the front, sorted (k << n: a bounded min-heap). */
+static void top_k_select(struct cand *c, int n, int k)
+{
+    /* Simple selection by partial quicksort is enough here: nth-element on
+     * logits, then a sort of the first k. */
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = c[(lo + hi) / 2].logit;
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (c[i].logit > pivot) i++;
+            while (c[j].logit < pivot) j--;
+            if (i <= j) {
+                struct cand t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+                i++, j--;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    qsort(c, (size_t)k, sizeof(*c), by_logit_desc);
+}
+
+int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history)
+{
+    const struct eng_sampler_params *p = &s->p;
+    int n = s->n_vocab, keep;
+    double sum = 0, cum = 0, r;
+
+    if (p->repeat_penalty != 1.0f && history) {
+        int from = n_history > p->repeat_last_n ? n_history - p->repeat_last_n : 0;
+        /* Penalise each distinct token once, however often it occurred. */
+        for (int i = from; i < n_history; i++) {
+            int32_t t = history[i], seen = 0;
+            if (t < 0 || t >= n) continue;
+            for (int j = from; j < i && !seen; j++) seen = history[j] == t;
+            if (seen) continue;
+            logits[t] = logits[t] > 0 ? logits[t] / p->repeat_penalty : logits[t] * p->repeat_penalty;
+        }
+    }
+    if (p->temperature <= 0) {
+        int32_t best = 0;
+        for (int i = 1; i < n; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    for (int i = 0; i < n; i++) s->c[i].id = i, s->c[i].logit = logits[i];
+    keep = n;
+    if (p->top_k > 0 && p->top_k < n) {
+        top_k_select(s->c, n, p->top_k);
+        keep = p->top_k;
+    } else {
+        qsort(s->c, (size_t)n, sizeof(*s->c), by_logit_desc);
+    }
+    /* Distribution at temperature 1 for the cut-offs. */
+    for (int i = 0; i < keep; i++) sum += s->c[i].p = expf(s->c[i].logit - s->c[0].logit);
+    if (p->top_p < 1.0f) {
+        int i;
+        for (i = 0; i < keep; i++) {
+            cum += s->c[i].p / sum;
+            if (cum >= p->top_p) break;
+        }
+        keep = i + 1 < keep ? i + 1 : keep;
+    }
+    if (p->min_p > 0) {
+        int i;
+        for (i = 1; i < keep; i++)
+            if (s->c[i].p < p->min_p * s->c[0].p) break;
+        keep = i;
+    }
+    sum = 0;
+    for (int i = 0; i < keep; i++)
+        sum += s->c[i].p = expf((s->c[i].logit - s->c[0].logit) / p->temperature);
+    r = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum;
+    cum = 0;
+    for (int i = 0; i < keep; i++) {
+        cum += s->c[i].p;
+        if (r < cum) return s->c[i].id;
+    }
+    return s->c[keep - 1].id;
+}

@@ -1,0 +1,69 @@
+/* UTF-8 decoding/encoding and category lookup. */
+#include "unicode.h"
+
+uint8_t uni_flags(uint32_t cp)
+{
+    int lo = 0, hi = uni_n_ranges - 1;
+    if (cp > 0x10FFFF) return 0;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < uni_ranges[mid].first)
+            hi = mid - 1;
+        else if (cp > uni_ranges[mid].last)
+            lo = mid + 1;
+        else
+            return uni_ranges[mid].flags;
+    }
+    return 0;
+}
+
+int uni_decode(const char *s, size_t n, uint32_t *cp)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    int len = uni_len(u[0]);
+    uint32_t v;
+    if (len == 1) {
+        *cp = u[0];
+        return 1;
+    }
+    if ((u[0] & 0xC0) == 0x80 || (size_t)len > n) goto bad;
+    v = u[0] & (0x7F >> len);
+    for (int i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80) goto bad;
+        v = v << 6 | (u[i] & 0x3F);
+    }
+    /* Overlong forms and surrogates are invalid too. */
+    if ((len == 2 && v < 0x80) || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000) ||
+        v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        goto bad;
+    *cp = v;
+    return len;
+bad:
+    *cp = 0xFFFD;
+    return 1;
+}
+
+int uni_encode(uint32_t cp, char *out)
+{
+    uint8_t *o = (uint8_t *)out;
+    if (cp < 0x80) {
+        o[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (uint8_t)(0xC0 | cp >> 6);
+        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (uint8_t)(0xE0 | cp >> 12);
+        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (uint8_t)(0xF0 | cp >> 18);
+    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
