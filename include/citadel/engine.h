@@ -46,6 +46,9 @@ struct eng_hparams {
 /* Loads and validates a model: every tensor the architecture needs must be
  * present with the right shape and a supported type. */
 int eng_model_load(const char *path, struct eng_model **out /* out */, struct cit_err *err);
+/* Loads only the tokenizer (vocabulary-only GGUF files, tools). Such a model
+ * can tokenize and detokenize but not be evaluated. */
+int eng_model_load_vocab(const char *path, struct eng_model **out /* out */, struct cit_err *err);
 void eng_model_free(struct eng_model *m);
 const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
 const struct gguf_file *eng_model_gguf(const struct eng_model *m);
@@ -139,6 +142,7 @@ const char *eng_chat_tmpl_name(enum eng_chat_tmpl t);
 /* Recognises the model's tokenizer.chat_template (never executes it);
  * ChatML when absent or unrecognised. *recognised says which. */
 enum eng_chat_tmpl eng_chat_detect(const struct eng_model *m, int *recognised /* out */);
+enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recognised /* out */);
 int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out /* out */);
 /* Renders messages, ending with the assistant prompt when add_assistant.
  * *out is allocated with cit_malloc; the caller frees it. */

@@ -14,6 +14,7 @@
 #include "citadel/core.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -27,6 +28,9 @@
 #endif
 
 #define SPIN_ITERS 200000 /* about a millisecond of pause instructions */
+#define YIELD_EVERY 256   /* with more threads than cores, spinning steals the
+                             core from the thread being waited for: yield now
+                             and then so the scheduler can run it */
 
 struct worker {
     struct cit_pool *pool;
@@ -57,6 +61,7 @@ static void *worker_main(void *p)
         uint64_t g = atomic_load(&pool->gen);
         for (int i = 0; g == seen && i < SPIN_ITERS; i++) {
             cpu_relax();
+            if (i % YIELD_EVERY == YIELD_EVERY - 1) sched_yield();
             g = atomic_load(&pool->gen);
         }
         if (g == seen) {
@@ -143,7 +148,10 @@ void cit_pool_run(struct cit_pool *pool, cit_pool_fn fn, void *arg)
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->n);
-    while (atomic_load(&pool->pending) > 0) cpu_relax();
+    for (int i = 1; atomic_load(&pool->pending) > 0; i++) {
+        cpu_relax();
+        if (i % YIELD_EVERY == 0) sched_yield();
+    }
 }
 
 int cit_cpu_count(void)

@@ -30,7 +30,7 @@ int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out)
     return CIT_ENOENT;
 }
 
-static int has(struct gguf_str s, const char *needle)
+static int has(const struct gguf_str s, const char *needle)
 {
     size_t n = strlen(needle);
     if (n > s.n) return 0;
@@ -42,11 +42,19 @@ static int has(struct gguf_str s, const char *needle)
 enum eng_chat_tmpl eng_chat_detect(const struct eng_model *m, int *recognised)
 {
     struct gguf_str t;
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL)) {
+        if (recognised) *recognised = 0;
+        return ENG_CHAT_CHATML;
+    }
+    return eng_chat_detect_str(t.p, (size_t)t.n, recognised);
+}
+
+enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recognised)
+{
+    struct gguf_str t = {tmpl, len};
     int ok = 1;
     enum eng_chat_tmpl r = ENG_CHAT_CHATML;
-    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL)) {
-        ok = 0;
-    } else if (has(t, "<|im_start|>")) {
+    if (has(t, "<|im_start|>")) {
         r = ENG_CHAT_CHATML;
     } else if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>")) {
         r = ENG_CHAT_LLAMA3;

@@ -137,10 +137,13 @@ void quantize_row_q8_0(const float *x, void *dst, int n)
     for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0, d, id;
         for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        /* Scale by 127/amax and round half to even: the reference engine's
+         * choice, and ties are common enough in real activations that a
+         * different rule shows up in the logits. */
         d = amax / 127.f;
-        id = d ? 1.f / d : 0.f;
+        id = amax != 0 ? 127.f / amax : 0.f;
         b[i].d = f32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < QK8_0; j++) b[i].qs[j] = (int8_t)lrintf(x[j] * id);
     }
 }
 

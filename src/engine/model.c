@@ -245,23 +245,33 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     return 0;
 }
 
-int eng_model_load(const char *path, struct eng_model **out, struct cit_err *err)
+static int load(const char *path, int vocab_only, struct eng_model **out, struct cit_err *err)
 {
     struct eng_model *m = cit_calloc(1, sizeof(*m));
     int rc;
     if (!m) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
     m->kern = eng_kernels_get();
     if ((rc = gguf_open(path, &m->gguf, err))) goto fail;
-    if ((rc = load_hparams(m, err))) goto fail;
+    if (!vocab_only && (rc = load_hparams(m, err))) goto fail;
     if ((rc = eng_vocab_load(m, err))) goto fail;
     m->hp.n_vocab = m->vinfo.n_tokens;
-    if ((rc = load_tensors(m, err))) goto fail;
+    if (!vocab_only && (rc = load_tensors(m, err))) goto fail;
     *out = m;
     return 0;
 fail:
     if (m->gguf && rc != CIT_ENOMEM) cit_err_prefix(err, path);
     eng_model_free(m);
     return rc;
+}
+
+int eng_model_load(const char *path, struct eng_model **out, struct cit_err *err)
+{
+    return load(path, 0, out, err);
+}
+
+int eng_model_load_vocab(const char *path, struct eng_model **out, struct cit_err *err)
+{
+    return load(path, 1, out, err);
 }
 
 void eng_model_free(struct eng_model *m)
@@ -327,6 +337,7 @@ int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t cache, B, widest;
 
+    if (!m->layers) return CIT_EINVAL; /* vocabulary-only model */
     if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
     if (n_ctx > (1 << 24)) return CIT_ERANGE;
     s = cit_calloc(1, sizeof(*s));
@@ -559,6 +570,7 @@ static void attn_worker(void *arg, int ith, int nth)
         qh = s->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
         for (int p = 0; p < n_pos; p++) {
             const uint16_t *kr = s->kc + lbase + (size_t)p * (size_t)kv_dim + (size_t)g * (size_t)hd;
+            /* The query goes through f16 too, as in the reference's K product. */
             sc[p] = k->vec_dot[GGUF_T_F16](hd, kr, qh) * scale;
             if (sc[p] > max) max = sc[p];
         }

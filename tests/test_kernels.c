@@ -1,0 +1,137 @@
+/* Kernels: half-precision conversion, quantize/dequantize error bounds, and
+ * the SIMD dot products against the scalar reference. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../src/engine/eng_int.h"
+#include "test.h"
+
+void test_kernels_fp16(void)
+{
+    /* Every finite half survives f16 -> f32 -> f16 exactly. */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = fp16_to_f32((uint16_t)h);
+        if (isnan(f)) continue;
+        CHECKF(f32_to_fp16(f) == h, "half 0x%04x -> %g -> 0x%04x", h, (double)f, f32_to_fp16(f));
+    }
+    CHECK(f32_to_fp16(65520.0f) == 0x7c00);        /* rounds to infinity */
+    CHECK(f32_to_fp16(1.0f + 1.0f / 4096) == 0x3c00); /* ties to even */
+    CHECK(f32_to_bf16(1.0f) == 0x3f80 && bf16_to_f32(0x3f80) == 1.0f);
+}
+
+static void rand_row(float *x, int n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (int i = 0; i < n; i++) x[i] = t_randf(&s) * (1.0f + (float)(i % 7));
+}
+
+/* Relative RMS error of quantize+dequantize for one type. */
+static double roundtrip_err(uint32_t type, const float *x, int n)
+{
+    const struct eng_kernels *k = eng_kernels_get();
+    uint8_t *q = malloc(eng_row_bytes(type, n));
+    float *y = malloc((size_t)n * sizeof(float));
+    double num = 0, den = 0;
+    switch (type) {
+    case GGUF_T_Q8_0: quantize_row_q8_0(x, q, n); break;
+    case GGUF_T_Q4_0: quantize_row_q4_0(x, q, n); break;
+    case GGUF_T_Q4_K: quantize_row_q4_K(x, q, n); break;
+    case GGUF_T_Q5_K: quantize_row_q5_K(x, q, n); break;
+    case GGUF_T_Q6_K: quantize_row_q6_K(x, q, n); break;
+    default: k->to_act[type](x, q, n); break;
+    }
+    k->dequant[type](q, y, n);
+    for (int i = 0; i < n; i++) num += (x[i] - y[i]) * (x[i] - y[i]), den += x[i] * x[i];
+    free(q);
+    free(y);
+    return sqrt(num / den);
+}
+
+void test_kernels_quant_roundtrip(void)
+{
+    enum { N = 4096 };
+    static float x[N];
+    /* Bounds well above what each format achieves on this data, well below
+     * what a wrong bit layout gives (a layout bug is O(1)). */
+    const struct {
+        uint32_t type;
+        double max_err;
+    } cases[] = {
+        {GGUF_T_F16, 1e-3}, {GGUF_T_BF16, 5e-3}, {GGUF_T_Q8_0, 0.01}, {GGUF_T_Q6_K, 0.03},
+        {GGUF_T_Q5_K, 0.06}, {GGUF_T_Q4_K, 0.12}, {GGUF_T_Q4_0, 0.15},
+    };
+    rand_row(x, N, 42);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double e = roundtrip_err(cases[i].type, x, N);
+        CHECKF(e < cases[i].max_err, "%s: relative error %g (limit %g)",
+               gguf_type_name(cases[i].type), e, cases[i].max_err);
+    }
+    /* All-zero blocks stay zero (no division by zero). */
+    {
+        static float z[512];
+        static uint8_t q[512 * 2];
+        static float y[512];
+        quantize_row_q4_K(z, q, 512);
+        eng_kernels_get()->dequant[GGUF_T_Q4_K](q, y, 512);
+        for (int i = 0; i < 512; i++) CHECK(y[i] == 0);
+        quantize_row_q6_K(z, q, 512);
+        eng_kernels_get()->dequant[GGUF_T_Q6_K](q, y, 512);
+        for (int i = 0; i < 512; i++) CHECK(y[i] == 0);
+    }
+}
+
+/* Every dot product agrees with (a) the scalar kernel and (b) a double
+ * precision dot of the dequantized operands. */
+void test_kernels_simd_vs_scalar(void)
+{
+    enum { N = 2048 };
+    static float w[N], a[N], wd[N], ad[N];
+    static uint8_t wq[N * 4], aq[N * 4];
+    struct eng_kernels ref;
+    const struct eng_kernels *best = eng_kernels_get();
+    uint32_t types[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_0,
+                        GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K};
+    eng_kernels_ref(&ref);
+    t_note("kernel set in use: %s", best->name);
+    rand_row(w, N, 1);
+    rand_row(a, N, 2);
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        uint32_t t = types[i], at = ref.act_type[t];
+        double exact = 0, scale = 0;
+        float s_ref, s_best;
+        switch (t) {
+        case GGUF_T_Q8_0: quantize_row_q8_0(w, wq, N); break;
+        case GGUF_T_Q4_0: quantize_row_q4_0(w, wq, N); break;
+        case GGUF_T_Q4_K: quantize_row_q4_K(w, wq, N); break;
+        case GGUF_T_Q5_K: quantize_row_q5_K(w, wq, N); break;
+        case GGUF_T_Q6_K: quantize_row_q6_K(w, wq, N); break;
+        default: ref.to_act[t](w, wq, N); break;
+        }
+        ref.to_act[at](a, aq, N);
+        ref.dequant[t](wq, wd, N);
+        if (at == GGUF_T_Q8_K) {
+            /* q8_K has no dequantizer in the table: rebuild it. */
+            const block_q8_K *b = (const block_q8_K *)aq;
+            for (int j = 0; j < N; j++) ad[j] = b[j / QK_K].d * b[j / QK_K].qs[j % QK_K];
+        } else {
+            ref.dequant[at](aq, ad, N);
+        }
+        for (int j = 0; j < N; j++) exact += (double)wd[j] * ad[j], scale += fabs((double)wd[j] * ad[j]);
+        s_ref = ref.vec_dot[t](N, wq, aq);
+        s_best = best->vec_dot[t](N, wq, aq);
+        CHECKF(fabs(s_ref - exact) <= 1e-5 * scale + 1e-6, "%s scalar %g vs exact %g",
+               gguf_type_name(t), (double)s_ref, exact);
+        CHECKF(fabs(s_best - exact) <= 1e-5 * scale + 1e-6, "%s %s %g vs exact %g",
+               gguf_type_name(t), best->name, (double)s_best, exact);
+    }
+    /* The f16 axpy used over the V cache. */
+    {
+        static uint16_t h[N];
+        static float y1[N], y2[N];
+        ref.to_act[GGUF_T_F16](a, h, N);
+        for (int j = 0; j < N; j++) y1[j] = y2[j] = w[j];
+        ref.axpy_f16(N - 3, 0.25f, h, y1);
+        best->axpy_f16(N - 3, 0.25f, h, y2);
+        for (int j = 0; j < N; j++) CHECKF(fabsf(y1[j] - y2[j]) < 1e-6f, "axpy %d", j);
+    }
+}
