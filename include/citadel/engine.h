@@ -171,4 +171,33 @@ void eng_sampler_free(struct eng_sampler *s);
  * logits are modified in place. */
 int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* ---- quantization recipes and synthetic models ---- */
+
+enum eng_qmix { ENG_QMIX_Q8_0, ENG_QMIX_Q4_0, ENG_QMIX_Q4_K_M, ENG_QMIX_Q5_K_M, ENG_QMIX_Q6_K };
+
+/* "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k". */
+int eng_qmix_from_name(const char *name, enum eng_qmix *out /* out */);
+uint32_t eng_qmix_file_type(enum eng_qmix mix); /* general.file_type value */
+/* The type a tensor gets in a recipe. 1-D tensors stay f32; rows that do not
+ * fit the recipe's block size fall back to q8_0 or keep src_type. */
+uint32_t eng_qmix_pick(enum eng_qmix mix, const char *name, uint32_t n_dims, uint64_t ne0,
+                       uint32_t src_type, int n_layer, int tied_output);
+/* Converts n f32 values into a row of type t (f32, f16, bf16, q8_0, q4_0,
+ * q4_K, q5_K, q6_K); CIT_ENOTSUP for other types. */
+int eng_quantize_row(uint32_t t, const float *x, void *dst, int n);
+
+/* A llama-shaped model with random weights and a SentencePiece vocabulary
+ * of placeholder tokens: for benchmarks and tests, never for answers. */
+struct eng_synth_spec {
+    const char *arch; /* "llama" or "qwen2" (adds q/k/v biases) */
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    int use_mix;      /* 1: weights typed by mix; 0: every matrix wtype */
+    enum eng_qmix mix;
+    uint32_t wtype;
+    int tied;         /* no output.weight */
+    uint64_t seed;
+};
+int eng_synth_write(const char *path, const struct eng_synth_spec *spec, struct cit_pool *pool,
+                    struct cit_err *err);
+
 #endif

@@ -1,11 +1,8 @@
 /*
  * citadel model quantize IN OUT TYPE
  *
- * Converts the 2-D weights of an f32/f16/bf16 model; 1-D tensors (norms,
- * biases) stay f32. The mixes follow the common recipes so files compare
- * with those made by other tools: q4_0 and the k-quant mixes keep the output
- * matrix in q6_K, and q4_k_m/q5_k_m give attn_v and ffn_down q6_K in the
- * first and last eighth of the layers and every third layer between.
+ * Converts the 2-D weights of an f32/f16/bf16 model with one of the
+ * engine's recipes (eng_qmix_pick); 1-D tensors (norms, biases) stay f32.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,59 +12,12 @@
 #include "cli.h"
 #include "../engine/eng_int.h"
 
-enum qmix { MIX_Q8_0, MIX_Q4_0, MIX_Q4_K_M, MIX_Q5_K_M, MIX_Q6_K };
-
-static const struct {
-    const char *name;
-    enum qmix mix;
-    uint32_t ftype; /* general.file_type as GGUF numbers it */
-} mixes[] = {
-    {"q8_0", MIX_Q8_0, 7},     {"q4_0", MIX_Q4_0, 2}, {"q4_k_m", MIX_Q4_K_M, 15},
-    {"q5_k_m", MIX_Q5_K_M, 17}, {"q6_k", MIX_Q6_K, 18},
-};
-
 struct qctx {
     const struct gguf_tensor *src;
     uint32_t type;
     struct cit_pool *pool;
     uint8_t *dst;
 };
-
-static int more_bits(int layer, int n_layer)
-{
-    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
-}
-
-static int layer_of(const char *name)
-{
-    int l;
-    return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
-}
-
-/* The type a tensor gets in a mix (it must also fit the row length). */
-static uint32_t pick_type(enum qmix mix, const struct gguf_tensor *t, const char *name,
-                          int n_layer, int tied)
-{
-    uint32_t want;
-    int is_output = !strcmp(name, "output.weight") || (tied && !strcmp(name, "token_embd.weight"));
-    int l = layer_of(name);
-    if (t->n_dims < 2) return GGUF_T_F32;
-    switch (mix) {
-    case MIX_Q8_0: want = GGUF_T_Q8_0; break;
-    case MIX_Q4_0: want = is_output ? GGUF_T_Q6_K : GGUF_T_Q4_0; break;
-    case MIX_Q6_K: want = GGUF_T_Q6_K; break;
-    default:
-        want = mix == MIX_Q4_K_M ? GGUF_T_Q4_K : GGUF_T_Q5_K;
-        if (is_output ||
-            ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) && l >= 0 &&
-             more_bits(l, n_layer)))
-            want = GGUF_T_Q6_K;
-        break;
-    }
-    if (t->ne[0] % gguf_type_info(want)->blck) want = GGUF_T_Q8_0;
-    if (t->ne[0] % 32) want = t->type;
-    return want;
-}
 
 struct rows_job {
     struct qctx *q;
@@ -91,17 +41,7 @@ static void quantize_rows(void *arg, int ith, int nth)
         const uint8_t *src = (const uint8_t *)t->data + (size_t)r * in_row;
         uint8_t *dst = j->q->dst + (size_t)r * out_row;
         k->dequant[t->type](src, tmp, (int)ncols);
-        switch (j->q->type) {
-        case GGUF_T_F32: memcpy(dst, tmp, out_row); break;
-        case GGUF_T_F16: k->to_act[GGUF_T_F16](tmp, dst, (int)ncols); break;
-        case GGUF_T_BF16: k->to_act[GGUF_T_BF16](tmp, dst, (int)ncols); break;
-        case GGUF_T_Q8_0: quantize_row_q8_0(tmp, dst, (int)ncols); break;
-        case GGUF_T_Q4_0: quantize_row_q4_0(tmp, dst, (int)ncols); break;
-        case GGUF_T_Q4_K: quantize_row_q4_K(tmp, dst, (int)ncols); break;
-        case GGUF_T_Q5_K: quantize_row_q5_K(tmp, dst, (int)ncols); break;
-        case GGUF_T_Q6_K: quantize_row_q6_K(tmp, dst, (int)ncols); break;
-        default: j->rc = CIT_ENOTSUP; break;
-        }
+        if (eng_quantize_row(j->q->type, tmp, dst, (int)ncols)) j->rc = CIT_ENOTSUP;
     }
     cit_free(tmp);
 }
@@ -125,7 +65,7 @@ int cli_quantize(int argc, char **argv)
     struct qctx *ctx = NULL;
     struct cit_err err;
     const struct eng_kernels *k = eng_kernels_get();
-    size_t mi;
+    enum eng_qmix mix;
     int rc, status = 1, n_layer = 0, tied;
     uint64_t bytes_in = 0, bytes_out = 0;
 
@@ -134,9 +74,7 @@ int cli_quantize(int argc, char **argv)
               stderr);
         return 2;
     }
-    for (mi = 0; mi < sizeof(mixes) / sizeof(mixes[0]); mi++)
-        if (!strcmp(argv[2], mixes[mi].name)) break;
-    if (mi == sizeof(mixes) / sizeof(mixes[0])) {
+    if (eng_qmix_from_name(argv[2], &mix)) {
         fprintf(stderr, "citadel model quantize: unknown type '%s' (q8_0, q4_0, q4_k_m, q5_k_m, "
                 "q6_k)\n", argv[2]);
         return 2;
@@ -151,8 +89,7 @@ int cli_quantize(int argc, char **argv)
         int l;
         char name[GGUF_MAX_NAME + 1];
         snprintf(name, sizeof(name), "%.*s", (int)t->name.n, t->name.p);
-        l = layer_of(name);
-        if (l + 1 > n_layer) n_layer = l + 1;
+        if (sscanf(name, "blk.%d.", &l) == 1 && l + 1 > n_layer) n_layer = l + 1;
         if (t->type != GGUF_T_F32 && t->type != GGUF_T_F16 && t->type != GGUF_T_BF16) {
             fprintf(stderr, "citadel model quantize: %s: tensor '%s' is already %s; only f32, "
                     "f16 and bf16 models can be quantized\n", argv[0], name,
@@ -175,7 +112,7 @@ int cli_quantize(int argc, char **argv)
             continue;
         if ((rc = gguf_writer_set(w, key, &kv->v))) goto fail_rc;
     }
-    if ((rc = gguf_writer_set_u32(w, "general.file_type", mixes[mi].ftype)) ||
+    if ((rc = gguf_writer_set_u32(w, "general.file_type", eng_qmix_file_type(mix))) ||
         (rc = gguf_writer_set_u32(w, "general.quantization_version", 2)))
         goto fail_rc;
     for (uint64_t i = 0; i < in->n_tensors; i++) {
@@ -183,7 +120,7 @@ int cli_quantize(int argc, char **argv)
         char name[GGUF_MAX_NAME + 1];
         snprintf(name, sizeof(name), "%.*s", (int)t->name.n, t->name.p);
         ctx[i].src = t;
-        ctx[i].type = pick_type(mixes[mi].mix, t, name, n_layer, tied);
+        ctx[i].type = eng_qmix_pick(mix, name, t->n_dims, t->ne[0], t->type, n_layer, tied);
         ctx[i].pool = pool;
         if (!k->dequant[t->type]) {
             rc = CIT_ENOTSUP;
@@ -199,7 +136,7 @@ int cli_quantize(int argc, char **argv)
         goto done;
     }
     fprintf(stderr, "citadel: wrote %s (%s): %.1f MiB of tensors from %.1f MiB\n", argv[1],
-            mixes[mi].name, (double)bytes_out / 1048576.0, (double)bytes_in / 1048576.0);
+            argv[2], (double)bytes_out / 1048576.0, (double)bytes_in / 1048576.0);
     status = 0;
     goto done;
 fail_rc:

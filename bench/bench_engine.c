@@ -1,0 +1,301 @@
+/*
+ * Engine benchmark: TinyLlama-1.1B-shaped synthetic models (dim 2048, 22
+ * layers, 32 heads, 4 KV heads, ffn 5632, vocab 32000) in q8_0, q4_0 and
+ * q4_k_m, generated with the GGUF writer and cached outside the repository
+ * ($CITADEL_BENCH_CACHE, default ~/.cache/citadel-bench).
+ *
+ * Prints, per model: load time, prefill tok/s for a 512-token prompt and
+ * decode tok/s for 128 tokens at 1 and 2 threads (median of BENCH_RUNS runs,
+ * default 3), peak RSS, and decode speed as a fraction of the memory
+ * bandwidth bound (bandwidth measured here; bytes of weights per token from
+ * the model). Reference figures for llama.cpp on the same 2-core machine are
+ * printed beside them. Nothing is asserted: numbers are for people.
+ *
+ *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "citadel/engine.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+struct ref_row {
+    const char *mix;
+    double llama_pp, llama_tg; /* llama.cpp, 2 threads, same machine (issue 2) */
+};
+static const struct ref_row refs[] = {
+    {"q8_0", 63, 23.8}, {"q4_0", 75, 39.1}, {"q4_k_m", 52, 35.4}};
+
+static double now_s(void)
+{
+    return (double)cit_now_ns() / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- memory bandwidth: read a buffer much larger than the caches ---- */
+
+struct bw_job {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sink[64];
+};
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static uint64_t read_avx2(const uint64_t *p, size_t n)
+{
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 16 <= n; i += 16) {
+        a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i *)(p + i)));
+        b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i *)(p + i + 4)));
+        c = _mm256_xor_si256(c, _mm256_load_si256((const __m256i *)(p + i + 8)));
+        d = _mm256_xor_si256(d, _mm256_load_si256((const __m256i *)(p + i + 12)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
+static uint64_t read_plain(const uint64_t *p, size_t n)
+{
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= n; i += 4) a ^= p[i], b ^= p[i + 1], c ^= p[i + 2], d ^= p[i + 3];
+    return a ^ b ^ c ^ d;
+}
+
+static void bw_worker(void *arg, int ith, int nth)
+{
+    struct bw_job *j = arg;
+    size_t per = j->n / (size_t)nth / 16 * 16;
+    const uint64_t *p = j->buf + per * (size_t)ith;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2")) {
+        j->sink[ith] = read_avx2(p, per);
+        return;
+    }
+#endif
+    j->sink[ith] = read_plain(p, per);
+}
+
+static double measure_bandwidth(struct cit_pool *pool, int runs)
+{
+    size_t bytes = (size_t)1 << 30, n = bytes / 8;
+    uint64_t *buf = cit_aligned_alloc(64, bytes);
+    double best[16];
+    struct bw_job j;
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = i * 0x9e3779b97f4a7c15ull; /* fault pages in */
+    j.buf = buf;
+    j.n = n;
+    for (int r = 0; r < runs && r < 16; r++) {
+        double t0 = now_s();
+        cit_pool_run(pool, bw_worker, &j);
+        best[r] = (double)bytes / (now_s() - t0);
+    }
+    cit_free(buf);
+    return median(best, runs < 16 ? runs : 16);
+}
+
+/* ---- models ---- */
+
+static const char *cache_dir(void)
+{
+    static char dir[1024];
+    const char *e = getenv("CITADEL_BENCH_CACHE"), *home = getenv("HOME");
+    if (e)
+        snprintf(dir, sizeof(dir), "%s", e);
+    else
+        snprintf(dir, sizeof(dir), "%s/.cache/citadel-bench", home ? home : "/tmp");
+    return dir;
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+static int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap)
+{
+    struct eng_synth_spec sp = {0};
+    struct cit_err err;
+    struct stat st;
+    double t0;
+    snprintf(path, cap, "%s/tinyllama-shape-%s.gguf", cache_dir(), mix_name);
+    if (stat(path, &st) == 0) return 0;
+    if (mkdirs(cache_dir())) {
+        fprintf(stderr, "bench: cannot create %s\n", cache_dir());
+        return -1;
+    }
+    sp.arch = "llama";
+    sp.n_embd = 2048, sp.n_layer = 22, sp.n_head = 32, sp.n_head_kv = 4, sp.n_ff = 5632;
+    sp.n_vocab = 32000, sp.n_ctx = 2048, sp.use_mix = 1, sp.seed = 1;
+    eng_qmix_from_name(mix_name, &sp.mix);
+    fprintf(stderr, "bench: generating %s (once; cached) ...\n", path);
+    t0 = now_s();
+    if (eng_synth_write(path, &sp, pool, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    fprintf(stderr, "bench: generated in %.0f s\n", now_s() - t0);
+    return 0;
+}
+
+static double rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Tokens/s of one prefill of n_prompt tokens, or of n_gen single-token decodes. */
+static double run_once(const struct eng_model *m, struct cit_pool *pool, int n_prompt, int n_gen)
+{
+    struct eng_seq *s;
+    int n_vocab = eng_model_hparams(m)->n_vocab;
+    float *logits = cit_calloc((size_t)n_vocab, sizeof(float));
+    int32_t *toks = cit_calloc((size_t)(n_prompt > 1 ? n_prompt : 1), sizeof(int32_t));
+    double t0, dt, r = 0;
+    uint64_t st = 12345;
+    if (!logits || !toks || eng_seq_new(m, n_prompt + n_gen + 1, &s)) return 0;
+    for (int i = 0; i < n_prompt; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = 3 + (int32_t)((st >> 33) % (uint64_t)(n_vocab - 3));
+    }
+    if (n_prompt) {
+        t0 = now_s();
+        eng_seq_eval(s, pool, toks, n_prompt, logits, 0);
+        dt = now_s() - t0;
+        r = n_prompt / dt;
+    } else {
+        int32_t tok = 1;
+        t0 = now_s();
+        for (int i = 0; i < n_gen; i++) {
+            int32_t best = 0;
+            eng_seq_eval(s, pool, &tok, 1, logits, 0);
+            for (int v = 1; v < n_vocab; v++)
+                if (logits[v] > logits[best]) best = v;
+            tok = best;
+        }
+        dt = now_s() - t0;
+        r = n_gen / dt;
+    }
+    eng_seq_free(s);
+    cit_free(logits);
+    cit_free(toks);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    const char *models = "q8_0,q4_0,q4_k_m";
+    int threads[4] = {1, 2}, n_threads = 2, runs = 3, n_prompt = 512, n_gen = 128;
+    struct cit_pool *gen_pool;
+    double bw1, bw2;
+    const char *e = getenv("BENCH_RUNS");
+    if (e && atoi(e) > 0) runs = atoi(e);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            runs = 1, n_prompt = 64, n_gen = 16;
+        } else if (!strcmp(argv[i], "--models") && i + 1 < argc) {
+            models = argv[++i];
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *p = argv[++i];
+            n_threads = 0;
+            while (*p && n_threads < 4) {
+                threads[n_threads++] = (int)strtol(p, &p, 10);
+                if (*p == ',') p++;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
+                    "[--threads 1,2]\n");
+            return 2;
+        }
+    }
+    if (cit_pool_create(cit_cpu_count(), &gen_pool)) return 1;
+    {
+        struct cit_pool *p1;
+        cit_pool_create(1, &p1);
+        bw1 = measure_bandwidth(p1, 5);
+        cit_pool_free(p1);
+        bw2 = measure_bandwidth(gen_pool, 5);
+    }
+    printf("citadel engine benchmark: %s kernels, %d CPUs, median of %d runs\n",
+           eng_kernels_name(), cit_cpu_count(), runs);
+    printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n\n", bw1 / 1e9,
+           bw2 / 1e9, cit_cpu_count());
+    printf("%-7s %4s %9s %9s %11s %10s %9s %9s %9s\n", "model", "thr", "pp512", "tg128",
+           "bw-bound", "tg/bound", "load(ms)", "rss(MiB)", "llama.cpp");
+    for (const char *p = models; *p;) {
+        char mix[16], path[1200];
+        size_t n = strcspn(p, ",");
+        struct eng_model *m;
+        struct cit_err err;
+        double t0, load_ms;
+        uint64_t wbytes;
+        snprintf(mix, sizeof(mix), "%.*s", (int)n, p);
+        p += n + (p[n] == ',');
+        if (ensure_model(mix, gen_pool, path, sizeof(path))) return 1;
+        t0 = now_s();
+        if (eng_model_load(path, &m, &err)) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return 1;
+        }
+        load_ms = (now_s() - t0) * 1e3;
+        wbytes = eng_model_weight_bytes(m);
+        for (int ti = 0; ti < n_threads; ti++) {
+            struct cit_pool *pool;
+            double pp[16], tg[16], bound, bw = threads[ti] == 1 ? bw1 : bw2;
+            const struct ref_row *ref = NULL;
+            if (cit_pool_create(threads[ti], &pool)) return 1;
+            run_once(m, pool, 0, 4); /* warm: page in the weights */
+            for (int r = 0; r < runs && r < 16; r++) {
+                pp[r] = run_once(m, pool, n_prompt, 0);
+                tg[r] = run_once(m, pool, 0, n_gen);
+            }
+            for (size_t k = 0; k < sizeof(refs) / sizeof(refs[0]); k++)
+                if (!strcmp(refs[k].mix, mix)) ref = &refs[k];
+            bound = bw / (double)wbytes;
+            printf("%-7s %4d %9.1f %9.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
+                   median(pp, runs), median(tg, runs), bound, 100 * median(tg, runs) / bound,
+                   load_ms, rss_mib());
+            if (ref && threads[ti] == 2)
+                printf("  pp %.0f tg %.1f", ref->llama_pp, ref->llama_tg);
+            printf("\n");
+            fflush(stdout);
+            cit_pool_free(pool);
+        }
+        printf("%-7s weights read per token: %.0f MiB\n", mix, (double)wbytes / 1048576.0);
+        eng_model_free(m);
+    }
+    printf("\npp512: prefill tokens/s of a 512-token prompt; tg128: decode tokens/s over 128 "
+           "tokens;\nbw-bound: tokens/s if every weight byte were read once per token at the "
+           "measured bandwidth.\n");
+    cit_pool_free(gen_pool);
+    return 0;
+}
