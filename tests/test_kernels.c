@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "../src/engine/eng_int.h"
+#include "citadel/engine.h"
 #include "test.h"
 
 void test_kernels_fp16(void)
@@ -123,6 +124,25 @@ void test_kernels_simd_vs_scalar(void)
                gguf_type_name(t), (double)s_ref, exact);
         CHECKF(fabs(s_best - exact) <= 1e-5 * scale + 1e-6, "%s %s %g vs exact %g",
                gguf_type_name(t), best->name, (double)s_best, exact);
+    }
+    /* Four-token kernels give what four single calls give. */
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        uint32_t t = types[i], at = best->act_type[t];
+        static uint8_t a4[4 * N * 4];
+        size_t stride = (size_t)N * 4;
+        float v4[4];
+        if (!best->vec_dot4[t]) continue;
+        if (eng_quantize_row(t, w, wq, N)) continue;
+        for (int r = 0; r < 4; r++) {
+            rand_row(a, N, 100 + (uint64_t)r);
+            best->to_act[at](a, a4 + stride * (size_t)r, N);
+        }
+        best->vec_dot4[t](N, wq, a4, stride, v4);
+        for (int r = 0; r < 4; r++) {
+            float v1 = best->vec_dot[t](N, wq, a4 + stride * (size_t)r);
+            CHECKF(fabsf(v4[r] - v1) <= 1e-4f * fabsf(v1) + 1e-4f, "%s dot4 row %d: %g vs %g",
+                   gguf_type_name(t), r, (double)v4[r], (double)v1);
+        }
     }
     /* The f16 axpy used over the V cache. */
     {

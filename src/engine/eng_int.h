@@ -46,6 +46,19 @@ typedef struct {
     uint8_t qs[QK4_0 / 2];
 } block_q4_0;
 
+/* Activation-only: q8_0 plus the integer sum of its 32 values, so a q4_0
+ * product can use the unsigned nibbles directly and subtract 8 * sum once
+ * (exact integer arithmetic, the same result as centring each nibble). */
+typedef struct {
+    uint16_t d;
+    int16_t sum;
+    int8_t qs[QK8_0];
+} block_q8_0s;
+
+/* Internal activation type number, past the GGUF types. */
+#define ENG_ACT_Q8_0S GGUF_T_COUNT
+#define ENG_N_TYPES   (GGUF_T_COUNT + 1)
+
 typedef struct {
     uint16_t d, dmin;
     uint8_t scales[12];
@@ -74,6 +87,7 @@ typedef struct {
 
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(block_q8_0s) == 36, "q8_0s layout");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
@@ -160,15 +174,19 @@ static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t
  * one activation row already converted to act_type[t] (n elements).
  * quantize_act[t] converts n f32 activations into that type. */
 typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
+/* One weight row against four activation rows (a, a + stride, ...): the
+ * weight block is unpacked once for four tokens during prefill. */
+typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t stride, float out[4]);
 typedef void (*to_act_fn)(const float *x, void *dst, int n);
 typedef void (*dequant_fn)(const void *src, float *dst, int n);
 
 struct eng_kernels {
     const char *name; /* "scalar", "avx2" */
     vec_dot_fn vec_dot[GGUF_T_COUNT];
+    vec_dot4_fn vec_dot4[GGUF_T_COUNT]; /* optional */
     uint32_t act_type[GGUF_T_COUNT];
-    to_act_fn to_act[GGUF_T_COUNT]; /* indexed by activation type */
-    dequant_fn dequant[GGUF_T_COUNT];
+    to_act_fn to_act[ENG_N_TYPES]; /* indexed by activation type */
+    dequant_fn dequant[ENG_N_TYPES];
     /* y[i] += a * x[i] for an f16 vector x (attention over the f16 V cache) */
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
 };
@@ -189,6 +207,7 @@ static inline size_t eng_row_bytes(uint32_t t, int64_t n)
 
 /* Reference quantizers for whole rows (used by `model quantize` and tests). */
 void quantize_row_q8_0(const float *x, void *dst, int n);
+void quantize_row_q8_0s(const float *x, void *dst, int n);
 void quantize_row_q4_0(const float *x, void *dst, int n);
 void quantize_row_q8_K(const float *x, void *dst, int n);
 void quantize_row_q4_K(const float *x, void *dst, int n);

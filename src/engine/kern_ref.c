@@ -40,6 +40,15 @@ static void dequant_q8_0(const void *src, float *dst, int n)
     }
 }
 
+static void dequant_q8_0s(const void *src, float *dst, int n)
+{
+    const block_q8_0s *b = src;
+    for (int i = 0; i < n / QK8_0; i++) {
+        float d = fp16_to_f32(b[i].d);
+        for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = d * b[i].qs[j];
+    }
+}
+
 static void dequant_q4_0(const void *src, float *dst, int n)
 {
     const block_q4_0 *b = src;
@@ -147,6 +156,20 @@ void quantize_row_q8_0(const float *x, void *dst, int n)
     }
 }
 
+void quantize_row_q8_0s(const float *x, void *dst, int n)
+{
+    block_q8_0s *b = dst;
+    block_q8_0 tmp;
+    for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        int s = 0;
+        quantize_row_q8_0(x, &tmp, QK8_0);
+        b[i].d = tmp.d;
+        memcpy(b[i].qs, tmp.qs, QK8_0);
+        for (int j = 0; j < QK8_0; j++) s += tmp.qs[j];
+        b[i].sum = (int16_t)s;
+    }
+}
+
 /* q8_K keeps the scale in f32 and maps the value of largest magnitude to
  * -127 exactly (its sign folded into d), so the others stay within +-127. */
 void quantize_row_q8_K(const float *x, void *dst, int n)
@@ -217,13 +240,13 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
-    const block_q8_0 *y = a;
+    const block_q8_0s *y = a;
     float s = 0;
     for (int i = 0; i < n / QK4_0; i++) {
-        int sum = 0;
+        int sum = -8 * y[i].sum;
         for (int j = 0; j < 16; j++) {
-            sum += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
-            sum += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
+            sum += (x[i].qs[j] & 0xF) * y[i].qs[j];
+            sum += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
         }
         s += fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d) * (float)sum;
     }
@@ -500,6 +523,7 @@ void eng_kernels_ref(struct eng_kernels *k)
     k->dequant[GGUF_T_BF16] = dequant_bf16;
     k->dequant[GGUF_T_Q8_0] = dequant_q8_0;
     k->dequant[GGUF_T_Q4_0] = dequant_q4_0;
+    k->dequant[ENG_ACT_Q8_0S] = dequant_q8_0s;
     k->dequant[GGUF_T_Q4_K] = dequant_q4_K;
     k->dequant[GGUF_T_Q5_K] = dequant_q5_K;
     k->dequant[GGUF_T_Q6_K] = dequant_q6_K;
@@ -509,13 +533,14 @@ void eng_kernels_ref(struct eng_kernels *k)
     k->to_act[GGUF_T_F16] = to_f16;
     k->to_act[GGUF_T_BF16] = to_bf16;
     k->to_act[GGUF_T_Q8_0] = quantize_row_q8_0;
+    k->to_act[ENG_ACT_Q8_0S] = quantize_row_q8_0s;
     k->to_act[GGUF_T_Q8_K] = quantize_row_q8_K;
 
     k->vec_dot[GGUF_T_F32] = dot_f32, k->act_type[GGUF_T_F32] = GGUF_T_F32;
     k->vec_dot[GGUF_T_F16] = dot_f16, k->act_type[GGUF_T_F16] = GGUF_T_F16;
     k->vec_dot[GGUF_T_BF16] = dot_bf16, k->act_type[GGUF_T_BF16] = GGUF_T_BF16;
     k->vec_dot[GGUF_T_Q8_0] = dot_q8_0_q8_0, k->act_type[GGUF_T_Q8_0] = GGUF_T_Q8_0;
-    k->vec_dot[GGUF_T_Q4_0] = dot_q4_0_q8_0, k->act_type[GGUF_T_Q4_0] = GGUF_T_Q8_0;
+    k->vec_dot[GGUF_T_Q4_0] = dot_q4_0_q8_0, k->act_type[GGUF_T_Q4_0] = ENG_ACT_Q8_0S;
     k->vec_dot[GGUF_T_Q4_K] = dot_q4_K_q8_K, k->act_type[GGUF_T_Q4_K] = GGUF_T_Q8_K;
     k->vec_dot[GGUF_T_Q5_K] = dot_q5_K_q8_K, k->act_type[GGUF_T_Q5_K] = GGUF_T_Q8_K;
     k->vec_dot[GGUF_T_Q6_K] = dot_q6_K_q8_K, k->act_type[GGUF_T_Q6_K] = GGUF_T_Q8_K;

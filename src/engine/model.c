@@ -449,7 +449,21 @@ static void mm_worker(void *arg, int ith, int nth)
             if (hi <= 0 || lo >= rows) continue;
             if (lo < 0) lo = 0;
             if (hi > rows) hi = rows;
-            for (int t = 0; t < j->n_tok; t++) {
+            vec_dot4_fn dot4 = j->k->vec_dot4[m->w->type];
+            int t = 0;
+            if (dot4) /* four tokens at a time share each unpacked weight block */
+                for (; t + 4 <= j->n_tok; t += 4) {
+                    const uint8_t *a = j->act + (size_t)t * j->act_stride;
+                    for (int r = lo; r < hi; r++) {
+                        float v[4];
+                        dot4((int)m->w->ne0, m->w->data + (size_t)r * m->w->row_bytes, a,
+                             j->act_stride, v);
+                        for (int u = 0; u < 4; u++)
+                            m->y[(size_t)(t + u) * (size_t)m->y_stride + (size_t)r] =
+                                m->bias ? v[u] + m->bias[r] : v[u];
+                    }
+                }
+            for (; t < j->n_tok; t++) {
                 const uint8_t *a = j->act + (size_t)t * j->act_stride;
                 float *y = m->y + (size_t)t * (size_t)m->y_stride;
                 for (int r = lo; r < hi; r++) {
