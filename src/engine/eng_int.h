@@ -46,14 +46,16 @@ typedef struct {
     uint8_t qs[QK4_0 / 2];
 } block_q4_0;
 
-/* Activation-only: q8_0 plus the integer sum of its 32 values, so a q4_0
- * product can use the unsigned nibbles directly and subtract 8 * sum once
- * (exact integer arithmetic, the same result as centring each nibble). */
-typedef struct {
-    uint16_t d;
-    int16_t sum;
-    int8_t qs[QK8_0];
-} block_q8_0s;
+/* Activation-only "q8_0s": q8_0 values laid out for SIMD, a row of nb
+ * blocks being
+ *     float d[nb] | float sum[nb] | int8 qs[32 * nb]
+ * (scales as f32, and each block's integer sum as a float). A q4_0 product
+ * then feeds the unsigned nibbles to vpmaddubsw and applies the -8 offset
+ * once per eight blocks as -8 * sum(d_w * d_a * sum). */
+static inline size_t q8_0s_row_bytes(int n)
+{
+    return (size_t)(n / QK8_0) * (2 * sizeof(float) + QK8_0);
+}
 
 /* Internal activation type number, past the GGUF types. */
 #define ENG_ACT_Q8_0S GGUF_T_COUNT
@@ -87,7 +89,6 @@ typedef struct {
 
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
-_Static_assert(sizeof(block_q8_0s) == 36, "q8_0s layout");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
@@ -195,6 +196,8 @@ struct eng_kernels {
 void eng_kernels_ref(struct eng_kernels *k);
 /* Overrides entries with the AVX2+FMA versions (only called when the CPU has them). */
 void eng_kernels_avx2(struct eng_kernels *k);
+/* The same kernels built with AVX512-VNNI (vpdpbusd on 256-bit registers). */
+void eng_kernels_avx2_vnni(struct eng_kernels *k);
 /* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
 const struct eng_kernels *eng_kernels_get(void);
 

@@ -42,11 +42,10 @@ static void dequant_q8_0(const void *src, float *dst, int n)
 
 static void dequant_q8_0s(const void *src, float *dst, int n)
 {
-    const block_q8_0s *b = src;
-    for (int i = 0; i < n / QK8_0; i++) {
-        float d = fp16_to_f32(b[i].d);
-        for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = d * b[i].qs[j];
-    }
+    int nb = n / QK8_0;
+    const float *d = src;
+    const int8_t *qs = (const int8_t *)(d + 2 * nb);
+    for (int i = 0; i < n; i++) dst[i] = d[i / QK8_0] * qs[i];
 }
 
 static void dequant_q4_0(const void *src, float *dst, int n)
@@ -158,15 +157,17 @@ void quantize_row_q8_0(const float *x, void *dst, int n)
 
 void quantize_row_q8_0s(const float *x, void *dst, int n)
 {
-    block_q8_0s *b = dst;
-    block_q8_0 tmp;
-    for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    int nb = n / QK8_0;
+    float *d = dst, *sum = d + nb;
+    int8_t *qs = (int8_t *)(sum + nb);
+    for (int i = 0; i < nb; i++) {
+        block_q8_0 b;
         int s = 0;
-        quantize_row_q8_0(x, &tmp, QK8_0);
-        b[i].d = tmp.d;
-        memcpy(b[i].qs, tmp.qs, QK8_0);
-        for (int j = 0; j < QK8_0; j++) s += tmp.qs[j];
-        b[i].sum = (int16_t)s;
+        quantize_row_q8_0(x + i * QK8_0, &b, QK8_0);
+        d[i] = fp16_to_f32(b.d); /* the f16-rounded scale, as q8_0 stores it */
+        memcpy(qs + i * QK8_0, b.qs, QK8_0);
+        for (int j = 0; j < QK8_0; j++) s += b.qs[j];
+        sum[i] = (float)s;
     }
 }
 
@@ -240,15 +241,17 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
-    const block_q8_0s *y = a;
+    int nb = n / QK4_0;
+    const float *yd = a, *ysum = yd + nb;
+    const int8_t *yq = (const int8_t *)(ysum + nb);
     float s = 0;
-    for (int i = 0; i < n / QK4_0; i++) {
-        int sum = -8 * y[i].sum;
+    for (int i = 0; i < nb; i++) {
+        int sum = -8 * (int)ysum[i];
         for (int j = 0; j < 16; j++) {
-            sum += (x[i].qs[j] & 0xF) * y[i].qs[j];
-            sum += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+            sum += (x[i].qs[j] & 0xF) * yq[i * QK4_0 + j];
+            sum += (x[i].qs[j] >> 4) * yq[i * QK4_0 + j + 16];
         }
-        s += fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d) * (float)sum;
+        s += fp16_to_f32(x[i].d) * yd[i] * (float)sum;
     }
     return s;
 }
@@ -556,8 +559,12 @@ const struct eng_kernels *eng_kernels_get(void)
         const char *force = getenv("CITADEL_KERNELS");
         eng_kernels_ref(&k);
 #if defined(__x86_64__)
-        if (!(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        int simd = !(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") &&
+                   __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        if (simd && !(force && !strcmp(force, "avx2")) && __builtin_cpu_supports("avx512vnni") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+            eng_kernels_avx2_vnni(&k);
+        else if (simd)
             eng_kernels_avx2(&k);
 #else
         (void)force;
