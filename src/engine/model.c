@@ -430,15 +430,25 @@ struct mm_job {
     _Atomic int next;
 };
 
+/* Rows are handed out in two ways. Decoding (a few tokens) is a stream
+ * through the weights: each thread takes one contiguous range, so every
+ * thread reads memory sequentially and the prefetchers keep up; chunks
+ * dealt out alternately would make each stream skip ahead every chunk.
+ * Prefill is compute-bound and takes chunks from a shared counter, which
+ * balances the load when a core is busy with something else. */
 static void mm_worker(void *arg, int ith, int nth)
 {
     struct mm_job *j = arg;
     int n_chunks = (j->rows_total + ROW_CHUNK - 1) / ROW_CHUNK;
-    (void)ith;
-    (void)nth;
+    int streaming = j->n_tok < 4, c_end = n_chunks;
+    int c_next = 0;
+    if (streaming) {
+        c_next = (int)((int64_t)n_chunks * ith / nth);
+        c_end = (int)((int64_t)n_chunks * (ith + 1) / nth);
+    }
     for (;;) {
-        int c = atomic_fetch_add(&j->next, 1), r0, r1;
-        if (c >= n_chunks) break;
+        int c = streaming ? c_next++ : atomic_fetch_add(&j->next, 1), r0, r1;
+        if (c >= c_end) break;
         r0 = c * ROW_CHUNK;
         r1 = r0 + ROW_CHUNK < j->rows_total ? r0 + ROW_CHUNK : j->rows_total;
         /* Split [r0, r1) across the items it touches. */
