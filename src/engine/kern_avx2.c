@@ -124,30 +124,6 @@ static float dot_bf16(int n, const void *w, const void *a)
     }
 }
 
-static float dot_q8_0_q8_0(int n, const void *w, const void *a)
-{
-    const block_q8_0 *x = w, *y = a;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int nb = n / QK8_0, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256i p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256i p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
-                                _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)),
-                               _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)),
-                               _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                               _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)),
-                               _mm256_cvtepi32_ps(p), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
 /* Eight f16 scales that sit at a fixed byte stride (the d field heading
  * each block), converted together: one gather instead of eight scalar
  * loads and conversions. Reads 4 bytes at each block start, which stay
@@ -255,11 +231,96 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     }
 }
 
+/* q8_0 x q8_0s: eight weight scales gathered at once, |x| into vpmaddubsw
+ * with the sign moved onto the activation. */
+static float dot_q8_0_q8_0(int n, const void *w, const void *a)
+{
+    const block_q8_0 *x = w;
+    const int nb = n / QK8_0;
+    const float *yd = a;
+    const int8_t *yq = (const int8_t *)(yd + 2 * nb);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+#define Q8_0_STEP(acc, b)                                                                         \
+    do {                                                                                          \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);                      \
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));              \
+        acc = _mm256_fmadd_ps(lane(dd, b),                                                        \
+                              _mm256_cvtepi32_ps(dot_u8s8(_mm256_sign_epi8(xv, xv),               \
+                                                          _mm256_sign_epi8(yv, xv))),             \
+                              acc);                                                               \
+    } while (0)
+    for (; i + 8 <= nb; i += 8) {
+        const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)),
+                                        _mm256_loadu_ps(yd + i));
+        Q8_0_STEP(a0, 0);
+        Q8_0_STEP(a1, 1);
+        Q8_0_STEP(a2, 2);
+        Q8_0_STEP(a3, 3);
+        Q8_0_STEP(a0, 4);
+        Q8_0_STEP(a1, 5);
+        Q8_0_STEP(a2, 6);
+        Q8_0_STEP(a3, 7);
+    }
+#undef Q8_0_STEP
+    {
+        float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < nb; i++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * i));
+            s += h2f(x[i].d) * yd[i] *
+                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
+        }
+        return s;
+    }
+}
+
+static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, float out[4])
+{
+    const block_q8_0 *x = w;
+    const int nb = n / QK8_0;
+    const float *yd[4];
+    const int8_t *yq[4];
+    __m256 acc[4];
+    int i = 0;
+    for (int t = 0; t < 4; t++) {
+        yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
+        yq[t] = (const int8_t *)(yd[t] + 2 * nb);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (; i + 8 <= nb; i += 8) {
+        const __m256 dx = gather_scales(&x[i], sizeof(block_q8_0));
+        __m256 dd[4];
+        for (int t = 0; t < 4; t++) dd[t] = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
+        for (int b = 0; b < 8; b++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            const __m256i ax = _mm256_sign_epi8(xv, xv);
+            for (int t = 0; t < 4; t++) {
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
+                acc[t] = _mm256_fmadd_ps(lane(dd[t], b),
+                                         _mm256_cvtepi32_ps(dot_u8s8(ax, _mm256_sign_epi8(yv, xv))),
+                                         acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++) {
+        float s = hsum_ps(acc[t]);
+        for (int k = i; k < nb; k++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[k].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * k));
+            s += h2f(x[k].d) * yd[t][k] *
+                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
+        }
+        out[t] = s;
+    }
+}
+
 /* The 8 six-bit scales and mins of a q4_K/q5_K block, unpacked with word
  * operations (layout in eng_int.h): scales as int16 into sc[8] for
- * broadcast loads, and the mins' contribution -- sum over sub-blocks of
- * min * (sum of that sub-block's 32 activations) -- as 8 int32 lanes. */
-static inline __m256i kq_unpack(const uint8_t *s12, const int16_t *bsums, int16_t sc[8])
+ * broadcast loads; the mins returned as 16 int16 lanes, each min twice, so
+ * vpmaddwd with the activation's 16 block sums gives the 8 terms
+ * min_j * (sum of sub-block j's 32 activations). */
+static inline __m256i kq_unpack(const uint8_t *s12, int16_t sc[8])
 {
     uint32_t w[3], lo_sc, hi_sc, lo_m, hi_m;
     __m128i scales, mins;
@@ -271,9 +332,12 @@ static inline __m256i kq_unpack(const uint8_t *s12, const int16_t *bsums, int16_
     scales = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)hi_sc, (int)lo_sc));
     mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)hi_m, (int)lo_m));
     _mm_storeu_si128((__m128i *)sc, scales);
-    /* each min pairs with two 16-element activation sums */
-    return _mm256_madd_epi16(_mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins)),
-                             _mm256_loadu_si256((const __m256i *)bsums));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+}
+
+static inline __m256i kq_minsum(__m256i mins_dup, const int16_t *bsums)
+{
+    return _mm256_madd_epi16(mins_dup, _mm256_loadu_si256((const __m256i *)bsums));
 }
 
 static float dot_q4_K_q8_K(int n, const void *w, const void *a)
@@ -287,7 +351,7 @@ static float dot_q4_K_q8_K(int n, const void *w, const void *a)
         __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
         const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
-        const __m256i mins = kq_unpack(x[i].scales, y[i].bsums, sc);
+        const __m256i mins = kq_minsum(kq_unpack(x[i].scales, sc), y[i].bsums);
         for (int j = 0; j < 4; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * j));
             const __m256i lo = _mm256_and_si256(bits, m4);
@@ -318,7 +382,7 @@ static float dot_q5_K_q8_K(int n, const void *w, const void *a)
         const uint8_t *q5 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        const __m256i mins = kq_unpack(x[i].scales, y[i].bsums, sc);
+        const __m256i mins = kq_minsum(kq_unpack(x[i].scales, sc), y[i].bsums);
         for (int j = 0; j < 4; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * j));
             /* Shifting 16-bit lanes is safe: each byte is masked to bit 0. */
@@ -390,6 +454,113 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
     return hsum_ps(acc);
 }
 
+/* Four tokens per q4_K/q5_K weight block: bits and scales unpacked once. */
+static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, float out[4],
+                           int five)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const size_t bsz = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const block_q8_K *y[4];
+    __m256 acc[4], accm[4];
+    for (int t = 0; t < 4; t++) {
+        y[t] = (const block_q8_K *)((const uint8_t *)a + stride * (size_t)t);
+        acc[t] = accm[t] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n / QK_K; i++) {
+        const uint8_t *blk = (const uint8_t *)w + bsz * (size_t)i;
+        /* q4_K and q5_K share d, dmin, scales at the front */
+        const block_q4_K *h = (const block_q4_K *)blk;
+        const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
+        const __m256i hbits =
+            five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+        int16_t sc[8];
+        __m256i sumi[4];
+        const float dx = h2f(h->d), dmx = h2f(h->dmin);
+        const __m256i mdup = kq_unpack(h->scales, sc);
+        for (int t = 0; t < 4; t++) sumi[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(bits, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+            }
+            for (int t = 0; t < 4; t++) {
+                const __m256i yl = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j));
+                const __m256i yh = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j + 32));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), s0),
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), s1)));
+            }
+        }
+        for (int t = 0; t < 4; t++) {
+            const __m256i mt = kq_minsum(mdup, y[t][i].bsums);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dmx), _mm256_cvtepi32_ps(mt), accm[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(accm[t]);
+}
+
+static void dot4_q4_K_q8_K(int n, const void *w, const void *a, size_t stride, float out[4])
+{
+    kq_dot4(n, w, a, stride, out, 0);
+}
+
+static void dot4_q5_K_q8_K(int n, const void *w, const void *a, size_t stride, float out[4])
+{
+    kq_dot4(n, w, a, stride, out, 1);
+}
+
+static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, float out[4])
+{
+    const block_q6_K *x = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const block_q8_K *y[4];
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) {
+        y[t] = (const block_q8_K *)((const uint8_t *)a + stride * (size_t)t);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n / QK_K; i++) {
+        int16_t sc[16];
+        __m256i sumi[4];
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const float dx = h2f(x[i].d);
+        _mm256_storeu_si256((__m256i *)sc, sc16);
+        for (int t = 0; t < 4; t++)
+            sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                       _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[t][i].bsums)), 5));
+        for (int hh = 0; hh < 2; hh++) {
+            const uint8_t *ql = x[i].ql + 64 * hh, *qh = x[i].qh + 32 * hh;
+            const int16_t *s = sc + 8 * hh;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            for (int c = 0; c < 4; c++) {
+                const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
+                for (int t = 0; t < 4; t++) {
+                    const __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), sv));
+                }
+            }
+        }
+        for (int t = 0; t < 4; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+}
+
 static void to_f16_avx2(const float *x, void *dst, int n)
 {
     uint16_t *d = dst;
@@ -427,6 +598,10 @@ void eng_kernels_avx2(struct eng_kernels *k)
     k->vec_dot[GGUF_T_Q8_0] = dot_q8_0_q8_0;
     k->vec_dot[GGUF_T_Q4_0] = dot_q4_0_q8_0;
     k->vec_dot4[GGUF_T_Q4_0] = dot4_q4_0_q8_0;
+    k->vec_dot4[GGUF_T_Q8_0] = dot4_q8_0_q8_0;
+    k->vec_dot4[GGUF_T_Q4_K] = dot4_q4_K_q8_K;
+    k->vec_dot4[GGUF_T_Q5_K] = dot4_q5_K_q8_K;
+    k->vec_dot4[GGUF_T_Q6_K] = dot4_q6_K_q8_K;
     k->vec_dot[GGUF_T_Q4_K] = dot_q4_K_q8_K;
     k->vec_dot[GGUF_T_Q5_K] = dot_q5_K_q8_K;
     k->vec_dot[GGUF_T_Q6_K] = dot_q6_K_q8_K;

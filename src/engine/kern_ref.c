@@ -228,12 +228,15 @@ static float dot_bf16(int n, const void *w, const void *a)
 
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
-    const block_q8_0 *x = w, *y = a;
+    const block_q8_0 *x = w;
+    int nb = n / QK8_0;
+    const float *yd = a;
+    const int8_t *yq = (const int8_t *)(yd + 2 * nb);
     float s = 0;
-    for (int i = 0; i < n / QK8_0; i++) {
+    for (int i = 0; i < nb; i++) {
         int sum = 0;
-        for (int j = 0; j < QK8_0; j++) sum += x[i].qs[j] * y[i].qs[j];
-        s += fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d) * (float)sum;
+        for (int j = 0; j < QK8_0; j++) sum += x[i].qs[j] * yq[i * QK8_0 + j];
+        s += fp16_to_f32(x[i].d) * yd[i] * (float)sum;
     }
     return s;
 }
@@ -542,7 +545,7 @@ void eng_kernels_ref(struct eng_kernels *k)
     k->vec_dot[GGUF_T_F32] = dot_f32, k->act_type[GGUF_T_F32] = GGUF_T_F32;
     k->vec_dot[GGUF_T_F16] = dot_f16, k->act_type[GGUF_T_F16] = GGUF_T_F16;
     k->vec_dot[GGUF_T_BF16] = dot_bf16, k->act_type[GGUF_T_BF16] = GGUF_T_BF16;
-    k->vec_dot[GGUF_T_Q8_0] = dot_q8_0_q8_0, k->act_type[GGUF_T_Q8_0] = GGUF_T_Q8_0;
+    k->vec_dot[GGUF_T_Q8_0] = dot_q8_0_q8_0, k->act_type[GGUF_T_Q8_0] = ENG_ACT_Q8_0S;
     k->vec_dot[GGUF_T_Q4_0] = dot_q4_0_q8_0, k->act_type[GGUF_T_Q4_0] = ENG_ACT_Q8_0S;
     k->vec_dot[GGUF_T_Q4_K] = dot_q4_K_q8_K, k->act_type[GGUF_T_Q4_K] = GGUF_T_Q8_K;
     k->vec_dot[GGUF_T_Q5_K] = dot_q5_K_q8_K, k->act_type[GGUF_T_Q5_K] = GGUF_T_Q8_K;
