@@ -190,6 +190,12 @@ struct eng_kernels {
     dequant_fn dequant[ENG_N_TYPES];
     /* y[i] += a * x[i] for an f16 vector x (attention over the f16 V cache) */
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
+    /* One head of causal attention for one query over n_pos cached
+     * positions: k and v point at position 0 of this head's slice, stride
+     * elements apart; q16 is the query in f16; sc is n_pos floats of
+     * scratch; out (hd floats) receives the weighted sum of v. */
+    void (*attn_head)(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
+                      const uint16_t *v, size_t stride, float scale, float *sc, float *out);
 };
 
 /* The scalar reference set, always available. */

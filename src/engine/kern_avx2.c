@@ -11,6 +11,7 @@
  * A NEON file with the same entry points can be added beside this one.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "eng_int.h"
 
@@ -141,51 +142,45 @@ static inline __m256 gather_scales(const void *base, int stride_bytes)
     return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
 }
 
-static inline __m256 lane(__m256 v, int b)
+/* Lane b of the result is the sum of the 8 int32 lanes of p[b]: eight
+ * blocks' exact integer dot products side by side, ready for one convert
+ * and one FMA against the eight blocks' scales. */
+static inline __m256i sum_lanes8(const __m256i p[8])
 {
-    return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(b));
+    const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                            _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
-/* q4_0 x q8_0s over eight blocks at a time: per block only unpack,
- * vpmaddubsw, vpmaddwd, convert and one FMA; the -8 offset is one FMA per
- * eight blocks. */
+/* q4_0 x q8_0s, eight blocks at a time: unsigned nibbles into the byte dot
+ * product, block sums reduced side by side, the -8 offset applied as
+ * -8 * sum(d_w * d_a * activation block sum). */
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
     const int nb = n / QK4_0;
     const float *yd = a, *ysum = yd + nb;
     const int8_t *yq = (const int8_t *)(ysum + nb);
-    /* Four accumulators: an FMA waits 4 cycles for its predecessor. Named,
-     * not an array, so they stay in registers. */
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, corr = a0;
+    __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
     int i = 0;
-#define Q4_0_STEP(acc, b)                                                                         \
-    acc = _mm256_fmadd_ps(                                                                        \
-        lane(dd, b),                                                                              \
-        _mm256_cvtepi32_ps(dot_u8s8(unpack_nibbles(x[i + b].qs),                                  \
-                                    _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b))))),   \
-        acc)
     for (; i + 8 <= nb; i += 8) {
         const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q4_0)),
                                         _mm256_loadu_ps(yd + i));
+        __m256i p[8];
+        for (int b = 0; b < 8; b++)
+            p[b] = dot_u8s8(unpack_nibbles(x[i + b].qs),
+                            _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b))));
+        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum_lanes8(p)), acc);
         corr = _mm256_fmadd_ps(dd, _mm256_loadu_ps(ysum + i), corr);
-        Q4_0_STEP(a0, 0);
-        Q4_0_STEP(a1, 1);
-        Q4_0_STEP(a2, 2);
-        Q4_0_STEP(a3, 3);
-        Q4_0_STEP(a0, 4);
-        Q4_0_STEP(a1, 5);
-        Q4_0_STEP(a2, 6);
-        Q4_0_STEP(a3, 7);
     }
-#undef Q4_0_STEP
     {
-        float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) -
-                  8 * hsum_ps(corr);
+        float s = hsum_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.0f), corr, acc));
         for (; i < nb; i++) {
-            __m256i p = dot_u8s8(unpack_nibbles(x[i].qs),
+            __m256i q = dot_u8s8(unpack_nibbles(x[i].qs),
                                  _mm256_loadu_si256((const __m256i *)(yq + 32 * i)));
-            s += h2f(x[i].d) * yd[i] * ((float)hsum_epi32(p) - 8 * ysum[i]);
+            s += h2f(x[i].d) * yd[i] * ((float)hsum_epi32(q) - 8 * ysum[i]);
         }
         return s;
     }
@@ -197,74 +192,64 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     const int nb = n / QK4_0;
     const float *yd[4], *ys[4];
     const int8_t *yq[4];
-    __m256 acc[4], corr[4];
+    __m256 acc[4];
     int i = 0;
     for (int t = 0; t < 4; t++) {
         yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
         ys[t] = yd[t] + nb;
         yq[t] = (const int8_t *)(ys[t] + nb);
-        acc[t] = corr[t] = _mm256_setzero_ps();
+        acc[t] = _mm256_setzero_ps();
     }
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q4_0));
-        __m256 dd[4];
+        __m256i q[8];
+        for (int b = 0; b < 8; b++) q[b] = unpack_nibbles(x[i + b].qs);
         for (int t = 0; t < 4; t++) {
-            dd[t] = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
-            corr[t] = _mm256_fmadd_ps(dd[t], _mm256_loadu_ps(ys[t] + i), corr[t]);
-        }
-        for (int b = 0; b < 8; b++) {
-            const __m256i q = unpack_nibbles(x[i + b].qs);
-            for (int t = 0; t < 4; t++) {
-                __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b))));
-                acc[t] = _mm256_fmadd_ps(lane(dd[t], b), _mm256_cvtepi32_ps(p), acc[t]);
-            }
+            const __m256 dd = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
+            __m256i p[8];
+            for (int b = 0; b < 8; b++)
+                p[b] = dot_u8s8(q[b], _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b))));
+            /* (block dot - 8 * block sum) per lane, then one FMA */
+            acc[t] = _mm256_fmadd_ps(dd,
+                                     _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ys[t] + i),
+                                                      _mm256_cvtepi32_ps(sum_lanes8(p))),
+                                     acc[t]);
         }
     }
     for (int t = 0; t < 4; t++) {
-        float s = hsum_ps(acc[t]) - 8 * hsum_ps(corr[t]);
+        float s = hsum_ps(acc[t]);
         for (int k = i; k < nb; k++) {
-            __m256i p = dot_u8s8(unpack_nibbles(x[k].qs),
+            __m256i q = dot_u8s8(unpack_nibbles(x[k].qs),
                                  _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * k)));
-            s += h2f(x[k].d) * yd[t][k] * ((float)hsum_epi32(p) - 8 * ys[t][k]);
+            s += h2f(x[k].d) * yd[t][k] * ((float)hsum_epi32(q) - 8 * ys[t][k]);
         }
         out[t] = s;
     }
 }
 
-/* q8_0 x q8_0s: eight weight scales gathered at once, |x| into vpmaddubsw
- * with the sign moved onto the activation. */
+/* q8_0 x q8_0s: |x| into the byte dot product with the sign moved onto the
+ * activation; eight blocks reduced side by side. */
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q8_0 *x = w;
     const int nb = n / QK8_0;
     const float *yd = a;
     const int8_t *yq = (const int8_t *)(yd + 2 * nb);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 acc = _mm256_setzero_ps();
     int i = 0;
-#define Q8_0_STEP(acc, b)                                                                         \
-    do {                                                                                          \
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);                      \
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));              \
-        acc = _mm256_fmadd_ps(lane(dd, b),                                                        \
-                              _mm256_cvtepi32_ps(dot_u8s8(_mm256_sign_epi8(xv, xv),               \
-                                                          _mm256_sign_epi8(yv, xv))),             \
-                              acc);                                                               \
-    } while (0)
     for (; i + 8 <= nb; i += 8) {
         const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)),
                                         _mm256_loadu_ps(yd + i));
-        Q8_0_STEP(a0, 0);
-        Q8_0_STEP(a1, 1);
-        Q8_0_STEP(a2, 2);
-        Q8_0_STEP(a3, 3);
-        Q8_0_STEP(a0, 4);
-        Q8_0_STEP(a1, 5);
-        Q8_0_STEP(a2, 6);
-        Q8_0_STEP(a3, 7);
+        __m256i p[8];
+        for (int b = 0; b < 8; b++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));
+            p[b] = dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv));
+        }
+        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum_lanes8(p)), acc);
     }
-#undef Q8_0_STEP
     {
-        float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        float s = hsum_ps(acc);
         for (; i < nb; i++) {
             const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
             const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * i));
@@ -290,17 +275,19 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     }
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q8_0));
-        __m256 dd[4];
-        for (int t = 0; t < 4; t++) dd[t] = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
+        __m256i xs[8], ax[8];
         for (int b = 0; b < 8; b++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
-            const __m256i ax = _mm256_sign_epi8(xv, xv);
-            for (int t = 0; t < 4; t++) {
+            xs[b] = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            ax[b] = _mm256_sign_epi8(xs[b], xs[b]);
+        }
+        for (int t = 0; t < 4; t++) {
+            __m256i p[8];
+            for (int b = 0; b < 8; b++) {
                 const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
-                acc[t] = _mm256_fmadd_ps(lane(dd[t], b),
-                                         _mm256_cvtepi32_ps(dot_u8s8(ax, _mm256_sign_epi8(yv, xv))),
-                                         acc[t]);
+                p[b] = dot_u8s8(ax[b], _mm256_sign_epi8(yv, xs[b]));
             }
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i)),
+                                     _mm256_cvtepi32_ps(sum_lanes8(p)), acc[t]);
         }
     }
     for (int t = 0; t < 4; t++) {
@@ -561,6 +548,125 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
 }
 
+/* e^x for x <= 0 (softmax after subtracting the max): x = n ln2 + r with
+ * |r| <= ln2/2, a degree-6 Taylor polynomial for e^r (error about 1 ulp),
+ * 2^n through the exponent bits; below -87 the result is 0. */
+static inline __m256 exp_neg(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 n, r, p;
+    x = _mm256_max_ps(x, lo);
+    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
+                                             _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
+    return _mm256_andnot_ps(zero_mask, p);
+}
+
+/* Attention for one head and query (contract in eng_int.h). Scores for
+ * eight positions are reduced side by side; exponentials, the f16
+ * rounding of probabilities and the double-precision sum go eight at a
+ * time; V is accumulated 64 dimensions at a time in registers. */
+static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
+                           const uint16_t *v, size_t stride, float scale, float *sc, float *out)
+{
+    float qf[256] __attribute__((aligned(32)));
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    float max, inv;
+    double sum;
+    int p = 0;
+    if (hd % 8 || hd > 256) {
+        struct eng_kernels ref;
+        eng_kernels_ref(&ref);
+        ref.attn_head(hd, n_pos, q16, k, v, stride, scale, sc, out);
+        return;
+    }
+    for (int c = 0; c < hd; c += 8)
+        _mm256_store_ps(qf + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q16 + c))));
+    for (; p + 8 <= n_pos; p += 8) {
+        __m256 acc[8], r;
+        for (int u = 0; u < 8; u++) {
+            const uint16_t *kr = k + (size_t)(p + u) * stride;
+            acc[u] = _mm256_setzero_ps();
+            for (int c = 0; c < hd; c += 8)
+                acc[u] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + c))),
+                                         _mm256_load_ps(qf + c), acc[u]);
+        }
+        {
+            const __m256 t0 = _mm256_hadd_ps(acc[0], acc[1]), t1 = _mm256_hadd_ps(acc[2], acc[3]);
+            const __m256 t2 = _mm256_hadd_ps(acc[4], acc[5]), t3 = _mm256_hadd_ps(acc[6], acc[7]);
+            const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+            r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+        }
+        r = _mm256_mul_ps(r, _mm256_set1_ps(scale));
+        _mm256_storeu_ps(sc + p, r);
+        vmax = _mm256_max_ps(vmax, r);
+    }
+    {
+        float m8[8];
+        _mm256_storeu_ps(m8, vmax);
+        max = m8[0];
+        for (int u = 1; u < 8; u++) max = m8[u] > max ? m8[u] : max;
+    }
+    for (; p < n_pos; p++) {
+        const uint16_t *kr = k + (size_t)p * stride;
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < hd; c += 8)
+            acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + c))),
+                                  _mm256_load_ps(qf + c), acc);
+        sc[p] = hsum_ps(acc) * scale;
+        if (sc[p] > max) max = sc[p];
+    }
+    for (p = 0; p + 8 <= n_pos; p += 8) {
+        const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(max)));
+        _mm256_storeu_ps(sc + p, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    {
+        double d4[4];
+        _mm256_storeu_pd(d4, _mm256_add_pd(s0, s1));
+        sum = d4[0] + d4[1] + d4[2] + d4[3];
+    }
+    for (; p < n_pos; p++) {
+        sc[p] = expf(sc[p] - max);
+        sum += sc[p];
+    }
+    inv = (float)(1.0 / sum);
+    /* Probabilities through f16, as the reference rounds them. (Dividing
+     * by the double sum and multiplying by its f32 inverse agree to an
+     * ulp before the much coarser f16 rounding.) */
+    for (p = 0; p + 8 <= n_pos; p += 8)
+        _mm256_storeu_ps(sc + p, _mm256_cvtph_ps(_mm256_cvtps_ph(
+                                     _mm256_mul_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(inv)),
+                                     _MM_FROUND_TO_NEAREST_INT)));
+    for (; p < n_pos; p++) sc[p] = h2f(f32_to_fp16(sc[p] * inv));
+    for (int c0 = 0; c0 < hd; c0 += 64) {
+        const int w = hd - c0 < 64 ? hd - c0 : 64;
+        __m256 acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+        for (p = 0; p < n_pos; p++) {
+            const __m256 bp = _mm256_set1_ps(sc[p]);
+            const uint16_t *vr = v + (size_t)p * stride + c0;
+            for (int c = 0; c < w / 8; c++)
+                acc[c] = _mm256_fmadd_ps(bp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * c))),
+                                         acc[c]);
+        }
+        for (int c = 0; c < w / 8; c++) _mm256_storeu_ps(out + c0 + 8 * c, acc[c]);
+    }
+}
+
 static void to_f16_avx2(const float *x, void *dst, int n)
 {
     uint16_t *d = dst;
@@ -591,6 +697,7 @@ void eng_kernels_avx2(struct eng_kernels *k)
 #endif
 {
     k->axpy_f16 = axpy_f16_avx2;
+    k->attn_head = attn_head_avx2;
     k->name = KERNELS_NAME;
     k->vec_dot[GGUF_T_F32] = dot_f32;
     k->vec_dot[GGUF_T_F16] = dot_f16;

@@ -328,6 +328,27 @@ static void axpy_f16(int n, float a, const uint16_t *x, float *y)
     for (int i = 0; i < n; i++) y[i] += a * fp16_to_f32(x[i]);
 }
 
+/* Reference attention: scores through the f16 dot product, softmax with
+ * the sum in double, probabilities rounded through f16 before the V
+ * product (the reference engine's f16 KV path does both). */
+static void attn_head(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
+                      size_t stride, float scale, float *sc, float *out)
+{
+    float max = -INFINITY;
+    double sum = 0;
+    for (int p = 0; p < n_pos; p++) {
+        sc[p] = dot_f16(hd, k + (size_t)p * stride, q16) * scale;
+        if (sc[p] > max) max = sc[p];
+    }
+    for (int p = 0; p < n_pos; p++) {
+        sc[p] = expf(sc[p] - max);
+        sum += sc[p];
+    }
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < n_pos; p++)
+        axpy_f16(hd, fp16_to_f32(f32_to_fp16((float)(sc[p] / sum))), v + (size_t)p * stride, out);
+}
+
 /* ---- weight quantizers ---- */
 
 void quantize_row_q4_0(const float *x, void *dst, int n)
@@ -535,6 +556,7 @@ void eng_kernels_ref(struct eng_kernels *k)
     k->dequant[GGUF_T_Q6_K] = dequant_q6_K;
 
     k->axpy_f16 = axpy_f16;
+    k->attn_head = attn_head;
     k->to_act[GGUF_T_F32] = to_f32;
     k->to_act[GGUF_T_F16] = to_f16;
     k->to_act[GGUF_T_BF16] = to_bf16;

@@ -582,34 +582,15 @@ static void attn_worker(void *arg, int ith, int nth)
     float *sc = s->scores + (size_t)ith * (size_t)s->n_ctx;
     (void)nth;
     for (;;) {
-        int w = atomic_fetch_add(&j->next, 1), t, h, g, n_pos;
-        float *out, max = -INFINITY;
-        double sum = 0;
-        const uint16_t *qh;
+        int w = atomic_fetch_add(&j->next, 1), t, h, g;
         if (w >= total) break;
         t = w / hp->n_head;
         h = w % hp->n_head;
         g = h / group;
-        n_pos = j->pos0 + t + 1; /* causal: this token sees itself and before */
-        qh = s->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
-        for (int p = 0; p < n_pos; p++) {
-            const uint16_t *kr = s->kc + lbase + (size_t)p * (size_t)kv_dim + (size_t)g * (size_t)hd;
-            /* The query goes through f16 too, as in the reference's K product. */
-            sc[p] = k->vec_dot[GGUF_T_F16](hd, kr, qh) * scale;
-            if (sc[p] > max) max = sc[p];
-        }
-        for (int p = 0; p < n_pos; p++) {
-            sc[p] = expf(sc[p] - max);
-            sum += sc[p];
-        }
-        out = s->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++) {
-            /* Probabilities pass through f16 as in the reference's V product. */
-            float pr = fp16_to_f32(f32_to_fp16((float)(sc[p] / sum)));
-            const uint16_t *vr = s->vc + lbase + (size_t)p * (size_t)kv_dim + (size_t)g * (size_t)hd;
-            k->axpy_f16(hd, pr, vr, out);
-        }
+        /* causal: token t sees positions 0 .. pos0 + t */
+        k->attn_head(hd, j->pos0 + t + 1, s->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
+                     s->kc + lbase + (size_t)g * (size_t)hd, s->vc + lbase + (size_t)g * (size_t)hd,
+                     (size_t)kv_dim, scale, sc, s->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
     }
 }
 
