@@ -7,8 +7,8 @@
  * Prints, per model: load time, prefill tok/s for a 512-token prompt and
  * decode tok/s for 128 tokens at 1 and 2 threads (median of BENCH_RUNS runs,
  * default 3), peak RSS, and decode speed as a fraction of the memory
- * bandwidth bound (bandwidth measured here; bytes of weights per token from
- * the model). Reference figures for llama.cpp on the same 2-core machine are
+ * bandwidth bound: bandwidth measured here before each row (median of 7
+ * reads of 256 MiB), bytes of weights per token from the model. Reference figures for llama.cpp on the same 2-core machine are
  * printed beside them. Nothing is asserted: numbers are for people.
  *
  *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2]
@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,7 +96,7 @@ static void bw_worker(void *arg, int ith, int nth)
 
 static double measure_bandwidth(struct cit_pool *pool, int runs)
 {
-    size_t bytes = (size_t)1 << 30, n = bytes / 8;
+    size_t bytes = (size_t)256 << 20, n = bytes / 8; /* 8x the largest L3 here */
     uint64_t *buf = cit_aligned_alloc(64, bytes);
     double best[16];
     struct bw_job j;
@@ -166,11 +165,27 @@ static int ensure_model(const char *mix_name, struct cit_pool *pool, char *path,
     return 0;
 }
 
-static double rss_mib(void)
+/* Peak resident memory since the last reset_peak_rss(), from the kernel's
+ * high-water mark (VmHWM); the reset makes it per model and row. */
+static void reset_peak_rss(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static double peak_rss_mib(void)
+{
+    char line[256];
+    double kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = strtod(line + 6, NULL);
+    fclose(f);
+    return kib / 1024.0;
 }
 
 /* Tokens/s of one prefill of n_prompt tokens, or of n_gen single-token decodes. */
@@ -216,7 +231,6 @@ int main(int argc, char **argv)
     const char *models = "q8_0,q4_0,q4_k_m";
     int threads[4] = {1, 2}, n_threads = 2, runs = 3, n_prompt = 512, n_gen = 128;
     struct cit_pool *gen_pool;
-    double bw1, bw2;
     const char *e = getenv("BENCH_RUNS");
     if (e && atoi(e) > 0) runs = atoi(e);
     for (int i = 1; i < argc; i++) {
@@ -238,19 +252,13 @@ int main(int argc, char **argv)
         }
     }
     if (cit_pool_create(cit_cpu_count(), &gen_pool)) return 1;
-    {
-        struct cit_pool *p1;
-        cit_pool_create(1, &p1);
-        bw1 = measure_bandwidth(p1, 5);
-        cit_pool_free(p1);
-        bw2 = measure_bandwidth(gen_pool, 5);
-    }
     printf("citadel engine benchmark: %s kernels, %d CPUs, median of %d runs\n",
            eng_kernels_name(), cit_cpu_count(), runs);
-    printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n\n", bw1 / 1e9,
-           bw2 / 1e9, cit_cpu_count());
-    printf("%-7s %4s %9s %9s %11s %10s %9s %9s %9s\n", "model", "thr", "pp512", "tg128",
-           "bw-bound", "tg/bound", "load(ms)", "rss(MiB)", "llama.cpp");
+    /* Memory bandwidth on a shared machine drifts from minute to minute, so
+     * it is measured again for every row, just before that row's decode
+     * runs, with the same thread count. */
+    printf("%-7s %4s %9s %9s %8s %11s %10s %9s %9s %9s\n", "model", "thr", "pp512", "tg128",
+           "bw(GB/s)", "bw-bound", "tg/bound", "load(ms)", "rss(MiB)", "llama.cpp");
     for (const char *p = models; *p;) {
         char mix[16], path[1200];
         size_t n = strcspn(p, ",");
@@ -270,20 +278,20 @@ int main(int argc, char **argv)
         wbytes = eng_model_weight_bytes(m);
         for (int ti = 0; ti < n_threads; ti++) {
             struct cit_pool *pool;
-            double pp[16], tg[16], bound, bw = threads[ti] == 1 ? bw1 : bw2;
+            double pp[16], tg[16], bound, bw;
             const struct ref_row *ref = NULL;
             if (cit_pool_create(threads[ti], &pool)) return 1;
+            bw = measure_bandwidth(pool, 7);
+            reset_peak_rss(); /* the model's pages and this row's buffers from here */
             run_once(m, pool, 0, 4); /* warm: page in the weights */
-            for (int r = 0; r < runs && r < 16; r++) {
-                pp[r] = run_once(m, pool, n_prompt, 0);
-                tg[r] = run_once(m, pool, 0, n_gen);
-            }
+            for (int r = 0; r < runs && r < 16; r++) pp[r] = run_once(m, pool, n_prompt, 0);
+            for (int r = 0; r < runs && r < 16; r++) tg[r] = run_once(m, pool, 0, n_gen);
             for (size_t k = 0; k < sizeof(refs) / sizeof(refs[0]); k++)
                 if (!strcmp(refs[k].mix, mix)) ref = &refs[k];
             bound = bw / (double)wbytes;
-            printf("%-7s %4d %9.1f %9.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
-                   median(pp, runs), median(tg, runs), bound, 100 * median(tg, runs) / bound,
-                   load_ms, rss_mib());
+            printf("%-7s %4d %9.1f %9.1f %8.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
+                   median(pp, runs), median(tg, runs), bw / 1e9, bound,
+                   100 * median(tg, runs) / bound, load_ms, peak_rss_mib());
             if (ref && threads[ti] == 2)
                 printf("  pp %.0f tg %.1f", ref->llama_pp, ref->llama_tg);
             printf("\n");
