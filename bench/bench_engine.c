@@ -7,8 +7,8 @@
  * Prints, per model: load time, prefill tok/s for a 512-token prompt and
  * decode tok/s for 128 tokens at 1 and 2 threads (median of BENCH_RUNS runs,
  * default 3), peak RSS, and decode speed as a fraction of the memory
- * bandwidth bound: bandwidth measured here before each row (median of 7
- * reads of 256 MiB), bytes of weights per token from the model. Reference figures for llama.cpp on the same 2-core machine are
+ * bandwidth bound: bandwidth measured here before each row (the best of 7
+ * prefetched reads of 256 MiB), bytes of weights per token from the model. Reference figures for llama.cpp on the same 2-core machine are
  * printed beside them. Nothing is asserted: numbers are for people.
  *
  *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2]
@@ -63,6 +63,10 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const uint64_t *p, siz
 {
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
     for (size_t i = 0; i + 16 <= n; i += 16) {
+        /* prefetch as the decode kernels do, so the bound is what a
+         * streaming reader on this machine can reach */
+        _mm_prefetch((const char *)(p + i) + 512, _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + i) + 576, _MM_HINT_T0);
         a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i *)(p + i)));
         b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i *)(p + i + 4)));
         c = _mm256_xor_si256(c, _mm256_load_si256((const __m256i *)(p + i + 8)));
@@ -94,6 +98,7 @@ static void bw_worker(void *arg, int ith, int nth)
     j->sink[ith] = read_plain(p, per);
 }
 
+/* The best of several full reads: a bound is the most the machine gave. */
 static double measure_bandwidth(struct cit_pool *pool, int runs)
 {
     size_t bytes = (size_t)256 << 20, n = bytes / 8; /* 8x the largest L3 here */
@@ -110,7 +115,11 @@ static double measure_bandwidth(struct cit_pool *pool, int runs)
         best[r] = (double)bytes / (now_s() - t0);
     }
     cit_free(buf);
-    return median(best, runs < 16 ? runs : 16);
+    {
+        double mx = 0;
+        for (int r = 0; r < runs && r < 16; r++) mx = best[r] > mx ? best[r] : mx;
+        return mx;
+    }
 }
 
 /* ---- models ---- */

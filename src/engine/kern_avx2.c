@@ -167,29 +167,34 @@ static inline void prefetch_ahead(const void *p, int lines)
 }
 
 /* q4_0 x q8_0s, eight blocks at a time: unsigned nibbles into the byte dot
- * product, block sums reduced side by side, the -8 offset applied as
- * -8 * sum(d_w * d_a * activation block sum). */
+ * product, the eight block sums reduced side by side, and the -8 offset
+ * subtracted per block before scaling: (dot - 8 * activation sum) is exact
+ * in f32 (both are small integers), where subtracting two large running
+ * sums at the end would cancel digits away. */
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
     const int nb = n / QK4_0;
     const float *yd = a, *ysum = yd + nb;
     const int8_t *yq = (const int8_t *)(ysum + nb);
-    __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= nb; i += 8) {
         const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q4_0)),
                                         _mm256_loadu_ps(yd + i));
         __m256i p[8];
-        #pragma GCC unroll 8
+        prefetch_ahead(&x[i], 3); /* 8 blocks: 144 bytes */
+#pragma GCC unroll 8
         for (int b = 0; b < 8; b++)
             p[b] = dot_u8s8(unpack_nibbles(x[i + b].qs),
                             _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b))));
-        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum_lanes8(p)), acc);
-        corr = _mm256_fmadd_ps(dd, _mm256_loadu_ps(ysum + i), corr);
+        acc = _mm256_fmadd_ps(dd,
+                              _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum + i),
+                                               _mm256_cvtepi32_ps(sum_lanes8(p))),
+                              acc);
     }
     {
-        float s = hsum_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.0f), corr, acc));
+        float s = hsum_ps(acc);
         for (; i < nb; i++) {
             __m256i q = dot_u8s8(unpack_nibbles(x[i].qs),
                                  _mm256_loadu_si256((const __m256i *)(yq + 32 * i)));

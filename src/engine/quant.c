@@ -89,7 +89,7 @@ struct synth_tensor {
     uint32_t type;
     int64_t ne0, ne1;
     uint64_t seed;
-    float scale;
+    float scale, offset; /* values are offset + scale * uniform(-1, 1) */
     struct cit_pool *pool;
 };
 
@@ -114,7 +114,7 @@ static void synth_rows(void *arg, int ith, int nth)
         uint64_t s = t->seed ^ ((uint64_t)r * 0x9e3779b97f4a7c15ull);
         for (int64_t i = 0; i < t->ne0; i++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-            row[i] = ((float)(s >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * t->scale;
+            row[i] = t->offset + ((float)(s >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * t->scale;
         }
         if (eng_quantize_row(t->type, row, (uint8_t *)j->dst + (size_t)r * rb, (int)t->ne0))
             j->rc = CIT_ENOTSUP;
@@ -141,14 +141,14 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     int32_t *types = NULL;
     char *text = NULL, key[128], name[96];
     int nt = 0, rc = 0, hd, max_t;
-    int qwen = !strcmp(sp->arch, "qwen2");
+    int qwen = !strcmp(sp->arch, "qwen2"), qwen3 = !strcmp(sp->arch, "qwen3");
     const int TXT = 16;
 
     if (sp->n_vocab < 300 || sp->n_head <= 0 || sp->n_embd % sp->n_head ||
         sp->n_head % sp->n_head_kv || sp->n_layer <= 0 || sp->n_layer > 1000)
         return cit_err_set(err, CIT_EINVAL, "synth: inconsistent shape");
     hd = sp->n_embd / sp->n_head;
-    max_t = 3 + sp->n_layer * 12;
+    max_t = 3 + sp->n_layer * 14;
     if ((rc = gguf_writer_new(&w))) goto out;
     ts = cit_calloc((size_t)max_t, sizeof(*ts));
     toks = cit_calloc((size_t)sp->n_vocab, sizeof(*toks));
@@ -193,6 +193,7 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     HP("feed_forward_length", sp->n_ff);
     HP("attention.head_count", sp->n_head);
     HP("attention.head_count_kv", sp->n_head_kv);
+    if (qwen3) HP("attention.key_length", hd);
 #undef HP
     snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon", sp->arch);
     if (!rc) rc = gguf_writer_set_f32(w, key, 1e-5f);
@@ -213,6 +214,8 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         t->ne0 = cols, t->ne1 = (is_vec) ? 1 : rows, t->pool = pool;                             \
         t->seed = sp->seed * 1000003ull + (uint64_t)nt * 7919ull + 1;                            \
         t->scale = (is_vec) ? 0.1f : 1.0f / 16.0f;                                               \
+        /* norm weights sit near 1 as in trained models; biases near 0 */                       \
+        t->offset = strstr(nm, "norm.weight") ? 1.0f : 0.0f;                                     \
         t->type = (is_vec) ? GGUF_T_F32                                                          \
                   : sp->use_mix ? eng_qmix_pick(sp->mix, nm, 2, (uint64_t)(cols), GGUF_T_F32,    \
                                                 sp->n_layer, sp->tied)                           \
@@ -234,6 +237,10 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         BLK("ffn_gate.weight"); ADD(name, sp->n_embd, sp->n_ff, 0);
         BLK("ffn_up.weight"); ADD(name, sp->n_embd, sp->n_ff, 0);
         BLK("ffn_down.weight"); ADD(name, sp->n_ff, sp->n_embd, 0);
+        if (qwen3) {
+            BLK("attn_q_norm.weight"); ADD(name, hd, 1, 1);
+            BLK("attn_k_norm.weight"); ADD(name, hd, 1, 1);
+        }
         if (qwen) {
             BLK("attn_q.bias"); ADD(name, sp->n_head * hd, 1, 1);
             BLK("attn_k.bias"); ADD(name, sp->n_head_kv * hd, 1, 1);
