@@ -90,7 +90,7 @@ static void bw_worker(void *arg, int ith, int nth)
     size_t per = j->n / (size_t)nth / 16 * 16;
     const uint64_t *p = j->buf + per * (size_t)ith;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (__builtin_cpu_supports("avx2")) { /* gcc and clang both know this one */
         j->sink[ith] = read_avx2(p, per);
         return;
     }

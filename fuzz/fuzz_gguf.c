@@ -15,6 +15,7 @@
 #include "citadel/gguf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+volatile uint64_t fuzz_sink; /* keeps the reads below from being optimised away */
 
 static uint64_t touch(const struct gguf_value *v, int depth)
 {
@@ -35,15 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct gguf_file *f;
     struct cit_err err;
-    static volatile uint64_t sink;
     if (gguf_open_memory(data, size, &f, &err) != 0) {
         if (!err.msg[0]) abort(); /* a refusal always says why */
         return 0;
     }
-    for (uint64_t i = 0; i < f->n_kv; i++) sink += touch(&f->kv[i].v, 0);
+    for (uint64_t i = 0; i < f->n_kv; i++) fuzz_sink += touch(&f->kv[i].v, 0);
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
-        sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->size - 1];
+        fuzz_sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->size - 1];
     }
     gguf_close(f);
     {

@@ -167,18 +167,14 @@ void test_kernels_all_sets_agree(void)
     struct eng_kernels sets[3];
     int n_sets = 1;
     eng_kernels_ref(&sets[0]);
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    if (eng_cpu_has_avx2()) {
         sets[n_sets] = sets[0];
         eng_kernels_avx2(&sets[n_sets++]);
-        if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512bw")) {
+        if (eng_cpu_has_avx512vnni()) {
             sets[n_sets] = sets[0];
             eng_kernels_avx2_vnni(&sets[n_sets++]);
         }
     }
-#endif
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
         struct t_model_spec sp = {"llama", 256, 2, 4, 2, 512, 1000, types[ti], 0, 5};
         char path[512];

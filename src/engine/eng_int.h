@@ -204,6 +204,9 @@ void eng_kernels_ref(struct eng_kernels *k);
 void eng_kernels_avx2(struct eng_kernels *k);
 /* The same kernels built with AVX512-VNNI (vpdpbusd on 256-bit registers). */
 void eng_kernels_avx2_vnni(struct eng_kernels *k);
+/* CPU features, from CPUID and XGETBV (the OS must save the registers). */
+int eng_cpu_has_avx2(void);        /* AVX2, FMA, F16C */
+int eng_cpu_has_avx512vnni(void);  /* AVX512 F, BW, VL and VNNI */
 /* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
 const struct eng_kernels *eng_kernels_get(void);
 

@@ -574,6 +574,49 @@ void eng_kernels_ref(struct eng_kernels *k)
     k->vec_dot[GGUF_T_Q6_K] = dot_q6_K_q8_K, k->act_type[GGUF_T_Q6_K] = GGUF_T_Q8_K;
 }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+static uint64_t xcr0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+int eng_cpu_has_avx2(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    /* FMA (12), OSXSAVE (27), AVX (28), F16C (29) */
+    if ((c & (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29)) != (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29))
+        return 0;
+    if ((xcr0() & 6) != 6) return 0; /* XMM and YMM state saved by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1; /* AVX2 */
+}
+
+int eng_cpu_has_avx512vnni(void)
+{
+    unsigned a, b, c, d;
+    if (!eng_cpu_has_avx2() || (xcr0() & 0xe6) != 0xe6) return 0; /* opmask and ZMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    /* EBX: AVX512F (16), AVX512BW (30), AVX512VL (31); ECX: AVX512_VNNI (11) */
+    return (b & (1u << 16 | 1u << 30 | 1u << 31)) == (1u << 16 | 1u << 30 | 1u << 31) &&
+           ((c >> 11) & 1);
+}
+#else
+int eng_cpu_has_avx2(void)
+{
+    return 0;
+}
+
+int eng_cpu_has_avx512vnni(void)
+{
+    return 0;
+}
+#endif
+
 const struct eng_kernels *eng_kernels_get(void)
 {
     static struct eng_kernels k;
@@ -584,10 +627,8 @@ const struct eng_kernels *eng_kernels_get(void)
         const char *force = getenv("CITADEL_KERNELS");
         eng_kernels_ref(&k);
 #if defined(__x86_64__)
-        int simd = !(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") &&
-                   __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-        if (simd && !(force && !strcmp(force, "avx2")) && __builtin_cpu_supports("avx512vnni") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        int simd = !(force && !strcmp(force, "scalar")) && eng_cpu_has_avx2();
+        if (simd && !(force && !strcmp(force, "avx2")) && eng_cpu_has_avx512vnni())
             eng_kernels_avx2_vnni(&k);
         else if (simd)
             eng_kernels_avx2(&k);
