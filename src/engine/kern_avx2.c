@@ -171,30 +171,40 @@ static inline void prefetch_ahead(const void *p, int lines)
  * subtracted per block before scaling: (dot - 8 * activation sum) is exact
  * in f32 (both are small integers), where subtracting two large running
  * sums at the end would cancel digits away. */
+/* One group of eight q4_0 blocks: (dot - 8 * sum) per block, scaled. */
+static inline __m256 q4_0_group(const block_q4_0 *x, const float *yd, const float *ysum,
+                                const int8_t *yq, __m256 acc)
+{
+    const __m256 dd = _mm256_mul_ps(gather_scales(x, sizeof(block_q4_0)), _mm256_loadu_ps(yd));
+    __m256i p[8];
+    prefetch_ahead(x, 3); /* 8 blocks: 144 bytes */
+#pragma GCC unroll 8
+    for (int b = 0; b < 8; b++)
+        p[b] = dot_u8s8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)(yq + 32 * b)));
+    return _mm256_fmadd_ps(dd,
+                           _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum),
+                                            _mm256_cvtepi32_ps(sum_lanes8(p))),
+                           acc);
+}
+
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
     const int nb = n / QK4_0;
     const float *yd = a, *ysum = yd + nb;
     const int8_t *yq = (const int8_t *)(ysum + nb);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); /* two FMA chains */
     int i = 0;
-    for (; i + 8 <= nb; i += 8) {
-        const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q4_0)),
-                                        _mm256_loadu_ps(yd + i));
-        __m256i p[8];
-        prefetch_ahead(&x[i], 3); /* 8 blocks: 144 bytes */
-#pragma GCC unroll 8
-        for (int b = 0; b < 8; b++)
-            p[b] = dot_u8s8(unpack_nibbles(x[i + b].qs),
-                            _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b))));
-        acc = _mm256_fmadd_ps(dd,
-                              _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum + i),
-                                               _mm256_cvtepi32_ps(sum_lanes8(p))),
-                              acc);
+    for (; i + 16 <= nb; i += 16) {
+        acc0 = q4_0_group(x + i, yd + i, ysum + i, yq + 32 * i, acc0);
+        acc1 = q4_0_group(x + i + 8, yd + i + 8, ysum + i + 8, yq + 32 * (i + 8), acc1);
+    }
+    if (i + 8 <= nb) {
+        acc0 = q4_0_group(x + i, yd + i, ysum + i, yq + 32 * i, acc0);
+        i += 8;
     }
     {
-        float s = hsum_ps(acc);
+        float s = hsum_ps(_mm256_add_ps(acc0, acc1));
         for (; i < nb; i++) {
             __m256i q = dot_u8s8(unpack_nibbles(x[i].qs),
                                  _mm256_loadu_si256((const __m256i *)(yq + 32 * i)));
