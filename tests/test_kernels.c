@@ -125,6 +125,27 @@ void test_kernels_simd_vs_scalar(void)
         CHECKF(fabs(s_best - exact) <= 1e-5 * scale + 1e-6, "%s %s %g vs exact %g",
                gguf_type_name(t), best->name, (double)s_best, exact);
     }
+    /* Activation conversions are bit-identical to the scalar ones (the
+     * reference comparisons depend on the exact 8-bit values). */
+    {
+        uint32_t acts[] = {ENG_ACT_Q8_0S, GGUF_T_Q8_K, GGUF_T_F16};
+        static uint8_t r1[N * 4], r2[N * 4];
+        static float xs[N];
+        for (int v = 0; v < 3; v++) {
+            rand_row(xs, N, 77 + (uint64_t)v);
+            if (v == 1)
+                for (int e = 0; e < N; e += 97) xs[e] = 0.5f; /* exact ties of the rounding */
+            if (v == 2) xs[5] = -xs[300] * 3, xs[6] = xs[300] * 3; /* equal magnitudes, both signs */
+            for (size_t ai = 0; ai < sizeof(acts) / sizeof(acts[0]); ai++) {
+                uint32_t at = acts[ai];
+                memset(r1, 0, sizeof(r1));
+                memset(r2, 0, sizeof(r2));
+                ref.to_act[at](xs, r1, N);
+                best->to_act[at](xs, r2, N);
+                CHECKF(!memcmp(r1, r2, sizeof(r1)), "activation type %u differs from scalar", at);
+            }
+        }
+    }
     /* Four-token kernels give what four single calls give. */
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         uint32_t t = types[i], at = best->act_type[t];

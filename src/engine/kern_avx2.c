@@ -728,6 +728,91 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
     }
 }
 
+/* 32 floats -> 32 int8 (x * id rounded to nearest even, as lrintf in the
+ * default rounding mode), returned in memory order. */
+static inline __m256i quant32(const float *x, __m256 id)
+{
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+    /* packs interleave the 128-bit lanes; the permute restores order */
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float hmax_abs32(const float *x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign, _mm256_loadu_ps(x));
+    __m128 h;
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 16)));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 24)));
+    h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* The q8_0s activation row (layout in eng_int.h), bit for bit what
+ * quantize_row_q8_0s computes. */
+static void quantize_q8_0s_avx2(const float *x, void *dst, int n)
+{
+    const int nb = n / QK8_0;
+    float *d = dst, *sum = d + nb;
+    int8_t *qs = (int8_t *)(sum + nb);
+    for (int i = 0; i < nb; i++, x += QK8_0) {
+        const float amax = hmax_abs32(x);
+        const float id = amax != 0 ? 127.f / amax : 0.f;
+        const __m256i q = quant32(x, _mm256_set1_ps(id));
+        _mm256_storeu_si256((__m256i *)(qs + 32 * i), q);
+        d[i] = h2f(f32_to_fp16(amax / 127.f));
+        sum[i] = (float)hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                                     _mm256_set1_epi16(1)));
+    }
+}
+
+/* q8_K, bit for bit what quantize_row_q8_K computes: the value of largest
+ * magnitude (the first one on ties) maps to -127. */
+static void quantize_q8_K_avx2(const float *x, void *dst, int n)
+{
+    block_q8_K *b = dst;
+    for (int i = 0; i < n / QK_K; i++, x += QK_K) {
+        float amax = 0, max = 0, iscale;
+        for (int j = 0; j < QK_K; j += 32) {
+            const float m = hmax_abs32(x + j);
+            if (m > amax) amax = m;
+        }
+        if (amax == 0) {
+            memset(&b[i], 0, sizeof(b[i]));
+            continue;
+        }
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        iscale = -127.f / max;
+        for (int j = 0; j < QK_K; j += 32) {
+            /* min(127, v): only +128 can arise, from the opposite sign */
+            const __m256i q = _mm256_min_epi8(quant32(x + j, _mm256_set1_ps(iscale)),
+                                              _mm256_set1_epi8(127));
+            const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+            _mm256_storeu_si256((__m256i *)(b[i].qs + j), q);
+            /* 16 pair sums -> two sums of 16 values */
+            {
+                const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+                int32_t t[8];
+                _mm256_storeu_si256((__m256i *)t, s32);
+                b[i].bsums[j / 16] = (int16_t)(t[0] + t[1] + t[2] + t[3]);
+                b[i].bsums[j / 16 + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
+            }
+        }
+        b[i].d = 1 / iscale;
+    }
+}
+
 static void to_f16_avx2(const float *x, void *dst, int n)
 {
     uint16_t *d = dst;
@@ -774,4 +859,6 @@ void eng_kernels_avx2(struct eng_kernels *k)
     k->vec_dot[GGUF_T_Q5_K] = dot_q5_K_q8_K;
     k->vec_dot[GGUF_T_Q6_K] = dot_q6_K_q8_K;
     k->to_act[GGUF_T_F16] = to_f16_avx2;
+    k->to_act[ENG_ACT_Q8_0S] = quantize_q8_0s_avx2;
+    k->to_act[GGUF_T_Q8_K] = quantize_q8_K_avx2;
 }

@@ -419,6 +419,8 @@ struct mm_item {
     const float *bias;  /* (w->ne1) or NULL */
 };
 
+#define MM_MAX_RANGES 64
+
 struct mm_job {
     const struct eng_kernels *k;
     const struct mm_item *items;
@@ -427,28 +429,36 @@ struct mm_job {
     const uint8_t *act;  /* (n_tok, act_stride) */
     size_t act_stride;
     int n_tok;
-    _Atomic int next;
+    _Atomic int next;                   /* prefill: shared chunk counter */
+    _Atomic int range_next[MM_MAX_RANGES]; /* decode: next chunk of each thread's range */
 };
 
 /* Rows are handed out in two ways. Decoding (a few tokens) is a stream
- * through the weights: each thread takes one contiguous range, so every
- * thread reads memory sequentially and the prefetchers keep up; chunks
- * dealt out alternately would make each stream skip ahead every chunk.
- * Prefill is compute-bound and takes chunks from a shared counter, which
- * balances the load when a core is busy with something else. */
+ * through the weights: each thread owns one contiguous range and reads it
+ * front to back, so its reads form one sequential stream the prefetchers
+ * follow (chunks dealt out alternately made each stream skip ahead every
+ * chunk and cost a third of the speed). A thread that finishes its range
+ * then helps the others through their ranges' counters, so one disturbed
+ * core does not hold up the step. Prefill is compute-bound and takes chunks
+ * from one shared counter. */
+static int mm_next_chunk(struct mm_job *j, int ith, int nth, int n_chunks, int *range)
+{
+    if (j->n_tok >= 4 || nth > MM_MAX_RANGES) return atomic_fetch_add(&j->next, 1);
+    for (; *range < nth; (*range)++) {
+        int r = (ith + *range) % nth;
+        int c = atomic_fetch_add(&j->range_next[r], 1);
+        if (c < (int)((int64_t)n_chunks * (r + 1) / nth)) return c;
+    }
+    return n_chunks;
+}
+
 static void mm_worker(void *arg, int ith, int nth)
 {
     struct mm_job *j = arg;
-    int n_chunks = (j->rows_total + ROW_CHUNK - 1) / ROW_CHUNK;
-    int streaming = j->n_tok < 4, c_end = n_chunks;
-    int c_next = 0;
-    if (streaming) {
-        c_next = (int)((int64_t)n_chunks * ith / nth);
-        c_end = (int)((int64_t)n_chunks * (ith + 1) / nth);
-    }
+    int n_chunks = (j->rows_total + ROW_CHUNK - 1) / ROW_CHUNK, range = 0;
     for (;;) {
-        int c = streaming ? c_next++ : atomic_fetch_add(&j->next, 1), r0, r1;
-        if (c >= c_end) break;
+        int c = mm_next_chunk(j, ith, nth, n_chunks, &range), r0, r1;
+        if (c >= n_chunks) break;
         r0 = c * ROW_CHUNK;
         r1 = r0 + ROW_CHUNK < j->rows_total ? r0 + ROW_CHUNK : j->rows_total;
         /* Split [r0, r1) across the items it touches. */
@@ -530,6 +540,11 @@ static void matmul(struct eng_seq *s, struct cit_pool *pool, const float *x, int
         mj.act_stride = s->act_stride;
         mj.n_tok = n_tok;
         atomic_init(&mj.next, 0);
+        {
+            int nth = cit_pool_size(pool), n_chunks = (rows + ROW_CHUNK - 1) / ROW_CHUNK;
+            for (int r = 0; r < nth && r < MM_MAX_RANGES; r++)
+                atomic_init(&mj.range_next[r], (int)((int64_t)n_chunks * r / nth));
+        }
         cit_pool_run(pool, mm_worker, &mj);
         done += n;
     }
