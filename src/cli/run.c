@@ -269,6 +269,7 @@ int cli_run(int argc, char **argv)
     } else {
         if (text.n > text.printed) fwrite(text.p + text.printed, 1, text.n - text.printed, stdout);
         printf("\n");
+        fflush(stdout); /* the text before the statistics on stderr */
         fprintf(stderr, "citadel: prompt %d tokens, %.2f tok/s; generated %d tokens, %.2f tok/s "
                 "(%ld threads, %s kernels)\n",
                 n_prompt, prefill_s > 0 ? n_prompt / prefill_s : 0.0, n_gen,
