@@ -232,13 +232,13 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q4_0));
         __m256i q[8];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int b = 0; b < 8; b++) q[b] = unpack_nibbles(x[i + b].qs);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             const __m256 dd = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
             __m256i p[8];
-            #pragma GCC unroll 8
+    #pragma GCC unroll 8
             for (int b = 0; b < 8; b++)
                 p[b] = dot_u8s8(q[b], _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b))));
             /* (block dot - 8 * block sum) per lane, then one FMA */
@@ -275,7 +275,7 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
                                         _mm256_loadu_ps(yd + i));
         __m256i p[8];
         prefetch_ahead(&x[i], 5); /* 8 blocks: 272 bytes */
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int b = 0; b < 8; b++) {
             const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
             const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));
@@ -312,15 +312,15 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q8_0));
         __m256i xs[8], ax[8];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int b = 0; b < 8; b++) {
             xs[b] = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
             ax[b] = _mm256_sign_epi8(xs[b], xs[b]);
         }
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             __m256i p[8];
-            #pragma GCC unroll 8
+    #pragma GCC unroll 8
             for (int b = 0; b < 8; b++) {
                 const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
                 p[b] = dot_u8s8(ax[b], _mm256_sign_epi8(yv, xs[b]));
@@ -367,73 +367,58 @@ static inline __m256i kq_minsum(__m256i mins_dup, const int16_t *bsums)
     return _mm256_madd_epi16(mins_dup, _mm256_loadu_si256((const __m256i *)bsums));
 }
 
-static float dot_q4_K_q8_K(int n, const void *w, const void *a)
+/* q4_K and q5_K share d, dmin and the scales at the front of the block;
+ * q5_K adds a fifth bit per value from qh. five is a constant at every
+ * call, so each caller gets its own specialised loop. */
+static inline float kq_dot(int n, const void *w, const void *a, int five)
 {
-    const block_q4_K *x = w;
     const block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const size_t bsz = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
+        const uint8_t *blk = (const uint8_t *)w + bsz * (size_t)i;
+        const block_q4_K *h = (const block_q4_K *)blk;
+        const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
+        const __m256i hbits =
+            five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+        const int8_t *q8 = y[i].qs;
         int16_t sc[8];
         __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        const __m256i mins = kq_minsum(kq_unpack(x[i].scales, sc), y[i].bsums);
-        prefetch_ahead(&x[i], 3); /* 144 bytes */
-        #pragma GCC unroll 8
+        const __m256i mins = kq_minsum(kq_unpack(h->scales, sc), y[i].bsums);
+        prefetch_ahead(blk, 3);
+#pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * j));
-            const __m256i lo = _mm256_and_si256(bits, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(bits, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             const __m256i yl = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
             const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
+            if (five) {
+                /* Shifting 16-bit lanes is safe: each byte is masked to bit 0. */
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+            }
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl),
                                                             _mm256_set1_epi16(sc[2 * j])));
             sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh),
                                                               _mm256_set1_epi16(sc[2 * j + 1])));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)),
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->d)),
                               _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, sumi2)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->dmin)), _mm256_cvtepi32_ps(mins), accm);
     }
     return hsum_ps(acc) - hsum_ps(accm);
 }
 
+static float dot_q4_K_q8_K(int n, const void *w, const void *a)
+{
+    return kq_dot(n, w, a, 0);
+}
+
 static float dot_q5_K_q8_K(int n, const void *w, const void *a)
 {
-    const block_q5_K *x = w;
-    const block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int i = 0; i < n / QK_K; i++) {
-        int16_t sc[8];
-        __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
-        const uint8_t *q5 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        const __m256i mins = kq_minsum(kq_unpack(x[i].scales, sc), y[i].bsums);
-        prefetch_ahead(&x[i], 3); /* 176 bytes */
-        #pragma GCC unroll 8
-        for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * j));
-            /* Shifting 16-bit lanes is safe: each byte is masked to bit 0. */
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                               _mm256_slli_epi16(h1, 4));
-            const __m256i yl = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
-            const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl),
-                                                            _mm256_set1_epi16(sc[2 * j])));
-            sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh),
-                                                              _mm256_set1_epi16(sc[2 * j + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)),
-                              _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, sumi2)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
-    }
-    return hsum_ps(acc) - hsum_ps(accm);
+    return kq_dot(n, w, a, 1);
 }
 
 /* q6_K: 6-bit levels 0..63 go into vpmaddubsw unsigned; the -32 offset is
@@ -453,7 +438,7 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
             _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums)), 5);
         _mm256_storeu_si256((__m256i *)sc, sc16);
         prefetch_ahead(&x[i], 4); /* 210 bytes */
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
             const int16_t *s = sc + 8 * h;
@@ -470,7 +455,7 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-            #pragma GCC unroll 8
+    #pragma GCC unroll 8
             for (int c = 0; c < 4; c += 2) {
                 /* 32 elements, two scales: low 128 bits are elements 0..15. */
                 const __m256i y0 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * c));
@@ -512,9 +497,9 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
         __m256i sumi[4];
         const float dx = h2f(h->d), dmx = h2f(h->dmin);
         const __m256i mdup = kq_unpack(h->scales, sc);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++) sumi[t] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
             __m256i lo = _mm256_and_si256(bits, m4);
@@ -524,7 +509,7 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
                 lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
             }
-            #pragma GCC unroll 8
+    #pragma GCC unroll 8
             for (int t = 0; t < 4; t++) {
                 const __m256i yl = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j));
                 const __m256i yh = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j + 32));
@@ -533,7 +518,7 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
                     _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), s1)));
             }
         }
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             const __m256i mt = kq_minsum(mdup, y[t][i].bsums);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
@@ -571,11 +556,11 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         const float dx = h2f(x[i].d);
         _mm256_storeu_si256((__m256i *)sc, sc16);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++)
             sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                        _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[t][i].bsums)), 5));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int hh = 0; hh < 2; hh++) {
             const uint8_t *ql = x[i].ql + 64 * hh, *qh = x[i].qh + 32 * hh;
             const int16_t *s = sc + 8 * hh;
@@ -590,17 +575,17 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-            #pragma GCC unroll 8
+    #pragma GCC unroll 8
             for (int c = 0; c < 4; c++) {
                 const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
-                #pragma GCC unroll 8
+        #pragma GCC unroll 8
                 for (int t = 0; t < 4; t++) {
                     const __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
                     sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), sv));
                 }
             }
         }
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
     }
@@ -656,7 +641,7 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
         _mm256_store_ps(qf + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q16 + c))));
     for (; p + 8 <= n_pos; p += 8) {
         __m256 acc[8], r;
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int u = 0; u < 8; u++) {
             const uint16_t *kr = k + (size_t)(p + u) * stride;
             acc[u] = _mm256_setzero_ps();
