@@ -103,7 +103,7 @@ build-fuzz/kern_stub.c:
 
 fuzz: deps
 	@sh scripts/setup.sh fuzz
-	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf
+	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 run: deps all

@@ -27,7 +27,12 @@ static uint64_t touch(const struct gguf_value *v, int depth)
         if (v->arr.items)
             for (uint64_t i = 0; i < v->arr.n; i++) h += touch(&v->arr.items[i], depth + 1);
         else if (v->arr.n && v->arr.type != GGUF_V_BOOL)
-            h += (uint64_t)gguf_arr_int(v, v->arr.n - 1) + (uint64_t)gguf_arr_f32(v, 0);
+        {
+            float f = gguf_arr_f32(v, 0);
+            uint32_t bits;
+            memcpy(&bits, &f, 4);
+            h += (uint64_t)gguf_arr_int(v, v->arr.n - 1) + bits;
+        }
     }
     return h;
 }

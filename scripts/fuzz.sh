@@ -6,13 +6,15 @@
 set -eu
 secs=${1:-60}
 cd "$(dirname "$0")/.."
-for target in gguf; do
+for target in gguf tokenize; do
     work=build-fuzz/corpus-$target
     mkdir -p "$work"
     cp fuzz/corpus/$target/* "$work"/ 2>/dev/null || true
-    for m in ../shared/models/stories260K.gguf ../shared/models/llama-2-tiny-random.gguf; do
-        [ -f "$m" ] && cp "$m" "$work"/
-    done
+    if [ "$target" = gguf ]; then
+        for m in ../shared/models/stories260K.gguf ../shared/models/llama-2-tiny-random.gguf; do
+            [ -f "$m" ] && cp "$m" "$work"/
+        done
+    fi
     echo "fuzz: $target for ${secs}s"
     ./build-fuzz/fuzz_$target -max_total_time="$secs" -max_len=1048576 -rss_limit_mb=4096 \
         -artifact_prefix=build-fuzz/crash-$target- "$work"

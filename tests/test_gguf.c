@@ -343,6 +343,7 @@ void test_gguf_roundtrip(void)
     CHECK(gguf_get_str(f, "general.architecture", &s, NULL) == 0 && gguf_str_eq(s, "test"));
     CHECK(gguf_get_arr(f, "ints", GGUF_V_INT32, &arr, NULL) == 0 && arr->arr.n == 3);
     CHECK(gguf_arr_int(arr, 0) == -1 && gguf_arr_int(arr, 2) == 7);
+    CHECK(gguf_arr_int(arr, 3) == 0 && gguf_arr_f32(arr, 0) == 0); /* out of range, wrong type */
     CHECK(gguf_get_arr(f, "strs", GGUF_V_STRING, &arr, NULL) == 0 && arr->arr.n == 2);
     CHECK(gguf_str_eq(arr->arr.items[0].s, "alpha") && arr->arr.items[1].s.n == 0);
     CHECK(gguf_get_arr(f, "strs", GGUF_V_INT32, &arr, &err) == CIT_EFORMAT);

@@ -131,6 +131,38 @@ void test_tok_detok_utf8(void)
     eng_model_free(m);
 }
 
+/* Invalid UTF-8 becomes U+FFFD byte by byte, as in the reference; found by
+ * fuzz/fuzz_tokenize: a lone continuation byte (0x9f) used to decode as the
+ * codepoint U+009F and came back as two bytes. */
+void test_tok_invalid_utf8(void)
+{
+    struct eng_model *m;
+    struct cit_err err;
+    const char in[] = "a\x9f b\xff c\xc3 d\xed\xa0\x80 e\xf8\x88\x80\x80\x80 f";
+    const char want[] = "a\xef\xbf\xbd b\xef\xbf\xbd c\xef\xbf\xbd d\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                        " e\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd f";
+    int32_t ids[256];
+    int n;
+    char out[512];
+    size_t on = 0;
+    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-gpt-2.gguf"), &m, &err) == 0, "%s", err.msg);
+    CHECK(eng_tokenize(m, in, sizeof(in) - 1, 0, 0, ids, 256, &n) == 0);
+    for (int i = 0; i < n; i++) {
+        int k = eng_token_piece(m, ids[i], 0, out + on, sizeof(out) - on);
+        CHECK(k >= 0);
+        on += (size_t)k;
+    }
+    CHECKF(on == sizeof(want) - 1 && !memcmp(out, want, on), "decoded %zu bytes", on);
+    /* Text that is nothing but invalid bytes: the worst case for the
+     * tokenizer's buffers (6 bytes of mapped text per input byte). */
+    {
+        char bad[64];
+        memset(bad, 0x9f, sizeof(bad));
+        CHECK(eng_tokenize(m, bad, sizeof(bad), 0, 0, ids, 256, &n) == 0 && n > 0);
+    }
+    eng_model_free(m);
+}
+
 /* Control tokens are parsed only when asked; BOS/EOS follow the model. */
 void test_tok_special_tokens(void)
 {

@@ -182,7 +182,9 @@ int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *ou
 int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t elem_type,
                  const struct gguf_value **out, struct cit_err *err);
 
-/* Scalar array element access (raw data may be unaligned). */
+/* Scalar array element access (raw data may be unaligned). Element i of a
+ * FLOAT32/FLOAT64 array, or of an integer array; 0 when the value is not
+ * such an array or i is out of range. */
 float gguf_arr_f32(const struct gguf_value *arr, uint64_t i);
 int64_t gguf_arr_int(const struct gguf_value *arr, uint64_t i); /* any integer type */
 

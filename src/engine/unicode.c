@@ -20,13 +20,17 @@ uint8_t uni_flags(uint32_t cp)
 int uni_decode(const char *s, size_t n, uint32_t *cp)
 {
     const uint8_t *u = (const uint8_t *)s;
-    int len = uni_len(u[0]);
+    int len;
     uint32_t v;
-    if (len == 1) {
+    if (u[0] < 0x80) {
         *cp = u[0];
         return 1;
     }
-    if ((u[0] & 0xC0) == 0x80 || (size_t)len > n) goto bad;
+    /* A continuation byte cannot start a character, and 0xF8..0xFF start
+     * nothing in UTF-8: both are invalid on their own. */
+    if (u[0] < 0xC0 || u[0] >= 0xF8) goto bad;
+    len = uni_len(u[0]);
+    if ((size_t)len > n) goto bad;
     v = u[0] & (0x7F >> len);
     for (int i = 1; i < len; i++) {
         if ((u[i] & 0xC0) != 0x80) goto bad;

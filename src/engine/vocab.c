@@ -905,11 +905,12 @@ static int bpe_tokenize(const struct eng_vocab_int *v, const char *text, size_t 
     if (len > (size_t)INT32_MAX / 8) return CIT_ERANGE;
     cp = cit_calloc(len + 1, sizeof(uint32_t));
     cp_off = cit_calloc(len + 1, sizeof(int));
-    /* A mapped byte takes at most 2 bytes of UTF-8, so a word of k input
-     * bytes needs at most 2k bytes. */
-    word = cit_malloc(2 * len + 1);
-    buf = cit_malloc(4 * len + 2);
-    s = cit_calloc(2 * len + 1, sizeof(*s));
+    /* Worst case per input byte: an invalid byte decodes to U+FFFD, whose
+     * 3 UTF-8 bytes each map to a 2-byte character: 6 bytes and 3 symbols.
+     * A merge key is two adjacent symbols and a space, inside one word. */
+    word = cit_malloc(6 * len + 1);
+    buf = cit_malloc(6 * len + 2);
+    s = cit_calloc(3 * len + 1, sizeof(*s));
     if (!cp || !cp_off || !word || !buf || !s) {
         rc = CIT_ENOMEM;
         goto done;

@@ -665,6 +665,8 @@ int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t elem_type,
 
 float gguf_arr_f32(const struct gguf_value *arr, uint64_t i)
 {
+    if (arr->type != GGUF_V_ARRAY || i >= arr->arr.n || !arr->arr.raw) return 0;
+    if (arr->arr.type != GGUF_V_FLOAT32 && arr->arr.type != GGUF_V_FLOAT64) return 0;
     if (arr->arr.type == GGUF_V_FLOAT64) {
         double d;
         uint64_t r = le_load(arr->arr.raw + 8 * i, 8);
@@ -680,8 +682,13 @@ float gguf_arr_f32(const struct gguf_value *arr, uint64_t i)
 
 int64_t gguf_arr_int(const struct gguf_value *arr, uint64_t i)
 {
-    unsigned sz = vtype_size[arr->arr.type];
-    uint64_t r = le_load(arr->arr.raw + (uint64_t)sz * i, sz);
+    unsigned sz;
+    uint64_t r;
+    if (arr->type != GGUF_V_ARRAY || i >= arr->arr.n || !arr->arr.raw ||
+        !is_int_type(arr->arr.type))
+        return 0;
+    sz = vtype_size[arr->arr.type];
+    r = le_load(arr->arr.raw + (uint64_t)sz * i, sz);
     switch (arr->arr.type) {
     case GGUF_V_INT8: return (int8_t)r;
     case GGUF_V_INT16: return (int16_t)r;
