@@ -436,3 +436,85 @@ void test_model_qwen3(void)
     eng_seq_free(b);
     eng_model_free(m);
 }
+
+/* Several sequences in one pass give what each gives alone: two prompts
+ * prefilled together, then a step mixing one token of each with a third
+ * sequence's whole prompt placed between them. Refused batches change no
+ * sequence. */
+void test_model_multi_seq_batch(void)
+{
+    struct t_model_spec sp = {"llama", 256, 2, 4, 2, 512, 300, GGUF_T_Q4_0, 0, 21};
+    char path[512];
+    struct eng_model *m, *other;
+    struct eng_seq *a, *b, *c, *ra, *rb, *rc_, *o;
+    struct eng_batch *batch;
+    struct cit_err err;
+    struct cit_pool *pool;
+    static float got[16 * 300], want[16 * 300];
+    int32_t pa[5] = {1, 260, 261, 262, 263}, pb[3] = {1, 270, 271}, pc[4] = {1, 280, 281, 282};
+    int32_t na = 264, nb = 272;
+    struct eng_batch_row rows[16];
+    int n = 0;
+    float worst = 0;
+
+    snprintf(path, sizeof(path), "%s/multi.gguf", t_tmpdir());
+    CHECK(t_build_model(path, &sp) == 0);
+    CHECKF(eng_model_load(path, &m, &err) == 0, "%s", err.msg);
+    CHECK(cit_pool_create(2, &pool) == 0);
+    CHECK(eng_seq_new(m, 8, &a) == 0 && eng_seq_new(m, 8, &b) == 0 && eng_seq_new(m, 8, &c) == 0);
+    CHECK(eng_seq_new(m, 8, &ra) == 0 && eng_seq_new(m, 8, &rb) == 0 && eng_seq_new(m, 8, &rc_) == 0);
+    CHECK(eng_batch_new(m, 12, &batch) == 0);
+
+    /* Step 1: prompts of a and b together, every row's logits. */
+    for (int i = 0; i < 5; i++) rows[n++] = (struct eng_batch_row){a, pa[i], 1};
+    for (int i = 0; i < 3; i++) rows[n++] = (struct eng_batch_row){b, pb[i], 1};
+    CHECK(eng_batch_eval(batch, pool, rows, n, got) == 0);
+    CHECK(eng_seq_pos(a) == 5 && eng_seq_pos(b) == 3);
+    CHECK(eng_seq_eval(ra, pool, pa, 5, want, 1) == 0);
+    CHECK(eng_seq_eval(rb, pool, pb, 3, want + 5 * 300, 1) == 0);
+    for (int v = 0; v < 8 * 300; v++)
+        if (fabsf(got[v] - want[v]) > worst) worst = fabsf(got[v] - want[v]);
+
+    /* Step 2: a's next token, c's prompt, b's next token; logits of the
+     * last row of each sequence only. */
+    n = 0;
+    rows[n++] = (struct eng_batch_row){a, na, 1};
+    for (int i = 0; i < 4; i++) rows[n++] = (struct eng_batch_row){c, pc[i], i == 3};
+    rows[n++] = (struct eng_batch_row){b, nb, 1};
+    CHECK(eng_batch_eval(batch, pool, rows, n, got) == 0);
+    CHECK(eng_seq_eval(ra, pool, &na, 1, want, 0) == 0);
+    CHECK(eng_seq_eval(rc_, pool, pc, 4, want + 300, 0) == 0);
+    CHECK(eng_seq_eval(rb, pool, &nb, 1, want + 600, 0) == 0);
+    for (int v = 0; v < 3 * 300; v++)
+        if (fabsf(got[v] - want[v]) > worst) worst = fabsf(got[v] - want[v]);
+    CHECKF(worst < 1e-3f, "batched sequences differ from separate ones by %g", (double)worst);
+    CHECK(eng_seq_pos(a) == 6 && eng_seq_pos(b) == 4 && eng_seq_pos(c) == 4);
+
+    /* Refusals leave every sequence as it was. */
+    rows[0] = (struct eng_batch_row){a, 5, 1};
+    rows[1] = (struct eng_batch_row){b, 300, 1}; /* outside the vocabulary */
+    CHECK(eng_batch_eval(batch, pool, rows, 2, got) == CIT_ERANGE);
+    for (int i = 0; i < 3; i++) rows[i] = (struct eng_batch_row){b, 5, 0}; /* b: 4 + 3 fits 8 */
+    rows[3] = (struct eng_batch_row){c, 5, 0};
+    for (int i = 4; i < 9; i++) rows[i] = (struct eng_batch_row){c, 5, 0}; /* c: 4 + 6 > 8 */
+    CHECK(eng_batch_eval(batch, pool, rows, 9, got) == CIT_ERANGE);
+    CHECK(eng_batch_eval(batch, pool, rows, 13, got) == CIT_ERANGE); /* over capacity */
+    rows[0] = (struct eng_batch_row){a, 5, 1};
+    CHECK(eng_batch_eval(batch, pool, rows, 1, NULL) == CIT_EINVAL);  /* logits with no buffer */
+    CHECK(eng_seq_pos(a) == 6 && eng_seq_pos(b) == 4 && eng_seq_pos(c) == 4);
+    CHECKF(eng_model_load(t_model_path("stories260K.gguf"), &other, &err) == 0, "%s", err.msg);
+    CHECK(eng_seq_new(other, 8, &o) == 0);
+    rows[0] = (struct eng_batch_row){o, 5, 0};
+    CHECK(eng_batch_eval(batch, pool, rows, 1, got) == CIT_EINVAL); /* another model's sequence */
+    CHECK(eng_seq_pos(o) == 0);
+    t_note("three sequences batched: max |logit difference| %.2e against separate evaluation",
+           (double)worst);
+
+    eng_seq_free(o);
+    eng_model_free(other);
+    eng_batch_free(batch);
+    eng_seq_free(a), eng_seq_free(b), eng_seq_free(c);
+    eng_seq_free(ra), eng_seq_free(rb), eng_seq_free(rc_);
+    cit_pool_free(pool);
+    eng_model_free(m);
+}

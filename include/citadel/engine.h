@@ -75,6 +75,30 @@ int eng_seq_ctx(const struct eng_seq *s);
 int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
                  float *logits /* out */, int all_logits);
 
+/* ---- many sequences in one pass ----
+ *
+ * Continuous batching: rows from several sequences (a prefill chunk of one,
+ * the next token of others) go through the model together, so every weight
+ * byte read from memory serves all of them. Each row is appended to its
+ * sequence at that sequence's next position; rows of one sequence must
+ * come in order. */
+struct eng_batch;
+struct eng_batch_row {
+    struct eng_seq *seq;
+    int32_t token;
+    int logits; /* nonzero: write this row's logits */
+};
+
+/* Scratch for batches of up to capacity rows. */
+int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out /* out */);
+void eng_batch_free(struct eng_batch *b);
+/* Evaluates the rows; logits receives one n_vocab row per row that asked,
+ * in row order. Everything is checked first (sequence of another model:
+ * CIT_EINVAL; token outside the vocabulary, a full context, more rows than
+ * capacity: CIT_ERANGE), and a refused batch changes no sequence. */
+int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_batch_row *rows,
+                   int n, float *logits /* out */);
+
 /* ---- tokenizer ---- */
 
 enum eng_token_attr {

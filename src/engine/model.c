@@ -313,66 +313,126 @@ uint64_t eng_model_weight_bytes(const struct eng_model *m)
 
 /* ---- sequences ---- */
 
+/* Scratch for one forward pass over up to n_batch rows (tokens). Each row
+ * belongs to a sequence (whose KV cache it reads and writes) at a position. */
+struct eng_work {
+    int n_batch;
+    float *x, *xn;        /* (n_batch, n_embd) */
+    float *q;             /* (n_batch, q_dim) */
+    float *k, *v;         /* (n_batch, kv_dim) */
+    float *att;           /* (n_batch, q_dim) */
+    float *ff1, *ff2;     /* (n_batch, n_ff) */
+    float *rope;          /* (n_batch, n_rot) cos/sin pairs */
+    uint16_t *q16;        /* (n_batch, q_dim) queries in f16 */
+    uint8_t *act;         /* (n_batch, act_stride) converted activations */
+    size_t act_stride;
+    struct eng_seq **row_seq; /* (n_batch) */
+    int *row_pos;             /* (n_batch) */
+    int *logit_rows;          /* (n_batch) rows whose logits are wanted */
+    float *scores;            /* (threads, longest context): one attention row per worker */
+    size_t scores_len;
+};
+
 struct eng_seq {
     const struct eng_model *m;
-    int n_ctx, pos, n_batch;
+    int n_ctx, pos;
+    int pending;       /* rows of this sequence in the batch being prepared */
     uint16_t *kc, *vc; /* (n_layer, n_ctx, kv_dim) f16 */
-    float *x, *xn;     /* (n_batch, n_embd) */
-    float *q;          /* (n_batch, q_dim) */
-    float *k, *v;      /* (n_batch, kv_dim) */
-    float *att;        /* (n_batch, q_dim) */
-    float *ff1, *ff2;  /* (n_batch, n_ff) */
-    float *rope;       /* (n_batch, n_rot) cos/sin pairs */
-    uint16_t *q16;     /* (n_batch, q_dim) queries in f16 */
-    uint8_t *act;      /* (n_batch, act_stride) converted activations */
-    size_t act_stride;
-    float *scores;     /* (n_threads, n_ctx): one attention row per worker */
-    int scores_threads;
+    struct eng_work w; /* scratch for eng_seq_eval */
 };
+
+struct eng_batch {
+    const struct eng_model *m;
+    struct eng_work w;
+    int32_t *tokens; /* (n_batch) */
+};
+
+static void work_free(struct eng_work *w)
+{
+    cit_free(w->x);
+    cit_free(w->xn);
+    cit_free(w->q);
+    cit_free(w->k);
+    cit_free(w->v);
+    cit_free(w->att);
+    cit_free(w->ff1);
+    cit_free(w->ff2);
+    cit_free(w->rope);
+    cit_free(w->q16);
+    cit_free(w->act);
+    cit_free(w->row_seq);
+    cit_free(w->row_pos);
+    cit_free(w->logit_rows);
+    cit_free(w->scores);
+    memset(w, 0, sizeof(*w));
+}
+
+static int work_init(struct eng_work *w, const struct eng_model *m, int n_batch)
+{
+    const struct eng_hparams *hp = &m->hp;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t B = (size_t)n_batch, widest = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+    memset(w, 0, sizeof(*w));
+    w->n_batch = n_batch;
+    if (q_dim > widest) widest = q_dim;
+    /* The widest activation in the widest type: f32 is 4 bytes per element,
+     * every other activation type is smaller. */
+    w->act_stride = (widest * 4 + 63) & ~(size_t)63;
+    w->x = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
+    w->xn = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
+    w->q = cit_calloc(B * q_dim, sizeof(float));
+    w->k = cit_calloc(B * kv_dim, sizeof(float));
+    w->v = cit_calloc(B * kv_dim, sizeof(float));
+    w->att = cit_calloc(B * q_dim, sizeof(float));
+    w->ff1 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
+    w->ff2 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
+    w->rope = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
+    w->q16 = cit_calloc(B * q_dim, sizeof(uint16_t));
+    w->act = cit_aligned_alloc(64, B * w->act_stride);
+    w->row_seq = cit_calloc(B, sizeof(*w->row_seq));
+    w->row_pos = cit_calloc(B, sizeof(int));
+    w->logit_rows = cit_calloc(B, sizeof(int));
+    if (!w->x || !w->xn || !w->q || !w->k || !w->v || !w->att || !w->ff1 || !w->ff2 || !w->rope ||
+        !w->q16 || !w->act || !w->row_seq || !w->row_pos || !w->logit_rows) {
+        work_free(w);
+        return CIT_ENOMEM;
+    }
+    return 0;
+}
+
+/* Attention rows for every worker, as long as the longest context in use. */
+static int work_scores(struct eng_work *w, int threads, int n_ctx)
+{
+    size_t need = (size_t)threads * (size_t)n_ctx;
+    if (w->scores_len >= need) return 0;
+    cit_free(w->scores);
+    w->scores = cit_calloc(need, sizeof(float));
+    w->scores_len = w->scores ? need : 0;
+    return w->scores ? 0 : CIT_ENOMEM;
+}
 
 int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
 {
     const struct eng_hparams *hp = &m->hp;
     struct eng_seq *s;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t cache, B, widest;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, cache;
 
     if (!m->layers) return CIT_EINVAL; /* vocabulary-only model */
     if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
     if (n_ctx > (1 << 24)) return CIT_ERANGE;
+    if (cit_mul_size((size_t)hp->n_layer * (size_t)n_ctx, kv_dim, &cache)) return CIT_ERANGE;
     s = cit_calloc(1, sizeof(*s));
     if (!s) return CIT_ENOMEM;
     s->m = m;
     s->n_ctx = n_ctx;
-    s->n_batch = n_ctx < EVAL_BATCH ? n_ctx : EVAL_BATCH;
-    B = (size_t)s->n_batch;
-    if (cit_mul_size((size_t)hp->n_layer * (size_t)n_ctx, kv_dim, &cache)) goto fail;
-    widest = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
-    if ((size_t)q_dim > widest) widest = q_dim;
-    /* The widest activation in the widest type: f32 is 4 bytes per element,
-     * every other activation type is smaller. */
-    s->act_stride = (widest * 4 + 63) & ~(size_t)63;
     s->kc = cit_calloc(cache, sizeof(uint16_t));
     s->vc = cit_calloc(cache, sizeof(uint16_t));
-    s->x = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
-    s->xn = cit_calloc(B * (size_t)hp->n_embd, sizeof(float));
-    s->q = cit_calloc(B * q_dim, sizeof(float));
-    s->k = cit_calloc(B * kv_dim, sizeof(float));
-    s->v = cit_calloc(B * kv_dim, sizeof(float));
-    s->att = cit_calloc(B * q_dim, sizeof(float));
-    s->ff1 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
-    s->ff2 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
-    s->rope = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
-    s->q16 = cit_calloc(B * q_dim, sizeof(uint16_t));
-    s->act = cit_aligned_alloc(64, B * s->act_stride);
-    if (!s->kc || !s->vc || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->ff1 ||
-        !s->ff2 || !s->rope || !s->q16 || !s->act)
-        goto fail;
+    if (!s->kc || !s->vc || work_init(&s->w, m, n_ctx < EVAL_BATCH ? n_ctx : EVAL_BATCH)) {
+        eng_seq_free(s);
+        return CIT_ENOMEM;
+    }
     *out = s;
     return 0;
-fail:
-    eng_seq_free(s);
-    return CIT_ENOMEM;
 }
 
 void eng_seq_free(struct eng_seq *s)
@@ -380,18 +440,7 @@ void eng_seq_free(struct eng_seq *s)
     if (!s) return;
     cit_free(s->kc);
     cit_free(s->vc);
-    cit_free(s->x);
-    cit_free(s->xn);
-    cit_free(s->q);
-    cit_free(s->k);
-    cit_free(s->v);
-    cit_free(s->att);
-    cit_free(s->ff1);
-    cit_free(s->ff2);
-    cit_free(s->rope);
-    cit_free(s->q16);
-    cit_free(s->act);
-    cit_free(s->scores);
+    work_free(&s->w);
     cit_free(s);
 }
 
@@ -408,6 +457,31 @@ int eng_seq_pos(const struct eng_seq *s)
 int eng_seq_ctx(const struct eng_seq *s)
 {
     return s->n_ctx;
+}
+
+int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out)
+{
+    struct eng_batch *b;
+    if (!m->layers) return CIT_EINVAL;
+    if (capacity <= 0 || capacity > 65536) return CIT_ERANGE;
+    b = cit_calloc(1, sizeof(*b));
+    if (!b) return CIT_ENOMEM;
+    b->m = m;
+    b->tokens = cit_calloc((size_t)capacity, sizeof(int32_t));
+    if (!b->tokens || work_init(&b->w, m, capacity)) {
+        eng_batch_free(b);
+        return CIT_ENOMEM;
+    }
+    *out = b;
+    return 0;
+}
+
+void eng_batch_free(struct eng_batch *b)
+{
+    if (!b) return;
+    work_free(&b->w);
+    cit_free(b->tokens);
+    cit_free(b);
 }
 
 /* ---- parallel matrix products ---- */
@@ -513,10 +587,10 @@ static void act_worker(void *arg, int ith, int nth)
 
 /* y_i = W_i x (+ b_i) for items that share the input x (n_tok, n_cols).
  * Items are grouped by the activation type their weights need. */
-static void matmul(struct eng_seq *s, struct cit_pool *pool, const float *x, int x_stride,
-                   int n_tok, const struct mm_item *items, int n_items)
+static void matmul(const struct eng_model *m, struct eng_work *s, struct cit_pool *pool,
+                   const float *x, int x_stride, int n_tok, const struct mm_item *items, int n_items)
 {
-    const struct eng_kernels *k = s->m->kern;
+    const struct eng_kernels *k = m->kern;
     int done = 0;
     while (done < n_items) {
         uint32_t at = k->act_type[items[done].w->type];
@@ -579,33 +653,37 @@ static void rope_apply(float *x, const float *cs, int n_rot, int neox)
 /* ---- attention ---- */
 
 struct attn_job {
-    struct eng_seq *s;
-    int layer, n_tok, pos0;
+    const struct eng_model *m;
+    struct eng_work *w;
+    int layer, n_tok, max_ctx;
     _Atomic int next;
 };
 
 static void attn_worker(void *arg, int ith, int nth)
 {
     struct attn_job *j = arg;
-    struct eng_seq *s = j->s;
-    const struct eng_hparams *hp = &s->m->hp;
-    const struct eng_kernels *k = s->m->kern;
+    struct eng_work *w = j->w;
+    const struct eng_hparams *hp = &j->m->hp;
+    const struct eng_kernels *k = j->m->kern;
     int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
-    size_t lbase = (size_t)j->layer * (size_t)s->n_ctx * (size_t)kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
-    float *sc = s->scores + (size_t)ith * (size_t)s->n_ctx;
+    float *sc = w->scores + (size_t)ith * (size_t)j->max_ctx;
     (void)nth;
     for (;;) {
-        int w = atomic_fetch_add(&j->next, 1), t, h, g;
-        if (w >= total) break;
-        t = w / hp->n_head;
-        h = w % hp->n_head;
+        int i = atomic_fetch_add(&j->next, 1), t, h, g;
+        const struct eng_seq *s;
+        size_t lbase;
+        if (i >= total) break;
+        t = i / hp->n_head;
+        h = i % hp->n_head;
         g = h / group;
-        /* causal: token t sees positions 0 .. pos0 + t */
-        k->attn_head(hd, j->pos0 + t + 1, s->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
+        s = w->row_seq[t];
+        lbase = (size_t)j->layer * (size_t)s->n_ctx * (size_t)kv_dim;
+        /* causal: the row at position p sees its sequence's positions 0 .. p */
+        k->attn_head(hd, w->row_pos[t] + 1, w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
                      s->kc + lbase + (size_t)g * (size_t)hd, s->vc + lbase + (size_t)g * (size_t)hd,
-                     (size_t)kv_dim, scale, sc, s->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
+                     (size_t)kv_dim, scale, sc, w->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
     }
 }
 
@@ -616,22 +694,25 @@ static void silu_mul(float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
-static void forward_batch(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens,
-                          int n, float *logits, int all_logits)
+/* Runs rows 0..n-1 of w (tokens, with w->row_seq and w->row_pos set)
+ * through the model; writes the logits of the n_logits rows listed in
+ * w->logit_rows, in that order. The caller has checked every bound and
+ * sized w->scores. */
+static void forward(const struct eng_model *m, struct eng_work *w, struct cit_pool *pool,
+                    const int32_t *tokens, int n, int n_logits, int max_ctx, float *logits)
 {
-    const struct eng_model *m = s->m;
     const struct eng_hparams *hp = &m->hp;
     const struct eng_kernels *k = m->kern;
     int E = hp->n_embd, hd = hp->head_dim, q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
-    int F = hp->n_ff, pos0 = s->pos;
+    int F = hp->n_ff;
     float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
 
     for (int t = 0; t < n; t++) {
         k->dequant[m->tok_embd.type](m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
-                                     s->x + (size_t)t * (size_t)E, E);
+                                     w->x + (size_t)t * (size_t)E, E);
         /* Angles by repeated multiplication, in f32, as the reference computes them. */
-        float theta = (float)(pos0 + t);
-        float *cs = s->rope + (size_t)t * (size_t)hp->n_rot;
+        float theta = (float)w->row_pos[t];
+        float *cs = w->rope + (size_t)t * (size_t)hp->n_rot;
         for (int i = 0; i < hp->n_rot / 2; i++) {
             cs[2 * i] = cosf(theta);
             cs[2 * i + 1] = sinf(theta);
@@ -641,23 +722,25 @@ static void forward_batch(struct eng_seq *s, struct cit_pool *pool, const int32_
 
     for (int l = 0; l < hp->n_layer; l++) {
         const struct eng_layer *L = &m->layers[l];
-        size_t lbase = (size_t)l * (size_t)s->n_ctx * (size_t)kv_dim;
-        struct mm_item qkv[3] = {{&L->wq, s->q, q_dim, L->bq},
-                                 {&L->wk, s->k, kv_dim, L->bk},
-                                 {&L->wv, s->v, kv_dim, L->bv}};
-        struct mm_item wo = {&L->wo, s->xn, E, NULL};
-        struct mm_item ffn[2] = {{&L->w_gate, s->ff1, F, NULL}, {&L->w_up, s->ff2, F, NULL}};
-        struct mm_item down = {&L->w_down, s->xn, E, NULL};
+        struct mm_item qkv[3] = {{&L->wq, w->q, q_dim, L->bq},
+                                 {&L->wk, w->k, kv_dim, L->bk},
+                                 {&L->wv, w->v, kv_dim, L->bv}};
+        struct mm_item wo = {&L->wo, w->xn, E, NULL};
+        struct mm_item ffn[2] = {{&L->w_gate, w->ff1, F, NULL}, {&L->w_up, w->ff2, F, NULL}};
+        struct mm_item down = {&L->w_down, w->xn, E, NULL};
         struct attn_job aj;
 
         for (int t = 0; t < n; t++)
-            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
-        matmul(s, pool, s->xn, E, n, qkv, 3);
+            rmsnorm(w->xn + (size_t)t * E, w->x + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
+        matmul(m, w, pool, w->xn, E, n, qkv, 3);
 
+        /* Every row's K and V go into its sequence's cache before any
+         * attention runs, so later rows of a sequence see earlier ones. */
         for (int t = 0; t < n; t++) {
-            float *q = s->q + (size_t)t * q_dim, *kk = s->k + (size_t)t * kv_dim;
-            const float *cs = s->rope + (size_t)t * (size_t)hp->n_rot;
-            size_t row = lbase + (size_t)(pos0 + t) * (size_t)kv_dim;
+            struct eng_seq *s = w->row_seq[t];
+            float *q = w->q + (size_t)t * q_dim, *kk = w->k + (size_t)t * kv_dim;
+            const float *cs = w->rope + (size_t)t * (size_t)hp->n_rot;
+            size_t row = ((size_t)l * (size_t)s->n_ctx + (size_t)w->row_pos[t]) * (size_t)kv_dim;
             for (int h = 0; h < hp->n_head; h++) {
                 if (L->q_norm) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
                 rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
@@ -666,62 +749,101 @@ static void forward_batch(struct eng_seq *s, struct cit_pool *pool, const int32_
                 if (L->k_norm) rmsnorm(kk + h * hd, kk + h * hd, L->k_norm, hd, hp->rms_eps);
                 rope_apply(kk + h * hd, cs, hp->n_rot, hp->rope_neox);
             }
-            k->to_act[GGUF_T_F16](q, s->q16 + (size_t)t * q_dim, q_dim);
+            k->to_act[GGUF_T_F16](q, w->q16 + (size_t)t * q_dim, q_dim);
             k->to_act[GGUF_T_F16](kk, s->kc + row, kv_dim);
-            k->to_act[GGUF_T_F16](s->v + (size_t)t * kv_dim, s->vc + row, kv_dim);
+            k->to_act[GGUF_T_F16](w->v + (size_t)t * kv_dim, s->vc + row, kv_dim);
         }
 
-        aj.s = s;
+        aj.m = m;
+        aj.w = w;
         aj.layer = l;
         aj.n_tok = n;
-        aj.pos0 = pos0;
+        aj.max_ctx = max_ctx;
         atomic_init(&aj.next, 0);
         cit_pool_run(pool, attn_worker, &aj);
 
-        matmul(s, pool, s->att, q_dim, n, &wo, 1);
-        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xn[i];
+        matmul(m, w, pool, w->att, q_dim, n, &wo, 1);
+        for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
 
         for (int t = 0; t < n; t++)
-            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, L->ffn_norm, E, hp->rms_eps);
-        matmul(s, pool, s->xn, E, n, ffn, 2);
-        silu_mul(s->ff1, s->ff2, (size_t)n * F);
-        matmul(s, pool, s->ff1, F, n, &down, 1);
-        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xn[i];
+            rmsnorm(w->xn + (size_t)t * E, w->x + (size_t)t * E, L->ffn_norm, E, hp->rms_eps);
+        matmul(m, w, pool, w->xn, E, n, ffn, 2);
+        silu_mul(w->ff1, w->ff2, (size_t)n * F);
+        matmul(m, w, pool, w->ff1, F, n, &down, 1);
+        for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
     }
 
-    if (logits) {
-        int first = all_logits ? 0 : n - 1;
+    if (n_logits) {
         struct mm_item out = {&m->output, logits, hp->n_vocab, NULL};
-        for (int t = first; t < n; t++)
-            rmsnorm(s->xn + (size_t)t * E, s->x + (size_t)t * E, m->output_norm, E, hp->rms_eps);
-        matmul(s, pool, s->xn + (size_t)first * E, E, n - first, &out, 1);
+        /* the wanted rows, gathered in order through the final norm */
+        for (int j = 0; j < n_logits; j++)
+            rmsnorm(w->xn + (size_t)j * E, w->x + (size_t)w->logit_rows[j] * E, m->output_norm, E,
+                    hp->rms_eps);
+        matmul(m, w, pool, w->xn, E, n_logits, &out, 1);
     }
-    s->pos += n;
 }
 
 int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
                  float *logits, int all_logits)
 {
-    int n_vocab = s->m->hp.n_vocab;
+    int n_vocab = s->m->hp.n_vocab, rc;
     if (n <= 0 || n > s->n_ctx - s->pos) return CIT_ERANGE;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= n_vocab) return CIT_ERANGE;
-    if (s->scores_threads < cit_pool_size(pool)) {
-        float *sc = cit_calloc((size_t)cit_pool_size(pool) * (size_t)s->n_ctx, sizeof(float));
-        if (!sc) return CIT_ENOMEM;
-        cit_free(s->scores);
-        s->scores = sc;
-        s->scores_threads = cit_pool_size(pool);
-    }
+    if ((rc = work_scores(&s->w, cit_pool_size(pool), s->n_ctx))) return rc;
     for (int done = 0; done < n;) {
-        int b = n - done < s->n_batch ? n - done : s->n_batch, last = done + b == n;
+        int b = n - done < s->w.n_batch ? n - done : s->w.n_batch, last = done + b == n, nl = 0;
         float *lg = NULL;
-        if (all_logits)
+        for (int t = 0; t < b; t++) {
+            s->w.row_seq[t] = s;
+            s->w.row_pos[t] = s->pos + t;
+        }
+        if (all_logits) {
             lg = logits + (size_t)done * (size_t)n_vocab;
-        else if (last)
+            for (int t = 0; t < b; t++) s->w.logit_rows[nl++] = t;
+        } else if (last && logits) {
             lg = logits;
-        forward_batch(s, pool, tokens + done, b, lg, all_logits);
+            s->w.logit_rows[nl++] = b - 1;
+        }
+        forward(s->m, &s->w, pool, tokens + done, b, nl, s->n_ctx, lg);
+        s->pos += b;
         done += b;
+    }
+    return 0;
+}
+
+int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_batch_row *rows,
+                   int n, float *logits)
+{
+    struct eng_work *w = &b->w;
+    int n_vocab = b->m->hp.n_vocab, nl = 0, max_ctx = 1, rc = 0;
+    if (n <= 0 || n > w->n_batch) return CIT_ERANGE;
+    /* Positions follow each sequence's rows in order; everything is
+     * checked before any cache is written, so a refused batch changes
+     * nothing. */
+    for (int t = 0; t < n; t++) rows[t].seq->pending = 0;
+    for (int t = 0; t < n; t++) {
+        struct eng_seq *s = rows[t].seq;
+        if (s->m != b->m) rc = CIT_EINVAL;
+        else if (rows[t].token < 0 || rows[t].token >= n_vocab) rc = CIT_ERANGE;
+        else if (s->pos + s->pending >= s->n_ctx) rc = CIT_ERANGE;
+        if (rc) break;
+        w->row_seq[t] = s;
+        w->row_pos[t] = s->pos + s->pending++;
+        b->tokens[t] = rows[t].token;
+        if (rows[t].logits) w->logit_rows[nl++] = t;
+        if (s->n_ctx > max_ctx) max_ctx = s->n_ctx;
+    }
+    if (!rc && nl && !logits) rc = CIT_EINVAL;
+    if (!rc) rc = work_scores(w, cit_pool_size(pool), max_ctx);
+    if (rc) {
+        for (int t = 0; t < n; t++) rows[t].seq->pending = 0;
+        return rc;
+    }
+    forward(b->m, w, pool, b->tokens, n, nl, max_ctx, logits);
+    for (int t = 0; t < n; t++) {
+        rows[t].seq->pos += rows[t].seq->pending;
+        rows[t].seq->pending = 0;
     }
     return 0;
 }
