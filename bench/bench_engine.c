@@ -11,7 +11,10 @@
  * prefetched reads of 256 MiB), bytes of weights per token from the model. Reference figures for llama.cpp on the same 2-core machine are
  * printed beside them. Nothing is asserted: numbers are for people.
  *
- *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2]
+ * It also prints aggregate decode tokens/s when 1, 4 and 16 sequences step
+ * together through eng_batch_eval (the engine side of continuous batching).
+ *
+ *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2] [--batch 1,4,16]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -235,9 +238,43 @@ static double run_once(const struct eng_model *m, struct cit_pool *pool, int n_p
     return r;
 }
 
+/* Aggregate decode tokens/s of n_seq sequences stepping together (one
+ * eng_batch_eval per step, one row per sequence) for n_gen steps. */
+static double run_batched(const struct eng_model *m, struct cit_pool *pool, int n_seq, int n_gen)
+{
+    struct eng_seq *seqs[64];
+    struct eng_batch *b;
+    struct eng_batch_row rows[64];
+    int n_vocab = eng_model_hparams(m)->n_vocab;
+    float *logits = cit_calloc((size_t)n_seq * (size_t)n_vocab, sizeof(float));
+    double t0, r;
+    if (n_seq > 64 || !logits || eng_batch_new(m, n_seq, &b)) return 0;
+    for (int i = 0; i < n_seq; i++) {
+        if (eng_seq_new(m, n_gen + 2, &seqs[i])) return 0;
+        rows[i] = (struct eng_batch_row){seqs[i], 1 + i, 1};
+    }
+    t0 = now_s();
+    for (int step = 0; step < n_gen; step++) {
+        if (eng_batch_eval(b, pool, rows, n_seq, logits)) return 0;
+        for (int i = 0; i < n_seq; i++) {
+            const float *l = logits + (size_t)i * (size_t)n_vocab;
+            int32_t best = 0;
+            for (int v = 1; v < n_vocab; v++)
+                if (l[v] > l[best]) best = v;
+            rows[i].token = best;
+        }
+    }
+    r = (double)n_seq * n_gen / (now_s() - t0);
+    for (int i = 0; i < n_seq; i++) eng_seq_free(seqs[i]);
+    eng_batch_free(b);
+    cit_free(logits);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     const char *models = "q8_0,q4_0,q4_k_m";
+    int batches[4] = {1, 4, 16}, n_batches = 3;
     int threads[4] = {1, 2}, n_threads = 2, runs = 3, n_prompt = 512, n_gen = 128;
     struct cit_pool *gen_pool;
     const char *e = getenv("BENCH_RUNS");
@@ -247,6 +284,13 @@ int main(int argc, char **argv)
             runs = 1, n_prompt = 64, n_gen = 16;
         } else if (!strcmp(argv[i], "--models") && i + 1 < argc) {
             models = argv[++i];
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            char *p = argv[++i];
+            n_batches = 0;
+            while (*p && n_batches < 4) {
+                batches[n_batches++] = (int)strtol(p, &p, 10);
+                if (*p == ',') p++;
+            }
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             char *p = argv[++i];
             n_threads = 0;
@@ -256,7 +300,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
-                    "[--threads 1,2]\n");
+                    "[--threads 1,2] [--batch 1,4,16]\n");
             return 2;
         }
     }
@@ -308,6 +352,24 @@ int main(int argc, char **argv)
             cit_pool_free(pool);
         }
         printf("%-7s weights read per token: %.0f MiB\n", mix, (double)wbytes / 1048576.0);
+        {
+            /* Several sequences decoding together share each weight read:
+             * the engine side of continuous batching. */
+            struct cit_pool *pool;
+            double one = 0;
+            if (cit_pool_create(cit_cpu_count(), &pool)) return 1;
+            printf("%-7s batched decode, %d threads:", mix, cit_cpu_count());
+            for (int bi = 0; bi < n_batches; bi++) {
+                double v[16];
+                for (int r = 0; r < runs && r < 16; r++) v[r] = run_batched(m, pool, batches[bi], n_gen / 4 > 8 ? n_gen / 4 : 8);
+                v[0] = median(v, runs < 16 ? runs : 16);
+                if (bi == 0) one = v[0];
+                printf("  %d seq %.1f tok/s%s", batches[bi], v[0], bi && one > 0 ? "" : "");
+                if (bi && one > 0) printf(" (%.1fx)", v[0] / one);
+            }
+            printf("\n");
+            cit_pool_free(pool);
+        }
         eng_model_free(m);
     }
     printf("\npp512: prefill tokens/s of a 512-token prompt; tg128: decode tokens/s over 128 "
