@@ -173,3 +173,21 @@ void test_sample_filters(void)
     }
     eng_sampler_free(s);
 }
+
+void test_stop_strings(void)
+{
+    const char *stops[] = {"</answer>", "\n\nUser:", "END"};
+    size_t emit;
+    /* no stop, nothing that could start one */
+    CHECK(eng_stop_check(stops, 3, "hello world", 11, &emit) == 0 && emit == 11);
+    /* a tail that may become a stop string is held back */
+    CHECK(eng_stop_check(stops, 3, "hello </ans", 11, &emit) == 0 && emit == 6);
+    CHECK(eng_stop_check(stops, 3, "hello\n\nUse", 10, &emit) == 0 && emit == 5);
+    CHECK(eng_stop_check(stops, 3, "hello E", 7, &emit) == 0 && emit == 6);
+    /* a stop string: cut before its first occurrence, whichever comes first */
+    CHECK(eng_stop_check(stops, 3, "a END b </answer>", 17, &emit) == 1 && emit == 2);
+    CHECK(eng_stop_check(stops, 3, "x</answer>y END", 15, &emit) == 1 && emit == 1);
+    /* no stop strings at all, and an empty text */
+    CHECK(eng_stop_check(NULL, 0, "abc", 3, &emit) == 0 && emit == 3);
+    CHECK(eng_stop_check(stops, 3, "", 0, &emit) == 0 && emit == 0);
+}

@@ -173,6 +173,16 @@ int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out /* out */)
 int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
                     int add_assistant, const char *bos, char **out /* out */);
 
+/* ---- stop strings ----
+ *
+ * Given all text generated so far, says whether a stop string occurred
+ * and how much may be shown now: everything up to the first occurrence of
+ * any stop string (returns 1), or everything except a tail that could
+ * still become one (returns 0). Streaming servers and the CLI both emit
+ * text[0..*emit) and keep the rest. */
+int eng_stop_check(const char *const *stops, int n_stops, const char *text, size_t len,
+                   size_t *emit /* out */);
+
 /* ---- sampling ---- */
 
 struct eng_sampler_params {

@@ -134,30 +134,15 @@ static int text_add(struct out_text *t, const char *s, size_t n)
     return 0;
 }
 
-/* Returns 1 when a stop string occurred (text is cut before it). Otherwise
- * sets *safe to how much may be printed: everything but a tail that is a
- * proper prefix of some stop string. */
+/* Cuts the text at a stop string (returns 1), or sets *safe to how much
+ * may be printed without printing the start of one. */
 static int check_stops(const struct run_opts *o, struct out_text *t, size_t *safe)
 {
-    size_t hold = 0;
-    for (int s = 0; s < o->n_stops; s++) {
-        const char *hit = memmem(t->p, t->n, o->stops[s], strlen(o->stops[s]));
-        if (hit) {
-            t->n = (size_t)(hit - t->p);
-            t->p[t->n] = 0;
-            *safe = t->n;
-            return 1;
-        }
+    if (eng_stop_check(o->stops, o->n_stops, t->p ? t->p : "", t->n, safe)) {
+        t->n = *safe;
+        t->p[t->n] = 0;
+        return 1;
     }
-    for (int s = 0; s < o->n_stops; s++) {
-        size_t L = strlen(o->stops[s]);
-        for (size_t k = L - 1; k > hold; k--)
-            if (k <= t->n && !memcmp(t->p + t->n - k, o->stops[s], k)) {
-                hold = k;
-                break;
-            }
-    }
-    *safe = t->n - hold;
     return 0;
 }
 

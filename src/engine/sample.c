@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "eng_int.h"
 
@@ -180,4 +181,36 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
         if (r < cum) return s->c[i].id;
     }
     return s->c[keep - 1].id;
+}
+
+int eng_stop_check(const char *const *stops, int n_stops, const char *text, size_t len,
+                   size_t *emit)
+{
+    size_t first = len, hold = 0;
+    int hit = 0;
+    for (int i = 0; i < n_stops; i++) {
+        size_t L = strlen(stops[i]);
+        const char *p;
+        if (!L) continue;
+        p = memmem(text, len, stops[i], L);
+        if (p && (size_t)(p - text) < first) {
+            first = (size_t)(p - text);
+            hit = 1;
+        }
+    }
+    if (hit) {
+        *emit = first;
+        return 1;
+    }
+    /* Hold back the longest tail that is a proper prefix of a stop string. */
+    for (int i = 0; i < n_stops; i++) {
+        size_t L = strlen(stops[i]);
+        for (size_t k = L > 0 ? L - 1 : 0; k > hold; k--)
+            if (k <= len && !memcmp(text + len - k, stops[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    *emit = len - hold;
+    return 0;
 }
