@@ -10,7 +10,7 @@
  * The level ranges keep every pair sum below 32767, so nothing saturates.
  *
  * q4_0 and q8_0 work on eight blocks at a time: the eight f16 scales are
- * gathered and converted together, and the eight blocks' integer sums are
+ * collected and converted together, and the eight blocks' integer sums are
  * reduced side by side (sum_lanes8) for one convert and one FMA.
  *
  * A NEON file with the same entry points can be added beside this one.
@@ -127,20 +127,16 @@ static float dot_bf16(int n, const void *w, const void *a)
 }
 
 /* Eight f16 scales that sit at a fixed byte stride (the d field heading
- * each block), converted together: one gather instead of eight scalar
- * loads and conversions. Reads 4 bytes at each block start, which stay
- * inside the block. */
+ * each block), converted together. Eight 16-bit loads into a small array
+ * beat vpgatherdd, which is microcoded on AMD: q4_0 0.87 vs 1.02 ns per
+ * 32 weights in cache, q8_0 0.96 vs 1.18. */
 static inline __m256 gather_scales(const void *base, int stride_bytes)
 {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                           _mm256_set1_epi32(stride_bytes));
-    __m256i v = _mm256_i32gather_epi32((const int *)base, idx, 1);
-    /* keep the low 16 bits of each lane, pack to 8 x u16 */
-    v = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1,
-                                                -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1,
-                                                -1, -1, -1, -1));
-    v = _mm256_permute4x64_epi64(v, 0x08);
-    return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+    const uint8_t *p = base;
+    uint16_t h[8];
+#pragma GCC unroll 8
+    for (int b = 0; b < 8; b++) memcpy(&h[b], p + (size_t)b * (size_t)stride_bytes, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 
 /* Lane b of the result is the sum of the 8 int32 lanes of p[b]: eight
