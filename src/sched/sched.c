@@ -1,0 +1,418 @@
+/*
+ * Continuous batching (see include/citadel/sched.h).
+ *
+ * Locking: the mutex guards the queue, the cancel list and the counters.
+ * Slots belong to the worker thread alone, so engine calls and callbacks
+ * run without the lock held.
+ */
+#include "citadel/sched.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct request {
+    uint64_t id;
+    int32_t *prompt;
+    int n_prompt, max_tokens;
+    struct eng_sampler *smp;
+    char *stops[SCHED_MAX_STOPS];
+    int n_stops;
+    sched_cb cb;
+    void *user;
+    struct request *next;
+};
+
+struct slot {
+    struct request *req; /* NULL: free */
+    struct eng_seq *seq;
+    int prefilled;       /* prompt tokens already fed */
+    int32_t last;        /* sampled token to feed next */
+    int n_gen;
+    int32_t *hist;       /* (n_ctx) prompt + generated, for the repetition penalty */
+    int n_hist;
+    struct eng_detok dt;
+    char *text;          /* generated text; [0, emitted) already reported */
+    size_t len, cap, emitted;
+    int cancel;
+};
+
+struct sched {
+    const struct eng_model *m;
+    struct cit_pool *pool;
+    struct sched_opts o;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int started, stop;
+    struct request *qhead, *qtail;
+    int n_queued;
+    uint64_t next_id;
+    uint64_t *cancels; /* (max_queue + max_active) ids to cancel */
+    int n_cancels;
+    struct slot *slots;
+    int n_active;
+    struct eng_batch *batch;
+    struct eng_batch_row *rows;
+    int *row_slot; /* slot of each row that asked for logits */
+    float *logits; /* (max_active, n_vocab) */
+    uint64_t steps, n_rows;
+};
+
+static void req_free(struct request *r)
+{
+    if (!r) return;
+    for (int i = 0; i < r->n_stops; i++) cit_free(r->stops[i]);
+    eng_sampler_free(r->smp);
+    cit_free(r->prompt);
+    cit_free(r);
+}
+
+/* ---- the worker's side ---- */
+
+static int text_add(struct slot *sl, const char *p, size_t n)
+{
+    if (sl->len + n + 1 > sl->cap) {
+        size_t cap = 2 * (sl->len + n + 1);
+        char *nt = cit_realloc(sl->text, cap);
+        if (!nt) return CIT_ENOMEM;
+        sl->text = nt;
+        sl->cap = cap;
+    }
+    memcpy(sl->text + sl->len, p, n);
+    sl->len += n;
+    sl->text[sl->len] = 0;
+    return 0;
+}
+
+static void slot_release(struct sched *s, struct slot *sl)
+{
+    req_free(sl->req);
+    sl->req = NULL;
+    sl->cancel = 0;
+    s->n_active--;
+}
+
+/* Reports the rest of the text (up to a stop string) and the end. */
+static void slot_finish(struct sched *s, struct slot *sl, int32_t tok, enum sched_finish why)
+{
+    size_t emit = sl->len;
+    if (why == SCHED_FINISH_STOP || why == SCHED_FINISH_LENGTH) {
+        char tail[8];
+        int n = eng_detok_flush(&sl->dt, tail, sizeof(tail));
+        if (n > 0) text_add(sl, tail, (size_t)n);
+        emit = sl->len;
+        eng_stop_check((const char *const *)sl->req->stops, sl->req->n_stops, sl->text ? sl->text : "",
+                       sl->len, &emit);
+    }
+    if (why == SCHED_FINISH_CANCELLED || emit < sl->emitted) emit = sl->emitted;
+    sl->req->cb(sl->req->user, tok, sl->text ? sl->text + sl->emitted : "", emit - sl->emitted, why);
+    pthread_mutex_lock(&s->mu);
+    slot_release(s, sl);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void slot_start(struct sched *s, struct slot *sl, struct request *r)
+{
+    sl->req = r;
+    eng_seq_reset(sl->seq);
+    sl->prefilled = 0;
+    sl->n_gen = 0;
+    memcpy(sl->hist, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
+    sl->n_hist = r->n_prompt;
+    memset(&sl->dt, 0, sizeof(sl->dt));
+    sl->len = sl->emitted = 0;
+    sl->cancel = 0;
+    s->n_active++;
+}
+
+/* After a slot's logits: sample, report text, and decide whether it ends. */
+static void slot_step(struct sched *s, struct slot *sl, float *logits)
+{
+    struct request *r = sl->req;
+    char piece[8192];
+    int32_t tok = eng_sample(r->smp, logits, sl->hist, sl->n_hist);
+    size_t emit;
+    int n;
+    if (eng_token_is_eog(s->m, tok)) {
+        slot_finish(s, sl, tok, SCHED_FINISH_STOP);
+        return;
+    }
+    sl->hist[sl->n_hist++] = tok;
+    sl->n_gen++;
+    n = eng_detok_push(s->m, &sl->dt, tok, piece, sizeof(piece));
+    if (n < 0 || text_add(sl, piece, (size_t)n)) {
+        slot_finish(s, sl, tok, SCHED_FINISH_ERROR);
+        return;
+    }
+    if (eng_stop_check((const char *const *)r->stops, r->n_stops, sl->text, sl->len, &emit)) {
+        sl->len = emit; /* cut at the stop string */
+        slot_finish(s, sl, tok, SCHED_FINISH_STOP);
+        return;
+    }
+    if (sl->n_gen >= r->max_tokens) {
+        slot_finish(s, sl, tok, SCHED_FINISH_LENGTH);
+        return;
+    }
+    /* every token is reported, with the text it made safe to show (may be
+     * empty: half a character, or a possible stop string) */
+    r->cb(r->user, tok, sl->text + sl->emitted, emit - sl->emitted, SCHED_FINISH_NONE);
+    sl->emitted = emit;
+    sl->last = tok;
+}
+
+static void *worker(void *arg)
+{
+    struct sched *s = arg;
+    int n_vocab = eng_model_hparams(s->m)->n_vocab;
+    for (;;) {
+        int n = 0, nl = 0, rc;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            /* Cancels: queued requests leave the queue (reported below,
+             * without the lock), running ones are marked. */
+            struct request *gone = NULL;
+            for (int c = 0; c < s->n_cancels; c++) {
+                struct request **pp = &s->qhead, *prev = NULL;
+                for (; *pp; prev = *pp, pp = &(*pp)->next)
+                    if ((*pp)->id == s->cancels[c]) {
+                        struct request *r = *pp;
+                        *pp = r->next;
+                        if (s->qtail == r) s->qtail = prev;
+                        s->n_queued--;
+                        r->next = gone;
+                        gone = r;
+                        break;
+                    }
+                for (int i = 0; i < s->o.max_active; i++)
+                    if (s->slots[i].req && s->slots[i].req->id == s->cancels[c]) s->slots[i].cancel = 1;
+            }
+            s->n_cancels = 0;
+            if (s->stop)
+                for (int i = 0; i < s->o.max_active; i++)
+                    if (s->slots[i].req) s->slots[i].cancel = 1;
+            while (!s->stop && s->qhead && s->n_active < s->o.max_active) {
+                struct request *r = s->qhead;
+                s->qhead = r->next;
+                if (!s->qhead) s->qtail = NULL;
+                s->n_queued--;
+                for (int i = 0; i < s->o.max_active; i++)
+                    if (!s->slots[i].req) {
+                        slot_start(s, &s->slots[i], r);
+                        break;
+                    }
+            }
+            if (gone) {
+                pthread_mutex_unlock(&s->mu);
+                while (gone) {
+                    struct request *r = gone;
+                    gone = r->next;
+                    r->cb(r->user, -1, "", 0, SCHED_FINISH_CANCELLED);
+                    req_free(r);
+                }
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
+            if (s->n_active > 0 || (s->stop && !s->qhead)) break;
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+        if (s->stop && s->n_active == 0) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        pthread_mutex_unlock(&s->mu);
+
+        /* One batch from every active slot. */
+        for (int i = 0; i < s->o.max_active; i++) {
+            struct slot *sl = &s->slots[i];
+            if (!sl->req) continue;
+            if (sl->cancel) {
+                slot_finish(s, sl, -1, SCHED_FINISH_CANCELLED);
+                continue;
+            }
+            if (sl->prefilled < sl->req->n_prompt) {
+                int k = sl->req->n_prompt - sl->prefilled;
+                if (k > s->o.prefill_chunk) k = s->o.prefill_chunk;
+                for (int j = 0; j < k; j++) {
+                    int last = sl->prefilled + j + 1 == sl->req->n_prompt;
+                    s->rows[n++] = (struct eng_batch_row){sl->seq, sl->req->prompt[sl->prefilled + j], last};
+                    if (last) s->row_slot[nl++] = i;
+                }
+                sl->prefilled += k;
+            } else {
+                s->rows[n++] = (struct eng_batch_row){sl->seq, sl->last, 1};
+                s->row_slot[nl++] = i;
+            }
+        }
+        if (!n) continue;
+        rc = eng_batch_eval(s->batch, s->pool, s->rows, n, s->logits);
+        pthread_mutex_lock(&s->mu);
+        s->steps++;
+        s->n_rows += (uint64_t)n;
+        pthread_mutex_unlock(&s->mu);
+        for (int j = 0; j < nl; j++) {
+            struct slot *sl = &s->slots[s->row_slot[j]];
+            if (!sl->req) continue;
+            if (rc)
+                slot_finish(s, sl, -1, SCHED_FINISH_ERROR);
+            else
+                slot_step(s, sl, s->logits + (size_t)j * (size_t)n_vocab);
+        }
+    }
+    return NULL;
+}
+
+/* ---- the callers' side ---- */
+
+int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sched_opts *o,
+              struct sched **out)
+{
+    struct sched *s;
+    int n_vocab = eng_model_hparams(m)->n_vocab, rc = CIT_ENOMEM;
+    if (o->max_active < 1 || o->max_active > 256 || o->max_queue < 0 || o->n_ctx < 2 ||
+        o->prefill_chunk < 1 || (int64_t)o->max_active * o->prefill_chunk > 65536)
+        return CIT_EINVAL;
+    s = cit_calloc(1, sizeof(*s));
+    if (!s) return CIT_ENOMEM;
+    s->m = m;
+    s->pool = pool;
+    s->o = *o;
+    s->next_id = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->slots = cit_calloc((size_t)o->max_active, sizeof(*s->slots));
+    s->rows = cit_calloc((size_t)o->max_active * (size_t)o->prefill_chunk, sizeof(*s->rows));
+    s->row_slot = cit_calloc((size_t)o->max_active, sizeof(int));
+    s->logits = cit_calloc((size_t)o->max_active * (size_t)n_vocab, sizeof(float));
+    s->cancels = cit_calloc((size_t)(o->max_queue + o->max_active) + 1, sizeof(uint64_t));
+    if (!s->slots || !s->rows || !s->row_slot || !s->logits || !s->cancels) goto fail;
+    if ((rc = eng_batch_new(m, o->max_active * o->prefill_chunk, &s->batch))) goto fail;
+    for (int i = 0; i < o->max_active; i++) {
+        if ((rc = eng_seq_new(m, o->n_ctx, &s->slots[i].seq))) goto fail;
+        s->slots[i].hist = cit_calloc((size_t)o->n_ctx, sizeof(int32_t));
+        if (!s->slots[i].hist) {
+            rc = CIT_ENOMEM;
+            goto fail;
+        }
+    }
+    if (pthread_create(&s->thread, NULL, worker, s)) {
+        rc = CIT_ENOMEM;
+        goto fail;
+    }
+    s->started = 1;
+    *out = s;
+    return 0;
+fail:
+    sched_free(s);
+    return rc;
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s) return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        /* queued requests are cancelled by the worker as it drains */
+        for (struct request *r = s->qhead; r && s->n_cancels < s->o.max_queue + s->o.max_active; r = r->next)
+            s->cancels[s->n_cancels++] = r->id;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    while (s->qhead) { /* only when the worker never started */
+        struct request *r = s->qhead;
+        s->qhead = r->next;
+        req_free(r);
+    }
+    if (s->slots)
+        for (int i = 0; i < s->o.max_active; i++) {
+            req_free(s->slots[i].req);
+            eng_seq_free(s->slots[i].seq);
+            cit_free(s->slots[i].hist);
+            cit_free(s->slots[i].text);
+        }
+    eng_batch_free(s->batch);
+    cit_free(s->slots);
+    cit_free(s->rows);
+    cit_free(s->row_slot);
+    cit_free(s->logits);
+    cit_free(s->cancels);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    cit_free(s);
+}
+
+int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *user, uint64_t *id)
+{
+    struct request *r;
+    int n_vocab = eng_model_hparams(s->m)->n_vocab, rc;
+    if (!cb || q->n_prompt < 1 || q->max_tokens < 1 || q->n_stops < 0 || q->n_stops > SCHED_MAX_STOPS)
+        return CIT_EINVAL;
+    if ((int64_t)q->n_prompt + q->max_tokens > s->o.n_ctx) return CIT_ERANGE;
+    for (int i = 0; i < q->n_prompt; i++)
+        if (q->prompt[i] < 0 || q->prompt[i] >= n_vocab) return CIT_ERANGE;
+    r = cit_calloc(1, sizeof(*r));
+    if (!r) return CIT_ENOMEM;
+    r->prompt = cit_malloc((size_t)q->n_prompt * sizeof(int32_t));
+    if (!r->prompt) {
+        req_free(r);
+        return CIT_ENOMEM;
+    }
+    memcpy(r->prompt, q->prompt, (size_t)q->n_prompt * sizeof(int32_t));
+    r->n_prompt = q->n_prompt;
+    r->max_tokens = q->max_tokens;
+    r->cb = cb;
+    r->user = user;
+    for (int i = 0; i < q->n_stops; i++) {
+        if (!q->stops[i] || !*q->stops[i]) {
+            req_free(r);
+            return CIT_EINVAL;
+        }
+        r->stops[i] = cit_strndup(q->stops[i], strlen(q->stops[i]));
+        if (!r->stops[i]) {
+            req_free(r);
+            return CIT_ENOMEM;
+        }
+        r->n_stops = i + 1;
+    }
+    if ((rc = eng_sampler_new(&q->sampling, n_vocab, &r->smp))) {
+        req_free(r);
+        return rc;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->stop || s->n_queued >= s->o.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        req_free(r);
+        return CIT_EOVERFLOW;
+    }
+    r->id = s->next_id++;
+    if (s->qtail)
+        s->qtail->next = r;
+    else
+        s->qhead = r;
+    s->qtail = r;
+    s->n_queued++;
+    *id = r->id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void sched_cancel(struct sched *s, uint64_t id)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->n_cancels < s->o.max_queue + s->o.max_active) s->cancels[s->n_cancels++] = id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_get_stats(struct sched *s, struct sched_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    out->queued = s->n_queued;
+    out->active = s->n_active;
+    out->steps = s->steps;
+    out->rows = s->n_rows;
+    pthread_mutex_unlock(&s->mu);
+}
