@@ -68,6 +68,16 @@ static inline int cit_add_size(size_t a, size_t b, size_t *out)
     return __builtin_add_overflow(a, b, out) ? -1 : 0;
 }
 
+/* ---- growable byte buffer ----
+ * Always NUL-terminated once anything was added; p is NULL while empty. */
+struct cit_buf {
+    char *p;
+    size_t len, cap;
+};
+int cit_buf_add(struct cit_buf *b, const void *data, size_t n);
+int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cit_buf_free(struct cit_buf *b);
+
 /* ---- logging ---- */
 
 enum cit_log_level { CIT_LOG_DEBUG, CIT_LOG_INFO, CIT_LOG_WARN, CIT_LOG_ERROR };

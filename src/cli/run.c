@@ -113,34 +113,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
-/* Text generated so far, and how much of it has been printed. */
-struct out_text {
-    char *p;
-    size_t n, cap, printed;
-};
-
-static int text_add(struct out_text *t, const char *s, size_t n)
-{
-    if (t->n + n + 1 > t->cap) {
-        size_t cap = 2 * (t->n + n + 1);
-        char *np = cit_realloc(t->p, cap);
-        if (!np) return CIT_ENOMEM;
-        t->p = np;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->n, s, n);
-    t->n += n;
-    t->p[t->n] = 0;
-    return 0;
-}
-
 /* Cuts the text at a stop string (returns 1), or sets *safe to how much
  * may be printed without printing the start of one. */
-static int check_stops(const struct run_opts *o, struct out_text *t, size_t *safe)
+static int check_stops(const struct run_opts *o, struct cit_buf *t, size_t *safe)
 {
-    if (eng_stop_check(o->stops, o->n_stops, t->p ? t->p : "", t->n, safe)) {
-        t->n = *safe;
-        t->p[t->n] = 0;
+    if (eng_stop_check(o->stops, o->n_stops, t->p ? t->p : "", t->len, safe)) {
+        t->len = *safe;
+        t->p[t->len] = 0;
         return 1;
     }
     return 0;
@@ -155,7 +134,8 @@ int cli_run(int argc, char **argv)
     struct cit_pool *pool = NULL;
     struct cit_err err;
     struct eng_detok dt = {{0}, 0};
-    struct out_text text = {0};
+    struct cit_buf text = {0};
+    size_t printed = 0; /* bytes of text already on stdout */
     int32_t *toks = NULL;
     float *logits = NULL;
     char *rendered = NULL;
@@ -220,15 +200,15 @@ int cli_run(int argc, char **argv)
         if (eng_token_is_eog(m, id)) break;
         toks[n_prompt + n_gen++] = id;
         np = eng_detok_push(m, &dt, id, piece, sizeof(piece));
-        if (np < 0 || text_add(&text, piece, (size_t)np)) {
+        if (np < 0 || cit_buf_add(&text, piece, (size_t)np)) {
             rc = np < 0 ? np : CIT_ENOMEM;
             goto fail_rc;
         }
         stop = check_stops(&o, &text, &safe);
-        if (!o.json && safe > text.printed) {
-            fwrite(text.p + text.printed, 1, safe - text.printed, stdout);
+        if (!o.json && safe > printed) {
+            fwrite(text.p + printed, 1, safe - printed, stdout);
             fflush(stdout);
-            text.printed = safe;
+            printed = safe;
         }
         if (stop || n_gen == o.n_predict) break;
         if ((rc = eng_seq_eval(seq, pool, &id, 1, logits, 0))) goto fail_rc;
@@ -239,7 +219,7 @@ int cli_run(int argc, char **argv)
         char tail[8];
         int nt = eng_detok_flush(&dt, tail, sizeof(tail));
         size_t safe;
-        if (nt > 0 && text_add(&text, tail, (size_t)nt) == 0) check_stops(&o, &text, &safe);
+        if (nt > 0 && cit_buf_add(&text, tail, (size_t)nt) == 0) check_stops(&o, &text, &safe);
     }
     if (o.json) {
         printf("{\"prompt_tokens\":[");
@@ -247,12 +227,12 @@ int cli_run(int argc, char **argv)
         printf("],\"tokens\":[");
         for (int i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", toks[n_prompt + i]);
         printf("],\"text\":");
-        cli_json_str(stdout, text.p ? text.p : "", text.n);
+        cli_json_str(stdout, text.p ? text.p : "", text.len);
         printf(",\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}\n",
                prefill_s > 0 ? n_prompt / prefill_s : 0.0,
                decode_s > 0 && n_gen > 1 ? (n_gen - 1) / decode_s : 0.0);
     } else {
-        if (text.n > text.printed) fwrite(text.p + text.printed, 1, text.n - text.printed, stdout);
+        if (text.len > printed) fwrite(text.p + printed, 1, text.len - printed, stdout);
         printf("\n");
         fflush(stdout); /* the text before the statistics on stderr */
         fprintf(stderr, "citadel: prompt %d tokens, %.2f tok/s; generated %d tokens, %.2f tok/s "
@@ -273,6 +253,6 @@ done:
     cit_free(toks);
     cit_free(logits);
     cit_free(rendered);
-    cit_free(text.p);
+    cit_buf_free(&text);
     return status;
 }

@@ -6,7 +6,9 @@
  */
 #include "citadel/core.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,4 +81,54 @@ char *cit_strndup(const char *s, size_t n)
 void cit_free(void *p)
 {
     free(p);
+}
+
+/* ---- growable buffer ---- */
+
+static int buf_reserve(struct cit_buf *b, size_t extra)
+{
+    size_t need, cap;
+    char *np;
+    if (cit_add_size(b->len, extra, &need) || cit_add_size(need, 1, &need)) return CIT_ERANGE;
+    if (need <= b->cap) return 0;
+    cap = b->cap ? b->cap : 64;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : 2 * cap;
+    np = cit_realloc(b->p, cap);
+    if (!np) return CIT_ENOMEM;
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+int cit_buf_add(struct cit_buf *b, const void *data, size_t n)
+{
+    int rc = buf_reserve(b, n);
+    if (rc) return rc;
+    if (n) memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+int cit_buf_printf(struct cit_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k, rc;
+    va_start(ap, fmt);
+    k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) return CIT_EINVAL;
+    if ((rc = buf_reserve(b, (size_t)k))) return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)k + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)k;
+    return 0;
+}
+
+void cit_buf_free(struct cit_buf *b)
+{
+    cit_free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
 }

@@ -7,7 +7,6 @@
  * render that format with our own code. Unrecognised templates fall back to
  * ChatML and are reported as such (border control refuses them outright).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -73,50 +72,14 @@ enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recogn
     return r;
 }
 
-struct buf {
-    char *p;
-    size_t n, cap;
-    int failed;
-};
-
-static void add(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int k;
-    if (b->failed) return;
-    for (;;) {
-        va_start(ap, fmt);
-        k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)k < b->cap - b->n) break;
-        {
-            size_t cap = 2 * b->cap + (size_t)k + 1;
-            char *np = cit_realloc(b->p, cap);
-            if (!np) {
-                b->failed = 1;
-                return;
-            }
-            b->p = np;
-            b->cap = cap;
-        }
-    }
-    b->n += (size_t)k;
-}
-
 int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
                     int add_assistant, const char *bos, char **out)
 {
-    struct buf b = {cit_malloc(256), 0, 256, 0};
+    struct cit_buf b = {0};
     const char *sys = NULL;
-    int first_user = 1;
-    if (!b.p) return CIT_ENOMEM;
-    b.p[0] = 0;
+    int first_user = 1, rc = 0;
     (void)bos;
+#define add(buf, ...) (rc = rc ? rc : cit_buf_printf(buf, __VA_ARGS__))
     for (int i = 0; i < n; i++) {
         const char *role = msgs[i].role, *c = msgs[i].content;
         int is_sys = !strcmp(role, "system"), is_user = !strcmp(role, "user");
@@ -158,9 +121,11 @@ int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n
         default: break;
         }
     }
-    if (b.failed) {
-        cit_free(b.p);
-        return CIT_ENOMEM;
+#undef add
+    if (!rc && !b.p) rc = cit_buf_add(&b, "", 0); /* no messages: an empty string */
+    if (rc) {
+        cit_buf_free(&b);
+        return rc;
     }
     *out = b.p;
     return 0;

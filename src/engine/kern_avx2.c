@@ -363,26 +363,36 @@ static inline __m256i kq_minsum(__m256i mins_dup, const int16_t *bsums)
     return _mm256_madd_epi16(mins_dup, _mm256_loadu_si256((const __m256i *)bsums));
 }
 
+/* Block i of a q4_K (five = 0) or q5_K row: the common header (d, dmin,
+ * scales), the low bits and, for q5_K, the fifth bits. */
+static inline __attribute__((always_inline)) const block_q4_K *kq_block(const void *w, int i, int five, const uint8_t **qs,
+                                         __m256i *hbits)
+{
+    const uint8_t *blk = (const uint8_t *)w + (five ? sizeof(block_q5_K) : sizeof(block_q4_K)) * (size_t)i;
+    const block_q4_K *h = (const block_q4_K *)blk;
+    *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
+    *hbits = five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh)
+                  : _mm256_setzero_si256();
+    return h;
+}
+
 /* q4_K and q5_K share d, dmin and the scales at the front of the block;
  * q5_K adds a fifth bit per value from qh. five is a constant at every
  * call, so each caller gets its own specialised loop. */
 static inline float kq_dot(int n, const void *w, const void *a, int five)
 {
     const block_q8_K *y = a;
-    const size_t bsz = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        const uint8_t *blk = (const uint8_t *)w + bsz * (size_t)i;
-        const block_q4_K *h = (const block_q4_K *)blk;
-        const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
-        const __m256i hbits =
-            five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+        const uint8_t *qs;
+        __m256i hbits;
+        const block_q4_K *h = kq_block(w, i, five, &qs, &hbits);
         const int8_t *q8 = y[i].qs;
         int16_t sc[8];
         __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
         const __m256i mins = kq_minsum(kq_unpack(h->scales, sc), y[i].bsums);
-        prefetch_ahead(blk, 3);
+        prefetch_ahead(h, 3);
 #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
@@ -474,7 +484,6 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
                            int five)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    const size_t bsz = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const block_q8_K *y[4];
     __m256 acc[4], accm[4];
     #pragma GCC unroll 8
@@ -483,12 +492,9 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
         acc[t] = accm[t] = _mm256_setzero_ps();
     }
     for (int i = 0; i < n / QK_K; i++) {
-        const uint8_t *blk = (const uint8_t *)w + bsz * (size_t)i;
-        /* q4_K and q5_K share d, dmin, scales at the front */
-        const block_q4_K *h = (const block_q4_K *)blk;
-        const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
-        const __m256i hbits =
-            five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh) : _mm256_setzero_si256();
+        const uint8_t *qs;
+        __m256i hbits;
+        const block_q4_K *h = kq_block(w, i, five, &qs, &hbits);
         int16_t sc[8];
         __m256i sumi[4];
         const float dx = h2f(h->d), dmx = h2f(h->dmin);

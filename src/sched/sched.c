@@ -32,8 +32,8 @@ struct slot {
     int32_t *hist;       /* (n_ctx) prompt + generated, for the repetition penalty */
     int n_hist;
     struct eng_detok dt;
-    char *text;          /* generated text; [0, emitted) already reported */
-    size_t len, cap, emitted;
+    struct cit_buf text; /* generated text; [0, emitted) already reported */
+    size_t emitted;
     int cancel;
 };
 
@@ -70,21 +70,6 @@ static void req_free(struct request *r)
 
 /* ---- the worker's side ---- */
 
-static int text_add(struct slot *sl, const char *p, size_t n)
-{
-    if (sl->len + n + 1 > sl->cap) {
-        size_t cap = 2 * (sl->len + n + 1);
-        char *nt = cit_realloc(sl->text, cap);
-        if (!nt) return CIT_ENOMEM;
-        sl->text = nt;
-        sl->cap = cap;
-    }
-    memcpy(sl->text + sl->len, p, n);
-    sl->len += n;
-    sl->text[sl->len] = 0;
-    return 0;
-}
-
 static void slot_release(struct sched *s, struct slot *sl)
 {
     req_free(sl->req);
@@ -96,17 +81,18 @@ static void slot_release(struct sched *s, struct slot *sl)
 /* Reports the rest of the text (up to a stop string) and the end. */
 static void slot_finish(struct sched *s, struct slot *sl, int32_t tok, enum sched_finish why)
 {
-    size_t emit = sl->len;
+    size_t emit = sl->text.len;
+    const char *text = sl->text.p ? sl->text.p : "";
     if (why == SCHED_FINISH_STOP || why == SCHED_FINISH_LENGTH) {
         char tail[8];
         int n = eng_detok_flush(&sl->dt, tail, sizeof(tail));
-        if (n > 0) text_add(sl, tail, (size_t)n);
-        emit = sl->len;
-        eng_stop_check((const char *const *)sl->req->stops, sl->req->n_stops, sl->text ? sl->text : "",
-                       sl->len, &emit);
+        if (n > 0) cit_buf_add(&sl->text, tail, (size_t)n);
+        text = sl->text.p ? sl->text.p : "";
+        emit = sl->text.len;
+        eng_stop_check((const char *const *)sl->req->stops, sl->req->n_stops, text, sl->text.len, &emit);
     }
     if (why == SCHED_FINISH_CANCELLED || emit < sl->emitted) emit = sl->emitted;
-    sl->req->cb(sl->req->user, tok, sl->text ? sl->text + sl->emitted : "", emit - sl->emitted, why);
+    sl->req->cb(sl->req->user, tok, text + sl->emitted, emit - sl->emitted, why);
     pthread_mutex_lock(&s->mu);
     slot_release(s, sl);
     pthread_mutex_unlock(&s->mu);
@@ -121,7 +107,7 @@ static void slot_start(struct sched *s, struct slot *sl, struct request *r)
     memcpy(sl->hist, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
     sl->n_hist = r->n_prompt;
     memset(&sl->dt, 0, sizeof(sl->dt));
-    sl->len = sl->emitted = 0;
+    sl->text.len = sl->emitted = 0;
     sl->cancel = 0;
     s->n_active++;
 }
@@ -141,12 +127,12 @@ static void slot_step(struct sched *s, struct slot *sl, float *logits)
     sl->hist[sl->n_hist++] = tok;
     sl->n_gen++;
     n = eng_detok_push(s->m, &sl->dt, tok, piece, sizeof(piece));
-    if (n < 0 || text_add(sl, piece, (size_t)n)) {
+    if (n < 0 || cit_buf_add(&sl->text, piece, (size_t)n)) {
         slot_finish(s, sl, tok, SCHED_FINISH_ERROR);
         return;
     }
-    if (eng_stop_check((const char *const *)r->stops, r->n_stops, sl->text, sl->len, &emit)) {
-        sl->len = emit; /* cut at the stop string */
+    if (eng_stop_check((const char *const *)r->stops, r->n_stops, sl->text.p, sl->text.len, &emit)) {
+        sl->text.len = emit; /* cut at the stop string */
         slot_finish(s, sl, tok, SCHED_FINISH_STOP);
         return;
     }
@@ -156,7 +142,7 @@ static void slot_step(struct sched *s, struct slot *sl, float *logits)
     }
     /* every token is reported, with the text it made safe to show (may be
      * empty: half a character, or a possible stop string) */
-    r->cb(r->user, tok, sl->text + sl->emitted, emit - sl->emitted, SCHED_FINISH_NONE);
+    r->cb(r->user, tok, sl->text.p + sl->emitted, emit - sl->emitted, SCHED_FINISH_NONE);
     sl->emitted = emit;
     sl->last = tok;
 }
@@ -330,7 +316,7 @@ void sched_free(struct sched *s)
             req_free(s->slots[i].req);
             eng_seq_free(s->slots[i].seq);
             cit_free(s->slots[i].hist);
-            cit_free(s->slots[i].text);
+            cit_buf_free(&s->slots[i].text);
         }
     eng_batch_free(s->batch);
     cit_free(s->slots);
