@@ -8,8 +8,9 @@
  * decode tok/s for 128 tokens at 1 and 2 threads (median of BENCH_RUNS runs,
  * default 3), peak RSS, and decode speed as a fraction of the memory
  * bandwidth bound: bandwidth measured here before each row (the best of 7
- * prefetched reads of 256 MiB), bytes of weights per token from the model. Reference figures for llama.cpp on the same 2-core machine are
- * printed beside them. Nothing is asserted: numbers are for people.
+ * prefetched reads of 256 MiB), bytes of weights per token from the model. Reference figures for
+ * llama.cpp on the same 2-core machine are printed beside them. Nothing is asserted: numbers are
+ * for people.
  *
  * It also prints aggregate decode tokens/s when 1, 4 and 16 sequences step
  * together through eng_batch_eval (the engine side of continuous batching).
@@ -33,8 +34,7 @@ struct ref_row {
     const char *mix;
     double llama_pp, llama_tg; /* llama.cpp, 2 threads, same machine (issue 2) */
 };
-static const struct ref_row refs[] = {
-    {"q8_0", 63, 23.8}, {"q4_0", 75, 39.1}, {"q4_k_m", 52, 35.4}};
+static const struct ref_row refs[] = {{"q8_0", 63, 23.8}, {"q4_0", 75, 39.1}, {"q4_k_m", 52, 35.4}};
 
 static double now_s(void)
 {
@@ -300,13 +300,13 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
-                    "[--threads 1,2] [--batch 1,4,16]\n");
+                            "[--threads 1,2] [--batch 1,4,16]\n");
             return 2;
         }
     }
     if (cit_pool_create(cit_cpu_count(), &gen_pool)) return 1;
-    printf("citadel engine benchmark: %s kernels, %d CPUs, median of %d runs\n",
-           eng_kernels_name(), cit_cpu_count(), runs);
+    printf("citadel engine benchmark: %s kernels, %d CPUs, median of %d runs\n", eng_kernels_name(),
+           cit_cpu_count(), runs);
     /* Memory bandwidth on a shared machine drifts from minute to minute, so
      * it is measured again for every row, just before that row's decode
      * runs, with the same thread count. */
@@ -335,7 +335,7 @@ int main(int argc, char **argv)
             const struct ref_row *ref = NULL;
             if (cit_pool_create(threads[ti], &pool)) return 1;
             bw = measure_bandwidth(pool, 7);
-            reset_peak_rss(); /* the model's pages and this row's buffers from here */
+            reset_peak_rss();        /* the model's pages and this row's buffers from here */
             run_once(m, pool, 0, 4); /* warm: page in the weights */
             for (int r = 0; r < runs && r < 16; r++) pp[r] = run_once(m, pool, n_prompt, 0);
             for (int r = 0; r < runs && r < 16; r++) tg[r] = run_once(m, pool, 0, n_gen);
@@ -345,8 +345,7 @@ int main(int argc, char **argv)
             printf("%-7s %4d %9.1f %9.1f %8.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
                    median(pp, runs), median(tg, runs), bw / 1e9, bound,
                    100 * median(tg, runs) / bound, load_ms, peak_rss_mib());
-            if (ref && threads[ti] == 2)
-                printf("  pp %.0f tg %.1f", ref->llama_pp, ref->llama_tg);
+            if (ref && threads[ti] == 2) printf("  pp %.0f tg %.1f", ref->llama_pp, ref->llama_tg);
             printf("\n");
             fflush(stdout);
             cit_pool_free(pool);
@@ -361,7 +360,8 @@ int main(int argc, char **argv)
             printf("%-7s batched decode, %d threads:", mix, cit_cpu_count());
             for (int bi = 0; bi < n_batches; bi++) {
                 double v[16];
-                for (int r = 0; r < runs && r < 16; r++) v[r] = run_batched(m, pool, batches[bi], n_gen / 4 > 8 ? n_gen / 4 : 8);
+                for (int r = 0; r < runs && r < 16; r++)
+                    v[r] = run_batched(m, pool, batches[bi], n_gen / 4 > 8 ? n_gen / 4 : 8);
                 v[0] = median(v, runs < 16 ? runs : 16);
                 if (bi == 0) one = v[0];
                 printf("  %d seq %.1f tok/s%s", batches[bi], v[0], bi && one > 0 ? "" : "");

@@ -26,8 +26,7 @@ static uint64_t touch(const struct gguf_value *v, int depth)
     } else if (v->type == GGUF_V_ARRAY) {
         if (v->arr.items)
             for (uint64_t i = 0; i < v->arr.n; i++) h += touch(&v->arr.items[i], depth + 1);
-        else if (v->arr.n && v->arr.type != GGUF_V_BOOL)
-        {
+        else if (v->arr.n && v->arr.type != GGUF_V_BOOL) {
             float f = gguf_arr_f32(v, 0);
             uint32_t bits;
             memcpy(&bits, &f, 4);

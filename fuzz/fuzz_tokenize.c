@@ -39,8 +39,8 @@ static size_t replace_invalid(const uint8_t *in, size_t n, uint8_t *out)
             cp = cp << 6 | (in[i + k] & 0x3F);
         }
         if (ok && len > 1)
-            ok = !((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                   cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF));
+            ok = !((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+                   (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF));
         if (ok) {
             memcpy(out + o, in + i, (size_t)len);
             o += (size_t)len;
@@ -129,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wn = replace_invalid(data, size, want);
     for (int v = 0; v < 4; v++) {
         for (int special = 0; special < 2; special++) {
-            int n = 0, rc = eng_tokenize(vocabs[v], (const char *)data, size, 0, special, ids, 4096, &n);
+            int n = 0,
+                rc = eng_tokenize(vocabs[v], (const char *)data, size, 0, special, ids, 4096, &n);
             size_t on = 0;
             if (rc) abort(); /* 2 KiB of text always fits in 4096 ids */
             for (int i = 0; i < n; i++) {

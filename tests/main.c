@@ -163,34 +163,56 @@ static int parse_string(struct jp *j, char **out)
             if (j->p >= j->end) goto bad;
             e = *j->p++;
             switch (e) {
-            case 'n': tmp[0] = '\n'; break;
-            case 't': tmp[0] = '\t'; break;
-            case 'r': tmp[0] = '\r'; break;
-            case 'b': tmp[0] = '\b'; break;
-            case 'f': tmp[0] = '\f'; break;
+            case 'n':
+                tmp[0] = '\n';
+                break;
+            case 't':
+                tmp[0] = '\t';
+                break;
+            case 'r':
+                tmp[0] = '\r';
+                break;
+            case 'b':
+                tmp[0] = '\b';
+                break;
+            case 'f':
+                tmp[0] = '\f';
+                break;
             case 'u': {
                 unsigned cp = 0;
                 if (j->end - j->p < 4) goto bad;
                 for (int i = 0; i < 4; i++) {
                     char h = *j->p++;
-                    cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+                    cp = cp * 16 +
+                         (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
                 }
                 if (cp >= 0xD800 && cp < 0xDC00 && j->end - j->p >= 6 && j->p[0] == '\\') {
                     unsigned lo = 0;
                     j->p += 2;
                     for (int i = 0; i < 4; i++) {
                         char h = *j->p++;
-                        lo = lo * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
+                        lo = lo * 16 + (unsigned)(isdigit((unsigned char)h)
+                                                      ? h - '0'
+                                                      : (tolower(h) - 'a' + 10));
                     }
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                if (cp < 0x80) tmp[0] = (char)cp, tn = 1;
-                else if (cp < 0x800) tmp[0] = (char)(0xC0 | cp >> 6), tmp[1] = (char)(0x80 | (cp & 63)), tn = 2;
-                else if (cp < 0x10000) tmp[0] = (char)(0xE0 | cp >> 12), tmp[1] = (char)(0x80 | ((cp >> 6) & 63)), tmp[2] = (char)(0x80 | (cp & 63)), tn = 3;
-                else tmp[0] = (char)(0xF0 | cp >> 18), tmp[1] = (char)(0x80 | ((cp >> 12) & 63)), tmp[2] = (char)(0x80 | ((cp >> 6) & 63)), tmp[3] = (char)(0x80 | (cp & 63)), tn = 4;
+                if (cp < 0x80)
+                    tmp[0] = (char)cp, tn = 1;
+                else if (cp < 0x800)
+                    tmp[0] = (char)(0xC0 | cp >> 6), tmp[1] = (char)(0x80 | (cp & 63)), tn = 2;
+                else if (cp < 0x10000)
+                    tmp[0] = (char)(0xE0 | cp >> 12), tmp[1] = (char)(0x80 | ((cp >> 6) & 63)),
+                    tmp[2] = (char)(0x80 | (cp & 63)), tn = 3;
+                else
+                    tmp[0] = (char)(0xF0 | cp >> 18), tmp[1] = (char)(0x80 | ((cp >> 12) & 63)),
+                    tmp[2] = (char)(0x80 | ((cp >> 6) & 63)), tmp[3] = (char)(0x80 | (cp & 63)),
+                    tn = 4;
                 break;
             }
-            default: tmp[0] = e; break;
+            default:
+                tmp[0] = e;
+                break;
             }
         } else {
             tmp[0] = c;
@@ -270,10 +292,18 @@ static int parse_value(struct jp *j, struct tj *out)
         rc = parse_items(j, out, out->type == TJ_OBJ);
         j->depth--;
         return rc;
-    case '"': out->type = TJ_STR; return parse_string(j, &out->str);
-    case 't': out->type = TJ_BOOL, out->num = 1, j->p += 4; return 0;
-    case 'f': out->type = TJ_BOOL, out->num = 0, j->p += 5; return 0;
-    case 'n': out->type = TJ_NULL, j->p += 4; return 0;
+    case '"':
+        out->type = TJ_STR;
+        return parse_string(j, &out->str);
+    case 't':
+        out->type = TJ_BOOL, out->num = 1, j->p += 4;
+        return 0;
+    case 'f':
+        out->type = TJ_BOOL, out->num = 0, j->p += 5;
+        return 0;
+    case 'n':
+        out->type = TJ_NULL, j->p += 4;
+        return 0;
     default: {
         char *e;
         out->type = TJ_NUM;

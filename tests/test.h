@@ -22,27 +22,27 @@ void t_fail(const char *file, int line, const char *fmt, ...) __attribute__((for
 int t_failed(void);
 void t_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            t_fail(__FILE__, __LINE__, "%s", #c);                               \
-            return;                                                             \
-        }                                                                       \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            t_fail(__FILE__, __LINE__, "%s", #c);                                                  \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
-#define CHECKF(c, ...)                                                          \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            t_fail(__FILE__, __LINE__, __VA_ARGS__);                            \
-            return;                                                             \
-        }                                                                       \
+#define CHECKF(c, ...)                                                                             \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            t_fail(__FILE__, __LINE__, __VA_ARGS__);                                               \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 /* For helpers that return int: 0 ok, -1 failed (already reported). */
-#define CHECK_RET(c, ...)                                                       \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            t_fail(__FILE__, __LINE__, __VA_ARGS__);                            \
-            return -1;                                                          \
-        }                                                                       \
+#define CHECK_RET(c, ...)                                                                          \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            t_fail(__FILE__, __LINE__, __VA_ARGS__);                                               \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
 
 /* Directory with the shared models: $CITADEL_MODELS or ../shared/models. */
@@ -64,9 +64,9 @@ enum tj_type { TJ_NULL, TJ_BOOL, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ };
 struct tj {
     enum tj_type type;
     double num;
-    char *str;         /* TJ_STR, NUL-terminated, unescaped */
-    struct tj *items;  /* TJ_ARR elements / TJ_OBJ values */
-    char **keys;       /* TJ_OBJ */
+    char *str;        /* TJ_STR, NUL-terminated, unescaped */
+    struct tj *items; /* TJ_ARR elements / TJ_OBJ values */
+    char **keys;      /* TJ_OBJ */
     int n;
 };
 struct tj *tj_parse(const char *text, size_t len);
@@ -75,9 +75,9 @@ const struct tj *tj_get(const struct tj *obj, const char *key);
 
 /* ---- tiny model builder (tests/model_build.c) ---- */
 struct t_model_spec {
-    const char *arch;     /* "llama" or "qwen2" */
+    const char *arch; /* "llama" or "qwen2" */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;
-    uint32_t wtype;       /* type of the 2-D weights */
+    uint32_t wtype; /* type of the 2-D weights */
     int tied;
     uint64_t seed;
 };

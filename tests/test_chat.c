@@ -12,12 +12,20 @@ void test_chat_detect(void)
         enum eng_chat_tmpl want;
         int recognised;
     } cases[] = {
-        {"{% for m in messages %}<|im_start|>{{m.role}}\n{{m.content}}<|im_end|>{% endfor %}", ENG_CHAT_CHATML, 1},
-        {"{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}", ENG_CHAT_LLAMA3, 1},
-        {"{{ bos_token + '[INST] <<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' + content + ' [/INST]' }}", ENG_CHAT_LLAMA2, 1},
-        {"{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}", ENG_CHAT_MISTRAL, 1},
-        {"{% for m in messages %}<|user|>\n{{ m.content }}</s>\n<|assistant|>\n{% endfor %}", ENG_CHAT_ZEPHYR, 1},
-        {"{% for m in messages %}<|user|>\n{{ m.content }}<|end|>\n<|assistant|>\n{% endfor %}", ENG_CHAT_PHI3, 1},
+        {"{% for m in messages %}<|im_start|>{{m.role}}\n{{m.content}}<|im_end|>{% endfor %}",
+         ENG_CHAT_CHATML, 1},
+        {"{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + "
+         "'<|eot_id|>' }}",
+         ENG_CHAT_LLAMA3, 1},
+        {"{{ bos_token + '[INST] <<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' + content + ' [/INST]' "
+         "}}",
+         ENG_CHAT_LLAMA2, 1},
+        {"{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}",
+         ENG_CHAT_MISTRAL, 1},
+        {"{% for m in messages %}<|user|>\n{{ m.content }}</s>\n<|assistant|>\n{% endfor %}",
+         ENG_CHAT_ZEPHYR, 1},
+        {"{% for m in messages %}<|user|>\n{{ m.content }}<|end|>\n<|assistant|>\n{% endfor %}",
+         ENG_CHAT_PHI3, 1},
         {"{{ raise_exception('anything else') }}", ENG_CHAT_CHATML, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -41,20 +49,23 @@ void test_chat_render(void)
         enum eng_chat_tmpl t;
         const char *want;
     } cases[] = {
-        {ENG_CHAT_CHATML, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                          "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
-                          "<|im_start|>assistant\n"},
+        {ENG_CHAT_CHATML,
+         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+         "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
+         "<|im_start|>assistant\n"},
         {ENG_CHAT_LLAMA3, "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
                           "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
                           "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
                           "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
                           "<|start_header_id|>assistant<|end_header_id|>\n\n"},
-        {ENG_CHAT_LLAMA2, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello.</s><s>[INST] Bye [/INST]"},
+        {ENG_CHAT_LLAMA2,
+         "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello.</s><s>[INST] Bye [/INST]"},
         {ENG_CHAT_MISTRAL, "[INST] Be brief.\n\nHi [/INST] Hello.</s><s>[INST] Bye [/INST]"},
         {ENG_CHAT_ZEPHYR, "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello.</s>\n"
                           "<|user|>\nBye</s>\n<|assistant|>\n"},
-        {ENG_CHAT_PHI3, "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
-                        "<|user|>\nBye<|end|>\n<|assistant|>\n"},
+        {ENG_CHAT_PHI3,
+         "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
+         "<|user|>\nBye<|end|>\n<|assistant|>\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out;
@@ -117,8 +128,8 @@ void test_sample_seeded(void)
         }
         eng_sampler_free(s);
     }
-    CHECK(memcmp(a, b, sizeof(a)) == 0);  /* same seed, same draws */
-    CHECK(memcmp(a, c, sizeof(a)) != 0);  /* another seed, other draws */
+    CHECK(memcmp(a, b, sizeof(a)) == 0); /* same seed, same draws */
+    CHECK(memcmp(a, c, sizeof(a)) != 0); /* another seed, other draws */
 }
 
 void test_sample_distribution(void)

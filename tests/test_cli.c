@@ -38,8 +38,9 @@ void test_cli_run_json(void)
     cit_free(out);
 
     /* Stop strings cut the text before the match; a seed makes sampling repeatable. */
-    snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 --stop Lily --json",
-             bin(), t_model_path("stories260K.gguf"));
+    snprintf(cmd, sizeof(cmd),
+             "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 --stop Lily --json", bin(),
+             t_model_path("stories260K.gguf"));
     CHECK(t_run(cmd, &out) == 0);
     j = tj_parse(out, strlen(out));
     CHECK(j && !strcmp(tj_get(j, "text")->str, ", there was a little girl named "));
@@ -47,8 +48,8 @@ void test_cli_run_json(void)
     cit_free(out);
     {
         char *a = NULL, *b = NULL;
-        snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once' -n 20 --temp 1 --seed 5 --json",
-                 bin(), t_model_path("stories260K.gguf"));
+        snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once' -n 20 --temp 1 --seed 5 --json", bin(),
+                 t_model_path("stories260K.gguf"));
         CHECK(t_run(cmd, &a) == 0 && t_run(cmd, &b) == 0);
         /* Same tokens (the tok/s fields differ run to run). */
         CHECK(!strncmp(a, b, (size_t)(strstr(a, "prefill") - a)));
@@ -106,7 +107,8 @@ void test_cli_errors(void)
     CHECK(t_run(cmd, &out) == 1);
     CHECKF(strstr(out, "cannot open"), "%s", out);
     cit_free(out);
-    snprintf(cmd, sizeof(cmd), "%s run -m %s -p x --temp abc 2>&1", bin(), t_model_path("stories260K.gguf"));
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p x --temp abc 2>&1", bin(),
+             t_model_path("stories260K.gguf"));
     CHECK(t_run(cmd, &out) == 2);
     CHECKF(strstr(out, "invalid value 'abc' for --temp"), "%s", out);
     cit_free(out);
@@ -136,10 +138,14 @@ void test_cli_quantize(void)
         {
             const struct tj *ts = tj_get(j, "tensors");
             for (int k = 0; k < ts->n; k++) {
-                const char *nm = tj_get(&ts->items[k], "name")->str, *ty = tj_get(&ts->items[k], "type")->str;
+                const char *nm = tj_get(&ts->items[k], "name")->str,
+                           *ty = tj_get(&ts->items[k], "type")->str;
                 if (strstr(nm, "norm")) CHECK(!strcmp(ty, "f32"));
                 if (!strcmp(nm, "blk.0.ffn_up.weight"))
-                    CHECKF(!strcasecmp(ty, i == 2 ? "q4_k" : i == 3 ? "q5_k" : types[i]), "%s: %s", nm, ty);
+                    CHECKF(!strcasecmp(ty, i == 2   ? "q4_k"
+                                           : i == 3 ? "q5_k"
+                                                    : types[i]),
+                           "%s: %s", nm, ty);
                 if (!strcmp(nm, "output.weight") && i > 0) CHECKF(!strcmp(ty, "q6_K"), "%s", ty);
             }
         }
@@ -149,11 +155,13 @@ void test_cli_quantize(void)
         {
             char *a = NULL, *b = NULL;
             struct tj *ja, *jb;
-            snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json",
-                     bin(), t_model_path("synth-llama-f16.gguf"));
+            snprintf(cmd, sizeof(cmd),
+                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json", bin(),
+                     t_model_path("synth-llama-f16.gguf"));
             CHECK(t_run(cmd, &a) == 0);
-            snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json",
-                     bin(), path);
+            snprintf(cmd, sizeof(cmd),
+                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json", bin(),
+                     path);
             CHECK(t_run(cmd, &b) == 0);
             ja = tj_parse(a, strlen(a));
             jb = tj_parse(b, strlen(b));

@@ -217,8 +217,8 @@ void test_gguf_malformed_corpus(void)
         bb_tensor(&b, "t", 1, ne1, 4, 0); /* a removed ggml type number */
         bad |= expect_bad(&b, "unknown tensor type 4", "tensor type 4");
         bb_header(&b, 1, 0);
-        bb_tensor(&b, "a_name_that_is_far_too_long_for_ggml_which_allows_sixty_three_bytes", 1,
-                  ne1, GGUF_T_F32, 0);
+        bb_tensor(&b, "a_name_that_is_far_too_long_for_ggml_which_allows_sixty_three_bytes", 1, ne1,
+                  GGUF_T_F32, 0);
         bad |= expect_bad(&b, "bytes long", "long name");
     }
 
@@ -370,10 +370,12 @@ void test_gguf_nested_arrays(void)
     memset(inner, 0, sizeof(inner));
     inner[0].type = GGUF_V_ARRAY, inner[0].arr.type = GGUF_V_UINT16, inner[0].arr.n = 3;
     inner[0].arr.raw = (const uint8_t *)a;
-    for (int i = 0; i < 3; i++) leaf[i].type = GGUF_V_STRING, leaf[i].s = (struct gguf_str){"xy", (uint64_t)i};
+    for (int i = 0; i < 3; i++)
+        leaf[i].type = GGUF_V_STRING, leaf[i].s = (struct gguf_str){"xy", (uint64_t)i};
     inner[1].type = GGUF_V_ARRAY, inner[1].arr.type = GGUF_V_STRING, inner[1].arr.n = 3;
     inner[1].arr.items = leaf;
-    outer.type = GGUF_V_ARRAY, outer.arr.type = GGUF_V_ARRAY, outer.arr.n = 2, outer.arr.items = inner;
+    outer.type = GGUF_V_ARRAY, outer.arr.type = GGUF_V_ARRAY, outer.arr.n = 2,
+    outer.arr.items = inner;
     CHECK(gguf_writer_new(&w) == 0);
     CHECK(gguf_writer_set(w, "nested", &outer) == 0);
     CHECK(gguf_writer_write(w, path, &err) == 0);
@@ -381,7 +383,8 @@ void test_gguf_nested_arrays(void)
     CHECKF(gguf_open(path, &f, &err) == 0, "%s", err.msg);
     kv = gguf_find_kv(f, "nested");
     CHECK(kv && kv->v.type == GGUF_V_ARRAY && kv->v.arr.type == GGUF_V_ARRAY && kv->v.arr.n == 2);
-    CHECK(kv->v.arr.items[0].arr.type == GGUF_V_UINT16 && gguf_arr_int(&kv->v.arr.items[0], 2) == 3);
+    CHECK(kv->v.arr.items[0].arr.type == GGUF_V_UINT16 &&
+          gguf_arr_int(&kv->v.arr.items[0], 2) == 3);
     CHECK(kv->v.arr.items[1].arr.n == 3 && kv->v.arr.items[1].arr.items[2].s.n == 2);
     gguf_close(f);
 }
@@ -488,4 +491,3 @@ void test_gguf_writer_atomic(void)
     }
     gguf_writer_free(w);
 }
-

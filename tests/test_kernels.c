@@ -15,7 +15,7 @@ void test_kernels_fp16(void)
         if (isnan(f)) continue;
         CHECKF(f32_to_fp16(f) == h, "half 0x%04x -> %g -> 0x%04x", h, (double)f, f32_to_fp16(f));
     }
-    CHECK(f32_to_fp16(65520.0f) == 0x7c00);        /* rounds to infinity */
+    CHECK(f32_to_fp16(65520.0f) == 0x7c00);           /* rounds to infinity */
     CHECK(f32_to_fp16(1.0f + 1.0f / 4096) == 0x3c00); /* ties to even */
     CHECK(f32_to_bf16(1.0f) == 0x3f80 && bf16_to_f32(0x3f80) == 1.0f);
 }
@@ -34,12 +34,24 @@ static double roundtrip_err(uint32_t type, const float *x, int n)
     float *y = malloc((size_t)n * sizeof(float));
     double num = 0, den = 0;
     switch (type) {
-    case GGUF_T_Q8_0: quantize_row_q8_0(x, q, n); break;
-    case GGUF_T_Q4_0: quantize_row_q4_0(x, q, n); break;
-    case GGUF_T_Q4_K: quantize_row_q4_K(x, q, n); break;
-    case GGUF_T_Q5_K: quantize_row_q5_K(x, q, n); break;
-    case GGUF_T_Q6_K: quantize_row_q6_K(x, q, n); break;
-    default: k->to_act[type](x, q, n); break;
+    case GGUF_T_Q8_0:
+        quantize_row_q8_0(x, q, n);
+        break;
+    case GGUF_T_Q4_0:
+        quantize_row_q4_0(x, q, n);
+        break;
+    case GGUF_T_Q4_K:
+        quantize_row_q4_K(x, q, n);
+        break;
+    case GGUF_T_Q5_K:
+        quantize_row_q5_K(x, q, n);
+        break;
+    case GGUF_T_Q6_K:
+        quantize_row_q6_K(x, q, n);
+        break;
+    default:
+        k->to_act[type](x, q, n);
+        break;
     }
     k->dequant[type](q, y, n);
     for (int i = 0; i < n; i++) num += (x[i] - y[i]) * (x[i] - y[i]), den += x[i] * x[i];
@@ -58,7 +70,7 @@ void test_kernels_quant_roundtrip(void)
         uint32_t type;
         double max_err;
     } cases[] = {
-        {GGUF_T_F16, 1e-3}, {GGUF_T_BF16, 5e-3}, {GGUF_T_Q8_0, 0.01}, {GGUF_T_Q6_K, 0.03},
+        {GGUF_T_F16, 1e-3},  {GGUF_T_BF16, 5e-3}, {GGUF_T_Q8_0, 0.01}, {GGUF_T_Q6_K, 0.03},
         {GGUF_T_Q5_K, 0.06}, {GGUF_T_Q4_K, 0.12}, {GGUF_T_Q4_0, 0.15},
     };
     rand_row(x, N, 42);
@@ -90,7 +102,7 @@ void test_kernels_simd_vs_scalar(void)
     static uint8_t wq[N * 4], aq[N * 4];
     struct eng_kernels ref;
     const struct eng_kernels *best = eng_kernels_get();
-    uint32_t types[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_0,
+    uint32_t types[] = {GGUF_T_F32,  GGUF_T_F16,  GGUF_T_BF16, GGUF_T_Q8_0,
                         GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K};
     eng_kernels_ref(&ref);
     t_note("kernel set in use: %s", best->name);
@@ -101,12 +113,24 @@ void test_kernels_simd_vs_scalar(void)
         double exact = 0, scale = 0;
         float s_ref, s_best;
         switch (t) {
-        case GGUF_T_Q8_0: quantize_row_q8_0(w, wq, N); break;
-        case GGUF_T_Q4_0: quantize_row_q4_0(w, wq, N); break;
-        case GGUF_T_Q4_K: quantize_row_q4_K(w, wq, N); break;
-        case GGUF_T_Q5_K: quantize_row_q5_K(w, wq, N); break;
-        case GGUF_T_Q6_K: quantize_row_q6_K(w, wq, N); break;
-        default: ref.to_act[t](w, wq, N); break;
+        case GGUF_T_Q8_0:
+            quantize_row_q8_0(w, wq, N);
+            break;
+        case GGUF_T_Q4_0:
+            quantize_row_q4_0(w, wq, N);
+            break;
+        case GGUF_T_Q4_K:
+            quantize_row_q4_K(w, wq, N);
+            break;
+        case GGUF_T_Q5_K:
+            quantize_row_q5_K(w, wq, N);
+            break;
+        case GGUF_T_Q6_K:
+            quantize_row_q6_K(w, wq, N);
+            break;
+        default:
+            ref.to_act[t](w, wq, N);
+            break;
         }
         ref.to_act[at](a, aq, N);
         ref.dequant[t](wq, wd, N);
@@ -117,7 +141,8 @@ void test_kernels_simd_vs_scalar(void)
         } else {
             ref.dequant[at](aq, ad, N);
         }
-        for (int j = 0; j < N; j++) exact += (double)wd[j] * ad[j], scale += fabs((double)wd[j] * ad[j]);
+        for (int j = 0; j < N; j++)
+            exact += (double)wd[j] * ad[j], scale += fabs((double)wd[j] * ad[j]);
         s_ref = ref.vec_dot[t](N, wq, aq);
         s_best = best->vec_dot[t](N, wq, aq);
         CHECKF(fabs(s_ref - exact) <= 1e-5 * scale + 1e-6, "%s scalar %g vs exact %g",
@@ -135,7 +160,8 @@ void test_kernels_simd_vs_scalar(void)
             rand_row(xs, N, 77 + (uint64_t)v);
             if (v == 1)
                 for (int e = 0; e < N; e += 97) xs[e] = 0.5f; /* exact ties of the rounding */
-            if (v == 2) xs[5] = -xs[300] * 3, xs[6] = xs[300] * 3; /* equal magnitudes, both signs */
+            if (v == 2)
+                xs[5] = -xs[300] * 3, xs[6] = xs[300] * 3; /* equal magnitudes, both signs */
             for (size_t ai = 0; ai < sizeof(acts) / sizeof(acts[0]); ai++) {
                 uint32_t at = acts[ai];
                 memset(r1, 0, sizeof(r1));
@@ -183,8 +209,8 @@ void test_kernels_simd_vs_scalar(void)
  * peaked logits that amplify float summation-order differences. */
 void test_kernels_all_sets_agree(void)
 {
-    const uint32_t types[] = {GGUF_T_Q8_0, GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K,
-                              GGUF_T_F16, GGUF_T_BF16};
+    const uint32_t types[] = {GGUF_T_Q8_0, GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K,
+                              GGUF_T_Q6_K, GGUF_T_F16,  GGUF_T_BF16};
     struct eng_kernels sets[3];
     int n_sets = 1;
     eng_kernels_ref(&sets[0]);
@@ -220,9 +246,10 @@ void test_kernels_all_sets_agree(void)
                 if (d > worst) worst = d;
                 if (fabsf(base[v]) > scale) scale = fabsf(base[v]);
             }
-            CHECKF(worst <= 1e-3f * scale, "%s weights with %s kernels: max difference %g from "
-                   "scalar (logits up to %g)", gguf_type_name(types[ti]), sets[si].name,
-                   (double)worst, (double)scale);
+            CHECKF(worst <= 1e-3f * scale,
+                   "%s weights with %s kernels: max difference %g from "
+                   "scalar (logits up to %g)",
+                   gguf_type_name(types[ti]), sets[si].name, (double)worst, (double)scale);
         }
         eng_model_free(m);
     }

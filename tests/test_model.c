@@ -102,9 +102,10 @@ static void ref_check(const char *model_file, const char *ref_file, float tol, f
             if (margin > 2 * tol) {
                 greedy_checked++;
                 if (argmax(logits, n_vocab) != tok) {
-                    t_fail(__FILE__, __LINE__, "%s case %d step %d: greedy %d, reference %d "
-                           "(margin %g)", model_file, c, i, argmax(logits, n_vocab), tok,
-                           (double)margin);
+                    t_fail(__FILE__, __LINE__,
+                           "%s case %d step %d: greedy %d, reference %d "
+                           "(margin %g)",
+                           model_file, c, i, argmax(logits, n_vocab), tok, (double)margin);
                     break;
                 }
             }
@@ -130,8 +131,9 @@ static void ref_check(const char *model_file, const char *ref_file, float tol, f
                n_close, n_steps, (double)close);
     if (!t_failed())
         t_note("%s: max |logit - ref| %.2e decode, %.2e batched (limit %.0e); %d/%d steps "
-               "within %.0e; %d greedy ids checked", model_file, (double)worst_step,
-               (double)worst_batch, (double)tol, n_close, n_steps, (double)close, greedy_checked);
+               "within %.0e; %d greedy ids checked",
+               model_file, (double)worst_step, (double)worst_batch, (double)tol, n_close, n_steps,
+               (double)close, greedy_checked);
     cit_pool_free(pool);
     eng_model_free(m);
     tj_free(ref);
@@ -284,7 +286,8 @@ void test_model_shape_checks(void)
     snprintf(bad, sizeof(bad), "%s/shape_bad.gguf", t_tmpdir());
     v.type = GGUF_V_UINT32, v.u = 96;
     CHECK(rewrite(path, bad, "llama.feed_forward_length", &v) == 0);
-    CHECK(expect_load_fails(bad, "blk.0.ffn_gate.weight' has shape [64, 128, 1, 1], expected [64, 96]") == 0);
+    CHECK(expect_load_fails(
+              bad, "blk.0.ffn_gate.weight' has shape [64, 128, 1, 1], expected [64, 96]") == 0);
     v.u = 3;
     CHECK(rewrite(path, bad, "llama.block_count", &v) == 0);
     CHECK(expect_load_fails(bad, "tensor 'blk.2.attn_norm.weight' is missing") == 0);
@@ -337,8 +340,8 @@ void test_model_alloc_failures(void)
 /* Prefill in batches must equal token-by-token decode, for every type. */
 void test_model_batch_vs_single(void)
 {
-    uint32_t types[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_Q8_0, GGUF_T_Q4_0, GGUF_T_Q4_K,
-                        GGUF_T_Q5_K, GGUF_T_Q6_K};
+    uint32_t types[] = {GGUF_T_F32,  GGUF_T_F16,  GGUF_T_Q8_0, GGUF_T_Q4_0,
+                        GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K};
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
         struct t_model_spec sp = {"qwen2", 256, 2, 4, 2, 512, 300, types[ti], 1, 11};
         char path[512], name[64];
@@ -462,7 +465,8 @@ void test_model_multi_seq_batch(void)
     CHECKF(eng_model_load(path, &m, &err) == 0, "%s", err.msg);
     CHECK(cit_pool_create(2, &pool) == 0);
     CHECK(eng_seq_new(m, 8, &a) == 0 && eng_seq_new(m, 8, &b) == 0 && eng_seq_new(m, 8, &c) == 0);
-    CHECK(eng_seq_new(m, 8, &ra) == 0 && eng_seq_new(m, 8, &rb) == 0 && eng_seq_new(m, 8, &rc_) == 0);
+    CHECK(eng_seq_new(m, 8, &ra) == 0 && eng_seq_new(m, 8, &rb) == 0 &&
+          eng_seq_new(m, 8, &rc_) == 0);
     CHECK(eng_batch_new(m, 12, &batch) == 0);
 
     /* Step 1: prompts of a and b together, every row's logits. */
@@ -500,7 +504,7 @@ void test_model_multi_seq_batch(void)
     CHECK(eng_batch_eval(batch, pool, rows, 9, got) == CIT_ERANGE);
     CHECK(eng_batch_eval(batch, pool, rows, 13, got) == CIT_ERANGE); /* over capacity */
     rows[0] = (struct eng_batch_row){a, 5, 1};
-    CHECK(eng_batch_eval(batch, pool, rows, 1, NULL) == CIT_EINVAL);  /* logits with no buffer */
+    CHECK(eng_batch_eval(batch, pool, rows, 1, NULL) == CIT_EINVAL); /* logits with no buffer */
     CHECK(eng_seq_pos(a) == 6 && eng_seq_pos(b) == 4 && eng_seq_pos(c) == 4);
     CHECKF(eng_model_load(t_model_path("stories260K.gguf"), &other, &err) == 0, "%s", err.msg);
     CHECK(eng_seq_new(other, 8, &o) == 0);

@@ -16,7 +16,7 @@ struct collected {
     size_t len;
     enum sched_finish finish;
     int done;
-    int block_first;        /* the first callback waits for release */
+    int block_first; /* the first callback waits for release */
     _Atomic int released, entered;
 };
 
@@ -86,9 +86,14 @@ static struct sched_req greedy_req(const int32_t *p, int n, int max)
     return r;
 }
 
-static const char *prompts[8] = {
-    "Once upon a time", "Lily and Tom went to the park. They saw a big", "The little dog was sad because",
-    "One day, a cat", "The sun was shining and", "Tim had a red ball.", "Mom said", "They played all day and"};
+static const char *prompts[8] = {"Once upon a time",
+                                 "Lily and Tom went to the park. They saw a big",
+                                 "The little dog was sad because",
+                                 "One day, a cat",
+                                 "The sun was shining and",
+                                 "Tim had a red ball.",
+                                 "Mom said",
+                                 "They played all day and"};
 
 void test_sched_matches_alone(void)
 {
@@ -124,7 +129,8 @@ void test_sched_matches_alone(void)
         {
             char txt[4096];
             size_t tl = 0;
-            for (int k = 0; k < n; k++) tl += (size_t)eng_token_piece(m, want[k], 0, txt + tl, sizeof(txt) - tl);
+            for (int k = 0; k < n; k++)
+                tl += (size_t)eng_token_piece(m, want[k], 0, txt + tl, sizeof(txt) - tl);
             CHECKF(tl == c[i].len && !memcmp(txt, c[i].text, tl), "request %d text differs", i);
         }
     }
@@ -165,8 +171,10 @@ void test_sched_limits(void)
         while (!c[0].entered) usleep(1000);
         for (int i = 1; i < 6; i++) {
             int rc = sched_submit(s, &r, on_event, &c[i], &ids[i]);
-            if (rc == 0) accepted++;
-            else if (rc == CIT_EOVERFLOW) refused++, c[i].done = 1;
+            if (rc == 0)
+                accepted++;
+            else if (rc == CIT_EOVERFLOW)
+                refused++, c[i].done = 1;
         }
         CHECKF(accepted == 2 && refused == 3, "accepted %d refused %d", accepted, refused);
         /* Cancel a queued one and the running one; let the worker go. */
@@ -221,7 +229,8 @@ void test_sched_stop_and_shutdown(void)
         CHECK(sched_submit(s, &r, on_event, &c[0], &id) == 0);
         CHECK(wait_done(c, 1));
         c[0].text[c[0].len] = 0;
-        CHECKF(c[0].finish == SCHED_FINISH_STOP && !strcmp(c[0].text, ", there was a little girl named "),
+        CHECKF(c[0].finish == SCHED_FINISH_STOP &&
+                   !strcmp(c[0].text, ", there was a little girl named "),
                "'%s'", c[0].text);
     }
     /* Shutdown with work outstanding: everything is reported cancelled. */
@@ -236,7 +245,8 @@ void test_sched_stop_and_shutdown(void)
         sched_free(s);
     }
     for (int i = 1; i < 4; i++)
-        CHECKF(c[i].done && (c[i].finish == SCHED_FINISH_CANCELLED || c[i].finish == SCHED_FINISH_LENGTH),
+        CHECKF(c[i].done &&
+                   (c[i].finish == SCHED_FINISH_CANCELLED || c[i].finish == SCHED_FINISH_LENGTH),
                "request %d: done %d finish %d", i, c[i].done, c[i].finish);
     eng_model_free(m);
     for (int i = 0; i < 4; i++) pthread_mutex_destroy(&c[i].mu);

@@ -44,8 +44,10 @@ static void vocab_check(const char *name)
         if (n != nw || memcmp(ids, want, (size_t)n * sizeof(int32_t))) {
             char got[2048];
             int k = 0;
-            for (int i = 0; i < n && k < 2000; i++) k += snprintf(got + k, sizeof(got) - (size_t)k, " %d", ids[i]);
-            t_fail(__FILE__, __LINE__, "%s case %d '%.60s': got%s, want %s", name, cases, ip, got, op);
+            for (int i = 0; i < n && k < 2000; i++)
+                k += snprintf(got + k, sizeof(got) - (size_t)k, " %d", ids[i]);
+            t_fail(__FILE__, __LINE__, "%s case %d '%.60s': got%s, want %s", name, cases, ip, got,
+                   op);
             break;
         }
         /* Decoding the ids gives the input back (byte-level BPE is lossless;
@@ -105,7 +107,8 @@ void test_tok_detok_utf8(void)
     char out[512];
     size_t on = 0;
     struct eng_detok d = {{0}, 0};
-    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-gpt-2.gguf"), &m, &err) == 0, "%s", err.msg);
+    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-gpt-2.gguf"), &m, &err) == 0, "%s",
+           err.msg);
     CHECK(eng_tokenize(m, text, strlen(text), 0, 0, ids, 128, &n) == 0);
     for (int i = 0; i < n; i++) {
         char piece[64];
@@ -116,7 +119,9 @@ void test_tok_detok_utf8(void)
             int j = k - 1;
             while (j > 0 && ((unsigned char)piece[j] & 0xC0) == 0x80) j--;
             CHECKF(((unsigned char)piece[j] < 0x80) ||
-                       (k - j) == (((unsigned char)piece[j] >= 0xF0) ? 4 : ((unsigned char)piece[j] >= 0xE0) ? 3 : 2),
+                       (k - j) == (((unsigned char)piece[j] >= 0xF0)   ? 4
+                                   : ((unsigned char)piece[j] >= 0xE0) ? 3
+                                                                       : 2),
                    "token %d left a partial character", i);
         }
         memcpy(out + on, piece, (size_t)k);
@@ -139,13 +144,15 @@ void test_tok_invalid_utf8(void)
     struct eng_model *m;
     struct cit_err err;
     const char in[] = "a\x9f b\xff c\xc3 d\xed\xa0\x80 e\xf8\x88\x80\x80\x80 f";
-    const char want[] = "a\xef\xbf\xbd b\xef\xbf\xbd c\xef\xbf\xbd d\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
-                        " e\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd f";
+    const char want[] =
+        "a\xef\xbf\xbd b\xef\xbf\xbd c\xef\xbf\xbd d\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+        " e\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd f";
     int32_t ids[256];
     int n;
     char out[512];
     size_t on = 0;
-    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-gpt-2.gguf"), &m, &err) == 0, "%s", err.msg);
+    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-gpt-2.gguf"), &m, &err) == 0, "%s",
+           err.msg);
     CHECK(eng_tokenize(m, in, sizeof(in) - 1, 0, 0, ids, 256, &n) == 0);
     for (int i = 0; i < n; i++) {
         int k = eng_token_piece(m, ids[i], 0, out + on, sizeof(out) - on);
@@ -171,7 +178,8 @@ void test_tok_special_tokens(void)
     int32_t ids[64];
     int n;
     const char *t = "a</s>b";
-    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-llama-spm.gguf"), &m, &err) == 0, "%s", err.msg);
+    CHECKF(eng_model_load_vocab(t_model_path("vocab/ggml-vocab-llama-spm.gguf"), &m, &err) == 0,
+           "%s", err.msg);
     CHECK(eng_tokenize(m, t, strlen(t), 1, 1, ids, 64, &n) == 0);
     CHECK(n >= 4 && ids[0] == 1);
     {

@@ -34,12 +34,12 @@ struct eng_hparams {
     int n_layer;
     int n_head;
     int n_head_kv;
-    int head_dim;   /* key/query head size */
+    int head_dim; /* key/query head size */
     int n_ff;
-    int n_rot;      /* rotary dimensions per head */
+    int n_rot; /* rotary dimensions per head */
     float rope_base;
     float rms_eps;
-    int rope_neox;  /* rotate halves (qwen) instead of adjacent pairs (llama) */
+    int rope_neox; /* rotate halves (qwen) instead of adjacent pairs (llama) */
     int tied_output;
 };
 
@@ -64,7 +64,7 @@ const char *eng_kernels_name(void);
 /* A sequence with room for n_ctx tokens (0: the model's training context). */
 int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out /* out */);
 void eng_seq_free(struct eng_seq *s);
-void eng_seq_reset(struct eng_seq *s);   /* forget all tokens */
+void eng_seq_reset(struct eng_seq *s);    /* forget all tokens */
 int eng_seq_pos(const struct eng_seq *s); /* tokens in the cache */
 int eng_seq_ctx(const struct eng_seq *s);
 
@@ -170,8 +170,8 @@ enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recogn
 int eng_chat_tmpl_from_name(const char *name, enum eng_chat_tmpl *out /* out */);
 /* Renders messages, ending with the assistant prompt when add_assistant.
  * *out is allocated with cit_malloc; the caller frees it. */
-int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
-                    int add_assistant, const char *bos, char **out /* out */);
+int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n, int add_assistant,
+                    const char *bos, char **out /* out */);
 
 /* ---- stop strings ----
  *
@@ -225,10 +225,10 @@ int eng_quantize_row(uint32_t t, const float *x, void *dst, int n);
 struct eng_synth_spec {
     const char *arch; /* "llama", "qwen2" (adds q/k/v biases) or "qwen3" (q/k norms) */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
-    int use_mix;      /* 1: weights typed by mix; 0: every matrix wtype */
+    int use_mix; /* 1: weights typed by mix; 0: every matrix wtype */
     enum eng_qmix mix;
     uint32_t wtype;
-    int tied;         /* no output.weight */
+    int tied; /* no output.weight */
     uint64_t seed;
 };
 int eng_synth_write(const char *path, const struct eng_synth_spec *spec, struct cit_pool *pool,

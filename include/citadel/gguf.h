@@ -41,11 +41,11 @@
 #define GGUF_MAGIC             0x46554747u /* "GGUF" read as a little-endian u32 */
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS          4
-#define GGUF_MAX_NAME          63        /* longest tensor name, as ggml allows */
-#define GGUF_MAX_KV            65536     /* key/value pairs in one file */
-#define GGUF_MAX_TENSORS       1048576   /* tensors in one file */
+#define GGUF_MAX_NAME          63         /* longest tensor name, as ggml allows */
+#define GGUF_MAX_KV            65536      /* key/value pairs in one file */
+#define GGUF_MAX_TENSORS       1048576    /* tensors in one file */
 #define GGUF_MAX_STRING        (1u << 30) /* bytes in one string */
-#define GGUF_MAX_ARRAY_DEPTH   8         /* nesting of arrays in arrays */
+#define GGUF_MAX_ARRAY_DEPTH   8          /* nesting of arrays in arrays */
 #define GGUF_MAX_ITEMS         (1u << 25) /* strings/arrays across all arrays */
 #define GGUF_MAX_ALIGNMENT     (1u << 20)
 
@@ -92,9 +92,9 @@ enum gguf_ttype {
 };
 
 struct gguf_type_info {
-    const char *name;   /* "q4_K"; NULL for numbers that are not a known type */
-    uint32_t blck;      /* elements per block */
-    uint32_t size;      /* bytes per block */
+    const char *name; /* "q4_K"; NULL for numbers that are not a known type */
+    uint32_t blck;    /* elements per block */
+    uint32_t size;    /* bytes per block */
 };
 
 /* NULL for an unknown type number. */
@@ -110,9 +110,9 @@ struct gguf_str {
 struct gguf_value {
     uint32_t type; /* enum gguf_vtype */
     union {
-        uint64_t u;  /* UINT8..UINT64, BOOL */
-        int64_t i;   /* INT8..INT64 */
-        double f;    /* FLOAT32, FLOAT64 */
+        uint64_t u; /* UINT8..UINT64, BOOL */
+        int64_t i;  /* INT8..INT64 */
+        double f;   /* FLOAT32, FLOAT64 */
         struct gguf_str s;
         struct {
             uint32_t type;            /* element type */
@@ -135,9 +135,9 @@ struct gguf_tensor {
     uint32_t n_dims;
     uint64_t ne[GGUF_MAX_DIMS]; /* unused dimensions are 1 */
     uint64_t n_elems;
-    uint64_t offset;   /* from the start of the data section */
-    uint64_t size;     /* bytes */
-    const void *data;  /* borrowed view into the mapping */
+    uint64_t offset;      /* from the start of the data section */
+    uint64_t size;        /* bytes */
+    const void *data;     /* borrowed view into the mapping */
     uint64_t info_offset; /* byte offset of the tensor info, for messages */
 };
 
@@ -215,11 +215,10 @@ int gguf_writer_set_arr(struct gguf_writer *w, const char *key, uint32_t elem_ty
 int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key, const struct gguf_str *strs,
                             uint64_t n);
 int gguf_writer_set_alignment(struct gguf_writer *w, uint32_t alignment);
-int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type,
-                           uint32_t n_dims, const uint64_t *ne, const void *data);
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                           const uint64_t *ne, const void *data);
 int gguf_writer_add_tensor_fn(struct gguf_writer *w, const char *name, uint32_t type,
-                              uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill,
-                              void *ctx);
+                              uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill, void *ctx);
 int gguf_writer_write(struct gguf_writer *w, const char *path, struct cit_err *err);
 
 /* Bytes of a tensor of this type and shape; 0 when invalid or overflowing. */

@@ -57,11 +57,21 @@ void cli_json_str(FILE *f, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (c < 0x20)
                 fprintf(f, "\\u%04x", c);
@@ -134,15 +144,15 @@ static int cmd_info(int argc, char **argv)
         }
         printf("]}\n");
     } else {
-        printf("file:          %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", path,
-               g->version, (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        printf("file:          %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", path, g->version,
+               (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
         printf("architecture:  %s\n", eng_arch_name(hp->arch));
-        printf("vocabulary:    %d tokens, %s tokenizer (pre: %s), bos %d, eos %d%s\n",
-               hp->n_vocab, vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE",
-               vi->pre, vi->bos, vi->eos, vi->add_bos ? ", adds BOS" : "");
+        printf("vocabulary:    %d tokens, %s tokenizer (pre: %s), bos %d, eos %d%s\n", hp->n_vocab,
+               vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE", vi->pre, vi->bos,
+               vi->eos, vi->add_bos ? ", adds BOS" : "");
         printf("context:       %d tokens (training)\n", hp->n_ctx_train);
-        printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n",
-               hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
+        printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n", hp->n_embd,
+               hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
         printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,
                hp->rope_neox ? "neox" : "normal");
         printf("norm eps:      %g\n", (double)hp->rms_eps);

@@ -75,8 +75,10 @@ int cli_quantize(int argc, char **argv)
         return 2;
     }
     if (eng_qmix_from_name(argv[2], &mix)) {
-        fprintf(stderr, "citadel model quantize: unknown type '%s' (q8_0, q4_0, q4_k_m, q5_k_m, "
-                "q6_k)\n", argv[2]);
+        fprintf(stderr,
+                "citadel model quantize: unknown type '%s' (q8_0, q4_0, q4_k_m, q5_k_m, "
+                "q6_k)\n",
+                argv[2]);
         return 2;
     }
     if (gguf_open(argv[0], &in, &err)) {
@@ -91,9 +93,10 @@ int cli_quantize(int argc, char **argv)
         snprintf(name, sizeof(name), "%.*s", (int)t->name.n, t->name.p);
         if (sscanf(name, "blk.%d.", &l) == 1 && l + 1 > n_layer) n_layer = l + 1;
         if (t->type != GGUF_T_F32 && t->type != GGUF_T_F16 && t->type != GGUF_T_BF16) {
-            fprintf(stderr, "citadel model quantize: %s: tensor '%s' is already %s; only f32, "
-                    "f16 and bf16 models can be quantized\n", argv[0], name,
-                    gguf_type_name(t->type));
+            fprintf(stderr,
+                    "citadel model quantize: %s: tensor '%s' is already %s; only f32, "
+                    "f16 and bf16 models can be quantized\n",
+                    argv[0], name, gguf_type_name(t->type));
             goto done;
         }
     }
@@ -135,8 +138,8 @@ int cli_quantize(int argc, char **argv)
         fprintf(stderr, "citadel: %s\n", err.msg);
         goto done;
     }
-    fprintf(stderr, "citadel: wrote %s (%s): %.1f MiB of tensors from %.1f MiB\n", argv[1],
-            argv[2], (double)bytes_out / 1048576.0, (double)bytes_in / 1048576.0);
+    fprintf(stderr, "citadel: wrote %s (%s): %.1f MiB of tensors from %.1f MiB\n", argv[1], argv[2],
+            (double)bytes_out / 1048576.0, (double)bytes_in / 1048576.0);
     status = 0;
     goto done;
 fail_rc:

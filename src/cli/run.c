@@ -172,7 +172,8 @@ int cli_run(int argc, char **argv)
         rc = CIT_ENOMEM;
         goto fail_rc;
     }
-    if ((rc = eng_tokenize(m, prompt, strlen(prompt), !o.no_bos, o.chat, toks, n_prompt, &n_prompt)))
+    if ((rc =
+             eng_tokenize(m, prompt, strlen(prompt), !o.no_bos, o.chat, toks, n_prompt, &n_prompt)))
         goto fail_rc;
     if (n_prompt == 0) {
         fprintf(stderr, "citadel run: the prompt is empty after tokenization\n");
@@ -235,7 +236,8 @@ int cli_run(int argc, char **argv)
         if (text.len > printed) fwrite(text.p + printed, 1, text.len - printed, stdout);
         printf("\n");
         fflush(stdout); /* the text before the statistics on stderr */
-        fprintf(stderr, "citadel: prompt %d tokens, %.2f tok/s; generated %d tokens, %.2f tok/s "
+        fprintf(stderr,
+                "citadel: prompt %d tokens, %.2f tok/s; generated %d tokens, %.2f tok/s "
                 "(%ld threads, %s kernels)\n",
                 n_prompt, prefill_s > 0 ? n_prompt / prefill_s : 0.0, n_gen,
                 decode_s > 0 && n_gen > 1 ? (n_gen - 1) / decode_s : 0.0, o.threads,

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static _Atomic long fail_at;   /* 0: off; otherwise countdown to first failure */
-static _Atomic long injected;  /* failures injected since the last reset */
+static _Atomic long fail_at;  /* 0: off; otherwise countdown to first failure */
+static _Atomic long injected; /* failures injected since the last reset */
 
 void cit_alloc_fail_at(long nth)
 {

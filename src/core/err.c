@@ -8,16 +8,26 @@
 const char *cit_strerror(int code)
 {
     switch (code) {
-    case CIT_OK: return "success";
-    case CIT_ENOMEM: return "out of memory";
-    case CIT_EINVAL: return "invalid argument";
-    case CIT_EIO: return "input/output error";
-    case CIT_EFORMAT: return "malformed input";
-    case CIT_ERANGE: return "value out of range";
-    case CIT_ENOTSUP: return "not supported";
-    case CIT_ENOENT: return "not found";
-    case CIT_EOVERFLOW: return "buffer too small";
-    default: return "unknown error";
+    case CIT_OK:
+        return "success";
+    case CIT_ENOMEM:
+        return "out of memory";
+    case CIT_EINVAL:
+        return "invalid argument";
+    case CIT_EIO:
+        return "input/output error";
+    case CIT_EFORMAT:
+        return "malformed input";
+    case CIT_ERANGE:
+        return "value out of range";
+    case CIT_ENOTSUP:
+        return "not supported";
+    case CIT_ENOENT:
+        return "not found";
+    case CIT_EOVERFLOW:
+        return "buffer too small";
+    default:
+        return "unknown error";
     }
 }
 
@@ -38,6 +48,7 @@ void cit_err_prefix(struct cit_err *err, const char *prefix)
     size_t n;
     if (!err) return;
     n = (size_t)snprintf(tmp, sizeof(tmp), "%s: ", prefix);
-    if (n < sizeof(tmp)) snprintf(tmp + n, sizeof(tmp) - n, "%.*s", (int)(sizeof(tmp) - n - 1), err->msg);
+    if (n < sizeof(tmp))
+        snprintf(tmp + n, sizeof(tmp) - n, "%.*s", (int)(sizeof(tmp) - n - 1), err->msg);
     memcpy(err->msg, tmp, sizeof(tmp));
 }

@@ -28,9 +28,10 @@
 #endif
 
 #define SPIN_ITERS 200000 /* about a millisecond of pause instructions */
-#define YIELD_EVERY 256   /* with more threads than cores, spinning steals the
-                             core from the thread being waited for: yield now
-                             and then so the scheduler can run it */
+#define YIELD_EVERY                                                                                \
+    256 /* with more threads than cores, spinning steals the                                       \
+           core from the thread being waited for: yield now                                        \
+           and then so the scheduler can run it */
 
 struct worker {
     struct cit_pool *pool;

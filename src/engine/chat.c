@@ -72,8 +72,8 @@ enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recogn
     return r;
 }
 
-int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n,
-                    int add_assistant, const char *bos, char **out)
+int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n, int add_assistant,
+                    const char *bos, char **out)
 {
     struct cit_buf b = {0};
     const char *sys = NULL;
@@ -84,12 +84,18 @@ int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n
         const char *role = msgs[i].role, *c = msgs[i].content;
         int is_sys = !strcmp(role, "system"), is_user = !strcmp(role, "user");
         switch (t) {
-        case ENG_CHAT_CHATML: add(&b, "<|im_start|>%s\n%s<|im_end|>\n", role, c); break;
+        case ENG_CHAT_CHATML:
+            add(&b, "<|im_start|>%s\n%s<|im_end|>\n", role, c);
+            break;
         case ENG_CHAT_LLAMA3:
             add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>", role, c);
             break;
-        case ENG_CHAT_ZEPHYR: add(&b, "<|%s|>\n%s</s>\n", role, c); break;
-        case ENG_CHAT_PHI3: add(&b, "<|%s|>\n%s<|end|>\n", role, c); break;
+        case ENG_CHAT_ZEPHYR:
+            add(&b, "<|%s|>\n%s</s>\n", role, c);
+            break;
+        case ENG_CHAT_PHI3:
+            add(&b, "<|%s|>\n%s<|end|>\n", role, c);
+            break;
         case ENG_CHAT_LLAMA2:
         case ENG_CHAT_MISTRAL:
             /* The system prompt rides on the first user turn. BOS comes from
@@ -114,11 +120,18 @@ int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n
     }
     if (add_assistant) {
         switch (t) {
-        case ENG_CHAT_CHATML: add(&b, "<|im_start|>assistant\n"); break;
-        case ENG_CHAT_LLAMA3: add(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
+        case ENG_CHAT_CHATML:
+            add(&b, "<|im_start|>assistant\n");
+            break;
+        case ENG_CHAT_LLAMA3:
+            add(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            break;
         case ENG_CHAT_ZEPHYR:
-        case ENG_CHAT_PHI3: add(&b, "<|assistant|>\n"); break;
-        default: break;
+        case ENG_CHAT_PHI3:
+            add(&b, "<|assistant|>\n");
+            break;
+        default:
+            break;
         }
     }
 #undef add

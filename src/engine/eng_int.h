@@ -131,8 +131,7 @@ static inline uint16_t f32_to_fp16(float f)
         shift = (uint32_t)(14 - exp);
         half = 1u << (shift - 1);
         r = m >> shift;
-        if ((m & ((1u << shift) - 1)) > half || ((m & ((1u << shift) - 1)) == half && (r & 1)))
-            r++;
+        if ((m & ((1u << shift) - 1)) > half || ((m & ((1u << shift) - 1)) == half && (r & 1))) r++;
         return (uint16_t)(sign | r);
     }
     {
@@ -194,8 +193,8 @@ struct eng_kernels {
      * positions: k and v point at position 0 of this head's slice, stride
      * elements apart; q16 is the query in f16; sc is n_pos floats of
      * scratch; out (hd floats) receives the weighted sum of v. */
-    void (*attn_head)(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
-                      const uint16_t *v, size_t stride, float scale, float *sc, float *out);
+    void (*attn_head)(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
+                      size_t stride, float scale, float *sc, float *out);
 };
 
 /* The scalar reference set, always available. */
@@ -205,8 +204,8 @@ void eng_kernels_avx2(struct eng_kernels *k);
 /* The same kernels built with AVX512-VNNI (vpdpbusd on 256-bit registers). */
 void eng_kernels_avx2_vnni(struct eng_kernels *k);
 /* CPU features, from CPUID and XGETBV (the OS must save the registers). */
-int eng_cpu_has_avx2(void);        /* AVX2, FMA, F16C */
-int eng_cpu_has_avx512vnni(void);  /* AVX512 F, BW, VL and VNNI */
+int eng_cpu_has_avx2(void);       /* AVX2, FMA, F16C */
+int eng_cpu_has_avx512vnni(void); /* AVX512 F, BW, VL and VNNI */
 /* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
 const struct eng_kernels *eng_kernels_get(void);
 
@@ -241,9 +240,9 @@ struct eng_tensor {
 };
 
 struct eng_layer {
-    const float *attn_norm, *ffn_norm;  /* (n_embd) */
-    const float *bq, *bk, *bv;          /* optional biases (qwen2) */
-    const float *q_norm, *k_norm;       /* (head_dim), qwen3 */
+    const float *attn_norm, *ffn_norm; /* (n_embd) */
+    const float *bq, *bk, *bv;         /* optional biases (qwen2) */
+    const float *q_norm, *k_norm;      /* (head_dim), qwen3 */
     struct eng_tensor wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 

@@ -176,7 +176,8 @@ static inline __m256 q4_0_group(const block_q4_0 *x, const float *yd, const floa
     prefetch_ahead(x, 3); /* 8 blocks: 144 bytes */
 #pragma GCC unroll 8
     for (int b = 0; b < 8; b++)
-        p[b] = dot_u8s8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)(yq + 32 * b)));
+        p[b] =
+            dot_u8s8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)(yq + 32 * b)));
     return _mm256_fmadd_ps(dd,
                            _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum),
                                             _mm256_cvtepi32_ps(sum_lanes8(p))),
@@ -218,7 +219,7 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     const int8_t *yq[4];
     __m256 acc[4];
     int i = 0;
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
         ys[t] = yd[t] + nb;
@@ -234,17 +235,18 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
         for (int t = 0; t < 4; t++) {
             const __m256 dd = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
             __m256i p[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int b = 0; b < 8; b++)
                 p[b] = dot_u8s8(q[b], _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b))));
             /* (block dot - 8 * block sum) per lane, then one FMA */
-            acc[t] = _mm256_fmadd_ps(dd,
-                                     _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ys[t] + i),
-                                                      _mm256_cvtepi32_ps(sum_lanes8(p))),
-                                     acc[t]);
+            acc[t] =
+                _mm256_fmadd_ps(dd,
+                                _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ys[t] + i),
+                                                 _mm256_cvtepi32_ps(sum_lanes8(p))),
+                                acc[t]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         float s = hsum_ps(acc[t]);
         for (int k = i; k < nb; k++) {
@@ -267,8 +269,8 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= nb; i += 8) {
-        const __m256 dd = _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)),
-                                        _mm256_loadu_ps(yd + i));
+        const __m256 dd =
+            _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)), _mm256_loadu_ps(yd + i));
         __m256i p[8];
         prefetch_ahead(&x[i], 5); /* 8 blocks: 272 bytes */
 #pragma GCC unroll 8
@@ -299,7 +301,7 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     const int8_t *yq[4];
     __m256 acc[4];
     int i = 0;
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
         yq[t] = (const int8_t *)(yd[t] + 2 * nb);
@@ -316,7 +318,7 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             __m256i p[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int b = 0; b < 8; b++) {
                 const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
                 p[b] = dot_u8s8(ax[b], _mm256_sign_epi8(yv, xs[b]));
@@ -325,7 +327,7 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
                                      _mm256_cvtepi32_ps(sum_lanes8(p)), acc[t]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         float s = hsum_ps(acc[t]);
         for (int k = i; k < nb; k++) {
@@ -365,10 +367,11 @@ static inline __m256i kq_minsum(__m256i mins_dup, const int16_t *bsums)
 
 /* Block i of a q4_K (five = 0) or q5_K row: the common header (d, dmin,
  * scales), the low bits and, for q5_K, the fifth bits. */
-static inline __attribute__((always_inline)) const block_q4_K *kq_block(const void *w, int i, int five, const uint8_t **qs,
-                                         __m256i *hbits)
+static inline __attribute__((always_inline)) const block_q4_K *
+kq_block(const void *w, int i, int five, const uint8_t **qs, __m256i *hbits)
 {
-    const uint8_t *blk = (const uint8_t *)w + (five ? sizeof(block_q5_K) : sizeof(block_q4_K)) * (size_t)i;
+    const uint8_t *blk =
+        (const uint8_t *)w + (five ? sizeof(block_q5_K) : sizeof(block_q4_K)) * (size_t)i;
     const block_q4_K *h = (const block_q4_K *)blk;
     *qs = five ? ((const block_q5_K *)blk)->qs : h->qs;
     *hbits = five ? _mm256_loadu_si256((const __m256i *)((const block_q5_K *)blk)->qh)
@@ -402,8 +405,12 @@ static inline float kq_dot(int n, const void *w, const void *a, int five)
             const __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
             if (five) {
                 /* Shifting 16-bit lanes is safe: each byte is masked to bit 0. */
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+                lo = _mm256_or_si256(
+                    lo,
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+                hi = _mm256_or_si256(
+                    hi, _mm256_slli_epi16(
+                            _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
             }
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl),
                                                             _mm256_set1_epi16(sc[2 * j])));
@@ -412,7 +419,8 @@ static inline float kq_dot(int n, const void *w, const void *a, int five)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->d)),
                               _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, sumi2)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->dmin)), _mm256_cvtepi32_ps(mins), accm);
+        accm =
+            _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->dmin)), _mm256_cvtepi32_ps(mins), accm);
     }
     return hsum_ps(acc) - hsum_ps(accm);
 }
@@ -455,26 +463,33 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
             __m256i q[4];
             q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
                                    _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-    #pragma GCC unroll 8
+            q[1] = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+#pragma GCC unroll 8
             for (int c = 0; c < 4; c += 2) {
                 /* 32 elements, two scales: low 128 bits are elements 0..15. */
                 const __m256i y0 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * c));
                 const __m256i y1 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * c + 32));
-                const __m256i s0 = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
-                const __m256i s1 = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 3]), _mm_set1_epi16(s[2 * c + 2]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], y0), s0));
-                sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c + 1], y1), s1));
+                const __m256i s0 =
+                    _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
+                const __m256i s1 =
+                    _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 3]), _mm_set1_epi16(s[2 * c + 2]));
+                sumi =
+                    _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], y0), s0));
+                sumi2 = _mm256_add_epi32(sumi2,
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(q[c + 1], y1), s1));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)),
-                              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(sumi, sumi2), corr)),
-                              acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(y[i].d * h2f(x[i].d)),
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(sumi, sumi2), corr)), acc);
     }
     return hsum_ps(acc);
 }
@@ -486,7 +501,7 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const block_q8_K *y[4];
     __m256 acc[4], accm[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         y[t] = (const block_q8_K *)((const uint8_t *)a + stride * (size_t)t);
         acc[t] = accm[t] = _mm256_setzero_ps();
@@ -508,26 +523,32 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             const __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
             if (five) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+                lo = _mm256_or_si256(
+                    lo,
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+                hi = _mm256_or_si256(
+                    hi, _mm256_slli_epi16(
+                            _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
             }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int t = 0; t < 4; t++) {
                 const __m256i yl = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j));
                 const __m256i yh = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j + 32));
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), s0),
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), s1)));
+                sumi[t] = _mm256_add_epi32(
+                    sumi[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, yl), s0),
+                                              _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh), s1)));
             }
         }
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             const __m256i mt = kq_minsum(mdup, y[t][i].bsums);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dmx), _mm256_cvtepi32_ps(mt), accm[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
+            accm[t] =
+                _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dmx), _mm256_cvtepi32_ps(mt), accm[t]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(accm[t]);
 }
 
@@ -547,7 +568,7 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     const block_q8_K *y[4];
     __m256 acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         y[t] = (const block_q8_K *)((const uint8_t *)a + stride * (size_t)t);
         acc[t] = _mm256_setzero_ps();
@@ -560,8 +581,11 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
         _mm256_storeu_si256((__m256i *)sc, sc16);
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++)
-            sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                       _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[t][i].bsums)), 5));
+            sumi[t] = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32(
+                    _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[t][i].bsums)),
+                    5));
 #pragma GCC unroll 8
         for (int hh = 0; hh < 2; hh++) {
             const uint8_t *ql = x[i].ql + 64 * hh, *qh = x[i].qh + 32 * hh;
@@ -570,28 +594,36 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-    #pragma GCC unroll 8
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(
+                _mm256_and_si256(l1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+#pragma GCC unroll 8
             for (int c = 0; c < 4; c++) {
-                const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
-        #pragma GCC unroll 8
+                const __m256i sv =
+                    _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
+#pragma GCC unroll 8
                 for (int t = 0; t < 4; t++) {
-                    const __m256i yv = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), sv));
+                    const __m256i yv =
+                        _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
+                    sumi[t] = _mm256_add_epi32(
+                        sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), sv));
                 }
             }
         }
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
 }
 
@@ -615,8 +647,8 @@ static inline __m256 exp_neg(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p),
-                                             _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
+    p = _mm256_castsi256_ps(
+        _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
     return _mm256_andnot_ps(zero_mask, p);
 }
 
@@ -648,14 +680,16 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
             const uint16_t *kr = k + (size_t)(p + u) * stride;
             acc[u] = _mm256_setzero_ps();
             for (int c = 0; c < hd; c += 8)
-                acc[u] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + c))),
-                                         _mm256_load_ps(qf + c), acc[u]);
+                acc[u] =
+                    _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + c))),
+                                    _mm256_load_ps(qf + c), acc[u]);
         }
         {
             const __m256 t0 = _mm256_hadd_ps(acc[0], acc[1]), t1 = _mm256_hadd_ps(acc[2], acc[3]);
             const __m256 t2 = _mm256_hadd_ps(acc[4], acc[5]), t3 = _mm256_hadd_ps(acc[6], acc[7]);
             const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-            r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+            r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                              _mm256_permute2f128_ps(u0, u1, 0x31));
         }
         r = _mm256_mul_ps(r, _mm256_set1_ps(scale));
         _mm256_storeu_ps(sc + p, r);
@@ -708,8 +742,8 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
             const __m256 bp = _mm256_set1_ps(sc[p]);
             const uint16_t *vr = v + (size_t)p * stride + c0;
             for (int c = 0; c < w / 8; c++)
-                acc[c] = _mm256_fmadd_ps(bp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * c))),
-                                         acc[c]);
+                acc[c] = _mm256_fmadd_ps(
+                    bp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * c))), acc[c]);
         }
         for (int c = 0; c < w / 8; c++) _mm256_storeu_ps(out + c0 + 8 * c, acc[c]);
     }
@@ -755,8 +789,8 @@ static void quantize_q8_0s_avx2(const float *x, void *dst, int n)
         const __m256i q = quant32(x, _mm256_set1_ps(id));
         _mm256_storeu_si256((__m256i *)(qs + 32 * i), q);
         d[i] = h2f(f32_to_fp16(amax / 127.f));
-        sum[i] = (float)hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
-                                                     _mm256_set1_epi16(1)));
+        sum[i] = (float)hsum_epi32(
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1)));
     }
 }
 
@@ -783,8 +817,8 @@ static void quantize_q8_K_avx2(const float *x, void *dst, int n)
         iscale = -127.f / max;
         for (int j = 0; j < QK_K; j += 32) {
             /* min(127, v): only +128 can arise, from the opposite sign */
-            const __m256i q = _mm256_min_epi8(quant32(x + j, _mm256_set1_ps(iscale)),
-                                              _mm256_set1_epi8(127));
+            const __m256i q =
+                _mm256_min_epi8(quant32(x + j, _mm256_set1_ps(iscale)), _mm256_set1_epi8(127));
             const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
             _mm256_storeu_si256((__m256i *)(b[i].qs + j), q);
             /* 16 pair sums -> two sums of 16 values */

@@ -315,7 +315,8 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
         int sumi = 0;
         for (int g = 0; g < 16; g++) {
             int sub = 0;
-            for (int l = 0; l < 16; l++) sub += (q6_value(&x[i], 16 * g + l) - 32) * y[i].qs[16 * g + l];
+            for (int l = 0; l < 16; l++)
+                sub += (q6_value(&x[i], 16 * g + l) - 32) * y[i].qs[16 * g + l];
             sumi += x[i].scales[g] * sub;
         }
         s += fp16_to_f32(x[i].d) * y[i].d * (float)sumi;
@@ -508,7 +509,8 @@ void quantize_row_q6_K(const float *x, void *dst, int n)
             for (int l = 0; l < 16; l++)
                 if (fabsf(x[16 * g + l]) > amax) amax = fabsf(x[16 * g + l]), max = x[16 * g + l];
             scale[g] = max / -32.f; /* extreme value maps to -32 */
-            if (fabsf(scale[g]) > max_abs_scale) max_abs_scale = fabsf(scale[g]), max_scale = scale[g];
+            if (fabsf(scale[g]) > max_abs_scale)
+                max_abs_scale = fabsf(scale[g]), max_scale = scale[g];
         }
         memset(&b[i], 0, sizeof(b[i]));
         if (max_abs_scale == 0) continue;
@@ -589,7 +591,8 @@ int eng_cpu_has_avx2(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
     /* FMA (12), OSXSAVE (27), AVX (28), F16C (29) */
-    if ((c & (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29)) != (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29))
+    if ((c & (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29)) !=
+        (1u << 12 | 1u << 27 | 1u << 28 | 1u << 29))
         return 0;
     if ((xcr0() & 6) != 6) return 0; /* XMM and YMM state saved by the OS */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;

@@ -21,15 +21,19 @@
 #include "eng_int.h"
 
 #define EVAL_BATCH 512 /* tokens per forward pass during prefill */
-#define ROW_CHUNK  16  /* weight rows per work item: they stay in L1/L2 while
-                          every token of the batch is multiplied with them */
+#define ROW_CHUNK                                                                                  \
+    16 /* weight rows per work item: they stay in L1/L2 while                                      \
+          every token of the batch is multiplied with them */
 
 const char *eng_arch_name(enum eng_arch a)
 {
     switch (a) {
-    case ENG_ARCH_LLAMA: return "llama";
-    case ENG_ARCH_QWEN2: return "qwen2";
-    case ENG_ARCH_QWEN3: return "qwen3";
+    case ENG_ARCH_LLAMA:
+        return "llama";
+    case ENG_ARCH_QWEN2:
+        return "qwen2";
+    case ENG_ARCH_QWEN3:
+        return "qwen3";
     }
     return "?";
 }
@@ -98,7 +102,8 @@ static int bind_matrix(struct eng_model *m, const char *name, int64_t cols, int6
                            (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
                            (long long)cols, (long long)rows);
     if (!supported_type(m->kern, t->type))
-        return cit_err_set(err, CIT_ENOTSUP, "model: tensor '%s' has type %s, which the engine "
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: tensor '%s' has type %s, which the engine "
                            "does not support (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
                            name, gguf_type_name(t->type));
     out->type = t->type;
@@ -125,8 +130,7 @@ static int bind_vector(struct eng_model *m, const char *name, int64_t n, int opt
                            name, (long long)n, gguf_type_name(t->type), t->n_dims,
                            (unsigned long long)t->ne[0]);
     if ((uintptr_t)t->data % sizeof(float))
-        return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' data is not 4-byte aligned",
-                           name);
+        return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' data is not 4-byte aligned", name);
     *out = t->data;
     return 0;
 }
@@ -167,8 +171,8 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
         return rc;
     if (hp->n_head % hp->n_head_kv)
         return cit_err_set(err, CIT_EFORMAT,
-                           "model: head_count %d is not a multiple of head_count_kv %d",
-                           hp->n_head, hp->n_head_kv);
+                           "model: head_count %d is not a multiple of head_count_kv %d", hp->n_head,
+                           hp->n_head_kv);
     if (key_len) {
         hp->head_dim = key_len;
     } else {
@@ -218,11 +222,11 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     for (int i = 0; i < hp->n_layer; i++) {
         struct eng_layer *L = &m->layers[i];
         int qwen2 = hp->arch == ENG_ARCH_QWEN2, qwen3 = hp->arch == ENG_ARCH_QWEN3;
-#define MAT(field, suffix, cols, rows)                                              \
-    snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                   \
+#define MAT(field, suffix, cols, rows)                                                             \
+    snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                                   \
     if ((rc = bind_matrix(m, name, cols, rows, 0, &L->field, err))) return rc
-#define VEC(field, suffix, kind, n, opt)                                           \
-    snprintf(name, sizeof(name), "blk.%d.%s.%s", i, suffix, kind);                 \
+#define VEC(field, suffix, kind, n, opt)                                                           \
+    snprintf(name, sizeof(name), "blk.%d.%s.%s", i, suffix, kind);                                 \
     if ((rc = bind_vector(m, name, n, opt, &L->field, err))) return rc
         VEC(attn_norm, "attn_norm", "weight", E, 0);
         VEC(ffn_norm, "ffn_norm", "weight", E, 0);
@@ -303,7 +307,7 @@ uint64_t eng_model_weight_bytes(const struct eng_model *m)
     uint64_t b = m->tok_embd.row_bytes + (uint64_t)m->output.row_bytes * (uint64_t)m->output.ne1;
     for (int i = 0; i < m->hp.n_layer; i++) {
         const struct eng_layer *L = &m->layers[i];
-        const struct eng_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+        const struct eng_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
                                          &L->w_gate, &L->w_up, &L->w_down};
         for (size_t j = 0; j < sizeof(ts) / sizeof(ts[0]); j++)
             b += (uint64_t)ts[j]->row_bytes * (uint64_t)ts[j]->ne1;
@@ -317,14 +321,14 @@ uint64_t eng_model_weight_bytes(const struct eng_model *m)
  * belongs to a sequence (whose KV cache it reads and writes) at a position. */
 struct eng_work {
     int n_batch;
-    float *x, *xn;        /* (n_batch, n_embd) */
-    float *q;             /* (n_batch, q_dim) */
-    float *k, *v;         /* (n_batch, kv_dim) */
-    float *att;           /* (n_batch, q_dim) */
-    float *ff1, *ff2;     /* (n_batch, n_ff) */
-    float *rope;          /* (n_batch, n_rot) cos/sin pairs */
-    uint16_t *q16;        /* (n_batch, q_dim) queries in f16 */
-    uint8_t *act;         /* (n_batch, act_stride) converted activations */
+    float *x, *xn;    /* (n_batch, n_embd) */
+    float *q;         /* (n_batch, q_dim) */
+    float *k, *v;     /* (n_batch, kv_dim) */
+    float *att;       /* (n_batch, q_dim) */
+    float *ff1, *ff2; /* (n_batch, n_ff) */
+    float *rope;      /* (n_batch, n_rot) cos/sin pairs */
+    uint16_t *q16;    /* (n_batch, q_dim) queries in f16 */
+    uint8_t *act;     /* (n_batch, act_stride) converted activations */
     size_t act_stride;
     struct eng_seq **row_seq; /* (n_batch) */
     int *row_pos;             /* (n_batch) */
@@ -488,9 +492,9 @@ void eng_batch_free(struct eng_batch *b)
 
 struct mm_item {
     const struct eng_tensor *w;
-    float *y;           /* (n_tok, y_stride) */
+    float *y; /* (n_tok, y_stride) */
     int y_stride;
-    const float *bias;  /* (w->ne1) or NULL */
+    const float *bias; /* (w->ne1) or NULL */
 };
 
 #define MM_MAX_RANGES 64
@@ -500,10 +504,10 @@ struct mm_job {
     const struct mm_item *items;
     int n_items;
     int rows_total;
-    const uint8_t *act;  /* (n_tok, act_stride) */
+    const uint8_t *act; /* (n_tok, act_stride) */
     size_t act_stride;
     int n_tok;
-    _Atomic int next;                   /* prefill: shared chunk counter */
+    _Atomic int next;                      /* prefill: shared chunk counter */
     _Atomic int range_next[MM_MAX_RANGES]; /* decode: next chunk of each thread's range */
 };
 
@@ -536,7 +540,8 @@ static void mm_worker(void *arg, int ith, int nth)
         r0 = c * ROW_CHUNK;
         r1 = r0 + ROW_CHUNK < j->rows_total ? r0 + ROW_CHUNK : j->rows_total;
         /* Split [r0, r1) across the items it touches. */
-        for (int it = 0, base = 0; it < j->n_items && r0 < r1; base += (int)j->items[it].w->ne1, it++) {
+        for (int it = 0, base = 0; it < j->n_items && r0 < r1;
+             base += (int)j->items[it].w->ne1, it++) {
             const struct mm_item *m = &j->items[it];
             int lo = r0 - base, hi = r1 - base, rows = (int)m->w->ne1;
             vec_dot_fn dot = j->k->vec_dot[m->w->type];
@@ -582,20 +587,22 @@ static void act_worker(void *arg, int ith, int nth)
 {
     struct act_job *j = arg;
     for (int t = ith; t < j->n_tok; t += nth)
-        j->fn(j->x + (size_t)t * (size_t)j->x_stride, j->act + (size_t)t * j->act_stride, j->n_cols);
+        j->fn(j->x + (size_t)t * (size_t)j->x_stride, j->act + (size_t)t * j->act_stride,
+              j->n_cols);
 }
 
 /* y_i = W_i x (+ b_i) for items that share the input x (n_tok, n_cols).
  * Items are grouped by the activation type their weights need. */
 static void matmul(const struct eng_model *m, struct eng_work *s, struct cit_pool *pool,
-                   const float *x, int x_stride, int n_tok, const struct mm_item *items, int n_items)
+                   const float *x, int x_stride, int n_tok, const struct mm_item *items,
+                   int n_items)
 {
     const struct eng_kernels *k = m->kern;
     int done = 0;
     while (done < n_items) {
         uint32_t at = k->act_type[items[done].w->type];
         int n = 1, rows = (int)items[done].w->ne1;
-        struct act_job aj = {k->to_act[at], x, (int)items[done].w->ne0, x_stride, s->act,
+        struct act_job aj = {k->to_act[at], x,    (int)items[done].w->ne0, x_stride, s->act,
                              s->act_stride, n_tok};
         struct mm_job mj;
         while (done + n < n_items && k->act_type[items[done + n].w->type] == at) {
@@ -681,9 +688,10 @@ static void attn_worker(void *arg, int ith, int nth)
         s = w->row_seq[t];
         lbase = (size_t)j->layer * (size_t)s->n_ctx * (size_t)kv_dim;
         /* causal: the row at position p sees its sequence's positions 0 .. p */
-        k->attn_head(hd, w->row_pos[t] + 1, w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
-                     s->kc + lbase + (size_t)g * (size_t)hd, s->vc + lbase + (size_t)g * (size_t)hd,
-                     (size_t)kv_dim, scale, sc, w->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
+        k->attn_head(
+            hd, w->row_pos[t] + 1, w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
+            s->kc + lbase + (size_t)g * (size_t)hd, s->vc + lbase + (size_t)g * (size_t)hd,
+            (size_t)kv_dim, scale, sc, w->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
     }
 }
 
@@ -824,9 +832,12 @@ int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_
     for (int t = 0; t < n; t++) rows[t].seq->pending = 0;
     for (int t = 0; t < n; t++) {
         struct eng_seq *s = rows[t].seq;
-        if (s->m != b->m) rc = CIT_EINVAL;
-        else if (rows[t].token < 0 || rows[t].token >= n_vocab) rc = CIT_ERANGE;
-        else if (s->pos + s->pending >= s->n_ctx) rc = CIT_ERANGE;
+        if (s->m != b->m)
+            rc = CIT_EINVAL;
+        else if (rows[t].token < 0 || rows[t].token >= n_vocab)
+            rc = CIT_ERANGE;
+        else if (s->pos + s->pending >= s->n_ctx)
+            rc = CIT_ERANGE;
         if (rc) break;
         w->row_seq[t] = s;
         w->row_pos[t] = s->pos + s->pending++;

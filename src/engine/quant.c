@@ -17,7 +17,7 @@ static const struct {
     enum eng_qmix mix;
     uint32_t ftype;
 } mixes[] = {
-    {"q8_0", ENG_QMIX_Q8_0, 7},      {"q4_0", ENG_QMIX_Q4_0, 2}, {"q4_k_m", ENG_QMIX_Q4_K_M, 15},
+    {"q8_0", ENG_QMIX_Q8_0, 7},      {"q4_0", ENG_QMIX_Q4_0, 2},  {"q4_k_m", ENG_QMIX_Q4_K_M, 15},
     {"q5_k_m", ENG_QMIX_Q5_K_M, 17}, {"q6_k", ENG_QMIX_Q6_K, 18},
 };
 
@@ -52,9 +52,15 @@ uint32_t eng_qmix_pick(enum eng_qmix mix, const char *name, uint32_t n_dims, uin
     if (n_dims < 2) return GGUF_T_F32;
     if (sscanf(name, "blk.%d.", &layer) != 1) layer = -1;
     switch (mix) {
-    case ENG_QMIX_Q8_0: want = GGUF_T_Q8_0; break;
-    case ENG_QMIX_Q4_0: want = is_output ? GGUF_T_Q6_K : GGUF_T_Q4_0; break;
-    case ENG_QMIX_Q6_K: want = GGUF_T_Q6_K; break;
+    case ENG_QMIX_Q8_0:
+        want = GGUF_T_Q8_0;
+        break;
+    case ENG_QMIX_Q4_0:
+        want = is_output ? GGUF_T_Q6_K : GGUF_T_Q4_0;
+        break;
+    case ENG_QMIX_Q6_K:
+        want = GGUF_T_Q6_K;
+        break;
     default:
         want = mix == ENG_QMIX_Q4_K_M ? GGUF_T_Q4_K : GGUF_T_Q5_K;
         if (is_output || ((strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight")) &&
@@ -71,15 +77,32 @@ int eng_quantize_row(uint32_t t, const float *x, void *dst, int n)
 {
     const struct eng_kernels *k = eng_kernels_get();
     switch (t) {
-    case GGUF_T_F32: memcpy(dst, x, (size_t)n * sizeof(float)); return 0;
-    case GGUF_T_F16: k->to_act[GGUF_T_F16](x, dst, n); return 0;
-    case GGUF_T_BF16: k->to_act[GGUF_T_BF16](x, dst, n); return 0;
-    case GGUF_T_Q8_0: quantize_row_q8_0(x, dst, n); return 0;
-    case GGUF_T_Q4_0: quantize_row_q4_0(x, dst, n); return 0;
-    case GGUF_T_Q4_K: quantize_row_q4_K(x, dst, n); return 0;
-    case GGUF_T_Q5_K: quantize_row_q5_K(x, dst, n); return 0;
-    case GGUF_T_Q6_K: quantize_row_q6_K(x, dst, n); return 0;
-    default: return CIT_ENOTSUP;
+    case GGUF_T_F32:
+        memcpy(dst, x, (size_t)n * sizeof(float));
+        return 0;
+    case GGUF_T_F16:
+        k->to_act[GGUF_T_F16](x, dst, n);
+        return 0;
+    case GGUF_T_BF16:
+        k->to_act[GGUF_T_BF16](x, dst, n);
+        return 0;
+    case GGUF_T_Q8_0:
+        quantize_row_q8_0(x, dst, n);
+        return 0;
+    case GGUF_T_Q4_0:
+        quantize_row_q4_0(x, dst, n);
+        return 0;
+    case GGUF_T_Q4_K:
+        quantize_row_q4_K(x, dst, n);
+        return 0;
+    case GGUF_T_Q5_K:
+        quantize_row_q5_K(x, dst, n);
+        return 0;
+    case GGUF_T_Q6_K:
+        quantize_row_q6_K(x, dst, n);
+        return 0;
+    default:
+        return CIT_ENOTSUP;
     }
 }
 
@@ -182,10 +205,10 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     }
     gguf_writer_set_str(w, "general.architecture", sp->arch);
     gguf_writer_set_str(w, "general.name", "citadel synthetic (random weights)");
-#define HP(k, v)                                                  \
-    do {                                                          \
-        snprintf(key, sizeof(key), "%s.%s", sp->arch, k);         \
-        if (!rc) rc = gguf_writer_set_u32(w, key, (uint32_t)(v)); \
+#define HP(k, v)                                                                                   \
+    do {                                                                                           \
+        snprintf(key, sizeof(key), "%s.%s", sp->arch, k);                                          \
+        if (!rc) rc = gguf_writer_set_u32(w, key, (uint32_t)(v));                                  \
     } while (0)
     HP("context_length", sp->n_ctx > 0 ? sp->n_ctx : 2048);
     HP("embedding_length", sp->n_embd);
@@ -205,46 +228,62 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     if (!rc)
         rc = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_V_INT32, types,
                                  (uint64_t)sp->n_vocab);
-    if (!rc && sp->use_mix) rc = gguf_writer_set_u32(w, "general.file_type", eng_qmix_file_type(sp->mix));
+    if (!rc && sp->use_mix)
+        rc = gguf_writer_set_u32(w, "general.file_type", eng_qmix_file_type(sp->mix));
 
-#define ADD(nm, cols, rows, is_vec)                                                              \
-    do {                                                                                         \
-        struct synth_tensor *t = &ts[nt];                                                        \
-        uint64_t ne[2] = {(uint64_t)(cols), (uint64_t)(rows)};                                   \
-        t->ne0 = cols, t->ne1 = (is_vec) ? 1 : rows, t->pool = pool;                             \
-        t->seed = sp->seed * 1000003ull + (uint64_t)nt * 7919ull + 1;                            \
-        t->scale = (is_vec) ? 0.1f : 1.0f / 16.0f;                                               \
-        /* norm weights sit near 1 as in trained models; biases near 0 */                       \
-        t->offset = strstr(nm, "norm.weight") ? 1.0f : 0.0f;                                     \
-        t->type = (is_vec) ? GGUF_T_F32                                                          \
-                  : sp->use_mix ? eng_qmix_pick(sp->mix, nm, 2, (uint64_t)(cols), GGUF_T_F32,    \
-                                                sp->n_layer, sp->tied)                           \
-                                : sp->wtype;                                                     \
-        if (!rc) rc = gguf_writer_add_tensor_fn(w, nm, t->type, (is_vec) ? 1 : 2, ne, synth_fill, t); \
-        nt++;                                                                                    \
+#define ADD(nm, cols, rows, is_vec)                                                                \
+    do {                                                                                           \
+        struct synth_tensor *t = &ts[nt];                                                          \
+        uint64_t ne[2] = {(uint64_t)(cols), (uint64_t)(rows)};                                     \
+        t->ne0 = cols, t->ne1 = (is_vec) ? 1 : rows, t->pool = pool;                               \
+        t->seed = sp->seed * 1000003ull + (uint64_t)nt * 7919ull + 1;                              \
+        t->scale = (is_vec) ? 0.1f : 1.0f / 16.0f;                                                 \
+        /* norm weights sit near 1 as in trained models; biases near 0 */                          \
+        t->offset = strstr(nm, "norm.weight") ? 1.0f : 0.0f;                                       \
+        t->type = (is_vec)      ? GGUF_T_F32                                                       \
+                  : sp->use_mix ? eng_qmix_pick(sp->mix, nm, 2, (uint64_t)(cols), GGUF_T_F32,      \
+                                                sp->n_layer, sp->tied)                             \
+                                : sp->wtype;                                                       \
+        if (!rc)                                                                                   \
+            rc = gguf_writer_add_tensor_fn(w, nm, t->type, (is_vec) ? 1 : 2, ne, synth_fill, t);   \
+        nt++;                                                                                      \
     } while (0)
     ADD("token_embd.weight", sp->n_embd, sp->n_vocab, 0);
     ADD("output_norm.weight", sp->n_embd, 1, 1);
     if (!sp->tied) ADD("output.weight", sp->n_embd, sp->n_vocab, 0);
     for (int l = 0; l < sp->n_layer; l++) {
 #define BLK(suffix) snprintf(name, sizeof(name), "blk.%d.%s", l, suffix)
-        BLK("attn_norm.weight"); ADD(name, sp->n_embd, 1, 1);
-        BLK("ffn_norm.weight"); ADD(name, sp->n_embd, 1, 1);
-        BLK("attn_q.weight"); ADD(name, sp->n_embd, sp->n_head * hd, 0);
-        BLK("attn_k.weight"); ADD(name, sp->n_embd, sp->n_head_kv * hd, 0);
-        BLK("attn_v.weight"); ADD(name, sp->n_embd, sp->n_head_kv * hd, 0);
-        BLK("attn_output.weight"); ADD(name, sp->n_head * hd, sp->n_embd, 0);
-        BLK("ffn_gate.weight"); ADD(name, sp->n_embd, sp->n_ff, 0);
-        BLK("ffn_up.weight"); ADD(name, sp->n_embd, sp->n_ff, 0);
-        BLK("ffn_down.weight"); ADD(name, sp->n_ff, sp->n_embd, 0);
+        BLK("attn_norm.weight");
+        ADD(name, sp->n_embd, 1, 1);
+        BLK("ffn_norm.weight");
+        ADD(name, sp->n_embd, 1, 1);
+        BLK("attn_q.weight");
+        ADD(name, sp->n_embd, sp->n_head * hd, 0);
+        BLK("attn_k.weight");
+        ADD(name, sp->n_embd, sp->n_head_kv * hd, 0);
+        BLK("attn_v.weight");
+        ADD(name, sp->n_embd, sp->n_head_kv * hd, 0);
+        BLK("attn_output.weight");
+        ADD(name, sp->n_head * hd, sp->n_embd, 0);
+        BLK("ffn_gate.weight");
+        ADD(name, sp->n_embd, sp->n_ff, 0);
+        BLK("ffn_up.weight");
+        ADD(name, sp->n_embd, sp->n_ff, 0);
+        BLK("ffn_down.weight");
+        ADD(name, sp->n_ff, sp->n_embd, 0);
         if (qwen3) {
-            BLK("attn_q_norm.weight"); ADD(name, hd, 1, 1);
-            BLK("attn_k_norm.weight"); ADD(name, hd, 1, 1);
+            BLK("attn_q_norm.weight");
+            ADD(name, hd, 1, 1);
+            BLK("attn_k_norm.weight");
+            ADD(name, hd, 1, 1);
         }
         if (qwen) {
-            BLK("attn_q.bias"); ADD(name, sp->n_head * hd, 1, 1);
-            BLK("attn_k.bias"); ADD(name, sp->n_head_kv * hd, 1, 1);
-            BLK("attn_v.bias"); ADD(name, sp->n_head_kv * hd, 1, 1);
+            BLK("attn_q.bias");
+            ADD(name, sp->n_head * hd, 1, 1);
+            BLK("attn_k.bias");
+            ADD(name, sp->n_head_kv * hd, 1, 1);
+            BLK("attn_v.bias");
+            ADD(name, sp->n_head_kv * hd, 1, 1);
         }
 #undef BLK
     }

@@ -63,8 +63,8 @@ int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab, struct eng_
 {
     struct eng_sampler *s;
     uint64_t seed;
-    if (n_vocab <= 0 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0) ||
-        p->top_p > 1 || !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0))
+    if (n_vocab <= 0 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0) || p->top_p > 1 ||
+        !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0))
         return CIT_EINVAL;
     s = cit_calloc(1, sizeof(*s));
     if (!s) return CIT_ENOMEM;
@@ -138,7 +138,8 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
             if (t < 0 || t >= n) continue;
             for (int j = from; j < i && !seen; j++) seen = history[j] == t;
             if (seen) continue;
-            logits[t] = logits[t] > 0 ? logits[t] / p->repeat_penalty : logits[t] * p->repeat_penalty;
+            logits[t] =
+                logits[t] > 0 ? logits[t] / p->repeat_penalty : logits[t] * p->repeat_penalty;
         }
     }
     if (p->temperature <= 0) {

@@ -28,9 +28,14 @@ static const struct {
     const char *name;
     enum pre_type type;
 } pre_names[] = {
-    {"default", PRE_DEFAULT},    {"gpt2", PRE_GPT2},       {"gpt-2", PRE_GPT2},
-    {"llama3", PRE_LLAMA3},      {"llama-bpe", PRE_LLAMA3}, {"qwen2", PRE_QWEN2},
-    {"deepseek-llm", PRE_DEEPSEEK_LLM}, {"falcon", PRE_FALCON},
+    {"default", PRE_DEFAULT},
+    {"gpt2", PRE_GPT2},
+    {"gpt-2", PRE_GPT2},
+    {"llama3", PRE_LLAMA3},
+    {"llama-bpe", PRE_LLAMA3},
+    {"qwen2", PRE_QWEN2},
+    {"deepseek-llm", PRE_DEEPSEEK_LLM},
+    {"falcon", PRE_FALCON},
 };
 
 #define MAX_TOKENS    (1 << 24)
@@ -45,13 +50,13 @@ struct eng_vocab_int {
     uint32_t *tab, cap;          /* text -> id+1 */
     struct gguf_str *merges;     /* (n_merges) "left right" */
     int n_merges;
-    uint32_t *mtab, mcap;        /* merge text -> rank+1 */
-    int byte_tok[256];           /* SPM: <0xNN>; BPE: the byte's mapped char */
-    uint32_t byte_cp[256];       /* BPE byte -> codepoint */
-    int16_t cp_byte[512];        /* BPE codepoint (< 512) -> byte, -1 if none */
+    uint32_t *mtab, mcap;  /* merge text -> rank+1 */
+    int byte_tok[256];     /* SPM: <0xNN>; BPE: the byte's mapped char */
+    uint32_t byte_cp[256]; /* BPE byte -> codepoint */
+    int16_t cp_byte[512];  /* BPE codepoint (< 512) -> byte, -1 if none */
     enum pre_type pre;
     int ignore_merges;
-    int *special, n_special;     /* ids split out of raw text, longest first */
+    int *special, n_special; /* ids split out of raw text, longest first */
 };
 
 /* ---- hashing ---- */
@@ -129,9 +134,8 @@ static int get_id(struct eng_model *m, const char *key, int *id, struct cit_err 
         return 0;
     }
     if (u >= (uint32_t)m->vinfo.n_tokens)
-        return cit_err_set(err, CIT_EFORMAT,
-                           "vocab: %s is %u, outside the vocabulary of %d tokens", key, u,
-                           m->vinfo.n_tokens);
+        return cit_err_set(err, CIT_EFORMAT, "vocab: %s is %u, outside the vocabulary of %d tokens",
+                           key, u, m->vinfo.n_tokens);
     *id = (int)u;
     return 0;
 }
@@ -215,8 +219,8 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
     for (int i = 0; i < v->n; i++) {
         v->text_own[i] = toks->arr.items[i].s;
         if (v->text_own[i].n > MAX_TOKEN_LEN)
-            return cit_err_set(err, CIT_EFORMAT, "vocab: token %d is %llu bytes long (limit %d)",
-                               i, (unsigned long long)v->text_own[i].n, MAX_TOKEN_LEN);
+            return cit_err_set(err, CIT_EFORMAT, "vocab: token %d is %llu bytes long (limit %d)", i,
+                               (unsigned long long)v->text_own[i].n, MAX_TOKEN_LEN);
         v->scores[i] = scores ? gguf_arr_f32(scores, (uint64_t)i) : 0.0f;
         {
             int64_t t = types ? gguf_arr_int(types, (uint64_t)i) : ENG_TOK_NORMAL;
@@ -508,9 +512,9 @@ static uint8_t ffl(const struct frag *f, int i)
     return i >= f->lo && i < f->hi ? uni_flags(f->cp[i]) : 0;
 }
 
-#define IS_L(fl)  ((fl) & UNI_L)
-#define IS_N(fl)  ((fl) & UNI_N)
-#define IS_WS(fl) ((fl) & UNI_WS)
+#define IS_L(fl)  ((fl)&UNI_L)
+#define IS_N(fl)  ((fl)&UNI_N)
+#define IS_WS(fl) ((fl)&UNI_WS)
 
 /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
 static int split_gpt2(const struct frag *f, struct spans *out)
@@ -526,8 +530,8 @@ static int split_gpt2(const struct frag *f, struct spans *out)
                 rc = span_add(out, pos += 2);
                 continue;
             }
-            if (pos + 2 < f->hi &&
-                ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))) {
+            if (pos + 2 < f->hi && ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') ||
+                                    (n1 == 'l' && n2 == 'l'))) {
                 rc = span_add(out, pos += 3);
                 continue;
             }
@@ -538,7 +542,9 @@ static int split_gpt2(const struct frag *f, struct spans *out)
             if (c == ' ') pos++;
             for (;;) {
                 uint8_t g = ffl(f, pos);
-                int ok = want == 1 ? IS_L(g) : want == 2 ? IS_N(g) : (g && !IS_WS(g) && !IS_L(g) && !IS_N(g));
+                int ok = want == 1   ? IS_L(g)
+                         : want == 2 ? IS_N(g)
+                                     : (g && !IS_WS(g) && !IS_L(g) && !IS_N(g));
                 if (!ok) break;
                 pos++;
             }
@@ -577,8 +583,8 @@ static int split_llama3(const struct frag *f, struct spans *out, int max_digits)
                 rc = span_add(out, pos += 2);
                 continue;
             }
-            if (pos + 2 < f->hi &&
-                ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))) {
+            if (pos + 2 < f->hi && ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') ||
+                                    (n1 == 'l' && n2 == 'l'))) {
                 rc = span_add(out, pos += 3);
                 continue;
             }
@@ -650,31 +656,44 @@ static int in_ranges(uint32_t c, const struct cprange *r, size_t n)
 }
 
 static const struct cprange ds_letters[] = {
-    {0x41, 0x5A}, {0x61, 0x7A}, {0xB5, 0xB5}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x1BA},
-    {0x1BC, 0x1BF}, {0x1C4, 0x293}, {0x295, 0x2AF}, {0x370, 0x373}, {0x376, 0x377},
-    {0x37B, 0x37D}, {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C},
-    {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481}, {0x48A, 0x52F}, {0x531, 0x556},
-    {0x10A0, 0x10C5}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD}, {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF},
-    {0x1D00, 0x1D2B}, {0x1D6B, 0x1D77}, {0x1D79, 0x1D9A}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D},
-    {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B},
-    {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE},
-    {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC},
-    {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC}, {0x2102, 0x2102}, {0x2107, 0x2107}, {0x210A, 0x2113},
-    {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128},
-    {0x212A, 0x212D}, {0x212F, 0x2134}, {0x2139, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149},
-    {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2C7B}, {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE},
-    {0x2CF2, 0x2CF3}, {0xA640, 0xA66D}, {0xA680, 0xA69B}, {0xA722, 0xA76F}, {0xA771, 0xA787},
-    {0xA78B, 0xA78E}, {0xAB70, 0xABBF}, {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFF21, 0xFF3A},
-    {0xFF41, 0xFF5A}, {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
+    {0x41, 0x5A},       {0x61, 0x7A},       {0xB5, 0xB5},       {0xC0, 0xD6},
+    {0xD8, 0xF6},       {0xF8, 0x1BA},      {0x1BC, 0x1BF},     {0x1C4, 0x293},
+    {0x295, 0x2AF},     {0x370, 0x373},     {0x376, 0x377},     {0x37B, 0x37D},
+    {0x37F, 0x37F},     {0x386, 0x386},     {0x388, 0x38A},     {0x38C, 0x38C},
+    {0x38E, 0x3A1},     {0x3A3, 0x3F5},     {0x3F7, 0x481},     {0x48A, 0x52F},
+    {0x531, 0x556},     {0x10A0, 0x10C5},   {0x13A0, 0x13F5},   {0x13F8, 0x13FD},
+    {0x1C90, 0x1CBA},   {0x1CBD, 0x1CBF},   {0x1D00, 0x1D2B},   {0x1D6B, 0x1D77},
+    {0x1D79, 0x1D9A},   {0x1E00, 0x1F15},   {0x1F18, 0x1F1D},   {0x1F20, 0x1F45},
+    {0x1F48, 0x1F4D},   {0x1F50, 0x1F57},   {0x1F59, 0x1F59},   {0x1F5B, 0x1F5B},
+    {0x1F5D, 0x1F5D},   {0x1F5F, 0x1F7D},   {0x1F80, 0x1FB4},   {0x1FB6, 0x1FBC},
+    {0x1FBE, 0x1FBE},   {0x1FC2, 0x1FC4},   {0x1FC6, 0x1FCC},   {0x1FD0, 0x1FD3},
+    {0x1FD6, 0x1FDB},   {0x1FE0, 0x1FEC},   {0x1FF2, 0x1FF4},   {0x1FF6, 0x1FFC},
+    {0x2102, 0x2102},   {0x2107, 0x2107},   {0x210A, 0x2113},   {0x2115, 0x2115},
+    {0x2119, 0x211D},   {0x2124, 0x2124},   {0x2126, 0x2126},   {0x2128, 0x2128},
+    {0x212A, 0x212D},   {0x212F, 0x2134},   {0x2139, 0x2139},   {0x213C, 0x213F},
+    {0x2145, 0x2149},   {0x214E, 0x214E},   {0x2183, 0x2184},   {0x2C00, 0x2C7B},
+    {0x2C7E, 0x2CE4},   {0x2CEB, 0x2CEE},   {0x2CF2, 0x2CF3},   {0xA640, 0xA66D},
+    {0xA680, 0xA69B},   {0xA722, 0xA76F},   {0xA771, 0xA787},   {0xA78B, 0xA78E},
+    {0xAB70, 0xABBF},   {0xFB00, 0xFB06},   {0xFB13, 0xFB17},   {0xFF21, 0xFF3A},
+    {0xFF41, 0xFF5A},   {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
     {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
 };
 static const struct cprange ds_punct[] = {
-    {0x21, 0x2F}, {0x3A, 0x7E}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002},
+    {0x21, 0x2F},     {0x3A, 0x7E},     {0xFF01, 0xFF0F},
+    {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002},
 };
 static const struct cprange ds_cjk[] = {{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}};
 
-enum cls { CLS_NL, CLS_DS_LETTER, CLS_DS_PUNCT, CLS_DS_CJK, CLS_NUM, CLS_DIGIT, CLS_PUNCT_SYM,
-           CLS_PUNCT_SYM_BT };
+enum cls {
+    CLS_NL,
+    CLS_DS_LETTER,
+    CLS_DS_PUNCT,
+    CLS_DS_CJK,
+    CLS_NUM,
+    CLS_DIGIT,
+    CLS_PUNCT_SYM,
+    CLS_PUNCT_SYM_BT
+};
 
 static int nonascii_ws(uint32_t c)
 {
@@ -685,12 +704,18 @@ static int in_class(uint32_t c, enum cls k)
 {
     if (c == 0xFFFFFFFFu || nonascii_ws(c)) return 0;
     switch (k) {
-    case CLS_NL: return c == '\r' || c == '\n';
-    case CLS_DS_LETTER: return in_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
-    case CLS_DS_PUNCT: return in_ranges(c, ds_punct, sizeof(ds_punct) / sizeof(ds_punct[0]));
-    case CLS_DS_CJK: return in_ranges(c, ds_cjk, sizeof(ds_cjk) / sizeof(ds_cjk[0]));
-    case CLS_NUM: return c < 128 ? (c >= '0' && c <= '9') : IS_N(uni_flags(c)) != 0;
-    case CLS_DIGIT: return c >= '0' && c <= '9';
+    case CLS_NL:
+        return c == '\r' || c == '\n';
+    case CLS_DS_LETTER:
+        return in_ranges(c, ds_letters, sizeof(ds_letters) / sizeof(ds_letters[0]));
+    case CLS_DS_PUNCT:
+        return in_ranges(c, ds_punct, sizeof(ds_punct) / sizeof(ds_punct[0]));
+    case CLS_DS_CJK:
+        return in_ranges(c, ds_cjk, sizeof(ds_cjk) / sizeof(ds_cjk[0]));
+    case CLS_NUM:
+        return c < 128 ? (c >= '0' && c <= '9') : IS_N(uni_flags(c)) != 0;
+    case CLS_DIGIT:
+        return c >= '0' && c <= '9';
     case CLS_PUNCT_SYM:
     case CLS_PUNCT_SYM_BT:
         /* [\p{P}\$\+<=>\^~\|] (+ ` for falcon); ASCII \p{P} is the reference's list. */
@@ -775,8 +800,8 @@ static const struct split_step steps_qwen2[] = {{2, 0, 0}};
 static const struct split_step steps_falcon[] = {
     {3, CLS_PUNCT_SYM_BT, RUN_PLUS}, {0, 0, 0}, {3, CLS_DIGIT, RUN_THREE}};
 static const struct split_step steps_deepseek[] = {
-    {3, CLS_NL, RUN_ONE},          {3, CLS_DS_LETTER, RUN_WS_PLUS}, {3, CLS_DS_PUNCT, RUN_WS_PLUS},
-    {3, 0, RUN_TRAILING_WS},       {3, CLS_DS_CJK, RUN_PLUS},       {3, CLS_NUM, RUN_PLUS}};
+    {3, CLS_NL, RUN_ONE},    {3, CLS_DS_LETTER, RUN_WS_PLUS}, {3, CLS_DS_PUNCT, RUN_WS_PLUS},
+    {3, 0, RUN_TRAILING_WS}, {3, CLS_DS_CJK, RUN_PLUS},       {3, CLS_NUM, RUN_PLUS}};
 
 /* Splits cp[0..n) into words; *out receives end offsets. */
 static int pretokenize(const struct eng_vocab_int *v, const uint32_t *cp, int n, struct spans *out)
@@ -787,12 +812,24 @@ static int pretokenize(const struct eng_vocab_int *v, const uint32_t *cp, int n,
     int rc = 0;
 #define STEPS(a) (steps = a, n_steps = sizeof(a) / sizeof(a[0]))
     switch (v->pre) {
-    case PRE_GPT2: STEPS(steps_gpt2); break;
-    case PRE_LLAMA3: STEPS(steps_llama3); break;
-    case PRE_QWEN2: STEPS(steps_qwen2); break;
-    case PRE_FALCON: STEPS(steps_falcon); break;
-    case PRE_DEEPSEEK_LLM: STEPS(steps_deepseek); break;
-    default: STEPS(steps_default); break;
+    case PRE_GPT2:
+        STEPS(steps_gpt2);
+        break;
+    case PRE_LLAMA3:
+        STEPS(steps_llama3);
+        break;
+    case PRE_QWEN2:
+        STEPS(steps_qwen2);
+        break;
+    case PRE_FALCON:
+        STEPS(steps_falcon);
+        break;
+    case PRE_DEEPSEEK_LLM:
+        STEPS(steps_deepseek);
+        break;
+    default:
+        STEPS(steps_default);
+        break;
     }
 #undef STEPS
     if ((rc = span_add(&cur, n))) goto done;
@@ -803,10 +840,18 @@ static int pretokenize(const struct eng_vocab_int *v, const uint32_t *cp, int n,
             struct frag f = {cp, lo, cur.end[i]};
             if (f.hi > f.lo) {
                 switch (steps[s].kind) {
-                case 0: rc = split_gpt2(&f, &next); break;
-                case 1: rc = split_llama3(&f, &next, 3); break;
-                case 2: rc = split_llama3(&f, &next, 1); break;
-                default: rc = split_class(&f, &next, steps[s].cls, steps[s].run); break;
+                case 0:
+                    rc = split_gpt2(&f, &next);
+                    break;
+                case 1:
+                    rc = split_llama3(&f, &next, 3);
+                    break;
+                case 2:
+                    rc = split_llama3(&f, &next, 1);
+                    break;
+                default:
+                    rc = split_class(&f, &next, steps[s].cls, steps[s].run);
+                    break;
                 }
             }
             lo = cur.end[i];

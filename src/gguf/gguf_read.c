@@ -43,8 +43,8 @@ const char *gguf_type_name(uint32_t type)
 }
 
 static const char *const vtype_names[GGUF_V_COUNT] = {
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-    "bool", "string", "array", "uint64", "int64", "float64",
+    "uint8", "int8",   "uint16", "int16",  "uint32", "int32",   "float32",
+    "bool",  "string", "array",  "uint64", "int64",  "float64",
 };
 static const uint8_t vtype_size[GGUF_V_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
@@ -142,14 +142,12 @@ static int rd_str(struct cur *c, struct gguf_str *s, const char *what)
 
 /* Parses a value of type `type` at the cursor. Arrays of strings or arrays get
  * an allocated items vector; scalar arrays stay a view of the raw bytes. */
-static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int depth,
-                    const char *what)
+static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int depth, const char *what)
 {
     v->type = type;
     if (type >= GGUF_V_COUNT)
-        return cit_err_set(c->err, CIT_EFORMAT,
-                           "gguf: %s at byte %llu has unknown value type %u", what,
-                           (unsigned long long)(c->pos - 4), type);
+        return cit_err_set(c->err, CIT_EFORMAT, "gguf: %s at byte %llu has unknown value type %u",
+                           what, (unsigned long long)(c->pos - 4), type);
     if (type == GGUF_V_STRING) return rd_str(c, &v->s, what);
     if (type == GGUF_V_ARRAY) {
         uint64_t at = c->pos, n, min_elem;
@@ -171,8 +169,8 @@ static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int dept
             return cit_err_set(c->err, CIT_EFORMAT,
                                "gguf: %s at byte %llu: array of %llu %s elements needs more than "
                                "the %llu bytes left",
-                               what, (unsigned long long)at, (unsigned long long)n,
-                               vtype_names[et], (unsigned long long)(c->size - c->pos));
+                               what, (unsigned long long)at, (unsigned long long)n, vtype_names[et],
+                               (unsigned long long)(c->size - c->pos));
         v->arr.type = et;
         v->arr.n = n;
         v->arr.raw = NULL;
@@ -184,8 +182,8 @@ static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int dept
         }
         if (n > GGUF_MAX_ITEMS - c->items)
             return cit_err_set(c->err, CIT_EFORMAT,
-                               "gguf: %s at byte %llu: more than %u strings/arrays in arrays",
-                               what, (unsigned long long)at, GGUF_MAX_ITEMS);
+                               "gguf: %s at byte %llu: more than %u strings/arrays in arrays", what,
+                               (unsigned long long)at, GGUF_MAX_ITEMS);
         c->items += n;
         if (n) {
             v->arr.items = cit_calloc(n, sizeof(struct gguf_value));
@@ -202,10 +200,18 @@ static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int dept
         uint64_t raw = le_load(c->p + c->pos, vtype_size[type]);
         c->pos += vtype_size[type];
         switch (type) {
-        case GGUF_V_INT8: v->i = (int8_t)raw; break;
-        case GGUF_V_INT16: v->i = (int16_t)raw; break;
-        case GGUF_V_INT32: v->i = (int32_t)raw; break;
-        case GGUF_V_INT64: v->i = (int64_t)raw; break;
+        case GGUF_V_INT8:
+            v->i = (int8_t)raw;
+            break;
+        case GGUF_V_INT16:
+            v->i = (int16_t)raw;
+            break;
+        case GGUF_V_INT32:
+            v->i = (int32_t)raw;
+            break;
+        case GGUF_V_INT64:
+            v->i = (int64_t)raw;
+            break;
         case GGUF_V_FLOAT32: {
             float f;
             uint32_t r32 = (uint32_t)raw;
@@ -213,7 +219,9 @@ static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int dept
             v->f = f;
             break;
         }
-        case GGUF_V_FLOAT64: memcpy(&v->f, &raw, 8); break;
+        case GGUF_V_FLOAT64:
+            memcpy(&v->f, &raw, 8);
+            break;
         case GGUF_V_BOOL:
             if (raw > 1)
                 return cit_err_set(c->err, CIT_EFORMAT,
@@ -221,7 +229,9 @@ static int rd_value(struct cur *c, uint32_t type, struct gguf_value *v, int dept
                                    (unsigned long long)(c->pos - 1), (unsigned long long)raw);
             v->u = raw;
             break;
-        default: v->u = raw; break;
+        default:
+            v->u = raw;
+            break;
         }
     }
     return 0;
@@ -357,11 +367,10 @@ static int parse(struct gguf_file *f, struct cit_err *err)
         if ((rc = rd_value(&c, type, &kv->v, 0, what))) return rc;
         dup = index_insert(f->kv_index, f->kv_index_cap, kv->key, (uint32_t)i, kv_name, f);
         if (dup >= 0)
-            return cit_err_set(err, CIT_EFORMAT,
-                               "gguf: duplicate key '%.*s' at byte %llu (first at byte %llu)",
-                               (int)(kv->key.n > 64 ? 64 : kv->key.n), kv->key.p,
-                               (unsigned long long)kv->offset,
-                               (unsigned long long)f->kv[dup].offset);
+            return cit_err_set(
+                err, CIT_EFORMAT, "gguf: duplicate key '%.*s' at byte %llu (first at byte %llu)",
+                (int)(kv->key.n > 64 ? 64 : kv->key.n), kv->key.p, (unsigned long long)kv->offset,
+                (unsigned long long)f->kv[dup].offset);
         if (gguf_str_eq(kv->key, "general.alignment")) {
             if (type != GGUF_V_UINT32)
                 return cit_err_set(err, CIT_EFORMAT,
@@ -411,35 +420,31 @@ static int parse(struct gguf_file *f, struct cit_err *err)
                 return cit_err_set(err, CIT_EFORMAT,
                                    "gguf: %s dimension %u at byte %llu is %lld: dimensions must "
                                    "be at least 1",
-                                   what, d, (unsigned long long)(c.pos - 8),
-                                   (long long)t->ne[d]);
+                                   what, d, (unsigned long long)(c.pos - 8), (long long)t->ne[d]);
             if (__builtin_mul_overflow(t->n_elems, t->ne[d], &t->n_elems) ||
                 t->n_elems > (uint64_t)INT64_MAX)
                 return cit_err_set(err, CIT_EFORMAT,
-                                   "gguf: %s at byte %llu: element count overflows 63 bits",
-                                   what, (unsigned long long)(c.pos - 8));
+                                   "gguf: %s at byte %llu: element count overflows 63 bits", what,
+                                   (unsigned long long)(c.pos - 8));
         }
         if ((rc = rd_u32(&c, &t->type, what))) return rc;
         ti = gguf_type_info(t->type);
         if (!ti)
-            return cit_err_set(err, CIT_EFORMAT,
-                               "gguf: %s at byte %llu has unknown tensor type %u", what,
-                               (unsigned long long)(c.pos - 4), t->type);
+            return cit_err_set(err, CIT_EFORMAT, "gguf: %s at byte %llu has unknown tensor type %u",
+                               what, (unsigned long long)(c.pos - 4), t->type);
         if (t->ne[0] % ti->blck)
             return cit_err_set(err, CIT_EFORMAT,
                                "gguf: %s: row length %llu is not a multiple of the %s block "
                                "size %u",
                                what, (unsigned long long)t->ne[0], ti->name, ti->blck);
         t->size = gguf_tensor_bytes(t->type, t->n_dims, t->ne);
-        if (!t->size)
-            return cit_err_set(err, CIT_EFORMAT, "gguf: %s: byte size overflows", what);
+        if (!t->size) return cit_err_set(err, CIT_EFORMAT, "gguf: %s: byte size overflows", what);
         if ((rc = rd_u64(&c, &t->offset, what))) return rc;
         if (t->offset % f->alignment)
             return cit_err_set(err, CIT_EFORMAT,
                                "gguf: %s data offset %llu at byte %llu is not a multiple of the "
                                "alignment %llu",
-                               what, (unsigned long long)t->offset,
-                               (unsigned long long)(c.pos - 8),
+                               what, (unsigned long long)t->offset, (unsigned long long)(c.pos - 8),
                                (unsigned long long)f->alignment);
         if (i > 0) {
             const struct gguf_tensor *p = &f->tensors[i - 1];
@@ -452,12 +457,11 @@ static int parse(struct gguf_file *f, struct cit_err *err)
         }
         if (t->offset > UINT64_MAX - t->size)
             return cit_err_set(err, CIT_EFORMAT, "gguf: %s: offset plus size overflows", what);
-        dup = index_insert(f->tensor_index, f->tensor_index_cap, t->name, (uint32_t)i,
-                           tensor_name, f);
+        dup = index_insert(f->tensor_index, f->tensor_index_cap, t->name, (uint32_t)i, tensor_name,
+                           f);
         if (dup >= 0)
-            return cit_err_set(err, CIT_EFORMAT,
-                               "gguf: duplicate tensor name '%.*s' at byte %llu", (int)t->name.n,
-                               t->name.p, (unsigned long long)t->info_offset);
+            return cit_err_set(err, CIT_EFORMAT, "gguf: duplicate tensor name '%.*s' at byte %llu",
+                               (int)t->name.n, t->name.p, (unsigned long long)t->info_offset);
     }
 
     /* Data section: aligned end of the header. */
@@ -514,8 +518,8 @@ int gguf_open(const char *path, struct gguf_file **out, struct cit_err *err)
     void *map;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return cit_err_set(err, errno == ENOENT ? CIT_ENOENT : CIT_EIO, "%s: cannot open: %s",
-                           path, strerror(errno));
+        return cit_err_set(err, errno == ENOENT ? CIT_ENOENT : CIT_EIO, "%s: cannot open: %s", path,
+                           strerror(errno));
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
         close(fd);
         return cit_err_set(err, CIT_EIO, "%s: not a regular file", path);
@@ -587,12 +591,13 @@ static int get_uint(const struct gguf_file *f, const char *key, uint64_t max, ui
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return CIT_ENOENT;
     if (!is_int_type(kv->v.type))
-        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu has type %s, expected "
-                           "an integer", key, (unsigned long long)kv->offset,
-                           gguf_vtype_name(kv->v.type));
+        return cit_err_set(err, CIT_EFORMAT,
+                           "gguf: key '%s' at byte %llu has type %s, expected "
+                           "an integer",
+                           key, (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type));
     if ((is_signed_type(kv->v.type) && kv->v.i < 0) || kv->v.u > max)
-        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu is out of range",
-                           key, (unsigned long long)kv->offset);
+        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu is out of range", key,
+                           (unsigned long long)kv->offset);
     *out = kv->v.u;
     return 0;
 }
@@ -615,9 +620,10 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct 
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return CIT_ENOENT;
     if (kv->v.type != GGUF_V_FLOAT32 && kv->v.type != GGUF_V_FLOAT64)
-        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu has type %s, expected "
-                           "float32", key, (unsigned long long)kv->offset,
-                           gguf_vtype_name(kv->v.type));
+        return cit_err_set(err, CIT_EFORMAT,
+                           "gguf: key '%s' at byte %llu has type %s, expected "
+                           "float32",
+                           key, (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type));
     *out = (float)kv->v.f;
     return 0;
 }
@@ -627,9 +633,10 @@ int gguf_get_bool(const struct gguf_file *f, const char *key, int *out, struct c
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return CIT_ENOENT;
     if (kv->v.type != GGUF_V_BOOL)
-        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu has type %s, expected "
-                           "bool", key, (unsigned long long)kv->offset,
-                           gguf_vtype_name(kv->v.type));
+        return cit_err_set(err, CIT_EFORMAT,
+                           "gguf: key '%s' at byte %llu has type %s, expected "
+                           "bool",
+                           key, (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type));
     *out = (int)kv->v.u;
     return 0;
 }
@@ -640,9 +647,10 @@ int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *ou
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv) return CIT_ENOENT;
     if (kv->v.type != GGUF_V_STRING)
-        return cit_err_set(err, CIT_EFORMAT, "gguf: key '%s' at byte %llu has type %s, expected "
-                           "string", key, (unsigned long long)kv->offset,
-                           gguf_vtype_name(kv->v.type));
+        return cit_err_set(err, CIT_EFORMAT,
+                           "gguf: key '%s' at byte %llu has type %s, expected "
+                           "string",
+                           key, (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type));
     *out = kv->v.s;
     return 0;
 }
@@ -654,8 +662,8 @@ int gguf_get_arr(const struct gguf_file *f, const char *key, uint32_t elem_type,
     if (!kv) return CIT_ENOENT;
     if (kv->v.type != GGUF_V_ARRAY || (elem_type != GGUF_V_COUNT && kv->v.arr.type != elem_type))
         return cit_err_set(err, CIT_EFORMAT,
-                           "gguf: key '%s' at byte %llu has type %s%s%s, expected array of %s",
-                           key, (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type),
+                           "gguf: key '%s' at byte %llu has type %s%s%s, expected array of %s", key,
+                           (unsigned long long)kv->offset, gguf_vtype_name(kv->v.type),
                            kv->v.type == GGUF_V_ARRAY ? " of " : "",
                            kv->v.type == GGUF_V_ARRAY ? gguf_vtype_name(kv->v.arr.type) : "",
                            gguf_vtype_name(elem_type));
@@ -690,9 +698,13 @@ int64_t gguf_arr_int(const struct gguf_value *arr, uint64_t i)
     sz = vtype_size[arr->arr.type];
     r = le_load(arr->arr.raw + (uint64_t)sz * i, sz);
     switch (arr->arr.type) {
-    case GGUF_V_INT8: return (int8_t)r;
-    case GGUF_V_INT16: return (int16_t)r;
-    case GGUF_V_INT32: return (int32_t)r;
-    default: return (int64_t)r;
+    case GGUF_V_INT8:
+        return (int8_t)r;
+    case GGUF_V_INT16:
+        return (int16_t)r;
+    case GGUF_V_INT32:
+        return (int32_t)r;
+    default:
+        return (int64_t)r;
     }
 }

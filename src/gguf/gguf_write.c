@@ -253,8 +253,8 @@ static int add_tensor(struct gguf_writer *w, const char *name, uint32_t type, ui
     return 0;
 }
 
-int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type,
-                           uint32_t n_dims, const uint64_t *ne, const void *data)
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                           const uint64_t *ne, const void *data)
 {
     return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
 }
@@ -301,7 +301,9 @@ static void put_str(struct out *o, const char *p, uint64_t n)
 static void put_value(struct out *o, const struct gguf_value *v)
 {
     switch (v->type) {
-    case GGUF_V_STRING: put_str(o, v->s.p, v->s.n); break;
+    case GGUF_V_STRING:
+        put_str(o, v->s.p, v->s.n);
+        break;
     case GGUF_V_ARRAY:
         put_u32(o, v->arr.type);
         put_u64(o, v->arr.n);

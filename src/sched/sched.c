@@ -26,10 +26,10 @@ struct request {
 struct slot {
     struct request *req; /* NULL: free */
     struct eng_seq *seq;
-    int prefilled;       /* prompt tokens already fed */
-    int32_t last;        /* sampled token to feed next */
+    int prefilled; /* prompt tokens already fed */
+    int32_t last;  /* sampled token to feed next */
     int n_gen;
-    int32_t *hist;       /* (n_ctx) prompt + generated, for the repetition penalty */
+    int32_t *hist; /* (n_ctx) prompt + generated, for the repetition penalty */
     int n_hist;
     struct eng_detok dt;
     struct cit_buf text; /* generated text; [0, emitted) already reported */
@@ -89,7 +89,8 @@ static void slot_finish(struct sched *s, struct slot *sl, int32_t tok, enum sche
         if (n > 0) cit_buf_add(&sl->text, tail, (size_t)n);
         text = sl->text.p ? sl->text.p : "";
         emit = sl->text.len;
-        eng_stop_check((const char *const *)sl->req->stops, sl->req->n_stops, text, sl->text.len, &emit);
+        eng_stop_check((const char *const *)sl->req->stops, sl->req->n_stops, text, sl->text.len,
+                       &emit);
     }
     if (why == SCHED_FINISH_CANCELLED || emit < sl->emitted) emit = sl->emitted;
     sl->req->cb(sl->req->user, tok, text + sl->emitted, emit - sl->emitted, why);
@@ -131,7 +132,8 @@ static void slot_step(struct sched *s, struct slot *sl, float *logits)
         slot_finish(s, sl, tok, SCHED_FINISH_ERROR);
         return;
     }
-    if (eng_stop_check((const char *const *)r->stops, r->n_stops, sl->text.p, sl->text.len, &emit)) {
+    if (eng_stop_check((const char *const *)r->stops, r->n_stops, sl->text.p, sl->text.len,
+                       &emit)) {
         sl->text.len = emit; /* cut at the stop string */
         slot_finish(s, sl, tok, SCHED_FINISH_STOP);
         return;
@@ -171,7 +173,8 @@ static void *worker(void *arg)
                         break;
                     }
                 for (int i = 0; i < s->o.max_active; i++)
-                    if (s->slots[i].req && s->slots[i].req->id == s->cancels[c]) s->slots[i].cancel = 1;
+                    if (s->slots[i].req && s->slots[i].req->id == s->cancels[c])
+                        s->slots[i].cancel = 1;
             }
             s->n_cancels = 0;
             if (s->stop)
@@ -221,7 +224,8 @@ static void *worker(void *arg)
                 if (k > s->o.prefill_chunk) k = s->o.prefill_chunk;
                 for (int j = 0; j < k; j++) {
                     int last = sl->prefilled + j + 1 == sl->req->n_prompt;
-                    s->rows[n++] = (struct eng_batch_row){sl->seq, sl->req->prompt[sl->prefilled + j], last};
+                    s->rows[n++] =
+                        (struct eng_batch_row){sl->seq, sl->req->prompt[sl->prefilled + j], last};
                     if (last) s->row_slot[nl++] = i;
                 }
                 sl->prefilled += k;
@@ -300,7 +304,8 @@ void sched_free(struct sched *s)
         pthread_mutex_lock(&s->mu);
         s->stop = 1;
         /* queued requests are cancelled by the worker as it drains */
-        for (struct request *r = s->qhead; r && s->n_cancels < s->o.max_queue + s->o.max_active; r = r->next)
+        for (struct request *r = s->qhead; r && s->n_cancels < s->o.max_queue + s->o.max_active;
+             r = r->next)
             s->cancels[s->n_cancels++] = r->id;
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
@@ -333,7 +338,8 @@ int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *
 {
     struct request *r;
     int n_vocab = eng_model_hparams(s->m)->n_vocab, rc;
-    if (!cb || q->n_prompt < 1 || q->max_tokens < 1 || q->n_stops < 0 || q->n_stops > SCHED_MAX_STOPS)
+    if (!cb || q->n_prompt < 1 || q->max_tokens < 1 || q->n_stops < 0 ||
+        q->n_stops > SCHED_MAX_STOPS)
         return CIT_EINVAL;
     if ((int64_t)q->n_prompt + q->max_tokens > s->o.n_ctx) return CIT_ERANGE;
     for (int i = 0; i < q->n_prompt; i++)
