@@ -6,6 +6,7 @@
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make run        build and run a model from ../shared/models (MODEL=..., PROMPT=...)
 #   make install    install build/citadel into $(PREFIX)/bin
+#   make format     clang-format every source file (the generated table excepted)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -47,7 +48,7 @@ MODEL  ?= ../shared/models/stories260K.gguf
 PROMPT ?= Once upon a time
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check test bench fuzz run install clean deps
+.PHONY: all check test bench fuzz run install clean deps format
 
 all: build/citadel
 
@@ -112,6 +113,9 @@ run: deps all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 build/citadel $(DESTDIR)$(PREFIX)/bin/citadel
+
+format:
+	git ls-files '*.c' '*.h' | grep -v unicode_data | xargs clang-format -i
 
 clean:
 	rm -rf build build-san build-fuzz
