@@ -33,25 +33,10 @@ static double roundtrip_err(uint32_t type, const float *x, int n)
     uint8_t *q = malloc(eng_row_bytes(type, n));
     float *y = malloc((size_t)n * sizeof(float));
     double num = 0, den = 0;
-    switch (type) {
-    case GGUF_T_Q8_0:
-        quantize_row_q8_0(x, q, n);
-        break;
-    case GGUF_T_Q4_0:
-        quantize_row_q4_0(x, q, n);
-        break;
-    case GGUF_T_Q4_K:
-        quantize_row_q4_K(x, q, n);
-        break;
-    case GGUF_T_Q5_K:
-        quantize_row_q5_K(x, q, n);
-        break;
-    case GGUF_T_Q6_K:
-        quantize_row_q6_K(x, q, n);
-        break;
-    default:
-        k->to_act[type](x, q, n);
-        break;
+    if (eng_quantize_row(type, x, q, n)) {
+        free(q);
+        free(y);
+        return 1e9; /* fails the caller's bound */
     }
     k->dequant[type](q, y, n);
     for (int i = 0; i < n; i++) num += (x[i] - y[i]) * (x[i] - y[i]), den += x[i] * x[i];
@@ -112,26 +97,7 @@ void test_kernels_simd_vs_scalar(void)
         uint32_t t = types[i], at = ref.act_type[t];
         double exact = 0, scale = 0;
         float s_ref, s_best;
-        switch (t) {
-        case GGUF_T_Q8_0:
-            quantize_row_q8_0(w, wq, N);
-            break;
-        case GGUF_T_Q4_0:
-            quantize_row_q4_0(w, wq, N);
-            break;
-        case GGUF_T_Q4_K:
-            quantize_row_q4_K(w, wq, N);
-            break;
-        case GGUF_T_Q5_K:
-            quantize_row_q5_K(w, wq, N);
-            break;
-        case GGUF_T_Q6_K:
-            quantize_row_q6_K(w, wq, N);
-            break;
-        default:
-            ref.to_act[t](w, wq, N);
-            break;
-        }
+        CHECKF(eng_quantize_row(t, w, wq, N) == 0, "%s: cannot quantize", gguf_type_name(t));
         ref.to_act[at](a, aq, N);
         ref.dequant[t](wq, wd, N);
         if (at == GGUF_T_Q8_K) {

@@ -435,13 +435,32 @@ static float dot_q5_K_q8_K(int n, const void *w, const void *a)
     return kq_dot(n, w, a, 1);
 }
 
+/* The 6-bit levels (0..63) of half a q6_K block, 128 values in four
+ * vectors of 32: q[c] holds elements 32c .. 32c+31 of the half, low four
+ * bits from ql, high two from qh. */
+static inline __attribute__((always_inline)) void q6_unpack(const uint8_t *ql, const uint8_t *qh,
+                                                            __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] =
+        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+}
+
 /* q6_K: 6-bit levels 0..63 go into vpmaddubsw unsigned; the -32 offset is
  * applied as 32 * sum over groups of scale * (group's activation sum). */
 static float dot_q6_K_q8_K(int n, const void *w, const void *a)
 {
     const block_q6_K *x = w;
     const block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
         int16_t sc[16];
@@ -457,21 +476,8 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
             const int16_t *s = sc + 8 * h;
             const int8_t *q8 = y[i].qs + 128 * h;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(
-                _mm256_and_si256(l1, m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            q6_unpack(ql, qh, q);
 #pragma GCC unroll 8
             for (int c = 0; c < 4; c += 2) {
                 /* 32 elements, two scales: low 128 bits are elements 0..15. */
@@ -565,7 +571,6 @@ static void dot4_q5_K_q8_K(int n, const void *w, const void *a, size_t stride, f
 static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, float out[4])
 {
     const block_q6_K *x = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     const block_q8_K *y[4];
     __m256 acc[4];
 #pragma GCC unroll 8
@@ -590,21 +595,8 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
         for (int hh = 0; hh < 2; hh++) {
             const uint8_t *ql = x[i].ql + 64 * hh, *qh = x[i].qh + 32 * hh;
             const int16_t *s = sc + 8 * hh;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(
-                _mm256_and_si256(l1, m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            q6_unpack(ql, qh, q);
 #pragma GCC unroll 8
             for (int c = 0; c < 4; c++) {
                 const __m256i sv =
