@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers (the engine needs nothing else)
+#   setup.sh check   build, plus curl and Node.js with npm for the serve tests
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
 what=${1:-build}
@@ -9,9 +10,16 @@ missing=""
 need() { dpkg -s "$1" >/dev/null 2>&1 || missing="$missing $1"; }
 
 case "$what" in
-build) need gcc; need make; need libc6-dev ;;
+build) need gcc; need make; need libc6-dev
+       # HTTP server, JSON, node state, key hashing and randomness
+       need libmicrohttpd-dev; need libjansson-dev; need libsqlite3-dev; need libsodium-dev ;;
+check) "$0" build
+       # the serve tests talk to the server with curl and the openai npm package
+       need curl; need ca-certificates
+       command -v node >/dev/null 2>&1 || need nodejs
+       command -v npm >/dev/null 2>&1 || need npm ;;
 fuzz)  need clang; need libclang-rt-14-dev ;;
-*) echo "setup.sh: unknown target '$what' (build, fuzz)" >&2; exit 2 ;;
+*) echo "setup.sh: unknown target '$what' (build, check, fuzz)" >&2; exit 2 ;;
 esac
 
 [ -z "$missing" ] && exit 0

@@ -358,6 +358,8 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0, ran = 0;
     size_t n = sizeof(tests) / sizeof(tests[0]);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* servers started by the tests log each request; CITADEL_TEST_LOG=1 shows them */
+    cit_log_set_level(getenv("CITADEL_TEST_LOG") ? CIT_LOG_DEBUG : CIT_LOG_WARN);
     for (size_t i = 0; i < n; i++) {
         int want = argc < 2;
         uint64_t t0;

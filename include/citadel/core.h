@@ -103,6 +103,14 @@ void cit_pool_free(struct cit_pool *pool);
 int cit_pool_size(const struct cit_pool *pool);
 void cit_pool_run(struct cit_pool *pool, cit_pool_fn fn, void *arg);
 
+/* ---- configuration files ----
+ *
+ * "key = value" lines with '#' comments (see src/core/conf.c). fn is called
+ * for each pair in order; a non-zero return stops the load, and the message
+ * it set in err is prefixed with "FILE:LINE: ". */
+typedef int (*cit_conf_fn)(void *user, const char *key, const char *value, struct cit_err *err);
+int cit_conf_load(const char *path, cit_conf_fn fn, void *user, struct cit_err *err);
+
 /* Number of online CPUs (at least 1). */
 int cit_cpu_count(void);
 

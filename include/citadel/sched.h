@@ -56,8 +56,12 @@ typedef void (*sched_cb)(void *user, int32_t token, const char *text, size_t len
 
 int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sched_opts *o,
               struct sched **out /* out */);
-/* Cancels what is queued or running (their callbacks get CANCELLED), waits
- * for the worker to stop, and frees everything. */
+/* Cancels what is queued or running (their callbacks get CANCELLED) and
+ * waits for the worker to stop; later submits are refused (CIT_EOVERFLOW).
+ * The scheduler stays valid for sched_submit, sched_cancel and
+ * sched_get_stats until sched_free. Idempotent. */
+void sched_stop(struct sched *s);
+/* sched_stop, then frees everything. */
 void sched_free(struct sched *s);
 
 /* Queues a request. CIT_EOVERFLOW when the queue is full (the caller
@@ -72,6 +76,8 @@ void sched_cancel(struct sched *s, uint64_t id);
 struct sched_stats {
     int queued, active;
     uint64_t steps, rows;
+    int64_t kv_used;     /* tokens held in the active slots' KV caches */
+    int64_t kv_capacity; /* max_active * n_ctx */
 };
 void sched_get_stats(struct sched *s, struct sched_stats *out /* out */);
 

@@ -11,5 +11,7 @@ void cli_json_str(FILE *f, const char *s, size_t n);
 
 int cli_run(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_keys(int argc, char **argv);
 
 #endif

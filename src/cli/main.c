@@ -7,6 +7,8 @@
  *               [--stop STR]... [--chat] [--system TEXT] [--ctx N] [--json]
  *   citadel tokenize -m MODEL [--no-bos] [--special] TEXT
  *   citadel model quantize IN OUT TYPE
+ *   citadel serve [--config FILE] [--model [ID=]PATH]... [options]
+ *   citadel keys add|list|revoke ...
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,7 +27,9 @@ static void usage(FILE *f)
           "  run -m MODEL -p PROMPT [...]   generate text (citadel run --help)\n"
           "  tokenize -m MODEL TEXT         print token ids (--no-bos, --special)\n"
           "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
-          "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n",
+          "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
+          "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
+          "  keys add|list|revoke           API keys for serve (citadel keys)\n",
           f);
 }
 
@@ -234,6 +238,8 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "run")) return cli_run(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

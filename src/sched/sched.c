@@ -57,6 +57,7 @@ struct sched {
     int *row_slot; /* slot of each row that asked for logits */
     float *logits; /* (max_active, n_vocab) */
     uint64_t steps, n_rows;
+    int64_t kv_used; /* as of the last step */
 };
 
 static void req_free(struct request *r)
@@ -236,10 +237,16 @@ static void *worker(void *arg)
         }
         if (!n) continue;
         rc = eng_batch_eval(s->batch, s->pool, s->rows, n, s->logits);
-        pthread_mutex_lock(&s->mu);
-        s->steps++;
-        s->n_rows += (uint64_t)n;
-        pthread_mutex_unlock(&s->mu);
+        {
+            int64_t kv = 0;
+            for (int i = 0; i < s->o.max_active; i++)
+                if (s->slots[i].req) kv += eng_seq_pos(s->slots[i].seq);
+            pthread_mutex_lock(&s->mu);
+            s->steps++;
+            s->n_rows += (uint64_t)n;
+            s->kv_used = kv;
+            pthread_mutex_unlock(&s->mu);
+        }
         for (int j = 0; j < nl; j++) {
             struct slot *sl = &s->slots[s->row_slot[j]];
             if (!sl->req) continue;
@@ -297,20 +304,25 @@ fail:
     return rc;
 }
 
+void sched_stop(struct sched *s)
+{
+    if (!s || !s->started) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    /* queued requests are cancelled by the worker as it drains */
+    for (struct request *r = s->qhead; r && s->n_cancels < s->o.max_queue + s->o.max_active;
+         r = r->next)
+        s->cancels[s->n_cancels++] = r->id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->started = 0;
+}
+
 void sched_free(struct sched *s)
 {
     if (!s) return;
-    if (s->started) {
-        pthread_mutex_lock(&s->mu);
-        s->stop = 1;
-        /* queued requests are cancelled by the worker as it drains */
-        for (struct request *r = s->qhead; r && s->n_cancels < s->o.max_queue + s->o.max_active;
-             r = r->next)
-            s->cancels[s->n_cancels++] = r->id;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
-    }
+    sched_stop(s);
     while (s->qhead) { /* only when the worker never started */
         struct request *r = s->qhead;
         s->qhead = r->next;
@@ -406,5 +418,7 @@ void sched_get_stats(struct sched *s, struct sched_stats *out)
     out->active = s->n_active;
     out->steps = s->steps;
     out->rows = s->n_rows;
+    out->kv_used = s->n_active ? s->kv_used : 0;
+    out->kv_capacity = (int64_t)s->o.max_active * s->o.n_ctx;
     pthread_mutex_unlock(&s->mu);
 }

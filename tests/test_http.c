@@ -1,0 +1,963 @@
+/* http: the server in this process on a loopback port, spoken to over raw
+ * sockets, so every byte on the wire is ours to check (and to break). The
+ * CLI and real clients (curl, the openai npm package) are in
+ * tests/serve_clients.sh. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "citadel/http.h"
+#include "test.h"
+
+struct resp {
+    int status;
+    char *head; /* status line and headers */
+    char *body; /* de-chunked */
+    size_t body_len;
+};
+
+static void resp_free(struct resp *r)
+{
+    cit_free(r->head);
+    cit_free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+static int dial(int port)
+{
+    struct sockaddr_in a = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {30, 0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads until the peer closes; splits head and body, undoes chunking. */
+static int read_resp(int fd, struct resp *r)
+{
+    struct cit_buf raw = {0};
+    char buf[8192], *sep;
+    ssize_t k;
+    memset(r, 0, sizeof(*r));
+    while ((k = recv(fd, buf, sizeof(buf), 0)) > 0) cit_buf_add(&raw, buf, (size_t)k);
+    if (!raw.p || !(sep = strstr(raw.p, "\r\n\r\n"))) {
+        cit_buf_free(&raw);
+        return -1;
+    }
+    r->head = cit_strndup(raw.p, (size_t)(sep - raw.p));
+    r->status = atoi(raw.p + 9);
+    sep += 4;
+    if (strcasestr(r->head, "transfer-encoding: chunked")) {
+        struct cit_buf b = {0};
+        char *p = sep, *end = raw.p + raw.len;
+        for (;;) {
+            char *e;
+            unsigned long n = strtoul(p, &e, 16);
+            if (e == p || e + 2 > end) break;
+            p = e + 2;
+            if (n == 0 || p + n > end) break;
+            cit_buf_add(&b, p, n);
+            p += n + 2;
+        }
+        r->body = b.p ? b.p : cit_strndup("", 0);
+        r->body_len = b.len;
+    } else {
+        r->body_len = raw.len - (size_t)(sep - raw.p);
+        r->body = cit_strndup(sep, r->body_len);
+    }
+    cit_buf_free(&raw);
+    return 0;
+}
+
+static int request(int port, const char *method, const char *path, const char *key,
+                   const char *body, struct resp *r)
+{
+    struct cit_buf req = {0};
+    int fd = dial(port), rc;
+    if (fd < 0) return -1;
+    cit_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", method,
+                   path);
+    if (key) cit_buf_printf(&req, "Authorization: Bearer %s\r\n", key);
+    if (body)
+        cit_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                       strlen(body), body);
+    else
+        cit_buf_printf(&req, "\r\n");
+    rc = send_all(fd, req.p, req.len);
+    cit_buf_free(&req);
+    if (!rc) rc = read_resp(fd, r);
+    close(fd);
+    return rc;
+}
+
+/* ---- a server for the tests ---- */
+
+static struct http_server *srv;
+static char key[HTTP_KEY_LEN + 1];
+static int port;
+
+static int start(int parallel, int queue, int open)
+{
+    struct http_opts o;
+    struct cit_err err;
+    struct http_keys *k;
+    char id[HTTP_KEY_ID_LEN + 1];
+    http_opts_defaults(&o);
+    o.port = 0;
+    o.threads = 2;
+    o.ctx = 1024;
+    o.parallel = parallel;
+    o.queue = queue;
+    o.open = open;
+    o.lim.header_timeout_s = 2;
+    o.lim.body_timeout_s = 2;
+    snprintf(o.state, sizeof(o.state), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
+    CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
+              err.msg);
+    CHECK_RET(http_keys_open(o.state, &k, &err) == 0, "%s", err.msg);
+    CHECK_RET(http_keys_add(k, "tests", "endpoint:* model:*", key, id, &err) == 0, "%s", err.msg);
+    http_keys_close(k);
+    CHECK_RET(http_server_start(&o, &srv, &err) == 0, "%s", err.msg);
+    port = http_server_port(srv);
+    return 0;
+}
+
+static void stop(void)
+{
+    http_server_stop(srv);
+    srv = NULL;
+}
+
+static json_t *body_json(const struct resp *r)
+{
+    return json_loadb(r->body, r->body_len, 0, NULL);
+}
+
+static const char *jstr(json_t *j, const char *path)
+{
+    /* "a.b.0.c" */
+    char part[64];
+    const char *p = path;
+    while (j && *p) {
+        size_t n = strcspn(p, ".");
+        snprintf(part, sizeof(part), "%.*s", (int)n, p);
+        j = (part[0] >= '0' && part[0] <= '9') ? json_array_get(j, (size_t)atoi(part))
+                                                : json_object_get(j, part);
+        p += n + (p[n] == '.');
+    }
+    return json_is_string(j) ? json_string_value(j) : NULL;
+}
+
+static long long jint(json_t *j, const char *path)
+{
+    char buf[128], *last;
+    snprintf(buf, sizeof(buf), "%s", path);
+    last = strrchr(buf, '.');
+    if (last) {
+        *last = 0;
+        char part[64];
+        const char *p = buf;
+        while (j && *p) {
+            size_t n = strcspn(p, ".");
+            snprintf(part, sizeof(part), "%.*s", (int)n, p);
+            j = (part[0] >= '0' && part[0] <= '9') ? json_array_get(j, (size_t)atoi(part))
+                                                    : json_object_get(j, part);
+            p += n + (p[n] == '.');
+        }
+        path = last + 1;
+    }
+    j = json_object_get(j, path);
+    return json_is_integer(j) ? json_integer_value(j) : -1;
+}
+
+/* The text of a completion (non-streaming); caller frees. */
+static char *complete(const char *path, const char *body, int *status)
+{
+    struct resp r;
+    json_t *j;
+    char *out = NULL;
+    *status = -1;
+    if (request(port, "POST", path, key, body, &r)) return NULL;
+    *status = r.status;
+    j = body_json(&r);
+    if (j) {
+        const char *t = strstr(path, "chat") ? jstr(j, "choices.0.message.content")
+                                             : jstr(j, "choices.0.text");
+        if (t) out = cit_strndup(t, strlen(t));
+        json_decref(j);
+    }
+    resp_free(&r);
+    return out;
+}
+
+/* Greedy text from the CLI: citadel run --temp 0. */
+static char *cli_greedy(const char *prompt, int n, int chat)
+{
+    char cmd[2048], *out = NULL;
+    const char *bin = getenv("CITADEL_BIN");
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p '%s' -n %d --temp 0 --ctx 1024 --json %s",
+             bin ? bin : "build/citadel", t_model_path("stories260K.gguf"), prompt, n,
+             chat ? "--chat" : "");
+    if (t_run(cmd, &out) != 0) {
+        cit_free(out);
+        return NULL;
+    }
+    json_t *j = json_loads(out, 0, NULL);
+    cit_free(out);
+    out = NULL;
+    if (j && jstr(j, "text")) out = cit_strndup(jstr(j, "text"), strlen(jstr(j, "text")));
+    json_decref(j);
+    return out;
+}
+
+/* ---- tests ---- */
+
+void test_http_basics(void)
+{
+    struct resp r;
+    json_t *j;
+    if (start(4, 8, 0)) return;
+    CHECK(request(port, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/readyz", NULL, NULL, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    /* models: key required, the list and one entry */
+    CHECK(request(port, "GET", "/v1/models", NULL, NULL, &r) == 0 && r.status == 401);
+    CHECK(strcasestr(r.head, "WWW-Authenticate: Bearer"));
+    j = body_json(&r);
+    CHECK(j && jstr(j, "error.message") && jstr(j, "error.type"));
+    json_decref(j);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models", "cit_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro",
+                  NULL, &r) == 0 &&
+          r.status == 401);
+    j = body_json(&r);
+    CHECK(j && jstr(j, "error.code") && !strcmp(jstr(j, "error.code"), "invalid_api_key"));
+    json_decref(j);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 && r.status == 200);
+    j = body_json(&r);
+    CHECK(j && !strcmp(jstr(j, "object"), "list") && !strcmp(jstr(j, "data.0.id"), "stories260K"));
+    CHECK(!strcmp(jstr(j, "data.0.object"), "model"));
+    json_decref(j);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models/stories260K", key, NULL, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models/nope", key, NULL, &r) == 0 && r.status == 404);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v2/other", key, NULL, &r) == 0 && r.status == 404);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/chat/completions", key, NULL, &r) == 0 && r.status == 405);
+    resp_free(&r);
+    /* a completion: shape, usage, finish reason */
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":12,"
+                  "\"temperature\":0}",
+                  &r) == 0);
+    CHECKF(r.status == 200, "status %d: %s", r.status, r.body);
+    j = body_json(&r);
+    CHECK(j && !strncmp(jstr(j, "id"), "cmpl-", 5) && !strcmp(jstr(j, "object"), "text_completion"));
+    CHECK(jint(j, "created") > 1700000000 && !strcmp(jstr(j, "model"), "stories260K"));
+    CHECK(jint(j, "usage.prompt_tokens") == 5 && jint(j, "usage.completion_tokens") == 12 &&
+          jint(j, "usage.total_tokens") == 17);
+    CHECK(!strcmp(jstr(j, "choices.0.finish_reason"), "length"));
+    json_decref(j);
+    resp_free(&r);
+    /* metrics after traffic */
+    CHECK(request(port, "GET", "/metrics", key, NULL, &r) == 0 && r.status == 200);
+    CHECK(strstr(r.body, "citadel_http_requests_total{endpoint=\"completions\",status=\"200\"} 1"));
+    CHECK(strstr(r.body, "citadel_generated_tokens_total{model=\"stories260K\"} 12"));
+    CHECK(strstr(r.body, "citadel_prompt_tokens_total{model=\"stories260K\"} 5"));
+    CHECK(strstr(r.body, "citadel_time_to_first_token_seconds_count{model=\"stories260K\"} 1"));
+    CHECK(strstr(r.body, "citadel_time_per_output_token_seconds_count{model=\"stories260K\"} 11"));
+    CHECK(strstr(r.body, "citadel_kv_cache_capacity_tokens{model=\"stories260K\"} 4096"));
+    CHECK(strstr(r.body, "citadel_http_requests_total{endpoint=\"models\",status=\"401\"} 2"));
+    resp_free(&r);
+    stop();
+}
+
+struct conc {
+    const char *prompt;
+    char *got;
+    int status;
+};
+
+static void *conc_main(void *p)
+{
+    struct conc *c = p;
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"model\":\"stories260K\",\"prompt\":\"%s\",\"max_tokens\":40,\"temperature\":0}",
+             c->prompt);
+    c->got = complete("/v1/completions", body, &c->status);
+    return NULL;
+}
+
+void test_http_greedy_matches_run(void)
+{
+    static const char *prompts[8] = {"Once upon a time",   "The little dog",
+                                     "Lily and Tom went",  "One day, a bird",
+                                     "The sun was",        "Mom said",
+                                     "There was a big red", "In the park"};
+    struct conc c[8];
+    pthread_t th[8];
+    char *want[8] = {0};
+    if (start(8, 16, 0)) return;
+    for (int i = 0; i < 8; i++) {
+        want[i] = cli_greedy(prompts[i], 40, 0);
+        CHECKF(want[i], "citadel run failed for '%s'", prompts[i]);
+    }
+    /* one at a time */
+    for (int i = 0; i < 2; i++) {
+        int st;
+        struct conc one = {prompts[i], NULL, 0};
+        conc_main(&one);
+        st = one.status;
+        CHECKF(st == 200 && one.got && !strcmp(one.got, want[i]),
+               "alone: '%s' over HTTP, '%s' from citadel run", one.got ? one.got : "", want[i]);
+        cit_free(one.got);
+    }
+    /* eight at once, decoded in one batch */
+    for (int i = 0; i < 8; i++) {
+        c[i] = (struct conc){prompts[i], NULL, 0};
+        pthread_create(&th[i], NULL, conc_main, &c[i]);
+    }
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++) {
+        CHECKF(c[i].status == 200 && c[i].got && !strcmp(c[i].got, want[i]),
+               "concurrent %d: '%s' over HTTP, '%s' from citadel run", i,
+               c[i].got ? c[i].got : "", want[i]);
+    }
+    /* chat: the template applied the same way as run --chat */
+    {
+        int st;
+        char *cw = cli_greedy("Tell me a story", 30, 1);
+        char *got = complete("/v1/chat/completions",
+                             "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\","
+                             "\"content\":\"Tell me a story\"}],\"max_tokens\":30,"
+                             "\"temperature\":0}",
+                             &st);
+        CHECKF(cw && got && st == 200 && !strcmp(cw, got), "chat: '%s' vs run --chat '%s'",
+               got ? got : "", cw ? cw : "");
+        cit_free(cw);
+        cit_free(got);
+    }
+    t_note("greedy over HTTP equals citadel run --temp 0 for 8 prompts, alone and 8 at once");
+    for (int i = 0; i < 8; i++) {
+        cit_free(want[i]);
+        cit_free(c[i].got);
+    }
+    stop();
+}
+
+/* Parses an event stream: concatenated content, the finish reason, usage. */
+struct sse {
+    char text[8192];
+    size_t len;
+    char finish[16];
+    int n_events, role_first, done_last, usage_prompt, usage_completion, ids_same;
+};
+
+static int parse_sse(const char *body, int chat, struct sse *s)
+{
+    const char *p = body;
+    char first_id[64] = "";
+    memset(s, 0, sizeof(*s));
+    s->usage_prompt = s->usage_completion = -1;
+    s->ids_same = 1;
+    while ((p = strstr(p, "data: "))) {
+        const char *e = strstr(p, "\n\n");
+        json_t *j;
+        if (!e) return -1;
+        p += 6;
+        s->done_last = !strncmp(p, "[DONE]", 6);
+        if (s->done_last) {
+            p = e + 2;
+            continue;
+        }
+        j = json_loadb(p, (size_t)(e - p), 0, NULL);
+        if (!j) return -1;
+        s->n_events++;
+        if (!first_id[0])
+            snprintf(first_id, sizeof(first_id), "%s", jstr(j, "id") ? jstr(j, "id") : "");
+        else if (!jstr(j, "id") || strcmp(first_id, jstr(j, "id")))
+            s->ids_same = 0;
+        if (s->n_events == 1 && chat && jstr(j, "choices.0.delta.role")) s->role_first = 1;
+        const char *t = chat ? jstr(j, "choices.0.delta.content") : jstr(j, "choices.0.text");
+        if (t && s->len + strlen(t) < sizeof(s->text)) {
+            memcpy(s->text + s->len, t, strlen(t));
+            s->len += strlen(t);
+        }
+        if (jstr(j, "choices.0.finish_reason"))
+            snprintf(s->finish, sizeof(s->finish), "%s", jstr(j, "choices.0.finish_reason"));
+        if (json_object_get(j, "usage") && json_is_object(json_object_get(j, "usage"))) {
+            s->usage_prompt = (int)jint(j, "usage.prompt_tokens");
+            s->usage_completion = (int)jint(j, "usage.completion_tokens");
+        }
+        json_decref(j);
+        p = e + 2;
+    }
+    s->text[s->len] = 0;
+    return 0;
+}
+
+void test_http_stream(void)
+{
+    struct resp r;
+    struct sse s;
+    char *plain;
+    int st;
+    if (start(4, 8, 0)) return;
+    plain = complete("/v1/chat/completions",
+                     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"system\",\"content\":"
+                     "\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":25,"
+                     "\"temperature\":0}",
+                     &st);
+    CHECK(plain && st == 200);
+    CHECK(request(port, "POST", "/v1/chat/completions", key,
+                  "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"system\",\"content\":"
+                  "\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":25,"
+                  "\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+                  &r) == 0);
+    CHECK(r.status == 200 && strcasestr(r.head, "Content-Type: text/event-stream"));
+    CHECK(parse_sse(r.body, 1, &s) == 0);
+    CHECKF(!strcmp(s.text, plain), "streamed '%s', plain '%s'", s.text, plain);
+    CHECK(s.role_first && s.done_last && s.ids_same && !strcmp(s.finish, "length"));
+    CHECK(s.usage_completion == 25 && s.usage_prompt > 0);
+    CHECK(strstr(r.body, "\"object\":\"chat.completion.chunk\""));
+    resp_free(&r);
+    cit_free(plain);
+    /* completions stream without usage */
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":10,"
+                  "\"temperature\":0,\"stream\":true}",
+                  &r) == 0);
+    CHECK(r.status == 200 && parse_sse(r.body, 0, &s) == 0);
+    CHECK(s.done_last && s.usage_completion == -1 && !strcmp(s.finish, "length"));
+    CHECK(!strstr(r.body, "\"usage\""));
+    resp_free(&r);
+    stop();
+}
+
+void test_http_params(void)
+{
+    int st;
+    char *a, *b, *c, *full;
+    struct resp r;
+    json_t *j;
+    if (start(4, 8, 0)) return;
+    /* stop strings: the text ends before the stop, finish_reason stop */
+    full = complete("/v1/completions",
+                    "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+                    "\"temperature\":0}",
+                    &st);
+    CHECK(full && strstr(full, "Lily"));
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+                  "\"temperature\":0,\"stop\":[\"Lily\",\"zzz\"]}",
+                  &r) == 0 &&
+          r.status == 200);
+    j = body_json(&r);
+    CHECK(j && !strcmp(jstr(j, "choices.0.finish_reason"), "stop"));
+    CHECK(!strncmp(full, jstr(j, "choices.0.text"), (size_t)(strstr(full, "Lily") - full)));
+    CHECK(strlen(jstr(j, "choices.0.text")) == (size_t)(strstr(full, "Lily") - full));
+    CHECK(jint(j, "usage.completion_tokens") < 40);
+    json_decref(j);
+    resp_free(&r);
+    /* seed: same seed, same text; sampling at temperature 1 */
+    const char *seeded = "{\"model\":\"stories260K\",\"prompt\":\"The dog\",\"max_tokens\":30,"
+                         "\"temperature\":1,\"seed\":%d}";
+    char body[256];
+    snprintf(body, sizeof(body), seeded, 42);
+    a = complete("/v1/completions", body, &st);
+    b = complete("/v1/completions", body, &st);
+    snprintf(body, sizeof(body), seeded, 7);
+    c = complete("/v1/completions", body, &st);
+    CHECK(a && b && c && !strcmp(a, b));
+    CHECKF(strcmp(a, c), "seeds 42 and 7 gave the same 30 tokens: '%s'", a);
+    /* token-id prompts and usage */
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":[1,403,407],\"max_tokens\":3}", &r) == 0 &&
+          r.status == 200);
+    j = body_json(&r);
+    CHECK(jint(j, "usage.prompt_tokens") == 3 && jint(j, "usage.completion_tokens") == 3);
+    json_decref(j);
+    resp_free(&r);
+    cit_free(a);
+    cit_free(b);
+    cit_free(c);
+    cit_free(full);
+    stop();
+}
+
+void test_http_bad_requests(void)
+{
+    static const struct {
+        const char *path, *body;
+        int status;
+        const char *param; /* NULL: error.param is null */
+    } cases[] = {
+        {"/v1/completions", "", 400, NULL},
+        {"/v1/completions", "{\"model\":\"stories260K\"", 400, NULL},
+        {"/v1/completions", "[1,2]", 400, NULL},
+        {"/v1/completions", "{\"prompt\":\"a\"}", 400, "model"},
+        {"/v1/completions", "{\"model\":7,\"prompt\":\"a\"}", 400, "model"},
+        {"/v1/completions", "{\"model\":\"nope\",\"prompt\":\"a\"}", 404, "model"},
+        {"/v1/completions", "{\"model\":\"stories260K\"}", 400, "prompt"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":[\"a\",\"b\"]}", 400, "prompt"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":[99999]}", 400, "prompt"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":0}", 400,
+         "max_tokens"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":\"5\"}", 400,
+         "max_tokens"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":5000}", 400,
+         "max_tokens"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"temperature\":3}", 400,
+         "temperature"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"top_p\":0}", 400,
+         "top_p"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"n\":3}", 400, "n"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"seed\":1.5}", 400,
+         "seed"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"stop\":5}", 400, "stop"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"stop\":[\"\"]}", 400,
+         "stop"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"stream\":\"yes\"}", 400,
+         "stream"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"stream_options\":{\"include_usage\":true}}",
+         400, "stream_options"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"echo\":true}", 400,
+         "echo"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"frequency_penalty\":0.5}", 400,
+         "frequency_penalty"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":99999999999999999999999}", 400,
+         NULL},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"temperature\":1e999}",
+         400, NULL},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"model\":\"x\",\"prompt\":\"a\"}", 400,
+         NULL},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\"}", 400, "messages"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[]}", 400, "messages"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"content\":\"a\"}]}",
+         400, "messages[0].role"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"tool\",\"content\":\"a\"}]}", 400,
+         "messages[0].role"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400,
+         "messages[0].content"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+         "\"image_url\"}]}]}",
+         400, "messages[0].content"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"response_format\":{\"type\":\"json_object\"}}",
+         400, "response_format.type"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"tools\":[{}]}",
+         400, "tools"},
+    };
+    if (start(2, 4, 0)) return;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct resp r;
+        json_t *j, *param;
+        CHECK(request(port, "POST", cases[i].path, key, cases[i].body, &r) == 0);
+        j = body_json(&r);
+        param = json_object_get(json_object_get(j, "error"), "param");
+        CHECKF(r.status == cases[i].status, "case %zu (%s): status %d, want %d: %s", i,
+               cases[i].body, r.status, cases[i].status, r.body);
+        CHECKF(j && jstr(j, "error.message") && jstr(j, "error.type"), "case %zu: %s", i, r.body);
+        if (cases[i].param)
+            CHECKF(json_is_string(param) && !strcmp(json_string_value(param), cases[i].param),
+                   "case %zu: param %s, want %s", i, r.body, cases[i].param);
+        else
+            CHECKF(json_is_null(param), "case %zu: param should be null: %s", i, r.body);
+        json_decref(j);
+        resp_free(&r);
+    }
+    t_note("%zu malformed requests: each 400/404 with the field named",
+           sizeof(cases) / sizeof(cases[0]));
+    stop();
+}
+
+/* A streaming request kept open: returns the socket after the first event. */
+static int open_stream(int max_tokens)
+{
+    char body[256];
+    struct cit_buf req = {0};
+    char buf[4096];
+    int fd = dial(port);
+    ssize_t k;
+    if (fd < 0) return -1;
+    snprintf(body, sizeof(body),
+             "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":%d,\"stream\":true,"
+             "\"temperature\":1}",
+             max_tokens);
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+    send_all(fd, req.p, req.len);
+    cit_buf_free(&req);
+    k = recv(fd, buf, sizeof(buf) - 1, 0);
+    if (k <= 0 || strncmp(buf, "HTTP/1.1 200", 12)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int wait_busy(int want, int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        if (http_server_busy(srv) == want) return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+void test_http_queue_and_disconnect(void)
+{
+    struct resp r;
+    int a, b;
+    uint64_t t0;
+    if (start(1, 1, 0)) return;
+    /* one slot and a queue of one: a third request gets 429 */
+    a = open_stream(1000);
+    CHECK(a >= 0);
+    b = open_stream(1000); /* answered 200 at once, waits in the queue */
+    CHECK(b >= 0);
+    CHECK(wait_busy(2, 2000));
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":5}", &r) == 0);
+    CHECKF(r.status == 429, "status %d: %s", r.status, r.body);
+    CHECK(strcasestr(r.head, "Retry-After: 1"));
+    resp_free(&r);
+    /* the clients go away mid-stream: both sequences are freed at once */
+    t0 = cit_now_ns();
+    close(a);
+    close(b);
+    CHECKF(wait_busy(0, 2000), "still %d busy after the clients left", http_server_busy(srv));
+    t_note("two streams freed %.0f ms after their clients hung up",
+           (double)(cit_now_ns() - t0) / 1e6);
+    /* and the server serves the next one */
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":5}", &r) == 0 &&
+          r.status == 200);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/metrics", key, NULL, &r) == 0);
+    CHECK(strstr(r.body, "citadel_client_disconnects_total 2"));
+    CHECK(strstr(r.body, "citadel_queue_rejections_total 1"));
+    resp_free(&r);
+    stop();
+}
+
+static int raw_exchange(const char *data, size_t n, struct resp *r)
+{
+    int fd = dial(port), rc;
+    if (fd < 0) return -1;
+    send_all(fd, data, n); /* the server may answer and close before all is sent */
+    shutdown(fd, SHUT_WR);
+    rc = read_resp(fd, r);
+    close(fd);
+    return rc;
+}
+
+static int healthy(void)
+{
+    struct resp r;
+    int ok = request(port, "GET", "/healthz", NULL, NULL, &r) == 0 && r.status == 200;
+    resp_free(&r);
+    return ok;
+}
+
+void test_http_hostile(void)
+{
+    struct resp r;
+    struct cit_buf b = {0};
+    int slow[6];
+    if (start(2, 4, 0)) return;
+    /* a truncated body: the client promises 100 bytes, sends 10 and stops */
+    {
+        char req[512];
+        int fd = dial(port);
+        snprintf(req, sizeof(req),
+                 "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 "Content-Length: 100\r\n\r\n{\"model\":",
+                 key);
+        CHECK(fd >= 0 && send_all(fd, req, strlen(req)) == 0);
+        close(fd);
+    }
+    CHECK(healthy());
+    /* an oversized body, announced and not */
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: 10000000\r\n\r\n",
+                   key);
+    CHECK(raw_exchange(b.p, b.len, &r) == 0 && r.status == 413);
+    resp_free(&r);
+    cit_buf_free(&b);
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   key);
+    for (int i = 0; i < 300; i++) {
+        cit_buf_printf(&b, "1000\r\n");
+        for (int k = 0; k < 4096; k++) cit_buf_add(&b, " ", 1);
+        cit_buf_printf(&b, "\r\n");
+    }
+    cit_buf_printf(&b, "0\r\n\r\n");
+    raw_exchange(b.p, b.len, &r); /* 413, or a reset if the answer came mid-upload */
+    CHECKF(r.status == 413 || r.status == 0, "chunked 1.2 MB body: status %d", r.status);
+    CHECK(healthy());
+    resp_free(&r);
+    cit_buf_free(&b);
+    /* invalid UTF-8, deep nesting, huge numbers */
+    CHECK(request(port, "POST", "/v1/completions", key,
+                  "{\"model\":\"stories260K\",\"prompt\":\"\xff\xfe bad\"}", &r) == 0 &&
+          r.status == 400);
+    resp_free(&r);
+    for (int i = 0; i < 200000; i++) cit_buf_add(&b, "[", 1);
+    CHECK(request(port, "POST", "/v1/completions", key, b.p, &r) == 0);
+    CHECKF(r.status == 400 || r.status == 413, "deep nesting: %d", r.status);
+    resp_free(&r);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "{\"model\":\"stories260K\",\"prompt\":\"a\",\"seed\":");
+    for (int i = 0; i < 5000; i++) cit_buf_add(&b, "9", 1);
+    cit_buf_printf(&b, "}");
+    CHECK(request(port, "POST", "/v1/completions", key, b.p, &r) == 0 && r.status == 400);
+    resp_free(&r);
+    cit_buf_free(&b);
+    /* too many headers, and one header too large */
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 100; i++) cit_buf_printf(&b, "X-H%d: v\r\n", i);
+    cit_buf_printf(&b, "\r\n");
+    CHECK(raw_exchange(b.p, b.len, &r) == 0 && r.status == 431);
+    resp_free(&r);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    for (int i = 0; i < 40000; i++) cit_buf_add(&b, "a", 1);
+    cit_buf_printf(&b, "\r\n\r\n");
+    CHECK(raw_exchange(b.p, b.len, &r) == 0 || 1); /* answered (431) or dropped */
+    CHECKF(r.status == 0 || r.status == 431, "40 kB header: status %d", r.status);
+    resp_free(&r);
+    cit_buf_free(&b);
+    /* garbage instead of HTTP */
+    CHECK(raw_exchange("\x16\x03\x01garbage\r\n\r\n", 14, &r) == 0 || 1);
+    CHECK(r.status == 0 || r.status == 400);
+    resp_free(&r);
+    /* slowloris: six clients trickle their request heads */
+    for (int i = 0; i < 6; i++) {
+        slow[i] = dial(port);
+        CHECK(slow[i] >= 0 && send_all(slow[i], "POST /v1/comp", 13) == 0);
+    }
+    for (int t = 0; t < 3; t++) {
+        CHECK(healthy()); /* others are served meanwhile */
+        for (int i = 0; i < 6; i++) send(slow[i], "l", 1, MSG_NOSIGNAL);
+        usleep(400000);
+    }
+    usleep(1500000); /* past the 2 s head deadline */
+    for (int i = 0; i < 6; i++) {
+        char c;
+        struct pollfd p = {slow[i], POLLIN, 0};
+        CHECKF(poll(&p, 1, 2000) == 1 && recv(slow[i], &c, 1, 0) <= 0,
+               "slow client %d still connected", i);
+        close(slow[i]);
+    }
+    CHECK(request(port, "GET", "/metrics", key, NULL, &r) == 0);
+    CHECK(strstr(r.body, "citadel_slow_clients_dropped_total 6"));
+    resp_free(&r);
+    CHECK(healthy());
+    stop();
+}
+
+void test_http_keys_and_scopes(void)
+{
+    struct http_keys *k;
+    struct cit_err err;
+    char k2[HTTP_KEY_LEN + 1], id2[HTTP_KEY_ID_LEN + 1], k3[HTTP_KEY_LEN + 1],
+        id3[HTTP_KEY_ID_LEN + 1], norm[1024];
+    struct resp r;
+    if (start(2, 4, 0)) return;
+    CHECK(http_keys_open(srv ? t_tmpdir() : "", &k, &err) != 0); /* a directory is no database */
+    {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/http-2004.db", t_tmpdir());
+        CHECK(http_keys_open(path, &k, &err) == 0);
+    }
+    CHECK(http_keys_add(k, "bad tenant!", "model:*", k2, id2, &err) == CIT_EINVAL);
+    CHECK(http_keys_add(k, "t2", "endpoint:foo", k2, id2, &err) == CIT_EINVAL);
+    CHECK(strstr(err.msg, "endpoint:foo"));
+    CHECK(http_scopes_parse("endpoint:chat,model:a  model:b", norm, sizeof(norm), &err) == 0 &&
+          !strcmp(norm, "endpoint:chat model:a model:b"));
+    CHECK(http_scope_allows(norm, "chat", "a") && !http_scope_allows(norm, "chat", "c") &&
+          !http_scope_allows(norm, "completions", "a"));
+    CHECK(http_keys_add(k, "t2", "endpoint:completions model:other", k2, id2, &err) == 0);
+    CHECK(http_keys_add(k, "t3", HTTP_DEFAULT_SCOPES, k3, id3, &err) == 0);
+    CHECK(strlen(k2) == HTTP_KEY_LEN && strncmp(k2, k3, 20));
+    /* least privilege: the model and the endpoint are checked */
+    CHECK(request(port, "POST", "/v1/completions", k2,
+                  "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":2}", &r) == 0);
+    CHECK(r.status == 403 && strstr(r.body, "\"param\":\"model\""));
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 403);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/metrics", k3, NULL, &r) == 0 && r.status == 403);
+    resp_free(&r);
+    CHECK(request(port, "POST", "/v1/completions", k3,
+                  "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":2}", &r) == 0 &&
+          r.status == 200);
+    resp_free(&r);
+    /* revocation takes effect on the next request, no restart */
+    CHECK(http_keys_revoke(k, id3, &err) == 0);
+    CHECK(http_keys_revoke(k, id3, &err) == CIT_ENOENT);
+    CHECK(request(port, "POST", "/v1/completions", k3,
+                  "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":2}", &r) == 0 &&
+          r.status == 401);
+    resp_free(&r);
+    /* a key with one character changed is refused */
+    k2[HTTP_KEY_LEN - 1] = k2[HTTP_KEY_LEN - 1] == 'A' ? 'B' : 'A';
+    CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 401);
+    resp_free(&r);
+    /* the file holds no key */
+    {
+        char path[512];
+        size_t n;
+        char *db;
+        snprintf(path, sizeof(path), "%s/http-2004.db", t_tmpdir());
+        db = t_read_file(path, &n);
+        CHECK(db);
+        CHECK(!memmem(db, n, k3 + 20, 30) && !memmem(db, n, key + 20, 30));
+        cit_free(db);
+    }
+    http_keys_close(k);
+    stop();
+}
+
+struct mixed {
+    int seed, ok, n;
+};
+
+static void *mixed_main(void *p)
+{
+    struct mixed *m = p;
+    uint64_t s = (uint64_t)m->seed;
+    for (int i = 0; i < m->n; i++) {
+        struct resp r;
+        int kind = (int)(t_rand(&s) % 6), rc;
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":%d%s}",
+                 (int)(t_rand(&s) % 16) + 1, kind == 1 ? ",\"stream\":true" : "");
+        if (kind <= 1)
+            rc = request(port, "POST", "/v1/completions", key, body, &r);
+        else if (kind == 2)
+            rc = request(port, "POST", "/v1/chat/completions", key,
+                         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
+                         "\"hi\"}],\"max_tokens\":4,\"stream\":true}",
+                         &r);
+        else if (kind == 3)
+            rc = request(port, "POST", "/v1/completions", key, "{\"model\":", &r);
+        else if (kind == 4)
+            rc = request(port, "GET", "/v1/models", key, NULL, &r);
+        else
+            rc = request(port, "GET", "/metrics", key, NULL, &r);
+        if (rc == 0 && (r.status == 200 || (kind == 3 && r.status == 400) || r.status == 429))
+            m->ok++;
+        if (rc == 0) resp_free(&r);
+        if (kind == 0 && i % 7 == 0) { /* and now and then a client that leaves */
+            int fd = open_stream(200);
+            if (fd >= 0) close(fd);
+        }
+    }
+    return NULL;
+}
+
+void test_http_mixed_load(void)
+{
+    struct mixed m[6];
+    pthread_t th[6];
+    int ok = 0;
+    if (start(4, 16, 0)) return;
+    for (int i = 0; i < 6; i++) {
+        m[i] = (struct mixed){i + 1, 0, 50};
+        pthread_create(&th[i], NULL, mixed_main, &m[i]);
+    }
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 6; i++) ok += m[i].ok;
+    CHECKF(ok == 300, "%d of 300 mixed requests answered as expected", ok);
+    CHECK(wait_busy(0, 3000));
+    t_note("300 mixed requests from 6 clients (leaks are checked at exit)");
+    stop();
+}
+
+static int conf_cb(void *user, const char *k, const char *value, struct cit_err *err)
+{
+    return http_opts_set(user, k, value, err);
+}
+
+void test_http_config(void)
+{
+    struct http_opts o;
+    struct cit_err err;
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/c.conf", t_tmpdir());
+    f = fopen(path, "w");
+    fputs("# a node\nport = 9001\nhost = \"::1\"   # loopback\nmodel = a=/x/y.gguf\n"
+          "model = /m/TinyLlama-1.1B.Q4_0.gguf\nopen = true\nmax_body = 4096\n",
+          f);
+    fclose(f);
+    http_opts_defaults(&o);
+    CHECKF(cit_conf_load(path, conf_cb, &o, &err) == 0, "%s", err.msg);
+    CHECK(o.port == 9001 && !strcmp(o.host, "::1") && o.open == 1 && o.lim.max_body == 4096);
+    CHECK(o.n_models == 2 && !strcmp(o.models[0].id, "a") && !strcmp(o.models[0].path, "/x/y.gguf"));
+    CHECK(!strcmp(o.models[1].id, "TinyLlama-1.1B.Q4_0"));
+    /* errors name the file, the line and the fix */
+    f = fopen(path, "w");
+    fputs("port = 1\n\nparallel = lots\n", f);
+    fclose(f);
+    CHECK(cit_conf_load(path, conf_cb, &o, &err) == CIT_EINVAL);
+    CHECKF(strstr(err.msg, "c.conf:3:") && strstr(err.msg, "parallel") &&
+               strstr(err.msg, "integer from 1 to 256"),
+           "%s", err.msg);
+    f = fopen(path, "w");
+    fputs("port 8080\n", f);
+    fclose(f);
+    CHECK(cit_conf_load(path, conf_cb, &o, &err) == CIT_EFORMAT && strstr(err.msg, ":1:"));
+    f = fopen(path, "w");
+    fputs("colour = blue\n", f);
+    fclose(f);
+    CHECK(cit_conf_load(path, conf_cb, &o, &err) == CIT_EINVAL && strstr(err.msg, "colour"));
+    CHECK(http_opts_set(&o, "model", "a b=/x", &err) == CIT_EINVAL);
+}
