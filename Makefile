@@ -4,7 +4,8 @@
 #   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
 #   make bench      engine benchmark on synthetic TinyLlama-shaped models (cached in bench/cache)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
-#   make run        build and run a model from ../shared/models (MODEL=..., PROMPT=...)
+#   make run        serve a model from ../shared/models on 127.0.0.1 (MODEL=...), print a curl command
+#   make generate   generate text from PROMPT with MODEL on the command line
 #   make install    install build/citadel into $(PREFIX)/bin
 #   make format     clang-format every source file (the generated table excepted)
 
@@ -48,7 +49,7 @@ MODEL  ?= ../shared/models/stories260K.gguf
 PROMPT ?= Once upon a time
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check test bench fuzz run install clean deps format
+.PHONY: all check test bench fuzz run generate install clean deps format
 
 all: build/citadel
 
@@ -79,10 +80,15 @@ build-san/test_citadel: $(SAN_TEST) build-san/libcitadel.a
 	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 
 # Tests run the sanitizer build of both the library and the CLI.
-check: deps
+# tests/serve_clients.sh then runs the real server against curl and the
+# openai npm package.
+check:
+	@sh scripts/setup.sh check
 	@$(MAKE) --no-print-directory build-san/test_citadel build-san/citadel
 	CITADEL_BIN=build-san/citadel ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 ./build-san/test_citadel
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh tests/serve_clients.sh build-san/citadel $(MODEL)
 
 test: check
 
@@ -107,7 +113,12 @@ fuzz: deps
 	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.
 run: deps all
+	sh scripts/run.sh $(MODEL)
+
+# The engine alone: one prompt, streamed to the terminal.
+generate: deps all
 	./build/citadel run -m $(MODEL) -p "$(PROMPT)" -n 64
 
 install: all

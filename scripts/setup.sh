@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
-#   setup.sh build   compiler, make, libc headers (the engine needs nothing else)
+#   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
@@ -8,12 +8,15 @@ what=${1:-build}
 
 missing=""
 need() { dpkg -s "$1" >/dev/null 2>&1 || missing="$missing $1"; }
+build_deps() {
+    need gcc; need make; need libc6-dev
+    # HTTP server, JSON, node state, key hashing and randomness
+    need libmicrohttpd-dev; need libjansson-dev; need libsqlite3-dev; need libsodium-dev
+}
 
 case "$what" in
-build) need gcc; need make; need libc6-dev
-       # HTTP server, JSON, node state, key hashing and randomness
-       need libmicrohttpd-dev; need libjansson-dev; need libsqlite3-dev; need libsodium-dev ;;
-check) "$0" build
+build) build_deps ;;
+check) build_deps
        # the serve tests talk to the server with curl and the openai npm package
        need curl; need ca-certificates
        command -v node >/dev/null 2>&1 || need nodejs

@@ -167,7 +167,7 @@ static const char *jstr(json_t *j, const char *path)
         size_t n = strcspn(p, ".");
         snprintf(part, sizeof(part), "%.*s", (int)n, p);
         j = (part[0] >= '0' && part[0] <= '9') ? json_array_get(j, (size_t)atoi(part))
-                                                : json_object_get(j, part);
+                                               : json_object_get(j, part);
         p += n + (p[n] == '.');
     }
     return json_is_string(j) ? json_string_value(j) : NULL;
@@ -186,7 +186,7 @@ static long long jint(json_t *j, const char *path)
             size_t n = strcspn(p, ".");
             snprintf(part, sizeof(part), "%.*s", (int)n, p);
             j = (part[0] >= '0' && part[0] <= '9') ? json_array_get(j, (size_t)atoi(part))
-                                                    : json_object_get(j, part);
+                                                   : json_object_get(j, part);
             p += n + (p[n] == '.');
         }
         path = last + 1;
@@ -206,8 +206,8 @@ static char *complete(const char *path, const char *body, int *status)
     *status = r.status;
     j = body_json(&r);
     if (j) {
-        const char *t = strstr(path, "chat") ? jstr(j, "choices.0.message.content")
-                                             : jstr(j, "choices.0.text");
+        const char *t =
+            strstr(path, "chat") ? jstr(j, "choices.0.message.content") : jstr(j, "choices.0.text");
         if (t) out = cit_strndup(t, strlen(t));
         json_decref(j);
     }
@@ -253,8 +253,9 @@ void test_http_basics(void)
     CHECK(j && jstr(j, "error.message") && jstr(j, "error.type"));
     json_decref(j);
     resp_free(&r);
-    CHECK(request(port, "GET", "/v1/models", "cit_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro",
-                  NULL, &r) == 0 &&
+    CHECK(request(port, "GET", "/v1/models",
+                  "cit_0000000000000000_wrongwrongwrongwrongwrongwrongwrongwrongwro", NULL,
+                  &r) == 0 &&
           r.status == 401);
     j = body_json(&r);
     CHECK(j && jstr(j, "error.code") && !strcmp(jstr(j, "error.code"), "invalid_api_key"));
@@ -281,7 +282,8 @@ void test_http_basics(void)
                   &r) == 0);
     CHECKF(r.status == 200, "status %d: %s", r.status, r.body);
     j = body_json(&r);
-    CHECK(j && !strncmp(jstr(j, "id"), "cmpl-", 5) && !strcmp(jstr(j, "object"), "text_completion"));
+    CHECK(j && !strncmp(jstr(j, "id"), "cmpl-", 5) &&
+          !strcmp(jstr(j, "object"), "text_completion"));
     CHECK(jint(j, "created") > 1700000000 && !strcmp(jstr(j, "model"), "stories260K"));
     CHECK(jint(j, "usage.prompt_tokens") == 5 && jint(j, "usage.completion_tokens") == 12 &&
           jint(j, "usage.total_tokens") == 17);
@@ -320,9 +322,8 @@ static void *conc_main(void *p)
 
 void test_http_greedy_matches_run(void)
 {
-    static const char *prompts[8] = {"Once upon a time",   "The little dog",
-                                     "Lily and Tom went",  "One day, a bird",
-                                     "The sun was",        "Mom said",
+    static const char *prompts[8] = {"Once upon a time",    "The little dog", "Lily and Tom went",
+                                     "One day, a bird",     "The sun was",    "Mom said",
                                      "There was a big red", "In the park"};
     struct conc c[8];
     pthread_t th[8];
@@ -350,8 +351,8 @@ void test_http_greedy_matches_run(void)
     for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 8; i++) {
         CHECKF(c[i].status == 200 && c[i].got && !strcmp(c[i].got, want[i]),
-               "concurrent %d: '%s' over HTTP, '%s' from citadel run", i,
-               c[i].got ? c[i].got : "", want[i]);
+               "concurrent %d: '%s' over HTTP, '%s' from citadel run", i, c[i].got ? c[i].got : "",
+               want[i]);
     }
     /* chat: the template applied the same way as run --chat */
     {
@@ -533,8 +534,8 @@ void test_http_bad_requests(void)
         {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":[99999]}", 400, "prompt"},
         {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":0}", 400,
          "max_tokens"},
-        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":\"5\"}", 400,
-         "max_tokens"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":\"5\"}",
+         400, "max_tokens"},
         {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":5000}", 400,
          "max_tokens"},
         {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"temperature\":3}", 400,
@@ -941,7 +942,8 @@ void test_http_config(void)
     http_opts_defaults(&o);
     CHECKF(cit_conf_load(path, conf_cb, &o, &err) == 0, "%s", err.msg);
     CHECK(o.port == 9001 && !strcmp(o.host, "::1") && o.open == 1 && o.lim.max_body == 4096);
-    CHECK(o.n_models == 2 && !strcmp(o.models[0].id, "a") && !strcmp(o.models[0].path, "/x/y.gguf"));
+    CHECK(o.n_models == 2 && !strcmp(o.models[0].id, "a") &&
+          !strcmp(o.models[0].path, "/x/y.gguf"));
     CHECK(!strcmp(o.models[1].id, "TinyLlama-1.1B.Q4_0"));
     /* errors name the file, the line and the fix */
     f = fopen(path, "w");

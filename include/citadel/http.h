@@ -21,19 +21,19 @@
 #define HTTP_MAX_MODELS 16
 
 struct http_limits {
-    size_t max_body;          /* request body bytes */
-    int max_headers;          /* header lines per request */
-    size_t max_header_bytes;  /* the request head (line and headers) */
-    int max_prompt_tokens;    /* after templating and tokenization */
-    int max_tokens;           /* largest max_tokens a request may ask for */
-    int request_timeout_s;    /* generation, from submit to the last token */
-    int header_timeout_s;     /* to receive a request head */
-    int body_timeout_s;       /* to receive a body once the head is in */
-    int idle_timeout_s;       /* a keep-alive connection with nothing to do */
+    size_t max_body;         /* request body bytes */
+    int max_headers;         /* header lines per request */
+    size_t max_header_bytes; /* the request head (line and headers) */
+    int max_prompt_tokens;   /* after templating and tokenization */
+    int max_tokens;          /* largest max_tokens a request may ask for */
+    int request_timeout_s;   /* generation, from submit to the last token */
+    int header_timeout_s;    /* to receive a request head */
+    int body_timeout_s;      /* to receive a body once the head is in */
+    int idle_timeout_s;      /* a keep-alive connection with nothing to do */
 };
 
 struct http_model_spec {
-    char id[128];   /* name in the API ("model") */
+    char id[128]; /* name in the API ("model") */
     char path[1024];
 };
 
@@ -42,15 +42,15 @@ struct http_opts {
     int port; /* 0: any free port (tests) */
     struct http_model_spec models[HTTP_MAX_MODELS];
     int n_models;
-    int threads;         /* compute threads per model */
-    int ctx;             /* context per sequence; 0: min(2048, the model's) */
-    int parallel;        /* sequences decoded together per model */
-    int queue;           /* waiting requests per model before 429 */
-    int max_connections; /* concurrent TCP connections */
+    int threads;                        /* compute threads per model */
+    int ctx;                            /* context per sequence; 0: min(2048, the model's) */
+    int parallel;                       /* sequences decoded together per model */
+    int queue;                          /* waiting requests per model before 429 */
+    int max_connections;                /* concurrent TCP connections */
     char tls_cert[1024], tls_key[1024]; /* both or neither */
-    char state[1024];    /* SQLite state file (API keys) */
-    int open;            /* 1: no API key needed (say so only on a closed network) */
-    int grace_s;         /* SIGTERM: time for in-flight requests to finish */
+    char state[1024];                   /* SQLite state file (API keys) */
+    int open;                           /* 1: no API key needed (say so only on a closed network) */
+    int grace_s;                        /* SIGTERM: time for in-flight requests to finish */
     struct http_limits lim;
 };
 
@@ -85,8 +85,8 @@ int http_server_busy(struct http_server *s);
  * Scopes are space-separated "endpoint:NAME" and "model:ID" items; NAME is
  * chat, completions, models, metrics or *; ID is a model id or *. A key
  * may call an endpoint listed and use a model listed. */
-#define HTTP_KEY_LEN 64 /* "cit_" + 16 + "_" + 43 */
-#define HTTP_KEY_ID_LEN 16
+#define HTTP_KEY_LEN        64 /* "cit_" + 16 + "_" + 43 */
+#define HTTP_KEY_ID_LEN     16
 #define HTTP_DEFAULT_SCOPES "endpoint:chat endpoint:completions endpoint:models model:*"
 
 struct http_keys;

@@ -186,8 +186,7 @@ static void list_json(void *user, const struct http_key_info *ki)
     cli_json_str(stdout, ki->tenant, strlen(ki->tenant));
     printf(",\"scopes\":");
     cli_json_str(stdout, ki->scopes, strlen(ki->scopes));
-    printf(",\"created\":%lld,\"revoked\":%lld}\n", (long long)ki->created,
-           (long long)ki->revoked);
+    printf(",\"created\":%lld,\"revoked\":%lld}\n", (long long)ki->created, (long long)ki->revoked);
 }
 
 int cli_keys(int argc, char **argv)

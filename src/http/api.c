@@ -15,11 +15,11 @@
 
 #include "http_int.h"
 
-static int fail(struct api_err *e, int status, const char *param, const char *code,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail(struct api_err *e, int status, const char *param, const char *code, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 
-static int fail(struct api_err *e, int status, const char *param, const char *code,
-                const char *fmt, ...)
+static int fail(struct api_err *e, int status, const char *param, const char *code, const char *fmt,
+                ...)
 {
     va_list ap;
     e->status = status;
@@ -233,7 +233,8 @@ static int parse_sampling(struct api_req *r, json_t *root, struct api_err *e)
         return fail(e, 400, "min_p", NULL, "'min_p' must be a number from 0 to 1");
     if ((v = field(root, "repeat_penalty")) &&
         (get_num(v, 0, 100, &r->sp.repeat_penalty) || r->sp.repeat_penalty <= 0))
-        return fail(e, 400, "repeat_penalty", NULL, "'repeat_penalty' must be a number in (0, 100]");
+        return fail(e, 400, "repeat_penalty", NULL,
+                    "'repeat_penalty' must be a number in (0, 100]");
     if ((v = field(root, "seed"))) {
         if (get_int(v, INT64_MIN, INT64_MAX, &ll))
             return fail(e, 400, "seed", NULL, "'seed' must be an integer");

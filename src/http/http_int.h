@@ -14,13 +14,22 @@
 
 /* ---- endpoints (metrics labels and scopes) ---- */
 
-enum http_ep { EP_CHAT, EP_COMPLETIONS, EP_MODELS, EP_HEALTH, EP_READY, EP_METRICS, EP_OTHER, EP_N };
+enum http_ep {
+    EP_CHAT,
+    EP_COMPLETIONS,
+    EP_MODELS,
+    EP_HEALTH,
+    EP_READY,
+    EP_METRICS,
+    EP_OTHER,
+    EP_N
+};
 const char *http_ep_name(enum http_ep ep);
 
 /* ---- metrics (metrics.c) ---- */
 
 #define MET_STATUS_SLOTS 24
-#define MET_BUCKETS 12
+#define MET_BUCKETS      12
 
 struct met_hist {
     uint64_t counts[MET_BUCKETS]; /* cumulative counts are computed when rendered */

@@ -117,8 +117,8 @@ int http_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err
             if (!valid_model_id(p + 6, n - 6))
                 return cit_err_set(err, CIT_EINVAL, "scope '%.*s': bad model id", (int)n, p);
         } else {
-            return cit_err_set(err, CIT_EINVAL,
-                               "scope '%.*s': expected endpoint:NAME or model:ID", (int)n, p);
+            return cit_err_set(err, CIT_EINVAL, "scope '%.*s': expected endpoint:NAME or model:ID",
+                               (int)n, p);
         }
         if (used + n + 2 > cap) return cit_err_set(err, CIT_ERANGE, "scope list too long");
         if (used) out[used++] = ' ';
@@ -177,8 +177,8 @@ int http_keys_add(struct http_keys *k, const char *tenant, const char *scopes,
     sqlite3_stmt *st = NULL;
     int rc = 0;
     if (!valid_tenant(tenant))
-        return cit_err_set(err, CIT_EINVAL,
-                           "tenant '%s': 1 to 64 letters, digits, '-', '_' or '.'", tenant);
+        return cit_err_set(err, CIT_EINVAL, "tenant '%s': 1 to 64 letters, digits, '-', '_' or '.'",
+                           tenant);
     if ((rc = http_scopes_parse(scopes, canon, sizeof(canon), err))) return rc;
     randombytes_buf(idb, sizeof(idb));
     randombytes_buf(secret, sizeof(secret));

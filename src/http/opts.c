@@ -33,8 +33,7 @@ void http_opts_defaults(struct http_opts *o)
     o->lim.idle_timeout_s = 30;
 }
 
-static int set_int(const char *key, const char *v, long lo, long hi, long *out,
-                   struct cit_err *err)
+static int set_int(const char *key, const char *v, long lo, long hi, long *out, struct cit_err *err)
 {
     char *end;
     long x;
@@ -138,6 +137,6 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
             return cit_err_set(err, CIT_EINVAL, "open: '%s' is not true or false", v);
         return 0;
     }
-    return cit_err_set(err, CIT_EINVAL,
-                       "unknown setting '%s' (see docs/serve.md for the list)", key);
+    return cit_err_set(err, CIT_EINVAL, "unknown setting '%s' (see docs/serve.md for the list)",
+                       key);
 }

@@ -59,7 +59,7 @@ struct conn_watch {
 };
 
 struct http_server {
-    struct http_opts o; /* as started */
+    struct http_opts o;     /* as started */
     pthread_mutex_t cfg_mu; /* guards the reloadable part of o: open, lim, grace_s */
     struct MHD_Daemon *d;
     struct srv_model models[HTTP_MAX_MODELS];
@@ -165,8 +165,8 @@ static void watch_deadline(struct http_server *s, struct conn_watch *cw, int sec
 /* ---- responses ---- */
 
 static enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status,
-                               const char *type, const char *body, size_t len,
-                               const char *hname, const char *hvalue)
+                               const char *type, const char *body, size_t len, const char *hname,
+                               const char *hvalue)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -202,7 +202,8 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, struct req *r, in
     if (!b.p) return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
     if (status == 401) hn = "WWW-Authenticate", hv = "Bearer";
     if (status == 429 || status == 503) hn = "Retry-After", hv = "1";
-    if (status == 405) hn = "Allow", hv = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS ? "POST" : "GET";
+    if (status == 405)
+        hn = "Allow", hv = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS ? "POST" : "GET";
     ok = respond(c, r, status, "application/json", b.p, b.len, hn, hv);
     cit_buf_free(&b);
     return ok;
@@ -303,8 +304,8 @@ static enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r, const
         return respond(c, r, 200, "application/json", "{\"status\":\"ok\"}\n", 16, NULL, NULL);
     case EP_READY:
         if (atomic_load(&s->draining))
-            return respond(c, r, 503, "application/json", "{\"status\":\"draining\"}\n", 22,
-                           NULL, NULL);
+            return respond(c, r, 503, "application/json", "{\"status\":\"draining\"}\n", 22, NULL,
+                           NULL);
         cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d}\n", s->n_models);
         return respond_json(c, r, 200, &b);
     case EP_METRICS: {
@@ -321,8 +322,8 @@ static enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r, const
             cit_buf_free(&b);
             return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
         }
-        res = respond(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, NULL,
-                      NULL);
+        res =
+            respond(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, NULL, NULL);
         cit_buf_free(&b);
         return res;
     }
@@ -334,8 +335,8 @@ static enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r, const
             if (i < 0 || !http_scope_allows(r->key.scopes, "models", model_id)) {
                 char msg[300];
                 snprintf(msg, sizeof(msg), "The model '%.200s' does not exist.", model_id);
-                return respond_error(c, r, 404, "invalid_request_error", "model_not_found",
-                                     "model", msg);
+                return respond_error(c, r, 404, "invalid_request_error", "model_not_found", "model",
+                                     msg);
             }
             model_json(&b, s, i);
             BUF_LIT(&b, "\n");
@@ -431,7 +432,8 @@ static const char *finish_reason(const struct req *r)
 
 static void usage_json(struct cit_buf *b, const struct req *r)
 {
-    cit_buf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
+    cit_buf_printf(b,
+                   "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
                    r->n_prompt, r->n_gen, r->n_prompt + r->n_gen);
 }
 
@@ -497,8 +499,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             chunk_text(&r->out, r, r->text.p + r->sent, r->text.len - r->sent, NULL, 0);
             r->sent = r->text.len;
         } else if (r->done) {
-            if (r->finish == SCHED_FINISH_ERROR || (r->finish == SCHED_FINISH_CANCELLED &&
-                                                    !r->timed_out)) {
+            if (r->finish == SCHED_FINISH_ERROR ||
+                (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out)) {
                 BUF_LIT(&r->out, "data: ");
                 api_error_simple(&r->out, "server_error", NULL, NULL,
                                  r->finish == SCHED_FINISH_ERROR ? "generation failed"
@@ -656,13 +658,14 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         snprintf(msg, sizeof(msg),
                  "The prompt is %d tokens; this server takes at most %d (context %d, with room "
                  "for at least one generated token).",
-                 n_tok, r->lim.max_prompt_tokens < sm->n_ctx - 1 ? r->lim.max_prompt_tokens
-                                                                 : sm->n_ctx - 1,
+                 n_tok,
+                 r->lim.max_prompt_tokens < sm->n_ctx - 1 ? r->lim.max_prompt_tokens
+                                                          : sm->n_ctx - 1,
                  sm->n_ctx);
         cit_free(toks);
         api_req_free(&a);
-        return respond_error(c, r, 400, "invalid_request_error", "context_length_exceeded",
-                             pfield, msg);
+        return respond_error(c, r, 400, "invalid_request_error", "context_length_exceeded", pfield,
+                             msg);
     }
     if (a.max_tokens > r->lim.max_tokens) {
         snprintf(msg, sizeof(msg), "'max_tokens' is %d; this server allows at most %d.",
@@ -682,8 +685,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     }
     q.prompt = toks;
     q.n_prompt = n_tok;
-    q.max_tokens = a.max_tokens ? a.max_tokens
-                                : (avail < r->lim.max_tokens ? avail : r->lim.max_tokens);
+    q.max_tokens =
+        a.max_tokens ? a.max_tokens : (avail < r->lim.max_tokens ? avail : r->lim.max_tokens);
     q.sampling = a.sp;
     if (!a.has_seed) randombytes_buf(&q.sampling.seed, sizeof(q.sampling.seed));
     for (int i = 0; i < a.n_stops; i++) q.stops[i] = a.stops[i];
@@ -837,10 +840,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_mutex_unlock(&r->mu);
     }
     cit_log(CIT_LOG_INFO, "%s %s %d tenant=%s key=%s prompt=%d gen=%d %.1fms%s",
-            r->method ? r->method : "-", http_ep_name(r->ep),
-            r->responded ? r->status : 499, r->key.tenant[0] ? r->key.tenant : "-",
-            r->key.id[0] ? r->key.id : "-", r->n_prompt, r->n_gen,
-            (double)(cit_now_ns() - r->t0) / 1e6,
+            r->method ? r->method : "-", http_ep_name(r->ep), r->responded ? r->status : 499,
+            r->key.tenant[0] ? r->key.tenant : "-", r->key.id[0] ? r->key.id : "-", r->n_prompt,
+            r->n_gen, (double)(cit_now_ns() - r->t0) / 1e6,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     watch_deadline(s, r->cw, r->lim.idle_timeout_s);
     atomic_fetch_sub(&s->inflight, 1);
@@ -956,7 +958,8 @@ static int load_models(struct http_server *s, struct cit_err *err)
         so = (struct sched_opts){s->o.parallel, s->o.queue, sm->n_ctx, 256};
         if ((rc = cit_pool_create(s->o.threads, &sm->pool)) ||
             (rc = sched_new(sm->m, sm->pool, &so, &sm->sched)))
-            return cit_err_set(err, rc, "%s: cannot start its scheduler (%d slots of %d tokens): %s",
+            return cit_err_set(err, rc,
+                               "%s: cannot start its scheduler (%d slots of %d tokens): %s",
                                s->o.models[i].id, s->o.parallel, sm->n_ctx, cit_strerror(rc));
         cit_log(CIT_LOG_INFO, "model %s: %s, %d slots x %d tokens, %s template, %d threads",
                 s->o.models[i].id, s->o.models[i].path, s->o.parallel, sm->n_ctx,
@@ -990,8 +993,8 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
 {
     struct http_server *s;
     struct sockaddr_storage ss;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     int v6 = 0, rc;
     const union MHD_DaemonInfo *di;
 
@@ -1038,12 +1041,12 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
                                             (intptr_t)o->lim.idle_timeout_s, NULL};
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool_mem, NULL};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
-                                            (intptr_t)(void *)on_completed, s};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, s};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                             (intptr_t)(void *)on_connection, s};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log,
-                                            NULL};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL};
         if (s->cert_pem) {
             opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
             opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};

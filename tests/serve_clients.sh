@@ -1,0 +1,136 @@
+#!/bin/sh
+# The real `citadel serve` binary (the sanitizer build under make check)
+# against real clients: curl and the official openai npm package, which is
+# installed from the npm registry into build-san/npm on first use. Also the
+# lifecycle: config file, SIGHUP reload, SIGTERM drain, exit status (which
+# carries LeakSanitizer's verdict).
+#
+#   tests/serve_clients.sh BIN MODEL
+set -eu
+BIN=${1:-build-san/citadel}
+MODEL=${2:-../shared/models/stories260K.gguf}
+ROOT=$(pwd)
+NPM_DIR=$ROOT/build-san/npm
+TMP=$(mktemp -d /tmp/citadel-serve-XXXXXX)
+PID=
+passed=0
+failed=0
+
+cleanup() {
+    [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null || true
+    [ -n "${KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -f "$TMP/server.log" ] && tail -20 "$TMP/server.log" | sed 's/^/    /'
+}
+check() { # check NAME COMMAND...
+    name=$1
+    shift
+    if "$@"; then ok "$name"; else fail "$name"; fi
+}
+# json FILE EXPR: prints a field of a JSON file with node
+json() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); const v=$2; process.stdout.write(typeof v==='string'?v:JSON.stringify(v))"; }
+
+# ---- the openai package ----
+if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ]; then
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && echo '{"private":true}' >package.json &&
+        npm install --no-audit --no-fund --loglevel=error openai@6 >/dev/null 2>&1) ||
+        { echo "FAIL could not install the openai npm package from the registry"; exit 1; }
+fi
+cp tests/openai_client.mjs "$NPM_DIR/"
+
+# ---- a node with a key and a config file ----
+KEY=$("$BIN" keys add --tenant ci --state "$TMP/state.db" 2>/dev/null)
+check "keys add prints one key" test "$(printf %s "$KEY" | wc -c)" -eq 64
+"$BIN" keys list --json --state "$TMP/state.db" >"$TMP/keys.json"
+check "keys list shows the tenant, not the key" sh -c "grep -q '\"tenant\":\"ci\"' $TMP/keys.json && ! grep -q '$KEY' $TMP/keys.json"
+check "the state file holds no key" sh -c "! grep -q '$KEY' $TMP/state.db"
+
+cat >"$TMP/citadel.conf" <<EOF
+# written by tests/serve_clients.sh
+host = 127.0.0.1
+port = 0
+model = $MODEL
+threads = 2
+ctx = 512
+parallel = 4
+state = $TMP/state.db
+max_tokens = 256
+grace = 20
+EOF
+
+"$BIN" serve --config "$TMP/citadel.conf" >"$TMP/server.out" 2>"$TMP/server.log" &
+PID=$!
+for _ in $(seq 100); do
+    grep -q "serving" "$TMP/server.out" 2>/dev/null && break
+    sleep 0.1
+done
+PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$TMP/server.out")
+[ -n "$PORT" ] || { fail "server started"; exit 1; }
+ok "server started on port $PORT"
+URL=http://127.0.0.1:$PORT
+ID=$(basename "$MODEL" .gguf)
+H="Authorization: Bearer $KEY"
+
+# ---- curl ----
+check "curl healthz" sh -c "curl -sf $URL/healthz | grep -q ok"
+code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' "$URL/v1/models")
+check "curl without a key: 401" test "$code" = 401
+check "401 body in the OpenAI error shape" test "$(json "$TMP/e.json" 'j.error.type')" = invalid_request_error
+curl -sf -H "$H" "$URL/v1/models" >"$TMP/m.json"
+check "curl models" test "$(json "$TMP/m.json" 'j.data[0].id')" = "$ID"
+
+GREEDY=$("$BIN" run -m "$MODEL" -p "Once upon a time" -n 24 --temp 0 --json 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>process.stdout.write(JSON.parse(s).text))")
+curl -sf -H "$H" "$URL/v1/completions" \
+    -d '{"model":"'"$ID"'","prompt":"Once upon a time","max_tokens":24,"temperature":0}' >"$TMP/c.json"
+check "curl completion equals citadel run --temp 0" test "$(json "$TMP/c.json" 'j.choices[0].text')" = "$GREEDY"
+curl -sfN -H "$H" "$URL/v1/chat/completions" \
+    -d '{"model":"'"$ID"'","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"stream":true}' >"$TMP/s.txt"
+check "curl stream ends with data: [DONE]" sh -c "tail -2 $TMP/s.txt | grep -qx 'data: \[DONE\]'"
+code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' -H "$H" "$URL/v1/chat/completions" -d '{"model":"'"$ID"'","messages":"hi"}')
+check "curl bad messages: 400 naming the field" sh -c "test $code = 400 && test \"\$(node -e \"process.stdout.write(JSON.parse(require('fs').readFileSync('$TMP/e.json','utf8')).error.param)\")\" = messages"
+
+# ---- the openai package ----
+if (cd "$NPM_DIR" && node openai_client.mjs "$URL/v1" "$KEY" "$ID" "$GREEDY") >"$TMP/node.out" 2>&1; then
+    ok "openai npm client: $(tail -1 "$TMP/node.out")"
+else
+    fail "openai npm client"
+    sed 's/^/    /' "$TMP/node.out"
+fi
+
+# ---- SIGHUP: a lower max_tokens applies without a restart ----
+sed -i 's/^max_tokens = 256/max_tokens = 16/' "$TMP/citadel.conf"
+kill -HUP "$PID"
+sleep 0.5
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "$H" "$URL/v1/completions" -d '{"model":"'"$ID"'","prompt":"a","max_tokens":100}')
+check "SIGHUP reloads limits (max_tokens 100 now refused)" test "$code" = 400
+check "server still serves after reload" sh -c "curl -sf $URL/readyz | grep -q ready"
+
+# ---- SIGTERM: a request in flight finishes, then a clean exit ----
+sed -i 's/^max_tokens = 16/max_tokens = 400/' "$TMP/citadel.conf"
+kill -HUP "$PID"
+sleep 0.3
+curl -sN -H "$H" "$URL/v1/completions" \
+    -d '{"model":"'"$ID"'","prompt":"Once","max_tokens":400,"stream":true}' >"$TMP/drain.txt" &
+CURL=$!
+sleep 0.05
+kill -TERM "$PID"
+wait "$CURL" || true
+status=0
+wait "$PID" || status=$?
+PID=
+check "SIGTERM: the in-flight stream completed" sh -c "tail -2 $TMP/drain.txt | grep -qx 'data: \[DONE\]' && grep -q finish_reason $TMP/drain.txt"
+check "SIGTERM: exit status 0 (no leaks under the sanitizers)" test "$status" = 0
+if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error" "$TMP/server.log"; then
+    fail "sanitizer report in the server log"
+    grep -A20 "Sanitizer\|runtime error" "$TMP/server.log" | head -40 | sed 's/^/    /'
+fi
+
+echo "serve clients: $passed passed, $failed failed"
+[ "$failed" = 0 ]
