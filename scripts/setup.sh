@@ -18,7 +18,7 @@ case "$what" in
 build) build_deps ;;
 check) build_deps
        # the serve tests talk to the server with curl and the openai npm package
-       need curl; need ca-certificates
+       need curl; need ca-certificates; need openssl
        command -v node >/dev/null 2>&1 || need nodejs
        command -v npm >/dev/null 2>&1 || need npm ;;
 fuzz)  need clang; need libclang-rt-14-dev ;;

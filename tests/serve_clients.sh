@@ -132,5 +132,28 @@ if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error" "$TMP/server.log";
     grep -A20 "Sanitizer\|runtime error" "$TMP/server.log" | head -40 | sed 's/^/    /'
 fi
 
+# ---- TLS (and an open node: no key) ----
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+"$BIN" serve --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" >"$TMP/tls.out" 2>"$TMP/server.log" &
+PID=$!
+for _ in $(seq 100); do
+    grep -q "serving" "$TMP/tls.out" 2>/dev/null && break
+    sleep 0.1
+done
+PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$TMP/tls.out")
+curl -sfN --cacert "$TMP/cert.pem" "https://127.0.0.1:$PORT/v1/chat/completions" \
+    -d '{"model":"'"$ID"'","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"stream":true}' >"$TMP/tls.txt" || true
+check "TLS: a streamed chat over HTTPS" sh -c "tail -2 $TMP/tls.txt | grep -qx 'data: \[DONE\]'"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || true)
+check "TLS: plain HTTP is not answered" test "$code" = 000
+kill -TERM "$PID"
+status=0
+wait "$PID" || status=$?
+PID=
+check "TLS: clean exit" test "$status" = 0
+
 echo "serve clients: $passed passed, $failed failed"
 [ "$failed" = 0 ]
