@@ -2,7 +2,8 @@
 #
 #   make            release build: build/citadel
 #   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
-#   make bench      engine benchmark on synthetic TinyLlama-shaped models (cached in bench/cache)
+#   make bench      engine and serving benchmarks on synthetic TinyLlama-shaped models
+#   make bench-serve the serving benchmark alone (load generator, TTFT, overhead)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make run        serve a model from ../shared/models on 127.0.0.1 (MODEL=...), print a curl command
 #   make generate   generate text from PROMPT with MODEL on the command line
@@ -49,7 +50,7 @@ MODEL  ?= ../shared/models/stories260K.gguf
 PROMPT ?= Once upon a time
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check test bench fuzz run generate install clean deps format
+.PHONY: all check test bench bench-serve fuzz run generate install clean deps format
 
 all: build/citadel
 
@@ -92,11 +93,15 @@ check:
 
 test: check
 
-build/bench_engine: bench/bench_engine.c build/libcitadel.a
+build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
-bench: deps build/bench_engine
+bench: deps build/bench_engine build/bench_serve
 	./build/bench_engine $(BENCH_ARGS)
+	./build/bench_serve $(BENCH_SERVE_ARGS)
+
+bench-serve: deps build/bench_serve
+	./build/bench_serve $(BENCH_SERVE_ARGS)
 
 # The fuzz build compiles the baseline sources only: the SIMD kernels need
 # per-file flags, and the reader under test does not use them.

@@ -148,6 +148,27 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
             if (logits[i] > logits[best]) best = i;
         return best;
     }
+    if (p->top_p >= 1.0f && (p->top_k == 0 || p->top_k >= n)) {
+        /* No ranking needed (plain or min-p sampling, the API default):
+         * one pass for the maximum, one for the sum, one to draw. Sorting
+         * 32k candidates per token would cost more than a decode step's
+         * share of the forward pass at 16 sequences. */
+        float mx = logits[0], cut;
+        int32_t last = 0;
+        for (int i = 1; i < n; i++)
+            if (logits[i] > mx) mx = logits[i];
+        cut = p->min_p > 0 ? mx + logf(p->min_p) : -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (logits[i] >= cut) sum += expf((logits[i] - mx) / p->temperature);
+        r = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum;
+        for (int i = 0; i < n; i++)
+            if (logits[i] >= cut) {
+                cum += expf((logits[i] - mx) / p->temperature);
+                last = i;
+                if (r < cum) return i;
+            }
+        return last;
+    }
     for (int i = 0; i < n; i++) s->c[i].id = i, s->c[i].logit = logits[i];
     keep = n;
     if (p->top_k > 0 && p->top_k < n) {

@@ -1,0 +1,78 @@
+/* Helpers shared by the benchmarks: time, medians, the synthetic model cache. */
+#include "bench_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+double now_s(void)
+{
+    return (double)cit_now_ns() / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* ---- models ---- */
+
+const char *cache_dir(void)
+{
+    static char dir[1024];
+    const char *e = getenv("CITADEL_BENCH_CACHE"), *home = getenv("HOME");
+    if (e)
+        snprintf(dir, sizeof(dir), "%s", e);
+    else
+        snprintf(dir, sizeof(dir), "%s/.cache/citadel-bench", home ? home : "/tmp");
+    return dir;
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap)
+{
+    struct eng_synth_spec sp = {0};
+    struct cit_err err;
+    struct stat st;
+    double t0;
+    snprintf(path, cap, "%s/tinyllama-shape-%s.gguf", cache_dir(), mix_name);
+    if (stat(path, &st) == 0) return 0;
+    if (mkdirs(cache_dir())) {
+        fprintf(stderr, "bench: cannot create %s\n", cache_dir());
+        return -1;
+    }
+    sp.arch = "llama";
+    sp.n_embd = 2048, sp.n_layer = 22, sp.n_head = 32, sp.n_head_kv = 4, sp.n_ff = 5632;
+    sp.n_vocab = 32000, sp.n_ctx = 2048, sp.use_mix = 1, sp.seed = 1;
+    eng_qmix_from_name(mix_name, &sp.mix);
+    fprintf(stderr, "bench: generating %s (once; cached) ...\n", path);
+    t0 = now_s();
+    if (eng_synth_write(path, &sp, pool, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    fprintf(stderr, "bench: generated in %.0f s\n", now_s() - t0);
+    return 0;
+}
+

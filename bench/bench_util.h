@@ -1,0 +1,18 @@
+/* Helpers shared by the benchmarks. */
+#ifndef CITADEL_BENCH_UTIL_H
+#define CITADEL_BENCH_UTIL_H
+
+#include <stddef.h>
+
+#include "citadel/engine.h"
+
+double now_s(void);
+/* Sorts v in place. */
+double median(double *v, int n);
+/* $CITADEL_BENCH_CACHE, default ~/.cache/citadel-bench. */
+const char *cache_dir(void);
+/* The TinyLlama-1.1B-shaped synthetic model in mix (q8_0, q4_0, q4_k_m),
+ * generated once into the cache; its path in path. */
+int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap);
+
+#endif
