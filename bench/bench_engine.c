@@ -16,6 +16,7 @@
  * together through eng_batch_eval (the engine side of continuous batching).
  *
  *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2] [--batch 1,4,16]
+ *                [--batch-only]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -214,6 +215,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             runs = 1, n_prompt = 64, n_gen = 16;
+        } else if (!strcmp(argv[i], "--batch-only")) {
+            n_threads = 0; /* only the batched-decode line (profiling) */
         } else if (!strcmp(argv[i], "--models") && i + 1 < argc) {
             models = argv[++i];
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -232,7 +235,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
-                            "[--threads 1,2] [--batch 1,4,16]\n");
+                            "[--threads 1,2] [--batch 1,4,16] [--batch-only]\n");
             return 2;
         }
     }

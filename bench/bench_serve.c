@@ -51,10 +51,11 @@ static int dial(void)
 static int send_req(int fd, const char *body, int keep_alive)
 {
     char req[4096];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/completions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                     "%sContent-Length: %zu\r\n\r\n%s",
-                     keep_alive ? "" : "Connection: close\r\n", strlen(body), body);
+    int n =
+        snprintf(req, sizeof(req),
+                 "POST /v1/completions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                 "%sContent-Length: %zu\r\n\r\n%s",
+                 keep_alive ? "" : "Connection: close\r\n", strlen(body), body);
     return send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
 }
 
@@ -120,8 +121,7 @@ static void *client_stream(void *p)
     for (int i = 0; i < c->n_reqs; i++) {
         double t;
         int g;
-        if (stream_one("Once upon a time", c->n_tokens,
-                       &t, &g)) {
+        if (stream_one("Once upon a time", c->n_tokens, &t, &g)) {
             c->fails++;
             continue;
         }
@@ -170,8 +170,7 @@ static struct http_server *serve(const char *path, int parallel, struct cit_err 
     return s;
 }
 
-static void throughput(const char *path, const int *clients, int n_clients, int n_tokens,
-                       int runs)
+static void throughput(const char *path, const int *clients, int n_clients, int n_tokens, int runs)
 {
     struct cit_err err;
     struct http_server *s = serve(path, 16, &err);
@@ -206,7 +205,8 @@ static void throughput(const char *path, const int *clients, int n_clients, int 
             for (int i = 0; i < nc; i++) {
                 gen += c[i].gen;
                 fails += c[i].fails;
-                for (int k = 0; k < c[i].n_ttft && n_ttft < 1024; k++) ttft[n_ttft++] = c[i].ttft[k];
+                for (int k = 0; k < c[i].n_ttft && n_ttft < 1024; k++)
+                    ttft[n_ttft++] = c[i].ttft[k];
             }
             tps[r] = gen / (now_s() - t0);
             /* 16-token completions, keep-alive */

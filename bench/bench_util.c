@@ -75,4 +75,3 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     fprintf(stderr, "bench: generated in %.0f s\n", now_s() - t0);
     return 0;
 }
-

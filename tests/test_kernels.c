@@ -157,6 +157,38 @@ void test_kernels_simd_vs_scalar(void)
                    gguf_type_name(t), r, (double)v4[r], (double)v1);
         }
     }
+    /* Tiles of weight rows give what single calls give, for batches of
+     * several sizes (the tail of a TILE_ACT pass included). */
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        uint32_t t = types[i], at = best->act_type[t];
+        enum { NA = 70 };
+        static uint8_t w8[16 * N * 2], acts[NA * N * 4];
+        static float out[NA * 17];
+        size_t wrow = eng_row_bytes(t, N), astride = (size_t)N * 4;
+        const int tr = best->tile_rows[t];
+        if (!best->tile[t]) continue;
+        CHECK(tr == 8 || tr == 16);
+        for (int r = 0; r < tr; r++) {
+            rand_row(a, N, 300 + (uint64_t)r);
+            CHECK(eng_quantize_row(t, a, w8 + wrow * (size_t)r, N) == 0);
+        }
+        for (int u = 0; u < NA; u++) {
+            rand_row(a, N, 400 + (uint64_t)u);
+            best->to_act[at](a, acts + astride * (size_t)u, N);
+        }
+        for (int na = 8; na <= NA; na += 31) {
+            best->tile[t](N, w8, wrow, acts, astride, na, out, 17);
+            for (int u = 0; u < na; u++)
+                for (int r = 0; r < tr; r++) {
+                    float v1 =
+                        best->vec_dot[t](N, w8 + wrow * (size_t)r, acts + astride * (size_t)u);
+                    float v8 = out[(size_t)u * 17 + (size_t)r];
+                    CHECKF(fabsf(v8 - v1) <= 1e-4f * fabsf(v1) + 1e-4f,
+                           "%s tile of %d (%d acts) row %d act %d: %g vs %g", gguf_type_name(t), tr,
+                           na, r, u, (double)v8, (double)v1);
+                }
+        }
+    }
     /* The f16 axpy used over the V cache. */
     {
         static uint16_t h[N];

@@ -177,6 +177,12 @@ typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 /* One weight row against four activation rows (a, a + stride, ...): the
  * weight block is unpacked once for four tokens during prefill. */
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t stride, float out[4]);
+/* tile_rows weight rows (w, w + w_stride, ...) times n_act activation rows
+ * (a, a + a_stride, ...): out[t * out_stride + i] = row i . activation t.
+ * For batches of at least TILE_MIN_ACT rows. */
+typedef void (*tile_fn)(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
+                        int n_act, float *out, size_t out_stride);
+#define TILE_MIN_ACT 8
 typedef void (*to_act_fn)(const float *x, void *dst, int n);
 typedef void (*dequant_fn)(const void *src, float *dst, int n);
 
@@ -184,6 +190,8 @@ struct eng_kernels {
     const char *name; /* "scalar", "avx2" */
     vec_dot_fn vec_dot[GGUF_T_COUNT];
     vec_dot4_fn vec_dot4[GGUF_T_COUNT]; /* optional */
+    tile_fn tile[GGUF_T_COUNT];         /* optional */
+    int tile_rows[GGUF_T_COUNT];        /* weight rows per tile call (8 or 16) */
     uint32_t act_type[GGUF_T_COUNT];
     to_act_fn to_act[ENG_N_TYPES]; /* indexed by activation type */
     dequant_fn dequant[ENG_N_TYPES];

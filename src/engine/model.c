@@ -549,7 +549,21 @@ static void mm_worker(void *arg, int ith, int nth)
             if (lo < 0) lo = 0;
             if (hi > rows) hi = rows;
             vec_dot4_fn dot4 = j->k->vec_dot4[m->w->type];
+            tile_fn tile = j->k->tile[m->w->type];
             int t = 0;
+            if (tile && j->n_tok >= TILE_MIN_ACT) {
+                /* a tile of weight rows at a time against every token */
+                const int tr = j->k->tile_rows[m->w->type];
+                for (; lo + tr <= hi; lo += tr) {
+                    tile((int)m->w->ne0, m->w->data + (size_t)lo * m->w->row_bytes, m->w->row_bytes,
+                         j->act, j->act_stride, j->n_tok, m->y + lo, (size_t)m->y_stride);
+                    if (m->bias)
+                        for (int u = 0; u < j->n_tok; u++)
+                            for (int r = lo; r < lo + tr; r++)
+                                m->y[(size_t)u * (size_t)m->y_stride + (size_t)r] += m->bias[r];
+                }
+                if (lo >= hi) continue;
+            }
             if (dot4) /* four tokens at a time share each unpacked weight block */
                 for (; t + 4 <= j->n_tok; t += 4) {
                     const uint8_t *a = j->act + (size_t)t * j->act_stride;
