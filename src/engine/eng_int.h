@@ -183,6 +183,12 @@ typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t stride, 
 typedef void (*tile_fn)(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
                         int n_act, float *out, size_t out_stride);
 #define TILE_MIN_ACT 8
+/* Rewrites rows (a multiple of tile_rows) of a weight matrix into the
+ * kernel set's packed layout (same size); ptile then multiplies one
+ * packed group of tile_rows rows with any number of activation rows. */
+typedef void (*repack_fn)(const void *src, size_t row_bytes, int n, int rows, void *dst);
+typedef void (*ptile_fn)(int n, const void *group, const void *a, size_t a_stride, int n_act,
+                         float *out, size_t out_stride);
 typedef void (*to_act_fn)(const float *x, void *dst, int n);
 typedef void (*dequant_fn)(const void *src, float *dst, int n);
 
@@ -192,6 +198,8 @@ struct eng_kernels {
     vec_dot4_fn vec_dot4[GGUF_T_COUNT]; /* optional */
     tile_fn tile[GGUF_T_COUNT];         /* optional */
     int tile_rows[GGUF_T_COUNT];        /* weight rows per tile call (8 or 16) */
+    repack_fn repack[GGUF_T_COUNT];     /* optional, with ptile */
+    ptile_fn ptile[GGUF_T_COUNT];
     uint32_t act_type[GGUF_T_COUNT];
     to_act_fn to_act[ENG_N_TYPES]; /* indexed by activation type */
     dequant_fn dequant[ENG_N_TYPES];
@@ -245,6 +253,8 @@ struct eng_tensor {
     int64_t ne0, ne1;
     size_t row_bytes;
     const uint8_t *data; /* borrowed from the mapping */
+    uint8_t *packed;     /* NULL, or the rows in the packed layout of groups of packed_rows */
+    int packed_rows;
 };
 
 struct eng_layer {

@@ -335,6 +335,49 @@ static void tile8_q4_0_q8_0(int n, const void *w, size_t w_stride, const void *a
  * 0.295 against 0.220 ns), and each broadcast activation group now feeds
  * sixteen rows. Prefill and 16-sequence decoding on the 1.1B q4_0 model:
  * see docs/engine.md. */
+/* acc[t] += the sixteen rows' products with activation row t0 + t, over
+ * blocks b0 .. b0 + nbb - 1, given their transposed weights wt and scales
+ * dx (shared by the tile built from the file and the packed one). */
+static inline void tile16_accumulate(const __m512i *wt, const __m512 *dx, int nbb, int b0, int nb,
+                                     const void *a, size_t a_stride, int t0, int T, __m512 *acc)
+{
+    /* two activation rows at a time share each weight register */
+    for (int t = 0; t < T; t += 2) {
+        const int two = t + 1 < T;
+        const float *yd0 = (const float *)((const uint8_t *)a + (size_t)(t0 + t) * a_stride);
+        const float *yd1 = two ? (const float *)((const uint8_t *)yd0 + a_stride) : yd0;
+        const float *ys0 = yd0 + nb, *ys1 = yd1 + nb;
+        const int8_t *yq0 = (const int8_t *)(ys0 + nb), *yq1 = (const int8_t *)(ys1 + nb);
+        __m512 s0 = acc[t], s1 = two ? acc[t + 1] : _mm512_setzero_ps();
+        for (int b = 0; b < nbb; b++) {
+            const int8_t *q0 = yq0 + 32 * (b0 + b), *q1 = yq1 + 32 * (b0 + b);
+            const __m512i *x = &wt[8 * b];
+            __m512i d0 = _mm512_setzero_si512(), e0 = _mm512_setzero_si512();
+            __m512i d1 = _mm512_setzero_si512(), e1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                int32_t g[4];
+                memcpy(&g[0], q0 + 8 * j, 4);
+                memcpy(&g[1], q0 + 8 * j + 4, 4);
+                memcpy(&g[2], q1 + 8 * j, 4);
+                memcpy(&g[3], q1 + 8 * j + 4, 4);
+                d0 = _mm512_dpbusd_epi32(d0, x[2 * j], _mm512_set1_epi32(g[0]));
+                e0 = _mm512_dpbusd_epi32(e0, x[2 * j + 1], _mm512_set1_epi32(g[1]));
+                d1 = _mm512_dpbusd_epi32(d1, x[2 * j], _mm512_set1_epi32(g[2]));
+                e1 = _mm512_dpbusd_epi32(e1, x[2 * j + 1], _mm512_set1_epi32(g[3]));
+            }
+            const __m512 f0 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, e0)),
+                                            _mm512_set1_ps(8.0f * ys0[b0 + b]));
+            const __m512 f1 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d1, e1)),
+                                            _mm512_set1_ps(8.0f * ys1[b0 + b]));
+            s0 = _mm512_fmadd_ps(f0, _mm512_mul_ps(dx[b], _mm512_set1_ps(yd0[b0 + b])), s0);
+            s1 = _mm512_fmadd_ps(f1, _mm512_mul_ps(dx[b], _mm512_set1_ps(yd1[b0 + b])), s1);
+        }
+        acc[t] = s0;
+        if (two) acc[t + 1] = s1;
+    }
+}
+
 static void tile16_q4_0_q8_0(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
                              int n_act, float *out, size_t out_stride)
 {
@@ -368,42 +411,106 @@ static void tile16_q4_0_q8_0(int n, const void *w, size_t w_stride, const void *
                     memcpy(&h[i], &((const block_q4_0 *)(wb + (size_t)i * w_stride))[b0 + b].d, 2);
                 dx[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
             }
-            /* two activation rows at a time share each weight register */
-            for (int t = 0; t < T; t += 2) {
-                const int two = t + 1 < T;
-                const float *yd0 =
-                    (const float *)((const uint8_t *)a + (size_t)(t0 + t) * a_stride);
-                const float *yd1 = two ? (const float *)((const uint8_t *)yd0 + a_stride) : yd0;
-                const float *ys0 = yd0 + nb, *ys1 = yd1 + nb;
-                const int8_t *yq0 = (const int8_t *)(ys0 + nb), *yq1 = (const int8_t *)(ys1 + nb);
-                __m512 s0 = acc[t], s1 = two ? acc[t + 1] : _mm512_setzero_ps();
-                for (int b = 0; b < nbb; b++) {
-                    const int8_t *q0 = yq0 + 32 * (b0 + b), *q1 = yq1 + 32 * (b0 + b);
-                    const __m512i *x = &wt[8 * b];
-                    __m512i d0 = _mm512_setzero_si512(), e0 = _mm512_setzero_si512();
-                    __m512i d1 = _mm512_setzero_si512(), e1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) {
-                        int32_t g[4];
-                        memcpy(&g[0], q0 + 8 * j, 4);
-                        memcpy(&g[1], q0 + 8 * j + 4, 4);
-                        memcpy(&g[2], q1 + 8 * j, 4);
-                        memcpy(&g[3], q1 + 8 * j + 4, 4);
-                        d0 = _mm512_dpbusd_epi32(d0, x[2 * j], _mm512_set1_epi32(g[0]));
-                        e0 = _mm512_dpbusd_epi32(e0, x[2 * j + 1], _mm512_set1_epi32(g[1]));
-                        d1 = _mm512_dpbusd_epi32(d1, x[2 * j], _mm512_set1_epi32(g[2]));
-                        e1 = _mm512_dpbusd_epi32(e1, x[2 * j + 1], _mm512_set1_epi32(g[3]));
-                    }
-                    const __m512 f0 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, e0)),
-                                                    _mm512_set1_ps(8.0f * ys0[b0 + b]));
-                    const __m512 f1 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d1, e1)),
-                                                    _mm512_set1_ps(8.0f * ys1[b0 + b]));
-                    s0 = _mm512_fmadd_ps(f0, _mm512_mul_ps(dx[b], _mm512_set1_ps(yd0[b0 + b])), s0);
-                    s1 = _mm512_fmadd_ps(f1, _mm512_mul_ps(dx[b], _mm512_set1_ps(yd1[b0 + b])), s1);
-                }
-                acc[t] = s0;
-                if (two) acc[t + 1] = s1;
+            tile16_accumulate(wt, dx, nbb, b0, nb, a, a_stride, t0, T, acc);
+        }
+        for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)(t0 + t) * out_stride, acc[t]);
+    }
+}
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+/* The packed q4_0 layout: groups of sixteen rows; per block, the sixteen
+ * f16 scales (32 bytes), then four 64-byte registers P0..P3 where lane i
+ * of Pj is dword j of row i's sixteen nibble bytes. Low nibbles are
+ * elements 4j..4j+3 of row i, high nibbles elements 16+4j..16+4j+3, so
+ * an and and a shift give the transposed registers tile16 builds by
+ * shuffling, for the cost of four loads. The file's bytes are moved, not
+ * changed: the same size, the same values. */
+#define Q4_0_PACK_BLOCK (32 + 256)
+static void repack_q4_0_x16(const void *src, size_t row_bytes, int n, int rows, void *dst)
+{
+    const int nb = n / QK4_0;
+    uint8_t *o = dst;
+    for (int g = 0; g < rows; g += 16)
+        for (int b = 0; b < nb; b++, o += Q4_0_PACK_BLOCK)
+            for (int i = 0; i < 16; i++) {
+                const block_q4_0 *x =
+                    (const block_q4_0 *)((const uint8_t *)src + (size_t)(g + i) * row_bytes) + b;
+                memcpy(o + 2 * i, &x->d, 2);
+                for (int j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * i, x->qs + 4 * j, 4);
             }
+}
+
+/* One activation row against a packed group, all in registers: decoding
+ * one sequence streams the weights from memory and must keep up with it. */
+static void ptile16_q4_0_q8_0_one(int n, const uint8_t *gb, const void *a, float *out)
+{
+    const int nb = n / QK4_0;
+    const float *yd = a, *ys = yd + nb;
+    const int8_t *yq = (const int8_t *)(ys + nb);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = gb + (size_t)b * Q4_0_PACK_BLOCK;
+        const int8_t *q = yq + 32 * b;
+        __m512i d = _mm512_setzero_si512(), e = _mm512_setzero_si512();
+        for (int l = 0; l < Q4_0_PACK_BLOCK; l += 64)
+            _mm_prefetch((const char *)blk + 3 * Q4_0_PACK_BLOCK + l, _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m512i p = _mm512_loadu_si512(blk + 32 + 64 * j);
+            int32_t g[2];
+            memcpy(&g[0], q + 4 * j, 4);
+            memcpy(&g[1], q + 16 + 4 * j, 4);
+            d = _mm512_dpbusd_epi32(d, _mm512_and_si512(p, m4), _mm512_set1_epi32(g[0]));
+            e = _mm512_dpbusd_epi32(e, _mm512_and_si512(_mm512_srli_epi16(p, 4), m4),
+                                    _mm512_set1_epi32(g[1]));
+        }
+        const __m512 f =
+            _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d, e)), _mm512_set1_ps(8.0f * ys[b]));
+        const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)),
+                                        _mm512_set1_ps(yd[b]));
+        if (b & 1)
+            s1 = _mm512_fmadd_ps(f, sc, s1);
+        else
+            s0 = _mm512_fmadd_ps(f, sc, s0);
+    }
+    _mm512_storeu_ps(out, _mm512_add_ps(s0, s1));
+}
+
+static void ptile16_q4_0_q8_0(int n, const void *group, const void *a, size_t a_stride, int n_act,
+                              float *out, size_t out_stride)
+{
+    if (n_act < 4) {
+        for (int t = 0; t < n_act; t++)
+            ptile16_q4_0_q8_0_one(n, group, (const uint8_t *)a + (size_t)t * a_stride,
+                                  out + (size_t)t * out_stride);
+        return;
+    }
+    const int nb = n / QK4_0;
+    const uint8_t *gb = group;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i wt[8 * 8];
+    __m512 dx[8], acc[TILE_ACT];
+    for (int t0 = 0; t0 < n_act; t0 += TILE_ACT) {
+        const int T = n_act - t0 < TILE_ACT ? n_act - t0 : TILE_ACT;
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        for (int b0 = 0; b0 < nb; b0 += 8) {
+            const int nbb = nb - b0 < 8 ? nb - b0 : 8;
+            for (int b = 0; b < nbb; b++) {
+                const uint8_t *blk = gb + (size_t)(b0 + b) * Q4_0_PACK_BLOCK;
+                /* decoding streams the weights: ask for them a few blocks ahead */
+                for (int l = 0; l < Q4_0_PACK_BLOCK; l += 64)
+                    _mm_prefetch((const char *)blk + 4 * Q4_0_PACK_BLOCK + l, _MM_HINT_T0);
+                dx[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const __m512i p = _mm512_loadu_si512(blk + 32 + 64 * j);
+                    wt[8 * b + j] = _mm512_and_si512(p, m4);
+                    wt[8 * b + j + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+                }
+            }
+            tile16_accumulate(wt, dx, nbb, b0, nb, a, a_stride, t0, T, acc);
         }
         for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)(t0 + t) * out_stride, acc[t]);
     }
@@ -1066,6 +1173,8 @@ void eng_kernels_avx2(struct eng_kernels *k)
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
     k->tile[GGUF_T_Q4_0] = tile16_q4_0_q8_0;
     k->tile_rows[GGUF_T_Q4_0] = 16;
+    k->repack[GGUF_T_Q4_0] = repack_q4_0_x16;
+    k->ptile[GGUF_T_Q4_0] = ptile16_q4_0_q8_0;
 #else
     k->tile[GGUF_T_Q4_0] = tile8_q4_0_q8_0;
     k->tile_rows[GGUF_T_Q4_0] = 8;

@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "eng_int.h"
 
 #define EVAL_BATCH 512 /* tokens per forward pass during prefill */
@@ -249,6 +252,56 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     return 0;
 }
 
+/* Rewrites a weight matrix into the kernel set's packed layout when it has
+ * one (q4_0 with AVX512-VNNI: sixteen rows per group, the same bytes
+ * moved). The mapped original is not read again, so its pages are given
+ * back; without memory for the copy the plain layout serves. */
+static void repack_tensor(const struct eng_model *m, struct eng_tensor *t)
+{
+    const struct eng_kernels *k = m->kern;
+    const int rows = k->tile_rows[t->type];
+    const size_t bytes = t->row_bytes * (size_t)t->ne1;
+    const long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo, hi;
+    if (!k->repack[t->type] || !k->ptile[t->type] || rows < 1 || t->ne1 % rows) return;
+    t->packed = cit_aligned_alloc(64, bytes);
+    if (!t->packed) return;
+    k->repack[t->type](t->data, t->row_bytes, (int)t->ne0, (int)t->ne1, t->packed);
+    t->packed_rows = rows;
+    lo = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    hi = ((uintptr_t)t->data + bytes) & ~((uintptr_t)page - 1);
+    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void repack_weights(struct eng_model *m)
+{
+    if (getenv("CITADEL_NO_REPACK")) return; /* A/B measurements */
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        struct eng_layer *L = &m->layers[i];
+        struct eng_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                   &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t j = 0; j < sizeof(ts) / sizeof(ts[0]); j++) repack_tensor(m, ts[j]);
+    }
+    /* the token embeddings are looked up row by row: a tied output stays plain */
+    if (!m->hp.tied_output) repack_tensor(m, &m->output);
+}
+
+static void free_packed(struct eng_model *m)
+{
+    if (!m->layers) return;
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        struct eng_layer *L = &m->layers[i];
+        cit_free(L->wq.packed);
+        cit_free(L->wk.packed);
+        cit_free(L->wv.packed);
+        cit_free(L->wo.packed);
+        cit_free(L->w_gate.packed);
+        cit_free(L->w_up.packed);
+        cit_free(L->w_down.packed);
+    }
+    if (!m->hp.tied_output) cit_free(m->output.packed);
+}
+
 static int load(const char *path, int vocab_only, struct eng_model **out, struct cit_err *err)
 {
     struct eng_model *m = cit_calloc(1, sizeof(*m));
@@ -260,6 +313,7 @@ static int load(const char *path, int vocab_only, struct eng_model **out, struct
     if ((rc = eng_vocab_load(m, err))) goto fail;
     m->hp.n_vocab = m->vinfo.n_tokens;
     if (!vocab_only && (rc = load_tensors(m, err))) goto fail;
+    if (!vocab_only) repack_weights(m);
     *out = m;
     return 0;
 fail:
@@ -282,6 +336,7 @@ void eng_model_free(struct eng_model *m)
 {
     if (!m) return;
     eng_vocab_free(m->vocab);
+    free_packed(m);
     cit_free(m->layers);
     gguf_close(m->gguf);
     cit_free(m);
@@ -550,7 +605,21 @@ static void mm_worker(void *arg, int ith, int nth)
             if (hi > rows) hi = rows;
             vec_dot4_fn dot4 = j->k->vec_dot4[m->w->type];
             tile_fn tile = j->k->tile[m->w->type];
+            ptile_fn ptile = j->k->ptile[m->w->type];
             int t = 0;
+            if (m->w->packed && ptile && m->w->packed_rows == j->k->tile_rows[m->w->type]) {
+                /* packed at load: every batch size, decode included */
+                const int tr = m->w->packed_rows;
+                for (; lo + tr <= hi; lo += tr) {
+                    ptile((int)m->w->ne0, m->w->packed + (size_t)lo * m->w->row_bytes, j->act,
+                          j->act_stride, j->n_tok, m->y + lo, (size_t)m->y_stride);
+                    if (m->bias)
+                        for (int u = 0; u < j->n_tok; u++)
+                            for (int r = lo; r < lo + tr; r++)
+                                m->y[(size_t)u * (size_t)m->y_stride + (size_t)r] += m->bias[r];
+                }
+                if (lo >= hi) continue;
+            }
             if (tile && j->n_tok >= TILE_MIN_ACT) {
                 /* a tile of weight rows at a time against every token */
                 const int tr = j->k->tile_rows[m->w->type];
