@@ -15,7 +15,7 @@
  *    engine alone takes for the same work (tokenize, prefill, sample).
  *    The target: under 0.2 ms per request.
  *
- *   bench_serve [--quick] [--tokens N] [--runs R] [--clients 1,4,16]
+ *   bench_serve [--quick] [--tokens N] [--runs R] [--clients 1,4,16] [--overhead-only]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +31,7 @@
 #include "citadel/http.h"
 
 static int port;
+static char auth_header[128]; /* "Authorization: Bearer ...\r\n" when the server wants a key */
 
 static int dial(void)
 {
@@ -54,8 +55,8 @@ static int send_req(int fd, const char *body, int keep_alive)
     int n =
         snprintf(req, sizeof(req),
                  "POST /v1/completions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                 "%sContent-Length: %zu\r\n\r\n%s",
-                 keep_alive ? "" : "Connection: close\r\n", strlen(body), body);
+                 "%s%sContent-Length: %zu\r\n\r\n%s",
+                 auth_header, keep_alive ? "" : "Connection: close\r\n", strlen(body), body);
     return send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
 }
 
@@ -151,13 +152,28 @@ static double pct(double *v, int n, double q)
     return v[i < n ? i : n - 1];
 }
 
-static struct http_server *serve(const char *path, int parallel, struct cit_err *err)
+/* A server on a free loopback port; with_key: API keys required, and one
+ * made for the load generator in a scratch state file. */
+static struct http_server *serve(const char *path, int parallel, int with_key, struct cit_err *err)
 {
     struct http_opts o;
     struct http_server *s;
     http_opts_defaults(&o);
     o.port = 0;
-    o.open = 1;
+    o.open = !with_key;
+    auth_header[0] = 0;
+    if (with_key) {
+        struct http_keys *k;
+        char key[HTTP_KEY_LEN + 1], id[HTTP_KEY_ID_LEN + 1];
+        snprintf(o.state, sizeof(o.state), "/tmp/citadel-bench-%d.db", (int)getpid());
+        if (http_keys_open(o.state, &k, err)) return NULL;
+        if (http_keys_add(k, "bench", HTTP_DEFAULT_SCOPES, key, id, err)) {
+            http_keys_close(k);
+            return NULL;
+        }
+        http_keys_close(k);
+        snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", key);
+    }
     o.parallel = parallel;
     o.queue = 256;
     o.ctx = 512;
@@ -165,15 +181,23 @@ static struct http_server *serve(const char *path, int parallel, struct cit_err 
     snprintf(o.models[0].id, sizeof(o.models[0].id), "m");
     snprintf(o.models[0].path, sizeof(o.models[0].path), "%s", path);
     o.n_models = 1;
-    if (http_server_start(&o, &s, err)) return NULL;
-    port = http_server_port(s);
+    if (http_server_start(&o, &s, err)) s = NULL;
+    if (with_key) { /* the open key store keeps its own handle */
+        char side[1100];
+        unlink(o.state);
+        snprintf(side, sizeof(side), "%s-wal", o.state);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", o.state);
+        unlink(side);
+    }
+    if (s) port = http_server_port(s);
     return s;
 }
 
 static void throughput(const char *path, const int *clients, int n_clients, int n_tokens, int runs)
 {
     struct cit_err err;
-    struct http_server *s = serve(path, 16, &err);
+    struct http_server *s = serve(path, 16, 0, &err);
     double one = 0;
     if (!s) {
         fprintf(stderr, "bench: %s\n", err.msg);
@@ -275,12 +299,13 @@ static double engine_only(const char *path, const char *prompt, int reps)
     return r;
 }
 
-static void overhead(const char *path, int reps)
+/* Median latency of one-token completions over one keep-alive connection. */
+static double one_token_latency(const char *path, int with_key, int reps)
 {
     struct cit_err err;
-    struct http_server *s = serve(path, 4, &err);
+    struct http_server *s = serve(path, 4, with_key, &err);
     const char *body = "{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":1}";
-    double *v = calloc((size_t)reps, sizeof(double)), http, eng;
+    double *v = calloc((size_t)reps, sizeof(double)), r;
     int fd;
     if (!s || !v) {
         fprintf(stderr, "bench: %s\n", err.msg);
@@ -296,25 +321,35 @@ static void overhead(const char *path, int reps)
         if (i >= 50) v[i - 50] = now_s() - t0; /* the first 50 warm up */
     }
     close(fd);
-    http = median(v, reps);
+    r = median(v, reps);
     http_server_stop(s);
-    eng = engine_only(path, "Once upon a time", reps);
-    printf("one-token request on stories260K: %.3f ms over HTTP, %.3f ms in the engine alone\n"
-           "server overhead (HTTP + JSON + scheduling): %.3f ms per request (target < 0.2 ms), "
-           "median of %d\n",
-           http * 1e3, eng * 1e3, (http - eng) * 1e3, reps);
     free(v);
+    return r;
+}
+
+static void overhead(const char *path, int reps)
+{
+    double open = one_token_latency(path, 0, reps), keyed = one_token_latency(path, 1, reps);
+    double eng = engine_only(path, "Once upon a time", reps);
+    printf("one-token request on stories260K: %.3f ms over HTTP (open), %.3f ms with an API key,\n"
+           "%.3f ms in the engine alone (tokenize, prefill, sample); medians of %d\n",
+           open * 1e3, keyed * 1e3, eng * 1e3, reps);
+    printf("server overhead (HTTP + JSON + scheduling): %.3f ms per request open, %.3f ms with a "
+           "key (target < 0.2 ms)\n",
+           (open - eng) * 1e3, (keyed - eng) * 1e3);
 }
 
 int main(int argc, char **argv)
 {
-    int clients[8] = {1, 4, 16}, n_clients = 3, n_tokens = 64, runs = 3, reps = 2000;
+    int clients[8] = {1, 4, 16}, n_clients = 3, n_tokens = 128, runs = 3, reps = 2000;
     const char *stories = getenv("CITADEL_MODELS");
     char path[1200], spath[1200];
     struct cit_pool *gen_pool;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             n_tokens = 16, runs = 1, reps = 300;
+        } else if (!strcmp(argv[i], "--overhead-only")) {
+            n_clients = 0;
         } else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
             n_tokens = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
@@ -328,7 +363,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_serve [--quick] [--tokens N] [--runs R] "
-                            "[--clients 1,4,16]\n");
+                            "[--clients 1,4,16] [--overhead-only]\n");
             return 2;
         }
     }
@@ -341,7 +376,7 @@ int main(int argc, char **argv)
     printf("citadel serve benchmark: %s kernels, %d CPUs, %d-token streams, median of %d runs\n",
            eng_kernels_name(), cit_cpu_count(), n_tokens, runs);
     printf("model: TinyLlama-1.1B-shaped synthetic Q4_0 (%s)\n", path);
-    throughput(path, clients, n_clients, n_tokens, runs);
+    if (n_clients) throughput(path, clients, n_clients, n_tokens, runs);
     overhead(spath, reps);
     return 0;
 }

@@ -33,6 +33,19 @@ check() { # check NAME COMMAND...
     shift
     if "$@"; then ok "$name"; else fail "$name"; fi
 }
+# start_server OUTFILE ARGS...: runs citadel serve in the background, waits
+# for its "serving" line, sets PID and PORT
+start_server() {
+    out=$1
+    shift
+    "$BIN" serve "$@" >"$out" 2>"$TMP/server.log" &
+    PID=$!
+    for _ in $(seq 100); do
+        grep -q "serving" "$out" 2>/dev/null && break
+        sleep 0.1
+    done
+    PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$out")
+}
 # json FILE EXPR: prints a field of a JSON file with node
 json() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); const v=$2; process.stdout.write(typeof v==='string'?v:JSON.stringify(v))"; }
 
@@ -65,13 +78,7 @@ max_tokens = 256
 grace = 20
 EOF
 
-"$BIN" serve --config "$TMP/citadel.conf" >"$TMP/server.out" 2>"$TMP/server.log" &
-PID=$!
-for _ in $(seq 100); do
-    grep -q "serving" "$TMP/server.out" 2>/dev/null && break
-    sleep 0.1
-done
-PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$TMP/server.out")
+start_server "$TMP/server.out" --config "$TMP/citadel.conf"
 [ -n "$PORT" ] || { fail "server started"; exit 1; }
 ok "server started on port $PORT"
 URL=http://127.0.0.1:$PORT
@@ -136,14 +143,8 @@ fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=localhost \
     -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
-"$BIN" serve --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
-    --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" >"$TMP/tls.out" 2>"$TMP/server.log" &
-PID=$!
-for _ in $(seq 100); do
-    grep -q "serving" "$TMP/tls.out" 2>/dev/null && break
-    sleep 0.1
-done
-PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$TMP/tls.out")
+start_server "$TMP/tls.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem"
 curl -sfN --cacert "$TMP/cert.pem" "https://127.0.0.1:$PORT/v1/chat/completions" \
     -d '{"model":"'"$ID"'","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"stream":true}' >"$TMP/tls.txt" || true
 check "TLS: a streamed chat over HTTPS" sh -c "tail -2 $TMP/tls.txt | grep -qx 'data: \[DONE\]'"
@@ -154,6 +155,41 @@ status=0
 wait "$PID" || status=$?
 PID=
 check "TLS: clean exit" test "$status" = 0
+
+# ---- a full queue and a client that leaves, seen from curl ----
+start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --parallel 1 --queue 0 --ctx 4096 --max-tokens 4000
+curl -sN "http://127.0.0.1:$PORT/v1/completions" \
+    -d '{"model":"'"$ID"'","prompt":"Once","max_tokens":4000,"stream":true}' >"$TMP/long.txt" &
+CURL=$!
+for _ in $(seq 100); do
+    grep -q "data:" "$TMP/long.txt" 2>/dev/null && break
+    sleep 0.05
+done
+curl -s -D "$TMP/h429.txt" -o "$TMP/b429.json" "http://127.0.0.1:$PORT/v1/completions" \
+    -d '{"model":"'"$ID"'","prompt":"a","max_tokens":4}' >/dev/null
+check "curl: 429 with Retry-After while the only slot is busy" \
+    sh -c "head -1 $TMP/h429.txt | grep -q ' 429' && grep -qi '^Retry-After: 1' $TMP/h429.txt"
+kill "$CURL" 2>/dev/null || true
+wait "$CURL" 2>/dev/null || true
+check "the long stream was still running when its client left" sh -c "! grep -q DONE $TMP/long.txt"
+freed=no
+for _ in $(seq 40); do
+    if curl -s "http://127.0.0.1:$PORT/metrics" | grep -q '^citadel_active_sequences{model="'"$ID"'"} 0'; then
+        freed=yes
+        break
+    fi
+    sleep 0.05
+done
+check "curl killed mid-stream: its sequence is freed" test "$freed" = yes
+check "the disconnect is counted" sh -c "curl -s http://127.0.0.1:$PORT/metrics | grep -q '^citadel_client_disconnects_total 1'"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"'"$ID"'","prompt":"a","max_tokens":4}')
+check "the freed slot serves the next request" test "$code" = 200
+kill -TERM "$PID"
+status=0
+wait "$PID" || status=$?
+PID=
+check "clean exit" test "$status" = 0
 
 echo "serve clients: $passed passed, $failed failed"
 [ "$failed" = 0 ]

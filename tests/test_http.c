@@ -158,9 +158,9 @@ static json_t *body_json(const struct resp *r)
     return json_loadb(r->body, r->body_len, 0, NULL);
 }
 
-static const char *jstr(json_t *j, const char *path)
+/* The value at a dotted path ("choices.0.text"): object keys, array indexes. */
+static json_t *jpath(json_t *j, const char *path)
 {
-    /* "a.b.0.c" */
     char part[64];
     const char *p = path;
     while (j && *p) {
@@ -170,29 +170,19 @@ static const char *jstr(json_t *j, const char *path)
                                                : json_object_get(j, part);
         p += n + (p[n] == '.');
     }
-    return json_is_string(j) ? json_string_value(j) : NULL;
+    return j;
+}
+
+static const char *jstr(json_t *j, const char *path)
+{
+    json_t *v = jpath(j, path);
+    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 static long long jint(json_t *j, const char *path)
 {
-    char buf[128], *last;
-    snprintf(buf, sizeof(buf), "%s", path);
-    last = strrchr(buf, '.');
-    if (last) {
-        *last = 0;
-        char part[64];
-        const char *p = buf;
-        while (j && *p) {
-            size_t n = strcspn(p, ".");
-            snprintf(part, sizeof(part), "%.*s", (int)n, p);
-            j = (part[0] >= '0' && part[0] <= '9') ? json_array_get(j, (size_t)atoi(part))
-                                                   : json_object_get(j, part);
-            p += n + (p[n] == '.');
-        }
-        path = last + 1;
-    }
-    j = json_object_get(j, path);
-    return json_is_integer(j) ? json_integer_value(j) : -1;
+    json_t *v = jpath(j, path);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
 /* The text of a completion (non-streaming); caller frees. */

@@ -25,7 +25,7 @@ struct sched;
 
 struct sched_opts {
     int max_active;    /* sequences decoded together (slots) */
-    int max_queue;     /* waiting requests; beyond this, submit refuses */
+    int max_queue;     /* requests waiting while every slot is busy; beyond, submit refuses */
     int n_ctx;         /* context per slot: prompt + generated tokens */
     int prefill_chunk; /* prompt tokens per slot per step */
 };

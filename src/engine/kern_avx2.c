@@ -499,9 +499,11 @@ static void ptile16_q4_0_q8_0(int n, const void *group, const void *a, size_t a_
             const int nbb = nb - b0 < 8 ? nb - b0 : 8;
             for (int b = 0; b < nbb; b++) {
                 const uint8_t *blk = gb + (size_t)(b0 + b) * Q4_0_PACK_BLOCK;
-                /* decoding streams the weights: ask for them a few blocks ahead */
+                /* the next chunk of eight blocks streams in while this one is
+                 * multiplied (4, 8 and 16 blocks ahead: median 126, 137, 137
+                 * tok/s for 16 sequences) */
                 for (int l = 0; l < Q4_0_PACK_BLOCK; l += 64)
-                    _mm_prefetch((const char *)blk + 4 * Q4_0_PACK_BLOCK + l, _MM_HINT_T0);
+                    _mm_prefetch((const char *)blk + 8 * Q4_0_PACK_BLOCK + l, _MM_HINT_T0);
                 dx[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) {

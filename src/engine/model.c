@@ -562,21 +562,20 @@ struct mm_job {
     const uint8_t *act; /* (n_tok, act_stride) */
     size_t act_stride;
     int n_tok;
-    _Atomic int next;                      /* prefill: shared chunk counter */
+    _Atomic int next;                      /* more threads than ranges: one shared counter */
     _Atomic int range_next[MM_MAX_RANGES]; /* decode: next chunk of each thread's range */
 };
 
-/* Rows are handed out in two ways. Decoding (a few tokens) is a stream
- * through the weights: each thread owns one contiguous range and reads it
- * front to back, so its reads form one sequential stream the prefetchers
- * follow (chunks dealt out alternately made each stream skip ahead every
- * chunk and cost a third of the speed). A thread that finishes its range
- * then helps the others through their ranges' counters, so one disturbed
- * core does not hold up the step. Prefill is compute-bound and takes chunks
- * from one shared counter. */
+/* Rows are handed out as ranges: each thread owns one contiguous range and
+ * reads it front to back, so its reads form one sequential stream the
+ * prefetchers follow (chunks dealt out alternately made each stream skip
+ * ahead every chunk: a third of the decode speed, and 16-sequence batches
+ * on the packed q4_0 layout 137 -> 147 tok/s median of 3). A thread that
+ * finishes its range then helps the others through their ranges'
+ * counters, so one disturbed core does not hold up the step. */
 static int mm_next_chunk(struct mm_job *j, int ith, int nth, int n_chunks, int *range)
 {
-    if (j->n_tok >= 4 || nth > MM_MAX_RANGES) return atomic_fetch_add(&j->next, 1);
+    if (nth > MM_MAX_RANGES) return atomic_fetch_add(&j->next, 1);
     for (; *range < nth; (*range)++) {
         int r = (ith + *range) % nth;
         int c = atomic_fetch_add(&j->range_next[r], 1);

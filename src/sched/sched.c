@@ -385,7 +385,8 @@ int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *
         return rc;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->n_queued >= s->o.max_queue) {
+    /* requests about to take a free slot do not count against the queue */
+    if (s->stop || s->n_queued >= s->o.max_queue + (s->o.max_active - s->n_active)) {
         pthread_mutex_unlock(&s->mu);
         req_free(r);
         return CIT_EOVERFLOW;
