@@ -3,9 +3,13 @@
  * this process on a loopback port (open mode, so no key lookups).
  *
  * 1. Throughput and latency on the synthetic TinyLlama-1.1B-shaped Q4_0
- *    model, for 1, 4 and 16 concurrent clients:
- *      - aggregate decode tokens/s: streaming completions of --tokens
- *        tokens each, completion tokens (from usage) over wall time;
+ *    model, for 1, 4 and 16 concurrent clients, each streaming --tokens
+ *    tokens (default 128) for a 17-token prompt, twice (four times alone):
+ *      - output tokens/s: all completion tokens (from usage) over the wall
+ *        time, prompt processing and reconnects included;
+ *      - aggregate decode tokens/s: the sum over clients of each client's
+ *        rate after its first token (tokens after the first, over the time
+ *        from the first event to the end of the stream);
  *      - time to first token p50/p99: from the request's first byte sent to
  *        the first event received;
  *      - requests/s for 16-token (non-streaming) completions.
@@ -60,8 +64,9 @@ static int send_req(int fd, const char *body, int keep_alive)
     return send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
 }
 
-/* One streaming request on its own connection: TTFT and completion tokens. */
-static int stream_one(const char *prompt, int n_tokens, double *ttft, int *gen)
+/* One streaming request on its own connection: time to the first event,
+ * time from it to the end of the stream, and completion tokens. */
+static int stream_one(const char *prompt, int n_tokens, double *ttft, double *decode_s, int *gen)
 {
     char body[1024], buf[65536];
     struct cit_buf all = {0};
@@ -84,6 +89,7 @@ static int stream_one(const char *prompt, int n_tokens, double *ttft, int *gen)
         cit_buf_add(&all, buf, (size_t)k);
         if (*ttft < 0 && strstr(all.p, "data: ")) *ttft = now_s() - t0;
     }
+    *decode_s = *ttft >= 0 ? now_s() - t0 - *ttft : 0;
     close(fd);
     u = all.p ? strstr(all.p, "\"completion_tokens\":") : NULL;
     *gen = u ? atoi(u + 20) : 0;
@@ -111,6 +117,8 @@ static int read_one(int fd)
 
 struct client {
     int n_tokens, n_reqs, gen, fails;
+    int dec_tokens;  /* tokens after each stream's first */
+    double dec_time; /* from each stream's first token to its end */
     double ttft[64];
     int n_ttft;
     int quick_tokens; /* 16-token request mode */
@@ -120,13 +128,15 @@ static void *client_stream(void *p)
 {
     struct client *c = p;
     for (int i = 0; i < c->n_reqs; i++) {
-        double t;
+        double t, d;
         int g;
-        if (stream_one("Once upon a time", c->n_tokens, &t, &g)) {
+        if (stream_one("Once upon a time", c->n_tokens, &t, &d, &g)) {
             c->fails++;
             continue;
         }
         c->gen += g;
+        c->dec_tokens += g > 1 ? g - 1 : 0;
+        c->dec_time += d;
         if (c->n_ttft < 64) c->ttft[c->n_ttft++] = t;
     }
     return NULL;
@@ -198,20 +208,21 @@ static void throughput(const char *path, const int *clients, int n_clients, int 
 {
     struct cit_err err;
     struct http_server *s = serve(path, 16, 0, &err);
-    double one = 0;
+    double one = 0, one_dec = 0;
     if (!s) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
-    printf("%-8s %12s %10s %10s %12s %8s\n", "clients", "decode tok/s", "vs 1", "TTFT p50",
-           "TTFT p99", "req/s(16)");
+    printf("%-8s %11s %6s %11s %6s %9s %9s %9s\n", "clients", "output t/s", "vs 1", "decode t/s",
+           "vs 1", "TTFT p50", "TTFT p99", "req/s(16)");
     {
-        struct client warm = {8, 1, 0, 0, {0}, 0, 0};
+        struct client warm = {0};
+        warm.n_tokens = 8, warm.n_reqs = 1;
         client_stream(&warm); /* page the weights in */
     }
     for (int ci = 0; ci < n_clients; ci++) {
         int nc = clients[ci];
-        double tps[16], rps[16], ttft[1024];
+        double tps[16], dps[16], rps[16], ttft[1024];
         int n_ttft = 0, fails = 0;
         for (int r = 0; r < runs; r++) {
             struct client *c = calloc((size_t)nc, sizeof(*c));
@@ -225,9 +236,10 @@ static void throughput(const char *path, const int *clients, int n_clients, int 
                 pthread_create(&th[i], NULL, client_stream, &c[i]);
             }
             for (int i = 0; i < nc; i++) pthread_join(th[i], NULL);
-            tps[r] = 0;
+            tps[r] = dps[r] = 0;
             for (int i = 0; i < nc; i++) {
                 gen += c[i].gen;
+                if (c[i].dec_time > 0) dps[r] += c[i].dec_tokens / c[i].dec_time;
                 fails += c[i].fails;
                 for (int k = 0; k < c[i].n_ttft && n_ttft < 1024; k++)
                     ttft[n_ttft++] = c[i].ttft[k];
@@ -251,9 +263,10 @@ static void throughput(const char *path, const int *clients, int n_clients, int 
             free(th);
         }
         {
-            double t = median(tps, runs), q = median(rps, runs);
-            if (ci == 0) one = t;
-            printf("%-8d %12.1f %9.2fx %8.0f ms %9.0f ms %8.2f%s\n", nc, t, one > 0 ? t / one : 0,
+            double t = median(tps, runs), d = median(dps, runs), q = median(rps, runs);
+            if (ci == 0) one = t, one_dec = d;
+            printf("%-8d %11.1f %5.2fx %11.1f %5.2fx %6.0f ms %6.0f ms %9.2f%s\n", nc, t,
+                   one > 0 ? t / one : 0, d, one_dec > 0 ? d / one_dec : 0,
                    pct(ttft, n_ttft, 0.5) * 1e3, pct(ttft, n_ttft, 0.99) * 1e3, q,
                    fails ? "  (some requests failed)" : "");
             fflush(stdout);
