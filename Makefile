@@ -115,7 +115,8 @@ build-fuzz/kern_stub.c:
 
 fuzz: deps
 	@sh scripts/setup.sh fuzz
-	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize
+	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize \
+	  build-fuzz/fuzz_request build-fuzz/fuzz_conf
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

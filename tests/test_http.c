@@ -952,4 +952,16 @@ void test_http_config(void)
     fclose(f);
     CHECK(cit_conf_load(path, conf_cb, &o, &err) == CIT_EINVAL && strstr(err.msg, "colour"));
     CHECK(http_opts_set(&o, "model", "a b=/x", &err) == CIT_EINVAL);
+    /* in memory: NUL bytes and overlong lines are refused with the line */
+    CHECK(cit_conf_parse("m.conf", "port = 1\nho\0st = x\n", 20, conf_cb, &o, &err) ==
+              CIT_EFORMAT &&
+          strstr(err.msg, "m.conf:2:"));
+    {
+        static char big[6000];
+        memset(big, 'a', sizeof(big) - 1);
+        CHECK(cit_conf_parse("m.conf", big, sizeof(big) - 1, conf_cb, &o, &err) == CIT_EFORMAT &&
+              strstr(err.msg, "longer than"));
+    }
+    CHECK(cit_conf_parse("m.conf", "port = \"80\" extra\n", 18, conf_cb, &o, &err) == CIT_EFORMAT &&
+          strstr(err.msg, "after the closing quote"));
 }

@@ -110,6 +110,9 @@ void cit_pool_run(struct cit_pool *pool, cit_pool_fn fn, void *arg);
  * it set in err is prefixed with "FILE:LINE: ". */
 typedef int (*cit_conf_fn)(void *user, const char *key, const char *value, struct cit_err *err);
 int cit_conf_load(const char *path, cit_conf_fn fn, void *user, struct cit_err *err);
+/* The same for text in memory; name stands for the file in messages. */
+int cit_conf_parse(const char *name, const char *text, size_t len, cit_conf_fn fn, void *user,
+                   struct cit_err *err);
 
 /* Number of online CPUs (at least 1). */
 int cit_cpu_count(void);

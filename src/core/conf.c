@@ -16,7 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CONF_MAX_LINE 4096
+#define CONF_MAX_LINE  4096
+#define CONF_MAX_BYTES (1 << 20)
 
 static char *trim(char *s)
 {
@@ -75,34 +76,66 @@ static int parse_line(char *line, char **key, char **value, const char **why)
     return 0;
 }
 
-int cit_conf_load(const char *path, cit_conf_fn fn, void *user, struct cit_err *err)
+int cit_conf_parse(const char *name, const char *text, size_t len, cit_conf_fn fn, void *user,
+                   struct cit_err *err)
 {
     char line[CONF_MAX_LINE];
-    FILE *f = fopen(path, "r");
-    int lineno = 0, rc = 0;
-    if (!f) return cit_err_set(err, CIT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    while (fgets(line, sizeof(line), f)) {
-        char *key, *value;
+    int lineno = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        char *key, *value, where[300];
         const char *why = NULL;
+        int rc;
         lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            rc = cit_err_set(err, CIT_EFORMAT, "%s:%d: line longer than %d bytes", path, lineno,
-                             CONF_MAX_LINE - 2);
-            break;
-        }
-        if (parse_line(line, &key, &value, &why)) {
-            rc = cit_err_set(err, CIT_EFORMAT, "%s:%d: %s", path, lineno, why);
-            break;
-        }
+        if (n >= sizeof(line))
+            return cit_err_set(err, CIT_EFORMAT, "%s:%d: line longer than %d bytes", name, lineno,
+                               CONF_MAX_LINE - 1);
+        if (memchr(text + pos, 0, n))
+            return cit_err_set(err, CIT_EFORMAT, "%s:%d: NUL byte in the line", name, lineno);
+        memcpy(line, text + pos, n);
+        line[n] = 0;
+        pos += n + 1;
+        if (parse_line(line, &key, &value, &why))
+            return cit_err_set(err, CIT_EFORMAT, "%s:%d: %s", name, lineno, why);
         if (!key) continue;
         if ((rc = fn(user, key, value, err))) {
-            char where[300];
-            snprintf(where, sizeof(where), "%s:%d", path, lineno);
+            snprintf(where, sizeof(where), "%s:%d", name, lineno);
             cit_err_prefix(err, where);
-            break;
+            return rc;
         }
     }
-    if (!rc && ferror(f)) rc = cit_err_set(err, CIT_EIO, "%s: read error", path);
+    return 0;
+}
+
+int cit_conf_load(const char *path, cit_conf_fn fn, void *user, struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    int rc;
+    FILE *f = fopen(path, "r");
+    if (!f) return cit_err_set(err, CIT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.len + n > CONF_MAX_BYTES) {
+            fclose(f);
+            cit_buf_free(&b);
+            return cit_err_set(err, CIT_ERANGE, "%s: larger than %d bytes", path, CONF_MAX_BYTES);
+        }
+        if (cit_buf_add(&b, chunk, n)) {
+            fclose(f);
+            cit_buf_free(&b);
+            return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", path);
+        }
+    }
+    if (ferror(f)) {
+        fclose(f);
+        cit_buf_free(&b);
+        return cit_err_set(err, CIT_EIO, "%s: read error", path);
+    }
     fclose(f);
+    rc = cit_conf_parse(path, b.p ? b.p : "", b.len, fn, user, err);
+    cit_buf_free(&b);
     return rc;
 }
