@@ -784,6 +784,54 @@ static void silu_mul(float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
+/* Row-wise RMS norms and the SwiGLU product, split across the pool for
+ * batches: run on one thread they left the other idle for 5% of a
+ * 16-sequence step (90k exponentials per layer). Each element is computed
+ * exactly as the serial loop computes it. */
+struct ew_job {
+    int silu;
+    float *out;
+    const float *x, *weight;
+    int n_rows, E;
+    float eps;
+    float *a;
+    const float *b;
+    size_t len;
+};
+
+static void ew_worker(void *arg, int ith, int nth)
+{
+    const struct ew_job *j = arg;
+    if (j->silu) {
+        size_t per = (j->len + (size_t)nth - 1) / (size_t)nth, lo = per * (size_t)ith;
+        size_t hi = lo + per < j->len ? lo + per : j->len;
+        if (lo < hi) silu_mul(j->a + lo, j->b + lo, hi - lo);
+        return;
+    }
+    for (int t = ith; t < j->n_rows; t += nth)
+        rmsnorm(j->out + (size_t)t * (size_t)j->E, j->x + (size_t)t * (size_t)j->E, j->weight, j->E,
+                j->eps);
+}
+
+static void norm_rows(struct cit_pool *pool, float *out, const float *x, const float *weight, int n,
+                      int E, float eps)
+{
+    struct ew_job j = {0, out, x, weight, n, E, eps, NULL, NULL, 0};
+    if (n >= 4)
+        cit_pool_run(pool, ew_worker, &j);
+    else
+        ew_worker(&j, 0, 1);
+}
+
+static void silu_rows(struct cit_pool *pool, float *a, const float *b, int n, size_t len)
+{
+    struct ew_job j = {1, NULL, NULL, NULL, 0, 0, 0, a, b, len};
+    if (n >= 4)
+        cit_pool_run(pool, ew_worker, &j);
+    else
+        ew_worker(&j, 0, 1);
+}
+
 /* Runs rows 0..n-1 of w (tokens, with w->row_seq and w->row_pos set)
  * through the model; writes the logits of the n_logits rows listed in
  * w->logit_rows, in that order. The caller has checked every bound and
@@ -820,8 +868,7 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         struct mm_item down = {&L->w_down, w->xn, E, NULL};
         struct attn_job aj;
 
-        for (int t = 0; t < n; t++)
-            rmsnorm(w->xn + (size_t)t * E, w->x + (size_t)t * E, L->attn_norm, E, hp->rms_eps);
+        norm_rows(pool, w->xn, w->x, L->attn_norm, n, E, hp->rms_eps);
         matmul(m, w, pool, w->xn, E, n, qkv, 3);
 
         /* Every row's K and V go into its sequence's cache before any
@@ -855,10 +902,9 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         matmul(m, w, pool, w->att, q_dim, n, &wo, 1);
         for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
 
-        for (int t = 0; t < n; t++)
-            rmsnorm(w->xn + (size_t)t * E, w->x + (size_t)t * E, L->ffn_norm, E, hp->rms_eps);
+        norm_rows(pool, w->xn, w->x, L->ffn_norm, n, E, hp->rms_eps);
         matmul(m, w, pool, w->xn, E, n, ffn, 2);
-        silu_mul(w->ff1, w->ff2, (size_t)n * F);
+        silu_rows(pool, w->ff1, w->ff2, n, (size_t)n * F);
         matmul(m, w, pool, w->ff1, F, n, &down, 1);
         for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
     }
