@@ -23,7 +23,7 @@ static int fail(struct api_err *e, int status, const char *param, const char *co
 {
     va_list ap;
     e->status = status;
-    e->type = status == 404 ? "not_found_error" : "invalid_request_error";
+    e->type = status >= 500 ? "server_error" : "invalid_request_error";
     e->code = code;
     snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
     va_start(ap, fmt);

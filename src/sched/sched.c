@@ -54,8 +54,9 @@ struct sched {
     int n_active;
     struct eng_batch *batch;
     struct eng_batch_row *rows;
-    int *row_slot; /* slot of each row that asked for logits */
-    float *logits; /* (max_active, n_vocab) */
+    int *row_slot;    /* slot of each row that asked for logits */
+    int32_t *sampled; /* the token drawn for each of those rows */
+    float *logits;    /* (max_active, n_vocab) */
     uint64_t steps, n_rows;
     int64_t kv_used; /* as of the last step */
 };
@@ -114,12 +115,11 @@ static void slot_start(struct sched *s, struct slot *sl, struct request *r)
     s->n_active++;
 }
 
-/* After a slot's logits: sample, report text, and decide whether it ends. */
-static void slot_step(struct sched *s, struct slot *sl, float *logits)
+/* After a slot's token was sampled: report text, and decide whether it ends. */
+static void slot_step(struct sched *s, struct slot *sl, int32_t tok)
 {
     struct request *r = sl->req;
     char piece[8192];
-    int32_t tok = eng_sample(r->smp, logits, sl->hist, sl->n_hist);
     size_t emit;
     int n;
     if (eng_token_is_eog(s->m, tok)) {
@@ -148,6 +148,25 @@ static void slot_step(struct sched *s, struct slot *sl, float *logits)
     r->cb(r->user, tok, sl->text.p + sl->emitted, emit - sl->emitted, SCHED_FINISH_NONE);
     sl->emitted = emit;
     sl->last = tok;
+}
+
+/* Sampling every row that asked for logits, split across the pool: each
+ * request has its own sampler and history, and at 16 sequences drawing
+ * from 32k candidates each was a serial stretch of every step. */
+struct sample_job {
+    struct sched *s;
+    int n, n_vocab;
+};
+
+static void sample_worker(void *arg, int ith, int nth)
+{
+    const struct sample_job *j = arg;
+    struct sched *s = j->s;
+    for (int k = ith; k < j->n; k += nth) {
+        struct slot *sl = &s->slots[s->row_slot[k]];
+        s->sampled[k] = eng_sample(sl->req->smp, s->logits + (size_t)k * (size_t)j->n_vocab,
+                                   sl->hist, sl->n_hist);
+    }
 }
 
 static void *worker(void *arg)
@@ -247,13 +266,19 @@ static void *worker(void *arg)
             s->kv_used = kv;
             pthread_mutex_unlock(&s->mu);
         }
+        if (!rc) {
+            struct sample_job sj = {s, nl, n_vocab};
+            if (nl >= 4)
+                cit_pool_run(s->pool, sample_worker, &sj);
+            else
+                sample_worker(&sj, 0, 1);
+        }
         for (int j = 0; j < nl; j++) {
             struct slot *sl = &s->slots[s->row_slot[j]];
-            if (!sl->req) continue;
             if (rc)
                 slot_finish(s, sl, -1, SCHED_FINISH_ERROR);
             else
-                slot_step(s, sl, s->logits + (size_t)j * (size_t)n_vocab);
+                slot_step(s, sl, s->sampled[j]);
         }
     }
     return NULL;
@@ -280,9 +305,11 @@ int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sch
     s->slots = cit_calloc((size_t)o->max_active, sizeof(*s->slots));
     s->rows = cit_calloc((size_t)o->max_active * (size_t)o->prefill_chunk, sizeof(*s->rows));
     s->row_slot = cit_calloc((size_t)o->max_active, sizeof(int));
+    s->sampled = cit_calloc((size_t)o->max_active, sizeof(int32_t));
     s->logits = cit_calloc((size_t)o->max_active * (size_t)n_vocab, sizeof(float));
     s->cancels = cit_calloc((size_t)(o->max_queue + o->max_active) + 1, sizeof(uint64_t));
-    if (!s->slots || !s->rows || !s->row_slot || !s->logits || !s->cancels) goto fail;
+    if (!s->slots || !s->rows || !s->row_slot || !s->sampled || !s->logits || !s->cancels)
+        goto fail;
     if ((rc = eng_batch_new(m, o->max_active * o->prefill_chunk, &s->batch))) goto fail;
     for (int i = 0; i < o->max_active; i++) {
         if ((rc = eng_seq_new(m, o->n_ctx, &s->slots[i].seq))) goto fail;
@@ -339,6 +366,7 @@ void sched_free(struct sched *s)
     cit_free(s->slots);
     cit_free(s->rows);
     cit_free(s->row_slot);
+    cit_free(s->sampled);
     cit_free(s->logits);
     cit_free(s->cancels);
     pthread_mutex_destroy(&s->mu);
