@@ -46,6 +46,15 @@ start_server() {
     done
     PORT=$(sed -n 's/.*:\([0-9]*\) (.*/\1/p' "$out")
 }
+# stop_server NAME: SIGTERM, then the exit status must be 0 (under the
+# sanitizers that includes LeakSanitizer's verdict)
+stop_server() {
+    kill -TERM "$PID" 2>/dev/null || true # it may be draining already
+    status=0
+    wait "$PID" || status=$?
+    PID=
+    check "$1" test "$status" = 0
+}
 # json FILE EXPR: prints a field of a JSON file with node
 json() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); const v=$2; process.stdout.write(typeof v==='string'?v:JSON.stringify(v))"; }
 
@@ -129,11 +138,8 @@ CURL=$!
 sleep 0.05
 kill -TERM "$PID"
 wait "$CURL" || true
-status=0
-wait "$PID" || status=$?
-PID=
+stop_server "SIGTERM: exit status 0 (no leaks under the sanitizers)"
 check "SIGTERM: the in-flight stream completed" sh -c "tail -2 $TMP/drain.txt | grep -qx 'data: \[DONE\]' && grep -q finish_reason $TMP/drain.txt"
-check "SIGTERM: exit status 0 (no leaks under the sanitizers)" test "$status" = 0
 if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error" "$TMP/server.log"; then
     fail "sanitizer report in the server log"
     grep -A20 "Sanitizer\|runtime error" "$TMP/server.log" | head -40 | sed 's/^/    /'
@@ -150,11 +156,7 @@ curl -sfN --cacert "$TMP/cert.pem" "https://127.0.0.1:$PORT/v1/chat/completions"
 check "TLS: a streamed chat over HTTPS" sh -c "tail -2 $TMP/tls.txt | grep -qx 'data: \[DONE\]'"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || true)
 check "TLS: plain HTTP is not answered" test "$code" = 000
-kill -TERM "$PID"
-status=0
-wait "$PID" || status=$?
-PID=
-check "TLS: clean exit" test "$status" = 0
+stop_server "TLS: clean exit"
 
 # ---- a full queue and a client that leaves, seen from curl ----
 start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
@@ -185,11 +187,7 @@ check "curl killed mid-stream: its sequence is freed" test "$freed" = yes
 check "the disconnect is counted" sh -c "curl -s http://127.0.0.1:$PORT/metrics | grep -q '^citadel_client_disconnects_total 1'"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"'"$ID"'","prompt":"a","max_tokens":4}')
 check "the freed slot serves the next request" test "$code" = 200
-kill -TERM "$PID"
-status=0
-wait "$PID" || status=$?
-PID=
-check "clean exit" test "$status" = 0
+stop_server "clean exit"
 
 echo "serve clients: $passed passed, $failed failed"
 [ "$failed" = 0 ]
