@@ -827,7 +827,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     if (!r) return;
     *con_cls = NULL;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) cancel(r);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* a write failed or the connection broke: the client is gone (the
+         * waiters count the hang-ups they see themselves) */
+        pthread_mutex_lock(&r->mu);
+        int running = r->submitted && !r->done && !r->hung_up;
+        pthread_mutex_unlock(&r->mu);
+        if (running) met_count(&s->met, &s->met.disconnects);
+        cancel(r);
+    }
     met_request(&s->met, r->ep, r->responded ? r->status : 499);
     pthread_mutex_lock(&r->mu);
     if (r->submitted) {
