@@ -121,6 +121,8 @@ static struct http_server *srv;
 static char key[HTTP_KEY_LEN + 1];
 static int port;
 
+static int max_per_ip; /* for the next start() */
+
 static int start(int parallel, int queue, int open)
 {
     struct http_opts o;
@@ -136,6 +138,7 @@ static int start(int parallel, int queue, int open)
     o.open = open;
     o.lim.header_timeout_s = 2;
     o.lim.body_timeout_s = 2;
+    o.max_per_ip = max_per_ip;
     snprintf(o.state, sizeof(o.state), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
@@ -789,6 +792,26 @@ void test_http_hostile(void)
     CHECK(strstr(r.body, "citadel_slow_clients_dropped_total 6"));
     resp_free(&r);
     CHECK(healthy());
+    stop();
+    /* one address may hold at most max_per_ip connections */
+    max_per_ip = 2;
+    if (start(2, 4, 0)) return;
+    max_per_ip = 0;
+    for (int i = 0; i < 3; i++) {
+        slow[i] = dial(port);
+        CHECK(slow[i] >= 0 && send_all(slow[i], "GET /he", 7) == 0);
+    }
+    {
+        /* well inside the 2 s head deadline: only the limit can close it */
+        char c;
+        struct pollfd p = {slow[2], POLLIN, 0}, q = {slow[0], POLLIN, 0};
+        CHECKF(poll(&p, 1, 500) == 1 && recv(slow[2], &c, 1, 0) <= 0,
+               "a third connection from one address was kept");
+        CHECKF(poll(&q, 1, 0) == 0, "the first connection was closed too");
+    }
+    for (int i = 0; i < 3; i++) close(slow[i]);
+    usleep(100000);
+    CHECK(healthy()); /* the slots came back */
     stop();
 }
 

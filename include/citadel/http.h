@@ -47,6 +47,7 @@ struct http_opts {
     int parallel;                       /* sequences decoded together per model */
     int queue;                          /* waiting requests per model before 429 */
     int max_connections;                /* concurrent TCP connections */
+    int max_per_ip;                     /* concurrent connections from one address (0: no limit) */
     char tls_cert[1024], tls_key[1024]; /* both or neither */
     char state[1024];                   /* SQLite state file (API keys) */
     int open;                           /* 1: no API key needed (say so only on a closed network) */

@@ -112,6 +112,7 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     INT_KEY("parallel", o->parallel, 1, 256)
     INT_KEY("queue", o->queue, 0, 1 << 16)
     INT_KEY("max_connections", o->max_connections, 1, 1 << 16)
+    INT_KEY("max_per_ip", o->max_per_ip, 0, 1 << 16)
     INT_KEY("grace", o->grace_s, 0, 3600)
     INT_KEY("max_body", o->lim.max_body, 1024, 1l << 30)
     INT_KEY("max_headers", o->lim.max_headers, 4, 1024)

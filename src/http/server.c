@@ -1045,6 +1045,9 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                             (intptr_t)o->max_connections, NULL};
+        if (o->max_per_ip > 0)
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                                (intptr_t)o->max_per_ip, NULL};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                             (intptr_t)o->lim.idle_timeout_s, NULL};
         opts[n++] =
@@ -1109,10 +1112,11 @@ void http_server_reload(struct http_server *s, const struct http_opts *o)
     if (!same_models) cit_log(CIT_LOG_WARN, "reload: the model list changes only on restart");
     if (strcmp(o->host, s->o.host) || o->port != s->o.port || o->threads != s->o.threads ||
         o->ctx != s->o.ctx || o->parallel != s->o.parallel || o->queue != s->o.queue ||
-        o->max_connections != s->o.max_connections || strcmp(o->tls_cert, s->o.tls_cert) ||
-        strcmp(o->tls_key, s->o.tls_key) || strcmp(o->state, s->o.state))
+        o->max_connections != s->o.max_connections || o->max_per_ip != s->o.max_per_ip ||
+        strcmp(o->tls_cert, s->o.tls_cert) || strcmp(o->tls_key, s->o.tls_key) ||
+        strcmp(o->state, s->o.state))
         cit_log(CIT_LOG_WARN, "reload: host, port, threads, ctx, parallel, queue, "
-                              "max_connections, TLS and state change only on restart");
+                              "max_connections, max_per_ip, TLS and state change only on restart");
     pthread_mutex_lock(&s->cfg_mu);
     if (o->open && !s->keys)
         s->o.open = 1;
