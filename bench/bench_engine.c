@@ -219,20 +219,12 @@ int main(int argc, char **argv)
             n_threads = 0; /* only the batched-decode line (profiling) */
         } else if (!strcmp(argv[i], "--models") && i + 1 < argc) {
             models = argv[++i];
-        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *p = argv[++i];
-            n_batches = 0;
-            while (*p && n_batches < 4) {
-                batches[n_batches++] = (int)strtol(p, &p, 10);
-                if (*p == ',') p++;
-            }
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            char *p = argv[++i];
-            n_threads = 0;
-            while (*p && n_threads < 4) {
-                threads[n_threads++] = (int)strtol(p, &p, 10);
-                if (*p == ',') p++;
-            }
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc &&
+                   (n_batches = parse_int_list(argv[i + 1], batches, 4)) > 0) {
+            i++;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc &&
+                   (n_threads = parse_int_list(argv[i + 1], threads, 4)) > 0) {
+            i++;
         } else {
             fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
                             "[--threads 1,2] [--batch 1,4,16] [--batch-only]\n");

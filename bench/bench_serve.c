@@ -375,13 +375,9 @@ int main(int argc, char **argv)
             n_tokens = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
             runs = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--clients") && i + 1 < argc) {
-            char *p = argv[++i];
-            n_clients = 0;
-            while (*p && n_clients < 8) {
-                clients[n_clients++] = (int)strtol(p, &p, 10);
-                if (*p == ',') p++;
-            }
+        } else if (!strcmp(argv[i], "--clients") && i + 1 < argc &&
+                   (n_clients = parse_int_list(argv[i + 1], clients, 8)) > 0) {
+            i++;
         } else {
             fprintf(stderr, "usage: bench_serve [--quick] [--tokens N] [--runs R] "
                             "[--clients 1,4,16] [--overhead-only]\n");

@@ -75,3 +75,16 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     fprintf(stderr, "bench: generated in %.0f s\n", now_s() - t0);
     return 0;
 }
+
+int parse_int_list(const char *s, int *out, int cap)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1 << 20 || n == cap || (*end && *end != ',')) return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return n ? n : -1;
+}

@@ -9,6 +9,9 @@
 double now_s(void);
 /* Sorts v in place. */
 double median(double *v, int n);
+/* "1,4,16" into out (at most cap values, each positive); the count, or -1
+ * for anything else. */
+int parse_int_list(const char *s, int *out, int cap);
 /* $CITADEL_BENCH_CACHE, default ~/.cache/citadel-bench. */
 const char *cache_dir(void);
 /* The TinyLlama-1.1B-shaped synthetic model in mix (q8_0, q4_0, q4_k_m),

@@ -584,6 +584,15 @@ static int mm_next_chunk(struct mm_job *j, int ith, int nth, int n_chunks, int *
     return n_chunks;
 }
 
+/* Adds an item's bias to rows [lo, hi) of every token's output. */
+static void add_bias(const struct mm_item *m, int lo, int hi, int n_tok)
+{
+    if (!m->bias) return;
+    for (int u = 0; u < n_tok; u++)
+        for (int r = lo; r < hi; r++)
+            m->y[(size_t)u * (size_t)m->y_stride + (size_t)r] += m->bias[r];
+}
+
 static void mm_worker(void *arg, int ith, int nth)
 {
     struct mm_job *j = arg;
@@ -612,10 +621,7 @@ static void mm_worker(void *arg, int ith, int nth)
                 for (; lo + tr <= hi; lo += tr) {
                     ptile((int)m->w->ne0, m->w->packed + (size_t)lo * m->w->row_bytes, j->act,
                           j->act_stride, j->n_tok, m->y + lo, (size_t)m->y_stride);
-                    if (m->bias)
-                        for (int u = 0; u < j->n_tok; u++)
-                            for (int r = lo; r < lo + tr; r++)
-                                m->y[(size_t)u * (size_t)m->y_stride + (size_t)r] += m->bias[r];
+                    add_bias(m, lo, lo + tr, j->n_tok);
                 }
                 if (lo >= hi) continue;
             }
@@ -625,10 +631,7 @@ static void mm_worker(void *arg, int ith, int nth)
                 for (; lo + tr <= hi; lo += tr) {
                     tile((int)m->w->ne0, m->w->data + (size_t)lo * m->w->row_bytes, m->w->row_bytes,
                          j->act, j->act_stride, j->n_tok, m->y + lo, (size_t)m->y_stride);
-                    if (m->bias)
-                        for (int u = 0; u < j->n_tok; u++)
-                            for (int r = lo; r < lo + tr; r++)
-                                m->y[(size_t)u * (size_t)m->y_stride + (size_t)r] += m->bias[r];
+                    add_bias(m, lo, lo + tr, j->n_tok);
                 }
                 if (lo >= hi) continue;
             }

@@ -46,13 +46,14 @@ void met_request(struct metrics *m, enum http_ep ep, int status)
     pthread_mutex_unlock(&m->mu);
 }
 
-static void hist_add(struct met_hist *h, double v)
+/* count observations of the value v */
+static void hist_add(struct met_hist *h, double v, uint64_t count)
 {
     int b = 0;
     while (b < MET_BUCKETS && v > bounds[b]) b++;
-    if (b < MET_BUCKETS) h->counts[b]++;
-    h->n++;
-    h->sum += v;
+    if (b < MET_BUCKETS) h->counts[b] += count;
+    h->n += count;
+    h->sum += v * (double)count;
 }
 
 void met_generation(struct metrics *m, int model, int n_in, int n_out, double ttft_s,
@@ -65,9 +66,10 @@ void met_generation(struct metrics *m, int model, int n_in, int n_out, double tt
     mm->requests++;
     mm->tokens_in += (uint64_t)n_in;
     mm->tokens_out += (uint64_t)n_out;
-    if (ttft_s >= 0) hist_add(&mm->ttft, ttft_s);
+    if (ttft_s >= 0) hist_add(&mm->ttft, ttft_s, 1);
     /* per-token latency: the decode time spread over the tokens after the first */
-    for (int i = 1; i < n_out && decode_s >= 0; i++) hist_add(&mm->tpot, decode_s / (n_out - 1));
+    if (n_out > 1 && decode_s >= 0)
+        hist_add(&mm->tpot, decode_s / (n_out - 1), (uint64_t)(n_out - 1));
     pthread_mutex_unlock(&m->mu);
 }
 
