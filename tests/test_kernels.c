@@ -188,6 +188,24 @@ void test_kernels_simd_vs_scalar(void)
                            na, r, u, (double)v8, (double)v1);
                 }
         }
+        /* The packed layout gives the same, from one row (the decoding
+         * path) to a tail of a TILE_ACT pass. */
+        if (best->repack[t] && best->ptile[t]) {
+            static uint8_t packed[16 * N * 2];
+            best->repack[t](w8, wrow, N, tr, packed);
+            for (int na = 1; na <= NA; na += na < 4 ? 1 : 33) {
+                best->ptile[t](N, packed, acts, astride, na, out, 17);
+                for (int u = 0; u < na; u++)
+                    for (int r = 0; r < tr; r++) {
+                        float v1 =
+                            best->vec_dot[t](N, w8 + wrow * (size_t)r, acts + astride * (size_t)u);
+                        float vp = out[(size_t)u * 17 + (size_t)r];
+                        CHECKF(fabsf(vp - v1) <= 1e-4f * fabsf(v1) + 1e-4f,
+                               "%s packed tile (%d acts) row %d act %d: %g vs %g",
+                               gguf_type_name(t), na, r, u, (double)vp, (double)v1);
+                    }
+            }
+        }
     }
     /* The f16 axpy used over the V cache. */
     {
