@@ -77,6 +77,10 @@ struct cit_buf {
 int cit_buf_add(struct cit_buf *b, const void *data, size_t n);
 int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cit_buf_free(struct cit_buf *b);
+/* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
+int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when invalid. */
+int cit_utf8_len(const unsigned char *s, size_t n);
 
 /* ---- logging ---- */
 

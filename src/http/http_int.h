@@ -105,7 +105,5 @@ void api_error_json(struct cit_buf *out, const struct api_err *e);
 /* Formats an OpenAI error body in out. */
 void api_error_simple(struct cit_buf *out, const char *type, const char *code, const char *param,
                       const char *msg);
-/* Appends s as a JSON string, replacing invalid UTF-8 by U+FFFD. */
-int api_json_str(struct cit_buf *out, const char *s, size_t n);
 
 #endif

@@ -289,7 +289,7 @@ static int find_model(struct http_server *s, const char *id)
 static void model_json(struct cit_buf *b, struct http_server *s, int i)
 {
     BUF_LIT(b, "{\"id\":");
-    api_json_str(b, s->o.models[i].id, strlen(s->o.models[i].id));
+    cit_buf_json_str(b, s->o.models[i].id, strlen(s->o.models[i].id));
     cit_buf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"citadel\"}",
                    (long long)s->models[i].created);
 }
@@ -441,7 +441,7 @@ static void chunk_head(struct cit_buf *b, const struct req *r)
 {
     cit_buf_printf(b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id,
                    r->chat ? "chat.completion.chunk" : "text_completion", (long long)r->created);
-    api_json_str(b, r->model, strlen(r->model));
+    cit_buf_json_str(b, r->model, strlen(r->model));
     BUF_LIT(b, ",\"system_fingerprint\":\"citadel\",\"choices\":[");
 }
 
@@ -462,12 +462,12 @@ static void chunk_text(struct cit_buf *b, const struct req *r, const char *t, si
         if (role) BUF_LIT(b, "\"role\":\"assistant\",");
         if (!fin || n) {
             BUF_LIT(b, "\"content\":");
-            api_json_str(b, t, n);
+            cit_buf_json_str(b, t, n);
         }
         BUF_LIT(b, "},\"logprobs\":null,\"finish_reason\":");
     } else {
         BUF_LIT(b, "{\"index\":0,\"text\":");
-        api_json_str(b, t, n);
+        cit_buf_json_str(b, t, n);
         BUF_LIT(b, ",\"logprobs\":null,\"finish_reason\":");
     }
     if (fin)
@@ -593,15 +593,15 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
                              "the server is shutting down; the generation was cancelled");
     cit_buf_printf(&b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id,
                    r->chat ? "chat.completion" : "text_completion", (long long)r->created);
-    api_json_str(&b, r->model, strlen(r->model));
+    cit_buf_json_str(&b, r->model, strlen(r->model));
     BUF_LIT(&b, ",\"system_fingerprint\":\"citadel\",\"choices\":[{\"index\":0,");
     if (r->chat) {
         BUF_LIT(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        api_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
+        cit_buf_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
         BUF_LIT(&b, ",\"refusal\":null},");
     } else {
         BUF_LIT(&b, "\"text\":");
-        api_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
+        cit_buf_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
         BUF_LIT(&b, ",");
     }
     cit_buf_printf(&b, "\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(r));
