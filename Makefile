@@ -2,7 +2,7 @@
 #
 #   make            release build: build/citadel
 #   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
-#   make bench      engine and serving benchmarks on synthetic TinyLlama-shaped models
+#   make bench      engine and serving benchmarks on synthetic TinyLlama-shaped models, detectors
 #   make bench-serve the serving benchmark alone (load generator, TTFT, overhead)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make run        serve a model from ../shared/models on 127.0.0.1 (MODEL=...), print a curl command
@@ -96,9 +96,10 @@ test: check
 build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
-bench: deps build/bench_engine build/bench_serve
+bench: deps build/bench_engine build/bench_serve build/bench_detect
 	./build/bench_engine $(BENCH_ARGS)
 	./build/bench_serve $(BENCH_SERVE_ARGS)
+	./build/bench_detect
 
 bench-serve: deps build/bench_serve
 	./build/bench_serve $(BENCH_SERVE_ARGS)
@@ -116,7 +117,7 @@ build-fuzz/kern_stub.c:
 fuzz: deps
 	@sh scripts/setup.sh fuzz
 	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize \
-	  build-fuzz/fuzz_request build-fuzz/fuzz_conf
+	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

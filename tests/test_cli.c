@@ -187,3 +187,43 @@ void test_cli_quantize(void)
         cit_free(out);
     }
 }
+
+void test_cli_detect(void)
+{
+    char cmd[1024], path[512], *out = NULL;
+    snprintf(path, sizeof(path), "%s/detect.txt", t_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs("Mail anna@example.com, card 4111 1111 1111 1111.\nProject Bluebird.\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s detect %s --keyword bluebird", bin(), path);
+    CHECK(t_run(cmd, &out) == 0);
+    /* one JSON object per line, in order */
+    char *l1 = out, *l2 = strchr(l1, '\n'), *l3;
+    CHECKF(l2 && (l3 = strchr(l2 + 1, '\n')), "%s", out);
+#define STARTS(s, lit) (!strncmp((s), lit, sizeof(lit) - 1))
+    CHECK(STARTS(l1, "{\"class\":\"email\",\"start\":5,\"end\":21,"));
+    CHECK(strstr(l1, "\"text\":\"anna@example.com\""));
+    CHECK(STARTS(l2 + 1, "{\"class\":\"card\",\"start\":28,\"end\":47,"));
+    CHECK(STARTS(l3 + 1, "{\"class\":\"keyword\"") && strstr(l3, "\"keyword\":\"bluebird\""));
+#undef STARTS
+    cit_free(out);
+    /* standard input; nothing found prints nothing */
+    snprintf(cmd, sizeof(cmd), "printf 'nothing to see, 10:30 on 2024-05-01' | %s detect -", bin());
+    CHECK(t_run(cmd, &out) == 0);
+    CHECK(out[0] == 0);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s detect --redact %s", bin(), path);
+    CHECK(t_run(cmd, &out) == 0);
+    CHECK(!strcmp(out, "Mail [EMAIL_1], card [CARD_1].\nProject Bluebird.\n"));
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s detect %s/does-not-exist 2>&1", bin(), t_tmpdir());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECK(strstr(out, "does-not-exist") && strstr(out, "No such file"));
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s detect 2>&1", bin());
+    CHECK(t_run(cmd, &out) == 2);
+    CHECK(strstr(out, "usage: citadel detect"));
+    cit_free(out);
+    remove(path);
+}

@@ -13,5 +13,6 @@ int cli_run(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_keys(int argc, char **argv);
+int cli_detect(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
  *   citadel model quantize IN OUT TYPE
  *   citadel serve [--config FILE] [--model [ID=]PATH]... [options]
  *   citadel keys add|list|revoke ...
+ *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,7 +30,8 @@ static void usage(FILE *f)
           "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
           "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
-          "  keys add|list|revoke           API keys for serve (citadel keys)\n",
+          "  keys add|list|revoke           API keys for serve (citadel keys)\n"
+          "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n",
           f);
 }
 
@@ -57,33 +59,9 @@ int cli_parse_float(const char *s, float *out)
 
 void cli_json_str(FILE *f, const char *s, size_t n)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (c < 0x20)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
-        }
-    }
-    fputc('"', f);
+    struct cit_buf b = {0};
+    if (cit_buf_json_str(&b, s, n) == 0) fwrite(b.p, 1, b.len, f);
+    cit_buf_free(&b);
 }
 
 /* ---- info ---- */
@@ -240,6 +218,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

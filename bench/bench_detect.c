@@ -1,0 +1,133 @@
+/*
+ * Detector benchmark: scan throughput over a mixed corpus, and the latency
+ * of one scan of a 1 KB and a 16 KB prompt.
+ *
+ * The corpus is tests/data/detect_corpus.tsv (identifiers, near misses,
+ * ordinary sentences) drawn at random into 64 MiB and scanned as 16 KiB
+ * prompts, in two mixes: "dense", every line of the corpus equally likely
+ * (seven lines in eight hold an identifier or a near miss, one candidate
+ * per 77 bytes), and "prose", nine lines in ten ordinary sentences.
+ * Issue 4's target: at least 200 MB/s. Nothing is asserted.
+ *
+ *   bench_detect [--runs N]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "citadel/detect.h"
+
+#define TOTAL (64u << 20)
+#define PROMPT (16u << 10)
+
+static char *load_lines(size_t *n_lines, char ***lines, size_t *n_plain, char ***plain)
+{
+    FILE *f = fopen("tests/data/detect_corpus.tsv", "rb");
+    if (!f) return NULL;
+    static char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    size_t n = 0, np = 0;
+    char **v = malloc(4096 * sizeof(*v)), **p = malloc(4096 * sizeof(*p));
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 4096;
+         l = strtok_r(NULL, "\n", &save)) {
+        char *t = strrchr(l, '\t');
+        if (l[0] == '#' || !t) continue;
+        if (!strncmp(l, "plain\t", 6)) p[np++] = t + 1;
+        v[n++] = t + 1;
+    }
+    *n_lines = n;
+    *lines = v;
+    *n_plain = np;
+    *plain = p;
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    int runs = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
+            runs = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: bench_detect [--runs N]\n");
+            return 2;
+        }
+    }
+    if (runs < 1 || runs > 100) runs = 5;
+    size_t n_lines, n_plain;
+    char **lines, **plain;
+    if (!load_lines(&n_lines, &lines, &n_plain, &plain)) {
+        fprintf(stderr, "bench_detect: run from the repository root (tests/data/detect_corpus.tsv)\n");
+        return 1;
+    }
+    const struct det_keyword kw[] = {{"bluebird", 0}, {"CONFIDENTIAL", 1}, {"TOP SECRET", 1}};
+    struct det_scanner *s;
+    if (det_scanner_new(kw, 3, &s, NULL)) return 1;
+    struct det_findings f = {0};
+    char *text = malloc(TOTAL);
+    size_t len = 0;
+    printf("citadel detect benchmark: %zu corpus lines (%zu ordinary), 64 MiB scanned as 16 KiB "
+           "prompts, median of %d runs (target >= 200 MB/s)\n",
+           n_lines, n_plain, runs);
+    for (int mix = 0; mix < 2; mix++) {
+        len = 0;
+        srand(4);
+        while (len < TOTAL - 512) {
+            const char *l = mix && rand() % 10 ? plain[(size_t)rand() % n_plain]
+                                               : lines[(size_t)rand() % n_lines];
+            size_t k = strlen(l);
+            memcpy(text + len, l, k);
+            len += k;
+            text[len++] = '\n';
+        }
+        double mbps[100];
+        size_t found = 0;
+        for (int r = 0; r < runs; r++) {
+            found = 0;
+            double t0 = now_s();
+            for (size_t off = 0; off < len; off += PROMPT) {
+                size_t n = len - off < PROMPT ? len - off : PROMPT;
+                f.n = 0;
+                if (det_scan(s, text + off, n, &f)) return 1;
+                found += f.n;
+            }
+            mbps[r] = (double)len / 1e6 / (now_s() - t0);
+        }
+        printf("%-6s mix: %4.0f MB/s (one finding per %.0f bytes)\n", mix ? "prose" : "dense",
+               median(mbps, runs), (double)len / (double)(found ? found : 1));
+    }
+    /* latency on the dense mix, the slower one */
+    len = 0;
+    srand(4);
+    while (len < TOTAL - 512) {
+        const char *l = lines[(size_t)rand() % n_lines];
+        size_t k = strlen(l);
+        memcpy(text + len, l, k);
+        len += k;
+        text[len++] = '\n';
+    }
+    for (int k = 0; k < 2; k++) {
+        const size_t sz = k ? 16384 : 1024;
+        enum { N = 2000 };
+        static double us[N];
+        for (int i = 0; i < N; i++) {
+            size_t off = ((size_t)i * 7919 * 64) % (len - sz);
+            f.n = 0;
+            double t0 = now_s();
+            det_scan(s, text + off, sz, &f);
+            us[i] = (now_s() - t0) * 1e6;
+        }
+        median(us, N); /* sorts */
+        printf("scan of a %2zu KB prompt (dense): p50 %.1f us, p99 %.1f us (%d prompts)\n",
+               sz / 1024, us[N / 2], us[N * 99 / 100], N);
+    }
+    det_findings_free(&f);
+    det_scanner_free(s);
+    free(text);
+    free(lines);
+    free(plain);
+    return 0;
+}
