@@ -18,7 +18,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 BASE    := -std=c11 -D_GNU_SOURCE -Iinclude -pthread $(WARN) -MMD -MP
 RELEASE := -O2 -g -fno-math-errno
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-LDLIBS  := -lmicrohttpd -ljansson -lsqlite3 -lsodium -lm -pthread
+LDLIBS  := -lmicrohttpd -ljansson -lsqlite3 -lsodium -lyaml -lm -pthread
 
 # Kernels with a SIMD path get their own flags; everything else is built for
 # the baseline ISA and picks the path at run time (CPUID), so one binary runs
@@ -117,7 +117,7 @@ build-fuzz/kern_stub.c:
 fuzz: deps
 	@sh scripts/setup.sh fuzz
 	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize \
-	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect
+	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect build-fuzz/fuzz_policy
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
-#   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium
+#   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium, libyaml
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
@@ -12,6 +12,8 @@ build_deps() {
     need gcc; need make; need libc6-dev
     # HTTP server, JSON, node state, key hashing and randomness
     need libmicrohttpd-dev; need libjansson-dev; need libsqlite3-dev; need libsodium-dev
+    # the jurisdiction policy file
+    need libyaml-dev
 }
 
 case "$what" in

@@ -227,3 +227,37 @@ void test_cli_detect(void)
     cit_free(out);
     remove(path);
 }
+
+void test_cli_policy(void)
+{
+    char cmd[1024], path[512], *out = NULL;
+    snprintf(cmd, sizeof(cmd), "%s policy check policy.example.yaml", bin());
+    CHECK(t_run(cmd, &out) == 0);
+    CHECK(strstr(out, "valid policy for node citadel-de-1 (DE)") && strstr(out, "sha256 "));
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s policy test policy.example.yaml tests/data/policy_cases.yaml",
+             bin());
+    CHECK(t_run(cmd, &out) == 0);
+    CHECK(strstr(out, " 0 failed"));
+    cit_free(out);
+    /* a failing case fails the command and says what was expected */
+    snprintf(path, sizeof(path), "%s/cases.yaml", t_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs("- {name: wrong, tenant: acme, model: stories260K, input: hi, expect: deny}\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s policy test policy.example.yaml %s", bin(), path);
+    CHECK(t_run(cmd, &out) == 1);
+    CHECK(strstr(out, "FAIL") && strstr(out, "expected deny") && strstr(out, "0 passed, 1 failed"));
+    cit_free(out);
+    /* a broken policy names its line */
+    f = fopen(path, "w");
+    CHECK(f);
+    fputs("version: 1\nnode: {id: x, jurisdiction: DE}\nclasses: [a]\ntenant: {}\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s policy check %s 2>&1", bin(), path);
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(strstr(out, "cases.yaml:4: unknown key 'tenant' in the policy"), "%s", out);
+    cit_free(out);
+    remove(path);
+}

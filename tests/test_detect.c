@@ -92,14 +92,13 @@ void test_detect_corpus(void)
         }
         det_findings_free(&f);
     }
-    t_note("%d lines: %d valid identifiers, %d near misses, %d ordinary", lines, kinds[0],
-           kinds[1], kinds[2]);
+    t_note("%d lines: %d valid identifiers, %d near misses, %d ordinary", lines, kinds[0], kinds[1],
+           kinds[2]);
     t_note("%-14s %5s %5s %5s %9s %6s", "detector", "tp", "fp", "fn", "precision", "recall");
     for (int k = 0; k < DET_CLASS_COUNT; k++) {
         double p = t[k].tp + t[k].fp ? (double)t[k].tp / (t[k].tp + t[k].fp) : 1.0;
         double r = t[k].tp + t[k].fn ? (double)t[k].tp / (t[k].tp + t[k].fn) : 1.0;
-        t_note("%-14s %5d %5d %5d %9.3f %6.3f", det_class_name(k), t[k].tp, t[k].fp, t[k].fn, p,
-               r);
+        t_note("%-14s %5d %5d %5d %9.3f %6.3f", det_class_name(k), t[k].tp, t[k].fp, t[k].fn, p, r);
         CHECKF(t[k].tp > 0, "%s: the corpus has no true positive", det_class_name(k));
     }
     det_scanner_free(s);
@@ -145,8 +144,7 @@ void test_detect_spans_and_overlaps(void)
     /* findings append to what out held and come sorted */
     CHECK(scan1(s, "a@example.com", &f) == 0);
     CHECK(scan1(s, "10.0.0.1 and b@example.org", &f) == 0);
-    CHECK(f.n == 3 && f.v[0].cls == DET_EMAIL && f.v[1].cls == DET_IPV4 &&
-          f.v[2].cls == DET_EMAIL);
+    CHECK(f.n == 3 && f.v[0].cls == DET_EMAIL && f.v[1].cls == DET_IPV4 && f.v[2].cls == DET_EMAIL);
     det_findings_free(&f);
     /* empty and NUL-containing input */
     CHECK(det_scan(s, "", 0, &f) == 0 && f.n == 0);
@@ -161,11 +159,14 @@ void test_detect_keywords(void)
     struct det_findings f = {0};
     struct cit_err err = {{0}};
     const struct det_keyword kw[] = {
-        {"Bluebird", 0}, {"SECRET", 1}, {"blue", 0},
+        {"Bluebird", 0},
+        {"SECRET", 1},
+        {"blue", 0},
         {"\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a\xe3\x83\xb3\xe3\x83\x90\xe3\x83\xbc", 0}};
     CHECK(det_scanner_new(kw, 4, &s, &err) == 0);
-    CHECK(scan1(s, "BLUEBIRD blue secret SECRET bluebirds "
-                   "\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a\xe3\x83\xb3\xe3\x83\x90\xe3\x83\xbc!",
+    CHECK(scan1(s,
+                "BLUEBIRD blue secret SECRET bluebirds "
+                "\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a\xe3\x83\xb3\xe3\x83\x90\xe3\x83\xbc!",
                 &f) == 0);
     /* BLUEBIRD (0), blue (2), SECRET (1), the Japanese word (3); not "secret"
      * (exact case), not "bluebirds" or the "blue" inside words */

@@ -73,9 +73,9 @@ struct det_keyword {
     int exact_case;
 };
 
-#define DET_MAX_KEYWORDS     4096
-#define DET_MAX_KEYWORD_LEN  128
-#define DET_MAX_FINDINGS     65536 /* per scan; beyond it the scan fails (closed) */
+#define DET_MAX_KEYWORDS    4096
+#define DET_MAX_KEYWORD_LEN 128
+#define DET_MAX_FINDINGS    65536 /* per scan; beyond it the scan fails (closed) */
 
 struct det_scanner;
 
@@ -93,8 +93,8 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
 
 /* Writes the findings as JSON lines ({"class","start","end","confidence",
  * "text"}, and "keyword" for keyword hits) into b. */
-int det_findings_json(const struct det_scanner *s, const char *text,
-                      const struct det_findings *f, struct cit_buf *b);
+int det_findings_json(const struct det_scanner *s, const char *text, const struct det_findings *f,
+                      struct cit_buf *b);
 
 /* ---- redaction ----
  * Each finding's text is replaced by a typed placeholder, [EMAIL_1],

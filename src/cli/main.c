@@ -10,6 +10,7 @@
  *   citadel serve [--config FILE] [--model [ID=]PATH]... [options]
  *   citadel keys add|list|revoke ...
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
+ *   citadel policy check FILE | policy test FILE CASES
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,7 +32,9 @@ static void usage(FILE *f)
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
           "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
           "  keys add|list|revoke           API keys for serve (citadel keys)\n"
-          "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n",
+          "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n"
+          "  policy check FILE              validate a jurisdiction policy\n"
+          "  policy test FILE CASES         run table-driven decision cases\n",
           f);
 }
 
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "policy")) return cli_policy(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

@@ -18,9 +18,9 @@
 #include "citadel/detect.h"
 
 static const char *const class_names[DET_CLASS_COUNT] = {
-    "email",   "phone",     "iban",   "card",        "ipv4",    "ipv6",
-    "in_aadhaar", "jp_my_number", "fr_nir", "uk_nino", "us_ssn", "de_tax_id",
-    "eu_vat", "private_key", "api_key", "secret_token", "keyword"};
+    "email",      "phone",        "iban",    "card",         "ipv4",   "ipv6",
+    "in_aadhaar", "jp_my_number", "fr_nir",  "uk_nino",      "us_ssn", "de_tax_id",
+    "eu_vat",     "private_key",  "api_key", "secret_token", "keyword"};
 
 const char *det_class_name(int cls)
 {
@@ -89,13 +89,13 @@ static const struct {
     const char *s;
     int kind;
 } prefixes[] = {
-    {"-----BEGIN ", P_PEM}, {"AKIA", P_AWS},       {"ASIA", P_AWS},
-    {"ghp_", P_GITHUB},     {"gho_", P_GITHUB},    {"ghu_", P_GITHUB},
-    {"ghs_", P_GITHUB},     {"ghr_", P_GITHUB},    {"github_pat_", P_GITHUB_PAT},
-    {"glpat-", P_GITLAB},   {"xoxb-", P_SLACK},    {"xoxp-", P_SLACK},
-    {"xoxa-", P_SLACK},     {"xoxr-", P_SLACK},    {"xoxs-", P_SLACK},
+    {"-----BEGIN ", P_PEM}, {"AKIA", P_AWS},        {"ASIA", P_AWS},
+    {"ghp_", P_GITHUB},     {"gho_", P_GITHUB},     {"ghu_", P_GITHUB},
+    {"ghs_", P_GITHUB},     {"ghr_", P_GITHUB},     {"github_pat_", P_GITHUB_PAT},
+    {"glpat-", P_GITLAB},   {"xoxb-", P_SLACK},     {"xoxp-", P_SLACK},
+    {"xoxa-", P_SLACK},     {"xoxr-", P_SLACK},     {"xoxs-", P_SLACK},
     {"sk-", P_OPENAI},      {"sk_live_", P_STRIPE}, {"sk_test_", P_STRIPE},
-    {"rk_live_", P_STRIPE}, {"AIza", P_GOOGLE},    {"cit_", P_CITADEL},
+    {"rk_live_", P_STRIPE}, {"AIza", P_GOOGLE},     {"cit_", P_CITADEL},
     {"eyJ", P_JWT},
 };
 #define N_PREFIXES (int)(sizeof(prefixes) / sizeof(prefixes[0]))
@@ -166,7 +166,8 @@ static int build_automaton(struct det_scanner *s, struct cit_err *err)
         for (int j = 0; j < s->pat[i].len; j++) {
             unsigned char c = fold((unsigned char)s->pat[i].s[j]);
             if (!s->sym[c]) s->sym[c] = (uint8_t)s->n_sym++;
-            if (s->n_sym > 255) return cit_err_set(err, CIT_ERANGE, "keywords: too many distinct bytes");
+            if (s->n_sym > 255)
+                return cit_err_set(err, CIT_ERANGE, "keywords: too many distinct bytes");
         }
     const int ns = s->n_sym;
     size_t cells;
@@ -238,8 +239,7 @@ int det_scanner_new(const struct det_keyword *kw, size_t n, struct det_scanner *
     int rc = 0;
     pthread_once(&bclass_once, init_bclass);
     if (n > DET_MAX_KEYWORDS)
-        return cit_err_set(err, CIT_ERANGE, "keywords: %zu given, at most %d", n,
-                           DET_MAX_KEYWORDS);
+        return cit_err_set(err, CIT_ERANGE, "keywords: %zu given, at most %d", n, DET_MAX_KEYWORDS);
     for (size_t i = 0; i < n; i++) {
         size_t l = kw[i].word ? strlen(kw[i].word) : 0;
         if (l == 0 || l > DET_MAX_KEYWORD_LEN)
@@ -345,7 +345,9 @@ static const char *const ctx_mynum[] = {"my number", "individual number", "mynum
                                         "\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a\xe3\x83\xb3"
                                         "\xe3\x83\x90\xe3\x83\xbc",
                                         NULL}; /* マイナンバー */
-static const char *const ctx_nir[] = {"nir", "insee", "s\xc3\xa9""curit\xc3\xa9 sociale",
+static const char *const ctx_nir[] = {"nir", "insee",
+                                      "s\xc3\xa9"
+                                      "curit\xc3\xa9 sociale",
                                       "securite sociale", NULL};
 static const char *const ctx_taxid[] = {"steuer", "idnr", "tax id", "tin", NULL};
 
@@ -399,10 +401,10 @@ static int read_numrun(const struct scan *sc, size_t i, struct numrun *r)
     }
     for (;;) {
         int m = 0;
-        while (j < n && (IS(t[j], B_DIGIT) ||
-                         /* 2A / 2B: a Corsican department inside a NIR */
-                         ((t[j] == 'A' || t[j] == 'B') && r->nd + m == 6 && m > 0 &&
-                          t[j - 1] == '2'))) {
+        while (j < n &&
+               (IS(t[j], B_DIGIT) ||
+                /* 2A / 2B: a Corsican department inside a NIR */
+                ((t[j] == 'A' || t[j] == 'B') && r->nd + m == 6 && m > 0 && t[j - 1] == '2'))) {
             if (r->nd + m >= (int)sizeof(r->d)) {
                 while (j < n && IS(t[j], B_WORD)) j++;
                 r->end = j;
@@ -515,13 +517,13 @@ static void numeric(struct scan *sc, struct numrun *r)
         }
         if (nd == 12 && (bare || groups_are(r, g444, 3))) {
             if (d[0] >= '2' && det_verhoeff_ok(d, 12)) {
-                emit(sc, DET_IN_AADHAAR, r->start, r->end,
-                     boost(sc, r->start, 0.9f, ctx_aadhaar), -1);
+                emit(sc, DET_IN_AADHAAR, r->start, r->end, boost(sc, r->start, 0.9f, ctx_aadhaar),
+                     -1);
                 found = 1;
             }
             if (det_jp_my_number_ok(d, 12)) {
-                emit(sc, DET_JP_MY_NUMBER, r->start, r->end,
-                     boost(sc, r->start, 0.9f, ctx_mynum), -1);
+                emit(sc, DET_JP_MY_NUMBER, r->start, r->end, boost(sc, r->start, 0.9f, ctx_mynum),
+                     -1);
                 found = 1;
             }
         }
@@ -574,7 +576,8 @@ static void init_vat(void)
     static const char cc[][3] = {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "EL", "ES",
                                  "FI", "FR", "HR", "HU", "IE", "IT", "LT", "LU", "LV", "MT",
                                  "NL", "PL", "PT", "RO", "SE", "SI", "SK", "XI"};
-    for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++) vat_cc[cc[i][0] - 'A'][cc[i][1] - 'A'] = 1;
+    for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++)
+        vat_cc[cc[i][0] - 'A'][cc[i][1] - 'A'] = 1;
 }
 
 /* s[0] and s[1] are capitals */
@@ -626,7 +629,8 @@ static void letters(struct scan *sc, size_t i)
         }
     }
 vat:
-    if (vat_country(t + i) && i + 2 < n && (IS(t[i + 2], B_DIGIT) || t[i + 2] == ' ' || t[i + 2] == 'U')) {
+    if (vat_country(t + i) && i + 2 < n &&
+        (IS(t[i + 2], B_DIGIT) || t[i + 2] == ' ' || t[i + 2] == 'U')) {
         size_t j = i + 2, m = 2;
         b[0] = t[i], b[1] = t[i + 1];
         if (j < n && t[j] == ' ') j++;
@@ -671,8 +675,10 @@ static size_t ipv6(struct scan *sc, size_t i)
     size_t j = i, colons = 0, groups = 0;
     char buf[64];
     while (j < sc->len && j - i < 45 && (IS(t[j], B_HEX) || t[j] == ':' || t[j] == '.')) {
-        if (t[j] == ':') colons++;
-        else if (j == i || t[j - 1] == ':') groups++;
+        if (t[j] == ':')
+            colons++;
+        else if (j == i || t[j - 1] == ':')
+            groups++;
         j++;
     }
     if (colons < 2 || j - i >= 45 || !word_end(sc, j) || (j < sc->len && t[j] == ':')) return j;
@@ -728,8 +734,8 @@ static void entropy_token(struct scan *sc, size_t i, size_t j)
 static size_t run_of(const struct scan *sc, size_t j, const char *extra)
 {
     size_t k = j;
-    while (k < sc->len && (IS(sc->t[k], B_UPPER | B_LOWER | B_DIGIT) ||
-                           (sc->t[k] && strchr(extra, sc->t[k]))))
+    while (k < sc->len &&
+           (IS(sc->t[k], B_UPPER | B_LOWER | B_DIGIT) || (sc->t[k] && strchr(extra, sc->t[k]))))
         k++;
     return k - j;
 }
@@ -831,14 +837,21 @@ static void keyword_hit(struct scan *sc, const struct pattern *p, size_t start)
 static int priority(int cls)
 {
     switch (cls) {
-    case DET_PRIVATE_KEY: return 10;
-    case DET_API_KEY: return 9;
-    case DET_EMAIL: return 8;
-    case DET_PHONE: return 4;
+    case DET_PRIVATE_KEY:
+        return 10;
+    case DET_API_KEY:
+        return 9;
+    case DET_EMAIL:
+        return 8;
+    case DET_PHONE:
+        return 4;
     case DET_IPV4:
-    case DET_IPV6: return 5;
-    case DET_SECRET_TOKEN: return 1;
-    default: return 7; /* validated identifiers */
+    case DET_IPV6:
+        return 5;
+    case DET_SECRET_TOKEN:
+        return 1;
+    default:
+        return 7; /* validated identifiers */
     }
 }
 
@@ -970,8 +983,8 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
     return sc.rc;
 }
 
-int det_findings_json(const struct det_scanner *s, const char *text,
-                      const struct det_findings *f, struct cit_buf *b)
+int det_findings_json(const struct det_scanner *s, const char *text, const struct det_findings *f,
+                      struct cit_buf *b)
 {
     (void)s;
     int rc = 0;

@@ -41,7 +41,8 @@ int det_redact(const char *text, size_t len, const struct det_findings *f,
     int rc = 0;
     for (size_t i = 0; i < f->n && !rc; i++) {
         const struct det_finding *x = &f->v[i];
-        if (x->start < pos || x->end > len || x->start >= x->end) continue; /* merged into the last */
+        if (x->start < pos || x->end > len || x->start >= x->end)
+            continue; /* merged into the last */
         const char *val = text + x->start;
         size_t vlen = x->end - x->start;
         const char *ph = NULL;

@@ -57,9 +57,12 @@ static int mod97(const char *s, size_t n)
     int r = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c >= '0' && c <= '9') r = (r * 10 + (c - '0')) % 97;
-        else if (c >= 'A' && c <= 'Z') r = (r * 100 + (c - 'A' + 10)) % 97;
-        else return -1;
+        if (c >= '0' && c <= '9')
+            r = (r * 10 + (c - '0')) % 97;
+        else if (c >= 'A' && c <= 'Z')
+            r = (r * 100 + (c - 'A' + 10)) % 97;
+        else
+            return -1;
     }
     return r;
 }

@@ -1,0 +1,130 @@
+/*
+ * policy: the node's jurisdiction policy, and the decision for a request.
+ *
+ * One YAML file (parsed by libyaml) states who the node is, the data
+ * classes in order of sensitivity, which detector finds which class,
+ * keyword dictionaries, tenants and their quotas, models and peers with
+ * their jurisdictions and the classes each may see, and ordered rules.
+ * docs/policy.md describes the file; policy.example.yaml is a complete one.
+ *
+ * A decision scans the prompt (detect), adds the classes the caller
+ * declared (which can raise, never lower), and takes the first rule that
+ * matches: local, redact, forward to a named peer, or deny. No rule
+ * matching, an unknown tenant or model, a model or peer not cleared for a
+ * class, and every internal error all mean deny. The policy's SHA-256
+ * goes into every decision.
+ */
+#ifndef CITADEL_POLICY_H
+#define CITADEL_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "citadel/core.h"
+#include "citadel/detect.h"
+
+#define POL_MAX_CLASSES  32 /* data classes: bits of a uint32_t mask */
+#define POL_MAX_NAME     64
+#define POL_MAX_FILE     (1u << 20)
+#define POL_MAX_ITEMS    1024 /* tenants, models, peers, rules, keywords each */
+
+enum pol_action { POL_DENY, POL_LOCAL, POL_REDACT, POL_FORWARD };
+const char *pol_action_name(int action); /* "deny", "local", "redact", "forward" */
+
+struct pol_quota {
+    int64_t requests_per_minute; /* 0: unlimited */
+    int64_t tokens_per_day;
+    int64_t concurrent;
+};
+
+struct pol_tenant {
+    char name[POL_MAX_NAME];
+    struct pol_quota quota;
+};
+
+struct pol_target { /* a model or a peer */
+    char id[POL_MAX_NAME];
+    char jurisdiction[16];
+    char url[256]; /* peers only */
+    uint32_t classes; /* the classes it may see (bit per class index) */
+};
+
+struct pol_rule {
+    char id[POL_MAX_NAME];
+    int line;          /* in the policy file */
+    int n_tenants;     /* 0: any */
+    int *tenants;      /* indices */
+    int n_models;      /* 0: any */
+    int *models;
+    uint32_t any;      /* matches when the request has one of these classes (0: no test) */
+    int at_least;      /* the most sensitive class is at least this index (-1: no test) */
+    int at_most;       /* ... at most this index (-1: no test) */
+    int action;        /* enum pol_action */
+    int peer;          /* POL_FORWARD: index into peers */
+    char reason[256];
+};
+
+struct pol_policy {
+    char node_id[POL_MAX_NAME];
+    char jurisdiction[16];
+    int n_classes;
+    char classes[POL_MAX_CLASSES][POL_MAX_NAME]; /* least to most sensitive */
+    int det_class[DET_CLASS_COUNT];              /* data class per detector, -1: ignored */
+    float det_min_conf[DET_CLASS_COUNT];
+    int n_keywords;
+    struct det_keyword *keywords;
+    int *keyword_class;
+    int n_tenants, n_models, n_peers, n_rules;
+    struct pol_tenant *tenants;
+    struct pol_target *models, *peers;
+    struct pol_rule *rules;
+    uint8_t hash[32];
+    char hash_hex[65];
+    struct det_scanner *scanner;
+};
+
+/* Parses and validates the policy in text (name stands for the file in
+ * messages, which read "NAME:LINE: what is wrong; what would fix it").
+ * On success *out is the policy, to be freed with pol_free. */
+int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out /* out */,
+              struct cit_err *err);
+int pol_load(const char *path, struct pol_policy **out /* out */, struct cit_err *err);
+void pol_free(struct pol_policy *p);
+
+int pol_class_index(const struct pol_policy *p, const char *name); /* -1 when unknown */
+int pol_tenant_index(const struct pol_policy *p, const char *name);
+
+struct pol_request {
+    const char *tenant;
+    const char *model;
+    const char *text; /* the prompt, as the engine would see it */
+    size_t len;
+    const char *declared; /* X-Citadel-Data-Class: class names, comma-separated; may be NULL */
+};
+
+struct pol_decision {
+    int action;          /* enum pol_action */
+    const char *rule_id; /* "" when no rule decided (errors, unknown tenant) */
+    const char *peer;    /* POL_FORWARD: the peer's id */
+    uint32_t classes;    /* detected and declared */
+    int max_class;       /* index of the most sensitive, -1 for none */
+    char reason[256];
+    struct det_findings findings; /* what detect found (the caller frees it with pol_decision_free) */
+};
+
+/* Decides for r. Returns 0 with the decision in d, or an error code with
+ * d->action == POL_DENY and the reason in d->reason: callers deny on
+ * either. */
+int pol_decide(const struct pol_policy *p, const struct pol_request *r,
+               struct pol_decision *d /* out */);
+void pol_decision_free(struct pol_decision *d);
+
+/* Runs the cases in text (a YAML list of {name, tenant, model, input,
+ * declared, expect, rule}) against p, a line per case into report; counts
+ * into n_pass and n_fail. A malformed cases file is an error naming its
+ * line. */
+int pol_run_cases(const struct pol_policy *p, const char *name, const char *text, size_t len,
+                  struct cit_buf *report, int *n_pass /* out */, int *n_fail /* out */,
+                  struct cit_err *err);
+
+#endif

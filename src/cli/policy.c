@@ -1,0 +1,73 @@
+/*
+ * citadel policy check FILE
+ * citadel policy test FILE CASES
+ *
+ * check validates the policy and prints a summary with its hash (exit 0),
+ * or the first error with its line (exit 1). test runs table-driven cases
+ * and exits 0 only when every case gives the expected decision.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "citadel/policy.h"
+#include "cli.h"
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = cit_malloc(POL_MAX_FILE + 1);
+    if (buf) {
+        *len = fread(buf, 1, POL_MAX_FILE + 1, f);
+        buf[*len < POL_MAX_FILE ? *len : POL_MAX_FILE] = 0;
+    }
+    fclose(f);
+    return buf;
+}
+
+int cli_policy(int argc, char **argv)
+{
+    struct cit_err err = {{0}};
+    struct pol_policy *p;
+    int check = argc == 2 && !strcmp(argv[0], "check");
+    int test = argc == 3 && !strcmp(argv[0], "test");
+    if (!check && !test) {
+        fprintf(stderr, "usage: citadel policy check FILE\n"
+                        "       citadel policy test FILE CASES\n");
+        return 2;
+    }
+    if (pol_load(argv[1], &p, &err)) {
+        fprintf(stderr, "citadel policy: %s\n", err.msg);
+        return 1;
+    }
+    if (check) {
+        printf("%s: valid policy for node %s (%s)\n", argv[1], p->node_id, p->jurisdiction);
+        printf("  sha256 %s\n", p->hash_hex);
+        printf("  classes:");
+        for (int i = 0; i < p->n_classes; i++) printf(" %s", p->classes[i]);
+        printf("\n  %d tenants, %d models, %d peers, %d keywords, %d rules\n", p->n_tenants,
+               p->n_models, p->n_peers, p->n_keywords, p->n_rules);
+        pol_free(p);
+        return 0;
+    }
+    size_t len;
+    char *cases = slurp(argv[2], &len);
+    if (!cases) {
+        fprintf(stderr, "citadel policy: %s: %s\n", argv[2], strerror(errno));
+        pol_free(p);
+        return 1;
+    }
+    struct cit_buf report = {0};
+    int pass, fail;
+    int rc = pol_run_cases(p, argv[2], cases, len, &report, &pass, &fail, &err);
+    if (report.len) fwrite(report.p, 1, report.len, stdout);
+    if (rc)
+        fprintf(stderr, "citadel policy: %s\n", err.msg);
+    else
+        printf("%d passed, %d failed\n", pass, fail);
+    cit_buf_free(&report);
+    cit_free(cases);
+    pol_free(p);
+    return rc || fail ? 1 : 0;
+}

@@ -1,0 +1,729 @@
+/*
+ * The policy file and decisions (see include/citadel/policy.h and
+ * docs/policy.md).
+ *
+ * libyaml loads the file into a node tree whose nodes carry their line, so
+ * every error can name the line. The schema is checked strictly: an
+ * unknown key is an error that lists the keys allowed there, because a
+ * misspelt "clases" silently ignored is exactly the failure a policy
+ * must not have.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "citadel/policy.h"
+
+const char *pol_action_name(int action)
+{
+    switch (action) {
+    case POL_LOCAL: return "local";
+    case POL_REDACT: return "redact";
+    case POL_FORWARD: return "forward";
+    default: return "deny";
+    }
+}
+
+/* ---- the YAML tree ---- */
+
+struct yp {
+    yaml_document_t doc;
+    const char *name;
+    struct cit_err *err;
+};
+
+static yaml_node_t *ynode(struct yp *y, int idx)
+{
+    return yaml_document_get_node(&y->doc, idx);
+}
+
+static int yfail(struct yp *y, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int yfail(struct yp *y, const yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return cit_err_set(y->err, CIT_EFORMAT, "%s:%d: %s", y->name,
+                       n ? (int)n->start_mark.line + 1 : 1, msg);
+}
+
+static int is_scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE;
+}
+
+static const char *sval(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* The value of key in mapping m, or NULL. */
+static yaml_node_t *yget(struct yp *y, yaml_node_t *m, const char *key)
+{
+    if (!m || m->type != YAML_MAPPING_NODE) return NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = ynode(y, p->key);
+        if (is_scalar(k) && !strcmp(sval(k), key)) return ynode(y, p->value);
+    }
+    return NULL;
+}
+
+/* Every key of m is one of allowed (NULL-terminated), and none twice. */
+static int ykeys(struct yp *y, yaml_node_t *m, const char *what, const char *const *allowed)
+{
+    if (!m || m->type != YAML_MAPPING_NODE) return yfail(y, m, "%s must be a mapping", what);
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = ynode(y, p->key);
+        int ok = 0;
+        if (!is_scalar(k)) return yfail(y, k, "%s: keys must be plain names", what);
+        for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(*a, sval(k));
+        if (!ok) {
+            char list[256] = "";
+            for (const char *const *a = allowed; *a; a++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         a == allowed ? "" : ", ", *a);
+            return yfail(y, k, "unknown key '%s' in %s; expected one of: %s", sval(k), what, list);
+        }
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++)
+            if (!strcmp(sval(ynode(y, q->key)), sval(k)))
+                return yfail(y, k, "'%s' appears twice in %s", sval(k), what);
+    }
+    return 0;
+}
+
+/* A name: 1..cap-1 bytes of letters, digits, '_', '-', '.', ':', '/'. */
+static int yname(struct yp *y, yaml_node_t *n, const char *what, char *dst, size_t cap)
+{
+    if (!is_scalar(n)) return yfail(y, n, "%s must be a name", what);
+    size_t l = n->data.scalar.length;
+    if (l == 0 || l >= cap) return yfail(y, n, "%s must be 1 to %zu characters", what, cap - 1);
+    for (size_t i = 0; i < l; i++) {
+        unsigned char c = (unsigned char)sval(n)[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("_-.:/", c)))
+            return yfail(y, n, "%s '%s': use letters, digits and _ - . : / only", what, sval(n));
+    }
+    memcpy(dst, sval(n), l + 1);
+    return 0;
+}
+
+static int yint(struct yp *y, yaml_node_t *n, const char *what, int64_t lo, int64_t hi,
+                int64_t *out)
+{
+    char *end;
+    if (!is_scalar(n)) return yfail(y, n, "%s must be a number", what);
+    long long v = strtoll(sval(n), &end, 10);
+    if (end == sval(n) || *end || v < lo || v > hi)
+        return yfail(y, n, "%s must be a whole number from %lld to %lld, not '%s'", what,
+                     (long long)lo, (long long)hi, sval(n));
+    *out = v;
+    return 0;
+}
+
+static int yclass(struct yp *y, const struct pol_policy *p, yaml_node_t *n, const char *what,
+                  int *out)
+{
+    if (!is_scalar(n)) return yfail(y, n, "%s must be a class name", what);
+    int k = pol_class_index(p, sval(n));
+    if (k < 0) return yfail(y, n, "%s: '%s' is not one of the classes listed under 'classes'", what, sval(n));
+    *out = k;
+    return 0;
+}
+
+/* A class name or a list of them, as a mask. */
+static int yclass_set(struct yp *y, const struct pol_policy *p, yaml_node_t *n, const char *what,
+                      uint32_t *mask)
+{
+    int k;
+    *mask = 0;
+    if (is_scalar(n)) {
+        if (yclass(y, p, n, what, &k)) return CIT_EFORMAT;
+        *mask = 1u << k;
+        return 0;
+    }
+    if (!n || n->type != YAML_SEQUENCE_NODE) return yfail(y, n, "%s must be a list of classes", what);
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        if (yclass(y, p, ynode(y, *i), what, &k)) return CIT_EFORMAT;
+        *mask |= 1u << k;
+    }
+    return 0;
+}
+
+static int seq_len(const yaml_node_t *n)
+{
+    return (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static int map_len(const yaml_node_t *n)
+{
+    return (int)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+int pol_class_index(const struct pol_policy *p, const char *name)
+{
+    for (int i = 0; i < p->n_classes; i++)
+        if (!strcmp(p->classes[i], name)) return i;
+    return -1;
+}
+
+int pol_tenant_index(const struct pol_policy *p, const char *name)
+{
+    for (int i = 0; i < p->n_tenants; i++)
+        if (!strcmp(p->tenants[i].name, name)) return i;
+    return -1;
+}
+
+static int target_index(const struct pol_target *v, int n, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v[i].id, id)) return i;
+    return -1;
+}
+
+/* ---- sections ---- */
+
+static int parse_classes(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    if (!n || n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0)
+        return yfail(y, n, "'classes' must list the data classes, least sensitive first");
+    if (seq_len(n) > POL_MAX_CLASSES)
+        return yfail(y, n, "at most %d classes", POL_MAX_CLASSES);
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        yaml_node_t *c = ynode(y, *i);
+        char name[POL_MAX_NAME];
+        if (yname(y, c, "a class", name, sizeof(name))) return CIT_EFORMAT;
+        if (!strcmp(name, "ignore")) return yfail(y, c, "'ignore' is reserved; pick another class name");
+        if (pol_class_index(p, name) >= 0) return yfail(y, c, "class '%s' is listed twice", name);
+        memcpy(p->classes[p->n_classes++], name, sizeof(name));
+    }
+    return 0;
+}
+
+static int parse_detectors(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    /* unlisted detectors count as the most sensitive class: fail closed */
+    for (int d = 0; d < DET_CLASS_COUNT; d++) {
+        p->det_class[d] = p->n_classes - 1;
+        p->det_min_conf[d] = 0;
+    }
+    if (!n) return 0;
+    if (n->type != YAML_MAPPING_NODE) return yfail(y, n, "'detectors' must map detectors to classes");
+    for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
+        yaml_node_t *k = ynode(y, q->key), *v = ynode(y, q->value);
+        int d = is_scalar(k) ? det_class_from_name(sval(k)) : -1;
+        if (d < 0 || d == DET_KEYWORD) {
+            char list[400] = "";
+            for (int i = 0; i < DET_KEYWORD; i++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                         det_class_name(i));
+            return yfail(y, k, "unknown detector '%s'; detectors are: %s (keywords go under 'keywords')",
+                         is_scalar(k) ? sval(k) : "?", list);
+        }
+        yaml_node_t *cls = v;
+        if (v && v->type == YAML_MAPPING_NODE) {
+            static const char *const keys[] = {"class", "min_confidence", NULL};
+            if (ykeys(y, v, "a detector", keys)) return CIT_EFORMAT;
+            cls = yget(y, v, "class");
+            yaml_node_t *mc = yget(y, v, "min_confidence");
+            if (mc) {
+                char *end;
+                double c = is_scalar(mc) ? strtod(sval(mc), &end) : -1;
+                if (!is_scalar(mc) || end == sval(mc) || *end || !(c >= 0 && c <= 1))
+                    return yfail(y, mc, "min_confidence must be a number from 0 to 1");
+                p->det_min_conf[d] = (float)c;
+            }
+        }
+        if (is_scalar(cls) && !strcmp(sval(cls), "ignore")) {
+            p->det_class[d] = -1;
+        } else if (yclass(y, p, cls, "a detector's class (or 'ignore')", &p->det_class[d])) {
+            return CIT_EFORMAT;
+        }
+    }
+    return 0;
+}
+
+static int parse_keywords(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    if (!n) return 0;
+    if (n->type != YAML_SEQUENCE_NODE || seq_len(n) > POL_MAX_ITEMS)
+        return yfail(y, n, "'keywords' must be a list of {word, class, exact} (at most %d)",
+                     POL_MAX_ITEMS);
+    int cnt = seq_len(n);
+    p->keywords = cit_calloc((size_t)cnt + 1, sizeof(*p->keywords));
+    p->keyword_class = cit_calloc((size_t)cnt + 1, sizeof(int));
+    if (!p->keywords || !p->keyword_class) return CIT_ENOMEM;
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        static const char *const keys[] = {"word", "class", "exact", NULL};
+        yaml_node_t *e = ynode(y, *i), *w, *x;
+        if (ykeys(y, e, "a keyword", keys)) return CIT_EFORMAT;
+        w = yget(y, e, "word");
+        if (!is_scalar(w) || w->data.scalar.length == 0 ||
+            w->data.scalar.length > DET_MAX_KEYWORD_LEN)
+            return yfail(y, e, "a keyword needs 'word': 1 to %d bytes", DET_MAX_KEYWORD_LEN);
+        int k = p->n_keywords;
+        if (yclass(y, p, yget(y, e, "class"), "a keyword's class", &p->keyword_class[k]))
+            return CIT_EFORMAT;
+        x = yget(y, e, "exact");
+        if (x && !(is_scalar(x) && (!strcmp(sval(x), "true") || !strcmp(sval(x), "false"))))
+            return yfail(y, x, "'exact' is true or false");
+        p->keywords[k].exact_case = x && !strcmp(sval(x), "true");
+        p->keywords[k].word = cit_strndup(sval(w), w->data.scalar.length);
+        if (!p->keywords[k].word) return CIT_ENOMEM;
+        p->n_keywords++;
+    }
+    return 0;
+}
+
+static int parse_tenants(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    if (!n || n->type != YAML_MAPPING_NODE || map_len(n) == 0 || map_len(n) > POL_MAX_ITEMS)
+        return yfail(y, n, "'tenants' must map each tenant's name to its quota (1 to %d tenants)",
+                     POL_MAX_ITEMS);
+    p->tenants = cit_calloc((size_t)map_len(n), sizeof(*p->tenants));
+    if (!p->tenants) return CIT_ENOMEM;
+    for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
+        static const char *const keys[] = {"requests_per_minute", "tokens_per_day", "concurrent", NULL};
+        struct pol_tenant *t = &p->tenants[p->n_tenants];
+        yaml_node_t *v = ynode(y, q->value), *f;
+        if (yname(y, ynode(y, q->key), "a tenant's name", t->name, sizeof(t->name))) return CIT_EFORMAT;
+        if (pol_tenant_index(p, t->name) >= 0)
+            return yfail(y, ynode(y, q->key), "tenant '%s' is listed twice", t->name);
+        if (v && is_scalar(v) && v->data.scalar.length == 0) v = NULL; /* "name:" alone: no quota */
+        if (v) {
+            if (ykeys(y, v, "a tenant", keys)) return CIT_EFORMAT;
+            if ((f = yget(y, v, "requests_per_minute")) &&
+                yint(y, f, "requests_per_minute", 0, 1000000000, &t->quota.requests_per_minute))
+                return CIT_EFORMAT;
+            if ((f = yget(y, v, "tokens_per_day")) &&
+                yint(y, f, "tokens_per_day", 0, INT64_C(1) << 50, &t->quota.tokens_per_day))
+                return CIT_EFORMAT;
+            if ((f = yget(y, v, "concurrent")) &&
+                yint(y, f, "concurrent", 0, 100000, &t->quota.concurrent))
+                return CIT_EFORMAT;
+        }
+        p->n_tenants++;
+    }
+    return 0;
+}
+
+static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int peers)
+{
+    const char *what = peers ? "peers" : "models";
+    if (!n) {
+        if (peers) return 0;
+        return yfail(y, NULL, "the policy needs 'models': the models this node serves and the "
+                              "classes each may see");
+    }
+    if (n->type != YAML_MAPPING_NODE || map_len(n) > POL_MAX_ITEMS)
+        return yfail(y, n, "'%s' must map ids to {jurisdiction, classes%s}", what,
+                     peers ? ", url" : "");
+    struct pol_target *v = cit_calloc((size_t)map_len(n) + 1, sizeof(*v));
+    if (!v) return CIT_ENOMEM;
+    if (peers)
+        p->peers = v;
+    else
+        p->models = v;
+    int *count = peers ? &p->n_peers : &p->n_models;
+    for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
+        static const char *const mkeys[] = {"jurisdiction", "classes", NULL};
+        static const char *const pkeys[] = {"jurisdiction", "classes", "url", NULL};
+        struct pol_target *t = &v[*count];
+        yaml_node_t *e = ynode(y, q->value), *f;
+        if (yname(y, ynode(y, q->key), peers ? "a peer's id" : "a model's id", t->id, sizeof(t->id)))
+            return CIT_EFORMAT;
+        if (target_index(v, *count, t->id) >= 0)
+            return yfail(y, ynode(y, q->key), "'%s' is listed twice under %s", t->id, what);
+        if (ykeys(y, e, peers ? "a peer" : "a model", peers ? pkeys : mkeys)) return CIT_EFORMAT;
+        f = yget(y, e, "jurisdiction");
+        if (!f) return yfail(y, e, "%s '%s' needs a 'jurisdiction'", peers ? "peer" : "model", t->id);
+        if (yname(y, f, "a jurisdiction", t->jurisdiction, sizeof(t->jurisdiction))) return CIT_EFORMAT;
+        f = yget(y, e, "classes");
+        if (!f) return yfail(y, e, "%s '%s' needs 'classes': the data classes it may see",
+                             peers ? "peer" : "model", t->id);
+        if (yclass_set(y, p, f, "classes", &t->classes)) return CIT_EFORMAT;
+        if (peers) {
+            f = yget(y, e, "url");
+            if (!is_scalar(f) || f->data.scalar.length >= sizeof(t->url) ||
+                strncmp(sval(f), "https://", 8))
+                return yfail(y, f ? f : e, "peer '%s' needs a 'url' starting with https://", t->id);
+            memcpy(t->url, sval(f), f->data.scalar.length + 1);
+        }
+        (*count)++;
+    }
+    return 0;
+}
+
+/* A name or a list of names from names (models or tenants), as indices. */
+static int ynames(struct yp *y, yaml_node_t *n, const char *what, int (*lookup)(const struct pol_policy *, const char *),
+                  const struct pol_policy *p, int **out, int *n_out)
+{
+    int cnt = is_scalar(n) ? 1 : (n && n->type == YAML_SEQUENCE_NODE ? seq_len(n) : -1);
+    if (cnt < 1 || cnt > POL_MAX_ITEMS) return yfail(y, n, "%s must be a name or a list of names", what);
+    *out = cit_calloc((size_t)cnt, sizeof(int));
+    if (!*out) return CIT_ENOMEM;
+    for (int i = 0; i < cnt; i++) {
+        yaml_node_t *e = is_scalar(n) ? n : ynode(y, n->data.sequence.items.start[i]);
+        int k = is_scalar(e) ? lookup(p, sval(e)) : -1;
+        if (k < 0) return yfail(y, e, "%s: '%s' is not defined in the policy", what, is_scalar(e) ? sval(e) : "?");
+        (*out)[(*n_out)++] = k;
+    }
+    return 0;
+}
+
+static int model_lookup(const struct pol_policy *p, const char *id)
+{
+    return target_index(p->models, p->n_models, id);
+}
+
+static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    if (!n || n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0 || seq_len(n) > POL_MAX_ITEMS)
+        return yfail(y, n, "'rules' must be a list of rules (1 to %d), tried in order", POL_MAX_ITEMS);
+    p->rules = cit_calloc((size_t)seq_len(n), sizeof(*p->rules));
+    if (!p->rules) return CIT_ENOMEM;
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        static const char *const keys[] = {"id", "when", "action", "peer", "reason", NULL};
+        static const char *const wkeys[] = {"tenant", "model", "classes_any", "class_at_least",
+                                            "class_at_most", NULL};
+        yaml_node_t *e = ynode(y, *i), *w, *f;
+        struct pol_rule *r = &p->rules[p->n_rules];
+        r->at_least = r->at_most = -1;
+        r->peer = -1;
+        r->line = e ? (int)e->start_mark.line + 1 : 0;
+        if (ykeys(y, e, "a rule", keys)) return CIT_EFORMAT;
+        if (yname(y, yget(y, e, "id"), "a rule's 'id'", r->id, sizeof(r->id))) return CIT_EFORMAT;
+        for (int k = 0; k < p->n_rules; k++)
+            if (!strcmp(p->rules[k].id, r->id)) return yfail(y, e, "rule id '%s' is used twice", r->id);
+        p->n_rules++; /* from here on pol_free sees it */
+        f = yget(y, e, "action");
+        if (!is_scalar(f)) return yfail(y, e, "rule '%s' needs an 'action': local, redact, forward or deny", r->id);
+        if (!strcmp(sval(f), "local")) r->action = POL_LOCAL;
+        else if (!strcmp(sval(f), "redact")) r->action = POL_REDACT;
+        else if (!strcmp(sval(f), "forward")) r->action = POL_FORWARD;
+        else if (!strcmp(sval(f), "deny")) r->action = POL_DENY;
+        else return yfail(y, f, "rule '%s': action '%s' is not local, redact, forward or deny", r->id, sval(f));
+        f = yget(y, e, "peer");
+        if (r->action == POL_FORWARD) {
+            if (!is_scalar(f)) return yfail(y, e, "rule '%s' forwards: name the 'peer'", r->id);
+            if ((r->peer = target_index(p->peers, p->n_peers, sval(f))) < 0)
+                return yfail(y, f, "rule '%s': peer '%s' is not under 'peers'", r->id, sval(f));
+        } else if (f) {
+            return yfail(y, f, "rule '%s': 'peer' goes with action forward only", r->id);
+        }
+        f = yget(y, e, "reason");
+        if (f && (!is_scalar(f) || f->data.scalar.length >= sizeof(r->reason)))
+            return yfail(y, f, "a rule's 'reason' is text of at most %zu bytes", sizeof(r->reason) - 1);
+        if (f) memcpy(r->reason, sval(f), f->data.scalar.length + 1);
+        w = yget(y, e, "when");
+        if (w) {
+            if (ykeys(y, w, "a rule's 'when'", wkeys)) return CIT_EFORMAT;
+            if ((f = yget(y, w, "tenant")) &&
+                ynames(y, f, "when.tenant", pol_tenant_index, p, &r->tenants, &r->n_tenants))
+                return CIT_EFORMAT;
+            if ((f = yget(y, w, "model")) &&
+                ynames(y, f, "when.model", model_lookup, p, &r->models, &r->n_models))
+                return CIT_EFORMAT;
+            if ((f = yget(y, w, "classes_any")) && yclass_set(y, p, f, "when.classes_any", &r->any))
+                return CIT_EFORMAT;
+            if ((f = yget(y, w, "class_at_least")) &&
+                yclass(y, p, f, "when.class_at_least", &r->at_least))
+                return CIT_EFORMAT;
+            if ((f = yget(y, w, "class_at_most")) &&
+                yclass(y, p, f, "when.class_at_most", &r->at_most))
+                return CIT_EFORMAT;
+        }
+        /* a rule after one that matches everything can never apply */
+        for (int k = 0; k + 1 < p->n_rules; k++) {
+            const struct pol_rule *o = &p->rules[k];
+            if (!o->n_tenants && !o->n_models && !o->any && o->at_least < 0 && o->at_most < 0)
+                return yfail(y, e, "rule '%s' can never apply: rule '%s' (line %d) before it matches "
+                                   "every request; move it up or narrow rule '%s'",
+                             r->id, o->id, o->line, o->id);
+        }
+    }
+    return 0;
+}
+
+int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out,
+              struct cit_err *err)
+{
+    struct yp y = {.name = name, .err = err};
+    yaml_parser_t parser;
+    int rc = 0;
+    if (len > POL_MAX_FILE)
+        return cit_err_set(err, CIT_ERANGE, "%s: %zu bytes; a policy is at most %u", name, len,
+                           POL_MAX_FILE);
+    if (sodium_init() < 0) return cit_err_set(err, CIT_EIO, "%s: libsodium failed to start", name);
+    struct pol_policy *p = cit_calloc(1, sizeof(*p));
+    if (!p) return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", name);
+    if (!yaml_parser_initialize(&parser)) {
+        cit_free(p);
+        return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", name);
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &y.doc)) {
+        rc = cit_err_set(err, CIT_EFORMAT, "%s:%d: not valid YAML: %s%s%s", name,
+                         (int)parser.problem_mark.line + 1, parser.problem ? parser.problem : "?",
+                         parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        cit_free(p);
+        return rc;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&y.doc);
+    static const char *const top[] = {"version", "node", "classes", "detectors", "keywords",
+                                      "tenants", "models", "peers", "rules", NULL};
+    static const char *const nodekeys[] = {"id", "jurisdiction", NULL};
+    int64_t version = 0;
+    yaml_node_t *f;
+    if (!root) rc = yfail(&y, NULL, "the policy is empty");
+    if (!rc) rc = ykeys(&y, root, "the policy", top);
+    if (!rc && !(f = yget(&y, root, "version")))
+        rc = yfail(&y, root, "the policy needs 'version: 1'");
+    if (!rc) rc = yint(&y, f, "version", 1, 1, &version);
+    if (!rc && !(f = yget(&y, root, "node")))
+        rc = yfail(&y, root, "the policy needs 'node' with this node's 'id' and 'jurisdiction'");
+    if (!rc) rc = ykeys(&y, f, "node", nodekeys);
+    if (!rc) rc = yname(&y, yget(&y, f, "id"), "node.id", p->node_id, sizeof(p->node_id));
+    if (!rc)
+        rc = yname(&y, yget(&y, f, "jurisdiction"), "node.jurisdiction", p->jurisdiction,
+                   sizeof(p->jurisdiction));
+    if (!rc) rc = parse_classes(&y, p, yget(&y, root, "classes"));
+    if (!rc) rc = parse_detectors(&y, p, yget(&y, root, "detectors"));
+    if (!rc) rc = parse_keywords(&y, p, yget(&y, root, "keywords"));
+    if (!rc) rc = parse_tenants(&y, p, yget(&y, root, "tenants"));
+    if (!rc) rc = parse_targets(&y, p, yget(&y, root, "models"), 0);
+    if (!rc) rc = parse_targets(&y, p, yget(&y, root, "peers"), 1);
+    if (!rc) rc = parse_rules(&y, p, yget(&y, root, "rules"));
+    if (!rc && (rc = det_scanner_new(p->keywords, (size_t)p->n_keywords, &p->scanner, err)))
+        cit_err_prefix(err, name);
+    if (rc == CIT_ENOMEM) cit_err_set(err, rc, "%s: out of memory", name);
+    yaml_document_delete(&y.doc);
+    yaml_parser_delete(&parser);
+    if (rc) {
+        pol_free(p);
+        return rc;
+    }
+    crypto_hash_sha256(p->hash, (const unsigned char *)text, len);
+    sodium_bin2hex(p->hash_hex, sizeof(p->hash_hex), p->hash, sizeof(p->hash));
+    *out = p;
+    return 0;
+}
+
+int pol_load(const char *path, struct pol_policy **out, struct cit_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+    if (!f) return cit_err_set(err, CIT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    buf = cit_malloc(POL_MAX_FILE + 1);
+    if (!buf) {
+        fclose(f);
+        return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", path);
+    }
+    n = fread(buf, 1, POL_MAX_FILE + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    int rc = bad ? cit_err_set(err, CIT_EIO, "%s: read failed", path)
+                 : pol_parse(path, buf, n, out, err);
+    cit_free(buf);
+    return rc;
+}
+
+void pol_free(struct pol_policy *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->n_keywords; i++) cit_free((char *)p->keywords[i].word);
+    cit_free(p->keywords);
+    cit_free(p->keyword_class);
+    cit_free(p->tenants);
+    cit_free(p->models);
+    cit_free(p->peers);
+    for (int i = 0; p->rules && i < p->n_rules; i++) {
+        cit_free(p->rules[i].tenants);
+        cit_free(p->rules[i].models);
+    }
+    cit_free(p->rules);
+    det_scanner_free(p->scanner);
+    cit_free(p);
+}
+
+/* ---- decisions ---- */
+
+static int deny(struct pol_decision *d, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int deny(struct pol_decision *d, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    d->action = POL_DENY;
+    d->peer = NULL;
+    va_start(ap, fmt);
+    vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The first class in mask that target may not see, or -1. */
+static int uncleared(uint32_t mask, uint32_t cleared)
+{
+    uint32_t over = mask & ~cleared;
+    return over ? __builtin_ctz(over) : -1;
+}
+
+static int has(const int *v, int n, int x)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == x) return 1;
+    return 0;
+}
+
+int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct pol_decision *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->rule_id = "";
+    d->max_class = -1;
+    int t = r->tenant ? pol_tenant_index(p, r->tenant) : -1;
+    if (t < 0) return deny(d, 0, "tenant '%s' is not in the policy", r->tenant ? r->tenant : "");
+    int m = r->model ? model_lookup(p, r->model) : -1;
+    if (m < 0) return deny(d, 0, "model '%s' is not in the policy", r->model ? r->model : "");
+    int rc = det_scan(p->scanner, r->text ? r->text : "", r->text ? r->len : 0, &d->findings);
+    if (rc) return deny(d, rc, "detection failed (%s): denied", cit_strerror(rc));
+    uint32_t detected = 0, declared = 0;
+    for (size_t i = 0; i < d->findings.n; i++) {
+        const struct det_finding *f = &d->findings.v[i];
+        int c = f->cls == DET_KEYWORD ? p->keyword_class[f->keyword] : p->det_class[f->cls];
+        if (c >= 0 && f->confidence >= p->det_min_conf[f->cls]) detected |= 1u << c;
+    }
+    if (r->declared) { /* "personal, secret": raise only */
+        const char *s = r->declared;
+        while (*s) {
+            while (*s == ' ' || *s == ',') s++;
+            size_t l = strcspn(s, " ,");
+            if (!l) break;
+            char name[POL_MAX_NAME];
+            if (l >= sizeof(name))
+                return deny(d, CIT_EINVAL, "a declared data class is too long");
+            memcpy(name, s, l);
+            name[l] = 0;
+            int c = pol_class_index(p, name);
+            if (c < 0) return deny(d, CIT_EINVAL, "declared data class '%s' is not in the policy", name);
+            declared |= 1u << c;
+            s += l;
+        }
+    }
+    d->classes = detected | declared;
+    d->max_class = d->classes ? 31 - __builtin_clz(d->classes) : -1;
+    for (int i = 0; i < p->n_rules; i++) {
+        const struct pol_rule *u = &p->rules[i];
+        if (u->n_tenants && !has(u->tenants, u->n_tenants, t)) continue;
+        if (u->n_models && !has(u->models, u->n_models, m)) continue;
+        if (u->any && !(u->any & d->classes)) continue;
+        if (u->at_least >= 0 && d->max_class < u->at_least) continue;
+        if (u->at_most >= 0 && d->max_class > u->at_most) continue;
+        d->rule_id = u->id;
+        d->action = u->action;
+        snprintf(d->reason, sizeof(d->reason), "%s", u->reason[0] ? u->reason : "");
+        int c;
+        switch (u->action) {
+        case POL_LOCAL:
+            if ((c = uncleared(d->classes, p->models[m].classes)) >= 0)
+                return deny(d, 0, "rule '%s' keeps it local, but model '%s' is not cleared for "
+                                  "class '%s'",
+                            u->id, p->models[m].id, p->classes[c]);
+            break;
+        case POL_REDACT: /* what redaction leaves: the declared classes */
+            if ((c = uncleared(declared, p->models[m].classes)) >= 0)
+                return deny(d, 0, "rule '%s' redacts, but the request declares class '%s', "
+                                  "which model '%s' is not cleared for",
+                            u->id, p->classes[c], p->models[m].id);
+            break;
+        case POL_FORWARD:
+            d->peer = p->peers[u->peer].id;
+            if ((c = uncleared(d->classes, p->peers[u->peer].classes)) >= 0)
+                return deny(d, 0, "rule '%s' forwards to '%s', which is not cleared for class '%s'",
+                            u->id, d->peer, p->classes[c]);
+            break;
+        default:
+            if (!d->reason[0]) snprintf(d->reason, sizeof(d->reason), "denied by rule '%s'", u->id);
+        }
+        return 0;
+    }
+    return deny(d, 0, "no rule matches: denied");
+}
+
+void pol_decision_free(struct pol_decision *d)
+{
+    det_findings_free(&d->findings);
+}
+
+/* ---- table-driven cases (citadel policy test) ---- */
+
+int pol_run_cases(const struct pol_policy *p, const char *name, const char *text, size_t len,
+                  struct cit_buf *report, int *n_pass, int *n_fail, struct cit_err *err)
+{
+    struct yp y = {.name = name, .err = err};
+    yaml_parser_t parser;
+    int rc = 0;
+    *n_pass = *n_fail = 0;
+    if (len > POL_MAX_FILE) return cit_err_set(err, CIT_ERANGE, "%s: too large", name);
+    if (!yaml_parser_initialize(&parser)) return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &y.doc)) {
+        rc = cit_err_set(err, CIT_EFORMAT, "%s:%d: not valid YAML: %s", name,
+                         (int)parser.problem_mark.line + 1, parser.problem ? parser.problem : "?");
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&y.doc);
+    if (!root || root->type != YAML_SEQUENCE_NODE)
+        rc = yfail(&y, root, "the cases must be a list of {name, tenant, model, input, declared, "
+                             "expect, rule}");
+    for (yaml_node_item_t *i = root && !rc ? root->data.sequence.items.start : NULL;
+         i && i < root->data.sequence.items.top && !rc; i++) {
+        static const char *const keys[] = {"name", "tenant", "model", "input", "declared",
+                                           "expect", "rule", NULL};
+        yaml_node_t *c = ynode(&y, *i), *f;
+        if ((rc = ykeys(&y, c, "a case", keys))) break;
+        const char *field[7];
+        for (int k = 0; k < 7; k++) {
+            f = yget(&y, c, keys[k]);
+            if (f && !is_scalar(f)) {
+                rc = yfail(&y, f, "'%s' must be text", keys[k]);
+                break;
+            }
+            field[k] = f ? sval(f) : NULL;
+        }
+        if (rc) break;
+        if (!field[5]) {
+            rc = yfail(&y, c, "a case needs 'expect': local, redact, forward or deny");
+            break;
+        }
+        struct pol_request r = {field[1], field[2], field[3], field[3] ? strlen(field[3]) : 0,
+                                field[4]};
+        struct pol_decision d;
+        pol_decide(p, &r, &d); /* an error is a deny, which the case can expect */
+        int ok = !strcmp(pol_action_name(d.action), field[5]) &&
+                 (!field[6] || !strcmp(d.rule_id, field[6]));
+        if (ok)
+            (*n_pass)++;
+        else
+            (*n_fail)++;
+        rc = cit_buf_printf(report, "%s %s:%d %s: %s%s%s%s%s\n", ok ? "ok  " : "FAIL", name,
+                            (int)c->start_mark.line + 1, field[0] ? field[0] : "(unnamed)",
+                            pol_action_name(d.action), d.rule_id[0] ? " by rule " : "", d.rule_id,
+                            d.reason[0] ? ": " : "", d.reason);
+        if (!rc && !ok)
+            rc = cit_buf_printf(report, "     expected %s%s%s\n", field[5],
+                                field[6] ? " by rule " : "", field[6] ? field[6] : "");
+        pol_decision_free(&d);
+    }
+    yaml_document_delete(&y.doc);
+    yaml_parser_delete(&parser);
+    return rc;
+}

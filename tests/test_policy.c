@@ -1,0 +1,166 @@
+/* policy: parsing with errors that name the line, decisions for every
+ * action, rule order, class order, declared labels, unknown tenant and
+ * model, and an injected detector failure giving deny. */
+#include <stdlib.h>
+
+#include "citadel/policy.h"
+#include "test.h"
+
+static const char base[] = "version: 1\n"                                        /* 1 */
+                           "node: {id: n1, jurisdiction: DE}\n"                  /* 2 */
+                           "classes: [public, internal, personal, secret]\n"     /* 3 */
+                           "detectors: {email: personal, ipv4: internal}\n"      /* 4 */
+                           "keywords:\n"                                         /* 5 */
+                           "  - {word: BLUEBIRD, class: secret}\n"               /* 6 */
+                           "tenants:\n"                                          /* 7 */
+                           "  t1: {requests_per_minute: 10}\n"                   /* 8 */
+                           "  t2:\n"                                             /* 9 */
+                           "models:\n"                                           /* 10 */
+                           "  small: {jurisdiction: DE, classes: [public, internal]}\n"
+                           "  big: {jurisdiction: DE, classes: [public, internal, personal]}\n"
+                           "peers:\n"
+                           "  fr: {jurisdiction: FR, url: 'https://fr.example', classes: [public]}\n";
+
+static struct pol_policy *load(const char *rules, struct cit_err *err)
+{
+    static char text[8192];
+    struct pol_policy *p = NULL;
+    snprintf(text, sizeof(text), "%s%s", base, rules);
+    if (pol_parse("test.yaml", text, strlen(text), &p, err)) return NULL;
+    return p;
+}
+
+static int decide(const struct pol_policy *p, const char *tenant, const char *model,
+                  const char *text, const char *declared, const char **rule, char *reason)
+{
+    struct pol_request r = {tenant, model, text, strlen(text), declared};
+    struct pol_decision d;
+    pol_decide(p, &r, &d);
+    int a = d.action;
+    if (rule) *rule = d.rule_id;
+    if (reason) snprintf(reason, 256, "%s", d.reason);
+    pol_decision_free(&d);
+    return a;
+}
+
+void test_policy_errors(void)
+{
+    struct cit_err err = {{0}};
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"version: 1\nnode: {id: n1, jurisdiction: DE}\nclases: [a]\n", "test.yaml:3: unknown key 'clases' in the policy; expected one of: version, node, classes"},
+        {"version: 2\n", "test.yaml:1: version must be a whole number from 1 to 1, not '2'"},
+        {"version: 1\nnode: [x\n", "test.yaml:3: not valid YAML"},
+        {"", "the policy is empty"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pol_policy *p = NULL;
+        CHECKF(pol_parse("test.yaml", cases[i].text, strlen(cases[i].text), &p, &err) ==
+                   CIT_EFORMAT,
+               "case %zu parsed", i);
+        CHECKF(strstr(err.msg, cases[i].want), "case %zu: %s", i, err.msg);
+    }
+    static const struct {
+        const char *rules, *want;
+    } bad[] = {
+        {"rules:\n  - {id: r1, action: allow}\n", "test.yaml:16: rule 'r1': action 'allow' is not local, redact, forward or deny"},
+        {"rules:\n  - {id: r1, action: forward}\n", "rule 'r1' forwards: name the 'peer'"},
+        {"rules:\n  - {id: r1, action: forward, peer: de}\n", "peer 'de' is not under 'peers'"},
+        {"rules:\n  - {id: r1, action: local, when: {tenant: t9}}\n", "test.yaml:16: when.tenant: 't9' is not defined"},
+        {"rules:\n  - {id: r1, action: local, when: {class_at_least: top}}\n", "'top' is not one of the classes"},
+        {"rules:\n  - {id: r1, action: local}\n  - {id: r2, action: deny}\n", "test.yaml:17: rule 'r2' can never apply: rule 'r1' (line 16)"},
+        {"rules:\n  - {id: r1, action: local}\n  - {id: r1, action: deny}\n", "rule id 'r1' is used twice"},
+        {"rules:\n  - {id: r1, action: local, when: {tenants: t1}}\n", "unknown key 'tenants' in a rule's 'when'"},
+        {"rules: []\n", "'rules' must be a list of rules"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECKF(!load(bad[i].rules, &err), "bad %zu parsed", i);
+        CHECKF(strstr(err.msg, bad[i].want), "bad %zu: %s", i, err.msg);
+    }
+    /* every allocation failure while loading unwinds with an error */
+    for (long nth = 1; nth < 200; nth++) {
+        cit_alloc_fail_at(nth);
+        struct pol_policy *p = load("rules:\n  - {id: r1, action: local}\n", &err);
+        cit_alloc_fail_at(0);
+        pol_free(p);
+    }
+}
+
+void test_policy_decisions(void)
+{
+    struct cit_err err = {{0}};
+    struct pol_policy *p = load("rules:\n"
+                                "  - {id: no-secrets, action: deny, when: {classes_any: secret}, reason: no}\n"
+                                "  - {id: t2-personal, action: local, when: {tenant: t2, class_at_least: personal}}\n"
+                                "  - {id: personal, action: redact, when: {class_at_least: personal}}\n"
+                                "  - {id: public-out, action: forward, peer: fr, when: {class_at_most: public, model: small}}\n"
+                                "  - {id: internal, action: local, when: {class_at_most: internal}}\n",
+                                &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(strlen(p->hash_hex) == 64);
+    const char *rule;
+    char why[256];
+    /* every action, and rule order: the first match decides */
+    CHECK(decide(p, "t1", "small", "hello", NULL, &rule, why) == POL_FORWARD && !strcmp(rule, "public-out"));
+    CHECK(decide(p, "t1", "big", "hello", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "internal"));
+    CHECK(decide(p, "t1", "big", "mail a@example.com", NULL, &rule, why) == POL_REDACT && !strcmp(rule, "personal"));
+    CHECK(decide(p, "t1", "big", "BLUEBIRD and a@example.com", NULL, &rule, why) == POL_DENY && !strcmp(rule, "no-secrets") && !strcmp(why, "no"));
+    /* class order: internal is above public, so the forward rule no longer matches */
+    CHECK(decide(p, "t1", "small", "host 10.0.0.1", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "internal"));
+    /* a tenant-specific rule before the general one */
+    CHECK(decide(p, "t2", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "t2-personal"));
+    /* the rule says local, but the model is not cleared for the class: deny */
+    CHECK(decide(p, "t2", "small", "mail a@example.com", NULL, &rule, why) == POL_DENY);
+    CHECKF(strstr(why, "model 'small' is not cleared for class 'personal'"), "%s", why);
+    /* declared labels raise and never lower */
+    CHECK(decide(p, "t1", "big", "hello", "personal", &rule, why) == POL_REDACT);
+    CHECK(decide(p, "t1", "big", "hello", "secret", &rule, why) == POL_DENY && !strcmp(rule, "no-secrets"));
+    CHECK(decide(p, "t1", "big", "a@example.com", "public", &rule, why) == POL_REDACT);
+    /* redaction cannot remove a declared class the model may not see */
+    CHECK(decide(p, "t1", "small", "a@example.com", "personal", &rule, why) == POL_DENY);
+    CHECKF(strstr(why, "declares class 'personal'"), "%s", why);
+    CHECK(decide(p, "t1", "big", "hello", "nope", &rule, why) == POL_DENY && strstr(why, "'nope'"));
+    /* unknown tenant, unknown model */
+    CHECK(decide(p, "t9", "big", "hello", NULL, &rule, why) == POL_DENY && !rule[0] && strstr(why, "tenant 't9'"));
+    CHECK(decide(p, "t1", "gpt", "hello", NULL, &rule, why) == POL_DENY && strstr(why, "model 'gpt'"));
+    /* a detector failure (allocation failure injected into the scan) denies */
+    struct pol_request r = {"t1", "small", "mail a@example.com, b@example.org", 34, NULL};
+    struct pol_decision d;
+    cit_alloc_fail_at(1);
+    int rc = pol_decide(p, &r, &d);
+    cit_alloc_fail_at(0);
+    CHECK(rc == CIT_ENOMEM && d.action == POL_DENY && strstr(d.reason, "detection failed"));
+    pol_decision_free(&d);
+    pol_free(p);
+    /* no rule matches: deny */
+    p = load("rules:\n  - {id: only-public, action: local, when: {class_at_most: public}}\n", &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(decide(p, "t1", "big", "host 10.0.0.1", NULL, &rule, why) == POL_DENY && strstr(why, "no rule matches"));
+    pol_free(p);
+    /* an unlisted detector counts as the most sensitive class (fail closed) */
+    p = load("rules:\n  - {id: up-to-personal, action: local, when: {class_at_most: personal}}\n", &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(decide(p, "t1", "big", "card 4111 1111 1111 1111", NULL, &rule, why) == POL_DENY);
+    CHECK(decide(p, "t1", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL);
+    pol_free(p);
+}
+
+void test_policy_cases(void)
+{
+    struct cit_err err = {{0}};
+    struct pol_policy *p;
+    CHECKF(pol_load("policy.example.yaml", &p, &err) == 0, "%s", err.msg);
+    size_t len;
+    char *cases = t_read_file("tests/data/policy_cases.yaml", &len);
+    CHECK(cases);
+    struct cit_buf report = {0};
+    int pass, fail;
+    CHECKF(pol_run_cases(p, "policy_cases.yaml", cases, len, &report, &pass, &fail, &err) == 0,
+           "%s", err.msg);
+    CHECKF(fail == 0 && pass >= 15, "%d passed, %d failed:\n%s", pass, fail, report.p);
+    t_note("policy.example.yaml: %d cases passed", pass);
+    cit_buf_free(&report);
+    cit_free(cases);
+    pol_free(p);
+}
