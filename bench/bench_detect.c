@@ -49,6 +49,24 @@ static char *load_lines(size_t *n_lines, char ***lines, size_t *n_plain, char **
     return buf;
 }
 
+/* Fills text with lines drawn at random (seed), one in plain_in_10 of ten
+ * from every corpus line and the rest from the ordinary ones; its length. */
+static size_t fill(char *text, unsigned seed, int plain_in_10, char **lines, size_t n_lines,
+                   char **plain, size_t n_plain)
+{
+    size_t len = 0;
+    srand(seed);
+    while (len < TOTAL - 512) {
+        const char *l = rand() % 10 < plain_in_10 ? plain[(size_t)rand() % n_plain]
+                                                  : lines[(size_t)rand() % n_lines];
+        size_t k = strlen(l);
+        memcpy(text + len, l, k);
+        len += k;
+        text[len++] = '\n';
+    }
+    return len;
+}
+
 int main(int argc, char **argv)
 {
     int runs = 5;
@@ -78,16 +96,7 @@ int main(int argc, char **argv)
            "prompts, median of %d runs (target >= 200 MB/s)\n",
            n_lines, n_plain, runs);
     for (int mix = 0; mix < 2; mix++) {
-        len = 0;
-        srand(4);
-        while (len < TOTAL - 512) {
-            const char *l = mix && rand() % 10 ? plain[(size_t)rand() % n_plain]
-                                               : lines[(size_t)rand() % n_lines];
-            size_t k = strlen(l);
-            memcpy(text + len, l, k);
-            len += k;
-            text[len++] = '\n';
-        }
+        len = fill(text, 4, mix ? 9 : 0, lines, n_lines, plain, n_plain);
         double mbps[100];
         size_t found = 0;
         for (int r = 0; r < runs; r++) {
@@ -105,15 +114,7 @@ int main(int argc, char **argv)
                median(mbps, runs), (double)len / (double)(found ? found : 1));
     }
     /* latency on the dense mix, the slower one */
-    len = 0;
-    srand(4);
-    while (len < TOTAL - 512) {
-        const char *l = lines[(size_t)rand() % n_lines];
-        size_t k = strlen(l);
-        memcpy(text + len, l, k);
-        len += k;
-        text[len++] = '\n';
-    }
+    len = fill(text, 4, 0, lines, n_lines, plain, n_plain);
     for (int k = 0; k < 2; k++) {
         const size_t sz = k ? 16384 : 1024;
         enum { N = 2000 };
@@ -136,15 +137,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_detect: %s\n", err.msg);
         return 1;
     }
-    len = 0;
-    srand(5);
-    while (len < TOTAL - 512) {
-        const char *l = rand() % 10 ? plain[(size_t)rand() % n_plain] : lines[(size_t)rand() % n_lines];
-        size_t k = strlen(l);
-        memcpy(text + len, l, k);
-        len += k;
-        text[len++] = '\n';
-    }
+    len = fill(text, 5, 9, lines, n_lines, plain, n_plain);
     for (int k = 0; k < 2; k++) {
         const size_t sz = k ? 16384 : 1024;
         enum { N = 2000 };

@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = "mail anna@example.com, card 4111 1111 1111 1111, BLUEBIRD";
     for (int t = 0; t < p->n_tenants && t < 4; t++)
         for (int m = 0; m < p->n_models && m < 4; m++) {
-            struct pol_request r = {p->tenants[t].name, p->models[m].id, text, strlen(text), "public"};
+            struct pol_request r = {p->tenants[t].name, p->models[m].id, text, strlen(text),
+                                    "public"};
             struct pol_decision d;
             pol_decide(p, &r, &d);
             if (d.action < POL_DENY || d.action > POL_FORWARD) abort();

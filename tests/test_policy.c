@@ -6,20 +6,21 @@
 #include "citadel/policy.h"
 #include "test.h"
 
-static const char base[] = "version: 1\n"                                        /* 1 */
-                           "node: {id: n1, jurisdiction: DE}\n"                  /* 2 */
-                           "classes: [public, internal, personal, secret]\n"     /* 3 */
-                           "detectors: {email: personal, ipv4: internal}\n"      /* 4 */
-                           "keywords:\n"                                         /* 5 */
-                           "  - {word: BLUEBIRD, class: secret}\n"               /* 6 */
-                           "tenants:\n"                                          /* 7 */
-                           "  t1: {requests_per_minute: 10}\n"                   /* 8 */
-                           "  t2:\n"                                             /* 9 */
-                           "models:\n"                                           /* 10 */
-                           "  small: {jurisdiction: DE, classes: [public, internal]}\n"
-                           "  big: {jurisdiction: DE, classes: [public, internal, personal]}\n"
-                           "peers:\n"
-                           "  fr: {jurisdiction: FR, url: 'https://fr.example', classes: [public]}\n";
+static const char base[] =
+    "version: 1\n"                                    /* 1 */
+    "node: {id: n1, jurisdiction: DE}\n"              /* 2 */
+    "classes: [public, internal, personal, secret]\n" /* 3 */
+    "detectors: {email: personal, ipv4: internal}\n"  /* 4 */
+    "keywords:\n"                                     /* 5 */
+    "  - {word: BLUEBIRD, class: secret}\n"           /* 6 */
+    "tenants:\n"                                      /* 7 */
+    "  t1: {requests_per_minute: 10}\n"               /* 8 */
+    "  t2:\n"                                         /* 9 */
+    "models:\n"                                       /* 10 */
+    "  small: {jurisdiction: DE, classes: [public, internal]}\n"
+    "  big: {jurisdiction: DE, classes: [public, internal, personal]}\n"
+    "peers:\n"
+    "  fr: {jurisdiction: FR, url: 'https://fr.example', classes: [public]}\n";
 
 static struct pol_policy *load(const char *rules, struct cit_err *err)
 {
@@ -49,7 +50,9 @@ void test_policy_errors(void)
     static const struct {
         const char *text, *want;
     } cases[] = {
-        {"version: 1\nnode: {id: n1, jurisdiction: DE}\nclases: [a]\n", "test.yaml:3: unknown key 'clases' in the policy; expected one of: version, node, classes"},
+        {"version: 1\nnode: {id: n1, jurisdiction: DE}\nclases: [a]\n",
+         "test.yaml:3: unknown key 'clases' in the policy; expected one of: version, node, "
+         "classes"},
         {"version: 2\n", "test.yaml:1: version must be a whole number from 1 to 1, not '2'"},
         {"version: 1\nnode: [x\n", "test.yaml:3: not valid YAML"},
         {"", "the policy is empty"},
@@ -64,14 +67,20 @@ void test_policy_errors(void)
     static const struct {
         const char *rules, *want;
     } bad[] = {
-        {"rules:\n  - {id: r1, action: allow}\n", "test.yaml:16: rule 'r1': action 'allow' is not local, redact, forward or deny"},
+        {"rules:\n  - {id: r1, action: allow}\n",
+         "test.yaml:16: rule 'r1': action 'allow' is not local, redact, forward or deny"},
         {"rules:\n  - {id: r1, action: forward}\n", "rule 'r1' forwards: name the 'peer'"},
         {"rules:\n  - {id: r1, action: forward, peer: de}\n", "peer 'de' is not under 'peers'"},
-        {"rules:\n  - {id: r1, action: local, when: {tenant: t9}}\n", "test.yaml:16: when.tenant: 't9' is not defined"},
-        {"rules:\n  - {id: r1, action: local, when: {class_at_least: top}}\n", "'top' is not one of the classes"},
-        {"rules:\n  - {id: r1, action: local}\n  - {id: r2, action: deny}\n", "test.yaml:17: rule 'r2' can never apply: rule 'r1' (line 16)"},
-        {"rules:\n  - {id: r1, action: local}\n  - {id: r1, action: deny}\n", "rule id 'r1' is used twice"},
-        {"rules:\n  - {id: r1, action: local, when: {tenants: t1}}\n", "unknown key 'tenants' in a rule's 'when'"},
+        {"rules:\n  - {id: r1, action: local, when: {tenant: t9}}\n",
+         "test.yaml:16: when.tenant: 't9' is not defined"},
+        {"rules:\n  - {id: r1, action: local, when: {class_at_least: top}}\n",
+         "'top' is not one of the classes"},
+        {"rules:\n  - {id: r1, action: local}\n  - {id: r2, action: deny}\n",
+         "test.yaml:17: rule 'r2' can never apply: rule 'r1' (line 16)"},
+        {"rules:\n  - {id: r1, action: local}\n  - {id: r1, action: deny}\n",
+         "rule id 'r1' is used twice"},
+        {"rules:\n  - {id: r1, action: local, when: {tenants: t1}}\n",
+         "unknown key 'tenants' in a rule's 'when'"},
         {"rules: []\n", "'rules' must be a list of rules"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -90,40 +99,51 @@ void test_policy_errors(void)
 void test_policy_decisions(void)
 {
     struct cit_err err = {{0}};
-    struct pol_policy *p = load("rules:\n"
-                                "  - {id: no-secrets, action: deny, when: {classes_any: secret}, reason: no}\n"
-                                "  - {id: t2-personal, action: local, when: {tenant: t2, class_at_least: personal}}\n"
-                                "  - {id: personal, action: redact, when: {class_at_least: personal}}\n"
-                                "  - {id: public-out, action: forward, peer: fr, when: {class_at_most: public, model: small}}\n"
-                                "  - {id: internal, action: local, when: {class_at_most: internal}}\n",
-                                &err);
+    struct pol_policy *p =
+        load("rules:\n"
+             "  - {id: no-secrets, action: deny, when: {classes_any: secret}, reason: no}\n"
+             "  - {id: t2-personal, action: local, when: {tenant: t2, class_at_least: personal}}\n"
+             "  - {id: personal, action: redact, when: {class_at_least: personal}}\n"
+             "  - {id: public-out, action: forward, peer: fr, when: {class_at_most: public, model: "
+             "small}}\n"
+             "  - {id: internal, action: local, when: {class_at_most: internal}}\n",
+             &err);
     CHECKF(p, "%s", err.msg);
     CHECK(strlen(p->hash_hex) == 64);
     const char *rule;
     char why[256];
     /* every action, and rule order: the first match decides */
-    CHECK(decide(p, "t1", "small", "hello", NULL, &rule, why) == POL_FORWARD && !strcmp(rule, "public-out"));
-    CHECK(decide(p, "t1", "big", "hello", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "internal"));
-    CHECK(decide(p, "t1", "big", "mail a@example.com", NULL, &rule, why) == POL_REDACT && !strcmp(rule, "personal"));
-    CHECK(decide(p, "t1", "big", "BLUEBIRD and a@example.com", NULL, &rule, why) == POL_DENY && !strcmp(rule, "no-secrets") && !strcmp(why, "no"));
+    CHECK(decide(p, "t1", "small", "hello", NULL, &rule, why) == POL_FORWARD &&
+          !strcmp(rule, "public-out"));
+    CHECK(decide(p, "t1", "big", "hello", NULL, &rule, why) == POL_LOCAL &&
+          !strcmp(rule, "internal"));
+    CHECK(decide(p, "t1", "big", "mail a@example.com", NULL, &rule, why) == POL_REDACT &&
+          !strcmp(rule, "personal"));
+    CHECK(decide(p, "t1", "big", "BLUEBIRD and a@example.com", NULL, &rule, why) == POL_DENY &&
+          !strcmp(rule, "no-secrets") && !strcmp(why, "no"));
     /* class order: internal is above public, so the forward rule no longer matches */
-    CHECK(decide(p, "t1", "small", "host 10.0.0.1", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "internal"));
+    CHECK(decide(p, "t1", "small", "host 10.0.0.1", NULL, &rule, why) == POL_LOCAL &&
+          !strcmp(rule, "internal"));
     /* a tenant-specific rule before the general one */
-    CHECK(decide(p, "t2", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL && !strcmp(rule, "t2-personal"));
+    CHECK(decide(p, "t2", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL &&
+          !strcmp(rule, "t2-personal"));
     /* the rule says local, but the model is not cleared for the class: deny */
     CHECK(decide(p, "t2", "small", "mail a@example.com", NULL, &rule, why) == POL_DENY);
     CHECKF(strstr(why, "model 'small' is not cleared for class 'personal'"), "%s", why);
     /* declared labels raise and never lower */
     CHECK(decide(p, "t1", "big", "hello", "personal", &rule, why) == POL_REDACT);
-    CHECK(decide(p, "t1", "big", "hello", "secret", &rule, why) == POL_DENY && !strcmp(rule, "no-secrets"));
+    CHECK(decide(p, "t1", "big", "hello", "secret", &rule, why) == POL_DENY &&
+          !strcmp(rule, "no-secrets"));
     CHECK(decide(p, "t1", "big", "a@example.com", "public", &rule, why) == POL_REDACT);
     /* redaction cannot remove a declared class the model may not see */
     CHECK(decide(p, "t1", "small", "a@example.com", "personal", &rule, why) == POL_DENY);
     CHECKF(strstr(why, "declares class 'personal'"), "%s", why);
     CHECK(decide(p, "t1", "big", "hello", "nope", &rule, why) == POL_DENY && strstr(why, "'nope'"));
     /* unknown tenant, unknown model */
-    CHECK(decide(p, "t9", "big", "hello", NULL, &rule, why) == POL_DENY && !rule[0] && strstr(why, "tenant 't9'"));
-    CHECK(decide(p, "t1", "gpt", "hello", NULL, &rule, why) == POL_DENY && strstr(why, "model 'gpt'"));
+    CHECK(decide(p, "t9", "big", "hello", NULL, &rule, why) == POL_DENY && !rule[0] &&
+          strstr(why, "tenant 't9'"));
+    CHECK(decide(p, "t1", "gpt", "hello", NULL, &rule, why) == POL_DENY &&
+          strstr(why, "model 'gpt'"));
     /* a detector failure (allocation failure injected into the scan) denies */
     struct pol_request r = {"t1", "small", "mail a@example.com, b@example.org", 34, NULL};
     struct pol_decision d;
@@ -136,10 +156,12 @@ void test_policy_decisions(void)
     /* no rule matches: deny */
     p = load("rules:\n  - {id: only-public, action: local, when: {class_at_most: public}}\n", &err);
     CHECKF(p, "%s", err.msg);
-    CHECK(decide(p, "t1", "big", "host 10.0.0.1", NULL, &rule, why) == POL_DENY && strstr(why, "no rule matches"));
+    CHECK(decide(p, "t1", "big", "host 10.0.0.1", NULL, &rule, why) == POL_DENY &&
+          strstr(why, "no rule matches"));
     pol_free(p);
     /* an unlisted detector counts as the most sensitive class (fail closed) */
-    p = load("rules:\n  - {id: up-to-personal, action: local, when: {class_at_most: personal}}\n", &err);
+    p = load("rules:\n  - {id: up-to-personal, action: local, when: {class_at_most: personal}}\n",
+             &err);
     CHECKF(p, "%s", err.msg);
     CHECK(decide(p, "t1", "big", "card 4111 1111 1111 1111", NULL, &rule, why) == POL_DENY);
     CHECK(decide(p, "t1", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL);

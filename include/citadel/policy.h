@@ -23,10 +23,10 @@
 #include "citadel/core.h"
 #include "citadel/detect.h"
 
-#define POL_MAX_CLASSES  32 /* data classes: bits of a uint32_t mask */
-#define POL_MAX_NAME     64
-#define POL_MAX_FILE     (1u << 20)
-#define POL_MAX_ITEMS    1024 /* tenants, models, peers, rules, keywords each */
+#define POL_MAX_CLASSES 32 /* data classes: bits of a uint32_t mask */
+#define POL_MAX_NAME    64
+#define POL_MAX_FILE    (1u << 20)
+#define POL_MAX_ITEMS   1024 /* tenants, models, peers, rules, keywords each */
 
 enum pol_action { POL_DENY, POL_LOCAL, POL_REDACT, POL_FORWARD };
 const char *pol_action_name(int action); /* "deny", "local", "redact", "forward" */
@@ -45,22 +45,22 @@ struct pol_tenant {
 struct pol_target { /* a model or a peer */
     char id[POL_MAX_NAME];
     char jurisdiction[16];
-    char url[256]; /* peers only */
+    char url[256];    /* peers only */
     uint32_t classes; /* the classes it may see (bit per class index) */
 };
 
 struct pol_rule {
     char id[POL_MAX_NAME];
-    int line;          /* in the policy file */
-    int n_tenants;     /* 0: any */
-    int *tenants;      /* indices */
-    int n_models;      /* 0: any */
+    int line;      /* in the policy file */
+    int n_tenants; /* 0: any */
+    int *tenants;  /* indices */
+    int n_models;  /* 0: any */
     int *models;
-    uint32_t any;      /* matches when the request has one of these classes (0: no test) */
-    int at_least;      /* the most sensitive class is at least this index (-1: no test) */
-    int at_most;       /* ... at most this index (-1: no test) */
-    int action;        /* enum pol_action */
-    int peer;          /* POL_FORWARD: index into peers */
+    uint32_t any; /* matches when the request has one of these classes (0: no test) */
+    int at_least; /* the most sensitive class is at least this index (-1: no test) */
+    int at_most;  /* ... at most this index (-1: no test) */
+    int action;   /* enum pol_action */
+    int peer;     /* POL_FORWARD: index into peers */
     char reason[256];
 };
 
@@ -109,7 +109,8 @@ struct pol_decision {
     uint32_t classes;    /* detected and declared */
     int max_class;       /* index of the most sensitive, -1 for none */
     char reason[256];
-    struct det_findings findings; /* what detect found (the caller frees it with pol_decision_free) */
+    struct det_findings
+        findings; /* what detect found (the caller frees it with pol_decision_free) */
 };
 
 /* Decides for r. Returns 0 with the decision in d, or an error code with

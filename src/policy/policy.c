@@ -21,10 +21,14 @@
 const char *pol_action_name(int action)
 {
     switch (action) {
-    case POL_LOCAL: return "local";
-    case POL_REDACT: return "redact";
-    case POL_FORWARD: return "forward";
-    default: return "deny";
+    case POL_LOCAL:
+        return "local";
+    case POL_REDACT:
+        return "redact";
+    case POL_FORWARD:
+        return "forward";
+    default:
+        return "deny";
     }
 }
 
@@ -132,7 +136,9 @@ static int yclass(struct yp *y, const struct pol_policy *p, yaml_node_t *n, cons
 {
     if (!is_scalar(n)) return yfail(y, n, "%s must be a class name", what);
     int k = pol_class_index(p, sval(n));
-    if (k < 0) return yfail(y, n, "%s: '%s' is not one of the classes listed under 'classes'", what, sval(n));
+    if (k < 0)
+        return yfail(y, n, "%s: '%s' is not one of the classes listed under 'classes'", what,
+                     sval(n));
     *out = k;
     return 0;
 }
@@ -148,7 +154,8 @@ static int yclass_set(struct yp *y, const struct pol_policy *p, yaml_node_t *n, 
         *mask = 1u << k;
         return 0;
     }
-    if (!n || n->type != YAML_SEQUENCE_NODE) return yfail(y, n, "%s must be a list of classes", what);
+    if (!n || n->type != YAML_SEQUENCE_NODE)
+        return yfail(y, n, "%s must be a list of classes", what);
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         if (yclass(y, p, ynode(y, *i), what, &k)) return CIT_EFORMAT;
         *mask |= 1u << k;
@@ -193,13 +200,13 @@ static int parse_classes(struct yp *y, struct pol_policy *p, yaml_node_t *n)
 {
     if (!n || n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0)
         return yfail(y, n, "'classes' must list the data classes, least sensitive first");
-    if (seq_len(n) > POL_MAX_CLASSES)
-        return yfail(y, n, "at most %d classes", POL_MAX_CLASSES);
+    if (seq_len(n) > POL_MAX_CLASSES) return yfail(y, n, "at most %d classes", POL_MAX_CLASSES);
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         yaml_node_t *c = ynode(y, *i);
         char name[POL_MAX_NAME];
         if (yname(y, c, "a class", name, sizeof(name))) return CIT_EFORMAT;
-        if (!strcmp(name, "ignore")) return yfail(y, c, "'ignore' is reserved; pick another class name");
+        if (!strcmp(name, "ignore"))
+            return yfail(y, c, "'ignore' is reserved; pick another class name");
         if (pol_class_index(p, name) >= 0) return yfail(y, c, "class '%s' is listed twice", name);
         memcpy(p->classes[p->n_classes++], name, sizeof(name));
     }
@@ -214,7 +221,8 @@ static int parse_detectors(struct yp *y, struct pol_policy *p, yaml_node_t *n)
         p->det_min_conf[d] = 0;
     }
     if (!n) return 0;
-    if (n->type != YAML_MAPPING_NODE) return yfail(y, n, "'detectors' must map detectors to classes");
+    if (n->type != YAML_MAPPING_NODE)
+        return yfail(y, n, "'detectors' must map detectors to classes");
     for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
         yaml_node_t *k = ynode(y, q->key), *v = ynode(y, q->value);
         int d = is_scalar(k) ? det_class_from_name(sval(k)) : -1;
@@ -223,7 +231,8 @@ static int parse_detectors(struct yp *y, struct pol_policy *p, yaml_node_t *n)
             for (int i = 0; i < DET_KEYWORD; i++)
                 snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
                          det_class_name(i));
-            return yfail(y, k, "unknown detector '%s'; detectors are: %s (keywords go under 'keywords')",
+            return yfail(y, k,
+                         "unknown detector '%s'; detectors are: %s (keywords go under 'keywords')",
                          is_scalar(k) ? sval(k) : "?", list);
         }
         yaml_node_t *cls = v;
@@ -289,10 +298,12 @@ static int parse_tenants(struct yp *y, struct pol_policy *p, yaml_node_t *n)
     p->tenants = cit_calloc((size_t)map_len(n), sizeof(*p->tenants));
     if (!p->tenants) return CIT_ENOMEM;
     for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
-        static const char *const keys[] = {"requests_per_minute", "tokens_per_day", "concurrent", NULL};
+        static const char *const keys[] = {"requests_per_minute", "tokens_per_day", "concurrent",
+                                           NULL};
         struct pol_tenant *t = &p->tenants[p->n_tenants];
         yaml_node_t *v = ynode(y, q->value), *f;
-        if (yname(y, ynode(y, q->key), "a tenant's name", t->name, sizeof(t->name))) return CIT_EFORMAT;
+        if (yname(y, ynode(y, q->key), "a tenant's name", t->name, sizeof(t->name)))
+            return CIT_EFORMAT;
         if (pol_tenant_index(p, t->name) >= 0)
             return yfail(y, ynode(y, q->key), "tenant '%s' is listed twice", t->name);
         if (v && is_scalar(v) && v->data.scalar.length == 0) v = NULL; /* "name:" alone: no quota */
@@ -318,8 +329,9 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
     const char *what = peers ? "peers" : "models";
     if (!n) {
         if (peers) return 0;
-        return yfail(y, NULL, "the policy needs 'models': the models this node serves and the "
-                              "classes each may see");
+        return yfail(y, NULL,
+                     "the policy needs 'models': the models this node serves and the "
+                     "classes each may see");
     }
     if (n->type != YAML_MAPPING_NODE || map_len(n) > POL_MAX_ITEMS)
         return yfail(y, n, "'%s' must map ids to {jurisdiction, classes%s}", what,
@@ -336,17 +348,21 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
         static const char *const pkeys[] = {"jurisdiction", "classes", "url", NULL};
         struct pol_target *t = &v[*count];
         yaml_node_t *e = ynode(y, q->value), *f;
-        if (yname(y, ynode(y, q->key), peers ? "a peer's id" : "a model's id", t->id, sizeof(t->id)))
+        if (yname(y, ynode(y, q->key), peers ? "a peer's id" : "a model's id", t->id,
+                  sizeof(t->id)))
             return CIT_EFORMAT;
         if (target_index(v, *count, t->id) >= 0)
             return yfail(y, ynode(y, q->key), "'%s' is listed twice under %s", t->id, what);
         if (ykeys(y, e, peers ? "a peer" : "a model", peers ? pkeys : mkeys)) return CIT_EFORMAT;
         f = yget(y, e, "jurisdiction");
-        if (!f) return yfail(y, e, "%s '%s' needs a 'jurisdiction'", peers ? "peer" : "model", t->id);
-        if (yname(y, f, "a jurisdiction", t->jurisdiction, sizeof(t->jurisdiction))) return CIT_EFORMAT;
+        if (!f)
+            return yfail(y, e, "%s '%s' needs a 'jurisdiction'", peers ? "peer" : "model", t->id);
+        if (yname(y, f, "a jurisdiction", t->jurisdiction, sizeof(t->jurisdiction)))
+            return CIT_EFORMAT;
         f = yget(y, e, "classes");
-        if (!f) return yfail(y, e, "%s '%s' needs 'classes': the data classes it may see",
-                             peers ? "peer" : "model", t->id);
+        if (!f)
+            return yfail(y, e, "%s '%s' needs 'classes': the data classes it may see",
+                         peers ? "peer" : "model", t->id);
         if (yclass_set(y, p, f, "classes", &t->classes)) return CIT_EFORMAT;
         if (peers) {
             f = yget(y, e, "url");
@@ -361,17 +377,21 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
 }
 
 /* A name or a list of names from names (models or tenants), as indices. */
-static int ynames(struct yp *y, yaml_node_t *n, const char *what, int (*lookup)(const struct pol_policy *, const char *),
+static int ynames(struct yp *y, yaml_node_t *n, const char *what,
+                  int (*lookup)(const struct pol_policy *, const char *),
                   const struct pol_policy *p, int **out, int *n_out)
 {
     int cnt = is_scalar(n) ? 1 : (n && n->type == YAML_SEQUENCE_NODE ? seq_len(n) : -1);
-    if (cnt < 1 || cnt > POL_MAX_ITEMS) return yfail(y, n, "%s must be a name or a list of names", what);
+    if (cnt < 1 || cnt > POL_MAX_ITEMS)
+        return yfail(y, n, "%s must be a name or a list of names", what);
     *out = cit_calloc((size_t)cnt, sizeof(int));
     if (!*out) return CIT_ENOMEM;
     for (int i = 0; i < cnt; i++) {
         yaml_node_t *e = is_scalar(n) ? n : ynode(y, n->data.sequence.items.start[i]);
         int k = is_scalar(e) ? lookup(p, sval(e)) : -1;
-        if (k < 0) return yfail(y, e, "%s: '%s' is not defined in the policy", what, is_scalar(e) ? sval(e) : "?");
+        if (k < 0)
+            return yfail(y, e, "%s: '%s' is not defined in the policy", what,
+                         is_scalar(e) ? sval(e) : "?");
         (*out)[(*n_out)++] = k;
     }
     return 0;
@@ -385,13 +405,14 @@ static int model_lookup(const struct pol_policy *p, const char *id)
 static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
 {
     if (!n || n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0 || seq_len(n) > POL_MAX_ITEMS)
-        return yfail(y, n, "'rules' must be a list of rules (1 to %d), tried in order", POL_MAX_ITEMS);
+        return yfail(y, n, "'rules' must be a list of rules (1 to %d), tried in order",
+                     POL_MAX_ITEMS);
     p->rules = cit_calloc((size_t)seq_len(n), sizeof(*p->rules));
     if (!p->rules) return CIT_ENOMEM;
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         static const char *const keys[] = {"id", "when", "action", "peer", "reason", NULL};
-        static const char *const wkeys[] = {"tenant", "model", "classes_any", "class_at_least",
-                                            "class_at_most", NULL};
+        static const char *const wkeys[] = {"tenant",         "model",         "classes_any",
+                                            "class_at_least", "class_at_most", NULL};
         yaml_node_t *e = ynode(y, *i), *w, *f;
         struct pol_rule *r = &p->rules[p->n_rules];
         r->at_least = r->at_most = -1;
@@ -400,15 +421,24 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
         if (ykeys(y, e, "a rule", keys)) return CIT_EFORMAT;
         if (yname(y, yget(y, e, "id"), "a rule's 'id'", r->id, sizeof(r->id))) return CIT_EFORMAT;
         for (int k = 0; k < p->n_rules; k++)
-            if (!strcmp(p->rules[k].id, r->id)) return yfail(y, e, "rule id '%s' is used twice", r->id);
+            if (!strcmp(p->rules[k].id, r->id))
+                return yfail(y, e, "rule id '%s' is used twice", r->id);
         p->n_rules++; /* from here on pol_free sees it */
         f = yget(y, e, "action");
-        if (!is_scalar(f)) return yfail(y, e, "rule '%s' needs an 'action': local, redact, forward or deny", r->id);
-        if (!strcmp(sval(f), "local")) r->action = POL_LOCAL;
-        else if (!strcmp(sval(f), "redact")) r->action = POL_REDACT;
-        else if (!strcmp(sval(f), "forward")) r->action = POL_FORWARD;
-        else if (!strcmp(sval(f), "deny")) r->action = POL_DENY;
-        else return yfail(y, f, "rule '%s': action '%s' is not local, redact, forward or deny", r->id, sval(f));
+        if (!is_scalar(f))
+            return yfail(y, e, "rule '%s' needs an 'action': local, redact, forward or deny",
+                         r->id);
+        if (!strcmp(sval(f), "local"))
+            r->action = POL_LOCAL;
+        else if (!strcmp(sval(f), "redact"))
+            r->action = POL_REDACT;
+        else if (!strcmp(sval(f), "forward"))
+            r->action = POL_FORWARD;
+        else if (!strcmp(sval(f), "deny"))
+            r->action = POL_DENY;
+        else
+            return yfail(y, f, "rule '%s': action '%s' is not local, redact, forward or deny",
+                         r->id, sval(f));
         f = yget(y, e, "peer");
         if (r->action == POL_FORWARD) {
             if (!is_scalar(f)) return yfail(y, e, "rule '%s' forwards: name the 'peer'", r->id);
@@ -419,7 +449,8 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
         }
         f = yget(y, e, "reason");
         if (f && (!is_scalar(f) || f->data.scalar.length >= sizeof(r->reason)))
-            return yfail(y, f, "a rule's 'reason' is text of at most %zu bytes", sizeof(r->reason) - 1);
+            return yfail(y, f, "a rule's 'reason' is text of at most %zu bytes",
+                         sizeof(r->reason) - 1);
         if (f) memcpy(r->reason, sval(f), f->data.scalar.length + 1);
         w = yget(y, e, "when");
         if (w) {
@@ -443,8 +474,9 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
         for (int k = 0; k + 1 < p->n_rules; k++) {
             const struct pol_rule *o = &p->rules[k];
             if (!o->n_tenants && !o->n_models && !o->any && o->at_least < 0 && o->at_most < 0)
-                return yfail(y, e, "rule '%s' can never apply: rule '%s' (line %d) before it matches "
-                                   "every request; move it up or narrow rule '%s'",
+                return yfail(y, e,
+                             "rule '%s' can never apply: rule '%s' (line %d) before it matches "
+                             "every request; move it up or narrow rule '%s'",
                              r->id, o->id, o->line, o->id);
         }
     }
@@ -477,8 +509,8 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&y.doc);
-    static const char *const top[] = {"version", "node", "classes", "detectors", "keywords",
-                                      "tenants", "models", "peers", "rules", NULL};
+    static const char *const top[] = {"version", "node",   "classes", "detectors", "keywords",
+                                      "tenants", "models", "peers",   "rules",     NULL};
     static const char *const nodekeys[] = {"id", "jurisdiction", NULL};
     int64_t version = 0;
     yaml_node_t *f;
@@ -607,12 +639,12 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
             size_t l = strcspn(s, " ,");
             if (!l) break;
             char name[POL_MAX_NAME];
-            if (l >= sizeof(name))
-                return deny(d, CIT_EINVAL, "a declared data class is too long");
+            if (l >= sizeof(name)) return deny(d, CIT_EINVAL, "a declared data class is too long");
             memcpy(name, s, l);
             name[l] = 0;
             int c = pol_class_index(p, name);
-            if (c < 0) return deny(d, CIT_EINVAL, "declared data class '%s' is not in the policy", name);
+            if (c < 0)
+                return deny(d, CIT_EINVAL, "declared data class '%s' is not in the policy", name);
             declared |= 1u << c;
             s += l;
         }
@@ -633,14 +665,16 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
         switch (u->action) {
         case POL_LOCAL:
             if ((c = uncleared(d->classes, p->models[m].classes)) >= 0)
-                return deny(d, 0, "rule '%s' keeps it local, but model '%s' is not cleared for "
-                                  "class '%s'",
+                return deny(d, 0,
+                            "rule '%s' keeps it local, but model '%s' is not cleared for "
+                            "class '%s'",
                             u->id, p->models[m].id, p->classes[c]);
             break;
         case POL_REDACT: /* what redaction leaves: the declared classes */
             if ((c = uncleared(declared, p->models[m].classes)) >= 0)
-                return deny(d, 0, "rule '%s' redacts, but the request declares class '%s', "
-                                  "which model '%s' is not cleared for",
+                return deny(d, 0,
+                            "rule '%s' redacts, but the request declares class '%s', "
+                            "which model '%s' is not cleared for",
                             u->id, p->classes[c], p->models[m].id);
             break;
         case POL_FORWARD:
@@ -672,7 +706,8 @@ int pol_run_cases(const struct pol_policy *p, const char *name, const char *text
     int rc = 0;
     *n_pass = *n_fail = 0;
     if (len > POL_MAX_FILE) return cit_err_set(err, CIT_ERANGE, "%s: too large", name);
-    if (!yaml_parser_initialize(&parser)) return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", name);
+    if (!yaml_parser_initialize(&parser))
+        return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", name);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &y.doc)) {
         rc = cit_err_set(err, CIT_EFORMAT, "%s:%d: not valid YAML: %s", name,
@@ -682,12 +717,13 @@ int pol_run_cases(const struct pol_policy *p, const char *name, const char *text
     }
     yaml_node_t *root = yaml_document_get_root_node(&y.doc);
     if (!root || root->type != YAML_SEQUENCE_NODE)
-        rc = yfail(&y, root, "the cases must be a list of {name, tenant, model, input, declared, "
-                             "expect, rule}");
+        rc = yfail(&y, root,
+                   "the cases must be a list of {name, tenant, model, input, declared, "
+                   "expect, rule}");
     for (yaml_node_item_t *i = root && !rc ? root->data.sequence.items.start : NULL;
          i && i < root->data.sequence.items.top && !rc; i++) {
-        static const char *const keys[] = {"name", "tenant", "model", "input", "declared",
-                                           "expect", "rule", NULL};
+        static const char *const keys[] = {"name",     "tenant", "model", "input",
+                                           "declared", "expect", "rule",  NULL};
         yaml_node_t *c = ynode(&y, *i), *f;
         if ((rc = ykeys(&y, c, "a case", keys))) break;
         const char *field[7];
