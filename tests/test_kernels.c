@@ -20,6 +20,26 @@ void test_kernels_fp16(void)
     CHECK(f32_to_bf16(1.0f) == 0x3f80 && bf16_to_f32(0x3f80) == 1.0f);
 }
 
+/* The first entry of a tile's output out (na activation rows of 17
+ * floats, tr weight rows used) that differs from the single-row kernel on
+ * the same weights w8 and activations; 0 when none, else 1 with its row,
+ * activation and both values. */
+static int tile_mismatch(const struct eng_kernels *k, uint32_t t, int n, const uint8_t *w8,
+                         size_t wrow, const uint8_t *acts, size_t astride, int na, int tr,
+                         const float *out, int *row, int *act, float *got, float *want)
+{
+    for (int u = 0; u < na; u++)
+        for (int r = 0; r < tr; r++) {
+            float v1 = k->vec_dot[t](n, w8 + wrow * (size_t)r, acts + astride * (size_t)u);
+            float v = out[(size_t)u * 17 + (size_t)r];
+            if (!(fabsf(v - v1) <= 1e-4f * fabsf(v1) + 1e-4f)) {
+                *row = r, *act = u, *got = v, *want = v1;
+                return 1;
+            }
+        }
+    return 0;
+}
+
 static void rand_row(float *x, int n, uint64_t seed)
 {
     uint64_t s = seed;
@@ -176,17 +196,14 @@ void test_kernels_simd_vs_scalar(void)
             rand_row(a, N, 400 + (uint64_t)u);
             best->to_act[at](a, acts + astride * (size_t)u, N);
         }
+        int r, u;
+        float got, want;
         for (int na = 8; na <= NA; na += 31) {
             best->tile[t](N, w8, wrow, acts, astride, na, out, 17);
-            for (int u = 0; u < na; u++)
-                for (int r = 0; r < tr; r++) {
-                    float v1 =
-                        best->vec_dot[t](N, w8 + wrow * (size_t)r, acts + astride * (size_t)u);
-                    float v8 = out[(size_t)u * 17 + (size_t)r];
-                    CHECKF(fabsf(v8 - v1) <= 1e-4f * fabsf(v1) + 1e-4f,
-                           "%s tile of %d (%d acts) row %d act %d: %g vs %g", gguf_type_name(t), tr,
-                           na, r, u, (double)v8, (double)v1);
-                }
+            CHECKF(!tile_mismatch(best, t, N, w8, wrow, acts, astride, na, tr, out, &r, &u, &got,
+                                  &want),
+                   "%s tile of %d (%d acts) row %d act %d: %g vs %g", gguf_type_name(t), tr, na, r,
+                   u, (double)got, (double)want);
         }
         /* The packed layout gives the same, from one row (the decoding
          * path) to a tail of a TILE_ACT pass. */
@@ -195,15 +212,10 @@ void test_kernels_simd_vs_scalar(void)
             best->repack[t](w8, wrow, N, tr, packed);
             for (int na = 1; na <= NA; na += na < 4 ? 1 : 33) {
                 best->ptile[t](N, packed, acts, astride, na, out, 17);
-                for (int u = 0; u < na; u++)
-                    for (int r = 0; r < tr; r++) {
-                        float v1 =
-                            best->vec_dot[t](N, w8 + wrow * (size_t)r, acts + astride * (size_t)u);
-                        float vp = out[(size_t)u * 17 + (size_t)r];
-                        CHECKF(fabsf(vp - v1) <= 1e-4f * fabsf(v1) + 1e-4f,
-                               "%s packed tile (%d acts) row %d act %d: %g vs %g",
-                               gguf_type_name(t), na, r, u, (double)vp, (double)v1);
-                    }
+                CHECKF(!tile_mismatch(best, t, N, w8, wrow, acts, astride, na, tr, out, &r, &u,
+                                      &got, &want),
+                       "%s packed tile (%d acts) row %d act %d: %g vs %g", gguf_type_name(t), na, r,
+                       u, (double)got, (double)want);
             }
         }
     }
