@@ -15,17 +15,6 @@
 
 #define DETECT_MAX_INPUT (256u << 20) /* bytes read from a file or stdin */
 
-static int read_all(FILE *f, struct cit_buf *b)
-{
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (b->len + n > DETECT_MAX_INPUT) return CIT_ERANGE;
-        if (cit_buf_add(b, chunk, n)) return CIT_ENOMEM;
-    }
-    return ferror(f) ? CIT_EIO : 0;
-}
-
 int cli_detect(int argc, char **argv)
 {
     struct det_keyword kw[64];
@@ -61,17 +50,12 @@ int cli_detect(int argc, char **argv)
         return 1;
     }
     struct cit_buf in = {0}, out = {0};
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "citadel detect: %s: %s\n", path, strerror(errno));
-        det_scanner_free(sc);
-        return 1;
-    }
-    rc = read_all(f, &in);
-    if (f != stdin) fclose(f);
+    rc = cli_read_input(path, DETECT_MAX_INPUT, &in);
     if (rc) {
         fprintf(stderr, "citadel detect: %s: %s\n", path,
-                rc == CIT_ERANGE ? "larger than 256 MiB" : cit_strerror(rc));
+                rc == CIT_ERANGE ? "larger than 256 MiB"
+                : rc == CIT_EIO  ? strerror(errno)
+                                 : cit_strerror(rc));
     } else {
         struct det_findings fd = {0};
         rc = det_scan(sc, in.p ? in.p : "", in.len, &fd);

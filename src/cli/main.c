@@ -67,6 +67,24 @@ void cli_json_str(FILE *f, const char *s, size_t n)
     cit_buf_free(&b);
 }
 
+int cli_read_input(const char *path, size_t max, struct cit_buf *out)
+{
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return CIT_EIO;
+    while (!rc && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (out->len + n > max)
+            rc = CIT_ERANGE;
+        else if (cit_buf_add(out, chunk, n))
+            rc = CIT_ENOMEM;
+    }
+    if (!rc && ferror(f)) rc = CIT_EIO;
+    if (f != stdin) fclose(f);
+    return rc;
+}
+
 /* ---- info ---- */
 
 static int cmd_info(int argc, char **argv)

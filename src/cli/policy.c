@@ -13,19 +13,6 @@
 #include "citadel/policy.h"
 #include "cli.h"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = cit_malloc(POL_MAX_FILE + 1);
-    if (buf) {
-        *len = fread(buf, 1, POL_MAX_FILE + 1, f);
-        buf[*len < POL_MAX_FILE ? *len : POL_MAX_FILE] = 0;
-    }
-    fclose(f);
-    return buf;
-}
-
 int cli_policy(int argc, char **argv)
 {
     struct cit_err err = {{0}};
@@ -51,23 +38,24 @@ int cli_policy(int argc, char **argv)
         pol_free(p);
         return 0;
     }
-    size_t len;
-    char *cases = slurp(argv[2], &len);
-    if (!cases) {
-        fprintf(stderr, "citadel policy: %s: %s\n", argv[2], strerror(errno));
+    struct cit_buf cases = {0};
+    int rc = cli_read_input(argv[2], POL_MAX_FILE, &cases);
+    if (rc) {
+        fprintf(stderr, "citadel policy: %s: %s\n", argv[2],
+                rc == CIT_EIO ? strerror(errno) : cit_strerror(rc));
         pol_free(p);
         return 1;
     }
     struct cit_buf report = {0};
     int pass, fail;
-    int rc = pol_run_cases(p, argv[2], cases, len, &report, &pass, &fail, &err);
+    rc = pol_run_cases(p, argv[2], cases.p ? cases.p : "", cases.len, &report, &pass, &fail, &err);
     if (report.len) fwrite(report.p, 1, report.len, stdout);
     if (rc)
         fprintf(stderr, "citadel policy: %s\n", err.msg);
     else
         printf("%d passed, %d failed\n", pass, fail);
     cit_buf_free(&report);
-    cit_free(cases);
+    cit_buf_free(&cases);
     pol_free(p);
     return rc || fail ? 1 : 0;
 }
