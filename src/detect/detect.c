@@ -972,7 +972,7 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
         prev = f;
         if (sc.rc) break;
     }
-    if (!sc.rc && len - run >= 24 && run < len) entropy_token(&sc, run, len);
+    if (!sc.rc && len - run >= 24) entropy_token(&sc, run, len); /* run <= len */
     if (!sc.rc) {
         size_t m = out->n - n0;
         settle(out->v + n0, &m);
@@ -986,7 +986,6 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
 int det_findings_json(const struct det_scanner *s, const char *text, const struct det_findings *f,
                       struct cit_buf *b)
 {
-    (void)s;
     int rc = 0;
     for (size_t i = 0; i < f->n && !rc; i++) {
         const struct det_finding *x = &f->v[i];
