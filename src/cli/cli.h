@@ -20,5 +20,6 @@ int cli_serve(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 int cli_detect(int argc, char **argv);
 int cli_policy(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 
 #endif

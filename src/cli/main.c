@@ -11,6 +11,7 @@
  *   citadel keys add|list|revoke ...
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
  *   citadel policy check FILE | policy test FILE CASES
+ *   citadel audit verify|proof|consistency|show|export ...
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,7 +35,8 @@ static void usage(FILE *f)
           "  keys add|list|revoke           API keys for serve (citadel keys)\n"
           "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n"
           "  policy check FILE              validate a jurisdiction policy\n"
-          "  policy test FILE CASES         run table-driven decision cases\n",
+          "  policy test FILE CASES         run table-driven decision cases\n"
+          "  audit verify|proof|show|export the audit ledger, offline (citadel audit)\n",
           f);
 }
 
@@ -241,6 +243,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "policy")) return cli_policy(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "audit")) return cli_audit(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

@@ -1,0 +1,193 @@
+/*
+ * ledger: the tamper-evident audit log of every decision the node takes.
+ *
+ * A ledger is a directory:
+ *
+ *   log          the entries, one per line, oldest first. An entry is one
+ *                line of compact JSON written by ledger_append, its keys in
+ *                this order:
+ *                  {"seq":N,"time":"2026-11-22T10:00:00.123Z","tenant":"..",
+ *                   "key":"..","request":"..","digest":"<64 hex>",
+ *                   "classes":[".."],"rule":"..","policy":"<64 hex>",
+ *                   "target":"..","action":"..","tokens_in":N,
+ *                   "tokens_out":N,"status":N[,"prompt":".."],
+ *                   "prev":"<64 hex>"}
+ *                seq counts from 0 with no gap; prev is the leaf hash of
+ *                entry seq-1 (64 zeros for entry 0), so an edited entry is
+ *                named by the next one even before a checkpoint covers it.
+ *   checkpoints  signed checkpoints, appended, each a C2SP signed note
+ *                (c2sp.org/tlog-checkpoint):
+ *                  <origin>\n<tree size>\n<base64 root hash>\n
+ *                  citadel-last-leaf <base64 leaf hash of entry size-1>\n\n
+ *                  — <origin> <base64(key id[4] || Ed25519 signature[64])>\n
+ *   node.key     the signing key, "PRIVATE+KEY+<name>+<key id hex>+<base64
+ *                (0x01 || seed[32])>", mode 0600
+ *   node.vkey    its public half, "<name>+<key id hex>+<base64(0x01 ||
+ *                public key[32])>": what an auditor is given
+ *   pruned       leaf hashes (32 bytes each) of entries removed by retention,
+ *                oldest first, so the tree stays verifiable without them
+ *
+ * The tree is RFC 6962's: leaf = SHA-256(0x00 || entry line without its
+ * newline), node = SHA-256(0x01 || left || right). The key id is
+ * SHA-256(name || 0x0A || 0x01 || public key)[:4] (c2sp.org/signed-note).
+ *
+ * Durability. An append writes its line with one write(2) before it
+ * returns, so a process killed at any moment (kill -9) keeps every entry
+ * whose append returned; a torn last line (a write cut short by the kill)
+ * was never acknowledged and is cut off on reopen. LEDGER_SYNC appends
+ * (decisions that send data off the node) also wait for fdatasync(2), so
+ * they survive power loss before the data leaves. Other appends are group-
+ * committed: a background thread syncs every group_commit_ms, and
+ * concurrent sync waiters share one fdatasync.
+ *
+ * Checkpoints are signed every checkpoint_s seconds when the log grew, on
+ * open when entries follow the last one (after a crash), and on close.
+ */
+#ifndef CITADEL_LEDGER_H
+#define CITADEL_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "citadel/core.h"
+
+#define LEDGER_HASH          32
+#define LEDGER_MAX_ENTRY     (64u * 1024) /* bytes of one entry line */
+#define LEDGER_MAX_ORIGIN    128
+#define LEDGER_MIN_RETENTION 183 /* days: the EU AI Act's six months for high-risk logs */
+#define LEDGER_MAX_PROOF     64  /* hashes in a proof of a tree below 2^63 */
+
+/* ---- Merkle tree (RFC 6962 / RFC 9162 section 2.1), over leaf hashes ---- */
+
+void ledger_leaf_hash(const void *entry, size_t n, uint8_t out[LEDGER_HASH] /* out */);
+void ledger_node_hash(const uint8_t l[LEDGER_HASH], const uint8_t r[LEDGER_HASH],
+                      uint8_t out[LEDGER_HASH] /* out */);
+/* The root of leaves[0..n); the hash of the empty string for n == 0. */
+void ledger_root(const uint8_t (*leaves)[LEDGER_HASH], uint64_t n,
+                 uint8_t out[LEDGER_HASH] /* out */);
+/* Audit path of leaf index in the tree of the first size leaves. */
+int ledger_inclusion_proof(const uint8_t (*leaves)[LEDGER_HASH], uint64_t size, uint64_t index,
+                           uint8_t (*proof)[LEDGER_HASH] /* out, LEDGER_MAX_PROOF */,
+                           int *n_proof /* out */);
+/* 0 when proof shows leaf at index in the tree of size with root. */
+int ledger_inclusion_verify(uint64_t index, uint64_t size, const uint8_t leaf[LEDGER_HASH],
+                            const uint8_t (*proof)[LEDGER_HASH], int n_proof,
+                            const uint8_t root[LEDGER_HASH]);
+/* Proof that the tree of size m is a prefix of the tree of size n. */
+int ledger_consistency_proof(const uint8_t (*leaves)[LEDGER_HASH], uint64_t m, uint64_t n,
+                             uint8_t (*proof)[LEDGER_HASH] /* out, LEDGER_MAX_PROOF */,
+                             int *n_proof /* out */);
+int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
+                              const uint8_t root_n[LEDGER_HASH],
+                              const uint8_t (*proof)[LEDGER_HASH], int n_proof);
+
+/* ---- keys and checkpoints (signed notes) ---- */
+
+struct ledger_vkey {
+    char name[LEDGER_MAX_ORIGIN];
+    uint8_t id[4];
+    uint8_t pk[32];
+};
+
+/* Parses "<name>+<hex id>+<base64(0x01 || pk)>" (trailing newline allowed). */
+int ledger_vkey_parse(const char *text, size_t len, struct ledger_vkey *out /* out */,
+                      struct cit_err *err);
+
+struct ledger_checkpoint {
+    char origin[LEDGER_MAX_ORIGIN];
+    uint64_t size;
+    uint8_t root[LEDGER_HASH];
+    /* an extension line "citadel-last-leaf <base64>": the leaf hash of
+     * entry size-1, so that verify can name an altered last entry */
+    uint8_t last_leaf[LEDGER_HASH];
+    int has_last_leaf;
+};
+
+/* Parses the signed note at text (up to the end of its signature lines;
+ * *used says how many bytes it took) and checks the signature of vk.
+ * CIT_EFORMAT for a malformed note, CIT_EINVAL for a bad or missing
+ * signature. */
+int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vkey *vk,
+                           struct ledger_checkpoint *cp /* out */, size_t *used /* out */,
+                           struct cit_err *err);
+
+/* ---- the log ---- */
+
+enum ledger_durability { LEDGER_GROUP, LEDGER_SYNC };
+
+struct ledger_opts {
+    const char *dir;
+    const char *origin;  /* name of a new log and its key; NULL: "citadel/ledger" */
+    int group_commit_ms; /* background fdatasync period; 0: 10 */
+    int checkpoint_s;    /* checkpoint period; 0: 60; <0: only on open and close */
+    int retention_days;  /* 0: keep everything; else >= LEDGER_MIN_RETENTION */
+};
+
+/* One decision. Strings may be NULL (written as ""); classes is a list of
+ * class names separated by commas. */
+struct ledger_rec {
+    int64_t time_ms; /* unix milliseconds; 0: now */
+    const char *tenant, *key_id, *request_id;
+    uint8_t digest[LEDGER_HASH]; /* SHA-256 of the canonical request */
+    const char *classes;
+    const char *rule, *policy_hash, *target, *action;
+    int64_t tokens_in, tokens_out;
+    int status;
+    const char *prompt; /* only when the policy asks for it; NULL: left out */
+};
+
+struct ledger;
+
+/* Opens (creating when absent) the ledger in o->dir: recomputes the tree
+ * from the log, cuts a torn last line, checks the tree against the latest
+ * signed checkpoint (a mismatch is an error: the log was altered), prunes
+ * entries older than the retention, and signs a checkpoint when entries
+ * follow the last one. */
+int ledger_open(const struct ledger_opts *o, struct ledger **out /* out */, struct cit_err *err);
+/* Syncs, signs a final checkpoint, and frees. */
+void ledger_close(struct ledger *l);
+/* Appends rec; *seq (may be NULL) is its index. Thread-safe. Any failure
+ * leaves the log as it was, and after a write that could not be undone the
+ * ledger refuses further appends: callers fail closed. */
+int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
+                  uint64_t *seq /* out */);
+/* Signs and appends a checkpoint of the current tree (when it grew). */
+int ledger_checkpoint(struct ledger *l, struct cit_err *err);
+uint64_t ledger_size(struct ledger *l);
+/* "<name>+<id>+<key>" of the node key, for auditors. */
+const char *ledger_vkey_text(const struct ledger *l);
+
+/* ---- offline tools (citadel audit) ---- */
+
+/* Checks everything in dir against vkey_text (NULL: dir/node.vkey, which
+ * the report then says was not given independently): every line is a
+ * well-formed entry with the next seq and the right prev, every checkpoint
+ * is signed by the key and matches the tree at its size, consecutive
+ * checkpoints are consistent (a consistency proof is built and verified).
+ * Writes a human report; returns 0 when sound, CIT_EFORMAT naming the first
+ * bad entry or checkpoint otherwise. */
+int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report,
+                  struct cit_err *err);
+
+/* The entries of dir with their leaf hashes, for show, export and proofs. */
+struct ledger_view {
+    uint64_t n_pruned;               /* entries before the first in lines */
+    uint64_t n;                      /* all entries, pruned included */
+    uint8_t (*leaves)[LEDGER_HASH];  /* (n) */
+    char **lines;                    /* (n - n_pruned) entry lines, without newline */
+    struct ledger_checkpoint latest; /* size 0 when there is none */
+    uint64_t chain_break;            /* first entry whose prev is not the hash of the one before;
+                                        UINT64_MAX: none */
+};
+int ledger_view_open(const char *dir, struct ledger_view *v /* out */, struct cit_err *err);
+void ledger_view_free(struct ledger_view *v);
+
+/* Removes entries older than cutoff_ms from dir (the log must not be open
+ * elsewhere); their leaf hashes move to dir/pruned. */
+int ledger_prune(const char *dir, int64_t cutoff_ms, uint64_t *n_removed /* out */,
+                 struct cit_err *err);
+
+/* Formats unix milliseconds as RFC 3339 UTC with milliseconds. */
+void ledger_time_str(int64_t ms, char out[32] /* out */);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * citadel audit verify [--dir DIR] [--key VKEY_FILE]
+ * citadel audit proof N [--size S] [--dir DIR]
+ * citadel audit consistency M N [--dir DIR]
+ * citadel audit show [--dir DIR] [--tenant T] [--action A] [--since T] [--until T] [--limit N]
+ * citadel audit export --since T --until T [--dir DIR]
+ *
+ * Offline tools over a ledger directory (default: ./ledger). verify exits 0
+ * only when everything checks; proof and consistency print JSON that an
+ * auditor can check against a signed checkpoint; export prints the entries
+ * exactly as stored (the leaf bytes), one per line. Times are RFC 3339 UTC
+ * ("2026-11-01" or "2026-11-01T12:00:00Z"); since is inclusive, until
+ * exclusive.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "citadel/ledger.h"
+#include "cli.h"
+
+#define DEFAULT_DIR "ledger"
+
+static void usage(void)
+{
+    fputs("usage: citadel audit verify [--dir DIR] [--key VKEY_FILE]\n"
+          "       citadel audit proof N [--size S] [--dir DIR]\n"
+          "       citadel audit consistency M N [--dir DIR]\n"
+          "       citadel audit show [--dir DIR] [--tenant T] [--action A] [--since TIME]\n"
+          "                          [--until TIME] [--limit N]\n"
+          "       citadel audit export --since TIME --until TIME [--dir DIR]\n",
+          stderr);
+}
+
+/* "YYYY-MM-DD", optionally followed by "THH:MM[:SS[.mmm]]Z": checks the
+ * shape and strips a final Z so that string order matches time order
+ * against the entries' fixed-width times. */
+static int time_arg(const char *s, char out[32])
+{
+    size_t n = strlen(s);
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddd";
+    if (n && s[n - 1] == 'Z') n--;
+    if (n < 10 || n > 23 || (n > 10 && n != 16 && n != 19 && n != 23)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i]) return -1;
+    memcpy(out, s, n);
+    out[n] = 0;
+    return 0;
+}
+
+/* The entry's time string (24 chars) or NULL. */
+static const char *entry_time(const char *line)
+{
+    const char *t = strstr(line, ",\"time\":\"");
+    return t && t - line < 40 ? t + 9 : NULL;
+}
+
+static int entry_field(const char *line, const char *key, char *out, size_t cap)
+{
+    char pat[40];
+    const char *p, *e;
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    if (!(p = strstr(line, pat))) return -1;
+    p += strlen(pat);
+    if (!(e = strchr(p, '"'))) return -1;
+    snprintf(out, cap, "%.*s", (int)(e - p), p);
+    return 0;
+}
+
+static int in_window(const char *line, const char *since, const char *until)
+{
+    const char *t = entry_time(line);
+    if (!t) return 0;
+    if (since[0] && strncmp(t, since, strlen(since)) < 0) return 0;
+    if (until[0] && strncmp(t, until, strlen(until)) >= 0) return 0;
+    return 1;
+}
+
+static void print_hash(const char *key, const uint8_t h[LEDGER_HASH])
+{
+    char b64[64];
+    sodium_bin2base64(b64, sizeof(b64), h, LEDGER_HASH, sodium_base64_VARIANT_ORIGINAL);
+    printf("\"%s\":\"%s\"", key, b64);
+}
+
+static void print_proof(const uint8_t (*p)[LEDGER_HASH], int n)
+{
+    printf("\"proof\":[");
+    for (int i = 0; i < n; i++) {
+        char b64[64];
+        sodium_bin2base64(b64, sizeof(b64), p[i], LEDGER_HASH, sodium_base64_VARIANT_ORIGINAL);
+        printf("%s\"%s\"", i ? "," : "", b64);
+    }
+    printf("]");
+}
+
+static int parse_u64(const char *s, unsigned long long *v)
+{
+    char *e;
+    errno = 0;
+    if (!s[0] || s[0] == '-') return -1;
+    *v = strtoull(s, &e, 10);
+    return errno || *e ? -1 : 0;
+}
+
+int cli_audit(int argc, char **argv)
+{
+    const char *dir = DEFAULT_DIR, *keyfile = NULL, *tenant = NULL, *action = NULL;
+    const char *pos[2] = {NULL, NULL};
+    char since[32] = "", until[32] = "";
+    unsigned long long size = 0, limit = 0;
+    int n_pos = 0, rc = 0;
+    struct cit_err err = {{0}};
+    const char *verb;
+
+    if (argc < 1) {
+        usage();
+        return 2;
+    }
+    verb = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = !strcmp(a, "--dir") || !strcmp(a, "--key") || !strcmp(a, "--tenant") ||
+                    !strcmp(a, "--action") || !strcmp(a, "--since") || !strcmp(a, "--until") ||
+                    !strcmp(a, "--limit") || !strcmp(a, "--size");
+        if (takes && !v) {
+            fprintf(stderr, "citadel audit: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "--dir"))
+            dir = v;
+        else if (!strcmp(a, "--key"))
+            keyfile = v;
+        else if (!strcmp(a, "--tenant"))
+            tenant = v;
+        else if (!strcmp(a, "--action"))
+            action = v;
+        else if (!strcmp(a, "--since") || !strcmp(a, "--until")) {
+            if (time_arg(v, a[2] == 's' ? since : until)) {
+                fprintf(stderr,
+                        "citadel audit: %s '%s': expected YYYY-MM-DD or "
+                        "YYYY-MM-DDTHH:MM:SSZ (UTC)\n",
+                        a, v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--limit") || !strcmp(a, "--size")) {
+            if (parse_u64(v, a[2] == 'l' ? &limit : &size)) {
+                fprintf(stderr, "citadel audit: %s '%s' is not a count\n", a, v);
+                return 2;
+            }
+        } else if (a[0] == '-' || n_pos == 2) {
+            fprintf(stderr, "citadel audit: unexpected argument '%s'\n", a);
+            usage();
+            return 2;
+        } else {
+            pos[n_pos++] = a;
+            continue;
+        }
+        i++;
+    }
+
+    if (!strcmp(verb, "verify")) {
+        struct cit_buf key = {0}, report = {0};
+        if (n_pos) {
+            usage();
+            return 2;
+        }
+        if (keyfile && (rc = cli_read_input(keyfile, 4096, &key))) {
+            fprintf(stderr, "citadel audit: %s: %s\n", keyfile,
+                    rc == CIT_EIO ? strerror(errno) : cit_strerror(rc));
+            return 1;
+        }
+        if (keyfile && cit_buf_add(&key, "", 1)) return 1;
+        rc = ledger_verify(dir, keyfile ? key.p : NULL, &report, &err);
+        if (report.len) fwrite(report.p, 1, report.len, stdout);
+        if (rc) fprintf(stderr, "citadel audit verify: FAILED: %s\n", err.msg);
+        cit_buf_free(&key);
+        cit_buf_free(&report);
+        return rc ? 1 : 0;
+    }
+
+    struct ledger_view v;
+    int want_pos = !strcmp(verb, "proof") ? 1 : !strcmp(verb, "consistency") ? 2 : 0;
+    if (!want_pos && strcmp(verb, "show") && strcmp(verb, "export")) {
+        fprintf(stderr, "citadel audit: unknown command '%s'\n", verb);
+        usage();
+        return 2;
+    }
+    if (n_pos != want_pos) {
+        usage();
+        return 2;
+    }
+    if (!strcmp(verb, "export") && (!since[0] || !until[0])) {
+        fprintf(stderr, "citadel audit export: --since and --until are both required\n");
+        return 2;
+    }
+    if (ledger_view_open(dir, &v, &err)) {
+        fprintf(stderr, "citadel audit: %s\n", err.msg);
+        return 1;
+    }
+    if (!strcmp(verb, "proof")) {
+        unsigned long long idx;
+        uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH], root[LEDGER_HASH];
+        int np;
+        if (!size) size = v.latest.size ? v.latest.size : v.n;
+        if (parse_u64(pos[0], &idx) || idx >= size || size > v.n) {
+            fprintf(stderr,
+                    "citadel audit proof: entry '%s' is not in a tree of %llu (the log has %llu "
+                    "entries)\n",
+                    pos[0], size, (unsigned long long)v.n);
+            rc = 1;
+        } else {
+            ledger_inclusion_proof((const uint8_t(*)[LEDGER_HASH])v.leaves, size, idx, proof, &np);
+            ledger_root((const uint8_t(*)[LEDGER_HASH])v.leaves, size, root);
+            if (ledger_inclusion_verify(idx, size, v.leaves[idx],
+                                        (const uint8_t(*)[LEDGER_HASH])proof, np, root)) {
+                fprintf(stderr, "citadel audit proof: the proof does not verify (a bug)\n");
+                rc = 1;
+            } else {
+                printf("{\"index\":%llu,\"size\":%llu,", idx, size);
+                print_hash("leaf", v.leaves[idx]);
+                printf(",");
+                print_hash("root", root);
+                printf(",\"signed\":%s,",
+                       v.latest.size == size && !sodium_memcmp(v.latest.root, root, LEDGER_HASH)
+                           ? "true"
+                           : "false");
+                print_proof((const uint8_t(*)[LEDGER_HASH])proof, np);
+                printf("}\n");
+            }
+        }
+    } else if (!strcmp(verb, "consistency")) {
+        unsigned long long m, n;
+        uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH], rm[LEDGER_HASH], rn[LEDGER_HASH];
+        int np;
+        if (parse_u64(pos[0], &m) || parse_u64(pos[1], &n) || m == 0 || m > n || n > v.n) {
+            fprintf(stderr, "citadel audit consistency: need 0 < M <= N <= %llu (the log's size)\n",
+                    (unsigned long long)v.n);
+            rc = 1;
+        } else {
+            ledger_consistency_proof((const uint8_t(*)[LEDGER_HASH])v.leaves, m, n, proof, &np);
+            ledger_root((const uint8_t(*)[LEDGER_HASH])v.leaves, m, rm);
+            ledger_root((const uint8_t(*)[LEDGER_HASH])v.leaves, n, rn);
+            printf("{\"first\":%llu,\"second\":%llu,", m, n);
+            print_hash("first_root", rm);
+            printf(",");
+            print_hash("second_root", rn);
+            printf(",");
+            print_proof((const uint8_t(*)[LEDGER_HASH])proof, np);
+            printf("}\n");
+        }
+    } else {
+        int show = !strcmp(verb, "show");
+        unsigned long long shown = 0;
+        for (uint64_t i = 0; i + v.n_pruned < v.n; i++) {
+            const char *line = v.lines[i];
+            char t[80], act[32], rule[80], target[80];
+            if (!in_window(line, since, until)) continue;
+            if (tenant && (entry_field(line, "tenant", t, sizeof(t)) || strcmp(t, tenant)))
+                continue;
+            if (action && (entry_field(line, "action", act, sizeof(act)) || strcmp(act, action)))
+                continue;
+            if (!show) {
+                printf("%s\n", line);
+                continue;
+            }
+            if (limit && shown >= limit) break;
+            shown++;
+            if (entry_field(line, "tenant", t, sizeof(t))) t[0] = 0;
+            if (entry_field(line, "action", act, sizeof(act))) act[0] = 0;
+            if (entry_field(line, "rule", rule, sizeof(rule))) rule[0] = 0;
+            if (entry_field(line, "target", target, sizeof(target))) target[0] = 0;
+            {
+                const char *tm = entry_time(line), *st = strstr(line, "\"status\":"),
+                           *ti = strstr(line, "\"tokens_in\":"),
+                           *to = strstr(line, "\"tokens_out\":");
+                printf("%-8llu %.24s %-16s %-8s %-20s %-16s status=%d tokens=%lld/%lld\n",
+                       (unsigned long long)(i + v.n_pruned), tm ? tm : "?", t, act, rule, target,
+                       st ? atoi(st + 9) : 0, ti ? atoll(ti + 12) : 0LL, to ? atoll(to + 13) : 0LL);
+            }
+        }
+    }
+    ledger_view_free(&v);
+    return rc;
+}
