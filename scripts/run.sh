@@ -24,5 +24,9 @@ citadel: serving $ID on http://127.0.0.1:$PORT (Ctrl-C stops it). Try:
 
   (add "stream": true for server-sent events; the key is in $DIR/dev.key)
 
+  Every request is scanned and decided by policy.example.yaml (tenant "dev")
+  and recorded in $DIR/ledger:  $BIN audit show --dir $DIR/ledger
+
 MSG
-exec "$BIN" serve --config citadel.conf --model "$MODEL" --state "$DIR/citadel.db"
+exec "$BIN" serve --config citadel.conf --model "$MODEL" --state "$DIR/citadel.db" \
+    --ledger "$DIR/ledger"

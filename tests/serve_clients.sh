@@ -3,7 +3,10 @@
 # against real clients: curl and the official openai npm package, which is
 # installed from the npm registry into build-san/npm on first use. Also the
 # lifecycle: config file, SIGHUP reload, SIGTERM drain, exit status (which
-# carries LeakSanitizer's verdict).
+# carries LeakSanitizer's verdict). Then the audit ledger from outside:
+# citadel audit verify|show|export|proof on what the server wrote, and a
+# crash test that kills the server with SIGKILL under load, again and
+# again, and checks that every answer a client received is in the ledger.
 #
 #   tests/serve_clients.sh BIN MODEL
 set -eu
@@ -74,6 +77,25 @@ check "keys add prints one key" test "$(printf %s "$KEY" | wc -c)" -eq 64
 check "keys list shows the tenant, not the key" sh -c "grep -q '\"tenant\":\"ci\"' $TMP/keys.json && ! grep -q '$KEY' $TMP/keys.json"
 check "the state file holds no key" sh -c "! grep -q '$KEY' $TMP/state.db"
 
+# a policy for this model and these tenants: everything stays local
+cat >"$TMP/policy.yaml" <<EOF
+version: 1
+node: {id: ci-node, jurisdiction: DE}
+classes: [public, internal, personal, secret]
+detectors: {private_key: secret, api_key: secret, secret_token: secret}
+tenants:
+  ci: {requests_per_minute: 100000}
+  open:
+models:
+  $(basename "$MODEL" .gguf): {jurisdiction: DE, classes: [public, internal, personal]}
+rules:
+  - id: secrets-stay-out
+    when: {classes_any: [secret]}
+    action: deny
+  - id: default-local
+    action: local
+EOF
+
 cat >"$TMP/citadel.conf" <<EOF
 # written by tests/serve_clients.sh
 host = 127.0.0.1
@@ -83,6 +105,8 @@ threads = 2
 ctx = 512
 parallel = 4
 state = $TMP/state.db
+policy = $TMP/policy.yaml
+ledger = $TMP/ledger
 max_tokens = 256
 grace = 20
 EOF
@@ -149,7 +173,23 @@ fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=localhost \
     -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+# ---- the ledger, from the auditor's side ----
+AUD="$BIN audit"
+check "audit verify: the ledger the server wrote is sound" $AUD verify --dir "$TMP/ledger" --key "$TMP/ledger/node.vkey"
+$AUD show --dir "$TMP/ledger" >"$TMP/show.txt" 2>&1 || true
+check "audit show lists the decisions" grep -q "local    default-local" "$TMP/show.txt"
+$AUD export --dir "$TMP/ledger" --since 2000-01-01 --until 2100-01-01 >"$TMP/export.jsonl" 2>&1 || true
+check "audit export: JSON lines, one per decision" sh -c "test \$(wc -l <$TMP/export.jsonl) -ge 5 && head -1 $TMP/export.jsonl | grep -q '^{\"seq\":0,'"
+check "audit export: nothing outside the window" sh -c "test \$($AUD export --dir $TMP/ledger --since 2000-01-01 --until 2000-01-02 | wc -l) = 0"
+$AUD proof 2 --dir "$TMP/ledger" >"$TMP/proof.json" 2>&1 || true
+check "audit proof: an inclusion proof against the signed tree" sh -c "grep -q '\"index\":2,' $TMP/proof.json && grep -q '\"signed\":true' $TMP/proof.json"
+cp -r "$TMP/ledger" "$TMP/ledger-t"
+sed -i '1s/"status":200/"status":201/' "$TMP/ledger-t/log"
+$AUD verify --dir "$TMP/ledger-t" >"$TMP/tamper.txt" 2>&1 && tampered=missed || tampered=caught
+check "audit verify: an edited entry is caught and named" sh -c "test $tampered = caught && grep -q 'entry 0 ' $TMP/tamper.txt"
+
 start_server "$TMP/tls.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-tls" --state "$TMP/tls.db" \
     --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem"
 curl -sfN --cacert "$TMP/cert.pem" "https://127.0.0.1:$PORT/v1/chat/completions" \
     -d '{"model":"'"$ID"'","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"stream":true}' >"$TMP/tls.txt" || true
@@ -160,6 +200,7 @@ stop_server "TLS: clean exit"
 
 # ---- a full queue and a client that leaves, seen from curl ----
 start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-q" --state "$TMP/q.db" \
     --parallel 1 --queue 0 --ctx 4096 --max-tokens 4000
 curl -sN "http://127.0.0.1:$PORT/v1/completions" \
     -d '{"model":"'"$ID"'","prompt":"Once","max_tokens":4000,"stream":true}' >"$TMP/long.txt" &
@@ -188,6 +229,53 @@ check "the disconnect is counted" sh -c "curl -s http://127.0.0.1:$PORT/metrics 
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"'"$ID"'","prompt":"a","max_tokens":4}')
 check "the freed slot serves the next request" test "$code" = 200
 stop_server "clean exit"
+
+# ---- kill -9 under load: every answer a client got is in the ledger ----
+# Four clients (plain and streamed) send requests in a loop; the server is
+# killed with SIGKILL at a random moment, restarted on the same ledger, and
+# so on. A client counts a request as acknowledged only when it holds the
+# whole answer (the usage object, or data: [DONE]).
+ROUNDS=${CRASH_ROUNDS:-8}
+: >"$TMP/acked"
+load_client() { # load_client N STREAM
+    while [ -f "$TMP/run" ]; do
+        if [ "$2" = 1 ]; then
+            b=$(curl -s --max-time 10 -N "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"'"$ID"'","prompt":"Once","max_tokens":6,"stream":true}' 2>/dev/null || true)
+            case "$b" in *"data: [DONE]"*) printf '%s\n' "$b" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p' | head -1 >>"$TMP/acked.$1" ;; esac
+        else
+            b=$(curl -s --max-time 10 "http://127.0.0.1:$PORT/v1/completions" -d '{"model":"'"$ID"'","prompt":"Once upon","max_tokens":6}' 2>/dev/null || true)
+            case "$b" in *'"usage":{'*'}}'*) printf '%s\n' "$b" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p' >>"$TMP/acked.$1" ;; esac
+        fi
+    done
+}
+crash_ok=yes
+for round in $(seq "$ROUNDS"); do
+    start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+        --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-crash" --state "$TMP/crash.db" \
+        --checkpoint-interval 1
+    [ -n "$PORT" ] || { crash_ok="no (round $round: the server did not restart)"; break; }
+    touch "$TMP/run"
+    for n in 1 2 3 4; do load_client "$n" $((n % 2)) & done
+    # 0.3 to 2.2 s of load, then SIGKILL
+    sleep "$(awk -v s="$round$$" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand() * 1.9}')"
+    kill -KILL "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=
+    rm -f "$TMP/run"
+    wait
+done
+cat "$TMP"/acked.* >"$TMP/acked" 2>/dev/null || true
+start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-crash" --state "$TMP/crash.db"
+stop_server "crash test: the server reopens the ledger after $ROUNDS kills and exits cleanly"
+$AUD verify --dir "$TMP/ledger-crash" >"$TMP/crash-verify.txt" 2>&1 && v=ok || v=failed
+check "crash test: audit verify passes after $ROUNDS kills" test "$v" = ok
+$AUD export --dir "$TMP/ledger-crash" --since 2000-01-01 --until 2100-01-01 |
+    sed -n 's/.*"request":"\([^"]*\)".*/\1/p' | sort >"$TMP/logged"
+missing=$(sort "$TMP/acked" | comm -23 - "$TMP/logged" | wc -l)
+n_acked=$(wc -l <"$TMP/acked")
+check "crash test: all $n_acked acknowledged requests are in the ledger ($missing missing)" \
+    sh -c "test $missing = 0 && test $n_acked -gt $ROUNDS && test '$crash_ok' = yes"
 
 echo "serve clients: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -12,7 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "citadel/engine.h"
 #include "citadel/http.h"
+#include "citadel/ledger.h"
 #include "test.h"
 
 struct resp {
@@ -94,8 +96,9 @@ static int read_resp(int fd, struct resp *r)
     return 0;
 }
 
-static int request(int port, const char *method, const char *path, const char *key,
-                   const char *body, struct resp *r)
+/* extra: more header lines, each ending in \r\n (may be NULL) */
+static int request_h(int port, const char *method, const char *path, const char *key,
+                     const char *extra, const char *body, struct resp *r)
 {
     struct cit_buf req = {0};
     int fd = dial(port), rc;
@@ -103,6 +106,7 @@ static int request(int port, const char *method, const char *path, const char *k
     cit_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", method,
                    path);
     if (key) cit_buf_printf(&req, "Authorization: Bearer %s\r\n", key);
+    if (extra) cit_buf_printf(&req, "%s", extra);
     if (body)
         cit_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                        strlen(body), body);
@@ -113,6 +117,12 @@ static int request(int port, const char *method, const char *path, const char *k
     if (!rc) rc = read_resp(fd, r);
     close(fd);
     return rc;
+}
+
+static int request(int port, const char *method, const char *path, const char *key,
+                   const char *body, struct resp *r)
+{
+    return request_h(port, method, path, key, NULL, body, r);
 }
 
 /* ---- a server for the tests ---- */
@@ -140,6 +150,8 @@ static int start(int parallel, int queue, int open)
     o.lim.body_timeout_s = 2;
     o.max_per_ip = max_per_ip;
     snprintf(o.state, sizeof(o.state), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
+    snprintf(o.ledger, sizeof(o.ledger), "%s/ledger-%d", t_tmpdir(), parallel * 1000 + queue);
+    snprintf(o.policy, sizeof(o.policy), "tests/data/policy_serve.yaml");
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
     CHECK_RET(http_keys_open(o.state, &k, &err) == 0, "%s", err.msg);
@@ -987,4 +999,230 @@ void test_http_config(void)
     }
     CHECK(cit_conf_parse("m.conf", "port = \"80\" extra\n", 18, conf_cb, &o, &err) == CIT_EFORMAT &&
           strstr(err.msg, "after the closing quote"));
+}
+
+/* ---- the sovereignty layer ---- */
+
+static int add_key(int parallel, int queue, const char *tenant, char out[HTTP_KEY_LEN + 1])
+{
+    struct http_keys *k;
+    struct cit_err err;
+    char path[512], id[HTTP_KEY_ID_LEN + 1];
+    snprintf(path, sizeof(path), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
+    CHECK_RET(http_keys_open(path, &k, &err) == 0, "%s", err.msg);
+    CHECK_RET(http_keys_add(k, tenant, HTTP_DEFAULT_SCOPES, out, id, &err) == 0, "%s", err.msg);
+    http_keys_close(k);
+    return 0;
+}
+
+static int n_tokens(const char *text)
+{
+    struct eng_model *m;
+    struct cit_err err;
+    int n = -1;
+    if (eng_model_load(t_model_path("stories260K.gguf"), &m, &err)) return -1;
+    eng_tokenize(m, text, strlen(text), 1, 0, NULL, 0, &n);
+    eng_model_free(m);
+    return n;
+}
+
+static int post(const char *k, const char *extra, const char *path, const char *body,
+                struct resp *r)
+{
+    return request_h(port, "POST", path, k, extra, body, r);
+}
+
+void test_http_sovereignty(void)
+{
+    char kf[HTTP_KEY_LEN + 1], ks[HTTP_KEY_LEN + 1], ledger[512];
+    struct resp r;
+    json_t *j;
+    struct ledger_view v;
+    struct cit_err err;
+    struct cit_buf rep = {0};
+    int n_local = 0, n_deny = 0, n_redact = 0, n_forward = 0;
+    if (start(2, 7, 0)) return;
+    if (add_key(2, 7, "fwd", kf) || add_key(2, 7, "stranger", ks)) return;
+
+    /* nothing sensitive: local, and the decision is in a header */
+    CHECK(!post(key, NULL, "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":3}",
+                &r));
+    CHECKF(r.status == 200 && strcasestr(r.head, "X-Citadel-Decision: local; rule=default-local"),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+    /* a secret keyword: denied, naming the rule */
+    CHECK(!post(key, NULL, "/v1/chat/completions",
+                "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"the "
+                "BLUEBIRD plan\"}],\"max_tokens\":3}",
+                &r));
+    CHECKF(r.status == 403 && strstr(r.body, "\"code\":\"policy_denied\"") &&
+               strstr(r.body, "secrets-stay-out") && strstr(r.body, "secret material"),
+           "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* a declared class raises the sensitivity; an unknown one denies */
+    CHECK(!post(key, "X-Citadel-Data-Class: secret\r\n", "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &r));
+    CHECKF(r.status == 403 && strstr(r.body, "secrets-stay-out"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(!post(key, "X-Citadel-Data-Class: nonsense\r\n", "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &r));
+    CHECKF(r.status == 403 && strstr(r.body, "'nonsense' is not in the policy"), "%d %s", r.status,
+           r.body);
+    resp_free(&r);
+    /* personal data: redacted before the model sees it; the prompt the
+     * engine got is the placeholder text, by its token count */
+    CHECK(!post(key, NULL, "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"Mail alice.smith@example.com today\","
+                "\"max_tokens\":2}",
+                &r));
+    CHECKF(r.status == 200 &&
+               strcasestr(r.head, "X-Citadel-Decision: redact; rule=personal-redacted"),
+           "%d %s %s", r.status, r.head, r.body);
+    CHECK((j = body_json(&r)));
+    {
+        int want = n_tokens("Mail [EMAIL_1] today"),
+            raw = n_tokens("Mail alice.smith@example.com today");
+        CHECKF(jint(j, "usage.prompt_tokens") == want && want != raw,
+               "prompt %lld, want %d (raw %d)", jint(j, "usage.prompt_tokens"), want, raw);
+    }
+    json_decref(j);
+    resp_free(&r);
+    CHECK(!post(key, NULL, "/v1/chat/completions",
+                "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"system\",\"content\":\"be "
+                "brief\"},{\"role\":\"user\",\"content\":\"card 4111 1111 1111 1111, mail "
+                "a@b.example\"}],\"max_tokens\":2,\"stream\":true}",
+                &r));
+    CHECKF(r.status == 200 && strcasestr(r.head, "X-Citadel-Decision: redact") &&
+               strstr(r.body, "data: [DONE]"),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+    /* forward: no gateway yet, so it fails closed and nothing leaves */
+    CHECK(!post(kf, NULL, "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &r));
+    CHECKF(r.status == 503 && strstr(r.body, "\"code\":\"peer_unavailable\"") &&
+               strstr(r.body, "peer 'fr'"),
+           "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* a tenant the policy does not know */
+    CHECK(!post(ks, NULL, "/v1/completions",
+                "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &r));
+    CHECKF(r.status == 403 && strstr(r.body, "tenant 'stranger' is not in the policy"), "%d %s",
+           r.status, r.body);
+    resp_free(&r);
+
+    /* the dry run for integrators */
+    CHECK(!post(key, NULL, "/v1/policy/decide",
+                "{\"model\":\"stories260K\",\"input\":\"write to bob@example.org\"}", &r));
+    CHECKF(r.status == 200, "%d %s", r.status, r.body);
+    CHECK((j = body_json(&r)));
+    CHECK(!strcmp(jstr(j, "action"), "redact") && !strcmp(jstr(j, "rule"), "personal-redacted"));
+    CHECK(!strcmp(jstr(j, "classes.0"), "personal") &&
+          !strcmp(jstr(j, "findings.0.detector"), "email"));
+    CHECK(jint(j, "findings.0.start") == 9 && jint(j, "findings.0.end") == 24);
+    CHECK(strlen(jstr(j, "policy")) == 64);
+    json_decref(j);
+    resp_free(&r);
+    CHECK(!post(key, NULL, "/v1/policy/decide", "{\"input\":\"x\"}", &r));
+    CHECK(r.status == 400 && strstr(r.body, "\"param\":\"model\""));
+    resp_free(&r);
+    CHECK(!post(key, NULL, "/v1/policy/decide", "{\"model\":\"elsewhere\",\"prompt\":\"x\"}", &r));
+    CHECK(r.status == 200 && strstr(r.body, "\"action\":\"deny\"") &&
+          strstr(r.body, "model 'elsewhere' is not in the policy"));
+    resp_free(&r);
+    /* usage: the caller's own tenant */
+    CHECK(!request(port, "GET", "/v1/usage", key, NULL, &r));
+    CHECKF(r.status == 200 && strstr(r.body, "\"tenant\":\"tests\""), "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(!request(port, "GET", "/v1/usage", NULL, NULL, &r) && r.status == 401);
+    resp_free(&r);
+    stop();
+
+    /* every decision is in the ledger, which verifies */
+    snprintf(ledger, sizeof(ledger), "%s/ledger-2007", t_tmpdir());
+    CHECKF(!ledger_verify(ledger, NULL, &rep, &err), "%s", err.msg);
+    cit_buf_free(&rep);
+    CHECK(!ledger_view_open(ledger, &v, &err));
+    for (uint64_t i = 0; i < v.n; i++) {
+        const char *l = v.lines[i];
+        n_local += strstr(l, "\"action\":\"local\"") && strstr(l, "\"status\":200") != NULL;
+        n_deny += strstr(l, "\"action\":\"deny\"") && strstr(l, "\"status\":403") != NULL;
+        n_redact += strstr(l, "\"action\":\"redact\"") && strstr(l, "\"classes\":[\"personal\"]") &&
+                    strstr(l, "\"status\":200") != NULL;
+        n_forward += strstr(l, "\"action\":\"forward\"") && strstr(l, "\"target\":\"fr\"") &&
+                     strstr(l, "\"status\":503") != NULL;
+        CHECKF(!strstr(l, "alice") && !strstr(l, "BLUEBIRD") && !strstr(l, "4111"),
+               "the ledger holds a raw prompt: %s", l);
+    }
+    ledger_view_free(&v);
+    CHECKF(n_local == 1 && n_deny == 4 && n_redact == 2 && n_forward == 1,
+           "local %d deny %d redact %d forward %d", n_local, n_deny, n_redact, n_forward);
+}
+
+void test_http_quotas_restart(void)
+{
+    char km[HTTP_KEY_LEN + 1], kd[HTTP_KEY_LEN + 1];
+    const char *body =
+        "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":16}";
+    struct resp r;
+    json_t *j;
+    long long used = 0, used_after;
+    int got429 = 0;
+    /* the minute window must not roll over between the requests and the
+     * restart: start early in a minute */
+    if (time(NULL) % 60 > 50) sleep((unsigned)(61 - time(NULL) % 60));
+    if (start(2, 8, 0)) return;
+    if (add_key(2, 8, "quota-m", km) || add_key(2, 8, "quota-d", kd)) return;
+    for (int i = 0; i < 3; i++) {
+        CHECK(!post(km, NULL, "/v1/completions", body, &r));
+        CHECKF(r.status == 200, "request %d: %d %s", i, r.status, r.body);
+        resp_free(&r);
+    }
+    CHECK(!post(km, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 429 && strstr(r.body, "\"code\":\"requests_per_minute\"") &&
+               strstr(r.body, "\"limit\":3") && strstr(r.body, "\"resets_at\":\"") &&
+               strcasestr(r.head, "Retry-After: "),
+           "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* tokens per day: the answers are capped to what is left, then refused */
+    for (int i = 0; i < 12 && !got429; i++) {
+        CHECK(!post(kd, NULL, "/v1/completions", body, &r));
+        if (r.status == 429) {
+            got429 = 1;
+            CHECKF(strstr(r.body, "\"code\":\"tokens_per_day\"") && strstr(r.body, "\"limit\":60"),
+                   "%s", r.body);
+        } else {
+            CHECKF(r.status == 200, "%d %s", r.status, r.body);
+            CHECK((j = body_json(&r)));
+            used += jint(j, "usage.total_tokens");
+            json_decref(j);
+        }
+        resp_free(&r);
+    }
+    CHECKF(got429 && used <= 60 && used > 40, "used %lld", used);
+    CHECK(!request(port, "GET", "/v1/usage", kd, NULL, &r) && r.status == 200);
+    CHECK((j = body_json(&r)));
+    CHECKF(jint(j, "quotas.tokens_per_day.used") == used &&
+               jint(j, "quotas.tokens_per_day.limit") == 60 &&
+               jint(j, "quotas.concurrent.used") == 0,
+           "%s", r.body);
+    json_decref(j);
+    resp_free(&r);
+    stop();
+
+    /* a restart remembers both */
+    if (start(2, 8, 0)) return;
+    CHECK(!post(km, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 429 && strstr(r.body, "requests_per_minute"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(!post(kd, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 429 && strstr(r.body, "tokens_per_day"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(!request(port, "GET", "/v1/usage", kd, NULL, &r) && r.status == 200);
+    CHECK((j = body_json(&r)));
+    used_after = jint(j, "quotas.tokens_per_day.used");
+    CHECKF(used_after == used, "after restart %lld, before %lld", used_after, used);
+    json_decref(j);
+    resp_free(&r);
+    stop();
 }

@@ -107,12 +107,18 @@ struct det_redaction {
     char **original;      /* (n) the value it stands for (may hold NUL bytes) */
     size_t *original_len; /* (n) its length */
     size_t n;
+    int count[DET_CLASS_COUNT]; /* placeholders made per class */
 };
 
 /* Redacts text by findings f (as det_scan gave them; overlapping spans are
  * merged into the first). */
 int det_redact(const char *text, size_t len, const struct det_findings *f,
                struct det_redaction *out /* out */);
+/* Redacts one more text into out with the mapping of r, which it extends:
+ * a request of several messages shares one numbering, and the same value
+ * keeps one placeholder across them. */
+int det_redact_append(struct det_redaction *r, const char *text, size_t len,
+                      const struct det_findings *f, struct cit_buf *out);
 /* Replaces each placeholder of r found in text by its original, into b. */
 int det_restore(const struct det_redaction *r, const char *text, size_t len, struct cit_buf *b);
 /* Zeroes the originals and frees everything. */

@@ -52,6 +52,10 @@ struct http_opts {
     char state[1024];                   /* SQLite state file (API keys) */
     int open;                           /* 1: no API key needed (say so only on a closed network) */
     int grace_s;                        /* SIGTERM: time for in-flight requests to finish */
+    char policy[1024];                  /* the jurisdiction policy (required to generate) */
+    char ledger[1024];                  /* the audit ledger's directory */
+    int ledger_retention_days;          /* 0: keep everything; else >= 183 */
+    int checkpoint_s;                   /* signed checkpoint period */
     struct http_limits lim;
 };
 
@@ -84,11 +88,12 @@ int http_server_busy(struct http_server *s);
  * scopes and SHA-256 of the whole key, never the key.
  *
  * Scopes are space-separated "endpoint:NAME" and "model:ID" items; NAME is
- * chat, completions, models, metrics or *; ID is a model id or *. A key
- * may call an endpoint listed and use a model listed. */
-#define HTTP_KEY_LEN        64 /* "cit_" + 16 + "_" + 43 */
-#define HTTP_KEY_ID_LEN     16
-#define HTTP_DEFAULT_SCOPES "endpoint:chat endpoint:completions endpoint:models model:*"
+ * chat, completions, models, metrics, policy (the decision dry run) or *; ID is a model id or *. A
+ * key may call an endpoint listed and use a model listed. */
+#define HTTP_KEY_LEN    64 /* "cit_" + 16 + "_" + 43 */
+#define HTTP_KEY_ID_LEN 16
+#define HTTP_DEFAULT_SCOPES                                                                        \
+    "endpoint:chat endpoint:completions endpoint:models endpoint:policy model:*"
 
 struct http_keys;
 

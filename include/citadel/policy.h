@@ -61,6 +61,7 @@ struct pol_rule {
     int at_most;  /* ... at most this index (-1: no test) */
     int action;   /* enum pol_action */
     int peer;     /* POL_FORWARD: index into peers */
+    int restore;  /* POL_REDACT: put the values back into the answer */
     char reason[256];
 };
 
@@ -106,6 +107,7 @@ struct pol_decision {
     int action;          /* enum pol_action */
     const char *rule_id; /* "" when no rule decided (errors, unknown tenant) */
     const char *peer;    /* POL_FORWARD: the peer's id */
+    int restore;         /* POL_REDACT: restore placeholders in the answer */
     uint32_t classes;    /* detected and declared */
     int max_class;       /* index of the most sensitive, -1 for none */
     char reason[256];
@@ -119,6 +121,9 @@ struct pol_decision {
 int pol_decide(const struct pol_policy *p, const struct pol_request *r,
                struct pol_decision *d /* out */);
 void pol_decision_free(struct pol_decision *d);
+/* The data class a finding counts as under p, or -1 when the policy drops
+ * it (an ignored detector, or below its minimum confidence). */
+int pol_finding_class(const struct pol_policy *p, const struct det_finding *f);
 
 /* Runs the cases in text (a YAML list of {name, tenant, model, input,
  * declared, expect, rule}) against p, a line per case into report; counts
@@ -127,5 +132,46 @@ void pol_decision_free(struct pol_decision *d);
 int pol_run_cases(const struct pol_policy *p, const char *name, const char *text, size_t len,
                   struct cit_buf *report, int *n_pass /* out */, int *n_fail /* out */,
                   struct cit_err *err);
+
+/* ---- quotas (quota.c) ----
+ *
+ * Per-tenant counters in the node's SQLite state file: requests in the
+ * current UTC minute, tokens in the current UTC day, requests in flight.
+ * They survive restarts. */
+struct pol_quotas;
+
+int pol_quotas_open(const char *path, struct pol_quotas **out /* out */, struct cit_err *err);
+void pol_quotas_close(struct pol_quotas *q);
+
+/* What admission granted or why it refused. */
+struct pol_quota_ticket {
+    int admitted;
+    int64_t in, out; /* prompt tokens charged; output tokens reserved */
+    /* on refusal: the quota ("requests_per_minute", "tokens_per_day",
+     * "concurrent"), its limit, what is used, and when it resets (unix
+     * seconds; 0 for concurrent: when a request ends) */
+    char which[32];
+    int64_t limit, used, reset;
+};
+
+/* Admits one request of n_in prompt tokens that may generate up to want_out
+ * tokens, against lim at unix time now. 0 with t->out the output tokens
+ * granted (want_out, or less when the day's budget is nearly spent);
+ * CIT_EOVERFLOW when a quota is exhausted (t says which); CIT_EIO when the
+ * charge cannot be stored (refused: nothing is served uncounted). */
+int pol_quota_admit(struct pol_quotas *q, const char *tenant, const struct pol_quota *lim,
+                    int64_t n_in, int64_t want_out, int64_t now,
+                    struct pol_quota_ticket *t /* out */);
+/* Ends an admitted request that generated n_out tokens. */
+void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
+                      int64_t n_out, int64_t now);
+
+struct pol_quota_state {
+    int64_t requests, minute_reset; /* this minute; unix seconds */
+    int64_t tokens, reserved, day_reset;
+    int64_t concurrent;
+};
+void pol_quota_usage(struct pol_quotas *q, const char *tenant, int64_t now,
+                     struct pol_quota_state *s /* out */);
 
 #endif

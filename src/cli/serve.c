@@ -37,7 +37,11 @@ static void serve_usage(FILE *f)
           "  --parallel N              sequences decoded together per model (default 8)\n"
           "  --queue N                 waiting requests before 429 (default 64)\n"
           "  --tls-cert F --tls-key F  serve HTTPS\n"
-          "  --state F                 SQLite state file with API keys (default citadel.db)\n"
+          "  --state F                 SQLite state file: API keys, quota counters (citadel.db)\n"
+          "  --policy F                the jurisdiction policy (required; docs/policy.md)\n"
+          "  --ledger DIR              the audit ledger (default ./ledger; docs/ledger.md)\n"
+          "  --ledger-retention DAYS   prune entries older than this (0: keep; min 183)\n"
+          "  --checkpoint-interval S   seconds between signed checkpoints (default 60)\n"
           "  --open                    no API keys (only on a network you trust)\n"
           "  --KEY VALUE               any config key, '-' for '_' (docs/serve.md)\n",
           f);

@@ -32,11 +32,9 @@ static int add_mapping(struct det_redaction *r, const char *ph, const char *val,
     return 0;
 }
 
-int det_redact(const char *text, size_t len, const struct det_findings *f,
-               struct det_redaction *out)
+int det_redact_append(struct det_redaction *r, const char *text, size_t len,
+                      const struct det_findings *f, struct cit_buf *out)
 {
-    struct det_redaction r = {0};
-    int count[DET_CLASS_COUNT] = {0};
     size_t pos = 0;
     int rc = 0;
     for (size_t i = 0; i < f->n && !rc; i++) {
@@ -47,25 +45,33 @@ int det_redact(const char *text, size_t len, const struct det_findings *f,
         size_t vlen = x->end - x->start;
         const char *ph = NULL;
         char name[48];
-        for (size_t k = 0; k < r.n && !ph; k++) /* the same value: the same placeholder */
-            if (r.original_len[k] == vlen && !memcmp(r.original[k], val, vlen))
-                ph = r.placeholder[k];
+        for (size_t k = 0; k < r->n && !ph; k++) /* the same value: the same placeholder */
+            if (r->original_len[k] == vlen && !memcmp(r->original[k], val, vlen))
+                ph = r->placeholder[k];
         if (!ph) {
             const char *cn = det_class_name(x->cls);
             size_t l = 0;
             name[l++] = '[';
             for (; cn[l - 1] && l < 32; l++)
                 name[l] = (char)(cn[l - 1] >= 'a' && cn[l - 1] <= 'z' ? cn[l - 1] - 32 : cn[l - 1]);
-            snprintf(name + l, sizeof(name) - l, "_%d]", ++count[x->cls]);
-            rc = add_mapping(&r, name, val, vlen);
+            snprintf(name + l, sizeof(name) - l, "_%d]", ++r->count[x->cls]);
+            rc = add_mapping(r, name, val, vlen);
             ph = name;
         }
-        if (!rc) rc = cit_buf_add(&r.text, text + pos, x->start - pos);
-        if (!rc) rc = cit_buf_add(&r.text, ph, strlen(ph));
+        if (!rc) rc = cit_buf_add(out, text + pos, x->start - pos);
+        if (!rc) rc = cit_buf_add(out, ph, strlen(ph));
         pos = x->end;
     }
-    if (!rc) rc = cit_buf_add(&r.text, text + pos, len - pos);
-    if (!rc && !r.text.p) rc = cit_buf_add(&r.text, "", 0);
+    if (!rc) rc = cit_buf_add(out, text + pos, len - pos);
+    if (!rc && !out->p) rc = cit_buf_add(out, "", 0);
+    return rc;
+}
+
+int det_redact(const char *text, size_t len, const struct det_findings *f,
+               struct det_redaction *out)
+{
+    struct det_redaction r = {0};
+    int rc = det_redact_append(&r, text, len, f, &r.text);
     if (rc) {
         det_redaction_free(&r);
         return rc;

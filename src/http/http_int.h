@@ -21,6 +21,8 @@ enum http_ep {
     EP_HEALTH,
     EP_READY,
     EP_METRICS,
+    EP_USAGE,
+    EP_DECIDE,
     EP_OTHER,
     EP_N
 };

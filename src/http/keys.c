@@ -79,7 +79,7 @@ void http_keys_close(struct http_keys *k)
 
 /* ---- scopes ---- */
 
-static const char *const endpoints[] = {"chat", "completions", "models", "metrics", "*"};
+static const char *const endpoints[] = {"chat", "completions", "models", "metrics", "policy", "*"};
 
 static int valid_model_id(const char *s, size_t n)
 {
@@ -111,7 +111,7 @@ int http_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err
             if (!ok)
                 return cit_err_set(err, CIT_EINVAL,
                                    "scope '%.*s': endpoints are chat, completions, models, "
-                                   "metrics or *",
+                                   "metrics, policy or *",
                                    (int)n, p);
         } else if (n > 6 && !strncmp(p, "model:", 6)) {
             if (!valid_model_id(p + 6, n - 6))

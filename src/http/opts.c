@@ -22,6 +22,9 @@ void http_opts_defaults(struct http_opts *o)
     snprintf(o->state, sizeof(o->state), "citadel.db");
     o->open = 0;
     o->grace_s = 10;
+    snprintf(o->ledger, sizeof(o->ledger), "ledger");
+    o->ledger_retention_days = 0;
+    o->checkpoint_s = 60;
     o->lim.max_body = 1u << 20;
     o->lim.max_headers = 64;
     o->lim.max_header_bytes = 16384;
@@ -114,6 +117,7 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     INT_KEY("max_connections", o->max_connections, 1, 1 << 16)
     INT_KEY("max_per_ip", o->max_per_ip, 0, 1 << 16)
     INT_KEY("grace", o->grace_s, 0, 3600)
+    INT_KEY("checkpoint_interval", o->checkpoint_s, 1, 86400)
     INT_KEY("max_body", o->lim.max_body, 1024, 1l << 30)
     INT_KEY("max_headers", o->lim.max_headers, 4, 1024)
     INT_KEY("max_header_bytes", o->lim.max_header_bytes, 1024, 1 << 20)
@@ -129,6 +133,19 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     if (!strcmp(key, "tls_key")) return set_str(key, v, o->tls_key, sizeof(o->tls_key), err);
     if (!strcmp(key, "state")) return set_str(key, v, o->state, sizeof(o->state), err);
     if (!strcmp(key, "model")) return add_model(o, v, err);
+    if (!strcmp(key, "policy")) return set_str(key, v, o->policy, sizeof(o->policy), err);
+    if (!strcmp(key, "ledger")) return set_str(key, v, o->ledger, sizeof(o->ledger), err);
+    if (!strcmp(key, "ledger_retention")) {
+        /* days; 0 keeps everything, anything else at least six months */
+        if ((rc = set_int(key, v, 0, 36500, &x, err))) return rc;
+        if (x && x < 183)
+            return cit_err_set(err, CIT_EINVAL,
+                               "ledger_retention: %ld days is below the minimum of 183 (six "
+                               "months, the EU AI Act's floor for logs); 0 keeps everything",
+                               x);
+        o->ledger_retention_days = (int)x;
+        return 0;
+    }
     if (!strcmp(key, "open")) {
         if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
             o->open = 1;

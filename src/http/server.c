@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "citadel/ledger.h"
+#include "citadel/policy.h"
 #include "http_int.h"
 
 #define WAIT_SLICE_MS 50
@@ -65,6 +67,9 @@ struct http_server {
     struct srv_model models[HTTP_MAX_MODELS];
     int n_models;
     struct http_keys *keys;
+    struct pol_policy *pol;    /* the jurisdiction policy */
+    struct pol_quotas *quotas; /* tenant quotas, in the state file */
+    struct ledger *ledger;     /* the audit ledger */
     struct metrics met;
     _Atomic int inflight, draining;
     int port;
@@ -108,6 +113,16 @@ struct req {
     struct cit_buf out; /* event bytes not yet handed to MHD */
     size_t out_off;
     enum sse_phase phase;
+
+    /* the sovereignty layer */
+    int decided, logged; /* a decision was taken; it is in the ledger */
+    struct pol_decision dec;
+    char classes[512];      /* the decision's data classes, comma-separated */
+    char decision_hdr[160]; /* X-Citadel-Decision: "redact; rule=..." */
+    uint8_t digest[32];     /* SHA-256 of the canonical request */
+    struct det_redaction red;
+    int restore; /* put redacted values back into the answer */
+    struct pol_quota_ticket ticket;
 };
 
 /* ---- struct req ---- */
@@ -137,6 +152,10 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c)
 
 static void req_destroy(struct req *r)
 {
+    if (r->decided) pol_decision_free(&r->dec);
+    det_redaction_free(&r->red);
+    if (r->body.p) explicit_bzero(r->body.p, r->body.len);
+    if (r->text.p) explicit_bzero(r->text.p, r->text.len);
     cit_buf_free(&r->body);
     cit_buf_free(&r->text);
     cit_buf_free(&r->out);
@@ -174,6 +193,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int stat
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (hname) MHD_add_response_header(resp, hname, hvalue);
+    if (r->decided) MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
     ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     r->status = status;
@@ -203,7 +223,8 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, struct req *r, in
     if (status == 401) hn = "WWW-Authenticate", hv = "Bearer";
     if (status == 429 || status == 503) hn = "Retry-After", hv = "1";
     if (status == 405)
-        hn = "Allow", hv = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS ? "POST" : "GET";
+        hn = "Allow",
+        hv = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_DECIDE ? "POST" : "GET";
     ok = respond(c, r, status, "application/json", b.p, b.len, hn, hv);
     cit_buf_free(&b);
     return ok;
@@ -224,6 +245,8 @@ static int route(const char *url, const char **model_id)
     if (!strcmp(url, "/healthz")) return EP_HEALTH;
     if (!strcmp(url, "/readyz")) return EP_READY;
     if (!strcmp(url, "/metrics")) return EP_METRICS;
+    if (!strcmp(url, "/v1/usage")) return EP_USAGE;
+    if (!strcmp(url, "/v1/policy/decide")) return EP_DECIDE;
     return EP_OTHER;
 }
 
@@ -242,7 +265,8 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
-/* 0 when the request may go on; otherwise a response was queued. */
+/* 0 when the request may go on; otherwise a response was queued. A NULL
+ * scope_ep needs a valid key only (the caller's own usage). */
 static int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep,
                      enum MHD_Result *res)
 {
@@ -270,7 +294,7 @@ static int authorize(struct MHD_Connection *c, struct req *r, const char *scope_
                              "Incorrect or revoked API key.");
         return -1;
     }
-    if (!http_scope_allows(r->key.scopes, scope_ep, NULL)) {
+    if (scope_ep && !http_scope_allows(r->key.scopes, scope_ep, NULL)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "This API key may not call the '%s' endpoint.", scope_ep);
         *res = respond_error(c, r, 403, "permission_error", "insufficient_scope", NULL, msg);
@@ -326,6 +350,38 @@ static enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r, const
             respond(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, NULL, NULL);
         cit_buf_free(&b);
         return res;
+    }
+    case EP_USAGE: {
+        struct pol_quota_state q;
+        const struct pol_quota *lim;
+        int t;
+        int64_t now = (int64_t)time(NULL);
+        char m_at[32], d_at[32];
+        if (authorize(c, r, NULL, &res)) return res;
+        if ((t = pol_tenant_index(s->pol, r->key.tenant)) < 0) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "Tenant '%s' is not in the node's policy.", r->key.tenant);
+            return respond_error(c, r, 404, "invalid_request_error", "unknown_tenant", NULL, msg);
+        }
+        lim = &s->pol->tenants[t].quota;
+        pol_quota_usage(s->quotas, r->key.tenant, now, &q);
+        ledger_time_str(q.minute_reset * 1000, m_at);
+        ledger_time_str(q.day_reset * 1000, d_at);
+        m_at[19] = d_at[19] = 'Z', m_at[20] = d_at[20] = 0;
+        BUF_LIT(&b, "{\"object\":\"usage\",\"tenant\":");
+        cit_buf_json_str(&b, r->key.tenant, strlen(r->key.tenant));
+        cit_buf_printf(&b,
+                       ",\"quotas\":{\"requests_per_minute\":{\"limit\":%lld,\"used\":%lld,"
+                       "\"resets_at\":\"%s\",\"resets_in_s\":%lld},"
+                       "\"tokens_per_day\":{\"limit\":%lld,\"used\":%lld,\"reserved\":%lld,"
+                       "\"resets_at\":\"%s\",\"resets_in_s\":%lld},"
+                       "\"concurrent\":{\"limit\":%lld,\"used\":%lld}}}\n",
+                       (long long)lim->requests_per_minute, (long long)q.requests, m_at,
+                       (long long)(q.minute_reset - now), (long long)lim->tokens_per_day,
+                       (long long)q.tokens, (long long)q.reserved, d_at,
+                       (long long)(q.day_reset - now), (long long)lim->concurrent,
+                       (long long)q.concurrent);
+        return respond_json(c, r, 200, &b);
     }
     case EP_MODELS: {
         int n = 0;
@@ -477,6 +533,287 @@ static void chunk_text(struct cit_buf *b, const struct req *r, const char *t, si
     chunk_tail(b, r);
 }
 
+/* ---- the sovereignty layer: detect, decide, record ---- */
+
+/* Appends the decision and its outcome to the ledger, once per request.
+ * Decisions that send data off the node are synced before they act. */
+static int record(struct req *r, int status, enum ledger_durability dur)
+{
+    struct http_server *s = r->srv;
+    struct ledger_rec e = {0};
+    int rc;
+    if (!r->decided || r->logged) return 0;
+    r->logged = 1;
+    pthread_mutex_lock(&r->mu);
+    e.tokens_in = r->n_prompt;
+    e.tokens_out = r->n_gen;
+    pthread_mutex_unlock(&r->mu);
+    e.tenant = r->key.tenant;
+    e.key_id = r->key.id;
+    e.request_id = r->id;
+    memcpy(e.digest, r->digest, sizeof(e.digest));
+    e.classes = r->classes;
+    e.rule = r->dec.rule_id;
+    e.policy_hash = s->pol->hash_hex;
+    e.target = r->dec.action == POL_FORWARD && r->dec.peer ? r->dec.peer : r->model;
+    e.action = pol_action_name(r->dec.action);
+    e.status = status;
+    if ((rc = ledger_append(s->ledger, &e, dur, NULL)))
+        cit_log(CIT_LOG_ERROR, "ledger: cannot record request %s: %s", r->id, cit_strerror(rc));
+    return rc;
+}
+
+struct seg {
+    size_t off, len;
+};
+
+/* The text the engine would see, for detection: chat message contents
+ * joined by newlines (each one's place kept in segs), the prompt, or the
+ * pieces of prompt token ids. */
+static int scan_text(struct srv_model *sm, const struct api_req *a, struct cit_buf *t,
+                     struct seg *segs)
+{
+    int rc = 0;
+    if (a->chat) {
+        for (int i = 0; i < a->n_msgs && !rc; i++) {
+            const char *m = a->msgs[i].content ? a->msgs[i].content : "";
+            if (i) rc = cit_buf_add(t, "\n", 1);
+            segs[i].off = t->len;
+            segs[i].len = strlen(m);
+            if (!rc) rc = cit_buf_add(t, m, segs[i].len);
+        }
+    } else if (a->prompt_ids) {
+        char piece[256];
+        for (int i = 0; i < a->n_prompt_ids && !rc; i++) {
+            int n = a->prompt_ids[i] >= 0 && a->prompt_ids[i] < sm->n_vocab
+                        ? eng_token_piece(sm->m, a->prompt_ids[i], 1, piece, sizeof(piece))
+                        : 0;
+            if (n < 0) return n;
+            rc = cit_buf_add(t, piece, (size_t)n);
+        }
+    } else {
+        segs[0].off = 0;
+        segs[0].len = strlen(a->prompt);
+        rc = cit_buf_add(t, a->prompt, segs[0].len);
+    }
+    if (!rc) rc = cit_buf_add(t, "", 1);
+    if (!rc) t->len--;
+    return rc;
+}
+
+static void class_names(const struct pol_policy *p, uint32_t mask, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (int c = 0; c < p->n_classes && n + 1 < cap; c++)
+        if (mask & (1u << c))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", p->classes[c]);
+}
+
+/* Replaces the request's texts by their redacted versions (kept in
+ * owned, freed by the caller). Only findings the policy counts are
+ * redacted; one that spans two messages cannot be split, so it denies. */
+static int redact_request(struct req *r, struct api_req *a, const char *text,
+                          const struct seg *segs, int n_seg, char **owned)
+{
+    const struct pol_policy *p = r->srv->pol;
+    for (int i = 0; i < n_seg; i++) {
+        struct det_findings sub = {0};
+        struct cit_buf out = {0};
+        int rc = 0;
+        for (size_t k = 0; k < r->dec.findings.n && !rc; k++) {
+            struct det_finding f = r->dec.findings.v[k];
+            if (pol_finding_class(p, &f) < 0) continue;
+            if (f.end <= segs[i].off || f.start >= segs[i].off + segs[i].len) continue;
+            if (f.start < segs[i].off || f.end > segs[i].off + segs[i].len) {
+                rc = CIT_ERANGE; /* spans two messages */
+                break;
+            }
+            if (sub.n == sub.cap) {
+                size_t cap = sub.cap ? sub.cap * 2 : 8;
+                struct det_finding *v = cit_realloc(sub.v, cap * sizeof(*v));
+                if (!v) {
+                    rc = CIT_ENOMEM;
+                    break;
+                }
+                sub.v = v;
+                sub.cap = cap;
+            }
+            f.start -= segs[i].off;
+            f.end -= segs[i].off;
+            sub.v[sub.n++] = f;
+        }
+        if (!rc) rc = det_redact_append(&r->red, text + segs[i].off, segs[i].len, &sub, &out);
+        if (!rc) rc = cit_buf_add(&out, "", 1);
+        det_findings_free(&sub);
+        if (rc) {
+            if (out.p) explicit_bzero(out.p, out.len);
+            cit_buf_free(&out);
+            return rc;
+        }
+        owned[i] = out.p;
+        if (a->chat)
+            a->msgs[i].content = out.p;
+        else
+            a->prompt = out.p;
+    }
+    return 0;
+}
+
+/* Detects, decides and acts on the decision: 0 when the request goes on
+ * (locally, maybe redacted), -1 when a response was queued in *res. */
+static int sovereign(struct MHD_Connection *c, struct req *r, struct api_req *a, int mi,
+                     char **owned, enum MHD_Result *res)
+{
+    struct http_server *s = r->srv;
+    struct cit_buf t = {0};
+    struct seg *segs;
+    int n_seg = a->chat ? a->n_msgs : 1, rc;
+    char msg[600];
+    char *canon = json_dumps(a->root, JSON_COMPACT | JSON_SORT_KEYS);
+    struct pol_request pr = {0};
+
+    /* the canonical request: its JSON with sorted keys, compact */
+    if (canon) crypto_hash_sha256(r->digest, (const unsigned char *)canon, strlen(canon));
+    free(canon);
+    segs = cit_calloc((size_t)n_seg + 1, sizeof(*segs));
+    rc = !canon || !segs ? CIT_ENOMEM : scan_text(&s->models[mi], a, &t, segs);
+    pr.tenant = r->key.tenant;
+    pr.model = s->o.models[mi].id;
+    pr.text = t.p ? t.p : "";
+    pr.len = t.len;
+    pr.declared = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");
+    if (rc) { /* fail closed: what cannot be scanned is not processed */
+        memset(&r->dec, 0, sizeof(r->dec));
+        r->dec.action = POL_DENY;
+        r->dec.rule_id = "";
+        snprintf(r->dec.reason, sizeof(r->dec.reason), "the prompt could not be scanned (%s)",
+                 cit_strerror(rc));
+    } else {
+        pol_decide(s->pol, &pr, &r->dec); /* on any error the decision is deny */
+    }
+    r->decided = 1;
+    class_names(s->pol, r->dec.classes, r->classes, sizeof(r->classes));
+    snprintf(r->decision_hdr, sizeof(r->decision_hdr), "%s; rule=%s",
+             pol_action_name(r->dec.action), r->dec.rule_id[0] ? r->dec.rule_id : "-");
+    if (r->dec.action == POL_REDACT) {
+        if (!a->chat && a->prompt_ids) {
+            r->dec.action = POL_DENY;
+            snprintf(r->dec.reason, sizeof(r->dec.reason),
+                     "rule '%s' redacts, and a prompt of token ids cannot be redacted; send text",
+                     r->dec.rule_id);
+        } else if ((rc = redact_request(r, a, t.p, segs, n_seg, owned))) {
+            r->dec.action = POL_DENY;
+            snprintf(r->dec.reason, sizeof(r->dec.reason), "rule '%s' redacts, but %s",
+                     r->dec.rule_id,
+                     rc == CIT_ERANGE ? "a finding spans two messages" : "the redaction failed");
+        } else {
+            r->restore = r->dec.restore;
+        }
+        if (r->dec.action == POL_DENY)
+            snprintf(r->decision_hdr, sizeof(r->decision_hdr), "deny; rule=%s", r->dec.rule_id);
+    }
+    if (t.p) explicit_bzero(t.p, t.len);
+    cit_buf_free(&t);
+    cit_free(segs);
+    switch (r->dec.action) {
+    case POL_LOCAL:
+    case POL_REDACT:
+        return 0;
+    case POL_FORWARD:
+        /* nothing leaves yet: the gateway to peers is not built, so the
+         * request fails closed; the decision is still recorded, synced */
+        rc = record(r, 503, LEDGER_SYNC);
+        snprintf(msg, sizeof(msg),
+                 "The node's policy forwards this request to peer '%s' (rule '%s'), but this node "
+                 "has no gateway to peers yet; nothing was sent.",
+                 r->dec.peer ? r->dec.peer : "?", r->dec.rule_id);
+        *res = respond_error(c, r, 503, "server_error", "peer_unavailable", NULL, msg);
+        return -1;
+    default:
+        record(r, 403, LEDGER_GROUP);
+        if (r->dec.rule_id[0])
+            snprintf(msg, sizeof(msg), "Denied by the node's policy (rule '%s'): %s",
+                     r->dec.rule_id, r->dec.reason);
+        else
+            snprintf(msg, sizeof(msg), "Denied by the node's policy: %s", r->dec.reason);
+        *res = respond_error(c, r, 403, "permission_error", "policy_denied", NULL, msg);
+        return -1;
+    }
+}
+
+/* Admits the request against the tenant's quotas, capping max_tokens to
+ * what the day's budget has left. */
+static int quota_admit(struct MHD_Connection *c, struct req *r, int n_tok, int *max_tokens,
+                       enum MHD_Result *res)
+{
+    struct http_server *s = r->srv;
+    int t = pol_tenant_index(s->pol, r->key.tenant), rc;
+    int64_t now = (int64_t)time(NULL);
+    struct pol_quota_ticket *k = &r->ticket;
+    struct cit_buf b = {0};
+    char when[32], msg[400], retry[24];
+    if (t < 0)
+        rc = CIT_ENOENT; /* the decision checked it; fail closed anyway */
+    else
+        rc = pol_quota_admit(s->quotas, r->key.tenant, &s->pol->tenants[t].quota, n_tok,
+                             *max_tokens, now, k);
+    if (!rc) {
+        *max_tokens = (int)k->out;
+        return 0;
+    }
+    if (rc != CIT_EOVERFLOW) {
+        record(r, 503, LEDGER_GROUP);
+        *res = respond_error(c, r, 503, "server_error", NULL, NULL,
+                             "The quota state cannot be read or stored; the request was refused.");
+        return -1;
+    }
+    record(r, 429, LEDGER_GROUP);
+    if (k->reset) {
+        ledger_time_str(k->reset * 1000, when);
+        when[19] = 'Z', when[20] = 0; /* whole seconds */
+        snprintf(msg, sizeof(msg),
+                 "Tenant '%s' has used its quota %s (%lld); it resets at %s, in %lld s.",
+                 r->key.tenant, k->which, (long long)k->limit, when, (long long)(k->reset - now));
+        snprintf(retry, sizeof(retry), "%lld",
+                 (long long)(k->reset - now > 0 ? k->reset - now : 1));
+    } else {
+        snprintf(msg, sizeof(msg),
+                 "Tenant '%s' has %lld requests in flight, its quota %s; retry when one ends.",
+                 r->key.tenant, (long long)k->used, k->which);
+        snprintf(retry, sizeof(retry), "1");
+    }
+    BUF_LIT(&b, "{\"error\":{\"message\":");
+    cit_buf_json_str(&b, msg, strlen(msg));
+    cit_buf_printf(&b,
+                   ",\"type\":\"rate_limit_error\",\"param\":null,\"code\":\"%s\",\"quota\":{"
+                   "\"name\":\"%s\",\"limit\":%lld,\"used\":%lld",
+                   k->which, k->which, (long long)k->limit, (long long)k->used);
+    if (k->reset)
+        cit_buf_printf(&b, ",\"resets_at\":\"%s\",\"resets_in_s\":%lld", when,
+                       (long long)(k->reset - now));
+    BUF_LIT(&b, "}}}\n");
+    if (!b.p) {
+        *res = respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
+        return -1;
+    }
+    *res = respond(c, r, 429, "application/json", b.p, b.len, "Retry-After", retry);
+    cit_buf_free(&b);
+    return -1;
+}
+
+/* How much of text[from, len) can be restored and sent now: a trailing
+ * '[' that may open a placeholder not yet complete is held back. */
+static size_t restore_safe_end(const struct req *r, size_t from, size_t len)
+{
+    const char *p = r->text.p;
+    for (size_t i = len; i > from; i--) {
+        if (p[i - 1] == ']') return len;
+        if (p[i - 1] == '[') return len - (i - 1) < 48 ? i - 1 : len;
+    }
+    return len;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct req *r = cls;
@@ -492,15 +829,36 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (r->phase == PH_END) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&r->mu);
+        size_t upto =
+            r->restore && !r->done ? restore_safe_end(r, r->sent, r->text.len) : r->text.len;
         if (r->phase == PH_ROLE) {
             chunk_text(&r->out, r, "", 0, NULL, 1);
             r->phase = PH_BODY;
-        } else if (r->text.len > r->sent) {
-            chunk_text(&r->out, r, r->text.p + r->sent, r->text.len - r->sent, NULL, 0);
-            r->sent = r->text.len;
+        } else if (upto > r->sent) {
+            if (r->restore) {
+                struct cit_buf rt = {0};
+                if (det_restore(&r->red, r->text.p + r->sent, upto - r->sent, &rt) == 0)
+                    chunk_text(&r->out, r, rt.p ? rt.p : "", rt.len, NULL, 0);
+                if (rt.p) explicit_bzero(rt.p, rt.len);
+                cit_buf_free(&rt);
+            } else {
+                chunk_text(&r->out, r, r->text.p + r->sent, upto - r->sent, NULL, 0);
+            }
+            r->sent = upto;
         } else if (r->done) {
-            if (r->finish == SCHED_FINISH_ERROR ||
-                (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out)) {
+            int failed = r->finish == SCHED_FINISH_ERROR ||
+                         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out);
+            /* the entry goes in before the stream is acknowledged with [DONE] */
+            pthread_mutex_unlock(&r->mu);
+            int lost = record(r, failed ? (r->finish == SCHED_FINISH_ERROR ? 500 : 503) : 200,
+                              LEDGER_GROUP);
+            pthread_mutex_lock(&r->mu);
+            if (lost && !failed) {
+                BUF_LIT(&r->out, "data: ");
+                api_error_simple(&r->out, "server_error", "ledger_unavailable", NULL,
+                                 "the audit ledger could not record this request");
+                BUF_LIT(&r->out, "\n");
+            } else if (failed) {
                 BUF_LIT(&r->out, "data: ");
                 api_error_simple(&r->out, "server_error", NULL, NULL,
                                  r->finish == SCHED_FINISH_ERROR ? "generation failed"
@@ -528,6 +886,17 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     req_unref(cls);
+}
+
+static void free_owned(char **owned, int n)
+{
+    if (!owned) return;
+    for (int i = 0; i < n; i++)
+        if (owned[i]) {
+            explicit_bzero(owned[i], strlen(owned[i]));
+            cit_free(owned[i]);
+        }
+    cit_free(owned);
 }
 
 /* Builds the token list: chat messages through the model's template, or
@@ -585,29 +954,51 @@ static void request_id(char *out, size_t cap, int chat)
 
 static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
 {
-    struct cit_buf b = {0};
-    if (r->finish == SCHED_FINISH_ERROR)
+    struct cit_buf b = {0}, restored = {0};
+    const char *text = r->text.p ? r->text.p : "";
+    size_t len = r->text.len;
+    enum MHD_Result res;
+    if (r->finish == SCHED_FINISH_ERROR) {
+        record(r, 500, LEDGER_GROUP);
         return respond_error(c, r, 500, "server_error", NULL, NULL, "generation failed");
-    if (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out)
+    }
+    if (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out) {
+        record(r, 503, LEDGER_GROUP);
         return respond_error(c, r, 503, "server_error", NULL, NULL,
                              "the server is shutting down; the generation was cancelled");
+    }
+    /* the entry goes in before the answer is acknowledged; without it the
+     * answer is withheld */
+    if (record(r, 200, LEDGER_GROUP))
+        return respond_error(c, r, 500, "server_error", "ledger_unavailable", NULL,
+                             "The audit ledger could not record this request; the answer is "
+                             "withheld.");
+    if (r->restore) {
+        if (det_restore(&r->red, text, len, &restored) || !restored.p)
+            return respond_error(c, r, 500, "server_error", NULL, NULL, "out of memory");
+        text = restored.p;
+        len = restored.len;
+    }
     cit_buf_printf(&b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id,
                    r->chat ? "chat.completion" : "text_completion", (long long)r->created);
     cit_buf_json_str(&b, r->model, strlen(r->model));
     BUF_LIT(&b, ",\"system_fingerprint\":\"citadel\",\"choices\":[{\"index\":0,");
     if (r->chat) {
         BUF_LIT(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        cit_buf_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
+        cit_buf_json_str(&b, text, len);
         BUF_LIT(&b, ",\"refusal\":null},");
     } else {
         BUF_LIT(&b, "\"text\":");
-        cit_buf_json_str(&b, r->text.p ? r->text.p : "", r->text.len);
+        cit_buf_json_str(&b, text, len);
         BUF_LIT(&b, ",");
     }
     cit_buf_printf(&b, "\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(r));
     usage_json(&b, r);
     BUF_LIT(&b, "}\n");
-    return respond_json(c, r, 200, &b);
+    if (restored.p) explicit_bzero(restored.p, restored.len);
+    cit_buf_free(&restored);
+    res = respond_json(c, r, 200, &b);
+    return res;
 }
 
 static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
@@ -618,7 +1009,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     struct srv_model *sm;
     struct sched_req q = {0};
     int32_t *toks = NULL;
-    int n_tok = 0, rc, mi, avail;
+    int n_tok = 0, rc, mi, avail, n_owned = 0;
+    char **owned = NULL;
     enum MHD_Result res;
     char msg[400];
 
@@ -638,8 +1030,24 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         return respond_error(c, r, 403, "permission_error", "insufficient_scope", "model", msg);
     }
     sm = &s->models[mi];
+    r->created = (int64_t)time(NULL);
+    snprintf(r->model, sizeof(r->model), "%s", s->o.models[mi].id);
+    request_id(r->id, sizeof(r->id), r->ep == EP_CHAT);
+    owned = cit_calloc((size_t)(a.chat ? a.n_msgs : 1) + 1, sizeof(char *));
+    n_owned = a.chat ? a.n_msgs : 1;
+    if (!owned) {
+        api_req_free(&a);
+        return respond_error(c, r, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    if (sovereign(c, r, &a, mi, owned, &res)) {
+        free_owned(owned, n_owned);
+        api_req_free(&a);
+        return res;
+    }
     e.param[0] = 0;
-    if ((rc = build_prompt(sm, &a, &toks, &n_tok, &e))) {
+    rc = build_prompt(sm, &a, &toks, &n_tok, &e);
+    free_owned(owned, n_owned); /* the redacted texts are in the tokens now */
+    if (rc) {
         if (!e.param[0])
             snprintf(e.msg, sizeof(e.msg), "could not build the prompt: %s", cit_strerror(rc));
         api_req_free(&a);
@@ -691,15 +1099,17 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     if (!a.has_seed) randombytes_buf(&q.sampling.seed, sizeof(q.sampling.seed));
     for (int i = 0; i < a.n_stops; i++) q.stops[i] = a.stops[i];
     q.n_stops = a.n_stops;
+    if (quota_admit(c, r, n_tok, &q.max_tokens, &res)) {
+        cit_free(toks);
+        api_req_free(&a);
+        return res;
+    }
 
     r->mi = mi;
     r->chat = r->ep == EP_CHAT;
     r->stream = a.stream;
     r->include_usage = a.include_usage;
     r->n_prompt = n_tok;
-    r->created = (int64_t)time(NULL);
-    snprintf(r->model, sizeof(r->model), "%s", s->o.models[mi].id);
-    request_id(r->id, sizeof(r->id), r->chat);
     r->phase = r->chat ? PH_ROLE : PH_BODY;
     pthread_mutex_lock(&r->mu);
     r->refs++; /* the scheduler's */
@@ -742,6 +1152,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         pthread_mutex_unlock(&r->mu);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
         res = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         r->status = 200;
@@ -760,6 +1171,100 @@ bad:
     cit_free(toks);
     api_req_free(&a);
     return respond_error(c, r, 400, "invalid_request_error", NULL, pfield, msg);
+}
+
+/* POST /v1/policy/decide: the decision a request would get, without
+ * running it. Body: {"model", and "messages" (chat), "prompt" or "input"
+ * (text), optionally "declared"}; the caller's tenant is its key's. */
+static enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    json_error_t je;
+    json_t *root = json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &je);
+    json_t *model, *msgs, *v;
+    struct cit_buf t = {0}, b = {0};
+    struct pol_request pr = {0};
+    struct pol_decision d;
+    const char *bad = NULL, *param = NULL;
+    char cls[512];
+    if (!root || !json_is_object(root)) {
+        bad = "The body must be a JSON object.";
+    } else if (!json_is_string(model = json_object_get(root, "model"))) {
+        bad = "'model' is required: the model the request would use.", param = "model";
+    } else if ((msgs = json_object_get(root, "messages"))) {
+        size_t i;
+        if (!json_is_array(msgs)) bad = "'messages' must be an array.", param = "messages";
+        json_array_foreach(msgs, i, v)
+        {
+            json_t *ct = json_object_get(v, "content");
+            if (!json_is_string(ct)) {
+                bad = "each message needs a string 'content'", param = "messages";
+                break;
+            }
+            if (i) cit_buf_add(&t, "\n", 1);
+            cit_buf_add(&t, json_string_value(ct), json_string_length(ct));
+        }
+    } else if (json_is_string(v = json_object_get(root, "prompt")) ||
+               json_is_string(v = json_object_get(root, "input"))) {
+        cit_buf_add(&t, json_string_value(v), json_string_length(v));
+    } else {
+        bad = "Give the text as 'messages', 'prompt' or 'input'.", param = "input";
+    }
+    if (!bad && (v = json_object_get(root, "declared")) && !json_is_string(v))
+        bad = "'declared' is a comma-separated list of data classes.", param = "declared";
+    if (bad) {
+        json_decref(root);
+        cit_buf_free(&t);
+        return respond_error(c, r, 400, "invalid_request_error", NULL, param, bad);
+    }
+    pr.tenant = r->key.tenant;
+    pr.model = json_string_value(model);
+    pr.text = t.p ? t.p : "";
+    pr.len = t.len;
+    pr.declared = json_is_string(v = json_object_get(root, "declared"))
+                      ? json_string_value(v)
+                      : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");
+    pol_decide(s->pol, &pr, &d);
+    class_names(s->pol, d.classes, cls, sizeof(cls));
+    cit_buf_printf(&b, "{\"object\":\"policy.decision\",\"action\":\"%s\",\"rule\":",
+                   pol_action_name(d.action));
+    cit_buf_json_str(&b, d.rule_id, strlen(d.rule_id));
+    BUF_LIT(&b, ",\"peer\":");
+    if (d.action == POL_FORWARD && d.peer)
+        cit_buf_json_str(&b, d.peer, strlen(d.peer));
+    else
+        BUF_LIT(&b, "null");
+    BUF_LIT(&b, ",\"reason\":");
+    cit_buf_json_str(&b, d.reason, strlen(d.reason));
+    BUF_LIT(&b, ",\"classes\":[");
+    for (char *p = cls, *e; *p; p = *e ? e + 1 : e) {
+        e = p + strcspn(p, ",");
+        if (p != cls) BUF_LIT(&b, ",");
+        cit_buf_json_str(&b, p, (size_t)(e - p));
+    }
+    BUF_LIT(&b, "],\"tenant\":");
+    cit_buf_json_str(&b, pr.tenant, strlen(pr.tenant));
+    BUF_LIT(&b, ",\"model\":");
+    cit_buf_json_str(&b, pr.model, strlen(pr.model));
+    cit_buf_printf(&b, ",\"policy\":\"%s\",\"findings\":[", s->pol->hash_hex);
+    for (size_t i = 0; i < d.findings.n; i++) {
+        const struct det_finding *f = &d.findings.v[i];
+        int c2 = pol_finding_class(s->pol, f);
+        cit_buf_printf(&b, "%s{\"detector\":\"%s\",\"class\":", i ? "," : "",
+                       det_class_name(f->cls));
+        if (c2 >= 0)
+            cit_buf_json_str(&b, s->pol->classes[c2], strlen(s->pol->classes[c2]));
+        else
+            BUF_LIT(&b, "null");
+        cit_buf_printf(&b, ",\"start\":%zu,\"end\":%zu,\"confidence\":%.2f}", f->start, f->end,
+                       (double)f->confidence);
+    }
+    BUF_LIT(&b, "]}\n");
+    pol_decision_free(&d);
+    json_decref(root);
+    if (t.p) explicit_bzero(t.p, t.len);
+    cit_buf_free(&t);
+    return respond_json(c, r, 200, &b);
 }
 
 /* ---- MHD callbacks ---- */
@@ -787,14 +1292,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (r->ep == EP_OTHER)
             return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                                  "Unknown path.");
-        if ((r->ep == EP_CHAT || r->ep == EP_COMPLETIONS) ? !is_post : !is_get)
+        if ((r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_DECIDE) ? !is_post
+                                                                                : !is_get)
             return respond_error(c, r, 405, "invalid_request_error", NULL, NULL,
                                  "Method not allowed on this path.");
         if (is_get) return handle_get(c, r, model_id);
         if (atomic_load(&s->draining))
             return respond_error(c, r, 503, "server_error", NULL, NULL,
                                  "The server is shutting down.");
-        if (authorize(c, r, r->ep == EP_CHAT ? "chat" : "completions", &res)) return res;
+        if (authorize(c, r,
+                      r->ep == EP_CHAT          ? "chat"
+                      : r->ep == EP_COMPLETIONS ? "completions"
+                                                : "policy",
+                      &res))
+            return res;
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > r->lim.max_body)
             return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
@@ -816,7 +1327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    return handle_generate(c, r);
+    return r->ep == EP_DECIDE ? handle_decide(c, r) : handle_generate(c, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -837,6 +1348,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         cancel(r);
     }
     met_request(&s->met, r->ep, r->responded ? r->status : 499);
+    /* a decision whose request ended otherwise (the client left, an error
+     * after the decision) is recorded with the status it got */
+    if (r->decided && !r->logged) record(r, r->responded ? r->status : 499, LEDGER_GROUP);
+    if (r->ticket.admitted) {
+        pthread_mutex_lock(&r->mu);
+        int ng = r->n_gen;
+        pthread_mutex_unlock(&r->mu);
+        pol_quota_finish(s->quotas, r->key.tenant, &r->ticket, ng, (int64_t)time(NULL));
+    }
     pthread_mutex_lock(&r->mu);
     if (r->submitted) {
         double ttft = r->n_gen ? (double)(r->t_first - r->t_submit) / 1e9 : -1;
@@ -997,6 +1517,33 @@ static int bind_addr(const char *host, int port, struct sockaddr_storage *ss, in
     return 0;
 }
 
+/* The policy, the quota state and the ledger: without all three no request
+ * is served. */
+static int start_layer(struct http_server *s, struct cit_err *err)
+{
+    const struct http_opts *o = &s->o;
+    struct ledger_opts lo = {0};
+    char origin[LEDGER_MAX_ORIGIN];
+    int rc;
+    if (!o->policy[0])
+        return cit_err_set(err, CIT_EINVAL,
+                           "no policy: set 'policy = FILE' (policy.example.yaml is a complete "
+                           "one); citadel serves nothing it cannot decide on");
+    if (!o->ledger[0])
+        return cit_err_set(err, CIT_EINVAL, "no ledger: set 'ledger = DIR' for the audit log");
+    if ((rc = pol_load(o->policy, &s->pol, err))) return rc;
+    if ((rc = pol_quotas_open(o->state, &s->quotas, err))) return rc;
+    snprintf(origin, sizeof(origin), "%s/audit", s->pol->node_id);
+    lo.dir = o->ledger;
+    lo.origin = origin;
+    lo.checkpoint_s = o->checkpoint_s;
+    lo.retention_days = o->ledger_retention_days;
+    if ((rc = ledger_open(&lo, &s->ledger, err))) return rc;
+    cit_log(CIT_LOG_INFO, "policy %s (sha256 %.16s...) for node %s (%s); ledger %s", o->policy,
+            s->pol->hash_hex, s->pol->node_id, s->pol->jurisdiction, o->ledger);
+    return 0;
+}
+
 int http_server_start(const struct http_opts *o, struct http_server **out, struct cit_err *err)
 {
     struct http_server *s;
@@ -1019,6 +1566,7 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
     met_init(&s->met);
     if ((rc = bind_addr(o->host, o->port, &ss, &v6, err))) goto fail;
     if (!o->open && (rc = http_keys_open(o->state, &s->keys, err))) goto fail;
+    if ((rc = start_layer(s, err))) goto fail;
     if (o->tls_cert[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             rc = cit_err_set(err, CIT_ENOTSUP, "this libmicrohttpd has no TLS support");
@@ -1114,9 +1662,11 @@ void http_server_reload(struct http_server *s, const struct http_opts *o)
         o->ctx != s->o.ctx || o->parallel != s->o.parallel || o->queue != s->o.queue ||
         o->max_connections != s->o.max_connections || o->max_per_ip != s->o.max_per_ip ||
         strcmp(o->tls_cert, s->o.tls_cert) || strcmp(o->tls_key, s->o.tls_key) ||
-        strcmp(o->state, s->o.state))
+        strcmp(o->state, s->o.state) || strcmp(o->policy, s->o.policy) ||
+        strcmp(o->ledger, s->o.ledger))
         cit_log(CIT_LOG_WARN, "reload: host, port, threads, ctx, parallel, queue, "
-                              "max_connections, max_per_ip, TLS and state change only on restart");
+                              "max_connections, max_per_ip, TLS, state, policy and ledger change "
+                              "only on restart");
     pthread_mutex_lock(&s->cfg_mu);
     if (o->open && !s->keys)
         s->o.open = 1;
@@ -1163,6 +1713,9 @@ void http_server_stop(struct http_server *s)
         eng_model_free(s->models[i].m);
     }
     http_keys_close(s->keys);
+    ledger_close(s->ledger); /* after the last request: signs the final checkpoint */
+    pol_quotas_close(s->quotas);
+    pol_free(s->pol);
     met_destroy(&s->met);
     cit_free(s->cert_pem);
     cit_free(s->key_pem);

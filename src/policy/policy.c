@@ -410,7 +410,8 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
     p->rules = cit_calloc((size_t)seq_len(n), sizeof(*p->rules));
     if (!p->rules) return CIT_ENOMEM;
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
-        static const char *const keys[] = {"id", "when", "action", "peer", "reason", NULL};
+        static const char *const keys[] = {"id",     "when",    "action", "peer",
+                                           "reason", "restore", NULL};
         static const char *const wkeys[] = {"tenant",         "model",         "classes_any",
                                             "class_at_least", "class_at_most", NULL};
         yaml_node_t *e = ynode(y, *i), *w, *f;
@@ -446,6 +447,14 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
                 return yfail(y, f, "rule '%s': peer '%s' is not under 'peers'", r->id, sval(f));
         } else if (f) {
             return yfail(y, f, "rule '%s': 'peer' goes with action forward only", r->id);
+        }
+        f = yget(y, e, "restore");
+        if (f) {
+            if (r->action != POL_REDACT)
+                return yfail(y, f, "rule '%s': 'restore' goes with action redact only", r->id);
+            if (!is_scalar(f) || (strcmp(sval(f), "true") && strcmp(sval(f), "false")))
+                return yfail(y, f, "rule '%s': 'restore' is true or false", r->id);
+            r->restore = !strcmp(sval(f), "true");
         }
         f = yget(y, e, "reason");
         if (f && (!is_scalar(f) || f->data.scalar.length >= sizeof(r->reason)))
@@ -615,6 +624,12 @@ static int has(const int *v, int n, int x)
     return 0;
 }
 
+int pol_finding_class(const struct pol_policy *p, const struct det_finding *f)
+{
+    int c = f->cls == DET_KEYWORD ? p->keyword_class[f->keyword] : p->det_class[f->cls];
+    return c >= 0 && f->confidence >= p->det_min_conf[f->cls] ? c : -1;
+}
+
 int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct pol_decision *d)
 {
     memset(d, 0, sizeof(*d));
@@ -628,9 +643,8 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
     if (rc) return deny(d, rc, "detection failed (%s): denied", cit_strerror(rc));
     uint32_t detected = 0, declared = 0;
     for (size_t i = 0; i < d->findings.n; i++) {
-        const struct det_finding *f = &d->findings.v[i];
-        int c = f->cls == DET_KEYWORD ? p->keyword_class[f->keyword] : p->det_class[f->cls];
-        if (c >= 0 && f->confidence >= p->det_min_conf[f->cls]) detected |= 1u << c;
+        int c = pol_finding_class(p, &d->findings.v[i]);
+        if (c >= 0) detected |= 1u << c;
     }
     if (r->declared) { /* "personal, secret": raise only */
         const char *s = r->declared;
@@ -660,6 +674,7 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
         if (u->at_most >= 0 && d->max_class > u->at_most) continue;
         d->rule_id = u->id;
         d->action = u->action;
+        d->restore = u->restore;
         snprintf(d->reason, sizeof(d->reason), "%s", u->reason[0] ? u->reason : "");
         int c;
         switch (u->action) {
