@@ -320,6 +320,20 @@ static int walk_line(void *u, const char *line, size_t n, off_t off)
     return 0;
 }
 
+/* Loads dir/pruned into w and sets it up to walk the log (path) from the
+ * first entry after them. */
+static int walk_start(struct walk *w, const char *dir, const char *path, struct cit_err *err)
+{
+    int rc = read_pruned(dir, (uint8_t(**)[LEDGER_HASH]) & w->pruned, &w->n_pruned, err);
+    if (rc) return rc;
+    if (w->n_pruned) memcpy(w->prev, w->pruned[w->n_pruned - 1], LEDGER_HASH);
+    w->path = path;
+    w->seq = w->n_pruned;
+    w->cutoff_ms = INT64_MIN;
+    w->err = err;
+    return 0;
+}
+
 /* Reads dir/checkpoints, verifying each against vk; cp gets the latest
  * (size 0 when none). *good_end is the length of its well-formed part; a
  * torn last note (no final newline, as a crash mid-write leaves) is
@@ -423,16 +437,12 @@ int ledger_prune(const char *dir, int64_t cutoff_ms, uint64_t *n_removed, struct
         if (errno == ENOENT) return 0;
         return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
     }
-    if ((rc = read_pruned(dir, (uint8_t(**)[LEDGER_HASH]) & w.pruned, &w.n_pruned, err))) {
+    if ((rc = walk_start(&w, dir, path, err))) {
         close(fd);
         return rc;
     }
-    w.path = path;
-    w.seq = w.n_pruned;
-    if (w.n_pruned) memcpy(w.prev, w.pruned[w.n_pruned - 1], LEDGER_HASH);
     w.cutoff_ms = cutoff_ms;
     w.collect_old = 1;
-    w.err = err;
     rc = scan_lines(fd, path, walk_line, &w, &end, &torn, err);
     if (rc || w.n_old == 0) goto done;
     /* pruned.new = pruned + the hashes of the old entries; log.new = the rest */
@@ -644,15 +654,9 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
         rc = cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
         goto fail;
     }
-    if ((rc = read_pruned(l->dir, (uint8_t(**)[LEDGER_HASH]) & w.pruned, &w.n_pruned, err)))
-        goto fail;
+    if ((rc = walk_start(&w, l->dir, path, err))) goto fail;
     for (uint64_t i = 0; i < w.n_pruned; i++) ledger_range_push(&w.range, w.pruned[i]);
-    if (w.n_pruned) memcpy(w.prev, w.pruned[w.n_pruned - 1], LEDGER_HASH);
-    w.path = path;
-    w.seq = w.n_pruned;
     w.want_size = cp.size;
-    w.cutoff_ms = INT64_MIN;
-    w.err = err;
     if (cp.size && cp.size <= w.n_pruned) { /* the checkpoint lies inside the pruned part */
         struct ledger_range r2 = {0};
         for (uint64_t i = 0; i < cp.size; i++) ledger_range_push(&r2, w.pruned[i]);
@@ -848,7 +852,7 @@ int ledger_view_open(const char *dir, struct ledger_view *v, struct cit_err *err
     snprintf(path, sizeof(path), "%s/log", dir);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
-    if ((rc = read_pruned(dir, (uint8_t(**)[LEDGER_HASH]) & w.pruned, &w.n_pruned, err))) {
+    if ((rc = walk_start(&w, dir, path, err))) {
         close(fd);
         return rc;
     }
@@ -861,13 +865,8 @@ int ledger_view_open(const char *dir, struct ledger_view *v, struct cit_err *err
             return cit_err_set(err, CIT_ENOMEM, "out of memory");
         }
         memcpy(v->leaves, w.pruned, w.n_pruned * LEDGER_HASH);
-        memcpy(w.prev, w.pruned[w.n_pruned - 1], LEDGER_HASH);
     }
-    w.path = path;
-    w.seq = w.n_pruned;
-    w.cutoff_ms = INT64_MIN;
     w.view = v;
-    w.err = err;
     rc = scan_lines(fd, path, walk_line, &w, &end, &torn, err);
     close(fd);
     cit_free((void *)w.pruned);
