@@ -433,4 +433,36 @@ void test_ledger_retention(void)
     /* the tree, the old checkpoints and the proofs still verify */
     CHECKF(!verify_dir(dir, msg, sizeof(msg)), "%s", msg);
     CHECKF(strstr(msg, "15 entries (10 pruned)"), "%s", msg);
+
+    /* a crash between the two renames of a prune leaves pruned updated and
+     * the old log in place: the next open checks the moved entries against
+     * their hashes in pruned, skips them, and drops them from the log */
+    {
+        char path[1200], cmd[2600];
+        uint64_t removed;
+        snprintf(path, sizeof(path), "%s/log", dir);
+        snprintf(cmd, sizeof(cmd), "cp '%s' '%s.keep'", path, path);
+        CHECK(!system(cmd)); /* entries 10..13 (100 days old) and 14 */
+        CHECK(!ledger_prune(dir, now + day, &removed, &err));
+        CHECKF(removed == 5, "removed %llu", (unsigned long long)removed);
+        snprintf(cmd, sizeof(cmd), "cp '%s.keep' '%s'", path, path);
+        CHECK(!system(cmd)); /* the log as before the second rename */
+        o.retention_days = 183;
+        CHECKF(!ledger_open(&o, &l, &err), "%s", err.msg);
+        CHECK(ledger_size(l) == 15);
+        CHECK(!append_n(l, 1, 0, "after"));
+        ledger_close(l);
+        CHECK(!ledger_view_open(dir, &v, &err));
+        CHECKF(v.n_pruned == 15 && v.n == 16, "%llu %llu", (unsigned long long)v.n_pruned,
+               (unsigned long long)v.n);
+        ledger_view_free(&v);
+        CHECKF(!verify_dir(dir, msg, sizeof(msg)), "%s", msg);
+        CHECKF(!strstr(msg, "bytes after the last entry"), "%s", msg);
+        /* a moved entry that differs from its hash in pruned is caught */
+        snprintf(cmd, sizeof(cmd), "sed 's/\"tokens_in\":1,/\"tokens_in\":7,/' '%s.keep' > '%s'",
+                 path, path);
+        CHECK(!system(cmd));
+        CHECK(ledger_open(&o, &l, &err) == CIT_EFORMAT);
+        CHECKF(strstr(err.msg, "differs from its hash in pruned"), "%s", err.msg);
+    }
 }

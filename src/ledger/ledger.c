@@ -265,6 +265,7 @@ static int walk_line(void *u, const char *line, size_t n, off_t off)
                                    "%s: byte %lld: entry %llu differs from its hash in pruned",
                                    w->path, (long long)off, q);
             w->skipped++;
+            if (!w->old_done) w->old_end = off + (off_t)n + 1; /* prune drops them */
             return 0;
         }
     }
@@ -444,7 +445,7 @@ int ledger_prune(const char *dir, int64_t cutoff_ms, uint64_t *n_removed, struct
     w.cutoff_ms = cutoff_ms;
     w.collect_old = 1;
     rc = scan_lines(fd, path, walk_line, &w, &end, &torn, err);
-    if (rc || w.n_old == 0) goto done;
+    if (rc || (w.n_old == 0 && w.skipped == 0)) goto done;
     /* pruned.new = pruned + the hashes of the old entries; log.new = the rest */
     if ((pfd = open(pnew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
         (lfd = open(lnew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
