@@ -230,6 +230,14 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, struct req *r, in
     return ok;
 }
 
+/* Unix seconds as RFC 3339 UTC, "2026-11-22T10:05:00Z". */
+static void utc_seconds(int64_t t, char out[32])
+{
+    ledger_time_str(t * 1000, out);
+    out[19] = 'Z';
+    out[20] = 0;
+}
+
 /* ---- routing, limits, auth ---- */
 
 static int route(const char *url, const char **model_id)
@@ -365,9 +373,8 @@ static enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r, const
         }
         lim = &s->pol->tenants[t].quota;
         pol_quota_usage(s->quotas, r->key.tenant, now, &q);
-        ledger_time_str(q.minute_reset * 1000, m_at);
-        ledger_time_str(q.day_reset * 1000, d_at);
-        m_at[19] = d_at[19] = 'Z', m_at[20] = d_at[20] = 0;
+        utc_seconds(q.minute_reset, m_at);
+        utc_seconds(q.day_reset, d_at);
         BUF_LIT(&b, "{\"object\":\"usage\",\"tenant\":");
         cit_buf_json_str(&b, r->key.tenant, strlen(r->key.tenant));
         cit_buf_printf(&b,
@@ -723,7 +730,7 @@ static int sovereign(struct MHD_Connection *c, struct req *r, struct api_req *a,
     case POL_FORWARD:
         /* nothing leaves yet: the gateway to peers is not built, so the
          * request fails closed; the decision is still recorded, synced */
-        rc = record(r, 503, LEDGER_SYNC);
+        record(r, 503, LEDGER_SYNC);
         snprintf(msg, sizeof(msg),
                  "The node's policy forwards this request to peer '%s' (rule '%s'), but this node "
                  "has no gateway to peers yet; nothing was sent.",
@@ -770,8 +777,7 @@ static int quota_admit(struct MHD_Connection *c, struct req *r, int n_tok, int *
     }
     record(r, 429, LEDGER_GROUP);
     if (k->reset) {
-        ledger_time_str(k->reset * 1000, when);
-        when[19] = 'Z', when[20] = 0; /* whole seconds */
+        utc_seconds(k->reset, when);
         snprintf(msg, sizeof(msg),
                  "Tenant '%s' has used its quota %s (%lld); it resets at %s, in %lld s.",
                  r->key.tenant, k->which, (long long)k->limit, when, (long long)(k->reset - now));
