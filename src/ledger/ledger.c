@@ -335,21 +335,25 @@ static int walk_start(struct walk *w, const char *dir, const char *path, struct 
     return 0;
 }
 
-/* Reads dir/checkpoints, verifying each against vk; cp gets the latest
- * (size 0 when none). *good_end is the length of its well-formed part; a
- * torn last note (no final newline, as a crash mid-write leaves) is
- * allowed when allow_torn. */
+/* Reads dir/checkpoints, verifying each against vk (signature, origin, a
+ * tree that never shrinks); cp gets the latest (size 0 when none), and
+ * *all (when all is not NULL) every one, *n_all of them, to be freed with
+ * cit_free. *good_end is the length of the well-formed part; a torn last
+ * note (no final newline, as a crash mid-write leaves) is allowed when
+ * allow_torn. */
 static int read_checkpoints(const char *dir, const struct ledger_vkey *vk, int allow_torn,
-                            struct ledger_checkpoint *cp, size_t *good_end, uint64_t *count,
-                            struct cit_err *err)
+                            struct ledger_checkpoint *cp, size_t *good_end,
+                            struct ledger_checkpoint **all, uint64_t *n_all, struct cit_err *err)
 {
     char path[1200];
     struct cit_buf b = {0};
+    struct ledger_checkpoint *list = NULL;
+    uint64_t n = 0;
     size_t off = 0;
     int rc;
     memset(cp, 0, sizeof(*cp));
     *good_end = 0;
-    if (count) *count = 0;
+    if (all) *all = NULL, *n_all = 0;
     snprintf(path, sizeof(path), "%s/checkpoints", dir);
     rc = ledger_read_file(path, (size_t)1 << 32, &b, err);
     if (rc == CIT_ENOENT) return 0;
@@ -360,30 +364,43 @@ static int read_checkpoints(const char *dir, const struct ledger_vkey *vk, int a
         struct cit_err e2 = {0};
         if ((rc = ledger_checkpoint_open(b.p + off, b.len - off, vk, &c, &used, &e2))) {
             if (allow_torn && b.p[b.len - 1] != '\n') break;
-            cit_err_set(err, CIT_EFORMAT, "%s: byte %zu: checkpoint %llu: %s", path, off,
-                        (unsigned long long)(count ? *count + 1 : 0), e2.msg);
-            cit_buf_free(&b);
-            return CIT_EFORMAT;
+            rc = cit_err_set(err, CIT_EFORMAT, "%s: checkpoint %llu (byte %zu): %s", path,
+                             (unsigned long long)n + 1, off, e2.msg);
+            goto out;
         }
         if (strcmp(c.origin, vk->name)) {
-            cit_err_set(err, CIT_EFORMAT, "%s: byte %zu: origin '%s' is not the key's '%s'", path,
-                        off, c.origin, vk->name);
-            cit_buf_free(&b);
-            return CIT_EFORMAT;
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: checkpoint %llu (byte %zu): origin '%s' is not the key's '%s'",
+                             path, (unsigned long long)n + 1, off, c.origin, vk->name);
+            goto out;
         }
         if (c.size < cp->size) {
-            cit_err_set(err, CIT_EFORMAT, "%s: byte %zu: the tree shrank from %llu to %llu", path,
-                        off, (unsigned long long)cp->size, (unsigned long long)c.size);
-            cit_buf_free(&b);
-            return CIT_EFORMAT;
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: checkpoint %llu (byte %zu): the tree shrank from %llu to %llu",
+                             path, (unsigned long long)n + 1, off, (unsigned long long)cp->size,
+                             (unsigned long long)c.size);
+            goto out;
         }
+        if (all && (n & (n - 1)) == 0) { /* grow at powers of two */
+            void *nl = cit_realloc(list, (n ? n * 2 : 1) * sizeof(*list));
+            if (!nl) {
+                rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+                goto out;
+            }
+            list = nl;
+        }
+        if (all) list[n] = c;
+        n++;
         *cp = c;
         off += used;
         *good_end = off;
-        if (count) (*count)++;
     }
+    rc = 0;
+    if (all) *all = list, *n_all = n, list = NULL;
+out:
+    cit_free(list);
     cit_buf_free(&b);
-    return 0;
+    return rc;
 }
 
 /* ---- retention ---- */
@@ -634,7 +651,7 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
 
     /* checkpoints first: the tree must match the latest */
     snprintf(path, sizeof(path), "%s/checkpoints", l->dir);
-    if ((rc = read_checkpoints(l->dir, &l->key.vk, 1, &cp, &cp_end, NULL, err))) goto fail;
+    if ((rc = read_checkpoints(l->dir, &l->key.vk, 1, &cp, &cp_end, NULL, NULL, err))) goto fail;
     if ((l->cp_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
         rc = cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
         goto fail;
@@ -879,7 +896,7 @@ int ledger_view_open(const char *dir, struct ledger_view *v, struct cit_err *err
      * tools; verify checks the key separately) */
     snprintf(path, sizeof(path), "%s/node.vkey", dir);
     if (!ledger_read_file(path, 4096, &kb, NULL) && !ledger_vkey_parse(kb.p, kb.len, &vk, NULL))
-        read_checkpoints(dir, &vk, 0, &v->latest, &cp_end, NULL, NULL);
+        read_checkpoints(dir, &vk, 0, &v->latest, &cp_end, NULL, NULL, NULL);
     cit_buf_free(&kb);
     return 0;
 }
@@ -952,13 +969,13 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
 {
     struct ledger_view v;
     struct ledger_vkey vk;
-    struct cit_buf kb = {0}, cb = {0};
-    struct ledger_checkpoint *cps = NULL;
+    struct cit_buf kb = {0};
+    struct ledger_checkpoint *cps = NULL, latest;
     char path[1200], why[200];
     int rc, own_key = !vkey_text;
     uint64_t n_cp = 0, prev_size = 0, bad = UINT64_MAX;
     uint8_t prev_root[LEDGER_HASH];
-    size_t off = 0;
+    size_t cp_end;
 
     if (own_key) {
         snprintf(path, sizeof(path), "%s/node.vkey", dir);
@@ -975,36 +992,7 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
 
     /* the signed checkpoints, each checked against the key */
     snprintf(path, sizeof(path), "%s/checkpoints", dir);
-    rc = ledger_read_file(path, (size_t)1 << 32, &cb, err);
-    if (rc == CIT_ENOENT)
-        rc = 0;
-    else if (rc)
-        goto out;
-    while (off < cb.len) {
-        struct ledger_checkpoint cp;
-        size_t used;
-        struct cit_err e2 = {0};
-        if (ledger_checkpoint_open(cb.p + off, cb.len - off, &vk, &cp, &used, &e2)) {
-            rc = cit_err_set(err, CIT_EFORMAT, "%s: checkpoint %llu (byte %zu): %s", path,
-                             (unsigned long long)n_cp + 1, off, e2.msg);
-            goto out;
-        }
-        if (strcmp(cp.origin, vk.name)) {
-            rc = cit_err_set(err, CIT_EFORMAT, "%s: checkpoint %llu: origin '%s' is not '%s'", path,
-                             (unsigned long long)n_cp + 1, cp.origin, vk.name);
-            goto out;
-        }
-        if ((n_cp & (n_cp - 1)) == 0) { /* grow at powers of two */
-            void *nc = cit_realloc(cps, (n_cp ? n_cp * 2 : 1) * sizeof(*cps));
-            if (!nc) {
-                rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
-                goto out;
-            }
-            cps = nc;
-        }
-        cps[n_cp++] = cp;
-        off += used;
-    }
+    if ((rc = read_checkpoints(dir, &vk, 0, &latest, &cp_end, &cps, &n_cp, err))) goto out;
 
     /* entries: well-formed JSON, and the chain of prev hashes */
     for (uint64_t i = 0; i + v.n_pruned < v.n && bad == UINT64_MAX; i++) {
@@ -1046,11 +1034,6 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
         uint8_t root[LEDGER_HASH];
         uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
         int np;
-        if (cp->size < prev_size) {
-            rc = cit_err_set(err, CIT_EFORMAT, "%s: checkpoint %llu: the tree shrank", path,
-                             (unsigned long long)k + 1);
-            goto out;
-        }
         if (cp->size > v.n) {
             rc = cit_err_set(err, CIT_EFORMAT,
                              "%s: checkpoint %llu signs %llu entries but the log has %llu: "
@@ -1114,7 +1097,6 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
     cit_buf_printf(report, "OK\n");
 out:
     cit_free(cps);
-    cit_buf_free(&cb);
     ledger_view_free(&v);
     return rc;
 }
