@@ -131,7 +131,8 @@ static struct http_server *srv;
 static char key[HTTP_KEY_LEN + 1];
 static int port;
 
-static int max_per_ip; /* for the next start() */
+static int max_per_ip;          /* for the next start() */
+static const char *policy_file; /* for the next start(); NULL: tests/data/policy_serve.yaml */
 
 static int start(int parallel, int queue, int open)
 {
@@ -151,7 +152,8 @@ static int start(int parallel, int queue, int open)
     o.max_per_ip = max_per_ip;
     snprintf(o.state, sizeof(o.state), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
     snprintf(o.ledger, sizeof(o.ledger), "%s/ledger-%d", t_tmpdir(), parallel * 1000 + queue);
-    snprintf(o.policy, sizeof(o.policy), "tests/data/policy_serve.yaml");
+    snprintf(o.policy, sizeof(o.policy), "%s",
+             policy_file ? policy_file : "tests/data/policy_serve.yaml");
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
     CHECK_RET(http_keys_open(o.state, &k, &err) == 0, "%s", err.msg);
@@ -1225,4 +1227,106 @@ void test_http_quotas_restart(void)
     json_decref(j);
     resp_free(&r);
     stop();
+}
+
+/* A policy whose output rules act on "Lily", which stories260K writes
+ * greedily after "Once upon a time" (", there was a little girl named
+ * Lily."), with the given action; serves it on a fresh state. */
+static int start_output(const char *action, char *path, size_t cap)
+{
+    FILE *f;
+    snprintf(path, cap, "%s/policy-output-%s.yaml", t_tmpdir(), action);
+    CHECK_RET((f = fopen(path, "w")), "%s", path);
+    fprintf(f,
+            "version: 1\n"
+            "node: {id: test-node, jurisdiction: DE}\n"
+            "classes: [public, personal, secret]\n"
+            "keywords: [{word: Lily, class: secret, exact: true}]\n"
+            "tenants: {tests: }\n"
+            "models: {stories260K: {jurisdiction: DE, classes: [public, personal]}}\n"
+            "rules: [{id: all-local, action: local}]\n"
+            "output: {action: %s, class_at_least: personal}\n",
+            action);
+    fclose(f);
+    policy_file = path;
+    int rc = start(3, !strcmp(action, "deny") ? 11 : 10, 0);
+    policy_file = NULL;
+    return rc;
+}
+
+void test_http_output(void)
+{
+    const char *once = "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\","
+                       "\"max_tokens\":40,\"temperature\":0%s}";
+    char body[256], path[512], ledger[512];
+    struct resp r;
+    struct sse ev;
+    json_t *j;
+    struct ledger_view v;
+    struct cit_err err;
+    struct cit_buf rep = {0};
+    char whole[1024];
+    int n_red = 0, n_deny = 0;
+
+    /* redact: the name is replaced in the answer, streamed or not, the same */
+    if (start_output("redact", path, sizeof(path))) return;
+    snprintf(body, sizeof(body), once, "");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 200, "%d %s", r.status, r.body);
+    CHECK((j = body_json(&r)));
+    CHECKF(jstr(j, "choices.0.text") &&
+               strstr(jstr(j, "choices.0.text"), "named [REDACTED_KEYWORD]") &&
+               !strstr(jstr(j, "choices.0.text"), "Lily") &&
+               !strcmp(jstr(j, "choices.0.finish_reason"), "length"),
+           "%s", r.body);
+    snprintf(whole, sizeof(whole), "%s", jstr(j, "choices.0.text"));
+    json_decref(j);
+    resp_free(&r);
+    snprintf(body, sizeof(body), once, ",\"stream\":true");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECK(r.status == 200 && !parse_sse(r.body, 0, &ev));
+    /* no event ever held a piece of the name */
+    CHECKF(!strcmp(ev.text, whole) && !strcmp(ev.finish, "length") && ev.done_last &&
+               !strstr(r.body, "Li"),
+           "stream gave '%s', whole '%s'", ev.text, whole);
+    resp_free(&r);
+    stop();
+
+    /* deny: the answer ends before the name, as a content filter would */
+    if (start_output("deny", path, sizeof(path))) return;
+    snprintf(body, sizeof(body), once, "");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECK(r.status == 200 && (j = body_json(&r)));
+    CHECKF(jstr(j, "choices.0.text") &&
+               !strcmp(jstr(j, "choices.0.text"), ", there was a little girl named ") &&
+               !strcmp(jstr(j, "choices.0.finish_reason"), "content_filter"),
+           "%s", r.body);
+    json_decref(j);
+    resp_free(&r);
+    snprintf(body, sizeof(body), once,
+             ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECK(r.status == 200 && !parse_sse(r.body, 0, &ev));
+    CHECKF(!strcmp(ev.text, ", there was a little girl named ") &&
+               !strcmp(ev.finish, "content_filter") && ev.done_last && ev.usage_completion > 0 &&
+               !strstr(r.body, "Li"),
+           "'%s' %s %d %s", ev.text, ev.finish, ev.usage_completion, r.body);
+    resp_free(&r);
+    stop();
+
+    /* the ledger says what the output rules did, never what they hid */
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(ledger, sizeof(ledger), "%s/ledger-%d", t_tmpdir(), pass ? 3011 : 3010);
+        CHECKF(!ledger_verify(ledger, NULL, &rep, &err), "%s", err.msg);
+        cit_buf_free(&rep);
+        CHECK(!ledger_view_open(ledger, &v, &err));
+        for (uint64_t i = 0; i < v.n; i++) {
+            const char *l = v.lines[i];
+            n_red += strstr(l, "\"out_action\":\"redact\",\"out_classes\":[\"secret\"]") != NULL;
+            n_deny += strstr(l, "\"out_action\":\"deny\",\"out_classes\":[\"secret\"]") != NULL;
+            CHECKF(!strstr(l, "Lily"), "%s", l);
+        }
+        ledger_view_free(&v);
+    }
+    CHECKF(n_red == 2 && n_deny == 2, "redact %d deny %d", n_red, n_deny);
 }

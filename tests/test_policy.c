@@ -186,3 +186,104 @@ void test_policy_cases(void)
     cit_free(cases);
     pol_free(p);
 }
+
+/* Runs text through the output filter in pieces of 1..max_piece bytes
+ * (each piece a step on the text so far, then a final step), into out. */
+static int stream_output(const struct pol_policy *p, const char *text, size_t max_piece,
+                         unsigned seed, struct cit_buf *out, struct pol_outscan *o)
+{
+    size_t len = strlen(text), at = 0;
+    memset(o, 0, sizeof(*o));
+    while (at < len) {
+        seed = seed * 1103515245u + 12345u;
+        at += 1 + (seed >> 16) % max_piece;
+        if (at > len) at = len;
+        if (pol_output_step(p, o, text, at, at, 0, out)) return -1;
+        /* nothing released is ever taken back: the released part is settled */
+        if (o->done > at) return -1;
+    }
+    return pol_output_step(p, o, text, len, len, 1, out);
+}
+
+void test_policy_output(void)
+{
+    struct cit_err err = {{0}};
+    static const struct {
+        const char *output, *want;
+    } bad[] = {
+        {"output: {action: mask}\n",
+         "test.yaml:16: output.action 'mask' is not off, redact or deny"},
+        {"output: {action: redact, hold_back: 8}\n",
+         "output.hold_back must be a whole number from 16"},
+        {"output: {action: redact, class_at_least: top}\n", "'top' is not one of the classes"},
+        {"output: {action: redact, window: 3}\n", "unknown key 'window' in output"},
+        {"output: {class_at_least: secret}\n", "output needs an 'action'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char rules[512];
+        snprintf(rules, sizeof(rules), "rules:\n  - {id: r1, action: local}\n%s", bad[i].output);
+        /* the output line is line 18; the first message names it */
+        CHECKF(!load(rules, &err), "case %zu parsed", i);
+        CHECKF(strstr(err.msg, bad[i].want) || (i == 0 && strstr(err.msg, "output.action 'mask'")),
+               "case %zu: %s", i, err.msg);
+    }
+
+    /* redact: every finding of class personal or above, ipv4 (internal) passes */
+    struct pol_policy *p =
+        load("rules:\n  - {id: r1, action: local}\n"
+             "output: {action: redact, class_at_least: personal, hold_back: 16}\n",
+             &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(p->out_action == POL_REDACT && p->out_hold == 16);
+    static const char text[] =
+        "Write to anna.schmidt@example.de or call +49 30 12345678 about BLUEBIRD.\n"
+        "The host 10.1.2.3 keeps the key:\n"
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7v5u3J9kq2\nQx8f0Zr9sL0mHk=\n"
+        "-----END RSA PRIVATE KEY-----\n"
+        "and the token aK9fQ2xZ7mP4rT8wL1bN6vC3hY5jD0sE is old; bluebirds stay.";
+    static const char want[] =
+        "Write to [REDACTED_EMAIL] or call [REDACTED_PHONE] about [REDACTED_KEYWORD].\n"
+        "The host 10.1.2.3 keeps the key:\n"
+        "[REDACTED_PRIVATE_KEY]\n"
+        "and the token [REDACTED_SECRET_TOKEN] is old; bluebirds stay.";
+    struct cit_buf one = {0}, many = {0};
+    struct pol_outscan o;
+    CHECK(pol_output_step(p, &(struct pol_outscan){0}, text, strlen(text), strlen(text), 1, &one) ==
+          0);
+    CHECKF(one.p && !strcmp(one.p, want), "whole text gave\n%s", one.p ? one.p : "(nothing)");
+    /* the same bytes whatever the pieces the text arrives in */
+    for (unsigned seed = 1; seed <= 40; seed++) {
+        many.len = 0;
+        CHECK(stream_output(p, text, seed % 9 + 1, seed, &many, &o) == 0);
+        CHECK(cit_buf_add(&many, "", 1) == 0);
+        CHECKF(!strcmp(many.p, want), "seed %u gave\n%s", seed, many.p);
+        CHECK(o.n_found == 5 && o.classes == (1u << 2 | 1u << 3));
+    }
+    pol_free(p);
+
+    /* deny: the answer ends before the first finding acted on */
+    p = load("rules:\n  - {id: r1, action: local}\n"
+             "output: {action: deny, class_at_least: secret}\n",
+             &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(p->out_hold == 64);
+    for (unsigned seed = 1; seed <= 20; seed++) {
+        many.len = 0;
+        CHECK(stream_output(p, text, seed % 5 + 1, seed, &many, &o) == 0);
+        CHECK(cit_buf_add(&many, "", 1) == 0);
+        CHECKF(!strcmp(many.p, "Write to anna.schmidt@example.de or call "), "seed %u: %s", seed,
+               many.p);
+        CHECK(o.stopped && o.n_found == 1 && o.classes == 1u << 3);
+    }
+    pol_free(p);
+
+    /* off: released as it comes, nothing held */
+    p = load("rules:\n  - {id: r1, action: local}\n", &err);
+    CHECKF(p, "%s", err.msg);
+    memset(&o, 0, sizeof(o));
+    many.len = 0;
+    CHECK(pol_output_step(p, &o, text, 20, 20, 0, &many) == 0 && o.done == 20 && many.len == 20);
+    pol_free(p);
+    cit_buf_free(&one);
+    cit_buf_free(&many);
+}

@@ -124,6 +124,14 @@ int det_restore(const struct det_redaction *r, const char *text, size_t len, str
 /* Zeroes the originals and frees everything. */
 void det_redaction_free(struct det_redaction *r);
 
+/* ---- streaming ----
+ * For text[0, len) that is still growing and the findings f of det_scan on
+ * it: the offset before which no finding can change as more text arrives
+ * (see src/detect/stream.c for what is held back). hold is the window of
+ * trailing bytes always held back, at least the longest multi-word
+ * finding to be caught whole (phone numbers, grouped IBANs, keywords). */
+size_t det_stable_end(const char *text, size_t len, const struct det_findings *f, size_t hold);
+
 /* ---- validators, exposed for tests and tools ----
  * Each takes ASCII digits (or the identifier's characters, separators
  * removed) and returns 1 when the check digits hold. */

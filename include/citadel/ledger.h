@@ -133,7 +133,9 @@ struct ledger_rec {
     const char *rule, *policy_hash, *target, *action;
     int64_t tokens_in, tokens_out;
     int status;
-    const char *prompt; /* only when the policy asks for it; NULL: left out */
+    const char *out_action;  /* what the output rules did to the answer; NULL: nothing */
+    const char *out_classes; /* with out_action: the classes found in it, comma-separated */
+    const char *prompt;      /* only when the policy asks for it; NULL: left out */
 };
 
 struct ledger;

@@ -79,6 +79,9 @@ struct pol_policy {
     struct pol_tenant *tenants;
     struct pol_target *models, *peers;
     struct pol_rule *rules;
+    int out_action;   /* answers: POL_REDACT, POL_DENY, or POL_LOCAL (not scanned) */
+    int out_at_least; /* the least class acted on in answers (0: any) */
+    size_t out_hold;  /* bytes a stream holds back (>= the longest keyword) */
     uint8_t hash[32];
     char hash_hex[65];
     struct det_scanner *scanner;
@@ -124,6 +127,26 @@ void pol_decision_free(struct pol_decision *d);
 /* The data class a finding counts as under p, or -1 when the policy drops
  * it (an ignored detector, or below its minimum confidence). */
 int pol_finding_class(const struct pol_policy *p, const struct det_finding *f);
+
+/* ---- answers (the policy's 'output' section) ----
+ * The generated text is scanned as it grows. What is settled (see
+ * det_stable_end) is released; findings the policy counts, of class
+ * out_at_least or above, are replaced by "[REDACTED_<DETECTOR>]" under
+ * redact, or end the answer before them under deny. Fed the same text in
+ * any pieces, the released bytes are the same as for the whole text. */
+struct pol_outscan {
+    size_t done;      /* text[0, done) is released */
+    uint32_t classes; /* classes of the findings acted on */
+    int n_found;      /* findings acted on */
+    int stopped;      /* deny: the answer ends at done */
+};
+
+/* Releases into out what of text[0, len) is settled after o->done, no
+ * further than limit (a caller's own hold; len when it has none). final:
+ * the text is complete, everything is settled. Returns 0 or an error, on
+ * which the caller ends the answer (fail closed). */
+int pol_output_step(const struct pol_policy *p, struct pol_outscan *o, const char *text, size_t len,
+                    size_t limit, int final, struct cit_buf *out);
 
 /* Runs the cases in text (a YAML list of {name, tenant, model, input,
  * declared, expect, rule}) against p, a line per case into report; counts

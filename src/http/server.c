@@ -101,8 +101,8 @@ struct req {
     int mi; /* model index, -1 before submit */
     uint64_t sched_id;
     int submitted, cancelled, timed_out, hung_up;
-    struct cit_buf text; /* generated text */
-    size_t sent;         /* bytes of text already in events */
+    struct cit_buf text;   /* generated text */
+    struct pol_outscan os; /* os.done: bytes of text already released */
     int n_prompt, n_gen, done;
     enum sched_finish finish;
     uint64_t t_submit, t_first, t_last;
@@ -121,7 +121,9 @@ struct req {
     char decision_hdr[160]; /* X-Citadel-Decision: "redact; rule=..." */
     uint8_t digest[32];     /* SHA-256 of the canonical request */
     struct det_redaction red;
-    int restore; /* put redacted values back into the answer */
+    int restore;     /* put redacted values back into the answer */
+    int filtered;    /* the policy's output rules ended the answer (content_filter) */
+    int scan_failed; /* the answer could not be scanned: it ends with an error */
     struct pol_quota_ticket ticket;
 };
 
@@ -490,6 +492,7 @@ static int wait_slice(struct req *r)
 
 static const char *finish_reason(const struct req *r)
 {
+    if (r->filtered) return "content_filter";
     return r->finish == SCHED_FINISH_LENGTH || r->timed_out ? "length" : "stop";
 }
 
@@ -542,18 +545,33 @@ static void chunk_text(struct cit_buf *b, const struct req *r, const char *t, si
 
 /* ---- the sovereignty layer: detect, decide, record ---- */
 
+static void class_names(const struct pol_policy *p, uint32_t mask, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (int c = 0; c < p->n_classes && n + 1 < cap; c++)
+        if (mask & (1u << c))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", p->classes[c]);
+}
+
 /* Appends the decision and its outcome to the ledger, once per request.
  * Decisions that send data off the node are synced before they act. */
 static int record(struct req *r, int status, enum ledger_durability dur)
 {
     struct http_server *s = r->srv;
     struct ledger_rec e = {0};
+    char out_classes[512];
     int rc;
     if (!r->decided || r->logged) return 0;
     r->logged = 1;
     pthread_mutex_lock(&r->mu);
     e.tokens_in = r->n_prompt;
     e.tokens_out = r->n_gen;
+    if (r->os.n_found) {
+        class_names(s->pol, r->os.classes, out_classes, sizeof(out_classes));
+        e.out_classes = out_classes;
+        e.out_action = r->filtered ? "deny" : "redact";
+    }
     pthread_mutex_unlock(&r->mu);
     e.tenant = r->key.tenant;
     e.key_id = r->key.id;
@@ -606,15 +624,6 @@ static int scan_text(struct srv_model *sm, const struct api_req *a, struct cit_b
     if (!rc) rc = cit_buf_add(t, "", 1);
     if (!rc) t->len--;
     return rc;
-}
-
-static void class_names(const struct pol_policy *p, uint32_t mask, char *out, size_t cap)
-{
-    size_t n = 0;
-    out[0] = 0;
-    for (int c = 0; c < p->n_classes && n + 1 < cap; c++)
-        if (mask & (1u << c))
-            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", p->classes[c]);
 }
 
 /* Replaces the request's texts by their redacted versions (kept in
@@ -820,6 +829,36 @@ static size_t restore_safe_end(const struct req *r, size_t from, size_t len)
     return len;
 }
 
+/* The next part of the answer that may go out (r->mu held): the settled
+ * text after what was released, with the policy's output rules applied
+ * and redacted values put back. An error ends the answer (fail closed). */
+static int release(struct req *r, struct cit_buf *piece)
+{
+    const struct pol_policy *p = r->srv->pol;
+    const char *t = r->text.p ? r->text.p : "";
+    size_t lim =
+        r->restore && !r->done ? restore_safe_end(r, r->os.done, r->text.len) : r->text.len;
+    struct cit_buf raw = {0};
+    int rc;
+    if (r->scan_failed) return 0;
+    rc = pol_output_step(p, &r->os, t, r->text.len, lim, r->done, &raw);
+    if (!rc && r->restore && raw.len)
+        rc = det_restore(&r->red, raw.p, raw.len, piece);
+    else if (!rc && raw.len)
+        rc = cit_buf_add(piece, raw.p, raw.len);
+    if (raw.p) explicit_bzero(raw.p, raw.len);
+    cit_buf_free(&raw);
+    if (rc) {
+        cit_log(CIT_LOG_ERROR, "request %s: the answer could not be scanned: %s", r->id,
+                cit_strerror(rc));
+        if (piece->p) explicit_bzero(piece->p, piece->len);
+        piece->len = 0;
+        r->scan_failed = 1;
+    }
+    r->filtered |= r->os.stopped;
+    return rc;
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct req *r = cls;
@@ -834,30 +873,27 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             return (ssize_t)n;
         }
         if (r->phase == PH_END) return MHD_CONTENT_READER_END_OF_STREAM;
+        struct cit_buf piece = {0};
+        int stop = 0;
         pthread_mutex_lock(&r->mu);
-        size_t upto =
-            r->restore && !r->done ? restore_safe_end(r, r->sent, r->text.len) : r->text.len;
         if (r->phase == PH_ROLE) {
             chunk_text(&r->out, r, "", 0, NULL, 1);
             r->phase = PH_BODY;
-        } else if (upto > r->sent) {
-            if (r->restore) {
-                struct cit_buf rt = {0};
-                if (det_restore(&r->red, r->text.p + r->sent, upto - r->sent, &rt) == 0)
-                    chunk_text(&r->out, r, rt.p ? rt.p : "", rt.len, NULL, 0);
-                if (rt.p) explicit_bzero(rt.p, rt.len);
-                cit_buf_free(&rt);
-            } else {
-                chunk_text(&r->out, r, r->text.p + r->sent, upto - r->sent, NULL, 0);
-            }
-            r->sent = upto;
+        } else if (release(r, &piece), piece.len) {
+            chunk_text(&r->out, r, piece.p, piece.len, NULL, 0);
+            explicit_bzero(piece.p, piece.len);
+            cit_buf_free(&piece);
+        } else if (!r->done && (r->filtered || r->scan_failed) && !r->cancelled) {
+            /* an answer cut by the output rules, or unscannable, stops generating */
+            stop = 1;
         } else if (r->done) {
-            int failed = r->finish == SCHED_FINISH_ERROR ||
-                         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out);
+            int failed = r->scan_failed || r->finish == SCHED_FINISH_ERROR ||
+                         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out && !r->filtered);
             /* the entry goes in before the stream is acknowledged with [DONE] */
             pthread_mutex_unlock(&r->mu);
-            int lost = record(r, failed ? (r->finish == SCHED_FINISH_ERROR ? 500 : 503) : 200,
-                              LEDGER_GROUP);
+            int lost = record(
+                r, failed ? (r->scan_failed || r->finish == SCHED_FINISH_ERROR ? 500 : 503) : 200,
+                LEDGER_GROUP);
             pthread_mutex_lock(&r->mu);
             if (lost && !failed) {
                 BUF_LIT(&r->out, "data: ");
@@ -867,8 +903,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             } else if (failed) {
                 BUF_LIT(&r->out, "data: ");
                 api_error_simple(&r->out, "server_error", NULL, NULL,
-                                 r->finish == SCHED_FINISH_ERROR ? "generation failed"
-                                                                 : "generation cancelled");
+                                 r->scan_failed ? "the answer could not be scanned"
+                                 : r->finish == SCHED_FINISH_ERROR ? "generation failed"
+                                                                   : "generation cancelled");
                 BUF_LIT(&r->out, "\n");
             } else {
                 chunk_text(&r->out, r, "", 0, finish_reason(r), 0);
@@ -886,6 +923,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         pthread_mutex_unlock(&r->mu);
+        cit_buf_free(&piece);
+        if (stop) cancel(r);
     }
 }
 
@@ -960,9 +999,7 @@ static void request_id(char *out, size_t cap, int chat)
 
 static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
 {
-    struct cit_buf b = {0}, restored = {0};
-    const char *text = r->text.p ? r->text.p : "";
-    size_t len = r->text.len;
+    struct cit_buf b = {0}, answer = {0};
     enum MHD_Result res;
     if (r->finish == SCHED_FINISH_ERROR) {
         record(r, 500, LEDGER_GROUP);
@@ -973,17 +1010,22 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
         return respond_error(c, r, 503, "server_error", NULL, NULL,
                              "the server is shutting down; the generation was cancelled");
     }
+    pthread_mutex_lock(&r->mu);
+    release(r, &answer); /* done: all of it */
+    pthread_mutex_unlock(&r->mu);
+    if (r->scan_failed) {
+        record(r, 500, LEDGER_GROUP);
+        return respond_error(c, r, 500, "server_error", NULL, NULL,
+                             "The answer could not be scanned; it is withheld.");
+    }
     /* the entry goes in before the answer is acknowledged; without it the
      * answer is withheld */
-    if (record(r, 200, LEDGER_GROUP))
+    if (record(r, 200, LEDGER_GROUP)) {
+        if (answer.p) explicit_bzero(answer.p, answer.len);
+        cit_buf_free(&answer);
         return respond_error(c, r, 500, "server_error", "ledger_unavailable", NULL,
                              "The audit ledger could not record this request; the answer is "
                              "withheld.");
-    if (r->restore) {
-        if (det_restore(&r->red, text, len, &restored) || !restored.p)
-            return respond_error(c, r, 500, "server_error", NULL, NULL, "out of memory");
-        text = restored.p;
-        len = restored.len;
     }
     cit_buf_printf(&b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", r->id,
                    r->chat ? "chat.completion" : "text_completion", (long long)r->created);
@@ -991,18 +1033,18 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
     BUF_LIT(&b, ",\"system_fingerprint\":\"citadel\",\"choices\":[{\"index\":0,");
     if (r->chat) {
         BUF_LIT(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        cit_buf_json_str(&b, text, len);
+        cit_buf_json_str(&b, answer.p ? answer.p : "", answer.len);
         BUF_LIT(&b, ",\"refusal\":null},");
     } else {
         BUF_LIT(&b, "\"text\":");
-        cit_buf_json_str(&b, text, len);
+        cit_buf_json_str(&b, answer.p ? answer.p : "", answer.len);
         BUF_LIT(&b, ",");
     }
     cit_buf_printf(&b, "\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(r));
     usage_json(&b, r);
     BUF_LIT(&b, "}\n");
-    if (restored.p) explicit_bzero(restored.p, restored.len);
-    cit_buf_free(&restored);
+    if (answer.p) explicit_bzero(answer.p, answer.len);
+    cit_buf_free(&answer);
     res = respond_json(c, r, 200, &b);
     return res;
 }

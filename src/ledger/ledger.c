@@ -772,6 +772,19 @@ static void str_field(struct cit_buf *b, const char *key, const char *v)
 }
 
 /* The fields between time and prev, formatted without the lock. */
+/* ,"key":["a","b"] from "a,b" (an empty list for NULL or "") */
+static void class_list(struct cit_buf *b, const char *key, const char *classes)
+{
+    cit_buf_printf(b, ",\"%s\":[", key);
+    for (const char *p = classes; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (p != classes) cit_buf_add(b, ",", 1);
+        cit_buf_json_str(b, p, n);
+        p += n + (p[n] != 0);
+    }
+    cit_buf_add(b, "]", 1);
+}
+
 static int format_middle(const struct ledger_rec *r, struct cit_buf *b)
 {
     char ts[32], hex[65];
@@ -781,24 +794,18 @@ static int format_middle(const struct ledger_rec *r, struct cit_buf *b)
     str_field(b, "key", r->key_id);
     str_field(b, "request", r->request_id);
     sodium_bin2hex(hex, sizeof(hex), r->digest, LEDGER_HASH);
-    cit_buf_printf(b, ",\"digest\":\"%s\",\"classes\":[", hex);
-    if (r->classes && r->classes[0]) {
-        const char *p = r->classes;
-        for (int i = 0;; i++) {
-            size_t n = strcspn(p, ",");
-            if (i) cit_buf_add(b, ",", 1);
-            cit_buf_json_str(b, p, n);
-            if (!p[n]) break;
-            p += n + 1;
-        }
-    }
-    cit_buf_add(b, "]", 1);
+    cit_buf_printf(b, ",\"digest\":\"%s\"", hex);
+    class_list(b, "classes", r->classes);
     str_field(b, "rule", r->rule);
     str_field(b, "policy", r->policy_hash);
     str_field(b, "target", r->target);
     str_field(b, "action", r->action);
     cit_buf_printf(b, ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"status\":%d",
                    (long long)r->tokens_in, (long long)r->tokens_out, r->status);
+    if (r->out_action) {
+        str_field(b, "out_action", r->out_action);
+        class_list(b, "out_classes", r->out_classes);
+    }
     if (r->prompt) str_field(b, "prompt", r->prompt);
     return b->p ? 0 : CIT_ENOMEM;
 }

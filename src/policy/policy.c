@@ -492,6 +492,38 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
     return 0;
 }
 
+/* output: {action: off|redact|deny, class_at_least, hold_back} */
+static int parse_output(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    static const char *const keys[] = {"action", "class_at_least", "hold_back", NULL};
+    yaml_node_t *f;
+    int64_t hold = 64;
+    p->out_action = POL_LOCAL;
+    p->out_at_least = 0;
+    if (n) {
+        if (ykeys(y, n, "output", keys)) return CIT_EFORMAT;
+        f = yget(y, n, "action");
+        if (!is_scalar(f)) return yfail(y, n, "output needs an 'action': off, redact or deny");
+        if (!strcmp(sval(f), "redact"))
+            p->out_action = POL_REDACT;
+        else if (!strcmp(sval(f), "deny"))
+            p->out_action = POL_DENY;
+        else if (strcmp(sval(f), "off"))
+            return yfail(y, f, "output.action '%s' is not off, redact or deny", sval(f));
+        if ((f = yget(y, n, "class_at_least")) &&
+            yclass(y, p, f, "output.class_at_least", &p->out_at_least))
+            return CIT_EFORMAT;
+        if ((f = yget(y, n, "hold_back")) && yint(y, f, "output.hold_back", 16, 65536, &hold))
+            return CIT_EFORMAT;
+    }
+    /* a keyword phrase must fit in the window to be caught whole */
+    p->out_hold = (size_t)hold;
+    for (int k = 0; k < p->n_keywords; k++)
+        if (strlen(p->keywords[k].word) + 1 > p->out_hold)
+            p->out_hold = strlen(p->keywords[k].word) + 1;
+    return 0;
+}
+
 int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out,
               struct cit_err *err)
 {
@@ -518,8 +550,9 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&y.doc);
-    static const char *const top[] = {"version", "node",   "classes", "detectors", "keywords",
-                                      "tenants", "models", "peers",   "rules",     NULL};
+    static const char *const top[] = {"version",  "node",    "classes", "detectors",
+                                      "keywords", "tenants", "models",  "peers",
+                                      "rules",    "output",  NULL};
     static const char *const nodekeys[] = {"id", "jurisdiction", NULL};
     int64_t version = 0;
     yaml_node_t *f;
@@ -542,6 +575,7 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
     if (!rc) rc = parse_targets(&y, p, yget(&y, root, "models"), 0);
     if (!rc) rc = parse_targets(&y, p, yget(&y, root, "peers"), 1);
     if (!rc) rc = parse_rules(&y, p, yget(&y, root, "rules"));
+    if (!rc) rc = parse_output(&y, p, yget(&y, root, "output"));
     if (!rc && (rc = det_scanner_new(p->keywords, (size_t)p->n_keywords, &p->scanner, err)))
         cit_err_prefix(err, name);
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "%s: out of memory", name);
