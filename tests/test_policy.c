@@ -213,8 +213,8 @@ void test_policy_output(void)
     } bad[] = {
         {"output: {action: mask}\n",
          "test.yaml:16: output.action 'mask' is not off, redact or deny"},
-        {"output: {action: redact, hold_back: 8}\n",
-         "output.hold_back must be a whole number from 16"},
+        {"output: {action: redact, hold_back: 40}\n",
+         "output.hold_back must be a whole number from 48"},
         {"output: {action: redact, class_at_least: top}\n", "'top' is not one of the classes"},
         {"output: {action: redact, window: 3}\n", "unknown key 'window' in output"},
         {"output: {class_at_least: secret}\n", "output needs an 'action'"},
@@ -231,16 +231,18 @@ void test_policy_output(void)
     /* redact: every finding of class personal or above, ipv4 (internal) passes */
     struct pol_policy *p =
         load("rules:\n  - {id: r1, action: local}\n"
-             "output: {action: redact, class_at_least: personal, hold_back: 16}\n",
+             "output: {action: redact, class_at_least: personal, hold_back: 48}\n",
              &err);
     CHECKF(p, "%s", err.msg);
-    CHECK(p->out_action == POL_REDACT && p->out_hold == 16);
+    CHECK(p->out_action == POL_REDACT && p->out_hold == 48);
     static const char text[] =
-        "Write to anna.schmidt@example.de or call +49 30 12345678 about BLUEBIRD.\n"
+        "Write to anna.katharina.schmidt-mueller@research.example.de or call +49 30 12345678 about "
+        "BLUEBIRD.\n"
         "The host 10.1.2.3 keeps the key:\n"
         "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7v5u3J9kq2\nQx8f0Zr9sL0mHk=\n"
         "-----END RSA PRIVATE KEY-----\n"
-        "and the token aK9fQ2xZ7mP4rT8wL1bN6vC3hY5jD0sE is old; bluebirds stay.";
+        "and the token aK9fQ2xZ7mP4rT8wL1bN6vC3hY5jD0sEu7Gq2Vn5Rb8Kc1Wx4Tz9Lp3Hm6Fy0Js is old; "
+        "bluebirds stay.";
     static const char want[] =
         "Write to [REDACTED_EMAIL] or call [REDACTED_PHONE] about [REDACTED_KEYWORD].\n"
         "The host 10.1.2.3 keeps the key:\n"
@@ -271,8 +273,9 @@ void test_policy_output(void)
         many.len = 0;
         CHECK(stream_output(p, text, seed % 5 + 1, seed, &many, &o) == 0);
         CHECK(cit_buf_add(&many, "", 1) == 0);
-        CHECKF(!strcmp(many.p, "Write to anna.schmidt@example.de or call "), "seed %u: %s", seed,
-               many.p);
+        CHECKF(
+            !strcmp(many.p, "Write to anna.katharina.schmidt-mueller@research.example.de or call "),
+            "seed %u: %s", seed, many.p);
         CHECK(o.stopped && o.n_found == 1 && o.classes == 1u << 3);
     }
     pol_free(p);

@@ -130,6 +130,7 @@ void det_redaction_free(struct det_redaction *r);
  * (see src/detect/stream.c for what is held back). hold is the window of
  * trailing bytes always held back, at least the longest multi-word
  * finding to be caught whole (phone numbers, grouped IBANs, keywords). */
+#define DET_MIN_HOLD 48 /* the longest multi-word built-in finding (a grouped IBAN: 42) fits */
 size_t det_stable_end(const char *text, size_t len, const struct det_findings *f, size_t hold);
 
 /* ---- validators, exposed for tests and tools ----

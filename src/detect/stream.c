@@ -22,8 +22,8 @@
 
 #include "citadel/detect.h"
 
-#define MAX_RUN 4096   /* longest one-word finding: entropy_token's limit */
-#define MAX_PEM 66000  /* the PEM detector looks for END within 64 KiB */
+#define MAX_RUN 4096  /* longest one-word finding: entropy_token's limit */
+#define MAX_PEM 66000 /* the PEM detector looks for END within 64 KiB */
 
 static int is_space(char c)
 {

@@ -30,8 +30,8 @@ static int placeholder(struct cit_buf *out, int cls)
     return cit_buf_add(out, ph, n);
 }
 
-int pol_output_step(const struct pol_policy *p, struct pol_outscan *o, const char *text,
-                    size_t len, size_t limit, int final, struct cit_buf *out)
+int pol_output_step(const struct pol_policy *p, struct pol_outscan *o, const char *text, size_t len,
+                    size_t limit, int final, struct cit_buf *out)
 {
     struct det_findings f = {0};
     size_t ws, upto, pos = o->done;

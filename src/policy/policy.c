@@ -513,7 +513,8 @@ static int parse_output(struct yp *y, struct pol_policy *p, yaml_node_t *n)
         if ((f = yget(y, n, "class_at_least")) &&
             yclass(y, p, f, "output.class_at_least", &p->out_at_least))
             return CIT_EFORMAT;
-        if ((f = yget(y, n, "hold_back")) && yint(y, f, "output.hold_back", 16, 65536, &hold))
+        if ((f = yget(y, n, "hold_back")) &&
+            yint(y, f, "output.hold_back", DET_MIN_HOLD, 65536, &hold))
             return CIT_EFORMAT;
     }
     /* a keyword phrase must fit in the window to be caught whole */
