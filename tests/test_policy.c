@@ -290,3 +290,55 @@ void test_policy_output(void)
     cit_buf_free(&one);
     cit_buf_free(&many);
 }
+
+void test_policy_quotas(void)
+{
+    char path[512];
+    struct pol_quotas *q;
+    struct pol_quota_ticket t, t2;
+    struct pol_quota_state st;
+    struct cit_err err;
+    const struct pol_quota lim = {2, 100, 1};
+    const int64_t now = 1795334400 + 30; /* 30 s into a UTC day */
+    snprintf(path, sizeof(path), "%s/quota-unit.db", t_tmpdir());
+    remove(path);
+    CHECKF(!pol_quotas_open(path, &q, &err), "%s", err.msg);
+    /* admitted: the prompt charged, the output reserved (capped to the day) */
+    CHECK(!pol_quota_admit(q, "a", &lim, 10, 500, now, &t) && t.admitted && t.out == 90);
+    /* one at a time */
+    CHECK(pol_quota_admit(q, "a", &lim, 1, 1, now, &t2) == CIT_EOVERFLOW &&
+          !strcmp(t2.which, "concurrent"));
+    pol_quota_finish(q, "a", &t, 20, now + 1);
+    pol_quota_usage(q, "a", now + 1, &st);
+    CHECK(st.requests == 1 && st.tokens == 30 && st.reserved == 0 && st.concurrent == 0);
+    /* refused by the queue: taken back whole */
+    CHECK(!pol_quota_admit(q, "a", &lim, 10, 5, now + 2, &t));
+    pol_quota_cancel(q, "a", &t, now + 2);
+    pol_quota_usage(q, "a", now + 2, &st);
+    CHECK(st.requests == 1 && st.tokens == 30 && st.reserved == 0 && st.concurrent == 0);
+    CHECK(!t.admitted);
+    pol_quota_cancel(q, "a", &t, now + 2); /* twice is harmless */
+    /* the second request of the minute runs; the third is refused with its reset */
+    CHECK(!pol_quota_admit(q, "a", &lim, 10, 5, now + 3, &t));
+    pol_quota_finish(q, "a", &t, 5, now + 3);
+    CHECK(pol_quota_admit(q, "a", &lim, 1, 1, now + 4, &t) == CIT_EOVERFLOW &&
+          !strcmp(t.which, "requests_per_minute") && t.reset == now - 30 + 60);
+    /* across a reopen: the counters were written through */
+    pol_quotas_close(q);
+    CHECKF(!pol_quotas_open(path, &q, &err), "%s", err.msg);
+    pol_quota_usage(q, "a", now + 5, &st);
+    CHECKF(st.requests == 2 && st.tokens == 45, "requests %lld tokens %lld", (long long)st.requests,
+           (long long)st.tokens);
+    /* a cancel after the minute rolled over leaves the new minute alone */
+    CHECK(!pol_quota_admit(q, "a", &lim, 1, 1, now + 40, &t)); /* the next minute */
+    pol_quota_usage(q, "a", now + 40, &st);
+    CHECK(st.requests == 1);
+    struct pol_quota_ticket old = t;
+    pol_quota_finish(q, "a", &t, 1, now + 41);
+    CHECK(!pol_quota_admit(q, "a", &lim, 1, 1, now + 95, &t)); /* the minute after */
+    old.admitted = 1; /* as if the earlier one were cancelled only now */
+    pol_quota_cancel(q, "a", &old, now + 96);
+    pol_quota_usage(q, "a", now + 96, &st);
+    CHECK(st.requests == 1);
+    pol_quotas_close(q);
+}

@@ -169,7 +169,8 @@ void pol_quotas_close(struct pol_quotas *q);
 /* What admission granted or why it refused. */
 struct pol_quota_ticket {
     int admitted;
-    int64_t in, out; /* prompt tokens charged; output tokens reserved */
+    int64_t in, out;     /* prompt tokens charged; output tokens reserved */
+    int64_t minute, day; /* the windows charged (unix seconds of their start) */
     /* on refusal: the quota ("requests_per_minute", "tokens_per_day",
      * "concurrent"), its limit, what is used, and when it resets (unix
      * seconds; 0 for concurrent: when a request ends) */
@@ -188,6 +189,10 @@ int pol_quota_admit(struct pol_quotas *q, const char *tenant, const struct pol_q
 /* Ends an admitted request that generated n_out tokens. */
 void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
                       int64_t n_out, int64_t now);
+/* Takes back an admitted request that never ran (the queue refused it):
+ * it counts neither as a request nor for its prompt. */
+void pol_quota_cancel(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
+                      int64_t now);
 
 struct pol_quota_state {
     int64_t requests, minute_reset; /* this minute; unix seconds */

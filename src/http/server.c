@@ -1171,6 +1171,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         pthread_mutex_lock(&r->mu);
         r->refs--;
         pthread_mutex_unlock(&r->mu);
+        /* it never ran: the tenant is not charged for it */
+        pol_quota_cancel(s->quotas, r->key.tenant, &r->ticket, (int64_t)time(NULL));
         if (rc == CIT_EOVERFLOW && !atomic_load(&s->draining)) {
             met_count(&s->met, &s->met.rejected_queue_full);
             return respond_error(c, r, 429, "rate_limit_error", "queue_full", NULL,

@@ -193,6 +193,8 @@ int pol_quota_admit(struct pol_quotas *q, const char *tenant, const struct pol_q
     u->reserved += t->out;
     u->concurrent++;
     t->in = n_in;
+    t->minute = u->minute_start;
+    t->day = u->day_start;
     t->admitted = 1;
     if (store(q, u)) {
         /* cannot record the charge: refuse rather than serve uncounted */
@@ -221,6 +223,26 @@ void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota
         if (u->reserved < 0) u->reserved = 0;
         if (u->concurrent > 0) u->concurrent--;
         u->tokens += n_out < t->out ? n_out : t->out;
+        if (store(q, u))
+            cit_log(CIT_LOG_ERROR, "quota: cannot store the usage of tenant %s", tenant);
+    }
+    t->admitted = 0;
+    pthread_mutex_unlock(&q->mu);
+}
+
+void pol_quota_cancel(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
+                      int64_t now)
+{
+    struct usage *u;
+    if (!t->admitted) return;
+    pthread_mutex_lock(&q->mu);
+    if ((u = find(q, tenant))) {
+        roll(u, now);
+        /* a window that rolled over since admission was reset already */
+        if (u->minute_start == t->minute && u->requests > 0) u->requests--;
+        if (u->day_start == t->day) u->tokens = u->tokens > t->in ? u->tokens - t->in : 0;
+        u->reserved = u->reserved > t->out ? u->reserved - t->out : 0;
+        if (u->concurrent > 0) u->concurrent--;
         if (store(q, u))
             cit_log(CIT_LOG_ERROR, "quota: cannot store the usage of tenant %s", tenant);
     }
