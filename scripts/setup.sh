@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
-#   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium, libyaml
+#   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
+#                    libyaml, OpenSSL
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
@@ -14,6 +15,8 @@ build_deps() {
     need libmicrohttpd-dev; need libjansson-dev; need libsqlite3-dev; need libsodium-dev
     # the jurisdiction policy file
     need libyaml-dev
+    # model signing: ECDSA keys and SHA-256 (with the CPU's SHA extensions)
+    need libssl-dev
 }
 
 case "$what" in

@@ -76,6 +76,8 @@ struct cit_buf {
 };
 int cit_buf_add(struct cit_buf *b, const void *data, size_t n);
 int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends a string literal. */
+#define BUF_LIT(b, lit) cit_buf_add((b), (lit), sizeof(lit) - 1)
 void cit_buf_free(struct cit_buf *b);
 /* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);

@@ -16,6 +16,7 @@ int cli_read_input(const char *path, size_t max, struct cit_buf *out);
 
 int cli_run(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_model_sign(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_keys(int argc, char **argv);
 int cli_detect(int argc, char **argv);

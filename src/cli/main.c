@@ -7,6 +7,7 @@
  *               [--stop STR]... [--chat] [--system TEXT] [--ctx N] [--json]
  *   citadel tokenize -m MODEL [--no-bos] [--special] TEXT
  *   citadel model quantize IN OUT TYPE
+ *   citadel model keygen|sign|verify ...
  *   citadel serve [--config FILE] [--model [ID=]PATH]... [options]
  *   citadel keys add|list|revoke ...
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
@@ -31,6 +32,7 @@ static void usage(FILE *f)
           "  tokenize -m MODEL TEXT         print token ids (--no-bos, --special)\n"
           "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
+          "  model keygen|sign|verify       OMS v1.0 model signatures (citadel model)\n"
           "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
           "  keys add|list|revoke           API keys for serve (citadel keys)\n"
           "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n"
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "audit")) return cli_audit(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
+    if (!strcmp(argv[1], "model") && argc >= 3) return cli_model_sign(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;

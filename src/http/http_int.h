@@ -9,9 +9,6 @@
 #include "citadel/http.h"
 #include "citadel/sched.h"
 
-/* Appends a string literal. */
-#define BUF_LIT(b, lit) cit_buf_add((b), (lit), sizeof(lit) - 1)
-
 /* ---- endpoints (metrics labels and scopes) ---- */
 
 enum http_ep {
