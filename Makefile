@@ -97,11 +97,12 @@ test: check
 build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
-bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger
+bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border
 	./build/bench_engine $(BENCH_ARGS)
 	./build/bench_serve $(BENCH_SERVE_ARGS)
 	./build/bench_detect
 	./build/bench_ledger
+	./build/bench_border
 
 bench-serve: deps build/bench_serve
 	./build/bench_serve $(BENCH_SERVE_ARGS)
@@ -120,7 +121,7 @@ fuzz: deps
 	@sh scripts/setup.sh fuzz
 	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize \
 	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect build-fuzz/fuzz_policy \
-	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output
+	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output build-fuzz/fuzz_bundle
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

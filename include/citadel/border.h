@@ -56,8 +56,7 @@ int brd_pae(const char *type, const void *payload, size_t len, struct cit_buf *o
 /* Writes a new key pair: priv_path (PKCS#8 PEM, mode 0600, never
  * overwritten) and pub_path (SubjectPublicKeyInfo PEM). curve: "P-256" or
  * "P-384". */
-int brd_keygen(const char *curve, const char *priv_path, const char *pub_path,
-               struct cit_err *err);
+int brd_keygen(const char *curve, const char *priv_path, const char *pub_path, struct cit_err *err);
 
 /* Signs the model at model_path with the private key in key_path and
  * writes the bundle to sig_path (atomically). The manifest it signed is
@@ -98,7 +97,7 @@ int brd_verify(const char *pub_path, const char *model_path, const char *sig_pat
 /* Parses a bundle's text: checks the media type and envelope, decodes the
  * payload and the first signature. For verify and the fuzz target. */
 struct brd_bundle {
-    char hint[65];    /* SHA-256 hex of the signer's PEM public key, or "" */
+    char hint[65]; /* SHA-256 hex of the signer's PEM public key, or "" */
     struct cit_buf payload;
     uint8_t sig[512];
     size_t sig_len;
@@ -108,7 +107,6 @@ void brd_bundle_free(struct brd_bundle *b);
 
 /* Parses a statement payload into m (names and digests; no hashing), and
  * checks that its subject digest matches its resources. */
-int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m,
-                        struct cit_err *err);
+int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, struct cit_err *err);
 
 #endif

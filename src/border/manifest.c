@@ -159,8 +159,7 @@ int brd_manifest_build(const char *path, const char *const *ignore, struct brd_m
     memcpy(m->model_name, base, strlen(base) + 1);
     if (lstat(full, &st)) return cit_err_set(err, CIT_EIO, "%s: %s", full, strerror(errno));
     if (S_ISLNK(st.st_mode))
-        return cit_err_set(err, CIT_EFORMAT, "%s is a symbolic link; links are not followed",
-                           full);
+        return cit_err_set(err, CIT_EFORMAT, "%s is a symbolic link; links are not followed", full);
     if (S_ISREG(st.st_mode)) {
         rc = add_name(&w, base);
     } else if (S_ISDIR(st.st_mode)) {
@@ -263,8 +262,8 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
     int rc = 0;
     memset(m, 0, sizeof(*m));
     if (!j || !json_is_object(j)) {
-        rc = cit_err_set(err, CIT_EFORMAT, "the statement is not a JSON object%s%s",
-                         j ? "" : ": ", j ? "" : je.text);
+        rc = cit_err_set(err, CIT_EFORMAT, "the statement is not a JSON object%s%s", j ? "" : ": ",
+                         j ? "" : je.text);
         goto out;
     }
     if (!json_is_string(json_object_get(j, "_type")) ||
@@ -304,8 +303,7 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
         goto out;
     }
     res = json_object_get(pred, "resources");
-    if (!json_is_array(res) || json_array_size(res) == 0 ||
-        json_array_size(res) > BRD_MAX_FILES) {
+    if (!json_is_array(res) || json_array_size(res) == 0 || json_array_size(res) > BRD_MAX_FILES) {
         rc = cit_err_set(err, CIT_EFORMAT, "the statement's resources must be a list of files");
         goto out;
     }
@@ -316,8 +314,8 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
         const char *name = json_string_value(json_object_get(r, "name"));
         const char *alg = json_string_value(json_object_get(r, "algorithm"));
         if (!name || !name[0] || !alg || strcmp(alg, "sha256")) {
-            rc = cit_err_set(err, CIT_EFORMAT,
-                             "resource %zu needs a name and algorithm \"sha256\"", i);
+            rc = cit_err_set(err, CIT_EFORMAT, "resource %zu needs a name and algorithm \"sha256\"",
+                             i);
         } else if (name[0] == '/' || strstr(name, "..")) {
             rc = cit_err_set(err, CIT_EFORMAT, "resource '%s' points outside the model", name);
         } else if ((rc = add_name(&w, name)) == 0) {

@@ -57,9 +57,8 @@ int brd_pae(const char *type, const void *payload, size_t len, struct cit_buf *o
 static const EVP_MD *curve_md(EVP_PKEY *k, struct cit_err *err, const char *path)
 {
     char group[64] = "";
-    if (!EVP_PKEY_is_a(k, "EC") ||
-        !EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                        NULL)) {
+    if (!EVP_PKEY_is_a(k, "EC") || !EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
+                                                                   group, sizeof(group), NULL)) {
         cit_err_set(err, CIT_ENOTSUP, "%s: not an elliptic-curve key (P-256 or P-384 expected)",
                     path);
         return NULL;
@@ -108,16 +107,14 @@ static int write_pem(const char *path, EVP_PKEY *k, int private, struct cit_err 
     return 0;
 }
 
-int brd_keygen(const char *curve, const char *priv_path, const char *pub_path,
-               struct cit_err *err)
+int brd_keygen(const char *curve, const char *priv_path, const char *pub_path, struct cit_err *err)
 {
     const char *group = !strcmp(curve, "P-256")   ? "P-256"
                         : !strcmp(curve, "P-384") ? "P-384"
                                                   : NULL;
     EVP_PKEY *k;
     int rc;
-    if (!group)
-        return cit_err_set(err, CIT_EINVAL, "curve '%s': use P-256 or P-384", curve);
+    if (!group) return cit_err_set(err, CIT_EINVAL, "curve '%s': use P-256 or P-384", curve);
     if (!(k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", group)))
         return cit_err_set(err, CIT_EIO, "key generation failed: %s", ssl_why());
     rc = write_pem(priv_path, k, 1, err);
@@ -134,8 +131,8 @@ static EVP_PKEY *load_key(const char *path, int private, struct cit_err *err)
         cit_err_set(err, CIT_EIO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    k = private ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : PEM_read_bio_PUBKEY(b, NULL,
-                                                                                      NULL, NULL);
+    k = private ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)
+                : PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
     BIO_free(b);
     if (!k)
         cit_err_set(err, CIT_EFORMAT, "%s: not a PEM %s key (%s)", path,
@@ -280,8 +277,8 @@ int brd_bundle_parse(const char *text, size_t len, struct brd_bundle *b, struct 
         sodium_base642bin(b->sig, sizeof(b->sig), s, strlen(s), NULL, &b->sig_len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) ||
         b->sig_len == 0) {
-        rc = cit_err_set(err, CIT_EFORMAT,
-                         "dsseEnvelope.signatures must hold one base64 signature");
+        rc =
+            cit_err_set(err, CIT_EFORMAT, "dsseEnvelope.signatures must hold one base64 signature");
         goto out;
     }
 out:
