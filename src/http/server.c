@@ -102,7 +102,8 @@ struct req {
     uint64_t sched_id;
     int submitted, cancelled, timed_out, hung_up;
     struct cit_buf text;   /* generated text */
-    struct pol_outscan os; /* os.done: bytes of text already released */
+    struct pol_outscan os; /* os.done: bytes of text already released; os.stopped: the
+                              output rules ended the answer (content_filter) */
     int n_prompt, n_gen, done;
     enum sched_finish finish;
     uint64_t t_submit, t_first, t_last;
@@ -122,7 +123,6 @@ struct req {
     uint8_t digest[32];     /* SHA-256 of the canonical request */
     struct det_redaction red;
     int restore;     /* put redacted values back into the answer */
-    int filtered;    /* the policy's output rules ended the answer (content_filter) */
     int scan_failed; /* the answer could not be scanned: it ends with an error */
     struct pol_quota_ticket ticket;
 };
@@ -492,7 +492,7 @@ static int wait_slice(struct req *r)
 
 static const char *finish_reason(const struct req *r)
 {
-    if (r->filtered) return "content_filter";
+    if (r->os.stopped) return "content_filter";
     return r->finish == SCHED_FINISH_LENGTH || r->timed_out ? "length" : "stop";
 }
 
@@ -570,7 +570,7 @@ static int record(struct req *r, int status, enum ledger_durability dur)
     if (r->os.n_found) {
         class_names(s->pol, r->os.classes, out_classes, sizeof(out_classes));
         e.out_classes = out_classes;
-        e.out_action = r->filtered ? "deny" : "redact";
+        e.out_action = r->os.stopped ? "deny" : "redact";
     }
     pthread_mutex_unlock(&r->mu);
     e.tenant = r->key.tenant;
@@ -841,11 +841,9 @@ static int release(struct req *r, struct cit_buf *piece)
     struct cit_buf raw = {0};
     int rc;
     if (r->scan_failed) return 0;
-    rc = pol_output_step(p, &r->os, t, r->text.len, lim, r->done, &raw);
-    if (!rc && r->restore && raw.len)
-        rc = det_restore(&r->red, raw.p, raw.len, piece);
-    else if (!rc && raw.len)
-        rc = cit_buf_add(piece, raw.p, raw.len);
+    /* the output rules see the model's own text; placeholders are put back after */
+    rc = pol_output_step(p, &r->os, t, r->text.len, lim, r->done, r->restore ? &raw : piece);
+    if (!rc && raw.len) rc = det_restore(&r->red, raw.p, raw.len, piece);
     if (raw.p) explicit_bzero(raw.p, raw.len);
     cit_buf_free(&raw);
     if (rc) {
@@ -855,7 +853,6 @@ static int release(struct req *r, struct cit_buf *piece)
         piece->len = 0;
         r->scan_failed = 1;
     }
-    r->filtered |= r->os.stopped;
     return rc;
 }
 
@@ -883,12 +880,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             chunk_text(&r->out, r, piece.p, piece.len, NULL, 0);
             explicit_bzero(piece.p, piece.len);
             cit_buf_free(&piece);
-        } else if (!r->done && (r->filtered || r->scan_failed) && !r->cancelled) {
+        } else if (!r->done && (r->os.stopped || r->scan_failed) && !r->cancelled) {
             /* an answer cut by the output rules, or unscannable, stops generating */
             stop = 1;
         } else if (r->done) {
             int failed = r->scan_failed || r->finish == SCHED_FINISH_ERROR ||
-                         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out && !r->filtered);
+                         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out && !r->os.stopped);
             /* the entry goes in before the stream is acknowledged with [DONE] */
             pthread_mutex_unlock(&r->mu);
             int lost = record(
