@@ -211,18 +211,27 @@ out:
     return rc;
 }
 
-void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
-                      int64_t n_out, int64_t now)
+/* Ends an admitted request: its reservation and its place are released;
+ * one that ran is charged for what it generated (in the current day: a
+ * request that ran past midnight charges the new one), one that never ran
+ * is taken back from the windows it was charged to, unless they rolled
+ * over since (they were reset already). */
+static void settle(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t, int ran,
+                   int64_t n_out, int64_t now)
 {
     struct usage *u;
     if (!t->admitted) return;
     pthread_mutex_lock(&q->mu);
     if ((u = find(q, tenant))) {
-        roll(u, now); /* a request that ran past midnight charges the new day */
-        u->reserved -= t->out;
-        if (u->reserved < 0) u->reserved = 0;
+        roll(u, now);
+        u->reserved = u->reserved > t->out ? u->reserved - t->out : 0;
         if (u->concurrent > 0) u->concurrent--;
-        u->tokens += n_out < t->out ? n_out : t->out;
+        if (ran) {
+            u->tokens += n_out < t->out ? n_out : t->out;
+        } else {
+            if (u->minute_start == t->minute && u->requests > 0) u->requests--;
+            if (u->day_start == t->day) u->tokens = u->tokens > t->in ? u->tokens - t->in : 0;
+        }
         if (store(q, u))
             cit_log(CIT_LOG_ERROR, "quota: cannot store the usage of tenant %s", tenant);
     }
@@ -230,24 +239,16 @@ void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota
     pthread_mutex_unlock(&q->mu);
 }
 
+void pol_quota_finish(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
+                      int64_t n_out, int64_t now)
+{
+    settle(q, tenant, t, 1, n_out, now);
+}
+
 void pol_quota_cancel(struct pol_quotas *q, const char *tenant, struct pol_quota_ticket *t,
                       int64_t now)
 {
-    struct usage *u;
-    if (!t->admitted) return;
-    pthread_mutex_lock(&q->mu);
-    if ((u = find(q, tenant))) {
-        roll(u, now);
-        /* a window that rolled over since admission was reset already */
-        if (u->minute_start == t->minute && u->requests > 0) u->requests--;
-        if (u->day_start == t->day) u->tokens = u->tokens > t->in ? u->tokens - t->in : 0;
-        u->reserved = u->reserved > t->out ? u->reserved - t->out : 0;
-        if (u->concurrent > 0) u->concurrent--;
-        if (store(q, u))
-            cit_log(CIT_LOG_ERROR, "quota: cannot store the usage of tenant %s", tenant);
-    }
-    t->admitted = 0;
-    pthread_mutex_unlock(&q->mu);
+    settle(q, tenant, t, 0, 0, now);
 }
 
 void pol_quota_usage(struct pol_quotas *q, const char *tenant, int64_t now,
