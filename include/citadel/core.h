@@ -78,6 +78,9 @@ int cit_buf_add(struct cit_buf *b, const void *data, size_t n);
 int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends a string literal. */
 #define BUF_LIT(b, lit) cit_buf_add((b), (lit), sizeof(lit) - 1)
+/* Reads a whole file of at most max bytes into b (NUL-terminated).
+ * CIT_ENOENT, with no message, when it does not exist. */
+int cit_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_err *err);
 void cit_buf_free(struct cit_buf *b);
 /* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);

@@ -293,27 +293,6 @@ void brd_bundle_free(struct brd_bundle *b)
     memset(b, 0, sizeof(*b));
 }
 
-static int read_small(const char *path, struct cit_buf *b, struct cit_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char chunk[65536];
-    ssize_t n;
-    if (fd < 0) return cit_err_set(err, CIT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) || st.st_size > (off_t)BRD_MAX_SIG) {
-        close(fd);
-        return cit_err_set(err, CIT_ERANGE, "%s: larger than %u bytes", path, BRD_MAX_SIG);
-    }
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-        if (cit_buf_add(b, chunk, (size_t)n)) {
-            close(fd);
-            return cit_err_set(err, CIT_ENOMEM, "out of memory");
-        }
-    close(fd);
-    if (n < 0) return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
-    return cit_buf_add(b, "", 1) ? CIT_ENOMEM : (b->len--, 0);
-}
-
 static int fail(struct brd_verified *v, int why, int rc)
 {
     v->fail = why;
@@ -332,7 +311,11 @@ int brd_verify(const char *pub_path, const char *model_path, const char *sig_pat
     char hint[65];
     int rc;
     memset(v, 0, sizeof(*v));
-    if ((rc = read_small(sig_path, &text, err))) return fail(v, BRD_MALFORMED, rc);
+    if ((rc = cit_read_file(sig_path, BRD_MAX_SIG, &text, err))) {
+        if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: cannot open: no such file", sig_path);
+        cit_buf_free(&text);
+        return fail(v, BRD_MALFORMED, rc);
+    }
     rc = brd_bundle_parse(text.p ? text.p : "", text.len, &b, err);
     cit_buf_free(&text);
     if (rc) {

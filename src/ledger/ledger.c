@@ -208,7 +208,7 @@ static int read_pruned(const char *dir, uint8_t (**out)[LEDGER_HASH], uint64_t *
     snprintf(path, sizeof(path), "%s/pruned", dir);
     *out = NULL;
     *n = 0;
-    rc = ledger_read_file(path, (size_t)1 << 36, &b, err);
+    rc = cit_read_file(path, (size_t)1 << 36, &b, err);
     if (rc == CIT_ENOENT) return 0;
     if (rc) return rc;
     if (b.len % LEDGER_HASH) {
@@ -355,7 +355,7 @@ static int read_checkpoints(const char *dir, const struct ledger_vkey *vk, int a
     *good_end = 0;
     if (all) *all = NULL, *n_all = 0;
     snprintf(path, sizeof(path), "%s/checkpoints", dir);
-    rc = ledger_read_file(path, (size_t)1 << 32, &b, err);
+    rc = cit_read_file(path, (size_t)1 << 32, &b, err);
     if (rc == CIT_ENOENT) return 0;
     if (rc) return rc;
     while (off < b.len) {
@@ -902,7 +902,7 @@ int ledger_view_open(const char *dir, struct ledger_view *v, struct cit_err *err
     /* the latest checkpoint, with the directory's own key (show and proof
      * tools; verify checks the key separately) */
     snprintf(path, sizeof(path), "%s/node.vkey", dir);
-    if (!ledger_read_file(path, 4096, &kb, NULL) && !ledger_vkey_parse(kb.p, kb.len, &vk, NULL))
+    if (!cit_read_file(path, 4096, &kb, NULL) && !ledger_vkey_parse(kb.p, kb.len, &vk, NULL))
         read_checkpoints(dir, &vk, 0, &v->latest, &cp_end, NULL, NULL, NULL);
     cit_buf_free(&kb);
     return 0;
@@ -986,7 +986,7 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
 
     if (own_key) {
         snprintf(path, sizeof(path), "%s/node.vkey", dir);
-        if ((rc = ledger_read_file(path, 4096, &kb, err))) {
+        if ((rc = cit_read_file(path, 4096, &kb, err))) {
             if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: no such file", path);
             return rc;
         }

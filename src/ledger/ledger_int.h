@@ -22,10 +22,6 @@ void ledger_vkey_format(const struct ledger_vkey *vk, struct cit_buf *b);
 int ledger_checkpoint_sign(const struct ledger_skey *k, const struct ledger_checkpoint *cp,
                            struct cit_buf *b);
 
-/* Reads a whole file of at most max bytes into b (NUL-terminated).
- * CIT_ENOENT when it does not exist. */
-int ledger_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_err *err);
-
 /* The compact range of a growing tree: the roots of its perfect subtrees,
  * one per set bit of n, largest first. */
 struct ledger_range {

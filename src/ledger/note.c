@@ -35,36 +35,6 @@ static int name_ok(const char *s, size_t n)
     return 1;
 }
 
-int ledger_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    char chunk[65536];
-    size_t n;
-    b->len = 0;
-    if (!f) {
-        if (errno == ENOENT) return CIT_ENOENT;
-        return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (b->len + n > max) {
-            fclose(f);
-            return cit_err_set(err, CIT_ERANGE, "%s: larger than %zu bytes", path, max);
-        }
-        if (cit_buf_add(b, chunk, n)) {
-            fclose(f);
-            return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", path);
-        }
-    }
-    if (ferror(f)) {
-        fclose(f);
-        return cit_err_set(err, CIT_EIO, "%s: read failed", path);
-    }
-    fclose(f);
-    if (cit_buf_add(b, "", 1)) return cit_err_set(err, CIT_ENOMEM, "%s: out of memory", path);
-    b->len--;
-    return 0;
-}
-
 void ledger_vkey_format(const struct ledger_vkey *vk, struct cit_buf *b)
 {
     uint8_t raw[33];
@@ -159,7 +129,7 @@ int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k, s
     int rc;
     snprintf(path, sizeof(path), "%s/node.key", dir);
     snprintf(vpath, sizeof(vpath), "%s/node.vkey", dir);
-    rc = ledger_read_file(path, 4096, &b, err);
+    rc = cit_read_file(path, 4096, &b, err);
     if (rc == CIT_ENOENT) {
         uint8_t seed[32], raw[33];
         char b64[64], hex[9];
