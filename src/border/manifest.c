@@ -10,11 +10,11 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "citadel/border.h"
@@ -23,13 +23,6 @@
 
 static const char *const default_ignore[] = {".git", ".gitattributes", ".github", ".gitignore",
                                              NULL};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int hash_file(const char *path, uint8_t out[32], uint64_t *size, uint8_t *buf,
                      struct cit_err *err)
@@ -92,7 +85,7 @@ static int add_name(struct walk *w, const char *rel)
 /* Collects the regular files under root/rel (rel "" for the top). */
 static int walk_dir(struct walk *w, const char *root, const char *rel, int depth)
 {
-    char path[8400], sub[4096];
+    char path[4200], child[8400], sub[4096];
     struct dirent *e;
     DIR *d;
     int rc = 0;
@@ -113,25 +106,35 @@ static int walk_dir(struct walk *w, const char *root, const char *rel, int depth
             rc = cit_err_set(w->err, CIT_ERANGE, "%s/%s: path too long", path, e->d_name);
             break;
         }
-        snprintf(path, sizeof(path), "%s/%s", root, sub);
-        if (lstat(path, &st)) {
-            rc = cit_err_set(w->err, CIT_EIO, "%s: %s", path, strerror(errno));
+        snprintf(child, sizeof(child), "%s/%s", root, sub);
+        if (lstat(child, &st)) {
+            rc = cit_err_set(w->err, CIT_EIO, "%s: %s", child, strerror(errno));
         } else if (S_ISLNK(st.st_mode)) {
             rc = cit_err_set(w->err, CIT_EFORMAT,
                              "%s is a symbolic link; links are not followed: replace it by the "
                              "file",
-                             path);
+                             child);
         } else if (S_ISDIR(st.st_mode)) {
             rc = walk_dir(w, root, sub, depth + 1);
         } else if (S_ISREG(st.st_mode)) {
             rc = add_name(w, sub);
         } else {
-            rc = cit_err_set(w->err, CIT_EFORMAT, "%s is not a regular file", path);
+            rc = cit_err_set(w->err, CIT_EFORMAT, "%s is not a regular file", child);
         }
-        snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
     }
     closedir(d);
     return rc;
+}
+
+/* The subject digest: SHA-256 over the resources' digests in order. */
+static int root_digest(const struct brd_manifest *m, uint8_t out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; ok && i < m->n; i++) ok = EVP_DigestUpdate(ctx, m->v[i].digest, 32);
+    ok = ok && EVP_DigestFinal_ex(ctx, out, NULL);
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : CIT_ENOMEM;
 }
 
 static int by_name(const void *a, const void *b)
@@ -171,7 +174,7 @@ int brd_manifest_build(const char *path, const char *const *ignore, struct brd_m
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "out of memory");
     if (!rc) qsort(m->v, m->n, sizeof(*m->v), by_name);
     if (!rc && !(buf = cit_malloc(READ_CHUNK))) rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
-    double t0 = now_s();
+    uint64_t t0 = cit_now_ns();
     for (size_t i = 0; !rc && i < m->n; i++) {
         char fp[8192];
         if (S_ISREG(st.st_mode))
@@ -181,18 +184,9 @@ int brd_manifest_build(const char *path, const char *const *ignore, struct brd_m
         rc = hash_file(fp, m->v[i].digest, &m->v[i].size, buf, err);
         m->bytes += m->v[i].size;
     }
-    m->seconds = now_s() - t0;
+    m->seconds = (double)(cit_now_ns() - t0) / 1e9;
     cit_free(buf);
-    if (!rc) {
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-            rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
-        } else {
-            for (size_t i = 0; i < m->n; i++) EVP_DigestUpdate(ctx, m->v[i].digest, 32);
-            EVP_DigestFinal_ex(ctx, m->root, NULL);
-        }
-        EVP_MD_CTX_free(ctx);
-    }
+    if (!rc && root_digest(m, m->root)) rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
     if (rc) brd_manifest_free(m);
     return rc;
 }
@@ -205,20 +199,10 @@ void brd_manifest_free(struct brd_manifest *m)
     m->n = 0;
 }
 
-static void hex(char out[65], const uint8_t d[32])
-{
-    static const char x[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = x[d[i] >> 4];
-        out[2 * i + 1] = x[d[i] & 15];
-    }
-    out[64] = 0;
-}
-
 int brd_statement(const struct brd_manifest *m, struct cit_buf *out)
 {
     char h[65];
-    hex(h, m->root);
+    sodium_bin2hex(h, sizeof(h), m->root, 32);
     BUF_LIT(out, "{\"_type\":\"https://in-toto.io/Statement/v1\",\"subject\":[{\"name\":");
     cit_buf_json_str(out, m->model_name, strlen(m->model_name));
     cit_buf_printf(out, ",\"digest\":{\"sha256\":\"%s\"}}],", h);
@@ -229,7 +213,7 @@ int brd_statement(const struct brd_manifest *m, struct cit_buf *out)
         cit_buf_printf(out, "%s\"%s\"", ig == default_ignore ? "" : ",", *ig);
     BUF_LIT(out, "]},\"resources\":[");
     for (size_t i = 0; i < m->n; i++) {
-        hex(h, m->v[i].digest);
+        sodium_bin2hex(h, sizeof(h), m->v[i].digest, 32);
         if (i) BUF_LIT(out, ",");
         BUF_LIT(out, "{\"name\":");
         cit_buf_json_str(out, m->v[i].name, strlen(m->v[i].name));
@@ -307,8 +291,6 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
         rc = cit_err_set(err, CIT_EFORMAT, "the statement's resources must be a list of files");
         goto out;
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) rc = CIT_ENOMEM;
     for (size_t i = 0; !rc && i < json_array_size(res); i++) {
         json_t *r = json_array_get(res, i);
         const char *name = json_string_value(json_object_get(r, "name"));
@@ -326,19 +308,13 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
                 rc = cit_err_set(err, CIT_EFORMAT,
                                  "resource '%s' is out of order or repeated (they are sorted)",
                                  name);
-            else
-                EVP_DigestUpdate(ctx, m->v[m->n - 1].digest, 32);
         }
     }
-    if (!rc) {
-        uint8_t root[32];
-        EVP_DigestFinal_ex(ctx, root, NULL);
-        if (memcmp(root, m->root, 32))
-            rc = cit_err_set(err, CIT_EFORMAT,
-                             "the subject digest is not the digest of the resources: the "
-                             "statement is inconsistent");
-    }
-    EVP_MD_CTX_free(ctx);
+    uint8_t root[32];
+    if (!rc && (rc = root_digest(m, root)) == 0 && memcmp(root, m->root, 32))
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "the subject digest is not the digest of the resources: the "
+                         "statement is inconsistent");
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "out of memory");
 out:
     json_decref(j);
