@@ -35,14 +35,14 @@ int main(int argc, char **argv)
     if (stat(path, &st) || st.st_size != (off_t)mib << 20) {
         FILE *f = fopen(path, "wb");
         if (!f) {
-            fprintf(stderr, "bench_border: cannot write %s (run from the repository root)\n",
-                    path);
+            fprintf(stderr, "bench_border: cannot write %s (run from the repository root)\n", path);
             return 1;
         }
         static unsigned char block[1 << 20];
         unsigned x = 12345;
         for (long i = 0; i < mib; i++) {
-            for (size_t k = 0; k < sizeof(block); k++) block[k] = (unsigned char)(x = x * 1103515245u + 12345u) >> 3;
+            for (size_t k = 0; k < sizeof(block); k++)
+                block[k] = (unsigned char)(x = x * 1103515245u + 12345u) >> 3;
             fwrite(block, 1, sizeof(block), f);
         }
         fclose(f);
