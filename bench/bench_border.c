@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     if (system(cmd)) return 1; /* warm the page cache */
     for (int r = 0; r < runs; r++) {
         struct brd_manifest m;
-        if (brd_manifest_build(path, NULL, &m, &err)) {
+        if (brd_manifest_build(path, NULL, NULL, &m, &err)) {
             fprintf(stderr, "bench_border: %s\n", err.msg);
             return 1;
         }

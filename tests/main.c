@@ -386,3 +386,14 @@ int main(int argc, char **argv)
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
+
+const char *t_run_node(void)
+{
+    static char buf[1024];
+    if (!buf[0])
+        snprintf(buf, sizeof(buf),
+                 " --unvetted --policy tests/data/policy_serve.yaml --state %s/cli-run.db"
+                 " --ledger %s/cli-run-ledger",
+                 t_tmpdir(), t_tmpdir());
+    return buf;
+}

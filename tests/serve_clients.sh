@@ -94,13 +94,19 @@ rules:
     action: deny
   - id: default-local
     action: local
+admission:
+  licenses: [MIT]
+  dataset_jurisdictions: [EU, US]
+  unvetted: allow          # the TLS, queue and crash servers below serve MODEL as it is
 EOF
 
+ID=$(basename "$MODEL" .gguf)
+AMODEL=$TMP/$ID.gguf # the copy that is signed and admitted
 cat >"$TMP/citadel.conf" <<EOF
 # written by tests/serve_clients.sh
 host = 127.0.0.1
 port = 0
-model = $MODEL
+model = $AMODEL
 threads = 2
 ctx = 512
 parallel = 4
@@ -111,11 +117,27 @@ max_tokens = 256
 grace = 20
 EOF
 
+# ---- border control: keygen, card, sign, verify, trust, admit, then serve ----
+cp "$MODEL" "$AMODEL"
+"$BIN" model keygen "$TMP/signer" >/dev/null
+"$BIN" model card "$AMODEL" >/dev/null
+# the operator completes the card: name, version, license, the dataset and where it comes from
+sed -i 's/"name": "llama"/"name": "'"$ID"'"/; s/"version": "TODO"/"version": "1"/;
+        s/"TODO: SPDX id"/"MIT"/; s/"TODO: dataset name"/"TinyStories"/; s/"value": "TODO"/"value": "US"/' \
+    "$TMP/$ID.cdx.json"
+check "model sign (model and card)" sh -c "'$BIN' model sign --key '$TMP/signer.pem' '$AMODEL' | grep -q '2 files'"
+check "model verify" "$BIN" model verify --key "$TMP/signer.pub.pem" "$AMODEL"
+"$BIN" model admit "$AMODEL" --config "$TMP/citadel.conf" >"$TMP/admit0.txt" 2>&1 || true
+check "model admit: refused while the signer is not trusted" grep -q "REFUSED (trust)" "$TMP/admit0.txt"
+check "trust add" "$BIN" trust add --name ci-signer --jurisdiction DE "$TMP/signer.pub.pem" --config "$TMP/citadel.conf"
+"$BIN" model admit "$AMODEL" --config "$TMP/citadel.conf" >"$TMP/admit.txt" 2>&1 || true
+check "model admit" grep -q "^admitted" "$TMP/admit.txt"
+check "model list: active" sh -c "'$BIN' model list --config '$TMP/citadel.conf' | grep -q 'active *$ID'"
+
 start_server "$TMP/server.out" --config "$TMP/citadel.conf"
 [ -n "$PORT" ] || { fail "server started"; exit 1; }
-ok "server started on port $PORT"
+ok "server started on port $PORT with the admitted model"
 URL=http://127.0.0.1:$PORT
-ID=$(basename "$MODEL" .gguf)
 H="Authorization: Bearer $KEY"
 
 # ---- curl ----
@@ -126,7 +148,7 @@ check "401 body in the OpenAI error shape" test "$(json "$TMP/e.json" 'j.error.t
 curl -sf -H "$H" "$URL/v1/models" >"$TMP/m.json"
 check "curl models" test "$(json "$TMP/m.json" 'j.data[0].id')" = "$ID"
 
-GREEDY=$("$BIN" run -m "$MODEL" -p "Once upon a time" -n 24 --temp 0 --json 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>process.stdout.write(JSON.parse(s).text))")
+GREEDY=$("$BIN" run -m "$AMODEL" -p "Once upon a time" -n 24 --temp 0 --json --config "$TMP/citadel.conf" --ledger "$TMP/ledger-run" 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>process.stdout.write(JSON.parse(s).text))")
 curl -sf -H "$H" "$URL/v1/completions" \
     -d '{"model":"'"$ID"'","prompt":"Once upon a time","max_tokens":24,"temperature":0}' >"$TMP/c.json"
 check "curl completion equals citadel run --temp 0" test "$(json "$TMP/c.json" 'j.choices[0].text')" = "$GREEDY"
@@ -169,6 +191,23 @@ if grep -q "ERROR: \(Address\|Leak\)Sanitizer\|runtime error" "$TMP/server.log";
     grep -A20 "Sanitizer\|runtime error" "$TMP/server.log" | head -40 | sed 's/^/    /'
 fi
 
+# ---- border control at load: a changed file, a revoked model ----
+cp "$AMODEL" "$TMP/orig.gguf"
+printf '\001' | dd of="$AMODEL" bs=1 seek=100000 conv=notrunc 2>/dev/null
+"$BIN" serve --config "$TMP/citadel.conf" >"$TMP/refused.out" 2>&1 && st=0 || st=$?
+check "serve refuses a model whose bytes changed since admission" \
+    sh -c "test $st != 0 && grep -q 'refused (digest)' $TMP/refused.out"
+cp "$TMP/orig.gguf" "$AMODEL"
+"$BIN" model revoke "$ID" --reason "ci: withdrawn" --config "$TMP/citadel.conf" >/dev/null
+"$BIN" serve --config "$TMP/citadel.conf" >"$TMP/refused.out" 2>&1 && st=0 || st=$?
+check "serve refuses a revoked model" sh -c "test $st != 0 && grep -q 'refused (revoked)' $TMP/refused.out"
+"$BIN" serve --config "$TMP/citadel.conf" --unvetted >"$TMP/refused.out" 2>&1 && st=0 || st=$?
+check "--unvetted does not bring back a revoked model" sh -c "test $st != 0 && grep -q 'refused (revoked)' $TMP/refused.out"
+"$BIN" audit show --dir "$TMP/ledger" >"$TMP/show-border.txt" 2>/dev/null || true
+check "the ledger holds the admission, the load and both refusals" \
+    sh -c "grep -q 'model admit' $TMP/show-border.txt && grep -q 'model load' $TMP/show-border.txt &&
+           grep -q 'refuse_load  digest' $TMP/show-border.txt && grep -q 'refuse_load  revoked' $TMP/show-border.txt"
+
 # ---- TLS (and an open node: no key) ----
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=localhost \
@@ -184,11 +223,12 @@ check "audit export: nothing outside the window" sh -c "test \$($AUD export --di
 $AUD proof 2 --dir "$TMP/ledger" >"$TMP/proof.json" 2>&1 || true
 check "audit proof: an inclusion proof against the signed tree" sh -c "grep -q '\"index\":2,' $TMP/proof.json && grep -q '\"signed\":true' $TMP/proof.json"
 cp -r "$TMP/ledger" "$TMP/ledger-t"
-sed -i '1s/"status":200/"status":201/' "$TMP/ledger-t/log"
+L=$(grep -n '"rule":"default-local"' "$TMP/ledger-t/log" | head -1 | cut -d: -f1)
+sed -i "${L}s/\"status\":200/\"status\":201/" "$TMP/ledger-t/log"
 $AUD verify --dir "$TMP/ledger-t" >"$TMP/tamper.txt" 2>&1 && tampered=missed || tampered=caught
-check "audit verify: an edited entry is caught and named" sh -c "test $tampered = caught && grep -q 'entry 0 ' $TMP/tamper.txt"
+check "audit verify: an edited entry is caught and named" sh -c "test $tampered = caught && grep -q 'entry $((L - 1)) ' $TMP/tamper.txt"
 
-start_server "$TMP/tls.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+start_server "$TMP/tls.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open --unvetted \
     --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-tls" --state "$TMP/tls.db" \
     --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem"
 curl -sfN --cacert "$TMP/cert.pem" "https://127.0.0.1:$PORT/v1/chat/completions" \
@@ -199,7 +239,7 @@ check "TLS: plain HTTP is not answered" test "$code" = 000
 stop_server "TLS: clean exit"
 
 # ---- a full queue and a client that leaves, seen from curl ----
-start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open --unvetted \
     --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-q" --state "$TMP/q.db" \
     --parallel 1 --queue 0 --ctx 4096 --max-tokens 4000
 curl -sN "http://127.0.0.1:$PORT/v1/completions" \
@@ -250,7 +290,7 @@ load_client() { # load_client N STREAM
 }
 crash_ok=yes
 for round in $(seq "$ROUNDS"); do
-    start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+    start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open --unvetted \
         --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-crash" --state "$TMP/crash.db" \
         --checkpoint-interval 1
     [ -n "$PORT" ] || { crash_ok="no (round $round: the server did not restart)"; break; }
@@ -265,7 +305,7 @@ for round in $(seq "$ROUNDS"); do
     wait
 done
 cat "$TMP"/acked.* >"$TMP/acked" 2>/dev/null || true
-start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open \
+start_server "$TMP/crash.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open --unvetted \
     --policy "$TMP/policy.yaml" --ledger "$TMP/ledger-crash" --state "$TMP/crash.db"
 stop_server "crash test: the server reopens the ledger after $ROUNDS kills and exits cleanly"
 $AUD verify --dir "$TMP/ledger-crash" >"$TMP/crash-verify.txt" 2>&1 && v=ok || v=failed

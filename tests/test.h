@@ -51,6 +51,9 @@ const char *t_models_dir(void);
 const char *t_model_path(const char *name);
 /* A scratch directory for this run, created on first use. */
 const char *t_tmpdir(void);
+/* Flags for `citadel run` on a model that is not admitted: --unvetted with
+ * the test policy (which allows it), a scratch state file and ledger. */
+const char *t_run_node(void);
 /* Reads a whole file; caller frees with cit_free. NULL on error. */
 char *t_read_file(const char *path, size_t *len);
 /* Runs a shell command, captures stdout (caller frees); returns exit status. */

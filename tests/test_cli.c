@@ -17,8 +17,8 @@ void test_cli_run_json(void)
     size_t n;
     char *reftext;
     const struct tj *want, *got;
-    snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 -t 2 --json",
-             bin(), t_model_path("stories260K.gguf"));
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 -t 2 --json%s",
+             bin(), t_model_path("stories260K.gguf"), t_run_node());
     CHECK(t_run(cmd, &out) == 0);
     j = tj_parse(out, strlen(out));
     CHECKF(j, "not JSON: %s", out);
@@ -39,8 +39,8 @@ void test_cli_run_json(void)
 
     /* Stop strings cut the text before the match; a seed makes sampling repeatable. */
     snprintf(cmd, sizeof(cmd),
-             "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 --stop Lily --json", bin(),
-             t_model_path("stories260K.gguf"));
+             "%s run -m %s -p 'Once upon a time' -n 48 --temp 0 --stop Lily --json%s", bin(),
+             t_model_path("stories260K.gguf"), t_run_node());
     CHECK(t_run(cmd, &out) == 0);
     j = tj_parse(out, strlen(out));
     CHECK(j && !strcmp(tj_get(j, "text")->str, ", there was a little girl named "));
@@ -48,8 +48,8 @@ void test_cli_run_json(void)
     cit_free(out);
     {
         char *a = NULL, *b = NULL;
-        snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once' -n 20 --temp 1 --seed 5 --json", bin(),
-                 t_model_path("stories260K.gguf"));
+        snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once' -n 20 --temp 1 --seed 5 --json%s", bin(),
+                 t_model_path("stories260K.gguf"), t_run_node());
         CHECK(t_run(cmd, &a) == 0 && t_run(cmd, &b) == 0);
         /* Same tokens (the tok/s fields differ run to run). */
         CHECK(!strncmp(a, b, (size_t)(strstr(a, "prefill") - a)));
@@ -103,7 +103,7 @@ void test_cli_errors(void)
     CHECK(t_run(cmd, &out) == 1);
     CHECKF(strstr(out, "gguf: ") && strstr(out, "garbage.gguf"), "%s", out);
     cit_free(out);
-    snprintf(cmd, sizeof(cmd), "%s run -m /nonexistent.gguf -p x 2>&1", bin());
+    snprintf(cmd, sizeof(cmd), "%s run -m /nonexistent.gguf -p x%s 2>&1", bin(), t_run_node());
     CHECK(t_run(cmd, &out) == 1);
     CHECKF(strstr(out, "cannot open"), "%s", out);
     cit_free(out);
@@ -156,12 +156,12 @@ void test_cli_quantize(void)
             char *a = NULL, *b = NULL;
             struct tj *ja, *jb;
             snprintf(cmd, sizeof(cmd),
-                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json", bin(),
-                     t_model_path("synth-llama-f16.gguf"));
+                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json%s", bin(),
+                     t_model_path("synth-llama-f16.gguf"), t_run_node());
             CHECK(t_run(cmd, &a) == 0);
             snprintf(cmd, sizeof(cmd),
-                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json", bin(),
-                     path);
+                     "%s run -m %s -p 'The capital of France is' -n 16 --temp 0 --json%s", bin(),
+                     path, t_run_node());
             CHECK(t_run(cmd, &b) == 0);
             ja = tj_parse(a, strlen(a));
             jb = tj_parse(b, strlen(b));

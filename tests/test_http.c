@@ -147,6 +147,7 @@ static int start(int parallel, int queue, int open)
     o.parallel = parallel;
     o.queue = queue;
     o.open = open;
+    o.unvetted = 1; /* the test policies allow it; border control has its own tests */
     o.lim.header_timeout_s = 2;
     o.lim.body_timeout_s = 2;
     o.max_per_ip = max_per_ip;
@@ -227,9 +228,9 @@ static char *cli_greedy(const char *prompt, int n, int chat)
 {
     char cmd[2048], *out = NULL;
     const char *bin = getenv("CITADEL_BIN");
-    snprintf(cmd, sizeof(cmd), "%s run -m %s -p '%s' -n %d --temp 0 --ctx 1024 --json %s",
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p '%s' -n %d --temp 0 --ctx 1024 --json %s%s",
              bin ? bin : "build/citadel", t_model_path("stories260K.gguf"), prompt, n,
-             chat ? "--chat" : "");
+             chat ? "--chat" : "", t_run_node());
     if (t_run(cmd, &out) != 0) {
         cit_free(out);
         return NULL;
@@ -1245,7 +1246,8 @@ static int start_output(const char *action, char *path, size_t cap)
             "tenants: {tests: }\n"
             "models: {stories260K: {jurisdiction: DE, classes: [public, personal]}}\n"
             "rules: [{id: all-local, action: local}]\n"
-            "output: {action: %s, class_at_least: personal}\n",
+            "output: {action: %s, class_at_least: personal}\n"
+            "admission: {licenses: [MIT], dataset_jurisdictions: [\"*\"], unvetted: allow}\n",
             action);
     fclose(f);
     policy_file = path;

@@ -168,6 +168,12 @@ void test_ledger_append_and_reopen(void)
     ledger_close(l);
     CHECKF(!ledger_open(&o, &l, &err), "%s", err.msg);
     CHECK(ledger_size(l) == 37);
+    {
+        /* one appender at a time: a second open is refused while this one holds it */
+        struct ledger *l2 = NULL;
+        CHECK(ledger_open(&o, &l2, &err) == CIT_EIO && !l2);
+        CHECKF(strstr(err.msg, "in use by another process"), "%s", err.msg);
+    }
     CHECK(!append_n(l, 5, 0, "lab"));
     CHECK(!ledger_checkpoint(l, &err));
     ledger_close(l);

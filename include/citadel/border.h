@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "citadel/core.h"
+#include "citadel/gguf.h"
 
 #define BRD_MAX_FILES 100000
 #define BRD_MAX_SIG   (16u << 20) /* a signature file larger than this is refused */
@@ -42,9 +43,12 @@ struct brd_manifest {
 };
 
 /* Walks and hashes path (a file, or a directory tree). Names in ignore
- * (NULL-terminated; may be NULL) are skipped at the top of a directory. */
-int brd_manifest_build(const char *path, const char *const *ignore, struct brd_manifest *m,
-                       struct cit_err *err);
+ * (NULL-terminated; may be NULL) are skipped at the top of a directory.
+ * card (may be NULL) is the model card signed with the model: a file
+ * model's card becomes a second resource under its own name; a directory
+ * model's card must lie inside it (it is then one of its files). */
+int brd_manifest_build(const char *path, const char *card, const char *const *ignore,
+                       struct brd_manifest *m, struct cit_err *err);
 void brd_manifest_free(struct brd_manifest *m);
 
 /* The in-toto statement for m (compact JSON). */
@@ -61,7 +65,7 @@ int brd_keygen(const char *curve, const char *priv_path, const char *pub_path, s
 /* Signs the model at model_path with the private key in key_path and
  * writes the bundle to sig_path (atomically). The manifest it signed is
  * left in m (may be NULL). */
-int brd_sign(const char *key_path, const char *model_path, const char *sig_path,
+int brd_sign(const char *key_path, const char *model_path, const char *card, const char *sig_path,
              struct brd_manifest *m, struct cit_err *err);
 
 /* Why a verification failed. */
@@ -74,6 +78,7 @@ enum brd_fail {
     BRD_EXTRA,     /* a file not in the signature */
     BRD_MISSING,   /* a signed file is gone */
     BRD_IO,        /* the model could not be read */
+    BRD_UNTRUSTED, /* signed by a key that is not in the trust store */
 };
 const char *brd_fail_name(int f);
 
@@ -91,8 +96,24 @@ struct brd_verified {
  * statement's shape, the subject digest, and every file of the model,
  * no more and no fewer. 0 when it holds; otherwise an error with v->fail
  * saying which check failed and err naming what. */
-int brd_verify(const char *pub_path, const char *model_path, const char *sig_path,
+int brd_verify(const char *pub_path, const char *model_path, const char *card, const char *sig_path,
                struct brd_verified *v, struct cit_err *err);
+/* The same with the public key's PEM text; key_name names it in messages. */
+int brd_verify_pem(const char *pem, size_t pem_len, const char *key_name, const char *model_path,
+                   const char *card, const char *sig_path, struct brd_verified *v,
+                   struct cit_err *err);
+/* brd_verify_pem that also hands back the files it hashed (when it
+ * verified; free with brd_manifest_free). */
+int brd_verify_files(const char *pem, size_t pem_len, const char *key_name, const char *model_path,
+                     const char *card, const char *sig_path, struct brd_verified *v,
+                     struct brd_manifest *files /* out */, struct cit_err *err);
+/* The key hint of the signature at sig_path (SHA-256 hex of the signer's
+ * PEM public key), or "" when the bundle carries none. */
+int brd_sig_hint(const char *sig_path, char hint[65], struct cit_err *err);
+/* Reads a PEM public key: P-256 or P-384 only. Fills hint (may be NULL)
+ * and returns 0, or says what is wrong. */
+int brd_pubkey_check(const char *pem, size_t len, const char *name, char hint[65],
+                     struct cit_err *err);
 
 /* Parses a bundle's text: checks the media type and envelope, decodes the
  * payload and the first signature. For verify and the fuzz target. */
@@ -108,5 +129,160 @@ void brd_bundle_free(struct brd_bundle *b);
 /* Parses a statement payload into m (names and digests; no hashing), and
  * checks that its subject digest matches its resources. */
 int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, struct cit_err *err);
+
+/* ---- model cards (CycloneDX ML-BOM; card.c describes the fields) ---- */
+
+#define BRD_MAX_NAME     64
+#define BRD_MAX_LICENSES 8
+#define BRD_MAX_DATASETS 64
+#define BRD_MAX_CARD     (1u << 20)
+
+struct brd_dataset {
+    char name[128];
+    char jurisdiction[16]; /* where its data comes from */
+};
+
+struct brd_card {
+    char name[128], version[64], arch[64];
+    int n_licenses;
+    char licenses[BRD_MAX_LICENSES][BRD_MAX_NAME]; /* SPDX ids; all of them apply */
+    int n_datasets;
+    struct brd_dataset datasets[BRD_MAX_DATASETS];
+};
+
+/* Parses and checks a card: one machine-learning-model component with a
+ * name, SPDX license ids and at least one dataset with its jurisdiction;
+ * nothing may still say TODO. */
+int brd_card_parse(const char *text, size_t len, struct brd_card *c, struct cit_err *err);
+/* A card to complete, from the GGUF's metadata (general.name, license,
+ * architecture, datasets); what the file does not say reads TODO. */
+int brd_card_skeleton(const struct gguf_file *g, const char *fallback_name, struct cit_buf *out);
+
+/* ---- the registry: trusted signers and admitted models, in the node's
+ * SQLite state file ---- */
+
+struct brd_registry;
+
+int brd_registry_open(const char *state_path, struct brd_registry **out /* out */,
+                      struct cit_err *err);
+void brd_registry_close(struct brd_registry *r);
+
+struct brd_signer {
+    char name[BRD_MAX_NAME];
+    char jurisdiction[16];
+    char hint[65]; /* SHA-256 hex of its PEM public key, as bundles name it */
+    int64_t added; /* unix seconds */
+};
+
+/* Adds the public key in pem (P-256 or P-384) under name. A name or key
+ * already trusted is an error. */
+int brd_trust_add(struct brd_registry *r, const char *name, const char *jurisdiction,
+                  const char *pem, size_t pem_len, struct brd_signer *out /* out */,
+                  struct cit_err *err);
+int brd_trust_remove(struct brd_registry *r, const char *name, struct cit_err *err);
+/* The trusted signer whose key has this hint, and its PEM in pem; CIT_ENOENT
+ * when none. */
+int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *s /* out */,
+                   struct cit_buf *pem /* out */, struct cit_err *err);
+int brd_trust_list(struct brd_registry *r, struct brd_signer **v /* out */, size_t *n /* out */,
+                   struct cit_err *err);
+
+/* An admission, as recorded. Times are unix seconds; 0 means none. */
+struct brd_admitted {
+    int64_t id;
+    char name[128], version[64];
+    char path[4096];         /* the model as signed (file or directory), resolved */
+    char gguf[4096];         /* the GGUF file that is loaded, resolved */
+    uint8_t root[32];        /* the signature's subject digest */
+    uint8_t gguf_sha256[32]; /* the GGUF file's own */
+    uint64_t gguf_size;
+    uint64_t gguf_dev, gguf_ino;
+    int64_t gguf_mtime_ns;
+    char signer[BRD_MAX_NAME], signer_place[16];
+    char licenses[BRD_MAX_LICENSES * BRD_MAX_NAME]; /* comma-separated */
+    char datasets[2048];                            /* "name=DE,other=US" */
+    char tmpl[16];                                  /* renderer, or "none" */
+    char tmpl_sha256[65];                           /* hex, or "" */
+    char policy[65];                                /* hash of the policy that admitted it */
+    int64_t admitted, expires, revoked;
+    char revoke_reason[256];
+};
+
+/* Records a (and sets a->id) in a transaction that commits only when
+ * then(ctx) (may be NULL), called after the row is written, returns 0:
+ * admission writes its ledger entry there, so that the two agree. */
+int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx), void *ctx,
+                  struct cit_err *err);
+/* The newest admission of the GGUF at gguf_path (resolved), revoked or
+ * not; CIT_ENOENT when it was never admitted. */
+int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_admitted *a /* out */,
+                   struct cit_err *err);
+/* Every admission, newest first. */
+int brd_model_list(struct brd_registry *r, struct brd_admitted **v /* out */, size_t *n /* out */,
+                   struct cit_err *err);
+/* Revokes the admissions that which names: an id, a model name, or the
+ * first 8 or more hex digits of a subject digest. *n is how many;
+ * CIT_ENOENT when none was active. The first one revoked is left in a. */
+int brd_model_revoke(struct brd_registry *r, const char *which, const char *reason, int64_t now,
+                     struct brd_admitted *a /* out */, int *n /* out */, struct cit_err *err);
+
+/* ---- admission and enforcement (admit.c) ---- */
+
+struct pol_policy;
+struct ledger;
+struct eng_model;
+
+/* The checks, in the order they run; a refusal names one. */
+#define BRD_CHECK_STRUCTURE "structure" /* GGUF reader and architecture shapes */
+#define BRD_CHECK_SIGNATURE "signature" /* OMS signature over the model and card */
+#define BRD_CHECK_TRUST     "trust"     /* signed by a key in the trust store */
+#define BRD_CHECK_CARD      "card"      /* the card reads */
+#define BRD_CHECK_LICENSE   "license"   /* every license is allowed */
+#define BRD_CHECK_DATASETS  "datasets"  /* every dataset's jurisdiction is allowed */
+#define BRD_CHECK_TEMPLATE  "template"  /* the chat template is pinned */
+#define BRD_CHECK_POLICY    "policy"    /* the policy admits models at all */
+/* at load */
+#define BRD_CHECK_ADMITTED "admitted" /* there is an admission */
+#define BRD_CHECK_REVOKED  "revoked"
+#define BRD_CHECK_EXPIRED  "expired"
+#define BRD_CHECK_DIGEST   "digest" /* the bytes are the admitted bytes */
+#define BRD_CHECK_UNVETTED "unvetted"
+
+struct brd_admit_req {
+    const char *model; /* file or directory, as signed */
+    const char *card;  /* NULL: a file model's MODEL.cdx.json, or a directory's one *.cdx.json */
+    const char *sig;   /* NULL: MODEL.sig */
+    int64_t now;       /* unix seconds; 0: now */
+};
+
+/* Runs every check in order and records the outcome: on success the
+ * admission in the registry and an "admit" ledger entry; on failure a
+ * "refuse" ledger entry naming the check (*check, a BRD_CHECK_ string) and
+ * nothing in the registry. Returns 0 when admitted. */
+int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger *lg,
+              const struct brd_admit_req *q, struct brd_admitted *a /* out */,
+              const char **check /* out */, struct cit_err *err);
+
+/* Where a chat template is pinned: the renderer its SHA-256 is pinned to
+ * (built in, or the policy's admission.templates), or NULL. */
+const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256[32]);
+
+struct brd_load_opts {
+    struct brd_registry *reg;
+    const struct pol_policy *pol;
+    struct ledger *lg;  /* load and refusal entries; NULL: none written */
+    int unvetted;       /* load a model with no admission, when the policy allows it */
+    int trust_readonly; /* skip hashing when the file is on read-only media, unchanged */
+    int64_t now;        /* 0: now */
+};
+
+/* Loads the model at path only if it is admitted, not revoked or expired,
+ * still allowed by the current policy (license, datasets, signer), and
+ * its bytes, hashed on the mapping the engine then uses, are the admitted
+ * bytes. Writes a "load" or "refuse_load" ledger entry. *check names the
+ * failed check. */
+int brd_load_model(const struct brd_load_opts *o, const char *path,
+                   struct eng_model **out /* out */, const char **check /* out */,
+                   struct cit_err *err);
 
 #endif

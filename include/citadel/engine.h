@@ -49,6 +49,15 @@ int eng_model_load(const char *path, struct eng_model **out /* out */, struct ci
 /* Loads only the tokenizer (vocabulary-only GGUF files, tools). Such a model
  * can tokenize and detokenize but not be evaluated. */
 int eng_model_load_vocab(const char *path, struct eng_model **out /* out */, struct cit_err *err);
+/* eng_model_load with a check on the mapped file before it is parsed
+ * (gguf_open_checked): how border control enforces admission at load. */
+int eng_model_load_checked(const char *path, gguf_check_fn check, void *ctx,
+                           struct eng_model **out /* out */, struct cit_err *err);
+/* The whole validation of eng_model_load (the reader's, the architecture's
+ * hyperparameters, every tensor's presence, type and shape, the
+ * tokenizer) without preparing the weights for evaluation: for admission.
+ * The model it returns can tokenize and be inspected, not evaluated. */
+int eng_model_check(const char *path, struct eng_model **out /* out */, struct cit_err *err);
 void eng_model_free(struct eng_model *m);
 const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
 const struct gguf_file *eng_model_gguf(const struct eng_model *m);

@@ -161,6 +161,12 @@ struct gguf_file {
 
 /* Opens and validates a file; the tensor data stays mapped until gguf_close. */
 int gguf_open(const char *path, struct gguf_file **out /* out */, struct cit_err *err);
+/* As gguf_open, but check(ctx, map, size, err) runs on the mapped file
+ * before anything in it is parsed; its nonzero return is returned (border
+ * control verifies the admitted digest here, on the bytes that are used). */
+typedef int (*gguf_check_fn)(void *ctx, const void *map, size_t size, struct cit_err *err);
+int gguf_open_checked(const char *path, gguf_check_fn check, void *ctx,
+                      struct gguf_file **out /* out */, struct cit_err *err);
 /* Validates a buffer the caller keeps alive until gguf_close (fuzzing, tests). */
 int gguf_open_memory(const void *buf, size_t len, struct gguf_file **out /* out */,
                      struct cit_err *err);

@@ -56,6 +56,8 @@ struct http_opts {
     char ledger[1024];                  /* the audit ledger's directory */
     int ledger_retention_days;          /* 0: keep everything; else >= 183 */
     int checkpoint_s;                   /* signed checkpoint period */
+    int unvetted;            /* load models that were never admitted, if the policy allows it */
+    int trust_stored_digest; /* skip hashing admitted models on read-only media */
     struct http_limits lim;
 };
 

@@ -136,6 +136,9 @@ struct ledger_rec {
     const char *out_action;  /* what the output rules did to the answer; NULL: nothing */
     const char *out_classes; /* with out_action: the classes found in it, comma-separated */
     const char *prompt;      /* only when the policy asks for it; NULL: left out */
+    /* An entry that records something other than a request (border control:
+     * "model"): event names the kind, detail says what happened and why. */
+    const char *event, *detail;
 };
 
 struct ledger;

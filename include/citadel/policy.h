@@ -65,6 +65,30 @@ struct pol_rule {
     char reason[256];
 };
 
+/* admission: which models border control lets in (docs/border.md). */
+struct pol_pin { /* a chat template, pinned by the SHA-256 of its text */
+    uint8_t sha256[32];
+    char format[16]; /* the renderer it must be recognised as: chatml, llama3, ... */
+};
+
+struct pol_admission {
+    int present;    /* the policy has the section; without it nothing is admitted */
+    int n_licenses; /* SPDX ids (case-insensitive) */
+    char (*licenses)[POL_MAX_NAME];
+    int n_data_places; /* where training data may come from: ISO 3166 codes, EU, or "*" */
+    char (*data_places)[16];
+    int n_signer_places; /* jurisdictions of the signers trusted for it; 0: any trusted one */
+    char (*signer_places)[16];
+    int64_t expires_days; /* an admission lapses after this many days; 0: never */
+    int unvetted;         /* 1: `--unvetted` may load a model that was not admitted */
+    int n_pins;
+    struct pol_pin *pins; /* templates pinned besides the built-in ones */
+};
+
+/* place is in list (n entries): equal ignoring case, or the list has "*",
+ * or the list has "EU" and place is a member state. */
+int pol_place_allowed(const char (*list)[16], int n, const char *place);
+
 struct pol_policy {
     char node_id[POL_MAX_NAME];
     char jurisdiction[16];
@@ -82,6 +106,7 @@ struct pol_policy {
     int out_action;   /* answers: POL_REDACT, POL_DENY, or POL_LOCAL (not scanned) */
     int out_at_least; /* the least class acted on in answers (0: any) */
     size_t out_hold;  /* bytes a stream holds back (>= the longest keyword) */
+    struct pol_admission adm;
     uint8_t hash[32];
     char hash_hex[65];
     struct det_scanner *scanner;
@@ -95,7 +120,8 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
 int pol_load(const char *path, struct pol_policy **out /* out */, struct cit_err *err);
 void pol_free(struct pol_policy *p);
 
-int pol_class_index(const struct pol_policy *p, const char *name); /* -1 when unknown */
+int pol_class_index(const struct pol_policy *p, const char *name);     /* -1 when unknown */
+int pol_license_allowed(const struct pol_policy *p, const char *spdx); /* 1: on the list */
 int pol_tenant_index(const struct pol_policy *p, const char *name);
 
 struct pol_request {

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <sodium.h>
@@ -142,14 +143,24 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const struct brd_resource *)a)->name, ((const struct brd_resource *)b)->name);
 }
 
-int brd_manifest_build(const char *path, const char *const *ignore, struct brd_manifest *m,
-                       struct cit_err *err)
+/* Is the file at path inside the directory dir (both resolved)? */
+static int inside(const char *dir, const char *path)
+{
+    char rd[PATH_MAX], rp[PATH_MAX];
+    size_t n;
+    if (!realpath(dir, rd) || !realpath(path, rp)) return 0;
+    n = strlen(rd);
+    return !strncmp(rd, rp, n) && rp[n] == '/';
+}
+
+int brd_manifest_build(const char *path, const char *card, const char *const *ignore,
+                       struct brd_manifest *m, struct cit_err *err)
 {
     struct walk w = {m, 0, ignore ? ignore : default_ignore, err};
-    struct stat st;
+    struct stat st, cst;
     uint8_t *buf = NULL;
     char full[4096];
-    const char *base;
+    const char *base, *card_base = NULL;
     size_t plen = strlen(path);
     int rc = 0;
     memset(m, 0, sizeof(*m));
@@ -163,8 +174,22 @@ int brd_manifest_build(const char *path, const char *const *ignore, struct brd_m
     if (lstat(full, &st)) return cit_err_set(err, CIT_EIO, "%s: %s", full, strerror(errno));
     if (S_ISLNK(st.st_mode))
         return cit_err_set(err, CIT_EFORMAT, "%s is a symbolic link; links are not followed", full);
+    if (card && S_ISDIR(st.st_mode) && !inside(full, card))
+        return cit_err_set(err, CIT_EINVAL,
+                           "%s: the model card must be inside the model directory %s to be "
+                           "signed with it",
+                           card, full);
+    if (S_ISREG(st.st_mode) && card) {
+        card_base = strrchr(card, '/') ? strrchr(card, '/') + 1 : card;
+        if (lstat(card, &cst) || !S_ISREG(cst.st_mode))
+            return cit_err_set(err, CIT_EIO, "%s: the model card is not a regular file", card);
+        if (!strcmp(card_base, base))
+            return cit_err_set(err, CIT_EINVAL, "%s: the card and the model have the same name",
+                               card);
+    }
     if (S_ISREG(st.st_mode)) {
         rc = add_name(&w, base);
+        if (!rc && card_base) rc = add_name(&w, card_base);
     } else if (S_ISDIR(st.st_mode)) {
         rc = walk_dir(&w, full, "", 0);
         if (!rc && m->n == 0) rc = cit_err_set(err, CIT_EFORMAT, "%s: no files to sign", full);
@@ -178,7 +203,8 @@ int brd_manifest_build(const char *path, const char *const *ignore, struct brd_m
     for (size_t i = 0; !rc && i < m->n; i++) {
         char fp[8192];
         if (S_ISREG(st.st_mode))
-            snprintf(fp, sizeof(fp), "%s", full);
+            snprintf(fp, sizeof(fp), "%s",
+                     card_base && !strcmp(m->v[i].name, card_base) ? card : full);
         else
             snprintf(fp, sizeof(fp), "%s/%s", full, m->v[i].name);
         rc = hash_file(fp, m->v[i].digest, &m->v[i].size, buf, err);

@@ -31,9 +31,9 @@
 
 const char *brd_fail_name(int f)
 {
-    static const char *const names[] = {"ok",      "malformed", "bad_key", "wrong_key",
-                                        "changed", "extra",     "missing", "io"};
-    return f >= 0 && f <= BRD_IO ? names[f] : "?";
+    static const char *const names[] = {"ok",    "malformed", "bad_key", "wrong_key", "changed",
+                                        "extra", "missing",   "io",      "untrusted"};
+    return f >= 0 && f <= BRD_UNTRUSTED ? names[f] : "?";
 }
 
 static const char *ssl_why(void)
@@ -168,7 +168,7 @@ static int b64(struct cit_buf *out, const void *p, size_t n)
     return rc;
 }
 
-int brd_sign(const char *key_path, const char *model_path, const char *sig_path,
+int brd_sign(const char *key_path, const char *model_path, const char *card, const char *sig_path,
              struct brd_manifest *mout, struct cit_err *err)
 {
     struct brd_manifest m;
@@ -185,7 +185,7 @@ int brd_sign(const char *key_path, const char *model_path, const char *sig_path,
         EVP_PKEY_free(k);
         return CIT_ENOTSUP;
     }
-    if ((rc = brd_manifest_build(model_path, NULL, &m, err))) {
+    if ((rc = brd_manifest_build(model_path, card, NULL, &m, err))) {
         EVP_PKEY_free(k);
         return rc;
     }
@@ -299,10 +299,75 @@ static int fail(struct brd_verified *v, int why, int rc)
     return rc;
 }
 
-int brd_verify(const char *pub_path, const char *model_path, const char *sig_path,
+static EVP_PKEY *pem_key(const char *pem, size_t len, const char *name, struct cit_err *err)
+{
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *k = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (!k) cit_err_set(err, CIT_EFORMAT, "%s: not a PEM public key (%s)", name, ssl_why());
+    return k;
+}
+
+int brd_pubkey_check(const char *pem, size_t len, const char *name, char hint[65],
+                     struct cit_err *err)
+{
+    char h[65];
+    EVP_PKEY *k = pem_key(pem, len, name, err);
+    int rc = !k || !curve_md(k, err, name) ? CIT_EFORMAT : key_hint(k, h);
+    if (!rc && hint) memcpy(hint, h, 65);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+static int read_bundle(const char *sig_path, struct brd_bundle *b, struct cit_err *err)
+{
+    struct cit_buf text = {0};
+    int rc = cit_read_file(sig_path, BRD_MAX_SIG, &text, err);
+    if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: cannot open: no such file", sig_path);
+    if (!rc && (rc = brd_bundle_parse(text.p ? text.p : "", text.len, b, err)))
+        cit_err_prefix(err, sig_path);
+    cit_buf_free(&text);
+    return rc;
+}
+
+int brd_sig_hint(const char *sig_path, char hint[65], struct cit_err *err)
+{
+    struct brd_bundle b;
+    int rc = read_bundle(sig_path, &b, err);
+    if (rc) return rc;
+    memcpy(hint, b.hint, 65);
+    brd_bundle_free(&b);
+    return 0;
+}
+
+int brd_verify(const char *pub_path, const char *model_path, const char *card, const char *sig_path,
                struct brd_verified *v, struct cit_err *err)
 {
-    struct cit_buf text = {0}, pae = {0};
+    struct cit_buf pem = {0};
+    int rc = cit_read_file(pub_path, 1u << 16, &pem, err);
+    if (rc) {
+        if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: cannot open: no such file", pub_path);
+        memset(v, 0, sizeof(*v));
+        v->fail = BRD_BAD_KEY;
+        return rc;
+    }
+    rc = brd_verify_pem(pem.p ? pem.p : "", pem.len, pub_path, model_path, card, sig_path, v, err);
+    cit_buf_free(&pem);
+    return rc;
+}
+
+int brd_verify_pem(const char *pem, size_t pem_len, const char *pub_path, const char *model_path,
+                   const char *card, const char *sig_path, struct brd_verified *v,
+                   struct cit_err *err)
+{
+    return brd_verify_files(pem, pem_len, pub_path, model_path, card, sig_path, v, NULL, err);
+}
+
+int brd_verify_files(const char *pem, size_t pem_len, const char *pub_path, const char *model_path,
+                     const char *card, const char *sig_path, struct brd_verified *v,
+                     struct brd_manifest *files, struct cit_err *err)
+{
+    struct cit_buf pae = {0};
     struct brd_bundle b;
     struct brd_manifest want, have;
     EVP_PKEY *k = NULL;
@@ -311,18 +376,8 @@ int brd_verify(const char *pub_path, const char *model_path, const char *sig_pat
     char hint[65];
     int rc;
     memset(v, 0, sizeof(*v));
-    if ((rc = cit_read_file(sig_path, BRD_MAX_SIG, &text, err))) {
-        if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: cannot open: no such file", sig_path);
-        cit_buf_free(&text);
-        return fail(v, BRD_MALFORMED, rc);
-    }
-    rc = brd_bundle_parse(text.p ? text.p : "", text.len, &b, err);
-    cit_buf_free(&text);
-    if (rc) {
-        cit_err_prefix(err, sig_path);
-        return fail(v, BRD_MALFORMED, rc);
-    }
-    if (!(k = load_key(pub_path, 0, err)) || !(md = curve_md(k, err, pub_path))) {
+    if ((rc = read_bundle(sig_path, &b, err))) return fail(v, BRD_MALFORMED, rc);
+    if (!(k = pem_key(pem, pem_len, pub_path, err)) || !(md = curve_md(k, err, pub_path))) {
         EVP_PKEY_free(k);
         brd_bundle_free(&b);
         return fail(v, BRD_BAD_KEY, CIT_EFORMAT);
@@ -357,7 +412,7 @@ int brd_verify(const char *pub_path, const char *model_path, const char *sig_pat
     }
     snprintf(v->model_name, sizeof(v->model_name), "%s", want.model_name);
     memcpy(v->root, want.root, 32);
-    if ((rc = brd_manifest_build(model_path, NULL, &have, err))) {
+    if ((rc = brd_manifest_build(model_path, card, NULL, &have, err))) {
         brd_manifest_free(&want);
         return fail(v, BRD_IO, rc);
     }
@@ -385,6 +440,9 @@ int brd_verify(const char *pub_path, const char *model_path, const char *sig_pat
         i++, j++;
     }
     brd_manifest_free(&want);
-    brd_manifest_free(&have);
+    if (!rc && files)
+        *files = have;
+    else
+        brd_manifest_free(&have);
     return rc;
 }

@@ -273,6 +273,15 @@ int cli_audit(int argc, char **argv)
             if (entry_field(line, "action", act, sizeof(act))) act[0] = 0;
             if (entry_field(line, "rule", rule, sizeof(rule))) rule[0] = 0;
             if (entry_field(line, "target", target, sizeof(target))) target[0] = 0;
+            if (!entry_field(line, "event", t, sizeof(t))) { /* border control, trust */
+                char name[80], detail[400];
+                if (entry_field(line, "request", name, sizeof(name))) name[0] = 0;
+                if (entry_field(line, "detail", detail, sizeof(detail))) detail[0] = 0;
+                printf("%-8llu %.24s %-5s %-12s %-10s %s: %s\n",
+                       (unsigned long long)(i + v.n_pruned),
+                       entry_time(line) ? entry_time(line) : "?", t, act, rule, name, detail);
+                continue;
+            }
             {
                 const char *tm = entry_time(line), *st = strstr(line, "\"status\":"),
                            *ti = strstr(line, "\"tokens_in\":"),

@@ -7,7 +7,8 @@
  *               [--stop STR]... [--chat] [--system TEXT] [--ctx N] [--json]
  *   citadel tokenize -m MODEL [--no-bos] [--special] TEXT
  *   citadel model quantize IN OUT TYPE
- *   citadel model keygen|sign|verify ...
+ *   citadel model keygen|card|sign|verify|admit|list|revoke ...
+ *   citadel trust add|list|remove ...
  *   citadel serve [--config FILE] [--model [ID=]PATH]... [options]
  *   citadel keys add|list|revoke ...
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
@@ -32,7 +33,9 @@ static void usage(FILE *f)
           "  tokenize -m MODEL TEXT         print token ids (--no-bos, --special)\n"
           "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
-          "  model keygen|sign|verify       OMS v1.0 model signatures (citadel model)\n"
+          "  model keygen|card|sign|verify  OMS v1.0 signatures, CycloneDX model cards\n"
+          "  model admit|list|revoke        border control: what may be loaded (citadel model)\n"
+          "  trust add|list|remove          signers whose keys admission accepts\n"
           "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
           "  keys add|list|revoke           API keys for serve (citadel keys)\n"
           "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n"
@@ -243,6 +246,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "trust")) return cli_trust(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "policy")) return cli_policy(argc - 2, argv + 2);
     if (!strcmp(argv[1], "audit")) return cli_audit(argc - 2, argv + 2);

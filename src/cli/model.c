@@ -1,25 +1,49 @@
 /*
- * citadel model keygen|sign|verify: OMS v1.0 model signatures.
+ * citadel model keygen|card|sign|verify|admit|list|revoke, citadel trust:
+ * border control (docs/border.md).
  *
  *   citadel model keygen [--curve P-256|P-384] NAME   writes NAME.pem, NAME.pub.pem
- *   citadel model sign --key KEY.pem MODEL_PATH [--sig FILE]
- *   citadel model verify --key PUB.pem MODEL_PATH [--sig FILE]
+ *   citadel model card MODEL [-o FILE]                 a CycloneDX card to complete
+ *   citadel model sign --key KEY.pem MODEL [--card C] [--sig FILE]
+ *   citadel model verify --key PUB.pem MODEL [--card C] [--sig FILE]
+ *   citadel model admit MODEL [--card C] [--sig FILE]
+ *   citadel model list [--json]
+ *   citadel model revoke ID|NAME|DIGEST [--reason TEXT]
+ *   citadel trust add --name N --jurisdiction J PUB.pem | list | remove NAME
  *
- * MODEL_PATH is a file or a directory; the signature goes to
- * MODEL_PATH.sig unless --sig says otherwise.
+ * MODEL is a GGUF file or a directory. A file model's card is
+ * MODEL.cdx.json (the .gguf suffix replaced) unless --card says otherwise;
+ * a directory's is its one *.cdx.json file. The signature is MODEL.sig
+ * unless --sig says otherwise. admit, list, revoke and trust act on the
+ * node's state file, policy and ledger (--state, --policy, --ledger, or
+ * citadel.conf).
  */
+#include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "citadel/border.h"
+#include "citadel/engine.h"
+#include "citadel/ledger.h"
+#include "citadel/policy.h"
 #include "cli.h"
 
 static void usage(FILE *f)
 {
     fputs("usage: citadel model keygen [--curve P-256|P-384] NAME\n"
-          "       citadel model sign --key KEY.pem MODEL_PATH [--sig FILE]\n"
-          "       citadel model verify --key PUB.pem MODEL_PATH [--sig FILE]\n"
-          "  MODEL_PATH: a model file or directory; the signature is MODEL_PATH.sig by default\n",
+          "       citadel model card MODEL [-o FILE]\n"
+          "       citadel model sign --key KEY.pem MODEL [--card FILE] [--sig FILE]\n"
+          "       citadel model verify --key PUB.pem MODEL [--card FILE] [--sig FILE]\n"
+          "       citadel model admit MODEL [--card FILE] [--sig FILE] [NODE]\n"
+          "       citadel model list [--json] [NODE]\n"
+          "       citadel model revoke ID|NAME|DIGEST [--reason TEXT] [NODE]\n"
+          "  MODEL: a GGUF file or a directory. Defaults: the card is MODEL.cdx.json (a\n"
+          "  directory's one *.cdx.json), the signature MODEL.sig.\n"
+          "  NODE: --state F --policy F --ledger DIR --config F (else citadel.conf)\n",
           f);
 }
 
@@ -33,27 +57,250 @@ static double gbps(uint64_t bytes, double s)
     return s > 0 ? (double)bytes / 1e9 / s : 0;
 }
 
+/* MODEL.gguf -> MODEL.cdx.json (for a directory: DIR/NAME.cdx.json) */
+static void default_card(const char *model, char *out, size_t cap)
+{
+    struct stat st;
+    size_t n = strlen(model);
+    while (n > 1 && model[n - 1] == '/') n--;
+    if (!stat(model, &st) && S_ISDIR(st.st_mode)) {
+        const char *b = model + n;
+        while (b > model && b[-1] != '/') b--;
+        snprintf(out, cap, "%.*s/%.*s.cdx.json", (int)n, model, (int)(model + n - b), b);
+        return;
+    }
+    if (n > 5 && !strncmp(model + n - 5, ".gguf", 5)) n -= 5;
+    snprintf(out, cap, "%.*s.cdx.json", (int)n, model);
+}
+
+static void date_str(int64_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (!t || !gmtime_r(&tt, &tm))
+        snprintf(out, cap, "-");
+    else
+        strftime(out, cap, "%Y-%m-%d", &tm);
+}
+
+static int cmd_card(const char *path, const char *outp)
+{
+    char def[PATH_MAX], gguf[PATH_MAX];
+    struct stat st;
+    struct eng_model *m;
+    struct cit_err err;
+    struct cit_buf b = {0};
+    struct gguf_str t;
+    const char *base;
+    FILE *f;
+    if (!outp) default_card(path, def, sizeof(def)), outp = def;
+    snprintf(gguf, sizeof(gguf), "%s", path);
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "citadel model card: give the .gguf file inside %s, and -o FILE in it\n",
+                path);
+        return 2;
+    }
+    if (access(outp, F_OK) == 0) {
+        fprintf(stderr, "citadel model card: %s exists; not overwriting it\n", outp);
+        return 1;
+    }
+    if (eng_model_check(gguf, &m, &err)) {
+        fprintf(stderr, "citadel model card: %s\n", err.msg);
+        return 1;
+    }
+    base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (brd_card_skeleton(eng_model_gguf(m), base, &b) || !(f = fopen(outp, "wx"))) {
+        fprintf(stderr, "citadel model card: cannot write %s\n", outp);
+        eng_model_free(m);
+        cit_buf_free(&b);
+        return 1;
+    }
+    fwrite(b.p, 1, b.len, f);
+    if (fclose(f)) fprintf(stderr, "citadel model card: writing %s failed\n", outp);
+    printf("wrote %s: complete every TODO (SPDX license ids; each dataset's name and "
+           "citadel:jurisdiction), then sign the model with it\n",
+           outp);
+    if (!gguf_get_str(eng_model_gguf(m), "tokenizer.chat_template", &t, NULL)) {
+        uint8_t h[32];
+        int ok;
+        enum eng_chat_tmpl e = eng_chat_detect_str(t.p, (size_t)t.n, &ok);
+        crypto_hash_sha256(h, (const unsigned char *)t.p, t.n);
+        printf("chat template: sha256 ");
+        print_hex(h, 32);
+        printf(", reads as %s; its text, to review before pinning it:\n%.*s\n",
+               ok ? eng_chat_tmpl_name(e) : "no known format", (int)t.n, t.p);
+    } else {
+        printf("chat template: none (chat requests use ChatML)\n");
+    }
+    eng_model_free(m);
+    cit_buf_free(&b);
+    return 0;
+}
+
+static void print_admitted(const struct brd_admitted *a)
+{
+    char d1[16], d2[16];
+    date_str(a->admitted, d1, sizeof(d1));
+    date_str(a->expires, d2, sizeof(d2));
+    printf("  id %lld  %s %s\n  subject sha256 ", (long long)a->id, a->name, a->version);
+    print_hex(a->root, 32);
+    printf("\n  gguf %s (%llu bytes)\n  signer %s (%s)  licenses %s\n  datasets %s\n"
+           "  template %s  admitted %s  expires %s\n",
+           a->gguf, (unsigned long long)a->gguf_size, a->signer, a->signer_place, a->licenses,
+           a->datasets, a->tmpl, d1, d2);
+}
+
+static int cmd_admit(const struct cli_node_args *na, const char *path, const char *card,
+                     const char *sig)
+{
+    struct cli_node n;
+    struct cit_err err;
+    struct brd_admitted a;
+    struct brd_admit_req q = {path, card, sig, 0};
+    const char *check;
+    uint64_t t0 = cit_now_ns();
+    int rc;
+    if (cli_node_open(na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
+        fprintf(stderr, "citadel model admit: %s\n", err.msg);
+        return 1;
+    }
+    rc = brd_admit(n.reg, n.pol, n.lg, &q, &a, &check, &err);
+    if (rc) {
+        fprintf(stderr, "citadel model admit: REFUSED (%s): %s\n", check[0] ? check : "error",
+                err.msg);
+    } else {
+        printf("admitted %s in %.2f s under policy %.16s...\n", path,
+               (double)(cit_now_ns() - t0) / 1e9, n.pol->hash_hex);
+        print_admitted(&a);
+    }
+    cli_node_close(&n);
+    return rc ? 1 : 0;
+}
+
+static int cmd_list(const struct cli_node_args *na, int json)
+{
+    struct cli_node n;
+    struct cit_err err;
+    struct brd_admitted *v;
+    size_t cnt;
+    int64_t now = (int64_t)time(NULL);
+    if (cli_node_open(na, CLI_NODE_STATE, &n, &err) || brd_model_list(n.reg, &v, &cnt, &err)) {
+        fprintf(stderr, "citadel model list: %s\n", err.msg);
+        cli_node_close(&n);
+        return 1;
+    }
+    if (!json)
+        printf("%-4s %-8s %-20s %-10s %-10s %-16s %s\n", "id", "status", "name", "admitted",
+               "expires", "subject", "licenses");
+    for (size_t i = 0; i < cnt; i++) {
+        const struct brd_admitted *a = &v[i];
+        const char *status = a->revoked                        ? "revoked"
+                             : a->expires && now >= a->expires ? "expired"
+                                                               : "active";
+        char d1[16], d2[16], root[65];
+        date_str(a->admitted, d1, sizeof(d1));
+        date_str(a->expires, d2, sizeof(d2));
+        sodium_bin2hex(root, sizeof(root), a->root, 32);
+        if (!json) {
+            printf("%-4lld %-8s %-20s %-10s %-10s %.16s %s\n", (long long)a->id, status, a->name,
+                   d1, d2, root, a->licenses);
+            continue;
+        }
+        printf("{\"id\":%lld,\"status\":\"%s\",\"name\":", (long long)a->id, status);
+        cli_json_str(stdout, a->name, strlen(a->name));
+        printf(",\"version\":");
+        cli_json_str(stdout, a->version, strlen(a->version));
+        printf(",\"subject_sha256\":\"%s\",\"gguf\":", root);
+        cli_json_str(stdout, a->gguf, strlen(a->gguf));
+        sodium_bin2hex(root, sizeof(root), a->gguf_sha256, 32);
+        printf(",\"gguf_sha256\":\"%s\",\"signer\":", root);
+        cli_json_str(stdout, a->signer, strlen(a->signer));
+        printf(",\"licenses\":");
+        cli_json_str(stdout, a->licenses, strlen(a->licenses));
+        printf(",\"datasets\":");
+        cli_json_str(stdout, a->datasets, strlen(a->datasets));
+        printf(",\"template\":\"%s\",\"policy\":\"%s\",\"admitted\":%lld,\"expires\":%lld,"
+               "\"revoked\":%lld,\"revoke_reason\":",
+               a->tmpl, a->policy, (long long)a->admitted, (long long)a->expires,
+               (long long)a->revoked);
+        cli_json_str(stdout, a->revoke_reason, strlen(a->revoke_reason));
+        printf("}\n");
+    }
+    cit_free(v);
+    cli_node_close(&n);
+    return 0;
+}
+
+static int cmd_revoke(const struct cli_node_args *na, const char *which, const char *reason)
+{
+    struct cli_node n;
+    struct cit_err err;
+    struct brd_admitted a;
+    struct ledger_rec e = {0};
+    char detail[400];
+    int cnt = 0, rc;
+    if (cli_node_open(na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
+        fprintf(stderr, "citadel model revoke: %s\n", err.msg);
+        return 1;
+    }
+    rc = brd_model_revoke(n.reg, which, reason, (int64_t)time(NULL), &a, &cnt, &err);
+    if (!rc) {
+        snprintf(detail, sizeof(detail), "%d admission%s revoked (first: id %lld)%s%s", cnt,
+                 cnt == 1 ? "" : "s", (long long)a.id, reason ? ": " : "", reason ? reason : "");
+        e.request_id = a.name;
+        memcpy(e.digest, a.root, 32);
+        e.policy_hash = n.pol->hash_hex;
+        e.target = a.path;
+        e.action = "revoke";
+        e.status = 200;
+        e.event = "model";
+        e.detail = detail;
+        if (ledger_append(n.lg, &e, LEDGER_SYNC, NULL))
+            fprintf(stderr, "citadel model revoke: revoked, but the ledger could not record it\n");
+        printf("%s\n", detail);
+    } else {
+        fprintf(stderr, "citadel model revoke: %s\n", err.msg);
+    }
+    cli_node_close(&n);
+    return rc ? 1 : 0;
+}
+
 int cli_model_sign(int argc, char **argv)
 {
     const char *verb = argc ? argv[0] : "", *key = NULL, *path = NULL, *sig = NULL;
-    const char *curve = "P-256";
-    char sig_buf[4200], priv[4200], pub[4200];
+    const char *curve = "P-256", *card = NULL, *outp = NULL, *reason = NULL;
+    char sig_buf[4200], priv[4200], pub[4200], card_buf[PATH_MAX];
+    struct cli_node_args na = {0};
     struct cit_err err;
+    int json = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--key") && i + 1 < argc)
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (v && cli_node_flag(&na, argv[i], v)) {
+            i++;
+        } else if (!strcmp(argv[i], "--key") && v) {
             key = argv[++i];
-        else if (!strcmp(argv[i], "--sig") && i + 1 < argc)
+        } else if (!strcmp(argv[i], "--sig") && v) {
             sig = argv[++i];
-        else if (!strcmp(argv[i], "--curve") && i + 1 < argc)
+        } else if (!strcmp(argv[i], "--card") && v) {
+            card = argv[++i];
+        } else if (!strcmp(argv[i], "--curve") && v) {
             curve = argv[++i];
-        else if (argv[i][0] == '-' || path) {
+        } else if (!strcmp(argv[i], "-o") && v) {
+            outp = argv[++i];
+        } else if (!strcmp(argv[i], "--reason") && v) {
+            reason = argv[++i];
+        } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "citadel model %s: unexpected '%s'\n", verb, argv[i]);
             usage(stderr);
             return 2;
-        } else
+        } else {
             path = argv[i];
+        }
     }
-    if (!path || (strcmp(verb, "keygen") && !key)) {
+    if (!strcmp(verb, "list")) return cmd_list(&na, json);
+    if (!path || ((!strcmp(verb, "sign") || !strcmp(verb, "verify")) && !key)) {
         usage(stderr);
         return 2;
     }
@@ -67,19 +314,29 @@ int cli_model_sign(int argc, char **argv)
         printf("wrote %s (private, mode 0600) and %s (public)\n", priv, pub);
         return 0;
     }
+    if (!strcmp(verb, "card")) return cmd_card(path, outp);
+    if (!strcmp(verb, "revoke")) return cmd_revoke(&na, path, reason);
     if (!sig) {
         size_t n = strlen(path);
         while (n > 1 && path[n - 1] == '/') n--;
         snprintf(sig_buf, sizeof(sig_buf), "%.*s.sig", (int)n, path);
         sig = sig_buf;
     }
+    if (!strcmp(verb, "admit")) return cmd_admit(&na, path, card, sig);
+    /* sign and verify take a file model's card when it is where admit looks */
+    if (!card) {
+        struct stat st;
+        default_card(path, card_buf, sizeof(card_buf));
+        if (!stat(path, &st) && S_ISREG(st.st_mode) && access(card_buf, F_OK) == 0) card = card_buf;
+    }
     if (!strcmp(verb, "sign")) {
         struct brd_manifest m;
-        if (brd_sign(key, path, sig, &m, &err)) {
+        if (brd_sign(key, path, card, sig, &m, &err)) {
             fprintf(stderr, "citadel model sign: %s\n", err.msg);
             return 1;
         }
-        printf("signed %s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject sha256 ", path, m.n,
+        printf("signed %s%s%s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject sha256 ", path,
+               card ? " with its card " : " (no model card)", card ? card : "", m.n,
                m.n == 1 ? "" : "s", (double)m.bytes / 1e9, gbps(m.bytes, m.seconds));
         print_hex(m.root, 32);
         printf("\nwrote %s\n", sig);
@@ -88,7 +345,7 @@ int cli_model_sign(int argc, char **argv)
     }
     if (!strcmp(verb, "verify")) {
         struct brd_verified v;
-        if (brd_verify(key, path, sig, &v, &err)) {
+        if (brd_verify(key, path, card, sig, &v, &err)) {
             fprintf(stderr, "citadel model verify: FAILED (%s): %s\n", brd_fail_name(v.fail),
                     err.msg);
             return 1;
@@ -103,4 +360,95 @@ int cli_model_sign(int argc, char **argv)
     fprintf(stderr, "citadel model: unknown verb '%s'\n", verb);
     usage(stderr);
     return 2;
+}
+
+/* ---- trust ---- */
+
+static void trust_usage(FILE *f)
+{
+    fputs("usage: citadel trust add --name NAME --jurisdiction CODE PUB.pem [NODE]\n"
+          "       citadel trust list [NODE]\n"
+          "       citadel trust remove NAME [NODE]\n"
+          "  NODE: --state F --policy F --ledger DIR --config F (else citadel.conf)\n",
+          f);
+}
+
+int cli_trust(int argc, char **argv)
+{
+    const char *verb = argc ? argv[0] : "", *name = NULL, *place = NULL, *arg = NULL;
+    struct cli_node_args na = {0};
+    struct cli_node n;
+    struct cit_err err;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v && cli_node_flag(&na, argv[i], v))
+            i++;
+        else if (!strcmp(argv[i], "--name") && v)
+            name = argv[++i];
+        else if (!strcmp(argv[i], "--jurisdiction") && v)
+            place = argv[++i];
+        else if (argv[i][0] == '-' || arg) {
+            fprintf(stderr, "citadel trust: unexpected '%s'\n", argv[i]);
+            trust_usage(stderr);
+            return 2;
+        } else
+            arg = argv[i];
+    }
+    if (!strcmp(verb, "list")) {
+        struct brd_signer *v;
+        size_t cnt;
+        if (cli_node_open(&na, CLI_NODE_STATE, &n, &err) || brd_trust_list(n.reg, &v, &cnt, &err)) {
+            fprintf(stderr, "citadel trust list: %s\n", err.msg);
+            cli_node_close(&n);
+            return 1;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            char d[16];
+            date_str(v[i].added, d, sizeof(d));
+            printf("%-24s %-6s key %s  added %s\n", v[i].name, v[i].jurisdiction, v[i].hint, d);
+        }
+        cit_free(v);
+        cli_node_close(&n);
+        return 0;
+    }
+    if ((strcmp(verb, "add") || !name || !place || !arg) && (strcmp(verb, "remove") || !arg)) {
+        trust_usage(stderr);
+        return 2;
+    }
+    if (cli_node_open(&na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
+        fprintf(stderr, "citadel trust: %s\n", err.msg);
+        return 1;
+    }
+    {
+        struct ledger_rec e = {0};
+        struct brd_signer s = {0};
+        struct cit_buf pem = {0};
+        char detail[300];
+        if (!strcmp(verb, "add")) {
+            rc = cit_read_file(arg, 1u << 16, &pem, &err);
+            if (rc == CIT_ENOENT) cit_err_set(&err, rc, "%s: no such file", arg);
+            if (!rc) rc = brd_trust_add(n.reg, name, place, pem.p ? pem.p : "", pem.len, &s, &err);
+            snprintf(detail, sizeof(detail), "signer %s (%s) trusted: key %s", name, place, s.hint);
+        } else {
+            rc = brd_trust_remove(n.reg, arg, &err);
+            snprintf(detail, sizeof(detail), "signer %s removed from the trust store", arg);
+        }
+        cit_buf_free(&pem);
+        if (!rc) {
+            e.request_id = name ? name : arg;
+            e.policy_hash = n.pol->hash_hex;
+            e.action = !strcmp(verb, "add") ? "trust_add" : "trust_remove";
+            e.status = 200;
+            e.event = "trust";
+            e.detail = detail;
+            if (ledger_append(n.lg, &e, LEDGER_SYNC, NULL))
+                fprintf(stderr, "citadel trust: done, but the ledger could not record it\n");
+            printf("%s\n", detail);
+        } else {
+            fprintf(stderr, "citadel trust %s: %s\n", verb, err.msg);
+        }
+    }
+    cli_node_close(&n);
+    return rc ? 1 : 0;
 }

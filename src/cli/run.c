@@ -20,6 +20,8 @@ struct run_opts {
     struct eng_sampler_params sp;
     const char *stops[MAX_STOPS];
     int n_stops, chat, json, no_bos;
+    int unvetted, trust_stored;
+    struct cli_node_args node;
 };
 
 static void run_usage(FILE *f)
@@ -36,7 +38,11 @@ static void run_usage(FILE *f)
           "  --system TEXT      system message for --chat\n"
           "  --template NAME    chatml, llama2, llama3, mistral, zephyr, phi3\n"
           "  --ctx N            context size (default: prompt + N)\n"
-          "  --json             print one JSON object at the end instead of streaming\n",
+          "  --json             print one JSON object at the end instead of streaming\n"
+          "  --unvetted         load a model that was not admitted (when the policy allows)\n"
+          "  --trust-stored-digest  skip hashing an admitted model on read-only media\n"
+          "  --state F --policy F --ledger DIR --config F   the node (else citadel.conf);\n"
+          "                     the model must be admitted there (citadel model admit)\n",
           f);
 }
 
@@ -56,6 +62,12 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->json = 1, takes = 0;
         } else if (!strcmp(a, "--no-bos")) {
             o->no_bos = 1, takes = 0;
+        } else if (!strcmp(a, "--unvetted")) {
+            o->unvetted = 1, takes = 0;
+        } else if (!strcmp(a, "--trust-stored-digest")) {
+            o->trust_stored = 1, takes = 0;
+        } else if (v && cli_node_flag(&o->node, a, v)) {
+            /* --state, --policy, --ledger, --config */
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             run_usage(stdout);
             exit(0);
@@ -145,9 +157,22 @@ int cli_run(int argc, char **argv)
     double prefill_s = 0, decode_s = 0;
 
     if (parse_opts(argc, argv, &o)) return 2;
-    if ((rc = eng_model_load(o.model, &m, &err))) {
-        fprintf(stderr, "citadel: %s\n", err.msg);
-        return 1;
+    /* border control: the node's policy, registry and ledger decide */
+    {
+        struct cli_node node;
+        const char *check;
+        if (cli_node_open(&o.node, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &node,
+                          &err)) {
+            fprintf(stderr, "citadel run: %s\n", err.msg);
+            return 1;
+        }
+        struct brd_load_opts lo = {node.reg, node.pol, node.lg, o.unvetted, o.trust_stored, 0};
+        rc = brd_load_model(&lo, o.model, &m, &check, &err);
+        cli_node_close(&node);
+        if (rc) {
+            fprintf(stderr, "citadel run: model refused (%s): %s\n", check, err.msg);
+            return 1;
+        }
     }
     n_vocab = eng_model_hparams(m)->n_vocab;
     prompt = o.prompt;

@@ -43,6 +43,10 @@ static void serve_usage(FILE *f)
           "  --ledger-retention DAYS   prune entries older than this (0: keep; min 183)\n"
           "  --checkpoint-interval S   seconds between signed checkpoints (default 60)\n"
           "  --open                    no API keys (only on a network you trust)\n"
+          "  --unvetted                also load models never admitted, if the policy allows\n"
+          "                            (admission.unvetted: allow); logged and warned about\n"
+          "  --trust-stored-digest     skip hashing admitted models on read-only media\n"
+          "  Models load only when admitted (citadel model admit; docs/border.md).\n"
           "  --KEY VALUE               any config key, '-' for '_' (docs/serve.md)\n",
           f);
 }
@@ -99,7 +103,8 @@ int cli_serve(int argc, char **argv)
             cit_free(a.flags);
             return 0;
         }
-        if (!strcmp(argv[i], "--open")) {
+        if (!strcmp(argv[i], "--open") || !strcmp(argv[i], "--unvetted") ||
+            !strcmp(argv[i], "--trust-stored-digest")) {
             a.flags[2 * a.n_flags] = argv[i];
             a.flags[2 * a.n_flags++ + 1] = open_true;
             continue;

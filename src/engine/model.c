@@ -302,34 +302,51 @@ static void free_packed(struct eng_model *m)
     if (!m->hp.tied_output) cit_free(m->output.packed);
 }
 
-static int load(const char *path, int vocab_only, struct eng_model **out, struct cit_err *err)
+enum load_mode { LOAD_FULL, LOAD_VOCAB, LOAD_CHECK };
+
+static int load(const char *path, enum load_mode mode, gguf_check_fn check, void *ctx,
+                struct eng_model **out, struct cit_err *err)
 {
     struct eng_model *m = cit_calloc(1, sizeof(*m));
     int rc;
     if (!m) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
     m->kern = eng_kernels_get();
-    if ((rc = gguf_open(path, &m->gguf, err))) goto fail;
-    if (!vocab_only && (rc = load_hparams(m, err))) goto fail;
+    if ((rc = gguf_open_checked(path, check, ctx, &m->gguf, err))) {
+        cit_free(m);
+        return rc;
+    }
+    if (mode != LOAD_VOCAB && (rc = load_hparams(m, err))) goto fail;
     if ((rc = eng_vocab_load(m, err))) goto fail;
     m->hp.n_vocab = m->vinfo.n_tokens;
-    if (!vocab_only && (rc = load_tensors(m, err))) goto fail;
-    if (!vocab_only) repack_weights(m);
+    if (mode != LOAD_VOCAB && (rc = load_tensors(m, err))) goto fail;
+    if (mode == LOAD_FULL) repack_weights(m);
     *out = m;
     return 0;
 fail:
-    if (m->gguf && rc != CIT_ENOMEM) cit_err_prefix(err, path);
+    if (rc != CIT_ENOMEM) cit_err_prefix(err, path);
     eng_model_free(m);
     return rc;
 }
 
 int eng_model_load(const char *path, struct eng_model **out, struct cit_err *err)
 {
-    return load(path, 0, out, err);
+    return load(path, LOAD_FULL, NULL, NULL, out, err);
+}
+
+int eng_model_load_checked(const char *path, gguf_check_fn check, void *ctx, struct eng_model **out,
+                           struct cit_err *err)
+{
+    return load(path, LOAD_FULL, check, ctx, out, err);
 }
 
 int eng_model_load_vocab(const char *path, struct eng_model **out, struct cit_err *err)
 {
-    return load(path, 1, out, err);
+    return load(path, LOAD_VOCAB, NULL, NULL, out, err);
+}
+
+int eng_model_check(const char *path, struct eng_model **out, struct cit_err *err)
+{
+    return load(path, LOAD_CHECK, NULL, NULL, out, err);
 }
 
 void eng_model_free(struct eng_model *m)

@@ -513,6 +513,12 @@ int gguf_open_memory(const void *buf, size_t len, struct gguf_file **out, struct
 
 int gguf_open(const char *path, struct gguf_file **out, struct cit_err *err)
 {
+    return gguf_open_checked(path, NULL, NULL, out, err);
+}
+
+int gguf_open_checked(const char *path, gguf_check_fn check, void *ctx, struct gguf_file **out,
+                      struct cit_err *err)
+{
     struct gguf_file *f;
     struct stat st;
     void *map;
@@ -531,6 +537,14 @@ int gguf_open(const char *path, struct gguf_file **out, struct cit_err *err)
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return cit_err_set(err, CIT_EIO, "%s: mmap: %s", path, strerror(errno));
+    /* the caller's check sees the very bytes that will be parsed and used */
+    if (check) {
+        int rc = check(ctx, map, (size_t)st.st_size, err);
+        if (rc) {
+            munmap(map, (size_t)st.st_size);
+            return rc;
+        }
+    }
     f = cit_calloc(1, sizeof(*f));
     if (!f) {
         munmap(map, (size_t)st.st_size);

@@ -146,13 +146,17 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
         o->ledger_retention_days = (int)x;
         return 0;
     }
-    if (!strcmp(key, "open")) {
+    int *flag = !strcmp(key, "open")                  ? &o->open
+                : !strcmp(key, "unvetted")            ? &o->unvetted
+                : !strcmp(key, "trust_stored_digest") ? &o->trust_stored_digest
+                                                      : NULL;
+    if (flag) {
         if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
-            o->open = 1;
+            *flag = 1;
         else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
-            o->open = 0;
+            *flag = 0;
         else
-            return cit_err_set(err, CIT_EINVAL, "open: '%s' is not true or false", v);
+            return cit_err_set(err, CIT_EINVAL, "%s: '%s' is not true or false", key, v);
         return 0;
     }
     return cit_err_set(err, CIT_EINVAL, "unknown setting '%s' (see docs/serve.md for the list)",

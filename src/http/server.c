@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "citadel/border.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
 #include "http_int.h"
@@ -1517,14 +1518,33 @@ static char *read_pem(const char *path, struct cit_err *err)
     return b.p;
 }
 
+/* Border control decides which models load (brd_load_model): admitted,
+ * unrevoked, unexpired, still allowed by this policy, and byte for byte
+ * what was admitted. */
 static int load_models(struct http_server *s, struct cit_err *err)
 {
+    struct brd_registry *reg;
+    int rc = brd_registry_open(s->o.state, &reg, err);
+    if (rc) return rc;
+    for (int i = 0; i < s->o.n_models; i++) {
+        struct srv_model *sm = &s->models[i];
+        struct brd_load_opts lo = {reg, s->pol, s->ledger, s->o.unvetted, s->o.trust_stored_digest,
+                                   0};
+        const char *check;
+        if ((rc = brd_load_model(&lo, s->o.models[i].path, &sm->m, &check, err))) {
+            char why[64];
+            snprintf(why, sizeof(why), "model %s refused (%s)", s->o.models[i].id, check);
+            cit_err_prefix(err, why);
+            brd_registry_close(reg);
+            return rc;
+        }
+        s->n_models = i + 1;
+    }
+    brd_registry_close(reg);
     for (int i = 0; i < s->o.n_models; i++) {
         struct srv_model *sm = &s->models[i];
         struct sched_opts so;
-        int rc, train_ctx;
-        if ((rc = eng_model_load(s->o.models[i].path, &sm->m, err))) return rc;
-        s->n_models = i + 1;
+        int train_ctx;
         sm->n_vocab = eng_model_hparams(sm->m)->n_vocab;
         train_ctx = (int)eng_model_hparams(sm->m)->n_ctx_train;
         sm->n_ctx = s->o.ctx ? s->o.ctx : (train_ctx > 0 && train_ctx < 2048 ? train_ctx : 2048);

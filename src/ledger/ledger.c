@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 struct ledger {
     char dir[1024];
     int fd, cp_fd;
+    int lock_fd; /* flock'd: one process appends at a time */
     struct ledger_skey key;
     char *vkey_text;
     int group_ms, checkpoint_s;
@@ -625,6 +627,18 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
     if (!(l = cit_calloc(1, sizeof(*l)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     snprintf(l->dir, sizeof(l->dir), "%s", o->dir);
     l->fd = l->cp_fd = -1;
+    snprintf(path, sizeof(path), "%s/lock", l->dir);
+    if ((l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+        flock(l->lock_fd, LOCK_EX | LOCK_NB)) {
+        int busy = l->lock_fd >= 0 && errno == EWOULDBLOCK;
+        rc = cit_err_set(err, CIT_EIO, "%s: %s", l->dir,
+                         busy ? "the ledger is in use by another process (a running citadel "
+                                "serve?); one process appends at a time"
+                              : strerror(errno));
+        if (l->lock_fd >= 0) close(l->lock_fd);
+        cit_free(l);
+        return rc;
+    }
     l->group_ms = o->group_commit_ms > 0 ? o->group_commit_ms : 10;
     l->checkpoint_s = o->checkpoint_s ? o->checkpoint_s : 60;
     pthread_mutex_init(&l->mu, NULL);
@@ -742,6 +756,7 @@ void ledger_close(struct ledger *l)
     }
     if (l->fd >= 0) close(l->fd);
     if (l->cp_fd >= 0) close(l->cp_fd);
+    close(l->lock_fd); /* releases the lock */
     sodium_memzero(&l->key, sizeof(l->key));
     cit_free(l->vkey_text);
     cit_buf_free(&l->line);
@@ -807,6 +822,10 @@ static int format_middle(const struct ledger_rec *r, struct cit_buf *b)
         class_list(b, "out_classes", r->out_classes);
     }
     if (r->prompt) str_field(b, "prompt", r->prompt);
+    if (r->event) {
+        str_field(b, "event", r->event);
+        str_field(b, "detail", r->detail);
+    }
     return b->p ? 0 : CIT_ENOMEM;
 }
 

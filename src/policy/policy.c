@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <ctype.h>
 #include <yaml.h>
 
 #include "citadel/policy.h"
@@ -525,6 +527,130 @@ static int parse_output(struct yp *y, struct pol_policy *p, yaml_node_t *n)
     return 0;
 }
 
+/* A list of short codes (jurisdictions): letters, digits, '-', or "*". */
+static int yplaces(struct yp *y, yaml_node_t *n, const char *what, char (**out)[16], int *count)
+{
+    if (!n || n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0 || seq_len(n) > POL_MAX_ITEMS)
+        return yfail(y, n, "%s must be a list of jurisdictions (ISO 3166 codes, EU, or \"*\")",
+                     what);
+    if (!(*out = cit_calloc((size_t)seq_len(n), sizeof(**out)))) return CIT_ENOMEM;
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        yaml_node_t *e = ynode(y, *i);
+        if (!is_scalar(e) || e->data.scalar.length == 0 || e->data.scalar.length >= 16)
+            return yfail(y, e, "%s: each entry is a code of 1 to 15 characters", what);
+        for (const char *c = sval(e); *c; c++)
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || *c == '-' ||
+                  (*c >= '0' && *c <= '9') || (*c == '*' && e->data.scalar.length == 1)))
+                return yfail(y, e, "%s: '%s' is not a jurisdiction code", what, sval(e));
+        memcpy((*out)[(*count)++], sval(e), e->data.scalar.length + 1);
+    }
+    return 0;
+}
+
+static int unhex32(const char *s, uint8_t out[32])
+{
+    size_t bin_len = 0;
+    return strlen(s) == 64 && !sodium_hex2bin(out, 32, s, 64, NULL, &bin_len, NULL) && bin_len == 32
+               ? 0
+               : -1;
+}
+
+/* admission: {licenses, dataset_jurisdictions, signer_jurisdictions,
+ * expires_after_days, unvetted: deny|allow, templates: [{sha256, format}]} */
+static int parse_admission(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    static const char *const keys[] = {"licenses",
+                                       "dataset_jurisdictions",
+                                       "signer_jurisdictions",
+                                       "expires_after_days",
+                                       "unvetted",
+                                       "templates",
+                                       NULL};
+    static const char *const pinkeys[] = {"sha256", "format", NULL};
+    struct pol_admission *a = &p->adm;
+    yaml_node_t *f;
+    if (!n) return 0;
+    if (ykeys(y, n, "admission", keys)) return CIT_EFORMAT;
+    a->present = 1;
+    f = yget(y, n, "licenses");
+    if (!f || f->type != YAML_SEQUENCE_NODE || seq_len(f) == 0 || seq_len(f) > POL_MAX_ITEMS)
+        return yfail(y, f ? f : n, "admission.licenses must be a list of SPDX license ids");
+    if (!(a->licenses = cit_calloc((size_t)seq_len(f), sizeof(*a->licenses)))) return CIT_ENOMEM;
+    for (yaml_node_item_t *i = f->data.sequence.items.start; i < f->data.sequence.items.top; i++) {
+        yaml_node_t *e = ynode(y, *i);
+        if (!is_scalar(e) || e->data.scalar.length == 0 || e->data.scalar.length >= POL_MAX_NAME)
+            return yfail(y, e, "admission.licenses: each entry is an SPDX id such as Apache-2.0");
+        for (const char *c = sval(e); *c; c++)
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                  (*c >= '0' && *c <= '9') || strchr("-.+", *c)))
+                return yfail(y, e, "admission.licenses: '%s' is not an SPDX license id", sval(e));
+        memcpy(a->licenses[a->n_licenses++], sval(e), e->data.scalar.length + 1);
+    }
+    if (!(f = yget(y, n, "dataset_jurisdictions")))
+        return yfail(y, n,
+                     "admission needs 'dataset_jurisdictions': where training data may come "
+                     "from (for example [DE, EU], or [\"*\"] for anywhere)");
+    if (yplaces(y, f, "admission.dataset_jurisdictions", &a->data_places, &a->n_data_places))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "signer_jurisdictions")) &&
+        yplaces(y, f, "admission.signer_jurisdictions", &a->signer_places, &a->n_signer_places))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "expires_after_days")) &&
+        yint(y, f, "admission.expires_after_days", 0, 36500, &a->expires_days))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "unvetted"))) {
+        if (!is_scalar(f) || (strcmp(sval(f), "deny") && strcmp(sval(f), "allow")))
+            return yfail(y, f, "admission.unvetted must be deny or allow");
+        a->unvetted = !strcmp(sval(f), "allow");
+    }
+    if ((f = yget(y, n, "templates"))) {
+        if (f->type != YAML_SEQUENCE_NODE || seq_len(f) > POL_MAX_ITEMS)
+            return yfail(y, f, "admission.templates must be a list of {sha256, format}");
+        if (!(a->pins = cit_calloc((size_t)seq_len(f) + 1, sizeof(*a->pins)))) return CIT_ENOMEM;
+        for (yaml_node_item_t *i = f->data.sequence.items.start; i < f->data.sequence.items.top;
+             i++) {
+            yaml_node_t *e = ynode(y, *i), *h, *fmt;
+            struct pol_pin *pin = &a->pins[a->n_pins];
+            if (ykeys(y, e, "admission.templates entry", pinkeys)) return CIT_EFORMAT;
+            h = yget(y, e, "sha256");
+            fmt = yget(y, e, "format");
+            if (!is_scalar(h) || unhex32(sval(h), pin->sha256))
+                return yfail(y, h ? h : e,
+                             "admission.templates: sha256 must be 64 hex digits (the SHA-256 "
+                             "of the template text; citadel model admit prints it)");
+            if (yname(y, fmt, "admission.templates format", pin->format, sizeof(pin->format)))
+                return CIT_EFORMAT;
+            a->n_pins++;
+        }
+    }
+    return 0;
+}
+
+int pol_license_allowed(const struct pol_policy *p, const char *spdx)
+{
+    for (int i = 0; i < p->adm.n_licenses; i++)
+        if (!strcasecmp(p->adm.licenses[i], spdx)) return 1;
+    return 0;
+}
+
+int pol_place_allowed(const char (*list)[16], int n, const char *place)
+{
+    /* the 27 member states, ISO 3166-1 alpha-2 (Greece is GR here, not EL) */
+    static const char eu[] = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT "
+                             "RO SK SI ES SE";
+    int member = strlen(place) == 2 && !strchr(place, ' ');
+    if (member) {
+        char up[3] = {(char)toupper((unsigned char)place[0]),
+                      (char)toupper((unsigned char)place[1]), 0};
+        member = strstr(eu, up) != NULL && (strstr(eu, up) - eu) % 3 == 0;
+    }
+    for (int i = 0; i < n; i++)
+        if (!strcmp(list[i], "*") || !strcasecmp(list[i], place) ||
+            (member && !strcasecmp(list[i], "EU")))
+            return 1;
+    return 0;
+}
+
 int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out,
               struct cit_err *err)
 {
@@ -551,9 +677,9 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&y.doc);
-    static const char *const top[] = {"version",  "node",    "classes", "detectors",
-                                      "keywords", "tenants", "models",  "peers",
-                                      "rules",    "output",  NULL};
+    static const char *const top[] = {"version",  "node",    "classes",   "detectors",
+                                      "keywords", "tenants", "models",    "peers",
+                                      "rules",    "output",  "admission", NULL};
     static const char *const nodekeys[] = {"id", "jurisdiction", NULL};
     int64_t version = 0;
     yaml_node_t *f;
@@ -577,6 +703,7 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
     if (!rc) rc = parse_targets(&y, p, yget(&y, root, "peers"), 1);
     if (!rc) rc = parse_rules(&y, p, yget(&y, root, "rules"));
     if (!rc) rc = parse_output(&y, p, yget(&y, root, "output"));
+    if (!rc) rc = parse_admission(&y, p, yget(&y, root, "admission"));
     if (!rc && (rc = det_scanner_new(p->keywords, (size_t)p->n_keywords, &p->scanner, err)))
         cit_err_prefix(err, name);
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "%s: out of memory", name);
@@ -618,6 +745,10 @@ void pol_free(struct pol_policy *p)
     for (int i = 0; i < p->n_keywords; i++) cit_free((char *)p->keywords[i].word);
     cit_free(p->keywords);
     cit_free(p->keyword_class);
+    cit_free(p->adm.licenses);
+    cit_free(p->adm.data_places);
+    cit_free(p->adm.signer_places);
+    cit_free(p->adm.pins);
     cit_free(p->tenants);
     cit_free(p->models);
     cit_free(p->peers);
