@@ -121,7 +121,8 @@ fuzz: deps
 	@sh scripts/setup.sh fuzz
 	@$(MAKE) --no-print-directory build-fuzz/fuzz_gguf build-fuzz/fuzz_tokenize \
 	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect build-fuzz/fuzz_policy \
-	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output build-fuzz/fuzz_bundle
+	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output build-fuzz/fuzz_bundle \
+	  build-fuzz/fuzz_card
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.
@@ -130,7 +131,9 @@ run: deps all
 
 # The engine alone: one prompt, streamed to the terminal.
 generate: deps all
-	./build/citadel run -m $(MODEL) -p "$(PROMPT)" -n 64
+	sh scripts/admit_dev.sh $(MODEL)
+	./build/citadel run -m $(MODEL) -p "$(PROMPT)" -n 64 --state build/run/citadel.db \
+	  --ledger build/run/ledger --policy policy.example.yaml
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -13,6 +13,7 @@ if [ ! -s "$DIR/dev.key" ]; then
 fi
 KEY=$(cat "$DIR/dev.key")
 ID=$(basename "$MODEL" .gguf)
+sh scripts/admit_dev.sh "$MODEL"
 PORT=$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' citadel.conf)
 cat <<MSG
 
@@ -26,6 +27,7 @@ citadel: serving $ID on http://127.0.0.1:$PORT (Ctrl-C stops it). Try:
 
   Every request is scanned and decided by policy.example.yaml (tenant "dev")
   and recorded in $DIR/ledger:  $BIN audit show --dir $DIR/ledger
+  The model was admitted by border control:  $BIN model list --state $DIR/citadel.db
 
 MSG
 exec "$BIN" serve --config citadel.conf --model "$MODEL" --state "$DIR/citadel.db" \

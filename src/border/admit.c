@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -87,8 +88,7 @@ static int refuse(struct ledger *lg, const char *action, const char *check, cons
 }
 
 /* The single top-level file of dir whose name ends in suffix, into out. */
-static int find_one(const char *dir, const char *suffix, char *out, size_t cap,
-                    struct cit_err *err)
+static int find_one(const char *dir, const char *suffix, char *out, size_t cap, struct cit_err *err)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -123,8 +123,8 @@ static void join_datasets(const struct brd_card *c, char *out, size_t cap)
 {
     out[0] = 0;
     for (int i = 0; i < c->n_datasets; i++)
-        snprintf(out + strlen(out), cap - strlen(out), "%s%s=%s", i ? "," : "",
-                 c->datasets[i].name, c->datasets[i].jurisdiction);
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s=%s", i ? "," : "", c->datasets[i].name,
+                 c->datasets[i].jurisdiction);
 }
 
 static void list_places(const char (*v)[16], int n, char *out, size_t cap)
@@ -288,9 +288,8 @@ int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger 
         rc = REFUSE(BRD_CHECK_TRUST, rc);
         goto out;
     }
-    if (p->adm.n_signer_places &&
-        !pol_place_allowed((const char(*)[16])p->adm.signer_places, p->adm.n_signer_places,
-                           signer.jurisdiction)) {
+    if (p->adm.n_signer_places && !pol_place_allowed((const char(*)[16])p->adm.signer_places,
+                                                     p->adm.n_signer_places, signer.jurisdiction)) {
         list_places((const char(*)[16])p->adm.signer_places, p->adm.n_signer_places, places,
                     sizeof(places));
         cit_err_set(err, CIT_EINVAL,
@@ -408,6 +407,8 @@ static int gate_check(void *ctx, const void *map, size_t size, struct cit_err *e
                            g->a->gguf, size, (unsigned long long)g->a->gguf_size);
     }
     if (g->skip_hash) return 0;
+    /* read ahead: the pages are faulted in anyway, and the engine uses them next */
+    madvise((void *)map, size, MADV_WILLNEED);
     md = EVP_MD_CTX_new();
     ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     for (size_t off = 0; ok && off < size; off += 1u << 24) /* 16 MiB steps */
@@ -457,13 +458,12 @@ static int still_allowed(const struct brd_load_opts *o, const struct brd_admitte
             *chk = BRD_CHECK_DATASETS;
             *eq = 0;
             return cit_err_set(err, CIT_EINVAL,
-                               "dataset \"%s\" comes from %s, which the policy no longer allows",
-                               t, eq + 1);
+                               "dataset \"%s\" comes from %s, which the policy no longer allows", t,
+                               eq + 1);
         }
     }
-    if (p->adm.n_signer_places &&
-        !pol_place_allowed((const char(*)[16])p->adm.signer_places, p->adm.n_signer_places,
-                           a->signer_place)) {
+    if (p->adm.n_signer_places && !pol_place_allowed((const char(*)[16])p->adm.signer_places,
+                                                     p->adm.n_signer_places, a->signer_place)) {
         *chk = BRD_CHECK_TRUST;
         return cit_err_set(err, CIT_EINVAL,
                            "signer %s (%s) is not among the policy's signer_jurisdictions",
@@ -542,8 +542,8 @@ int brd_load_model(const struct brd_load_opts *o, const char *path, struct eng_m
     if (rc) return REFUSE(BRD_CHECK_ADMITTED, rc, NULL);
     name = a.name;
     if (a.revoked) {
-        cit_err_set(err, CIT_EINVAL, "%s (admission %lld) was revoked%s%s", path,
-                    (long long)a.id, a.revoke_reason[0] ? ": " : "", a.revoke_reason);
+        cit_err_set(err, CIT_EINVAL, "%s (admission %lld) was revoked%s%s", path, (long long)a.id,
+                    a.revoke_reason[0] ? ": " : "", a.revoke_reason);
         return REFUSE(BRD_CHECK_REVOKED, CIT_EINVAL, a.root);
     }
     if (a.expires && now >= a.expires) {

@@ -281,8 +281,8 @@ int brd_card_skeleton(const struct gguf_file *g, const char *fallback_name, stru
             snprintf(ref, sizeof(ref), "data-%d", ++n_ds);
             json_array_append_new(dsl, json_pack("{s:s}", "ref", ref));
             json_array_append_new(comps, json_pack("{s:s,s:s,s:s,s:[{s:s,s:s}]}", "type", "data",
-                                                   "bom-ref", ref, "name", dn, "properties",
-                                                   "name", JUR_PROP, "value", "TODO"));
+                                                   "bom-ref", ref, "name", dn, "properties", "name",
+                                                   JUR_PROP, "value", "TODO"));
         }
     if (!n_ds) {
         json_array_append_new(dsl, json_pack("{s:s}", "ref", "data-1"));

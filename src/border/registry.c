@@ -240,8 +240,8 @@ int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, str
 /* ---- admitted models ---- */
 
 #define MODEL_COLS                                                                                 \
-    "id, name, version, path, gguf, root, gguf_sha256, gguf_size, gguf_dev, gguf_ino,"            \
-    " gguf_mtime_ns, signer, signer_place, licenses, datasets, tmpl, tmpl_sha256, policy,"        \
+    "id, name, version, path, gguf, root, gguf_sha256, gguf_size, gguf_dev, gguf_ino,"             \
+    " gguf_mtime_ns, signer, signer_place, licenses, datasets, tmpl, tmpl_sha256, policy,"         \
     " admitted, expires, revoked, revoke_reason"
 
 static void unhex(const char *s, uint8_t out[32])
@@ -281,8 +281,8 @@ static void row_model(sqlite3_stmt *st, struct brd_admitted *a)
     col_str(st, 21, a->revoke_reason, sizeof(a->revoke_reason));
 }
 
-int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx),
-                  void *ctx, struct cit_err *err)
+int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx), void *ctx,
+                  struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     char root[65], gh[65];
@@ -308,8 +308,8 @@ int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(vo
     sqlite3_bind_int64(st, 8, (sqlite3_int64)a->gguf_dev);
     sqlite3_bind_int64(st, 9, (sqlite3_int64)a->gguf_ino);
     sqlite3_bind_int64(st, 10, a->gguf_mtime_ns);
-    const char *text2[] = {a->signer,   a->signer_place, a->licenses, a->datasets,
-                           a->tmpl,     a->tmpl_sha256,  a->policy};
+    const char *text2[] = {a->signer, a->signer_place, a->licenses, a->datasets,
+                           a->tmpl,   a->tmpl_sha256,  a->policy};
     for (int i = 0; i < 7; i++) sqlite3_bind_text(st, i + 11, text2[i], -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 18, a->admitted);
     sqlite3_bind_int64(st, 19, a->expires);
@@ -355,8 +355,8 @@ int brd_model_list(struct brd_registry *r, struct brd_admitted **v, size_t *n, s
     int step;
     *v = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(r->db, "SELECT " MODEL_COLS " FROM admitted_models ORDER BY id DESC",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(r->db, "SELECT " MODEL_COLS " FROM admitted_models ORDER BY id DESC", -1,
+                           &st, NULL) != SQLITE_OK)
         return db_err(r, err, "admitted models");
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
