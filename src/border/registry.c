@@ -206,35 +206,47 @@ int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *
     return rc;
 }
 
-int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, struct cit_err *err)
+/* Steps st to the end, appending one element of size elem per row, filled
+ * by fill(st, element). */
+static int collect(struct brd_registry *r, sqlite3_stmt *st, size_t elem,
+                   void (*fill)(sqlite3_stmt *st, void *dst), void **v, size_t *n,
+                   struct cit_err *err)
 {
-    sqlite3_stmt *st = NULL;
     size_t cap = 0;
     int step;
     *v = NULL;
     *n = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            void *nv = cit_realloc(*v, (cap = cap ? cap * 2 : 8) * elem);
+            if (!nv) break;
+            *v = nv;
+        }
+        fill(st, (char *)*v + (*n)++ * elem);
+    }
+    sqlite3_finalize(st);
+    if (step == SQLITE_DONE) return 0;
+    cit_free(*v);
+    *v = NULL;
+    *n = 0;
+    return step == SQLITE_ROW ? cit_err_set(err, CIT_ENOMEM, "out of memory")
+                              : db_err(r, err, "cannot read the state file");
+}
+
+static void fill_signer(sqlite3_stmt *st, void *dst)
+{
+    row_signer(st, dst);
+}
+
+int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, struct cit_err *err)
+{
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db,
                            "SELECT name, jurisdiction, hint, added FROM trusted_keys"
                            " WHERE removed = 0 ORDER BY name",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(r, err, "trust store");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            struct brd_signer *nv = cit_realloc(*v, (cap = cap ? cap * 2 : 8) * sizeof(**v));
-            if (!nv) break;
-            *v = nv;
-        }
-        row_signer(st, &(*v)[(*n)++]);
-    }
-    sqlite3_finalize(st);
-    if (step != SQLITE_DONE) {
-        cit_free(*v);
-        *v = NULL;
-        *n = 0;
-        return step == SQLITE_ROW ? cit_err_set(err, CIT_ENOMEM, "out of memory")
-                                  : db_err(r, err, "trust store");
-    }
-    return 0;
+    return collect(r, st, sizeof(**v), fill_signer, (void **)v, n, err);
 }
 
 /* ---- admitted models ---- */
@@ -348,33 +360,18 @@ int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_adm
     return rc;
 }
 
+static void fill_model(sqlite3_stmt *st, void *dst)
+{
+    row_model(st, dst);
+}
+
 int brd_model_list(struct brd_registry *r, struct brd_admitted **v, size_t *n, struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
-    size_t cap = 0;
-    int step;
-    *v = NULL;
-    *n = 0;
     if (sqlite3_prepare_v2(r->db, "SELECT " MODEL_COLS " FROM admitted_models ORDER BY id DESC", -1,
                            &st, NULL) != SQLITE_OK)
         return db_err(r, err, "admitted models");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            struct brd_admitted *nv = cit_realloc(*v, (cap = cap ? cap * 2 : 4) * sizeof(**v));
-            if (!nv) break;
-            *v = nv;
-        }
-        row_model(st, &(*v)[(*n)++]);
-    }
-    sqlite3_finalize(st);
-    if (step != SQLITE_DONE) {
-        cit_free(*v);
-        *v = NULL;
-        *n = 0;
-        return step == SQLITE_ROW ? cit_err_set(err, CIT_ENOMEM, "out of memory")
-                                  : db_err(r, err, "admitted models");
-    }
-    return 0;
+    return collect(r, st, sizeof(**v), fill_model, (void **)v, n, err);
 }
 
 int brd_model_revoke(struct brd_registry *r, const char *which, const char *reason, int64_t now,

@@ -35,6 +35,16 @@ int cli_policy(int argc, char **argv)
         for (int i = 0; i < p->n_classes; i++) printf(" %s", p->classes[i]);
         printf("\n  %d tenants, %d models, %d peers, %d keywords, %d rules\n", p->n_tenants,
                p->n_models, p->n_peers, p->n_keywords, p->n_rules);
+        if (!p->adm.present) {
+            printf("  admission: none (no model can be admitted)\n");
+        } else {
+            printf("  admission: licenses");
+            for (int i = 0; i < p->adm.n_licenses; i++) printf(" %s", p->adm.licenses[i]);
+            printf("; training data from");
+            for (int i = 0; i < p->adm.n_data_places; i++) printf(" %s", p->adm.data_places[i]);
+            printf("; %d pinned templates; unvetted %s\n", p->adm.n_pins,
+                   p->adm.unvetted ? "allowed" : "denied");
+        }
         pol_free(p);
         return 0;
     }
