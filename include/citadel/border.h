@@ -263,6 +263,17 @@ int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger 
               const struct brd_admit_req *q, struct brd_admitted *a /* out */,
               const char **check /* out */, struct cit_err *err);
 
+/* One ledger entry for a border-control event (event "model" or "trust"):
+ * action, the check (may be ""), the model or signer name, the subject
+ * digest (may be NULL), the path, the policy in force and what happened.
+ * Status 403 for refusals (action refuse...), else 200. lg NULL: nothing. */
+int brd_ledger_event(struct ledger *lg, const char *event, const char *action, const char *check,
+                     const char *name, const uint8_t root[32], const char *target,
+                     const struct pol_policy *p, const char *detail);
+
+/* A file model's card path: MODEL.gguf -> MODEL.cdx.json. */
+void brd_card_path(const char *model_file, char *out, size_t cap);
+
 /* Where a chat template is pinned: the renderer its SHA-256 is pinned to
  * (built in, or the policy's admission.templates), or NULL. */
 const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256[32]);

@@ -54,10 +54,9 @@ const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256
     return NULL;
 }
 
-/* One ledger entry for a model event. */
-static int record(struct ledger *lg, const char *action, const char *check, const char *name,
-                  const uint8_t root[32], const char *target, const struct pol_policy *p,
-                  const char *detail)
+int brd_ledger_event(struct ledger *lg, const char *event, const char *action, const char *check,
+                     const char *name, const uint8_t root[32], const char *target,
+                     const struct pol_policy *p, const char *detail)
 {
     struct ledger_rec e = {0};
     if (!lg) return 0;
@@ -68,9 +67,23 @@ static int record(struct ledger *lg, const char *action, const char *check, cons
     e.target = target;
     e.action = action;
     e.status = strncmp(action, "refuse", 6) ? 200 : 403;
-    e.event = "model";
+    e.event = event;
     e.detail = detail;
     return ledger_append(lg, &e, LEDGER_SYNC, NULL);
+}
+
+static int record(struct ledger *lg, const char *action, const char *check, const char *name,
+                  const uint8_t root[32], const char *target, const struct pol_policy *p,
+                  const char *detail)
+{
+    return brd_ledger_event(lg, "model", action, check, name, root, target, p, detail);
+}
+
+void brd_card_path(const char *model_file, char *out, size_t cap)
+{
+    size_t n = strlen(model_file);
+    if (n > 5 && !strcmp(model_file + n - 5, ".gguf")) n -= 5;
+    snprintf(out, cap, "%.*s.cdx.json", (int)n, model_file);
 }
 
 /* A refusal: the ledger entry, then the error. A refusal the ledger could
@@ -212,7 +225,6 @@ int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger 
     int64_t now = q->now ? q->now : (int64_t)time(NULL);
     int rc = 0, is_dir;
     uint8_t *root = NULL;
-    size_t n;
 
     memset(a, 0, sizeof(*a));
     *check = "";
@@ -250,9 +262,7 @@ int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger 
             goto out;
         }
     } else {
-        n = strlen(model);
-        if (n > 5 && !strcmp(model + n - 5, ".gguf")) n -= 5;
-        snprintf(card, sizeof(card), "%.*s.cdx.json", (int)n, model);
+        brd_card_path(model, card, sizeof(card));
         if (!is_file(card)) {
             cit_err_set(err, CIT_ENOENT,
                         "no model card: %s does not exist (citadel model card writes one to "

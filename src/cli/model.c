@@ -28,7 +28,6 @@
 
 #include "citadel/border.h"
 #include "citadel/engine.h"
-#include "citadel/ledger.h"
 #include "citadel/policy.h"
 #include "cli.h"
 
@@ -57,22 +56,6 @@ static double gbps(uint64_t bytes, double s)
     return s > 0 ? (double)bytes / 1e9 / s : 0;
 }
 
-/* MODEL.gguf -> MODEL.cdx.json (for a directory: DIR/NAME.cdx.json) */
-static void default_card(const char *model, char *out, size_t cap)
-{
-    struct stat st;
-    size_t n = strlen(model);
-    while (n > 1 && model[n - 1] == '/') n--;
-    if (!stat(model, &st) && S_ISDIR(st.st_mode)) {
-        const char *b = model + n;
-        while (b > model && b[-1] != '/') b--;
-        snprintf(out, cap, "%.*s/%.*s.cdx.json", (int)n, model, (int)(model + n - b), b);
-        return;
-    }
-    if (n > 5 && !strncmp(model + n - 5, ".gguf", 5)) n -= 5;
-    snprintf(out, cap, "%.*s.cdx.json", (int)n, model);
-}
-
 static void date_str(int64_t t, char *out, size_t cap)
 {
     struct tm tm;
@@ -85,7 +68,7 @@ static void date_str(int64_t t, char *out, size_t cap)
 
 static int cmd_card(const char *path, const char *outp)
 {
-    char def[PATH_MAX], gguf[PATH_MAX];
+    char def[PATH_MAX];
     struct stat st;
     struct eng_model *m;
     struct cit_err err;
@@ -93,18 +76,17 @@ static int cmd_card(const char *path, const char *outp)
     struct gguf_str t;
     const char *base;
     FILE *f;
-    if (!outp) default_card(path, def, sizeof(def)), outp = def;
-    snprintf(gguf, sizeof(gguf), "%s", path);
     if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
         fprintf(stderr, "citadel model card: give the .gguf file inside %s, and -o FILE in it\n",
                 path);
         return 2;
     }
+    if (!outp) brd_card_path(path, def, sizeof(def)), outp = def;
     if (access(outp, F_OK) == 0) {
         fprintf(stderr, "citadel model card: %s exists; not overwriting it\n", outp);
         return 1;
     }
-    if (eng_model_check(gguf, &m, &err)) {
+    if (eng_model_check(path, &m, &err)) {
         fprintf(stderr, "citadel model card: %s\n", err.msg);
         return 1;
     }
@@ -236,7 +218,6 @@ static int cmd_revoke(const struct cli_node_args *na, const char *which, const c
     struct cli_node n;
     struct cit_err err;
     struct brd_admitted a;
-    struct ledger_rec e = {0};
     char detail[400];
     int cnt = 0, rc;
     if (cli_node_open(na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
@@ -247,15 +228,7 @@ static int cmd_revoke(const struct cli_node_args *na, const char *which, const c
     if (!rc) {
         snprintf(detail, sizeof(detail), "%d admission%s revoked (first: id %lld)%s%s", cnt,
                  cnt == 1 ? "" : "s", (long long)a.id, reason ? ": " : "", reason ? reason : "");
-        e.request_id = a.name;
-        memcpy(e.digest, a.root, 32);
-        e.policy_hash = n.pol->hash_hex;
-        e.target = a.path;
-        e.action = "revoke";
-        e.status = 200;
-        e.event = "model";
-        e.detail = detail;
-        if (ledger_append(n.lg, &e, LEDGER_SYNC, NULL))
+        if (brd_ledger_event(n.lg, "model", "revoke", "", a.name, a.root, a.path, n.pol, detail))
             fprintf(stderr, "citadel model revoke: revoked, but the ledger could not record it\n");
         printf("%s\n", detail);
     } else {
@@ -316,17 +289,17 @@ int cli_model_sign(int argc, char **argv)
     }
     if (!strcmp(verb, "card")) return cmd_card(path, outp);
     if (!strcmp(verb, "revoke")) return cmd_revoke(&na, path, reason);
+    if (!strcmp(verb, "admit")) return cmd_admit(&na, path, card, sig); /* NULLs: its defaults */
     if (!sig) {
         size_t n = strlen(path);
         while (n > 1 && path[n - 1] == '/') n--;
         snprintf(sig_buf, sizeof(sig_buf), "%.*s.sig", (int)n, path);
         sig = sig_buf;
     }
-    if (!strcmp(verb, "admit")) return cmd_admit(&na, path, card, sig);
     /* sign and verify take a file model's card when it is where admit looks */
     if (!card) {
         struct stat st;
-        default_card(path, card_buf, sizeof(card_buf));
+        brd_card_path(path, card_buf, sizeof(card_buf));
         if (!stat(path, &st) && S_ISREG(st.st_mode) && access(card_buf, F_OK) == 0) card = card_buf;
     }
     if (!strcmp(verb, "sign")) {
@@ -421,7 +394,6 @@ int cli_trust(int argc, char **argv)
         return 1;
     }
     {
-        struct ledger_rec e = {0};
         struct brd_signer s = {0};
         struct cit_buf pem = {0};
         char detail[300];
@@ -436,13 +408,8 @@ int cli_trust(int argc, char **argv)
         }
         cit_buf_free(&pem);
         if (!rc) {
-            e.request_id = name ? name : arg;
-            e.policy_hash = n.pol->hash_hex;
-            e.action = !strcmp(verb, "add") ? "trust_add" : "trust_remove";
-            e.status = 200;
-            e.event = "trust";
-            e.detail = detail;
-            if (ledger_append(n.lg, &e, LEDGER_SYNC, NULL))
+            if (brd_ledger_event(n.lg, "trust", !strcmp(verb, "add") ? "trust_add" : "trust_remove",
+                                 "", name ? name : arg, NULL, NULL, n.pol, detail))
                 fprintf(stderr, "citadel trust: done, but the ledger could not record it\n");
             printf("%s\n", detail);
         } else {
