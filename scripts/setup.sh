@@ -2,7 +2,8 @@
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
 #                    libyaml, OpenSSL
-#   setup.sh check   build, plus curl and Node.js with npm for the serve tests
+#   setup.sh check   build, plus curl and Node.js with npm for the serve tests, and the
+#                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs)
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
 what=${1:-build}
@@ -17,6 +18,8 @@ build_deps() {
     need libyaml-dev
     # model signing: ECDSA keys and SHA-256 (with the CPU's SHA extensions)
     need libssl-dev
+    # federated learning: gzip'd datasets
+    need zlib1g-dev
 }
 
 case "$what" in
@@ -25,7 +28,9 @@ check) build_deps
        # the serve tests talk to the server with curl and the openai npm package
        need curl; need ca-certificates; need openssl
        command -v node >/dev/null 2>&1 || need nodejs
-       command -v npm >/dev/null 2>&1 || need npm ;;
+       command -v npm >/dev/null 2>&1 || need npm
+       # federated learning tests: Fashion-MNIST, and scikit-learn's CSV sets
+       need dataset-fashion-mnist; need python3-sklearn ;;
 fuzz)  need clang; need libclang-rt-14-dev ;;
 *) echo "setup.sh: unknown target '$what' (build, check, fuzz)" >&2; exit 2 ;;
 esac

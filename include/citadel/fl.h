@@ -1,0 +1,310 @@
+/*
+ * fl: federated learning. Nodes train one model together; raw data never
+ * leaves a node, and with secure aggregation no party (the coordinator
+ * included) sees another's update, only the sum.
+ *
+ * The pieces, bottom up:
+ *   data      CSV and IDX datasets (gzip or plain), and the IID / Dirichlet /
+ *             one-label-per-client partitions that `citadel fl split` writes
+ *   trainers  multinomial logistic regression and a multi-layer perceptron
+ *             (ReLU, softmax cross-entropy), SGD or Adam over mini-batches,
+ *             with FedProx's proximal term
+ *   strategy  FedAvg (weighted by examples), FedProx, FedAdam on the server
+ *   quantize  clip and stochastically round an update into the ring Z/2^32
+ *   secagg    SecAgg+ (Bell et al. 2020): per-round X25519 keys, a random
+ *             k-regular graph, Shamir shares of each client's mask seed and
+ *             mask key among its neighbours, ChaCha20 masks, dropout recovery
+ *
+ * Secure aggregation is written as two state machines, one per role, that
+ * read and write the wire messages below and nothing else. The coordinator's
+ * transport (TLS) and the in-process tests drive the same machines with the
+ * same bytes, so what the tests check is what travels.
+ *
+ * ---- wire format, version 1 ----
+ * Every message is one frame; integers are little-endian.
+ *
+ *   offset  size  field
+ *   0       3     magic "CFL"
+ *   3       1     version (1)
+ *   4       1     type (FL_MSG_*)
+ *   5       3     zero
+ *   8       4     body length in bytes (<= FL_MAX_FRAME)
+ *   12      ...   body
+ *
+ * Every secure-aggregation body starts with the round's binding:
+ *
+ *   32  session id (random, chosen by the coordinator for this round)
+ *   8   round number
+ *
+ * and a party drops a frame whose binding is not the current round's, or
+ * whose type is not the one its state expects (replays, reordering). Then,
+ * by type (u32 = 4 bytes; "n x" a count u32 then n entries; every count is
+ * checked against its cap before anything is allocated):
+ *
+ *   SA_SETUP   S->C  n u32, k u32, t u32, d u32, you u32 (your position),
+ *                    n x (roster index u32)
+ *   SA_KEYS    C->S  c_pk[32] (X25519, share encryption), s_pk[32] (X25519,
+ *                    pairwise masks), sig[64] (Ed25519 by the client's
+ *                    identity over "citadel-fl/keys/v1" | binding | position
+ *                    u32 | c_pk | s_pk)
+ *   SA_PEERS   S->C  n x (position u32, c_pk[32], s_pk[32], sig[64]):
+ *                    the keys of your neighbours that answered
+ *   SA_SHARES  C->S  n x (to position u32, box[FL_SA_BOX]): one encrypted
+ *                    share pair per neighbour
+ *   SA_INBOX   S->C  n x (from position u32, box[FL_SA_BOX]): the boxes
+ *                    addressed to you
+ *   SA_MASKED  C->S  d x u32: the masked input
+ *   SA_ALIVE   S->C  n x (position u32): who sent a masked input (U3)
+ *   SA_SIGN    C->S  sig[64] over "citadel-fl/alive/v1" | binding | U3
+ *   SA_SIGS    S->C  n x (position u32, sig[64]): signatures on U3
+ *   SA_REVEAL  C->S  n x (position u32, kind u8 (1 mask seed, 2 mask key),
+ *                    x u8, share[32])
+ *   SA_DONE    S->C  contributors u32, sum digest[32] (SHA-256 of the sum)
+ *   ABORT      any   reason (n bytes, at most 256)
+ *
+ * A box is XChaCha20-Poly1305 under a key both ends derive from X25519
+ * (c_sk of one, c_pk of the other) and the binding; its associated data is
+ * the binding, sender and recipient; it holds sender u32, recipient u32,
+ * x u8, the Shamir share of the sender's mask seed [32] and of its mask
+ * key [32].
+ */
+#ifndef CITADEL_FL_H
+#define CITADEL_FL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "citadel/core.h"
+
+/* ---- datasets ---- */
+
+#define FL_MAX_EXAMPLES 10000000
+#define FL_MAX_FEATURES 1000000
+#define FL_MAX_CLASSES  1000
+
+/* A labelled dataset in memory: x is (n, d) row-major, y is (n). Pixel data
+ * read from u8 IDX files is scaled to [0, 1] and remembered as such (u8), so
+ * that writing it back stores bytes again. */
+struct fl_data {
+    size_t n, d;
+    int classes; /* 1 + the largest label */
+    int u8;      /* features came from bytes, scaled by 1/255 */
+    float *x;
+    int32_t *y;
+};
+
+/* Loads a dataset. path is a CSV file (label in the last column; a first
+ * line with anything but numbers is a header and skipped) or an IDX file of
+ * features with labels, gzip-compressed or plain. labels: the IDX labels
+ * file; NULL derives it from path ("images" -> "labels", "idx3" -> "idx1",
+ * ".x.idx" -> ".y.idx"). Names of the Debian datasets are accepted for path:
+ * fashion-mnist-train, fashion-mnist-test, digits, breast-cancer, iris. */
+int fl_data_load(const char *path, const char *labels, struct fl_data *out /* out */,
+                 struct cit_err *err);
+void fl_data_free(struct fl_data *ds);
+/* Writes ds as two IDX files (features u8 when ds->u8, else f32; labels u8
+ * or i32), each through a temporary file renamed into place. */
+int fl_data_write(const struct fl_data *ds, const char *xpath, const char *ypath,
+                  struct cit_err *err);
+/* The rows idx[0..n) of src, as a new dataset. */
+int fl_data_subset(const struct fl_data *src, const size_t *idx, size_t n,
+                   struct fl_data *out /* out */);
+/* Rescales every feature to mean 0, variance 1 with this dataset's own
+ * statistics (each node standardises its own data; constant features stay 0). */
+void fl_data_standardize(struct fl_data *ds);
+
+enum fl_split_kind {
+    FL_SPLIT_IID,       /* a random equal share of every class */
+    FL_SPLIT_DIRICHLET, /* per class, proportions ~ Dirichlet(alpha) */
+    FL_SPLIT_LABEL,     /* client i holds class i mod classes only */
+};
+/* Assigns every example to one of `clients` clients: part[i] in [0, clients).
+ * Deterministic for a seed. */
+int fl_split(const struct fl_data *ds, int clients, enum fl_split_kind kind, double alpha,
+             uint64_t seed, int *part /* out, (n) */, struct cit_err *err);
+
+/* ---- models and local training ---- */
+
+#define FL_MAX_LAYERS 4 /* hidden layers of the perceptron */
+
+enum fl_arch { FL_LOGREG, FL_MLP };
+enum fl_optim { FL_SGD, FL_ADAM };
+
+struct fl_arch_spec {
+    enum fl_arch arch;
+    int inputs, classes;
+    int layers;                   /* hidden layers (FL_MLP): 1..FL_MAX_LAYERS */
+    int hidden[FL_MAX_LAYERS];    /* their widths */
+};
+
+/* Number of parameters; 0 when the spec is invalid (says why in err). */
+size_t fl_arch_params(const struct fl_arch_spec *a, struct cit_err *err);
+/* He-initialised weights, zero biases, from seed. w has fl_arch_params(). */
+void fl_arch_init(const struct fl_arch_spec *a, float *w, uint64_t seed);
+
+struct fl_train_opts {
+    int epochs, batch;
+    float lr;
+    enum fl_optim optim;
+    float beta1, beta2, eps; /* Adam; 0: 0.9, 0.999, 1e-8 */
+    float mu;                /* FedProx: weight of mu/2 |w - w_global|^2; 0: plain */
+    uint64_t seed;           /* shuffling */
+};
+
+/* Trains w in place on ds. w_global (may be NULL when mu == 0) is the
+ * round's global model for the proximal term. *loss gets the mean training
+ * loss of the last epoch (may be NULL). */
+int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
+             const struct fl_data *ds, const struct fl_train_opts *o, float *loss /* out */,
+             struct cit_err *err);
+/* Accuracy in [0, 1] and mean cross-entropy of w on ds. */
+int fl_evaluate(const struct fl_arch_spec *a, const float *w, const struct fl_data *ds,
+                float *accuracy /* out */, float *loss /* out */);
+
+/* ---- server strategies ---- */
+
+enum fl_strategy { FL_FEDAVG, FL_FEDPROX, FL_FEDADAM };
+
+/* The server side of a strategy: turns the round's mean update into the next
+ * global model. FedAvg and FedProx apply it as is (FedProx differs on the
+ * clients); FedAdam (Reddi et al. 2021) treats it as a pseudo-gradient for
+ * Adam with server learning rate lr, betas beta1/beta2 and tau. */
+struct fl_server_opt {
+    enum fl_strategy strategy;
+    float lr, beta1, beta2, tau; /* FedAdam; 0: 0.01, 0.9, 0.99, 1e-3 */
+    size_t d;
+    float *m, *v; /* (d) FedAdam moments, owned */
+};
+int fl_server_opt_init(struct fl_server_opt *s, enum fl_strategy strategy, size_t d);
+void fl_server_opt_free(struct fl_server_opt *s);
+/* w += step(mean_update). */
+void fl_server_opt_apply(struct fl_server_opt *s, float *w, const float *mean_update);
+
+/* ---- quantization into Z/2^32 ----
+ * A client scales its update so that the sum of up to max_clients updates,
+ * each coordinate at most bound in absolute value, cannot wrap around:
+ * scale = (2^31 - 1) / (max_clients * bound). Rounding is stochastic and so
+ * unbiased. */
+double fl_quant_scale(double bound, int max_clients);
+/* L2-clips x (d) to norm c in place; returns the norm before clipping. */
+double fl_clip(float *x, size_t d, double c);
+/* q[i] = round_stochastic(x[i] * scale), clamped to +-bound*scale, as two's
+ * complement. */
+void fl_quantize(const float *x, size_t d, double scale, double bound, uint32_t *q /* out */);
+/* x[i] = (int32_t)q[i] / scale. */
+void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x /* out */);
+
+/* ---- secure aggregation (SecAgg+) ---- */
+
+#define FL_MAGIC        "CFL"
+#define FL_VERSION      1
+#define FL_HDR          12
+#define FL_MAX_FRAME    (64u << 20) /* one frame's body: a d = 16M masked vector */
+#define FL_MAX_CLIENTS  1024
+#define FL_MAX_DIM      (16u << 20) /* entries of a secure-aggregation vector */
+#define FL_SA_SHARE     32
+#define FL_SA_PLAIN     (4 + 4 + 1 + 2 * FL_SA_SHARE)
+#define FL_SA_BOX       (24 + FL_SA_PLAIN + 16) /* nonce, ciphertext, tag */
+#define FL_ABORT_MAX    256
+
+enum fl_msg {
+    FL_MSG_SA_SETUP = 0x10,
+    FL_MSG_SA_KEYS = 0x11,
+    FL_MSG_SA_PEERS = 0x12,
+    FL_MSG_SA_SHARES = 0x13,
+    FL_MSG_SA_INBOX = 0x14,
+    FL_MSG_SA_MASKED = 0x15,
+    FL_MSG_SA_ALIVE = 0x16,
+    FL_MSG_SA_SIGN = 0x17,
+    FL_MSG_SA_SIGS = 0x18,
+    FL_MSG_SA_REVEAL = 0x19,
+    FL_MSG_SA_DONE = 0x1a,
+    FL_MSG_ABORT = 0x7f,
+};
+const char *fl_msg_name(int type);
+
+/* Reads a frame header: 0 and the type and body length, or CIT_EFORMAT
+ * (bad magic, version, reserved bytes) / CIT_ERANGE (length over the cap). */
+int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type /* out */, uint32_t *len /* out */,
+                   struct cit_err *err);
+
+/* The consortium: every member's Ed25519 identity key, by roster index. The
+ * same roster is configured on every node; the keys in it are the pins. */
+struct fl_roster {
+    int n;
+    const uint8_t (*pk)[32]; /* (n, 32) */
+};
+
+/* A round's parameters, as the coordinator chose them. */
+struct fl_sa_params {
+    uint8_t session[32];
+    uint64_t round;
+    uint32_t n;     /* participants */
+    uint32_t k;     /* neighbours of each (even, or n - 1 for the full graph) */
+    uint32_t t;     /* shares needed to rebuild a secret; > (k + 1) / 2 */
+    uint32_t d;     /* vector length */
+    const uint32_t *members; /* (n) roster indices, each once */
+};
+
+/* The neighbours of position p in the round's graph, ascending, into out
+ * (room for k entries); returns how many. Both roles compute it from the
+ * session id, so the coordinator does not choose who pairs with whom. */
+int fl_sa_neighbours(const uint8_t session[32], uint32_t n, uint32_t k, uint32_t p,
+                     uint32_t *out /* out */);
+
+/* What a transcript records, for the ledger (every node writes its own). */
+struct fl_sa_transcript {
+    uint32_t n, contributors, dropped_keys, dropped_shares, dropped_masked, dropped_late;
+    uint8_t keys_digest[32];   /* SHA-256 over every advertised key message */
+    uint8_t shares_digest[32]; /* over every box relayed */
+    uint8_t masked_digest[32]; /* over every masked vector received (server) or sent (client) */
+    uint8_t sum_digest[32];    /* of the unmasked sum */
+};
+
+/* The client. id_sk is the 64-byte libsodium Ed25519 secret key of this
+ * node; roster_index its index in the roster; min_t the smallest threshold
+ * it accepts (its own floor; 0: the protocol minimum). input (d u32) is the
+ * quantized update, copied when the setup arrives. */
+struct fl_sa_client;
+int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index,
+                     const uint8_t id_sk[64], uint32_t min_t, struct fl_sa_client **out /* out */);
+void fl_sa_client_free(struct fl_sa_client *c);
+/* Sets the vector this client will contribute (d entries, copied). Must be
+ * called before the SA_PEERS frame arrives. */
+int fl_sa_client_input(struct fl_sa_client *c, const uint32_t *input, uint32_t d);
+/* Feeds one frame from the coordinator; writes the reply frame into reply
+ * (empty when there is none). A frame that breaks the protocol (wrong
+ * binding, stage, sizes, a signature or box that does not verify, a dropout
+ * list that contradicts an earlier one, a request to reveal what must stay
+ * secret) aborts: the client answers ABORT, reveals nothing more, and every
+ * later frame is refused. Returns 0, or a negative code with err saying what
+ * was wrong. */
+int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
+                      struct cit_buf *reply /* out */, struct cit_err *err);
+/* 1 once SA_DONE arrived and matched; the sum digest it announced. */
+int fl_sa_client_done(const struct fl_sa_client *c, struct fl_sa_transcript *t /* out */);
+
+/* The coordinator. It learns the sum of the inputs of the clients that sent
+ * a masked input (U3), nothing else, provided at least t holders of every
+ * needed secret stay. Use: _new, then per stage: _send(i) for every position
+ * still in, deliver, _recv(i) for every reply that came back in time, then
+ * _advance() (whoever did not answer is dropped). */
+struct fl_sa_server;
+int fl_sa_server_new(const struct fl_sa_params *p, const struct fl_roster *roster,
+                     struct fl_sa_server **out /* out */, struct cit_err *err);
+void fl_sa_server_free(struct fl_sa_server *s);
+/* The frame for position i at this stage (empty when i is out). */
+int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *frame /* out */);
+/* A reply from position i; a malformed or unexpected one drops i. */
+int fl_sa_server_recv(struct fl_sa_server *s, uint32_t i, const uint8_t *frame, size_t len,
+                      struct cit_err *err);
+/* Closes the stage. Returns 1 when the round has more stages, 0 when the sum
+ * is ready, negative when the round cannot finish (fewer than t left, a
+ * secret that cannot be rebuilt); err says which. */
+int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err);
+/* Position i is still in the round (not dropped). */
+int fl_sa_server_alive(const struct fl_sa_server *s, uint32_t i);
+/* The sum (d u32) once _advance returned 0, with the transcript. */
+const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s, struct fl_sa_transcript *t /* out */);
+
+#endif

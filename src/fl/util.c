@@ -1,0 +1,324 @@
+/*
+ * The small pieces under the fl module: a repeatable generator, the frame
+ * reader and writer, Shamir sharing over GF(2^8) and ChaCha20 mask
+ * expansion.
+ */
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "fl_int.h"
+
+/* ---- xoshiro256** ---- */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void fl_rng_seed(struct fl_rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t fl_rng_next(struct fl_rng *r)
+{
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+double fl_rng_uniform(struct fl_rng *r)
+{
+    return ((double)(fl_rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+double fl_rng_normal(struct fl_rng *r)
+{
+    double u = fl_rng_uniform(r), v = fl_rng_uniform(r);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+size_t fl_rng_below(struct fl_rng *r, size_t n)
+{
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n, x;
+    do x = fl_rng_next(r);
+    while (x >= lim);
+    return (size_t)(x % n);
+}
+
+/* ---- frames ---- */
+
+void fl_wr_begin(struct fl_wr *w, struct cit_buf *b, int type)
+{
+    uint8_t h[FL_HDR] = {'C', 'F', 'L', FL_VERSION, (uint8_t)type, 0, 0, 0, 0, 0, 0, 0};
+    w->b = b;
+    w->start = b->len;
+    w->failed = cit_buf_add(b, h, sizeof(h)) != 0;
+}
+
+void fl_wr_bytes(struct fl_wr *w, const void *p, size_t n)
+{
+    if (!w->failed && n && cit_buf_add(w->b, p, n)) w->failed = 1;
+}
+
+void fl_wr_u8(struct fl_wr *w, uint8_t v) { fl_wr_bytes(w, &v, 1); }
+
+void fl_wr_u32(struct fl_wr *w, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    fl_wr_bytes(w, b, 4);
+}
+
+void fl_wr_u64(struct fl_wr *w, uint64_t v)
+{
+    fl_wr_u32(w, (uint32_t)v);
+    fl_wr_u32(w, (uint32_t)(v >> 32));
+}
+
+int fl_wr_end(struct fl_wr *w)
+{
+    size_t body;
+    uint8_t *h;
+    if (w->failed) return CIT_ENOMEM;
+    body = w->b->len - w->start - FL_HDR;
+    if (body > FL_MAX_FRAME) return CIT_ERANGE;
+    h = (uint8_t *)w->b->p + w->start + 8;
+    h[0] = (uint8_t)body;
+    h[1] = (uint8_t)(body >> 8);
+    h[2] = (uint8_t)(body >> 16);
+    h[3] = (uint8_t)(body >> 24);
+    return 0;
+}
+
+int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type, uint32_t *len, struct cit_err *err)
+{
+    uint32_t l;
+    if (memcmp(hdr, FL_MAGIC, 3))
+        return cit_err_set(err, CIT_EFORMAT, "frame: bad magic at byte 0 (not a citadel-fl peer)");
+    if (hdr[3] != FL_VERSION)
+        return cit_err_set(err, CIT_EFORMAT, "frame: version %u at byte 3 (this node speaks %u)",
+                           hdr[3], FL_VERSION);
+    if (hdr[5] | hdr[6] | hdr[7])
+        return cit_err_set(err, CIT_EFORMAT, "frame: reserved bytes 5..7 are not zero");
+    l = (uint32_t)hdr[8] | (uint32_t)hdr[9] << 8 | (uint32_t)hdr[10] << 16 |
+        (uint32_t)hdr[11] << 24;
+    if (l > FL_MAX_FRAME)
+        return cit_err_set(err, CIT_ERANGE, "frame: body of %u bytes is over the %u-byte cap", l,
+                           FL_MAX_FRAME);
+    *type = hdr[4];
+    *len = l;
+    return 0;
+}
+
+static void rd_fail(struct fl_rd *r, const char *what, size_t need)
+{
+    if (r->failed) return;
+    r->failed = 1;
+    cit_err_set(r->err, CIT_EFORMAT, "%s: field '%s' at byte %zu needs %zu bytes, %zu left",
+                fl_msg_name(r->type), what, r->off, need, r->n - r->off);
+}
+
+int fl_rd_begin(struct fl_rd *r, const uint8_t *frame, size_t len, struct cit_err *err)
+{
+    uint32_t body;
+    int rc;
+    memset(r, 0, sizeof(*r));
+    r->err = err;
+    if (len < FL_HDR) return cit_err_set(err, CIT_EFORMAT, "frame: %zu bytes, shorter than its header", len);
+    rc = fl_frame_parse(frame, &r->type, &body, err);
+    if (rc) return rc;
+    if (body != len - FL_HDR)
+        return cit_err_set(err, CIT_EFORMAT, "frame: header says %u body bytes, %zu came", body,
+                           len - FL_HDR);
+    r->p = frame;
+    r->n = len;
+    r->off = FL_HDR;
+    return 0;
+}
+
+const uint8_t *fl_rd_bytes(struct fl_rd *r, size_t n, const char *what)
+{
+    static const uint8_t zero[64];
+    const uint8_t *p;
+    if (r->failed || n > r->n - r->off) {
+        rd_fail(r, what, n);
+        return n <= sizeof(zero) ? zero : NULL;
+    }
+    p = r->p + r->off;
+    r->off += n;
+    return p;
+}
+
+uint8_t fl_rd_u8(struct fl_rd *r, const char *what) { return fl_rd_bytes(r, 1, what)[0]; }
+
+uint32_t fl_rd_u32(struct fl_rd *r, const char *what)
+{
+    const uint8_t *b = fl_rd_bytes(r, 4, what);
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+uint64_t fl_rd_u64(struct fl_rd *r, const char *what)
+{
+    uint64_t lo = fl_rd_u32(r, what);
+    return lo | (uint64_t)fl_rd_u32(r, what) << 32;
+}
+
+uint32_t fl_rd_count(struct fl_rd *r, uint32_t cap, size_t entry, const char *what)
+{
+    size_t at = r->off;
+    uint32_t n = fl_rd_u32(r, what);
+    if (r->failed) return 0;
+    if (n > cap) {
+        r->failed = 1;
+        cit_err_set(r->err, CIT_ERANGE, "%s: count '%s' at byte %zu is %u, over the cap of %u",
+                    fl_msg_name(r->type), what, at, n, cap);
+        return 0;
+    }
+    if (entry && (size_t)n > (r->n - r->off) / entry) {
+        r->failed = 1;
+        cit_err_set(r->err, CIT_EFORMAT,
+                    "%s: count '%s' at byte %zu is %u, but only %zu bytes follow (%zu each)",
+                    fl_msg_name(r->type), what, at, n, r->n - r->off, entry);
+        return 0;
+    }
+    return n;
+}
+
+int fl_rd_end(struct fl_rd *r)
+{
+    if (r->failed) return CIT_EFORMAT;
+    if (r->off != r->n)
+        return cit_err_set(r->err, CIT_EFORMAT, "%s: %zu unread bytes at the end",
+                           fl_msg_name(r->type), r->n - r->off);
+    return 0;
+}
+
+const char *fl_msg_name(int type)
+{
+    switch (type) {
+    case FL_MSG_SA_SETUP: return "SA_SETUP";
+    case FL_MSG_SA_KEYS: return "SA_KEYS";
+    case FL_MSG_SA_PEERS: return "SA_PEERS";
+    case FL_MSG_SA_SHARES: return "SA_SHARES";
+    case FL_MSG_SA_INBOX: return "SA_INBOX";
+    case FL_MSG_SA_MASKED: return "SA_MASKED";
+    case FL_MSG_SA_ALIVE: return "SA_ALIVE";
+    case FL_MSG_SA_SIGN: return "SA_SIGN";
+    case FL_MSG_SA_SIGS: return "SA_SIGS";
+    case FL_MSG_SA_REVEAL: return "SA_REVEAL";
+    case FL_MSG_SA_DONE: return "SA_DONE";
+    case FL_MSG_ABORT: return "ABORT";
+    default: return "frame";
+    }
+}
+
+/* ---- GF(2^8), polynomial x^8 + x^4 + x^3 + x + 1 ---- */
+
+static uint8_t gf_mul(uint8_t a, uint8_t b)
+{
+    uint8_t r = 0;
+    for (int i = 0; i < 8; i++) {
+        r ^= (uint8_t)(-(b & 1)) & a;
+        a = (uint8_t)((a << 1) ^ ((uint8_t)(-(a >> 7)) & 0x1b));
+        b >>= 1;
+    }
+    return r;
+}
+
+/* a^254 = a^-1 (and 0 for 0), by a fixed chain of squarings. */
+static uint8_t gf_inv(uint8_t a)
+{
+    uint8_t r = 1, p = a;
+    for (int i = 1; i < 8; i++) { /* 254 = 0b11111110 */
+        p = gf_mul(p, p);
+        r = gf_mul(r, p);
+    }
+    return r;
+}
+
+void fl_shamir_split(const uint8_t secret[32], int t, const uint8_t *xs, int count,
+                     uint8_t (*shares)[32])
+{
+    uint8_t coef[255][32];
+    randombytes_buf(coef, sizeof(coef[0]) * (size_t)(t > 1 ? t - 1 : 1));
+    for (int s = 0; s < count; s++) {
+        for (int b = 0; b < 32; b++) {
+            uint8_t acc = 0; /* Horner from the top coefficient */
+            for (int j = t - 2; j >= 0; j--) acc = gf_mul(acc, xs[s]) ^ coef[j][b];
+            shares[s][b] = gf_mul(acc, xs[s]) ^ secret[b];
+        }
+    }
+    sodium_memzero(coef, sizeof(coef));
+}
+
+int fl_shamir_combine(const uint8_t *xs, const uint8_t (*shares)[32], int t, uint8_t secret[32])
+{
+    uint8_t out[32] = {0};
+    for (int i = 0; i < t; i++) {
+        uint8_t num = 1, den = 1;
+        if (!xs[i]) return -1;
+        for (int j = 0; j < t; j++) {
+            if (j == i) continue;
+            if (xs[j] == xs[i]) return -1;
+            num = gf_mul(num, xs[j]);           /* (0 - x_j) = x_j in GF(2^8) */
+            den = gf_mul(den, xs[i] ^ xs[j]);
+        }
+        uint8_t l = gf_mul(num, gf_inv(den));
+        for (int b = 0; b < 32; b++) out[b] ^= gf_mul(l, shares[i][b]);
+    }
+    memcpy(secret, out, 32);
+    sodium_memzero(out, sizeof(out));
+    return 0;
+}
+
+/* ---- masks ---- */
+
+#define MASK_CHUNK 4096 /* u32 per keystream block: 16 KiB, stays in L1/L2 */
+
+/* The keystream is read as little-endian u32 on every host, so that masks
+ * agree across architectures; on little-endian machines this is a load. */
+static inline uint32_t ld32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void fl_mask_apply(const uint8_t seed[32], uint32_t *acc, size_t d, int sign)
+{
+    static const uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {'f', 'l', 'm', 'a', 's', 'k'};
+    static const uint8_t zeros[MASK_CHUNK * 4];
+    uint8_t ks[MASK_CHUNK * 4];
+    uint32_t ic = 0;
+    for (size_t at = 0; at < d; at += MASK_CHUNK) {
+        size_t m = d - at < MASK_CHUNK ? d - at : MASK_CHUNK;
+        size_t bytes = (m * 4 + 63) & ~(size_t)63;
+        crypto_stream_chacha20_ietf_xor_ic(ks, zeros, bytes, nonce, ic, seed);
+        ic += (uint32_t)(bytes / 64);
+        if (sign > 0)
+            for (size_t i = 0; i < m; i++) acc[at + i] += ld32(ks + 4 * i);
+        else
+            for (size_t i = 0; i < m; i++) acc[at + i] -= ld32(ks + 4 * i);
+    }
+    sodium_memzero(ks, sizeof(ks));
+}
+
+void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn, const void *c,
+               size_t cn)
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, a, an);
+    if (b) crypto_hash_sha256_update(&st, b, bn);
+    if (c) crypto_hash_sha256_update(&st, c, cn);
+    crypto_hash_sha256_final(&st, out);
+}
