@@ -563,3 +563,208 @@ void test_fl_secagg_deviations(void)
         sim_free(&s);
     }
 }
+
+/* ---- learning ---- */
+
+/* Splits ds into clients by part. */
+static int split_into(const struct fl_data *ds, const int *part, int clients, struct fl_data *out)
+{
+    size_t *idx = malloc(ds->n * sizeof(size_t));
+    if (!idx) return -1;
+    for (int k = 0; k < clients; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            if (part[i] == k) idx[m++] = i;
+        if (fl_data_subset(ds, idx, m, &out[k])) {
+            free(idx);
+            return -1;
+        }
+    }
+    free(idx);
+    return 0;
+}
+
+/* The trainers learn: breast cancer (standardised) with logistic regression
+ * and with a perceptron under Adam and FedProx, digits with SGD. */
+void test_fl_train(void)
+{
+    struct fl_data ds;
+    struct cit_err err = {0};
+    struct fl_arch_spec lr = {FL_LOGREG, 30, 2, 0, {0}}, mlp = {FL_MLP, 30, 2, 1, {16}};
+    struct fl_train_opts o = {.epochs = 20, .batch = 16, .lr = 0.05f, .seed = 3};
+    float w[2000], g[2000], acc, loss, loss0;
+    CHECK(fl_arch_params(&lr, &err) == 62 && fl_arch_params(&mlp, &err) == 30 * 16 + 16 + 16 * 2 + 2);
+    CHECKF(fl_data_load("breast-cancer", NULL, &ds, &err) == 0, "%s", err.msg);
+    fl_data_standardize(&ds);
+    fl_arch_init(&lr, w, 1);
+    CHECK(fl_evaluate(&lr, w, &ds, &acc, &loss0) == 0);
+    CHECKF(fl_train(&lr, w, NULL, &ds, &o, &loss, &err) == 0, "%s", err.msg);
+    CHECK(fl_evaluate(&lr, w, &ds, &acc, &loss) == 0);
+    t_note("breast cancer, logistic regression: accuracy %.3f, loss %.3f -> %.3f", acc, loss0, loss);
+    CHECK(acc > 0.97f && loss < loss0 / 5);
+    /* perceptron, Adam, with a proximal term towards a zero model */
+    fl_arch_init(&mlp, w, 2);
+    memset(g, 0, sizeof(g));
+    o.optim = FL_ADAM;
+    o.lr = 0.01f;
+    o.mu = 0.01f;
+    CHECKF(fl_train(&mlp, w, g, &ds, &o, &loss, &err) == 0, "%s", err.msg);
+    CHECK(fl_evaluate(&mlp, w, &ds, &acc, &loss) == 0);
+    t_note("breast cancer, perceptron 30-16-2 (Adam, FedProx mu 0.01): accuracy %.3f", acc);
+    CHECK(acc > 0.97f);
+    /* the proximal term pulls towards the global model: a large mu keeps w small */
+    {
+        float w2[2000], n1 = 0, n2 = 0;
+        memcpy(w2, w, sizeof(w2));
+        fl_arch_init(&mlp, w, 2);
+        fl_arch_init(&mlp, w2, 2);
+        o.mu = 0;
+        CHECK(fl_train(&mlp, w, NULL, &ds, &o, NULL, &err) == 0);
+        o.mu = 10;
+        CHECK(fl_train(&mlp, w2, g, &ds, &o, NULL, &err) == 0);
+        for (size_t i = 0; i < fl_arch_params(&mlp, NULL); i++) n1 += w[i] * w[i], n2 += w2[i] * w2[i];
+        CHECKF(n2 < n1 / 2, "|w| %g with mu 10, %g without", (double)n2, (double)n1);
+    }
+    /* wrong shapes are refused */
+    o.mu = 0;
+    CHECK(fl_train(&lr, w, NULL, &ds, &o, NULL, &err) == 0);
+    lr.inputs = 31;
+    CHECK(fl_train(&lr, w, NULL, &ds, &o, NULL, &err) == CIT_EINVAL && strstr(err.msg, "features"));
+    lr.inputs = 30, lr.classes = 1;
+    CHECK(fl_arch_params(&lr, &err) == 0 && strstr(err.msg, "classes"));
+    fl_data_free(&ds);
+
+    CHECKF(fl_data_load("digits", NULL, &ds, &err) == 0, "%s", err.msg);
+    fl_data_standardize(&ds);
+    lr.inputs = 64, lr.classes = 10;
+    o.optim = FL_SGD;
+    o.lr = 0.05f;
+    o.epochs = 10;
+    fl_arch_init(&lr, w, 1);
+    CHECKF(fl_train(&lr, w, NULL, &ds, &o, NULL, &err) == 0, "%s", err.msg);
+    CHECK(fl_evaluate(&lr, w, &ds, &acc, NULL) == 0);
+    t_note("digits, logistic regression: accuracy %.3f", acc);
+    CHECK(acc > 0.95f);
+    fl_data_free(&ds);
+}
+
+/* Quantization round trip, and the server optimisers. */
+void test_fl_quantize(void)
+{
+    float x[1000], back[1000], w[3] = {1, 1, 1}, u[3] = {0.5f, -0.5f, 0};
+    uint32_t q[1000];
+    double scale = fl_quant_scale(2.0, 100), mean = 0;
+    struct fl_server_opt so;
+    for (int i = 0; i < 1000; i++) x[i] = (float)((i % 41) - 20) / 10.0f; /* -2..2 */
+    x[0] = 50; /* clamped to the bound */
+    fl_quantize(x, 1000, scale, 2.0, q);
+    fl_dequantize(q, 1000, scale, back);
+    CHECK(fabsf(back[0] - 2.0f) < 1e-6f);
+    for (int i = 1; i < 1000; i++) CHECK(fabsf(back[i] - x[i]) <= 1.0 / scale + 1e-7);
+    /* stochastic rounding is unbiased: a value between two steps averages out */
+    for (int r = 0; r < 2000; r++) {
+        float v = (float)(0.3 / scale);
+        uint32_t one;
+        fl_quantize(&v, 1, scale, 2.0, &one);
+        mean += (int32_t)one;
+    }
+    mean /= 2000;
+    CHECKF(mean > 0.25 && mean < 0.35, "mean %g", mean);
+    /* 100 clients at the bound do not wrap */
+    {
+        uint32_t s = 0, one;
+        float v = 2.0f;
+        fl_quantize(&v, 1, scale, 2.0, &one);
+        for (int i = 0; i < 100; i++) s += one;
+        CHECK((int32_t)s > 0 && fabs((int32_t)s / scale - 200.0) < 1e-3);
+    }
+    CHECK(fabs(fl_clip(x + 1, 3, 0.1) - sqrt(1.9 * 1.9 + 1.8 * 1.8 + 1.7 * 1.7)) < 1e-5);
+    CHECK(fabs(sqrt(x[1] * x[1] + x[2] * x[2] + x[3] * x[3]) - 0.1) < 1e-6);
+    CHECK(fl_server_opt_init(&so, FL_FEDAVG, 3) == 0);
+    fl_server_opt_apply(&so, w, u);
+    CHECK(w[0] == 1.5f && w[1] == 0.5f && w[2] == 1);
+    fl_server_opt_free(&so);
+    CHECK(fl_server_opt_init(&so, FL_FEDADAM, 3) == 0);
+    w[0] = w[1] = w[2] = 1;
+    fl_server_opt_apply(&so, w, u);
+    /* first step: m = 0.05, v = 0.0025, step = lr * m / (sqrt(v) + tau) ~ 0.0098 */
+    CHECKF(fabsf(w[0] - (1 + 0.01f * 0.05f / (0.05f + 1e-3f))) < 1e-6f, "%g", (double)w[0]);
+    CHECK(w[1] < 1 && w[2] == 1);
+    fl_server_opt_free(&so);
+}
+
+/* The acceptance run: FedAvg over 10 clients holding a Dirichlet(0.5) split
+ * of Fashion-MNIST, every round summed by SecAgg (and checked against the
+ * plain sum), against the same model trained centrally for as many epochs. */
+void test_fl_fedavg_accuracy(void)
+{
+    enum { CLIENTS = 10, EPOCHS = 5, ROUNDS = 500 };
+    struct fl_data tr, te, parts[CLIENTS];
+    struct cit_err err = {0};
+    struct fl_arch_spec a = {FL_LOGREG, 784, 10, 0, {0}};
+    struct fl_train_opts o = {.epochs = 1, .batch = 32, .lr = 0.1f};
+    struct fl_round_cfg rc = {.clip = 100, .max_clients = CLIENTS, .weight_cap = 20000,
+                              .local_epochs = (double)EPOCHS / ROUNDS};
+    struct fl_server_opt so;
+    float *w, acc_central, acc_fed;
+    uint32_t *in[CLIENTS], *sum, k, t;
+    int *part;
+    size_t d;
+    CHECKF(fl_data_load("fashion-mnist-train", NULL, &tr, &err) == 0, "%s", err.msg);
+    CHECKF(fl_data_load("fashion-mnist-test", NULL, &te, &err) == 0, "%s", err.msg);
+    d = fl_arch_params(&a, &err);
+    w = malloc(d * sizeof(float));
+    sum = malloc((d + 1) * 4);
+    part = malloc(tr.n * sizeof(int));
+    CHECK(w && sum && part);
+    for (int c = 0; c < CLIENTS; c++) CHECK((in[c] = malloc((d + 1) * 4)) != NULL);
+
+    /* centrally: 5 epochs, learning rate 0.1 on a cosine schedule */
+    fl_arch_init(&a, w, 1);
+    for (int e = 0; e < EPOCHS; e++) {
+        o.lr = (float)(0.1 * 0.5 * (1 + cos(M_PI * e / EPOCHS)));
+        o.seed = (uint64_t)e;
+        CHECKF(fl_train(&a, w, NULL, &tr, &o, NULL, &err) == 0, "%s", err.msg);
+    }
+    CHECK(fl_evaluate(&a, w, &te, &acc_central, NULL) == 0);
+
+    /* federated: 500 rounds of 1/100 epoch each, 5 epochs in all */
+    CHECK(fl_split(&tr, CLIENTS, FL_SPLIT_DIRICHLET, 0.5, 1, part, &err) == 0);
+    CHECK(split_into(&tr, part, CLIENTS, parts) == 0);
+    fl_sa_default(CLIENTS, &k, &t);
+    CHECK(fl_server_opt_init(&so, FL_FEDAVG, d) == 0);
+    fl_arch_init(&a, w, 1);
+    for (int r = 0; r < ROUNDS; r++) {
+        o.lr = (float)(0.5 * 0.5 * (1 + cos(M_PI * r / ROUNDS)));
+        for (int c = 0; c < CLIENTS; c++) {
+            o.seed = (uint64_t)(r * CLIENTS + c);
+            CHECKF(fl_client_update(&rc, &a, w, &parts[c], &o, in[c], NULL, &err) == 0, "%s",
+                   err.msg);
+        }
+        CHECKF(fl_sa_simulate(CLIENTS, k, t, (uint32_t)d + 1, (const uint32_t *const *)in, NULL,
+                              sum, NULL, &err) == 0,
+               "round %d: %s", r, err.msg);
+        for (size_t j = 0; j <= d; j++) {
+            uint32_t plain = 0;
+            for (int c = 0; c < CLIENTS; c++) plain += in[c][j];
+            CHECKF(sum[j] == plain, "round %d: secure sum differs at %zu", r, j);
+        }
+        CHECKF(fl_server_update(&rc, &so, w, sum, d, &err) == 0, "%s", err.msg);
+    }
+    CHECK(fl_evaluate(&a, w, &te, &acc_fed, NULL) == 0);
+    t_note("Fashion-MNIST, logistic regression, %d epochs: central %.2f%%, FedAvg (10 clients, "
+           "Dirichlet 0.5, SecAgg, %d rounds) %.2f%%, gap %.2f points",
+           EPOCHS, 100 * acc_central, ROUNDS, 100 * acc_fed, 100 * (acc_central - acc_fed));
+    CHECK(acc_central > 0.82f);
+    CHECK(acc_central - acc_fed <= 0.015f);
+    fl_server_opt_free(&so);
+    for (int c = 0; c < CLIENTS; c++) {
+        free(in[c]);
+        fl_data_free(&parts[c]);
+    }
+    free(w);
+    free(sum);
+    free(part);
+    fl_data_free(&tr);
+    fl_data_free(&te);
+}

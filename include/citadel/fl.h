@@ -144,6 +144,8 @@ void fl_arch_init(const struct fl_arch_spec *a, float *w, uint64_t seed);
 
 struct fl_train_opts {
     int epochs, batch;
+    int steps; /* stop after this many mini-batches in all; 0: no limit. Rounds of
+                  a fraction of an epoch keep non-IID clients from drifting apart */
     float lr;
     enum fl_optim optim;
     float beta1, beta2, eps; /* Adam; 0: 0.9, 0.999, 1e-8 */
@@ -193,6 +195,32 @@ double fl_clip(float *x, size_t d, double c);
 void fl_quantize(const float *x, size_t d, double scale, double bound, uint32_t *q /* out */);
 /* x[i] = (int32_t)q[i] / scale. */
 void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x /* out */);
+
+/* ---- one round's arithmetic, on either side ----
+ * A client contributes d + 1 entries: its update (local minus global model,
+ * L2-clipped to clip) times its weight, then the weight itself; the weight
+ * is its example count over weight_cap (at most 1), or 1 for unweighted
+ * rounds. Summed over clients, entry d is the total weight, and the mean
+ * update is the weighted sum over it: FedAvg weighted by examples, without
+ * any client's count leaving it in the clear. */
+struct fl_round_cfg {
+    double clip;       /* L2 bound of an update; also bounds quantization */
+    int max_clients;   /* sum of at most this many cannot wrap */
+    double weight_cap; /* examples for weight 1; 0: unweighted */
+    double local_epochs; /* > 0: passes over its data per round, may be a fraction
+                            (overrides the training options' epochs and steps) */
+};
+double fl_round_scale(const struct fl_round_cfg *rc);
+/* Trains a copy of global on ds and writes the quantized contribution
+ * (d + 1 entries) into out. */
+int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a,
+                     const float *global, const struct fl_data *ds, const struct fl_train_opts *o,
+                     uint32_t *out /* out, (d + 1) */, float *loss /* out, may be NULL */,
+                     struct cit_err *err);
+/* Turns the sum of the contributions into the next global model through the
+ * server optimiser. Fails when the total weight is not positive. */
+int fl_server_update(const struct fl_round_cfg *rc, struct fl_server_opt *so, float *global,
+                     const uint32_t *sum /* (d + 1) */, size_t d, struct cit_err *err);
 
 /* ---- secure aggregation (SecAgg+) ---- */
 
@@ -306,5 +334,18 @@ int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err);
 int fl_sa_server_alive(const struct fl_sa_server *s, uint32_t i);
 /* The sum (d u32) once _advance returned 0, with the transcript. */
 const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s, struct fl_sa_transcript *t /* out */);
+
+/* The graph degree and threshold a coordinator uses by default for n
+ * clients: the full graph (SecAgg) up to 16, else the smallest even k >=
+ * 2 log2(n) (SecAgg+); t the least majority of the k + 1 holders. */
+void fl_sa_default(uint32_t n, uint32_t *k /* out */, uint32_t *t /* out */);
+
+/* Runs one secure aggregation with n in-process clients, through the same
+ * frames a network would carry, with fresh identity keys: sum (d) gets the
+ * sum of inputs[i] (each d) over the clients whose drop_at[i] (NULL: none
+ * drop) is past the masked-input stage (2). For simulations and tests. */
+int fl_sa_simulate(uint32_t n, uint32_t k, uint32_t t, uint32_t d, const uint32_t *const *inputs,
+                   const int *drop_at, uint32_t *sum /* out */,
+                   struct fl_sa_transcript *tr /* out, may be NULL */, struct cit_err *err);
 
 #endif

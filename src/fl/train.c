@@ -86,7 +86,7 @@ struct work {
 
 static void work_free(struct work *wk, int L)
 {
-    for (int l = 0; l <= L; l++) cit_free(wk->act[l]);
+    for (int l = 1; l <= L; l++) cit_free(wk->act[l]); /* act[0] borrows the input */
     cit_free(wk->delta[0]);
     cit_free(wk->delta[1]);
 }
@@ -226,8 +226,9 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
         if (ds->y[i] >= a->classes)
             return cit_err_set(err, CIT_EINVAL, "example %zu has label %d, the model has %d classes",
                                i, ds->y[i], a->classes);
-    if (o->epochs < 0 || o->batch < 1 || !(o->lr > 0))
-        return cit_err_set(err, CIT_EINVAL, "training needs epochs >= 0, batch >= 1, lr > 0");
+    if (o->epochs < 0 || o->batch < 1 || o->steps < 0 || !(o->lr > 0))
+        return cit_err_set(err, CIT_EINVAL,
+                           "training needs epochs >= 0, batch >= 1, steps >= 0, lr > 0");
     if (o->mu > 0 && !w_global)
         return cit_err_set(err, CIT_EINVAL, "FedProx needs the global model");
     if (!ds->n || !o->epochs) {
@@ -250,7 +251,7 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
     }
     fl_rng_seed(&r, o->seed);
     for (size_t i = 0; i < ds->n; i++) order[i] = i;
-    for (int e = 0; e < o->epochs; e++) {
+    for (int e = 0; e < o->epochs && !(o->steps && step >= o->steps); e++) {
         double sum = 0;
         size_t hits = 0;
         for (size_t i = ds->n; i > 1; i--) {
@@ -258,8 +259,10 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
             order[i - 1] = order[j];
             order[j] = t;
         }
-        for (size_t at = 0; at < ds->n; at += B) {
+        size_t seen = 0;
+        for (size_t at = 0; at < ds->n && !(o->steps && step >= o->steps); at += B) {
             size_t nb = ds->n - at < B ? ds->n - at : B;
+            seen += nb;
             for (size_t i = 0; i < nb; i++) {
                 memcpy(xb + i * ds->d, ds->x + order[at + i] * ds->d, ds->d * sizeof(float));
                 yb[i] = ds->y[order[at + i]];
@@ -281,7 +284,7 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
                 for (size_t i = 0; i < n.params; i++) w[i] -= o->lr * g[i];
             }
         }
-        last = sum / (double)ds->n;
+        last = sum / (double)seen;
         if (!isfinite(last)) {
             rc = cit_err_set(err, CIT_ERANGE, "training diverged in epoch %d (loss %g); lower the "
                              "learning rate", e + 1, last);
@@ -406,4 +409,64 @@ void fl_quantize(const float *x, size_t d, double scale, double bound, uint32_t 
 void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x)
 {
     for (size_t i = 0; i < d; i++) x[i] = (float)((double)(int32_t)q[i] / scale);
+}
+
+/* ---- a round's arithmetic ---- */
+
+double fl_round_scale(const struct fl_round_cfg *rc)
+{
+    return fl_quant_scale(rc->clip > 1 ? rc->clip : 1, rc->max_clients);
+}
+
+int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a,
+                     const float *global, const struct fl_data *ds, const struct fl_train_opts *o,
+                     uint32_t *out, float *loss, struct cit_err *err)
+{
+    size_t d = fl_arch_params(a, err);
+    float *w;
+    double weight = 1;
+    int r;
+    if (!d) return CIT_EINVAL;
+    if (!(rc->clip > 0) || rc->max_clients < 1)
+        return cit_err_set(err, CIT_EINVAL, "a round needs clip > 0 and max_clients >= 1");
+    w = cit_malloc((d + 1) * sizeof(float));
+    if (!w) return CIT_ENOMEM;
+    memcpy(w, global, d * sizeof(float));
+    if (rc->local_epochs > 0) {
+        struct fl_train_opts lo = *o;
+        double steps = ceil((double)ds->n * rc->local_epochs / (double)(o->batch > 0 ? o->batch : 1));
+        lo.epochs = (int)ceil(rc->local_epochs);
+        lo.steps = steps < 1 ? 1 : steps > 1e9 ? 1000000000 : (int)steps;
+        r = fl_train(a, w, global, ds, &lo, loss, err);
+    } else {
+        r = fl_train(a, w, global, ds, o, loss, err);
+    }
+    if (r) {
+        cit_free(w);
+        return r;
+    }
+    if (rc->weight_cap > 0) weight = (double)ds->n < rc->weight_cap ? (double)ds->n / rc->weight_cap : 1;
+    for (size_t i = 0; i < d; i++) w[i] -= global[i];
+    fl_clip(w, d, rc->clip);
+    for (size_t i = 0; i < d; i++) w[i] = (float)(w[i] * weight);
+    w[d] = (float)weight;
+    fl_quantize(w, d + 1, fl_round_scale(rc), rc->clip > 1 ? rc->clip : 1, out);
+    cit_free(w);
+    return 0;
+}
+
+int fl_server_update(const struct fl_round_cfg *rc, struct fl_server_opt *so, float *global,
+                     const uint32_t *sum, size_t d, struct cit_err *err)
+{
+    double scale = fl_round_scale(rc), total = (double)(int32_t)sum[d] / scale;
+    float *u;
+    if (!(total > 1e-9))
+        return cit_err_set(err, CIT_ERANGE, "the round's total weight is %g: nothing to average",
+                           total);
+    u = cit_malloc((d ? d : 1) * sizeof(float));
+    if (!u) return CIT_ENOMEM;
+    for (size_t i = 0; i < d; i++) u[i] = (float)((double)(int32_t)sum[i] / scale / total);
+    fl_server_opt_apply(so, global, u);
+    cit_free(u);
+    return 0;
 }
