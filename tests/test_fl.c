@@ -768,3 +768,43 @@ void test_fl_fedavg_accuracy(void)
     fl_data_free(&tr);
     fl_data_free(&te);
 }
+
+/* `citadel fl split` writes partitions that load back whole; `fl sim` runs a
+ * federation over SecAgg+; bad arguments are a usage error. */
+void test_fl_cli(void)
+{
+    const char *bin = getenv("CITADEL_BIN") ? getenv("CITADEL_BIN") : "build/citadel";
+    char cmd[2048], *out = NULL, path[512];
+    struct fl_data ds;
+    struct cit_err err = {0};
+    size_t total = 0;
+    snprintf(cmd, sizeof(cmd), "%s fl split --data fashion-mnist-test --clients 4 --scheme dirichlet "
+             "--alpha 0.5 --seed 9 --out %s/split", bin, t_tmpdir());
+    CHECKF(t_run(cmd, &out) == 0, "%s", out ? out : "");
+    CHECK(strstr(out, "per class") != NULL);
+    free(out);
+    for (int k = 0; k < 4; k++) {
+        snprintf(path, sizeof(path), "%s/split/client-%02d.x.idx", t_tmpdir(), k);
+        CHECKF(fl_data_load(path, NULL, &ds, &err) == 0, "%s", err.msg);
+        CHECK(ds.d == 784 && ds.u8);
+        total += ds.n;
+        fl_data_free(&ds);
+    }
+    CHECK(total == 10000);
+    snprintf(cmd, sizeof(cmd), "%s fl sim --data breast-cancer --test breast-cancer --standardize "
+             "--clients 3 --scheme iid --rounds 3 --local-epochs 1 --lr 0.05", bin);
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "SecAgg+") && strstr(out, "round 3"), "%s", out);
+    {
+        const char *acc = strstr(strstr(out, "round 3"), "test accuracy ");
+        CHECK(acc && atof(acc + 14) > 0.9);
+    }
+    free(out);
+    snprintf(cmd, sizeof(cmd), "%s fl sim --data digits --clients 0 --rounds 1 2>&1", bin);
+    CHECK(t_run(cmd, &out) == 2);
+    free(out);
+    snprintf(cmd, sizeof(cmd), "%s fl train --data %s/nothing.csv 2>&1", bin, t_tmpdir());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECK(strstr(out, "nothing.csv") != NULL);
+    free(out);
+}

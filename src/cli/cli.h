@@ -44,5 +44,6 @@ int cli_keys(int argc, char **argv);
 int cli_detect(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_fl(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
  *   citadel policy check FILE | policy test FILE CASES
  *   citadel audit verify|proof|consistency|show|export ...
+ *   citadel fl split|train|sim ...
  */
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,9 @@ static void usage(FILE *f)
           "  detect FILE|- [--redact]       personal and secret data in a text, as JSON lines\n"
           "  policy check FILE              validate a jurisdiction policy\n"
           "  policy test FILE CASES         run table-driven decision cases\n"
-          "  audit verify|proof|show|export the audit ledger, offline (citadel audit)\n",
+          "  audit verify|proof|show|export the audit ledger, offline (citadel audit)\n"
+          "  fl split|train|sim             federated learning: partitions, central baseline,\n"
+          "                                 an in-process federation over SecAgg+ (citadel fl)\n",
           f);
 }
 
@@ -250,6 +253,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
     if (!strcmp(argv[1], "policy")) return cli_policy(argc - 2, argv + 2);
     if (!strcmp(argv[1], "audit")) return cli_audit(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "fl")) return cli_fl(argc - 2, argv + 2);
     if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
         return cli_quantize(argc - 3, argv + 3);
     if (!strcmp(argv[1], "model") && argc >= 3) return cli_model_sign(argc - 2, argv + 2);
