@@ -3,7 +3,8 @@
 #   make            release build: build/citadel
 #   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
 #   make bench      engine and serving benchmarks on synthetic TinyLlama-shaped models, detectors,
-#                   ledger appends and the sovereignty layer's cost per request
+#                   ledger appends, the sovereignty layer's cost per request, and federated
+#                   aggregation rounds (plain FedAvg against SecAgg+)
 #   make bench-serve the serving benchmark alone (load generator, TTFT, overhead)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make run        serve a model from ../shared/models on 127.0.0.1 (MODEL=...), print a curl command
@@ -97,12 +98,13 @@ test: check
 build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
-bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border
+bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border build/bench_fl
 	./build/bench_engine $(BENCH_ARGS)
 	./build/bench_serve $(BENCH_SERVE_ARGS)
 	./build/bench_detect
 	./build/bench_ledger
 	./build/bench_border
+	./build/bench_fl --runs 3
 
 bench-serve: deps build/bench_serve
 	./build/bench_serve $(BENCH_SERVE_ARGS)

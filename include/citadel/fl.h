@@ -56,7 +56,8 @@
  *   SA_MASKED  C->S  d x u32: the masked input
  *   SA_ALIVE   S->C  n x (position u32): who sent a masked input (U3)
  *   SA_SIGN    C->S  sig[64] over "citadel-fl/alive/v1" | binding | U3
- *   SA_SIGS    S->C  n x (position u32, sig[64]): signatures on U3
+ *   SA_SIGS    S->C  n x (position u32, sig[64]): your neighbourhood's (and
+ *                    your own) signatures on U3
  *   SA_REVEAL  C->S  n x (position u32, kind u8 (1 mask seed, 2 mask key),
  *                    x u8, share[32])
  *   SA_DONE    S->C  contributors u32, sum digest[32] (SHA-256 of the sum)

@@ -35,6 +35,7 @@ void fl_wr_begin(struct fl_wr *w, struct cit_buf *b, int type);
 void fl_wr_u8(struct fl_wr *w, uint8_t v);
 void fl_wr_u32(struct fl_wr *w, uint32_t v);
 void fl_wr_u64(struct fl_wr *w, uint64_t v);
+void fl_wr_u32s(struct fl_wr *w, const uint32_t *v, size_t n); /* n u32, little-endian */
 void fl_wr_bytes(struct fl_wr *w, const void *p, size_t n);
 int fl_wr_end(struct fl_wr *w);
 
@@ -70,9 +71,11 @@ int fl_shamir_combine(const uint8_t *xs, const uint8_t (*shares)[32], int t,
 
 /* ---- masks ---- */
 
-/* acc[i] += sign * PRG(seed)[i] for i < d, with ChaCha20 (IETF) keyed by the
- * 32-byte seed; sign is +1 or -1. */
-void fl_mask_apply(const uint8_t seed[32], uint32_t *acc, size_t d, int sign);
+/* acc[i] += sign * PRG(seed)[i] for i < d, PRG being ChaCha20 keyed by the
+ * 32-byte seed; sign is +1 or -1. 0, or CIT_ENOMEM / CIT_EINVAL when the
+ * cipher could not be set up. fl_masks_apply applies m seeds in one pass. */
+int fl_mask_apply(const uint8_t seed[32], uint32_t *acc, size_t d, int sign);
+int fl_masks_apply(const uint8_t (*seeds)[32], const int *signs, int m, uint32_t *acc, size_t d);
 
 /* SHA-256 helper: out = H(a | b | c) (b, c may be NULL). */
 void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn, const void *c,

@@ -18,8 +18,9 @@
  *            comes from X25519(s_sk_u, s_pk_v); pairwise masks cancel in the
  *            sum, self-masks do not;
  *   alive    signs the list U3 of who sent a masked input, and checks that
- *            at least t clients signed the same list (the consistency check:
- *            a coordinator that tells clients different lists is caught here,
+ *            at least t of its holders (itself and its neighbours) signed the
+ *            same list, as SecAgg+ does it (the consistency check: a
+ *            coordinator that tells clients different lists is caught here,
  *            before anything is revealed);
  *   reveal   for each neighbour v it holds shares of: b_v's share if v is in
  *            U3, s_sk_v's share if v is not. Never both, and only once.
@@ -525,21 +526,30 @@ static int c_inbox(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     y = cit_malloc((size_t)c->d * sizeof(uint32_t));
     if (!y) return CIT_ENOMEM;
     memcpy(y, c->input, (size_t)c->d * sizeof(uint32_t));
-    fl_mask_apply(c->b, y, c->d, +1);
-    for (int i = 0; i < c->npeers; i++) {
-        struct peer *p = &c->peers[i];
-        uint8_t seed[32];
-        if (!p->shared) continue;
-        if (pair_seed(seed, c->s_sk, p->s_pk, c->bind)) {
-            cit_free(y);
-            return cit_err_set(err, CIT_EFORMAT, "position %u has a degenerate key", p->pos);
+    {
+        uint8_t seeds[MAX_K + 1][32];
+        int signs[MAX_K + 1], m = 0;
+        memcpy(seeds[m], c->b, 32);
+        signs[m++] = +1;
+        for (int i = 0; i < c->npeers; i++) {
+            struct peer *p = &c->peers[i];
+            if (!p->shared) continue;
+            if (pair_seed(seeds[m], c->s_sk, p->s_pk, c->bind)) {
+                rc = cit_err_set(err, CIT_EFORMAT, "position %u has a degenerate key", p->pos);
+                break;
+            }
+            signs[m++] = c->me < p->pos ? +1 : -1;
         }
-        fl_mask_apply(seed, y, c->d, c->me < p->pos ? +1 : -1);
-        sodium_memzero(seed, sizeof(seed));
+        if (!rc) rc = fl_masks_apply((const uint8_t(*)[32])seeds, signs, m, y, c->d);
+        sodium_memzero(seeds, sizeof(seeds));
+        if (rc) {
+            cit_free(y);
+            return rc;
+        }
     }
     fl_wr_begin(&w, out, FL_MSG_SA_MASKED);
     fl_wr_bytes(&w, c->bind, BIND);
-    for (uint32_t i = 0; i < c->d; i++) fl_wr_u32(&w, y[i]);
+    fl_wr_u32s(&w, y, c->d);
     fl_sha256(c->tr.masked_digest, (const char *)out->p + out->len - (size_t)c->d * 4,
               (size_t)c->d * 4, NULL, 0, NULL, 0);
     cit_free(y);
@@ -594,16 +604,17 @@ static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     struct fl_wr w;
     int rc = rd_binding(r, c->bind, err);
     if (rc) return rc;
-    cnt = fl_rd_count(r, c->n, 4 + 64, "signatures");
+    cnt = fl_rd_count(r, (uint32_t)c->npeers + 1, 4 + 64, "signatures");
     seen = cit_calloc(c->n, 1);
     if (!seen) return CIT_ENOMEM;
     for (uint32_t i = 0; i < cnt && !r->failed; i++) {
         uint32_t pos = fl_rd_u32(r, "position");
         const uint8_t *sig = fl_rd_bytes(r, 64, "signature");
         if (r->failed) break;
-        if (pos >= c->n || !c->alive[pos] || seen[pos]) {
+        if (pos >= c->n || !c->alive[pos] || seen[pos] || (pos != c->me && !find_peer(c, pos))) {
             cit_free(seen);
-            return cit_err_set(err, CIT_EFORMAT, "SA_SIGS: signer %u is not alive, or twice", pos);
+            return cit_err_set(err, CIT_EFORMAT, "SA_SIGS: signer %u is not an alive neighbour, "
+                               "or twice", pos);
         }
         seen[pos] = 1;
         if (crypto_sign_verify_detached(sig, (const uint8_t *)c->alive_stmt.p, c->alive_stmt.len,
@@ -917,13 +928,14 @@ int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *out)
         for (uint32_t j = 0; j < s->n; j++)
             if (s->level[j] >= 3) fl_wr_u32(&w, j);
         break;
-    case S_SIGS:
+    case S_SIGS: /* the signatures of i's neighbourhood: what i needs to check */
         fl_wr_begin(&w, out, FL_MSG_SA_SIGS);
         fl_wr_bytes(&w, s->bind, BIND);
-        for (uint32_t j = 0; j < s->n; j++) cnt += s->level[j] >= 4;
+        for (uint32_t j = 0; j < s->n; j++)
+            cnt += s->level[j] >= 4 && (j == i || nb_rank(s, i, j) >= 0);
         fl_wr_u32(&w, cnt);
         for (uint32_t j = 0; j < s->n; j++)
-            if (s->level[j] >= 4) {
+            if (s->level[j] >= 4 && (j == i || nb_rank(s, i, j) >= 0)) {
                 fl_wr_u32(&w, j);
                 fl_wr_bytes(&w, s->cl[j].alivesig, 64);
             }
@@ -992,7 +1004,14 @@ static int s_masked(struct fl_sa_server *s, uint32_t i, struct fl_rd *r, struct 
         return cit_err_set(err, CIT_EFORMAT, "SA_MASKED from %u: %zu bytes for d = %u", i,
                            r->n - r->off, s->d);
     y = fl_rd_bytes(r, (size_t)s->d * 4, "masked input");
-    for (uint32_t j = 0; j < s->d; j++) s->sum[j] += ld32(y + 4 * j);
+    for (uint32_t j = 0; j < s->d; j++) {
+        uint32_t v;
+        memcpy(&v, y + 4 * (size_t)j, 4);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+        v = __builtin_bswap32(v);
+#endif
+        s->sum[j] += v;
+    }
     fl_sha256(s->cl[i].masked_digest, y, (size_t)s->d * 4, NULL, 0, NULL, 0);
     return fl_rd_end(r);
 }
@@ -1095,9 +1114,34 @@ static int fail(struct fl_sa_server *s, int rc)
 }
 
 /* Removes every mask from the sum. */
+/* Masks to remove, applied MASK_BATCH at a time in one pass over the sum. */
+#define MASK_BATCH 64
+struct pending {
+    uint8_t seed[MASK_BATCH][32];
+    int sign[MASK_BATCH], n;
+};
+
+static int pend(struct fl_sa_server *s, struct pending *p, const uint8_t seed[32], int sign)
+{
+    int rc = 0;
+    if (seed) {
+        memcpy(p->seed[p->n], seed, 32);
+        p->sign[p->n++] = sign;
+    }
+    if (p->n == MASK_BATCH || (!seed && p->n)) {
+        rc = fl_masks_apply((const uint8_t(*)[32])p->seed, p->sign, p->n, s->sum, s->d);
+        sodium_memzero(p->seed, sizeof(p->seed));
+        p->n = 0;
+    }
+    return rc;
+}
+
 static int unmask(struct fl_sa_server *s, struct cit_err *err)
 {
+    struct pending pb, *pp = &pb; /* 2.3 KiB on the stack */
     uint8_t secret[32], seed[32], pk[32];
+    int rc;
+    pp->n = 0;
     for (uint32_t v = 0; v < s->n; v++) {
         struct reveal *rv = &s->rev[v];
         if (s->level[v] < 2) continue;
@@ -1107,7 +1151,7 @@ static int unmask(struct fl_sa_server *s, struct cit_err *err)
                                    "shares came back", v, rv->count, s->t);
             if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret))
                 return cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
-            fl_mask_apply(secret, s->sum, s->d, -1);
+            if ((rc = pend(s, pp, secret, -1))) return rc;
         } else { /* shared but sent no input: remove its pairwise masks */
             const uint32_t *nv = nbs(s, v);
             if (rv->count < (int)s->t || s->rev_kind[v] != 2)
@@ -1124,13 +1168,13 @@ static int unmask(struct fl_sa_server *s, struct cit_err *err)
                 if (s->level[w] < 3) continue; /* its input is not in the sum */
                 if (pair_seed(seed, secret, s->cl[w].s_pk, s->bind)) return CIT_EFORMAT;
                 /* w added +PRG when w < v, -PRG when w > v */
-                fl_mask_apply(seed, s->sum, s->d, w < v ? -1 : +1);
+                if ((rc = pend(s, pp, seed, w < v ? -1 : +1))) return rc;
             }
         }
     }
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(seed, sizeof(seed));
-    return 0;
+    return pend(s, pp, NULL, 0);
 }
 
 int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err)
