@@ -1,0 +1,133 @@
+/*
+ * Fuzz target for federated learning's parsers.
+ *
+ * First byte, mod 8:
+ *   0..5  a SecAgg+ round of 3 clients runs honestly up to that stage; then
+ *         the rest of the input goes to client 0 in place of the
+ *         coordinator's frame, and to the coordinator in place of client 1's
+ *         reply; the round then runs to its end. Nothing may crash, and
+ *         whatever happens, the coordinator's sum, when it has one, is the
+ *         sum of the inputs that reached it.
+ *   6     the rest is a CSV file
+ *   7     the rest is an IDX features file (its labels: one per example)
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "citadel/fl.h"
+
+#define N 3
+#define D 4
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (n) fwrite(p, 1, n, f);
+    fclose(f);
+}
+
+static void round_with(int at, const uint8_t *data, size_t size)
+{
+    static uint8_t pk[N][32], sk[N][64];
+    static int ready;
+    struct fl_roster roster = {N, (const uint8_t(*)[32])pk};
+    struct fl_sa_client *cl[N] = {0};
+    struct fl_sa_server *srv = NULL;
+    struct fl_sa_params p = {0};
+    struct cit_err err;
+    struct cit_buf f = {0}, reply = {0};
+    uint32_t members[N] = {2, 0, 1}, in[N][D], sent_masked[N] = {0};
+    int rc = 1;
+    if (!ready) {
+        for (int i = 0; i < N; i++) {
+            uint8_t seed[32] = {(uint8_t)i};
+            crypto_sign_seed_keypair(pk[i], sk[i], seed);
+        }
+        ready = 1;
+    }
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < D; j++) in[i][j] = (uint32_t)(i * 1000 + j);
+        if (fl_sa_client_new(&roster, members[i], sk[members[i]], 0, &cl[i]) ||
+            fl_sa_client_input(cl[i], in[i], D))
+            abort();
+    }
+    randombytes_buf(p.session, 32);
+    p.n = N, p.k = 2, p.t = 2, p.d = D, p.members = members;
+    if (fl_sa_server_new(&p, &roster, &srv, &err)) abort();
+    for (int stage = 0; rc == 1; stage++) {
+        for (uint32_t i = 0; i < N; i++) {
+            if (!fl_sa_server_alive(srv, i)) continue;
+            fl_sa_server_send(srv, i, &f);
+            if (!f.len) continue;
+            if (stage == at && i == 0)
+                fl_sa_client_step(cl[i], data, size, &reply, &err);
+            else
+                fl_sa_client_step(cl[i], (const uint8_t *)f.p, f.len, &reply, &err);
+            if (stage == at && i == 1) {
+                fl_sa_server_recv(srv, i, data, size, &err);
+                continue;
+            }
+            if (!reply.len) continue;
+            if (stage == 2 && reply.p[4] == FL_MSG_SA_MASKED) sent_masked[i] = 1;
+            fl_sa_server_recv(srv, i, (const uint8_t *)reply.p, reply.len, &err);
+        }
+        rc = fl_sa_server_advance(srv, &err);
+    }
+    if (rc == 0) {
+        /* whoever is counted contributed: the sum must be exactly theirs */
+        const uint32_t *sum = fl_sa_server_sum(srv, NULL);
+        for (int j = 0; j < D; j++) {
+            uint32_t want = 0;
+            for (int i = 0; i < N; i++)
+                if (sent_masked[i]) want += in[i][j];
+            if (sum[j] != want) abort();
+        }
+    }
+    for (int i = 0; i < N; i++) fl_sa_client_free(cl[i]);
+    fl_sa_server_free(srv);
+    cit_buf_free(&f);
+    cit_buf_free(&reply);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char dir[64];
+    char a[128], b[128];
+    struct fl_data ds;
+    struct cit_err err;
+    int mode;
+    if (!size) return 0;
+    if (!dir[0]) {
+        snprintf(dir, sizeof(dir), "/tmp/fuzz_fl.%d", (int)getpid());
+        mkdir(dir, 0700);
+        if (sodium_init() < 0) abort();
+    }
+    mode = data[0] % 8;
+    data++, size--;
+    if (mode < 6) {
+        round_with(mode, data, size);
+        return 0;
+    }
+    if (mode == 6) {
+        snprintf(a, sizeof(a), "%s/in.csv", dir);
+        write_file(a, data, size);
+        if (fl_data_load(a, NULL, &ds, &err) == 0) fl_data_free(&ds);
+        return 0;
+    }
+    snprintf(a, sizeof(a), "%s/in.x.idx", dir);
+    snprintf(b, sizeof(b), "%s/in.y.idx", dir);
+    write_file(a, data, size);
+    {
+        /* labels for up to 64 examples, all class 1 */
+        static const uint8_t y[8 + 64] = {0, 0, 8, 1, 0, 0, 0, 64, 1, 1, 1, 1, 1, 1, 1, 1};
+        write_file(b, y, sizeof(y));
+    }
+    if (fl_data_load(a, NULL, &ds, &err) == 0) fl_data_free(&ds);
+    return 0;
+}
