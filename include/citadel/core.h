@@ -68,6 +68,12 @@ static inline int cit_add_size(size_t a, size_t b, size_t *out)
     return __builtin_add_overflow(a, b, out) ? -1 : 0;
 }
 
+/* ---- a seeded generator: xoshiro256**, seeded through splitmix64 ----
+ * For what must repeat from a seed (sampling, shuffles, initialisation),
+ * never for keys, masks or noise that must stay secret. */
+void cit_rng_seed(uint64_t s[4], uint64_t seed);
+uint64_t cit_rng_next(uint64_t s[4]);
+
 /* ---- growable byte buffer ----
  * Always NUL-terminated once anything was added; p is NULL while empty. */
 struct cit_buf {

@@ -34,35 +34,9 @@ void eng_sampler_defaults(struct eng_sampler_params *p)
     p->seed = 0;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next_u64(uint64_t s[4])
-{
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
 int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab, struct eng_sampler **out)
 {
     struct eng_sampler *s;
-    uint64_t seed;
     if (n_vocab <= 0 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0) || p->top_p > 1 ||
         !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0))
         return CIT_EINVAL;
@@ -75,8 +49,7 @@ int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab, struct eng_
     }
     s->p = *p;
     s->n_vocab = n_vocab;
-    seed = p->seed;
-    for (int i = 0; i < 4; i++) s->s[i] = splitmix64(&seed);
+    cit_rng_seed(s->s, p->seed);
     *out = s;
     return 0;
 }
@@ -160,7 +133,7 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
         cut = p->min_p > 0 ? mx + logf(p->min_p) : -INFINITY;
         for (int i = 0; i < n; i++)
             if (logits[i] >= cut) sum += expf((logits[i] - mx) / p->temperature);
-        r = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum;
+        r = (double)(cit_rng_next(s->s) >> 11) * 0x1.0p-53 * sum;
         for (int i = 0; i < n; i++)
             if (logits[i] >= cut) {
                 cum += expf((logits[i] - mx) / p->temperature);
@@ -196,7 +169,7 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
     sum = 0;
     for (int i = 0; i < keep; i++)
         sum += s->c[i].p = expf((s->c[i].logit - s->c[0].logit) / p->temperature);
-    r = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum;
+    r = (double)(cit_rng_next(s->s) >> 11) * 0x1.0p-53 * sum;
     cum = 0;
     for (int i = 0; i < keep; i++) {
         cum += s->c[i].p;

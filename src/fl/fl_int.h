@@ -10,8 +10,7 @@
 
 /* ---- a seeded generator for what needs repeatability, not secrecy ----
  * (shuffles, partitions, weight initialisation, stochastic rounding):
- * xoshiro256** seeded through splitmix64. Masks, keys and DP noise never use
- * it. */
+ * core's xoshiro256**. Masks, keys and DP noise never use it. */
 struct fl_rng {
     uint64_t s[4];
 };

@@ -168,16 +168,30 @@ static int alive_msg(struct cit_buf *b, const uint8_t bind[BIND], const uint8_t 
     return rc;
 }
 
-/* Key of the box between two clients: from X25519 of one's c secret and the
- * other's c public key, bound to the round. -1 for a degenerate key. */
-static int box_key(uint8_t key[32], const uint8_t sk[32], const uint8_t pk[32],
-                   const uint8_t bind[BIND])
+/* A key from X25519 of one client's secret and another's public key, bound
+ * to the round and to its use (ctx): the key of the box between two
+ * clients (c keys, BOX_CTX) or their pairwise mask seed (s keys,
+ * PAIR_CTX). -1 for a degenerate public key. */
+static int dh_key(uint8_t key[32], const char *ctx, const uint8_t sk[32], const uint8_t pk[32],
+                  const uint8_t bind[BIND])
 {
     uint8_t dh[32];
     if (crypto_scalarmult(dh, sk, pk)) return -1;
-    fl_sha256(key, BOX_CTX, sizeof(BOX_CTX) - 1, dh, 32, bind, BIND);
+    fl_sha256(key, ctx, strlen(ctx), dh, 32, bind, BIND);
     sodium_memzero(dh, sizeof(dh));
     return 0;
+}
+
+static int box_key(uint8_t key[32], const uint8_t sk[32], const uint8_t pk[32],
+                   const uint8_t bind[BIND])
+{
+    return dh_key(key, BOX_CTX, sk, pk, bind);
+}
+
+static int pair_seed(uint8_t seed[32], const uint8_t sk[32], const uint8_t pk[32],
+                     const uint8_t bind[BIND])
+{
+    return dh_key(seed, PAIR_CTX, sk, pk, bind);
 }
 
 static void box_ad(uint8_t ad[BIND + 8], const uint8_t bind[BIND], uint32_t from, uint32_t to)
@@ -185,17 +199,6 @@ static void box_ad(uint8_t ad[BIND + 8], const uint8_t bind[BIND], uint32_t from
     memcpy(ad, bind, BIND);
     le32(ad + BIND, from);
     le32(ad + BIND + 4, to);
-}
-
-/* The pairwise mask seed of u and v from u's s secret and v's s public key. */
-static int pair_seed(uint8_t seed[32], const uint8_t sk[32], const uint8_t pk[32],
-                     const uint8_t bind[BIND])
-{
-    uint8_t dh[32];
-    if (crypto_scalarmult(dh, sk, pk)) return -1;
-    fl_sha256(seed, PAIR_CTX, sizeof(PAIR_CTX) - 1, dh, 32, bind, BIND);
-    sodium_memzero(dh, sizeof(dh));
-    return 0;
 }
 
 static int write_abort(struct cit_buf *out, const char *why)

@@ -11,34 +11,11 @@
 
 #include "fl_int.h"
 
-/* ---- xoshiro256** ---- */
+/* ---- the seeded generator (core's xoshiro256**) ---- */
 
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+void fl_rng_seed(struct fl_rng *r, uint64_t seed) { cit_rng_seed(r->s, seed); }
 
-void fl_rng_seed(struct fl_rng *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t fl_rng_next(struct fl_rng *r)
-{
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
+uint64_t fl_rng_next(struct fl_rng *r) { return cit_rng_next(r->s); }
 
 double fl_rng_uniform(struct fl_rng *r)
 {
