@@ -80,7 +80,7 @@ static struct result run_secagg(uint32_t n, uint32_t d, uint32_t *const *in, dou
     struct fl_roster roster;
     struct cit_err err = {{0}};
     struct cit_buf f = {0}, reply = {0};
-    uint8_t (*pk)[32] = malloc((size_t)n * 32), (*sk)[64] = malloc((size_t)n * 64);
+    uint8_t(*pk)[32] = malloc((size_t)n * 32), (*sk)[64] = malloc((size_t)n * 64);
     uint32_t *members = malloc(n * 4), k, t, ndrop = (uint32_t)(drop * n);
     double *ct = calloc(n, sizeof(double)), *bytes = calloc(n, sizeof(double)), t0;
     int rc = 1;
@@ -167,10 +167,14 @@ int main(int argc, char **argv)
     int ns[8] = {10, 50, 100}, ds[8] = {10000, 100000, 1000000}, nn = 3, nd = 3, runs = 3;
     double drop = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--n") && i + 1 < argc) nn = parse_int_list(argv[++i], ns, 8);
-        else if (!strcmp(argv[i], "--d") && i + 1 < argc) nd = parse_int_list(argv[++i], ds, 8);
-        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--drop") && i + 1 < argc) drop = atof(argv[++i]);
+        if (!strcmp(argv[i], "--n") && i + 1 < argc)
+            nn = parse_int_list(argv[++i], ns, 8);
+        else if (!strcmp(argv[i], "--d") && i + 1 < argc)
+            nd = parse_int_list(argv[++i], ds, 8);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--drop") && i + 1 < argc)
+            drop = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_fl [--n LIST] [--d LIST] [--runs N] [--drop F]\n");
             return 2;
@@ -204,7 +208,8 @@ int main(int argc, char **argv)
                 sc[r] = s.client_s, ss[r] = s.server_s, sb = s.client_bytes;
             }
             fl_sa_default(n, &k, &t);
-            double mpc = med(pc, runs), mps = med(ps, runs), msc = med(sc, runs), mss = med(ss, runs);
+            double mpc = med(pc, runs), mps = med(ps, runs), msc = med(sc, runs),
+                   mss = med(ss, runs);
             printf("%5u %8u  %-8s %5s %11.3f %11.2f %12.0f %8s %8s\n", n, d, "fedavg", "-",
                    mpc * 1e3, mps * 1e3, pb, "1", "1");
             char kt[16];

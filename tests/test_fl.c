@@ -92,9 +92,11 @@ void test_fl_data(void)
         static const unsigned char bad_magic[] = {1, 0, 8, 1, 0, 0, 0, 1, 7};
         static const unsigned char bad_type[] = {0, 0, 0x42, 1, 0, 0, 0, 1, 7};
         static const unsigned char short_data[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3};
-        static const unsigned char huge_dim[] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+        static const unsigned char huge_dim[] = {0,    0,    8,    2,    0xff, 0xff,
+                                                 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
         static const unsigned char labels2[] = {0, 0, 8, 1, 0, 0, 0, 2, 1, 2};
-        static const unsigned char labels_bad[] = {0, 0, 0x0d, 1, 0, 0, 0, 2, 0x3f, 0xc0, 0, 0, 0, 0, 0, 0};
+        static const unsigned char labels_bad[] = {0,    0,    0x0d, 1, 0, 0, 0, 2,
+                                                   0x3f, 0xc0, 0,    0, 0, 0, 0, 0};
         static const unsigned char x2[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1, 9, 9};
         snprintf(xp, sizeof(xp), "%s/bad.x.idx", t_tmpdir());
         snprintf(yp, sizeof(yp), "%s/bad.y.idx", t_tmpdir());
@@ -192,8 +194,8 @@ struct sa_sim {
     uint32_t **inputs;
     struct fl_sa_client **cl;
     struct fl_sa_server *srv;
-    int *drop_at;  /* stage at which a client stops answering; 99: never */
-    int *aborted;  /* the client answered ABORT */
+    int *drop_at; /* stage at which a client stops answering; 99: never */
+    int *aborted; /* the client answered ABORT */
     int revealed_both;
     int reveals;
     /* the test may rewrite a frame from the server to position i */
@@ -291,7 +293,8 @@ static int sim_run(struct sa_sim *s, struct cit_err *err)
             }
             if (!reply.len) continue;
             if ((uint8_t)reply.p[4] == FL_MSG_SA_REVEAL) note_reveal(s, &reply, kinds);
-            if (fl_sa_server_recv(s->srv, i, (const uint8_t *)reply.p, reply.len, &cerr) && getenv("FL_DEBUG"))
+            if (fl_sa_server_recv(s->srv, i, (const uint8_t *)reply.p, reply.len, &cerr) &&
+                getenv("FL_DEBUG"))
                 t_note("stage %d position %u: %s", stage, i, cerr.msg);
         }
         rc = fl_sa_server_advance(s->srv, err);
@@ -360,19 +363,14 @@ struct sa_case {
 void test_fl_secagg_sum(void)
 {
     static const struct sa_case cases[] = {
-        {3, 2, 2, 100, {0, 0, 0, 0, 0}},
-        {3, 2, 2, 100, {1, 0, 0, 0, 0}},
-        {3, 2, 2, 100, {0, 1, 0, 0, 0}},
-        {3, 2, 2, 100, {0, 0, 1, 0, 0}},
-        {3, 2, 2, 100, {0, 0, 0, 1, 0}},
-        {3, 2, 2, 100, {0, 0, 0, 0, 1}},
+        {3, 2, 2, 100, {0, 0, 0, 0, 0}},     {3, 2, 2, 100, {1, 0, 0, 0, 0}},
+        {3, 2, 2, 100, {0, 1, 0, 0, 0}},     {3, 2, 2, 100, {0, 0, 1, 0, 0}},
+        {3, 2, 2, 100, {0, 0, 0, 1, 0}},     {3, 2, 2, 100, {0, 0, 0, 0, 1}},
         {10, 9, 6, 1000, {1, 1, 1, 1, 0}}, /* n - t = 4 dropouts, one per stage */
-        {10, 9, 6, 1000, {0, 0, 4, 0, 0}},
-        {10, 9, 6, 1000, {0, 0, 0, 0, 4}},
-        {10, 4, 4, 1000, {0, 0, 1, 0, 1}}, /* SecAgg+: a sparse graph */
+        {10, 9, 6, 1000, {0, 0, 4, 0, 0}},   {10, 9, 6, 1000, {0, 0, 0, 0, 4}},
+        {10, 4, 4, 1000, {0, 0, 1, 0, 1}},   /* SecAgg+: a sparse graph */
         {50, 49, 26, 5000, {5, 5, 5, 5, 4}}, /* n - t = 24 */
-        {50, 10, 7, 5000, {1, 1, 1, 1, 0}},
-        {50, 10, 7, 5000, {0, 0, 0, 0, 0}},
+        {50, 10, 7, 5000, {1, 1, 1, 1, 0}},  {50, 10, 7, 5000, {0, 0, 0, 0, 0}},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         const struct sa_case *k = &cases[c];
@@ -395,7 +393,8 @@ void test_fl_secagg_sum(void)
         rc = sim_check_sum(&s);
         CHECKF(rc == 0, "case %zu: sum check %d", c, rc);
         CHECK(!s.revealed_both);
-        for (uint32_t i = 0; i < s.n; i++) CHECKF(!s.aborted[i], "case %zu: client %u aborted", c, i);
+        for (uint32_t i = 0; i < s.n; i++)
+            CHECKF(!s.aborted[i], "case %zu: client %u aborted", c, i);
         sim_free(&s);
     }
 }
@@ -593,14 +592,16 @@ void test_fl_train(void)
     struct fl_arch_spec lr = {FL_LOGREG, 30, 2, 0, {0}}, mlp = {FL_MLP, 30, 2, 1, {16}};
     struct fl_train_opts o = {.epochs = 20, .batch = 16, .lr = 0.05f, .seed = 3};
     float w[2000], g[2000], acc, loss, loss0;
-    CHECK(fl_arch_params(&lr, &err) == 62 && fl_arch_params(&mlp, &err) == 30 * 16 + 16 + 16 * 2 + 2);
+    CHECK(fl_arch_params(&lr, &err) == 62 &&
+          fl_arch_params(&mlp, &err) == 30 * 16 + 16 + 16 * 2 + 2);
     CHECKF(fl_data_load("breast-cancer", NULL, &ds, &err) == 0, "%s", err.msg);
     fl_data_standardize(&ds);
     fl_arch_init(&lr, w, 1);
     CHECK(fl_evaluate(&lr, w, &ds, &acc, &loss0) == 0);
     CHECKF(fl_train(&lr, w, NULL, &ds, &o, &loss, &err) == 0, "%s", err.msg);
     CHECK(fl_evaluate(&lr, w, &ds, &acc, &loss) == 0);
-    t_note("breast cancer, logistic regression: accuracy %.3f, loss %.3f -> %.3f", acc, loss0, loss);
+    t_note("breast cancer, logistic regression: accuracy %.3f, loss %.3f -> %.3f", acc, loss0,
+           loss);
     CHECK(acc > 0.97f && loss < loss0 / 5);
     /* perceptron, Adam, with a proximal term towards a zero model */
     fl_arch_init(&mlp, w, 2);
@@ -622,7 +623,8 @@ void test_fl_train(void)
         CHECK(fl_train(&mlp, w, NULL, &ds, &o, NULL, &err) == 0);
         o.mu = 10;
         CHECK(fl_train(&mlp, w2, g, &ds, &o, NULL, &err) == 0);
-        for (size_t i = 0; i < fl_arch_params(&mlp, NULL); i++) n1 += w[i] * w[i], n2 += w2[i] * w2[i];
+        for (size_t i = 0; i < fl_arch_params(&mlp, NULL); i++)
+            n1 += w[i] * w[i], n2 += w2[i] * w2[i];
         CHECKF(n2 < n1 / 2, "|w| %g with mu 10, %g without", (double)n2, (double)n1);
     }
     /* wrong shapes are refused */
@@ -656,7 +658,7 @@ void test_fl_quantize(void)
     double scale = fl_quant_scale(2.0, 100), mean = 0;
     struct fl_server_opt so;
     for (int i = 0; i < 1000; i++) x[i] = (float)((i % 41) - 20) / 10.0f; /* -2..2 */
-    x[0] = 50; /* clamped to the bound */
+    x[0] = 50;                                                            /* clamped to the bound */
     fl_quantize(x, 1000, scale, 2.0, q);
     fl_dequantize(q, 1000, scale, back);
     CHECK(fabsf(back[0] - 2.0f) < 1e-6f);
@@ -703,7 +705,9 @@ void test_fl_fedavg_accuracy(void)
     struct cit_err err = {0};
     struct fl_arch_spec a = {FL_LOGREG, 784, 10, 0, {0}};
     struct fl_train_opts o = {.epochs = 1, .batch = 32, .lr = 0.1f};
-    struct fl_round_cfg rc = {.clip = 100, .max_clients = CLIENTS, .weight_cap = 20000,
+    struct fl_round_cfg rc = {.clip = 100,
+                              .max_clients = CLIENTS,
+                              .weight_cap = 20000,
                               .local_epochs = (double)EPOCHS / ROUNDS};
     struct fl_server_opt so;
     float *w, acc_central, acc_fed;
@@ -778,8 +782,10 @@ void test_fl_cli(void)
     struct fl_data ds;
     struct cit_err err = {0};
     size_t total = 0;
-    snprintf(cmd, sizeof(cmd), "%s fl split --data fashion-mnist-test --clients 4 --scheme dirichlet "
-             "--alpha 0.5 --seed 9 --out %s/split", bin, t_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "%s fl split --data fashion-mnist-test --clients 4 --scheme dirichlet "
+             "--alpha 0.5 --seed 9 --out %s/split",
+             bin, t_tmpdir());
     CHECKF(t_run(cmd, &out) == 0, "%s", out ? out : "");
     CHECK(strstr(out, "per class") != NULL);
     free(out);
@@ -791,8 +797,10 @@ void test_fl_cli(void)
         fl_data_free(&ds);
     }
     CHECK(total == 10000);
-    snprintf(cmd, sizeof(cmd), "%s fl sim --data breast-cancer --test breast-cancer --standardize "
-             "--clients 3 --scheme iid --rounds 3 --local-epochs 1 --lr 0.05", bin);
+    snprintf(cmd, sizeof(cmd),
+             "%s fl sim --data breast-cancer --test breast-cancer --standardize "
+             "--clients 3 --scheme iid --rounds 3 --local-epochs 1 --lr 0.05",
+             bin);
     CHECK(t_run(cmd, &out) == 0);
     CHECKF(strstr(out, "SecAgg+") && strstr(out, "round 3"), "%s", out);
     {

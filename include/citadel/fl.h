@@ -134,8 +134,8 @@ enum fl_optim { FL_SGD, FL_ADAM };
 struct fl_arch_spec {
     enum fl_arch arch;
     int inputs, classes;
-    int layers;                   /* hidden layers (FL_MLP): 1..FL_MAX_LAYERS */
-    int hidden[FL_MAX_LAYERS];    /* their widths */
+    int layers;                /* hidden layers (FL_MLP): 1..FL_MAX_LAYERS */
+    int hidden[FL_MAX_LAYERS]; /* their widths */
 };
 
 /* Number of parameters; 0 when the spec is invalid (says why in err). */
@@ -205,9 +205,9 @@ void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x /* out */
  * update is the weighted sum over it: FedAvg weighted by examples, without
  * any client's count leaving it in the clear. */
 struct fl_round_cfg {
-    double clip;       /* L2 bound of an update; also bounds quantization */
-    int max_clients;   /* sum of at most this many cannot wrap */
-    double weight_cap; /* examples for weight 1; 0: unweighted */
+    double clip;         /* L2 bound of an update; also bounds quantization */
+    int max_clients;     /* sum of at most this many cannot wrap */
+    double weight_cap;   /* examples for weight 1; 0: unweighted */
     double local_epochs; /* > 0: passes over its data per round, may be a fraction
                             (overrides the training options' epochs and steps) */
 };
@@ -225,16 +225,16 @@ int fl_server_update(const struct fl_round_cfg *rc, struct fl_server_opt *so, fl
 
 /* ---- secure aggregation (SecAgg+) ---- */
 
-#define FL_MAGIC        "CFL"
-#define FL_VERSION      1
-#define FL_HDR          12
-#define FL_MAX_FRAME    (64u << 20) /* one frame's body: a d = 16M masked vector */
-#define FL_MAX_CLIENTS  1024
-#define FL_MAX_DIM      (16u << 20) /* entries of a secure-aggregation vector */
-#define FL_SA_SHARE     32
-#define FL_SA_PLAIN     (4 + 4 + 1 + 2 * FL_SA_SHARE)
-#define FL_SA_BOX       (24 + FL_SA_PLAIN + 16) /* nonce, ciphertext, tag */
-#define FL_ABORT_MAX    256
+#define FL_MAGIC       "CFL"
+#define FL_VERSION     1
+#define FL_HDR         12
+#define FL_MAX_FRAME   (64u << 20) /* one frame's body: a d = 16M masked vector */
+#define FL_MAX_CLIENTS 1024
+#define FL_MAX_DIM     (16u << 20) /* entries of a secure-aggregation vector */
+#define FL_SA_SHARE    32
+#define FL_SA_PLAIN    (4 + 4 + 1 + 2 * FL_SA_SHARE)
+#define FL_SA_BOX      (24 + FL_SA_PLAIN + 16) /* nonce, ciphertext, tag */
+#define FL_ABORT_MAX   256
 
 enum fl_msg {
     FL_MSG_SA_SETUP = 0x10,
@@ -268,10 +268,10 @@ struct fl_roster {
 struct fl_sa_params {
     uint8_t session[32];
     uint64_t round;
-    uint32_t n;     /* participants */
-    uint32_t k;     /* neighbours of each (even, or n - 1 for the full graph) */
-    uint32_t t;     /* shares needed to rebuild a secret; > (k + 1) / 2 */
-    uint32_t d;     /* vector length */
+    uint32_t n;              /* participants */
+    uint32_t k;              /* neighbours of each (even, or n - 1 for the full graph) */
+    uint32_t t;              /* shares needed to rebuild a secret; > (k + 1) / 2 */
+    uint32_t d;              /* vector length */
     const uint32_t *members; /* (n) roster indices, each once */
 };
 
@@ -295,8 +295,8 @@ struct fl_sa_transcript {
  * it accepts (its own floor; 0: the protocol minimum). input (d u32) is the
  * quantized update, copied when the setup arrives. */
 struct fl_sa_client;
-int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index,
-                     const uint8_t id_sk[64], uint32_t min_t, struct fl_sa_client **out /* out */);
+int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
+                     uint32_t min_t, struct fl_sa_client **out /* out */);
 void fl_sa_client_free(struct fl_sa_client *c);
 /* Sets the vector this client will contribute (d entries, copied). Must be
  * called before the SA_PEERS frame arrives. */
@@ -334,7 +334,8 @@ int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err);
 /* Position i is still in the round (not dropped). */
 int fl_sa_server_alive(const struct fl_sa_server *s, uint32_t i);
 /* The sum (d u32) once _advance returned 0, with the transcript. */
-const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s, struct fl_sa_transcript *t /* out */);
+const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s,
+                                 struct fl_sa_transcript *t /* out */);
 
 /* The graph degree and threshold a coordinator uses by default for n
  * clients: the full graph (SecAgg) up to 16, else the smallest even k >=

@@ -99,11 +99,16 @@ static int parse_args(int argc, char **argv, struct fl_args *a)
         }
         if (!v) return -1;
         i++;
-        if (!strcmp(f, "--data")) a->data = v;
-        else if (!strcmp(f, "--labels")) a->labels = v;
-        else if (!strcmp(f, "--test")) a->test = v;
-        else if (!strcmp(f, "--out")) a->out = v;
-        else if (!strcmp(f, "--model")) a->model = v;
+        if (!strcmp(f, "--data"))
+            a->data = v;
+        else if (!strcmp(f, "--labels"))
+            a->labels = v;
+        else if (!strcmp(f, "--test"))
+            a->test = v;
+        else if (!strcmp(f, "--out"))
+            a->out = v;
+        else if (!strcmp(f, "--model"))
+            a->model = v;
         else if (!strcmp(f, "--clients")) {
             if (cli_parse_int(v, 1, FL_MAX_CLIENTS, &a->clients)) return -1;
         } else if (!strcmp(f, "--seed")) {
@@ -127,19 +132,30 @@ static int parse_args(int argc, char **argv, struct fl_args *a)
         } else if (!strcmp(f, "--server-lr")) {
             if (cli_parse_float(v, &a->server_lr) || !(a->server_lr > 0)) return -1;
         } else if (!strcmp(f, "--optim")) {
-            if (!strcmp(v, "sgd")) a->o.optim = FL_SGD;
-            else if (!strcmp(v, "adam")) a->o.optim = FL_ADAM;
-            else return -1;
+            if (!strcmp(v, "sgd"))
+                a->o.optim = FL_SGD;
+            else if (!strcmp(v, "adam"))
+                a->o.optim = FL_ADAM;
+            else
+                return -1;
         } else if (!strcmp(f, "--scheme")) {
-            if (!strcmp(v, "iid")) a->scheme = FL_SPLIT_IID;
-            else if (!strcmp(v, "dirichlet")) a->scheme = FL_SPLIT_DIRICHLET;
-            else if (!strcmp(v, "label")) a->scheme = FL_SPLIT_LABEL;
-            else return -1;
+            if (!strcmp(v, "iid"))
+                a->scheme = FL_SPLIT_IID;
+            else if (!strcmp(v, "dirichlet"))
+                a->scheme = FL_SPLIT_DIRICHLET;
+            else if (!strcmp(v, "label"))
+                a->scheme = FL_SPLIT_LABEL;
+            else
+                return -1;
         } else if (!strcmp(f, "--strategy")) {
-            if (!strcmp(v, "fedavg")) a->strategy = FL_FEDAVG;
-            else if (!strcmp(v, "fedprox")) a->strategy = FL_FEDPROX;
-            else if (!strcmp(v, "fedadam")) a->strategy = FL_FEDADAM;
-            else return -1;
+            if (!strcmp(v, "fedavg"))
+                a->strategy = FL_FEDAVG;
+            else if (!strcmp(v, "fedprox"))
+                a->strategy = FL_FEDPROX;
+            else if (!strcmp(v, "fedadam"))
+                a->strategy = FL_FEDADAM;
+            else
+                return -1;
         } else {
             return -1;
         }
@@ -311,9 +327,10 @@ static int fl_sim_cmd(const struct fl_args *a)
     fl_sa_default((uint32_t)a->clients, &k, &t);
     fl_arch_init(&s, w, (uint64_t)a->seed);
     printf("%ld clients, %zu parameters, %s, %s\n", a->clients, d,
-           a->plain ? "plain sums" : "SecAgg+", a->strategy == FL_FEDADAM ? "FedAdam"
-                                                : a->strategy == FL_FEDPROX ? "FedProx"
-                                                                            : "FedAvg");
+           a->plain ? "plain sums" : "SecAgg+",
+           a->strategy == FL_FEDADAM   ? "FedAdam"
+           : a->strategy == FL_FEDPROX ? "FedProx"
+                                       : "FedAvg");
     for (long r = 0; r < a->rounds; r++) {
         struct fl_train_opts o = a->o;
         char what[64];

@@ -51,7 +51,8 @@ static int data_alloc(struct fl_data *ds, size_t n, size_t d)
 static const struct {
     const char *name, *x, *y;
 } known[] = {
-    {"fashion-mnist-train", FMNIST "train-images-idx3-ubyte.gz", FMNIST "train-labels-idx1-ubyte.gz"},
+    {"fashion-mnist-train", FMNIST "train-images-idx3-ubyte.gz",
+     FMNIST "train-labels-idx1-ubyte.gz"},
     {"fashion-mnist-test", FMNIST "t10k-images-idx3-ubyte.gz", FMNIST "t10k-labels-idx1-ubyte.gz"},
     {"digits", SKLEARN "digits.csv.gz", NULL},
     {"breast-cancer", SKLEARN "breast_cancer.csv", NULL},
@@ -63,11 +64,18 @@ static const struct {
 static int idx_size(int type)
 {
     switch (type) {
-    case 0x08: case 0x09: return 1;
-    case 0x0b: return 2;
-    case 0x0c: case 0x0d: return 4;
-    case 0x0e: return 8;
-    default: return 0;
+    case 0x08:
+    case 0x09:
+        return 1;
+    case 0x0b:
+        return 2;
+    case 0x0c:
+    case 0x0d:
+        return 4;
+    case 0x0e:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -120,8 +128,9 @@ static int idx_read(const char *path, int want_dims_max, uint32_t dims[4], int *
         dims[i] = (uint32_t)be[0] << 24 | (uint32_t)be[1] << 16 | (uint32_t)be[2] << 8 | be[3];
         if (!dims[i] || cit_mul_size(count, dims[i], &count) ||
             count > (size_t)FL_MAX_EXAMPLES * 64) {
-            rc = cit_err_set(err, CIT_ERANGE, "%s: dimension %d (%u) at byte %d is zero or too large",
-                             path, i, dims[i], 4 + 4 * i);
+            rc = cit_err_set(err, CIT_ERANGE,
+                             "%s: dimension %d (%u) at byte %d is zero or too large", path, i,
+                             dims[i], 4 + 4 * i);
             goto out;
         }
     }
@@ -141,10 +150,18 @@ static int idx_read(const char *path, int want_dims_max, uint32_t dims[4], int *
         uint64_t u = 0;
         for (size_t j = 0; j < esz; j++) u = u << 8 | p[j];
         switch (type) {
-        case 0x08: v[i] = (float)p[0]; break;
-        case 0x09: v[i] = (float)(int8_t)p[0]; break;
-        case 0x0b: v[i] = (float)(int16_t)(uint16_t)u; break;
-        case 0x0c: v[i] = (float)(int32_t)(uint32_t)u; break;
+        case 0x08:
+            v[i] = (float)p[0];
+            break;
+        case 0x09:
+            v[i] = (float)(int8_t)p[0];
+            break;
+        case 0x0b:
+            v[i] = (float)(int16_t)(uint16_t)u;
+            break;
+        case 0x0c:
+            v[i] = (float)(int32_t)(uint32_t)u;
+            break;
         case 0x0d: {
             uint32_t b = (uint32_t)u;
             float x;
@@ -181,7 +198,8 @@ static int labels_path(const char *x, char *out, size_t cap)
     for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
         const char *p = strstr(x, rules[i].from);
         if (!p) continue;
-        int n = snprintf(out, cap, "%.*s%s%s", (int)(p - x), x, rules[i].to, p + strlen(rules[i].from));
+        int n =
+            snprintf(out, cap, "%.*s%s%s", (int)(p - x), x, rules[i].to, p + strlen(rules[i].from));
         return n > 0 && (size_t)n < cap ? 0 : -1;
     }
     return -1;
@@ -382,7 +400,8 @@ int fl_data_load(const char *path, const char *labels, struct fl_data *out, stru
         if (strcmp(path, known[i].name)) continue;
         if (access(known[i].x, R_OK))
             return cit_err_set(err, CIT_ENOENT, "%s: %s is missing (Debian package %s)", path,
-                               known[i].x, known[i].y ? "dataset-fashion-mnist" : "python3-sklearn");
+                               known[i].x,
+                               known[i].y ? "dataset-fashion-mnist" : "python3-sklearn");
         path = known[i].x;
         labels = known[i].y;
         break;
@@ -581,9 +600,15 @@ int fl_split(const struct fl_data *ds, int clients, enum fl_split_kind kind, dou
         double sum = 0, acc = 0;
         for (int k = 0; k < clients; k++) {
             switch (kind) {
-            case FL_SPLIT_IID: p[k] = 1; break;
-            case FL_SPLIT_DIRICHLET: p[k] = gamma_draw(&r, alpha); break;
-            case FL_SPLIT_LABEL: p[k] = k % C == c; break;
+            case FL_SPLIT_IID:
+                p[k] = 1;
+                break;
+            case FL_SPLIT_DIRICHLET:
+                p[k] = gamma_draw(&r, alpha);
+                break;
+            case FL_SPLIT_LABEL:
+                p[k] = k % C == c;
+                break;
             }
             sum += p[k];
         }

@@ -16,8 +16,8 @@ struct fl_rng {
 };
 void fl_rng_seed(struct fl_rng *r, uint64_t seed);
 uint64_t fl_rng_next(struct fl_rng *r);
-double fl_rng_uniform(struct fl_rng *r); /* (0, 1) */
-double fl_rng_normal(struct fl_rng *r);  /* N(0, 1) */
+double fl_rng_uniform(struct fl_rng *r);         /* (0, 1) */
+double fl_rng_normal(struct fl_rng *r);          /* N(0, 1) */
 size_t fl_rng_below(struct fl_rng *r, size_t n); /* [0, n), unbiased */
 
 /* ---- frames ---- */

@@ -38,7 +38,7 @@
 #include "citadel/fl.h"
 #include "fl_int.h"
 
-#define BIND 40 /* session id and round number */
+#define BIND  40  /* session id and round number */
 #define MAX_K 254 /* k + 1 holders need distinct x in GF(2^8)* */
 
 static const char KEYS_CTX[] = "citadel-fl/keys/v1";
@@ -114,7 +114,8 @@ static int params_check(uint32_t n, uint32_t k, uint32_t t, uint32_t d, struct c
         return cit_err_set(err, CIT_ERANGE,
                            "t = %u: a secret has k + 1 = %u holders, so (k + 1) / 2 < t <= k + 1",
                            t, k + 1);
-    if (d < 1 || d > FL_MAX_DIM) return cit_err_set(err, CIT_ERANGE, "d = %u (1..%u)", d, FL_MAX_DIM);
+    if (d < 1 || d > FL_MAX_DIM)
+        return cit_err_set(err, CIT_ERANGE, "d = %u (1..%u)", d, FL_MAX_DIM);
     return 0;
 }
 
@@ -217,9 +218,9 @@ enum cstate { C_SETUP, C_PEERS, C_INBOX, C_ALIVE, C_SIGS, C_DONE_WAIT, C_DONE, C
 struct peer {
     uint32_t pos;
     uint8_t c_pk[32], s_pk[32];
-    int keys;    /* its keys came in SA_PEERS (U1) */
-    int shared;  /* its box to us opened (U2, as seen here) */
-    uint8_t x;   /* our coordinate among its holders */
+    int keys;   /* its keys came in SA_PEERS (U1) */
+    int shared; /* its box to us opened (U2, as seen here) */
+    uint8_t x;  /* our coordinate among its holders */
     uint8_t b_share[32], s_share[32];
 };
 
@@ -232,19 +233,19 @@ struct fl_sa_client {
     /* the round */
     uint8_t bind[BIND];
     uint32_t n, k, t, d, me;
-    uint32_t *members;          /* (n) */
-    struct peer *peers;         /* (k) by ascending position */
+    uint32_t *members;  /* (n) */
+    struct peer *peers; /* (k) by ascending position */
     int npeers;
     uint8_t c_pk[32], c_sk[32], s_pk[32], s_sk[32], b[32];
     uint8_t my_x, my_b_share[32];
-    uint8_t *alive;             /* (n) U3 as told */
-    struct cit_buf alive_stmt;  /* what we signed */
+    uint8_t *alive;            /* (n) U3 as told */
+    struct cit_buf alive_stmt; /* what we signed */
     struct fl_sa_transcript tr;
     crypto_hash_sha256_state keys_h, shares_h;
 };
 
-int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index,
-                     const uint8_t id_sk[64], uint32_t min_t, struct fl_sa_client **out)
+int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
+                     uint32_t min_t, struct fl_sa_client **out)
 {
     struct fl_sa_client *c;
     if (!roster || roster_index >= (uint32_t)roster->n) return CIT_EINVAL;
@@ -312,7 +313,8 @@ static int rd_binding(struct fl_rd *r, const uint8_t bind[BIND], struct cit_err 
     return 0;
 }
 
-static int c_setup(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out, struct cit_err *err)
+static int c_setup(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
+                   struct cit_err *err)
 {
     uint8_t msg[KEYS_MSG], sig[64];
     uint32_t nbv[MAX_K];
@@ -332,16 +334,20 @@ static int c_setup(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
                            c->min_t);
     if (me >= n) return cit_err_set(err, CIT_EFORMAT, "SA_SETUP: position %u of %u", me, n);
     if (!c->input || c->input_d != d)
-        return cit_err_set(err, CIT_EINVAL, "SA_SETUP: the round sums %u entries, this node's "
-                           "update has %u", d, c->input_d);
+        return cit_err_set(err, CIT_EINVAL,
+                           "SA_SETUP: the round sums %u entries, this node's "
+                           "update has %u",
+                           d, c->input_d);
     c->members = cit_malloc(n * sizeof(uint32_t));
     c->alive = cit_calloc(n, 1);
     if (!c->members || !c->alive) return CIT_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         c->members[i] = fl_rd_u32(r, "member");
         if (c->members[i] >= (uint32_t)c->roster.n)
-            return cit_err_set(err, CIT_EFORMAT, "SA_SETUP: member %u is roster index %u, the "
-                               "roster has %d", i, c->members[i], c->roster.n);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_SETUP: member %u is roster index %u, the "
+                               "roster has %d",
+                               i, c->members[i], c->roster.n);
         for (uint32_t j = 0; j < i; j++)
             if (c->members[j] == c->members[i])
                 return cit_err_set(err, CIT_EFORMAT, "SA_SETUP: roster index %u listed twice",
@@ -349,8 +355,10 @@ static int c_setup(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     }
     if ((rc = fl_rd_end(r))) return rc;
     if (c->members[me] != c->me_roster)
-        return cit_err_set(err, CIT_EFORMAT, "SA_SETUP: position %u is roster index %u, not "
-                           "this node (%u)", me, c->members[me], c->me_roster);
+        return cit_err_set(err, CIT_EFORMAT,
+                           "SA_SETUP: position %u is roster index %u, not "
+                           "this node (%u)",
+                           me, c->members[me], c->me_roster);
     c->n = n;
     c->k = k;
     c->t = t;
@@ -396,8 +404,10 @@ static int c_peers(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
         const uint8_t *sig = fl_rd_bytes(r, 64, "signature");
         struct peer *p = find_peer(c, pos);
         if (r->failed) break;
-        if (!p) return cit_err_set(err, CIT_EFORMAT, "SA_PEERS: position %u is not a neighbour", pos);
-        if (p->keys) return cit_err_set(err, CIT_EFORMAT, "SA_PEERS: position %u listed twice", pos);
+        if (!p)
+            return cit_err_set(err, CIT_EFORMAT, "SA_PEERS: position %u is not a neighbour", pos);
+        if (p->keys)
+            return cit_err_set(err, CIT_EFORMAT, "SA_PEERS: position %u listed twice", pos);
         keys_msg(msg, c->bind, pos, cpk, spk);
         if (crypto_sign_verify_detached(sig, msg, sizeof(msg), c->roster.pk[c->members[pos]]))
             return cit_err_set(err, CIT_EFORMAT,
@@ -510,8 +520,10 @@ static int c_inbox(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
         if (plen != FL_SA_PLAIN || ld32(plain) != from || ld32(plain + 4) != c->me ||
             plain[8] != nbv_x || !nbv_x) {
             sodium_memzero(plain, sizeof(plain));
-            return cit_err_set(err, CIT_EFORMAT, "SA_INBOX: the box from %u is not addressed as "
-                               "it should be", from);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_INBOX: the box from %u is not addressed as "
+                               "it should be",
+                               from);
         }
         p->x = plain[8];
         memcpy(p->b_share, plain + 9, 32);
@@ -573,14 +585,17 @@ static int c_alive(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
         uint32_t pos = fl_rd_u32(r, "position");
         if (r->failed) break;
         if (pos >= c->n || (i && pos <= prev))
-            return cit_err_set(err, CIT_EFORMAT, "SA_ALIVE: positions must ascend below n (%u "
-                               "after %u)", pos, prev);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_ALIVE: positions must ascend below n (%u "
+                               "after %u)",
+                               pos, prev);
         c->alive[pos] = 1;
         prev = pos;
     }
     if ((rc = fl_rd_end(r))) return rc;
     if (!c->alive[c->me])
-        return cit_err_set(err, CIT_EFORMAT, "SA_ALIVE: this node sent its masked input but is "
+        return cit_err_set(err, CIT_EFORMAT,
+                           "SA_ALIVE: this node sent its masked input but is "
                            "not listed");
     if (cnt < c->t)
         return cit_err_set(err, CIT_ERANGE, "SA_ALIVE: %u clients left, %u needed", cnt, c->t);
@@ -599,8 +614,7 @@ static int c_alive(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     return fl_wr_end(&w);
 }
 
-static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
-                  struct cit_err *err)
+static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out, struct cit_err *err)
 {
     uint8_t *seen = NULL;
     uint32_t cnt, ok = 0, reveals = 0;
@@ -616,8 +630,10 @@ static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
         if (r->failed) break;
         if (pos >= c->n || !c->alive[pos] || seen[pos] || (pos != c->me && !find_peer(c, pos))) {
             cit_free(seen);
-            return cit_err_set(err, CIT_EFORMAT, "SA_SIGS: signer %u is not an alive neighbour, "
-                               "or twice", pos);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_SIGS: signer %u is not an alive neighbour, "
+                               "or twice",
+                               pos);
         }
         seen[pos] = 1;
         if (crypto_sign_verify_detached(sig, (const uint8_t *)c->alive_stmt.p, c->alive_stmt.len,
@@ -633,8 +649,10 @@ static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     cit_free(seen);
     if ((rc = fl_rd_end(r))) return rc;
     if (ok < c->t)
-        return cit_err_set(err, CIT_ERANGE, "SA_SIGS: %u signatures on the survivor list, %u "
-                           "needed", ok, c->t);
+        return cit_err_set(err, CIT_ERANGE,
+                           "SA_SIGS: %u signatures on the survivor list, %u "
+                           "needed",
+                           ok, c->t);
     /* reveal: b's share for a survivor, s_sk's share for a dropout, never both */
     fl_wr_begin(&w, out, FL_MSG_SA_REVEAL);
     fl_wr_bytes(&w, c->bind, BIND);
@@ -686,9 +704,8 @@ int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
                       struct cit_buf *reply, struct cit_err *err)
 {
     static const int expect[] = {
-        [C_SETUP] = FL_MSG_SA_SETUP,  [C_PEERS] = FL_MSG_SA_PEERS,
-        [C_INBOX] = FL_MSG_SA_INBOX,  [C_ALIVE] = FL_MSG_SA_ALIVE,
-        [C_SIGS] = FL_MSG_SA_SIGS,    [C_DONE_WAIT] = FL_MSG_SA_DONE,
+        [C_SETUP] = FL_MSG_SA_SETUP, [C_PEERS] = FL_MSG_SA_PEERS, [C_INBOX] = FL_MSG_SA_INBOX,
+        [C_ALIVE] = FL_MSG_SA_ALIVE, [C_SIGS] = FL_MSG_SA_SIGS,   [C_DONE_WAIT] = FL_MSG_SA_DONE,
     };
     struct fl_rd r;
     int rc;
@@ -713,12 +730,24 @@ int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
         goto abort;
     }
     switch (c->st) {
-    case C_SETUP: rc = c_setup(c, &r, reply, err); break;
-    case C_PEERS: rc = c_peers(c, &r, reply, err); break;
-    case C_INBOX: rc = c_inbox(c, &r, reply, err); break;
-    case C_ALIVE: rc = c_alive(c, &r, reply, err); break;
-    case C_SIGS: rc = c_sigs(c, &r, reply, err); break;
-    default: rc = c_done(c, &r, err); break;
+    case C_SETUP:
+        rc = c_setup(c, &r, reply, err);
+        break;
+    case C_PEERS:
+        rc = c_peers(c, &r, reply, err);
+        break;
+    case C_INBOX:
+        rc = c_inbox(c, &r, reply, err);
+        break;
+    case C_ALIVE:
+        rc = c_alive(c, &r, reply, err);
+        break;
+    case C_SIGS:
+        rc = c_sigs(c, &r, reply, err);
+        break;
+    default:
+        rc = c_done(c, &r, err);
+        break;
     }
     if (!rc) {
         if (c->st == C_DONE) {
@@ -763,14 +792,14 @@ struct fl_sa_server {
     uint8_t bind[BIND];
     struct fl_roster roster;
     uint32_t n, k, t, d;
-    uint32_t *members; /* (n) */
-    uint32_t *nb;      /* (n, k) neighbours, ascending */
-    int *nnb;          /* (n) */
+    uint32_t *members;           /* (n) */
+    uint32_t *nb;                /* (n, k) neighbours, ascending */
+    int *nnb;                    /* (n) */
     int *level, *answered, *bad; /* (n) */
-    struct sclient *cl;           /* (n) */
-    struct reveal *rev;           /* (n) shares revealed of each position's secret */
-    int *rev_kind;                /* (n) 1 seed, 2 key */
-    uint32_t *sum;                /* (d) */
+    struct sclient *cl;          /* (n) */
+    struct reveal *rev;          /* (n) shares revealed of each position's secret */
+    int *rev_kind;               /* (n) 1 seed, 2 key */
+    uint32_t *sum;               /* (d) */
     struct cit_buf alive_stmt;
     enum sstage st;
     struct fl_sa_transcript tr;
@@ -992,8 +1021,10 @@ static int s_shares(struct fl_sa_server *s, uint32_t i, struct fl_rd *r, struct 
         if (r->failed) break;
         q = nb_rank(s, i, to);
         if (q < 0 || s->level[to] < 1 || c->has_box[q])
-            return cit_err_set(err, CIT_EFORMAT, "SA_SHARES from %u: a box for %u, who is not "
-                               "a neighbour with keys, or twice", i, to);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_SHARES from %u: a box for %u, who is not "
+                               "a neighbour with keys, or twice",
+                               i, to);
         memcpy(c->boxes + (size_t)q * FL_SA_BOX, box, FL_SA_BOX);
         c->has_box[q] = 1;
     }
@@ -1043,16 +1074,19 @@ static int s_reveal(struct fl_sa_server *s, uint32_t i, struct fl_rd *r, struct 
         struct reveal *rv;
         if (r->failed) break;
         if (q < 0 || seen[q] || v >= s->n || s->level[v] < 2)
-            return cit_err_set(err, CIT_EFORMAT, "SA_REVEAL from %u: a share of %u, which it "
-                               "does not hold, or twice", i, v);
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_REVEAL from %u: a share of %u, which it "
+                               "does not hold, or twice",
+                               i, v);
         seen[q] = 1;
         if (v != i && !s->cl[v].has_box[nb_rank(s, v, i)])
-            return cit_err_set(err, CIT_EFORMAT, "SA_REVEAL from %u: %u never sent it a share",
+            return cit_err_set(err, CIT_EFORMAT, "SA_REVEAL from %u: %u never sent it a share", i,
+                               v);
+        if (kind != (s->level[v] >= 3 ? 1 : 2) || x != holder_x(v, nbs(s, v), s->nnb[v], i))
+            return cit_err_set(err, CIT_EFORMAT,
+                               "SA_REVEAL from %u: wrong kind or coordinate "
+                               "for %u",
                                i, v);
-        if (kind != (s->level[v] >= 3 ? 1 : 2) ||
-            x != holder_x(v, nbs(s, v), s->nnb[v], i))
-            return cit_err_set(err, CIT_EFORMAT, "SA_REVEAL from %u: wrong kind or coordinate "
-                               "for %u", i, v);
         rv = &s->rev[v];
         if (rv->count > MAX_K) return CIT_EFORMAT;
         rv->x[rv->count] = x;
@@ -1066,8 +1100,8 @@ static int s_reveal(struct fl_sa_server *s, uint32_t i, struct fl_rd *r, struct 
 int fl_sa_server_recv(struct fl_sa_server *s, uint32_t i, const uint8_t *frame, size_t len,
                       struct cit_err *err)
 {
-    static const int expect[] = {FL_MSG_SA_KEYS,  FL_MSG_SA_SHARES, FL_MSG_SA_MASKED,
-                                 FL_MSG_SA_SIGN,  FL_MSG_SA_REVEAL};
+    static const int expect[] = {FL_MSG_SA_KEYS, FL_MSG_SA_SHARES, FL_MSG_SA_MASKED, FL_MSG_SA_SIGN,
+                                 FL_MSG_SA_REVEAL};
     struct fl_rd r;
     int rc;
     if (i >= s->n) return cit_err_set(err, CIT_EINVAL, "position %u of %u", i, s->n);
@@ -1091,11 +1125,21 @@ int fl_sa_server_recv(struct fl_sa_server *s, uint32_t i, const uint8_t *frame, 
     }
     if ((rc = rd_binding(&r, s->bind, err))) goto drop;
     switch (s->st) {
-    case S_SETUP: rc = s_keys(s, i, &r, err); break;
-    case S_PEERS: rc = s_shares(s, i, &r, err); break;
-    case S_INBOX: rc = s_masked(s, i, &r, err); break;
-    case S_ALIVE: rc = s_sign(s, i, &r, err); break;
-    default: rc = s_reveal(s, i, &r, err); break;
+    case S_SETUP:
+        rc = s_keys(s, i, &r, err);
+        break;
+    case S_PEERS:
+        rc = s_shares(s, i, &r, err);
+        break;
+    case S_INBOX:
+        rc = s_masked(s, i, &r, err);
+        break;
+    case S_ALIVE:
+        rc = s_sign(s, i, &r, err);
+        break;
+    default:
+        rc = s_reveal(s, i, &r, err);
+        break;
     }
     if (rc) goto drop;
     s->answered[i] = 1;
@@ -1150,22 +1194,28 @@ static int unmask(struct fl_sa_server *s, struct cit_err *err)
         if (s->level[v] < 2) continue;
         if (s->level[v] >= 3) { /* a contributor: remove its self-mask */
             if (rv->count < (int)s->t || s->rev_kind[v] != 1)
-                return cit_err_set(err, CIT_ERANGE, "the mask seed of position %u: %d of %u "
-                                   "shares came back", v, rv->count, s->t);
+                return cit_err_set(err, CIT_ERANGE,
+                                   "the mask seed of position %u: %d of %u "
+                                   "shares came back",
+                                   v, rv->count, s->t);
             if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret))
                 return cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
             if ((rc = pend(s, pp, secret, -1))) return rc;
         } else { /* shared but sent no input: remove its pairwise masks */
             const uint32_t *nv = nbs(s, v);
             if (rv->count < (int)s->t || s->rev_kind[v] != 2)
-                return cit_err_set(err, CIT_ERANGE, "the mask key of dropped position %u: %d of "
-                                   "%u shares came back", v, rv->count, s->t);
+                return cit_err_set(err, CIT_ERANGE,
+                                   "the mask key of dropped position %u: %d of "
+                                   "%u shares came back",
+                                   v, rv->count, s->t);
             if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret))
                 return cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
             crypto_scalarmult_base(pk, secret);
             if (sodium_memcmp(pk, s->cl[v].s_pk, 32))
-                return cit_err_set(err, CIT_EFORMAT, "the shares of dropped position %u do not "
-                                   "rebuild its key: a client sent bad shares", v);
+                return cit_err_set(err, CIT_EFORMAT,
+                                   "the shares of dropped position %u do not "
+                                   "rebuild its key: a client sent bad shares",
+                                   v);
             for (int q = 0; q < s->nnb[v]; q++) {
                 uint32_t w = nv[q];
                 if (s->level[w] < 3) continue; /* its input is not in the sum */

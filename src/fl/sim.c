@@ -34,7 +34,7 @@ int fl_sa_simulate(uint32_t n, uint32_t k, uint32_t t, uint32_t d, const uint32_
     struct fl_sa_params p = {0};
     struct fl_roster roster;
     struct cit_buf f = {0}, reply = {0};
-    uint8_t (*pk)[32] = NULL, (*sk)[64] = NULL;
+    uint8_t(*pk)[32] = NULL, (*sk)[64] = NULL;
     uint32_t *members = NULL;
     int rc;
     if (n < 2 || n > FL_MAX_CLIENTS) return cit_err_set(err, CIT_ERANGE, "n = %u", n);

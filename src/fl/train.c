@@ -18,7 +18,7 @@
 #define EVAL_BATCH 256
 
 struct net {
-    int L;               /* layers with weights */
+    int L;                        /* layers with weights */
     int width[FL_MAX_LAYERS + 2]; /* width[0] inputs ... width[L] classes */
     size_t woff[FL_MAX_LAYERS + 1], boff[FL_MAX_LAYERS + 1];
     size_t params;
@@ -224,8 +224,9 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
                            a->inputs, ds->d);
     for (size_t i = 0; i < ds->n; i++)
         if (ds->y[i] >= a->classes)
-            return cit_err_set(err, CIT_EINVAL, "example %zu has label %d, the model has %d classes",
-                               i, ds->y[i], a->classes);
+            return cit_err_set(err, CIT_EINVAL,
+                               "example %zu has label %d, the model has %d classes", i, ds->y[i],
+                               a->classes);
     if (o->epochs < 0 || o->batch < 1 || o->steps < 0 || !(o->lr > 0))
         return cit_err_set(err, CIT_EINVAL,
                            "training needs epochs >= 0, batch >= 1, steps >= 0, lr > 0");
@@ -286,8 +287,10 @@ int fl_train(const struct fl_arch_spec *a, float *w, const float *w_global,
         }
         last = sum / (double)seen;
         if (!isfinite(last)) {
-            rc = cit_err_set(err, CIT_ERANGE, "training diverged in epoch %d (loss %g); lower the "
-                             "learning rate", e + 1, last);
+            rc = cit_err_set(err, CIT_ERANGE,
+                             "training diverged in epoch %d (loss %g); lower the "
+                             "learning rate",
+                             e + 1, last);
             goto out;
         }
     }
@@ -434,7 +437,8 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
     memcpy(w, global, d * sizeof(float));
     if (rc->local_epochs > 0) {
         struct fl_train_opts lo = *o;
-        double steps = ceil((double)ds->n * rc->local_epochs / (double)(o->batch > 0 ? o->batch : 1));
+        double steps =
+            ceil((double)ds->n * rc->local_epochs / (double)(o->batch > 0 ? o->batch : 1));
         lo.epochs = (int)ceil(rc->local_epochs);
         lo.steps = steps < 1 ? 1 : steps > 1e9 ? 1000000000 : (int)steps;
         r = fl_train(a, w, global, ds, &lo, loss, err);
@@ -445,7 +449,8 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
         cit_free(w);
         return r;
     }
-    if (rc->weight_cap > 0) weight = (double)ds->n < rc->weight_cap ? (double)ds->n / rc->weight_cap : 1;
+    if (rc->weight_cap > 0)
+        weight = (double)ds->n < rc->weight_cap ? (double)ds->n / rc->weight_cap : 1;
     for (size_t i = 0; i < d; i++) w[i] -= global[i];
     fl_clip(w, d, rc->clip);
     for (size_t i = 0; i < d; i++) w[i] = (float)(w[i] * weight);

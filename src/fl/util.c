@@ -13,9 +13,15 @@
 
 /* ---- the seeded generator (core's xoshiro256**) ---- */
 
-void fl_rng_seed(struct fl_rng *r, uint64_t seed) { cit_rng_seed(r->s, seed); }
+void fl_rng_seed(struct fl_rng *r, uint64_t seed)
+{
+    cit_rng_seed(r->s, seed);
+}
 
-uint64_t fl_rng_next(struct fl_rng *r) { return cit_rng_next(r->s); }
+uint64_t fl_rng_next(struct fl_rng *r)
+{
+    return cit_rng_next(r->s);
+}
 
 double fl_rng_uniform(struct fl_rng *r)
 {
@@ -51,7 +57,10 @@ void fl_wr_bytes(struct fl_wr *w, const void *p, size_t n)
     if (!w->failed && n && cit_buf_add(w->b, p, n)) w->failed = 1;
 }
 
-void fl_wr_u8(struct fl_wr *w, uint8_t v) { fl_wr_bytes(w, &v, 1); }
+void fl_wr_u8(struct fl_wr *w, uint8_t v)
+{
+    fl_wr_bytes(w, &v, 1);
+}
 
 void fl_wr_u32(struct fl_wr *w, uint32_t v)
 {
@@ -123,7 +132,8 @@ int fl_rd_begin(struct fl_rd *r, const uint8_t *frame, size_t len, struct cit_er
     int rc;
     memset(r, 0, sizeof(*r));
     r->err = err;
-    if (len < FL_HDR) return cit_err_set(err, CIT_EFORMAT, "frame: %zu bytes, shorter than its header", len);
+    if (len < FL_HDR)
+        return cit_err_set(err, CIT_EFORMAT, "frame: %zu bytes, shorter than its header", len);
     rc = fl_frame_parse(frame, &r->type, &body, err);
     if (rc) return rc;
     if (body != len - FL_HDR)
@@ -148,7 +158,10 @@ const uint8_t *fl_rd_bytes(struct fl_rd *r, size_t n, const char *what)
     return p;
 }
 
-uint8_t fl_rd_u8(struct fl_rd *r, const char *what) { return fl_rd_bytes(r, 1, what)[0]; }
+uint8_t fl_rd_u8(struct fl_rd *r, const char *what)
+{
+    return fl_rd_bytes(r, 1, what)[0];
+}
 
 uint32_t fl_rd_u32(struct fl_rd *r, const char *what)
 {
@@ -195,19 +208,32 @@ int fl_rd_end(struct fl_rd *r)
 const char *fl_msg_name(int type)
 {
     switch (type) {
-    case FL_MSG_SA_SETUP: return "SA_SETUP";
-    case FL_MSG_SA_KEYS: return "SA_KEYS";
-    case FL_MSG_SA_PEERS: return "SA_PEERS";
-    case FL_MSG_SA_SHARES: return "SA_SHARES";
-    case FL_MSG_SA_INBOX: return "SA_INBOX";
-    case FL_MSG_SA_MASKED: return "SA_MASKED";
-    case FL_MSG_SA_ALIVE: return "SA_ALIVE";
-    case FL_MSG_SA_SIGN: return "SA_SIGN";
-    case FL_MSG_SA_SIGS: return "SA_SIGS";
-    case FL_MSG_SA_REVEAL: return "SA_REVEAL";
-    case FL_MSG_SA_DONE: return "SA_DONE";
-    case FL_MSG_ABORT: return "ABORT";
-    default: return "frame";
+    case FL_MSG_SA_SETUP:
+        return "SA_SETUP";
+    case FL_MSG_SA_KEYS:
+        return "SA_KEYS";
+    case FL_MSG_SA_PEERS:
+        return "SA_PEERS";
+    case FL_MSG_SA_SHARES:
+        return "SA_SHARES";
+    case FL_MSG_SA_INBOX:
+        return "SA_INBOX";
+    case FL_MSG_SA_MASKED:
+        return "SA_MASKED";
+    case FL_MSG_SA_ALIVE:
+        return "SA_ALIVE";
+    case FL_MSG_SA_SIGN:
+        return "SA_SIGN";
+    case FL_MSG_SA_SIGS:
+        return "SA_SIGS";
+    case FL_MSG_SA_REVEAL:
+        return "SA_REVEAL";
+    case FL_MSG_SA_DONE:
+        return "SA_DONE";
+    case FL_MSG_ABORT:
+        return "ABORT";
+    default:
+        return "frame";
     }
 }
 
@@ -259,7 +285,7 @@ int fl_shamir_combine(const uint8_t *xs, const uint8_t (*shares)[32], int t, uin
         for (int j = 0; j < t; j++) {
             if (j == i) continue;
             if (xs[j] == xs[i]) return -1;
-            num = gf_mul(num, xs[j]);           /* (0 - x_j) = x_j in GF(2^8) */
+            num = gf_mul(num, xs[j]); /* (0 - x_j) = x_j in GF(2^8) */
             den = gf_mul(den, xs[i] ^ xs[j]);
         }
         uint8_t l = gf_mul(num, gf_inv(den));
@@ -290,7 +316,8 @@ int fl_masks_apply(const uint8_t (*seeds)[32], const int *signs, int m, uint32_t
     if ((uint64_t)d * 4 > (uint64_t)UINT32_MAX * 64) return CIT_ERANGE; /* the counter's reach */
     for (; opened < m; opened++) {
         ctx[opened] = EVP_CIPHER_CTX_new();
-        if (!ctx[opened] || EVP_EncryptInit_ex(ctx[opened], EVP_chacha20(), NULL, seeds[opened], iv) != 1) {
+        if (!ctx[opened] ||
+            EVP_EncryptInit_ex(ctx[opened], EVP_chacha20(), NULL, seeds[opened], iv) != 1) {
             rc = CIT_ENOMEM;
             goto out;
         }
@@ -332,9 +359,9 @@ void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t 
     /* OpenSSL's, for the SHA extensions: masked vectors are megabytes */
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned len = 32;
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(ctx, a, an) != 1 ||
-        (b && EVP_DigestUpdate(ctx, b, bn) != 1) || (c && EVP_DigestUpdate(ctx, c, cn) != 1) ||
-        EVP_DigestFinal_ex(ctx, out, &len) != 1) {
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, a, an) != 1 || (b && EVP_DigestUpdate(ctx, b, bn) != 1) ||
+        (c && EVP_DigestUpdate(ctx, c, cn) != 1) || EVP_DigestFinal_ex(ctx, out, &len) != 1) {
         /* only allocation can fail here; a digest of nothing but zeros would
          * be a silent lie, so fall back to libsodium's */
         crypto_hash_sha256_state st;
