@@ -28,23 +28,6 @@ struct result {
     double client_s, server_s, client_bytes;
 };
 
-static double cmp_d(const void *a, const void *b)
-{
-    return *(const double *)a - *(const double *)b;
-}
-
-static int sorter(const void *a, const void *b)
-{
-    double x = cmp_d(a, b);
-    return (x > 0) - (x < 0);
-}
-
-static double med(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), sorter);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Plain FedAvg: each client frames its float32 update; the coordinator
  * reads and adds them. */
 static struct result run_plain(uint32_t n, uint32_t d, float *const *upd)
@@ -63,7 +46,7 @@ static struct result run_plain(uint32_t n, uint32_t d, float *const *upd)
         for (uint32_t j = 0; j < d; j++) sum[j] += x[j];
         r.server_s += now_s() - t0;
     }
-    r.client_s = med(ct, (int)n);
+    r.client_s = median(ct, (int)n);
     r.client_bytes = (double)d * 4 + 12; /* a frame header and the floats */
     cit_buf_free(&f);
     free(sum);
@@ -144,8 +127,8 @@ static struct result run_secagg(uint32_t n, uint32_t d, uint32_t *const *in, dou
                 c2[m] = ct[i];
                 b2[m++] = bytes[i];
             }
-        r.client_s = med(c2, m);
-        r.client_bytes = med(b2, m);
+        r.client_s = median(c2, m);
+        r.client_bytes = median(b2, m);
         free(c2);
         free(b2);
     }
@@ -208,8 +191,8 @@ int main(int argc, char **argv)
                 sc[r] = s.client_s, ss[r] = s.server_s, sb = s.client_bytes;
             }
             fl_sa_default(n, &k, &t);
-            double mpc = med(pc, runs), mps = med(ps, runs), msc = med(sc, runs),
-                   mss = med(ss, runs);
+            double mpc = median(pc, runs), mps = median(ps, runs), msc = median(sc, runs),
+                   mss = median(ss, runs);
             printf("%5u %8u  %-8s %5s %11.3f %11.2f %12.0f %8s %8s\n", n, d, "fedavg", "-",
                    mpc * 1e3, mps * 1e3, pb, "1", "1");
             char kt[16];

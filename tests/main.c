@@ -68,6 +68,17 @@ const char *t_tmpdir(void)
     return dir;
 }
 
+int t_write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    if (n && fwrite(p, 1, n, f) != n) {
+        fclose(f);
+        return -1;
+    }
+    return fclose(f) ? -1 : 0;
+}
+
 char *t_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -54,6 +54,8 @@ const char *t_tmpdir(void);
 /* Flags for `citadel run` on a model that is not admitted: --unvetted with
  * the test policy (which allows it), a scratch state file and ledger. */
 const char *t_run_node(void);
+/* Writes n bytes to path (replacing it): 0, or -1. */
+int t_write_file(const char *path, const void *p, size_t n);
 /* Reads a whole file; caller frees with cit_free. NULL on error. */
 char *t_read_file(const char *path, size_t *len);
 /* Runs a shell command, captures stdout (caller frees); returns exit status. */

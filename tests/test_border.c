@@ -16,10 +16,7 @@
 
 static int put(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
+    return t_write_file(path, text, strlen(text));
 }
 
 /* dir/a.txt = "hello\n", dir/sub/b.bin = "world\n" */

@@ -48,14 +48,6 @@ void test_fl_shamir(void)
 
 /* ---- datasets ---- */
 
-static int write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    fwrite(p, 1, n, f);
-    return fclose(f);
-}
-
 void test_fl_data(void)
 {
     struct fl_data ds, back, sub;
@@ -100,20 +92,20 @@ void test_fl_data(void)
         static const unsigned char x2[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1, 9, 9};
         snprintf(xp, sizeof(xp), "%s/bad.x.idx", t_tmpdir());
         snprintf(yp, sizeof(yp), "%s/bad.y.idx", t_tmpdir());
-        CHECK(write_bytes(yp, labels2, sizeof(labels2)) == 0);
-        CHECK(write_bytes(xp, bad_magic, sizeof(bad_magic)) == 0);
+        CHECK(t_write_file(yp, labels2, sizeof(labels2)) == 0);
+        CHECK(t_write_file(xp, bad_magic, sizeof(bad_magic)) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "magic"));
-        CHECK(write_bytes(xp, bad_type, sizeof(bad_type)) == 0);
+        CHECK(t_write_file(xp, bad_type, sizeof(bad_type)) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "0x42"));
-        CHECK(write_bytes(xp, short_data, sizeof(short_data)) == 0);
+        CHECK(t_write_file(xp, short_data, sizeof(short_data)) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "truncated"));
-        CHECK(write_bytes(xp, huge_dim, sizeof(huge_dim)) == 0);
+        CHECK(t_write_file(xp, huge_dim, sizeof(huge_dim)) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_ERANGE);
-        CHECK(write_bytes(xp, x2, sizeof(x2)) == 0);
+        CHECK(t_write_file(xp, x2, sizeof(x2)) == 0);
         CHECKF(fl_data_load(xp, NULL, &ds, &err) == 0, "%s", err.msg);
         CHECK(ds.n == 2 && ds.d == 1 && ds.classes == 3);
         fl_data_free(&ds);
-        CHECK(write_bytes(yp, labels_bad, sizeof(labels_bad)) == 0);
+        CHECK(t_write_file(yp, labels_bad, sizeof(labels_bad)) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "label 0"));
     }
     {
@@ -122,15 +114,15 @@ void test_fl_data(void)
         static const char word[] = "1,2,0\n3,x,1\n";
         static const char neg[] = "1,2,-1\n";
         snprintf(xp, sizeof(xp), "%s/t.csv", t_tmpdir());
-        CHECK(write_bytes(xp, hdr, sizeof(hdr) - 1) == 0);
+        CHECK(t_write_file(xp, hdr, sizeof(hdr) - 1) == 0);
         CHECKF(fl_data_load(xp, NULL, &ds, &err) == 0, "%s", err.msg);
         CHECK(ds.n == 3 && ds.d == 2 && ds.classes == 2 && ds.x[5] == 6.0f && ds.y[0] == 0);
         fl_data_free(&ds);
-        CHECK(write_bytes(xp, ragged, sizeof(ragged) - 1) == 0);
+        CHECK(t_write_file(xp, ragged, sizeof(ragged) - 1) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "t.csv:2"));
-        CHECK(write_bytes(xp, word, sizeof(word) - 1) == 0);
+        CHECK(t_write_file(xp, word, sizeof(word) - 1) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "column 2"));
-        CHECK(write_bytes(xp, neg, sizeof(neg) - 1) == 0);
+        CHECK(t_write_file(xp, neg, sizeof(neg) - 1) == 0);
         CHECK(fl_data_load(xp, NULL, &ds, &err) == CIT_EFORMAT && strstr(err.msg, "label"));
     }
     CHECK(fl_data_load("/nonexistent.csv", NULL, &ds, &err) == CIT_EIO);
@@ -565,24 +557,6 @@ void test_fl_secagg_deviations(void)
 
 /* ---- learning ---- */
 
-/* Splits ds into clients by part. */
-static int split_into(const struct fl_data *ds, const int *part, int clients, struct fl_data *out)
-{
-    size_t *idx = malloc(ds->n * sizeof(size_t));
-    if (!idx) return -1;
-    for (int k = 0; k < clients; k++) {
-        size_t m = 0;
-        for (size_t i = 0; i < ds->n; i++)
-            if (part[i] == k) idx[m++] = i;
-        if (fl_data_subset(ds, idx, m, &out[k])) {
-            free(idx);
-            return -1;
-        }
-    }
-    free(idx);
-    return 0;
-}
-
 /* The trainers learn: breast cancer (standardised) with logistic regression
  * and with a perceptron under Adam and FedProx, digits with SGD. */
 void test_fl_train(void)
@@ -734,7 +708,7 @@ void test_fl_fedavg_accuracy(void)
 
     /* federated: 500 rounds of 1/100 epoch each, 5 epochs in all */
     CHECK(fl_split(&tr, CLIENTS, FL_SPLIT_DIRICHLET, 0.5, 1, part, &err) == 0);
-    CHECK(split_into(&tr, part, CLIENTS, parts) == 0);
+    CHECK(fl_data_parts(&tr, part, CLIENTS, parts) == 0);
     fl_sa_default(CLIENTS, &k, &t);
     CHECK(fl_server_opt_init(&so, FL_FEDAVG, d) == 0);
     fl_arch_init(&a, w, 1);

@@ -123,6 +123,11 @@ enum fl_split_kind {
  * Deterministic for a seed. */
 int fl_split(const struct fl_data *ds, int clients, enum fl_split_kind kind, double alpha,
              uint64_t seed, int *part /* out, (n) */, struct cit_err *err);
+/* The datasets that part (as fl_split wrote it) gives each client, in the
+ * original order: out[k] for k < clients, each freed with fl_data_free
+ * (all of them, and none written, on failure). */
+int fl_data_parts(const struct fl_data *ds, const int *part, int clients,
+                  struct fl_data *out /* out, (clients) */);
 
 /* ---- models and local training ---- */
 

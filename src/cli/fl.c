@@ -177,24 +177,16 @@ static int load(const char *src, const char *labels, int standardize, struct fl_
 static int partition(const struct fl_data *ds, const struct fl_args *a, struct fl_data *parts)
 {
     struct cit_err err = {{0}};
-    int *part = malloc(ds->n * sizeof(int));
-    size_t *idx = malloc(ds->n * sizeof(size_t));
+    int *part = malloc((ds->n ? ds->n : 1) * sizeof(int));
     int rc = -1;
-    if (!part || !idx) goto out;
+    if (!part) goto out;
     if (fl_split(ds, (int)a->clients, a->scheme, a->alpha, (uint64_t)a->seed, part, &err)) {
         fprintf(stderr, "citadel fl: %s\n", err.msg);
         goto out;
     }
-    for (long k = 0; k < a->clients; k++) {
-        size_t m = 0;
-        for (size_t i = 0; i < ds->n; i++)
-            if (part[i] == k) idx[m++] = i;
-        if (fl_data_subset(ds, idx, m, &parts[k])) goto out;
-    }
-    rc = 0;
+    rc = fl_data_parts(ds, part, (int)a->clients, parts) ? -1 : 0;
 out:
     free(part);
-    free(idx);
     return rc;
 }
 

@@ -438,6 +438,23 @@ int fl_data_subset(const struct fl_data *src, const size_t *idx, size_t n, struc
     return 0;
 }
 
+int fl_data_parts(const struct fl_data *ds, const int *part, int clients, struct fl_data *out)
+{
+    size_t *idx = cit_malloc((ds->n ? ds->n : 1) * sizeof(size_t));
+    int k, rc = 0;
+    if (!idx) return CIT_ENOMEM;
+    for (k = 0; k < clients && !rc; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            if (part[i] == k) idx[m++] = i;
+        rc = fl_data_subset(ds, idx, m, &out[k]);
+    }
+    if (rc)
+        for (int j = 0; j < k - 1; j++) fl_data_free(&out[j]);
+    cit_free(idx);
+    return rc;
+}
+
 void fl_data_standardize(struct fl_data *ds)
 {
     for (size_t j = 0; j < ds->d; j++) {

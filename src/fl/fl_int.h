@@ -35,6 +35,10 @@ void fl_wr_u8(struct fl_wr *w, uint8_t v);
 void fl_wr_u32(struct fl_wr *w, uint32_t v);
 void fl_wr_u64(struct fl_wr *w, uint64_t v);
 void fl_wr_u32s(struct fl_wr *w, const uint32_t *v, size_t n); /* n u32, little-endian */
+/* A count written before its entries: fl_wr_slot reserves the u32 and
+ * returns where it is; fl_wr_fill writes the count once the entries are. */
+size_t fl_wr_slot(struct fl_wr *w);
+void fl_wr_fill(struct fl_wr *w, size_t slot, uint32_t v);
 void fl_wr_bytes(struct fl_wr *w, const void *p, size_t n);
 int fl_wr_end(struct fl_wr *w);
 

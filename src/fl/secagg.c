@@ -617,7 +617,8 @@ static int c_alive(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
 static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out, struct cit_err *err)
 {
     uint8_t *seen = NULL;
-    uint32_t cnt, ok = 0, reveals = 0;
+    uint32_t cnt, ok = 0, reveals = 1;
+    size_t slot;
     struct fl_wr w;
     int rc = rd_binding(r, c->bind, err);
     if (rc) return rc;
@@ -656,8 +657,7 @@ static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out, 
     /* reveal: b's share for a survivor, s_sk's share for a dropout, never both */
     fl_wr_begin(&w, out, FL_MSG_SA_REVEAL);
     fl_wr_bytes(&w, c->bind, BIND);
-    for (int i = 0; i < c->npeers; i++) reveals += c->peers[i].shared;
-    fl_wr_u32(&w, reveals + 1);
+    slot = fl_wr_slot(&w);
     fl_wr_u32(&w, c->me);
     fl_wr_u8(&w, 1);
     fl_wr_u8(&w, c->my_x);
@@ -671,7 +671,9 @@ static int c_sigs(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out, 
         fl_wr_u8(&w, survivor ? 1 : 2);
         fl_wr_u8(&w, p->x);
         fl_wr_bytes(&w, survivor ? p->b_share : p->s_share, 32);
+        reveals++;
     }
+    fl_wr_fill(&w, slot, reveals);
     /* what was not revealed is of no further use */
     for (int i = 0; i < c->npeers; i++) {
         sodium_memzero(c->peers[i].b_share, 32);
@@ -710,6 +712,7 @@ int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
     struct fl_rd r;
     int rc;
     reply->len = 0;
+    if (err) err->msg[0] = 0; /* an abort must not carry an earlier step's reason */
     if (c->st == C_ABORTED)
         return cit_err_set(err, CIT_EINVAL, "this round was aborted; nothing more is answered");
     if (c->st == C_DONE) {
@@ -907,6 +910,7 @@ int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *out)
 {
     struct fl_wr w;
     uint32_t cnt = 0;
+    size_t slot = 0; /* where the entry count goes; 0: this frame has none */
     out->len = 0;
     if (i >= s->n || s->st == S_FAILED || !in_set(s, i, (int)s->st)) return 0;
     switch (s->st) {
@@ -924,8 +928,7 @@ int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *out)
     case S_PEERS:
         fl_wr_begin(&w, out, FL_MSG_SA_PEERS);
         fl_wr_bytes(&w, s->bind, BIND);
-        for (int r = 0; r < s->nnb[i]; r++) cnt += s->level[nbs(s, i)[r]] >= 1;
-        fl_wr_u32(&w, cnt);
+        slot = fl_wr_slot(&w);
         for (int r = 0; r < s->nnb[i]; r++) {
             uint32_t j = nbs(s, i)[r];
             if (s->level[j] < 1) continue;
@@ -933,44 +936,43 @@ int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *out)
             fl_wr_bytes(&w, s->cl[j].c_pk, 32);
             fl_wr_bytes(&w, s->cl[j].s_pk, 32);
             fl_wr_bytes(&w, s->cl[j].keysig, 64);
+            cnt++;
         }
         break;
     case S_INBOX:
         fl_wr_begin(&w, out, FL_MSG_SA_INBOX);
         fl_wr_bytes(&w, s->bind, BIND);
-        for (int r = 0; r < s->nnb[i]; r++) {
-            uint32_t j = nbs(s, i)[r];
-            int q = nb_rank(s, j, i);
-            cnt += s->level[j] >= 2 && q >= 0 && s->cl[j].has_box[q];
-        }
-        fl_wr_u32(&w, cnt);
+        slot = fl_wr_slot(&w);
         for (int r = 0; r < s->nnb[i]; r++) {
             uint32_t j = nbs(s, i)[r];
             int q = nb_rank(s, j, i);
             if (s->level[j] < 2 || q < 0 || !s->cl[j].has_box[q]) continue;
             fl_wr_u32(&w, j);
             fl_wr_bytes(&w, s->cl[j].boxes + (size_t)q * FL_SA_BOX, FL_SA_BOX);
+            cnt++;
         }
         break;
     case S_ALIVE:
         fl_wr_begin(&w, out, FL_MSG_SA_ALIVE);
         fl_wr_bytes(&w, s->bind, BIND);
-        for (uint32_t j = 0; j < s->n; j++) cnt += s->level[j] >= 3;
-        fl_wr_u32(&w, cnt);
+        slot = fl_wr_slot(&w);
         for (uint32_t j = 0; j < s->n; j++)
-            if (s->level[j] >= 3) fl_wr_u32(&w, j);
+            if (s->level[j] >= 3) {
+                fl_wr_u32(&w, j);
+                cnt++;
+            }
         break;
-    case S_SIGS: /* the signatures of i's neighbourhood: what i needs to check */
+    case S_SIGS: /* the signatures of i's holders (itself and its neighbours): what i checks */
         fl_wr_begin(&w, out, FL_MSG_SA_SIGS);
         fl_wr_bytes(&w, s->bind, BIND);
-        for (uint32_t j = 0; j < s->n; j++)
-            cnt += s->level[j] >= 4 && (j == i || nb_rank(s, i, j) >= 0);
-        fl_wr_u32(&w, cnt);
-        for (uint32_t j = 0; j < s->n; j++)
-            if (s->level[j] >= 4 && (j == i || nb_rank(s, i, j) >= 0)) {
-                fl_wr_u32(&w, j);
-                fl_wr_bytes(&w, s->cl[j].alivesig, 64);
-            }
+        slot = fl_wr_slot(&w);
+        for (int r = -1; r < s->nnb[i]; r++) {
+            uint32_t j = r < 0 ? i : nbs(s, i)[r];
+            if (s->level[j] < 4) continue;
+            fl_wr_u32(&w, j);
+            fl_wr_bytes(&w, s->cl[j].alivesig, 64);
+            cnt++;
+        }
         break;
     default:
         fl_wr_begin(&w, out, FL_MSG_SA_DONE);
@@ -979,6 +981,7 @@ int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *out)
         fl_wr_bytes(&w, s->tr.sum_digest, 32);
         break;
     }
+    if (slot) fl_wr_fill(&w, slot, cnt);
     return fl_wr_end(&w);
 }
 
@@ -1160,7 +1163,6 @@ static int fail(struct fl_sa_server *s, int rc)
     return rc;
 }
 
-/* Removes every mask from the sum. */
 /* Masks to remove, applied MASK_BATCH at a time in one pass over the sum. */
 #define MASK_BATCH 64
 struct pending {
@@ -1183,51 +1185,68 @@ static int pend(struct fl_sa_server *s, struct pending *p, const uint8_t seed[32
     return rc;
 }
 
+/* Removes every mask from the sum. */
 static int unmask(struct fl_sa_server *s, struct cit_err *err)
 {
     struct pending pb, *pp = &pb; /* 2.3 KiB on the stack */
     uint8_t secret[32], seed[32], pk[32];
-    int rc;
+    int rc = 0;
     pp->n = 0;
     for (uint32_t v = 0; v < s->n; v++) {
         struct reveal *rv = &s->rev[v];
         if (s->level[v] < 2) continue;
         if (s->level[v] >= 3) { /* a contributor: remove its self-mask */
-            if (rv->count < (int)s->t || s->rev_kind[v] != 1)
-                return cit_err_set(err, CIT_ERANGE,
-                                   "the mask seed of position %u: %d of %u "
-                                   "shares came back",
-                                   v, rv->count, s->t);
-            if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret))
-                return cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
-            if ((rc = pend(s, pp, secret, -1))) return rc;
+            if (rv->count < (int)s->t || s->rev_kind[v] != 1) {
+                rc = cit_err_set(err, CIT_ERANGE,
+                                 "the mask seed of position %u: %d of %u "
+                                 "shares came back",
+                                 v, rv->count, s->t);
+                goto out;
+            }
+            if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret)) {
+                rc = cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
+                goto out;
+            }
+            if ((rc = pend(s, pp, secret, -1))) goto out;
         } else { /* shared but sent no input: remove its pairwise masks */
             const uint32_t *nv = nbs(s, v);
-            if (rv->count < (int)s->t || s->rev_kind[v] != 2)
-                return cit_err_set(err, CIT_ERANGE,
-                                   "the mask key of dropped position %u: %d of "
-                                   "%u shares came back",
-                                   v, rv->count, s->t);
-            if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret))
-                return cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
+            if (rv->count < (int)s->t || s->rev_kind[v] != 2) {
+                rc = cit_err_set(err, CIT_ERANGE,
+                                 "the mask key of dropped position %u: %d of "
+                                 "%u shares came back",
+                                 v, rv->count, s->t);
+                goto out;
+            }
+            if (fl_shamir_combine(rv->x, (const uint8_t(*)[32])rv->share, (int)s->t, secret)) {
+                rc = cit_err_set(err, CIT_EFORMAT, "position %u: repeated share coordinates", v);
+                goto out;
+            }
             crypto_scalarmult_base(pk, secret);
-            if (sodium_memcmp(pk, s->cl[v].s_pk, 32))
-                return cit_err_set(err, CIT_EFORMAT,
-                                   "the shares of dropped position %u do not "
-                                   "rebuild its key: a client sent bad shares",
-                                   v);
+            if (sodium_memcmp(pk, s->cl[v].s_pk, 32)) {
+                rc = cit_err_set(err, CIT_EFORMAT,
+                                 "the shares of dropped position %u do not "
+                                 "rebuild its key: a client sent bad shares",
+                                 v);
+                goto out;
+            }
             for (int q = 0; q < s->nnb[v]; q++) {
                 uint32_t w = nv[q];
                 if (s->level[w] < 3) continue; /* its input is not in the sum */
-                if (pair_seed(seed, secret, s->cl[w].s_pk, s->bind)) return CIT_EFORMAT;
+                if (pair_seed(seed, secret, s->cl[w].s_pk, s->bind)) {
+                    rc = CIT_EFORMAT;
+                    goto out;
+                }
                 /* w added +PRG when w < v, -PRG when w > v */
-                if ((rc = pend(s, pp, seed, w < v ? -1 : +1))) return rc;
+                if ((rc = pend(s, pp, seed, w < v ? -1 : +1))) goto out;
             }
         }
     }
+    rc = pend(s, pp, NULL, 0);
+out:
     sodium_memzero(secret, sizeof(secret));
     sodium_memzero(seed, sizeof(seed));
-    return pend(s, pp, NULL, 0);
+    sodium_memzero(pp, sizeof(*pp));
+    return rc;
 }
 
 int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err)

@@ -17,9 +17,7 @@ void fl_sa_default(uint32_t n, uint32_t *k, uint32_t *t)
         kk = n - 1;
     } else {
         while ((1u << lg) < n) lg++;
-        kk = 2 * lg;
-        if (kk % 2) kk++;
-        if (kk > n - 1) kk = n - 1;
+        kk = 2 * lg; /* even, and below n - 1 for every n > 16 */
     }
     *k = kk;
     *t = (kk + 1) / 2 + 1;

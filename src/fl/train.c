@@ -416,9 +416,16 @@ void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x)
 
 /* ---- a round's arithmetic ---- */
 
+/* The bound on every entry of a contribution: the clipped update's, or the
+ * weight's (at most 1). */
+static double round_bound(const struct fl_round_cfg *rc)
+{
+    return rc->clip > 1 ? rc->clip : 1;
+}
+
 double fl_round_scale(const struct fl_round_cfg *rc)
 {
-    return fl_quant_scale(rc->clip > 1 ? rc->clip : 1, rc->max_clients);
+    return fl_quant_scale(round_bound(rc), rc->max_clients);
 }
 
 int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a,
@@ -426,6 +433,7 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
                      uint32_t *out, float *loss, struct cit_err *err)
 {
     size_t d = fl_arch_params(a, err);
+    struct fl_train_opts lo = *o;
     float *w;
     double weight = 1;
     int r;
@@ -436,15 +444,12 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
     if (!w) return CIT_ENOMEM;
     memcpy(w, global, d * sizeof(float));
     if (rc->local_epochs > 0) {
-        struct fl_train_opts lo = *o;
         double steps =
             ceil((double)ds->n * rc->local_epochs / (double)(o->batch > 0 ? o->batch : 1));
         lo.epochs = (int)ceil(rc->local_epochs);
         lo.steps = steps < 1 ? 1 : steps > 1e9 ? 1000000000 : (int)steps;
-        r = fl_train(a, w, global, ds, &lo, loss, err);
-    } else {
-        r = fl_train(a, w, global, ds, o, loss, err);
     }
+    r = fl_train(a, w, global, ds, &lo, loss, err);
     if (r) {
         cit_free(w);
         return r;
@@ -455,7 +460,7 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
     fl_clip(w, d, rc->clip);
     for (size_t i = 0; i < d; i++) w[i] = (float)(w[i] * weight);
     w[d] = (float)weight;
-    fl_quantize(w, d + 1, fl_round_scale(rc), rc->clip > 1 ? rc->clip : 1, out);
+    fl_quantize(w, d + 1, fl_round_scale(rc), round_bound(rc), out);
     cit_free(w);
     return 0;
 }

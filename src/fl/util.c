@@ -77,6 +77,24 @@ void fl_wr_u32s(struct fl_wr *w, const uint32_t *v, size_t n)
 #endif
 }
 
+size_t fl_wr_slot(struct fl_wr *w)
+{
+    size_t at = w->b->len;
+    fl_wr_u32(w, 0);
+    return at;
+}
+
+void fl_wr_fill(struct fl_wr *w, size_t slot, uint32_t v)
+{
+    uint8_t *p;
+    if (w->failed) return;
+    p = (uint8_t *)w->b->p + slot;
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 void fl_wr_u64(struct fl_wr *w, uint64_t v)
 {
     fl_wr_u32(w, (uint32_t)v);
