@@ -76,6 +76,7 @@
 #include <stdint.h>
 
 #include "citadel/core.h"
+#include "citadel/ledger.h"
 
 /* ---- datasets ---- */
 
@@ -215,6 +216,8 @@ struct fl_round_cfg {
     double weight_cap;   /* examples for weight 1; 0: unweighted */
     double local_epochs; /* > 0: passes over its data per round, may be a fraction
                             (overrides the training options' epochs and steps) */
+    double noise;        /* DP: std of the Gaussian noise a client adds to each entry
+                            of its clipped update (needs weight_cap 0); 0: none */
 };
 double fl_round_scale(const struct fl_round_cfg *rc);
 /* Trains a copy of global on ds and writes the quantized contribution
@@ -354,5 +357,113 @@ void fl_sa_default(uint32_t n, uint32_t *k /* out */, uint32_t *t /* out */);
 int fl_sa_simulate(uint32_t n, uint32_t k, uint32_t t, uint32_t d, const uint32_t *const *inputs,
                    const int *drop_at, uint32_t *sum /* out */,
                    struct fl_sa_transcript *tr /* out, may be NULL */, struct cit_err *err);
+
+/* ---- differential privacy ----
+ * Client-level DP for the sum of a round: every contribution is L2-clipped
+ * to C and carries Gaussian noise. Under secure aggregation the noise is
+ * split (Kairouz et al. 2021's distributed noise): each of the at least m
+ * contributors the threshold guarantees adds N(0, z^2 C^2 / m), so the sum
+ * holds at least N(0, z^2 C^2), the Gaussian mechanism with noise
+ * multiplier z. Each round is accounted in Renyi DP (Mironov 2017): order a
+ * costs a / (2 z^2); rounds add up; the (epsilon, delta) bound is the best
+ * over the orders of rdp + log((a - 1) / a) - (log delta + log a) / (a - 1)
+ * (Balle et al. 2020). No amplification by sampling is claimed: who is
+ * selected is up to the coordinator. */
+
+#define FL_DP_ORDERS 24
+
+struct fl_dp_account {
+    uint64_t rounds;
+    double rdp[FL_DP_ORDERS]; /* spent, by order (fl_dp_order) */
+};
+double fl_dp_order(int i);
+/* Adds one Gaussian round with noise multiplier z (> 0). */
+void fl_dp_spend(struct fl_dp_account *a, double z);
+/* The epsilon a has spent at delta (infinity when nothing bounds it). */
+double fl_dp_epsilon(const struct fl_dp_account *a, double delta);
+/* The account in path (a missing file: nothing spent) and its update,
+ * written to a temporary file and renamed. */
+int fl_dp_load(const char *path, struct fl_dp_account *a /* out */, struct cit_err *err);
+int fl_dp_save(const char *path, const struct fl_dp_account *a, struct cit_err *err);
+/* x[i] += N(0, sigma^2), from the operating system's generator (libsodium's
+ * randombytes): noise that protects must not be predictable. */
+void fl_dp_noise(float *x, size_t d, double sigma);
+
+/* ---- federation over the network: citadel fl serve / fl join ----
+ * The orchestration frames, in the wire format above (version 1):
+ *
+ *   TASK    S->C  round u64, rounds u32, mode u8, arch u8, inputs u32,
+ *                 classes u32, layers u8, hidden 4 x u32, clip f64,
+ *                 max_clients u32, weight_cap f64, local_epochs f64,
+ *                 batch u32, lr f32, optim u8, mu f32, seed u64,
+ *                 dp_noise f64 (0: none), dp_min u32, d u32, d x f32 (the
+ *                 global model). f32 / f64 travel as their IEEE-754 bits.
+ *   READY   C->S  round u64, accept u8; accept 0: reason (the rest, at
+ *                 most FL_ABORT_MAX bytes); accept 1 in plain mode: d + 1
+ *                 x u32, the contribution; in secure mode nothing (the
+ *                 SA_ frames follow)
+ *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model)
+ *
+ * A round: the coordinator selects participants among those connected,
+ * sends each the TASK, and gives them train_timeout to answer READY; those
+ * that accept are the round's members, and secure aggregation (or, with
+ * --plain, the plain sum) runs over them with stage_timeout per stage. A
+ * participant that closes, fails or misses a deadline is dropped from the
+ * round and disconnected; the round goes on while the threshold holds. */
+
+#define FL_MSG_TASK   0x01
+#define FL_MSG_READY  0x02
+#define FL_MSG_FINISH 0x03
+
+enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2 };
+
+struct fl_serve_opts {
+    const char *listen;    /* "HOST:PORT"; port 0: any free one */
+    const char *port_file; /* gets the bound port once listening (may be NULL) */
+    const struct ledger_skey *key;
+    struct fl_roster roster;  /* the members, pinned */
+    const char *const *names; /* their names, for logs and the ledger (may be NULL) */
+    int expect;               /* members to wait for; 0: all */
+    int min_clients;          /* a round needs this many ready; 0: 2 */
+    int per_round;            /* selected per round; 0: every one connected */
+    int rounds;
+    double join_timeout_s, train_timeout_s, stage_timeout_s; /* 0: 60, 300, 60 */
+    enum fl_mode mode;
+    uint32_t k, t; /* 0: fl_sa_default for the round's n */
+    struct fl_arch_spec arch;
+    struct fl_round_cfg rc;
+    struct fl_train_opts o; /* the participants' local training */
+    struct fl_server_opt *so;
+    double dp_noise;            /* z; 0: no noise */
+    const struct fl_data *test; /* accuracy per round (may be NULL) */
+    struct ledger *ledger;      /* a transcript per round (may be NULL) */
+    const char *out;            /* the final model, IDX f32 (may be NULL) */
+    const char *dump_sum;       /* testing: the last round's sum and members */
+    uint64_t seed;
+};
+int fl_serve(const struct fl_serve_opts *o, struct cit_err *err);
+
+struct fl_join_opts {
+    const char *connect;
+    const struct ledger_skey *key;
+    const uint8_t *coordinator; /* [32] its pinned key */
+    struct fl_roster roster;
+    const struct fl_data *data;
+    struct ledger *ledger;
+    uint32_t min_t;          /* the smallest SecAgg threshold accepted */
+    double dp_epsilon;       /* budget; 0: none (refuses no round) */
+    double dp_delta;         /* 0: 1e-5 */
+    double dp_min_noise;     /* refuses rounds with less noise than this z */
+    const char *dp_state;    /* the privacy account, kept across runs */
+    double timeout_s;        /* the longest wait for a frame; 0: 3600 */
+    const char *out;         /* the final model */
+    const char *dump_update; /* testing: this node's last contribution */
+    int drop_at, stall_at;   /* testing: a frame type at which to vanish or hang (0: none) */
+};
+int fl_join(const struct fl_join_opts *o, struct cit_err *err);
+
+/* Writes / reads a model as an IDX file of d f32 (tmp + rename). */
+int fl_model_write(const char *path, const float *w, size_t d, struct cit_err *err);
+int fl_model_read(const char *path, float **w /* out */, size_t *d /* out */, struct cit_err *err);
 
 #endif

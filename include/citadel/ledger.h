@@ -93,6 +93,22 @@ struct ledger_vkey {
 int ledger_vkey_parse(const char *text, size_t len, struct ledger_vkey *out /* out */,
                       struct cit_err *err);
 
+/* A signing key: the public half and libsodium's 64-byte secret key. The
+ * ledger signs its checkpoints with one (node.key); a federation member's
+ * identity is another (citadel fl keygen). On disk, the private half is
+ * "PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed[32])>" (mode 0600)
+ * and the public half the vkey line above. */
+struct ledger_skey {
+    struct ledger_vkey vk;
+    uint8_t sk[64];
+};
+
+/* Loads the key in path. When path does not exist and name is not NULL,
+ * creates a new key named name there and its public half in vpath (the
+ * vkey line); with name NULL a missing file is CIT_ENOENT. */
+int ledger_key_load(const char *path, const char *vpath, const char *name,
+                    struct ledger_skey *k /* out */, struct cit_err *err);
+
 struct ledger_checkpoint {
     char origin[LEDGER_MAX_ORIGIN];
     uint64_t size;

@@ -20,18 +20,27 @@
  * Exit status: 0, 1 when something failed, 2 for a usage error.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "citadel/fl.h"
+#include "citadel/ledger.h"
 #include "cli.h"
 
 struct fl_args {
     const char *data, *labels, *test, *out, *model;
-    long clients, seed, rounds;
+    const char *key, *roster, *coordinator, *listen, *connect, *port_file, *ledger, *name;
+    const char *dp_state, *dump_sum, *dump_update;
+    long clients, seed, rounds, expect, min_clients, per_round, k, t, inputs, classes;
+    float clip, weight_cap, dp_noise, dp_epsilon, dp_delta, dp_min_noise;
+    float join_timeout, train_timeout, stage_timeout, timeout;
+    int drop_at, stall_at;
     enum fl_split_kind scheme;
     float alpha, local_epochs, mu, server_lr;
     int standardize, plain;
@@ -73,6 +82,95 @@ static int parse_model(const char *s, size_t inputs, int classes, struct fl_arch
     return a->layers ? 0 : -1;
 }
 
+/* A protocol stage for --drop-at / --stall-at: the frame on whose arrival
+ * the participant vanishes or hangs. */
+static int stage_type(const char *v)
+{
+    static const struct {
+        const char *name;
+        int type;
+    } st[] = {{"train", FL_MSG_TASK},      {"keys", FL_MSG_SA_SETUP}, {"shares", FL_MSG_SA_PEERS},
+              {"masked", FL_MSG_SA_INBOX}, {"sign", FL_MSG_SA_ALIVE}, {"reveal", FL_MSG_SA_SIGS}};
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+        if (!strcmp(v, st[i].name)) return st[i].type;
+    return 0;
+}
+
+/* The options of serve, join and keygen: 0 when f was one of them (parsed
+ * into a), else *bad = -1 for a bad value, 0 for another option. */
+static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *bad)
+{
+    static const struct {
+        const char *flag;
+        size_t off;
+    } strs[] = {
+        {"--key", offsetof(struct fl_args, key)},
+        {"--roster", offsetof(struct fl_args, roster)},
+        {"--coordinator", offsetof(struct fl_args, coordinator)},
+        {"--listen", offsetof(struct fl_args, listen)},
+        {"--connect", offsetof(struct fl_args, connect)},
+        {"--port-file", offsetof(struct fl_args, port_file)},
+        {"--ledger", offsetof(struct fl_args, ledger)},
+        {"--name", offsetof(struct fl_args, name)},
+        {"--dp-state", offsetof(struct fl_args, dp_state)},
+        {"--dump-sum", offsetof(struct fl_args, dump_sum)},
+        {"--dump-update", offsetof(struct fl_args, dump_update)},
+    };
+    static const struct {
+        const char *flag;
+        size_t off;
+        long lo, hi;
+    } ints[] = {
+        {"--expect", offsetof(struct fl_args, expect), 1, FL_MAX_CLIENTS},
+        {"--min-clients", offsetof(struct fl_args, min_clients), 2, FL_MAX_CLIENTS},
+        {"--per-round", offsetof(struct fl_args, per_round), 2, FL_MAX_CLIENTS},
+        {"--k", offsetof(struct fl_args, k), 2, FL_MAX_CLIENTS},
+        {"--t", offsetof(struct fl_args, t), 2, FL_MAX_CLIENTS},
+        {"--inputs", offsetof(struct fl_args, inputs), 1, FL_MAX_FEATURES},
+        {"--classes", offsetof(struct fl_args, classes), 2, FL_MAX_CLASSES},
+    };
+    static const struct {
+        const char *flag;
+        size_t off;
+    } floats[] = {
+        {"--clip", offsetof(struct fl_args, clip)},
+        {"--weight-cap", offsetof(struct fl_args, weight_cap)},
+        {"--dp-noise", offsetof(struct fl_args, dp_noise)},
+        {"--dp-epsilon", offsetof(struct fl_args, dp_epsilon)},
+        {"--dp-delta", offsetof(struct fl_args, dp_delta)},
+        {"--dp-min-noise", offsetof(struct fl_args, dp_min_noise)},
+        {"--join-timeout", offsetof(struct fl_args, join_timeout)},
+        {"--train-timeout", offsetof(struct fl_args, train_timeout)},
+        {"--stage-timeout", offsetof(struct fl_args, stage_timeout)},
+        {"--timeout", offsetof(struct fl_args, timeout)},
+    };
+    *bad = 0;
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (!strcmp(f, strs[i].flag)) {
+            *(const char **)((char *)a + strs[i].off) = v;
+            return 0;
+        }
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+        if (!strcmp(f, ints[i].flag)) {
+            if (cli_parse_int(v, ints[i].lo, ints[i].hi, (long *)((char *)a + ints[i].off)))
+                return *bad = -1;
+            return 0;
+        }
+    for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++)
+        if (!strcmp(f, floats[i].flag)) {
+            float *x = (float *)((char *)a + floats[i].off);
+            if (cli_parse_float(v, x) || !(*x >= 0) || !isfinite(*x)) return *bad = -1;
+            return 0;
+        }
+    if (!strcmp(f, "--drop-at") || !strcmp(f, "--stall-at")) {
+        int t = stage_type(v);
+        if (!t) return *bad = -1;
+        *(f[2] == 'd' ? &a->drop_at : &a->stall_at) = t;
+        return 0;
+    }
+    return 1;
+}
+
 static int parse_args(int argc, char **argv, struct fl_args *a)
 {
     memset(a, 0, sizeof(*a));
@@ -86,6 +184,8 @@ static int parse_args(int argc, char **argv, struct fl_args *a)
     a->local_epochs = 1;
     a->server_lr = 0.01f;
     a->strategy = FL_FEDAVG;
+    a->clip = 100;
+    a->weight_cap = -1; /* unset */
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -99,6 +199,8 @@ static int parse_args(int argc, char **argv, struct fl_args *a)
         }
         if (!v) return -1;
         i++;
+        if (parse_net_arg(f, v, a, &n) == 0) continue;
+        if (n < 0) return -1;
         if (!strcmp(f, "--data"))
             a->data = v;
         else if (!strcmp(f, "--labels"))
@@ -160,7 +262,7 @@ static int parse_args(int argc, char **argv, struct fl_args *a)
             return -1;
         }
     }
-    return a->data ? 0 : -1;
+    return 0;
 }
 
 static int load(const char *src, const char *labels, int standardize, struct fl_data *ds)
@@ -195,7 +297,7 @@ static int fl_split_cmd(const struct fl_args *a)
     struct fl_data ds, *parts;
     struct cit_err err = {{0}};
     int rc = 1;
-    if (!a->out || !a->clients) return usage();
+    if (!a->data || !a->out || !a->clients) return usage();
     if (load(a->data, a->labels, 0, &ds)) return 1;
     parts = calloc((size_t)a->clients, sizeof(*parts));
     if (!parts || partition(&ds, a, parts)) goto out;
@@ -249,6 +351,7 @@ static int fl_train_cmd(const struct fl_args *a)
     float *w = NULL;
     int rc = 1, have_test = 0;
     size_t d;
+    if (!a->data) return usage();
     if (load(a->data, a->labels, a->standardize, &tr)) return 1;
     if (a->test && !(have_test = !load(a->test, NULL, a->standardize, &te))) goto out;
     if (parse_model(a->model, tr.d, tr.classes, &s)) {
@@ -293,7 +396,7 @@ static int fl_sim_cmd(const struct fl_args *a)
     float *w = NULL;
     int ret = 1;
     size_t d, biggest = 0;
-    if (!a->test || !a->clients || !a->rounds || a->clients < 2) return usage();
+    if (!a->data || !a->test || !a->clients || !a->rounds || a->clients < 2) return usage();
     if (load(a->data, a->labels, a->standardize, &tr)) return 1;
     if (load(a->test, NULL, a->standardize, &te)) {
         fl_data_free(&tr);
@@ -367,6 +470,256 @@ out:
     return ret;
 }
 
+/* ---- over the network ---- */
+
+struct roster {
+    int n;
+    uint8_t (*pk)[32];
+    char **names;
+};
+
+static void roster_free(struct roster *r)
+{
+    for (int i = 0; r->names && i < r->n; i++) free(r->names[i]);
+    free(r->names);
+    free(r->pk);
+}
+
+/* A roster file: one member's public key per line ("NAME+ID+KEY", what
+ * fl keygen writes to NAME.vkey), '#' comments; the line order is the
+ * roster index. */
+static int roster_load(const char *path, struct roster *r)
+{
+    struct cit_buf b = {0};
+    struct cit_err err = {{0}};
+    const char *p, *end;
+    int line = 0;
+    memset(r, 0, sizeof(*r));
+    if (cit_read_file(path, 1 << 20, &b, &err)) {
+        fprintf(stderr, "citadel fl: %s\n", err.msg[0] ? err.msg : "cannot read the roster");
+        return -1;
+    }
+    r->pk = calloc(FL_MAX_CLIENTS, 32);
+    r->names = calloc(FL_MAX_CLIENTS, sizeof(char *));
+    if (!r->pk || !r->names) goto fail;
+    for (p = b.p ? b.p : "", end = p + b.len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        struct ledger_vkey vk;
+        line++;
+        while (n && (p[n - 1] == '\r' || p[n - 1] == ' ')) n--;
+        if (n && p[0] != '#') {
+            if (r->n == FL_MAX_CLIENTS) {
+                fprintf(stderr, "citadel fl: %s: more than %d members\n", path, FL_MAX_CLIENTS);
+                goto fail;
+            }
+            if (ledger_vkey_parse(p, n, &vk, &err)) {
+                fprintf(stderr, "citadel fl: %s:%d: %s\n", path, line, err.msg);
+                goto fail;
+            }
+            for (int i = 0; i < r->n; i++)
+                if (!memcmp(r->pk[i], vk.pk, 32)) {
+                    fprintf(stderr, "citadel fl: %s:%d: the same key twice\n", path, line);
+                    goto fail;
+                }
+            memcpy(r->pk[r->n], vk.pk, 32);
+            if (!(r->names[r->n++] = strdup(vk.name))) goto fail;
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    cit_buf_free(&b);
+    if (r->n < 2) {
+        fprintf(stderr, "citadel fl: %s: a roster needs at least 2 members\n", path);
+        roster_free(r);
+        return -1;
+    }
+    return 0;
+fail:
+    cit_buf_free(&b);
+    roster_free(r);
+    return -1;
+}
+
+static int load_key(const char *path, struct ledger_skey *k)
+{
+    struct cit_err err = {{0}};
+    if (!path) {
+        fprintf(stderr, "citadel fl: --key FILE is required (citadel fl keygen makes one)\n");
+        return -1;
+    }
+    if (ledger_key_load(path, NULL, NULL, k, &err)) {
+        fprintf(stderr, "citadel fl: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_ledger(const char *dir, struct ledger **lg)
+{
+    struct ledger_opts lo = {0};
+    struct cit_err err = {{0}};
+    *lg = NULL;
+    if (!dir) return 0;
+    lo.dir = dir;
+    if (ledger_open(&lo, lg, &err)) {
+        fprintf(stderr, "citadel fl: ledger %s: %s\n", dir, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int fl_keygen_cmd(const struct fl_args *a)
+{
+    struct ledger_skey k;
+    struct cit_err err = {{0}};
+    char path[4096], vpath[4096];
+    if (!a->name || !a->out) return usage();
+    snprintf(path, sizeof(path), "%s/%s.key", a->out, a->name);
+    snprintf(vpath, sizeof(vpath), "%s/%s.vkey", a->out, a->name);
+    if (!access(path, F_OK)) {
+        fprintf(stderr, "citadel fl keygen: %s exists; not replacing a node's identity\n", path);
+        return 1;
+    }
+    if (ledger_key_load(path, vpath, a->name, &k, &err)) {
+        fprintf(stderr, "citadel fl keygen: %s\n", err.msg);
+        return 1;
+    }
+    sodium_memzero(k.sk, sizeof(k.sk));
+    printf("%s\n%s (its public key: give it to the coordinator's roster)\n", path, vpath);
+    return 0;
+}
+
+static int fl_serve_cmd(const struct fl_args *a)
+{
+    struct fl_serve_opts o = {0};
+    struct ledger_skey key;
+    struct roster r;
+    struct fl_data te;
+    struct fl_server_opt so = {0};
+    struct ledger *lg = NULL;
+    struct cit_err err = {{0}};
+    int rc = 1, have_test = 0;
+    size_t d;
+    if (!a->roster || !a->rounds) return usage();
+    if (load_key(a->key, &key) || roster_load(a->roster, &r)) return 1;
+    if (a->test && !(have_test = !load(a->test, NULL, a->standardize, &te))) goto out;
+    if (parse_model(a->model, have_test ? te.d : (size_t)a->inputs,
+                    a->classes  ? (int)a->classes
+                    : have_test ? te.classes
+                                : 0,
+                    &o.arch) ||
+        !(d = fl_arch_params(&o.arch, &err))) {
+        fprintf(stderr, "citadel fl serve: --model %s needs --test or --inputs and --classes %s\n",
+                a->model, err.msg);
+        goto out;
+    }
+    if (a->dp_noise > 0 && a->weight_cap > 0) {
+        fprintf(stderr, "citadel fl serve: --dp-noise needs unweighted rounds (--weight-cap 0)\n");
+        goto out;
+    }
+    if (fl_server_opt_init(&so, a->strategy, d) || open_ledger(a->ledger, &lg)) goto out;
+    so.lr = a->server_lr;
+    o.listen = a->listen ? a->listen : "127.0.0.1:7800";
+    o.port_file = a->port_file;
+    o.key = &key;
+    o.roster.n = r.n;
+    o.roster.pk = (const uint8_t(*)[32])r.pk;
+    o.names = (const char *const *)r.names;
+    o.expect = (int)a->expect;
+    o.min_clients = (int)a->min_clients;
+    o.per_round = (int)a->per_round;
+    o.rounds = (int)a->rounds;
+    o.join_timeout_s = a->join_timeout;
+    o.train_timeout_s = a->train_timeout;
+    o.stage_timeout_s = a->stage_timeout;
+    o.mode = a->plain ? FL_MODE_PLAIN : FL_MODE_SECAGG;
+    o.k = (uint32_t)a->k;
+    o.t = (uint32_t)a->t;
+    o.rc.clip = a->clip > 0 ? a->clip : 100;
+    o.rc.max_clients = r.n;
+    o.rc.weight_cap = a->weight_cap >= 0 ? a->weight_cap : a->dp_noise > 0 ? 0 : 10000;
+    o.rc.local_epochs = a->local_epochs;
+    o.o = a->o;
+    o.o.mu = a->strategy == FL_FEDPROX ? a->mu : 0;
+    o.so = &so;
+    o.dp_noise = a->dp_noise;
+    o.test = have_test ? &te : NULL;
+    o.ledger = lg;
+    o.out = a->out;
+    o.dump_sum = a->dump_sum;
+    o.seed = (uint64_t)a->seed;
+    if (fl_serve(&o, &err)) {
+        fprintf(stderr, "citadel fl serve: %s\n", err.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (lg) ledger_close(lg);
+    fl_server_opt_free(&so);
+    if (have_test) fl_data_free(&te);
+    roster_free(&r);
+    sodium_memzero(key.sk, sizeof(key.sk));
+    return rc;
+}
+
+static int fl_join_cmd(const struct fl_args *a)
+{
+    struct fl_join_opts o = {0};
+    struct ledger_skey key;
+    struct ledger_vkey coord;
+    struct roster r;
+    struct fl_data ds;
+    struct ledger *lg = NULL;
+    struct cit_buf b = {0};
+    struct cit_err err = {{0}};
+    int rc = 1;
+    if (!a->roster || !a->coordinator || !a->connect || !a->data) return usage();
+    if (cit_read_file(a->coordinator, 4096, &b, &err) ||
+        ledger_vkey_parse(b.p ? b.p : "", b.len, &coord, &err)) {
+        fprintf(stderr, "citadel fl join: --coordinator %s: %s\n", a->coordinator,
+                err.msg[0] ? err.msg : "cannot read it");
+        cit_buf_free(&b);
+        return 1;
+    }
+    cit_buf_free(&b);
+    if (load_key(a->key, &key) || roster_load(a->roster, &r)) return 1;
+    if (load(a->data, a->labels, a->standardize, &ds)) {
+        roster_free(&r);
+        return 1;
+    }
+    if (open_ledger(a->ledger, &lg)) goto out;
+    o.connect = a->connect;
+    o.key = &key;
+    o.coordinator = coord.pk;
+    o.roster.n = r.n;
+    o.roster.pk = (const uint8_t(*)[32])r.pk;
+    o.data = &ds;
+    o.ledger = lg;
+    o.min_t = (uint32_t)a->t;
+    o.dp_epsilon = a->dp_epsilon;
+    o.dp_delta = a->dp_delta;
+    o.dp_min_noise = a->dp_min_noise;
+    o.dp_state = a->dp_state;
+    o.timeout_s = a->timeout;
+    o.out = a->out;
+    o.dump_update = a->dump_update;
+    o.drop_at = a->drop_at;
+    o.stall_at = a->stall_at;
+    rc = fl_join(&o, &err);
+    if (rc == 3) goto out; /* dropped out on purpose (testing) */
+    if (rc) {
+        fprintf(stderr, "citadel fl join: %s\n", err.msg);
+        rc = 1;
+    }
+out:
+    if (lg) ledger_close(lg);
+    fl_data_free(&ds);
+    roster_free(&r);
+    sodium_memzero(key.sk, sizeof(key.sk));
+    return rc;
+}
+
 int cli_fl(int argc, char **argv)
 {
     struct fl_args a;
@@ -375,5 +728,8 @@ int cli_fl(int argc, char **argv)
     if (!strcmp(argv[0], "split")) return fl_split_cmd(&a);
     if (!strcmp(argv[0], "train")) return fl_train_cmd(&a);
     if (!strcmp(argv[0], "sim")) return fl_sim_cmd(&a);
+    if (!strcmp(argv[0], "keygen")) return fl_keygen_cmd(&a);
+    if (!strcmp(argv[0], "serve")) return fl_serve_cmd(&a);
+    if (!strcmp(argv[0], "join")) return fl_join_cmd(&a);
     return usage();
 }

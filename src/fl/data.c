@@ -476,6 +476,11 @@ void fl_data_standardize(struct fl_data *ds)
 
 /* ---- writing ---- */
 
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static void put_be32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)(v >> 24);
@@ -647,4 +652,43 @@ out:
     cit_free(start);
     cit_free(p);
     return rc;
+}
+
+int fl_model_write(const char *path, const float *w, size_t d, struct cit_err *err)
+{
+    if (d < 1 || d > FL_MAX_DIM) return cit_err_set(err, CIT_ERANGE, "%s: %zu parameters", path, d);
+    return write_idx(path, 0x0d, 1, (uint32_t)d, w, NULL, err);
+}
+
+int fl_model_read(const char *path, float **w, size_t *d, struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    const unsigned char *p;
+    uint32_t n, dd;
+    int rc = cit_read_file(path, 12 + (size_t)FL_MAX_DIM * 4, &b, err);
+    *w = NULL;
+    if (rc == CIT_ENOENT) return cit_err_set(err, rc, "%s: no such file", path);
+    if (rc) return rc;
+    p = (const unsigned char *)b.p;
+    if (b.len < 12 || p[0] || p[1] || p[2] != 0x0d || p[3] != 2) {
+        cit_buf_free(&b);
+        return cit_err_set(err, CIT_EFORMAT, "%s: not an IDX file of f32 parameters", path);
+    }
+    n = be32(p + 4);
+    dd = be32(p + 8);
+    if (n != 1 || dd < 1 || dd > FL_MAX_DIM || b.len != 12 + (size_t)dd * 4) {
+        cit_buf_free(&b);
+        return cit_err_set(err, CIT_EFORMAT, "%s: expected 1 x d parameters and their bytes", path);
+    }
+    if (!(*w = cit_malloc((size_t)dd * sizeof(float)))) {
+        cit_buf_free(&b);
+        return CIT_ENOMEM;
+    }
+    for (uint32_t i = 0; i < dd; i++) {
+        uint32_t u = be32(p + 12 + (size_t)i * 4);
+        memcpy(&(*w)[i], &u, 4);
+    }
+    *d = dd;
+    cit_buf_free(&b);
+    return 0;
 }

@@ -84,4 +84,49 @@ int fl_masks_apply(const uint8_t (*seeds)[32], const int *signs, int m, uint32_t
 void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn, const void *c,
                size_t cn);
 
+/* ---- transport (net.c) ---- */
+
+struct ssl_ctx_st;
+struct ssl_st;
+struct ledger_skey;
+
+/* One TLS connection to a peer, and the frame it is sending or receiving. */
+struct fl_conn {
+    int fd;
+    struct ssl_st *ssl;
+    uint8_t pk[32]; /* the peer's identity key, from its certificate */
+    int member;     /* its roster index (the coordinator's side) */
+    int dead;       /* failed, closed or late: no more frames */
+    int late;       /* dead because it missed a deadline */
+    int got;        /* fl_net_exchange: a whole frame is in `in` */
+    int want;       /* POLLIN / POLLOUT the TLS layer waits for */
+    int timeout_ms; /* fl_net_send / fl_net_recv */
+    const uint8_t *out;
+    size_t out_len, out_off;
+    struct cit_buf in;
+};
+
+/* A TLS 1.3 context that presents a certificate for key and accepts only a
+ * peer whose Ed25519 key is one of pins (kept by reference). */
+int fl_tls_new(int server, const struct ledger_skey *key, const uint8_t (*pins)[32], int npins,
+               struct ssl_ctx_st **out /* out */, struct cit_err *err);
+void fl_tls_free(struct ssl_ctx_st *ctx);
+/* A listening socket on "HOST:PORT" (port 0: any), or -1; *port the bound one. */
+int fl_net_listen(const char *addr, int *port /* out */, struct cit_err *err);
+/* Accepts one connection and completes the handshake (10 s at most): 0, 1
+ * when nobody connected within timeout_s, or an error. */
+int fl_net_accept(struct ssl_ctx_st *ctx, int lfd, double timeout_s, struct fl_conn *c /* out */,
+                  struct cit_err *err);
+int fl_net_connect(struct ssl_ctx_st *ctx, const char *addr, double timeout_s,
+                   struct fl_conn *c /* out */, struct cit_err *err);
+/* Switches c to non-blocking I/O; send and recv wait at most timeout_ms. */
+void fl_net_nonblock(struct fl_conn *c, int timeout_ms);
+void fl_net_close(struct fl_conn *c);
+int fl_net_send(struct fl_conn *c, const void *frame, size_t len, struct cit_err *err);
+int fl_net_recv(struct fl_conn *c, struct cit_buf *frame /* out */, struct cit_err *err);
+/* For every live cs[i]: writes cs[i]->out (out_len may be 0), then, when
+ * reply, reads one frame into cs[i]->in, all at once, until timeout_s.
+ * Those done get got = 1; the others are dead (late = 1 when out of time). */
+int fl_net_exchange(struct fl_conn **cs, int n, double timeout_s, int reply);
+
 #endif

@@ -420,7 +420,8 @@ void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x)
  * weight's (at most 1). */
 static double round_bound(const struct fl_round_cfg *rc)
 {
-    return rc->clip > 1 ? rc->clip : 1;
+    double b = rc->clip + 8 * rc->noise; /* noise past 8 sigma (p ~ 1e-15) is clamped */
+    return b > 1 ? b : 1;
 }
 
 double fl_round_scale(const struct fl_round_cfg *rc)
@@ -438,8 +439,12 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
     double weight = 1;
     int r;
     if (!d) return CIT_EINVAL;
-    if (!(rc->clip > 0) || rc->max_clients < 1)
+    if (!(rc->clip > 0) || rc->max_clients < 1 || !(rc->noise >= 0))
         return cit_err_set(err, CIT_EINVAL, "a round needs clip > 0 and max_clients >= 1");
+    if (rc->noise > 0 && rc->weight_cap > 0)
+        return cit_err_set(err, CIT_EINVAL,
+                           "differential privacy needs unweighted rounds (the weight would "
+                           "reveal the example count)");
     w = cit_malloc((d + 1) * sizeof(float));
     if (!w) return CIT_ENOMEM;
     memcpy(w, global, d * sizeof(float));
@@ -458,6 +463,7 @@ int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a
         weight = (double)ds->n < rc->weight_cap ? (double)ds->n / rc->weight_cap : 1;
     for (size_t i = 0; i < d; i++) w[i] -= global[i];
     fl_clip(w, d, rc->clip);
+    if (rc->noise > 0) fl_dp_noise(w, d, rc->noise);
     for (size_t i = 0; i < d; i++) w[i] = (float)(w[i] * weight);
     w[d] = (float)weight;
     fl_quantize(w, d + 1, fl_round_scale(rc), round_bound(rc), out);

@@ -248,6 +248,12 @@ const char *fl_msg_name(int type)
         return "SA_REVEAL";
     case FL_MSG_SA_DONE:
         return "SA_DONE";
+    case FL_MSG_TASK:
+        return "TASK";
+    case FL_MSG_READY:
+        return "READY";
+    case FL_MSG_FINISH:
+        return "FINISH";
     case FL_MSG_ABORT:
         return "ABORT";
     default:

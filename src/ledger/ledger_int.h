@@ -6,12 +6,6 @@
 
 #include "citadel/ledger.h"
 
-/* A signing key: the public half and libsodium's 64-byte secret key. */
-struct ledger_skey {
-    struct ledger_vkey vk;
-    uint8_t sk[crypto_sign_SECRETKEYBYTES];
-};
-
 /* Loads dir/node.key, or creates it (and dir/node.vkey) named name when
  * neither exists. */
 int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k /* out */,

@@ -125,12 +125,18 @@ static int write_new(const char *path, const char *text, size_t n, mode_t mode, 
 int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k, struct cit_err *err)
 {
     char path[1200], vpath[1200];
-    struct cit_buf b = {0};
-    int rc;
     snprintf(path, sizeof(path), "%s/node.key", dir);
     snprintf(vpath, sizeof(vpath), "%s/node.vkey", dir);
+    return ledger_key_load(path, vpath, name, k, err);
+}
+
+int ledger_key_load(const char *path, const char *vpath, const char *name, struct ledger_skey *k,
+                    struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    int rc;
     rc = cit_read_file(path, 4096, &b, err);
-    if (rc == CIT_ENOENT) {
+    if (rc == CIT_ENOENT && name) {
         uint8_t seed[32], raw[33];
         char b64[64], hex[9];
         struct cit_buf vb = {0};
@@ -159,6 +165,7 @@ int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k, s
         if (!rc) cit_log(CIT_LOG_INFO, "ledger: new signing key %s", path);
         return rc;
     }
+    if (rc == CIT_ENOENT) return cit_err_set(err, rc, "%s: no such key file", path);
     if (rc) return rc;
     {
         const char *a, *bb, *c, *t = b.p;

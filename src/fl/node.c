@@ -1,0 +1,866 @@
+/*
+ * The federation over the network: the coordinator (fl_serve) and a
+ * participant (fl_join). Both drive the same SecAgg+ state machines the
+ * simulation does, over TLS (net.c), and both write every round's
+ * transcript into their own ledger.
+ */
+#include <math.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fl_int.h"
+
+/* ---- the TASK frame ---- */
+
+struct task {
+    uint64_t round;
+    uint32_t rounds;
+    int mode;
+    struct fl_arch_spec arch;
+    struct fl_round_cfg rc;
+    struct fl_train_opts o;
+    double dp_noise;
+    uint32_t dp_min;
+    uint32_t d;
+    float *w; /* (d), owned by the reader */
+};
+
+/* The noise each contributor adds per entry: z C, split over the dp_min
+ * contributors secure aggregation guarantees (in plain mode the coordinator
+ * sees each update, so each carries all of it). */
+static double task_noise(const struct task *t)
+{
+    double m = t->mode == FL_MODE_SECAGG ? t->dp_min : 1;
+    return t->dp_noise > 0 ? t->dp_noise * t->rc.clip / sqrt(m) : 0;
+}
+
+static void wr_f32(struct fl_wr *w, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    fl_wr_u32(w, u);
+}
+
+static void wr_f64(struct fl_wr *w, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    fl_wr_u64(w, u);
+}
+
+static float rd_f32(struct fl_rd *r, const char *what)
+{
+    uint32_t u = fl_rd_u32(r, what);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+static double rd_f64(struct fl_rd *r, const char *what)
+{
+    uint64_t u = fl_rd_u64(r, what);
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+static int task_write(const struct task *t, const float *w, struct cit_buf *b)
+{
+    struct fl_wr wr;
+    b->len = 0;
+    fl_wr_begin(&wr, b, FL_MSG_TASK);
+    fl_wr_u64(&wr, t->round);
+    fl_wr_u32(&wr, t->rounds);
+    fl_wr_u8(&wr, (uint8_t)t->mode);
+    fl_wr_u8(&wr, (uint8_t)t->arch.arch);
+    fl_wr_u32(&wr, (uint32_t)t->arch.inputs);
+    fl_wr_u32(&wr, (uint32_t)t->arch.classes);
+    fl_wr_u8(&wr, (uint8_t)t->arch.layers);
+    for (int i = 0; i < FL_MAX_LAYERS; i++) fl_wr_u32(&wr, (uint32_t)t->arch.hidden[i]);
+    wr_f64(&wr, t->rc.clip);
+    fl_wr_u32(&wr, (uint32_t)t->rc.max_clients);
+    wr_f64(&wr, t->rc.weight_cap);
+    wr_f64(&wr, t->rc.local_epochs);
+    fl_wr_u32(&wr, (uint32_t)t->o.batch);
+    wr_f32(&wr, t->o.lr);
+    fl_wr_u8(&wr, (uint8_t)t->o.optim);
+    wr_f32(&wr, t->o.mu);
+    fl_wr_u64(&wr, t->o.seed);
+    wr_f64(&wr, t->dp_noise);
+    fl_wr_u32(&wr, t->dp_min);
+    fl_wr_u32(&wr, t->d);
+    for (uint32_t i = 0; i < t->d; i++) wr_f32(&wr, w[i]);
+    return fl_wr_end(&wr);
+}
+
+static int bad(struct cit_err *err, const char *field)
+{
+    return cit_err_set(err, CIT_EFORMAT, "TASK: field '%s' is out of range", field);
+}
+
+/* Reads and checks a TASK: every number within what a sane round uses. */
+static int task_read(const uint8_t *f, size_t len, struct task *t, struct cit_err *err)
+{
+    struct fl_rd r;
+    int rc = fl_rd_begin(&r, f, len, err);
+    size_t d;
+    memset(t, 0, sizeof(*t));
+    if (rc) return rc;
+    t->round = fl_rd_u64(&r, "round");
+    t->rounds = fl_rd_u32(&r, "rounds");
+    t->mode = fl_rd_u8(&r, "mode");
+    t->arch.arch = fl_rd_u8(&r, "arch") ? FL_MLP : FL_LOGREG;
+    t->arch.inputs = (int)fl_rd_u32(&r, "inputs");
+    t->arch.classes = (int)fl_rd_u32(&r, "classes");
+    t->arch.layers = fl_rd_u8(&r, "layers");
+    for (int i = 0; i < FL_MAX_LAYERS; i++) t->arch.hidden[i] = (int)fl_rd_u32(&r, "hidden");
+    t->rc.clip = rd_f64(&r, "clip");
+    t->rc.max_clients = (int)fl_rd_u32(&r, "max_clients");
+    t->rc.weight_cap = rd_f64(&r, "weight_cap");
+    t->rc.local_epochs = rd_f64(&r, "local_epochs");
+    t->o.batch = (int)fl_rd_u32(&r, "batch");
+    t->o.lr = rd_f32(&r, "lr");
+    t->o.optim = fl_rd_u8(&r, "optim") ? FL_ADAM : FL_SGD;
+    t->o.mu = rd_f32(&r, "mu");
+    t->o.seed = fl_rd_u64(&r, "seed");
+    t->dp_noise = rd_f64(&r, "dp_noise");
+    t->dp_min = fl_rd_u32(&r, "dp_min");
+    t->d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
+    if (r.failed) return CIT_EFORMAT;
+    if (t->mode != FL_MODE_PLAIN && t->mode != FL_MODE_SECAGG) return bad(err, "mode");
+    if (t->arch.inputs < 1 || t->arch.inputs > FL_MAX_FEATURES) return bad(err, "inputs");
+    if (t->arch.classes < 2 || t->arch.classes > FL_MAX_CLASSES) return bad(err, "classes");
+    if (t->arch.layers > FL_MAX_LAYERS || (t->arch.arch == FL_MLP) != (t->arch.layers > 0))
+        return bad(err, "layers");
+    for (int i = 0; i < FL_MAX_LAYERS; i++)
+        if (t->arch.hidden[i] < 0 || t->arch.hidden[i] > 65536 ||
+            (i < t->arch.layers) != (t->arch.hidden[i] > 0))
+            return bad(err, "hidden");
+    if (!(t->rc.clip > 0 && t->rc.clip < 1e6)) return bad(err, "clip");
+    if (t->rc.max_clients < 1 || t->rc.max_clients > FL_MAX_CLIENTS) return bad(err, "max_clients");
+    if (!(t->rc.weight_cap >= 0 && t->rc.weight_cap < 1e12)) return bad(err, "weight_cap");
+    if (!(t->rc.local_epochs > 0 && t->rc.local_epochs <= 1000)) return bad(err, "local_epochs");
+    if (t->o.batch < 1 || t->o.batch > 1 << 20) return bad(err, "batch");
+    if (!(t->o.lr > 0 && t->o.lr <= 100)) return bad(err, "lr");
+    if (!(t->o.mu >= 0 && t->o.mu <= 1e6)) return bad(err, "mu");
+    if (!(t->dp_noise >= 0 && t->dp_noise <= 1e6)) return bad(err, "dp_noise");
+    if (t->dp_min < 1 || t->dp_min > FL_MAX_CLIENTS) return bad(err, "dp_min");
+    if (t->dp_noise > 0 && t->rc.weight_cap > 0) return bad(err, "weight_cap (with dp_noise)");
+    d = fl_arch_params(&t->arch, err);
+    if (!d || d != t->d) return bad(err, "d");
+    if (!(t->w = cit_malloc(d * sizeof(float)))) return CIT_ENOMEM;
+    for (size_t i = 0; i < d; i++)
+        if (!isfinite(t->w[i] = rd_f32(&r, "weights"))) {
+            cit_free(t->w);
+            t->w = NULL;
+            return bad(err, "weights");
+        }
+    if ((rc = fl_rd_end(&r))) {
+        cit_free(t->w);
+        t->w = NULL;
+    }
+    return rc;
+}
+
+static void hex(char *out, const uint8_t *p, size_t n)
+{
+    sodium_bin2hex(out, n * 2 + 1, p, n);
+}
+
+/* One ledger entry for the round: event "fl", its digest the sum's. */
+static int record(struct ledger *lg, const char *action, uint64_t round, const uint8_t digest[32],
+                  const char *target, const char *detail)
+{
+    struct ledger_rec e = {0};
+    char id[40];
+    if (!lg) return 0;
+    snprintf(id, sizeof(id), "round-%llu", (unsigned long long)round);
+    e.tenant = "fl";
+    e.request_id = id;
+    if (digest) memcpy(e.digest, digest, 32);
+    e.target = target;
+    e.action = action;
+    e.status = strcmp(action, "aggregate") && strcmp(action, "contribute") ? 409 : 200;
+    e.event = "fl";
+    e.detail = detail;
+    return ledger_append(lg, &e, LEDGER_SYNC, NULL);
+}
+
+/* The transcript's digests and dropouts, for the ledger. */
+static void transcript_text(struct cit_buf *b, const struct fl_sa_transcript *t)
+{
+    char k[65], s[65], m[65], u[65];
+    hex(k, t->keys_digest, 32);
+    hex(s, t->shares_digest, 32);
+    hex(m, t->masked_digest, 32);
+    hex(u, t->sum_digest, 32);
+    cit_buf_printf(b,
+                   " n=%u contributors=%u dropped_keys=%u dropped_shares=%u dropped_masked=%u "
+                   "dropped_late=%u keys=%s shares=%s masked=%s sum=%s",
+                   t->n, t->contributors, t->dropped_keys, t->dropped_shares, t->dropped_masked,
+                   t->dropped_late, k, s, m, u);
+}
+
+static int write_bytes(const char *path, const void *p, size_t n, struct cit_err *err)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f) return cit_err_set(err, CIT_EIO, "%s: cannot write", path);
+    ok = fwrite(p, 1, n, f) == n;
+    ok = !fclose(f) && ok;
+    return ok ? 0 : cit_err_set(err, CIT_EIO, "%s: write failed", path);
+}
+
+/* Testing dumps of vectors: u32 in host order, the wire's on little-endian hosts. */
+static int write_u32s(const char *path, const uint32_t *v, size_t n, struct cit_err *err)
+{
+    return write_bytes(path, v, n * 4, err);
+}
+
+/* ---- the coordinator ---- */
+
+struct srv {
+    const struct fl_serve_opts *o;
+    struct fl_conn *conns; /* (roster.n), by roster index; fd -1 when absent */
+    size_t d;
+    float *w;
+    struct cit_buf *fr; /* a frame per position */
+    struct fl_conn **cs;
+    uint32_t *pos;
+};
+
+static const char *member_name(const struct srv *s, int m, char *buf, size_t cap)
+{
+    if (s->o->names && s->o->names[m]) return s->o->names[m];
+    snprintf(buf, cap, "member-%d", m);
+    return buf;
+}
+
+/* Closes every connection that failed or missed a deadline. */
+static void reap(struct srv *s)
+{
+    for (int m = 0; m < s->o->roster.n; m++) {
+        struct fl_conn *c = &s->conns[m];
+        char nb[32];
+        if (c->fd < 0 || !c->dead) continue;
+        cit_log(CIT_LOG_INFO, "fl: %s %s; disconnected", member_name(s, m, nb, sizeof(nb)),
+                c->late ? "missed a deadline" : "closed or failed");
+        fl_net_close(c);
+        c->fd = -1;
+    }
+}
+
+static int accept_members(struct srv *s, struct ssl_ctx_st *ctx, int lfd, struct cit_err *err)
+{
+    const struct fl_serve_opts *o = s->o;
+    int want = o->expect > 0 ? o->expect : o->roster.n, have = 0;
+    uint64_t deadline =
+        cit_now_ns() + (uint64_t)((o->join_timeout_s > 0 ? o->join_timeout_s : 60) * 1e9);
+    while (have < want) {
+        struct fl_conn c;
+        struct cit_err e = {0};
+        uint64_t now = cit_now_ns();
+        int m;
+        if (now >= deadline) break;
+        int a = fl_net_accept(ctx, lfd, (double)(deadline - now) / 1e9, &c, &e);
+        if (a == 1) break;
+        if (a) {
+            cit_log(CIT_LOG_WARN, "fl: refused a connection: %s", e.msg);
+            continue;
+        }
+        for (m = 0; m < o->roster.n && memcmp(o->roster.pk[m], c.pk, 32); m++)
+            ;
+        if (m == o->roster.n || s->conns[m].fd >= 0) {
+            cit_log(CIT_LOG_WARN, "fl: refused a %s connection",
+                    m == o->roster.n ? "non-member" : "second");
+            fl_net_close(&c);
+            continue;
+        }
+        c.member = m;
+        fl_net_nonblock(&c, 0);
+        s->conns[m] = c;
+        have++;
+    }
+    if (have < (o->min_clients > 0 ? o->min_clients : 2))
+        return cit_err_set(err, CIT_EIO, "only %d of %d participants joined in time", have, want);
+    cit_log(CIT_LOG_INFO, "fl: %d of %d participants joined", have, want);
+    return 0;
+}
+
+/* Sends each of cs[0..n) its frame in s->fr[pos], waits for the replies. */
+static void stage(struct srv *s, int n, int reply, double timeout)
+{
+    for (int j = 0; j < n; j++) {
+        s->cs[j]->out = (const uint8_t *)s->fr[s->pos[j]].p;
+        s->cs[j]->out_len = s->fr[s->pos[j]].len;
+    }
+    fl_net_exchange(s->cs, n, timeout, reply);
+}
+
+static int round_secagg(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t round,
+                        uint32_t dp_min, uint32_t *sum, struct fl_sa_transcript *tr,
+                        struct cit_buf *detail, struct cit_err *err)
+{
+    const struct fl_serve_opts *o = s->o;
+    struct fl_sa_params p = {0};
+    struct fl_sa_server *srv = NULL;
+    uint32_t *members = cit_malloc(n * sizeof(uint32_t));
+    double to = o->stage_timeout_s > 0 ? o->stage_timeout_s : 60;
+    int rc;
+    if (!members) return CIT_ENOMEM;
+    randombytes_buf(p.session, 32);
+    p.round = round;
+    p.n = n;
+    fl_sa_default(n, &p.k, &p.t);
+    if (o->k) p.k = o->k;
+    if (o->t) p.t = o->t;
+    if (p.t < dp_min) p.t = dp_min;
+    p.d = (uint32_t)s->d + 1;
+    for (uint32_t i = 0; i < n; i++) members[i] = (uint32_t)rd[i]->member;
+    p.members = members;
+    {
+        char sh[65];
+        hex(sh, p.session, 32);
+        cit_buf_printf(detail, " k=%u t=%u session=%s", p.k, p.t, sh);
+    }
+    rc = fl_sa_server_new(&p, &o->roster, &srv, err);
+    if (!rc) rc = 1;
+    while (rc == 1 || rc == 0) {
+        int m = 0, done = rc == 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!fl_sa_server_alive(srv, i) || rd[i]->dead) continue;
+            if (fl_sa_server_send(srv, i, &s->fr[i])) continue;
+            if (!s->fr[i].len) continue;
+            s->cs[m] = rd[i];
+            s->pos[m++] = i;
+        }
+        stage(s, m, !done, to);
+        if (done) break;
+        for (int j = 0; j < m; j++) {
+            struct cit_err e = {0};
+            struct fl_conn *c = s->cs[j];
+            if (!c->got) continue;
+            if (c->in.len > FL_HDR && (uint8_t)c->in.p[4] == FL_MSG_ABORT)
+                cit_log(CIT_LOG_WARN, "fl: round %llu: position %u aborted: %.*s",
+                        (unsigned long long)round, s->pos[j], (int)(c->in.len - FL_HDR),
+                        c->in.p + FL_HDR);
+            if (fl_sa_server_recv(srv, s->pos[j], (const uint8_t *)c->in.p, c->in.len, &e))
+                cit_log(CIT_LOG_WARN, "fl: round %llu: position %u dropped: %s",
+                        (unsigned long long)round, s->pos[j], e.msg);
+        }
+        rc = fl_sa_server_advance(srv, err);
+    }
+    if (rc == 0) {
+        memcpy(sum, fl_sa_server_sum(srv, tr), (s->d + 1) * sizeof(uint32_t));
+    } else {
+        /* tell whoever is left why the round ends */
+        int m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct fl_wr w;
+            if (rd[i]->dead) continue;
+            s->fr[i].len = 0;
+            fl_wr_begin(&w, &s->fr[i], FL_MSG_ABORT);
+            fl_wr_bytes(&w, err->msg, strnlen(err->msg, FL_ABORT_MAX));
+            if (fl_wr_end(&w)) continue;
+            s->cs[m] = rd[i];
+            s->pos[m++] = i;
+        }
+        stage(s, m, 0, to);
+    }
+    fl_sa_server_free(srv);
+    cit_free(members);
+    return rc;
+}
+
+static int round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t *sum,
+                       struct cit_err *err)
+{
+    size_t d1 = s->d + 1;
+    memset(sum, 0, d1 * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *v = (const uint8_t *)rd[i]->in.p + FL_HDR + 9;
+        for (size_t j = 0; j < d1; j++) {
+            uint32_t x;
+            memcpy(&x, v + 4 * j, 4);
+            sum[j] += x;
+        }
+    }
+    (void)err;
+    return 0;
+}
+
+/* Reads a READY: 1 accepted, 0 declined (reason logged), -1 malformed. */
+static int ready_read(struct srv *s, struct fl_conn *c, uint64_t round, int mode)
+{
+    struct fl_rd r;
+    struct cit_err e = {0};
+    char nb[32];
+    uint64_t rr;
+    int acc;
+    if (fl_rd_begin(&r, (const uint8_t *)c->in.p, c->in.len, &e) || r.type != FL_MSG_READY) {
+        cit_log(CIT_LOG_WARN, "fl: %s: expected READY: %s", member_name(s, c->member, nb, 32),
+                e.msg[0] ? e.msg : fl_msg_name(r.type));
+        return -1;
+    }
+    rr = fl_rd_u64(&r, "round");
+    acc = fl_rd_u8(&r, "accept");
+    if (r.failed || rr != round) return -1;
+    if (!acc) {
+        size_t left = r.n - r.off;
+        cit_log(CIT_LOG_INFO, "fl: round %llu: %s declined: %.*s", (unsigned long long)round,
+                member_name(s, c->member, nb, 32), (int)(left > FL_ABORT_MAX ? FL_ABORT_MAX : left),
+                (const char *)r.p + r.off);
+        return 0;
+    }
+    if (mode == FL_MODE_PLAIN) fl_rd_bytes(&r, (s->d + 1) * 4, "contribution");
+    return fl_rd_end(&r) ? -1 : 1;
+}
+
+int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
+{
+    struct srv s = {0};
+    struct ssl_ctx_st *ctx = NULL;
+    struct fl_rng rng;
+    struct task t = {0};
+    struct cit_buf taskf = {0}, detail = {0};
+    uint32_t *sum = NULL, dp_min = 1;
+    int lfd = -1, port, rc, n = o->roster.n;
+    s.o = o;
+    if (!(s.d = fl_arch_params(&o->arch, err))) return CIT_EINVAL;
+    if (n < 2 || n > FL_MAX_CLIENTS) return cit_err_set(err, CIT_EINVAL, "roster of %d", n);
+    s.conns = cit_calloc((size_t)n, sizeof(*s.conns));
+    s.fr = cit_calloc((size_t)n, sizeof(*s.fr));
+    s.cs = cit_calloc((size_t)n, sizeof(*s.cs));
+    s.pos = cit_calloc((size_t)n, sizeof(*s.pos));
+    s.w = cit_malloc(s.d * sizeof(float));
+    sum = cit_malloc((s.d + 1) * sizeof(uint32_t));
+    if (!s.conns || !s.fr || !s.cs || !s.pos || !s.w || !sum) {
+        rc = CIT_ENOMEM;
+        goto out;
+    }
+    for (int m = 0; m < n; m++) s.conns[m].fd = -1;
+    if ((rc = fl_tls_new(1, o->key, o->roster.pk, n, &ctx, err))) goto out;
+    if ((lfd = fl_net_listen(o->listen, &port, err)) < 0) {
+        rc = CIT_EIO;
+        goto out;
+    }
+    if (o->port_file) {
+        char tmp[1100], txt[16];
+        int l = snprintf(txt, sizeof(txt), "%d\n", port);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
+        if (write_bytes(tmp, txt, (size_t)l, err) || rename(tmp, o->port_file)) {
+            rc = cit_err_set(err, CIT_EIO, "%s: cannot write", o->port_file);
+            goto out;
+        }
+    }
+    cit_log(CIT_LOG_INFO, "fl: coordinator listening on port %d", port);
+    if ((rc = accept_members(&s, ctx, lfd, err))) goto out;
+    fl_arch_init(&o->arch, s.w, o->seed);
+    fl_rng_seed(&rng, o->seed ^ 0x5e1ec7);
+    t.mode = o->mode;
+    t.arch = o->arch;
+    t.rc = o->rc;
+    t.o = o->o;
+    t.rounds = (uint32_t)o->rounds;
+    t.dp_noise = o->dp_noise;
+    t.d = (uint32_t)s.d;
+    {
+        uint32_t k, tt, want = (uint32_t)(o->per_round > 0 ? o->per_round : n);
+        fl_sa_default(want, &k, &tt);
+        dp_min = o->t ? o->t : tt;
+        if (o->mode != FL_MODE_SECAGG) dp_min = 1;
+    }
+    t.dp_min = dp_min;
+    t.rc.noise = task_noise(&t);
+    for (int r = 1; r <= o->rounds; r++) {
+        struct fl_conn **sel = s.cs, **ready;
+        struct fl_sa_transcript tr = {0};
+        int ns = 0, nr = 0, declined = 0;
+        uint64_t t0 = cit_now_ns();
+        struct fl_rng pick = rng;
+        /* select */
+        for (int m = 0; m < n; m++)
+            if (s.conns[m].fd >= 0) sel[ns++] = &s.conns[m];
+        if (o->per_round > 0 && ns > o->per_round) {
+            for (int i = 0; i < o->per_round; i++) {
+                size_t j = (size_t)i + fl_rng_below(&pick, (size_t)(ns - i));
+                struct fl_conn *x = sel[i];
+                sel[i] = sel[j];
+                sel[j] = x;
+            }
+            ns = o->per_round;
+        }
+        rng = pick;
+        /* the task, and who is ready */
+        t.round = (uint64_t)r;
+        t.o.seed = o->seed + (uint64_t)r;
+        if ((rc = task_write(&t, s.w, &taskf))) goto out;
+        for (int i = 0; i < ns; i++) {
+            sel[i]->out = (const uint8_t *)taskf.p;
+            sel[i]->out_len = taskf.len;
+        }
+        fl_net_exchange(sel, ns, o->train_timeout_s > 0 ? o->train_timeout_s : 300, 1);
+        ready = cit_calloc((size_t)(ns ? ns : 1), sizeof(*ready));
+        if (!ready) {
+            rc = CIT_ENOMEM;
+            goto out;
+        }
+        for (int i = 0; i < ns; i++) {
+            int a;
+            if (!sel[i]->got) continue;
+            a = ready_read(&s, sel[i], t.round, o->mode);
+            if (a > 0) ready[nr++] = sel[i];
+            if (a == 0) declined++;
+            if (a < 0) sel[i]->dead = 1;
+        }
+        detail.len = 0;
+        cit_buf_printf(&detail, "mode=%s selected=%d ready=%d declined=%d participants=",
+                       o->mode == FL_MODE_SECAGG ? "secagg" : "plain", ns, nr, declined);
+        for (int i = 0; i < nr; i++) {
+            char nb[32];
+            cit_buf_printf(&detail, "%s%s", i ? "," : "",
+                           member_name(&s, ready[i]->member, nb, sizeof(nb)));
+        }
+        if (o->dp_noise > 0) cit_buf_printf(&detail, " dp_z=%g dp_min=%u", o->dp_noise, dp_min);
+        if (nr < (o->min_clients > 0 ? o->min_clients : 2)) {
+            rc = cit_err_set(err, CIT_EIO, "only %d participants ready", nr);
+        } else if (o->mode == FL_MODE_SECAGG) {
+            /* the secure rounds reuse s.cs for each stage: keep the ready list apart */
+            rc = round_secagg(&s, ready, (uint32_t)nr, t.round, dp_min, sum, &tr, &detail, err);
+            if (!rc) transcript_text(&detail, &tr);
+        } else {
+            rc = round_plain(&s, ready, (uint32_t)nr, sum, err);
+            tr.n = tr.contributors = (uint32_t)nr;
+            fl_sha256(tr.sum_digest, sum, (s.d + 1) * 4, NULL, 0, NULL, 0);
+            if (!rc) transcript_text(&detail, &tr);
+        }
+        if (!rc && o->dump_sum) {
+            rc = write_u32s(o->dump_sum, sum, s.d + 1, err);
+        }
+        if (!rc) rc = fl_server_update(&t.rc, o->so, s.w, sum, s.d, err);
+        if (rc) {
+            cit_buf_printf(&detail, " error=\"%s\"", err->msg);
+            cit_log(CIT_LOG_WARN, "fl: round %d failed: %s", r, err->msg);
+        } else {
+            float acc = 0, loss = 0;
+            if (o->test) fl_evaluate(&o->arch, s.w, o->test, &acc, &loss);
+            printf("round %d: %d selected, %d ready, %u contributors, %.0f ms%s", r, ns, nr,
+                   tr.contributors, (double)(cit_now_ns() - t0) / 1e6, o->test ? "" : "\n");
+            if (o->test) printf(", test accuracy %.4f, loss %.4f\n", (double)acc, (double)loss);
+            fflush(stdout);
+        }
+        cit_free(ready);
+        if (record(o->ledger, rc ? "round-failed" : "aggregate", t.round, rc ? NULL : tr.sum_digest,
+                   "fl", detail.p)) {
+            rc = cit_err_set(err, CIT_EIO, "the ledger refused the round's transcript");
+            goto out;
+        }
+        rc = 0;
+        reap(&s);
+    }
+    /* the final model to everyone still here */
+    {
+        struct fl_wr w;
+        int m = 0;
+        taskf.len = 0;
+        fl_wr_begin(&w, &taskf, FL_MSG_FINISH);
+        fl_wr_u32(&w, (uint32_t)o->rounds);
+        fl_wr_u32(&w, (uint32_t)s.d);
+        for (size_t i = 0; i < s.d; i++) wr_f32(&w, s.w[i]);
+        if ((rc = fl_wr_end(&w))) goto out;
+        for (int i = 0; i < n; i++)
+            if (s.conns[i].fd >= 0) {
+                s.conns[i].out = (const uint8_t *)taskf.p;
+                s.conns[i].out_len = taskf.len;
+                s.cs[m++] = &s.conns[i];
+            }
+        fl_net_exchange(s.cs, m, o->stage_timeout_s > 0 ? o->stage_timeout_s : 60, 0);
+    }
+    if (o->out && (rc = fl_model_write(o->out, s.w, s.d, err))) goto out;
+out:
+    for (int m = 0; s.conns && m < n; m++)
+        if (s.conns[m].fd >= 0) fl_net_close(&s.conns[m]);
+    for (int m = 0; s.fr && m < n; m++) cit_buf_free(&s.fr[m]);
+    if (lfd >= 0) close(lfd);
+    fl_tls_free(ctx);
+    cit_free(s.conns);
+    cit_free(s.fr);
+    cit_free(s.cs);
+    cit_free(s.pos);
+    cit_free(s.w);
+    cit_free(sum);
+    cit_buf_free(&taskf);
+    cit_buf_free(&detail);
+    return rc;
+}
+
+/* ---- a participant ---- */
+
+struct cli {
+    const struct fl_join_opts *o;
+    struct fl_conn c;
+    uint32_t me;
+    struct fl_dp_account dp;
+    struct fl_sa_client *sa;
+    uint64_t round; /* of the task in progress; 0: none */
+    uint8_t mine[32];
+    struct cit_buf out, detail;
+};
+
+static int send_ready(struct cli *c, uint64_t round, const char *why, const uint32_t *v, size_t n,
+                      struct cit_err *err)
+{
+    struct fl_wr w;
+    int rc;
+    c->out.len = 0;
+    fl_wr_begin(&w, &c->out, FL_MSG_READY);
+    fl_wr_u64(&w, round);
+    fl_wr_u8(&w, !why);
+    if (why) fl_wr_bytes(&w, why, strnlen(why, FL_ABORT_MAX));
+    if (v) fl_wr_u32s(&w, v, n);
+    if ((rc = fl_wr_end(&w))) return rc;
+    return fl_net_send(&c->c, c->out.p, c->out.len, err);
+}
+
+/* Declines the task: a READY that says why, and a ledger entry. */
+static int decline(struct cli *c, uint64_t round, const char *why, struct cit_err *err)
+{
+    cit_log(CIT_LOG_INFO, "fl: round %llu declined: %s", (unsigned long long)round, why);
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "reason=\"%s\"", why);
+    if (record(c->o->ledger, "decline", round, NULL, c->o->connect, c->detail.p))
+        return cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+    return send_ready(c, round, why, NULL, 0, err);
+}
+
+static double round_epsilon(double z, double delta)
+{
+    struct fl_dp_account a = {0};
+    fl_dp_spend(&a, z);
+    return fl_dp_epsilon(&a, delta);
+}
+
+static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
+{
+    const struct fl_join_opts *o = c->o;
+    struct task t;
+    struct fl_dp_account after = c->dp;
+    double delta = o->dp_delta > 0 ? o->dp_delta : 1e-5, eps = 0;
+    char why[FL_ABORT_MAX];
+    uint32_t *v = NULL;
+    float loss = 0;
+    int rc = task_read(f, len, &t, err);
+    if (rc) return rc; /* a coordinator that sends garbage is not worked with */
+    fl_sa_client_free(c->sa);
+    c->sa = NULL;
+    c->round = 0;
+    why[0] = 0;
+    if ((size_t)t.arch.inputs != o->data->d)
+        snprintf(why, sizeof(why), "the model takes %d inputs, this node's data has %zu",
+                 t.arch.inputs, o->data->d);
+    else if (o->data->classes > t.arch.classes)
+        snprintf(why, sizeof(why), "the model has %d classes, this node's data has %d",
+                 t.arch.classes, o->data->classes);
+    else if (o->dp_min_noise > 0 && t.dp_noise < o->dp_min_noise)
+        snprintf(why, sizeof(why), "noise multiplier %g is below this node's floor of %g",
+                 t.dp_noise, o->dp_min_noise);
+    else if (o->dp_epsilon > 0 && !(t.dp_noise > 0))
+        snprintf(why, sizeof(why), "this node has a privacy budget and the round adds no noise");
+    if (!why[0] && t.dp_noise > 0) {
+        fl_dp_spend(&after, t.dp_noise);
+        eps = fl_dp_epsilon(&after, delta);
+        if (o->dp_epsilon > 0 && eps > o->dp_epsilon)
+            snprintf(why, sizeof(why),
+                     "privacy budget spent: epsilon would reach %.3f of %.3f (delta %g) after %llu "
+                     "rounds",
+                     eps, o->dp_epsilon, delta, (unsigned long long)after.rounds);
+    }
+    if (why[0]) {
+        rc = decline(c, t.round, why, err);
+        goto out;
+    }
+    t.rc.noise = task_noise(&t);
+    if (!(v = cit_malloc(((size_t)t.d + 1) * sizeof(uint32_t)))) {
+        rc = CIT_ENOMEM;
+        goto out;
+    }
+    if ((rc = fl_client_update(&t.rc, &t.arch, t.w, o->data, &t.o, v, &loss, err))) goto out;
+    /* the privacy is spent once the update leaves, whatever happens next */
+    if (t.dp_noise > 0) {
+        c->dp = after;
+        if (o->dp_state && (rc = fl_dp_save(o->dp_state, &c->dp, err))) goto out;
+    }
+    if (o->dump_update && (rc = write_u32s(o->dump_update, v, (size_t)t.d + 1, err))) goto out;
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "mode=%s loss=%.4f", t.mode == FL_MODE_SECAGG ? "secagg" : "plain",
+                   (double)loss);
+    if (t.dp_noise > 0)
+        cit_buf_printf(&c->detail,
+                       " dp_z=%g dp_min=%u epsilon_round=%.4f epsilon_total=%.4f "
+                       "delta=%g dp_rounds=%llu",
+                       t.dp_noise, t.dp_min, round_epsilon(t.dp_noise, delta), eps, delta,
+                       (unsigned long long)c->dp.rounds);
+    if (t.mode == FL_MODE_PLAIN) {
+        fl_sha256(c->mine, v, ((size_t)t.d + 1) * 4, NULL, 0, NULL, 0);
+        if ((rc = send_ready(c, t.round, NULL, v, (size_t)t.d + 1, err))) goto out;
+        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p)
+                 ? cit_err_set(err, CIT_EIO, "the ledger refused an entry")
+                 : 0;
+        goto out;
+    }
+    {
+        /* the noise was split over dp_min contributors: fewer must not be summed */
+        uint32_t min_t = o->min_t;
+        if (t.dp_noise > 0 && t.dp_min > min_t) min_t = t.dp_min;
+        if ((rc = fl_sa_client_new(&o->roster, c->me, o->key->sk, min_t, &c->sa)) ||
+            (rc = fl_sa_client_input(c->sa, v, t.d + 1))) {
+            cit_err_set(err, rc, "secure aggregation: cannot start");
+            goto out;
+        }
+    }
+    c->round = t.round;
+    rc = send_ready(c, t.round, NULL, NULL, 0, err);
+out:
+    cit_free(v);
+    cit_free(t.w);
+    return rc;
+}
+
+/* Stops answering until the coordinator gives up on this node (testing). */
+static void stall(struct cli *c)
+{
+    struct pollfd p = {c->c.fd, POLLIN, 0};
+    char b[4096];
+    while (poll(&p, 1, 600000) > 0 && read(c->c.fd, b, sizeof(b)) > 0)
+        ;
+}
+
+int fl_join(const struct fl_join_opts *o, struct cit_err *err)
+{
+    struct cli c = {0};
+    struct ssl_ctx_st *ctx = NULL;
+    struct cit_buf f = {0};
+    int rc, finished = 0;
+    c.o = o;
+    c.c.fd = -1;
+    for (c.me = 0; c.me < (uint32_t)o->roster.n && memcmp(o->roster.pk[c.me], o->key->vk.pk, 32);
+         c.me++)
+        ;
+    if (c.me == (uint32_t)o->roster.n)
+        return cit_err_set(err, CIT_EINVAL, "this node's key (%s) is not in the roster",
+                           o->key->vk.name);
+    if (o->dp_state && (rc = fl_dp_load(o->dp_state, &c.dp, err))) return rc;
+    if ((rc = fl_tls_new(0, o->key, (const uint8_t(*)[32])o->coordinator, 1, &ctx, err))) return rc;
+    if ((rc = fl_net_connect(ctx, o->connect, 30, &c.c, err))) goto out;
+    fl_net_nonblock(&c.c, (int)((o->timeout_s > 0 ? o->timeout_s : 3600) * 1000));
+    cit_log(CIT_LOG_INFO, "fl: joined %s as %s", o->connect, o->key->vk.name);
+    while (!finished) {
+        struct fl_rd r;
+        int type;
+        if ((rc = fl_net_recv(&c.c, &f, err))) {
+            cit_err_prefix(err, "coordinator");
+            goto out;
+        }
+        type = (uint8_t)f.p[4];
+        if (o->drop_at && type == o->drop_at) {
+            /* vanish: no close_notify, as a crash or a cut cable would */
+            cit_log(CIT_LOG_INFO, "fl: dropping out at %s (testing)", fl_msg_name(type));
+            close(c.c.fd);
+            c.c.fd = -1;
+            c.c.dead = 1;
+            rc = 3;
+            goto out;
+        }
+        if (o->stall_at && type == o->stall_at) {
+            cit_log(CIT_LOG_INFO, "fl: stalling at %s (testing)", fl_msg_name(type));
+            stall(&c);
+            rc = 3;
+            goto out;
+        }
+        switch (type) {
+        case FL_MSG_TASK:
+            if ((rc = on_task(&c, (const uint8_t *)f.p, f.len, err))) goto out;
+            break;
+        case FL_MSG_FINISH: {
+            float *w = NULL;
+            uint32_t rounds, d;
+            if ((rc = fl_rd_begin(&r, (const uint8_t *)f.p, f.len, err))) goto out;
+            rounds = fl_rd_u32(&r, "rounds");
+            d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
+            if (!r.failed && d && !(w = cit_malloc((size_t)d * sizeof(float)))) {
+                rc = CIT_ENOMEM;
+                goto out;
+            }
+            for (uint32_t i = 0; w && i < d; i++) w[i] = rd_f32(&r, "weights");
+            if (!(rc = fl_rd_end(&r)) && o->out) rc = fl_model_write(o->out, w, d, err);
+            cit_free(w);
+            if (rc) goto out;
+            printf("federation finished after %u rounds; %llu rounds spent privacy\n", rounds,
+                   (unsigned long long)c.dp.rounds);
+            finished = 1;
+            break;
+        }
+        case FL_MSG_ABORT: {
+            size_t n = f.len - FL_HDR;
+            cit_log(CIT_LOG_WARN, "fl: the coordinator ended round %llu: %.*s",
+                    (unsigned long long)c.round, (int)(n > FL_ABORT_MAX ? FL_ABORT_MAX : n),
+                    f.p + FL_HDR);
+            c.detail.len = 0;
+            cit_buf_printf(&c.detail, "reason=\"%.*s\"", (int)(n > FL_ABORT_MAX ? FL_ABORT_MAX : n),
+                           f.p + FL_HDR);
+            if (c.round &&
+                record(o->ledger, "round-failed", c.round, NULL, o->connect, c.detail.p)) {
+                rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+                goto out;
+            }
+            fl_sa_client_free(c.sa);
+            c.sa = NULL;
+            c.round = 0;
+            break;
+        }
+        default: {
+            struct cit_err e = {0};
+            struct fl_sa_transcript tr;
+            int was_done;
+            if (!c.sa) {
+                cit_log(CIT_LOG_WARN, "fl: unexpected %s outside a round; ignored",
+                        fl_msg_name(type));
+                break;
+            }
+            was_done = fl_sa_client_done(c.sa, NULL);
+            if (fl_sa_client_step(c.sa, (const uint8_t *)f.p, f.len, &c.out, &e)) {
+                /* the coordinator deviated: this node aborted and said so */
+                cit_log(CIT_LOG_WARN, "fl: round %llu: aborted: %s", (unsigned long long)c.round,
+                        e.msg);
+                c.detail.len = 0;
+                cit_buf_printf(&c.detail, "reason=\"%s\"", e.msg);
+                if (record(o->ledger, "abort", c.round, NULL, o->connect, c.detail.p)) {
+                    rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+                    goto out;
+                }
+            }
+            if (c.out.len && (rc = fl_net_send(&c.c, c.out.p, c.out.len, err))) goto out;
+            if (!was_done && fl_sa_client_done(c.sa, &tr)) {
+                transcript_text(&c.detail, &tr);
+                if (record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
+                           c.detail.p)) {
+                    rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+                    goto out;
+                }
+            }
+        }
+        }
+    }
+out:
+    if (c.c.fd >= 0 || c.c.ssl) fl_net_close(&c.c);
+    fl_sa_client_free(c.sa);
+    fl_tls_free(ctx);
+    cit_buf_free(&f);
+    cit_buf_free(&c.out);
+    cit_buf_free(&c.detail);
+    return rc;
+}
