@@ -1,0 +1,286 @@
+/*
+ * Federated learning over the network: the coordinator and every
+ * participant are separate `citadel fl serve` / `fl join` processes talking
+ * TLS over loopback. Participants vanish (or hang) at chosen stages; the
+ * coordinator's sum must still equal, exactly, the plain sum of the
+ * quantized contributions that the surviving contributors wrote down.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "citadel/fl.h"
+#include "citadel/ledger.h"
+#include "test.h"
+
+/* The binary, as an absolute path: the federations run in their own directory. */
+static const char *bin(void)
+{
+    static char path[4096];
+    const char *b = getenv("CITADEL_BIN") ? getenv("CITADEL_BIN") : "build/citadel";
+    if (!path[0] && !realpath(b, path)) snprintf(path, sizeof(path), "%s", b);
+    return path;
+}
+
+/* A federation directory: keys for a coordinator and n members, the
+ * roster, and breast-cancer split IID into n parts. */
+static int setup(const char *dir, int n)
+{
+    struct cit_err err = {0};
+    struct ledger_skey k;
+    struct fl_data ds, *parts = calloc((size_t)n, sizeof(*parts));
+    struct cit_buf roster = {0};
+    char p[600], vp[600];
+    int *part = NULL, rc = -1;
+    mkdir(dir, 0755);
+    snprintf(p, sizeof(p), "%s/coord.key", dir);
+    snprintf(vp, sizeof(vp), "%s/coord.vkey", dir);
+    CHECK_RET(ledger_key_load(p, vp, "coord", &k, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "node%d", i);
+        snprintf(p, sizeof(p), "%s/%s.key", dir, name);
+        snprintf(vp, sizeof(vp), "%s/%s.vkey", dir, name);
+        CHECK_RET(ledger_key_load(p, vp, name, &k, &err) == 0, "%s", err.msg);
+        {
+            size_t len;
+            char *v = t_read_file(vp, &len);
+            CHECK_RET(v != NULL, "%s", vp);
+            cit_buf_add(&roster, v, len);
+            cit_free(v);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/roster", dir);
+    CHECK_RET(t_write_file(p, roster.p, roster.len) == 0, "%s", p);
+    cit_buf_free(&roster);
+    CHECK_RET(fl_data_load("breast-cancer", NULL, &ds, &err) == 0, "%s", err.msg);
+    part = malloc(ds.n * sizeof(int));
+    if (part && parts && !fl_split(&ds, n, FL_SPLIT_IID, 0, 7, part, &err) &&
+        !fl_data_parts(&ds, part, n, parts)) {
+        rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            snprintf(p, sizeof(p), "%s/c%d.x.idx", dir, i);
+            snprintf(vp, sizeof(vp), "%s/c%d.y.idx", dir, i);
+            parts[i].classes = ds.classes;
+            rc = fl_data_write(&parts[i], p, vp, &err);
+        }
+        for (int i = 0; i < n; i++) fl_data_free(&parts[i]);
+    }
+    fl_data_free(&ds);
+    free(part);
+    free(parts);
+    CHECK_RET(rc == 0, "split: %s", err.msg);
+    return 0;
+}
+
+/* Runs a coordinator and n participants; extra[i] are participant i's own
+ * flags (may be NULL), serve_flags the coordinator's. Returns the
+ * coordinator's exit status; its stdout in *out. */
+static int federate(const char *dir, int n, const char *serve_flags, const char *const *extra,
+                    char **out)
+{
+    struct cit_buf sh = {0};
+    int rc;
+    cit_buf_printf(&sh,
+                   "cd %s || exit 9; rm -f port sum up* model*; "
+                   "%s fl serve --key coord.key --roster roster --listen 127.0.0.1:0 "
+                   "--port-file port --dump-sum sum --out model.c --ledger lc --standardize "
+                   "--test breast-cancer --lr 0.05 --local-epochs 1 %s > serve.out 2> serve.err & "
+                   "S=$!; i=0; while [ ! -s port ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); "
+                   "done; P=$(cat port); ",
+                   dir, bin(), serve_flags);
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(&sh,
+                       "%s fl join --key node%d.key --roster roster --coordinator coord.vkey "
+                       "--connect 127.0.0.1:$P --data c%d.x.idx --standardize --ledger l%d "
+                       "--dump-update up%d --out model.%d %s > j%d.out 2> j%d.err & ",
+                       bin(), i, i, i, i, i, extra && extra[i] ? extra[i] : "", i, i);
+    cit_buf_printf(&sh, "wait $S; R=$?; wait; cat serve.out; exit $R");
+    {
+        char *cmd = malloc(sh.len + 32);
+        snprintf(cmd, sh.len + 32, "sh -c '%s'", sh.p);
+        rc = t_run(cmd, out);
+        free(cmd);
+    }
+    cit_buf_free(&sh);
+    return rc;
+}
+
+static uint32_t *read_u32s(const char *path, size_t *n)
+{
+    size_t len;
+    char *p = t_read_file(path, &len);
+    if (p) *n = len / 4;
+    return (uint32_t *)p;
+}
+
+/* The coordinator's sum against the plain sum of the contributions of
+ * those in want[] (1: contributed). */
+static int check_sum(const char *dir, int n, const int *want)
+{
+    char p[600];
+    size_t d = 0, dd = 0;
+    uint32_t *sum, *acc;
+    snprintf(p, sizeof(p), "%s/sum", dir);
+    sum = read_u32s(p, &d);
+    CHECK_RET(sum && d > 1, "no sum from the coordinator");
+    acc = calloc(d, 4);
+    for (int i = 0; i < n; i++) {
+        uint32_t *u;
+        if (!want[i]) continue;
+        snprintf(p, sizeof(p), "%s/up%d", dir, i);
+        u = read_u32s(p, &dd);
+        CHECK_RET(u && dd == d, "participant %d wrote no contribution", i);
+        for (size_t j = 0; j < d; j++) acc[j] += u[j];
+        cit_free(u);
+    }
+    for (size_t j = 0; j < d; j++) CHECK_RET(acc[j] == sum[j], "the sums differ at entry %zu", j);
+    /* the total weight entry counts the contributors (each below 1) */
+    CHECK_RET(sum[d - 1] != 0, "empty sum");
+    free(acc);
+    cit_free(sum);
+    return 0;
+}
+
+static const char *stages[] = {"keys", "shares", "masked", "sign", "reveal"};
+
+/* One round with participants vanishing at the given stages (-1: stays). */
+static int drop_run(int n, const int *drop, const char *serve_flags)
+{
+    char dir[512], **extra = calloc((size_t)n, sizeof(char *)), *out = NULL;
+    int *want = calloc((size_t)n, sizeof(int)), rc, dropped = 0;
+    snprintf(dir, sizeof(dir), "%s/fed%d", t_tmpdir(), n);
+    for (int i = 0; i < n; i++) {
+        want[i] = drop[i] < 0 || drop[i] >= 3; /* past the masked input: in the sum */
+        if (drop[i] >= 0) {
+            extra[i] = malloc(64);
+            snprintf(extra[i], 64, "--drop-at %s", stages[drop[i]]);
+            dropped++;
+        }
+    }
+    rc = federate(dir, n, serve_flags, (const char *const *)extra, &out);
+    for (int i = 0; i < n; i++) free(extra[i]);
+    free(extra);
+    if (rc != 0) {
+        t_fail(__FILE__, __LINE__, "n = %d, %d dropped: the coordinator failed (%d): %s", n,
+               dropped, rc, out ? out : "");
+        free(want);
+        cit_free(out);
+        return -1;
+    }
+    CHECK_RET(strstr(out, "round 1:") != NULL, "%s", out);
+    cit_free(out);
+    rc = check_sum(dir, n, want);
+    free(want);
+    return rc;
+}
+
+void test_fl_net_sum(void)
+{
+    char dir[512];
+    /* n = 3 (t = 2): one participant vanishes, at each stage in turn */
+    snprintf(dir, sizeof(dir), "%s/fed3", t_tmpdir());
+    if (setup(dir, 3)) return;
+    for (int s = 0; s < 5; s++) {
+        int drop[3] = {-1, -1, -1};
+        drop[s % 3] = s;
+        if (drop_run(3, drop, "--rounds 1")) return;
+    }
+    /* n = 10, full graph, t = 6: n - t = 4 vanish, at four different stages */
+    snprintf(dir, sizeof(dir), "%s/fed10", t_tmpdir());
+    if (setup(dir, 10)) return;
+    {
+        int drop[10] = {-1, 0, -1, 1, -1, 2, -1, 4, -1, -1};
+        if (drop_run(10, drop, "--rounds 1")) return;
+    }
+    /* n = 50, full graph, t = 26: n - t = 24 vanish, spread over all five stages */
+    snprintf(dir, sizeof(dir), "%s/fed50", t_tmpdir());
+    if (setup(dir, 50)) return;
+    {
+        int drop[50];
+        for (int i = 0; i < 50; i++) drop[i] = i % 2 && i < 48 ? (i / 2) % 5 : -1;
+        if (drop_run(50, drop, "--rounds 1 --k 49 --t 26 --stage-timeout 120")) return;
+    }
+}
+
+/* Several rounds: everyone ends with the coordinator's model, every ledger
+ * holds the same sum digest for every round and verifies; one more vanishing
+ * than the threshold allows fails the round without a sum; a participant
+ * that hangs is dropped at the deadline. */
+void test_fl_net_rounds(void)
+{
+    char dir[512], p[600], *out = NULL, *log;
+    size_t len;
+    snprintf(dir, sizeof(dir), "%s/fedr", t_tmpdir());
+    if (setup(dir, 3)) return;
+    CHECKF(federate(dir, 3, "--rounds 3", NULL, &out) == 0, "%s", out);
+    CHECKF(strstr(out, "round 3: 3 selected, 3 ready, 3 contributors"), "%s", out);
+    {
+        const char *acc = strstr(strstr(out, "round 3"), "test accuracy ");
+        CHECK(acc && atof(acc + 14) > 0.9);
+    }
+    cit_free(out);
+    for (int i = 0; i < 3; i++) {
+        char a[600], b[600];
+        size_t la, lb;
+        char *ma, *mb;
+        snprintf(a, sizeof(a), "%s/model.c", dir);
+        snprintf(b, sizeof(b), "%s/model.%d", dir, i);
+        ma = t_read_file(a, &la);
+        mb = t_read_file(b, &lb);
+        CHECK(ma && mb && la == lb && !memcmp(ma, mb, la));
+        cit_free(ma);
+        cit_free(mb);
+    }
+    snprintf(p, sizeof(p), "%s/lc/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log);
+    for (int r = 1; r <= 3; r++) {
+        char key[64], digest[65];
+        const char *e;
+        snprintf(key, sizeof(key), "\"request\":\"round-%d\",\"digest\":\"", r);
+        e = strstr(log, key);
+        CHECKF(e && strstr(e, "\"action\":\"aggregate\""), "round %d not in the ledger", r);
+        memcpy(digest, e + strlen(key), 64);
+        digest[64] = 0;
+        for (int i = 0; i < 3; i++) {
+            char *pl, want[200];
+            snprintf(p, sizeof(p), "%s/l%d/log", dir, i);
+            pl = t_read_file(p, &len);
+            snprintf(want, sizeof(want), "%s%s\"", key, digest);
+            CHECKF(pl && strstr(pl, want), "participant %d's ledger lacks round %d's sum", i, r);
+            cit_free(pl);
+        }
+    }
+    CHECK(strstr(log, "participants=node0,node1,node2") && strstr(log, "keys="));
+    cit_free(log);
+    {
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "%s audit verify --dir %s/l1", bin(), dir);
+        CHECK(t_run(cmd, &out) == 0 && strstr(out, "OK"));
+        cit_free(out);
+    }
+    /* two of three vanish after sending keys: below t = 2, the round fails */
+    {
+        const char *extra[3] = {"--drop-at shares", "--drop-at shares", NULL};
+        CHECK(federate(dir, 3, "--rounds 1", extra, &out) == 0);
+        CHECKF(!strstr(out, "round 1:"), "%s", out);
+        cit_free(out);
+        snprintf(p, sizeof(p), "%s/lc/log", dir);
+        log = t_read_file(p, &len);
+        CHECK(log && strstr(log, "\"action\":\"round-failed\"") && strstr(log, "threshold"));
+        cit_free(log);
+        snprintf(p, sizeof(p), "%s/sum", dir);
+        CHECK(access(p, F_OK) != 0);
+    }
+    /* one hangs at the shares: dropped after the 2 s deadline, the round completes */
+    {
+        const char *extra[3] = {NULL, "--stall-at shares", NULL};
+        int want[3] = {1, 0, 1};
+        CHECK(federate(dir, 3, "--rounds 1 --stage-timeout 2", extra, &out) == 0);
+        CHECKF(strstr(out, "round 1: 3 selected, 3 ready, 2 contributors"), "%s", out);
+        cit_free(out);
+        if (check_sum(dir, 3, want)) return;
+    }
+}
