@@ -5,6 +5,7 @@
  * coordinator's sum must still equal, exactly, the plain sum of the
  * quantized contributions that the surviving contributors wrote down.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -283,4 +284,106 @@ void test_fl_net_rounds(void)
         cit_free(out);
         if (check_sum(dir, 3, want)) return;
     }
+}
+
+/* The accountant against the exact (analytic) Gaussian mechanism of Balle
+ * and Wang 2018, which no valid bound can beat, and its composition. */
+static double phi(double x)
+{
+    return 0.5 * erfc(-x / sqrt(2));
+}
+
+static double analytic_epsilon(double z, double delta)
+{
+    double lo = 0, hi = 100;
+    for (int i = 0; i < 200; i++) {
+        double e = (lo + hi) / 2;
+        double dd = phi(1 / (2 * z) - e * z) - exp(e) * phi(-1 / (2 * z) - e * z);
+        if (dd > delta)
+            lo = e;
+        else
+            hi = e;
+    }
+    return hi;
+}
+
+void test_fl_dp(void)
+{
+    struct fl_dp_account a = {0}, b = {0};
+    struct cit_err err = {0};
+    char path[600];
+    double sum = 0, sq = 0;
+    enum { N = 400000 };
+    float *x = calloc(N, sizeof(float));
+    CHECK(fl_dp_epsilon(&a, 1e-5) == 0);
+    for (double z = 0.8; z < 8; z *= 1.7) {
+        double e, exact = analytic_epsilon(z, 1e-5);
+        memset(&a, 0, sizeof(a));
+        fl_dp_spend(&a, z);
+        e = fl_dp_epsilon(&a, 1e-5);
+        CHECKF(e >= exact && e < 1.35 * exact, "z %g: RDP epsilon %g, exact %g", z, e, exact);
+    }
+    /* Gaussian rounds compose exactly in RDP: 4 rounds at z = 2 cost what one at z = 1 does */
+    memset(&a, 0, sizeof(a));
+    for (int r = 0; r < 4; r++) fl_dp_spend(&a, 2);
+    fl_dp_spend(&b, 1);
+    CHECK(fabs(fl_dp_epsilon(&a, 1e-6) - fl_dp_epsilon(&b, 1e-6)) < 1e-9);
+    CHECK(fl_dp_epsilon(&a, 1e-6) > fl_dp_epsilon(&a, 1e-3));
+    /* the account on disk */
+    snprintf(path, sizeof(path), "%s/dp-account", t_tmpdir());
+    CHECK(fl_dp_save(path, &a, &err) == 0);
+    memset(&b, 0, sizeof(b));
+    CHECK(fl_dp_load(path, &b, &err) == 0);
+    CHECK(b.rounds == 4 && !memcmp(a.rdp, b.rdp, sizeof(a.rdp)));
+    CHECK(t_write_file(path, "citadel-fl-dp v1 rounds 4\n1.25 0.5\n", 36) == 0);
+    CHECK(fl_dp_load(path, &b, &err) == CIT_EFORMAT && strstr(err.msg, "budget is unknown"));
+    snprintf(path, sizeof(path), "%s/dp-none", t_tmpdir());
+    CHECK(fl_dp_load(path, &b, &err) == 0 && b.rounds == 0);
+    /* the noise: mean 0, variance sigma^2 */
+    CHECK(x);
+    fl_dp_noise(x, N, 3.0);
+    for (int i = 0; i < N; i++) sum += x[i], sq += (double)x[i] * x[i];
+    CHECKF(fabs(sum / N) < 0.03 && fabs(sq / N / 9 - 1) < 0.02, "mean %g, var %g", sum / N,
+           sq / N);
+    free(x);
+}
+
+/* Each participant keeps its own privacy budget across rounds and runs,
+ * and refuses rounds that would overspend it or carry too little noise. */
+void test_fl_net_dp(void)
+{
+    char dir[512], p[600], *out = NULL, *log;
+    size_t len;
+    const char *extra[3] = {"--dp-epsilon 3.5 --dp-state dp0", NULL, NULL};
+    const char *extra2[3] = {"--dp-epsilon 3.5 --dp-state dp0", "--dp-min-noise 3", NULL};
+    struct fl_dp_account a;
+    struct cit_err err = {0};
+    snprintf(dir, sizeof(dir), "%s/feddp", t_tmpdir());
+    if (setup(dir, 3)) return;
+    /* z = 2 at delta 1e-5: 2.17 after one round, 3.19 after two, 4.01 after three */
+    CHECKF(federate(dir, 3, "--rounds 3 --dp-noise 2 --clip 5", extra, &out) == 0, "%s", out);
+    CHECKF(strstr(out, "round 2: 3 selected, 3 ready") &&
+               strstr(out, "round 3: 3 selected, 2 ready, 2 contributors"),
+           "%s", out);
+    cit_free(out);
+    snprintf(p, sizeof(p), "%s/dp0", dir);
+    CHECK(fl_dp_load(p, &a, &err) == 0 && a.rounds == 2);
+    CHECK(fabs(fl_dp_epsilon(&a, 1e-5) - 3.19) < 0.01);
+    snprintf(p, sizeof(p), "%s/l0/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "\"action\":\"decline\"") && strstr(log, "privacy budget spent") &&
+          strstr(log, "epsilon_total=3.19"));
+    cit_free(log);
+    /* the next federation: node0's budget is still spent, node1 wants more noise */
+    CHECK(federate(dir, 3, "--rounds 1 --dp-noise 2 --clip 5", extra2, &out) == 0);
+    CHECKF(!strstr(out, "round 1:"), "%s", out);
+    cit_free(out);
+    snprintf(p, sizeof(p), "%s/l1/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "below this node's floor of 3"));
+    cit_free(log);
+    snprintf(p, sizeof(p), "%s/lc/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "only 1 participants ready") && strstr(log, "dp_z=2"));
+    cit_free(log);
 }
