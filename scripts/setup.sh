@@ -20,6 +20,8 @@ build_deps() {
     need libssl-dev
     # federated learning: gzip'd datasets
     need zlib1g-dev
+    # federated learning: Paillier's big numbers
+    need libgmp-dev
 }
 
 case "$what" in

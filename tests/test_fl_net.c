@@ -343,8 +343,7 @@ void test_fl_dp(void)
     CHECK(x);
     fl_dp_noise(x, N, 3.0);
     for (int i = 0; i < N; i++) sum += x[i], sq += (double)x[i] * x[i];
-    CHECKF(fabs(sum / N) < 0.03 && fabs(sq / N / 9 - 1) < 0.02, "mean %g, var %g", sum / N,
-           sq / N);
+    CHECKF(fabs(sum / N) < 0.03 && fabs(sq / N / 9 - 1) < 0.02, "mean %g, var %g", sum / N, sq / N);
     free(x);
 }
 
@@ -386,4 +385,88 @@ void test_fl_net_dp(void)
     log = t_read_file(p, &len);
     CHECK(log && strstr(log, "only 1 participants ready") && strstr(log, "dp_z=2"));
     cit_free(log);
+}
+
+/* Paillier: round trips, homomorphic sums with packing, threshold decryption
+ * by any t parties, and refusal of too few or wrong shares. */
+void test_fl_paillier(void)
+{
+    enum { PARTIES = 5, T = 3, CLIENTS = 4, D = 61 };
+    struct fl_pai *k = NULL;
+    struct fl_pai_share *sh[PARTIES] = {0};
+    struct cit_err err = {0};
+    uint32_t v[CLIENTS][D], want[D] = {0}, got[D];
+    uint64_t seed = 42;
+    uint8_t *acc, *ct, *ds[PARTIES];
+    size_t m, cb;
+    int slots, sb, ids[PARTIES];
+    CHECKF(fl_pai_keygen(512, PARTIES, T, &k, sh, &err) == 0, "%s", err.msg);
+    CHECK(fl_pai_bits(k) == 512);
+    fl_pai_layout(k, CLIENTS, &slots, &sb);
+    CHECK(sb == 34 && slots == 510 / 34);
+    m = fl_pai_cts(k, CLIENTS, D);
+    cb = fl_pai_ct_bytes(k);
+    CHECK(m == (D + (size_t)slots - 1) / (size_t)slots && cb == 128);
+    acc = calloc(m, cb);
+    ct = calloc(m, cb);
+    for (int c = 0; c < CLIENTS; c++)
+        for (int j = 0; j < D; j++) {
+            /* extremes included: every bit of a u32, and 0 */
+            v[c][j] = j == 0 ? 0xffffffffu : j == 1 ? 0 : (uint32_t)t_rand(&seed);
+            want[j] += v[c][j];
+        }
+    /* one client alone: a round trip */
+    CHECK(fl_pai_encrypt(k, CLIENTS, v[0], D, acc) == 0);
+    {
+        uint8_t *again = calloc(m, cb);
+        CHECK(fl_pai_encrypt(k, CLIENTS, v[0], D, again) == 0);
+        CHECK(memcmp(again, acc, m * cb) != 0); /* randomised */
+        free(again);
+    }
+    for (int i = 0; i < T; i++) {
+        ds[i] = calloc(m, cb);
+        ids[i] = fl_pai_share_id(sh[i]);
+        CHECK(fl_pai_decrypt_share(k, sh[i], acc, m, ds[i]) == 0);
+    }
+    CHECKF(fl_pai_combine(k, CLIENTS, ids, (const uint8_t *const *)ds, T, D, got, &err) == 0, "%s",
+           err.msg);
+    CHECK(!memcmp(got, v[0], sizeof(got)));
+    for (int i = 0; i < T; i++) free(ds[i]);
+    /* every client: the sum, mod 2^32 per slot */
+    for (int c = 1; c < CLIENTS; c++) {
+        CHECK(fl_pai_encrypt(k, CLIENTS, v[c], D, ct) == 0);
+        CHECK(fl_pai_add(k, acc, ct, m) == 0);
+    }
+    for (int i = 0; i < PARTIES; i++) {
+        ds[i] = calloc(m, cb);
+        ids[i] = fl_pai_share_id(sh[i]);
+        CHECK(fl_pai_decrypt_share(k, sh[i], acc, m, ds[i]) == 0);
+    }
+    /* any T of the parties decrypt: {0,1,2} and {4,2,3} */
+    CHECK(fl_pai_combine(k, CLIENTS, ids, (const uint8_t *const *)ds, T, D, got, &err) == 0);
+    CHECK(!memcmp(got, want, sizeof(got)));
+    {
+        int ids2[T] = {ids[4], ids[2], ids[3]};
+        const uint8_t *ds2[T] = {ds[4], ds[2], ds[3]};
+        memset(got, 0, sizeof(got));
+        CHECKF(fl_pai_combine(k, CLIENTS, ids2, ds2, T, D, got, &err) == 0, "%s", err.msg);
+        CHECK(!memcmp(got, want, sizeof(got)));
+        /* too few, a repeated party, a share under the wrong name */
+        CHECK(fl_pai_combine(k, CLIENTS, ids2, ds2, T - 1, D, got, &err) == CIT_EINVAL);
+        ids2[1] = ids2[0];
+        CHECK(fl_pai_combine(k, CLIENTS, ids2, ds2, T, D, got, &err) == CIT_EINVAL);
+        ids2[1] = ids[1];
+        CHECK(fl_pai_combine(k, CLIENTS, ids2, ds2, T, D, got, &err) == CIT_EFORMAT);
+        CHECK(strstr(err.msg, "do not combine"));
+    }
+    /* a number that is not a ciphertext (>= N^2) */
+    memset(ct, 0xff, cb);
+    CHECK(fl_pai_add(k, acc, ct, 1) == CIT_EFORMAT);
+    for (int i = 0; i < PARTIES; i++) {
+        free(ds[i]);
+        fl_pai_share_free(sh[i]);
+    }
+    free(acc);
+    free(ct);
+    fl_pai_free(k);
 }

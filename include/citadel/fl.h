@@ -358,6 +358,49 @@ int fl_sa_simulate(uint32_t n, uint32_t k, uint32_t t, uint32_t d, const uint32_
                    const int *drop_at, uint32_t *sum /* out */,
                    struct fl_sa_transcript *tr /* out, may be NULL */, struct cit_err *err);
 
+/* ---- Paillier aggregation with threshold decryption (paillier.c) ----
+ * An alternative to SecAgg+: every client encrypts its quantized update
+ * (packed, several u32 per plaintext) under one public key; the coordinator
+ * multiplies the ciphertexts (adding the plaintexts) and t of the parties
+ * each raise the aggregate to their key share; t such shares decrypt it, and
+ * fewer reveal nothing. Ciphertexts travel as big-endian numbers of
+ * fl_pai_ct_bytes() bytes. */
+
+struct fl_pai;       /* the public key */
+struct fl_pai_share; /* one party's share of the secret key */
+
+/* A dealer's key generation: a bits-bit modulus of two safe primes, and
+ * parties shares of which threshold decrypt. The factors and the secret
+ * exponent are wiped before it returns. shares has room for parties. */
+int fl_pai_keygen(unsigned bits, int parties, int threshold, struct fl_pai **pub /* out */,
+                  struct fl_pai_share **shares /* out */, struct cit_err *err);
+void fl_pai_free(struct fl_pai *k);
+void fl_pai_share_free(struct fl_pai_share *s);
+unsigned fl_pai_bits(const struct fl_pai *k);
+int fl_pai_share_id(const struct fl_pai_share *s);
+size_t fl_pai_ct_bytes(const struct fl_pai *k);
+/* Values per plaintext, and bits per value, so that max_clients u32 add up
+ * without carrying into the next. */
+void fl_pai_layout(const struct fl_pai *k, int max_clients, int *slots /* out */,
+                   int *slot_bits /* out */);
+/* Ciphertexts for d values. */
+size_t fl_pai_cts(const struct fl_pai *k, int max_clients, size_t d);
+/* Encrypts v (d u32) into fl_pai_cts() ciphertexts at out. */
+int fl_pai_encrypt(const struct fl_pai *k, int max_clients, const uint32_t *v, size_t d,
+                   uint8_t *out /* out */);
+/* acc[i] = acc[i] * ct[i] mod N^2 for m ciphertexts: the sums. CIT_EFORMAT
+ * for a number that is not a ciphertext. */
+int fl_pai_add(const struct fl_pai *k, uint8_t *acc, const uint8_t *ct, size_t m);
+/* This party's decryption share of each of m ciphertexts. */
+int fl_pai_decrypt_share(const struct fl_pai *k, const struct fl_pai_share *s, const uint8_t *ct,
+                         size_t m, uint8_t *out /* out, m ciphertexts */);
+/* Combines the shares of t distinct parties (ids) into the d summed u32
+ * (each slot mod 2^32). Fails when shares are missing, repeated, or do not
+ * combine (a wrong share). */
+int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
+                   const uint8_t *const *shares, int t, size_t d, uint32_t *sum /* out */,
+                   struct cit_err *err);
+
 /* ---- differential privacy ----
  * Client-level DP for the sum of a round: every contribution is L2-clipped
  * to C and carries Gaussian noise. Under secure aggregation the noise is
