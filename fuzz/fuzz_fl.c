@@ -1,7 +1,7 @@
 /*
  * Fuzz target for federated learning's parsers.
  *
- * First byte, mod 8:
+ * First byte, mod 12:
  *   0..5  a SecAgg+ round of 3 clients runs honestly up to that stage; then
  *         the rest of the input goes to client 0 in place of the
  *         coordinator's frame, and to the coordinator in place of client 1's
@@ -10,6 +10,10 @@
  *         sum of the inputs that reached it.
  *   6     the rest is a CSV file
  *   7     the rest is an IDX features file (its labels: one per example)
+ *   8     the rest is the body of a TASK frame (fl join's parser)
+ *   9     a model file (fl_model_read)
+ *   10    a privacy account (fl_dp_load)
+ *   11    a Paillier ciphertext, multiplied into an aggregate
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "citadel/fl.h"
+#include "../src/fl/fl_int.h"
 
 #define N 3
 #define D 4
@@ -108,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mkdir(dir, 0700);
         if (sodium_init() < 0) abort();
     }
-    mode = data[0] % 8;
+    mode = data[0] % 12;
     data++, size--;
     if (mode < 6) {
         round_with(mode, data, size);
@@ -118,6 +123,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(a, sizeof(a), "%s/in.csv", dir);
         write_file(a, data, size);
         if (fl_data_load(a, NULL, &ds, &err) == 0) fl_data_free(&ds);
+        return 0;
+    }
+    if (mode == 8) { /* a TASK from a coordinator */
+        struct fl_task t;
+        uint8_t *f = malloc(FL_HDR + size);
+        if (!f) abort();
+        memcpy(f, "CFL\x01\x01\0\0\0", 8);
+        f[8] = (uint8_t)size, f[9] = (uint8_t)(size >> 8), f[10] = (uint8_t)(size >> 16);
+        f[11] = (uint8_t)(size >> 24);
+        memcpy(f + FL_HDR, data, size);
+        if (fl_task_read(f, FL_HDR + size, &t, &err) == 0) {
+            /* what it accepted describes a model it can size and train */
+            if (!fl_arch_params(&t.arch, &err) || t.d != fl_arch_params(&t.arch, &err)) abort();
+            cit_free(t.w);
+        }
+        free(f);
+        return 0;
+    }
+    if (mode == 9) { /* a model file */
+        float *w;
+        size_t d;
+        snprintf(a, sizeof(a), "%s/model.idx", dir);
+        write_file(a, data, size);
+        if (fl_model_read(a, &w, &d, &err) == 0) cit_free(w);
+        return 0;
+    }
+    if (mode == 10) { /* a privacy account */
+        struct fl_dp_account acc;
+        snprintf(a, sizeof(a), "%s/dp", dir);
+        write_file(a, data, size);
+        if (fl_dp_load(a, &acc, &err) == 0 && !(fl_dp_epsilon(&acc, 1e-5) >= 0)) abort();
+        return 0;
+    }
+    if (mode == 11) { /* Paillier ciphertexts from a client: any bytes, no crash */
+        static struct fl_pai *k;
+        static struct fl_pai_share *sh[2];
+        uint8_t acc[64], ct[64];
+        if (!k && fl_pai_keygen(256, 2, 2, &k, sh, &err)) abort();
+        memset(acc, 0, sizeof(acc));
+        acc[63] = 1; /* an encryption of 0 with randomness 1 */
+        memset(ct, 0, sizeof(ct));
+        memcpy(ct, data, size < 64 ? size : 64);
+        fl_pai_add(k, acc, ct, 1);
         return 0;
     }
     snprintf(a, sizeof(a), "%s/in.x.idx", dir);

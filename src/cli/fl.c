@@ -13,6 +13,19 @@
  *       a federation in one process: every round's sum through SecAgg+
  *       (or a plain sum with --plain), accuracy on the test set per round
  *
+ *   fl keygen --name NAME --out DIR
+ *       a federation identity: DIR/NAME.key (secret, 0600) and DIR/NAME.vkey
+ *   fl serve --key K --roster R [--listen HOST:PORT] --rounds N [--test SRC |
+ *            --inputs N --classes C] [--per-round N] [--expect N] [--min-clients N]
+ *            [--k K] [--t T] [--clip C] [--weight-cap W] [--dp-noise Z] [--plain]
+ *            [--join-timeout S] [--train-timeout S] [--stage-timeout S]
+ *            [--ledger DIR] [--out MODEL] [training options]
+ *       the coordinator: rounds of SecAgg+ over TLS among the roster's members
+ *   fl join --key K --roster R --coordinator VKEY --connect HOST:PORT --data SRC
+ *           [--t MIN] [--dp-epsilon E] [--dp-delta D] [--dp-state F]
+ *           [--dp-min-noise Z] [--timeout S] [--ledger DIR] [--out MODEL]
+ *       a participant: trains on its own data, contributes to each round
+ *
  * Training options: --model logreg|mlp:W[,W...] --epochs E --batch B --lr LR
  * --optim sgd|adam --standardize (z-score each feature with the data's own
  * statistics). SRC is a CSV or IDX file, or a Debian dataset name
@@ -55,7 +68,13 @@ static int usage(void)
           "       citadel fl train --data SRC [--test SRC] [--model logreg|mlp:W[,W]] "
           "[--epochs E] [--batch B] [--lr LR] [--optim sgd|adam] [--standardize]\n"
           "       citadel fl sim --data SRC --test SRC --clients N --rounds R [--local-epochs F] "
-          "[--strategy fedavg|fedprox|fedadam] [--mu MU] [--server-lr LR] [--plain] [...]\n",
+          "[--strategy fedavg|fedprox|fedadam] [--mu MU] [--server-lr LR] [--plain] [...]\n"
+          "       citadel fl keygen --name NAME --out DIR\n"
+          "       citadel fl serve --key K --roster R --rounds N [--listen H:P] [--test SRC] "
+          "[--dp-noise Z] [--ledger DIR] [--out MODEL] [...]\n"
+          "       citadel fl join --key K --roster R --coordinator VKEY --connect H:P --data SRC "
+          "[--dp-epsilon E --dp-state F] [--ledger DIR] [--out MODEL] [...]\n"
+          "       (docs/fl.md lists every option)\n",
           stderr);
     return 2;
 }

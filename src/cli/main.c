@@ -14,7 +14,7 @@
  *   citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]
  *   citadel policy check FILE | policy test FILE CASES
  *   citadel audit verify|proof|consistency|show|export ...
- *   citadel fl split|train|sim ...
+ *   citadel fl split|train|sim|keygen|serve|join ...
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,7 +44,9 @@ static void usage(FILE *f)
           "  policy test FILE CASES         run table-driven decision cases\n"
           "  audit verify|proof|show|export the audit ledger, offline (citadel audit)\n"
           "  fl split|train|sim             federated learning: partitions, central baseline,\n"
-          "                                 an in-process federation over SecAgg+ (citadel fl)\n",
+          "                                 an in-process federation over SecAgg+ (citadel fl)\n"
+          "  fl keygen|serve|join           a federation over TLS: identities, the coordinator,\n"
+          "                                 a participant (docs/fl.md)\n",
           f);
 }
 

@@ -92,12 +92,14 @@ static int gz_full(gzFile f, void *p, size_t n)
     return 0;
 }
 
+#define IDX_CHUNK ((size_t)1 << 16) /* elements read and converted at a time */
+
 /* Reads an IDX file: its dimensions and its elements as doubles-to-floats. */
 static int idx_read(const char *path, int want_dims_max, uint32_t dims[4], int *ndims,
                     int *type_out, float **vals, struct cit_err *err)
 {
     unsigned char h[4], be[4];
-    size_t count = 1, esz, total;
+    size_t count = 1, esz, total, cap = 0;
     unsigned char *raw = NULL;
     float *v = NULL;
     int type, rc = 0;
@@ -134,19 +136,37 @@ static int idx_read(const char *path, int want_dims_max, uint32_t dims[4], int *
             goto out;
         }
     }
+    /* The header's dimensions are only a claim: memory grows with the data
+     * that actually arrives, a chunk at a time, so a short file that claims
+     * billions of elements costs nothing. */
     total = count * esz;
-    raw = cit_malloc(total);
-    v = cit_malloc(count * sizeof(float));
-    if (!raw || !v) {
+    raw = cit_malloc(IDX_CHUNK * esz);
+    if (!raw) {
         rc = CIT_ENOMEM;
         goto out;
     }
-    if (gz_full(f, raw, total)) {
-        rc = cit_err_set(err, CIT_EFORMAT, "%s: truncated: %zu data bytes expected", path, total);
-        goto out;
-    }
     for (size_t i = 0; i < count; i++) {
-        const unsigned char *p = raw + i * esz;
+        const unsigned char *p = raw + (i % IDX_CHUNK) * esz;
+        if (i % IDX_CHUNK == 0) {
+            size_t n = count - i < IDX_CHUNK ? count - i : IDX_CHUNK;
+            if (i + n > cap) {
+                size_t nc = cap ? cap : IDX_CHUNK;
+                float *nv;
+                while (nc < i + n) nc *= 2;
+                if (nc > count) nc = count;
+                if (!(nv = cit_realloc(v, nc * sizeof(float)))) {
+                    rc = CIT_ENOMEM;
+                    goto out;
+                }
+                v = nv;
+                cap = nc;
+            }
+            if (gz_full(f, raw, n * esz)) {
+                rc = cit_err_set(err, CIT_EFORMAT, "%s: truncated: %zu data bytes expected", path,
+                                 total);
+                goto out;
+            }
+        }
         uint64_t u = 0;
         for (size_t j = 0; j < esz; j++) u = u << 8 | p[j];
         switch (type) {

@@ -84,6 +84,25 @@ int fl_masks_apply(const uint8_t (*seeds)[32], const int *signs, int m, uint32_t
 void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn, const void *c,
                size_t cn);
 
+/* ---- the TASK frame (node.c) ---- */
+
+struct fl_task {
+    uint64_t round;
+    uint32_t rounds;
+    int mode;
+    struct fl_arch_spec arch;
+    struct fl_round_cfg rc;
+    struct fl_train_opts o;
+    double dp_noise;
+    uint32_t dp_min;
+    uint32_t d;
+    float *w; /* (d), owned by the reader */
+};
+int fl_task_write(const struct fl_task *t, const float *w, struct cit_buf *b /* out */);
+/* Reads and checks a TASK from a coordinator: every field within what a
+ * sane round uses; t->w is allocated (cit_free) on success. */
+int fl_task_read(const uint8_t *f, size_t len, struct fl_task *t /* out */, struct cit_err *err);
+
 /* ---- transport (net.c) ---- */
 
 struct ssl_ctx_st;

@@ -16,23 +16,10 @@
 
 /* ---- the TASK frame ---- */
 
-struct task {
-    uint64_t round;
-    uint32_t rounds;
-    int mode;
-    struct fl_arch_spec arch;
-    struct fl_round_cfg rc;
-    struct fl_train_opts o;
-    double dp_noise;
-    uint32_t dp_min;
-    uint32_t d;
-    float *w; /* (d), owned by the reader */
-};
-
 /* The noise each contributor adds per entry: z C, split over the dp_min
  * contributors secure aggregation guarantees (in plain mode the coordinator
  * sees each update, so each carries all of it). */
-static double task_noise(const struct task *t)
+static double task_noise(const struct fl_task *t)
 {
     double m = t->mode == FL_MODE_SECAGG ? t->dp_min : 1;
     return t->dp_noise > 0 ? t->dp_noise * t->rc.clip / sqrt(m) : 0;
@@ -68,7 +55,7 @@ static double rd_f64(struct fl_rd *r, const char *what)
     return v;
 }
 
-static int task_write(const struct task *t, const float *w, struct cit_buf *b)
+int fl_task_write(const struct fl_task *t, const float *w, struct cit_buf *b)
 {
     struct fl_wr wr;
     b->len = 0;
@@ -103,7 +90,7 @@ static int bad(struct cit_err *err, const char *field)
 }
 
 /* Reads and checks a TASK: every number within what a sane round uses. */
-static int task_read(const uint8_t *f, size_t len, struct task *t, struct cit_err *err)
+int fl_task_read(const uint8_t *f, size_t len, struct fl_task *t, struct cit_err *err)
 {
     struct fl_rd r;
     int rc = fl_rd_begin(&r, f, len, err);
@@ -425,7 +412,7 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
     struct srv s = {0};
     struct ssl_ctx_st *ctx = NULL;
     struct fl_rng rng;
-    struct task t = {0};
+    struct fl_task t = {0};
     struct cit_buf taskf = {0}, detail = {0};
     uint32_t *sum = NULL, dp_min = 1;
     int lfd = -1, port, rc, n = o->roster.n;
@@ -498,7 +485,7 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         /* the task, and who is ready */
         t.round = (uint64_t)r;
         t.o.seed = o->seed + (uint64_t)r;
-        if ((rc = task_write(&t, s.w, &taskf))) goto out;
+        if ((rc = fl_task_write(&t, s.w, &taskf))) goto out;
         for (int i = 0; i < ns; i++) {
             sel[i]->out = (const uint8_t *)taskf.p;
             sel[i]->out_len = taskf.len;
@@ -647,13 +634,13 @@ static double round_epsilon(double z, double delta)
 static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
 {
     const struct fl_join_opts *o = c->o;
-    struct task t;
+    struct fl_task t;
     struct fl_dp_account after = c->dp;
     double delta = o->dp_delta > 0 ? o->dp_delta : 1e-5, eps = 0;
     char why[FL_ABORT_MAX];
     uint32_t *v = NULL;
     float loss = 0;
-    int rc = task_read(f, len, &t, err);
+    int rc = fl_task_read(f, len, &t, err);
     if (rc) return rc; /* a coordinator that sends garbage is not worked with */
     fl_sa_client_free(c->sa);
     c->sa = NULL;
