@@ -470,3 +470,78 @@ void test_fl_paillier(void)
     free(ct);
     fl_pai_free(k);
 }
+
+/* Paillier as a mode of the federation: a dealt key, every participant
+ * decrypting its share of the product of the signed contributions; one
+ * decryptor vanishing still leaves t; two leave too few. */
+void test_fl_net_paillier(void)
+{
+    enum { N = 3 };
+    char dir[512], p[600], ex[N][64], *out = NULL, *log;
+    const char *extra[N];
+    struct fl_pai *k = NULL;
+    struct fl_pai_share *sh[N] = {0};
+    struct cit_err err = {0};
+    int all[N] = {1, 1, 1};
+    size_t len;
+    snprintf(dir, sizeof(dir), "%s/fedpa", t_tmpdir());
+    if (setup(dir, N)) return;
+    CHECKF(fl_pai_keygen(512, N, 2, &k, sh, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof(p), "%s/paillier.pub", dir);
+    CHECK(fl_pai_save(k, NULL, p, &err) == 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(p, sizeof(p), "%s/node%d.paillier", dir, i);
+        CHECK(fl_pai_save(k, sh[i], p, &err) == 0);
+        fl_pai_share_free(sh[i]);
+        snprintf(ex[i], sizeof(ex[i]), "--paillier node%d.paillier", i);
+        extra[i] = ex[i];
+    }
+    fl_pai_free(k);
+    /* the files read back as what was written */
+    {
+        struct fl_pai *k2;
+        struct fl_pai_share *s2;
+        snprintf(p, sizeof(p), "%s/node1.paillier", dir);
+        CHECK(fl_pai_load(p, &k2, &s2, &err) == 0 && fl_pai_share_id(s2) == 2 &&
+              fl_pai_threshold(k2) == 2 && fl_pai_bits(k2) == 512);
+        fl_pai_share_free(s2);
+        fl_pai_free(k2);
+        snprintf(p, sizeof(p), "%s/paillier.pub", dir);
+        CHECK(fl_pai_load(p, &k2, &s2, &err) == CIT_EFORMAT); /* no share in it */
+        snprintf(p, sizeof(p), "%s/c0.y.idx", dir);
+        CHECK(fl_pai_load(p, &k2, NULL, &err) == CIT_EFORMAT);
+    }
+    CHECKF(federate(dir, N, "--rounds 2 --paillier paillier.pub", extra, &out) == 0, "%s", out);
+    CHECKF(strstr(out, "round 2: 3 selected, 3 ready, 3 contributors"), "%s", out);
+    cit_free(out);
+    if (check_sum(dir, N, all)) return;
+    snprintf(p, sizeof(p), "%s/l2/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "\"action\":\"decrypt\"") && strstr(log, "contributors=3"));
+    cit_free(log);
+    /* one decryptor vanishes: the other two suffice, all three contributions count */
+    snprintf(ex[1], sizeof(ex[1]), "--paillier node1.paillier --drop-at decrypt");
+    CHECK(federate(dir, N, "--rounds 1 --paillier paillier.pub", extra, &out) == 0);
+    CHECKF(strstr(out, "round 1: 3 selected, 3 ready, 3 contributors"), "%s", out);
+    cit_free(out);
+    if (check_sum(dir, N, all)) return;
+    /* two vanish: one share of the two needed, no sum */
+    snprintf(ex[2], sizeof(ex[2]), "--paillier node2.paillier --drop-at decrypt");
+    CHECK(federate(dir, N, "--rounds 1 --paillier paillier.pub", extra, &out) == 0);
+    CHECKF(!strstr(out, "round 1:"), "%s", out);
+    cit_free(out);
+    snprintf(p, sizeof(p), "%s/lc/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "only 1 of the 2 decryption shares"));
+    cit_free(log);
+    /* a participant without a share declines a Paillier round */
+    snprintf(ex[1], sizeof(ex[1]), " ");
+    snprintf(ex[2], sizeof(ex[2]), "--paillier node2.paillier");
+    CHECK(federate(dir, N, "--rounds 1 --paillier paillier.pub", extra, &out) == 0);
+    CHECKF(strstr(out, "round 1: 3 selected, 2 ready"), "%s", out);
+    cit_free(out);
+    snprintf(p, sizeof(p), "%s/l1/log", dir);
+    log = t_read_file(p, &len);
+    CHECK(log && strstr(log, "holds no Paillier key share"));
+    cit_free(log);
+}

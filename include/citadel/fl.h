@@ -377,6 +377,7 @@ int fl_pai_keygen(unsigned bits, int parties, int threshold, struct fl_pai **pub
 void fl_pai_free(struct fl_pai *k);
 void fl_pai_share_free(struct fl_pai_share *s);
 unsigned fl_pai_bits(const struct fl_pai *k);
+int fl_pai_threshold(const struct fl_pai *k);
 int fl_pai_share_id(const struct fl_pai_share *s);
 size_t fl_pai_ct_bytes(const struct fl_pai *k);
 /* Values per plaintext, and bits per value, so that max_clients u32 add up
@@ -400,6 +401,15 @@ int fl_pai_decrypt_share(const struct fl_pai *k, const struct fl_pai_share *s, c
 int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
                    const uint8_t *const *shares, int t, size_t d, uint32_t *sum /* out */,
                    struct cit_err *err);
+
+/* Writes the public key (s NULL, mode 0644) or one party's file with its
+ * share (mode 0600), through a temporary file. */
+int fl_pai_save(const struct fl_pai *k, const struct fl_pai_share *s, const char *path,
+                struct cit_err *err);
+/* Reads a public key, or with share not NULL a party's file (which must
+ * hold a share). */
+int fl_pai_load(const char *path, struct fl_pai **k /* out */,
+                struct fl_pai_share **share /* out */, struct cit_err *err);
 
 /* ---- differential privacy ----
  * Client-level DP for the sum of a round: every contribution is L2-clipped
@@ -447,6 +457,21 @@ void fl_dp_noise(float *x, size_t d, double sigma);
  *                 SA_ frames follow)
  *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model)
  *
+ * Paillier mode: READY (accept 1) carries sig[64] and m ciphertexts (the
+ * contribution, encrypted and packed), sig being the participant's Ed25519
+ * signature over "citadel-fl/pa/v1" | round u64 | roster index u32 |
+ * SHA-256(ciphertexts). Then:
+ *
+ *   PA_DECRYPT S->C  round u64, c u32, c x (roster index u32, sig[64],
+ *                    m ciphertexts): every contribution, as signed
+ *   PA_SHARE   C->S  round u64, party id u32, m decryption shares
+ *
+ * A participant checks every signature, that c reaches its floor (2, or its
+ * --t), and that it has not decrypted anything else this round, multiplies
+ * the ciphertexts itself and returns its share of the product's decryption:
+ * so the coordinator can have only the sum of at least that many signed
+ * contributions decrypted, once per round.
+ *
  * A round: the coordinator selects participants among those connected,
  * sends each the TASK, and gives them train_timeout to answer READY; those
  * that accept are the round's members, and secure aggregation (or, with
@@ -454,11 +479,13 @@ void fl_dp_noise(float *x, size_t d, double sigma);
  * participant that closes, fails or misses a deadline is dropped from the
  * round and disconnected; the round goes on while the threshold holds. */
 
-#define FL_MSG_TASK   0x01
-#define FL_MSG_READY  0x02
-#define FL_MSG_FINISH 0x03
+#define FL_MSG_TASK       0x01
+#define FL_MSG_READY      0x02
+#define FL_MSG_FINISH     0x03
+#define FL_MSG_PA_DECRYPT 0x04
+#define FL_MSG_PA_SHARE   0x05
 
-enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2 };
+enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2, FL_MODE_PAILLIER = 3 };
 
 struct fl_serve_opts {
     const char *listen;    /* "HOST:PORT"; port 0: any free one */
@@ -477,6 +504,7 @@ struct fl_serve_opts {
     struct fl_round_cfg rc;
     struct fl_train_opts o; /* the participants' local training */
     struct fl_server_opt *so;
+    const struct fl_pai *pai;   /* FL_MODE_PAILLIER: the public key */
     double dp_noise;            /* z; 0: no noise */
     const struct fl_data *test; /* accuracy per round (may be NULL) */
     struct ledger *ledger;      /* a transcript per round (may be NULL) */
@@ -493,9 +521,11 @@ struct fl_join_opts {
     struct fl_roster roster;
     const struct fl_data *data;
     struct ledger *ledger;
-    uint32_t min_t;          /* the smallest SecAgg threshold accepted */
-    double dp_epsilon;       /* budget; 0: none (refuses no round) */
-    double dp_delta;         /* 0: 1e-5 */
+    const struct fl_pai *pai;             /* Paillier mode: the key and this */
+    const struct fl_pai_share *pai_share; /* node's share (both or neither) */
+    uint32_t min_t;    /* the smallest SecAgg threshold, and Paillier contributor count, accepted */
+    double dp_epsilon; /* budget; 0: none (refuses no round) */
+    double dp_delta;   /* 0: 1e-5 */
     double dp_min_noise;     /* refuses rounds with less noise than this z */
     const char *dp_state;    /* the privacy account, kept across runs */
     double timeout_s;        /* the longest wait for a frame; 0: 3600 */

@@ -21,6 +21,10 @@
  *            [--join-timeout S] [--train-timeout S] [--stage-timeout S]
  *            [--ledger DIR] [--out MODEL] [training options]
  *       the coordinator: rounds of SecAgg+ over TLS among the roster's members
+ *   fl deal --roster R --t T [--bits 2048] --out DIR
+ *       a Paillier key with one share per member (DIR/NAME.paillier) and the
+ *       public key (DIR/paillier.pub); serve --paillier PUB and join
+ *       --paillier SHARE then aggregate under it instead of SecAgg+
  *   fl join --key K --roster R --coordinator VKEY --connect HOST:PORT --data SRC
  *           [--t MIN] [--dp-epsilon E] [--dp-delta D] [--dp-state F]
  *           [--dp-min-noise Z] [--timeout S] [--ledger DIR] [--out MODEL]
@@ -49,8 +53,8 @@
 struct fl_args {
     const char *data, *labels, *test, *out, *model;
     const char *key, *roster, *coordinator, *listen, *connect, *port_file, *ledger, *name;
-    const char *dp_state, *dump_sum, *dump_update;
-    long clients, seed, rounds, expect, min_clients, per_round, k, t, inputs, classes;
+    const char *dp_state, *dump_sum, *dump_update, *paillier;
+    long clients, seed, rounds, expect, min_clients, per_round, k, t, inputs, classes, bits;
     float clip, weight_cap, dp_noise, dp_epsilon, dp_delta, dp_min_noise;
     float join_timeout, train_timeout, stage_timeout, timeout;
     int drop_at, stall_at;
@@ -72,6 +76,7 @@ static int usage(void)
           "       citadel fl keygen --name NAME --out DIR\n"
           "       citadel fl serve --key K --roster R --rounds N [--listen H:P] [--test SRC] "
           "[--dp-noise Z] [--ledger DIR] [--out MODEL] [...]\n"
+          "       citadel fl deal --roster R --t T [--bits 2048] --out DIR   (Paillier keys)\n"
           "       citadel fl join --key K --roster R --coordinator VKEY --connect H:P --data SRC "
           "[--dp-epsilon E --dp-state F] [--ledger DIR] [--out MODEL] [...]\n"
           "       (docs/fl.md lists every option)\n",
@@ -108,8 +113,9 @@ static int stage_type(const char *v)
     static const struct {
         const char *name;
         int type;
-    } st[] = {{"train", FL_MSG_TASK},      {"keys", FL_MSG_SA_SETUP}, {"shares", FL_MSG_SA_PEERS},
-              {"masked", FL_MSG_SA_INBOX}, {"sign", FL_MSG_SA_ALIVE}, {"reveal", FL_MSG_SA_SIGS}};
+    } st[] = {{"train", FL_MSG_TASK},        {"keys", FL_MSG_SA_SETUP}, {"shares", FL_MSG_SA_PEERS},
+              {"masked", FL_MSG_SA_INBOX},   {"sign", FL_MSG_SA_ALIVE}, {"reveal", FL_MSG_SA_SIGS},
+              {"decrypt", FL_MSG_PA_DECRYPT}};
     for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
         if (!strcmp(v, st[i].name)) return st[i].type;
     return 0;
@@ -134,6 +140,7 @@ static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *
         {"--dp-state", offsetof(struct fl_args, dp_state)},
         {"--dump-sum", offsetof(struct fl_args, dump_sum)},
         {"--dump-update", offsetof(struct fl_args, dump_update)},
+        {"--paillier", offsetof(struct fl_args, paillier)},
     };
     static const struct {
         const char *flag;
@@ -147,6 +154,7 @@ static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *
         {"--t", offsetof(struct fl_args, t), 2, FL_MAX_CLIENTS},
         {"--inputs", offsetof(struct fl_args, inputs), 1, FL_MAX_FEATURES},
         {"--classes", offsetof(struct fl_args, classes), 2, FL_MAX_CLASSES},
+        {"--bits", offsetof(struct fl_args, bits), 512, 8192},
     };
     static const struct {
         const char *flag;
@@ -609,6 +617,51 @@ static int fl_keygen_cmd(const struct fl_args *a)
     return 0;
 }
 
+/* The dealer of a Paillier federation: a key for the roster, one share per
+ * member (DIR/NAME.paillier, to be handed to that member alone) and the
+ * public key (DIR/paillier.pub, for the coordinator). The dealer is trusted
+ * to forget: nothing secret stays in this process or on its disk beyond the
+ * share files. */
+static int fl_deal_cmd(const struct fl_args *a)
+{
+    struct roster r;
+    struct fl_pai *k = NULL;
+    struct fl_pai_share **sh;
+    struct cit_err err = {{0}};
+    char path[4096];
+    int rc = 1;
+    if (!a->roster || !a->out || !a->t) return usage();
+    if (roster_load(a->roster, &r)) return 1;
+    if (a->t > r.n) {
+        fprintf(stderr, "citadel fl deal: --t %ld is more than the %d members\n", a->t, r.n);
+        roster_free(&r);
+        return 1;
+    }
+    sh = calloc((size_t)r.n, sizeof(*sh));
+    if (!sh || fl_pai_keygen(a->bits ? (unsigned)a->bits : 2048, r.n, (int)a->t, &k, sh, &err)) {
+        fprintf(stderr, "citadel fl deal: %s\n", err.msg[0] ? err.msg : "out of memory");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/paillier.pub", a->out);
+    if (fl_pai_save(k, NULL, path, &err)) goto fail;
+    printf("%s\n", path);
+    for (int i = 0; i < r.n; i++) {
+        snprintf(path, sizeof(path), "%s/%s.paillier", a->out, r.names[i]);
+        if (fl_pai_save(k, sh[i], path, &err)) goto fail;
+        printf("%s (for %s only)\n", path, r.names[i]);
+    }
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "citadel fl deal: %s\n", err.msg);
+out:
+    for (int i = 0; sh && i < r.n; i++) fl_pai_share_free(sh[i]);
+    free(sh);
+    fl_pai_free(k);
+    roster_free(&r);
+    return rc;
+}
+
 static int fl_serve_cmd(const struct fl_args *a)
 {
     struct fl_serve_opts o = {0};
@@ -616,6 +669,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     struct roster r;
     struct fl_data te;
     struct fl_server_opt so = {0};
+    struct fl_pai *pai = NULL;
     struct ledger *lg = NULL;
     struct cit_err err = {{0}};
     int rc = 1, have_test = 0;
@@ -637,6 +691,14 @@ static int fl_serve_cmd(const struct fl_args *a)
         fprintf(stderr, "citadel fl serve: --dp-noise needs unweighted rounds (--weight-cap 0)\n");
         goto out;
     }
+    if (a->paillier && fl_pai_load(a->paillier, &pai, NULL, &err)) {
+        fprintf(stderr, "citadel fl serve: %s\n", err.msg);
+        goto out;
+    }
+    if (pai && fl_pai_threshold(pai) < 2) {
+        fprintf(stderr, "citadel fl serve: a Paillier threshold of 1 lets any one party decrypt\n");
+        goto out;
+    }
     if (fl_server_opt_init(&so, a->strategy, d) || open_ledger(a->ledger, &lg)) goto out;
     so.lr = a->server_lr;
     o.listen = a->listen ? a->listen : "127.0.0.1:7800";
@@ -652,7 +714,8 @@ static int fl_serve_cmd(const struct fl_args *a)
     o.join_timeout_s = a->join_timeout;
     o.train_timeout_s = a->train_timeout;
     o.stage_timeout_s = a->stage_timeout;
-    o.mode = a->plain ? FL_MODE_PLAIN : FL_MODE_SECAGG;
+    o.mode = pai ? FL_MODE_PAILLIER : a->plain ? FL_MODE_PLAIN : FL_MODE_SECAGG;
+    o.pai = pai;
     o.k = (uint32_t)a->k;
     o.t = (uint32_t)a->t;
     o.rc.clip = a->clip > 0 ? a->clip : 100;
@@ -675,6 +738,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     rc = 0;
 out:
     if (lg) ledger_close(lg);
+    fl_pai_free(pai);
     fl_server_opt_free(&so);
     if (have_test) fl_data_free(&te);
     roster_free(&r);
@@ -690,6 +754,8 @@ static int fl_join_cmd(const struct fl_args *a)
     struct roster r;
     struct fl_data ds;
     struct ledger *lg = NULL;
+    struct fl_pai *pai = NULL;
+    struct fl_pai_share *pai_share = NULL;
     struct cit_buf b = {0};
     struct cit_err err = {{0}};
     int rc = 1;
@@ -707,7 +773,13 @@ static int fl_join_cmd(const struct fl_args *a)
         roster_free(&r);
         return 1;
     }
+    if (a->paillier && fl_pai_load(a->paillier, &pai, &pai_share, &err)) {
+        fprintf(stderr, "citadel fl join: %s\n", err.msg);
+        goto out;
+    }
     if (open_ledger(a->ledger, &lg)) goto out;
+    o.pai = pai;
+    o.pai_share = pai_share;
     o.connect = a->connect;
     o.key = &key;
     o.coordinator = coord.pk;
@@ -733,6 +805,8 @@ static int fl_join_cmd(const struct fl_args *a)
     }
 out:
     if (lg) ledger_close(lg);
+    fl_pai_share_free(pai_share);
+    fl_pai_free(pai);
     fl_data_free(&ds);
     roster_free(&r);
     sodium_memzero(key.sk, sizeof(key.sk));
@@ -749,6 +823,7 @@ int cli_fl(int argc, char **argv)
     if (!strcmp(argv[0], "sim")) return fl_sim_cmd(&a);
     if (!strcmp(argv[0], "keygen")) return fl_keygen_cmd(&a);
     if (!strcmp(argv[0], "serve")) return fl_serve_cmd(&a);
+    if (!strcmp(argv[0], "deal")) return fl_deal_cmd(&a);
     if (!strcmp(argv[0], "join")) return fl_join_cmd(&a);
     return usage();
 }

@@ -118,7 +118,8 @@ int fl_task_read(const uint8_t *f, size_t len, struct fl_task *t, struct cit_err
     t->dp_min = fl_rd_u32(&r, "dp_min");
     t->d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
     if (r.failed) return CIT_EFORMAT;
-    if (t->mode != FL_MODE_PLAIN && t->mode != FL_MODE_SECAGG) return bad(err, "mode");
+    if (t->mode != FL_MODE_PLAIN && t->mode != FL_MODE_SECAGG && t->mode != FL_MODE_PAILLIER)
+        return bad(err, "mode");
     if (t->arch.inputs < 1 || t->arch.inputs > FL_MAX_FEATURES) return bad(err, "inputs");
     if (t->arch.classes < 2 || t->arch.classes > FL_MAX_CLASSES) return bad(err, "classes");
     if (t->arch.layers > FL_MAX_LAYERS || (t->arch.arch == FL_MLP) != (t->arch.layers > 0))
@@ -158,6 +159,21 @@ static void hex(char *out, const uint8_t *p, size_t n)
     sodium_bin2hex(out, n * 2 + 1, p, n);
 }
 
+/* What a participant signs over its Paillier ciphertexts. */
+static void pa_statement(uint8_t msg[60], uint64_t round, uint32_t member, const uint8_t *cts,
+                         size_t n)
+{
+    memcpy(msg, "citadel-fl/pa/v1", 16);
+    for (int i = 0; i < 8; i++) msg[16 + i] = (uint8_t)(round >> (8 * i));
+    for (int i = 0; i < 4; i++) msg[24 + i] = (uint8_t)(member >> (8 * i));
+    fl_sha256(msg + 28, cts, n, NULL, 0, NULL, 0);
+}
+
+static const char *mode_name(int mode)
+{
+    return mode == FL_MODE_SECAGG ? "secagg" : mode == FL_MODE_PAILLIER ? "paillier" : "plain";
+}
+
 /* One ledger entry for the round: event "fl", its digest the sum's. */
 static int record(struct ledger *lg, const char *action, uint64_t round, const uint8_t digest[32],
                   const char *target, const char *detail)
@@ -171,7 +187,10 @@ static int record(struct ledger *lg, const char *action, uint64_t round, const u
     if (digest) memcpy(e.digest, digest, 32);
     e.target = target;
     e.action = action;
-    e.status = strcmp(action, "aggregate") && strcmp(action, "contribute") ? 409 : 200;
+    e.status =
+        strcmp(action, "aggregate") && strcmp(action, "contribute") && strcmp(action, "decrypt")
+            ? 409
+            : 200;
     e.event = "fl";
     e.detail = detail;
     return ledger_append(lg, &e, LEDGER_SYNC, NULL);
@@ -380,6 +399,83 @@ static int round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t 
     return 0;
 }
 
+/* Paillier: every signed contribution to each ready participant, t shares
+ * of the product's decryption back, combined into the sum. */
+static int round_paillier(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t round,
+                          uint32_t *sum, struct cit_buf *detail, struct cit_err *err)
+{
+    const struct fl_serve_opts *o = s->o;
+    size_t m = fl_pai_cts(o->pai, o->rc.max_clients, s->d + 1), cb = fl_pai_ct_bytes(o->pai);
+    int t = fl_pai_threshold(o->pai), got = 0, rc;
+    int *ids = cit_calloc((size_t)t, sizeof(int));
+    const uint8_t **shares = cit_calloc((size_t)t, sizeof(*shares));
+    uint8_t *agg = cit_malloc(m * cb), dg[32];
+    struct cit_buf *f = &s->fr[0];
+    struct fl_wr w;
+    char hx[65];
+    if (!ids || !shares || !agg) {
+        rc = CIT_ENOMEM;
+        goto out;
+    }
+    f->len = 0;
+    fl_wr_begin(&w, f, FL_MSG_PA_DECRYPT);
+    fl_wr_u64(&w, round);
+    fl_wr_u32(&w, n);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *body = (const uint8_t *)rd[i]->in.p + FL_HDR + 9; /* sig, cts */
+        fl_wr_u32(&w, (uint32_t)rd[i]->member);
+        fl_wr_bytes(&w, body, 64 + m * cb);
+        if (!i)
+            memcpy(agg, body + 64, m * cb);
+        else if ((rc = fl_pai_add(o->pai, agg, body + 64, m))) {
+            cit_err_set(err, rc, "a contribution is not a ciphertext");
+            goto out;
+        }
+    }
+    if ((rc = fl_wr_end(&w))) goto out;
+    fl_sha256(dg, agg, m * cb, NULL, 0, NULL, 0);
+    hex(hx, dg, 32);
+    cit_buf_printf(detail, " aggregate=%s decryptors=", hx);
+    for (uint32_t i = 0; i < n; i++) {
+        rd[i]->out = (const uint8_t *)f->p;
+        rd[i]->out_len = f->len;
+    }
+    fl_net_exchange(rd, (int)n, o->stage_timeout_s > 0 ? o->stage_timeout_s : 60, 1);
+    for (uint32_t i = 0; i < n && got < t; i++) {
+        struct fl_rd r;
+        struct cit_err e = {0};
+        const uint8_t *sh;
+        char nb[32];
+        if (!rd[i]->got) continue;
+        if (fl_rd_begin(&r, (const uint8_t *)rd[i]->in.p, rd[i]->in.len, &e) ||
+            r.type != FL_MSG_PA_SHARE) {
+            cit_log(CIT_LOG_WARN, "fl: round %llu: %s sent no decryption share: %.*s",
+                    (unsigned long long)round, member_name(s, rd[i]->member, nb, 32),
+                    (int)(rd[i]->in.len > FL_HDR ? rd[i]->in.len - FL_HDR : 0),
+                    rd[i]->in.p + FL_HDR);
+            continue;
+        }
+        if (fl_rd_u64(&r, "round") != round || fl_rd_u32(&r, "id") != (uint32_t)rd[i]->member + 1)
+            continue;
+        sh = fl_rd_bytes(&r, m * cb, "shares");
+        if (fl_rd_end(&r)) continue;
+        ids[got] = rd[i]->member + 1;
+        shares[got++] = sh;
+        cit_buf_printf(detail, "%s%s", got > 1 ? "," : "", member_name(s, rd[i]->member, nb, 32));
+    }
+    if (got < t) {
+        rc = cit_err_set(err, CIT_EIO, "only %d of the %d decryption shares needed (threshold)",
+                         got, t);
+        goto out;
+    }
+    rc = fl_pai_combine(o->pai, o->rc.max_clients, ids, shares, t, s->d + 1, sum, err);
+out:
+    cit_free(ids);
+    cit_free(shares);
+    cit_free(agg);
+    return rc;
+}
+
 /* Reads a READY: 1 accepted, 0 declined (reason logged), -1 malformed. */
 static int ready_read(struct srv *s, struct fl_conn *c, uint64_t round, int mode)
 {
@@ -404,6 +500,19 @@ static int ready_read(struct srv *s, struct fl_conn *c, uint64_t round, int mode
         return 0;
     }
     if (mode == FL_MODE_PLAIN) fl_rd_bytes(&r, (s->d + 1) * 4, "contribution");
+    if (mode == FL_MODE_PAILLIER) {
+        size_t m = fl_pai_cts(s->o->pai, s->o->rc.max_clients, s->d + 1);
+        const uint8_t *sig = fl_rd_bytes(&r, 64, "signature");
+        const uint8_t *cts = fl_rd_bytes(&r, m * fl_pai_ct_bytes(s->o->pai), "ciphertexts");
+        uint8_t msg[60];
+        if (r.failed) return -1;
+        pa_statement(msg, round, (uint32_t)c->member, cts, m * fl_pai_ct_bytes(s->o->pai));
+        if (crypto_sign_verify_detached(sig, msg, sizeof(msg), s->o->roster.pk[c->member])) {
+            cit_log(CIT_LOG_WARN, "fl: %s: a contribution with a bad signature",
+                    member_name(s, c->member, nb, 32));
+            return -1;
+        }
+    }
     return fl_rd_end(&r) ? -1 : 1;
 }
 
@@ -505,8 +614,9 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             if (a < 0) sel[i]->dead = 1;
         }
         detail.len = 0;
-        cit_buf_printf(&detail, "mode=%s selected=%d ready=%d declined=%d participants=",
-                       o->mode == FL_MODE_SECAGG ? "secagg" : "plain", ns, nr, declined);
+        cit_buf_printf(&detail,
+                       "mode=%s selected=%d ready=%d declined=%d participants=", mode_name(o->mode),
+                       ns, nr, declined);
         for (int i = 0; i < nr; i++) {
             char nb[32];
             cit_buf_printf(&detail, "%s%s", i ? "," : "",
@@ -518,6 +628,11 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         } else if (o->mode == FL_MODE_SECAGG) {
             /* the secure rounds reuse s.cs for each stage: keep the ready list apart */
             rc = round_secagg(&s, ready, (uint32_t)nr, t.round, dp_min, sum, &tr, &detail, err);
+            if (!rc) transcript_text(&detail, &tr);
+        } else if (o->mode == FL_MODE_PAILLIER) {
+            rc = round_paillier(&s, ready, (uint32_t)nr, t.round, sum, &detail, err);
+            tr.n = tr.contributors = (uint32_t)nr;
+            fl_sha256(tr.sum_digest, sum, (s.d + 1) * 4, NULL, 0, NULL, 0);
             if (!rc) transcript_text(&detail, &tr);
         } else {
             rc = round_plain(&s, ready, (uint32_t)nr, sum, err);
@@ -593,7 +708,10 @@ struct cli {
     uint32_t me;
     struct fl_dp_account dp;
     struct fl_sa_client *sa;
-    uint64_t round; /* of the task in progress; 0: none */
+    uint64_t round;  /* of the task in progress; 0: none */
+    int max_clients; /* Paillier: the round's packing */
+    uint32_t d1;     /* entries of a contribution */
+    int decrypted;   /* Paillier: this round's one decryption share is out */
     uint8_t mine[32];
     struct cit_buf out, detail;
 };
@@ -645,6 +763,7 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     fl_sa_client_free(c->sa);
     c->sa = NULL;
     c->round = 0;
+    c->d1 = 0;
     why[0] = 0;
     if ((size_t)t.arch.inputs != o->data->d)
         snprintf(why, sizeof(why), "the model takes %d inputs, this node's data has %zu",
@@ -652,6 +771,8 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     else if (o->data->classes > t.arch.classes)
         snprintf(why, sizeof(why), "the model has %d classes, this node's data has %d",
                  t.arch.classes, o->data->classes);
+    else if (t.mode == FL_MODE_PAILLIER && !o->pai_share)
+        snprintf(why, sizeof(why), "this node holds no Paillier key share");
     else if (o->dp_min_noise > 0 && t.dp_noise < o->dp_min_noise)
         snprintf(why, sizeof(why), "noise multiplier %g is below this node's floor of %g",
                  t.dp_noise, o->dp_min_noise);
@@ -683,8 +804,7 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     }
     if (o->dump_update && (rc = write_u32s(o->dump_update, v, (size_t)t.d + 1, err))) goto out;
     c->detail.len = 0;
-    cit_buf_printf(&c->detail, "mode=%s loss=%.4f", t.mode == FL_MODE_SECAGG ? "secagg" : "plain",
-                   (double)loss);
+    cit_buf_printf(&c->detail, "mode=%s loss=%.4f", mode_name(t.mode), (double)loss);
     if (t.dp_noise > 0)
         cit_buf_printf(&c->detail,
                        " dp_z=%g dp_min=%u epsilon_round=%.4f epsilon_total=%.4f "
@@ -694,6 +814,35 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     if (t.mode == FL_MODE_PLAIN) {
         fl_sha256(c->mine, v, ((size_t)t.d + 1) * 4, NULL, 0, NULL, 0);
         if ((rc = send_ready(c, t.round, NULL, v, (size_t)t.d + 1, err))) goto out;
+        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p)
+                 ? cit_err_set(err, CIT_EIO, "the ledger refused an entry")
+                 : 0;
+        goto out;
+    }
+    if (t.mode == FL_MODE_PAILLIER) {
+        size_t m = fl_pai_cts(o->pai, t.rc.max_clients, (size_t)t.d + 1),
+               cb = fl_pai_ct_bytes(o->pai);
+        uint8_t *cts = cit_malloc(m * cb), msg[60], sig[64];
+        struct fl_wr w;
+        if (!cts) {
+            rc = CIT_ENOMEM;
+            goto out;
+        }
+        fl_pai_encrypt(o->pai, t.rc.max_clients, v, (size_t)t.d + 1, cts);
+        pa_statement(msg, t.round, c->me, cts, m * cb);
+        crypto_sign_detached(sig, NULL, msg, sizeof(msg), o->key->sk);
+        c->out.len = 0;
+        fl_wr_begin(&w, &c->out, FL_MSG_READY);
+        fl_wr_u64(&w, t.round);
+        fl_wr_u8(&w, 1);
+        fl_wr_bytes(&w, sig, 64);
+        fl_wr_bytes(&w, cts, m * cb);
+        cit_free(cts);
+        if ((rc = fl_wr_end(&w)) || (rc = fl_net_send(&c->c, c->out.p, c->out.len, err))) goto out;
+        c->round = t.round;
+        c->max_clients = t.rc.max_clients;
+        c->d1 = t.d + 1;
+        c->decrypted = 0;
         rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p)
                  ? cit_err_set(err, CIT_EIO, "the ledger refused an entry")
                  : 0;
@@ -714,6 +863,109 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
 out:
     cit_free(v);
     cit_free(t.w);
+    return rc;
+}
+
+/* Refuses a coordinator's request: ABORT with the reason, and a ledger entry. */
+static int refuse(struct cli *c, const char *why, struct cit_err *err)
+{
+    struct fl_wr w;
+    int rc;
+    cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)c->round, why);
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "reason=\"%s\"", why);
+    if (record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p))
+        return cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+    c->out.len = 0;
+    fl_wr_begin(&w, &c->out, FL_MSG_ABORT);
+    fl_wr_bytes(&w, why, strnlen(why, FL_ABORT_MAX));
+    if ((rc = fl_wr_end(&w))) return rc;
+    return fl_net_send(&c->c, c->out.p, c->out.len, err);
+}
+
+/* PA_DECRYPT: checks that what it is asked to decrypt is the product of at
+ * least its floor of signed contributions of this round, once, and sends
+ * its decryption share of it. */
+static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
+{
+    const struct fl_join_opts *o = c->o;
+    struct fl_rd r;
+    struct cit_err e = {0};
+    size_t m, cb;
+    uint32_t count, floor_n = o->min_t > 2 ? o->min_t : 2;
+    uint8_t *acc = NULL, *out = NULL, *seen = NULL, dg[32];
+    char why[FL_ABORT_MAX], hx[65];
+    int rc = 0;
+    if (!c->round || !c->d1 || !o->pai_share)
+        return refuse(c, "PA_DECRYPT outside a Paillier round", err);
+    if (c->decrypted) return refuse(c, "a second decryption request in one round", err);
+    m = fl_pai_cts(o->pai, c->max_clients, c->d1);
+    cb = fl_pai_ct_bytes(o->pai);
+    if (fl_rd_begin(&r, f, len, &e) || fl_rd_u64(&r, "round") != c->round)
+        return refuse(c, e.msg[0] ? e.msg : "PA_DECRYPT for another round", err);
+    count = fl_rd_count(&r, FL_MAX_CLIENTS, 4 + 64 + m * cb, "contributions");
+    if (r.failed) return refuse(c, e.msg, err);
+    if (count < floor_n) {
+        snprintf(why, sizeof(why), "asked to decrypt %u contributions, this node's floor is %u",
+                 count, floor_n);
+        return refuse(c, why, err);
+    }
+    acc = cit_malloc(m * cb);
+    out = cit_malloc(m * cb);
+    seen = cit_calloc((size_t)o->roster.n, 1);
+    if (!acc || !out || !seen) {
+        rc = CIT_ENOMEM;
+        goto done;
+    }
+    why[0] = 0;
+    for (uint32_t i = 0; i < count && !why[0]; i++) {
+        uint32_t who = fl_rd_u32(&r, "member");
+        const uint8_t *sig = fl_rd_bytes(&r, 64, "signature");
+        const uint8_t *cts = fl_rd_bytes(&r, m * cb, "ciphertexts");
+        uint8_t msg[60];
+        if (r.failed) break;
+        if (who >= (uint32_t)o->roster.n || seen[who]) {
+            snprintf(why, sizeof(why), "contribution %u: member %u unknown or repeated", i, who);
+            break;
+        }
+        seen[who] = 1;
+        pa_statement(msg, c->round, who, cts, m * cb);
+        if (crypto_sign_verify_detached(sig, msg, sizeof(msg), o->roster.pk[who])) {
+            snprintf(why, sizeof(why), "contribution %u: member %u's signature does not verify", i,
+                     who);
+            break;
+        }
+        if (!i)
+            memcpy(acc, cts, m * cb);
+        else if (fl_pai_add(o->pai, acc, cts, m))
+            snprintf(why, sizeof(why), "contribution %u is not a ciphertext", i);
+    }
+    if (!why[0] && fl_rd_end(&r)) snprintf(why, sizeof(why), "%.200s", e.msg);
+    if (why[0]) {
+        rc = refuse(c, why, err);
+        goto done;
+    }
+    c->decrypted = 1;
+    if ((rc = fl_pai_decrypt_share(o->pai, o->pai_share, acc, m, out))) goto done;
+    {
+        struct fl_wr w;
+        c->out.len = 0;
+        fl_wr_begin(&w, &c->out, FL_MSG_PA_SHARE);
+        fl_wr_u64(&w, c->round);
+        fl_wr_u32(&w, (uint32_t)fl_pai_share_id(o->pai_share));
+        fl_wr_bytes(&w, out, m * cb);
+        if ((rc = fl_wr_end(&w)) || (rc = fl_net_send(&c->c, c->out.p, c->out.len, err))) goto done;
+    }
+    fl_sha256(dg, acc, m * cb, NULL, 0, NULL, 0);
+    hex(hx, dg, 32);
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "mode=paillier contributors=%u aggregate=%s", count, hx);
+    if (record(o->ledger, "decrypt", c->round, NULL, o->connect, c->detail.p))
+        rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+done:
+    cit_free(acc);
+    cit_free(out);
+    cit_free(seen);
     return rc;
 }
 
@@ -771,6 +1023,9 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
         switch (type) {
         case FL_MSG_TASK:
             if ((rc = on_task(&c, (const uint8_t *)f.p, f.len, err))) goto out;
+            break;
+        case FL_MSG_PA_DECRYPT:
+            if ((rc = on_decrypt(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             break;
         case FL_MSG_FINISH: {
             float *w = NULL;

@@ -26,9 +26,13 @@
  * (a party that sends a bad share corrupts the sum; Shoup's proofs would
  * catch it), and the dealer must be trusted to forget the key.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <gmp.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fl_int.h"
 
@@ -37,7 +41,7 @@
 struct fl_pai {
     unsigned bits; /* of N */
     int parties, threshold;
-    mpz_t n, n2, delta;
+    mpz_t n, n2, hs, delta;
     size_t nwin;  /* windows of the randomiser exponent */
     mpz_t *table; /* (nwin << WIN): hs^(v * 2^(WIN * j)) at [j << WIN | v] */
 };
@@ -97,7 +101,7 @@ static void fact(mpz_t r, int n)
 void fl_pai_free(struct fl_pai *k)
 {
     if (!k) return;
-    mpz_clears(k->n, k->n2, k->delta, NULL);
+    mpz_clears(k->n, k->n2, k->hs, k->delta, NULL);
     for (size_t i = 0; k->table && i < k->nwin << WIN; i++) mpz_clear(k->table[i]);
     cit_free(k->table);
     cit_free(k);
@@ -115,8 +119,9 @@ static int pub_new(const mpz_t n, const mpz_t hs, int parties, int threshold, st
 {
     struct fl_pai *k = cit_calloc(1, sizeof(*k));
     if (!k) return CIT_ENOMEM;
-    mpz_inits(k->n, k->n2, k->delta, NULL);
+    mpz_inits(k->n, k->n2, k->hs, k->delta, NULL);
     mpz_set(k->n, n);
+    mpz_set(k->hs, hs);
     mpz_mul(k->n2, n, n);
     k->bits = (unsigned)mpz_sizeinbase(n, 2);
     k->parties = parties;
@@ -206,6 +211,11 @@ int fl_pai_keygen(unsigned bits, int parties, int threshold, struct fl_pai **pub
     mpz_set_ui(m, 0), mpz_set_ui(d, 0), mpz_set_ui(h, 0);
     mpz_clears(p, q, pp, qq, n, m, nm, d, h, hs, x, NULL);
     return rc;
+}
+
+int fl_pai_threshold(const struct fl_pai *k)
+{
+    return k->threshold;
 }
 
 unsigned fl_pai_bits(const struct fl_pai *k)
@@ -417,5 +427,121 @@ int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
     }
     for (int i = 0; i < t; i++) mpz_clear(mu[i]);
     mpz_clears(c, x, inv, num, den, NULL);
+    return rc;
+}
+
+/* ---- key files ----
+ * Text, one field per line:
+ *   citadel-fl-paillier v1
+ *   bits B / parties P / threshold T / n HEX / hs HEX
+ *   and for a party's file: id I / s HEX
+ * A party's file is secret (mode 0600); the public file has no id or s. */
+
+int fl_pai_save(const struct fl_pai *k, const struct fl_pai_share *s, const char *path,
+                struct cit_err *err)
+{
+    char tmp[1100];
+    FILE *f;
+    int fd, ok;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, s ? 0600 : 0644);
+    if (fd < 0 || !(f = fdopen(fd, "w"))) {
+        if (fd >= 0) close(fd);
+        return cit_err_set(err, CIT_EIO, "%s: %s", tmp, strerror(errno));
+    }
+    gmp_fprintf(f, "citadel-fl-paillier v1\nbits %u\nparties %d\nthreshold %d\nn %Zx\nhs %Zx\n",
+                k->bits, k->parties, k->threshold, k->n, k->hs);
+    if (s) gmp_fprintf(f, "id %d\ns %Zx\n", s->id, s->s);
+    ok = !ferror(f) && !fflush(f) && !fsync(fileno(f));
+    ok = !fclose(f) && ok;
+    if (!ok || rename(tmp, path)) {
+        unlink(tmp);
+        return cit_err_set(err, CIT_EIO, "%s: could not write", path);
+    }
+    return 0;
+}
+
+/* "NAME VALUE\n" at *p: the value's text, NUL-terminated in place. */
+static char *field(char **p, const char *name)
+{
+    size_t n = strlen(name);
+    char *v, *nl;
+    if (strncmp(*p, name, n) || (*p)[n] != ' ') return NULL;
+    v = *p + n + 1;
+    if (!(nl = strchr(v, '\n'))) return NULL;
+    *nl = 0;
+    *p = nl + 1;
+    return v;
+}
+
+int fl_pai_load(const char *path, struct fl_pai **out, struct fl_pai_share **share,
+                struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    char *p, *v;
+    long bits = 0, parties = 0, thr = 0, id = 0;
+    mpz_t n, hs, sv;
+    int rc = cit_read_file(path, 1 << 16, &b, err), bad = 0;
+    *out = NULL;
+    if (share) *share = NULL;
+    if (rc == CIT_ENOENT) return cit_err_set(err, rc, "%s: no such file", path);
+    if (rc) return rc;
+    mpz_inits(n, hs, sv, NULL);
+    p = b.p ? b.p : (char *)"";
+    if (strncmp(p, "citadel-fl-paillier v1\n", 23)) bad = 1;
+    p += bad ? 0 : 23;
+    if (!bad && (v = field(&p, "bits")))
+        bits = strtol(v, NULL, 10);
+    else
+        bad = 1;
+    if (!bad && (v = field(&p, "parties")))
+        parties = strtol(v, NULL, 10);
+    else
+        bad = 1;
+    if (!bad && (v = field(&p, "threshold")))
+        thr = strtol(v, NULL, 10);
+    else
+        bad = 1;
+    if (!bad && (v = field(&p, "n")))
+        bad = mpz_set_str(n, v, 16) != 0;
+    else
+        bad = 1;
+    if (!bad && (v = field(&p, "hs")))
+        bad = mpz_set_str(hs, v, 16) != 0;
+    else
+        bad = 1;
+    if (!bad && share && (v = field(&p, "id"))) {
+        id = strtol(v, NULL, 10);
+        if ((v = field(&p, "s")))
+            bad = mpz_set_str(sv, v, 16) != 0;
+        else
+            bad = 1;
+    }
+    if (!bad && (bits < 256 || bits > 8192 || (long)mpz_sizeinbase(n, 2) != bits || parties < 1 ||
+                 parties > FL_MAX_CLIENTS || thr < 1 || thr > parties || mpz_sgn(hs) <= 0 ||
+                 mpz_sizeinbase(hs, 2) > 2 * (size_t)bits ||
+                 (share && (id < 1 || id > parties || mpz_sgn(sv) < 0 ||
+                            mpz_sizeinbase(sv, 2) > 2 * (size_t)bits))))
+        bad = 1;
+    if (!bad && share && !id) bad = 1; /* a party's file must hold its share */
+    if (bad) {
+        rc = cit_err_set(err, CIT_EFORMAT, "%s: not a Paillier %s file", path,
+                         share ? "key share" : "public key");
+    } else if (!(rc = pub_new(n, hs, (int)parties, (int)thr, out)) && share) {
+        struct fl_pai_share *s = cit_calloc(1, sizeof(*s));
+        if (!s) {
+            rc = CIT_ENOMEM;
+            fl_pai_free(*out);
+            *out = NULL;
+        } else {
+            s->id = (int)id;
+            mpz_init_set(s->s, sv);
+            *share = s;
+        }
+    }
+    mpz_set_ui(sv, 0);
+    mpz_clears(n, hs, sv, NULL);
+    sodium_memzero(b.p, b.len);
+    cit_buf_free(&b);
     return rc;
 }

@@ -254,6 +254,10 @@ const char *fl_msg_name(int type)
         return "READY";
     case FL_MSG_FINISH:
         return "FINISH";
+    case FL_MSG_PA_DECRYPT:
+        return "PA_DECRYPT";
+    case FL_MSG_PA_SHARE:
+        return "PA_SHARE";
     case FL_MSG_ABORT:
         return "ABORT";
     default:
