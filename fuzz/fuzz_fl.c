@@ -1,7 +1,7 @@
 /*
  * Fuzz target for federated learning's parsers.
  *
- * First byte, mod 12:
+ * First byte, mod 13:
  *   0..5  a SecAgg+ round of 3 clients runs honestly up to that stage; then
  *         the rest of the input goes to client 0 in place of the
  *         coordinator's frame, and to the coordinator in place of client 1's
@@ -14,6 +14,7 @@
  *   9     a model file (fl_model_read)
  *   10    a privacy account (fl_dp_load)
  *   11    a Paillier ciphertext, multiplied into an aggregate
+ *   12    a Paillier key share file (fl_pai_load)
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mkdir(dir, 0700);
         if (sodium_init() < 0) abort();
     }
-    mode = data[0] % 12;
+    mode = data[0] % 13;
     data++, size--;
     if (mode < 6) {
         round_with(mode, data, size);
@@ -154,6 +155,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(a, sizeof(a), "%s/dp", dir);
         write_file(a, data, size);
         if (fl_dp_load(a, &acc, &err) == 0 && !(fl_dp_epsilon(&acc, 1e-5) >= 0)) abort();
+        return 0;
+    }
+    if (mode == 12) {
+        struct fl_pai *k;
+        struct fl_pai_share *sh;
+        snprintf(a, sizeof(a), "%s/share.paillier", dir);
+        write_file(a, data, size);
+        if (fl_pai_load(a, &k, &sh, &err) == 0) {
+            fl_pai_share_free(sh);
+            fl_pai_free(k);
+        }
         return 0;
     }
     if (mode == 11) { /* Paillier ciphertexts from a client: any bytes, no crash */

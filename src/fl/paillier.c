@@ -28,8 +28,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h> /* before gmp.h: gmp_fprintf */
 #include <gmp.h>
-#include <stdio.h>
 #include <sodium.h>
 #include <string.h>
 #include <unistd.h>
