@@ -282,6 +282,18 @@ void fl_net_close(struct fl_conn *c)
 
 /* ---- frames ---- */
 
+/* After an SSL_read / SSL_write that returned r <= 0: 0 when TLS only
+ * waits for the socket (c->want says which way), -1 when the connection
+ * failed. */
+static int would_block(struct fl_conn *c, int r)
+{
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return -1;
+    c->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+    return 0;
+}
+
 /* Reads into c->in until it holds one whole frame: 1 when it does, 0 when
  * the socket would block, -1 when the connection failed or the header is
  * bad (err says which). Reads no byte past the frame. */
@@ -302,12 +314,7 @@ static int read_frame(struct fl_conn *c, struct cit_err *err)
         }
         r = SSL_read(c->ssl, chunk, (int)(need < sizeof(chunk) ? need : sizeof(chunk)));
         if (r <= 0) {
-            int e = SSL_get_error(c->ssl, r);
-            ERR_clear_error();
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                c->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-                return 0;
-            }
+            if (!would_block(c, r)) return 0;
             cit_err_set(err, CIT_EIO, "the connection closed");
             return -1;
         }
@@ -324,15 +331,7 @@ static int write_frame(struct fl_conn *c)
     while (c->out_off < c->out_len) {
         size_t left = c->out_len - c->out_off;
         int w = SSL_write(c->ssl, c->out + c->out_off, left > 1u << 30 ? 1 << 30 : (int)left);
-        if (w <= 0) {
-            int e = SSL_get_error(c->ssl, w);
-            ERR_clear_error();
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                c->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-                return 0;
-            }
-            return -1;
-        }
+        if (w <= 0) return would_block(c, w) ? -1 : 0;
         c->out_off += (size_t)w;
     }
     return 1;
