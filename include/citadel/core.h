@@ -87,6 +87,9 @@ int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((forma
 /* Reads a whole file of at most max bytes into b (NUL-terminated).
  * CIT_ENOENT, with no message, when it does not exist. */
 int cit_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_err *err);
+/* Writes p[0..n) to path through path.tmp (created with mode, fsync'd) and
+ * a rename: a reader sees the old file or the whole new one, never a part. */
+int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, struct cit_err *err);
 void cit_buf_free(struct cit_buf *b);
 /* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);

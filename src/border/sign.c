@@ -140,23 +140,6 @@ static EVP_PKEY *load_key(const char *path, int private, struct cit_err *err)
     return k;
 }
 
-/* Writes text to path through a temporary file and a rename. */
-static int write_atomic(const char *path, const char *text, size_t len, struct cit_err *err)
-{
-    char tmp[4200];
-    int fd, ok;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        return cit_err_set(err, CIT_EIO, "%s: %s", tmp, strerror(errno));
-    ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return cit_err_set(err, CIT_EIO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 static int b64(struct cit_buf *out, const void *p, size_t n)
 {
     size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
@@ -204,7 +187,7 @@ int brd_sign(const char *key_path, const char *model_path, const char *card, con
         BUF_LIT(&out, "\",\"payloadType\":\"" PAYLOAD_TYPE "\",\"signatures\":[{\"sig\":\"");
         b64(&out, sig, sig_len);
         BUF_LIT(&out, "\"}]}}\n");
-        rc = out.p ? write_atomic(sig_path, out.p, out.len, err) : CIT_ENOMEM;
+        rc = out.p ? cit_write_file(sig_path, out.p, out.len, 0644, err) : CIT_ENOMEM;
     }
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "out of memory");
     EVP_MD_CTX_free(ctx);

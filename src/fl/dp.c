@@ -2,13 +2,10 @@
  * Differential privacy: the Renyi-DP accountant of a participant's rounds,
  * its account on disk, and Gaussian noise from the system's generator.
  */
-#include <errno.h>
 #include <math.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fl_int.h"
 
@@ -77,20 +74,14 @@ int fl_dp_load(const char *path, struct fl_dp_account *a, struct cit_err *err)
 
 int fl_dp_save(const char *path, const struct fl_dp_account *a, struct cit_err *err)
 {
-    char tmp[1100];
-    FILE *f;
-    int ok;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (!(f = fopen(tmp, "w"))) return cit_err_set(err, CIT_EIO, "%s: %s", tmp, strerror(errno));
-    fprintf(f, "citadel-fl-dp v1 rounds %llu\n", (unsigned long long)a->rounds);
-    for (int i = 0; i < FL_DP_ORDERS; i++) fprintf(f, "%.17g %.17g\n", orders[i], a->rdp[i]);
-    ok = !ferror(f) && !fflush(f) && !fsync(fileno(f));
-    ok = !fclose(f) && ok;
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return cit_err_set(err, CIT_EIO, "%s: could not write the privacy account", path);
-    }
-    return 0;
+    struct cit_buf b = {0};
+    int rc = cit_buf_printf(&b, "citadel-fl-dp v1 rounds %llu\n", (unsigned long long)a->rounds);
+    for (int i = 0; !rc && i < FL_DP_ORDERS; i++)
+        rc = cit_buf_printf(&b, "%.17g %.17g\n", orders[i], a->rdp[i]);
+    rc = rc ? cit_err_set(err, rc, "%s: out of memory", path)
+            : cit_write_file(path, b.p, b.len, 0644, err);
+    cit_buf_free(&b);
+    return rc;
 }
 
 /* Uniform in (0, 1) with 53 random bits. */

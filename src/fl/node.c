@@ -211,20 +211,10 @@ static void transcript_text(struct cit_buf *b, const struct fl_sa_transcript *t)
                    t->dropped_late, k, s, m, u);
 }
 
-static int write_bytes(const char *path, const void *p, size_t n, struct cit_err *err)
-{
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f) return cit_err_set(err, CIT_EIO, "%s: cannot write", path);
-    ok = fwrite(p, 1, n, f) == n;
-    ok = !fclose(f) && ok;
-    return ok ? 0 : cit_err_set(err, CIT_EIO, "%s: write failed", path);
-}
-
 /* Testing dumps of vectors: u32 in host order, the wire's on little-endian hosts. */
 static int write_u32s(const char *path, const uint32_t *v, size_t n, struct cit_err *err)
 {
-    return write_bytes(path, v, n * 4, err);
+    return cit_write_file(path, v, n * 4, 0644, err);
 }
 
 /* ---- the coordinator ---- */
@@ -545,13 +535,9 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         goto out;
     }
     if (o->port_file) {
-        char tmp[1100], txt[16];
+        char txt[16];
         int l = snprintf(txt, sizeof(txt), "%d\n", port);
-        snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
-        if (write_bytes(tmp, txt, (size_t)l, err) || rename(tmp, o->port_file)) {
-            rc = cit_err_set(err, CIT_EIO, "%s: cannot write", o->port_file);
-            goto out;
-        }
+        if ((rc = cit_write_file(o->port_file, txt, (size_t)l, 0644, err))) goto out;
     }
     cit_log(CIT_LOG_INFO, "fl: coordinator listening on port %d", port);
     if ((rc = accept_members(&s, ctx, lfd, err))) goto out;

@@ -26,13 +26,9 @@
  * (a party that sends a bad share corrupts the sum; Shoup's proofs would
  * catch it), and the dealer must be trusted to forget the key.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h> /* before gmp.h: gmp_fprintf */
 #include <gmp.h>
 #include <sodium.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fl_int.h"
 
@@ -437,28 +433,35 @@ int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
  *   and for a party's file: id I / s HEX
  * A party's file is secret (mode 0600); the public file has no id or s. */
 
+/* Appends "name HEX\n", wiping the digits it went through. */
+static int put_hex(struct cit_buf *b, const char *name, const mpz_t x)
+{
+    size_t n = mpz_sizeinbase(x, 16) + 2;
+    char *t = cit_malloc(n);
+    int rc;
+    if (!t) return CIT_ENOMEM;
+    mpz_get_str(t, 16, x);
+    rc = cit_buf_printf(b, "%s %s\n", name, t);
+    sodium_memzero(t, n);
+    cit_free(t);
+    return rc;
+}
+
 int fl_pai_save(const struct fl_pai *k, const struct fl_pai_share *s, const char *path,
                 struct cit_err *err)
 {
-    char tmp[1100];
-    FILE *f;
-    int fd, ok;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, s ? 0600 : 0644);
-    if (fd < 0 || !(f = fdopen(fd, "w"))) {
-        if (fd >= 0) close(fd);
-        return cit_err_set(err, CIT_EIO, "%s: %s", tmp, strerror(errno));
-    }
-    gmp_fprintf(f, "citadel-fl-paillier v1\nbits %u\nparties %d\nthreshold %d\nn %Zx\nhs %Zx\n",
-                k->bits, k->parties, k->threshold, k->n, k->hs);
-    if (s) gmp_fprintf(f, "id %d\ns %Zx\n", s->id, s->s);
-    ok = !ferror(f) && !fflush(f) && !fsync(fileno(f));
-    ok = !fclose(f) && ok;
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return cit_err_set(err, CIT_EIO, "%s: could not write", path);
-    }
-    return 0;
+    struct cit_buf b = {0};
+    int rc = cit_buf_printf(&b, "citadel-fl-paillier v1\nbits %u\nparties %d\nthreshold %d\n",
+                            k->bits, k->parties, k->threshold);
+    if (!rc) rc = put_hex(&b, "n", k->n);
+    if (!rc) rc = put_hex(&b, "hs", k->hs);
+    if (!rc && s) rc = cit_buf_printf(&b, "id %d\n", s->id);
+    if (!rc && s) rc = put_hex(&b, "s", s->s);
+    rc = rc ? cit_err_set(err, rc, "%s: out of memory", path)
+            : cit_write_file(path, b.p, b.len, s ? 0600 : 0644, err);
+    if (b.p) sodium_memzero(b.p, b.len);
+    cit_buf_free(&b);
+    return rc;
 }
 
 /* "NAME VALUE\n" at *p: the value's text, NUL-terminated in place. */
