@@ -41,6 +41,8 @@ size_t fl_wr_slot(struct fl_wr *w);
 void fl_wr_fill(struct fl_wr *w, size_t slot, uint32_t v);
 void fl_wr_bytes(struct fl_wr *w, const void *p, size_t n);
 int fl_wr_end(struct fl_wr *w);
+/* out = an ABORT frame with reason why (cut at FL_ABORT_MAX bytes). */
+int fl_abort_frame(struct cit_buf *out, const char *why);
 
 /* Reader over a whole frame: checks the header, then every field read
  * checks the bytes left; the first failure names the field and its offset

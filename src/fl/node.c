@@ -260,9 +260,9 @@ static int accept_members(struct srv *s, struct ssl_ctx_st *ctx, int lfd, struct
         struct fl_conn c;
         struct cit_err e = {0};
         uint64_t now = cit_now_ns();
-        int m;
+        int m, a;
         if (now >= deadline) break;
-        int a = fl_net_accept(ctx, lfd, (double)(deadline - now) / 1e9, &c, &e);
+        a = fl_net_accept(ctx, lfd, (double)(deadline - now) / 1e9, &c, &e);
         if (a == 1) break;
         if (a) {
             cit_log(CIT_LOG_WARN, "fl: refused a connection: %s", e.msg);
@@ -297,6 +297,20 @@ static void stage(struct srv *s, int n, int reply, double timeout)
     fl_net_exchange(s->cs, n, timeout, reply);
 }
 
+/* The coordinator's frames for this stage, one per position still in:
+ * into s->fr, with s->cs / s->pos naming their connections; returns how many. */
+static int sa_frames(struct srv *s, struct fl_sa_server *srv, struct fl_conn **rd, uint32_t n)
+{
+    int m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!fl_sa_server_alive(srv, i) || rd[i]->dead) continue;
+        if (fl_sa_server_send(srv, i, &s->fr[i]) || !s->fr[i].len) continue;
+        s->cs[m] = rd[i];
+        s->pos[m++] = i;
+    }
+    return m;
+}
+
 static int round_secagg(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t round,
                         uint32_t dp_min, uint32_t *sum, struct fl_sa_transcript *tr,
                         struct cit_buf *detail, struct cit_err *err)
@@ -323,45 +337,27 @@ static int round_secagg(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t
         hex(sh, p.session, 32);
         cit_buf_printf(detail, " k=%u t=%u session=%s", p.k, p.t, sh);
     }
-    rc = fl_sa_server_new(&p, &o->roster, &srv, err);
-    if (!rc) rc = 1;
-    while (rc == 1 || rc == 0) {
-        int m = 0, done = rc == 0;
-        for (uint32_t i = 0; i < n; i++) {
-            if (!fl_sa_server_alive(srv, i) || rd[i]->dead) continue;
-            if (fl_sa_server_send(srv, i, &s->fr[i])) continue;
-            if (!s->fr[i].len) continue;
-            s->cs[m] = rd[i];
-            s->pos[m++] = i;
-        }
-        stage(s, m, !done, to);
-        if (done) break;
+    if (!(rc = fl_sa_server_new(&p, &o->roster, &srv, err))) rc = 1;
+    for (; rc == 1; rc = fl_sa_server_advance(srv, err)) {
+        int m = sa_frames(s, srv, rd, n);
+        stage(s, m, 1, to);
         for (int j = 0; j < m; j++) {
             struct cit_err e = {0};
             struct fl_conn *c = s->cs[j];
             if (!c->got) continue;
-            if (c->in.len > FL_HDR && (uint8_t)c->in.p[4] == FL_MSG_ABORT)
-                cit_log(CIT_LOG_WARN, "fl: round %llu: position %u aborted: %.*s",
-                        (unsigned long long)round, s->pos[j], (int)(c->in.len - FL_HDR),
-                        c->in.p + FL_HDR);
             if (fl_sa_server_recv(srv, s->pos[j], (const uint8_t *)c->in.p, c->in.len, &e))
                 cit_log(CIT_LOG_WARN, "fl: round %llu: position %u dropped: %s",
                         (unsigned long long)round, s->pos[j], e.msg);
         }
-        rc = fl_sa_server_advance(srv, err);
     }
     if (rc == 0) {
+        stage(s, sa_frames(s, srv, rd, n), 0, to); /* SA_DONE: no reply */
         memcpy(sum, fl_sa_server_sum(srv, tr), (s->d + 1) * sizeof(uint32_t));
     } else {
         /* tell whoever is left why the round ends */
         int m = 0;
         for (uint32_t i = 0; i < n; i++) {
-            struct fl_wr w;
-            if (rd[i]->dead) continue;
-            s->fr[i].len = 0;
-            fl_wr_begin(&w, &s->fr[i], FL_MSG_ABORT);
-            fl_wr_bytes(&w, err->msg, strnlen(err->msg, FL_ABORT_MAX));
-            if (fl_wr_end(&w)) continue;
+            if (rd[i]->dead || fl_abort_frame(&s->fr[i], err->msg)) continue;
             s->cs[m] = rd[i];
             s->pos[m++] = i;
         }
@@ -372,8 +368,7 @@ static int round_secagg(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t
     return rc;
 }
 
-static int round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t *sum,
-                       struct cit_err *err)
+static void round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t *sum)
 {
     size_t d1 = s->d + 1;
     memset(sum, 0, d1 * sizeof(uint32_t));
@@ -385,8 +380,6 @@ static int round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t 
             sum[j] += x;
         }
     }
-    (void)err;
-    return 0;
 }
 
 /* Paillier: every signed contribution to each ready participant, t shares
@@ -563,20 +556,18 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         struct fl_sa_transcript tr = {0};
         int ns = 0, nr = 0, declined = 0;
         uint64_t t0 = cit_now_ns();
-        struct fl_rng pick = rng;
         /* select */
         for (int m = 0; m < n; m++)
             if (s.conns[m].fd >= 0) sel[ns++] = &s.conns[m];
         if (o->per_round > 0 && ns > o->per_round) {
             for (int i = 0; i < o->per_round; i++) {
-                size_t j = (size_t)i + fl_rng_below(&pick, (size_t)(ns - i));
+                size_t j = (size_t)i + fl_rng_below(&rng, (size_t)(ns - i));
                 struct fl_conn *x = sel[i];
                 sel[i] = sel[j];
                 sel[j] = x;
             }
             ns = o->per_round;
         }
-        rng = pick;
         /* the task, and who is ready */
         t.round = (uint64_t)r;
         t.o.seed = o->seed + (uint64_t)r;
@@ -614,18 +605,15 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         } else if (o->mode == FL_MODE_SECAGG) {
             /* the secure rounds reuse s.cs for each stage: keep the ready list apart */
             rc = round_secagg(&s, ready, (uint32_t)nr, t.round, dp_min, sum, &tr, &detail, err);
-            if (!rc) transcript_text(&detail, &tr);
-        } else if (o->mode == FL_MODE_PAILLIER) {
-            rc = round_paillier(&s, ready, (uint32_t)nr, t.round, sum, &detail, err);
-            tr.n = tr.contributors = (uint32_t)nr;
-            fl_sha256(tr.sum_digest, sum, (s.d + 1) * 4, NULL, 0, NULL, 0);
-            if (!rc) transcript_text(&detail, &tr);
         } else {
-            rc = round_plain(&s, ready, (uint32_t)nr, sum, err);
+            rc = o->mode == FL_MODE_PAILLIER
+                     ? round_paillier(&s, ready, (uint32_t)nr, t.round, sum, &detail, err)
+                     : (round_plain(&s, ready, (uint32_t)nr, sum), 0);
+            /* every ready participant contributed; only the sum has a digest */
             tr.n = tr.contributors = (uint32_t)nr;
             fl_sha256(tr.sum_digest, sum, (s.d + 1) * 4, NULL, 0, NULL, 0);
-            if (!rc) transcript_text(&detail, &tr);
         }
+        if (!rc) transcript_text(&detail, &tr);
         if (!rc && o->dump_sum) {
             rc = write_u32s(o->dump_sum, sum, s.d + 1, err);
         }
@@ -855,17 +843,13 @@ out:
 /* Refuses a coordinator's request: ABORT with the reason, and a ledger entry. */
 static int refuse(struct cli *c, const char *why, struct cit_err *err)
 {
-    struct fl_wr w;
     int rc;
     cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)c->round, why);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "reason=\"%s\"", why);
     if (record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p))
         return cit_err_set(err, CIT_EIO, "the ledger refused an entry");
-    c->out.len = 0;
-    fl_wr_begin(&w, &c->out, FL_MSG_ABORT);
-    fl_wr_bytes(&w, why, strnlen(why, FL_ABORT_MAX));
-    if ((rc = fl_wr_end(&w))) return rc;
+    if ((rc = fl_abort_frame(&c->out, why))) return rc;
     return fl_net_send(&c->c, c->out.p, c->out.len, err);
 }
 

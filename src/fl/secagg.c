@@ -202,15 +202,6 @@ static void box_ad(uint8_t ad[BIND + 8], const uint8_t bind[BIND], uint32_t from
     le32(ad + BIND + 4, to);
 }
 
-static int write_abort(struct cit_buf *out, const char *why)
-{
-    struct fl_wr w;
-    size_t n = strlen(why);
-    fl_wr_begin(&w, out, FL_MSG_ABORT);
-    fl_wr_bytes(&w, why, n < FL_ABORT_MAX ? n : FL_ABORT_MAX);
-    return fl_wr_end(&w);
-}
-
 /* ================= client ================= */
 
 enum cstate { C_SETUP, C_PEERS, C_INBOX, C_ALIVE, C_SIGS, C_DONE_WAIT, C_DONE, C_ABORTED };
@@ -766,8 +757,7 @@ abort:
     sodium_memzero(c->c_sk, 32);
     sodium_memzero(c->my_b_share, 32);
     if (c->peers) sodium_memzero(c->peers, (size_t)c->npeers * sizeof(*c->peers));
-    reply->len = 0;
-    write_abort(reply, err && err->msg[0] ? err->msg : cit_strerror(rc));
+    fl_abort_frame(reply, err && err->msg[0] ? err->msg : cit_strerror(rc));
     return rc ? rc : CIT_EFORMAT;
 }
 

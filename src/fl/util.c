@@ -116,6 +116,15 @@ int fl_wr_end(struct fl_wr *w)
     return 0;
 }
 
+int fl_abort_frame(struct cit_buf *out, const char *why)
+{
+    struct fl_wr w;
+    out->len = 0;
+    fl_wr_begin(&w, out, FL_MSG_ABORT);
+    fl_wr_bytes(&w, why, strnlen(why, FL_ABORT_MAX));
+    return fl_wr_end(&w);
+}
+
 int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type, uint32_t *len, struct cit_err *err)
 {
     uint32_t l;
