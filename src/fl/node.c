@@ -176,7 +176,7 @@ static const char *mode_name(int mode)
 
 /* One ledger entry for the round: event "fl", its digest the sum's. */
 static int record(struct ledger *lg, const char *action, uint64_t round, const uint8_t digest[32],
-                  const char *target, const char *detail)
+                  const char *target, const char *detail, struct cit_err *err)
 {
     struct ledger_rec e = {0};
     char id[40];
@@ -193,7 +193,10 @@ static int record(struct ledger *lg, const char *action, uint64_t round, const u
             : 200;
     e.event = "fl";
     e.detail = detail;
-    return ledger_append(lg, &e, LEDGER_SYNC, NULL);
+    if (ledger_append(lg, &e, LEDGER_SYNC, NULL))
+        return cit_err_set(err, CIT_EIO, "the ledger refused the %s entry of round %llu", action,
+                           (unsigned long long)round);
+    return 0;
 }
 
 /* The transcript's digests and dropouts, for the ledger. */
@@ -630,12 +633,9 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             fflush(stdout);
         }
         cit_free(ready);
-        if (record(o->ledger, rc ? "round-failed" : "aggregate", t.round, rc ? NULL : tr.sum_digest,
-                   "fl", detail.p)) {
-            rc = cit_err_set(err, CIT_EIO, "the ledger refused the round's transcript");
+        if ((rc = record(o->ledger, rc ? "round-failed" : "aggregate", t.round,
+                         rc ? NULL : tr.sum_digest, "fl", detail.p, err)))
             goto out;
-        }
-        rc = 0;
         reap(&s);
     }
     /* the final model to everyone still here */
@@ -711,8 +711,8 @@ static int decline(struct cli *c, uint64_t round, const char *why, struct cit_er
     cit_log(CIT_LOG_INFO, "fl: round %llu declined: %s", (unsigned long long)round, why);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "reason=\"%s\"", why);
-    if (record(c->o->ledger, "decline", round, NULL, c->o->connect, c->detail.p))
-        return cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+    if (record(c->o->ledger, "decline", round, NULL, c->o->connect, c->detail.p, err))
+        return CIT_EIO;
     return send_ready(c, round, why, NULL, 0, err);
 }
 
@@ -788,9 +788,7 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     if (t.mode == FL_MODE_PLAIN) {
         fl_sha256(c->mine, v, ((size_t)t.d + 1) * 4, NULL, 0, NULL, 0);
         if ((rc = send_ready(c, t.round, NULL, v, (size_t)t.d + 1, err))) goto out;
-        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p)
-                 ? cit_err_set(err, CIT_EIO, "the ledger refused an entry")
-                 : 0;
+        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
         goto out;
     }
     if (t.mode == FL_MODE_PAILLIER) {
@@ -817,9 +815,7 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
         c->max_clients = t.rc.max_clients;
         c->d1 = t.d + 1;
         c->decrypted = 0;
-        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p)
-                 ? cit_err_set(err, CIT_EIO, "the ledger refused an entry")
-                 : 0;
+        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
         goto out;
     }
     {
@@ -847,8 +843,8 @@ static int refuse(struct cli *c, const char *why, struct cit_err *err)
     cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)c->round, why);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "reason=\"%s\"", why);
-    if (record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p))
-        return cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+    if (record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p, err))
+        return CIT_EIO;
     if ((rc = fl_abort_frame(&c->out, why))) return rc;
     return fl_net_send(&c->c, c->out.p, c->out.len, err);
 }
@@ -930,8 +926,7 @@ static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_er
     hex(hx, dg, 32);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "mode=paillier contributors=%u aggregate=%s", count, hx);
-    if (record(o->ledger, "decrypt", c->round, NULL, o->connect, c->detail.p))
-        rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+    rc = record(o->ledger, "decrypt", c->round, NULL, o->connect, c->detail.p, err);
 done:
     cit_free(acc);
     cit_free(out);
@@ -1024,11 +1019,9 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             c.detail.len = 0;
             cit_buf_printf(&c.detail, "reason=\"%.*s\"", (int)(n > FL_ABORT_MAX ? FL_ABORT_MAX : n),
                            f.p + FL_HDR);
-            if (c.round &&
-                record(o->ledger, "round-failed", c.round, NULL, o->connect, c.detail.p)) {
-                rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+            if (c.round && (rc = record(o->ledger, "round-failed", c.round, NULL, o->connect,
+                                        c.detail.p, err)))
                 goto out;
-            }
             fl_sa_client_free(c.sa);
             c.sa = NULL;
             c.round = 0;
@@ -1050,19 +1043,15 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
                         e.msg);
                 c.detail.len = 0;
                 cit_buf_printf(&c.detail, "reason=\"%s\"", e.msg);
-                if (record(o->ledger, "abort", c.round, NULL, o->connect, c.detail.p)) {
-                    rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+                if ((rc = record(o->ledger, "abort", c.round, NULL, o->connect, c.detail.p, err)))
                     goto out;
-                }
             }
             if (c.out.len && (rc = fl_net_send(&c.c, c.out.p, c.out.len, err))) goto out;
             if (!was_done && fl_sa_client_done(c.sa, &tr)) {
                 transcript_text(&c.detail, &tr);
-                if (record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
-                           c.detail.p)) {
-                    rc = cit_err_set(err, CIT_EIO, "the ledger refused an entry");
+                if ((rc = record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
+                                 c.detail.p, err)))
                     goto out;
-                }
             }
         }
         }
