@@ -68,10 +68,10 @@ build-san/%.o: %.c
 	$(CC) $(BASE) $(SAN) $(CFLAGS) $(call simd,$<) -c $< -o $@
 
 build/libcitadel.a: $(REL_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 build-san/libcitadel.a: $(SAN_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 build/citadel: $(REL_CLI) build/libcitadel.a
 	$(CC) $(RELEASE) -o $@ $^ $(LDLIBS)

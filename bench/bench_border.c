@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "bench_util.h"
+#include "citadel/node.h"
 #include "citadel/border.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
@@ -47,6 +48,8 @@ static int bench_admission(int runs)
     struct cit_err err;
     struct pol_policy *pol = NULL;
     struct brd_registry *reg = NULL;
+    struct cit_db *db = NULL;
+    struct node *sn = NULL;
     struct ledger *lg = NULL;
     struct ledger_opts lo = {0};
     struct cit_buf pem = {0};
@@ -70,7 +73,7 @@ static int bench_admission(int runs)
         cit_read_file(pub, 1 << 16, &pem, &err))
         goto fail;
     snprintf(p, sizeof(p), "%s/state.db", dir);
-    if (brd_registry_open(p, &reg, &err) ||
+    if (!(db = bench_state_open(p, &sn, &err)) || brd_registry_open(db, &reg, &err) ||
         brd_trust_add(reg, "bench", "DE", pem.p, pem.len, NULL, &err))
         goto fail;
     snprintf(p, sizeof(p), "%s/ledger", dir);
@@ -104,6 +107,7 @@ static int bench_admission(int runs)
     printf("engine load alone:                                 %.3f s\n", median(plain_s, runs));
     ledger_close(lg);
     brd_registry_close(reg);
+    node_close(sn);
     pol_free(pol);
     cit_buf_free(&pem);
     return 0;

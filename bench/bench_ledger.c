@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "bench_util.h"
+#include "citadel/node.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
 
@@ -234,6 +235,8 @@ int main(int argc, char **argv)
         struct ledger *l = open_fresh("layer");
         struct cit_err err;
         char state[1100];
+        struct cit_db *db = NULL;
+        struct node *sn = NULL;
         double layer, engine;
         if (!l || pol_load("policy.example.yaml", &p, &err)) {
             fprintf(stderr, "bench_ledger: %s\n", err.msg);
@@ -241,7 +244,7 @@ int main(int argc, char **argv)
         }
         snprintf(state, sizeof(state), "%s/layer.db", g_dir);
         remove(state);
-        if (pol_quotas_open(state, &q, &err)) {
+        if (!(db = bench_state_open(state, &sn, &err)) || pol_quotas_open(db, &q, &err)) {
             fprintf(stderr, "bench_ledger: %s\n", err.msg);
             return 1;
         }
@@ -253,6 +256,7 @@ int main(int argc, char **argv)
         printf("  overhead                   %10.2f %%   (target < 1%%: %s)\n",
                100 * layer / engine, layer / engine < 0.01 ? "met" : "NOT met");
         pol_quotas_close(q);
+        node_close(sn);
         pol_free(p);
         ledger_close(l);
     }

@@ -33,6 +33,7 @@
 
 #include "bench_util.h"
 #include "citadel/http.h"
+#include "citadel/node.h"
 
 static int port;
 static char auth_header[128]; /* "Authorization: Bearer ...\r\n" when the server wants a key */
@@ -76,7 +77,8 @@ static int stream_one(const char *prompt, int n_tokens, double *ttft, double *de
     const char *u;
     if (fd < 0) return -1;
     snprintf(body, sizeof(body),
-             "{\"model\":\"m\",\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":1,\"seed\":1,"
+             "{\"model\":\"stories260K\",\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":1,"
+             "\"seed\":1,"
              "\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
              prompt, n_tokens);
     t0 = now_s();
@@ -146,8 +148,9 @@ static void *client_short(void *p)
 {
     struct client *c = p;
     int fd = dial();
-    const char *body = "{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":16,"
-                       "\"temperature\":1,\"seed\":3}";
+    const char *body =
+        "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":16,"
+        "\"temperature\":1,\"seed\":3}";
     for (int i = 0; i < c->n_reqs; i++)
         if (fd < 0 || send_req(fd, body, 1) || read_one(fd)) c->fails++;
     if (fd >= 0) close(fd);
@@ -172,32 +175,38 @@ static struct http_server *serve(const char *path, int parallel, int with_key, s
     o.port = 0;
     o.open = !with_key;
     auth_header[0] = 0;
+    /* the node: the test policy (it serves unvetted models), a scratch
+     * state file and ledger */
+    snprintf(o.node.state, sizeof(o.node.state), "/tmp/citadel-bench-%d.db", (int)getpid());
+    snprintf(o.node.ledger, sizeof(o.node.ledger), "/tmp/citadel-bench-%d.ledger", (int)getpid());
+    snprintf(o.node.policy, sizeof(o.node.policy), "tests/data/policy_serve.yaml");
+    o.node.unvetted = 1;
+    o.node.checkpoint_s = 3600;
     if (with_key) {
-        struct http_keys *k;
-        char key[HTTP_KEY_LEN + 1], id[HTTP_KEY_ID_LEN + 1];
-        snprintf(o.state, sizeof(o.state), "/tmp/citadel-bench-%d.db", (int)getpid());
-        if (http_keys_open(o.state, &k, err)) return NULL;
-        if (http_keys_add(k, "bench", HTTP_DEFAULT_SCOPES, key, id, err)) {
-            http_keys_close(k);
+        struct node *n;
+        char key[NODE_KEY_LEN + 1], id[NODE_KEY_ID_LEN + 1];
+        if (node_open(&o.node, NODE_STATE, &n, err)) return NULL;
+        if (node_key_add(n, "tests", NODE_DEFAULT_SCOPES, key, id, err)) {
+            node_close(n);
             return NULL;
         }
-        http_keys_close(k);
+        node_close(n);
         snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s\r\n", key);
     }
-    o.parallel = parallel;
-    o.queue = 256;
-    o.ctx = 512;
+    o.node.parallel = parallel;
+    o.node.queue = 256;
+    o.node.ctx = 512;
     o.lim.max_tokens = 512;
-    snprintf(o.models[0].id, sizeof(o.models[0].id), "m");
-    snprintf(o.models[0].path, sizeof(o.models[0].path), "%s", path);
-    o.n_models = 1;
+    snprintf(o.node.models[0].id, sizeof(o.node.models[0].id), "stories260K");
+    snprintf(o.node.models[0].path, sizeof(o.node.models[0].path), "%s", path);
+    o.node.n_models = 1;
     if (http_server_start(&o, &s, err)) s = NULL;
-    if (with_key) { /* the open key store keeps its own handle */
+    {
         char side[1100];
-        unlink(o.state);
-        snprintf(side, sizeof(side), "%s-wal", o.state);
+        unlink(o.node.state); /* the server keeps its open connection */
+        snprintf(side, sizeof(side), "%s-wal", o.node.state);
         unlink(side);
-        snprintf(side, sizeof(side), "%s-shm", o.state);
+        snprintf(side, sizeof(side), "%s-shm", o.node.state);
         unlink(side);
     }
     if (s) port = http_server_port(s);
@@ -317,7 +326,8 @@ static double one_token_latency(const char *path, int with_key, int reps)
 {
     struct cit_err err;
     struct http_server *s = serve(path, 4, with_key, &err);
-    const char *body = "{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":1}";
+    const char *body =
+        "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":1}";
     double *v = calloc((size_t)reps, sizeof(double)), r;
     int fd;
     if (!s || !v) {

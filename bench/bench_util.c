@@ -1,5 +1,6 @@
 /* Helpers shared by the benchmarks: time, medians, the synthetic model cache. */
 #include "bench_util.h"
+#include "citadel/node.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -87,4 +88,13 @@ int parse_int_list(const char *s, int *out, int cap)
         s = *end ? end + 1 : end;
     }
     return n ? n : -1;
+}
+
+struct cit_db *bench_state_open(const char *path, struct node **node, struct cit_err *err)
+{
+    struct node_opts o;
+    node_opts_defaults(&o);
+    snprintf(o.state, sizeof(o.state), "%s", path);
+    if (node_open(&o, NODE_STATE, node, err)) return NULL;
+    return node_state(*node);
 }

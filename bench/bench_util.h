@@ -18,4 +18,9 @@ const char *cache_dir(void);
  * generated once into the cache; its path in path. */
 int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap);
 
+/* The node's state file at path (its schema made), through a node opened
+ * with just its state; close with node_close(*node). NULL on error. */
+struct node;
+struct cit_db *bench_state_open(const char *path, struct node **node, struct cit_err *err);
+
 #endif

@@ -25,10 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strncmp(err.msg, "fuzz.conf", 9)) abort(); /* every error names the file */
         return 0;
     }
-    if (o.port < 0 || o.port > 65535 || o.parallel < 1 || o.parallel > 256 || o.threads < 1 ||
-        o.n_models < 0 || o.n_models > HTTP_MAX_MODELS || o.lim.max_body < 1024)
+    if (o.port < 0 || o.port > 65535 || o.node.parallel < 1 || o.node.parallel > 256 ||
+        o.node.threads < 1 || o.node.n_models < 0 || o.node.n_models > NODE_MAX_MODELS ||
+        o.lim.max_body < 1024)
         abort();
-    for (int i = 0; i < o.n_models; i++)
-        if (!o.models[i].id[0] || !o.models[i].path[0]) abort();
+    for (int i = 0; i < o.node.n_models; i++)
+        if (!o.node.models[i].id[0] || !o.node.models[i].path[0]) abort();
     return 0;
 }

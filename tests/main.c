@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/node/node_int.h"
 #include "test.h"
 
 static const struct {
@@ -407,4 +408,10 @@ const char *t_run_node(void)
                  " --ledger %s/cli-run-ledger",
                  t_tmpdir(), t_tmpdir());
     return buf;
+}
+
+struct cit_db *t_state_open(const char *path, struct cit_err *err)
+{
+    struct cit_db *db = NULL;
+    return node_state_open(path, &db, err) ? NULL : db;
 }

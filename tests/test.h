@@ -78,6 +78,11 @@ struct tj *tj_parse(const char *text, size_t len);
 void tj_free(struct tj *j);
 const struct tj *tj_get(const struct tj *obj, const char *key);
 
+/* The node's state file at path, with its schema (node/state.c): for the
+ * modules that keep their tables in it (quotas, the border registry). */
+struct cit_db;
+struct cit_db *t_state_open(const char *path, struct cit_err *err);
+
 /* ---- tiny model builder (tests/model_build.c) ---- */
 struct t_model_spec {
     const char *arch; /* "llama" or "qwen2" */

@@ -241,6 +241,7 @@ static const char card_json[] =
 
 struct node {
     char dir[512], model[600], card[600], sig[600], key[600], pub[600];
+    struct cit_db *db;
     struct brd_registry *reg;
     struct ledger *lg;
     struct pol_policy *pol;
@@ -302,7 +303,7 @@ static int node_setup(struct node *n, const char *name, const char *tmpl, const 
         return -1;
     }
     snprintf(p, sizeof(p), "%s/state.db", n->dir);
-    if (brd_registry_open(p, &n->reg, &err)) return -1;
+    if (!(n->db = t_state_open(p, &err)) || brd_registry_open(n->db, &n->reg, &err)) return -1;
     snprintf(p, sizeof(p), "%s/ledger", n->dir);
     lo.dir = p;
     lo.checkpoint_s = -1;
@@ -320,6 +321,7 @@ static void node_free(struct node *n)
 {
     ledger_close(n->lg);
     brd_registry_close(n->reg);
+    cit_db_close(n->db);
     pol_free(n->pol);
 }
 

@@ -82,21 +82,25 @@ static int federate(const char *dir, int n, const char *serve_flags, const char 
                     char **out)
 {
     struct cit_buf sh = {0};
+    char pol[4096];
     int rc;
+    /* each node's ledger is named after its policy's node id */
+    CHECK_RET(realpath("policy.example.yaml", pol), "policy.example.yaml: not found");
     cit_buf_printf(&sh,
                    "cd %s || exit 9; rm -f port sum up* model*; "
                    "%s fl serve --key coord.key --roster roster --listen 127.0.0.1:0 "
-                   "--port-file port --dump-sum sum --out model.c --ledger lc --standardize "
-                   "--test breast-cancer --lr 0.05 --local-epochs 1 %s > serve.out 2> serve.err & "
+                   "--port-file port --dump-sum sum --out model.c --ledger lc --policy %s "
+                   "--standardize --test breast-cancer --lr 0.05 --local-epochs 1 %s > serve.out "
+                   "2> serve.err & "
                    "S=$!; i=0; while [ ! -s port ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); "
                    "done; P=$(cat port); ",
-                   dir, bin(), serve_flags);
+                   dir, bin(), pol, serve_flags);
     for (int i = 0; i < n; i++)
         cit_buf_printf(&sh,
                        "%s fl join --key node%d.key --roster roster --coordinator coord.vkey "
                        "--connect 127.0.0.1:$P --data c%d.x.idx --standardize --ledger l%d "
-                       "--dump-update up%d --out model.%d %s > j%d.out 2> j%d.err & ",
-                       bin(), i, i, i, i, i, extra && extra[i] ? extra[i] : "", i, i);
+                       "--policy %s --dump-update up%d --out model.%d %s > j%d.out 2> j%d.err & ",
+                       bin(), i, i, i, pol, i, i, extra && extra[i] ? extra[i] : "", i, i);
     cit_buf_printf(&sh, "wait $S; R=$?; wait; cat serve.out; exit $R");
     {
         char *cmd = malloc(sh.len + 32);

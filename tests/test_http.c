@@ -8,13 +8,17 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "citadel/engine.h"
 #include "citadel/http.h"
 #include "citadel/ledger.h"
+#include "citadel/node.h"
 #include "test.h"
 
 struct resp {
@@ -128,38 +132,50 @@ static int request(int port, const char *method, const char *path, const char *k
 /* ---- a server for the tests ---- */
 
 static struct http_server *srv;
-static char key[HTTP_KEY_LEN + 1];
+static char key[NODE_KEY_LEN + 1];
 static int port;
 
 static int max_per_ip;          /* for the next start() */
 static const char *policy_file; /* for the next start(); NULL: tests/data/policy_serve.yaml */
 
+/* A node with just its state file at path (keys), or NULL. */
+static struct node *state_node(const char *path, struct cit_err *err)
+{
+    struct node_opts no;
+    struct node *n = NULL;
+    node_opts_defaults(&no);
+    snprintf(no.state, sizeof(no.state), "%s", path);
+    return node_open(&no, NODE_STATE, &n, err) ? NULL : n;
+}
+
 static int start(int parallel, int queue, int open)
 {
     struct http_opts o;
     struct cit_err err;
-    struct http_keys *k;
-    char id[HTTP_KEY_ID_LEN + 1];
+    struct node *k;
+    char id[NODE_KEY_ID_LEN + 1];
     http_opts_defaults(&o);
     o.port = 0;
-    o.threads = 2;
-    o.ctx = 1024;
-    o.parallel = parallel;
-    o.queue = queue;
+    o.node.threads = 2;
+    o.node.ctx = 1024;
+    o.node.parallel = parallel;
+    o.node.queue = queue;
     o.open = open;
-    o.unvetted = 1; /* the test policies allow it; border control has its own tests */
+    o.node.unvetted = 1; /* the test policies allow it; border control has its own tests */
     o.lim.header_timeout_s = 2;
     o.lim.body_timeout_s = 2;
     o.max_per_ip = max_per_ip;
-    snprintf(o.state, sizeof(o.state), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
-    snprintf(o.ledger, sizeof(o.ledger), "%s/ledger-%d", t_tmpdir(), parallel * 1000 + queue);
-    snprintf(o.policy, sizeof(o.policy), "%s",
+    snprintf(o.node.state, sizeof(o.node.state), "%s/http-%d.db", t_tmpdir(),
+             parallel * 1000 + queue);
+    snprintf(o.node.ledger, sizeof(o.node.ledger), "%s/ledger-%d", t_tmpdir(),
+             parallel * 1000 + queue);
+    snprintf(o.node.policy, sizeof(o.node.policy), "%s",
              policy_file ? policy_file : "tests/data/policy_serve.yaml");
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
-    CHECK_RET(http_keys_open(o.state, &k, &err) == 0, "%s", err.msg);
-    CHECK_RET(http_keys_add(k, "tests", "endpoint:* model:*", key, id, &err) == 0, "%s", err.msg);
-    http_keys_close(k);
+    CHECK_RET((k = state_node(o.node.state, &err)), "%s", err.msg);
+    CHECK_RET(node_key_add(k, "tests", "endpoint:* model:*", key, id, &err) == 0, "%s", err.msg);
+    node_close(k);
     CHECK_RET(http_server_start(&o, &srv, &err) == 0, "%s", err.msg);
     port = http_server_port(srv);
     return 0;
@@ -832,28 +848,25 @@ void test_http_hostile(void)
 
 void test_http_keys_and_scopes(void)
 {
-    struct http_keys *k;
+    struct node *k;
     struct cit_err err;
-    char k2[HTTP_KEY_LEN + 1], id2[HTTP_KEY_ID_LEN + 1], k3[HTTP_KEY_LEN + 1],
-        id3[HTTP_KEY_ID_LEN + 1], norm[1024];
+    char k2[NODE_KEY_LEN + 1], id2[NODE_KEY_ID_LEN + 1], k3[NODE_KEY_LEN + 1],
+        id3[NODE_KEY_ID_LEN + 1], norm[1024];
     struct resp r;
     if (start(2, 4, 0)) return;
-    CHECK(http_keys_open(srv ? t_tmpdir() : "", &k, &err) != 0); /* a directory is no database */
-    {
-        char path[512];
-        snprintf(path, sizeof(path), "%s/http-2004.db", t_tmpdir());
-        CHECK(http_keys_open(path, &k, &err) == 0);
-    }
-    CHECK(http_keys_add(k, "bad tenant!", "model:*", k2, id2, &err) == CIT_EINVAL);
-    CHECK(http_keys_add(k, "t2", "endpoint:foo", k2, id2, &err) == CIT_EINVAL);
+    CHECK(state_node(t_tmpdir(), &err) == NULL); /* a directory is no database */
+    /* the serving node's keys: one connection to the state file per process */
+    k = http_server_node(srv);
+    CHECK(node_key_add(k, "bad tenant!", "model:*", k2, id2, &err) == CIT_EINVAL);
+    CHECK(node_key_add(k, "t2", "endpoint:foo", k2, id2, &err) == CIT_EINVAL);
     CHECK(strstr(err.msg, "endpoint:foo"));
-    CHECK(http_scopes_parse("endpoint:chat,model:a  model:b", norm, sizeof(norm), &err) == 0 &&
+    CHECK(node_scopes_parse("endpoint:chat,model:a  model:b", norm, sizeof(norm), &err) == 0 &&
           !strcmp(norm, "endpoint:chat model:a model:b"));
-    CHECK(http_scope_allows(norm, "chat", "a") && !http_scope_allows(norm, "chat", "c") &&
-          !http_scope_allows(norm, "completions", "a"));
-    CHECK(http_keys_add(k, "t2", "endpoint:completions model:other", k2, id2, &err) == 0);
-    CHECK(http_keys_add(k, "t3", HTTP_DEFAULT_SCOPES, k3, id3, &err) == 0);
-    CHECK(strlen(k2) == HTTP_KEY_LEN && strncmp(k2, k3, 20));
+    CHECK(node_scope_allows(norm, "chat", "a") && !node_scope_allows(norm, "chat", "c") &&
+          !node_scope_allows(norm, "completions", "a"));
+    CHECK(node_key_add(k, "t2", "endpoint:completions model:other", k2, id2, &err) == 0);
+    CHECK(node_key_add(k, "t3", NODE_DEFAULT_SCOPES, k3, id3, &err) == 0);
+    CHECK(strlen(k2) == NODE_KEY_LEN && strncmp(k2, k3, 20));
     /* least privilege: the model and the endpoint are checked */
     CHECK(request(port, "POST", "/v1/completions", k2,
                   "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":2}", &r) == 0);
@@ -868,14 +881,14 @@ void test_http_keys_and_scopes(void)
           r.status == 200);
     resp_free(&r);
     /* revocation takes effect on the next request, no restart */
-    CHECK(http_keys_revoke(k, id3, &err) == 0);
-    CHECK(http_keys_revoke(k, id3, &err) == CIT_ENOENT);
+    CHECK(node_key_revoke(k, id3, &err) == 0);
+    CHECK(node_key_revoke(k, id3, &err) == CIT_ENOENT);
     CHECK(request(port, "POST", "/v1/completions", k3,
                   "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":2}", &r) == 0 &&
           r.status == 401);
     resp_free(&r);
     /* a key with one character changed is refused */
-    k2[HTTP_KEY_LEN - 1] = k2[HTTP_KEY_LEN - 1] == 'A' ? 'B' : 'A';
+    k2[NODE_KEY_LEN - 1] = k2[NODE_KEY_LEN - 1] == 'A' ? 'B' : 'A';
     CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 401);
     resp_free(&r);
     /* the file holds no key */
@@ -889,7 +902,6 @@ void test_http_keys_and_scopes(void)
         CHECK(!memmem(db, n, k3 + 20, 30) && !memmem(db, n, key + 20, 30));
         cit_free(db);
     }
-    http_keys_close(k);
     stop();
 }
 
@@ -970,9 +982,9 @@ void test_http_config(void)
     http_opts_defaults(&o);
     CHECKF(cit_conf_load(path, conf_cb, &o, &err) == 0, "%s", err.msg);
     CHECK(o.port == 9001 && !strcmp(o.host, "::1") && o.open == 1 && o.lim.max_body == 4096);
-    CHECK(o.n_models == 2 && !strcmp(o.models[0].id, "a") &&
-          !strcmp(o.models[0].path, "/x/y.gguf"));
-    CHECK(!strcmp(o.models[1].id, "TinyLlama-1.1B.Q4_0"));
+    CHECK(o.node.n_models == 2 && !strcmp(o.node.models[0].id, "a") &&
+          !strcmp(o.node.models[0].path, "/x/y.gguf"));
+    CHECK(!strcmp(o.node.models[1].id, "TinyLlama-1.1B.Q4_0"));
     /* errors name the file, the line and the fix */
     f = fopen(path, "w");
     fputs("port = 1\n\nparallel = lots\n", f);
@@ -1006,15 +1018,15 @@ void test_http_config(void)
 
 /* ---- the sovereignty layer ---- */
 
-static int add_key(int parallel, int queue, const char *tenant, char out[HTTP_KEY_LEN + 1])
+static int add_key(int parallel, int queue, const char *tenant, char out[NODE_KEY_LEN + 1])
 {
-    struct http_keys *k;
+    struct node *k;
     struct cit_err err;
-    char path[512], id[HTTP_KEY_ID_LEN + 1];
+    char path[512], id[NODE_KEY_ID_LEN + 1];
     snprintf(path, sizeof(path), "%s/http-%d.db", t_tmpdir(), parallel * 1000 + queue);
-    CHECK_RET(http_keys_open(path, &k, &err) == 0, "%s", err.msg);
-    CHECK_RET(http_keys_add(k, tenant, HTTP_DEFAULT_SCOPES, out, id, &err) == 0, "%s", err.msg);
-    http_keys_close(k);
+    CHECK_RET((k = srv ? http_server_node(srv) : state_node(path, &err)), "%s", err.msg);
+    CHECK_RET(node_key_add(k, tenant, NODE_DEFAULT_SCOPES, out, id, &err) == 0, "%s", err.msg);
+    if (!srv) node_close(k);
     return 0;
 }
 
@@ -1037,7 +1049,7 @@ static int post(const char *k, const char *extra, const char *path, const char *
 
 void test_http_sovereignty(void)
 {
-    char kf[HTTP_KEY_LEN + 1], ks[HTTP_KEY_LEN + 1], ledger[512];
+    char kf[NODE_KEY_LEN + 1], ks[NODE_KEY_LEN + 1], ledger[512];
     struct resp r;
     json_t *j;
     struct ledger_view v;
@@ -1164,7 +1176,7 @@ void test_http_sovereignty(void)
 
 void test_http_quotas_restart(void)
 {
-    char km[HTTP_KEY_LEN + 1], kd[HTTP_KEY_LEN + 1];
+    char km[NODE_KEY_LEN + 1], kd[NODE_KEY_LEN + 1];
     const char *body =
         "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":16}";
     struct resp r;
@@ -1331,4 +1343,434 @@ void test_http_output(void)
         ledger_view_free(&v);
     }
     CHECKF(n_red == 2 && n_deny == 2, "redact %d deny %d", n_red, n_deny);
+}
+
+/* ---- the gate: the dry run agrees with the request ---- */
+
+/* The value of header name in a response head, into out ("" when absent). */
+static void header_value(const struct resp *r, const char *name, char *out, size_t cap)
+{
+    const char *p = r->head ? strcasestr(r->head, name) : NULL;
+    size_t n;
+    out[0] = 0;
+    if (!p) return;
+    p += strlen(name);
+    while (*p == ':' || *p == ' ') p++;
+    n = strcspn(p, "\r\n");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+}
+
+/* Sends body to the decision dry run and to the real endpoint: the
+ * decision (X-Citadel-Decision) and the status must be the same. */
+static void agree(const char *k, const char *extra, const char *path, const char *body,
+                  const char *want_action)
+{
+    struct resp d, g;
+    json_t *j = NULL;
+    char hdr[200];
+    const char *dec, *act;
+    int dstatus;
+    if (post(k, extra, "/v1/policy/decide", body, &d)) {
+        CHECKF(0, "decide: no answer for %s", body);
+        return;
+    }
+    if (post(k, extra, path, body, &g)) {
+        CHECKF(0, "%s: no answer for %s", path, body);
+        resp_free(&d);
+        return;
+    }
+    CHECKF(d.status == 200 && (j = body_json(&d)), "decide %d %s", d.status, d.body);
+    if (j) {
+        act = json_string_value(json_object_get(j, "action"));
+        dec = json_string_value(jpath(j, "request.decision"));
+        dstatus = (int)json_integer_value(jpath(j, "request.status"));
+        header_value(&g, "X-Citadel-Decision", hdr, sizeof(hdr));
+        CHECKF(act && !strcmp(act, want_action), "%s: decide says %s, expected %s", body,
+               act ? act : "?", want_action);
+        CHECKF(dstatus == g.status, "%s: decide says status %d, %s answered %d (%s)", body, dstatus,
+               path, g.status, g.body);
+        if (g.status != 404)
+            CHECKF(dec && !strcmp(dec, hdr), "%s: decide says '%s', %s decided '%s'", body,
+                   dec ? dec : "?", path, hdr);
+        json_decref(j);
+    }
+    resp_free(&d);
+    resp_free(&g);
+}
+
+void test_http_decide_agrees(void)
+{
+    char kf[NODE_KEY_LEN + 1], body[2048], ids[1024];
+    struct eng_model *m = NULL;
+    struct cit_err err;
+    int32_t toks[64];
+    int nt = 0;
+    size_t o = 0;
+    if (start(2, 9, 0)) return;
+    if (add_key(2, 9, "fwd", kf)) return;
+    /* completions: a string prompt, with and without personal data */
+    agree(key, NULL, "/v1/completions",
+          "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":2}", "local");
+    agree(key, NULL, "/v1/completions",
+          "{\"model\":\"stories260K\",\"prompt\":\"mail bob@example.org\",\"max_tokens\":2}",
+          "redact");
+    /* token ids: read through the model's pieces; ids cannot be redacted */
+    CHECK(eng_model_load(t_model_path("stories260K.gguf"), &m, &err) == 0);
+    if (m) {
+        const char *texts[] = {"Once upon a time", "mail bob@example.org now"};
+        const char *want[] = {"local", "deny"};
+        for (int t = 0; t < 2; t++) {
+            CHECK(eng_tokenize(m, texts[t], strlen(texts[t]), 1, 0, toks, 64, &nt) == 0);
+            o = 0;
+            for (int i = 0; i < nt; i++)
+                o += (size_t)snprintf(ids + o, sizeof(ids) - o, "%s%d", i ? "," : "", toks[i]);
+            snprintf(body, sizeof(body),
+                     "{\"model\":\"stories260K\",\"prompt\":[%s],\"max_tokens\":2}", ids);
+            agree(key, NULL, "/v1/completions", body, want[t]);
+        }
+        eng_model_free(m);
+    }
+    /* chat: string contents, system and developer messages */
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"system\","
+          "\"content\":\"You are terse.\"},{\"role\":\"user\",\"content\":\"hello\"}]}",
+          "local");
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"developer\","
+          "\"content\":\"Call +49 30 1234567 back\"},{\"role\":\"user\",\"content\":\"ok\"}]}",
+          "redact");
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\","
+          "\"content\":\"the word is BLUEBIRD\"}]}",
+          "deny");
+    /* content parts, which the old dry run refused with 400 */
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\","
+          "\"content\":[{\"type\":\"text\",\"text\":\"write to \"},{\"type\":\"text\","
+          "\"text\":\"alice@example.com\"}]}]}",
+          "redact");
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\","
+          "\"content\":[{\"type\":\"text\",\"text\":\"a plain story\"}]}]}",
+          "local");
+    /* declared classes, forwarding, and a model the node does not serve */
+    agree(key, "X-Citadel-Data-Class: secret\r\n", "/v1/completions",
+          "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", "deny");
+    agree(kf, NULL, "/v1/completions",
+          "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", "forward");
+    agree(key, NULL, "/v1/completions",
+          "{\"model\":\"elsewhere\",\"prompt\":\"hello\",\"max_tokens\":2}", "deny");
+    stop();
+}
+
+/* ---- models loaded and unloaded while serving ---- */
+
+/* Reads a streamed answer until its first content event: the generation
+ * is running then. Returns the socket (the caller reads the rest). */
+static int stream_until_content(const char *k, const char *body, struct cit_buf *got)
+{
+    struct cit_buf req = {0};
+    char buf[4096];
+    ssize_t n;
+    int fd = dial(port);
+    if (fd < 0) return -1;
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   k, strlen(body), body);
+    send_all(fd, req.p, req.len);
+    cit_buf_free(&req);
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+        cit_buf_add(got, buf, (size_t)n);
+        if (strstr(got->p, "\"text\":\"") && !strstr(got->p, "\"text\":\"\"")) return fd;
+        if (strstr(got->p, "\"text\":\"") && strstr(got->p, "\"text\":\"\"") &&
+            strstr(strstr(got->p, "\"text\":\"\"") + 9, "\"text\":\""))
+            return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+void test_http_admin_models(void)
+{
+    char ka[NODE_KEY_LEN + 1], id[NODE_KEY_ID_LEN + 1], body[4200], ledger[512];
+    struct cit_err err;
+    struct cit_buf got = {0};
+    struct resp r;
+    struct ledger_view v;
+    int fd, loads = 0, unloads = 0;
+    char synth[4096];
+    CHECK(realpath(t_model_path("synth-llama-Q8_0.gguf"), synth));
+    if (start(1, 8, 0)) return;
+    CHECK(node_key_add(http_server_node(srv), "tests",
+                       "endpoint:admin endpoint:completions "
+                       "endpoint:models model:*",
+                       ka, id, &err) == 0);
+    /* administration is named, never a wildcard: the endpoint:* key is refused */
+    CHECK(request(port, "GET", "/v1/admin/models", key, NULL, &r) == 0 && r.status == 403);
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/admin/models", ka, NULL, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "\"id\":\"stories260K\""), "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* load a second model while serving */
+    snprintf(body, sizeof(body), "{\"id\":\"synth\",\"path\":\"%s\"}", synth);
+    CHECK(post(ka, NULL, "/v1/admin/models", "{\"id\":\"x\",\"path\":\"relative.gguf\"}", &r) ==
+              0 &&
+          r.status == 400 && strstr(r.body, "absolute"));
+    resp_free(&r);
+    CHECK(post(ka, NULL, "/v1/admin/models", body, &r) == 0);
+    CHECKF(r.status == 201, "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(post(ka, NULL, "/v1/admin/models", body, &r) == 0 && r.status == 400 &&
+          strstr(r.body, "already loaded"));
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 && r.status == 200 &&
+          strstr(r.body, "\"id\":\"synth\"") && strstr(r.body, "\"id\":\"stories260K\""));
+    resp_free(&r);
+    /* a generation in flight on it ends with an OpenAI error when it is unloaded */
+    fd = stream_until_content(ka,
+                              "{\"model\":\"synth\",\"prompt\":\"Once upon a time\","
+                              "\"max_tokens\":900,\"temperature\":0,\"stream\":true}",
+                              &got);
+    CHECKF(fd >= 0, "no generation in flight: %s", got.p ? got.p : "");
+    CHECK(request(port, "DELETE", "/v1/admin/models/synth", ka, NULL, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "\"deleted\":true"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    if (fd >= 0) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) cit_buf_add(&got, buf, (size_t)n);
+        close(fd);
+        CHECKF(got.p && strstr(got.p, "\"code\":\"model_unloaded\"") &&
+                   strstr(got.p, "\"type\":\"server_error\"") && strstr(got.p, "data: [DONE]") &&
+                   !strstr(got.p, "\"finish_reason\":\"stop\"") &&
+                   !strstr(got.p, "\"finish_reason\":\"length\""),
+               "the stream did not end with the unload error: %s",
+               got.p ? got.p + (got.len > 600 ? got.len - 600 : 0) : "");
+    }
+    cit_buf_free(&got);
+    CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 && r.status == 200 &&
+          !strstr(r.body, "\"id\":\"synth\"") && strstr(r.body, "\"id\":\"stories260K\""));
+    resp_free(&r);
+    CHECK(post(ka, NULL, "/v1/completions", "{\"model\":\"synth\",\"prompt\":\"a\"}", &r) == 0 &&
+          r.status == 404);
+    resp_free(&r);
+    CHECK(request(port, "DELETE", "/v1/admin/models/synth", ka, NULL, &r) == 0 && r.status == 404);
+    resp_free(&r);
+    /* the other model served on throughout */
+    CHECK(post(key, NULL, "/v1/completions",
+               "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3}", &r) == 0 &&
+          r.status == 200);
+    resp_free(&r);
+    stop();
+    /* both changes are in the ledger */
+    snprintf(ledger, sizeof(ledger), "%s/ledger-1008", t_tmpdir());
+    CHECK(!ledger_view_open(ledger, &v, &err));
+    for (uint64_t i = 0; i < v.n - v.n_pruned; i++) {
+        const char *l = v.lines[i];
+        if (!strstr(l, "synth")) continue;
+        loads += strstr(l, "\"action\":\"load_unvetted\"") != NULL; /* no admission: --unvetted */
+        unloads += strstr(l, "\"action\":\"unload\"") != NULL;
+    }
+    ledger_view_free(&v);
+    CHECKF(loads == 1 && unloads == 1, "load %d unload %d entries", loads, unloads);
+}
+
+/* ---- administration while serving, through the CLI ---- */
+
+static int file_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? -1 : (int)(st.st_mode & 0777);
+}
+
+/* Runs `citadel ARGS` on the admin test's node; its exit status, and its
+ * stdout and stderr (merged) in *out. */
+static int cli(const char *dir, char **out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int cli(const char *dir, char **out, const char *fmt, ...)
+{
+    struct cit_buf c = {0};
+    va_list ap;
+    int rc;
+    char args[2048];
+    const char *bin = getenv("CITADEL_BIN") ? getenv("CITADEL_BIN") : "build/citadel";
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    cit_buf_printf(&c,
+                   "%s %s --config %s/c.conf --state %s/s.db --ledger %s/ledger "
+                   "--policy policy.example.yaml 2>&1",
+                   bin, args, dir, dir, dir);
+    rc = t_run(c.p, out);
+    cit_buf_free(&c);
+    return rc;
+}
+
+/* Ledger entries (lines) that contain both a and b. */
+static int ledger_count(const char *dir, const char *a, const char *b)
+{
+    struct ledger_view v;
+    struct cit_err err;
+    char p[600];
+    int n = 0;
+    snprintf(p, sizeof(p), "%s/ledger", dir);
+    if (ledger_view_open(p, &v, &err)) return -1;
+    for (uint64_t i = 0; i < v.n - v.n_pruned; i++)
+        n += strstr(v.lines[i], a) && strstr(v.lines[i], b);
+    ledger_view_free(&v);
+    return n;
+}
+
+/* What the admin test checks while serve runs (returns at the first failure;
+ * the caller stops the server either way). */
+static void admin_while_serving(const char *dir, const char *card, const char *k1)
+{
+    char p[1200], *out = NULL, k2[NODE_KEY_LEN + 1] = "";
+    const char *bin = getenv("CITADEL_BIN") ? getenv("CITADEL_BIN") : "build/citadel";
+    struct cit_buf sh = {0};
+    struct resp r;
+    int rc;
+    snprintf(p, sizeof(p), "%s/citadel.sock", dir);
+    CHECK(file_mode(p) == 0600);
+    CHECK(request(port, "GET", "/v1/models", k1, NULL, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "\"id\":\"stories260K\""), "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* while serving, the verbs go to the server: a key works at once */
+    CHECK(cli(dir, &out, "keys add --tenant dev") == 0 && out && strstr(out, "cit_"));
+    snprintf(k2, sizeof(k2), "%.*s", NODE_KEY_LEN, strstr(out, "cit_"));
+    cit_free(out);
+    out = NULL;
+    CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(cli(dir, &out, "model list") == 0 && out && strstr(out, "stories260K"));
+    cit_free(out);
+    out = NULL;
+    /* a revocation unloads the model at once, and is in the ledger at once */
+    rc = cli(dir, &out, "model revoke stories260K --reason withdrawn-by-test");
+    CHECKF(rc == 0 && out && strstr(out, "1 model unloaded"), "revoke: %d %s", rc, out ? out : "");
+    cit_free(out);
+    out = NULL;
+    CHECK(request(port, "GET", "/v1/models", k1, NULL, &r) == 0 && r.status == 200 &&
+          !strstr(r.body, "stories260K"));
+    resp_free(&r);
+    CHECK(post(k1, NULL, "/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\"}", &r) ==
+              0 &&
+          r.status == 404);
+    resp_free(&r);
+    CHECK(ledger_count(dir, "\"action\":\"revoke\"", "stories260K") == 1);
+    CHECK(ledger_count(dir, "\"action\":\"unload\"", "withdrawn-by-test") == 1);
+    /* admitted again and loaded, without a restart */
+    CHECK(cli(dir, NULL, "model admit %s/m.gguf --card %s --sig %s/m.sig", dir, card, dir) == 0);
+    rc = cli(dir, &out, "model load stories260K=%s/m.gguf", dir);
+    CHECKF(rc == 0, "load: %s", out ? out : "");
+    cit_free(out);
+    out = NULL;
+    CHECK(post(k1, NULL, "/v1/completions",
+               "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":2}", &r) == 0 &&
+          r.status == 200);
+    resp_free(&r);
+    CHECK(ledger_count(dir, "\"action\":\"load\"", "stories260K") >= 2);
+    /* trust changes: a second signer, then the first one removed unloads its model */
+    CHECK(cli(dir, NULL, "model keygen %s/other", dir) == 0);
+    CHECK(cli(dir, NULL, "trust add --name other --jurisdiction FR %s/other.pub.pem", dir) == 0);
+    CHECK(cli(dir, &out, "trust list") == 0 && out && strstr(out, "dev ") && strstr(out, "other "));
+    cit_free(out);
+    out = NULL;
+    rc = cli(dir, &out, "trust remove dev");
+    CHECKF(rc == 0 && out && strstr(out, "1 model unloaded"), "trust remove: %d %s", rc,
+           out ? out : "");
+    cit_free(out);
+    out = NULL;
+    CHECK(request(port, "GET", "/v1/models", k1, NULL, &r) == 0 && !strstr(r.body, "stories260K"));
+    resp_free(&r);
+    CHECK(ledger_count(dir, "\"action\":\"trust_add\"", "other") == 1);
+    CHECK(ledger_count(dir, "\"action\":\"trust_remove\"", "dev") == 1);
+    /* a second serve of the same node is refused: one node, one server */
+    cit_buf_printf(&sh,
+                   "%s serve --config %s/c.conf --state %s/s.db --ledger %s/ledger --policy "
+                   "policy.example.yaml --model stories260K=%s/m.gguf --port 0 2>&1",
+                   bin, dir, dir, dir, dir);
+    rc = t_run(sh.p, &out);
+    cit_buf_free(&sh);
+    CHECKF(rc != 0 && out && strstr(out, "ledger"), "a second serve: %d %s", rc, out ? out : "");
+    cit_free(out);
+}
+
+void test_http_admin_cli(void)
+{
+    char dir[512], p[3000], card[700], *out = NULL, k1[NODE_KEY_LEN + 1] = "";
+    const char *bin = getenv("CITADEL_BIN") ? getenv("CITADEL_BIN") : "build/citadel";
+    struct cit_buf sh = {0};
+    int saved_port = port, pid = 0;
+    snprintf(dir, sizeof(dir), "%s/admin", t_tmpdir());
+    CHECKF(realpath("models/stories260K.cdx.json", card), "models/stories260K.cdx.json");
+    snprintf(p, sizeof(p), "rm -rf %s && mkdir -p %s && cp %s %s/m.gguf && : > %s/c.conf", dir, dir,
+             t_model_path("stories260K.gguf"), dir, dir);
+    CHECK(t_run(p, NULL) == 0);
+    /* a state file another citadel left readable by others is made owner-only */
+    snprintf(p, sizeof(p), "%s/s.db", dir);
+    CHECK(t_write_file(p, "", 0) == 0 && chmod(p, 0644) == 0);
+    /* offline: a signer, a signature, an admission, a key */
+    CHECK(cli(dir, NULL, "model keygen %s/signer", dir) == 0);
+    CHECK(cli(dir, NULL, "trust add --name dev --jurisdiction DE %s/signer.pub.pem", dir) == 0);
+    CHECK(file_mode(p) == 0600);
+    CHECK(cli(dir, NULL, "model sign --key %s/signer.pem %s/m.gguf --card %s --sig %s/m.sig", dir,
+              dir, card, dir) == 0);
+    CHECK(cli(dir, NULL, "model admit %s/m.gguf --card %s --sig %s/m.sig", dir, card, dir) == 0);
+    CHECK(cli(dir, &out, "keys add --tenant dev") == 0 && out && strstr(out, "cit_"));
+    snprintf(k1, sizeof(k1), "%.*s", NODE_KEY_LEN, strstr(out, "cit_"));
+    cit_free(out);
+    out = NULL;
+    /* serve it; the port it picked is in its first line */
+    cit_buf_printf(&sh,
+                   "%s serve --config %s/c.conf --state %s/s.db --ledger %s/ledger --policy "
+                   "policy.example.yaml --model stories260K=%s/m.gguf --port 0 --threads 1 "
+                   "--parallel 2 > %s/serve.out 2> %s/serve.err & echo $!; "
+                   "i=0; while ! grep -q serving %s/serve.out && [ $i -lt 600 ]; do sleep 0.05; "
+                   "i=$((i+1)); done",
+                   bin, dir, dir, dir, dir, dir, dir, dir);
+    CHECK(t_run(sh.p, &out) == 0 && out);
+    cit_buf_free(&sh);
+    pid = atoi(out);
+    cit_free(out);
+    snprintf(p, sizeof(p), "%s/serve.out", dir);
+    out = t_read_file(p, NULL);
+    port =
+        out && strstr(out, "http://127.0.0.1:") ? atoi(strstr(out, "http://127.0.0.1:") + 17) : 0;
+    if (port && pid > 0) admin_while_serving(dir, card, k1);
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        snprintf(p, sizeof(p),
+                 "i=0; while kill -0 %d 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; "
+                 "i=$((i+1)); done; ! kill -0 %d 2>/dev/null",
+                 pid, pid);
+        CHECK(t_run(p, NULL) == 0);
+    }
+    port = saved_port;
+    CHECKF(out && strstr(out, "http://127.0.0.1:"), "serve did not start: %s", out ? out : "");
+    cit_free(out);
+    out = NULL;
+    if (t_failed()) return;
+    /* the state file and its WAL stayed owner-only; the socket is gone */
+    snprintf(p, sizeof(p), "%s/s.db", dir);
+    CHECK(file_mode(p) == 0600);
+    snprintf(p, sizeof(p), "%s/s.db-wal", dir);
+    CHECK(file_mode(p) == 0600 || file_mode(p) == -1);
+    snprintf(p, sizeof(p), "%s/citadel.sock", dir);
+    CHECK(file_mode(p) == -1);
+    /* offline again: the verbs act on the files */
+    CHECK(cli(dir, &out, "model list") == 0 && out && strstr(out, "revoked"));
+    cit_free(out);
+    out = NULL;
+    /* serve --open, with no key store before: the file it creates is owner-only */
+    snprintf(p, sizeof(p),
+             "%s %s serve --open --config %s/c.conf --state %s/open.db --ledger %s/l2 "
+             "--policy policy.example.yaml --model %s/none.gguf --port 0 > /dev/null 2>&1",
+             "", bin, dir, dir, dir, dir);
+    CHECK(t_run(p, NULL) != 0); /* no such model */
+    snprintf(p, sizeof(p), "%s/open.db", dir);
+    CHECK(file_mode(p) == 0600);
 }

@@ -295,6 +295,7 @@ void test_policy_quotas(void)
 {
     char path[512];
     struct pol_quotas *q;
+    struct cit_db *db;
     struct pol_quota_ticket t, t2;
     struct pol_quota_state st;
     struct cit_err err;
@@ -302,7 +303,9 @@ void test_policy_quotas(void)
     const int64_t now = 1795334400 + 30; /* 30 s into a UTC day */
     snprintf(path, sizeof(path), "%s/quota-unit.db", t_tmpdir());
     remove(path);
-    CHECKF(!pol_quotas_open(path, &q, &err), "%s", err.msg);
+    CHECKF((db = t_state_open(path, &err)), "%s", err.msg);
+    if (!db) return;
+    CHECKF(!pol_quotas_open(db, &q, &err), "%s", err.msg);
     /* admitted: the prompt charged, the output reserved (capped to the day) */
     CHECK(!pol_quota_admit(q, "a", &lim, 10, 500, now, &t) && t.admitted && t.out == 90);
     /* one at a time */
@@ -325,7 +328,10 @@ void test_policy_quotas(void)
           !strcmp(t.which, "requests_per_minute") && t.reset == now - 30 + 60);
     /* across a reopen: the counters were written through */
     pol_quotas_close(q);
-    CHECKF(!pol_quotas_open(path, &q, &err), "%s", err.msg);
+    cit_db_close(db);
+    CHECKF((db = t_state_open(path, &err)), "%s", err.msg);
+    if (!db) return;
+    CHECKF(!pol_quotas_open(db, &q, &err), "%s", err.msg);
     pol_quota_usage(q, "a", now + 5, &st);
     CHECKF(st.requests == 2 && st.tokens == 45, "requests %lld tokens %lld", (long long)st.requests,
            (long long)st.tokens);
@@ -341,4 +347,5 @@ void test_policy_quotas(void)
     pol_quota_usage(q, "a", now + 96, &st);
     CHECK(st.requests == 1);
     pol_quotas_close(q);
+    cit_db_close(db);
 }

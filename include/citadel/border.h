@@ -163,7 +163,9 @@ int brd_card_skeleton(const struct gguf_file *g, const char *fallback_name, stru
 
 struct brd_registry;
 
-int brd_registry_open(const char *state_path, struct brd_registry **out /* out */,
+/* On the node's state file (its schema has the trusted_keys and
+ * admitted_models tables); every call takes the file's lock. */
+int brd_registry_open(struct cit_db *state, struct brd_registry **out /* out */,
                       struct cit_err *err);
 void brd_registry_close(struct brd_registry *r);
 

@@ -135,4 +135,23 @@ int cit_conf_parse(const char *name, const char *text, size_t len, cit_conf_fn f
 /* Number of online CPUs (at least 1). */
 int cit_cpu_count(void);
 
+/* ---- the state file (db.c) ----
+ *
+ * One SQLite connection per process to the node's state file, created
+ * 0600, WAL. migrations[i] is the SQL that takes the schema from version i
+ * to i + 1 (PRAGMA user_version); a file newer than the list is refused.
+ * Users take cit_db_lock around each statement or transaction (and the
+ * sqlite3_errmsg that follows it); it is recursive. cit_db_durable(db, 1)
+ * makes commits sync until cit_db_durable(db, 0), both under the lock. */
+struct cit_db;
+struct sqlite3;
+int cit_db_open(const char *path, const char *const *migrations, int n_migrations,
+                struct cit_db **out /* out */, struct cit_err *err);
+void cit_db_close(struct cit_db *db);
+struct sqlite3 *cit_db_sqlite(struct cit_db *db);
+const char *cit_db_path(const struct cit_db *db);
+void cit_db_lock(struct cit_db *db);
+void cit_db_unlock(struct cit_db *db);
+void cit_db_durable(struct cit_db *db, int on);
+
 #endif

@@ -189,7 +189,8 @@ int pol_run_cases(const struct pol_policy *p, const char *name, const char *text
  * They survive restarts. */
 struct pol_quotas;
 
-int pol_quotas_open(const char *path, struct pol_quotas **out /* out */, struct cit_err *err);
+/* On the node's state file, whose schema has the quota_usage table. */
+int pol_quotas_open(struct cit_db *state, struct pol_quotas **out /* out */, struct cit_err *err);
 void pol_quotas_close(struct pol_quotas *q);
 
 /* What admission granted or why it refused. */

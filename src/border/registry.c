@@ -17,69 +17,27 @@
 #include "citadel/border.h"
 
 struct brd_registry {
+    struct cit_db *state; /* the node's; every statement runs under its lock */
     sqlite3 *db;
 };
-
-static const char schema[] = "PRAGMA journal_mode=WAL;"
-                             "CREATE TABLE IF NOT EXISTS trusted_keys("
-                             " name TEXT PRIMARY KEY,"
-                             " jurisdiction TEXT NOT NULL,"
-                             " hint TEXT NOT NULL,"
-                             " pem TEXT NOT NULL,"
-                             " added INTEGER NOT NULL,"
-                             " removed INTEGER NOT NULL DEFAULT 0);"
-                             "CREATE TABLE IF NOT EXISTS admitted_models("
-                             " id INTEGER PRIMARY KEY,"
-                             " name TEXT NOT NULL, version TEXT NOT NULL,"
-                             " path TEXT NOT NULL, gguf TEXT NOT NULL,"
-                             " root TEXT NOT NULL, gguf_sha256 TEXT NOT NULL,"
-                             " gguf_size INTEGER NOT NULL, gguf_dev INTEGER NOT NULL,"
-                             " gguf_ino INTEGER NOT NULL, gguf_mtime_ns INTEGER NOT NULL,"
-                             " signer TEXT NOT NULL, signer_place TEXT NOT NULL,"
-                             " licenses TEXT NOT NULL, datasets TEXT NOT NULL,"
-                             " tmpl TEXT NOT NULL, tmpl_sha256 TEXT NOT NULL,"
-                             " policy TEXT NOT NULL,"
-                             " admitted INTEGER NOT NULL, expires INTEGER NOT NULL,"
-                             " revoked INTEGER NOT NULL DEFAULT 0,"
-                             " revoke_reason TEXT NOT NULL DEFAULT '');"
-                             "CREATE INDEX IF NOT EXISTS admitted_by_gguf"
-                             " ON admitted_models(gguf, id);";
 
 static int db_err(struct brd_registry *r, struct cit_err *err, const char *what)
 {
     return cit_err_set(err, CIT_EIO, "state file: %s: %s", what, sqlite3_errmsg(r->db));
 }
 
-int brd_registry_open(const char *path, struct brd_registry **out, struct cit_err *err)
+int brd_registry_open(struct cit_db *state, struct brd_registry **out, struct cit_err *err)
 {
     struct brd_registry *r = cit_calloc(1, sizeof(*r));
-    struct stat st;
-    int existed = stat(path, &st) == 0;
-    char *msg = NULL;
     if (!r) return cit_err_set(err, CIT_ENOMEM, "out of memory");
-    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        cit_err_set(err, CIT_EIO, "%s: cannot open the state file: %s", path,
-                    r->db ? sqlite3_errmsg(r->db) : "out of memory");
-        brd_registry_close(r);
-        return CIT_EIO;
-    }
-    if (!existed) chmod(path, 0600);
-    sqlite3_busy_timeout(r->db, 5000);
-    if (sqlite3_exec(r->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        cit_err_set(err, CIT_EIO, "%s: %s", path, msg ? msg : "cannot create the schema");
-        sqlite3_free(msg);
-        brd_registry_close(r);
-        return CIT_EIO;
-    }
+    r->state = state;
+    r->db = cit_db_sqlite(state);
     *out = r;
     return 0;
 }
 
 void brd_registry_close(struct brd_registry *r)
 {
-    if (!r) return;
-    sqlite3_close(r->db);
     cit_free(r);
 }
 
@@ -110,8 +68,9 @@ static int valid_name(const char *s, size_t cap)
     return 1;
 }
 
-int brd_trust_add(struct brd_registry *r, const char *name, const char *jurisdiction,
-                  const char *pem, size_t pem_len, struct brd_signer *out, struct cit_err *err)
+static int trust_add_locked(struct brd_registry *r, const char *name, const char *jurisdiction,
+                            const char *pem, size_t pem_len, struct brd_signer *out,
+                            struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     struct brd_signer s = {0};
@@ -162,7 +121,19 @@ int brd_trust_add(struct brd_registry *r, const char *name, const char *jurisdic
     return rc;
 }
 
-int brd_trust_remove(struct brd_registry *r, const char *name, struct cit_err *err)
+int brd_trust_add(struct brd_registry *r, const char *name, const char *jurisdiction,
+                  const char *pem, size_t pem_len, struct brd_signer *out, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    cit_db_durable(r->state, 1);
+    rc = trust_add_locked(r, name, jurisdiction, pem, pem_len, out, err);
+    cit_db_durable(r->state, 0);
+    cit_db_unlock(r->state);
+    return rc;
+}
+
+static int trust_remove_locked(struct brd_registry *r, const char *name, struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -179,8 +150,19 @@ int brd_trust_remove(struct brd_registry *r, const char *name, struct cit_err *e
     return rc;
 }
 
-int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *s,
-                   struct cit_buf *pem, struct cit_err *err)
+int brd_trust_remove(struct brd_registry *r, const char *name, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    cit_db_durable(r->state, 1);
+    rc = trust_remove_locked(r, name, err);
+    cit_db_durable(r->state, 0);
+    cit_db_unlock(r->state);
+    return rc;
+}
+
+static int trust_find_locked(struct brd_registry *r, const char *hint, struct brd_signer *s,
+                             struct cit_buf *pem, struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = 0, step;
@@ -203,6 +185,16 @@ int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *
         rc = db_err(r, err, "trust store");
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *s,
+                   struct cit_buf *pem, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    rc = trust_find_locked(r, hint, s, pem, err);
+    cit_db_unlock(r->state);
     return rc;
 }
 
@@ -238,7 +230,8 @@ static void fill_signer(sqlite3_stmt *st, void *dst)
     row_signer(st, dst);
 }
 
-int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, struct cit_err *err)
+static int trust_list_locked(struct brd_registry *r, struct brd_signer **v, size_t *n,
+                             struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db,
@@ -247,6 +240,15 @@ int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, str
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(r, err, "trust store");
     return collect(r, st, sizeof(**v), fill_signer, (void **)v, n, err);
+}
+
+int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    rc = trust_list_locked(r, v, n, err);
+    cit_db_unlock(r->state);
+    return rc;
 }
 
 /* ---- admitted models ---- */
@@ -293,8 +295,8 @@ static void row_model(sqlite3_stmt *st, struct brd_admitted *a)
     col_str(st, 21, a->revoke_reason, sizeof(a->revoke_reason));
 }
 
-int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx), void *ctx,
-                  struct cit_err *err)
+static int model_add_locked(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx),
+                            void *ctx, struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     char root[65], gh[65];
@@ -335,8 +337,20 @@ int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(vo
     return rc;
 }
 
-int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_admitted *a,
-                   struct cit_err *err)
+int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx), void *ctx,
+                  struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    cit_db_durable(r->state, 1);
+    rc = model_add_locked(r, a, then, ctx, err);
+    cit_db_durable(r->state, 0);
+    cit_db_unlock(r->state);
+    return rc;
+}
+
+static int model_find_locked(struct brd_registry *r, const char *gguf_path, struct brd_admitted *a,
+                             struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     char real[PATH_MAX];
@@ -360,12 +374,23 @@ int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_adm
     return rc;
 }
 
+int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_admitted *a,
+                   struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    rc = model_find_locked(r, gguf_path, a, err);
+    cit_db_unlock(r->state);
+    return rc;
+}
+
 static void fill_model(sqlite3_stmt *st, void *dst)
 {
     row_model(st, dst);
 }
 
-int brd_model_list(struct brd_registry *r, struct brd_admitted **v, size_t *n, struct cit_err *err)
+static int model_list_locked(struct brd_registry *r, struct brd_admitted **v, size_t *n,
+                             struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db, "SELECT " MODEL_COLS " FROM admitted_models ORDER BY id DESC", -1,
@@ -374,8 +399,17 @@ int brd_model_list(struct brd_registry *r, struct brd_admitted **v, size_t *n, s
     return collect(r, st, sizeof(**v), fill_model, (void **)v, n, err);
 }
 
-int brd_model_revoke(struct brd_registry *r, const char *which, const char *reason, int64_t now,
-                     struct brd_admitted *a, int *n, struct cit_err *err)
+int brd_model_list(struct brd_registry *r, struct brd_admitted **v, size_t *n, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    rc = model_list_locked(r, v, n, err);
+    cit_db_unlock(r->state);
+    return rc;
+}
+
+static int model_revoke_locked(struct brd_registry *r, const char *which, const char *reason,
+                               int64_t now, struct brd_admitted *a, int *n, struct cit_err *err)
 {
     sqlite3_stmt *st = NULL;
     char like[80];
@@ -430,5 +464,17 @@ int brd_model_revoke(struct brd_registry *r, const char *which, const char *reas
 out:
     if (sqlite3_exec(r->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !rc)
         rc = db_err(r, err, "cannot revoke");
+    return rc;
+}
+
+int brd_model_revoke(struct brd_registry *r, const char *which, const char *reason, int64_t now,
+                     struct brd_admitted *a, int *n, struct cit_err *err)
+{
+    int rc;
+    cit_db_lock(r->state);
+    cit_db_durable(r->state, 1);
+    rc = model_revoke_locked(r, which, reason, now, a, n, err);
+    cit_db_durable(r->state, 0);
+    cit_db_unlock(r->state);
     return rc;
 }

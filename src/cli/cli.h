@@ -7,6 +7,7 @@
 
 #include "citadel/border.h"
 #include "citadel/core.h"
+#include "citadel/node.h"
 #include "citadel/policy.h"
 
 int cli_parse_int(const char *s, long lo, long hi, long *out);
@@ -16,24 +17,42 @@ void cli_json_str(FILE *f, const char *s, size_t n);
  * bytes: 0, CIT_EIO (errno says why), CIT_ERANGE (larger) or CIT_ENOMEM. */
 int cli_read_input(const char *path, size_t max, struct cit_buf *out);
 
-/* The node's state, policy and ledger for a verb (node.c). */
+/* Where verbs write: stdout and stderr, or, for a verb that runs inside
+ * serve for an admin request, that request's buffers (node.c). */
+extern FILE *cli_out, *cli_err;
+void cli_streams_init(void);
+
+/* The node for a verb (node.c). */
 struct cli_node_args {
     const char *config, *state, *policy, *ledger; /* NULL: from the config, else defaults */
     int config_given;
 };
 /* 1 when flag is --config, --state, --policy or --ledger (and takes value). */
 int cli_node_flag(struct cli_node_args *a, const char *flag, const char *value);
+struct http_opts;
+/* The settings: defaults, the config file, then the flags. */
+int cli_node_opts(const struct cli_node_args *a, struct http_opts *o, struct cit_err *err);
 
 enum { CLI_NODE_POLICY = 1, CLI_NODE_STATE = 2, CLI_NODE_LEDGER = 4 };
 struct cli_node {
-    char state[1024], policy_path[1024], ledger_dir[1024];
-    struct pol_policy *pol;
+    struct node *node;
+    int borrowed; /* the serving node (an admin request): not closed here */
+    const struct pol_policy *pol;
     struct brd_registry *reg;
     struct ledger *lg;
 };
 int cli_node_open(const struct cli_node_args *a, int what, struct cli_node *n /* out */,
                   struct cit_err *err);
 void cli_node_close(struct cli_node *n);
+
+/* While serve runs: sends the verb to it; 1 with *status when it answered
+ * (what it printed is printed), 0 when no node serves (work offline). */
+int cli_admin_forward(const struct cli_node_args *a, int argc, char **argv, int *status);
+/* The admin socket's handler in serve (node_admin_fn). */
+int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit_buf *out,
+                   struct cit_buf *err);
+/* in, made absolute (the server's folder is not the client's). */
+int cli_abs_path(const char *in, char *out, size_t cap);
 
 int cli_run(int argc, char **argv);
 int cli_trust(int argc, char **argv);

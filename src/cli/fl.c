@@ -48,11 +48,13 @@
 
 #include "citadel/fl.h"
 #include "citadel/ledger.h"
+#include "citadel/http.h"
 #include "cli.h"
 
 struct fl_args {
     const char *data, *labels, *test, *out, *model;
     const char *key, *roster, *coordinator, *listen, *connect, *port_file, *ledger, *name;
+    const char *policy, *config; /* the node whose ledger gets the transcripts */
     const char *dp_state, *dump_sum, *dump_update, *paillier;
     long clients, seed, rounds, expect, min_clients, per_round, k, t, inputs, classes, bits;
     float clip, weight_cap, dp_noise, dp_epsilon, dp_delta, dp_min_noise;
@@ -136,6 +138,8 @@ static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *
         {"--connect", offsetof(struct fl_args, connect)},
         {"--port-file", offsetof(struct fl_args, port_file)},
         {"--ledger", offsetof(struct fl_args, ledger)},
+        {"--policy", offsetof(struct fl_args, policy)},
+        {"--config", offsetof(struct fl_args, config)},
         {"--name", offsetof(struct fl_args, name)},
         {"--dp-state", offsetof(struct fl_args, dp_state)},
         {"--dump-sum", offsetof(struct fl_args, dump_sum)},
@@ -582,18 +586,29 @@ static int load_key(const char *path, struct ledger_skey *k)
     return 0;
 }
 
-static int open_ledger(const char *dir, struct ledger **lg)
+/* The node's ledger, opened as every command opens it (node_open), so
+ * that its name follows the node's policy. */
+static struct node *ledger_node;
+
+static int open_ledger(const struct fl_args *a, struct ledger **lg)
 {
-    struct ledger_opts lo = {0};
+    struct cli_node_args na = {a->config, NULL, a->policy, a->ledger, a->config != NULL};
+    struct http_opts o;
     struct cit_err err = {{0}};
     *lg = NULL;
-    if (!dir) return 0;
-    lo.dir = dir;
-    if (ledger_open(&lo, lg, &err)) {
-        fprintf(stderr, "citadel fl: ledger %s: %s\n", dir, err.msg);
+    if (!a->ledger) return 0;
+    if (cli_node_opts(&na, &o, &err) || node_open(&o.node, NODE_LEDGER, &ledger_node, &err)) {
+        fprintf(stderr, "citadel fl: ledger %s: %s\n", a->ledger, err.msg);
         return -1;
     }
+    *lg = node_ledger(ledger_node);
     return 0;
+}
+
+static void close_ledger(void)
+{
+    node_close(ledger_node);
+    ledger_node = NULL;
 }
 
 static int fl_keygen_cmd(const struct fl_args *a)
@@ -699,7 +714,7 @@ static int fl_serve_cmd(const struct fl_args *a)
         fprintf(stderr, "citadel fl serve: a Paillier threshold of 1 lets any one party decrypt\n");
         goto out;
     }
-    if (fl_server_opt_init(&so, a->strategy, d) || open_ledger(a->ledger, &lg)) goto out;
+    if (fl_server_opt_init(&so, a->strategy, d) || open_ledger(a, &lg)) goto out;
     so.lr = a->server_lr;
     o.listen = a->listen ? a->listen : "127.0.0.1:7800";
     o.port_file = a->port_file;
@@ -737,7 +752,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     }
     rc = 0;
 out:
-    if (lg) ledger_close(lg);
+    if (lg) close_ledger();
     fl_pai_free(pai);
     fl_server_opt_free(&so);
     if (have_test) fl_data_free(&te);
@@ -777,7 +792,7 @@ static int fl_join_cmd(const struct fl_args *a)
         fprintf(stderr, "citadel fl join: %s\n", err.msg);
         goto out;
     }
-    if (open_ledger(a->ledger, &lg)) goto out;
+    if (open_ledger(a, &lg)) goto out;
     o.pai = pai;
     o.pai_share = pai_share;
     o.connect = a->connect;
@@ -804,7 +819,7 @@ static int fl_join_cmd(const struct fl_args *a)
         rc = 1;
     }
 out:
-    if (lg) ledger_close(lg);
+    if (lg) close_ledger();
     fl_pai_share_free(pai_share);
     fl_pai_free(pai);
     fl_data_free(&ds);

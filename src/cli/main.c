@@ -242,6 +242,7 @@ static int cmd_tokenize(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    cli_streams_init();
     if (argc < 2) {
         usage(stderr);
         return 2;

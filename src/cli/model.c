@@ -40,6 +40,10 @@ static void usage(FILE *f)
           "       citadel model admit MODEL [--card FILE] [--sig FILE] [NODE]\n"
           "       citadel model list [--json] [NODE]\n"
           "       citadel model revoke ID|NAME|DIGEST [--reason TEXT] [NODE]\n"
+          "       citadel model load [ID=]MODEL [NODE]     (a running serve: load now)\n"
+          "       citadel model unload ID [NODE]           (a running serve: unload now)\n"
+          "  admit, list, revoke, load and unload go to the running serve when there is\n"
+          "  one (its admin socket), else act on the node's files.\n"
           "  MODEL: a GGUF file or a directory. Defaults: the card is MODEL.cdx.json (a\n"
           "  directory's one *.cdx.json), the signature MODEL.sig.\n"
           "  NODE: --state F --policy F --ledger DIR --config F (else citadel.conf)\n",
@@ -48,7 +52,7 @@ static void usage(FILE *f)
 
 static void print_hex(const uint8_t *d, size_t n)
 {
-    for (size_t i = 0; i < n; i++) printf("%02x", d[i]);
+    for (size_t i = 0; i < n; i++) fprintf(cli_out, "%02x", d[i]);
 }
 
 static double gbps(uint64_t bytes, double s)
@@ -77,42 +81,43 @@ static int cmd_card(const char *path, const char *outp)
     const char *base;
     FILE *f;
     if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "citadel model card: give the .gguf file inside %s, and -o FILE in it\n",
+        fprintf(cli_err, "citadel model card: give the .gguf file inside %s, and -o FILE in it\n",
                 path);
         return 2;
     }
     if (!outp) brd_card_path(path, def, sizeof(def)), outp = def;
     if (access(outp, F_OK) == 0) {
-        fprintf(stderr, "citadel model card: %s exists; not overwriting it\n", outp);
+        fprintf(cli_err, "citadel model card: %s exists; not overwriting it\n", outp);
         return 1;
     }
     if (eng_model_check(path, &m, &err)) {
-        fprintf(stderr, "citadel model card: %s\n", err.msg);
+        fprintf(cli_err, "citadel model card: %s\n", err.msg);
         return 1;
     }
     base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (brd_card_skeleton(eng_model_gguf(m), base, &b) || !(f = fopen(outp, "wx"))) {
-        fprintf(stderr, "citadel model card: cannot write %s\n", outp);
+        fprintf(cli_err, "citadel model card: cannot write %s\n", outp);
         eng_model_free(m);
         cit_buf_free(&b);
         return 1;
     }
     fwrite(b.p, 1, b.len, f);
-    if (fclose(f)) fprintf(stderr, "citadel model card: writing %s failed\n", outp);
-    printf("wrote %s: complete every TODO (SPDX license ids; each dataset's name and "
-           "citadel:jurisdiction), then sign the model with it\n",
-           outp);
+    if (fclose(f)) fprintf(cli_err, "citadel model card: writing %s failed\n", outp);
+    fprintf(cli_out,
+            "wrote %s: complete every TODO (SPDX license ids; each dataset's name and "
+            "citadel:jurisdiction), then sign the model with it\n",
+            outp);
     if (!gguf_get_str(eng_model_gguf(m), "tokenizer.chat_template", &t, NULL)) {
         uint8_t h[32];
         int ok;
         enum eng_chat_tmpl e = eng_chat_detect_str(t.p, (size_t)t.n, &ok);
         crypto_hash_sha256(h, (const unsigned char *)t.p, t.n);
-        printf("chat template: sha256 ");
+        fprintf(cli_out, "chat template: sha256 ");
         print_hex(h, 32);
-        printf(", reads as %s; its text, to review before pinning it:\n%.*s\n",
-               ok ? eng_chat_tmpl_name(e) : "no known format", (int)t.n, t.p);
+        fprintf(cli_out, ", reads as %s; its text, to review before pinning it:\n%.*s\n",
+                ok ? eng_chat_tmpl_name(e) : "no known format", (int)t.n, t.p);
     } else {
-        printf("chat template: none (chat requests use ChatML)\n");
+        fprintf(cli_out, "chat template: none (chat requests use ChatML)\n");
     }
     eng_model_free(m);
     cit_buf_free(&b);
@@ -124,12 +129,13 @@ static void print_admitted(const struct brd_admitted *a)
     char d1[16], d2[16];
     date_str(a->admitted, d1, sizeof(d1));
     date_str(a->expires, d2, sizeof(d2));
-    printf("  id %lld  %s %s\n  subject sha256 ", (long long)a->id, a->name, a->version);
+    fprintf(cli_out, "  id %lld  %s %s\n  subject sha256 ", (long long)a->id, a->name, a->version);
     print_hex(a->root, 32);
-    printf("\n  gguf %s (%llu bytes)\n  signer %s (%s)  licenses %s\n  datasets %s\n"
-           "  template %s  admitted %s  expires %s\n",
-           a->gguf, (unsigned long long)a->gguf_size, a->signer, a->signer_place, a->licenses,
-           a->datasets, a->tmpl, d1, d2);
+    fprintf(cli_out,
+            "\n  gguf %s (%llu bytes)\n  signer %s (%s)  licenses %s\n  datasets %s\n"
+            "  template %s  admitted %s  expires %s\n",
+            a->gguf, (unsigned long long)a->gguf_size, a->signer, a->signer_place, a->licenses,
+            a->datasets, a->tmpl, d1, d2);
 }
 
 static int cmd_admit(const struct cli_node_args *na, const char *path, const char *card,
@@ -143,16 +149,16 @@ static int cmd_admit(const struct cli_node_args *na, const char *path, const cha
     uint64_t t0 = cit_now_ns();
     int rc;
     if (cli_node_open(na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
-        fprintf(stderr, "citadel model admit: %s\n", err.msg);
+        fprintf(cli_err, "citadel model admit: %s\n", err.msg);
         return 1;
     }
     rc = brd_admit(n.reg, n.pol, n.lg, &q, &a, &check, &err);
     if (rc) {
-        fprintf(stderr, "citadel model admit: REFUSED (%s): %s\n", check[0] ? check : "error",
+        fprintf(cli_err, "citadel model admit: REFUSED (%s): %s\n", check[0] ? check : "error",
                 err.msg);
     } else {
-        printf("admitted %s in %.2f s under policy %.16s...\n", path,
-               (double)(cit_now_ns() - t0) / 1e9, n.pol->hash_hex);
+        fprintf(cli_out, "admitted %s in %.2f s under policy %.16s...\n", path,
+                (double)(cit_now_ns() - t0) / 1e9, n.pol->hash_hex);
         print_admitted(&a);
     }
     cli_node_close(&n);
@@ -167,13 +173,13 @@ static int cmd_list(const struct cli_node_args *na, int json)
     size_t cnt;
     int64_t now = (int64_t)time(NULL);
     if (cli_node_open(na, CLI_NODE_STATE, &n, &err) || brd_model_list(n.reg, &v, &cnt, &err)) {
-        fprintf(stderr, "citadel model list: %s\n", err.msg);
+        fprintf(cli_err, "citadel model list: %s\n", err.msg);
         cli_node_close(&n);
         return 1;
     }
     if (!json)
-        printf("%-4s %-8s %-20s %-10s %-10s %-16s %s\n", "id", "status", "name", "admitted",
-               "expires", "subject", "licenses");
+        fprintf(cli_out, "%-4s %-8s %-20s %-10s %-10s %-16s %s\n", "id", "status", "name",
+                "admitted", "expires", "subject", "licenses");
     for (size_t i = 0; i < cnt; i++) {
         const struct brd_admitted *a = &v[i];
         const char *status = a->revoked                        ? "revoked"
@@ -184,29 +190,30 @@ static int cmd_list(const struct cli_node_args *na, int json)
         date_str(a->expires, d2, sizeof(d2));
         sodium_bin2hex(root, sizeof(root), a->root, 32);
         if (!json) {
-            printf("%-4lld %-8s %-20s %-10s %-10s %.16s %s\n", (long long)a->id, status, a->name,
-                   d1, d2, root, a->licenses);
+            fprintf(cli_out, "%-4lld %-8s %-20s %-10s %-10s %.16s %s\n", (long long)a->id, status,
+                    a->name, d1, d2, root, a->licenses);
             continue;
         }
-        printf("{\"id\":%lld,\"status\":\"%s\",\"name\":", (long long)a->id, status);
-        cli_json_str(stdout, a->name, strlen(a->name));
-        printf(",\"version\":");
-        cli_json_str(stdout, a->version, strlen(a->version));
-        printf(",\"subject_sha256\":\"%s\",\"gguf\":", root);
-        cli_json_str(stdout, a->gguf, strlen(a->gguf));
+        fprintf(cli_out, "{\"id\":%lld,\"status\":\"%s\",\"name\":", (long long)a->id, status);
+        cli_json_str(cli_out, a->name, strlen(a->name));
+        fprintf(cli_out, ",\"version\":");
+        cli_json_str(cli_out, a->version, strlen(a->version));
+        fprintf(cli_out, ",\"subject_sha256\":\"%s\",\"gguf\":", root);
+        cli_json_str(cli_out, a->gguf, strlen(a->gguf));
         sodium_bin2hex(root, sizeof(root), a->gguf_sha256, 32);
-        printf(",\"gguf_sha256\":\"%s\",\"signer\":", root);
-        cli_json_str(stdout, a->signer, strlen(a->signer));
-        printf(",\"licenses\":");
-        cli_json_str(stdout, a->licenses, strlen(a->licenses));
-        printf(",\"datasets\":");
-        cli_json_str(stdout, a->datasets, strlen(a->datasets));
-        printf(",\"template\":\"%s\",\"policy\":\"%s\",\"admitted\":%lld,\"expires\":%lld,"
-               "\"revoked\":%lld,\"revoke_reason\":",
-               a->tmpl, a->policy, (long long)a->admitted, (long long)a->expires,
-               (long long)a->revoked);
-        cli_json_str(stdout, a->revoke_reason, strlen(a->revoke_reason));
-        printf("}\n");
+        fprintf(cli_out, ",\"gguf_sha256\":\"%s\",\"signer\":", root);
+        cli_json_str(cli_out, a->signer, strlen(a->signer));
+        fprintf(cli_out, ",\"licenses\":");
+        cli_json_str(cli_out, a->licenses, strlen(a->licenses));
+        fprintf(cli_out, ",\"datasets\":");
+        cli_json_str(cli_out, a->datasets, strlen(a->datasets));
+        fprintf(cli_out,
+                ",\"template\":\"%s\",\"policy\":\"%s\",\"admitted\":%lld,\"expires\":%lld,"
+                "\"revoked\":%lld,\"revoke_reason\":",
+                a->tmpl, a->policy, (long long)a->admitted, (long long)a->expires,
+                (long long)a->revoked);
+        cli_json_str(cli_out, a->revoke_reason, strlen(a->revoke_reason));
+        fprintf(cli_out, "}\n");
     }
     cit_free(v);
     cli_node_close(&n);
@@ -221,7 +228,7 @@ static int cmd_revoke(const struct cli_node_args *na, const char *which, const c
     char detail[400];
     int cnt = 0, rc;
     if (cli_node_open(na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
-        fprintf(stderr, "citadel model revoke: %s\n", err.msg);
+        fprintf(cli_err, "citadel model revoke: %s\n", err.msg);
         return 1;
     }
     rc = brd_model_revoke(n.reg, which, reason, (int64_t)time(NULL), &a, &cnt, &err);
@@ -229,11 +236,95 @@ static int cmd_revoke(const struct cli_node_args *na, const char *which, const c
         snprintf(detail, sizeof(detail), "%d admission%s revoked (first: id %lld)%s%s", cnt,
                  cnt == 1 ? "" : "s", (long long)a.id, reason ? ": " : "", reason ? reason : "");
         if (brd_ledger_event(n.lg, "model", "revoke", "", a.name, a.root, a.path, n.pol, detail))
-            fprintf(stderr, "citadel model revoke: revoked, but the ledger could not record it\n");
-        printf("%s\n", detail);
+            fprintf(cli_err, "citadel model revoke: revoked, but the ledger could not record it\n");
+        fprintf(cli_out, "%s\n", detail);
     } else {
-        fprintf(stderr, "citadel model revoke: %s\n", err.msg);
+        fprintf(cli_err, "citadel model revoke: %s\n", err.msg);
     }
+    cli_node_close(&n);
+    return rc ? 1 : 0;
+}
+
+/* Sends a verb to the serving node, if one runs: its file arguments made
+ * absolute, the flags that chose the node left out. Returns 1 with
+ * *status when it was sent. file_flags: the flags whose value is a file;
+ * pos_file: the positional argument is a file ("ID=PATH": its PATH). */
+static int forward(const struct cli_node_args *na, const char *cmd, int argc, char **argv,
+                   const char *const *file_flags, int pos_file, int *status)
+{
+    char **v = cit_calloc((size_t)argc + 2, sizeof(char *)), buf[PATH_MAX + 200];
+    int k = 0, sent;
+    if (!v) return 0;
+    v[k++] = cit_strndup(cmd, strlen(cmd));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int file = 0;
+        if (i + 1 < argc && (!strcmp(a, "--state") || !strcmp(a, "--policy") ||
+                             !strcmp(a, "--ledger") || !strcmp(a, "--config"))) {
+            i++;
+            continue;
+        }
+        if (i + 1 < argc &&
+            (!strcmp(a, "--name") || !strcmp(a, "--jurisdiction") || !strcmp(a, "--reason"))) {
+            v[k++] = cit_strndup(a, strlen(a));
+            v[k++] = cit_strndup(argv[i + 1], strlen(argv[i + 1]));
+            i++;
+            continue;
+        }
+        for (int f = 0; file_flags && file_flags[f]; f++)
+            if (!strcmp(a, file_flags[f]) && i + 1 < argc) {
+                v[k++] = cit_strndup(a, strlen(a));
+                a = argv[++i];
+                file = 1;
+            }
+        if (i > 0 && a[0] != '-' && pos_file && !file) file = 2;
+        if (file) {
+            const char *eq = file == 2 ? strchr(a, '=') : NULL;
+            char absp[PATH_MAX + 100];
+            if (cli_abs_path(eq ? eq + 1 : a, absp, sizeof(absp)))
+                snprintf(absp, sizeof(absp), "%s", a);
+            snprintf(buf, sizeof(buf), "%.*s%s", eq ? (int)(eq - a + 1) : 0, a, absp);
+            a = buf;
+        }
+        v[k++] = cit_strndup(a, strlen(a));
+    }
+    sent = cli_admin_forward(na, k, v, status);
+    for (int i = 0; i < k; i++) cit_free(v[i]);
+    cit_free(v);
+    return sent;
+}
+
+/* load and unload act on a serving node only. */
+static int cmd_load(const struct cli_node_args *na, const char *verb, const char *arg)
+{
+    struct cli_node n;
+    struct cit_err err;
+    int rc;
+    if (cli_node_open(na, 0, &n, &err)) {
+        fprintf(cli_err, "citadel model %s: %s\n", verb, err.msg);
+        return 1;
+    }
+    if (!n.borrowed) {
+        fprintf(cli_err,
+                "citadel model %s: no citadel serve runs on this node (its admin socket "
+                "answers nothing); %s acts on a running server. Offline, list the model in the "
+                "config's 'model =' lines instead\n",
+                verb, verb);
+        cli_node_close(&n);
+        return 1;
+    }
+    if (!strcmp(verb, "load")) {
+        struct node_model_spec spec;
+        struct node_opts none;
+        node_opts_defaults(&none);
+        rc = node_model_spec_parse(&none, arg, &spec, &err) ||
+             node_model_load(n.node, spec.id, spec.path, &err);
+        if (!rc) fprintf(cli_out, "loaded model %s from %s\n", spec.id, spec.path);
+    } else {
+        rc = node_model_unload(n.node, arg, "unloaded by citadel model unload", &err);
+        if (!rc) fprintf(cli_out, "unloaded model %s\n", arg);
+    }
+    if (rc) fprintf(cli_err, "citadel model %s: %s\n", verb, err.msg);
     cli_node_close(&n);
     return rc ? 1 : 0;
 }
@@ -265,26 +356,36 @@ int cli_model_sign(int argc, char **argv)
         } else if (!strcmp(argv[i], "--reason") && v) {
             reason = argv[++i];
         } else if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "citadel model %s: unexpected '%s'\n", verb, argv[i]);
-            usage(stderr);
+            fprintf(cli_err, "citadel model %s: unexpected '%s'\n", verb, argv[i]);
+            usage(cli_err);
             return 2;
         } else {
             path = argv[i];
         }
     }
+    if (!strcmp(verb, "admit") || !strcmp(verb, "list") || !strcmp(verb, "revoke") ||
+        !strcmp(verb, "load") || !strcmp(verb, "unload")) {
+        static const char *const files[] = {"--card", "--sig", NULL};
+        int status;
+        if (forward(&na, "model", argc, argv, files,
+                    !strcmp(verb, "admit") || !strcmp(verb, "load"), &status))
+            return status;
+    }
     if (!strcmp(verb, "list")) return cmd_list(&na, json);
+    if ((!strcmp(verb, "load") || !strcmp(verb, "unload")) && path)
+        return cmd_load(&na, verb, path);
     if (!path || ((!strcmp(verb, "sign") || !strcmp(verb, "verify")) && !key)) {
-        usage(stderr);
+        usage(cli_err);
         return 2;
     }
     if (!strcmp(verb, "keygen")) {
         snprintf(priv, sizeof(priv), "%s.pem", path);
         snprintf(pub, sizeof(pub), "%s.pub.pem", path);
         if (brd_keygen(curve, priv, pub, &err)) {
-            fprintf(stderr, "citadel model keygen: %s\n", err.msg);
+            fprintf(cli_err, "citadel model keygen: %s\n", err.msg);
             return 1;
         }
-        printf("wrote %s (private, mode 0600) and %s (public)\n", priv, pub);
+        fprintf(cli_out, "wrote %s (private, mode 0600) and %s (public)\n", priv, pub);
         return 0;
     }
     if (!strcmp(verb, "card")) return cmd_card(path, outp);
@@ -305,33 +406,34 @@ int cli_model_sign(int argc, char **argv)
     if (!strcmp(verb, "sign")) {
         struct brd_manifest m;
         if (brd_sign(key, path, card, sig, &m, &err)) {
-            fprintf(stderr, "citadel model sign: %s\n", err.msg);
+            fprintf(cli_err, "citadel model sign: %s\n", err.msg);
             return 1;
         }
-        printf("signed %s%s%s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject sha256 ", path,
-               card ? " with its card " : " (no model card)", card ? card : "", m.n,
-               m.n == 1 ? "" : "s", (double)m.bytes / 1e9, gbps(m.bytes, m.seconds));
+        fprintf(cli_out, "signed %s%s%s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject sha256 ",
+                path, card ? " with its card " : " (no model card)", card ? card : "", m.n,
+                m.n == 1 ? "" : "s", (double)m.bytes / 1e9, gbps(m.bytes, m.seconds));
         print_hex(m.root, 32);
-        printf("\nwrote %s\n", sig);
+        fprintf(cli_out, "\nwrote %s\n", sig);
         brd_manifest_free(&m);
         return 0;
     }
     if (!strcmp(verb, "verify")) {
         struct brd_verified v;
         if (brd_verify(key, path, card, sig, &v, &err)) {
-            fprintf(stderr, "citadel model verify: FAILED (%s): %s\n", brd_fail_name(v.fail),
+            fprintf(cli_err, "citadel model verify: FAILED (%s): %s\n", brd_fail_name(v.fail),
                     err.msg);
             return 1;
         }
-        printf("OK: %s matches %s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject %s sha256 ",
-               path, sig, v.n_files, v.n_files == 1 ? "" : "s", (double)v.bytes / 1e9,
-               gbps(v.bytes, v.seconds), v.model_name);
+        fprintf(cli_out,
+                "OK: %s matches %s: %zu file%s, %.2f GB hashed at %.2f GB/s\nsubject %s sha256 ",
+                path, sig, v.n_files, v.n_files == 1 ? "" : "s", (double)v.bytes / 1e9,
+                gbps(v.bytes, v.seconds), v.model_name);
         print_hex(v.root, 32);
-        printf("\n");
+        fprintf(cli_out, "\n");
         return 0;
     }
-    fprintf(stderr, "citadel model: unknown verb '%s'\n", verb);
-    usage(stderr);
+    fprintf(cli_err, "citadel model: unknown verb '%s'\n", verb);
+    usage(cli_err);
     return 2;
 }
 
@@ -362,35 +464,40 @@ int cli_trust(int argc, char **argv)
         else if (!strcmp(argv[i], "--jurisdiction") && v)
             place = argv[++i];
         else if (argv[i][0] == '-' || arg) {
-            fprintf(stderr, "citadel trust: unexpected '%s'\n", argv[i]);
-            trust_usage(stderr);
+            fprintf(cli_err, "citadel trust: unexpected '%s'\n", argv[i]);
+            trust_usage(cli_err);
             return 2;
         } else
             arg = argv[i];
+    }
+    {
+        int status;
+        if (forward(&na, "trust", argc, argv, NULL, !strcmp(verb, "add"), &status)) return status;
     }
     if (!strcmp(verb, "list")) {
         struct brd_signer *v;
         size_t cnt;
         if (cli_node_open(&na, CLI_NODE_STATE, &n, &err) || brd_trust_list(n.reg, &v, &cnt, &err)) {
-            fprintf(stderr, "citadel trust list: %s\n", err.msg);
+            fprintf(cli_err, "citadel trust list: %s\n", err.msg);
             cli_node_close(&n);
             return 1;
         }
         for (size_t i = 0; i < cnt; i++) {
             char d[16];
             date_str(v[i].added, d, sizeof(d));
-            printf("%-24s %-6s key %s  added %s\n", v[i].name, v[i].jurisdiction, v[i].hint, d);
+            fprintf(cli_out, "%-24s %-6s key %s  added %s\n", v[i].name, v[i].jurisdiction,
+                    v[i].hint, d);
         }
         cit_free(v);
         cli_node_close(&n);
         return 0;
     }
     if ((strcmp(verb, "add") || !name || !place || !arg) && (strcmp(verb, "remove") || !arg)) {
-        trust_usage(stderr);
+        trust_usage(cli_err);
         return 2;
     }
     if (cli_node_open(&na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {
-        fprintf(stderr, "citadel trust: %s\n", err.msg);
+        fprintf(cli_err, "citadel trust: %s\n", err.msg);
         return 1;
     }
     {
@@ -410,10 +517,10 @@ int cli_trust(int argc, char **argv)
         if (!rc) {
             if (brd_ledger_event(n.lg, "trust", !strcmp(verb, "add") ? "trust_add" : "trust_remove",
                                  "", name ? name : arg, NULL, NULL, n.pol, detail))
-                fprintf(stderr, "citadel trust: done, but the ledger could not record it\n");
-            printf("%s\n", detail);
+                fprintf(cli_err, "citadel trust: done, but the ledger could not record it\n");
+            fprintf(cli_out, "%s\n", detail);
         } else {
-            fprintf(stderr, "citadel trust %s: %s\n", verb, err.msg);
+            fprintf(cli_err, "citadel trust %s: %s\n", verb, err.msg);
         }
     }
     cli_node_close(&n);

@@ -1,10 +1,19 @@
 /*
- * The node's own files for the verbs that act on it (model admit, list,
- * revoke; trust; run): the state file, the policy and the ledger, found
- * the way serve finds them: defaults, then the config file (--config, else
- * ./citadel.conf when it exists), then --state, --policy and --ledger.
+ * The node for the verbs that act on it (model admit, list, revoke, load,
+ * unload; trust; keys; run; audit; fl): found the way serve finds it
+ * (defaults, then the config file: --config, else ./citadel.conf when it
+ * exists; then --state, --policy and --ledger) and opened by node_open.
+ *
+ * While `citadel serve` runs, it owns the node (the ledger has one
+ * writer), so the administrative verbs go to it over its admin socket
+ * (cli_admin_forward) and run there, in the serving process, through the
+ * same functions (cli_admin_exec): cli_node_open then hands them the
+ * served node, and their output goes to cli_out and cli_err, which the
+ * admin request captures.
  */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,9 +21,13 @@
 #include "citadel/ledger.h"
 #include "cli.h"
 
-static int conf_cb(void *user, const char *key, const char *value, struct cit_err *err)
+FILE *cli_out, *cli_err;
+static struct node *served; /* set while an admin request runs in serve */
+
+void cli_streams_init(void)
 {
-    return http_opts_set(user, key, value, err);
+    cli_out = stdout;
+    cli_err = stderr;
 }
 
 int cli_node_flag(struct cli_node_args *a, const char *flag, const char *value)
@@ -32,43 +45,129 @@ int cli_node_flag(struct cli_node_args *a, const char *flag, const char *value)
     return 1;
 }
 
+int cli_node_opts(const struct cli_node_args *a, struct http_opts *o, struct cit_err *err)
+{
+    const char *config = a->config ? a->config : "citadel.conf";
+    int rc;
+    http_opts_defaults(o);
+    if ((a->config_given || access(config, F_OK) == 0) && (rc = http_opts_load(o, config, err)))
+        return rc;
+    if (a->state && (rc = http_opts_set(o, "state", a->state, err))) return rc;
+    if (a->policy && (rc = http_opts_set(o, "policy", a->policy, err))) return rc;
+    if (a->ledger && (rc = http_opts_set(o, "ledger", a->ledger, err))) return rc;
+    return 0;
+}
+
 int cli_node_open(const struct cli_node_args *a, int what, struct cli_node *n, struct cit_err *err)
 {
     struct http_opts o;
-    const char *config = a->config ? a->config : "citadel.conf";
+    unsigned w = 0;
     int rc;
     memset(n, 0, sizeof(*n));
-    http_opts_defaults(&o);
-    if ((a->config_given || access(config, F_OK) == 0) &&
-        (rc = cit_conf_load(config, conf_cb, &o, err)))
-        return rc;
-    snprintf(n->state, sizeof(n->state), "%s", a->state ? a->state : o.state);
-    snprintf(n->policy_path, sizeof(n->policy_path), "%s", a->policy ? a->policy : o.policy);
-    snprintf(n->ledger_dir, sizeof(n->ledger_dir), "%s", a->ledger ? a->ledger : o.ledger);
-    if ((what & CLI_NODE_POLICY) && !n->policy_path[0])
-        return cit_err_set(err, CIT_EINVAL,
-                           "no policy: give --policy FILE (or 'policy' in citadel.conf)");
-    if ((what & CLI_NODE_POLICY) && (rc = pol_load(n->policy_path, &n->pol, err))) goto fail;
-    if ((what & CLI_NODE_STATE) && (rc = brd_registry_open(n->state, &n->reg, err))) goto fail;
-    if (what & CLI_NODE_LEDGER) {
-        struct ledger_opts lo = {0};
-        char origin[LEDGER_MAX_ORIGIN];
-        snprintf(origin, sizeof(origin), "%s/audit", n->pol ? n->pol->node_id : "citadel");
-        lo.dir = n->ledger_dir;
-        lo.origin = origin;
-        lo.checkpoint_s = -1; /* a checkpoint on close covers what this command wrote */
-        if ((rc = ledger_open(&lo, &n->lg, err))) goto fail;
+    if (served) {
+        n->node = served;
+        n->borrowed = 1;
+    } else {
+        if ((rc = cli_node_opts(a, &o, err))) return rc;
+        if (what & CLI_NODE_POLICY) w |= NODE_POLICY;
+        if (what & CLI_NODE_STATE) w |= NODE_STATE;
+        if (what & CLI_NODE_LEDGER) w |= NODE_LEDGER;
+        /* a checkpoint on close covers what this command wrote */
+        o.node.checkpoint_s = -1;
+        if ((rc = node_open(&o.node, w, &n->node, err))) return rc;
     }
+    n->pol = node_policy(n->node);
+    n->reg = node_registry(n->node);
+    n->lg = node_ledger(n->node);
     return 0;
-fail:
-    cli_node_close(n);
-    return rc;
 }
 
 void cli_node_close(struct cli_node *n)
 {
-    ledger_close(n->lg);
-    brd_registry_close(n->reg);
-    pol_free(n->pol);
+    if (!n->borrowed) node_close(n->node);
     memset(n, 0, sizeof(*n));
+}
+
+/* ---- the admin socket ---- */
+
+int cli_admin_forward(const struct cli_node_args *a, int argc, char **argv, int *status)
+{
+    struct http_opts o;
+    struct cit_err err;
+    struct cit_buf out = {0}, errb = {0};
+    char sock[1100];
+    int rc;
+    if (served) return 0;                     /* already inside the server */
+    if (cli_node_opts(a, &o, &err)) return 0; /* offline: the verb reports it */
+    node_admin_path(o.node.state, sock, sizeof(sock));
+    rc = node_admin_call(sock, argc, argv, status, &out, &errb, &err);
+    if (rc == CIT_ENOENT) return 0;
+    if (rc) {
+        fprintf(stderr, "citadel: the serving node at %s: %s\n", sock, err.msg);
+        *status = 1;
+    } else {
+        if (out.len) fwrite(out.p, 1, out.len, stdout);
+        if (errb.len) fwrite(errb.p, 1, errb.len, stderr);
+    }
+    cit_buf_free(&out);
+    cit_buf_free(&errb);
+    return 1;
+}
+
+/* An argument that names a file, made absolute: the server does not run
+ * in the client's folder. */
+int cli_abs_path(const char *in, char *out, size_t cap)
+{
+    char real[PATH_MAX];
+    if (in[0] == '/') return snprintf(out, cap, "%s", in) < (int)cap ? 0 : -1;
+    if (!realpath(in, real)) {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd))) return -1;
+        return snprintf(out, cap, "%s/%s", cwd, in) < (int)cap ? 0 : -1;
+    }
+    return snprintf(out, cap, "%s", real) < (int)cap ? 0 : -1;
+}
+
+int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit_buf *out,
+                   struct cit_buf *errb)
+{
+    char *ob = NULL, *eb = NULL;
+    size_t on = 0, en = 0;
+    FILE *fo = open_memstream(&ob, &on), *fe = open_memstream(&eb, &en);
+    int rc = 2;
+    (void)user;
+    if (!fo || !fe) {
+        if (fo) fclose(fo);
+        if (fe) fclose(fe);
+        free(ob);
+        free(eb);
+        return 1;
+    }
+    cli_out = fo;
+    cli_err = fe;
+    served = n;
+    if (argc >= 1 && !strcmp(argv[0], "model"))
+        rc = cli_model_sign(argc - 1, argv + 1);
+    else if (argc >= 1 && !strcmp(argv[0], "trust"))
+        rc = cli_trust(argc - 1, argv + 1);
+    else if (argc >= 1 && !strcmp(argv[0], "keys"))
+        rc = cli_keys(argc - 1, argv + 1);
+    else
+        fprintf(fe, "citadel: '%s' is not an administrative verb (model, trust, keys)\n",
+                argc ? argv[0] : "");
+    /* a revocation or a signer removed unloads what no longer holds */
+    if (!rc && argc >= 2 && (!strcmp(argv[0], "model") || !strcmp(argv[0], "trust"))) {
+        int k = node_models_recheck(n);
+        if (k) fprintf(fe, "citadel: %d model%s unloaded\n", k, k == 1 ? "" : "s");
+    }
+    served = NULL;
+    cli_out = stdout;
+    cli_err = stderr;
+    fclose(fo);
+    fclose(fe);
+    cit_buf_add(out, ob, on);
+    cit_buf_add(errb, eb, en);
+    free(ob);
+    free(eb);
+    return rc;
 }

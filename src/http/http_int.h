@@ -3,10 +3,13 @@
 #define CITADEL_HTTP_INT_H
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "citadel/engine.h"
 #include "citadel/http.h"
+#include "citadel/node.h"
 #include "citadel/sched.h"
 
 /* ---- endpoints (metrics labels and scopes) ---- */
@@ -20,6 +23,7 @@ enum http_ep {
     EP_METRICS,
     EP_USAGE,
     EP_DECIDE,
+    EP_ADMIN,
     EP_OTHER,
     EP_N
 };
@@ -104,5 +108,99 @@ void api_error_json(struct cit_buf *out, const struct api_err *e);
 /* Formats an OpenAI error body in out. */
 void api_error_simple(struct cit_buf *out, const char *type, const char *code, const char *param,
                       const char *msg);
+
+/* ---- the server and its requests ---- */
+
+#define WAIT_SLICE_MS 50
+
+struct conn_watch {
+    int fd;
+    uint64_t deadline; /* ns, 0: none */
+    int dropped;
+    struct conn_watch *prev, *next;
+};
+
+struct http_server {
+    struct http_opts o;     /* as started */
+    pthread_mutex_t cfg_mu; /* guards the reloadable part of o: open, lim, grace_s */
+    struct MHD_Daemon *d;
+    struct node *node; /* models, state, policy, ledger: the gate */
+    struct metrics met;
+    _Atomic int inflight, draining;
+    int port, listen_fd;
+    char *cert_pem, *key_pem;
+    pthread_mutex_t w_mu;
+    pthread_cond_t w_cv;
+    struct conn_watch *watch;
+    pthread_t watchdog;
+    int wd_started, wd_stop;
+};
+
+enum sse_phase { PH_ROLE, PH_BODY, PH_END };
+
+/* One request. Shared by the connection (until MHD says the request is
+ * done), the streaming response (until MHD frees it) and the scheduler
+ * (until its final callback); freed when the last of them lets go. */
+struct req {
+    struct http_server *srv;
+    enum http_ep ep;
+    struct conn_watch *cw;
+    int fd;
+    struct http_limits lim; /* as of the request's start */
+    const char *method;
+    const char *path_arg; /* /v1/models/{id}, /v1/admin/models/{id}: arg, else NULL */
+    char arg[256];
+    struct cit_buf body;
+    int status, responded;
+    struct node_key_info key;
+    uint64_t t0;
+    char decision_hdr[160]; /* X-Citadel-Decision once the gate decided */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    struct node_call *call; /* from the gate's admission until the request ends */
+    int slot;               /* the model's metrics slot, -1 before submit */
+    int submitted, cancelled, timed_out, hung_up;
+    struct cit_buf text; /* generated text */
+    int n_prompt, n_gen, done;
+    enum sched_finish finish;
+    uint64_t t_submit, t_first, t_last;
+    int stream, chat, include_usage;
+    int64_t created;
+    struct cit_buf out; /* event bytes not yet handed to MHD */
+    size_t out_off;
+    enum sse_phase phase;
+};
+
+/* respond.c: the request object, responders, auth */
+struct req *req_new(struct http_server *s, struct MHD_Connection *c);
+void req_unref(struct req *r);
+void req_destroy(struct req *r); /* when the last reference went */
+void watch_deadline(struct http_server *s, struct conn_watch *cw, int seconds);
+enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
+                        const char *body, size_t len, const char *hname, const char *hvalue);
+enum MHD_Result respond_json(struct MHD_Connection *c, struct req *r, int status,
+                             struct cit_buf *b);
+enum MHD_Result respond_error(struct MHD_Connection *c, struct req *r, int status, const char *type,
+                              const char *code, const char *param, const char *msg);
+/* The gate's refusal as an OpenAI error (429 bodies name the quota). */
+enum MHD_Result respond_outcome(struct MHD_Connection *c, struct req *r,
+                                const struct node_outcome *o);
+/* 0 when the request may go on; otherwise a response was queued. A NULL
+ * scope_ep needs a valid key only (the caller's own usage). */
+int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep, enum MHD_Result *res);
+void utc_seconds(int64_t t, char out[32]);
+
+/* generate.c: chat and text completions */
+enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r);
+void gen_cancel(struct req *r);
+/* The prompt shape of a parsed request, for the gate. */
+void api_node_req(const struct api_req *a, const struct req *r, struct node_req *q);
+
+/* endpoints.c: models, health, readiness, metrics, usage, decide, admin */
+enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r);
+enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r);
+enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r);
 
 #endif

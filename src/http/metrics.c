@@ -19,7 +19,7 @@ const char *http_ep_name(enum http_ep ep)
 {
     static const char *const names[EP_N] = {
         "chat_completions", "completions", "models",        "healthz", "readyz",
-        "metrics",          "usage",       "policy_decide", "other"};
+        "metrics",          "usage",       "policy_decide", "admin",   "other"};
     return ep < EP_N ? names[ep] : "other";
 }
 
@@ -139,6 +139,7 @@ int met_render(struct metrics *m, struct cit_buf *o, const char *const *ids,
                        kinds[k][1]);
         for (int i = 0; i < n_models; i++) {
             const struct met_model *mm = &m->model[i];
+            if (!ids[i]) continue; /* a free slot */
             long long v = k == 0   ? (long long)mm->requests
                           : k == 1 ? (long long)mm->tokens_in
                           : k == 2 ? (long long)mm->tokens_out
@@ -153,12 +154,14 @@ int met_render(struct metrics *m, struct cit_buf *o, const char *const *ids,
                       "first generated token.\n"
                       "# TYPE citadel_time_to_first_token_seconds histogram\n");
     for (int i = 0; i < n_models; i++)
-        hist_render(o, "citadel_time_to_first_token_seconds", ids[i], &m->model[i].ttft);
+        if (ids[i])
+            hist_render(o, "citadel_time_to_first_token_seconds", ids[i], &m->model[i].ttft);
     cit_buf_printf(o, "# HELP citadel_time_per_output_token_seconds Decode time per token after "
                       "the first.\n"
                       "# TYPE citadel_time_per_output_token_seconds histogram\n");
     for (int i = 0; i < n_models; i++)
-        hist_render(o, "citadel_time_per_output_token_seconds", ids[i], &m->model[i].tpot);
+        if (ids[i])
+            hist_render(o, "citadel_time_per_output_token_seconds", ids[i], &m->model[i].tpot);
     pthread_mutex_unlock(&m->mu);
     return o->p ? 0 : CIT_ENOMEM;
 }

@@ -32,50 +32,37 @@ struct usage {
 };
 
 struct pol_quotas {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* the counters in memory; the state file's lock is taken inside it */
+    struct cit_db *state;
     sqlite3 *db;
     sqlite3_stmt *put;
     struct usage *u;
     int n;
 };
 
-static int db_err(struct pol_quotas *q, const char *path, const char *what, struct cit_err *err)
+static int db_err(struct pol_quotas *q, const char *what, struct cit_err *err)
 {
-    return cit_err_set(err, CIT_EIO, "%s: %s: %s", path, what,
-                       q->db ? sqlite3_errmsg(q->db) : "cannot open");
+    return cit_err_set(err, CIT_EIO, "%s: %s: %s", cit_db_path(q->state), what,
+                       sqlite3_errmsg(q->db));
 }
 
-int pol_quotas_open(const char *path, struct pol_quotas **out, struct cit_err *err)
+int pol_quotas_open(struct cit_db *state, struct pol_quotas **out, struct cit_err *err)
 {
     struct pol_quotas *q = cit_calloc(1, sizeof(*q));
     sqlite3_stmt *st = NULL;
     int rc;
     if (!q) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     pthread_mutex_init(&q->mu, NULL);
-    if (sqlite3_open_v2(path, &q->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK) {
-        rc = db_err(q, path, "open", err);
-        goto fail;
-    }
-    sqlite3_busy_timeout(q->db, 5000);
-    if (sqlite3_exec(q->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "CREATE TABLE IF NOT EXISTS quota_usage ("
-                     " tenant TEXT PRIMARY KEY, minute_start INTEGER NOT NULL,"
-                     " requests INTEGER NOT NULL, day_start INTEGER NOT NULL,"
-                     " tokens INTEGER NOT NULL)",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_err(q, path, "cannot create the quota table", err);
-        goto fail;
-    }
+    q->state = state;
+    q->db = cit_db_sqlite(state);
+    cit_db_lock(state);
     if (sqlite3_prepare_v2(q->db, "INSERT OR REPLACE INTO quota_usage VALUES (?1, ?2, ?3, ?4, ?5)",
                            -1, &q->put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(q->db,
                            "SELECT tenant, minute_start, requests, day_start, tokens FROM "
                            "quota_usage",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = db_err(q, path, "cannot prepare", err);
+        rc = db_err(q, "cannot prepare", err);
         goto fail;
     }
     if (!(q->u = cit_calloc(MAX_TENANTS, sizeof(*q->u)))) {
@@ -91,14 +78,16 @@ int pol_quotas_open(const char *path, struct pol_quotas **out, struct cit_err *e
         u->tokens = sqlite3_column_int64(st, 4);
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        rc = db_err(q, path, "cannot read the quota table", err);
+        rc = db_err(q, "cannot read the quota table", err);
         goto fail;
     }
     sqlite3_finalize(st);
+    cit_db_unlock(state);
     *out = q;
     return 0;
 fail:
     sqlite3_finalize(st);
+    cit_db_unlock(state);
     pol_quotas_close(q);
     return rc;
 }
@@ -106,8 +95,9 @@ fail:
 void pol_quotas_close(struct pol_quotas *q)
 {
     if (!q) return;
+    cit_db_lock(q->state);
     sqlite3_finalize(q->put);
-    sqlite3_close(q->db);
+    cit_db_unlock(q->state);
     cit_free(q->u);
     pthread_mutex_destroy(&q->mu);
     cit_free(q);
@@ -135,6 +125,7 @@ static void roll(struct usage *u, int64_t now)
 static int store(struct pol_quotas *q, const struct usage *u)
 {
     int rc;
+    cit_db_lock(q->state);
     sqlite3_reset(q->put);
     sqlite3_bind_text(q->put, 1, u->tenant, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q->put, 2, u->minute_start);
@@ -143,6 +134,7 @@ static int store(struct pol_quotas *q, const struct usage *u)
     sqlite3_bind_int64(q->put, 5, u->tokens);
     rc = sqlite3_step(q->put);
     sqlite3_reset(q->put);
+    cit_db_unlock(q->state);
     return rc == SQLITE_DONE ? 0 : CIT_EIO;
 }
 

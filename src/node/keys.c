@@ -3,8 +3,8 @@
  *
  * Only SHA-256 of a key is stored. Keys carry 256 random bits, so a plain
  * hash is enough (there is nothing to brute-force); the id in the key finds
- * the row and the hash is compared in constant time. One connection, used
- * under a mutex; WAL so that `citadel keys` can write while a server reads.
+ * the row and the hash is compared in constant time. The node's one
+ * connection to the state file, under its lock.
  */
 #include <pthread.h>
 #include <sodium.h>
@@ -14,72 +14,50 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "citadel/http.h"
+#include "node_int.h"
 
-struct http_keys {
+struct node_keys {
+    struct cit_db *state;
     sqlite3 *db;
     sqlite3_stmt *get;
-    pthread_mutex_t mu;
 };
 
-static const char schema[] = "PRAGMA journal_mode=WAL;"
-                             "CREATE TABLE IF NOT EXISTS api_keys("
-                             " id TEXT PRIMARY KEY,"
-                             " tenant TEXT NOT NULL,"
-                             " hash BLOB NOT NULL,"
-                             " scopes TEXT NOT NULL,"
-                             " created INTEGER NOT NULL,"
-                             " revoked INTEGER NOT NULL DEFAULT 0);";
-
-int http_keys_open(const char *path, struct http_keys **out, struct cit_err *err)
+int node_keys_open(struct cit_db *state, struct node_keys **out, struct cit_err *err)
 {
-    struct http_keys *k;
-    struct stat st;
-    int existed = stat(path, &st) == 0;
-    char *msg = NULL;
+    struct node_keys *k;
     if (sodium_init() < 0) return cit_err_set(err, CIT_EIO, "libsodium failed to initialise");
     k = cit_calloc(1, sizeof(*k));
     if (!k) return cit_err_set(err, CIT_ENOMEM, "out of memory");
-    pthread_mutex_init(&k->mu, NULL);
-    if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        cit_err_set(err, CIT_EIO, "%s: cannot open the state file: %s", path,
-                    k->db ? sqlite3_errmsg(k->db) : "out of memory");
-        goto fail;
-    }
-    if (!existed) chmod(path, 0600); /* key hashes and tenants: owner only */
-    sqlite3_busy_timeout(k->db, 5000);
-    if (sqlite3_exec(k->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        cit_err_set(err, CIT_EIO, "%s: %s", path, msg ? msg : "cannot create the schema");
-        sqlite3_free(msg);
-        goto fail;
-    }
+    k->state = state;
+    k->db = cit_db_sqlite(state);
+    cit_db_lock(state);
     if (sqlite3_prepare_v2(k->db,
                            "SELECT tenant, hash, scopes, created, revoked FROM api_keys"
                            " WHERE id = ?",
                            -1, &k->get, NULL) != SQLITE_OK) {
-        cit_err_set(err, CIT_EIO, "%s: %s", path, sqlite3_errmsg(k->db));
-        goto fail;
+        cit_err_set(err, CIT_EIO, "%s: %s", cit_db_path(state), sqlite3_errmsg(k->db));
+        cit_db_unlock(state);
+        cit_free(k);
+        return CIT_EIO;
     }
+    cit_db_unlock(state);
     *out = k;
     return 0;
-fail:
-    http_keys_close(k);
-    return CIT_EIO;
 }
 
-void http_keys_close(struct http_keys *k)
+void node_keys_close(struct node_keys *k)
 {
     if (!k) return;
+    cit_db_lock(k->state);
     sqlite3_finalize(k->get);
-    sqlite3_close(k->db);
-    pthread_mutex_destroy(&k->mu);
+    cit_db_unlock(k->state);
     cit_free(k);
 }
 
 /* ---- scopes ---- */
 
-static const char *const endpoints[] = {"chat", "completions", "models", "metrics", "policy", "*"};
+static const char *const endpoints[] = {"chat",   "completions", "models", "metrics",
+                                        "policy", "admin",       "*"};
 
 static int valid_model_id(const char *s, size_t n)
 {
@@ -91,7 +69,7 @@ static int valid_model_id(const char *s, size_t n)
     return 1;
 }
 
-int http_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err)
+int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err)
 {
     size_t used = 0;
     const char *p = in;
@@ -148,9 +126,24 @@ static int scope_has(const char *scopes, const char *kind, const char *name)
     return 0;
 }
 
-int http_scope_allows(const char *scopes, const char *endpoint, const char *model)
+static int scope_has_exact(const char *scopes, const char *item)
 {
-    if (!scope_has(scopes, "endpoint:", endpoint)) return 0;
+    size_t il = strlen(item);
+    for (const char *p = scopes; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n == il && !memcmp(p, item, il)) return 1;
+        p += n;
+        while (*p == ' ') p++;
+    }
+    return 0;
+}
+
+int node_scope_allows(const char *scopes, const char *endpoint, const char *model)
+{
+    /* administration is never granted by a wildcard */
+    if (!strcmp(endpoint, "admin") ? !scope_has_exact(scopes, "endpoint:admin")
+                                   : !scope_has(scopes, "endpoint:", endpoint))
+        return 0;
     return !model || scope_has(scopes, "model:", model);
 }
 
@@ -169,30 +162,32 @@ static int valid_tenant(const char *t)
     return 1;
 }
 
-int http_keys_add(struct http_keys *k, const char *tenant, const char *scopes,
-                  char key[HTTP_KEY_LEN + 1], char id[HTTP_KEY_ID_LEN + 1], struct cit_err *err)
+int node_key_add(struct node *n, const char *tenant, const char *scopes, char key[NODE_KEY_LEN + 1],
+                 char id[NODE_KEY_ID_LEN + 1], struct cit_err *err)
 {
-    unsigned char idb[HTTP_KEY_ID_LEN / 2], secret[32], hash[crypto_hash_sha256_BYTES];
+    struct node_keys *k = n->keys;
+    unsigned char idb[NODE_KEY_ID_LEN / 2], secret[32], hash[crypto_hash_sha256_BYTES];
     char sec64[64], canon[1024];
     sqlite3_stmt *st = NULL;
     int rc = 0;
     if (!valid_tenant(tenant))
         return cit_err_set(err, CIT_EINVAL, "tenant '%s': 1 to 64 letters, digits, '-', '_' or '.'",
                            tenant);
-    if ((rc = http_scopes_parse(scopes, canon, sizeof(canon), err))) return rc;
+    if ((rc = node_scopes_parse(scopes, canon, sizeof(canon), err))) return rc;
     randombytes_buf(idb, sizeof(idb));
     randombytes_buf(secret, sizeof(secret));
-    sodium_bin2hex(id, HTTP_KEY_ID_LEN + 1, idb, sizeof(idb));
+    sodium_bin2hex(id, NODE_KEY_ID_LEN + 1, idb, sizeof(idb));
     sodium_bin2base64(sec64, sizeof(sec64), secret, sizeof(secret),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     memcpy(key, "cit_", 4);
-    memcpy(key + 4, id, HTTP_KEY_ID_LEN);
-    key[4 + HTTP_KEY_ID_LEN] = '_';
-    memcpy(key + 5 + HTTP_KEY_ID_LEN, sec64, 43);
-    key[HTTP_KEY_LEN] = 0;
+    memcpy(key + 4, id, NODE_KEY_ID_LEN);
+    key[4 + NODE_KEY_ID_LEN] = '_';
+    memcpy(key + 5 + NODE_KEY_ID_LEN, sec64, 43);
+    key[NODE_KEY_LEN] = 0;
     crypto_hash_sha256(hash, (const unsigned char *)key, strlen(key));
     sodium_memzero(secret, sizeof(secret));
-    pthread_mutex_lock(&k->mu);
+    cit_db_lock(k->state);
+    cit_db_durable(k->state, 1); /* a key added or revoked is not lost */
     if (sqlite3_prepare_v2(k->db,
                            "INSERT INTO api_keys(id, tenant, hash, scopes, created)"
                            " VALUES (?, ?, ?, ?, ?)",
@@ -204,16 +199,19 @@ int http_keys_add(struct http_keys *k, const char *tenant, const char *scopes,
         sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL)) || sqlite3_step(st) != SQLITE_DONE)
         rc = cit_err_set(err, CIT_EIO, "cannot store the key: %s", sqlite3_errmsg(k->db));
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&k->mu);
-    if (rc) sodium_memzero(key, HTTP_KEY_LEN + 1);
+    cit_db_durable(k->state, 0);
+    cit_db_unlock(k->state);
+    if (rc) sodium_memzero(key, NODE_KEY_LEN + 1);
     return rc;
 }
 
-int http_keys_revoke(struct http_keys *k, const char *id, struct cit_err *err)
+int node_key_revoke(struct node *n, const char *id, struct cit_err *err)
 {
+    struct node_keys *k = n->keys;
     sqlite3_stmt *st = NULL;
     int rc = 0;
-    pthread_mutex_lock(&k->mu);
+    cit_db_lock(k->state);
+    cit_db_durable(k->state, 1); /* a key added or revoked is not lost */
     if (sqlite3_prepare_v2(k->db, "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked = 0",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL)) ||
@@ -222,11 +220,12 @@ int http_keys_revoke(struct http_keys *k, const char *id, struct cit_err *err)
     else if (sqlite3_changes(k->db) == 0)
         rc = cit_err_set(err, CIT_ENOENT, "no active key with id '%s'", id);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&k->mu);
+    cit_db_durable(k->state, 0);
+    cit_db_unlock(k->state);
     return rc;
 }
 
-static void row_info(sqlite3_stmt *st, int col0, struct http_key_info *ki)
+static void row_info(sqlite3_stmt *st, int col0, struct node_key_info *ki)
 {
     const unsigned char *t = sqlite3_column_text(st, col0);
     const unsigned char *sc = sqlite3_column_text(st, col0 + 2);
@@ -236,11 +235,12 @@ static void row_info(sqlite3_stmt *st, int col0, struct http_key_info *ki)
     ki->revoked = sqlite3_column_int64(st, col0 + 4);
 }
 
-int http_keys_list(struct http_keys *k, http_keys_fn fn, void *user, struct cit_err *err)
+int node_key_list(struct node *n, node_key_fn fn, void *user, struct cit_err *err)
 {
+    struct node_keys *k = n->keys;
     sqlite3_stmt *st = NULL;
     int rc = 0, step;
-    pthread_mutex_lock(&k->mu);
+    cit_db_lock(k->state);
     if (sqlite3_prepare_v2(k->db,
                            "SELECT id, tenant, hash, scopes, created, revoked FROM api_keys"
                            " ORDER BY created, id",
@@ -248,7 +248,7 @@ int http_keys_list(struct http_keys *k, http_keys_fn fn, void *user, struct cit_
         rc = cit_err_set(err, CIT_EIO, "cannot list keys: %s", sqlite3_errmsg(k->db));
     } else {
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            struct http_key_info ki;
+            struct node_key_info ki;
             const unsigned char *id = sqlite3_column_text(st, 0);
             snprintf(ki.id, sizeof(ki.id), "%s", id ? (const char *)id : "");
             row_info(st, 1, &ki);
@@ -258,21 +258,22 @@ int http_keys_list(struct http_keys *k, http_keys_fn fn, void *user, struct cit_
             rc = cit_err_set(err, CIT_EIO, "cannot list keys: %s", sqlite3_errmsg(k->db));
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&k->mu);
+    cit_db_unlock(k->state);
     return rc;
 }
 
-int http_keys_check(struct http_keys *k, const char *key, size_t len, struct http_key_info *ki)
+int node_key_check(struct node *n, const char *key, size_t len, struct node_key_info *ki)
 {
+    struct node_keys *k = n->keys;
     unsigned char hash[crypto_hash_sha256_BYTES];
-    char id[HTTP_KEY_ID_LEN + 1];
+    char id[NODE_KEY_ID_LEN + 1];
     int rc = CIT_ENOENT;
-    if (len != HTTP_KEY_LEN || memcmp(key, "cit_", 4) || key[4 + HTTP_KEY_ID_LEN] != '_')
+    if (len != NODE_KEY_LEN || memcmp(key, "cit_", 4) || key[4 + NODE_KEY_ID_LEN] != '_')
         return CIT_ENOENT;
-    memcpy(id, key + 4, HTTP_KEY_ID_LEN);
-    id[HTTP_KEY_ID_LEN] = 0;
+    memcpy(id, key + 4, NODE_KEY_ID_LEN);
+    id[NODE_KEY_ID_LEN] = 0;
     crypto_hash_sha256(hash, (const unsigned char *)key, len);
-    pthread_mutex_lock(&k->mu);
+    cit_db_lock(k->state);
     sqlite3_reset(k->get);
     if (sqlite3_bind_text(k->get, 1, id, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
         sqlite3_step(k->get) == SQLITE_ROW) {
@@ -285,6 +286,32 @@ int http_keys_check(struct http_keys *k, const char *key, size_t len, struct htt
         }
     }
     sqlite3_reset(k->get);
-    pthread_mutex_unlock(&k->mu);
+    cit_db_unlock(k->state);
     return rc;
+}
+
+struct audit_ctx {
+    const struct pol_policy *pol;
+    struct cit_buf *report;
+    int n;
+};
+
+static void audit_key(void *user, const struct node_key_info *ki)
+{
+    struct audit_ctx *a = user;
+    if (ki->revoked || pol_tenant_index(a->pol, ki->tenant) >= 0) return;
+    a->n++;
+    cit_buf_printf(a->report,
+                   "API key %s is for tenant '%s', which the policy does not list: its requests "
+                   "are denied. Add the tenant under 'tenants:' in the policy, or revoke the key "
+                   "(citadel keys revoke %s)\n",
+                   ki->id, ki->tenant, ki->id);
+}
+
+int node_key_audit(struct node *n, struct cit_buf *report)
+{
+    struct audit_ctx a = {n->pol, report, 0};
+    if (!n->keys || !n->pol) return 0;
+    node_key_list(n, audit_key, &a, NULL);
+    return a.n;
 }

@@ -1,0 +1,140 @@
+/*
+ * citadel keys add|list|revoke: API keys in the node's state file, or in
+ * the running serve's (its admin socket) while it runs.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "citadel/http.h"
+#include "citadel/policy.h"
+#include "cli.h"
+
+static void keys_usage(FILE *f)
+{
+    fputs("usage: citadel keys add --tenant T [--scope S]... [--state F]\n"
+          "       citadel keys list [--json] [--state F]\n"
+          "       citadel keys revoke ID [--state F]\n"
+          "scopes: endpoint:chat|completions|models|metrics|policy|admin|*  model:ID|*\n"
+          "        (endpoint:* grants everything but admin, which is named)\n"
+          "        (default: " NODE_DEFAULT_SCOPES ")\n",
+          f);
+}
+
+static void list_text(void *user, const struct node_key_info *ki)
+{
+    char when[32];
+    time_t t = (time_t)ki->created;
+    (void)user;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    fprintf(cli_out, "%s  %-16s %s  %-7s %s\n", ki->id, ki->tenant, when,
+            ki->revoked ? "revoked" : "active", ki->scopes);
+}
+
+static void list_json(void *user, const struct node_key_info *ki)
+{
+    (void)user;
+    fprintf(cli_out, "{\"id\":\"%s\",\"tenant\":", ki->id);
+    cli_json_str(cli_out, ki->tenant, strlen(ki->tenant));
+    fprintf(cli_out, ",\"scopes\":");
+    cli_json_str(cli_out, ki->scopes, strlen(ki->scopes));
+    fprintf(cli_out, ",\"created\":%lld,\"revoked\":%lld}\n", (long long)ki->created,
+            (long long)ki->revoked);
+}
+
+int cli_keys(int argc, char **argv)
+{
+    const char *verb = argc > 0 ? argv[0] : "", *tenant = NULL, *id = NULL;
+    char scopes[1024] = "";
+    int json = 0, rc, status;
+    struct cli_node_args na = {0};
+    struct cli_node n;
+    struct cit_err err;
+
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+            continue;
+        }
+        if (argv[i][0] != '-') {
+            id = argv[i];
+            continue;
+        }
+        if (!v) {
+            fprintf(cli_err, "citadel keys: '%s' needs a value\n", argv[i]);
+            return 2;
+        }
+        if (!strcmp(argv[i], "--tenant"))
+            tenant = v;
+        else if (cli_node_flag(&na, argv[i], v))
+            ;
+        else if (!strcmp(argv[i], "--scope")) {
+            size_t k = strlen(scopes);
+            if (k + strlen(v) + 2 > sizeof(scopes)) {
+                fputs("citadel keys: too many scopes\n", cli_err);
+                return 2;
+            }
+            snprintf(scopes + k, sizeof(scopes) - k, "%s%s", k ? " " : "", v);
+        } else {
+            fprintf(cli_err, "citadel keys: unknown option '%s'\n", argv[i]);
+            keys_usage(cli_err);
+            return 2;
+        }
+        i++;
+    }
+    if (strcmp(verb, "add") && strcmp(verb, "list") && strcmp(verb, "revoke")) {
+        keys_usage(cli_err);
+        return 2;
+    }
+    if ((!strcmp(verb, "add") && !tenant) || (!strcmp(verb, "revoke") && !id)) {
+        keys_usage(cli_err);
+        return 2;
+    }
+    /* while serve runs it owns the state file: ask it */
+    {
+        char **v = cit_calloc((size_t)argc + 2, sizeof(char *));
+        int k = 0, sent;
+        if (!v) return 1;
+        v[k++] = (char *)"keys";
+        for (int i = 0; i < argc; i++) {
+            if (i + 1 < argc && (!strcmp(argv[i], "--state") || !strcmp(argv[i], "--config") ||
+                                 !strcmp(argv[i], "--policy") || !strcmp(argv[i], "--ledger"))) {
+                i++;
+                continue;
+            }
+            v[k++] = argv[i];
+        }
+        sent = cli_admin_forward(&na, k, v, &status);
+        cit_free(v);
+        if (sent) return status;
+    }
+    if (cli_node_open(&na, CLI_NODE_STATE, &n, &err)) {
+        fprintf(cli_err, "citadel keys: %s\n", err.msg);
+        return 1;
+    }
+    if (!strcmp(verb, "add")) {
+        char key[NODE_KEY_LEN + 1], kid[NODE_KEY_ID_LEN + 1];
+        rc = node_key_add(n.node, tenant, scopes[0] ? scopes : NODE_DEFAULT_SCOPES, key, kid, &err);
+        if (!rc) {
+            fprintf(cli_out, "%s\n", key);
+            fprintf(cli_err,
+                    "citadel keys: key %s for tenant '%s' stored in %s; it is shown only "
+                    "this once\n",
+                    kid, tenant, cit_db_path(node_state(n.node)));
+            if (n.pol && pol_tenant_index(n.pol, tenant) < 0)
+                fprintf(cli_err,
+                        "citadel keys: the policy does not list tenant '%s': its requests are "
+                        "denied until it has an entry under 'tenants:'\n",
+                        tenant);
+        }
+    } else if (!strcmp(verb, "list")) {
+        rc = node_key_list(n.node, json ? list_json : list_text, NULL, &err);
+    } else {
+        rc = node_key_revoke(n.node, id, &err);
+        if (!rc) fprintf(cli_err, "citadel keys: revoked %s\n", id);
+    }
+    if (rc) fprintf(cli_err, "citadel keys: %s\n", err.msg);
+    cli_node_close(&n);
+    return rc ? 1 : 0;
+}

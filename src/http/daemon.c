@@ -1,0 +1,538 @@
+/*
+ * The daemon: libmicrohttpd with one thread per connection, the route
+ * table, the watchdog, and start, reload and stop.
+ *
+ * A request's life:
+ *   1. First call of on_request (head received): route, header limits,
+ *      draining check, API key and scope, Content-Length against the cap.
+ *      GET endpoints answer here.
+ *   2. Body chunks are appended up to the cap (413 beyond it).
+ *   3. Last call: the handler (generate.c, endpoints.c).
+ *   4. on_completed: metrics, the gate's finish for a request that ended
+ *      otherwise (the client left), the access log line.
+ *
+ * Slow clients: MHD's idle timeout closes silent connections, but a client
+ * that trickles a byte at a time never goes idle. A watchdog thread gives
+ * each connection a deadline for its request head and body and shuts down
+ * the socket of any that misses it.
+ *
+ * The listening socket is bound before the node opens, so that a port in
+ * use is reported before minutes of hashing models.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_int.h"
+
+/* ---- routing ---- */
+
+struct route {
+    const char *path;
+    int prefix; /* path/{arg} too */
+    enum http_ep ep;
+    const char *methods; /* space-separated */
+    const char *scope;   /* NULL: answered before auth, or auth in the handler */
+};
+
+static const struct route routes[] = {
+    {"/v1/chat/completions", 0, EP_CHAT, "POST", "chat"},
+    {"/v1/completions", 0, EP_COMPLETIONS, "POST", "completions"},
+    {"/v1/models", 1, EP_MODELS, "GET", NULL},
+    {"/healthz", 0, EP_HEALTH, "GET", NULL},
+    {"/readyz", 0, EP_READY, "GET", NULL},
+    {"/metrics", 0, EP_METRICS, "GET", NULL},
+    {"/v1/usage", 0, EP_USAGE, "GET", NULL},
+    {"/v1/policy/decide", 0, EP_DECIDE, "POST", "policy"},
+    {"/v1/admin/models", 1, EP_ADMIN, "GET POST DELETE", "admin"},
+};
+
+static const struct route *route(const char *url, const char **arg)
+{
+    *arg = NULL;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        size_t n = strlen(routes[i].path);
+        if (strncmp(url, routes[i].path, n)) continue;
+        if (!url[n]) return &routes[i];
+        if (routes[i].prefix && url[n] == '/' && url[n + 1]) {
+            *arg = url + n + 1;
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
+static int method_allowed(const struct route *rt, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = rt->methods; *p;) {
+        size_t k = strcspn(p, " ");
+        if (k == n && !memcmp(p, method, n)) return 1;
+        p += k;
+        while (*p == ' ') p++;
+    }
+    return 0;
+}
+
+struct head_count {
+    int n;
+    size_t bytes;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *k,
+                                    const char *v)
+{
+    struct head_count *h = cls;
+    (void)kind;
+    h->n++;
+    h->bytes += strlen(k) + (v ? strlen(v) : 0) + 4;
+    return MHD_YES;
+}
+
+/* ---- MHD callbacks ---- */
+
+static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, struct req *r,
+                               const char *url, const char *method)
+{
+    const struct route *rt;
+    const char *arg, *cl;
+    struct head_count hc = {0, strlen(url) + strlen(method) + 12};
+    enum MHD_Result res;
+    r->method = !strcmp(method, "POST")     ? "POST"
+                : !strcmp(method, "GET")    ? "GET"
+                : !strcmp(method, "DELETE") ? "DELETE"
+                                            : "other";
+    rt = route(url, &arg);
+    r->ep = rt ? rt->ep : EP_OTHER;
+    if (arg && strlen(arg) < sizeof(r->arg)) {
+        snprintf(r->arg, sizeof(r->arg), "%s", arg);
+        r->path_arg = r->arg;
+    }
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+    if (hc.n > r->lim.max_headers || hc.bytes > r->lim.max_header_bytes)
+        return respond_error(c, r, 431, "invalid_request_error", NULL, NULL,
+                             "Request header fields too large or too many.");
+    if (!rt || (arg && !r->path_arg))
+        return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
+                             "Unknown path.");
+    if (!method_allowed(rt, r->method))
+        return respond_error(c, r, 405, "invalid_request_error", NULL, NULL,
+                             "Method not allowed on this path.");
+    if (!strcmp(r->method, "GET") && r->ep != EP_ADMIN) return handle_get(c, r);
+    if (atomic_load(&s->draining))
+        return respond_error(c, r, 503, "server_error", NULL, NULL, "The server is shutting down.");
+    if (authorize(c, r, rt->scope, &res)) return res;
+    if (!strcmp(r->method, "GET") || !strcmp(r->method, "DELETE")) {
+        /* no body: answered when it is complete (it is, but MHD calls once more) */
+        return MHD_YES;
+    }
+    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > r->lim.max_body)
+        return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
+                             "Request body too large.");
+    watch_deadline(s, r->cw, r->lim.body_timeout_s);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    (void)version;
+    if (!r) {
+        if (!(r = req_new(s, c))) return MHD_NO;
+        *con_cls = r;
+        return on_head(s, c, r, url, method);
+    }
+    if (r->responded) { /* an early answer was queued; drop what follows */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (r->body.len + *upload_size > r->lim.max_body) {
+            *upload_size = 0;
+            return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
+                                 "Request body too large.");
+        }
+        if (cit_buf_add(&r->body, upload, *upload_size)) return MHD_NO;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    switch (r->ep) {
+    case EP_DECIDE:
+        return handle_decide(c, r);
+    case EP_ADMIN:
+        return handle_admin(c, r);
+    default:
+        return handle_generate(c, r);
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    (void)c;
+    if (!r) return;
+    *con_cls = NULL;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* a write failed or the connection broke: the client is gone (the
+         * waiters count the hang-ups they see themselves) */
+        pthread_mutex_lock(&r->mu);
+        int running = r->submitted && !r->done && !r->hung_up;
+        pthread_mutex_unlock(&r->mu);
+        if (running) met_count(&s->met, &s->met.disconnects);
+        gen_cancel(r);
+    }
+    met_request(&s->met, r->ep, r->responded ? r->status : 499);
+    pthread_mutex_lock(&r->mu);
+    int ng = r->n_gen;
+    pthread_mutex_unlock(&r->mu);
+    /* a decision whose request ended otherwise (the client left, an error
+     * after the decision) is recorded with the status it got */
+    if (r->call) node_finish(r->call, r->responded ? r->status : 499, ng);
+    pthread_mutex_lock(&r->mu);
+    if (r->submitted) {
+        double ttft = r->n_gen ? (double)(r->t_first - r->t_submit) / 1e9 : -1;
+        double dec = r->n_gen > 1 ? (double)(r->t_last - r->t_first) / 1e9 : -1;
+        int slot = r->slot, np = r->n_prompt;
+        ng = r->n_gen;
+        pthread_mutex_unlock(&r->mu);
+        met_generation(&s->met, slot, np, ng, ttft, dec);
+    } else {
+        pthread_mutex_unlock(&r->mu);
+    }
+    cit_log(CIT_LOG_INFO, "%s %s %d tenant=%s key=%s prompt=%d gen=%d %.1fms%s",
+            r->method ? r->method : "-", http_ep_name(r->ep), r->responded ? r->status : 499,
+            r->key.tenant[0] ? r->key.tenant : "-", r->key.id[0] ? r->key.id : "-", r->n_prompt,
+            r->n_gen, (double)(cit_now_ns() - r->t0) / 1e6,
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
+    watch_deadline(s, r->cw, r->lim.idle_timeout_s);
+    atomic_fetch_sub(&s->inflight, 1);
+    req_unref(r);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    struct conn_watch *cw = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int secs;
+        cw = cit_calloc(1, sizeof(*cw));
+        if (!cw) return;
+        cw->fd = ci ? ci->connect_fd : -1;
+        pthread_mutex_lock(&s->cfg_mu);
+        secs = s->o.lim.header_timeout_s;
+        pthread_mutex_unlock(&s->cfg_mu);
+        pthread_mutex_lock(&s->w_mu);
+        cw->deadline = secs > 0 ? cit_now_ns() + (uint64_t)secs * 1000000000ull : 0;
+        cw->next = s->watch;
+        if (s->watch) s->watch->prev = cw;
+        s->watch = cw;
+        pthread_mutex_unlock(&s->w_mu);
+        *socket_context = cw;
+    } else if (cw) { /* closed: MHD has not closed the socket yet */
+        pthread_mutex_lock(&s->w_mu);
+        if (cw->prev)
+            cw->prev->next = cw->next;
+        else
+            s->watch = cw->next;
+        if (cw->next) cw->next->prev = cw->prev;
+        pthread_mutex_unlock(&s->w_mu);
+        cit_free(cw);
+        *socket_context = NULL;
+    }
+}
+
+static void *watchdog(void *arg)
+{
+    struct http_server *s = arg;
+    pthread_mutex_lock(&s->w_mu);
+    while (!s->wd_stop) {
+        struct timespec ts;
+        uint64_t now = cit_now_ns();
+        int dropped = 0;
+        for (struct conn_watch *cw = s->watch; cw; cw = cw->next)
+            if (cw->deadline && now > cw->deadline && !cw->dropped && cw->fd >= 0) {
+                shutdown(cw->fd, SHUT_RDWR);
+                cw->dropped = 1;
+                dropped++;
+            }
+        pthread_mutex_unlock(&s->w_mu);
+        while (dropped--) met_count(&s->met, &s->met.dropped_slow);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_mutex_lock(&s->w_mu);
+        if (!s->wd_stop) pthread_cond_timedwait(&s->w_cv, &s->w_mu, &ts);
+    }
+    pthread_mutex_unlock(&s->w_mu);
+    return NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = 0;
+    cit_log(CIT_LOG_DEBUG, "libmicrohttpd: %s", line);
+}
+
+/* ---- start, reload, stop ---- */
+
+static char *read_pem(const char *path, struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    int rc = cit_read_file(path, 1u << 20, &b, err);
+    if (rc == CIT_ENOENT) cit_err_set(err, CIT_EIO, "%s: no such file", path);
+    if (!rc && !strstr(b.p ? b.p : "", "-----BEGIN ")) {
+        cit_err_set(err, CIT_EFORMAT, "%s: not a PEM file", path);
+        rc = CIT_EFORMAT;
+    }
+    if (rc) {
+        cit_buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* The listening socket, bound now: a port in use is an error before the
+ * node loads its models. */
+static int listen_on(const char *host, int port, int *fd, int *v6, struct cit_err *err)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    struct sockaddr_storage ss;
+    int rc, one = 1;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if ((rc = getaddrinfo(host, NULL, &hints, &ai)) || !ai)
+        return cit_err_set(err, CIT_EINVAL, "host '%s': %s", host, gai_strerror(rc));
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    *v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    if (*v6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    if ((*fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return cit_err_set(err, CIT_EIO, "socket: %s", strerror(errno));
+    setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(*fd, (struct sockaddr *)&ss,
+             *v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) ||
+        listen(*fd, 128)) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        if (e == EADDRINUSE)
+            return cit_err_set(err, CIT_EIO,
+                               "%s port %d is in use by another process (another citadel "
+                               "serve?); stop it or choose --port",
+                               host, port);
+        return cit_err_set(err, CIT_EIO, "cannot listen on %s port %d: %s", host, port,
+                           strerror(e));
+    }
+    return 0;
+}
+
+/* What the operator should fix before clients find out: models the policy
+ * does not list, keys for tenants it does not list. */
+static void startup_report(struct http_server *s)
+{
+    struct cit_buf rep = {0};
+    struct node_model_info *v = cit_calloc(NODE_MAX_MODELS, sizeof(*v));
+    int n = v ? node_models(s->node, v, NODE_MAX_MODELS) : 0;
+    for (int i = 0; i < n; i++)
+        if (!node_policy_lists_model(s->node, v[i].id))
+            cit_log(CIT_LOG_WARN,
+                    "model %s has no entry under 'models:' in the policy %s, so every request "
+                    "for it is denied; add a line such as\n    %s: {jurisdiction: %s, classes: "
+                    "[public, internal]}",
+                    v[i].id, s->o.node.policy, v[i].id, node_jurisdiction(s->node));
+    cit_free(v);
+    if (!s->o.open && node_key_audit(s->node, &rep) > 0)
+        for (char *p = rep.p, *e; p && *p; p = e + 1) {
+            e = strchr(p, '\n');
+            *e = 0;
+            cit_log(CIT_LOG_WARN, "%s", p);
+        }
+    cit_buf_free(&rep);
+}
+
+int http_server_start(const struct http_opts *o, struct http_server **out, struct cit_err *err)
+{
+    struct http_server *s;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    int v6 = 0, rc;
+    const union MHD_DaemonInfo *di;
+
+    if (o->node.n_models < 1) return cit_err_set(err, CIT_EINVAL, "no model: give --model PATH");
+    if (!!o->tls_cert[0] != !!o->tls_key[0])
+        return cit_err_set(err, CIT_EINVAL, "TLS needs both --tls-cert and --tls-key");
+    if (!(s = cit_calloc(1, sizeof(*s)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    s->o = *o;
+    s->listen_fd = -1;
+    pthread_mutex_init(&s->cfg_mu, NULL);
+    pthread_mutex_init(&s->w_mu, NULL);
+    pthread_cond_init(&s->w_cv, NULL);
+    met_init(&s->met);
+    if ((rc = listen_on(o->host, o->port, &s->listen_fd, &v6, err))) goto fail;
+    if (o->tls_cert[0]) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            rc = cit_err_set(err, CIT_ENOTSUP, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        if (!(s->cert_pem = read_pem(o->tls_cert, err)) ||
+            !(s->key_pem = read_pem(o->tls_key, err))) {
+            rc = CIT_EIO;
+            goto fail;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    if (v6) flags |= MHD_USE_IPv6;
+    if ((rc = node_open(&o->node, NODE_MODELS, &s->node, err))) goto fail;
+    cit_log(CIT_LOG_INFO, "policy %s (sha256 %.16s...) for node %s; ledger %s", o->node.policy,
+            node_policy_hash(s->node), node_id(s->node), o->node.ledger);
+    startup_report(s);
+    if (pthread_create(&s->watchdog, NULL, watchdog, s)) {
+        rc = cit_err_set(err, CIT_ENOMEM, "cannot start the watchdog thread");
+        goto fail;
+    }
+    s->wd_started = 1;
+    {
+        struct MHD_OptionItem opts[16];
+        int n = 0;
+        size_t pool_mem = o->lim.max_header_bytes + 32768;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                            (intptr_t)o->max_connections, NULL};
+        if (o->max_per_ip > 0)
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                                (intptr_t)o->max_per_ip, NULL};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                            (intptr_t)o->lim.idle_timeout_s, NULL};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool_mem, NULL};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, s};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+                                            (intptr_t)(void *)on_connection, s};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL};
+        if (s->cert_pem) {
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
+        }
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+        s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
+                                MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    }
+    if (!s->d) {
+        rc = cit_err_set(err, CIT_EIO, "cannot serve on %s port %d (a bad TLS certificate or key?)",
+                         o->host, o->port);
+        goto fail;
+    }
+    s->listen_fd = -1; /* the daemon's now */
+    di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : o->port;
+    *out = s;
+    return 0;
+fail:
+    http_server_stop(s);
+    return rc;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+struct node *http_server_node(struct http_server *s)
+{
+    return s->node;
+}
+
+int http_server_inflight(struct http_server *s)
+{
+    return atomic_load(&s->inflight);
+}
+
+int http_server_busy(struct http_server *s)
+{
+    return s->node ? node_busy(s->node) : 0;
+}
+
+void http_server_reload(struct http_server *s, const struct http_opts *o)
+{
+    const struct node_opts *a = &o->node, *b = &s->o.node;
+    struct cit_err err;
+    if (strcmp(o->host, s->o.host) || o->port != s->o.port || a->threads != b->threads ||
+        a->ctx != b->ctx || a->parallel != b->parallel || a->queue != b->queue ||
+        o->max_connections != s->o.max_connections || o->max_per_ip != s->o.max_per_ip ||
+        strcmp(o->tls_cert, s->o.tls_cert) || strcmp(o->tls_key, s->o.tls_key) ||
+        strcmp(a->state, b->state) || strcmp(a->policy, b->policy) || strcmp(a->ledger, b->ledger))
+        cit_log(CIT_LOG_WARN, "reload: host, port, threads, ctx, parallel, queue, "
+                              "max_connections, max_per_ip, TLS, state, policy and ledger change "
+                              "only on restart");
+    /* the model list: new ones load, removed ones unload, each in the ledger */
+    if (node_models_apply(s->node, a->models, a->n_models, &err))
+        cit_log(CIT_LOG_WARN, "reload: not every model could load: %s", err.msg);
+    pthread_mutex_lock(&s->cfg_mu);
+    s->o.open = o->open;
+    s->o.lim = o->lim;
+    s->o.grace_s = o->grace_s;
+    pthread_mutex_unlock(&s->cfg_mu);
+    cit_log(CIT_LOG_INFO, "reload: models, limits and the open setting applied");
+}
+
+void http_server_stop(struct http_server *s)
+{
+    int grace;
+    if (!s) return;
+    atomic_store(&s->draining, 1);
+    pthread_mutex_lock(&s->cfg_mu);
+    grace = s->o.grace_s;
+    pthread_mutex_unlock(&s->cfg_mu);
+    if (s->d) {
+        MHD_socket lfd = MHD_quiesce_daemon(s->d);
+        uint64_t until = cit_now_ns() + (uint64_t)grace * 1000000000ull;
+        if (lfd != MHD_INVALID_SOCKET) close(lfd);
+        /* in-flight requests finish; idle keep-alive connections do not count */
+        while (http_server_busy(s) > 0 && cit_now_ns() < until) usleep(20000);
+        if (http_server_busy(s) > 0)
+            cit_log(CIT_LOG_WARN, "shutdown: cancelling %d requests after %d s",
+                    http_server_busy(s), grace);
+    }
+    if (s->node) node_stop_models(s->node);
+    if (s->d) MHD_stop_daemon(s->d);
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    if (s->wd_started) {
+        pthread_mutex_lock(&s->w_mu);
+        s->wd_stop = 1;
+        pthread_cond_signal(&s->w_cv);
+        pthread_mutex_unlock(&s->w_mu);
+        pthread_join(s->watchdog, NULL);
+    }
+    node_close(s->node); /* after the last request: the ledger signs its final checkpoint */
+    met_destroy(&s->met);
+    cit_free(s->cert_pem);
+    cit_free(s->key_pem);
+    pthread_mutex_destroy(&s->cfg_mu);
+    pthread_mutex_destroy(&s->w_mu);
+    pthread_cond_destroy(&s->w_cv);
+    cit_free(s);
+}

@@ -1,0 +1,339 @@
+/*
+ * The small endpoints: models, health, readiness, metrics, usage, the
+ * decision dry run, and the admin routes that load and unload models.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_int.h"
+
+static void model_json(struct cit_buf *b, const struct node_model_info *mi)
+{
+    BUF_LIT(b, "{\"id\":");
+    cit_buf_json_str(b, mi->id, strlen(mi->id));
+    cit_buf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"citadel\"}",
+                   (long long)mi->created);
+}
+
+static enum MHD_Result get_models(struct MHD_Connection *c, struct req *r)
+{
+    struct node_model_info *v = cit_calloc(NODE_MAX_MODELS, sizeof(*v));
+    struct cit_buf b = {0};
+    enum MHD_Result res;
+    int n, k = 0;
+    if (!v) return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
+    if (r->path_arg) {
+        if (node_model_info(r->srv->node, r->path_arg, v) ||
+            !node_scope_allows(r->key.scopes, "models", r->path_arg)) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "The model '%.200s' does not exist.", r->path_arg);
+            cit_free(v);
+            return respond_error(c, r, 404, "invalid_request_error", "model_not_found", "model",
+                                 msg);
+        }
+        model_json(&b, v);
+        BUF_LIT(&b, "\n");
+        cit_free(v);
+        return respond_json(c, r, 200, &b);
+    }
+    n = node_models(r->srv->node, v, NODE_MAX_MODELS);
+    BUF_LIT(&b, "{\"object\":\"list\",\"data\":[");
+    for (int i = 0; i < n; i++) {
+        if (!node_scope_allows(r->key.scopes, "models", v[i].id)) continue;
+        if (k++) BUF_LIT(&b, ",");
+        model_json(&b, &v[i]);
+    }
+    BUF_LIT(&b, "]}\n");
+    cit_free(v);
+    res = respond_json(c, r, 200, &b);
+    return res;
+}
+
+static enum MHD_Result get_metrics(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    struct node_model_info *v = cit_calloc(NODE_MAX_MODELS, sizeof(*v));
+    const char *ids[NODE_MAX_MODELS] = {0};
+    struct met_gauges g[NODE_MAX_MODELS] = {{0}};
+    struct cit_buf b = {0};
+    enum MHD_Result res;
+    int n, top = 0;
+    if (!v) return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
+    /* by slot, so that a model's counters stay with it */
+    n = node_models(s->node, v, NODE_MAX_MODELS);
+    for (int i = 0; i < n; i++) {
+        int k = v[i].slot;
+        ids[k] = v[i].id;
+        g[k] = (struct met_gauges){v[i].st.queued, v[i].st.active, v[i].st.kv_used,
+                                   v[i].st.kv_capacity};
+        if (k + 1 > top) top = k + 1;
+    }
+    if (met_render(&s->met, &b, ids, g, top, atomic_load(&s->inflight))) {
+        cit_free(v);
+        cit_buf_free(&b);
+        return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
+    }
+    res = respond(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, NULL, NULL);
+    cit_buf_free(&b);
+    cit_free(v);
+    return res;
+}
+
+static enum MHD_Result get_usage(struct MHD_Connection *c, struct req *r)
+{
+    struct node_usage u;
+    struct cit_buf b = {0};
+    char m_at[32], d_at[32];
+    if (node_usage(r->srv->node, r->key.tenant, &u)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "Tenant '%s' is not in the node's policy.", r->key.tenant);
+        return respond_error(c, r, 404, "invalid_request_error", "unknown_tenant", NULL, msg);
+    }
+    utc_seconds(u.rpm_reset, m_at);
+    utc_seconds(u.tpd_reset, d_at);
+    BUF_LIT(&b, "{\"object\":\"usage\",\"tenant\":");
+    cit_buf_json_str(&b, r->key.tenant, strlen(r->key.tenant));
+    cit_buf_printf(&b,
+                   ",\"quotas\":{\"requests_per_minute\":{\"limit\":%lld,\"used\":%lld,"
+                   "\"resets_at\":\"%s\",\"resets_in_s\":%lld},"
+                   "\"tokens_per_day\":{\"limit\":%lld,\"used\":%lld,\"reserved\":%lld,"
+                   "\"resets_at\":\"%s\",\"resets_in_s\":%lld},"
+                   "\"concurrent\":{\"limit\":%lld,\"used\":%lld}}}\n",
+                   (long long)u.rpm_limit, (long long)u.rpm_used, m_at,
+                   (long long)(u.rpm_reset - u.now), (long long)u.tpd_limit, (long long)u.tpd_used,
+                   (long long)u.tpd_reserved, d_at, (long long)(u.tpd_reset - u.now),
+                   (long long)u.conc_limit, (long long)u.conc_used);
+    return respond_json(c, r, 200, &b);
+}
+
+enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    struct cit_buf b = {0};
+    enum MHD_Result res = MHD_NO;
+    switch (r->ep) {
+    case EP_HEALTH:
+        return respond(c, r, 200, "application/json", "{\"status\":\"ok\"}\n", 16, NULL, NULL);
+    case EP_READY:
+        if (atomic_load(&s->draining))
+            return respond(c, r, 503, "application/json", "{\"status\":\"draining\"}\n", 22, NULL,
+                           NULL);
+        cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d}\n", node_model_count(s->node));
+        return respond_json(c, r, 200, &b);
+    case EP_METRICS:
+        if (authorize(c, r, "metrics", &res)) return res;
+        return get_metrics(c, r);
+    case EP_USAGE:
+        if (authorize(c, r, NULL, &res)) return res;
+        return get_usage(c, r);
+    case EP_MODELS:
+        if (authorize(c, r, "models", &res)) return res;
+        return get_models(c, r);
+    default:
+        return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
+                             "Unknown path.");
+    }
+}
+
+/* ---- POST /v1/policy/decide ----
+ * The decision a request would get, without running it. The body is the
+ * request's own (a chat body with "messages", or a completion body with
+ * "prompt"; "input" stands for "prompt"), optionally with "declared"; the
+ * caller's tenant is its key's. The request goes through the gate's dry
+ * run with the parser the real endpoints use. */
+
+static int decide_body(struct req *r, struct api_req *a, struct api_err *e)
+{
+    json_error_t je;
+    json_t *root = json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &je);
+    json_t *in;
+    char *text;
+    int chat, rc;
+    memset(a, 0, sizeof(*a));
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        e->status = 400, e->type = "invalid_request_error", e->code = NULL;
+        snprintf(e->param, sizeof(e->param), "%s", "");
+        snprintf(e->msg, sizeof(e->msg), "The body must be a JSON object.");
+        return -1;
+    }
+    chat = json_object_get(root, "messages") != NULL;
+    if (!chat && !json_object_get(root, "prompt")) {
+        if (!(in = json_object_get(root, "input"))) {
+            json_decref(root);
+            e->status = 400, e->type = "invalid_request_error", e->code = NULL;
+            snprintf(e->param, sizeof(e->param), "%s",
+                     r->body.len && strstr(r->body.p, "\"model\"") ? "input" : "model");
+            snprintf(e->msg, sizeof(e->msg), "%s",
+                     strcmp(e->param, "model")
+                         ? "Give the text as 'messages', 'prompt' or 'input'."
+                         : "'model' is required: the model the request would use.");
+            return -1;
+        }
+        json_object_set(root, "prompt", in);
+    }
+    if ((in = json_object_get(root, "declared")) && !json_is_string(in)) {
+        json_decref(root);
+        e->status = 400, e->type = "invalid_request_error", e->code = NULL;
+        snprintf(e->param, sizeof(e->param), "declared");
+        snprintf(e->msg, sizeof(e->msg), "'declared' is a comma-separated list of data classes.");
+        return -1;
+    }
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!text) {
+        e->status = 500, e->type = "server_error", e->code = NULL;
+        e->param[0] = 0;
+        snprintf(e->msg, sizeof(e->msg), "out of memory");
+        return -1;
+    }
+    rc = api_parse(text, strlen(text), chat, a, e);
+    explicit_bzero(text, strlen(text));
+    free(text);
+    return rc;
+}
+
+enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    struct api_req a;
+    struct api_err e = {0};
+    struct node_req q;
+    struct node_verdict v;
+    struct cit_buf b = {0};
+    json_t *d;
+    if (decide_body(r, &a, &e)) {
+        api_req_free(&a);
+        return respond_error(c, r, e.status, e.type, e.code, e.param[0] ? e.param : NULL, e.msg);
+    }
+    api_node_req(&a, r, &q);
+    q.declared = json_is_string(d = json_object_get(a.root, "declared"))
+                     ? json_string_value(d)
+                     : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");
+    if (node_decide(s->node, &q, &v)) {
+        api_req_free(&a);
+        return respond_error(c, r, v.out.status, v.out.type, v.out.code, v.out.param, v.out.msg);
+    }
+    cit_buf_printf(&b, "{\"object\":\"policy.decision\",\"action\":\"%s\",\"rule\":", v.action);
+    cit_buf_json_str(&b, v.rule, strlen(v.rule));
+    BUF_LIT(&b, ",\"peer\":");
+    if (v.peer)
+        cit_buf_json_str(&b, v.peer, strlen(v.peer));
+    else
+        BUF_LIT(&b, "null");
+    BUF_LIT(&b, ",\"reason\":");
+    cit_buf_json_str(&b, v.reason, strlen(v.reason));
+    BUF_LIT(&b, ",\"classes\":[");
+    for (char *p = v.classes, *end; *p; p = *end ? end + 1 : end) {
+        end = p + strcspn(p, ",");
+        if (p != v.classes) BUF_LIT(&b, ",");
+        cit_buf_json_str(&b, p, (size_t)(end - p));
+    }
+    BUF_LIT(&b, "],\"tenant\":");
+    cit_buf_json_str(&b, q.tenant, strlen(q.tenant));
+    BUF_LIT(&b, ",\"model\":");
+    cit_buf_json_str(&b, q.model, strlen(q.model));
+    cit_buf_printf(&b, ",\"policy\":\"%s\",\"findings\":[", v.policy_hash);
+    for (size_t i = 0; i < v.n_findings; i++) {
+        const struct node_finding *f = &v.findings[i];
+        cit_buf_printf(&b, "%s{\"detector\":\"%s\",\"class\":", i ? "," : "", f->detector);
+        if (f->cls)
+            cit_buf_json_str(&b, f->cls, strlen(f->cls));
+        else
+            BUF_LIT(&b, "null");
+        cit_buf_printf(&b, ",\"start\":%zu,\"end\":%zu,\"confidence\":%.2f}", f->start, f->end,
+                       (double)f->confidence);
+    }
+    /* what the request itself would get */
+    cit_buf_printf(&b, "],\"request\":{\"status\":%d,\"decision\":", v.out.status);
+    cit_buf_json_str(&b, v.out.decision, strlen(v.out.decision));
+    if (v.out.status != 200) {
+        BUF_LIT(&b, ",\"error\":");
+        api_error_simple(&b, v.out.type, v.out.code, v.out.param, v.out.msg);
+        while (b.len && b.p[b.len - 1] == '\n') b.len--;
+    }
+    BUF_LIT(&b, "}}\n");
+    node_verdict_free(&v);
+    api_req_free(&a);
+    return respond_json(c, r, 200, &b);
+}
+
+/* ---- /v1/admin/models ----
+ * GET lists the loaded models with their settings, POST {"id", "path"}
+ * loads an admitted model, DELETE /v1/admin/models/{id} unloads one (its
+ * requests end with an error). Needs a key with endpoint:admin, which no
+ * wildcard grants. Every change is a ledger entry. */
+
+enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    struct cit_buf b = {0};
+    struct cit_err err;
+    char msg[700];
+    if (!strcmp(r->method, "GET")) {
+        struct node_model_info *v = cit_calloc(NODE_MAX_MODELS, sizeof(*v));
+        int n;
+        if (!v) return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
+        n = node_models(s->node, v, NODE_MAX_MODELS);
+        BUF_LIT(&b, "{\"object\":\"list\",\"data\":[");
+        for (int i = 0; i < n; i++) {
+            if (i) BUF_LIT(&b, ",");
+            BUF_LIT(&b, "{\"id\":");
+            cit_buf_json_str(&b, v[i].id, strlen(v[i].id));
+            BUF_LIT(&b, ",\"path\":");
+            cit_buf_json_str(&b, v[i].path, strlen(v[i].path));
+            cit_buf_printf(&b,
+                           ",\"created\":%lld,\"ctx\":%d,\"parallel\":%d,\"threads\":%d,"
+                           "\"template\":\"%s\",\"queued\":%d,\"active\":%d}",
+                           (long long)v[i].created, v[i].n_ctx, v[i].parallel, v[i].threads,
+                           v[i].tmpl, v[i].st.queued, v[i].st.active);
+        }
+        BUF_LIT(&b, "]}\n");
+        cit_free(v);
+        return respond_json(c, r, 200, &b);
+    }
+    if (!strcmp(r->method, "DELETE")) {
+        char why[200];
+        if (!r->path_arg)
+            return respond_error(c, r, 400, "invalid_request_error", NULL, "id",
+                                 "DELETE /v1/admin/models/{id}: name the model to unload.");
+        snprintf(why, sizeof(why), "unloaded through the admin API by key %s",
+                 r->key.id[0] ? r->key.id : "-");
+        if (node_model_unload(s->node, r->path_arg, why, &err))
+            return respond_error(c, r, 404, "invalid_request_error", "model_not_found", "model",
+                                 err.msg);
+        BUF_LIT(&b, "{\"id\":");
+        cit_buf_json_str(&b, r->path_arg, strlen(r->path_arg));
+        BUF_LIT(&b, ",\"object\":\"model\",\"deleted\":true}\n");
+        return respond_json(c, r, 200, &b);
+    }
+    {
+        json_error_t je;
+        json_t *root =
+            json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &je);
+        json_t *id = json_object_get(root, "id"), *path = json_object_get(root, "path");
+        struct node_model_spec spec;
+        struct node_opts none;
+        int rc;
+        if (!json_is_string(path) || json_string_value(path)[0] != '/') {
+            json_decref(root);
+            return respond_error(c, r, 400, "invalid_request_error", NULL, "path",
+                                 "POST /v1/admin/models takes {\"id\": ID, \"path\": "
+                                 "\"/path/to/model.gguf\"} (an absolute path on the node).");
+        }
+        snprintf(msg, sizeof(msg), "%s%s%s", json_is_string(id) ? json_string_value(id) : "",
+                 json_is_string(id) ? "=" : "", json_string_value(path));
+        json_decref(root);
+        node_opts_defaults(&none);
+        if ((rc = node_model_spec_parse(&none, msg, &spec, &err)) ||
+            (rc = node_model_load(s->node, spec.id, spec.path, &err)))
+            return respond_error(c, r, rc == CIT_ENOMEM ? 500 : 400,
+                                 rc == CIT_ENOMEM ? "server_error" : "invalid_request_error",
+                                 "model_refused", "path", err.msg);
+        BUF_LIT(&b, "{\"id\":");
+        cit_buf_json_str(&b, spec.id, strlen(spec.id));
+        BUF_LIT(&b, ",\"object\":\"model\",\"loaded\":true}\n");
+        return respond_json(c, r, 201, &b);
+    }
+}

@@ -1,0 +1,721 @@
+/*
+ * The gate: every request's path through the node (see node.h).
+ *
+ *   admit:   model -> scan -> decide -> redact -> tokens -> limits -> quota
+ *   release: output rules on the settled text, then restoration
+ *   finish:  ledger entry with the final status, quota settled
+ *
+ * Fail closed at every step: a prompt that cannot be scanned is denied, a
+ * redaction that cannot be made denies, an answer that cannot be scanned
+ * ends, and an answer whose ledger entry cannot be written is withheld.
+ *
+ * node_decide runs the first four steps through the same function
+ * (decide), so the dry run and the request it describes cannot disagree.
+ */
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "node_int.h"
+
+struct node_call {
+    struct node *n;
+    struct node_model *m; /* a reference */
+    char id[48];
+    char tenant[65], key_id[NODE_KEY_ID_LEN + 1], model[128];
+    uint8_t digest[32];
+
+    struct pol_decision dec;
+    int decided;
+    char classes[512];      /* the decision's data classes, comma-separated */
+    char decision_hdr[160]; /* "redact; rule=..." */
+    struct det_redaction red;
+    int restore; /* put redacted values back into the answer */
+
+    int32_t *toks;
+    int n_tok, max_tokens;
+    struct pol_quota_ticket ticket;
+    uint64_t sched_id;
+    int submitted;
+
+    struct pol_outscan os; /* os.done: bytes of text released */
+    int scan_failed;
+    int n_gen; /* generated tokens, as the transport counted them at the end */
+    int logged, settled;
+};
+
+/* ---- helpers ---- */
+
+static void class_names(const struct pol_policy *p, uint32_t mask, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (int c = 0; c < p->n_classes && n + 1 < cap; c++)
+        if (mask & (1u << c))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", p->classes[c]);
+}
+
+static void set_out(struct node_outcome *o, int status, const char *type, const char *code,
+                    const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void set_out(struct node_outcome *o, int status, const char *type, const char *code,
+                    const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    o->status = status;
+    o->type = type;
+    o->code = code;
+    o->param = param;
+    va_start(ap, fmt);
+    vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
+    va_end(ap);
+}
+
+static void request_id(char *out, size_t cap, int chat)
+{
+    unsigned char rb[12];
+    char hex[25];
+    randombytes_buf(rb, sizeof(rb));
+    sodium_bin2hex(hex, sizeof(hex), rb, sizeof(rb));
+    snprintf(out, cap, "%s-%s", chat ? "chatcmpl" : "cmpl", hex);
+}
+
+/* Appends the decision and its outcome to the ledger, once per call.
+ * Decisions that send data off the node are synced before they act. */
+static int record(struct node_call *c, int status, enum ledger_durability dur)
+{
+    struct node *n = c->n;
+    struct ledger_rec e = {0};
+    char out_classes[512];
+    int rc;
+    if (!c->decided || c->logged) return 0;
+    c->logged = 1;
+    e.tokens_in = c->n_tok;
+    e.tokens_out = c->n_gen;
+    if (c->os.n_found) {
+        class_names(n->pol, c->os.classes, out_classes, sizeof(out_classes));
+        e.out_classes = out_classes;
+        e.out_action = c->os.stopped ? "deny" : "redact";
+    }
+    e.tenant = c->tenant;
+    e.key_id = c->key_id;
+    e.request_id = c->id;
+    memcpy(e.digest, c->digest, sizeof(e.digest));
+    e.classes = c->classes;
+    e.rule = c->dec.rule_id;
+    e.policy_hash = n->pol->hash_hex;
+    e.target = c->dec.action == POL_FORWARD && c->dec.peer ? c->dec.peer : c->model;
+    e.action = pol_action_name(c->dec.action);
+    e.status = status;
+    if ((rc = ledger_append(n->lg, &e, dur, NULL)))
+        cit_log(CIT_LOG_ERROR, "ledger: cannot record request %s: %s", c->id, cit_strerror(rc));
+    return rc;
+}
+
+static void call_free(struct node_call *c)
+{
+    if (!c) return;
+    if (c->decided) pol_decision_free(&c->dec);
+    det_redaction_free(&c->red);
+    cit_free(c->toks);
+    node_model_unref(c->m);
+    cit_free(c);
+}
+
+/* ---- decide: scan, decide, redact ---- */
+
+struct seg {
+    size_t off, len;
+};
+
+/* The text the engine would see, for detection: chat message contents
+ * joined by newlines (each one's place kept in segs), the prompt, or the
+ * pieces of prompt token ids. */
+static int scan_text(const struct node_model *m, const struct node_prompt *p, struct cit_buf *t,
+                     struct seg *segs)
+{
+    int rc = 0;
+    if (p->chat) {
+        for (int i = 0; i < p->n_msgs && !rc; i++) {
+            const char *s = p->msgs[i].content ? p->msgs[i].content : "";
+            if (i) rc = cit_buf_add(t, "\n", 1);
+            segs[i].off = t->len;
+            segs[i].len = strlen(s);
+            if (!rc) rc = cit_buf_add(t, s, segs[i].len);
+        }
+    } else if (p->ids) {
+        char piece[256];
+        if (!m) return CIT_ENOENT; /* pieces need the model */
+        for (int i = 0; i < p->n_ids && !rc; i++) {
+            int k = p->ids[i] >= 0 && p->ids[i] < m->n_vocab
+                        ? eng_token_piece(m->m, p->ids[i], 1, piece, sizeof(piece))
+                        : 0;
+            if (k < 0) return k;
+            rc = cit_buf_add(t, piece, (size_t)k);
+        }
+    } else {
+        const char *s = p->prompt ? p->prompt : "";
+        segs[0].off = 0;
+        segs[0].len = strlen(s);
+        rc = cit_buf_add(t, s, segs[0].len);
+    }
+    if (!rc) rc = cit_buf_add(t, "", 1);
+    if (!rc) t->len--;
+    return rc;
+}
+
+/* Redacts each segment of text with the findings the policy counts, into
+ * owned[i] (freed by the caller); one that spans two messages cannot be
+ * split, so it denies. */
+static int redact_segments(struct node_call *c, const char *text, const struct seg *segs, int n_seg,
+                           char **owned)
+{
+    const struct pol_policy *p = c->n->pol;
+    for (int i = 0; i < n_seg; i++) {
+        struct det_findings sub = {0};
+        struct cit_buf out = {0};
+        int rc = 0;
+        for (size_t k = 0; k < c->dec.findings.n && !rc; k++) {
+            struct det_finding f = c->dec.findings.v[k];
+            if (pol_finding_class(p, &f) < 0) continue;
+            if (f.end <= segs[i].off || f.start >= segs[i].off + segs[i].len) continue;
+            if (f.start < segs[i].off || f.end > segs[i].off + segs[i].len) {
+                rc = CIT_ERANGE; /* spans two messages */
+                break;
+            }
+            if (sub.n == sub.cap) {
+                size_t cap = sub.cap ? sub.cap * 2 : 8;
+                struct det_finding *v = cit_realloc(sub.v, cap * sizeof(*v));
+                if (!v) {
+                    rc = CIT_ENOMEM;
+                    break;
+                }
+                sub.v = v;
+                sub.cap = cap;
+            }
+            f.start -= segs[i].off;
+            f.end -= segs[i].off;
+            sub.v[sub.n++] = f;
+        }
+        if (!rc) rc = det_redact_append(&c->red, text + segs[i].off, segs[i].len, &sub, &out);
+        if (!rc) rc = cit_buf_add(&out, "", 1);
+        det_findings_free(&sub);
+        if (rc) {
+            if (out.p) explicit_bzero(out.p, out.len);
+            cit_buf_free(&out);
+            return rc;
+        }
+        owned[i] = out.p;
+    }
+    return 0;
+}
+
+static void free_owned(char **owned, int n)
+{
+    if (!owned) return;
+    for (int i = 0; i < n; i++)
+        if (owned[i]) {
+            explicit_bzero(owned[i], strlen(owned[i]));
+            cit_free(owned[i]);
+        }
+    cit_free(owned);
+}
+
+/* Decides for the call. With owned (n_seg entries) the redacted texts of a
+ * redact decision are made there; the decision is in c->dec either way
+ * (deny on any failure). Returns the n_seg. */
+static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
+{
+    struct node *n = c->n;
+    const struct node_prompt *p = &rq->p;
+    struct cit_buf t = {0};
+    struct pol_request pr = {0};
+    int n_seg = p->chat ? p->n_msgs : 1, rc;
+    struct seg *segs = cit_calloc((size_t)n_seg + 1, sizeof(*segs));
+    *owned = NULL;
+    rc = !segs ? CIT_ENOMEM : scan_text(c->m, p, &t, segs);
+    pr.tenant = c->tenant;
+    pr.model = rq->model;
+    pr.text = t.p ? t.p : "";
+    pr.len = t.len;
+    pr.declared = rq->declared;
+    if (rc) { /* fail closed: what cannot be scanned is not processed */
+        memset(&c->dec, 0, sizeof(c->dec));
+        c->dec.action = POL_DENY;
+        c->dec.rule_id = "";
+        snprintf(c->dec.reason, sizeof(c->dec.reason), "the prompt could not be scanned (%s)",
+                 cit_strerror(rc));
+    } else {
+        pol_decide(n->pol, &pr, &c->dec); /* on any error the decision is deny */
+    }
+    c->decided = 1;
+    class_names(n->pol, c->dec.classes, c->classes, sizeof(c->classes));
+    if (c->dec.action == POL_REDACT) {
+        if (!p->chat && p->ids) {
+            c->dec.action = POL_DENY;
+            snprintf(c->dec.reason, sizeof(c->dec.reason),
+                     "rule '%s' redacts, and a prompt of token ids cannot be redacted; send text",
+                     c->dec.rule_id);
+        } else if (!(*owned = cit_calloc((size_t)n_seg + 1, sizeof(char *))) ||
+                   (rc = redact_segments(c, t.p, segs, n_seg, *owned))) {
+            c->dec.action = POL_DENY;
+            snprintf(c->dec.reason, sizeof(c->dec.reason), "rule '%s' redacts, but %s",
+                     c->dec.rule_id,
+                     rc == CIT_ERANGE ? "a finding spans two messages" : "the redaction failed");
+        } else {
+            c->restore = c->dec.restore;
+        }
+        if (c->dec.action == POL_DENY) {
+            free_owned(*owned, n_seg);
+            *owned = NULL;
+        }
+    }
+    snprintf(c->decision_hdr, sizeof(c->decision_hdr), "%s; rule=%s",
+             pol_action_name(c->dec.action), c->dec.rule_id[0] ? c->dec.rule_id : "-");
+    if (t.p) explicit_bzero(t.p, t.len);
+    cit_buf_free(&t);
+    cit_free(segs);
+    return n_seg;
+}
+
+/* What a request gets for its decision when it does not go on. */
+static void refusal(const struct node_call *c, struct node_outcome *out)
+{
+    if (c->dec.action == POL_FORWARD) {
+        /* nothing leaves yet: the gateway to peers is not built, so the
+         * request fails closed; the decision is still recorded, synced */
+        set_out(out, 503, "server_error", "peer_unavailable", NULL,
+                "The node's policy forwards this request to peer '%s' (rule '%s'), but this node "
+                "has no gateway to peers yet; nothing was sent.",
+                c->dec.peer ? c->dec.peer : "?", c->dec.rule_id);
+    } else if (c->dec.rule_id[0]) {
+        set_out(out, 403, "permission_error", "policy_denied", NULL,
+                "Denied by the node's policy (rule '%s'): %s", c->dec.rule_id, c->dec.reason);
+    } else {
+        set_out(out, 403, "permission_error", "policy_denied", NULL,
+                "Denied by the node's policy: %s", c->dec.reason);
+    }
+}
+
+static struct node_call *call_new(struct node *n, const struct node_req *rq)
+{
+    struct node_call *c = cit_calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->n = n;
+    snprintf(c->tenant, sizeof(c->tenant), "%s", rq->tenant ? rq->tenant : "");
+    snprintf(c->key_id, sizeof(c->key_id), "%s", rq->key_id ? rq->key_id : "");
+    snprintf(c->model, sizeof(c->model), "%s", rq->model ? rq->model : "");
+    memcpy(c->digest, rq->digest, sizeof(c->digest));
+    c->m = node_model_get(n, c->model);
+    return c;
+}
+
+static void no_model(struct node_outcome *out, const char *model)
+{
+    set_out(out, 404, "invalid_request_error", "model_not_found", "model",
+            "The model '%.200s' does not exist.", model);
+}
+
+/* ---- tokens and limits ---- */
+
+/* Builds the token list: chat messages through the model's template, or
+ * the prompt text, or token ids as given. */
+static int build_prompt(struct node_call *c, const struct node_prompt *p, char **owned,
+                        struct node_outcome *out)
+{
+    const struct node_model *m = c->m;
+    struct eng_chat_msg *msgs = NULL;
+    char *rendered = NULL;
+    const char *text;
+    int rc, n = 0;
+    if (!p->chat && p->ids) {
+        for (int i = 0; i < p->n_ids; i++)
+            if (p->ids[i] >= m->n_vocab) {
+                set_out(out, 400, "invalid_request_error", NULL, "prompt",
+                        "prompt[%d]: token id %d is not in the vocabulary", i, p->ids[i]);
+                return CIT_ERANGE;
+            }
+        if (!(c->toks = cit_malloc((size_t)p->n_ids * sizeof(int32_t) + 1))) goto oom;
+        memcpy(c->toks, p->ids, (size_t)p->n_ids * sizeof(int32_t));
+        c->n_tok = p->n_ids;
+        return 0;
+    }
+    if (p->chat) {
+        /* the messages as the engine sees them: redacted where decided */
+        if (!(msgs = cit_calloc((size_t)p->n_msgs + 1, sizeof(*msgs)))) goto oom;
+        for (int i = 0; i < p->n_msgs; i++) {
+            msgs[i] = p->msgs[i];
+            if (owned) msgs[i].content = owned[i];
+        }
+        rc = eng_chat_render(m->tmpl, msgs, p->n_msgs, 1, NULL, &rendered);
+        cit_free(msgs);
+        if (rc) goto failed;
+        text = rendered;
+    } else {
+        text = owned ? owned[0] : p->prompt;
+    }
+    rc = eng_tokenize(m->m, text, strlen(text), 1, p->chat, NULL, 0, &n);
+    if (rc == CIT_EOVERFLOW || rc == 0) {
+        c->toks = cit_malloc(((size_t)n + 1) * sizeof(int32_t));
+        rc = c->toks ? eng_tokenize(m->m, text, strlen(text), 1, p->chat, c->toks, n, &n)
+                     : CIT_ENOMEM;
+    }
+    if (rendered) explicit_bzero(rendered, strlen(rendered));
+    cit_free(rendered);
+    if (!rc) {
+        c->n_tok = n;
+        return 0;
+    }
+    cit_free(c->toks);
+    c->toks = NULL;
+failed:
+    if (rc == CIT_ENOMEM) goto oom;
+    set_out(out, 400, "invalid_request_error", NULL, p->chat ? "messages" : "prompt",
+            "could not build the prompt: %s", cit_strerror(rc));
+    return rc;
+oom:
+    set_out(out, 500, "server_error", NULL, NULL, "out of memory");
+    return CIT_ENOMEM;
+}
+
+static int check_limits(struct node_call *c, const struct node_req *rq, struct node_outcome *out)
+{
+    const char *pfield = rq->p.chat ? "messages" : "prompt";
+    int n_ctx = c->m->n_ctx, avail = n_ctx - c->n_tok;
+    if (c->n_tok == 0) {
+        set_out(out, 400, "invalid_request_error", NULL, pfield,
+                "The prompt is empty after tokenization.");
+        return CIT_EINVAL;
+    }
+    if (c->n_tok > rq->max_prompt_tokens || avail < 1) {
+        set_out(out, 400, "invalid_request_error", "context_length_exceeded", pfield,
+                "The prompt is %d tokens; this server takes at most %d (context %d, with room "
+                "for at least one generated token).",
+                c->n_tok, rq->max_prompt_tokens < n_ctx - 1 ? rq->max_prompt_tokens : n_ctx - 1,
+                n_ctx);
+        return CIT_ERANGE;
+    }
+    if (rq->max_tokens > rq->max_tokens_limit) {
+        set_out(out, 400, "invalid_request_error", NULL, "max_tokens",
+                "'max_tokens' is %d; this server allows at most %d.", rq->max_tokens,
+                rq->max_tokens_limit);
+        return CIT_ERANGE;
+    }
+    if (rq->max_tokens > avail) {
+        set_out(out, 400, "invalid_request_error", "context_length_exceeded", "max_tokens",
+                "This model's context is %d tokens; the prompt is %d and 'max_tokens' asks for "
+                "%d more.",
+                n_ctx, c->n_tok, rq->max_tokens);
+        return CIT_ERANGE;
+    }
+    c->max_tokens = rq->max_tokens ? rq->max_tokens
+                                   : (avail < rq->max_tokens_limit ? avail : rq->max_tokens_limit);
+    return 0;
+}
+
+/* Unix seconds as RFC 3339 UTC, "2026-11-22T10:05:00Z". */
+static void utc_seconds(int64_t t, char out[32])
+{
+    ledger_time_str(t * 1000, out);
+    out[19] = 'Z';
+    out[20] = 0;
+}
+
+/* Admits the call against the tenant's quotas, capping max_tokens to what
+ * the day's budget has left. */
+static int charge(struct node_call *c, struct node_outcome *out)
+{
+    struct node *n = c->n;
+    struct pol_quota_ticket *k = &c->ticket;
+    int t = pol_tenant_index(n->pol, c->tenant), rc;
+    int64_t now = (int64_t)time(NULL);
+    char when[32];
+    if (t < 0)
+        rc = CIT_ENOENT; /* the decision checked it; fail closed anyway */
+    else
+        rc = pol_quota_admit(n->quotas, c->tenant, &n->pol->tenants[t].quota, c->n_tok,
+                             c->max_tokens, now, k);
+    if (!rc) {
+        c->max_tokens = (int)k->out;
+        return 0;
+    }
+    if (rc != CIT_EOVERFLOW) {
+        set_out(out, 503, "server_error", NULL, NULL,
+                "The quota state cannot be read or stored; the request was refused.");
+        out->retry_after_s = 1;
+        return rc;
+    }
+    snprintf(out->quota.which, sizeof(out->quota.which), "%s", k->which);
+    out->quota.limit = k->limit;
+    out->quota.used = k->used;
+    out->quota.reset = k->reset;
+    out->quota.now = now;
+    if (k->reset) {
+        utc_seconds(k->reset, when);
+        set_out(out, 429, "rate_limit_error", out->quota.which, NULL,
+                "Tenant '%s' has used its quota %s (%lld); it resets at %s, in %lld s.", c->tenant,
+                k->which, (long long)k->limit, when, (long long)(k->reset - now));
+        out->retry_after_s = (int)(k->reset - now > 0 ? k->reset - now : 1);
+    } else {
+        set_out(out, 429, "rate_limit_error", out->quota.which, NULL,
+                "Tenant '%s' has %lld requests in flight, its quota %s; retry when one ends.",
+                c->tenant, (long long)k->used, k->which);
+        out->retry_after_s = 1;
+    }
+    return rc;
+}
+
+/* ---- admit, decide ---- */
+
+int node_admit(struct node *n, const struct node_req *rq, struct node_call **call,
+               struct node_outcome *out)
+{
+    struct node_call *c;
+    char **owned = NULL;
+    int n_seg, rc;
+    memset(out, 0, sizeof(*out));
+    *call = NULL;
+    if (!n->pol || !n->lg) {
+        set_out(out, 503, "server_error", NULL, NULL, "The node has no policy or ledger.");
+        return CIT_EINVAL;
+    }
+    if (!(c = call_new(n, rq))) {
+        set_out(out, 500, "server_error", NULL, NULL, "out of memory");
+        return CIT_ENOMEM;
+    }
+    if (!c->m) {
+        no_model(out, c->model);
+        call_free(c);
+        return CIT_ENOENT;
+    }
+    request_id(c->id, sizeof(c->id), rq->id_chat);
+    n_seg = decide(c, rq, &owned);
+    snprintf(out->decision, sizeof(out->decision), "%s", c->decision_hdr);
+    if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT) {
+        refusal(c, out);
+        record(c, out->status, c->dec.action == POL_FORWARD ? LEDGER_SYNC : LEDGER_GROUP);
+        call_free(c);
+        return CIT_EINVAL;
+    }
+    rc = build_prompt(c, &rq->p, owned, out);
+    free_owned(owned, n_seg); /* the redacted texts are in the tokens now */
+    if (!rc) rc = check_limits(c, rq, out);
+    if (!rc) rc = charge(c, out);
+    if (rc) {
+        record(c, out->status, LEDGER_GROUP);
+        call_free(c);
+        return rc;
+    }
+    out->status = 200;
+    *call = c;
+    return 0;
+}
+
+int node_decide(struct node *n, const struct node_req *rq, struct node_verdict *v)
+{
+    struct node_call *c;
+    char **owned = NULL;
+    int n_seg;
+    memset(v, 0, sizeof(*v));
+    if (!n->pol) {
+        set_out(&v->out, 503, "server_error", NULL, NULL, "The node has no policy.");
+        return CIT_EINVAL;
+    }
+    if (!(c = call_new(n, rq))) {
+        set_out(&v->out, 500, "server_error", NULL, NULL, "out of memory");
+        return CIT_ENOMEM;
+    }
+    if (!c->m && !rq->p.chat && rq->p.ids) { /* token ids read only through their model */
+        no_model(&v->out, c->model);
+        call_free(c);
+        return CIT_ENOENT;
+    }
+    n_seg = decide(c, rq, &owned);
+    free_owned(owned, n_seg);
+    v->action = pol_action_name(c->dec.action);
+    v->rule = c->dec.rule_id;
+    v->peer = c->dec.action == POL_FORWARD ? c->dec.peer : NULL;
+    snprintf(v->reason, sizeof(v->reason), "%s", c->dec.reason);
+    snprintf(v->classes, sizeof(v->classes), "%s", c->classes);
+    v->policy_hash = n->pol->hash_hex;
+    snprintf(v->out.decision, sizeof(v->out.decision), "%s", c->decision_hdr);
+    if (!c->m)
+        no_model(&v->out, c->model); /* the request itself would end there */
+    else if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT)
+        refusal(c, &v->out);
+    else
+        v->out.status = 200;
+    if (c->dec.findings.n && (v->findings = cit_calloc(c->dec.findings.n, sizeof(*v->findings)))) {
+        for (size_t i = 0; i < c->dec.findings.n; i++) {
+            const struct det_finding *f = &c->dec.findings.v[i];
+            int k = pol_finding_class(n->pol, f);
+            v->findings[i] =
+                (struct node_finding){det_class_name(f->cls), k >= 0 ? n->pol->classes[k] : NULL,
+                                      f->start, f->end, f->confidence};
+        }
+        v->n_findings = c->dec.findings.n;
+    }
+    /* the strings point into the policy, which outlives the verdict; the
+     * rule id and peer too */
+    call_free(c);
+    return 0;
+}
+
+void node_verdict_free(struct node_verdict *v)
+{
+    cit_free(v->findings);
+    v->findings = NULL;
+    v->n_findings = 0;
+}
+
+/* ---- a call ---- */
+
+const char *node_call_id(const struct node_call *c)
+{
+    return c->id;
+}
+
+const char *node_call_model(const struct node_call *c)
+{
+    return c->model;
+}
+
+int node_call_slot(const struct node_call *c)
+{
+    return c->m->slot;
+}
+
+const char *node_call_decision(const struct node_call *c)
+{
+    return c->decision_hdr;
+}
+
+const int32_t *node_call_tokens(const struct node_call *c, int *n)
+{
+    *n = c->n_tok;
+    return c->toks;
+}
+
+int node_call_max_tokens(const struct node_call *c)
+{
+    return c->max_tokens;
+}
+
+int node_call_is_eog(const struct node_call *c, int32_t tok)
+{
+    return eng_token_is_eog(c->m->m, tok);
+}
+
+int node_call_submit(struct node_call *c, struct sched_req *q, sched_cb cb, void *user)
+{
+    int rc;
+    q->prompt = c->toks;
+    q->n_prompt = c->n_tok;
+    q->max_tokens = c->max_tokens;
+    rc = atomic_load(&c->m->gone) ? CIT_EOVERFLOW
+                                  : sched_submit(c->m->sched, q, cb, user, &c->sched_id);
+    if (rc) {
+        /* it never ran: the tenant is not charged for it */
+        pol_quota_cancel(c->n->quotas, c->tenant, &c->ticket, (int64_t)time(NULL));
+        c->settled = 1;
+        return rc;
+    }
+    c->submitted = 1;
+    return 0;
+}
+
+void node_call_cancel(struct node_call *c)
+{
+    if (c->submitted) sched_cancel(c->m->sched, c->sched_id);
+}
+
+/* How much of text[from, len) can be restored and sent now: a trailing
+ * '[' that may open a placeholder not yet complete is held back. */
+static size_t restore_safe_end(const char *p, size_t from, size_t len)
+{
+    for (size_t i = len; i > from; i--) {
+        if (p[i - 1] == ']') return len;
+        if (p[i - 1] == '[') return len - (i - 1) < 48 ? i - 1 : len;
+    }
+    return len;
+}
+
+int node_release(struct node_call *c, const char *text, size_t len, int done, struct cit_buf *piece)
+{
+    const char *t = text ? text : "";
+    size_t lim = c->restore && !done ? restore_safe_end(t, c->os.done, len) : len;
+    struct cit_buf raw = {0};
+    int rc;
+    if (c->scan_failed) return 0;
+    /* the output rules see the model's own text; placeholders are put back after */
+    rc = pol_output_step(c->n->pol, &c->os, t, len, lim, done, c->restore ? &raw : piece);
+    if (!rc && raw.len) rc = det_restore(&c->red, raw.p, raw.len, piece);
+    if (raw.p) explicit_bzero(raw.p, raw.len);
+    cit_buf_free(&raw);
+    if (rc) {
+        cit_log(CIT_LOG_ERROR, "request %s: the answer could not be scanned: %s", c->id,
+                cit_strerror(rc));
+        if (piece->p) explicit_bzero(piece->p, piece->len);
+        piece->len = 0;
+        c->scan_failed = 1;
+    }
+    return rc;
+}
+
+void node_call_state(const struct node_call *c, struct node_call_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->stopped = c->os.stopped;
+    st->scan_failed = c->scan_failed;
+    if (atomic_load(&c->m->gone)) {
+        st->model_gone = 1;
+        snprintf(st->gone_why, sizeof(st->gone_why), "%s", c->m->gone_why);
+    }
+}
+
+int node_finish(struct node_call *c, int status, int n_gen)
+{
+    int rc;
+    if (!c) return 0;
+    c->n_gen = n_gen;
+    rc = record(c, status, LEDGER_GROUP);
+    if (c->ticket.admitted && !c->settled) {
+        pol_quota_finish(c->n->quotas, c->tenant, &c->ticket, n_gen, (int64_t)time(NULL));
+        c->settled = 1;
+    }
+    return rc;
+}
+
+void node_call_free(struct node_call *c, int status, int n_gen)
+{
+    if (!c) return;
+    node_finish(c, status, n_gen);
+    call_free(c);
+}
+
+/* ---- usage ---- */
+
+int node_usage(struct node *n, const char *tenant, struct node_usage *u)
+{
+    struct pol_quota_state q;
+    const struct pol_quota *lim;
+    int t;
+    memset(u, 0, sizeof(*u));
+    if (!n->pol || !n->quotas || (t = pol_tenant_index(n->pol, tenant)) < 0) return CIT_ENOENT;
+    lim = &n->pol->tenants[t].quota;
+    u->now = (int64_t)time(NULL);
+    pol_quota_usage(n->quotas, tenant, u->now, &q);
+    *u = (struct node_usage){lim->requests_per_minute,
+                             q.requests,
+                             q.minute_reset,
+                             lim->tokens_per_day,
+                             q.tokens,
+                             q.reserved,
+                             q.day_reset,
+                             lim->concurrent,
+                             q.concurrent,
+                             u->now};
+    return 0;
+}

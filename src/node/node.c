@@ -1,0 +1,437 @@
+/*
+ * Opening and closing a node, and the models it serves.
+ *
+ * The ledger's name (its checkpoints' origin and its key's name) follows
+ * one rule: "<node.id>/audit", node.id from the policy. So the ledger
+ * needs the policy, whichever command opens it first.
+ *
+ * Models: a fixed table of slots, each a counted reference. Loading runs
+ * border control and builds the scheduler outside the table's lock (it
+ * hashes gigabytes); unloading takes the model out of the table, stops its
+ * scheduler (which ends its requests with CANCELLED, gone set first so
+ * that they can say why) and drops the table's reference; the last call
+ * that held it frees it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "node_int.h"
+
+const struct node_opts *node_options(const struct node *n)
+{
+    return &n->o;
+}
+
+struct cit_db *node_state(struct node *n)
+{
+    return n->db;
+}
+
+const struct pol_policy *node_policy(struct node *n)
+{
+    return n->pol;
+}
+
+struct brd_registry *node_registry(struct node *n)
+{
+    return n->reg;
+}
+
+struct ledger *node_ledger(struct node *n)
+{
+    return n->lg;
+}
+
+const char *node_id(const struct node *n)
+{
+    return n->pol ? n->pol->node_id : "";
+}
+
+const char *node_policy_hash(const struct node *n)
+{
+    return n->pol ? n->pol->hash_hex : "";
+}
+
+int node_policy_lists_model(const struct node *n, const char *id)
+{
+    if (!n->pol) return 0;
+    for (int i = 0; i < n->pol->n_models; i++)
+        if (!strcmp(n->pol->models[i].id, id)) return 1;
+    return 0;
+}
+
+const char *node_jurisdiction(const struct node *n)
+{
+    return n->pol ? n->pol->jurisdiction : "";
+}
+
+static int open_ledger(struct node *n, struct cit_err *err)
+{
+    struct ledger_opts lo = {0};
+    char origin[LEDGER_MAX_ORIGIN];
+    const char *vk;
+    int rc;
+    if (!n->o.ledger[0])
+        return cit_err_set(err, CIT_EINVAL, "no ledger: set 'ledger = DIR' for the audit log");
+    snprintf(origin, sizeof(origin), "%s/audit", n->pol->node_id);
+    lo.dir = n->o.ledger;
+    lo.origin = origin;
+    lo.checkpoint_s = n->o.checkpoint_s;
+    lo.retention_days = n->o.ledger_retention_days;
+    if ((rc = ledger_open(&lo, &n->lg, err))) return rc;
+    /* a ledger made by an older citadel may carry another name; its
+     * signed history keeps it, so say so rather than hide it */
+    vk = ledger_vkey_text(n->lg);
+    if (strncmp(vk, origin, strlen(origin)) || vk[strlen(origin)] != '+')
+        cit_log(CIT_LOG_WARN,
+                "ledger %s is named '%.*s', not '%s' (policy node.id '%s'): it was created "
+                "under another name, which its checkpoints keep",
+                n->o.ledger, (int)strcspn(vk, "+"), vk, origin, n->pol->node_id);
+    return 0;
+}
+
+int node_open(const struct node_opts *o, unsigned what, struct node **out, struct cit_err *err)
+{
+    struct node *n;
+    int rc;
+    if (what & NODE_MODELS) what |= NODE_LEDGER | NODE_STATE;
+    if (what & NODE_LEDGER) what |= NODE_POLICY;
+    if (!(n = cit_calloc(1, sizeof(*n)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    n->o = *o;
+    pthread_mutex_init(&n->models_mu, NULL);
+    pthread_mutex_init(&n->load_mu, NULL);
+    if (what & NODE_POLICY) {
+        if (!o->policy[0]) {
+            rc = cit_err_set(err, CIT_EINVAL,
+                             "no policy: set 'policy = FILE' in citadel.conf or give --policy "
+                             "FILE (policy.example.yaml is a complete one); citadel serves "
+                             "nothing it cannot decide on");
+            goto fail;
+        }
+        if ((rc = pol_load(o->policy, &n->pol, err))) goto fail;
+    }
+    if (what & NODE_STATE) {
+        if ((rc = node_state_open(o->state, &n->db, err)) ||
+            (rc = node_keys_open(n->db, &n->keys, err)) ||
+            (rc = pol_quotas_open(n->db, &n->quotas, err)) ||
+            (rc = brd_registry_open(n->db, &n->reg, err)))
+            goto fail;
+    }
+    if ((what & NODE_LEDGER) && (rc = open_ledger(n, err))) goto fail;
+    if (what & NODE_MODELS) {
+        if (o->n_models < 1) {
+            rc = cit_err_set(err, CIT_EINVAL, "no model: give --model PATH or 'model = PATH'");
+            goto fail;
+        }
+        for (int i = 0; i < o->n_models; i++)
+            if ((rc = node_model_load(n, o->models[i].id, o->models[i].path, err))) goto fail;
+    }
+    *out = n;
+    return 0;
+fail:
+    node_close(n);
+    return rc;
+}
+
+void node_close(struct node *n)
+{
+    if (!n) return;
+    for (int i = 0; i < NODE_MAX_MODELS; i++)
+        if (n->models[i]) node_model_unload(n, n->models[i]->id, NULL, NULL);
+    ledger_close(n->lg); /* after the last request: signs the final checkpoint */
+    brd_registry_close(n->reg);
+    pol_quotas_close(n->quotas);
+    node_keys_close(n->keys);
+    cit_db_close(n->db);
+    pol_free(n->pol);
+    pthread_mutex_destroy(&n->models_mu);
+    pthread_mutex_destroy(&n->load_mu);
+    cit_free(n);
+}
+
+/* ---- models ---- */
+
+static void model_free(struct node_model *m)
+{
+    sched_free(m->sched);
+    cit_pool_free(m->pool);
+    eng_model_free(m->m);
+    cit_free(m);
+}
+
+void node_model_unref(struct node_model *m)
+{
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1) model_free(m);
+}
+
+struct node_model *node_model_get(struct node *n, const char *id)
+{
+    struct node_model *m = NULL;
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS && !m; i++)
+        if (n->models[i] && !strcmp(n->models[i]->id, id) && !atomic_load(&n->models[i]->gone)) {
+            m = n->models[i];
+            atomic_fetch_add(&m->refs, 1);
+        }
+    pthread_mutex_unlock(&n->models_mu);
+    return m;
+}
+
+struct eng_model *node_engine_model(struct node *n, const char *id)
+{
+    struct node_model *m = node_model_get(n, id);
+    struct eng_model *e = m ? m->m : NULL;
+    node_model_unref(m); /* the table's reference keeps it */
+    return e;
+}
+
+static int slot_of(struct node *n, const char *id, int *free_slot)
+{
+    int found = -1;
+    *free_slot = -1;
+    for (int i = 0; i < NODE_MAX_MODELS; i++) {
+        if (!n->models[i]) {
+            if (*free_slot < 0) *free_slot = i;
+        } else if (!strcmp(n->models[i]->id, id)) {
+            found = i;
+        }
+    }
+    return found;
+}
+
+int node_model_load(struct node *n, const char *id, const char *path, struct cit_err *err)
+{
+    struct node_model *m;
+    struct brd_admitted adm;
+    const char *check;
+    int rc, slot, train_ctx;
+    if (!n->lg || !n->reg)
+        return cit_err_set(err, CIT_EINVAL, "models load on a node opened with its ledger");
+    pthread_mutex_lock(&n->load_mu);
+    pthread_mutex_lock(&n->models_mu);
+    rc = slot_of(n, id, &slot);
+    pthread_mutex_unlock(&n->models_mu);
+    if (rc >= 0) {
+        pthread_mutex_unlock(&n->load_mu);
+        return cit_err_set(err, CIT_EINVAL, "model '%s' is already loaded (unload it first)", id);
+    }
+    if (slot < 0) {
+        pthread_mutex_unlock(&n->load_mu);
+        return cit_err_set(err, CIT_ERANGE, "model '%s': at most %d models are loaded at once", id,
+                           NODE_MAX_MODELS);
+    }
+    if (!(m = cit_calloc(1, sizeof(*m)))) {
+        pthread_mutex_unlock(&n->load_mu);
+        return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    }
+    m->node = n;
+    m->slot = slot;
+    atomic_init(&m->refs, 1);
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    snprintf(m->path, sizeof(m->path), "%s", path);
+    {
+        struct brd_load_opts lo = {n->reg, n->pol, n->lg, n->o.unvetted, n->o.trust_stored_digest,
+                                   0};
+        if ((rc = brd_load_model(&lo, path, &m->m, &check, err))) {
+            char why[200];
+            snprintf(why, sizeof(why), "model %s refused (%s)", id, check);
+            cit_err_prefix(err, why);
+            goto fail;
+        }
+    }
+    if (brd_model_find(n->reg, path, &adm, NULL) == 0) memcpy(m->root, adm.root, 32);
+    m->n_vocab = eng_model_hparams(m->m)->n_vocab;
+    train_ctx = (int)eng_model_hparams(m->m)->n_ctx_train;
+    m->n_ctx = n->o.ctx ? n->o.ctx : (train_ctx > 0 && train_ctx < 2048 ? train_ctx : 2048);
+    m->tmpl = eng_chat_detect(m->m, NULL);
+    m->created = (int64_t)time(NULL);
+    {
+        struct sched_opts so = {n->o.parallel, n->o.queue, m->n_ctx, 256};
+        if ((rc = cit_pool_create(n->o.threads, &m->pool)) ||
+            (rc = sched_new(m->m, m->pool, &so, &m->sched))) {
+            rc = cit_err_set(err, rc, "%s: cannot start its scheduler (%d slots of %d tokens): %s",
+                             id, n->o.parallel, m->n_ctx, cit_strerror(rc));
+            goto fail;
+        }
+    }
+    pthread_mutex_lock(&n->models_mu);
+    n->models[slot] = m;
+    pthread_mutex_unlock(&n->models_mu);
+    pthread_mutex_unlock(&n->load_mu);
+    cit_log(CIT_LOG_INFO, "model %s: %s, %d slots x %d tokens, %s template, %d threads", id, path,
+            n->o.parallel, m->n_ctx, eng_chat_tmpl_name(m->tmpl), n->o.threads);
+    return 0;
+fail:
+    pthread_mutex_unlock(&n->load_mu);
+    model_free(m);
+    return rc;
+}
+
+int node_model_unload(struct node *n, const char *id, const char *why, struct cit_err *err)
+{
+    struct node_model *m = NULL;
+    int slot, free_slot;
+    pthread_mutex_lock(&n->load_mu);
+    pthread_mutex_lock(&n->models_mu);
+    if ((slot = slot_of(n, id, &free_slot)) >= 0) {
+        m = n->models[slot];
+        n->models[slot] = NULL;
+        snprintf(m->gone_why, sizeof(m->gone_why), "%s", why ? why : "the node is stopping");
+        atomic_store(&m->gone, 1);
+    }
+    pthread_mutex_unlock(&n->models_mu);
+    if (!m) {
+        pthread_mutex_unlock(&n->load_mu);
+        return cit_err_set(err, CIT_ENOENT, "no model '%s' is loaded", id);
+    }
+    /* its requests end now, each with CANCELLED; they read gone_why */
+    sched_stop(m->sched);
+    if (why) {
+        char detail[400];
+        snprintf(detail, sizeof(detail), "unloaded: %s", why);
+        if (brd_ledger_event(n->lg, "model", "unload", "", m->id, m->root, m->path, n->pol, detail))
+            cit_log(CIT_LOG_ERROR, "ledger: cannot record the unload of model %s", m->id);
+        cit_log(CIT_LOG_INFO, "model %s unloaded: %s", m->id, why);
+    }
+    pthread_mutex_unlock(&n->load_mu);
+    node_model_unref(m);
+    return 0;
+}
+
+static int signer_trusted(struct node *n, const char *name)
+{
+    struct brd_signer *v = NULL;
+    size_t k = 0;
+    int found = 0;
+    if (brd_trust_list(n->reg, &v, &k, NULL)) return 0; /* unreadable: fail closed */
+    for (size_t i = 0; i < k && !found; i++) found = !strcmp(v[i].name, name);
+    cit_free(v);
+    return found;
+}
+
+int node_models_recheck(struct node *n)
+{
+    char ids[NODE_MAX_MODELS][128], paths[NODE_MAX_MODELS][1024];
+    int k = 0, unloaded = 0;
+    int64_t now = (int64_t)time(NULL);
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS; i++)
+        if (n->models[i]) {
+            snprintf(ids[k], sizeof(ids[k]), "%s", n->models[i]->id);
+            snprintf(paths[k++], sizeof(paths[0]), "%s", n->models[i]->path);
+        }
+    pthread_mutex_unlock(&n->models_mu);
+    for (int i = 0; i < k; i++) {
+        struct brd_admitted a;
+        char why[400] = "";
+        int rc = brd_model_find(n->reg, paths[i], &a, NULL);
+        if (rc == CIT_ENOENT && n->o.unvetted) continue; /* loaded unvetted, as allowed */
+        if (rc)
+            snprintf(why, sizeof(why), "its admission cannot be read");
+        else if (a.revoked)
+            snprintf(why, sizeof(why), "admission %lld was revoked: %s", (long long)a.id,
+                     a.revoke_reason[0] ? a.revoke_reason : "no reason given");
+        else if (a.expires && a.expires <= now)
+            snprintf(why, sizeof(why), "admission %lld expired", (long long)a.id);
+        else if (!signer_trusted(n, a.signer))
+            snprintf(why, sizeof(why), "its signer '%s' is no longer trusted", a.signer);
+        if (why[0] && node_model_unload(n, ids[i], why, NULL) == 0) unloaded++;
+    }
+    return unloaded;
+}
+
+int node_models_apply(struct node *n, const struct node_model_spec *specs, int n_specs,
+                      struct cit_err *err)
+{
+    struct node_model_info have[NODE_MAX_MODELS];
+    int nh = node_models(n, have, NODE_MAX_MODELS), first = 0;
+    for (int i = 0; i < nh; i++) {
+        int keep = 0;
+        for (int j = 0; j < n_specs && !keep; j++)
+            keep = !strcmp(specs[j].id, have[i].id) && !strcmp(specs[j].path, have[i].path);
+        if (!keep) node_model_unload(n, have[i].id, "no longer in the configuration", NULL);
+    }
+    for (int j = 0; j < n_specs; j++) {
+        struct node_model_info mi;
+        struct cit_err e;
+        int rc;
+        if (node_model_info(n, specs[j].id, &mi) == 0) continue;
+        if ((rc = node_model_load(n, specs[j].id, specs[j].path, &e))) {
+            cit_log(CIT_LOG_ERROR, "reload: %s", e.msg);
+            if (!first) {
+                first = rc;
+                if (err) *err = e;
+            }
+        }
+    }
+    return first;
+}
+
+static void fill_info(const struct node_model *m, struct node_model_info *mi)
+{
+    const struct node *n = m->node;
+    snprintf(mi->id, sizeof(mi->id), "%s", m->id);
+    snprintf(mi->path, sizeof(mi->path), "%s", m->path);
+    mi->slot = m->slot;
+    mi->created = m->created;
+    mi->n_ctx = m->n_ctx;
+    mi->parallel = n->o.parallel;
+    mi->threads = n->o.threads;
+    mi->tmpl = eng_chat_tmpl_name(m->tmpl);
+    sched_get_stats(m->sched, &mi->st);
+}
+
+int node_models(struct node *n, struct node_model_info *out, int cap)
+{
+    int k = 0;
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS && k < cap; i++)
+        if (n->models[i]) fill_info(n->models[i], &out[k++]);
+    pthread_mutex_unlock(&n->models_mu);
+    return k;
+}
+
+int node_model_info(struct node *n, const char *id, struct node_model_info *out)
+{
+    int rc = CIT_ENOENT;
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS && rc; i++)
+        if (n->models[i] && !strcmp(n->models[i]->id, id)) {
+            fill_info(n->models[i], out);
+            rc = 0;
+        }
+    pthread_mutex_unlock(&n->models_mu);
+    return rc;
+}
+
+int node_model_count(struct node *n)
+{
+    int k = 0;
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS; i++) k += n->models[i] != NULL;
+    pthread_mutex_unlock(&n->models_mu);
+    return k;
+}
+
+int node_busy(struct node *n)
+{
+    int busy = 0;
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS; i++)
+        if (n->models[i]) {
+            struct sched_stats st;
+            sched_get_stats(n->models[i]->sched, &st);
+            busy += st.queued + st.active;
+        }
+    pthread_mutex_unlock(&n->models_mu);
+    return busy;
+}
+
+void node_stop_models(struct node *n)
+{
+    pthread_mutex_lock(&n->models_mu);
+    for (int i = 0; i < NODE_MAX_MODELS; i++)
+        if (n->models[i]) sched_stop(n->models[i]->sched);
+    pthread_mutex_unlock(&n->models_mu);
+}

@@ -1,0 +1,58 @@
+/* Internals of the node module shared between its files. */
+#ifndef CITADEL_NODE_INT_H
+#define CITADEL_NODE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "citadel/border.h"
+#include "citadel/ledger.h"
+#include "citadel/node.h"
+#include "citadel/policy.h"
+
+/* A loaded model. The node's table holds one reference while it is loaded,
+ * every call one more; the last unref frees it. */
+struct node_model {
+    struct node *node;
+    char id[128], path[1024];
+    int slot;
+    struct eng_model *m;
+    struct cit_pool *pool;
+    struct sched *sched;
+    enum eng_chat_tmpl tmpl;
+    int n_ctx, n_vocab;
+    int64_t created;
+    uint8_t root[32]; /* the admission's digest (zero: unvetted) */
+    _Atomic int refs;
+    _Atomic int gone; /* unloaded: no new calls, running ones end */
+    char gone_why[256];
+};
+
+struct node {
+    struct node_opts o;
+    struct cit_db *db;
+    struct node_keys *keys;
+    struct pol_policy *pol;
+    struct pol_quotas *quotas;
+    struct brd_registry *reg;
+    struct ledger *lg;
+    pthread_mutex_t models_mu; /* the table; never held while a model loads or stops */
+    pthread_mutex_t load_mu;   /* one load or unload at a time */
+    struct node_model *models[NODE_MAX_MODELS];
+};
+
+/* state.c: the schema, version by version */
+int node_state_open(const char *path, struct cit_db **out, struct cit_err *err);
+
+/* keys.c */
+struct node_keys;
+int node_keys_open(struct cit_db *db, struct node_keys **out, struct cit_err *err);
+void node_keys_close(struct node_keys *k);
+
+/* node.c */
+struct node_model *node_model_get(struct node *n, const char *id); /* a reference, or NULL */
+void node_model_unref(struct node_model *m);
+
+/* opts.c */
+
+#endif
