@@ -545,3 +545,80 @@ void test_fl_net_paillier(void)
     CHECK(log && strstr(log, "holds no Paillier key share"));
     cit_free(log);
 }
+
+/* ---- the roster file ---- */
+
+/* Writes text to dir/roster and loads it. */
+static int roster_try(const char *dir, const char *text, struct fl_roster **r, struct cit_err *err)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/roster", dir);
+    if (t_write_file(p, text, strlen(text))) return CIT_EIO;
+    return fl_roster_load(p, r, err);
+}
+
+/* Members in line order, comments, blank lines and CRLF endings skipped;
+ * every refusal names the file, and the line where one is at fault; an
+ * allocation that fails anywhere is reported and leaks nothing. */
+void test_fl_roster(void)
+{
+    struct cit_err err = {0};
+    struct ledger_skey k;
+    struct fl_roster *r = NULL;
+    struct cit_buf b = {0};
+    char dir[600], p[700], vp[700], line[3][512], txt[2048];
+    uint8_t pk[3][32];
+    int rc = 0;
+    snprintf(dir, sizeof(dir), "%s/fl-roster", t_tmpdir());
+    mkdir(dir, 0755);
+    for (int i = 0; i < 3; i++) {
+        char name[16], *v;
+        size_t len;
+        snprintf(name, sizeof(name), "m%d", i);
+        snprintf(p, sizeof(p), "%s/%s.key", dir, name);
+        snprintf(vp, sizeof(vp), "%s/%s.vkey", dir, name);
+        CHECKF(ledger_key_load(p, vp, name, &k, &err) == 0, "%s", err.msg);
+        memcpy(pk[i], k.vk.pk, 32);
+        CHECK((v = t_read_file(vp, &len)) != NULL);
+        while (len && v[len - 1] == '\n') len--;
+        CHECK(len < sizeof(line[i]));
+        snprintf(line[i], sizeof(line[i]), "%.*s", (int)len, v);
+        cit_free(v);
+    }
+    cit_buf_printf(&b, "# the consortium\n\n%s  \r\n%s\n#%s\n%s", line[2], line[0], line[1],
+                   line[1]);
+    rc = roster_try(dir, b.p, &r, &err);
+    cit_buf_free(&b);
+    CHECKF(rc == 0, "%s", err.msg);
+    CHECK(r->n == 3 && r->names && !strcmp(r->names[0], "m2") && !strcmp(r->names[1], "m0") &&
+          !strcmp(r->names[2], "m1"));
+    CHECK(!memcmp(r->pk[0], pk[2], 32) && !memcmp(r->pk[1], pk[0], 32) &&
+          !memcmp(r->pk[2], pk[1], 32));
+    fl_roster_free(r);
+    r = NULL;
+
+    snprintf(p, sizeof(p), "%s/none", dir);
+    CHECK(fl_roster_load(p, &r, &err) == CIT_ENOENT && strstr(err.msg, p) && !r);
+    snprintf(txt, sizeof(txt), "%s\n# note\n%s+0011+AAAA\n", line[0], "m9");
+    CHECK(roster_try(dir, txt, &r, &err) == CIT_EFORMAT && !r);
+    CHECKF(strstr(err.msg, "fl-roster/roster:3: verifier key"), "%s", err.msg);
+    snprintf(txt, sizeof(txt), "%s\n%s\n%s\n", line[0], line[1], line[0]);
+    CHECK(roster_try(dir, txt, &r, &err) == CIT_EFORMAT && !r);
+    CHECKF(strstr(err.msg, "roster:3: the same key twice"), "%s", err.msg);
+    snprintf(txt, sizeof(txt), "# one\n%s\n", line[1]);
+    CHECK(roster_try(dir, txt, &r, &err) < 0 && !r);
+    CHECKF(strstr(err.msg, "fl-roster/roster: a roster needs at least 2 members"), "%s", err.msg);
+
+    snprintf(txt, sizeof(txt), "%s\n%s\n", line[0], line[1]);
+    for (long nth = 1;; nth++) {
+        cit_alloc_fail_at(nth);
+        rc = roster_try(dir, txt, &r, &err);
+        cit_alloc_fail_at(0);
+        if (!rc) break;
+        CHECKF(rc == CIT_ENOMEM && strstr(err.msg, "roster: out of memory") && !r,
+               "allocation %ld: %d %s", nth, rc, err.msg);
+        CHECK(nth < 100);
+    }
+    CHECK(r->n == 2 && !strcmp(r->names[1], "m1"));
+    fl_roster_free(r);
+}

@@ -266,11 +266,27 @@ int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type /* out */, uint32_t *len
                    struct cit_err *err);
 
 /* The consortium: every member's Ed25519 identity key, by roster index. The
- * same roster is configured on every node; the keys in it are the pins. */
+ * same roster is configured on every node; the keys in it are the pins. One
+ * built by hand is a view of the caller's arrays; one from fl_roster_load is
+ * a single allocation that fl_roster_free frees. */
 struct fl_roster {
     int n;
-    const uint8_t (*pk)[32]; /* (n, 32) */
+    const uint8_t (*pk)[32];  /* (n, 32) */
+    const char *const *names; /* (n) for logs and the ledger; may be NULL */
 };
+
+/* ---- the roster file ----
+ * Text, one member a line; the line order is the roster index:
+ *
+ *   NAME+ID+KEY     the member's public key as fl keygen writes it to
+ *                   NAME.vkey: ID the key id (8 hex digits), KEY base64 of
+ *                   0x01 | Ed25519 public key[32]
+ *   # ...           a comment; blank lines are skipped too
+ *
+ * Trailing spaces and CRs are ignored. At most 1 MiB and FL_MAX_CLIENTS
+ * members, at least 2, no key twice. Errors name the file and the line. */
+int fl_roster_load(const char *path, struct fl_roster **out /* out */, struct cit_err *err);
+void fl_roster_free(struct fl_roster *r);
 
 /* A round's parameters, as the coordinator chose them. */
 struct fl_sa_params {
@@ -491,11 +507,10 @@ struct fl_serve_opts {
     const char *listen;    /* "HOST:PORT"; port 0: any free one */
     const char *port_file; /* gets the bound port once listening (may be NULL) */
     const struct ledger_skey *key;
-    struct fl_roster roster;  /* the members, pinned */
-    const char *const *names; /* their names, for logs and the ledger (may be NULL) */
-    int expect;               /* members to wait for; 0: all */
-    int min_clients;          /* a round needs this many ready; 0: 2 */
-    int per_round;            /* selected per round; 0: every one connected */
+    struct fl_roster roster; /* the members, pinned, and their names */
+    int expect;              /* members to wait for; 0: all */
+    int min_clients;         /* a round needs this many ready; 0: 2 */
+    int per_round;           /* selected per round; 0: every one connected */
     int rounds;
     double join_timeout_s, train_timeout_s, stage_timeout_s; /* 0: 60, 300, 60 */
     enum fl_mode mode;

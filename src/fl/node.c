@@ -234,7 +234,7 @@ struct srv {
 
 static const char *member_name(const struct srv *s, int m, char *buf, size_t cap)
 {
-    if (s->o->names && s->o->names[m]) return s->o->names[m];
+    if (s->o->roster.names && s->o->roster.names[m]) return s->o->roster.names[m];
     snprintf(buf, cap, "member-%d", m);
     return buf;
 }
