@@ -503,6 +503,27 @@ void fl_dp_noise(float *x, size_t d, double sigma);
 
 enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2, FL_MODE_PAILLIER = 3 };
 
+/* What fl_serve and fl_join report as they go, for the caller to show: the
+ * library prints nothing itself (its diagnostics go to cit_log). */
+enum fl_progress_kind {
+    FL_PROGRESS_ROUND,    /* the coordinator aggregated a round */
+    FL_PROGRESS_FINISHED, /* a participant received the final model */
+};
+struct fl_progress {
+    enum fl_progress_kind kind;
+    /* FL_PROGRESS_ROUND */
+    int round; /* 1-based */
+    int selected, ready;
+    uint32_t contributors;
+    double ms;            /* the round's wall time, evaluation included */
+    int tested;           /* accuracy and loss were measured on the test set */
+    float accuracy, loss; /* of the new global model */
+    /* FL_PROGRESS_FINISHED */
+    uint32_t rounds;    /* as the coordinator announced them */
+    uint64_t dp_rounds; /* rounds this node's privacy account has spent, in all */
+};
+typedef void (*fl_progress_fn)(void *user, const struct fl_progress *ev);
+
 struct fl_serve_opts {
     const char *listen;    /* "HOST:PORT"; port 0: any free one */
     const char *port_file; /* gets the bound port once listening (may be NULL) */
@@ -526,6 +547,8 @@ struct fl_serve_opts {
     const char *out;            /* the final model, IDX f32 (may be NULL) */
     const char *dump_sum;       /* testing: the last round's sum and members */
     uint64_t seed;
+    fl_progress_fn progress; /* each aggregated round (may be NULL) */
+    void *progress_user;
 };
 int fl_serve(const struct fl_serve_opts *o, struct cit_err *err);
 
@@ -547,6 +570,8 @@ struct fl_join_opts {
     const char *out;         /* the final model */
     const char *dump_update; /* testing: this node's last contribution */
     int drop_at, stall_at;   /* testing: a frame type at which to vanish or hang (0: none) */
+    fl_progress_fn progress; /* the federation's end (may be NULL) */
+    void *progress_user;
 };
 int fl_join(const struct fl_join_opts *o, struct cit_err *err);
 

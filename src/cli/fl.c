@@ -605,6 +605,23 @@ out:
     return rc;
 }
 
+/* The lines fl serve and fl join print as a federation goes (tests read them). */
+static void show_progress(void *user, const struct fl_progress *ev)
+{
+    (void)user;
+    if (ev->kind == FL_PROGRESS_FINISHED) {
+        printf("federation finished after %u rounds; %llu rounds spent privacy\n", ev->rounds,
+               (unsigned long long)ev->dp_rounds);
+        return;
+    }
+    printf("round %d: %d selected, %d ready, %u contributors, %.0f ms", ev->round, ev->selected,
+           ev->ready, ev->contributors, ev->ms);
+    if (ev->tested)
+        printf(", test accuracy %.4f, loss %.4f", (double)ev->accuracy, (double)ev->loss);
+    printf("\n");
+    fflush(stdout);
+}
+
 static int fl_serve_cmd(const struct fl_args *a)
 {
     struct fl_serve_opts o = {0};
@@ -672,6 +689,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     o.out = a->out;
     o.dump_sum = a->dump_sum;
     o.seed = (uint64_t)a->seed;
+    o.progress = show_progress;
     if (fl_serve(&o, &err)) {
         fprintf(stderr, "citadel fl serve: %s\n", err.msg);
         goto out;
@@ -737,6 +755,7 @@ static int fl_join_cmd(const struct fl_args *a)
     o.dump_update = a->dump_update;
     o.drop_at = a->drop_at;
     o.stall_at = a->stall_at;
+    o.progress = show_progress;
     rc = fl_join(&o, &err);
     if (rc == 3) goto out; /* dropped out on purpose (testing) */
     if (rc) {

@@ -625,12 +625,15 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             cit_buf_printf(&detail, " error=\"%s\"", err->msg);
             cit_log(CIT_LOG_WARN, "fl: round %d failed: %s", r, err->msg);
         } else {
-            float acc = 0, loss = 0;
-            if (o->test) fl_evaluate(&o->arch, s.w, o->test, &acc, &loss);
-            printf("round %d: %d selected, %d ready, %u contributors, %.0f ms%s", r, ns, nr,
-                   tr.contributors, (double)(cit_now_ns() - t0) / 1e6, o->test ? "" : "\n");
-            if (o->test) printf(", test accuracy %.4f, loss %.4f\n", (double)acc, (double)loss);
-            fflush(stdout);
+            struct fl_progress ev = {.kind = FL_PROGRESS_ROUND};
+            if (o->test) fl_evaluate(&o->arch, s.w, o->test, &ev.accuracy, &ev.loss);
+            ev.round = r;
+            ev.selected = ns;
+            ev.ready = nr;
+            ev.contributors = tr.contributors;
+            ev.ms = (double)(cit_now_ns() - t0) / 1e6;
+            ev.tested = o->test != NULL;
+            if (o->progress) o->progress(o->progress_user, &ev);
         }
         cit_free(ready);
         if ((rc = record(o->ledger, rc ? "round-failed" : "aggregate", t.round,
@@ -1006,8 +1009,12 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             if (!(rc = fl_rd_end(&r)) && o->out) rc = fl_model_write(o->out, w, d, err);
             cit_free(w);
             if (rc) goto out;
-            printf("federation finished after %u rounds; %llu rounds spent privacy\n", rounds,
-                   (unsigned long long)c.dp.rounds);
+            if (o->progress) {
+                struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
+                ev.rounds = rounds;
+                ev.dp_rounds = c.dp.rounds;
+                o->progress(o->progress_user, &ev);
+            }
             finished = 1;
             break;
         }
