@@ -4,6 +4,8 @@
  * TLS over loopback. Participants vanish (or hang) at chosen stages; the
  * coordinator's sum must still equal, exactly, the plain sum of the
  * quantized contributions that the surviving contributors wrote down.
+ * In process: the orchestration frames they exchange and the roster file
+ * they read.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../src/fl/fl_int.h"
 #include "citadel/fl.h"
 #include "citadel/ledger.h"
 #include "test.h"
@@ -544,6 +547,88 @@ void test_fl_net_paillier(void)
     log = t_read_file(p, &len);
     CHECK(log && strstr(log, "holds no Paillier key share"));
     cit_free(log);
+}
+
+/* ---- the orchestration frames ---- */
+
+#define FRAME (const uint8_t *)b.p, b.len
+
+/* What fl serve and fl join write reads back as written, and each reader
+ * tells a frame of another type (CIT_EFORMAT, saying what it is) from one
+ * that does not answer the request (CIT_ERANGE). */
+void test_fl_frames(void)
+{
+    struct cit_buf b = {0};
+    struct cit_err err = {0};
+    struct fl_ready rd;
+    struct fl_decrypt_rd dr;
+    const uint32_t v[3] = {1, 2, 0xdeadbeef}, members[2] = {2, 0};
+    const float w[2] = {0.5f, -2.0f};
+    uint8_t blk[2][64 + 40], shares[40];
+    const uint8_t *signed_cts[2] = {blk[0], blk[1]}, *sig, *cts, *sh;
+    uint32_t rounds = 0, d = 0, who;
+    float *got = NULL;
+    for (int i = 0; i < 2; i++) memset(blk[i], 0x30 + i, sizeof(blk[i]));
+    memset(shares, 0x55, sizeof(shares));
+
+    /* READY: declined, plain, secure, Paillier */
+    CHECK(fl_ready_write(&b, 5, "too little noise", NULL, 0) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 12, &rd, &err) == 0 && !rd.accept);
+    CHECK(rd.why_len == 16 && !memcmp(rd.why, "too little noise", 16));
+    CHECK(fl_ready_read(FRAME, 6, 12, &rd, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 5, NULL, v, 3) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 12, &rd, &err) == 1 && rd.accept);
+    CHECK(rd.body == (const uint8_t *)b.p + FL_READY_BODY);
+    CHECK(rd.body[8] == 0xef && rd.body[11] == 0xde); /* little-endian */
+    CHECK(fl_ready_read(FRAME, 5, 8, &rd, &err) == CIT_ERANGE && !rd.body);
+    CHECK(fl_ready_read(FRAME, 5, 16, &rd, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 5, NULL, NULL, 0) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 0, &rd, &err) == 1);
+    CHECK(fl_ready_write_pai(&b, 5, blk[0], blk[1] + 64, 40) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 104, &rd, &err) == 1);
+    CHECK(!memcmp(rd.body, blk[0], 64) && !memcmp(rd.body + 64, blk[1] + 64, 40));
+    CHECK(fl_abort_frame(&b, "no") == 0);
+    CHECK(fl_ready_read(FRAME, 5, 0, &rd, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected READY: ABORT"), "%s", err.msg);
+    CHECK(fl_ready_read((const uint8_t *)b.p, 3, 5, 0, &rd, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected READY: frame: 3 bytes"), "%s", err.msg);
+
+    /* FINISH, and one cut short: the out-parameters stay as they were */
+    CHECK(fl_finish_write(&b, 7, w, 2) == 0);
+    CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &rounds, &got, &d, &err) == CIT_EFORMAT &&
+          !rounds && !got && !d);
+    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0);
+    CHECK(rounds == 7 && d == 2 && got && got[0] == 0.5f && got[1] == -2.0f);
+    cit_free(got);
+    got = NULL;
+    CHECK(fl_finish_write(&b, 3, NULL, 0) == 0);
+    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0 && rounds == 3 && !d && !got);
+
+    /* PA_DECRYPT */
+    CHECK(fl_decrypt_write(&b, 9, 2, members, signed_cts, 40) == 0);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 40, &err) == 0 && dr.count == 2);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 2);
+    CHECK(!memcmp(sig, blk[0], 64) && !memcmp(cts, blk[0] + 64, 40));
+    CHECK(fl_decrypt_end(&dr) == CIT_EFORMAT); /* one left */
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 40, &err) == 0);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 2);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 0 && sig[0] == 0x31);
+    CHECK(fl_decrypt_end(&dr) == 0);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 8, 40, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "PA_DECRYPT for another round"), "%s", err.msg);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 41, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "count 'contributions' at byte 20 is 2"), "%s", err.msg);
+
+    /* PA_SHARE */
+    CHECK(fl_share_write(&b, 9, 3, shares, 40) == 0);
+    CHECK(fl_share_read(FRAME, 9, 3, 40, &sh, &err) == 0 && sh == (const uint8_t *)b.p + 24);
+    CHECK(fl_share_read(FRAME, 8, 3, 40, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_share_read(FRAME, 9, 2, 40, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_share_read(FRAME, 9, 3, 39, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 9, NULL, NULL, 0) == 0);
+    CHECK(fl_share_read(FRAME, 9, 3, 40, &sh, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected PA_SHARE: READY"), "%s", err.msg);
+    cit_buf_free(&b);
 }
 
 /* ---- the roster file ---- */

@@ -4,221 +4,13 @@
  * simulation does, over TLS (net.c), and both write every round's
  * transcript into their own ledger.
  */
-#include <math.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fl_int.h"
-
-/* ---- the TASK frame ---- */
-
-/* The noise each contributor adds per entry: z C, split over the dp_min
- * contributors secure aggregation guarantees (in plain mode the coordinator
- * sees each update, so each carries all of it). */
-static double task_noise(const struct fl_task *t)
-{
-    double m = t->mode == FL_MODE_SECAGG ? t->dp_min : 1;
-    return t->dp_noise > 0 ? t->dp_noise * t->rc.clip / sqrt(m) : 0;
-}
-
-static void wr_f32(struct fl_wr *w, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    fl_wr_u32(w, u);
-}
-
-static void wr_f64(struct fl_wr *w, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    fl_wr_u64(w, u);
-}
-
-static float rd_f32(struct fl_rd *r, const char *what)
-{
-    uint32_t u = fl_rd_u32(r, what);
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-
-static double rd_f64(struct fl_rd *r, const char *what)
-{
-    uint64_t u = fl_rd_u64(r, what);
-    double v;
-    memcpy(&v, &u, 8);
-    return v;
-}
-
-int fl_task_write(const struct fl_task *t, const float *w, struct cit_buf *b)
-{
-    struct fl_wr wr;
-    b->len = 0;
-    fl_wr_begin(&wr, b, FL_MSG_TASK);
-    fl_wr_u64(&wr, t->round);
-    fl_wr_u32(&wr, t->rounds);
-    fl_wr_u8(&wr, (uint8_t)t->mode);
-    fl_wr_u8(&wr, (uint8_t)t->arch.arch);
-    fl_wr_u32(&wr, (uint32_t)t->arch.inputs);
-    fl_wr_u32(&wr, (uint32_t)t->arch.classes);
-    fl_wr_u8(&wr, (uint8_t)t->arch.layers);
-    for (int i = 0; i < FL_MAX_LAYERS; i++) fl_wr_u32(&wr, (uint32_t)t->arch.hidden[i]);
-    wr_f64(&wr, t->rc.clip);
-    fl_wr_u32(&wr, (uint32_t)t->rc.max_clients);
-    wr_f64(&wr, t->rc.weight_cap);
-    wr_f64(&wr, t->rc.local_epochs);
-    fl_wr_u32(&wr, (uint32_t)t->o.batch);
-    wr_f32(&wr, t->o.lr);
-    fl_wr_u8(&wr, (uint8_t)t->o.optim);
-    wr_f32(&wr, t->o.mu);
-    fl_wr_u64(&wr, t->o.seed);
-    wr_f64(&wr, t->dp_noise);
-    fl_wr_u32(&wr, t->dp_min);
-    fl_wr_u32(&wr, t->d);
-    for (uint32_t i = 0; i < t->d; i++) wr_f32(&wr, w[i]);
-    return fl_wr_end(&wr);
-}
-
-static int bad(struct cit_err *err, const char *field)
-{
-    return cit_err_set(err, CIT_EFORMAT, "TASK: field '%s' is out of range", field);
-}
-
-/* Reads and checks a TASK: every number within what a sane round uses. */
-int fl_task_read(const uint8_t *f, size_t len, struct fl_task *t, struct cit_err *err)
-{
-    struct fl_rd r;
-    int rc = fl_rd_begin(&r, f, len, err);
-    size_t d;
-    memset(t, 0, sizeof(*t));
-    if (rc) return rc;
-    t->round = fl_rd_u64(&r, "round");
-    t->rounds = fl_rd_u32(&r, "rounds");
-    t->mode = fl_rd_u8(&r, "mode");
-    t->arch.arch = fl_rd_u8(&r, "arch") ? FL_MLP : FL_LOGREG;
-    t->arch.inputs = (int)fl_rd_u32(&r, "inputs");
-    t->arch.classes = (int)fl_rd_u32(&r, "classes");
-    t->arch.layers = fl_rd_u8(&r, "layers");
-    for (int i = 0; i < FL_MAX_LAYERS; i++) t->arch.hidden[i] = (int)fl_rd_u32(&r, "hidden");
-    t->rc.clip = rd_f64(&r, "clip");
-    t->rc.max_clients = (int)fl_rd_u32(&r, "max_clients");
-    t->rc.weight_cap = rd_f64(&r, "weight_cap");
-    t->rc.local_epochs = rd_f64(&r, "local_epochs");
-    t->o.batch = (int)fl_rd_u32(&r, "batch");
-    t->o.lr = rd_f32(&r, "lr");
-    t->o.optim = fl_rd_u8(&r, "optim") ? FL_ADAM : FL_SGD;
-    t->o.mu = rd_f32(&r, "mu");
-    t->o.seed = fl_rd_u64(&r, "seed");
-    t->dp_noise = rd_f64(&r, "dp_noise");
-    t->dp_min = fl_rd_u32(&r, "dp_min");
-    t->d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
-    if (r.failed) return CIT_EFORMAT;
-    if (t->mode != FL_MODE_PLAIN && t->mode != FL_MODE_SECAGG && t->mode != FL_MODE_PAILLIER)
-        return bad(err, "mode");
-    if (t->arch.inputs < 1 || t->arch.inputs > FL_MAX_FEATURES) return bad(err, "inputs");
-    if (t->arch.classes < 2 || t->arch.classes > FL_MAX_CLASSES) return bad(err, "classes");
-    if (t->arch.layers > FL_MAX_LAYERS || (t->arch.arch == FL_MLP) != (t->arch.layers > 0))
-        return bad(err, "layers");
-    for (int i = 0; i < FL_MAX_LAYERS; i++)
-        if (t->arch.hidden[i] < 0 || t->arch.hidden[i] > 65536 ||
-            (i < t->arch.layers) != (t->arch.hidden[i] > 0))
-            return bad(err, "hidden");
-    if (!(t->rc.clip > 0 && t->rc.clip < 1e6)) return bad(err, "clip");
-    if (t->rc.max_clients < 1 || t->rc.max_clients > FL_MAX_CLIENTS) return bad(err, "max_clients");
-    if (!(t->rc.weight_cap >= 0 && t->rc.weight_cap < 1e12)) return bad(err, "weight_cap");
-    if (!(t->rc.local_epochs > 0 && t->rc.local_epochs <= 1000)) return bad(err, "local_epochs");
-    if (t->o.batch < 1 || t->o.batch > 1 << 20) return bad(err, "batch");
-    if (!(t->o.lr > 0 && t->o.lr <= 100)) return bad(err, "lr");
-    if (!(t->o.mu >= 0 && t->o.mu <= 1e6)) return bad(err, "mu");
-    if (!(t->dp_noise >= 0 && t->dp_noise <= 1e6)) return bad(err, "dp_noise");
-    if (t->dp_min < 1 || t->dp_min > FL_MAX_CLIENTS) return bad(err, "dp_min");
-    if (t->dp_noise > 0 && t->rc.weight_cap > 0) return bad(err, "weight_cap (with dp_noise)");
-    d = fl_arch_params(&t->arch, err);
-    if (!d || d != t->d) return bad(err, "d");
-    if (!(t->w = cit_malloc(d * sizeof(float)))) return CIT_ENOMEM;
-    for (size_t i = 0; i < d; i++)
-        if (!isfinite(t->w[i] = rd_f32(&r, "weights"))) {
-            cit_free(t->w);
-            t->w = NULL;
-            return bad(err, "weights");
-        }
-    if ((rc = fl_rd_end(&r))) {
-        cit_free(t->w);
-        t->w = NULL;
-    }
-    return rc;
-}
-
-static void hex(char *out, const uint8_t *p, size_t n)
-{
-    sodium_bin2hex(out, n * 2 + 1, p, n);
-}
-
-/* What a participant signs over its Paillier ciphertexts. */
-static void pa_statement(uint8_t msg[60], uint64_t round, uint32_t member, const uint8_t *cts,
-                         size_t n)
-{
-    memcpy(msg, "citadel-fl/pa/v1", 16);
-    for (int i = 0; i < 8; i++) msg[16 + i] = (uint8_t)(round >> (8 * i));
-    for (int i = 0; i < 4; i++) msg[24 + i] = (uint8_t)(member >> (8 * i));
-    fl_sha256(msg + 28, cts, n, NULL, 0, NULL, 0);
-}
-
-static const char *mode_name(int mode)
-{
-    return mode == FL_MODE_SECAGG ? "secagg" : mode == FL_MODE_PAILLIER ? "paillier" : "plain";
-}
-
-/* One ledger entry for the round: event "fl", its digest the sum's. */
-static int record(struct ledger *lg, const char *action, uint64_t round, const uint8_t digest[32],
-                  const char *target, const char *detail, struct cit_err *err)
-{
-    struct ledger_rec e = {0};
-    char id[40];
-    if (!lg) return 0;
-    snprintf(id, sizeof(id), "round-%llu", (unsigned long long)round);
-    e.tenant = "fl";
-    e.request_id = id;
-    if (digest) memcpy(e.digest, digest, 32);
-    e.target = target;
-    e.action = action;
-    e.status =
-        strcmp(action, "aggregate") && strcmp(action, "contribute") && strcmp(action, "decrypt")
-            ? 409
-            : 200;
-    e.event = "fl";
-    e.detail = detail;
-    if (ledger_append(lg, &e, LEDGER_SYNC, NULL))
-        return cit_err_set(err, CIT_EIO, "the ledger refused the %s entry of round %llu", action,
-                           (unsigned long long)round);
-    return 0;
-}
-
-/* The transcript's digests and dropouts, for the ledger. */
-static void transcript_text(struct cit_buf *b, const struct fl_sa_transcript *t)
-{
-    char k[65], s[65], m[65], u[65];
-    hex(k, t->keys_digest, 32);
-    hex(s, t->shares_digest, 32);
-    hex(m, t->masked_digest, 32);
-    hex(u, t->sum_digest, 32);
-    cit_buf_printf(b,
-                   " n=%u contributors=%u dropped_keys=%u dropped_shares=%u dropped_masked=%u "
-                   "dropped_late=%u keys=%s shares=%s masked=%s sum=%s",
-                   t->n, t->contributors, t->dropped_keys, t->dropped_shares, t->dropped_masked,
-                   t->dropped_late, k, s, m, u);
-}
-
-/* Testing dumps of vectors: u32 in host order, the wire's on little-endian hosts. */
-static int write_u32s(const char *path, const uint32_t *v, size_t n, struct cit_err *err)
-{
-    return cit_write_file(path, v, n * 4, 0644, err);
-}
 
 /* ---- the coordinator ---- */
 
@@ -337,7 +129,7 @@ static int round_secagg(struct srv *s, struct fl_conn **rd, uint32_t n, uint64_t
     p.members = members;
     {
         char sh[65];
-        hex(sh, p.session, 32);
+        fl_hex(sh, p.session, 32);
         cit_buf_printf(detail, " k=%u t=%u session=%s", p.k, p.t, sh);
     }
     if (!(rc = fl_sa_server_new(&p, &o->roster, &srv, err))) rc = 1;
@@ -376,7 +168,7 @@ static void round_plain(struct srv *s, struct fl_conn **rd, uint32_t n, uint32_t
     size_t d1 = s->d + 1;
     memset(sum, 0, d1 * sizeof(uint32_t));
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *v = (const uint8_t *)rd[i]->in.p + FL_HDR + 9;
+        const uint8_t *v = (const uint8_t *)rd[i]->in.p + FL_READY_BODY;
         for (size_t j = 0; j < d1; j++) {
             uint32_t x;
             memcpy(&x, v + 4 * j, 4);
@@ -395,32 +187,28 @@ static int round_paillier(struct srv *s, struct fl_conn **rd, uint32_t n, uint64
     int t = fl_pai_threshold(o->pai), got = 0, rc;
     int *ids = cit_calloc((size_t)t, sizeof(int));
     const uint8_t **shares = cit_calloc((size_t)t, sizeof(*shares));
+    uint32_t *members = cit_calloc(n, sizeof(*members));
+    const uint8_t **signed_cts = cit_calloc(n, sizeof(*signed_cts)); /* sig, cts */
     uint8_t *agg = cit_malloc(m * cb), dg[32];
     struct cit_buf *f = &s->fr[0];
-    struct fl_wr w;
     char hx[65];
-    if (!ids || !shares || !agg) {
+    if (!ids || !shares || !members || !signed_cts || !agg) {
         rc = CIT_ENOMEM;
         goto out;
     }
-    f->len = 0;
-    fl_wr_begin(&w, f, FL_MSG_PA_DECRYPT);
-    fl_wr_u64(&w, round);
-    fl_wr_u32(&w, n);
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *body = (const uint8_t *)rd[i]->in.p + FL_HDR + 9; /* sig, cts */
-        fl_wr_u32(&w, (uint32_t)rd[i]->member);
-        fl_wr_bytes(&w, body, 64 + m * cb);
+        members[i] = (uint32_t)rd[i]->member;
+        signed_cts[i] = (const uint8_t *)rd[i]->in.p + FL_READY_BODY;
         if (!i)
-            memcpy(agg, body + 64, m * cb);
-        else if ((rc = fl_pai_add(o->pai, agg, body + 64, m))) {
+            memcpy(agg, signed_cts[i] + 64, m * cb);
+        else if ((rc = fl_pai_add(o->pai, agg, signed_cts[i] + 64, m))) {
             cit_err_set(err, rc, "a contribution is not a ciphertext");
             goto out;
         }
     }
-    if ((rc = fl_wr_end(&w))) goto out;
+    if ((rc = fl_decrypt_write(f, round, n, members, signed_cts, m * cb))) goto out;
     fl_sha256(dg, agg, m * cb, NULL, 0, NULL, 0);
-    hex(hx, dg, 32);
+    fl_hex(hx, dg, 32);
     cit_buf_printf(detail, " aggregate=%s decryptors=", hx);
     for (uint32_t i = 0; i < n; i++) {
         rd[i]->out = (const uint8_t *)f->p;
@@ -428,23 +216,18 @@ static int round_paillier(struct srv *s, struct fl_conn **rd, uint32_t n, uint64
     }
     fl_net_exchange(rd, (int)n, o->stage_timeout_s > 0 ? o->stage_timeout_s : 60, 1);
     for (uint32_t i = 0; i < n && got < t; i++) {
-        struct fl_rd r;
         struct cit_err e = {0};
         const uint8_t *sh;
         char nb[32];
         if (!rd[i]->got) continue;
-        if (fl_rd_begin(&r, (const uint8_t *)rd[i]->in.p, rd[i]->in.len, &e) ||
-            r.type != FL_MSG_PA_SHARE) {
+        rc = fl_share_read((const uint8_t *)rd[i]->in.p, rd[i]->in.len, round,
+                           (uint32_t)rd[i]->member + 1, m * cb, &sh, &e);
+        if (rc == CIT_EFORMAT) /* an ABORT says why: its body is the reason */
             cit_log(CIT_LOG_WARN, "fl: round %llu: %s sent no decryption share: %.*s",
                     (unsigned long long)round, member_name(s, rd[i]->member, nb, 32),
                     (int)(rd[i]->in.len > FL_HDR ? rd[i]->in.len - FL_HDR : 0),
                     rd[i]->in.p + FL_HDR);
-            continue;
-        }
-        if (fl_rd_u64(&r, "round") != round || fl_rd_u32(&r, "id") != (uint32_t)rd[i]->member + 1)
-            continue;
-        sh = fl_rd_bytes(&r, m * cb, "shares");
-        if (fl_rd_end(&r)) continue;
+        if (rc) continue;
         ids[got] = rd[i]->member + 1;
         shares[got++] = sh;
         cit_buf_printf(detail, "%s%s", got > 1 ? "," : "", member_name(s, rd[i]->member, nb, 32));
@@ -458,6 +241,8 @@ static int round_paillier(struct srv *s, struct fl_conn **rd, uint32_t n, uint64
 out:
     cit_free(ids);
     cit_free(shares);
+    cit_free(members);
+    cit_free(signed_cts);
     cit_free(agg);
     return rc;
 }
@@ -465,41 +250,34 @@ out:
 /* Reads a READY: 1 accepted, 0 declined (reason logged), -1 malformed. */
 static int ready_read(struct srv *s, struct fl_conn *c, uint64_t round, int mode)
 {
-    struct fl_rd r;
+    const struct fl_serve_opts *o = s->o;
+    size_t m = mode == FL_MODE_PAILLIER ? fl_pai_cts(o->pai, o->rc.max_clients, s->d + 1) : 0,
+           cb = mode == FL_MODE_PAILLIER ? fl_pai_ct_bytes(o->pai) : 0;
+    size_t body = mode == FL_MODE_PLAIN      ? (s->d + 1) * 4
+                  : mode == FL_MODE_PAILLIER ? 64 + m * cb
+                                             : 0;
+    struct fl_ready rd;
     struct cit_err e = {0};
     char nb[32];
-    uint64_t rr;
-    int acc;
-    if (fl_rd_begin(&r, (const uint8_t *)c->in.p, c->in.len, &e) || r.type != FL_MSG_READY) {
-        cit_log(CIT_LOG_WARN, "fl: %s: expected READY: %s", member_name(s, c->member, nb, 32),
-                e.msg[0] ? e.msg : fl_msg_name(r.type));
-        return -1;
-    }
-    rr = fl_rd_u64(&r, "round");
-    acc = fl_rd_u8(&r, "accept");
-    if (r.failed || rr != round) return -1;
-    if (!acc) {
-        size_t left = r.n - r.off;
+    int a = fl_ready_read((const uint8_t *)c->in.p, c->in.len, round, body, &rd, &e);
+    if (a == CIT_EFORMAT)
+        cit_log(CIT_LOG_WARN, "fl: %s: %s", member_name(s, c->member, nb, 32), e.msg);
+    if (a < 0) return -1;
+    if (!a) {
         cit_log(CIT_LOG_INFO, "fl: round %llu: %s declined: %.*s", (unsigned long long)round,
-                member_name(s, c->member, nb, 32), (int)(left > FL_ABORT_MAX ? FL_ABORT_MAX : left),
-                (const char *)r.p + r.off);
+                member_name(s, c->member, nb, 32), (int)rd.why_len, rd.why);
         return 0;
     }
-    if (mode == FL_MODE_PLAIN) fl_rd_bytes(&r, (s->d + 1) * 4, "contribution");
     if (mode == FL_MODE_PAILLIER) {
-        size_t m = fl_pai_cts(s->o->pai, s->o->rc.max_clients, s->d + 1);
-        const uint8_t *sig = fl_rd_bytes(&r, 64, "signature");
-        const uint8_t *cts = fl_rd_bytes(&r, m * fl_pai_ct_bytes(s->o->pai), "ciphertexts");
         uint8_t msg[60];
-        if (r.failed) return -1;
-        pa_statement(msg, round, (uint32_t)c->member, cts, m * fl_pai_ct_bytes(s->o->pai));
-        if (crypto_sign_verify_detached(sig, msg, sizeof(msg), s->o->roster.pk[c->member])) {
+        fl_pa_statement(msg, round, (uint32_t)c->member, rd.body + 64, m * cb);
+        if (crypto_sign_verify_detached(rd.body, msg, sizeof(msg), o->roster.pk[c->member])) {
             cit_log(CIT_LOG_WARN, "fl: %s: a contribution with a bad signature",
                     member_name(s, c->member, nb, 32));
             return -1;
         }
     }
-    return fl_rd_end(&r) ? -1 : 1;
+    return 1;
 }
 
 int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
@@ -553,7 +331,7 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         if (o->mode != FL_MODE_SECAGG) dp_min = 1;
     }
     t.dp_min = dp_min;
-    t.rc.noise = task_noise(&t);
+    t.rc.noise = fl_task_noise(&t);
     for (int r = 1; r <= o->rounds; r++) {
         struct fl_conn **sel = s.cs, **ready;
         struct fl_sa_transcript tr = {0};
@@ -594,9 +372,8 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             if (a < 0) sel[i]->dead = 1;
         }
         detail.len = 0;
-        cit_buf_printf(&detail,
-                       "mode=%s selected=%d ready=%d declined=%d participants=", mode_name(o->mode),
-                       ns, nr, declined);
+        cit_buf_printf(&detail, "mode=%s selected=%d ready=%d declined=%d participants=",
+                       fl_mode_name(o->mode), ns, nr, declined);
         for (int i = 0; i < nr; i++) {
             char nb[32];
             cit_buf_printf(&detail, "%s%s", i ? "," : "",
@@ -616,10 +393,8 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             tr.n = tr.contributors = (uint32_t)nr;
             fl_sha256(tr.sum_digest, sum, (s.d + 1) * 4, NULL, 0, NULL, 0);
         }
-        if (!rc) transcript_text(&detail, &tr);
-        if (!rc && o->dump_sum) {
-            rc = write_u32s(o->dump_sum, sum, s.d + 1, err);
-        }
+        if (!rc) fl_transcript_text(&detail, &tr);
+        if (!rc && o->dump_sum) rc = fl_write_u32s(o->dump_sum, sum, s.d + 1, err);
         if (!rc) rc = fl_server_update(&t.rc, o->so, s.w, sum, s.d, err);
         if (rc) {
             cit_buf_printf(&detail, " error=\"%s\"", err->msg);
@@ -636,21 +411,15 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
             if (o->progress) o->progress(o->progress_user, &ev);
         }
         cit_free(ready);
-        if ((rc = record(o->ledger, rc ? "round-failed" : "aggregate", t.round,
-                         rc ? NULL : tr.sum_digest, "fl", detail.p, err)))
+        if ((rc = fl_record(o->ledger, rc ? "round-failed" : "aggregate", t.round,
+                            rc ? NULL : tr.sum_digest, "fl", detail.p, err)))
             goto out;
         reap(&s);
     }
     /* the final model to everyone still here */
     {
-        struct fl_wr w;
         int m = 0;
-        taskf.len = 0;
-        fl_wr_begin(&w, &taskf, FL_MSG_FINISH);
-        fl_wr_u32(&w, (uint32_t)o->rounds);
-        fl_wr_u32(&w, (uint32_t)s.d);
-        for (size_t i = 0; i < s.d; i++) wr_f32(&w, s.w[i]);
-        if ((rc = fl_wr_end(&w))) goto out;
+        if ((rc = fl_finish_write(&taskf, (uint32_t)o->rounds, s.w, s.d))) goto out;
         for (int i = 0; i < n; i++)
             if (s.conns[i].fd >= 0) {
                 s.conns[i].out = (const uint8_t *)taskf.p;
@@ -696,16 +465,8 @@ struct cli {
 static int send_ready(struct cli *c, uint64_t round, const char *why, const uint32_t *v, size_t n,
                       struct cit_err *err)
 {
-    struct fl_wr w;
-    int rc;
-    c->out.len = 0;
-    fl_wr_begin(&w, &c->out, FL_MSG_READY);
-    fl_wr_u64(&w, round);
-    fl_wr_u8(&w, !why);
-    if (why) fl_wr_bytes(&w, why, strnlen(why, FL_ABORT_MAX));
-    if (v) fl_wr_u32s(&w, v, n);
-    if ((rc = fl_wr_end(&w))) return rc;
-    return fl_net_send(&c->c, c->out.p, c->out.len, err);
+    int rc = fl_ready_write(&c->out, round, why, v, n);
+    return rc ? rc : fl_net_send(&c->c, c->out.p, c->out.len, err);
 }
 
 /* Declines the task: a READY that says why, and a ledger entry. */
@@ -714,7 +475,7 @@ static int decline(struct cli *c, uint64_t round, const char *why, struct cit_er
     cit_log(CIT_LOG_INFO, "fl: round %llu declined: %s", (unsigned long long)round, why);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "reason=\"%s\"", why);
-    if (record(c->o->ledger, "decline", round, NULL, c->o->connect, c->detail.p, err))
+    if (fl_record(c->o->ledger, "decline", round, NULL, c->o->connect, c->detail.p, err))
         return CIT_EIO;
     return send_ready(c, round, why, NULL, 0, err);
 }
@@ -768,7 +529,7 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
         rc = decline(c, t.round, why, err);
         goto out;
     }
-    t.rc.noise = task_noise(&t);
+    t.rc.noise = fl_task_noise(&t);
     if (!(v = cit_malloc(((size_t)t.d + 1) * sizeof(uint32_t)))) {
         rc = CIT_ENOMEM;
         goto out;
@@ -779,9 +540,9 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
         c->dp = after;
         if (o->dp_state && (rc = fl_dp_save(o->dp_state, &c->dp, err))) goto out;
     }
-    if (o->dump_update && (rc = write_u32s(o->dump_update, v, (size_t)t.d + 1, err))) goto out;
+    if (o->dump_update && (rc = fl_write_u32s(o->dump_update, v, (size_t)t.d + 1, err))) goto out;
     c->detail.len = 0;
-    cit_buf_printf(&c->detail, "mode=%s loss=%.4f", mode_name(t.mode), (double)loss);
+    cit_buf_printf(&c->detail, "mode=%s loss=%.4f", fl_mode_name(t.mode), (double)loss);
     if (t.dp_noise > 0)
         cit_buf_printf(&c->detail,
                        " dp_z=%g dp_min=%u epsilon_round=%.4f epsilon_total=%.4f "
@@ -791,34 +552,28 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     if (t.mode == FL_MODE_PLAIN) {
         fl_sha256(c->mine, v, ((size_t)t.d + 1) * 4, NULL, 0, NULL, 0);
         if ((rc = send_ready(c, t.round, NULL, v, (size_t)t.d + 1, err))) goto out;
-        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
+        rc = fl_record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
         goto out;
     }
     if (t.mode == FL_MODE_PAILLIER) {
         size_t m = fl_pai_cts(o->pai, t.rc.max_clients, (size_t)t.d + 1),
                cb = fl_pai_ct_bytes(o->pai);
         uint8_t *cts = cit_malloc(m * cb), msg[60], sig[64];
-        struct fl_wr w;
         if (!cts) {
             rc = CIT_ENOMEM;
             goto out;
         }
         fl_pai_encrypt(o->pai, t.rc.max_clients, v, (size_t)t.d + 1, cts);
-        pa_statement(msg, t.round, c->me, cts, m * cb);
+        fl_pa_statement(msg, t.round, c->me, cts, m * cb);
         crypto_sign_detached(sig, NULL, msg, sizeof(msg), o->key->sk);
-        c->out.len = 0;
-        fl_wr_begin(&w, &c->out, FL_MSG_READY);
-        fl_wr_u64(&w, t.round);
-        fl_wr_u8(&w, 1);
-        fl_wr_bytes(&w, sig, 64);
-        fl_wr_bytes(&w, cts, m * cb);
+        rc = fl_ready_write_pai(&c->out, t.round, sig, cts, m * cb);
         cit_free(cts);
-        if ((rc = fl_wr_end(&w)) || (rc = fl_net_send(&c->c, c->out.p, c->out.len, err))) goto out;
+        if (rc || (rc = fl_net_send(&c->c, c->out.p, c->out.len, err))) goto out;
         c->round = t.round;
         c->max_clients = t.rc.max_clients;
         c->d1 = t.d + 1;
         c->decrypted = 0;
-        rc = record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
+        rc = fl_record(o->ledger, "contribute", t.round, NULL, o->connect, c->detail.p, err);
         goto out;
     }
     {
@@ -846,7 +601,7 @@ static int refuse(struct cli *c, const char *why, struct cit_err *err)
     cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)c->round, why);
     c->detail.len = 0;
     cit_buf_printf(&c->detail, "reason=\"%s\"", why);
-    if (record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p, err))
+    if (fl_record(c->o->ledger, "abort", c->round, NULL, c->o->connect, c->detail.p, err))
         return CIT_EIO;
     if ((rc = fl_abort_frame(&c->out, why))) return rc;
     return fl_net_send(&c->c, c->out.p, c->out.len, err);
@@ -858,10 +613,10 @@ static int refuse(struct cli *c, const char *why, struct cit_err *err)
 static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
 {
     const struct fl_join_opts *o = c->o;
-    struct fl_rd r;
+    struct fl_decrypt_rd r;
     struct cit_err e = {0};
     size_t m, cb;
-    uint32_t count, floor_n = o->min_t > 2 ? o->min_t : 2;
+    uint32_t floor_n = o->min_t > 2 ? o->min_t : 2;
     uint8_t *acc = NULL, *out = NULL, *seen = NULL, dg[32];
     char why[FL_ABORT_MAX], hx[65];
     int rc = 0;
@@ -870,13 +625,10 @@ static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_er
     if (c->decrypted) return refuse(c, "a second decryption request in one round", err);
     m = fl_pai_cts(o->pai, c->max_clients, c->d1);
     cb = fl_pai_ct_bytes(o->pai);
-    if (fl_rd_begin(&r, f, len, &e) || fl_rd_u64(&r, "round") != c->round)
-        return refuse(c, e.msg[0] ? e.msg : "PA_DECRYPT for another round", err);
-    count = fl_rd_count(&r, FL_MAX_CLIENTS, 4 + 64 + m * cb, "contributions");
-    if (r.failed) return refuse(c, e.msg, err);
-    if (count < floor_n) {
+    if (fl_decrypt_begin(&r, f, len, c->round, m * cb, &e)) return refuse(c, e.msg, err);
+    if (r.count < floor_n) {
         snprintf(why, sizeof(why), "asked to decrypt %u contributions, this node's floor is %u",
-                 count, floor_n);
+                 r.count, floor_n);
         return refuse(c, why, err);
     }
     acc = cit_malloc(m * cb);
@@ -887,18 +639,17 @@ static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_er
         goto done;
     }
     why[0] = 0;
-    for (uint32_t i = 0; i < count && !why[0]; i++) {
-        uint32_t who = fl_rd_u32(&r, "member");
-        const uint8_t *sig = fl_rd_bytes(&r, 64, "signature");
-        const uint8_t *cts = fl_rd_bytes(&r, m * cb, "ciphertexts");
+    for (uint32_t i = 0; i < r.count && !why[0]; i++) {
+        uint32_t who;
+        const uint8_t *sig, *cts;
         uint8_t msg[60];
-        if (r.failed) break;
+        if (fl_decrypt_next(&r, &who, &sig, &cts)) break;
         if (who >= (uint32_t)o->roster.n || seen[who]) {
             snprintf(why, sizeof(why), "contribution %u: member %u unknown or repeated", i, who);
             break;
         }
         seen[who] = 1;
-        pa_statement(msg, c->round, who, cts, m * cb);
+        fl_pa_statement(msg, c->round, who, cts, m * cb);
         if (crypto_sign_verify_detached(sig, msg, sizeof(msg), o->roster.pk[who])) {
             snprintf(why, sizeof(why), "contribution %u: member %u's signature does not verify", i,
                      who);
@@ -909,27 +660,22 @@ static int on_decrypt(struct cli *c, const uint8_t *f, size_t len, struct cit_er
         else if (fl_pai_add(o->pai, acc, cts, m))
             snprintf(why, sizeof(why), "contribution %u is not a ciphertext", i);
     }
-    if (!why[0] && fl_rd_end(&r)) snprintf(why, sizeof(why), "%.200s", e.msg);
+    if (!why[0] && fl_decrypt_end(&r)) snprintf(why, sizeof(why), "%.200s", e.msg);
     if (why[0]) {
         rc = refuse(c, why, err);
         goto done;
     }
     c->decrypted = 1;
     if ((rc = fl_pai_decrypt_share(o->pai, o->pai_share, acc, m, out))) goto done;
-    {
-        struct fl_wr w;
-        c->out.len = 0;
-        fl_wr_begin(&w, &c->out, FL_MSG_PA_SHARE);
-        fl_wr_u64(&w, c->round);
-        fl_wr_u32(&w, (uint32_t)fl_pai_share_id(o->pai_share));
-        fl_wr_bytes(&w, out, m * cb);
-        if ((rc = fl_wr_end(&w)) || (rc = fl_net_send(&c->c, c->out.p, c->out.len, err))) goto done;
-    }
+    if ((rc = fl_share_write(&c->out, c->round, (uint32_t)fl_pai_share_id(o->pai_share), out,
+                             m * cb)) ||
+        (rc = fl_net_send(&c->c, c->out.p, c->out.len, err)))
+        goto done;
     fl_sha256(dg, acc, m * cb, NULL, 0, NULL, 0);
-    hex(hx, dg, 32);
+    fl_hex(hx, dg, 32);
     c->detail.len = 0;
-    cit_buf_printf(&c->detail, "mode=paillier contributors=%u aggregate=%s", count, hx);
-    rc = record(o->ledger, "decrypt", c->round, NULL, o->connect, c->detail.p, err);
+    cit_buf_printf(&c->detail, "mode=paillier contributors=%u aggregate=%s", r.count, hx);
+    rc = fl_record(o->ledger, "decrypt", c->round, NULL, o->connect, c->detail.p, err);
 done:
     cit_free(acc);
     cit_free(out);
@@ -966,7 +712,6 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
     fl_net_nonblock(&c.c, (int)((o->timeout_s > 0 ? o->timeout_s : 3600) * 1000));
     cit_log(CIT_LOG_INFO, "fl: joined %s as %s", o->connect, o->key->vk.name);
     while (!finished) {
-        struct fl_rd r;
         int type;
         if ((rc = fl_net_recv(&c.c, &f, err))) {
             cit_err_prefix(err, "coordinator");
@@ -998,15 +743,8 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
         case FL_MSG_FINISH: {
             float *w = NULL;
             uint32_t rounds, d;
-            if ((rc = fl_rd_begin(&r, (const uint8_t *)f.p, f.len, err))) goto out;
-            rounds = fl_rd_u32(&r, "rounds");
-            d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
-            if (!r.failed && d && !(w = cit_malloc((size_t)d * sizeof(float)))) {
-                rc = CIT_ENOMEM;
-                goto out;
-            }
-            for (uint32_t i = 0; w && i < d; i++) w[i] = rd_f32(&r, "weights");
-            if (!(rc = fl_rd_end(&r)) && o->out) rc = fl_model_write(o->out, w, d, err);
+            if ((rc = fl_finish_read((const uint8_t *)f.p, f.len, &rounds, &w, &d, err))) goto out;
+            if (o->out) rc = fl_model_write(o->out, w, d, err);
             cit_free(w);
             if (rc) goto out;
             if (o->progress) {
@@ -1026,8 +764,8 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             c.detail.len = 0;
             cit_buf_printf(&c.detail, "reason=\"%.*s\"", (int)(n > FL_ABORT_MAX ? FL_ABORT_MAX : n),
                            f.p + FL_HDR);
-            if (c.round && (rc = record(o->ledger, "round-failed", c.round, NULL, o->connect,
-                                        c.detail.p, err)))
+            if (c.round && (rc = fl_record(o->ledger, "round-failed", c.round, NULL, o->connect,
+                                           c.detail.p, err)))
                 goto out;
             fl_sa_client_free(c.sa);
             c.sa = NULL;
@@ -1050,14 +788,15 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
                         e.msg);
                 c.detail.len = 0;
                 cit_buf_printf(&c.detail, "reason=\"%s\"", e.msg);
-                if ((rc = record(o->ledger, "abort", c.round, NULL, o->connect, c.detail.p, err)))
+                if ((rc =
+                         fl_record(o->ledger, "abort", c.round, NULL, o->connect, c.detail.p, err)))
                     goto out;
             }
             if (c.out.len && (rc = fl_net_send(&c.c, c.out.p, c.out.len, err))) goto out;
             if (!was_done && fl_sa_client_done(c.sa, &tr)) {
-                transcript_text(&c.detail, &tr);
-                if ((rc = record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
-                                 c.detail.p, err)))
+                fl_transcript_text(&c.detail, &tr);
+                if ((rc = fl_record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
+                                    c.detail.p, err)))
                     goto out;
             }
         }
