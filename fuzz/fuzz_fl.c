@@ -41,7 +41,7 @@ static void round_with(int at, const uint8_t *data, size_t size)
 {
     static uint8_t pk[N][32], sk[N][64];
     static int ready;
-    struct fl_roster roster = {N, (const uint8_t(*)[32])pk};
+    struct fl_roster roster = {N, (const uint8_t(*)[32])pk, NULL};
     struct fl_sa_client *cl[N] = {0};
     struct fl_sa_server *srv = NULL;
     struct fl_sa_params p = {0};

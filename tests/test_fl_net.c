@@ -4,6 +4,8 @@
  * TLS over loopback. Participants vanish (or hang) at chosen stages; the
  * coordinator's sum must still equal, exactly, the plain sum of the
  * quantized contributions that the surviving contributors wrote down.
+ * In process: the orchestration frames they exchange and the roster file
+ * they read.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../src/fl/fl_int.h"
 #include "citadel/fl.h"
 #include "citadel/ledger.h"
 #include "test.h"
@@ -548,4 +551,163 @@ void test_fl_net_paillier(void)
     log = t_read_file(p, &len);
     CHECK(log && strstr(log, "holds no Paillier key share"));
     cit_free(log);
+}
+
+/* ---- the orchestration frames ---- */
+
+#define FRAME (const uint8_t *)b.p, b.len
+
+/* What fl serve and fl join write reads back as written, and each reader
+ * tells a frame of another type (CIT_EFORMAT, saying what it is) from one
+ * that does not answer the request (CIT_ERANGE). */
+void test_fl_frames(void)
+{
+    struct cit_buf b = {0};
+    struct cit_err err = {0};
+    struct fl_ready rd;
+    struct fl_decrypt_rd dr;
+    const uint32_t v[3] = {1, 2, 0xdeadbeef}, members[2] = {2, 0};
+    const float w[2] = {0.5f, -2.0f};
+    uint8_t blk[2][64 + 40], shares[40];
+    const uint8_t *signed_cts[2] = {blk[0], blk[1]}, *sig, *cts, *sh;
+    uint32_t rounds = 0, d = 0, who;
+    float *got = NULL;
+    for (int i = 0; i < 2; i++) memset(blk[i], 0x30 + i, sizeof(blk[i]));
+    memset(shares, 0x55, sizeof(shares));
+
+    /* READY: declined, plain, secure, Paillier */
+    CHECK(fl_ready_write(&b, 5, "too little noise", NULL, 0) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 12, &rd, &err) == 0 && !rd.accept);
+    CHECK(rd.why_len == 16 && !memcmp(rd.why, "too little noise", 16));
+    CHECK(fl_ready_read(FRAME, 6, 12, &rd, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 5, NULL, v, 3) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 12, &rd, &err) == 1 && rd.accept);
+    CHECK(rd.body == (const uint8_t *)b.p + FL_READY_BODY);
+    CHECK(rd.body[8] == 0xef && rd.body[11] == 0xde); /* little-endian */
+    CHECK(fl_ready_read(FRAME, 5, 8, &rd, &err) == CIT_ERANGE && !rd.body);
+    CHECK(fl_ready_read(FRAME, 5, 16, &rd, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 5, NULL, NULL, 0) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 0, &rd, &err) == 1);
+    CHECK(fl_ready_write_pai(&b, 5, blk[0], blk[1] + 64, 40) == 0);
+    CHECK(fl_ready_read(FRAME, 5, 104, &rd, &err) == 1);
+    CHECK(!memcmp(rd.body, blk[0], 64) && !memcmp(rd.body + 64, blk[1] + 64, 40));
+    CHECK(fl_abort_frame(&b, "no") == 0);
+    CHECK(fl_ready_read(FRAME, 5, 0, &rd, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected READY: ABORT"), "%s", err.msg);
+    CHECK(fl_ready_read((const uint8_t *)b.p, 3, 5, 0, &rd, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected READY: frame: 3 bytes"), "%s", err.msg);
+
+    /* FINISH, and one cut short: the out-parameters stay as they were */
+    CHECK(fl_finish_write(&b, 7, w, 2) == 0);
+    CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &rounds, &got, &d, &err) == CIT_EFORMAT &&
+          !rounds && !got && !d);
+    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0);
+    CHECK(rounds == 7 && d == 2 && got && got[0] == 0.5f && got[1] == -2.0f);
+    cit_free(got);
+    got = NULL;
+    CHECK(fl_finish_write(&b, 3, NULL, 0) == 0);
+    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0 && rounds == 3 && !d && !got);
+
+    /* PA_DECRYPT */
+    CHECK(fl_decrypt_write(&b, 9, 2, members, signed_cts, 40) == 0);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 40, &err) == 0 && dr.count == 2);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 2);
+    CHECK(!memcmp(sig, blk[0], 64) && !memcmp(cts, blk[0] + 64, 40));
+    CHECK(fl_decrypt_end(&dr) == CIT_EFORMAT); /* one left */
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 40, &err) == 0);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 2);
+    CHECK(fl_decrypt_next(&dr, &who, &sig, &cts) == 0 && who == 0 && sig[0] == 0x31);
+    CHECK(fl_decrypt_end(&dr) == 0);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 8, 40, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "PA_DECRYPT for another round"), "%s", err.msg);
+    CHECK(fl_decrypt_begin(&dr, FRAME, 9, 41, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "count 'contributions' at byte 20 is 2"), "%s", err.msg);
+
+    /* PA_SHARE */
+    CHECK(fl_share_write(&b, 9, 3, shares, 40) == 0);
+    CHECK(fl_share_read(FRAME, 9, 3, 40, &sh, &err) == 0 && sh == (const uint8_t *)b.p + 24);
+    CHECK(fl_share_read(FRAME, 8, 3, 40, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_share_read(FRAME, 9, 2, 40, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_share_read(FRAME, 9, 3, 39, &sh, &err) == CIT_ERANGE);
+    CHECK(fl_ready_write(&b, 9, NULL, NULL, 0) == 0);
+    CHECK(fl_share_read(FRAME, 9, 3, 40, &sh, &err) == CIT_EFORMAT);
+    CHECKF(strstr(err.msg, "expected PA_SHARE: READY"), "%s", err.msg);
+    cit_buf_free(&b);
+}
+
+/* ---- the roster file ---- */
+
+/* Writes text to dir/roster and loads it. */
+static int roster_try(const char *dir, const char *text, struct fl_roster **r, struct cit_err *err)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/roster", dir);
+    if (t_write_file(p, text, strlen(text))) return CIT_EIO;
+    return fl_roster_load(p, r, err);
+}
+
+/* Members in line order, comments, blank lines and CRLF endings skipped;
+ * every refusal names the file, and the line where one is at fault; an
+ * allocation that fails anywhere is reported and leaks nothing. */
+void test_fl_roster(void)
+{
+    struct cit_err err = {0};
+    struct ledger_skey k;
+    struct fl_roster *r = NULL;
+    struct cit_buf b = {0};
+    char dir[600], p[700], vp[700], line[3][512], txt[2048];
+    uint8_t pk[3][32];
+    int rc = 0;
+    snprintf(dir, sizeof(dir), "%s/fl-roster", t_tmpdir());
+    mkdir(dir, 0755);
+    for (int i = 0; i < 3; i++) {
+        char name[16], *v;
+        size_t len;
+        snprintf(name, sizeof(name), "m%d", i);
+        snprintf(p, sizeof(p), "%s/%s.key", dir, name);
+        snprintf(vp, sizeof(vp), "%s/%s.vkey", dir, name);
+        CHECKF(ledger_key_load(p, vp, name, &k, &err) == 0, "%s", err.msg);
+        memcpy(pk[i], k.vk.pk, 32);
+        CHECK((v = t_read_file(vp, &len)) != NULL);
+        while (len && v[len - 1] == '\n') len--;
+        CHECK(len < sizeof(line[i]));
+        snprintf(line[i], sizeof(line[i]), "%.*s", (int)len, v);
+        cit_free(v);
+    }
+    cit_buf_printf(&b, "# the consortium\n\n%s  \r\n%s\n#%s\n%s", line[2], line[0], line[1],
+                   line[1]);
+    rc = roster_try(dir, b.p, &r, &err);
+    cit_buf_free(&b);
+    CHECKF(rc == 0, "%s", err.msg);
+    CHECK(r->n == 3 && r->names && !strcmp(r->names[0], "m2") && !strcmp(r->names[1], "m0") &&
+          !strcmp(r->names[2], "m1"));
+    CHECK(!memcmp(r->pk[0], pk[2], 32) && !memcmp(r->pk[1], pk[0], 32) &&
+          !memcmp(r->pk[2], pk[1], 32));
+    fl_roster_free(r);
+    r = NULL;
+
+    snprintf(p, sizeof(p), "%s/none", dir);
+    CHECK(fl_roster_load(p, &r, &err) == CIT_ENOENT && strstr(err.msg, p) && !r);
+    snprintf(txt, sizeof(txt), "%s\n# note\n%s+0011+AAAA\n", line[0], "m9");
+    CHECK(roster_try(dir, txt, &r, &err) == CIT_EFORMAT && !r);
+    CHECKF(strstr(err.msg, "fl-roster/roster:3: verifier key"), "%s", err.msg);
+    snprintf(txt, sizeof(txt), "%s\n%s\n%s\n", line[0], line[1], line[0]);
+    CHECK(roster_try(dir, txt, &r, &err) == CIT_EFORMAT && !r);
+    CHECKF(strstr(err.msg, "roster:3: the same key twice"), "%s", err.msg);
+    snprintf(txt, sizeof(txt), "# one\n%s\n", line[1]);
+    CHECK(roster_try(dir, txt, &r, &err) < 0 && !r);
+    CHECKF(strstr(err.msg, "fl-roster/roster: a roster needs at least 2 members"), "%s", err.msg);
+
+    snprintf(txt, sizeof(txt), "%s\n%s\n", line[0], line[1]);
+    for (long nth = 1;; nth++) {
+        cit_alloc_fail_at(nth);
+        rc = roster_try(dir, txt, &r, &err);
+        cit_alloc_fail_at(0);
+        if (!rc) break;
+        CHECKF(rc == CIT_ENOMEM && strstr(err.msg, "roster: out of memory") && !r,
+               "allocation %ld: %d %s", nth, rc, err.msg);
+        CHECK(nth < 100);
+    }
+    CHECK(r->n == 2 && !strcmp(r->names[1], "m1"));
+    fl_roster_free(r);
 }

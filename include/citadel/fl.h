@@ -266,11 +266,27 @@ int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type /* out */, uint32_t *len
                    struct cit_err *err);
 
 /* The consortium: every member's Ed25519 identity key, by roster index. The
- * same roster is configured on every node; the keys in it are the pins. */
+ * same roster is configured on every node; the keys in it are the pins. One
+ * built by hand is a view of the caller's arrays; one from fl_roster_load is
+ * a single allocation that fl_roster_free frees. */
 struct fl_roster {
     int n;
-    const uint8_t (*pk)[32]; /* (n, 32) */
+    const uint8_t (*pk)[32];  /* (n, 32) */
+    const char *const *names; /* (n) for logs and the ledger; may be NULL */
 };
+
+/* ---- the roster file ----
+ * Text, one member a line; the line order is the roster index:
+ *
+ *   NAME+ID+KEY     the member's public key as fl keygen writes it to
+ *                   NAME.vkey: ID the key id (8 hex digits), KEY base64 of
+ *                   0x01 | Ed25519 public key[32]
+ *   # ...           a comment; blank lines are skipped too
+ *
+ * Trailing spaces and CRs are ignored. At most 1 MiB and FL_MAX_CLIENTS
+ * members, at least 2, no key twice. Errors name the file and the line. */
+int fl_roster_load(const char *path, struct fl_roster **out /* out */, struct cit_err *err);
+void fl_roster_free(struct fl_roster *r);
 
 /* A round's parameters, as the coordinator chose them. */
 struct fl_sa_params {
@@ -487,15 +503,35 @@ void fl_dp_noise(float *x, size_t d, double sigma);
 
 enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2, FL_MODE_PAILLIER = 3 };
 
+/* What fl_serve and fl_join report as they go, for the caller to show: the
+ * library prints nothing itself (its diagnostics go to cit_log). */
+enum fl_progress_kind {
+    FL_PROGRESS_ROUND,    /* the coordinator aggregated a round */
+    FL_PROGRESS_FINISHED, /* a participant received the final model */
+};
+struct fl_progress {
+    enum fl_progress_kind kind;
+    /* FL_PROGRESS_ROUND */
+    int round; /* 1-based */
+    int selected, ready;
+    uint32_t contributors;
+    double ms;            /* the round's wall time, evaluation included */
+    int tested;           /* accuracy and loss were measured on the test set */
+    float accuracy, loss; /* of the new global model */
+    /* FL_PROGRESS_FINISHED */
+    uint32_t rounds;    /* as the coordinator announced them */
+    uint64_t dp_rounds; /* rounds this node's privacy account has spent, in all */
+};
+typedef void (*fl_progress_fn)(void *user, const struct fl_progress *ev);
+
 struct fl_serve_opts {
     const char *listen;    /* "HOST:PORT"; port 0: any free one */
     const char *port_file; /* gets the bound port once listening (may be NULL) */
     const struct ledger_skey *key;
-    struct fl_roster roster;  /* the members, pinned */
-    const char *const *names; /* their names, for logs and the ledger (may be NULL) */
-    int expect;               /* members to wait for; 0: all */
-    int min_clients;          /* a round needs this many ready; 0: 2 */
-    int per_round;            /* selected per round; 0: every one connected */
+    struct fl_roster roster; /* the members, pinned, and their names */
+    int expect;              /* members to wait for; 0: all */
+    int min_clients;         /* a round needs this many ready; 0: 2 */
+    int per_round;           /* selected per round; 0: every one connected */
     int rounds;
     double join_timeout_s, train_timeout_s, stage_timeout_s; /* 0: 60, 300, 60 */
     enum fl_mode mode;
@@ -511,6 +547,8 @@ struct fl_serve_opts {
     const char *out;            /* the final model, IDX f32 (may be NULL) */
     const char *dump_sum;       /* testing: the last round's sum and members */
     uint64_t seed;
+    fl_progress_fn progress; /* each aggregated round (may be NULL) */
+    void *progress_user;
 };
 int fl_serve(const struct fl_serve_opts *o, struct cit_err *err);
 
@@ -532,6 +570,8 @@ struct fl_join_opts {
     const char *out;         /* the final model */
     const char *dump_update; /* testing: this node's last contribution */
     int drop_at, stall_at;   /* testing: a frame type at which to vanish or hang (0: none) */
+    fl_progress_fn progress; /* the federation's end (may be NULL) */
+    void *progress_user;
 };
 int fl_join(const struct fl_join_opts *o, struct cit_err *err);
 

@@ -503,73 +503,16 @@ out:
 
 /* ---- over the network ---- */
 
-struct roster {
-    int n;
-    uint8_t (*pk)[32];
-    char **names;
-};
-
-static void roster_free(struct roster *r)
+/* The roster (fl_roster_load): *r NULL and the reason printed when it cannot be read. */
+static int load_roster(const char *path, struct fl_roster **r)
 {
-    for (int i = 0; r->names && i < r->n; i++) free(r->names[i]);
-    free(r->names);
-    free(r->pk);
-}
-
-/* A roster file: one member's public key per line ("NAME+ID+KEY", what
- * fl keygen writes to NAME.vkey), '#' comments; the line order is the
- * roster index. */
-static int roster_load(const char *path, struct roster *r)
-{
-    struct cit_buf b = {0};
     struct cit_err err = {{0}};
-    const char *p, *end;
-    int line = 0;
-    memset(r, 0, sizeof(*r));
-    if (cit_read_file(path, 1 << 20, &b, &err)) {
-        fprintf(stderr, "citadel fl: %s\n", err.msg[0] ? err.msg : "cannot read the roster");
-        return -1;
-    }
-    r->pk = calloc(FL_MAX_CLIENTS, 32);
-    r->names = calloc(FL_MAX_CLIENTS, sizeof(char *));
-    if (!r->pk || !r->names) goto fail;
-    for (p = b.p ? b.p : "", end = p + b.len; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        struct ledger_vkey vk;
-        line++;
-        while (n && (p[n - 1] == '\r' || p[n - 1] == ' ')) n--;
-        if (n && p[0] != '#') {
-            if (r->n == FL_MAX_CLIENTS) {
-                fprintf(stderr, "citadel fl: %s: more than %d members\n", path, FL_MAX_CLIENTS);
-                goto fail;
-            }
-            if (ledger_vkey_parse(p, n, &vk, &err)) {
-                fprintf(stderr, "citadel fl: %s:%d: %s\n", path, line, err.msg);
-                goto fail;
-            }
-            for (int i = 0; i < r->n; i++)
-                if (!memcmp(r->pk[i], vk.pk, 32)) {
-                    fprintf(stderr, "citadel fl: %s:%d: the same key twice\n", path, line);
-                    goto fail;
-                }
-            memcpy(r->pk[r->n], vk.pk, 32);
-            if (!(r->names[r->n++] = strdup(vk.name))) goto fail;
-        }
-        if (!nl) break;
-        p = nl + 1;
-    }
-    cit_buf_free(&b);
-    if (r->n < 2) {
-        fprintf(stderr, "citadel fl: %s: a roster needs at least 2 members\n", path);
-        roster_free(r);
+    *r = NULL;
+    if (fl_roster_load(path, r, &err)) {
+        fprintf(stderr, "citadel fl: %s\n", err.msg);
         return -1;
     }
     return 0;
-fail:
-    cit_buf_free(&b);
-    roster_free(r);
-    return -1;
 }
 
 static int load_key(const char *path, struct ledger_skey *k)
@@ -639,49 +582,66 @@ static int fl_keygen_cmd(const struct fl_args *a)
  * share files. */
 static int fl_deal_cmd(const struct fl_args *a)
 {
-    struct roster r;
+    struct fl_roster *r;
     struct fl_pai *k = NULL;
     struct fl_pai_share **sh;
     struct cit_err err = {{0}};
     char path[4096];
     int rc = 1;
     if (!a->roster || !a->out || !a->t) return usage();
-    if (roster_load(a->roster, &r)) return 1;
-    if (a->t > r.n) {
-        fprintf(stderr, "citadel fl deal: --t %ld is more than the %d members\n", a->t, r.n);
-        roster_free(&r);
+    if (load_roster(a->roster, &r)) return 1;
+    if (a->t > r->n) {
+        fprintf(stderr, "citadel fl deal: --t %ld is more than the %d members\n", a->t, r->n);
+        fl_roster_free(r);
         return 1;
     }
-    sh = calloc((size_t)r.n, sizeof(*sh));
-    if (!sh || fl_pai_keygen(a->bits ? (unsigned)a->bits : 2048, r.n, (int)a->t, &k, sh, &err)) {
+    sh = calloc((size_t)r->n, sizeof(*sh));
+    if (!sh || fl_pai_keygen(a->bits ? (unsigned)a->bits : 2048, r->n, (int)a->t, &k, sh, &err)) {
         fprintf(stderr, "citadel fl deal: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }
     snprintf(path, sizeof(path), "%s/paillier.pub", a->out);
     if (fl_pai_save(k, NULL, path, &err)) goto fail;
     printf("%s\n", path);
-    for (int i = 0; i < r.n; i++) {
-        snprintf(path, sizeof(path), "%s/%s.paillier", a->out, r.names[i]);
+    for (int i = 0; i < r->n; i++) {
+        snprintf(path, sizeof(path), "%s/%s.paillier", a->out, r->names[i]);
         if (fl_pai_save(k, sh[i], path, &err)) goto fail;
-        printf("%s (for %s only)\n", path, r.names[i]);
+        printf("%s (for %s only)\n", path, r->names[i]);
     }
     rc = 0;
     goto out;
 fail:
     fprintf(stderr, "citadel fl deal: %s\n", err.msg);
 out:
-    for (int i = 0; sh && i < r.n; i++) fl_pai_share_free(sh[i]);
+    for (int i = 0; sh && i < r->n; i++) fl_pai_share_free(sh[i]);
     free(sh);
     fl_pai_free(k);
-    roster_free(&r);
+    fl_roster_free(r);
     return rc;
+}
+
+/* The lines fl serve and fl join print as a federation goes (tests read them). */
+static void show_progress(void *user, const struct fl_progress *ev)
+{
+    (void)user;
+    if (ev->kind == FL_PROGRESS_FINISHED) {
+        printf("federation finished after %u rounds; %llu rounds spent privacy\n", ev->rounds,
+               (unsigned long long)ev->dp_rounds);
+        return;
+    }
+    printf("round %d: %d selected, %d ready, %u contributors, %.0f ms", ev->round, ev->selected,
+           ev->ready, ev->contributors, ev->ms);
+    if (ev->tested)
+        printf(", test accuracy %.4f, loss %.4f", (double)ev->accuracy, (double)ev->loss);
+    printf("\n");
+    fflush(stdout);
 }
 
 static int fl_serve_cmd(const struct fl_args *a)
 {
     struct fl_serve_opts o = {0};
     struct ledger_skey key;
-    struct roster r;
+    struct fl_roster *r = NULL;
     struct fl_data te;
     struct fl_server_opt so = {0};
     struct fl_pai *pai = NULL;
@@ -690,7 +650,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     int rc = 1, have_test = 0;
     size_t d;
     if (!a->roster || !a->rounds) return usage();
-    if (load_key(a->key, &key) || roster_load(a->roster, &r)) return 1;
+    if (load_key(a->key, &key) || load_roster(a->roster, &r)) return 1;
     if (a->test && !(have_test = !load(a->test, NULL, a->standardize, &te))) goto out;
     if (parse_model(a->model, have_test ? te.d : (size_t)a->inputs,
                     a->classes  ? (int)a->classes
@@ -719,9 +679,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     o.listen = a->listen ? a->listen : "127.0.0.1:7800";
     o.port_file = a->port_file;
     o.key = &key;
-    o.roster.n = r.n;
-    o.roster.pk = (const uint8_t(*)[32])r.pk;
-    o.names = (const char *const *)r.names;
+    o.roster = *r;
     o.expect = (int)a->expect;
     o.min_clients = (int)a->min_clients;
     o.per_round = (int)a->per_round;
@@ -734,7 +692,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     o.k = (uint32_t)a->k;
     o.t = (uint32_t)a->t;
     o.rc.clip = a->clip > 0 ? a->clip : 100;
-    o.rc.max_clients = r.n;
+    o.rc.max_clients = r->n;
     o.rc.weight_cap = a->weight_cap >= 0 ? a->weight_cap : a->dp_noise > 0 ? 0 : 10000;
     o.rc.local_epochs = a->local_epochs;
     o.o = a->o;
@@ -746,6 +704,7 @@ static int fl_serve_cmd(const struct fl_args *a)
     o.out = a->out;
     o.dump_sum = a->dump_sum;
     o.seed = (uint64_t)a->seed;
+    o.progress = show_progress;
     if (fl_serve(&o, &err)) {
         fprintf(stderr, "citadel fl serve: %s\n", err.msg);
         goto out;
@@ -756,7 +715,7 @@ out:
     fl_pai_free(pai);
     fl_server_opt_free(&so);
     if (have_test) fl_data_free(&te);
-    roster_free(&r);
+    fl_roster_free(r);
     sodium_memzero(key.sk, sizeof(key.sk));
     return rc;
 }
@@ -766,7 +725,7 @@ static int fl_join_cmd(const struct fl_args *a)
     struct fl_join_opts o = {0};
     struct ledger_skey key;
     struct ledger_vkey coord;
-    struct roster r;
+    struct fl_roster *r = NULL;
     struct fl_data ds;
     struct ledger *lg = NULL;
     struct fl_pai *pai = NULL;
@@ -783,9 +742,9 @@ static int fl_join_cmd(const struct fl_args *a)
         return 1;
     }
     cit_buf_free(&b);
-    if (load_key(a->key, &key) || roster_load(a->roster, &r)) return 1;
+    if (load_key(a->key, &key) || load_roster(a->roster, &r)) return 1;
     if (load(a->data, a->labels, a->standardize, &ds)) {
-        roster_free(&r);
+        fl_roster_free(r);
         return 1;
     }
     if (a->paillier && fl_pai_load(a->paillier, &pai, &pai_share, &err)) {
@@ -798,8 +757,7 @@ static int fl_join_cmd(const struct fl_args *a)
     o.connect = a->connect;
     o.key = &key;
     o.coordinator = coord.pk;
-    o.roster.n = r.n;
-    o.roster.pk = (const uint8_t(*)[32])r.pk;
+    o.roster = *r;
     o.data = &ds;
     o.ledger = lg;
     o.min_t = (uint32_t)a->t;
@@ -812,6 +770,7 @@ static int fl_join_cmd(const struct fl_args *a)
     o.dump_update = a->dump_update;
     o.drop_at = a->drop_at;
     o.stall_at = a->stall_at;
+    o.progress = show_progress;
     rc = fl_join(&o, &err);
     if (rc == 3) goto out; /* dropped out on purpose (testing) */
     if (rc) {
@@ -823,7 +782,7 @@ out:
     fl_pai_share_free(pai_share);
     fl_pai_free(pai);
     fl_data_free(&ds);
-    roster_free(&r);
+    fl_roster_free(r);
     sodium_memzero(key.sk, sizeof(key.sk));
     return rc;
 }

@@ -86,7 +86,7 @@ int fl_masks_apply(const uint8_t (*seeds)[32], const int *signs, int m, uint32_t
 void fl_sha256(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn, const void *c,
                size_t cn);
 
-/* ---- the TASK frame (node.c) ---- */
+/* ---- the orchestration frames (frame.c; their layout is in fl.h) ---- */
 
 struct fl_task {
     uint64_t round;
@@ -100,10 +100,93 @@ struct fl_task {
     uint32_t d;
     float *w; /* (d), owned by the reader */
 };
+/* The noise each contributor adds per entry: z C, split over the dp_min
+ * contributors secure aggregation guarantees (in plain mode the coordinator
+ * sees each update, so each carries all of it). */
+double fl_task_noise(const struct fl_task *t);
 int fl_task_write(const struct fl_task *t, const float *w, struct cit_buf *b /* out */);
 /* Reads and checks a TASK from a coordinator: every field within what a
  * sane round uses; t->w is allocated (cit_free) on success. */
 int fl_task_read(const uint8_t *f, size_t len, struct fl_task *t /* out */, struct cit_err *err);
+
+/* Where an accepted READY's contribution starts: after round u64, accept u8. */
+#define FL_READY_BODY (FL_HDR + 9)
+/* A READY that declines (why, cut at FL_ABORT_MAX bytes) or accepts,
+ * carrying v (n u32) in plain mode and nothing (v NULL) in secure mode,
+ * whose contribution travels in the SA_ frames. */
+int fl_ready_write(struct cit_buf *out /* out */, uint64_t round, const char *why,
+                   const uint32_t *v, size_t n);
+/* A Paillier READY: the signature over fl_pa_statement, then the ciphertexts. */
+int fl_ready_write_pai(struct cit_buf *out /* out */, uint64_t round, const uint8_t sig[64],
+                       const uint8_t *cts, size_t cts_len);
+struct fl_ready {
+    int accept;
+    const char *why; /* declined: the reason, why_len bytes (<= FL_ABORT_MAX), unterminated */
+    size_t why_len;
+    const uint8_t *body; /* accepted: the contribution, body_len bytes */
+};
+/* Reads the READY of round whose acceptance carries body_len bytes (plain:
+ * (d + 1) x 4, Paillier: 64 + the ciphertexts, secure: 0); out points into
+ * f. 1 accepted, 0 declined; CIT_EFORMAT when f is no READY at all (err
+ * says what it is), CIT_ERANGE when it is one that does not answer this
+ * round (another round, a contribution of another size). */
+int fl_ready_read(const uint8_t *f, size_t len, uint64_t round, size_t body_len,
+                  struct fl_ready *out /* out */, struct cit_err *err);
+
+int fl_finish_write(struct cit_buf *out /* out */, uint32_t rounds, const float *w, size_t d);
+/* The rounds run and the final model: *w (d f32) is allocated (cit_free),
+ * NULL when d is 0. */
+int fl_finish_read(const uint8_t *f, size_t len, uint32_t *rounds /* out */, float **w /* out */,
+                   uint32_t *d /* out */, struct cit_err *err);
+
+/* What a participant signs over its Paillier ciphertexts (n bytes):
+ * "citadel-fl/pa/v1" | round u64 | roster index u32 | SHA-256(cts). */
+void fl_pa_statement(uint8_t msg[60] /* out */, uint64_t round, uint32_t member, const uint8_t *cts,
+                     size_t n);
+/* PA_DECRYPT with n contributions: members[i]'s signed_cts[i], the signature
+ * [64] and then cts_len bytes of ciphertexts (an accepted READY's body). */
+int fl_decrypt_write(struct cit_buf *out /* out */, uint64_t round, uint32_t n,
+                     const uint32_t *members, const uint8_t *const *signed_cts, size_t cts_len);
+/* Reads a PA_DECRYPT one contribution at a time, so that a participant can
+ * stop at the first it refuses: _begin checks the header, that the round is
+ * this one and the count (d->count; its entries' room is checked too),
+ * _next gives each contribution (views into f), _end checks that nothing is
+ * left. Each returns 0 or an error, err (given to _begin) saying what. */
+struct fl_decrypt_rd {
+    struct fl_rd r;
+    uint32_t count;
+    size_t cts_len;
+};
+int fl_decrypt_begin(struct fl_decrypt_rd *d /* out */, const uint8_t *f, size_t len,
+                     uint64_t round, size_t cts_len, struct cit_err *err);
+int fl_decrypt_next(struct fl_decrypt_rd *d, uint32_t *member /* out */,
+                    const uint8_t **sig /* out */, const uint8_t **cts /* out */);
+int fl_decrypt_end(struct fl_decrypt_rd *d);
+/* PA_SHARE: party id's decryption shares (len bytes) of round's aggregate. */
+int fl_share_write(struct cit_buf *out /* out */, uint64_t round, uint32_t id,
+                   const uint8_t *shares, size_t len);
+/* Reads party id's PA_SHARE of round, shares_len bytes (*shares points into
+ * f): 0; CIT_EFORMAT when f is no PA_SHARE at all, CIT_ERANGE when it does
+ * not answer this request (another round or party, another size). */
+int fl_share_read(const uint8_t *f, size_t len, uint64_t round, uint32_t id, size_t shares_len,
+                  const uint8_t **shares /* out */, struct cit_err *err);
+
+/* ---- what both roles keep of a round (record.c) ---- */
+
+const char *fl_mode_name(int mode);
+/* out gets 2 n hex digits and a NUL. */
+void fl_hex(char *out, const uint8_t *p, size_t n);
+/* One ledger entry for the round (nothing when lg is NULL): event "fl",
+ * status 200 for aggregate / contribute / decrypt and 409 for the rest, its
+ * digest the sum's (may be NULL). A refused append is CIT_EIO, with err
+ * naming the action and round. */
+int fl_record(struct ledger *lg, const char *action, uint64_t round, const uint8_t digest[32],
+              const char *target, const char *detail, struct cit_err *err);
+/* Appends the transcript's counts and digests, for the ledger's detail. */
+void fl_transcript_text(struct cit_buf *b, const struct fl_sa_transcript *t);
+/* Testing dumps of vectors: u32 in host order, the wire's on little-endian
+ * hosts, through a temporary file. */
+int fl_write_u32s(const char *path, const uint32_t *v, size_t n, struct cit_err *err);
 
 /* ---- transport (net.c) ---- */
 
