@@ -1,6 +1,10 @@
 /* The citadel binary, run as a user would (under the sanitizers in make
  * check: a leak or an error there fails the command and the test). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -260,4 +264,95 @@ void test_cli_policy(void)
     CHECKF(strstr(out, "cases.yaml:4: unknown key 'tenant' in the policy"), "%s", out);
     cit_free(out);
     remove(path);
+}
+
+/* citadel run takes the gate: decided for its tenant, recorded, refused
+ * like any request. */
+void test_cli_run_gate(void)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'the word is BLUEBIRD' -n 4 --temp 0%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(strstr(out, "Denied by the node's policy (rule 'secrets-stay-out')") &&
+               strstr(out, "deny; rule=secrets-stay-out"),
+           "%s", out);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd),
+             "%s run -m %s -p 'Once upon a time, bob@example.org' -n 4 --temp 0 --json%s", bin(),
+             t_model_path("stories260K.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "\"decision\":\"redact; rule=personal-redacted\""), "%s", out);
+    cit_free(out);
+    /* a tenant the policy does not list is denied */
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p 'Once' -n 2 --tenant nobody%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(strstr(out, "nobody"), "%s", out);
+    cit_free(out);
+    /* each decision is in the node's ledger */
+    {
+        char path[600];
+        size_t n;
+        char *led;
+        snprintf(path, sizeof(path), "%s/cli-run-ledger/log", t_tmpdir());
+        led = t_read_file(path, &n);
+        CHECKF(led && strstr(led, "\"rule\":\"secrets-stay-out\"") &&
+                   strstr(led, "\"tenant\":\"nobody\"") &&
+                   strstr(led, "\"rule\":\"personal-redacted\""),
+               "the ledger lacks run's decisions");
+        CHECK(!strstr(led, "bob@example.org") && !strstr(led, "BLUEBIRD"));
+        cit_free(led);
+    }
+}
+
+/* Startup says what is wrong before serving: a port in use (before any
+ * model is hashed), a model the policy does not list, a key for a tenant
+ * it does not list; a config file's relative paths are its folder's. */
+void test_cli_startup_checks(void)
+{
+    char dir[512], cmd[4096], path[700], *out = NULL;
+    struct sockaddr_in a = {0};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    snprintf(dir, sizeof(dir), "%s/startup", t_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s && mkdir -p %s/conf && cp tests/data/policy_serve.yaml %s/conf/p.yaml", dir,
+             dir, dir);
+    CHECK(t_run(cmd, NULL) == 0);
+    /* relative paths in a config file are taken from its folder */
+    snprintf(path, sizeof(path), "%s/conf/c.conf", dir);
+    CHECK(t_write_file(path, "state = s.db\npolicy = p.yaml\nledger = led\n", 42) == 0);
+    snprintf(cmd, sizeof(cmd), "%s keys add --tenant ghost --config %s 2>&1", bin(), path);
+    CHECK(t_run(cmd, &out) == 0);
+    cit_free(out);
+    snprintf(path, sizeof(path), "%s/conf/s.db", dir);
+    CHECKF(access(path, F_OK) == 0, "%s was not created", path);
+    /* a port in use */
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1) == 0 &&
+          getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+    port = ntohs(a.sin_port);
+    snprintf(cmd, sizeof(cmd),
+             "%s serve --config %s/conf/c.conf --model %s --unvetted --port %d 2>&1", bin(), dir,
+             t_model_path("stories260K.gguf"), port);
+    CHECK(t_run(cmd, &out) == 1);
+    close(fd);
+    CHECKF(strstr(out, "is in use") && !strstr(out, "model stories260K:"), "%s", out);
+    cit_free(out);
+    /* a model the policy does not list, a key for a tenant it does not list */
+    snprintf(cmd, sizeof(cmd),
+             "%s serve --config %s/conf/c.conf --model stray=%s --unvetted --port 0 > %s/out 2>&1 &"
+             " P=$!; i=0; while ! grep -q serving %s/out && [ $i -lt 400 ]; do sleep 0.05; "
+             "i=$((i+1)); done; kill $P; wait $P; cat %s/out",
+             bin(), dir, t_model_path("stories260K.gguf"), dir, dir, dir);
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "model stray has no entry under 'models:'") &&
+               strstr(out, "stray: {jurisdiction: DE"),
+           "%s", out);
+    CHECKF(strstr(out, "for tenant 'ghost', which the policy does not list") &&
+               strstr(out, "citadel keys revoke"),
+           "%s", out);
+    cit_free(out);
 }

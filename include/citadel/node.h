@@ -209,7 +209,9 @@ struct eng_model *node_engine_model(struct node *n, const char *id);
 /* ---- the gate ---- */
 
 struct node_prompt {
-    int chat; /* messages (chat) or prompt/ids (completion) */
+    int chat;     /* messages (chat) or prompt/ids (completion) */
+    int tmpl_set; /* chat: render with tmpl, not the model's own format */
+    enum eng_chat_tmpl tmpl;
     const struct eng_chat_msg *msgs;
     int n_msgs;
     const char *prompt; /* completion text, or NULL with ids */

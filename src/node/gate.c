@@ -349,7 +349,7 @@ static int build_prompt(struct node_call *c, const struct node_prompt *p, char *
             msgs[i] = p->msgs[i];
             if (owned) msgs[i].content = owned[i];
         }
-        rc = eng_chat_render(m->tmpl, msgs, p->n_msgs, 1, NULL, &rendered);
+        rc = eng_chat_render(p->tmpl_set ? p->tmpl : m->tmpl, msgs, p->n_msgs, 1, NULL, &rendered);
         cit_free(msgs);
         if (rc) goto failed;
         text = rendered;
