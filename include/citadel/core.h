@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The release, `citadel --version`. */
+#define CITADEL_VERSION "0.16.0"
+
 #define CIT_OK        0
 #define CIT_ENOMEM    (-1) /* allocation failed */
 #define CIT_EINVAL    (-2) /* bad argument from the caller */
@@ -87,10 +90,15 @@ int cit_buf_printf(struct cit_buf *b, const char *fmt, ...) __attribute__((forma
 /* Reads a whole file of at most max bytes into b (NUL-terminated).
  * CIT_ENOENT, with no message, when it does not exist. */
 int cit_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_err *err);
-/* Writes p[0..n) to path through path.tmp (created with mode, fsync'd) and
- * a rename: a reader sees the old file or the whole new one, never a part. */
+/* Writes p[0..n) to path through path.tmp (created with mode, fsync'd), a
+ * rename and an fsync of the folder: a reader sees the old file or the
+ * whole new one, never a part, and a power loss after it returns keeps the
+ * new one. */
 int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, struct cit_err *err);
 void cit_buf_free(struct cit_buf *b);
+/* A SHA-256 digest written as 64 hex digits into out; CIT_EFORMAT (out
+ * untouched) for anything else. */
+int cit_hex_digest(const char *hex, uint8_t out[32]);
 /* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);
 /* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when invalid. */

@@ -67,6 +67,8 @@ const char *eng_arch_name(enum eng_arch a);
 uint64_t eng_model_weight_bytes(const struct eng_model *m);
 /* Name of the kernel set in use ("avx2", "scalar"). */
 const char *eng_kernels_name(void);
+/* The kernel sets this build contains, space-separated. */
+const char *eng_kernels_built(void);
 
 /* ---- sequences ---- */
 

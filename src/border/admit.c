@@ -492,9 +492,7 @@ static int still_allowed(const struct brd_load_opts *o, const struct brd_admitte
     }
     if (a->tmpl_sha256[0]) {
         uint8_t h[32];
-        size_t n = 0;
-        if (sodium_hex2bin(h, 32, a->tmpl_sha256, 64, NULL, &n, NULL) || n != 32 ||
-            !brd_template_pinned(p, h)) {
+        if (cit_hex_digest(a->tmpl_sha256, h) || !brd_template_pinned(p, h)) {
             *chk = BRD_CHECK_TEMPLATE;
             return cit_err_set(err, CIT_EINVAL, "its chat template %.16s... is no longer pinned",
                                a->tmpl_sha256);

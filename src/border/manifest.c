@@ -249,21 +249,6 @@ int brd_statement(const struct brd_manifest *m, struct cit_buf *out)
     return out->p ? 0 : CIT_ENOMEM;
 }
 
-static int unhex(const char *s, uint8_t out[32])
-{
-    if (!s || strlen(s) != 64) return -1;
-    for (int i = 0; i < 64; i++) {
-        char c = s[i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0) return -1;
-        if (i & 1)
-            out[i / 2] = (uint8_t)(out[i / 2] | v);
-        else
-            out[i / 2] = (uint8_t)(v << 4);
-    }
-    return 0;
-}
-
 int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, struct cit_err *err)
 {
     json_error_t je;
@@ -292,9 +277,9 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
     subj = json_object_get(j, "subject");
     if (!json_is_array(subj) || json_array_size(subj) != 1 ||
         !json_is_string(json_object_get(json_array_get(subj, 0), "name")) ||
-        unhex(json_string_value(
-                  json_object_get(json_object_get(json_array_get(subj, 0), "digest"), "sha256")),
-              m->root)) {
+        cit_hex_digest(json_string_value(json_object_get(
+                           json_object_get(json_array_get(subj, 0), "digest"), "sha256")),
+                       m->root)) {
         rc = cit_err_set(err, CIT_EFORMAT,
                          "the statement needs one subject with a name and a sha256 digest");
         goto out;
@@ -327,7 +312,8 @@ int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, st
         } else if (name[0] == '/' || strstr(name, "..")) {
             rc = cit_err_set(err, CIT_EFORMAT, "resource '%s' points outside the model", name);
         } else if ((rc = add_name(&w, name)) == 0) {
-            if (unhex(json_string_value(json_object_get(r, "digest")), m->v[m->n - 1].digest))
+            if (cit_hex_digest(json_string_value(json_object_get(r, "digest")),
+                               m->v[m->n - 1].digest))
                 rc = cit_err_set(err, CIT_EFORMAT, "resource '%s': the digest is not 64 hex digits",
                                  name);
             else if (i && strcmp(m->v[m->n - 2].name, name) >= 0)

@@ -258,11 +258,10 @@ int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, str
     " gguf_mtime_ns, signer, signer_place, licenses, datasets, tmpl, tmpl_sha256, policy,"         \
     " admitted, expires, revoked, revoke_reason"
 
+/* A stored digest; a damaged one reads as zeros, which matches nothing. */
 static void unhex(const char *s, uint8_t out[32])
 {
-    size_t n = 0;
-    memset(out, 0, 32);
-    if (s) sodium_hex2bin(out, 32, s, strlen(s), NULL, &n, NULL);
+    if (cit_hex_digest(s, out)) memset(out, 0, 32);
 }
 
 static void row_model(sqlite3_stmt *st, struct brd_admitted *a)

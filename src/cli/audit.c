@@ -20,19 +20,19 @@
 #include <sodium.h>
 
 #include "citadel/ledger.h"
+#include "citadel/http.h"
 #include "cli.h"
 
-#define DEFAULT_DIR "ledger"
-
-static void usage(void)
+void cli_usage_audit(FILE *f)
 {
     fputs("usage: citadel audit verify [--dir DIR] [--key VKEY_FILE]\n"
+          "  (no --dir: the ledger of the node's config, --config F or ./citadel.conf)\n"
           "       citadel audit proof N [--size S] [--dir DIR]\n"
           "       citadel audit consistency M N [--dir DIR]\n"
           "       citadel audit show [--dir DIR] [--tenant T] [--action A] [--since TIME]\n"
           "                          [--until TIME] [--limit N]\n"
           "       citadel audit export --since TIME --until TIME [--dir DIR]\n",
-          stderr);
+          f);
 }
 
 /* "YYYY-MM-DD", optionally followed by "THH:MM[:SS[.mmm]]Z": checks the
@@ -108,7 +108,9 @@ static int parse_u64(const char *s, unsigned long long *v)
 
 int cli_audit(int argc, char **argv)
 {
-    const char *dir = DEFAULT_DIR, *keyfile = NULL, *tenant = NULL, *action = NULL;
+    const char *dir = NULL, *keyfile = NULL, *tenant = NULL, *action = NULL;
+    struct cli_node_args na = {0};
+    struct http_opts ho;
     const char *pos[2] = {NULL, NULL};
     char since[32] = "", until[32] = "";
     unsigned long long size = 0, limit = 0;
@@ -117,21 +119,24 @@ int cli_audit(int argc, char **argv)
     const char *verb;
 
     if (argc < 1) {
-        usage();
+        cli_usage_audit(stderr);
         return 2;
     }
     verb = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = !strcmp(a, "--dir") || !strcmp(a, "--key") || !strcmp(a, "--tenant") ||
-                    !strcmp(a, "--action") || !strcmp(a, "--since") || !strcmp(a, "--until") ||
-                    !strcmp(a, "--limit") || !strcmp(a, "--size");
+        int takes = !strcmp(a, "--dir") || !strcmp(a, "--ledger") || !strcmp(a, "--config") ||
+                    !strcmp(a, "--key") || !strcmp(a, "--tenant") || !strcmp(a, "--action") ||
+                    !strcmp(a, "--since") || !strcmp(a, "--until") || !strcmp(a, "--limit") ||
+                    !strcmp(a, "--size");
         if (takes && !v) {
             fprintf(stderr, "citadel audit: %s needs a value\n", a);
             return 2;
         }
-        if (!strcmp(a, "--dir"))
+        if (!strcmp(a, "--dir") || !strcmp(a, "--ledger"))
             dir = v;
+        else if (!strcmp(a, "--config"))
+            na.config = v, na.config_given = 1;
         else if (!strcmp(a, "--key"))
             keyfile = v;
         else if (!strcmp(a, "--tenant"))
@@ -153,7 +158,7 @@ int cli_audit(int argc, char **argv)
             }
         } else if (a[0] == '-' || n_pos == 2) {
             fprintf(stderr, "citadel audit: unexpected argument '%s'\n", a);
-            usage();
+            cli_usage_audit(stderr);
             return 2;
         } else {
             pos[n_pos++] = a;
@@ -162,10 +167,18 @@ int cli_audit(int argc, char **argv)
         i++;
     }
 
+    /* no --dir: the node's ledger, as its config names it (else ./ledger) */
+    if (!dir) {
+        if (cli_node_opts(&na, &ho, &err)) {
+            fprintf(stderr, "citadel audit: %s\n", err.msg);
+            return 2;
+        }
+        dir = ho.node.ledger;
+    }
     if (!strcmp(verb, "verify")) {
         struct cit_buf key = {0}, report = {0};
         if (n_pos) {
-            usage();
+            cli_usage_audit(stderr);
             return 2;
         }
         if (keyfile && (rc = cli_read_input(keyfile, 4096, &key))) {
@@ -186,11 +199,11 @@ int cli_audit(int argc, char **argv)
     int want_pos = !strcmp(verb, "proof") ? 1 : !strcmp(verb, "consistency") ? 2 : 0;
     if (!want_pos && strcmp(verb, "show") && strcmp(verb, "export")) {
         fprintf(stderr, "citadel audit: unknown command '%s'\n", verb);
-        usage();
+        cli_usage_audit(stderr);
         return 2;
     }
     if (n_pos != want_pos) {
-        usage();
+        cli_usage_audit(stderr);
         return 2;
     }
     if (!strcmp(verb, "export") && (!since[0] || !until[0])) {

@@ -54,6 +54,18 @@ int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit
 /* in, made absolute (the server's folder is not the client's). */
 int cli_abs_path(const char *in, char *out, size_t cap);
 
+/* Each verb's usage, for its errors and for `citadel VERB --help`. */
+void cli_usage_run(FILE *f);
+void cli_usage_serve(FILE *f);
+void cli_usage_keys(FILE *f);
+void cli_usage_model(FILE *f);
+void cli_usage_trust(FILE *f);
+void cli_usage_quantize(FILE *f);
+void cli_usage_detect(FILE *f);
+void cli_usage_policy(FILE *f);
+void cli_usage_audit(FILE *f);
+void cli_usage_fl(FILE *f);
+
 int cli_run(int argc, char **argv);
 int cli_trust(int argc, char **argv);
 int cli_quantize(int argc, char **argv);

@@ -15,6 +15,11 @@
 
 #define DETECT_MAX_INPUT (256u << 20) /* bytes read from a file or stdin */
 
+void cli_usage_detect(FILE *f)
+{
+    fputs("usage: citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]\n", f);
+}
+
 int cli_detect(int argc, char **argv)
 {
     struct det_keyword kw[64];
@@ -39,8 +44,7 @@ int cli_detect(int argc, char **argv)
         }
     }
     if (!path) {
-        fprintf(stderr, "usage: citadel detect FILE|- [--keyword WORD]... [--exact WORD]... "
-                        "[--redact]\n");
+        cli_usage_detect(stderr);
         return 2;
     }
     struct cit_err err = {{0}};

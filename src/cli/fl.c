@@ -67,7 +67,7 @@ struct fl_args {
     struct fl_train_opts o;
 };
 
-static int usage(void)
+void cli_usage_fl(FILE *f)
 {
     fputs("usage: citadel fl split --data SRC --clients N [--scheme iid|dirichlet|label] "
           "[--alpha A] [--seed S] --out DIR\n"
@@ -82,7 +82,12 @@ static int usage(void)
           "       citadel fl join --key K --roster R --coordinator VKEY --connect H:P --data SRC "
           "[--dp-epsilon E --dp-state F] [--ledger DIR] [--out MODEL] [...]\n"
           "       (docs/fl.md lists every option)\n",
-          stderr);
+          f);
+}
+
+static int usage(void)
+{
+    cli_usage_fl(stderr);
     return 2;
 }
 

@@ -10,7 +10,7 @@
 #include "citadel/policy.h"
 #include "cli.h"
 
-static void keys_usage(FILE *f)
+void cli_usage_keys(FILE *f)
 {
     fputs("usage: citadel keys add --tenant T [--scope S]... [--state F]\n"
           "       citadel keys list [--json] [--state F]\n"
@@ -78,17 +78,17 @@ int cli_keys(int argc, char **argv)
             snprintf(scopes + k, sizeof(scopes) - k, "%s%s", k ? " " : "", v);
         } else {
             fprintf(cli_err, "citadel keys: unknown option '%s'\n", argv[i]);
-            keys_usage(cli_err);
+            cli_usage_keys(cli_err);
             return 2;
         }
         i++;
     }
     if (strcmp(verb, "add") && strcmp(verb, "list") && strcmp(verb, "revoke")) {
-        keys_usage(cli_err);
+        cli_usage_keys(cli_err);
         return 2;
     }
     if ((!strcmp(verb, "add") && !tenant) || (!strcmp(verb, "revoke") && !id)) {
-        keys_usage(cli_err);
+        cli_usage_keys(cli_err);
         return 2;
     }
     /* while serve runs it owns the state file: ask it */

@@ -26,7 +26,7 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: citadel <command> [options]\n"
+    fputs("usage: citadel <command> [options]   (citadel <command> --help; citadel --version)\n"
           "\n"
           "commands:\n"
           "  info MODEL [--json]            architecture, hyperparameters, tokenizer, tensors\n"
@@ -36,6 +36,7 @@ static void usage(FILE *f)
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
           "  model keygen|card|sign|verify  OMS v1.0 signatures, CycloneDX model cards\n"
           "  model admit|list|revoke        border control: what may be loaded (citadel model)\n"
+          "  model load|unload              on a running serve: load or unload a model now\n"
           "  trust add|list|remove          signers whose keys admission accepts\n"
           "  serve --model PATH [...]       OpenAI-compatible HTTP API (citadel serve --help)\n"
           "  keys add|list|revoke           API keys for serve (citadel keys)\n"
@@ -48,6 +49,16 @@ static void usage(FILE *f)
           "  fl keygen|serve|join           a federation over TLS: identities, the coordinator,\n"
           "                                 a participant (docs/fl.md)\n",
           f);
+}
+
+static void usage_info(FILE *f)
+{
+    fputs("usage: citadel info MODEL [--json]\n", f);
+}
+
+static void usage_tokenize(FILE *f)
+{
+    fputs("usage: citadel tokenize -m MODEL [--no-bos] [--special] TEXT\n", f);
 }
 
 int cli_parse_int(const char *s, long lo, long hi, long *out)
@@ -121,7 +132,7 @@ static int cmd_info(int argc, char **argv)
             path = argv[i];
     }
     if (!path) {
-        fputs("usage: citadel info MODEL [--json]\n", stderr);
+        usage_info(stderr);
         return 2;
     }
     if ((rc = eng_model_load(path, &m, &err))) {
@@ -216,7 +227,7 @@ static int cmd_tokenize(int argc, char **argv)
             text = argv[i];
     }
     if (!path || !text) {
-        fputs("usage: citadel tokenize -m MODEL [--no-bos] [--special] TEXT\n", stderr);
+        usage_tokenize(stderr);
         return 2;
     }
     if (eng_model_load(path, &m, &err)) {
@@ -240,31 +251,78 @@ static int cmd_tokenize(int argc, char **argv)
     return 0;
 }
 
+/* Every verb, with its usage: `citadel VERB --help` and `citadel help
+ * VERB` print it and exit 0, whatever the verb's own parser does. */
+static const struct verb {
+    const char *name, *sub; /* sub: the second word, or NULL */
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *f);
+} verbs[] = {
+    {"info", NULL, cmd_info, usage_info},
+    {"run", NULL, cli_run, cli_usage_run},
+    {"tokenize", NULL, cmd_tokenize, usage_tokenize},
+    {"serve", NULL, cli_serve, cli_usage_serve},
+    {"keys", NULL, cli_keys, cli_usage_keys},
+    {"trust", NULL, cli_trust, cli_usage_trust},
+    {"detect", NULL, cli_detect, cli_usage_detect},
+    {"policy", NULL, cli_policy, cli_usage_policy},
+    {"audit", NULL, cli_audit, cli_usage_audit},
+    {"fl", NULL, cli_fl, cli_usage_fl},
+    {"model", "quantize", cli_quantize, cli_usage_quantize},
+    {"model", NULL, cli_model_sign, cli_usage_model},
+};
+
+static const struct verb *find_verb(int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (!strcmp(argv[0], verbs[i].name) &&
+            (!verbs[i].sub || (argc >= 2 && !strcmp(argv[1], verbs[i].sub))))
+            return &verbs[i];
+    return NULL;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    const struct verb *v;
+    int skip;
     cli_streams_init();
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "run")) return cli_run(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "serve")) return cli_serve(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "keys")) return cli_keys(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "trust")) return cli_trust(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "detect")) return cli_detect(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "policy")) return cli_policy(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "audit")) return cli_audit(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "fl")) return cli_fl(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "model") && argc >= 3 && !strcmp(argv[2], "quantize"))
-        return cli_quantize(argc - 3, argv + 3);
-    if (!strcmp(argv[1], "model") && argc >= 3) return cli_model_sign(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("citadel %s\nkernels: %s (this CPU: %s)\n", CITADEL_VERSION, eng_kernels_built(),
+               eng_kernels_name());
+        return 0;
+    }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        if (argc >= 3 && (v = find_verb(argc - 2, argv + 2))) {
+            v->usage(stdout);
+            return 0;
+        }
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "citadel: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    if (!(v = find_verb(argc - 1, argv + 1))) {
+        fprintf(stderr, "citadel: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    skip = v->sub ? 3 : 2;
+    if (!strcmp(v->name, "model") && !v->sub && argc < 3) {
+        v->usage(stderr);
+        return 2;
+    }
+    if (wants_help(argc - skip, argv + skip)) {
+        v->usage(stdout);
+        return 0;
+    }
+    return v->run(argc - skip, argv + skip);
 }

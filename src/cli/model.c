@@ -31,7 +31,7 @@
 #include "citadel/policy.h"
 #include "cli.h"
 
-static void usage(FILE *f)
+void cli_usage_model(FILE *f)
 {
     fputs("usage: citadel model keygen [--curve P-256|P-384] NAME\n"
           "       citadel model card MODEL [-o FILE]\n"
@@ -357,7 +357,7 @@ int cli_model_sign(int argc, char **argv)
             reason = argv[++i];
         } else if (argv[i][0] == '-' || path) {
             fprintf(cli_err, "citadel model %s: unexpected '%s'\n", verb, argv[i]);
-            usage(cli_err);
+            cli_usage_model(cli_err);
             return 2;
         } else {
             path = argv[i];
@@ -375,7 +375,7 @@ int cli_model_sign(int argc, char **argv)
     if ((!strcmp(verb, "load") || !strcmp(verb, "unload")) && path)
         return cmd_load(&na, verb, path);
     if (!path || ((!strcmp(verb, "sign") || !strcmp(verb, "verify")) && !key)) {
-        usage(cli_err);
+        cli_usage_model(cli_err);
         return 2;
     }
     if (!strcmp(verb, "keygen")) {
@@ -433,13 +433,13 @@ int cli_model_sign(int argc, char **argv)
         return 0;
     }
     fprintf(cli_err, "citadel model: unknown verb '%s'\n", verb);
-    usage(cli_err);
+    cli_usage_model(cli_err);
     return 2;
 }
 
 /* ---- trust ---- */
 
-static void trust_usage(FILE *f)
+void cli_usage_trust(FILE *f)
 {
     fputs("usage: citadel trust add --name NAME --jurisdiction CODE PUB.pem [NODE]\n"
           "       citadel trust list [NODE]\n"
@@ -465,7 +465,7 @@ int cli_trust(int argc, char **argv)
             place = argv[++i];
         else if (argv[i][0] == '-' || arg) {
             fprintf(cli_err, "citadel trust: unexpected '%s'\n", argv[i]);
-            trust_usage(cli_err);
+            cli_usage_trust(cli_err);
             return 2;
         } else
             arg = argv[i];
@@ -493,7 +493,7 @@ int cli_trust(int argc, char **argv)
         return 0;
     }
     if ((strcmp(verb, "add") || !name || !place || !arg) && (strcmp(verb, "remove") || !arg)) {
-        trust_usage(cli_err);
+        cli_usage_trust(cli_err);
         return 2;
     }
     if (cli_node_open(&na, CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER, &n, &err)) {

@@ -13,6 +13,13 @@
 #include "citadel/policy.h"
 #include "cli.h"
 
+void cli_usage_policy(FILE *f)
+{
+    fputs("usage: citadel policy check FILE\n"
+          "       citadel policy test FILE CASES\n",
+          f);
+}
+
 int cli_policy(int argc, char **argv)
 {
     struct cit_err err = {{0}};
@@ -20,8 +27,7 @@ int cli_policy(int argc, char **argv)
     int check = argc == 2 && !strcmp(argv[0], "check");
     int test = argc == 3 && !strcmp(argv[0], "test");
     if (!check && !test) {
-        fprintf(stderr, "usage: citadel policy check FILE\n"
-                        "       citadel policy test FILE CASES\n");
+        cli_usage_policy(stderr);
         return 2;
     }
     if (pol_load(argv[1], &p, &err)) {

@@ -57,6 +57,11 @@ static int fill(void *ctx, const char *name, void *dst, size_t size)
     return j.rc;
 }
 
+void cli_usage_quantize(FILE *f)
+{
+    fputs("usage: citadel model quantize IN OUT TYPE   (q8_0, q4_0, q4_k_m, q5_k_m, q6_k)\n", f);
+}
+
 int cli_quantize(int argc, char **argv)
 {
     struct gguf_file *in = NULL;
@@ -70,8 +75,7 @@ int cli_quantize(int argc, char **argv)
     uint64_t bytes_in = 0, bytes_out = 0;
 
     if (argc != 3) {
-        fputs("usage: citadel model quantize IN OUT TYPE   (q8_0, q4_0, q4_k_m, q5_k_m, q6_k)\n",
-              stderr);
+        cli_usage_quantize(stderr);
         return 2;
     }
     if (eng_qmix_from_name(argv[2], &mix)) {

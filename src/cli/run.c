@@ -34,9 +34,10 @@ struct run_opts {
     struct cli_node_args node;
 };
 
-static void run_usage(FILE *f)
+void cli_usage_run(FILE *f)
 {
-    fputs("usage: citadel run -m MODEL -p PROMPT [options]\n"
+    fputs("usage: citadel run -m [ID=]MODEL -p PROMPT [options]\n"
+          "  ID: the model's name in the policy (default: the file name less .gguf)\n"
           "  -n N               tokens to generate (default 128)\n"
           "  -t N               threads (default: all CPUs)\n"
           "  --temp T           temperature, 0 for greedy (default 0.8)\n"
@@ -82,7 +83,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         } else if (v && cli_node_flag(&o->node, a, v)) {
             /* --state, --policy, --ledger, --config */
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            run_usage(stdout);
+            cli_usage_run(stdout);
             exit(0);
         } else if (!v) {
             fprintf(stderr, "citadel run: option '%s' needs a value (or is unknown)\n", a);
@@ -136,7 +137,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         return -1;
     }
     if (!o->model || !o->prompt) {
-        run_usage(stderr);
+        cli_usage_run(stderr);
         return -1;
     }
     return 0;
@@ -220,7 +221,7 @@ int cli_run(int argc, char **argv)
     if ((rc = node_open(&ho.node, NODE_LEDGER | NODE_STATE, &node, &err)) ||
         (rc = node_model_spec_parse(&ho.node, o.model, &spec, &err)))
         goto fail_msg;
-    if ((rc = node_model_load(node, spec.id, o.model, &err))) goto fail_msg;
+    if ((rc = node_model_load(node, spec.id, spec.path, &err))) goto fail_msg;
 
     memset(&q, 0, sizeof(q));
     q.tenant = o.tenant;

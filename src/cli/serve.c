@@ -28,7 +28,7 @@ struct serve_args {
     int flag_models;
 };
 
-static void serve_usage(FILE *f)
+void cli_usage_serve(FILE *f)
 {
     fputs(
         "usage: citadel serve [--config FILE] [--model [ID=]PATH]... [options]\n"
@@ -96,7 +96,7 @@ int cli_serve(int argc, char **argv)
     if (!a.flags) return 1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            serve_usage(stdout);
+            cli_usage_serve(stdout);
             cit_free(a.flags);
             return 0;
         }
@@ -108,7 +108,7 @@ int cli_serve(int argc, char **argv)
         }
         if (strncmp(argv[i], "--", 2) || i + 1 >= argc) {
             fprintf(stderr, "citadel serve: '%s' needs a value (or is not an option)\n", argv[i]);
-            serve_usage(stderr);
+            cli_usage_serve(stderr);
             cit_free(a.flags);
             return 2;
         }

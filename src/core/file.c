@@ -1,6 +1,8 @@
 /*
  * Whole small files (keys, checkpoints, signatures, accounts): read into a
- * buffer, or written all at once through a temporary file.
+ * buffer, or written all at once through a temporary file, fsync'd, renamed
+ * over the old one, and the folder fsync'd so that the rename survives a
+ * power loss.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,5 +56,41 @@ int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, str
         unlink(tmp);
         return cit_err_set(err, CIT_EIO, "%s: cannot write: %s", path, strerror(errno));
     }
+    /* the rename itself lives in the folder: sync it too, or a power loss
+     * can bring back the old file (or none) after we said it was written */
+    {
+        const char *slash = strrchr(path, '/');
+        char dir[4200];
+        int dfd;
+        if (!slash)
+            snprintf(dir, sizeof(dir), ".");
+        else
+            snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return cit_err_set(err, CIT_EIO, "%s: cannot open its folder to sync: %s", path,
+                               strerror(errno));
+        ok = fsync(dfd) == 0;
+        close(dfd);
+        if (!ok)
+            return cit_err_set(err, CIT_EIO, "%s: cannot sync its folder: %s", path,
+                               strerror(errno));
+    }
+    return 0;
+}
+
+int cit_hex_digest(const char *hex, uint8_t out[32])
+{
+    uint8_t v[32];
+    if (!hex || strlen(hex) != 64) return CIT_EFORMAT;
+    for (int i = 0; i < 64; i++) {
+        char c = hex[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0) return CIT_EFORMAT;
+        v[i / 2] = (uint8_t)(i & 1 ? v[i / 2] | d : d << 4);
+    }
+    memcpy(out, v, 32);
     return 0;
 }

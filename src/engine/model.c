@@ -41,11 +41,6 @@ const char *eng_arch_name(enum eng_arch a)
     return "?";
 }
 
-const char *eng_kernels_name(void)
-{
-    return eng_kernels_get()->name;
-}
-
 /* ---- loading ---- */
 
 static int get_hp_u32(const struct gguf_file *f, const char *arch, const char *key, int required,

@@ -547,14 +547,6 @@ static int yplaces(struct yp *y, yaml_node_t *n, const char *what, char (**out)[
     return 0;
 }
 
-static int unhex32(const char *s, uint8_t out[32])
-{
-    size_t bin_len = 0;
-    return strlen(s) == 64 && !sodium_hex2bin(out, 32, s, 64, NULL, &bin_len, NULL) && bin_len == 32
-               ? 0
-               : -1;
-}
-
 /* admission: {licenses, dataset_jurisdictions, signer_jurisdictions,
  * expires_after_days, unvetted: deny|allow, templates: [{sha256, format}]} */
 static int parse_admission(struct yp *y, struct pol_policy *p, yaml_node_t *n)
@@ -614,7 +606,7 @@ static int parse_admission(struct yp *y, struct pol_policy *p, yaml_node_t *n)
             if (ykeys(y, e, "admission.templates entry", pinkeys)) return CIT_EFORMAT;
             h = yget(y, e, "sha256");
             fmt = yget(y, e, "format");
-            if (!is_scalar(h) || unhex32(sval(h), pin->sha256))
+            if (!is_scalar(h) || cit_hex_digest(sval(h), pin->sha256))
                 return yfail(y, h ? h : e,
                              "admission.templates: sha256 must be 64 hex digits (the SHA-256 "
                              "of the template text; citadel model admit prints it)");
