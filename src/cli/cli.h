@@ -45,6 +45,22 @@ int cli_node_open(const struct cli_node_args *a, int what, struct cli_node *n /*
                   struct cit_err *err);
 void cli_node_close(struct cli_node *n);
 
+/* A verb's flags (flags.c): a table ending with {NULL}. CLI_STR stores the
+ * value in *(const char **)dst, CLI_BOOL sets *(int *)dst, CLI_FN calls
+ * fn(dst, value) (non-zero: refused). */
+enum { CLI_STR, CLI_BOOL, CLI_FN };
+struct cli_flag {
+    const char *name;
+    int kind;
+    void *dst;
+    int (*fn)(void *dst, const char *value);
+};
+/* Parses argv by table; node (may be NULL) takes --config, --state,
+ * --policy and --ledger. Positional arguments go to pos (at most max_pos).
+ * 0, or 2 after saying what was wrong on cli_err. */
+int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_node_args *node,
+                    int argc, char **argv, const char **pos, int max_pos, int *n_pos);
+
 /* While serve runs: sends the verb to it; 1 with *status when it answered
  * (what it printed is printed), 0 when no node serves (work offline). */
 int cli_admin_forward(const struct cli_node_args *a, int argc, char **argv, int *status);

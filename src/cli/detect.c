@@ -20,29 +20,46 @@ void cli_usage_detect(FILE *f)
     fputs("usage: citadel detect FILE|- [--keyword WORD]... [--exact WORD]... [--redact]\n", f);
 }
 
+struct kw_list {
+    struct det_keyword v[64];
+    size_t n;
+};
+
+static int add_kw(struct kw_list *l, const char *w, int exact)
+{
+    if (l->n == sizeof(l->v) / sizeof(l->v[0])) return -1; /* at most 64 on the command line */
+    l->v[l->n].exact_case = exact;
+    l->v[l->n++].word = w;
+    return 0;
+}
+
+static int add_keyword(void *l, const char *w)
+{
+    return add_kw(l, w, 0);
+}
+
+static int add_exact(void *l, const char *w)
+{
+    return add_kw(l, w, 1);
+}
+
 int cli_detect(int argc, char **argv)
 {
-    struct det_keyword kw[64];
-    size_t n_kw = 0;
-    const char *path = NULL;
-    int redact = 0, rc;
-    for (int i = 0; i < argc; i++) {
-        if ((!strcmp(argv[i], "--keyword") || !strcmp(argv[i], "--exact")) && i + 1 < argc) {
-            if (n_kw == sizeof(kw) / sizeof(kw[0])) {
-                fprintf(stderr, "citadel detect: at most 64 keywords on the command line\n");
-                return 2;
-            }
-            kw[n_kw].exact_case = !strcmp(argv[i], "--exact");
-            kw[n_kw++].word = argv[++i];
-        } else if (!strcmp(argv[i], "--redact")) {
-            redact = 1;
-        } else if (!path && (argv[i][0] != '-' || !strcmp(argv[i], "-"))) {
-            path = argv[i];
-        } else {
-            path = NULL;
-            break;
-        }
+    struct kw_list kl = {0};
+    struct det_keyword *kw = kl.v;
+    const char *path = NULL, *pos[1];
+    int redact = 0, rc, np;
+    const struct cli_flag flags[] = {{"--keyword", CLI_FN, &kl, add_keyword},
+                                     {"--exact", CLI_FN, &kl, add_exact},
+                                     {"--redact", CLI_BOOL, &redact, NULL},
+                                     {NULL, 0, NULL, NULL}};
+    size_t n_kw;
+    if (cli_flags_parse("detect", flags, NULL, argc, argv, pos, 1, &np)) {
+        cli_usage_detect(stderr);
+        return 2;
     }
+    if (np) path = pos[0];
+    n_kw = kl.n;
     if (!path) {
         cli_usage_detect(stderr);
         return 2;

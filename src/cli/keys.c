@@ -42,6 +42,16 @@ static void list_json(void *user, const struct node_key_info *ki)
             (long long)ki->revoked);
 }
 
+/* --scope S, repeatable: appended to the list in dst (1024 bytes). */
+static int add_scope(void *dst, const char *v)
+{
+    char *scopes = dst;
+    size_t k = strlen(scopes);
+    if (k + strlen(v) + 2 > 1024) return -1;
+    snprintf(scopes + k, 1024 - k, "%s%s", k ? " " : "", v);
+    return 0;
+}
+
 int cli_keys(int argc, char **argv)
 {
     const char *verb = argc > 0 ? argv[0] : "", *tenant = NULL, *id = NULL;
@@ -51,37 +61,19 @@ int cli_keys(int argc, char **argv)
     struct cli_node n;
     struct cit_err err;
 
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--json")) {
-            json = 1;
-            continue;
-        }
-        if (argv[i][0] != '-') {
-            id = argv[i];
-            continue;
-        }
-        if (!v) {
-            fprintf(cli_err, "citadel keys: '%s' needs a value\n", argv[i]);
-            return 2;
-        }
-        if (!strcmp(argv[i], "--tenant"))
-            tenant = v;
-        else if (cli_node_flag(&na, argv[i], v))
-            ;
-        else if (!strcmp(argv[i], "--scope")) {
-            size_t k = strlen(scopes);
-            if (k + strlen(v) + 2 > sizeof(scopes)) {
-                fputs("citadel keys: too many scopes\n", cli_err);
-                return 2;
-            }
-            snprintf(scopes + k, sizeof(scopes) - k, "%s%s", k ? " " : "", v);
-        } else {
-            fprintf(cli_err, "citadel keys: unknown option '%s'\n", argv[i]);
+    {
+        const struct cli_flag flags[] = {{"--json", CLI_BOOL, &json, NULL},
+                                         {"--tenant", CLI_STR, &tenant, NULL},
+                                         {"--scope", CLI_FN, scopes, add_scope},
+                                         {NULL, 0, NULL, NULL}};
+        const char *pos[1];
+        int np;
+        if ((rc = cli_flags_parse("keys", flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,
+                                  &np))) {
             cli_usage_keys(cli_err);
-            return 2;
+            return rc;
         }
-        i++;
+        if (np) id = pos[0];
     }
     if (strcmp(verb, "add") && strcmp(verb, "list") && strcmp(verb, "revoke")) {
         cli_usage_keys(cli_err);

@@ -337,31 +337,22 @@ int cli_model_sign(int argc, char **argv)
     struct cli_node_args na = {0};
     struct cit_err err;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--json")) {
-            json = 1;
-        } else if (v && cli_node_flag(&na, argv[i], v)) {
-            i++;
-        } else if (!strcmp(argv[i], "--key") && v) {
-            key = argv[++i];
-        } else if (!strcmp(argv[i], "--sig") && v) {
-            sig = argv[++i];
-        } else if (!strcmp(argv[i], "--card") && v) {
-            card = argv[++i];
-        } else if (!strcmp(argv[i], "--curve") && v) {
-            curve = argv[++i];
-        } else if (!strcmp(argv[i], "-o") && v) {
-            outp = argv[++i];
-        } else if (!strcmp(argv[i], "--reason") && v) {
-            reason = argv[++i];
-        } else if (argv[i][0] == '-' || path) {
-            fprintf(cli_err, "citadel model %s: unexpected '%s'\n", verb, argv[i]);
+    {
+        const struct cli_flag flags[] = {
+            {"--json", CLI_BOOL, &json, NULL},    {"--key", CLI_STR, &key, NULL},
+            {"--sig", CLI_STR, &sig, NULL},       {"--card", CLI_STR, &card, NULL},
+            {"--curve", CLI_STR, &curve, NULL},   {"-o", CLI_STR, &outp, NULL},
+            {"--reason", CLI_STR, &reason, NULL}, {NULL, 0, NULL, NULL}};
+        const char *pos[1];
+        int np, rc;
+        char what[48];
+        snprintf(what, sizeof(what), "model %s", verb);
+        if ((rc = cli_flags_parse(what, flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,
+                                  &np))) {
             cli_usage_model(cli_err);
-            return 2;
-        } else {
-            path = argv[i];
+            return rc;
         }
+        if (np) path = pos[0];
     }
     if (!strcmp(verb, "admit") || !strcmp(verb, "list") || !strcmp(verb, "revoke") ||
         !strcmp(verb, "load") || !strcmp(verb, "unload")) {
@@ -455,20 +446,18 @@ int cli_trust(int argc, char **argv)
     struct cli_node n;
     struct cit_err err;
     int rc = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (v && cli_node_flag(&na, argv[i], v))
-            i++;
-        else if (!strcmp(argv[i], "--name") && v)
-            name = argv[++i];
-        else if (!strcmp(argv[i], "--jurisdiction") && v)
-            place = argv[++i];
-        else if (argv[i][0] == '-' || arg) {
-            fprintf(cli_err, "citadel trust: unexpected '%s'\n", argv[i]);
+    {
+        const struct cli_flag flags[] = {{"--name", CLI_STR, &name, NULL},
+                                         {"--jurisdiction", CLI_STR, &place, NULL},
+                                         {NULL, 0, NULL, NULL}};
+        const char *pos[1];
+        int np;
+        if ((rc = cli_flags_parse("trust", flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,
+                                  &np))) {
             cli_usage_trust(cli_err);
-            return 2;
-        } else
-            arg = argv[i];
+            return rc;
+        }
+        if (np) arg = pos[0];
     }
     {
         int status;

@@ -28,9 +28,8 @@
 
 #include "node_int.h"
 
-#define ADMIN_MAX_REQ  (64 * 1024)
-#define ADMIN_MAX_ARGS 64
-#define ADMIN_WAIT_MS  10000
+#define ADMIN_MAX_REQ (64 * 1024)
+#define ADMIN_WAIT_MS 10000
 
 struct node_admin {
     struct node *n;
@@ -105,13 +104,41 @@ static void reply(int fd, int rc, const struct cit_buf *out, const struct cit_bu
     json_decref(j);
 }
 
+int node_admin_parse(const char *line, size_t n, json_t **root, char **argv, int *argc,
+                     struct cit_buf *errb)
+{
+    json_t *args;
+    *argc = 0;
+    *root = json_loadb(line, n, JSON_REJECT_DUPLICATES, NULL);
+    args = json_object_get(*root, "argv");
+    if (!json_is_array(args) || json_array_size(args) < 1 ||
+        json_array_size(args) > NODE_ADMIN_MAX_ARGS) {
+        cit_buf_printf(errb,
+                       "citadel: a bad admin request: expected {\"argv\": [...]} with 1 to %d "
+                       "strings\n",
+                       NODE_ADMIN_MAX_ARGS);
+        return 2;
+    }
+    for (size_t i = 0; i < json_array_size(args); i++) {
+        json_t *s = json_array_get(args, i);
+        if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s)) {
+            cit_buf_printf(errb, "citadel: admin request argv[%zu] is not a string\n", i);
+            *argc = 0;
+            return 2;
+        }
+        argv[(*argc)++] = (char *)json_string_value(s);
+    }
+    argv[*argc] = NULL;
+    return 0;
+}
+
 static void serve_one(struct node_admin *a, int fd)
 {
     struct ucred cred;
     socklen_t cl = sizeof(cred);
     struct cit_buf in = {0}, out = {0}, errb = {0};
-    json_t *root = NULL, *args;
-    char *argv[ADMIN_MAX_ARGS + 1];
+    json_t *root = NULL;
+    char *argv[NODE_ADMIN_MAX_ARGS + 1];
     int argc = 0, rc;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
         (cred.uid != 0 && cred.uid != geteuid())) {
@@ -121,25 +148,9 @@ static void serve_one(struct node_admin *a, int fd)
         goto done;
     }
     if (read_line(fd, &in, ADMIN_MAX_REQ, ADMIN_WAIT_MS)) goto done;
-    root = json_loadb(in.p, strcspn(in.p, "\n"), JSON_REJECT_DUPLICATES, NULL);
-    args = json_object_get(root, "argv");
-    if (!json_is_array(args) || json_array_size(args) < 1 ||
-        json_array_size(args) > ADMIN_MAX_ARGS) {
-        cit_buf_printf(&errb,
-                       "citadel: a bad admin request: expected {\"argv\": [...]} with "
-                       "1 to %d strings\n",
-                       ADMIN_MAX_ARGS);
-        reply(fd, 2, &out, &errb);
+    if ((rc = node_admin_parse(in.p, strcspn(in.p, "\n"), &root, argv, &argc, &errb))) {
+        reply(fd, rc, &out, &errb);
         goto done;
-    }
-    for (size_t i = 0; i < json_array_size(args); i++) {
-        json_t *s = json_array_get(args, i);
-        if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s)) {
-            cit_buf_printf(&errb, "citadel: admin request argv[%zu] is not a string\n", i);
-            reply(fd, 2, &out, &errb);
-            goto done;
-        }
-        argv[argc++] = (char *)json_string_value(s);
     }
     argv[argc] = NULL;
     cit_log(CIT_LOG_INFO, "admin: citadel %s %s (uid %u)", argv[0], argc > 1 ? argv[1] : "",

@@ -2,6 +2,7 @@
 #ifndef CITADEL_NODE_INT_H
 #define CITADEL_NODE_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -40,6 +41,14 @@ struct node {
     pthread_mutex_t load_mu;   /* one load or unload at a time */
     struct node_model *models[NODE_MAX_MODELS];
 };
+
+/* admin.c: one request line {"argv": [...]} into argv (pointing into
+ * *root, which the caller frees with json_decref, also on failure): 0, or
+ * 2 with the reason in errb. */
+#define NODE_ADMIN_MAX_ARGS 64
+
+int node_admin_parse(const char *line, size_t n, json_t **root, char **argv, int *argc,
+                     struct cit_buf *errb);
 
 /* state.c: the schema, version by version */
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err);

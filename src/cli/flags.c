@@ -1,0 +1,62 @@
+/*
+ * One table-driven flag parser for the verbs: each verb lists its flags
+ * (name, what it takes, where it goes) and gets the positional arguments
+ * back. Unknown flags, missing values and surplus arguments are usage
+ * errors that name the argument; the node's own flags (--config, --state,
+ * --policy, --ledger) are one kind, so every verb that acts on a node
+ * takes them the same way. (`--help` is answered before a verb runs, by
+ * main.c's verb table.)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_flag *find(const struct cli_flag *t, const char *name)
+{
+    for (; t && t->name; t++)
+        if (!strcmp(t->name, name)) return t;
+    return NULL;
+}
+
+int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_node_args *node,
+                    int argc, char **argv, const char **pos, int max_pos, int *n_pos)
+{
+    *n_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const struct cli_flag *f;
+        if (a[0] != '-' || !a[1]) {
+            if (*n_pos == max_pos) {
+                fprintf(cli_err, "citadel %s: unexpected argument '%s'\n", verb, a);
+                return 2;
+            }
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        if (node && v && cli_node_flag(node, a, v)) {
+            i++;
+            continue;
+        }
+        if (!(f = find(table, a))) {
+            fprintf(cli_err, "citadel %s: unknown option '%s'\n", verb, a);
+            return 2;
+        }
+        if (f->kind == CLI_BOOL) {
+            *(int *)f->dst = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(cli_err, "citadel %s: %s needs a value\n", verb, a);
+            return 2;
+        }
+        i++;
+        if (f->kind == CLI_STR) {
+            *(const char **)f->dst = v;
+        } else if (f->fn(f->dst, v)) {
+            fprintf(cli_err, "citadel %s: %s '%s' is not accepted\n", verb, a, v);
+            return 2;
+        }
+    }
+    return 0;
+}
