@@ -9,7 +9,8 @@ DIR=build/run
 mkdir -p "$DIR"
 chmod 700 "$DIR"
 if [ ! -s "$DIR/dev.key" ]; then
-    (umask 077 && "$BIN" keys add --tenant dev --state "$DIR/citadel.db" >"$DIR/dev.key")
+    (umask 077 && "$BIN" keys add --tenant dev --state "$DIR/citadel.db" --ledger "$DIR/ledger" \
+        >"$DIR/dev.key")
 fi
 KEY=$(cat "$DIR/dev.key")
 ID=$(basename "$MODEL" .gguf)

@@ -70,12 +70,7 @@ if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ]; then
 fi
 cp tests/openai_client.mjs "$NPM_DIR/"
 
-# ---- a node with a key and a config file ----
-KEY=$("$BIN" keys add --tenant ci --state "$TMP/state.db" 2>/dev/null)
-check "keys add prints one key" test "$(printf %s "$KEY" | wc -c)" -eq 64
-"$BIN" keys list --json --state "$TMP/state.db" >"$TMP/keys.json"
-check "keys list shows the tenant, not the key" sh -c "grep -q '\"tenant\":\"ci\"' $TMP/keys.json && ! grep -q '$KEY' $TMP/keys.json"
-check "the state file holds no key" sh -c "! grep -q '$KEY' $TMP/state.db"
+# ---- a node with a config file and a key ----
 
 # a policy for this model and these tenants: everything stays local
 cat >"$TMP/policy.yaml" <<EOF
@@ -116,6 +111,13 @@ ledger = $TMP/ledger
 max_tokens = 256
 grace = 20
 EOF
+
+KEY=$("$BIN" keys add --tenant ci --config "$TMP/citadel.conf" 2>/dev/null)
+check "keys add prints one key" test "$(printf %s "$KEY" | wc -c)" -eq 64
+"$BIN" keys list --json --config "$TMP/citadel.conf" >"$TMP/keys.json"
+check "keys list shows the tenant, not the key" sh -c "grep -q '\"tenant\":\"ci\"' $TMP/keys.json && ! grep -q '$KEY' $TMP/keys.json"
+check "the state file holds no key" sh -c "! grep -q '$KEY' $TMP/state.db"
+check "the key's creation is in the ledger" grep -q '"action":"key_add"' "$TMP/ledger/log"
 
 # ---- border control: keygen, card, sign, verify, trust, admit, then serve ----
 cp "$MODEL" "$AMODEL"

@@ -101,7 +101,11 @@ int cli_keys(int argc, char **argv)
         cit_free(v);
         if (sent) return status;
     }
-    if (cli_node_open(&na, CLI_NODE_STATE, &n, &err)) {
+    /* a change is recorded in the node's ledger, which its policy names */
+    if (cli_node_open(&na,
+                      strcmp(verb, "list") ? CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER
+                                           : CLI_NODE_STATE,
+                      &n, &err)) {
         fprintf(cli_err, "citadel keys: %s\n", err.msg);
         return 1;
     }

@@ -162,6 +162,34 @@ static int valid_tenant(const char *t)
     return 1;
 }
 
+/* Ends a key change (db locked, inside BEGIN): the ledger entry, then the
+ * commit; a change the ledger cannot record is rolled back, so no key
+ * exists or dies unrecorded. A node opened without its ledger (a test's,
+ * or keys list) records nothing. */
+static int key_commit(struct node *n, int rc, const char *action, const char *tenant,
+                      const char *id, const char *detail, struct cit_err *err)
+{
+    struct node_keys *k = n->keys;
+    if (!rc && n->lg) {
+        struct ledger_rec e = {0};
+        e.event = "keys";
+        e.action = action;
+        e.tenant = tenant;
+        e.key_id = id;
+        e.request_id = id;
+        e.policy_hash = n->pol ? n->pol->hash_hex : "";
+        e.status = 200;
+        e.detail = detail;
+        if (ledger_append(n->lg, &e, LEDGER_SYNC, NULL))
+            rc = cit_err_set(err, CIT_EIO,
+                             "the audit ledger cannot record the change; nothing was changed");
+    }
+    if (!rc && sqlite3_exec(k->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = cit_err_set(err, CIT_EIO, "cannot commit: %s", sqlite3_errmsg(k->db));
+    if (rc) sqlite3_exec(k->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 int node_key_add(struct node *n, const char *tenant, const char *scopes, char key[NODE_KEY_LEN + 1],
                  char id[NODE_KEY_ID_LEN + 1], struct cit_err *err)
 {
@@ -188,17 +216,25 @@ int node_key_add(struct node *n, const char *tenant, const char *scopes, char ke
     sodium_memzero(secret, sizeof(secret));
     cit_db_lock(k->state);
     cit_db_durable(k->state, 1); /* a key added or revoked is not lost */
-    if (sqlite3_prepare_v2(k->db,
-                           "INSERT INTO api_keys(id, tenant, hash, scopes, created)"
-                           " VALUES (?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC) ||
-        sqlite3_bind_blob(st, 3, hash, sizeof(hash), SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 4, canon, -1, SQLITE_STATIC) ||
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL)) || sqlite3_step(st) != SQLITE_DONE)
+    if (sqlite3_exec(k->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        rc = cit_err_set(err, CIT_EIO, "cannot store the key: %s", sqlite3_errmsg(k->db));
+    else if (sqlite3_prepare_v2(k->db,
+                                "INSERT INTO api_keys(id, tenant, hash, scopes, created)"
+                                " VALUES (?, ?, ?, ?, ?)",
+                                -1, &st, NULL) != SQLITE_OK ||
+             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) ||
+             sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC) ||
+             sqlite3_bind_blob(st, 3, hash, sizeof(hash), SQLITE_STATIC) ||
+             sqlite3_bind_text(st, 4, canon, -1, SQLITE_STATIC) ||
+             sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL)) ||
+             sqlite3_step(st) != SQLITE_DONE)
         rc = cit_err_set(err, CIT_EIO, "cannot store the key: %s", sqlite3_errmsg(k->db));
     sqlite3_finalize(st);
+    {
+        char detail[1100];
+        snprintf(detail, sizeof(detail), "key %s added for tenant %s: %s", id, tenant, canon);
+        rc = key_commit(n, rc, "key_add", tenant, id, detail, err);
+    }
     cit_db_durable(k->state, 0);
     cit_db_unlock(k->state);
     if (rc) sodium_memzero(key, NODE_KEY_LEN + 1);
@@ -210,8 +246,20 @@ int node_key_revoke(struct node *n, const char *id, struct cit_err *err)
     struct node_keys *k = n->keys;
     sqlite3_stmt *st = NULL;
     int rc = 0;
+    char tenant[65] = "";
     cit_db_lock(k->state);
     cit_db_durable(k->state, 1); /* a key added or revoked is not lost */
+    if (sqlite3_exec(k->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = cit_err_set(err, CIT_EIO, "cannot revoke: %s", sqlite3_errmsg(k->db));
+        goto out;
+    }
+    sqlite3_reset(k->get);
+    if (sqlite3_bind_text(k->get, 1, id, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+        sqlite3_step(k->get) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(k->get, 0);
+        snprintf(tenant, sizeof(tenant), "%s", t ? (const char *)t : "");
+    }
+    sqlite3_reset(k->get);
     if (sqlite3_prepare_v2(k->db, "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked = 0",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL)) ||
@@ -220,6 +268,12 @@ int node_key_revoke(struct node *n, const char *id, struct cit_err *err)
     else if (sqlite3_changes(k->db) == 0)
         rc = cit_err_set(err, CIT_ENOENT, "no active key with id '%s'", id);
     sqlite3_finalize(st);
+    {
+        char detail[200];
+        snprintf(detail, sizeof(detail), "key %.16s revoked", id);
+        rc = key_commit(n, rc, "key_revoke", tenant, id, detail, err);
+    }
+out:
     cit_db_durable(k->state, 0);
     cit_db_unlock(k->state);
     return rc;
