@@ -148,6 +148,8 @@ static struct node *state_node(const char *path, struct cit_err *err)
     return node_open(&no, NODE_STATE, &n, err) ? NULL : n;
 }
 
+static struct http_opts started; /* what the last start() served with (reloads) */
+
 static int start(int parallel, int queue, int open)
 {
     struct http_opts o;
@@ -178,6 +180,7 @@ static int start(int parallel, int queue, int open)
     node_close(k);
     CHECK_RET(http_server_start(&o, &srv, &err) == 0, "%s", err.msg);
     port = http_server_port(srv);
+    started = o;
     return 0;
 }
 
@@ -1558,7 +1561,32 @@ void test_http_admin_models(void)
     resp_free(&r);
     CHECK(request(port, "DELETE", "/v1/admin/models/synth", ka, NULL, &r) == 0 && r.status == 404);
     resp_free(&r);
-    /* the other model served on throughout */
+    /* SIGHUP applies the config's model list: a new model loads ... */
+    {
+        struct http_opts o = started;
+        snprintf(o.node.models[1].id, sizeof(o.node.models[1].id), "synth");
+        CHECK(strlen(synth) < sizeof(o.node.models[1].path));
+        memcpy(o.node.models[1].path, synth, strlen(synth) + 1);
+        o.node.n_models = 2;
+        http_server_reload(srv, &o);
+        CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 &&
+              strstr(r.body, "\"id\":\"synth\"") && strstr(r.body, "\"id\":\"stories260K\""));
+        resp_free(&r);
+        /* ... and one no longer listed unloads */
+        o.node.models[0] = o.node.models[1];
+        o.node.n_models = 1;
+        http_server_reload(srv, &o);
+        CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 &&
+              strstr(r.body, "\"id\":\"synth\"") && !strstr(r.body, "\"id\":\"stories260K\""));
+        resp_free(&r);
+        CHECK(post(key, NULL, "/v1/completions",
+                   "{\"model\":\"synth\",\"prompt\":\"Once\",\"max_tokens\":3}", &r) == 0 &&
+              r.status == 200);
+        resp_free(&r);
+        /* and back */
+        http_server_reload(srv, &started);
+    }
+    /* stories260K is back */
     CHECK(post(key, NULL, "/v1/completions",
                "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3}", &r) == 0 &&
           r.status == 200);
@@ -1574,7 +1602,7 @@ void test_http_admin_models(void)
         unloads += strstr(l, "\"action\":\"unload\"") != NULL;
     }
     ledger_view_free(&v);
-    CHECKF(loads == 1 && unloads == 1, "load %d unload %d entries", loads, unloads);
+    CHECKF(loads == 2 && unloads == 2, "load %d unload %d entries", loads, unloads);
 }
 
 /* ---- administration while serving, through the CLI ---- */
@@ -1645,7 +1673,15 @@ static void admin_while_serving(const char *dir, const char *card, const char *k
     out = NULL;
     CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 200);
     resp_free(&r);
+    /* both keys, made offline and through the server, are in the ledger */
+    CHECK(ledger_count(dir, "\"action\":\"key_add\"", "\"tenant\":\"dev\"") == 2);
     CHECK(cli(dir, &out, "model list") == 0 && out && strstr(out, "stories260K"));
+    cit_free(out);
+    out = NULL;
+    /* run would be a second writer of the ledger: it says who owns the node */
+    rc = cli(dir, &out, "run -m stories260K=%s/m.gguf -p Once -n 2", dir);
+    CHECKF(rc == 1 && out && strstr(out, "a citadel serve owns this node"), "run: %d %s", rc,
+           out ? out : "");
     cit_free(out);
     out = NULL;
     /* a revocation unloads the model at once, and is in the ledger at once */

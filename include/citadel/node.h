@@ -344,6 +344,8 @@ void node_admin_path(const char *state_path, char *out, size_t cap);
 int node_admin_start(struct node *n, node_admin_fn exec, void *user,
                      struct node_admin **out /* out */, struct cit_err *err);
 void node_admin_stop(struct node_admin *a);
+/* 1 when a serving node answers on sock_path. */
+int node_admin_alive(const char *sock_path);
 /* Client side: CIT_ENOENT when no node listens there (work offline);
  * else 0 with the verb's exit code, its output and its errors. */
 int node_admin_call(const char *sock_path, int argc, char **argv, int *rc /* out */,

@@ -211,6 +211,18 @@ int cli_run(int argc, char **argv)
     pthread_cond_init(&g.cv, NULL);
     /* the node: its policy, state file and ledger; the model through border control */
     if ((rc = cli_node_opts(&o.node, &ho, &err))) goto fail_msg;
+    {
+        /* a served node's ledger has its one writer: the server */
+        char sock[1100];
+        node_admin_path(ho.node.state, sock, sizeof(sock));
+        if (node_admin_alive(sock)) {
+            fprintf(stderr,
+                    "citadel run: a citadel serve owns this node (%s answers): send the prompt "
+                    "to it over the API, or run on another node (--state, --ledger)\n",
+                    sock);
+            goto done;
+        }
+    }
     ho.node.threads = (int)o.threads;
     ho.node.ctx = (int)o.ctx;
     ho.node.parallel = 1;

@@ -41,6 +41,7 @@ struct met_hist {
 };
 
 struct met_model {
+    char id[128]; /* the model these count; a slot reused by another starts over */
     uint64_t requests, tokens_in, tokens_out;
     struct met_hist ttft, tpot; /* time to first token, time per output token */
 };
@@ -63,7 +64,7 @@ struct metrics {
 void met_init(struct metrics *m);
 void met_destroy(struct metrics *m);
 void met_request(struct metrics *m, enum http_ep ep, int status);
-void met_generation(struct metrics *m, int model, int n_in, int n_out, double ttft_s,
+void met_generation(struct metrics *m, int slot, const char *id, int n_in, int n_out, double ttft_s,
                     double decode_s);
 void met_count(struct metrics *m, uint64_t *counter); /* one more, under the lock */
 int met_render(struct metrics *m, struct cit_buf *out, const char *const *model_ids,

@@ -57,13 +57,25 @@ static void hist_add(struct met_hist *h, double v, uint64_t count)
     h->sum += v * (double)count;
 }
 
-void met_generation(struct metrics *m, int model, int n_in, int n_out, double ttft_s,
+/* The slot's counters for model id (m->mu held): reset when the slot
+ * last counted another model, which was unloaded since. */
+static struct met_model *slot_for(struct metrics *m, int slot, const char *id)
+{
+    struct met_model *mm = &m->model[slot];
+    if (strcmp(mm->id, id)) {
+        memset(mm, 0, sizeof(*mm));
+        snprintf(mm->id, sizeof(mm->id), "%s", id);
+    }
+    return mm;
+}
+
+void met_generation(struct metrics *m, int slot, const char *id, int n_in, int n_out, double ttft_s,
                     double decode_s)
 {
     struct met_model *mm;
-    if (model < 0 || model >= HTTP_MAX_MODELS) return;
+    if (slot < 0 || slot >= HTTP_MAX_MODELS) return;
     pthread_mutex_lock(&m->mu);
-    mm = &m->model[model];
+    mm = slot_for(m, slot, id);
     mm->requests++;
     mm->tokens_in += (uint64_t)n_in;
     mm->tokens_out += (uint64_t)n_out;
@@ -138,8 +150,9 @@ int met_render(struct metrics *m, struct cit_buf *o, const char *const *ids,
         cit_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", kinds[k][0], kinds[k][2], kinds[k][0],
                        kinds[k][1]);
         for (int i = 0; i < n_models; i++) {
-            const struct met_model *mm = &m->model[i];
+            const struct met_model *mm;
             if (!ids[i]) continue; /* a free slot */
+            mm = slot_for(m, i, ids[i]);
             long long v = k == 0   ? (long long)mm->requests
                           : k == 1 ? (long long)mm->tokens_in
                           : k == 2 ? (long long)mm->tokens_out

@@ -185,7 +185,7 @@ static void *admin_loop(void *arg)
     return NULL;
 }
 
-/* 1 when something answers on path. */
+/* 1 when something answers on sa. */
 static int alive(const struct sockaddr_un *sa)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
@@ -305,4 +305,10 @@ out:
     cit_buf_free(&in);
     close(fd);
     return ret;
+}
+
+int node_admin_alive(const char *sock_path)
+{
+    struct sockaddr_un sa;
+    return sock_addr(sock_path, &sa, NULL) == 0 && alive(&sa);
 }
