@@ -161,10 +161,10 @@ static int decide_body(struct req *r, struct api_req *a, struct api_err *e)
     chat = json_object_get(root, "messages") != NULL;
     if (!chat && !json_object_get(root, "prompt")) {
         if (!(in = json_object_get(root, "input"))) {
+            int has_model = json_is_string(json_object_get(root, "model"));
             json_decref(root);
             e->status = 400, e->type = "invalid_request_error", e->code = NULL;
-            snprintf(e->param, sizeof(e->param), "%s",
-                     r->body.len && strstr(r->body.p, "\"model\"") ? "input" : "model");
+            snprintf(e->param, sizeof(e->param), "%s", has_model ? "input" : "model");
             snprintf(e->msg, sizeof(e->msg), "%s",
                      strcmp(e->param, "model")
                          ? "Give the text as 'messages', 'prompt' or 'input'."
