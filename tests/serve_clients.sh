@@ -150,7 +150,8 @@ check "401 body in the OpenAI error shape" test "$(json "$TMP/e.json" 'j.error.t
 curl -sf -H "$H" "$URL/v1/models" >"$TMP/m.json"
 check "curl models" test "$(json "$TMP/m.json" 'j.data[0].id')" = "$ID"
 
-GREEDY=$("$BIN" run -m "$AMODEL" -p "Once upon a time" -n 24 --temp 0 --json --tenant ci --config "$TMP/citadel.conf" --ledger "$TMP/ledger-run" 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>process.stdout.write(JSON.parse(s).text))")
+mkdir -p "$TMP/runnode" # a node of its own: the served one has its server
+GREEDY=$("$BIN" run -m "$AMODEL" -p "Once upon a time" -n 24 --temp 0 --json --tenant ci --config "$TMP/citadel.conf" --state "$TMP/runnode/state.db" --unvetted --ledger "$TMP/ledger-run" 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>process.stdout.write(JSON.parse(s).text))")
 curl -sf -H "$H" "$URL/v1/completions" \
     -d '{"model":"'"$ID"'","prompt":"Once upon a time","max_tokens":24,"temperature":0}' >"$TMP/c.json"
 check "curl completion equals citadel run --temp 0" test "$(json "$TMP/c.json" 'j.choices[0].text')" = "$GREEDY"

@@ -146,7 +146,11 @@ int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit
     cli_out = fo;
     cli_err = fe;
     served = n;
-    if (argc >= 1 && !strcmp(argv[0], "model"))
+    if (argc >= 2 && !strcmp(argv[0], "model") && strcmp(argv[1], "admit") &&
+        strcmp(argv[1], "list") && strcmp(argv[1], "revoke") && strcmp(argv[1], "load") &&
+        strcmp(argv[1], "unload"))
+        fprintf(fe, "citadel: 'model %s' is not run by the server; run it offline\n", argv[1]);
+    else if (argc >= 1 && !strcmp(argv[0], "model"))
         rc = cli_model_sign(argc - 1, argv + 1);
     else if (argc >= 1 && !strcmp(argv[0], "trust"))
         rc = cli_trust(argc - 1, argv + 1);
@@ -167,6 +171,7 @@ int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit
     fclose(fe);
     cit_buf_add(out, ob, on);
     cit_buf_add(errb, eb, en);
+    if (ob) explicit_bzero(ob, on); /* may hold a new API key */
     free(ob);
     free(eb);
     return rc;

@@ -326,6 +326,7 @@ enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r)
                  json_is_string(id) ? "=" : "", json_string_value(path));
         json_decref(root);
         node_opts_defaults(&none);
+        watch_deadline(s, r->cw, 0); /* hashing a model may take minutes: not a slow client */
         if ((rc = node_model_spec_parse(&none, msg, &spec, &err)) ||
             (rc = node_model_load(s->node, spec.id, spec.path, &err)))
             return respond_error(c, r, rc == CIT_ENOMEM ? 500 : 400,
