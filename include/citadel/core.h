@@ -113,6 +113,8 @@ void cit_log(enum cit_log_level lvl, const char *fmt, ...) __attribute__((format
 /* ---- time ---- */
 
 uint64_t cit_now_ns(void); /* monotonic clock */
+/* Unix seconds as RFC 3339 UTC, "2026-11-22T10:05:00Z". */
+void cit_utc_seconds(int64_t unix_s, char out[32]);
 
 /* ---- thread pool ----
  *

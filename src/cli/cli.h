@@ -64,6 +64,11 @@ int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_n
 /* While serve runs: sends the verb to it; 1 with *status when it answered
  * (what it printed is printed), 0 when no node serves (work offline). */
 int cli_admin_forward(const struct cli_node_args *a, int argc, char **argv, int *status);
+/* cli_admin_forward for a verb's own argv: the flags that chose the node
+ * left out, file arguments made absolute. file_flags: flags whose value is
+ * a file; pos_file: the positional argument is one ("ID=PATH": its PATH). */
+int cli_forward(const struct cli_node_args *na, const char *cmd, int argc, char **argv,
+                const char *const *file_flags, int pos_file, int *status);
 /* The admin socket's handler in serve (node_admin_fn). */
 int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit_buf *out,
                    struct cit_buf *err);

@@ -24,9 +24,8 @@ void cli_usage_keys(FILE *f)
 static void list_text(void *user, const struct node_key_info *ki)
 {
     char when[32];
-    time_t t = (time_t)ki->created;
     (void)user;
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    cit_utc_seconds(ki->created, when);
     fprintf(cli_out, "%s  %-16s %s  %-7s %s\n", ki->id, ki->tenant, when,
             ki->revoked ? "revoked" : "active", ki->scopes);
 }
@@ -84,23 +83,7 @@ int cli_keys(int argc, char **argv)
         return 2;
     }
     /* while serve runs it owns the state file: ask it */
-    {
-        char **v = cit_calloc((size_t)argc + 2, sizeof(char *));
-        int k = 0, sent;
-        if (!v) return 1;
-        v[k++] = (char *)"keys";
-        for (int i = 0; i < argc; i++) {
-            if (i + 1 < argc && (!strcmp(argv[i], "--state") || !strcmp(argv[i], "--config") ||
-                                 !strcmp(argv[i], "--policy") || !strcmp(argv[i], "--ledger"))) {
-                i++;
-                continue;
-            }
-            v[k++] = argv[i];
-        }
-        sent = cli_admin_forward(&na, k, v, &status);
-        cit_free(v);
-        if (sent) return status;
-    }
+    if (cli_forward(&na, "keys", argc, argv, NULL, 0, &status)) return status;
     /* a change is recorded in the node's ledger, which its policy names */
     if (cli_node_open(&na,
                       strcmp(verb, "list") ? CLI_NODE_POLICY | CLI_NODE_STATE | CLI_NODE_LEDGER

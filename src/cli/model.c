@@ -245,55 +245,6 @@ static int cmd_revoke(const struct cli_node_args *na, const char *which, const c
     return rc ? 1 : 0;
 }
 
-/* Sends a verb to the serving node, if one runs: its file arguments made
- * absolute, the flags that chose the node left out. Returns 1 with
- * *status when it was sent. file_flags: the flags whose value is a file;
- * pos_file: the positional argument is a file ("ID=PATH": its PATH). */
-static int forward(const struct cli_node_args *na, const char *cmd, int argc, char **argv,
-                   const char *const *file_flags, int pos_file, int *status)
-{
-    char **v = cit_calloc((size_t)argc + 2, sizeof(char *)), buf[PATH_MAX + 200];
-    int k = 0, sent;
-    if (!v) return 0;
-    v[k++] = cit_strndup(cmd, strlen(cmd));
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int file = 0;
-        if (i + 1 < argc && (!strcmp(a, "--state") || !strcmp(a, "--policy") ||
-                             !strcmp(a, "--ledger") || !strcmp(a, "--config"))) {
-            i++;
-            continue;
-        }
-        if (i + 1 < argc &&
-            (!strcmp(a, "--name") || !strcmp(a, "--jurisdiction") || !strcmp(a, "--reason"))) {
-            v[k++] = cit_strndup(a, strlen(a));
-            v[k++] = cit_strndup(argv[i + 1], strlen(argv[i + 1]));
-            i++;
-            continue;
-        }
-        for (int f = 0; file_flags && file_flags[f]; f++)
-            if (!strcmp(a, file_flags[f]) && i + 1 < argc) {
-                v[k++] = cit_strndup(a, strlen(a));
-                a = argv[++i];
-                file = 1;
-            }
-        if (i > 0 && a[0] != '-' && pos_file && !file) file = 2;
-        if (file) {
-            const char *eq = file == 2 ? strchr(a, '=') : NULL;
-            char absp[PATH_MAX + 100];
-            if (cli_abs_path(eq ? eq + 1 : a, absp, sizeof(absp)))
-                snprintf(absp, sizeof(absp), "%s", a);
-            snprintf(buf, sizeof(buf), "%.*s%s", eq ? (int)(eq - a + 1) : 0, a, absp);
-            a = buf;
-        }
-        v[k++] = cit_strndup(a, strlen(a));
-    }
-    sent = cli_admin_forward(na, k, v, status);
-    for (int i = 0; i < k; i++) cit_free(v[i]);
-    cit_free(v);
-    return sent;
-}
-
 /* load and unload act on a serving node only. */
 static int cmd_load(const struct cli_node_args *na, const char *verb, const char *arg)
 {
@@ -358,8 +309,8 @@ int cli_model_sign(int argc, char **argv)
         !strcmp(verb, "load") || !strcmp(verb, "unload")) {
         static const char *const files[] = {"--card", "--sig", NULL};
         int status;
-        if (forward(&na, "model", argc, argv, files,
-                    !strcmp(verb, "admit") || !strcmp(verb, "load"), &status))
+        if (cli_forward(&na, "model", argc, argv, files,
+                        !strcmp(verb, "admit") || !strcmp(verb, "load"), &status))
             return status;
     }
     if (!strcmp(verb, "list")) return cmd_list(&na, json);
@@ -461,7 +412,8 @@ int cli_trust(int argc, char **argv)
     }
     {
         int status;
-        if (forward(&na, "trust", argc, argv, NULL, !strcmp(verb, "add"), &status)) return status;
+        if (cli_forward(&na, "trust", argc, argv, NULL, !strcmp(verb, "add"), &status))
+            return status;
     }
     if (!strcmp(verb, "list")) {
         struct brd_signer *v;

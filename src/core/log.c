@@ -24,6 +24,14 @@ void cit_log(enum cit_log_level lvl, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+void cit_utc_seconds(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, 32, "%lld", (long long)t);
+}
+
 uint64_t cit_now_ns(void)
 {
     struct timespec ts;

@@ -90,8 +90,8 @@ static enum MHD_Result get_usage(struct MHD_Connection *c, struct req *r)
         snprintf(msg, sizeof(msg), "Tenant '%s' is not in the node's policy.", r->key.tenant);
         return respond_error(c, r, 404, "invalid_request_error", "unknown_tenant", NULL, msg);
     }
-    utc_seconds(u.rpm_reset, m_at);
-    utc_seconds(u.tpd_reset, d_at);
+    cit_utc_seconds(u.rpm_reset, m_at);
+    cit_utc_seconds(u.tpd_reset, d_at);
     BUF_LIT(&b, "{\"object\":\"usage\",\"tenant\":");
     cit_buf_json_str(&b, r->key.tenant, strlen(r->key.tenant));
     cit_buf_printf(&b,

@@ -191,7 +191,6 @@ enum MHD_Result respond_outcome(struct MHD_Connection *c, struct req *r,
 /* 0 when the request may go on; otherwise a response was queued. A NULL
  * scope_ep needs a valid key only (the caller's own usage). */
 int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep, enum MHD_Result *res);
-void utc_seconds(int64_t t, char out[32]);
 
 /* generate.c: chat and text completions */
 enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r);

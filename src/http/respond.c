@@ -136,7 +136,7 @@ enum MHD_Result respond_outcome(struct MHD_Connection *c, struct req *r,
                    o->quota.which, o->quota.which, (long long)o->quota.limit,
                    (long long)o->quota.used);
     if (o->quota.reset) {
-        utc_seconds(o->quota.reset, when);
+        cit_utc_seconds(o->quota.reset, when);
         cit_buf_printf(&b, ",\"resets_at\":\"%s\",\"resets_in_s\":%lld", when,
                        (long long)(o->quota.reset - o->quota.now));
     }
@@ -146,15 +146,6 @@ enum MHD_Result respond_outcome(struct MHD_Connection *c, struct req *r,
     res = respond(c, r, 429, "application/json", b.p, b.len, "Retry-After", retry);
     cit_buf_free(&b);
     return res;
-}
-
-/* Unix seconds as RFC 3339 UTC, "2026-11-22T10:05:00Z". */
-void utc_seconds(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep, enum MHD_Result *res)

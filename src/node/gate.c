@@ -415,14 +415,6 @@ static int check_limits(struct node_call *c, const struct node_req *rq, struct n
     return 0;
 }
 
-/* Unix seconds as RFC 3339 UTC, "2026-11-22T10:05:00Z". */
-static void utc_seconds(int64_t t, char out[32])
-{
-    ledger_time_str(t * 1000, out);
-    out[19] = 'Z';
-    out[20] = 0;
-}
-
 /* Admits the call against the tenant's quotas, capping max_tokens to what
  * the day's budget has left. */
 static int charge(struct node_call *c, struct node_outcome *out)
@@ -453,7 +445,7 @@ static int charge(struct node_call *c, struct node_outcome *out)
     out->quota.reset = k->reset;
     out->quota.now = now;
     if (k->reset) {
-        utc_seconds(k->reset, when);
+        cit_utc_seconds(k->reset, when);
         set_out(out, 429, "rate_limit_error", out->quota.which, NULL,
                 "Tenant '%s' has used its quota %s (%lld); it resets at %s, in %lld s.", c->tenant,
                 k->which, (long long)k->limit, when, (long long)(k->reset - now));

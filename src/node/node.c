@@ -299,15 +299,12 @@ int node_model_unload(struct node *n, const char *id, const char *why, struct ci
     return 0;
 }
 
-static int signer_trusted(struct node *n, const char *name)
+/* 1 when name is among the trusted signers v[0, k). */
+static int signer_trusted(const struct brd_signer *v, size_t k, const char *name)
 {
-    struct brd_signer *v = NULL;
-    size_t k = 0;
-    int found = 0;
-    if (brd_trust_list(n->reg, &v, &k, NULL)) return 0; /* unreadable: fail closed */
-    for (size_t i = 0; i < k && !found; i++) found = !strcmp(v[i].name, name);
-    cit_free(v);
-    return found;
+    for (size_t i = 0; i < k; i++)
+        if (!strcmp(v[i].name, name)) return 1;
+    return 0;
 }
 
 int node_models_recheck(struct node *n)
@@ -315,6 +312,8 @@ int node_models_recheck(struct node *n)
     char ids[NODE_MAX_MODELS][128], paths[NODE_MAX_MODELS][1024];
     int k = 0, unloaded = 0;
     int64_t now = (int64_t)time(NULL);
+    struct brd_signer *signers = NULL;
+    size_t n_signers = 0;
     pthread_mutex_lock(&n->models_mu);
     for (int i = 0; i < NODE_MAX_MODELS; i++)
         if (n->models[i]) {
@@ -322,6 +321,11 @@ int node_models_recheck(struct node *n)
             snprintf(paths[k++], sizeof(paths[0]), "%s", n->models[i]->path);
         }
     pthread_mutex_unlock(&n->models_mu);
+    /* the trust store once for all of them; unreadable, it trusts no one (fail closed) */
+    if (k && brd_trust_list(n->reg, &signers, &n_signers, NULL)) {
+        signers = NULL;
+        n_signers = 0;
+    }
     for (int i = 0; i < k; i++) {
         struct brd_admitted a;
         char why[400] = "";
@@ -334,10 +338,11 @@ int node_models_recheck(struct node *n)
                      a.revoke_reason[0] ? a.revoke_reason : "no reason given");
         else if (a.expires && a.expires <= now)
             snprintf(why, sizeof(why), "admission %lld expired", (long long)a.id);
-        else if (!signer_trusted(n, a.signer))
+        else if (!signer_trusted(signers, n_signers, a.signer))
             snprintf(why, sizeof(why), "its signer '%s' is no longer trusted", a.signer);
         if (why[0] && node_model_unload(n, ids[i], why, NULL) == 0) unloaded++;
     }
+    cit_free(signers);
     return unloaded;
 }
 
