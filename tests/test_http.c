@@ -877,6 +877,23 @@ void test_http_keys_and_scopes(void)
     resp_free(&r);
     CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 403);
     resp_free(&r);
+    /* the dry run holds the key to the same models as the request */
+    {
+        char k4[NODE_KEY_LEN + 1], id4[NODE_KEY_ID_LEN + 1];
+        const char *body = "{\"model\":\"stories260K\",\"prompt\":\"a\"}";
+        CHECK(node_key_add(k, "t2", "endpoint:policy model:other", k4, id4, &err) == 0);
+        CHECK(request(port, "POST", "/v1/policy/decide", k4, body, &r) == 0);
+        CHECKF(r.status == 403 && strstr(r.body, "insufficient_scope"), "%d %s", r.status, r.body);
+        resp_free(&r);
+        CHECK(request(port, "POST", "/v1/policy/decide", k4,
+                      "{\"model\":\"nope\",\"prompt\":\"a\"}", &r) == 0);
+        CHECKF(r.status == 404, "%d %s", r.status, r.body);
+        resp_free(&r);
+        CHECK(node_key_add(k, "t2", "endpoint:policy model:stories260K", k4, id4, &err) == 0);
+        CHECK(request(port, "POST", "/v1/policy/decide", k4, body, &r) == 0);
+        CHECKF(r.status == 200 && strstr(r.body, "\"action\""), "%d %s", r.status, r.body);
+        resp_free(&r);
+    }
     CHECK(request(port, "GET", "/metrics", k3, NULL, &r) == 0 && r.status == 403);
     resp_free(&r);
     CHECK(request(port, "POST", "/v1/completions", k3,
@@ -1661,7 +1678,7 @@ static void admin_while_serving(const char *dir, const char *card, const char *k
     struct cit_buf sh = {0};
     struct resp r;
     int rc;
-    snprintf(p, sizeof(p), "%s/citadel.sock", dir);
+    snprintf(p, sizeof(p), "%s/s.db.sock", dir);
     CHECK(file_mode(p) == 0600);
     CHECK(request(port, "GET", "/v1/models", k1, NULL, &r) == 0);
     CHECKF(r.status == 200 && strstr(r.body, "\"id\":\"stories260K\""), "%d %s", r.status, r.body);
@@ -1795,7 +1812,7 @@ void test_http_admin_cli(void)
     CHECK(file_mode(p) == 0600);
     snprintf(p, sizeof(p), "%s/s.db-wal", dir);
     CHECK(file_mode(p) == 0600 || file_mode(p) == -1);
-    snprintf(p, sizeof(p), "%s/citadel.sock", dir);
+    snprintf(p, sizeof(p), "%s/s.db.sock", dir);
     CHECK(file_mode(p) == -1);
     /* offline again: the verbs act on the files */
     CHECK(cli(dir, &out, "model list") == 0 && out && strstr(out, "revoked"));

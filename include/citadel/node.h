@@ -221,6 +221,10 @@ struct node_prompt {
 
 struct node_req {
     const char *tenant, *key_id;
+    /* the caller's key scopes and the endpoint it called ("chat",
+     * "completions"): the gate refuses a model the scopes do not allow
+     * (403, or 404 when no such model exists). scopes NULL: no key (the CLI) */
+    const char *scopes, *endpoint;
     const char *model;
     const char *declared; /* data classes the caller declares, comma-separated; may be NULL */
     uint8_t digest[32];   /* SHA-256 of the canonical request, for the ledger */
@@ -339,7 +343,8 @@ int node_usage(struct node *n, const char *tenant, struct node_usage *u /* out *
 typedef int (*node_admin_fn)(void *user, struct node *n, int argc, char **argv, struct cit_buf *out,
                              struct cit_buf *err);
 struct node_admin;
-/* The socket's path for a node whose state file is state_path. */
+/* The socket's path for a node whose state file is state_path: "<state>.sock"
+ * (cap 1100 holds it for any state path the options take). */
 void node_admin_path(const char *state_path, char *out, size_t cap);
 int node_admin_start(struct node *n, node_admin_fn exec, void *user,
                      struct node_admin **out /* out */, struct cit_err *err);

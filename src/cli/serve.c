@@ -139,12 +139,14 @@ int cli_serve(int argc, char **argv)
         cit_free(a.flags);
         return 1;
     }
-    /* model, trust and keys verbs reach this process while it runs */
-    if (node_admin_start(http_server_node(srv), cli_admin_exec, NULL, &adm, &err))
-        cit_log(CIT_LOG_WARN,
-                "no admin socket (%s): model, trust and keys commands cannot "
-                "reach this server while it runs",
-                err.msg);
+    /* model, trust and keys verbs reach this process while it runs; without
+     * the socket they would write the ledger beside us, so no socket, no serve */
+    if (node_admin_start(http_server_node(srv), cli_admin_exec, NULL, &adm, &err)) {
+        fprintf(stderr, "citadel serve: %s\n", err.msg);
+        http_server_stop(srv);
+        cit_free(a.flags);
+        return 1;
+    }
     printf("citadel: serving %d model%s on %s://%s:%d (%s)\n", o.node.n_models,
            o.node.n_models == 1 ? "" : "s", o.tls_cert[0] ? "https" : "http", o.host,
            http_server_port(srv), o.open ? "open: no API key needed" : "API key required");

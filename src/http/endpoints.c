@@ -208,6 +208,7 @@ enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r)
         return respond_error(c, r, e.status, e.type, e.code, e.param[0] ? e.param : NULL, e.msg);
     }
     api_node_req(&a, r, &q);
+    q.endpoint = "policy"; /* the route checked it; the gate checks the model */
     q.declared = json_is_string(d = json_object_get(a.root, "declared"))
                      ? json_string_value(d)
                      : MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");

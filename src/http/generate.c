@@ -308,6 +308,8 @@ void api_node_req(const struct api_req *a, const struct req *r, struct node_req 
     memset(q, 0, sizeof(*q));
     q->tenant = r->key.tenant;
     q->key_id = r->key.id;
+    q->scopes = r->key.scopes;
+    q->endpoint = a->chat ? "chat" : "completions";
     q->model = a->model;
     /* the canonical request: its JSON with sorted keys, compact */
     if (canon) {
@@ -342,18 +344,6 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     if (api_parse(r->body.p ? r->body.p : "", r->body.len, r->ep == EP_CHAT, &a, &e)) {
         api_req_free(&a);
         return respond_error(c, r, e.status, e.type, e.code, e.param, e.msg);
-    }
-    if (!node_scope_allows(r->key.scopes, r->ep == EP_CHAT ? "chat" : "completions", a.model)) {
-        struct node_model_info mi;
-        if (node_model_info(s->node, a.model, &mi)) {
-            snprintf(msg, sizeof(msg), "The model '%.200s' does not exist.", a.model);
-            api_req_free(&a);
-            return respond_error(c, r, 404, "invalid_request_error", "model_not_found", "model",
-                                 msg);
-        }
-        snprintf(msg, sizeof(msg), "This API key may not use the model '%.200s'.", a.model);
-        api_req_free(&a);
-        return respond_error(c, r, 403, "permission_error", "insufficient_scope", "model", msg);
     }
     api_node_req(&a, r, &q);
     q.declared = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");

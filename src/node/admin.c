@@ -2,7 +2,8 @@
  * The admin socket: how `citadel model|trust|keys` reach a running serve,
  * which owns the node's ledger and state file (see node.h).
  *
- * A Unix stream socket, citadel.sock beside the state file, mode 0600 in
+ * A Unix stream socket named after the state file (citadel.db.sock: two
+ * nodes in one folder have two sockets), mode 0600 in
  * a umask of 077 from its creation, and SO_PEERCRED on every connection:
  * only root or the node's own user is served. One connection at a time,
  * one request each: a JSON line {"argv": [...]} of at most 64 KiB, then
@@ -36,17 +37,13 @@ struct node_admin {
     node_admin_fn exec;
     void *user;
     int fd, stop_pipe[2];
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char path[1100]; /* a state path and ".sock"; sock_addr checks it fits */
     pthread_t thread;
 };
 
 void node_admin_path(const char *state_path, char *out, size_t cap)
 {
-    const char *slash = strrchr(state_path, '/');
-    if (slash)
-        snprintf(out, cap, "%.*s/citadel.sock", (int)(slash - state_path), state_path);
-    else
-        snprintf(out, cap, "citadel.sock");
+    snprintf(out, cap, "%s.sock", state_path);
 }
 
 static int sock_addr(const char *path, struct sockaddr_un *sa, struct cit_err *err)

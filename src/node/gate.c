@@ -318,6 +318,19 @@ static void no_model(struct node_outcome *out, const char *model)
             "The model '%.200s' does not exist.", model);
 }
 
+/* The key's scopes against the model (before anything is decided, so that
+ * a key learns nothing about models it may not use but their existence). */
+static int scope_refused(struct node_call *c, const struct node_req *rq, struct node_outcome *out)
+{
+    if (!rq->scopes || node_scope_allows(rq->scopes, rq->endpoint, c->model)) return 0;
+    if (!c->m)
+        no_model(out, c->model);
+    else
+        set_out(out, 403, "permission_error", "insufficient_scope", "model",
+                "This API key may not use the model '%.200s'.", c->model);
+    return 1;
+}
+
 /* ---- tokens and limits ---- */
 
 /* Builds the token list: chat messages through the model's template, or
@@ -477,6 +490,10 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
         set_out(out, 500, "server_error", NULL, NULL, "out of memory");
         return CIT_ENOMEM;
     }
+    if (scope_refused(c, rq, out)) {
+        call_free(c);
+        return CIT_EINVAL;
+    }
     if (!c->m) {
         no_model(out, c->model);
         call_free(c);
@@ -518,6 +535,10 @@ int node_decide(struct node *n, const struct node_req *rq, struct node_verdict *
     if (!(c = call_new(n, rq))) {
         set_out(&v->out, 500, "server_error", NULL, NULL, "out of memory");
         return CIT_ENOMEM;
+    }
+    if (scope_refused(c, rq, &v->out)) {
+        call_free(c);
+        return CIT_EINVAL;
     }
     if (!c->m && !rq->p.chat && rq->p.ids) { /* token ids read only through their model */
         no_model(&v->out, c->model);
