@@ -1602,6 +1602,22 @@ void test_http_admin_models(void)
         resp_free(&r);
         /* and back */
         http_server_reload(srv, &started);
+        CHECK(request(port, "GET", "/v1/models", key, NULL, &r) == 0 &&
+              !strstr(r.body, "\"id\":\"synth\""));
+        resp_free(&r);
+        /* a model an admin verb loaded is not the configuration's to unload */
+        CHECK(post(ka, NULL, "/v1/admin/models", body, &r) == 0 && r.status == 201);
+        resp_free(&r);
+        http_server_reload(srv, &started);
+        CHECK(request(port, "GET", "/v1/admin/models", ka, NULL, &r) == 0);
+        CHECKF(r.status == 200 && strstr(r.body, "\"id\":\"synth\"") &&
+                   strstr(r.body, "\"source\":\"admin\"") &&
+                   strstr(r.body, "\"source\":\"config\""),
+               "%d %s", r.status, r.body);
+        resp_free(&r);
+        CHECK(request(port, "DELETE", "/v1/admin/models/synth", ka, NULL, &r) == 0 &&
+              r.status == 200);
+        resp_free(&r);
     }
     /* stories260K is back */
     CHECK(post(key, NULL, "/v1/completions",
@@ -1619,7 +1635,7 @@ void test_http_admin_models(void)
         unloads += strstr(l, "\"action\":\"unload\"") != NULL;
     }
     ledger_view_free(&v);
-    CHECKF(loads == 2 && unloads == 2, "load %d unload %d entries", loads, unloads);
+    CHECKF(loads == 3 && unloads == 3, "load %d unload %d entries", loads, unloads);
 }
 
 /* ---- administration while serving, through the CLI ---- */

@@ -174,6 +174,7 @@ struct node_model_info {
     int64_t created; /* unix seconds, when loaded */
     int n_ctx, parallel, threads;
     const char *tmpl; /* the chat format's name */
+    int configured;   /* from the configuration (else loaded by an admin verb) */
     struct sched_stats st;
 };
 
@@ -186,8 +187,10 @@ int node_model_unload(struct node *n, const char *id, const char *why, struct ci
 /* Unloads every loaded model whose admission no longer holds (revoked,
  * expired, its signer no longer trusted); the number unloaded. */
 int node_models_recheck(struct node *n);
-/* Makes the loaded models those of specs: loads the new, unloads the gone
- * (SIGHUP). Errors are per model and logged; returns the first. */
+/* Makes the configured models those of specs (SIGHUP): loads the new,
+ * unloads those the configuration dropped. Models an admin verb loaded are
+ * left alone (one listed now becomes configured). Errors are per model and
+ * logged; returns the first. */
 int node_models_apply(struct node *n, const struct node_model_spec *specs, int n_specs,
                       struct cit_err *err);
 /* A snapshot of the loaded models, in slot order; returns how many. */

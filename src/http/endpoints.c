@@ -286,9 +286,11 @@ enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r)
             cit_buf_json_str(&b, v[i].path, strlen(v[i].path));
             cit_buf_printf(&b,
                            ",\"created\":%lld,\"ctx\":%d,\"parallel\":%d,\"threads\":%d,"
-                           "\"template\":\"%s\",\"queued\":%d,\"active\":%d}",
+                           "\"template\":\"%s\",\"source\":\"%s\",\"queued\":%d,"
+                           "\"active\":%d}",
                            (long long)v[i].created, v[i].n_ctx, v[i].parallel, v[i].threads,
-                           v[i].tmpl, v[i].st.queued, v[i].st.active);
+                           v[i].tmpl, v[i].configured ? "config" : "admin", v[i].st.queued,
+                           v[i].st.active);
         }
         BUF_LIT(&b, "]}\n");
         cit_free(v);

@@ -91,6 +91,9 @@ static int open_ledger(struct node *n, struct cit_err *err)
     return 0;
 }
 
+static int load(struct node *n, const char *id, const char *path, int configured,
+                struct cit_err *err);
+
 int node_open(const struct node_opts *o, unsigned what, struct node **out, struct cit_err *err)
 {
     struct node *n;
@@ -125,7 +128,7 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
             goto fail;
         }
         for (int i = 0; i < o->n_models; i++)
-            if ((rc = node_model_load(n, o->models[i].id, o->models[i].path, err))) goto fail;
+            if ((rc = load(n, o->models[i].id, o->models[i].path, 1, err))) goto fail;
     }
     *out = n;
     return 0;
@@ -200,7 +203,8 @@ static int slot_of(struct node *n, const char *id, int *free_slot)
     return found;
 }
 
-int node_model_load(struct node *n, const char *id, const char *path, struct cit_err *err)
+static int load(struct node *n, const char *id, const char *path, int configured,
+                struct cit_err *err)
 {
     struct node_model *m;
     struct brd_admitted adm;
@@ -246,6 +250,7 @@ int node_model_load(struct node *n, const char *id, const char *path, struct cit
     m->n_ctx = n->o.ctx ? n->o.ctx : (train_ctx > 0 && train_ctx < 2048 ? train_ctx : 2048);
     m->tmpl = eng_chat_detect(m->m, NULL);
     m->created = (int64_t)time(NULL);
+    m->configured = configured;
     {
         struct sched_opts so = {n->o.parallel, n->o.queue, m->n_ctx, 256};
         if ((rc = cit_pool_create(n->o.threads, &m->pool)) ||
@@ -266,6 +271,11 @@ fail:
     pthread_mutex_unlock(&n->load_mu);
     model_free(m);
     return rc;
+}
+
+int node_model_load(struct node *n, const char *id, const char *path, struct cit_err *err)
+{
+    return load(n, id, path, 0, err);
 }
 
 int node_model_unload(struct node *n, const char *id, const char *why, struct cit_err *err)
@@ -352,17 +362,22 @@ int node_models_apply(struct node *n, const struct node_model_spec *specs, int n
     struct node_model_info have[NODE_MAX_MODELS];
     int nh = node_models(n, have, NODE_MAX_MODELS), first = 0;
     for (int i = 0; i < nh; i++) {
-        int keep = 0;
+        int keep = !have[i].configured; /* an admin verb's model stays */
         for (int j = 0; j < n_specs && !keep; j++)
             keep = !strcmp(specs[j].id, have[i].id) && !strcmp(specs[j].path, have[i].path);
         if (!keep) node_model_unload(n, have[i].id, "no longer in the configuration", NULL);
     }
     for (int j = 0; j < n_specs; j++) {
-        struct node_model_info mi;
         struct cit_err e;
-        int rc;
-        if (node_model_info(n, specs[j].id, &mi) == 0) continue;
-        if ((rc = node_model_load(n, specs[j].id, specs[j].path, &e))) {
+        int rc, slot, unused, same = 0;
+        pthread_mutex_lock(&n->models_mu);
+        if ((slot = slot_of(n, specs[j].id, &unused)) >= 0 &&
+            (same = !strcmp(n->models[slot]->path, specs[j].path)))
+            n->models[slot]->configured = 1; /* listed now: the configuration's */
+        pthread_mutex_unlock(&n->models_mu);
+        if (same) continue;
+        /* (an id an admin verb loaded from another file: load says so) */
+        if ((rc = load(n, specs[j].id, specs[j].path, 1, &e))) {
             cit_log(CIT_LOG_ERROR, "reload: %s", e.msg);
             if (!first) {
                 first = rc;
@@ -384,6 +399,7 @@ static void fill_info(const struct node_model *m, struct node_model_info *mi)
     mi->parallel = n->o.parallel;
     mi->threads = n->o.threads;
     mi->tmpl = eng_chat_tmpl_name(m->tmpl);
+    mi->configured = m->configured;
     sched_get_stats(m->sched, &mi->st);
 }
 

@@ -23,6 +23,7 @@ struct node_model {
     enum eng_chat_tmpl tmpl;
     int n_ctx, n_vocab;
     int64_t created;
+    int configured;   /* loaded from the configuration, so SIGHUP may unload it */
     uint8_t root[32]; /* the admission's digest (zero: unvetted) */
     _Atomic int refs;
     _Atomic int gone; /* unloaded: no new calls, running ones end */
