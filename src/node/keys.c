@@ -164,28 +164,41 @@ static int valid_tenant(const char *t)
 
 /* Ends a key change (db locked, inside BEGIN): the ledger entry, then the
  * commit; a change the ledger cannot record is rolled back, so no key
- * exists or dies unrecorded. A node opened without its ledger (a test's,
- * or keys list) records nothing. */
+ * exists or dies unrecorded. A commit that fails after the entry (a full
+ * disk) is recorded too, as status 500 with the same ids, so the ledger
+ * never claims a change the state file does not hold. A node opened
+ * without its ledger (a test's, or keys list) records nothing. */
+static int record_key(struct node *n, int status, const char *action, const char *tenant,
+                      const char *id, const char *detail)
+{
+    struct ledger_rec e = {0};
+    e.event = "keys";
+    e.action = action;
+    e.tenant = tenant;
+    e.key_id = id;
+    e.request_id = id;
+    e.policy_hash = n->pol ? n->pol->hash_hex : "";
+    e.status = status;
+    e.detail = detail;
+    return ledger_append(n->lg, &e, LEDGER_SYNC, NULL);
+}
+
 static int key_commit(struct node *n, int rc, const char *action, const char *tenant,
                       const char *id, const char *detail, struct cit_err *err)
 {
     struct node_keys *k = n->keys;
-    if (!rc && n->lg) {
-        struct ledger_rec e = {0};
-        e.event = "keys";
-        e.action = action;
-        e.tenant = tenant;
-        e.key_id = id;
-        e.request_id = id;
-        e.policy_hash = n->pol ? n->pol->hash_hex : "";
-        e.status = 200;
-        e.detail = detail;
-        if (ledger_append(n->lg, &e, LEDGER_SYNC, NULL))
-            rc = cit_err_set(err, CIT_EIO,
-                             "the audit ledger cannot record the change; nothing was changed");
+    if (!rc && n->lg && record_key(n, 200, action, tenant, id, detail))
+        rc = cit_err_set(err, CIT_EIO,
+                         "the audit ledger cannot record the change; nothing was changed");
+    if (!rc && sqlite3_exec(k->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = cit_err_set(err, CIT_EIO, "%s: cannot commit the key change: %s",
+                         cit_db_path(n->db), sqlite3_errmsg(k->db));
+        if (n->lg && record_key(n, 500, action, tenant, id,
+                                "not committed: the state file refused the change"))
+            cit_log(CIT_LOG_ERROR,
+                    "keys: %s %s: the ledger holds an entry for a change that was not committed",
+                    action, id);
     }
-    if (!rc && sqlite3_exec(k->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = cit_err_set(err, CIT_EIO, "cannot commit: %s", sqlite3_errmsg(k->db));
     if (rc) sqlite3_exec(k->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
