@@ -114,8 +114,27 @@ void test_cli_errors(void)
     snprintf(cmd, sizeof(cmd), "%s run -m %s -p x --temp abc 2>&1", bin(),
              t_model_path("stories260K.gguf"));
     CHECK(t_run(cmd, &out) == 2);
-    CHECKF(strstr(out, "invalid value 'abc' for --temp"), "%s", out);
+    CHECKF(strstr(out, "--temp 'abc': a number from 0 to"), "%s", out);
     cit_free(out);
+    /* every verb's flags through one table: unknown options and surplus
+     * arguments are named, whatever the verb */
+    {
+        static const char *const bad[][2] = {
+            {"run -m x -p y --frob", "unknown option '--frob'"},
+            {"run -m x -p y -n 0", "-n '0': a whole number from 1 to"},
+            {"tokenize -m x --frob y", "unknown option '--frob'"},
+            {"info a.gguf b.gguf", "unexpected argument 'b.gguf'"},
+            {"audit show --since 2020", "'2020': expected YYYY-MM-DD"},
+            {"audit show --ledger", "--ledger needs a value"},
+            {"policy check --frob p.yaml", "unknown option '--frob'"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin(), bad[i][0]);
+            CHECKF(t_run(cmd, &out) == 2, "%s", bad[i][0]);
+            CHECKF(out && strstr(out, bad[i][1]), "%s: %s", bad[i][0], out ? out : "");
+            cit_free(out);
+        }
+    }
     snprintf(cmd, sizeof(cmd), "%s frobnicate 2>&1", bin());
     CHECK(t_run(cmd, &out) == 2);
     cit_free(out);

@@ -106,6 +106,18 @@ static int parse_u64(const char *s, unsigned long long *v)
     return errno || *e ? -1 : 0;
 }
 
+static int time_flag(void *dst, const char *v)
+{
+    if (!time_arg(v, dst)) return 0;
+    fprintf(cli_err, "citadel audit: '%s': expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)\n", v);
+    return 1;
+}
+
+static int count_flag(void *dst, const char *v)
+{
+    return parse_u64(v, dst);
+}
+
 int cli_audit(int argc, char **argv)
 {
     const char *dir = NULL, *keyfile = NULL, *tenant = NULL, *action = NULL;
@@ -123,49 +135,22 @@ int cli_audit(int argc, char **argv)
         return 2;
     }
     verb = argv[0];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = !strcmp(a, "--dir") || !strcmp(a, "--ledger") || !strcmp(a, "--config") ||
-                    !strcmp(a, "--key") || !strcmp(a, "--tenant") || !strcmp(a, "--action") ||
-                    !strcmp(a, "--since") || !strcmp(a, "--until") || !strcmp(a, "--limit") ||
-                    !strcmp(a, "--size");
-        if (takes && !v) {
-            fprintf(stderr, "citadel audit: %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--dir") || !strcmp(a, "--ledger"))
-            dir = v;
-        else if (!strcmp(a, "--config"))
-            na.config = v, na.config_given = 1;
-        else if (!strcmp(a, "--key"))
-            keyfile = v;
-        else if (!strcmp(a, "--tenant"))
-            tenant = v;
-        else if (!strcmp(a, "--action"))
-            action = v;
-        else if (!strcmp(a, "--since") || !strcmp(a, "--until")) {
-            if (time_arg(v, a[2] == 's' ? since : until)) {
-                fprintf(stderr,
-                        "citadel audit: %s '%s': expected YYYY-MM-DD or "
-                        "YYYY-MM-DDTHH:MM:SSZ (UTC)\n",
-                        a, v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--limit") || !strcmp(a, "--size")) {
-            if (parse_u64(v, a[2] == 'l' ? &limit : &size)) {
-                fprintf(stderr, "citadel audit: %s '%s' is not a count\n", a, v);
-                return 2;
-            }
-        } else if (a[0] == '-' || n_pos == 2) {
-            fprintf(stderr, "citadel audit: unexpected argument '%s'\n", a);
-            cli_usage_audit(stderr);
-            return 2;
-        } else {
-            pos[n_pos++] = a;
-            continue;
-        }
-        i++;
+    {
+        const struct cli_flag flags[] = {
+            {"--dir", CLI_STR, &dir, NULL, 0, 0},
+            {"--key", CLI_STR, &keyfile, NULL, 0, 0},
+            {"--tenant", CLI_STR, &tenant, NULL, 0, 0},
+            {"--action", CLI_STR, &action, NULL, 0, 0},
+            {"--since", CLI_FN, since, time_flag, 0, 0},
+            {"--until", CLI_FN, until, time_flag, 0, 0},
+            {"--limit", CLI_FN, &limit, count_flag, 0, 0},
+            {"--size", CLI_FN, &size, count_flag, 0, 0},
+            {NULL, 0, NULL, NULL, 0, 0},
+        };
+        if ((rc = cli_flags_parse("audit", flags, &na, argc - 1, argv + 1, pos, 2, &n_pos)))
+            return rc;
     }
+    if (!dir && na.ledger) dir = na.ledger; /* --ledger DIR reads as --dir DIR */
 
     /* no --dir: the node's ledger, as its config names it (else ./ledger) */
     if (!dir) {

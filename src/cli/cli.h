@@ -46,14 +46,17 @@ int cli_node_open(const struct cli_node_args *a, int what, struct cli_node *n /*
 void cli_node_close(struct cli_node *n);
 
 /* A verb's flags (flags.c): a table ending with {NULL}. CLI_STR stores the
- * value in *(const char **)dst, CLI_BOOL sets *(int *)dst, CLI_FN calls
- * fn(dst, value) (non-zero: refused). */
-enum { CLI_STR, CLI_BOOL, CLI_FN };
+ * value in *(const char **)dst, CLI_BOOL sets *(int *)dst, CLI_INT parses
+ * a whole number in [lo, hi] into *(long *)dst, CLI_FLOAT a number in
+ * [lo, hi] into *(float *)dst, CLI_FN calls fn(dst, value) (non-zero:
+ * refused; positive: fn said why on cli_err). A flag with two spellings has two rows. */
+enum { CLI_STR, CLI_BOOL, CLI_INT, CLI_FLOAT, CLI_FN };
 struct cli_flag {
     const char *name;
     int kind;
     void *dst;
     int (*fn)(void *dst, const char *value);
+    double lo, hi;
 };
 /* Parses argv by table; node (may be NULL) takes --config, --state,
  * --policy and --ledger. Positional arguments go to pos (at most max_pos).

@@ -49,10 +49,10 @@ int cli_detect(int argc, char **argv)
     struct det_keyword *kw = kl.v;
     const char *path = NULL, *pos[1];
     int redact = 0, rc, np;
-    const struct cli_flag flags[] = {{"--keyword", CLI_FN, &kl, add_keyword},
-                                     {"--exact", CLI_FN, &kl, add_exact},
-                                     {"--redact", CLI_BOOL, &redact, NULL},
-                                     {NULL, 0, NULL, NULL}};
+    const struct cli_flag flags[] = {{"--keyword", CLI_FN, &kl, add_keyword, 0, 0},
+                                     {"--exact", CLI_FN, &kl, add_exact, 0, 0},
+                                     {"--redact", CLI_BOOL, &redact, NULL, 0, 0},
+                                     {NULL, 0, NULL, NULL, 0, 0}};
     size_t n_kw;
     if (cli_flags_parse("detect", flags, NULL, argc, argv, pos, 1, &np)) {
         cli_usage_detect(stderr);

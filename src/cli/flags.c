@@ -22,6 +22,7 @@ static const struct cli_flag *find(const struct cli_flag *t, const char *name)
 int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_node_args *node,
                     int argc, char **argv, const char **pos, int max_pos, int *n_pos)
 {
+    int rc;
     *n_pos = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -39,7 +40,11 @@ int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_n
             continue;
         }
         if (!(f = find(table, a))) {
-            fprintf(cli_err, "citadel %s: unknown option '%s'\n", verb, a);
+            struct cli_node_args probe = {0};
+            if (node && !v && cli_node_flag(&probe, a, ""))
+                fprintf(cli_err, "citadel %s: %s needs a value\n", verb, a);
+            else
+                fprintf(cli_err, "citadel %s: unknown option '%s'\n", verb, a);
             return 2;
         }
         if (f->kind == CLI_BOOL) {
@@ -53,8 +58,22 @@ int cli_flags_parse(const char *verb, const struct cli_flag *table, struct cli_n
         i++;
         if (f->kind == CLI_STR) {
             *(const char **)f->dst = v;
-        } else if (f->fn(f->dst, v)) {
-            fprintf(cli_err, "citadel %s: %s '%s' is not accepted\n", verb, a, v);
+        } else if (f->kind == CLI_INT) {
+            if (cli_parse_int(v, (long)f->lo, (long)f->hi, f->dst)) {
+                fprintf(cli_err, "citadel %s: %s '%s': a whole number from %.0f to %.0f\n", verb, a,
+                        v, f->lo, f->hi);
+                return 2;
+            }
+        } else if (f->kind == CLI_FLOAT) {
+            float x;
+            if (cli_parse_float(v, &x) || !(x >= f->lo && x <= f->hi)) {
+                fprintf(cli_err, "citadel %s: %s '%s': a number from %g to %g\n", verb, a, v, f->lo,
+                        f->hi);
+                return 2;
+            }
+            *(float *)f->dst = x;
+        } else if ((rc = f->fn(f->dst, v))) {
+            if (rc < 0) fprintf(cli_err, "citadel %s: %s '%s' is not accepted\n", verb, a, v);
             return 2;
         }
     }

@@ -61,10 +61,10 @@ int cli_keys(int argc, char **argv)
     struct cit_err err;
 
     {
-        const struct cli_flag flags[] = {{"--json", CLI_BOOL, &json, NULL},
-                                         {"--tenant", CLI_STR, &tenant, NULL},
-                                         {"--scope", CLI_FN, scopes, add_scope},
-                                         {NULL, 0, NULL, NULL}};
+        const struct cli_flag flags[] = {{"--json", CLI_BOOL, &json, NULL, 0, 0},
+                                         {"--tenant", CLI_STR, &tenant, NULL, 0, 0},
+                                         {"--scope", CLI_FN, scopes, add_scope, 0, 0},
+                                         {NULL, 0, NULL, NULL, 0, 0}};
         const char *pos[1];
         int np;
         if ((rc = cli_flags_parse("keys", flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,

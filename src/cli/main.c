@@ -122,14 +122,13 @@ static int cmd_info(int argc, char **argv)
     int rc, recognised;
     enum eng_chat_tmpl tmpl;
 
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "citadel info: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else
-            path = argv[i];
+    {
+        const struct cli_flag flags[] = {{"--json", CLI_BOOL, &json, NULL, 0, 0},
+                                         {NULL, 0, NULL, NULL, 0, 0}};
+        const char *pos[1] = {NULL};
+        int n_pos;
+        if ((rc = cli_flags_parse("info", flags, NULL, argc, argv, pos, 1, &n_pos))) return rc;
+        path = pos[0];
     }
     if (!path) {
         usage_info(stderr);
@@ -213,18 +212,18 @@ static int cmd_tokenize(int argc, char **argv)
     struct cit_err err;
     int32_t *ids;
 
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc)
-            path = argv[++i];
-        else if (!strcmp(argv[i], "--no-bos"))
-            add_special = 0;
-        else if (!strcmp(argv[i], "--special"))
-            parse_special = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "citadel tokenize: unknown option '%s'\n", argv[i]);
-            return 2;
-        } else
-            text = argv[i];
+    {
+        int no_bos = 0;
+        const struct cli_flag flags[] = {{"-m", CLI_STR, &path, NULL, 0, 0},
+                                         {"--model", CLI_STR, &path, NULL, 0, 0},
+                                         {"--no-bos", CLI_BOOL, &no_bos, NULL, 0, 0},
+                                         {"--special", CLI_BOOL, &parse_special, NULL, 0, 0},
+                                         {NULL, 0, NULL, NULL, 0, 0}};
+        const char *pos[1] = {NULL};
+        int n_pos;
+        if ((rc = cli_flags_parse("tokenize", flags, NULL, argc, argv, pos, 1, &n_pos))) return rc;
+        text = pos[0];
+        add_special = !no_bos;
     }
     if (!path || !text) {
         usage_tokenize(stderr);

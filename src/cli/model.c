@@ -290,10 +290,10 @@ int cli_model_sign(int argc, char **argv)
     int json = 0;
     {
         const struct cli_flag flags[] = {
-            {"--json", CLI_BOOL, &json, NULL},    {"--key", CLI_STR, &key, NULL},
-            {"--sig", CLI_STR, &sig, NULL},       {"--card", CLI_STR, &card, NULL},
-            {"--curve", CLI_STR, &curve, NULL},   {"-o", CLI_STR, &outp, NULL},
-            {"--reason", CLI_STR, &reason, NULL}, {NULL, 0, NULL, NULL}};
+            {"--json", CLI_BOOL, &json, NULL, 0, 0},    {"--key", CLI_STR, &key, NULL, 0, 0},
+            {"--sig", CLI_STR, &sig, NULL, 0, 0},       {"--card", CLI_STR, &card, NULL, 0, 0},
+            {"--curve", CLI_STR, &curve, NULL, 0, 0},   {"-o", CLI_STR, &outp, NULL, 0, 0},
+            {"--reason", CLI_STR, &reason, NULL, 0, 0}, {NULL, 0, NULL, NULL, 0, 0}};
         const char *pos[1];
         int np, rc;
         char what[48];
@@ -398,9 +398,9 @@ int cli_trust(int argc, char **argv)
     struct cit_err err;
     int rc = 0;
     {
-        const struct cli_flag flags[] = {{"--name", CLI_STR, &name, NULL},
-                                         {"--jurisdiction", CLI_STR, &place, NULL},
-                                         {NULL, 0, NULL, NULL}};
+        const struct cli_flag flags[] = {{"--name", CLI_STR, &name, NULL, 0, 0},
+                                         {"--jurisdiction", CLI_STR, &place, NULL, 0, 0},
+                                         {NULL, 0, NULL, NULL, 0, 0}};
         const char *pos[1];
         int np;
         if ((rc = cli_flags_parse("trust", flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,

@@ -24,8 +24,16 @@ int cli_policy(int argc, char **argv)
 {
     struct cit_err err = {{0}};
     struct pol_policy *p;
-    int check = argc == 2 && !strcmp(argv[0], "check");
-    int test = argc == 3 && !strcmp(argv[0], "test");
+    const struct cli_flag none[] = {{NULL, 0, NULL, NULL, 0, 0}};
+    const char *pos[3];
+    int n_pos, check, test;
+    if (argc < 1 || cli_flags_parse("policy", none, NULL, argc, argv, pos, 3, &n_pos)) {
+        cli_usage_policy(stderr);
+        return 2;
+    }
+    check = n_pos == 2 && !strcmp(pos[0], "check");
+    test = n_pos == 3 && !strcmp(pos[0], "test");
+    argv = (char **)pos; /* the positional arguments, options refused above */
     if (!check && !test) {
         cli_usage_policy(stderr);
         return 2;

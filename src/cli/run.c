@@ -12,6 +12,7 @@
  */
 #include <jansson.h>
 #include <pthread.h>
+#include <float.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,86 +60,63 @@ void cli_usage_run(FILE *f)
           f);
 }
 
+static int add_stop(void *dst, const char *v)
+{
+    struct run_opts *o = dst;
+    if (o->n_stops == MAX_STOPS || !*v) {
+        fprintf(cli_err, "citadel run: at most %d non-empty --stop strings\n", MAX_STOPS);
+        return 1;
+    }
+    o->stops[o->n_stops++] = v;
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct run_opts *o)
 {
+    long top_k, seed = 0;
+    const char *pos[1];
+    int n_pos, rc;
     memset(o, 0, sizeof(*o));
     o->n_predict = 128;
     o->tenant = "local";
     o->threads = cit_cpu_count();
     eng_sampler_defaults(&o->sp);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long l;
-        int takes = 1;
-        if (!strcmp(a, "--chat")) {
-            o->chat = 1, takes = 0;
-        } else if (!strcmp(a, "--json")) {
-            o->json = 1, takes = 0;
-        } else if (!strcmp(a, "--no-bos")) {
-            o->no_bos = 1, takes = 0;
-        } else if (!strcmp(a, "--unvetted")) {
-            o->unvetted = 1, takes = 0;
-        } else if (!strcmp(a, "--trust-stored-digest")) {
-            o->trust_stored = 1, takes = 0;
-        } else if (v && cli_node_flag(&o->node, a, v)) {
-            /* --state, --policy, --ledger, --config */
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            cli_usage_run(stdout);
-            exit(0);
-        } else if (!v) {
-            fprintf(stderr, "citadel run: option '%s' needs a value (or is unknown)\n", a);
-            return -1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = v;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            o->prompt = v;
-        } else if (!strcmp(a, "--system")) {
-            o->system = v;
-        } else if (!strcmp(a, "--template")) {
-            o->tmpl = v;
-        } else if (!strcmp(a, "--tenant")) {
-            o->tenant = v;
-        } else if (!strcmp(a, "--declare")) {
-            o->declared = v;
-        } else if (!strcmp(a, "--stop")) {
-            if (o->n_stops == MAX_STOPS || !*v) {
-                fprintf(stderr, "citadel run: at most %d non-empty --stop strings\n", MAX_STOPS);
-                return -1;
-            }
-            o->stops[o->n_stops++] = v;
-        } else if (!strcmp(a, "-n")) {
-            if (cli_parse_int(v, 1, 1 << 24, &o->n_predict)) goto bad;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (cli_parse_int(v, 1, 1024, &o->threads)) goto bad;
-        } else if (!strcmp(a, "--ctx")) {
-            if (cli_parse_int(v, 1, 1 << 24, &o->ctx)) goto bad;
-        } else if (!strcmp(a, "--top-k")) {
-            if (cli_parse_int(v, 0, 1 << 30, &l)) goto bad;
-            o->sp.top_k = (int)l;
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_parse_int(v, 0, __LONG_MAX__, &l)) goto bad;
-            o->sp.seed = (uint64_t)l;
-        } else if (!strcmp(a, "--temp")) {
-            if (cli_parse_float(v, &o->sp.temperature) || o->sp.temperature < 0) goto bad;
-        } else if (!strcmp(a, "--top-p")) {
-            if (cli_parse_float(v, &o->sp.top_p) || !(o->sp.top_p > 0) || o->sp.top_p > 1) goto bad;
-        } else if (!strcmp(a, "--min-p")) {
-            if (cli_parse_float(v, &o->sp.min_p) || o->sp.min_p < 0 || o->sp.min_p > 1) goto bad;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            if (cli_parse_float(v, &o->sp.repeat_penalty) || !(o->sp.repeat_penalty > 0)) goto bad;
-        } else {
-            fprintf(stderr, "citadel run: unknown option '%s'\n", a);
-            return -1;
-        }
-        i += takes;
-        continue;
-    bad:
-        fprintf(stderr, "citadel run: invalid value '%s' for %s\n", v, a);
-        return -1;
+    top_k = o->sp.top_k;
+    {
+        const struct cli_flag flags[] = {
+            {"-m", CLI_STR, &o->model, NULL, 0, 0},
+            {"--model", CLI_STR, &o->model, NULL, 0, 0},
+            {"-p", CLI_STR, &o->prompt, NULL, 0, 0},
+            {"--prompt", CLI_STR, &o->prompt, NULL, 0, 0},
+            {"--system", CLI_STR, &o->system, NULL, 0, 0},
+            {"--template", CLI_STR, &o->tmpl, NULL, 0, 0},
+            {"--tenant", CLI_STR, &o->tenant, NULL, 0, 0},
+            {"--declare", CLI_STR, &o->declared, NULL, 0, 0},
+            {"--stop", CLI_FN, o, add_stop, 0, 0},
+            {"-n", CLI_INT, &o->n_predict, NULL, 1, 1 << 24},
+            {"-t", CLI_INT, &o->threads, NULL, 1, 1024},
+            {"--threads", CLI_INT, &o->threads, NULL, 1, 1024},
+            {"--ctx", CLI_INT, &o->ctx, NULL, 1, 1 << 24},
+            {"--top-k", CLI_INT, &top_k, NULL, 0, 1 << 30},
+            {"--seed", CLI_INT, &seed, NULL, 0, 9.2e18},
+            {"--temp", CLI_FLOAT, &o->sp.temperature, NULL, 0, 1e6},
+            {"--top-p", CLI_FLOAT, &o->sp.top_p, NULL, FLT_MIN, 1},
+            {"--min-p", CLI_FLOAT, &o->sp.min_p, NULL, 0, 1},
+            {"--repeat-penalty", CLI_FLOAT, &o->sp.repeat_penalty, NULL, FLT_MIN, 1e6},
+            {"--chat", CLI_BOOL, &o->chat, NULL, 0, 0},
+            {"--json", CLI_BOOL, &o->json, NULL, 0, 0},
+            {"--no-bos", CLI_BOOL, &o->no_bos, NULL, 0, 0},
+            {"--unvetted", CLI_BOOL, &o->unvetted, NULL, 0, 0},
+            {"--trust-stored-digest", CLI_BOOL, &o->trust_stored, NULL, 0, 0},
+            {NULL, 0, NULL, NULL, 0, 0},
+        };
+        if ((rc = cli_flags_parse("run", flags, &o->node, argc, argv, pos, 0, &n_pos))) return rc;
     }
+    o->sp.top_k = (int)top_k;
+    o->sp.seed = (uint64_t)seed;
     if (!o->model || !o->prompt) {
         cli_usage_run(stderr);
-        return -1;
+        return 2;
     }
     return 0;
 }

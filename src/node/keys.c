@@ -191,8 +191,8 @@ static int key_commit(struct node *n, int rc, const char *action, const char *te
         rc = cit_err_set(err, CIT_EIO,
                          "the audit ledger cannot record the change; nothing was changed");
     if (!rc && sqlite3_exec(k->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        rc = cit_err_set(err, CIT_EIO, "%s: cannot commit the key change: %s",
-                         cit_db_path(n->db), sqlite3_errmsg(k->db));
+        rc = cit_err_set(err, CIT_EIO, "%s: cannot commit the key change: %s", cit_db_path(n->db),
+                         sqlite3_errmsg(k->db));
         if (n->lg && record_key(n, 500, action, tenant, id,
                                 "not committed: the state file refused the change"))
             cit_log(CIT_LOG_ERROR,
