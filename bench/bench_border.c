@@ -25,6 +25,8 @@
 #include "citadel/border.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
+#include "../src/border/border_int.h"
+#include "../src/policy/policy_int.h"
 
 static const char card[] =
     "{\"bomFormat\":\"CycloneDX\",\"specVersion\":\"1.6\",\"components\":[{\"type\":"

@@ -30,6 +30,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "../src/engine/eng_int.h"
 #endif
 
 struct ref_row {

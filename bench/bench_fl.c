@@ -25,6 +25,7 @@
 
 #include "bench_util.h"
 #include "citadel/fl.h"
+#include "../src/fl/fl_int.h"
 
 struct result {
     double client_s, server_s, client_bytes;

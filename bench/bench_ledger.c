@@ -26,6 +26,7 @@
 #include "citadel/node.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
+#include "../src/engine/eng_int.h"
 
 static const char *g_dir = "/tmp/citadel-bench-ledger";
 

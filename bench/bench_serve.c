@@ -34,6 +34,7 @@
 #include "bench_util.h"
 #include "citadel/http.h"
 #include "citadel/node.h"
+#include "../src/engine/eng_int.h"
 
 static int port;
 static char auth_header[128]; /* "Authorization: Bearer ...\r\n" when the server wants a key */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "../src/engine/eng_int.h"
 
 double now_s(void)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "citadel/border.h"
+#include "../src/border/border_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

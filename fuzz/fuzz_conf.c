@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "citadel/http.h"
+#include "../src/core/core_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

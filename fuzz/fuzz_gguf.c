@@ -13,6 +13,7 @@
 
 #include "citadel/engine.h"
 #include "citadel/gguf.h"
+#include "../src/gguf/gguf_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 volatile uint64_t fuzz_sink; /* keeps the reads below from being optimised away */

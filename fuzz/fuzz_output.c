@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "citadel/policy.h"
+#include "../src/policy/policy_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "citadel/engine.h"
+#include "../src/engine/eng_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/core/core_int.h"
 #include "../src/node/node_int.h"
 #include "test.h"
 

@@ -2,6 +2,7 @@
  * directory does not have. */
 #include "citadel/engine.h"
 #include "test.h"
+#include "../src/engine/eng_int.h"
 
 int t_build_model(const char *path, const struct t_model_spec *sp)
 {

@@ -13,6 +13,9 @@
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
 #include "test.h"
+#include "../src/border/border_int.h"
+#include "../src/gguf/gguf_int.h"
+#include "../src/policy/policy_int.h"
 
 static int put(const char *path, const char *text)
 {

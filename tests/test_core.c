@@ -2,6 +2,7 @@
 #include <stdatomic.h>
 
 #include "test.h"
+#include "../src/core/core_int.h"
 
 void test_core_alloc_fail(void)
 {

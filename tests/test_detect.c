@@ -4,6 +4,8 @@
 
 #include "citadel/detect.h"
 #include "test.h"
+#include "../src/core/core_int.h"
+#include "../src/detect/detect_int.h"
 
 void test_detect_validators(void)
 {

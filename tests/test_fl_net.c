@@ -17,6 +17,7 @@
 #include "citadel/fl.h"
 #include "citadel/ledger.h"
 #include "test.h"
+#include "../src/core/core_int.h"
 
 /* The binary, as an absolute path: the federations run in their own directory. */
 static const char *bin(void)

@@ -5,6 +5,8 @@
 
 #include "citadel/gguf.h"
 #include "test.h"
+#include "../src/core/core_int.h"
+#include "../src/gguf/gguf_int.h"
 
 /* ---- byte builder ---- */
 

@@ -20,6 +20,9 @@
 #include "citadel/ledger.h"
 #include "citadel/node.h"
 #include "test.h"
+#include "../src/core/core_int.h"
+#include "../src/http/http_int.h"
+#include "../src/node/node_int.h"
 
 struct resp {
     int status;

@@ -14,6 +14,7 @@
 
 #include "citadel/ledger.h"
 #include "test.h"
+#include "../src/ledger/ledger_int.h"
 
 /* RFC 6962 test data as used by Certificate Transparency implementations:
  * the roots of the first n of these eight leaves. */

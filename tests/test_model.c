@@ -7,6 +7,8 @@
 #include "../src/engine/eng_int.h"
 #include "citadel/gguf.h"
 #include "test.h"
+#include "../src/core/core_int.h"
+#include "../src/gguf/gguf_int.h"
 
 static struct tj *load_ref(const char *name)
 {

@@ -5,6 +5,8 @@
 
 #include "citadel/policy.h"
 #include "test.h"
+#include "../src/core/core_int.h"
+#include "../src/policy/policy_int.h"
 
 static const char base[] =
     "version: 1\n"                                    /* 1 */

@@ -7,6 +7,7 @@
 
 #include "citadel/sched.h"
 #include "test.h"
+#include "../src/engine/eng_int.h"
 
 struct collected {
     pthread_mutex_t mu;

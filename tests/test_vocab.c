@@ -4,6 +4,7 @@
 
 #include "citadel/engine.h"
 #include "test.h"
+#include "../src/engine/eng_int.h"
 
 static void vocab_check(const char *name)
 {

@@ -42,20 +42,7 @@ struct brd_manifest {
     double seconds;   /* spent hashing */
 };
 
-/* Walks and hashes path (a file, or a directory tree). Names in ignore
- * (NULL-terminated; may be NULL) are skipped at the top of a directory.
- * card (may be NULL) is the model card signed with the model: a file
- * model's card becomes a second resource under its own name; a directory
- * model's card must lie inside it (it is then one of its files). */
-int brd_manifest_build(const char *path, const char *card, const char *const *ignore,
-                       struct brd_manifest *m, struct cit_err *err);
 void brd_manifest_free(struct brd_manifest *m);
-
-/* The in-toto statement for m (compact JSON). */
-int brd_statement(const struct brd_manifest *m, struct cit_buf *out);
-
-/* DSSE pre-authentication encoding of payload under type. */
-int brd_pae(const char *type, const void *payload, size_t len, struct cit_buf *out);
 
 /* Writes a new key pair: priv_path (PKCS#8 PEM, mode 0600, never
  * overwritten) and pub_path (SubjectPublicKeyInfo PEM). curve: "P-256" or
@@ -98,37 +85,6 @@ struct brd_verified {
  * saying which check failed and err naming what. */
 int brd_verify(const char *pub_path, const char *model_path, const char *card, const char *sig_path,
                struct brd_verified *v, struct cit_err *err);
-/* The same with the public key's PEM text; key_name names it in messages. */
-int brd_verify_pem(const char *pem, size_t pem_len, const char *key_name, const char *model_path,
-                   const char *card, const char *sig_path, struct brd_verified *v,
-                   struct cit_err *err);
-/* brd_verify_pem that also hands back the files it hashed (when it
- * verified; free with brd_manifest_free). */
-int brd_verify_files(const char *pem, size_t pem_len, const char *key_name, const char *model_path,
-                     const char *card, const char *sig_path, struct brd_verified *v,
-                     struct brd_manifest *files /* out */, struct cit_err *err);
-/* The key hint of the signature at sig_path (SHA-256 hex of the signer's
- * PEM public key), or "" when the bundle carries none. */
-int brd_sig_hint(const char *sig_path, char hint[65], struct cit_err *err);
-/* Reads a PEM public key: P-256 or P-384 only. Fills hint (may be NULL)
- * and returns 0, or says what is wrong. */
-int brd_pubkey_check(const char *pem, size_t len, const char *name, char hint[65],
-                     struct cit_err *err);
-
-/* Parses a bundle's text: checks the media type and envelope, decodes the
- * payload and the first signature. For verify and the fuzz target. */
-struct brd_bundle {
-    char hint[65]; /* SHA-256 hex of the signer's PEM public key, or "" */
-    struct cit_buf payload;
-    uint8_t sig[512];
-    size_t sig_len;
-};
-int brd_bundle_parse(const char *text, size_t len, struct brd_bundle *b, struct cit_err *err);
-void brd_bundle_free(struct brd_bundle *b);
-
-/* Parses a statement payload into m (names and digests; no hashing), and
- * checks that its subject digest matches its resources. */
-int brd_statement_parse(const char *text, size_t len, struct brd_manifest *m, struct cit_err *err);
 
 /* ---- model cards (CycloneDX ML-BOM; card.c describes the fields) ---- */
 
@@ -150,10 +106,6 @@ struct brd_card {
     struct brd_dataset datasets[BRD_MAX_DATASETS];
 };
 
-/* Parses and checks a card: one machine-learning-model component with a
- * name, SPDX license ids and at least one dataset with its jurisdiction;
- * nothing may still say TODO. */
-int brd_card_parse(const char *text, size_t len, struct brd_card *c, struct cit_err *err);
 /* A card to complete, from the GGUF's metadata (general.name, license,
  * architecture, datasets); what the file does not say reads TODO. */
 int brd_card_skeleton(const struct gguf_file *g, const char *fallback_name, struct cit_buf *out);
@@ -182,10 +134,6 @@ int brd_trust_add(struct brd_registry *r, const char *name, const char *jurisdic
                   const char *pem, size_t pem_len, struct brd_signer *out /* out */,
                   struct cit_err *err);
 int brd_trust_remove(struct brd_registry *r, const char *name, struct cit_err *err);
-/* The trusted signer whose key has this hint, and its PEM in pem; CIT_ENOENT
- * when none. */
-int brd_trust_find(struct brd_registry *r, const char *hint, struct brd_signer *s /* out */,
-                   struct cit_buf *pem /* out */, struct cit_err *err);
 int brd_trust_list(struct brd_registry *r, struct brd_signer **v /* out */, size_t *n /* out */,
                    struct cit_err *err);
 
@@ -210,11 +158,6 @@ struct brd_admitted {
     char revoke_reason[256];
 };
 
-/* Records a (and sets a->id) in a transaction that commits only when
- * then(ctx) (may be NULL), called after the row is written, returns 0:
- * admission writes its ledger entry there, so that the two agree. */
-int brd_model_add(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx), void *ctx,
-                  struct cit_err *err);
 /* The newest admission of the GGUF at gguf_path (resolved), revoked or
  * not; CIT_ENOENT when it was never admitted. */
 int brd_model_find(struct brd_registry *r, const char *gguf_path, struct brd_admitted *a /* out */,
@@ -275,10 +218,6 @@ int brd_ledger_event(struct ledger *lg, const char *event, const char *action, c
 
 /* A file model's card path: MODEL.gguf -> MODEL.cdx.json. */
 void brd_card_path(const char *model_file, char *out, size_t cap);
-
-/* Where a chat template is pinned: the renderer its SHA-256 is pinned to
- * (built in, or the policy's admission.templates), or NULL. */
-const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256[32]);
 
 struct brd_load_opts {
     struct brd_registry *reg;

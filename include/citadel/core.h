@@ -55,12 +55,6 @@ void *cit_aligned_alloc(size_t align, size_t n); /* free with cit_free */
 char *cit_strndup(const char *s, size_t n);
 void cit_free(void *p);
 
-/* Test hook: the nth allocation from now (1-based) and every one after it
- * fails while fail_at is set; 0 turns failure injection off. */
-void cit_alloc_fail_at(long nth);
-/* Number of allocations that failed by injection since the last reset. */
-long cit_alloc_injected(void);
-
 /* Checked size arithmetic: return 0 and write the result, or -1 on overflow. */
 static inline int cit_mul_size(size_t a, size_t b, size_t *out)
 {
@@ -101,8 +95,6 @@ void cit_buf_free(struct cit_buf *b);
 int cit_hex_digest(const char *hex, uint8_t out[32]);
 /* Appends s[0..n) as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 int cit_buf_json_str(struct cit_buf *b, const char *s, size_t n);
-/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when invalid. */
-int cit_utf8_len(const unsigned char *s, size_t n);
 
 /* ---- logging ---- */
 
@@ -138,9 +130,6 @@ void cit_pool_run(struct cit_pool *pool, cit_pool_fn fn, void *arg);
  * it set in err is prefixed with "FILE:LINE: ". */
 typedef int (*cit_conf_fn)(void *user, const char *key, const char *value, struct cit_err *err);
 int cit_conf_load(const char *path, cit_conf_fn fn, void *user, struct cit_err *err);
-/* The same for text in memory; name stands for the file in messages. */
-int cit_conf_parse(const char *name, const char *text, size_t len, cit_conf_fn fn, void *user,
-                   struct cit_err *err);
 
 /* Number of online CPUs (at least 1). */
 int cit_cpu_count(void);

@@ -133,17 +133,4 @@ void det_redaction_free(struct det_redaction *r);
 #define DET_MIN_HOLD 48 /* the longest multi-word built-in finding (a grouped IBAN: 42) fits */
 size_t det_stable_end(const char *text, size_t len, const struct det_findings *f, size_t hold);
 
-/* ---- validators, exposed for tests and tools ----
- * Each takes ASCII digits (or the identifier's characters, separators
- * removed) and returns 1 when the check digits hold. */
-int det_luhn_ok(const char *d, size_t n);
-int det_verhoeff_ok(const char *d, size_t n);
-int det_iban_ok(const char *s, size_t n);
-int det_jp_my_number_ok(const char *d, size_t n);
-int det_fr_nir_ok(const char *s, size_t n);
-int det_de_tax_id_ok(const char *d, size_t n);
-int det_eu_vat_ok(const char *s, size_t n);
-int det_uk_nino_ok(const char *s, size_t n);
-int det_us_ssn_ok(const char *d, size_t n);
-
 #endif

@@ -46,9 +46,6 @@ struct eng_hparams {
 /* Loads and validates a model: every tensor the architecture needs must be
  * present with the right shape and a supported type. */
 int eng_model_load(const char *path, struct eng_model **out /* out */, struct cit_err *err);
-/* Loads only the tokenizer (vocabulary-only GGUF files, tools). Such a model
- * can tokenize and detokenize but not be evaluated. */
-int eng_model_load_vocab(const char *path, struct eng_model **out /* out */, struct cit_err *err);
 /* eng_model_load with a check on the mapped file before it is parsed
  * (gguf_open_checked): how border control enforces admission at load. */
 int eng_model_load_checked(const char *path, gguf_check_fn check, void *ctx,
@@ -77,14 +74,6 @@ int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out /* ou
 void eng_seq_free(struct eng_seq *s);
 void eng_seq_reset(struct eng_seq *s);    /* forget all tokens */
 int eng_seq_pos(const struct eng_seq *s); /* tokens in the cache */
-int eng_seq_ctx(const struct eng_seq *s);
-
-/* Appends n tokens and runs the model over them (in batches). Writes the
- * logits of the last token into logits (n_vocab floats), or with
- * all_logits of every token ((n, n_vocab) floats). CIT_ERANGE when the
- * tokens do not fit in the context or an id is outside the vocabulary. */
-int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
-                 float *logits /* out */, int all_logits);
 
 /* ---- many sequences in one pass ----
  *
@@ -142,7 +131,6 @@ int eng_tokenize(const struct eng_model *m, const char *text, size_t len, int ad
  * Returns the byte count, or CIT_EOVERFLOW / CIT_ERANGE. */
 int eng_token_piece(const struct eng_model *m, int32_t id, int render_special, char *buf,
                     size_t cap);
-int eng_token_attr(const struct eng_model *m, int32_t id);
 int eng_token_is_eog(const struct eng_model *m, int32_t id); /* end of generation */
 
 /* Streaming detokenizer: holds back bytes until a UTF-8 sequence is whole, so
@@ -242,7 +230,5 @@ struct eng_synth_spec {
     int tied; /* no output.weight */
     uint64_t seed;
 };
-int eng_synth_write(const char *path, const struct eng_synth_spec *spec, struct cit_pool *pool,
-                    struct cit_err *err);
 
 #endif

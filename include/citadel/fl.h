@@ -108,9 +108,6 @@ void fl_data_free(struct fl_data *ds);
  * or i32), each through a temporary file renamed into place. */
 int fl_data_write(const struct fl_data *ds, const char *xpath, const char *ypath,
                   struct cit_err *err);
-/* The rows idx[0..n) of src, as a new dataset. */
-int fl_data_subset(const struct fl_data *src, const size_t *idx, size_t n,
-                   struct fl_data *out /* out */);
 /* Rescales every feature to mean 0, variance 1 with this dataset's own
  * statistics (each node standardises its own data; constant features stay 0). */
 void fl_data_standardize(struct fl_data *ds);
@@ -186,22 +183,6 @@ struct fl_server_opt {
 };
 int fl_server_opt_init(struct fl_server_opt *s, enum fl_strategy strategy, size_t d);
 void fl_server_opt_free(struct fl_server_opt *s);
-/* w += step(mean_update). */
-void fl_server_opt_apply(struct fl_server_opt *s, float *w, const float *mean_update);
-
-/* ---- quantization into Z/2^32 ----
- * A client scales its update so that the sum of up to max_clients updates,
- * each coordinate at most bound in absolute value, cannot wrap around:
- * scale = (2^31 - 1) / (max_clients * bound). Rounding is stochastic and so
- * unbiased. */
-double fl_quant_scale(double bound, int max_clients);
-/* L2-clips x (d) to norm c in place; returns the norm before clipping. */
-double fl_clip(float *x, size_t d, double c);
-/* q[i] = round_stochastic(x[i] * scale), clamped to +-bound*scale, as two's
- * complement. */
-void fl_quantize(const float *x, size_t d, double scale, double bound, uint32_t *q /* out */);
-/* x[i] = (int32_t)q[i] / scale. */
-void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x /* out */);
 
 /* ---- one round's arithmetic, on either side ----
  * A client contributes d + 1 entries: its update (local minus global model,
@@ -219,7 +200,6 @@ struct fl_round_cfg {
     double noise;        /* DP: std of the Gaussian noise a client adds to each entry
                             of its clipped update (needs weight_cap 0); 0: none */
 };
-double fl_round_scale(const struct fl_round_cfg *rc);
 /* Trains a copy of global on ds and writes the quantized contribution
  * (d + 1 entries) into out. */
 int fl_client_update(const struct fl_round_cfg *rc, const struct fl_arch_spec *a,
@@ -258,12 +238,6 @@ enum fl_msg {
     FL_MSG_SA_DONE = 0x1a,
     FL_MSG_ABORT = 0x7f,
 };
-const char *fl_msg_name(int type);
-
-/* Reads a frame header: 0 and the type and body length, or CIT_EFORMAT
- * (bad magic, version, reserved bytes) / CIT_ERANGE (length over the cap). */
-int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type /* out */, uint32_t *len /* out */,
-                   struct cit_err *err);
 
 /* The consortium: every member's Ed25519 identity key, by roster index. The
  * same roster is configured on every node; the keys in it are the pins. One
@@ -299,12 +273,6 @@ struct fl_sa_params {
     const uint32_t *members; /* (n) roster indices, each once */
 };
 
-/* The neighbours of position p in the round's graph, ascending, into out
- * (room for k entries); returns how many. Both roles compute it from the
- * session id, so the coordinator does not choose who pairs with whom. */
-int fl_sa_neighbours(const uint8_t session[32], uint32_t n, uint32_t k, uint32_t p,
-                     uint32_t *out /* out */);
-
 /* What a transcript records, for the ledger (every node writes its own). */
 struct fl_sa_transcript {
     uint32_t n, contributors, dropped_keys, dropped_shares, dropped_masked, dropped_late;
@@ -319,23 +287,6 @@ struct fl_sa_transcript {
  * it accepts (its own floor; 0: the protocol minimum). input (d u32) is the
  * quantized update, copied when the setup arrives. */
 struct fl_sa_client;
-int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
-                     uint32_t min_t, struct fl_sa_client **out /* out */);
-void fl_sa_client_free(struct fl_sa_client *c);
-/* Sets the vector this client will contribute (d entries, copied). Must be
- * called before the SA_PEERS frame arrives. */
-int fl_sa_client_input(struct fl_sa_client *c, const uint32_t *input, uint32_t d);
-/* Feeds one frame from the coordinator; writes the reply frame into reply
- * (empty when there is none). A frame that breaks the protocol (wrong
- * binding, stage, sizes, a signature or box that does not verify, a dropout
- * list that contradicts an earlier one, a request to reveal what must stay
- * secret) aborts: the client answers ABORT, reveals nothing more, and every
- * later frame is refused. Returns 0, or a negative code with err saying what
- * was wrong. */
-int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
-                      struct cit_buf *reply /* out */, struct cit_err *err);
-/* 1 once SA_DONE arrived and matched; the sum digest it announced. */
-int fl_sa_client_done(const struct fl_sa_client *c, struct fl_sa_transcript *t /* out */);
 
 /* The coordinator. It learns the sum of the inputs of the clients that sent
  * a masked input (U3), nothing else, provided at least t holders of every
@@ -343,23 +294,6 @@ int fl_sa_client_done(const struct fl_sa_client *c, struct fl_sa_transcript *t /
  * still in, deliver, _recv(i) for every reply that came back in time, then
  * _advance() (whoever did not answer is dropped). */
 struct fl_sa_server;
-int fl_sa_server_new(const struct fl_sa_params *p, const struct fl_roster *roster,
-                     struct fl_sa_server **out /* out */, struct cit_err *err);
-void fl_sa_server_free(struct fl_sa_server *s);
-/* The frame for position i at this stage (empty when i is out). */
-int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *frame /* out */);
-/* A reply from position i; a malformed or unexpected one drops i. */
-int fl_sa_server_recv(struct fl_sa_server *s, uint32_t i, const uint8_t *frame, size_t len,
-                      struct cit_err *err);
-/* Closes the stage. Returns 1 when the round has more stages, 0 when the sum
- * is ready, negative when the round cannot finish (fewer than t left, a
- * secret that cannot be rebuilt); err says which. */
-int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err);
-/* Position i is still in the round (not dropped). */
-int fl_sa_server_alive(const struct fl_sa_server *s, uint32_t i);
-/* The sum (d u32) once _advance returned 0, with the transcript. */
-const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s,
-                                 struct fl_sa_transcript *t /* out */);
 
 /* The graph degree and threshold a coordinator uses by default for n
  * clients: the full graph (SecAgg) up to 16, else the smallest even k >=
@@ -392,31 +326,7 @@ int fl_pai_keygen(unsigned bits, int parties, int threshold, struct fl_pai **pub
                   struct fl_pai_share **shares /* out */, struct cit_err *err);
 void fl_pai_free(struct fl_pai *k);
 void fl_pai_share_free(struct fl_pai_share *s);
-unsigned fl_pai_bits(const struct fl_pai *k);
 int fl_pai_threshold(const struct fl_pai *k);
-int fl_pai_share_id(const struct fl_pai_share *s);
-size_t fl_pai_ct_bytes(const struct fl_pai *k);
-/* Values per plaintext, and bits per value, so that max_clients u32 add up
- * without carrying into the next. */
-void fl_pai_layout(const struct fl_pai *k, int max_clients, int *slots /* out */,
-                   int *slot_bits /* out */);
-/* Ciphertexts for d values. */
-size_t fl_pai_cts(const struct fl_pai *k, int max_clients, size_t d);
-/* Encrypts v (d u32) into fl_pai_cts() ciphertexts at out. */
-int fl_pai_encrypt(const struct fl_pai *k, int max_clients, const uint32_t *v, size_t d,
-                   uint8_t *out /* out */);
-/* acc[i] = acc[i] * ct[i] mod N^2 for m ciphertexts: the sums. CIT_EFORMAT
- * for a number that is not a ciphertext. */
-int fl_pai_add(const struct fl_pai *k, uint8_t *acc, const uint8_t *ct, size_t m);
-/* This party's decryption share of each of m ciphertexts. */
-int fl_pai_decrypt_share(const struct fl_pai *k, const struct fl_pai_share *s, const uint8_t *ct,
-                         size_t m, uint8_t *out /* out, m ciphertexts */);
-/* Combines the shares of t distinct parties (ids) into the d summed u32
- * (each slot mod 2^32). Fails when shares are missing, repeated, or do not
- * combine (a wrong share). */
-int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
-                   const uint8_t *const *shares, int t, size_t d, uint32_t *sum /* out */,
-                   struct cit_err *err);
 
 /* Writes the public key (s NULL, mode 0644) or one party's file with its
  * share (mode 0600), through a temporary file. */
@@ -443,20 +353,8 @@ int fl_pai_load(const char *path, struct fl_pai **k /* out */,
 
 struct fl_dp_account {
     uint64_t rounds;
-    double rdp[FL_DP_ORDERS]; /* spent, by order (fl_dp_order) */
+    double rdp[FL_DP_ORDERS]; /* spent, by Renyi order */
 };
-double fl_dp_order(int i);
-/* Adds one Gaussian round with noise multiplier z (> 0). */
-void fl_dp_spend(struct fl_dp_account *a, double z);
-/* The epsilon a has spent at delta (infinity when nothing bounds it). */
-double fl_dp_epsilon(const struct fl_dp_account *a, double delta);
-/* The account in path (a missing file: nothing spent) and its update,
- * written to a temporary file and renamed. */
-int fl_dp_load(const char *path, struct fl_dp_account *a /* out */, struct cit_err *err);
-int fl_dp_save(const char *path, const struct fl_dp_account *a, struct cit_err *err);
-/* x[i] += N(0, sigma^2), from the operating system's generator (libsodium's
- * randombytes): noise that protects must not be predictable. */
-void fl_dp_noise(float *x, size_t d, double sigma);
 
 /* ---- federation over the network: citadel fl serve / fl join ----
  * The orchestration frames, in the wire format above (version 1):
@@ -574,9 +472,5 @@ struct fl_join_opts {
     void *progress_user;
 };
 int fl_join(const struct fl_join_opts *o, struct cit_err *err);
-
-/* Writes / reads a model as an IDX file of d f32 (tmp + rename). */
-int fl_model_write(const char *path, const float *w, size_t d, struct cit_err *err);
-int fl_model_read(const char *path, float **w /* out */, size_t *d /* out */, struct cit_err *err);
 
 #endif

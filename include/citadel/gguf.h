@@ -100,7 +100,6 @@ struct gguf_type_info {
 /* NULL for an unknown type number. */
 const struct gguf_type_info *gguf_type_info(uint32_t type);
 const char *gguf_type_name(uint32_t type); /* "?" when unknown */
-const char *gguf_vtype_name(uint32_t vtype);
 
 struct gguf_str {
     const char *p; /* not NUL-terminated */
@@ -167,9 +166,6 @@ int gguf_open(const char *path, struct gguf_file **out /* out */, struct cit_err
 typedef int (*gguf_check_fn)(void *ctx, const void *map, size_t size, struct cit_err *err);
 int gguf_open_checked(const char *path, gguf_check_fn check, void *ctx,
                       struct gguf_file **out /* out */, struct cit_err *err);
-/* Validates a buffer the caller keeps alive until gguf_close (fuzzing, tests). */
-int gguf_open_memory(const void *buf, size_t len, struct gguf_file **out /* out */,
-                     struct cit_err *err);
 void gguf_close(struct gguf_file *f);
 
 const struct gguf_kv *gguf_find_kv(const struct gguf_file *f, const char *key);
@@ -179,7 +175,6 @@ const struct gguf_tensor *gguf_find_tensor(const struct gguf_file *f, const char
  * float getters accept FLOAT32 and FLOAT64. Return CIT_ENOENT when absent,
  * CIT_EFORMAT (with a message) when present with the wrong type or range. */
 int gguf_get_u32(const struct gguf_file *f, const char *key, uint32_t *out, struct cit_err *err);
-int gguf_get_u64(const struct gguf_file *f, const char *key, uint64_t *out, struct cit_err *err);
 int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct cit_err *err);
 int gguf_get_bool(const struct gguf_file *f, const char *key, int *out, struct cit_err *err);
 int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out,
@@ -211,18 +206,13 @@ void gguf_writer_free(struct gguf_writer *w);
 /* Any value, including nested arrays; the value is deep-copied. */
 int gguf_writer_set(struct gguf_writer *w, const char *key, const struct gguf_value *v);
 int gguf_writer_set_u32(struct gguf_writer *w, const char *key, uint32_t v);
-int gguf_writer_set_i32(struct gguf_writer *w, const char *key, int32_t v);
 int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v);
-int gguf_writer_set_bool(struct gguf_writer *w, const char *key, int v);
 int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *s);
 /* Array of scalars: elem_type is a scalar vtype, data holds n little-endian values. */
 int gguf_writer_set_arr(struct gguf_writer *w, const char *key, uint32_t elem_type,
                         const void *data, uint64_t n);
 int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key, const struct gguf_str *strs,
                             uint64_t n);
-int gguf_writer_set_alignment(struct gguf_writer *w, uint32_t alignment);
-int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
-                           const uint64_t *ne, const void *data);
 int gguf_writer_add_tensor_fn(struct gguf_writer *w, const char *name, uint32_t type,
                               uint32_t n_dims, const uint64_t *ne, gguf_fill_fn fill, void *ctx);
 int gguf_writer_write(struct gguf_writer *w, const char *path, struct cit_err *err);

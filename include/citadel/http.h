@@ -70,9 +70,5 @@ void http_server_reload(struct http_server *s, const struct http_opts *o);
 /* Stops accepting connections, lets in-flight requests finish for up to
  * grace_s seconds, cancels the rest, and frees everything. */
 void http_server_stop(struct http_server *s);
-/* Requests in flight (tests, shutdown). */
-int http_server_inflight(struct http_server *s);
-/* Sequences active plus queued across all models (tests). */
-int http_server_busy(struct http_server *s);
 
 #endif

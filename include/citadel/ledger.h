@@ -59,9 +59,6 @@
 
 /* ---- Merkle tree (RFC 6962 / RFC 9162 section 2.1), over leaf hashes ---- */
 
-void ledger_leaf_hash(const void *entry, size_t n, uint8_t out[LEDGER_HASH] /* out */);
-void ledger_node_hash(const uint8_t l[LEDGER_HASH], const uint8_t r[LEDGER_HASH],
-                      uint8_t out[LEDGER_HASH] /* out */);
 /* The root of leaves[0..n); the hash of the empty string for n == 0. */
 void ledger_root(const uint8_t (*leaves)[LEDGER_HASH], uint64_t n,
                  uint8_t out[LEDGER_HASH] /* out */);
@@ -77,9 +74,6 @@ int ledger_inclusion_verify(uint64_t index, uint64_t size, const uint8_t leaf[LE
 int ledger_consistency_proof(const uint8_t (*leaves)[LEDGER_HASH], uint64_t m, uint64_t n,
                              uint8_t (*proof)[LEDGER_HASH] /* out, LEDGER_MAX_PROOF */,
                              int *n_proof /* out */);
-int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
-                              const uint8_t root_n[LEDGER_HASH],
-                              const uint8_t (*proof)[LEDGER_HASH], int n_proof);
 
 /* ---- keys and checkpoints (signed notes) ---- */
 
@@ -118,14 +112,6 @@ struct ledger_checkpoint {
     uint8_t last_leaf[LEDGER_HASH];
     int has_last_leaf;
 };
-
-/* Parses the signed note at text (up to the end of its signature lines;
- * *used says how many bytes it took) and checks the signature of vk.
- * CIT_EFORMAT for a malformed note, CIT_EINVAL for a bad or missing
- * signature. */
-int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vkey *vk,
-                           struct ledger_checkpoint *cp /* out */, size_t *used /* out */,
-                           struct cit_err *err);
 
 /* ---- the log ---- */
 
@@ -172,9 +158,6 @@ void ledger_close(struct ledger *l);
  * ledger refuses further appends: callers fail closed. */
 int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
                   uint64_t *seq /* out */);
-/* Signs and appends a checkpoint of the current tree (when it grew). */
-int ledger_checkpoint(struct ledger *l, struct cit_err *err);
-uint64_t ledger_size(struct ledger *l);
 /* "<name>+<id>+<key>" of the node key, for auditors. */
 const char *ledger_vkey_text(const struct ledger *l);
 
@@ -202,11 +185,6 @@ struct ledger_view {
 };
 int ledger_view_open(const char *dir, struct ledger_view *v /* out */, struct cit_err *err);
 void ledger_view_free(struct ledger_view *v);
-
-/* Removes entries older than cutoff_ms from dir (the log must not be open
- * elsewhere); their leaf hashes move to dir/pruned. */
-int ledger_prune(const char *dir, int64_t cutoff_ms, uint64_t *n_removed /* out */,
-                 struct cit_err *err);
 
 /* Formats unix milliseconds as RFC 3339 UTC with milliseconds. */
 void ledger_time_str(int64_t ms, char out[32] /* out */);

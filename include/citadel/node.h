@@ -111,7 +111,6 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out /* out
  * final checkpoint, the state file and the policy. */
 void node_close(struct node *n);
 
-const struct node_opts *node_options(const struct node *n);
 /* The parts, for the verbs that act on them (NULL when not opened). */
 struct cit_db *node_state(struct node *n);
 const struct pol_policy *node_policy(struct node *n);
@@ -148,8 +147,6 @@ struct node_key_info {
     int64_t revoked; /* unix seconds, 0: active */
 };
 
-/* Normalises a scope list (checks every item); out has room for 1024 bytes. */
-int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err);
 /* 1 when the scopes allow the endpoint and (model NULL or) the model. */
 int node_scope_allows(const char *scopes, const char *endpoint, const char *model);
 int node_key_add(struct node *n, const char *tenant, const char *scopes,
@@ -291,9 +288,8 @@ const char *node_call_id(const struct node_call *c);
 const char *node_call_model(const struct node_call *c);
 int node_call_slot(const struct node_call *c);
 const char *node_call_decision(const struct node_call *c);
-/* The prompt's tokens and the output tokens the quota granted. */
+/* The prompt's tokens. */
 const int32_t *node_call_tokens(const struct node_call *c, int *n /* out */);
-int node_call_max_tokens(const struct node_call *c);
 /* 1 when tok ends generation for the call's model. */
 int node_call_is_eog(const struct node_call *c, int32_t tok);
 /* Hands the request to its model's scheduler. q->prompt and q->max_tokens

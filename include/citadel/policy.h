@@ -112,15 +112,9 @@ struct pol_policy {
     struct det_scanner *scanner;
 };
 
-/* Parses and validates the policy in text (name stands for the file in
- * messages, which read "NAME:LINE: what is wrong; what would fix it").
- * On success *out is the policy, to be freed with pol_free. */
-int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out /* out */,
-              struct cit_err *err);
 int pol_load(const char *path, struct pol_policy **out /* out */, struct cit_err *err);
 void pol_free(struct pol_policy *p);
 
-int pol_class_index(const struct pol_policy *p, const char *name);     /* -1 when unknown */
 int pol_license_allowed(const struct pol_policy *p, const char *spdx); /* 1: on the list */
 int pol_tenant_index(const struct pol_policy *p, const char *name);
 

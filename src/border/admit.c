@@ -33,6 +33,7 @@
 #include "citadel/engine.h"
 #include "citadel/ledger.h"
 #include "citadel/policy.h"
+#include "border_int.h"
 
 /* Templates whose exact text has been read and found to be what our
  * renderer for that format produces. Policies pin more. */
@@ -43,7 +44,9 @@ static const struct {
      "Phi-3 mini instruct"},
 };
 
-const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256[32])
+/* Where a chat template is pinned: the renderer its SHA-256 is pinned to
+ * (built in, or the policy's admission.templates), or NULL. */
+static const char *brd_template_pinned(const struct pol_policy *p, const uint8_t sha256[32])
 {
     char hex[65];
     sodium_bin2hex(hex, sizeof(hex), sha256, 32);

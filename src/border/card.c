@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "citadel/border.h"
+#include "border_int.h"
 
 #define JUR_PROP "citadel:jurisdiction"
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "citadel/border.h"
+#include "border_int.h"
 
 #define READ_CHUNK (4u << 20)
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "citadel/border.h"
+#include "border_int.h"
 
 struct brd_registry {
     struct cit_db *state; /* the node's; every statement runs under its lock */

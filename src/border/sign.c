@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "citadel/border.h"
+#include "border_int.h"
 
 #define PAYLOAD_TYPE "application/vnd.in-toto+json"
 #define BUNDLE_TYPE  "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -323,6 +324,15 @@ int brd_sig_hint(const char *sig_path, char hint[65], struct cit_err *err)
     return 0;
 }
 
+/* The signature check against the public key's PEM text; pub_path names
+ * the key in messages. */
+static int brd_verify_pem(const char *pem, size_t pem_len, const char *pub_path,
+                          const char *model_path, const char *card, const char *sig_path,
+                          struct brd_verified *v, struct cit_err *err)
+{
+    return brd_verify_files(pem, pem_len, pub_path, model_path, card, sig_path, v, NULL, err);
+}
+
 int brd_verify(const char *pub_path, const char *model_path, const char *card, const char *sig_path,
                struct brd_verified *v, struct cit_err *err)
 {
@@ -337,13 +347,6 @@ int brd_verify(const char *pub_path, const char *model_path, const char *card, c
     rc = brd_verify_pem(pem.p ? pem.p : "", pem.len, pub_path, model_path, card, sig_path, v, err);
     cit_buf_free(&pem);
     return rc;
-}
-
-int brd_verify_pem(const char *pem, size_t pem_len, const char *pub_path, const char *model_path,
-                   const char *card, const char *sig_path, struct brd_verified *v,
-                   struct cit_err *err)
-{
-    return brd_verify_files(pem, pem_len, pub_path, model_path, card, sig_path, v, NULL, err);
 }
 
 int brd_verify_files(const char *pem, size_t pem_len, const char *pub_path, const char *model_path,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core_int.h"
 
 static _Atomic long fail_at;  /* 0: off; otherwise countdown to first failure */
 static _Atomic long injected; /* failures injected since the last reset */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include "core_int.h"
 
 #define CONF_MAX_LINE  4096
 #define CONF_MAX_BYTES (1 << 20)

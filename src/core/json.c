@@ -8,7 +8,7 @@
 #include "citadel/core.h"
 
 /* Length of the valid UTF-8 sequence at s (1 to 4), or 0 when invalid. */
-int cit_utf8_len(const unsigned char *s, size_t n)
+static int cit_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     int len;

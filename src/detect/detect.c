@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "citadel/detect.h"
+#include "detect_int.h"
 
 static const char *const class_names[DET_CLASS_COUNT] = {
     "email",      "phone",        "iban",    "card",         "ipv4",   "ipv6",

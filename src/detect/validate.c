@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "citadel/detect.h"
+#include "detect_int.h"
 
 static int all_digits(const char *d, size_t n)
 {

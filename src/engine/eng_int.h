@@ -241,8 +241,6 @@ void quantize_row_q4_K(const float *x, void *dst, int n);
 void quantize_row_q5_K(const float *x, void *dst, int n);
 void quantize_row_q6_K(const float *x, void *dst, int n);
 
-#endif
-
 /* ---- model internals ---- */
 
 #include "citadel/engine.h"
@@ -280,3 +278,21 @@ struct eng_model {
 /* vocab.c: builds the tokenizer from the GGUF metadata, validating it. */
 int eng_vocab_load(struct eng_model *m, struct cit_err *err);
 void eng_vocab_free(struct eng_vocab_int *v);
+
+/* ---- for tests and fuzz targets ---- */
+
+/* Loads only the tokenizer (vocabulary-only GGUF files, tools). Such a model
+ * can tokenize and detokenize but not be evaluated. */
+int eng_model_load_vocab(const char *path, struct eng_model **out /* out */, struct cit_err *err);
+
+/* Appends n tokens and runs the model over them (in batches). Writes the
+ * logits of the last token into logits (n_vocab floats), or with
+ * all_logits of every token ((n, n_vocab) floats). CIT_ERANGE when the
+ * tokens do not fit in the context or an id is outside the vocabulary. */
+int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
+                 float *logits /* out */, int all_logits);
+
+int eng_synth_write(const char *path, const struct eng_synth_spec *spec, struct cit_pool *pool,
+                    struct cit_err *err);
+
+#endif

@@ -525,11 +525,6 @@ int eng_seq_pos(const struct eng_seq *s)
     return s->pos;
 }
 
-int eng_seq_ctx(const struct eng_seq *s)
-{
-    return s->n_ctx;
-}
-
 int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out)
 {
     struct eng_batch *b;

@@ -1068,12 +1068,6 @@ int eng_tokenize(const struct eng_model *m, const char *text, size_t len, int ad
     return out.n > cap ? CIT_EOVERFLOW : 0;
 }
 
-int eng_token_attr(const struct eng_model *m, int32_t id)
-{
-    if (id < 0 || id >= m->vocab->n) return 0;
-    return m->vocab->attr[id];
-}
-
 int eng_token_is_eog(const struct eng_model *m, int32_t id)
 {
     const struct eng_vocab_info *vi = &m->vinfo;

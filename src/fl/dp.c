@@ -13,11 +13,6 @@ static const double orders[FL_DP_ORDERS] = {1.25, 1.5, 1.75, 2,  2.5, 3,  3.5, 4
                                             4.5,  5,   6,    7,  8,   10, 12,  14,
                                             16,   20,  24,   32, 48,  64, 128, 256};
 
-double fl_dp_order(int i)
-{
-    return orders[i];
-}
-
 void fl_dp_spend(struct fl_dp_account *a, double z)
 {
     for (int i = 0; i < FL_DP_ORDERS; i++) a->rdp[i] += orders[i] / (2 * z * z);

@@ -233,4 +233,143 @@ int fl_net_recv(struct fl_conn *c, struct cit_buf *frame /* out */, struct cit_e
  * Those done get got = 1; the others are dead (late = 1 when out of time). */
 int fl_net_exchange(struct fl_conn **cs, int n, double timeout_s, int reply);
 
+/* ---- for tests and fuzz targets ---- */
+
+/* L2-clips x (d) to norm c in place; returns the norm before clipping. */
+double fl_clip(float *x, size_t d, double c);
+
+/* The rows idx[0..n) of src, as a new dataset. */
+int fl_data_subset(const struct fl_data *src, const size_t *idx, size_t n,
+                   struct fl_data *out /* out */);
+
+/* x[i] = (int32_t)q[i] / scale. */
+void fl_dequantize(const uint32_t *q, size_t d, double scale, float *x /* out */);
+
+/* The epsilon a has spent at delta (infinity when nothing bounds it). */
+double fl_dp_epsilon(const struct fl_dp_account *a, double delta);
+
+/* The account in path (a missing file: nothing spent) and its update,
+ * written to a temporary file and renamed. */
+int fl_dp_load(const char *path, struct fl_dp_account *a /* out */, struct cit_err *err);
+
+/* x[i] += N(0, sigma^2), from the operating system's generator (libsodium's
+ * randombytes): noise that protects must not be predictable. */
+void fl_dp_noise(float *x, size_t d, double sigma);
+
+int fl_dp_save(const char *path, const struct fl_dp_account *a, struct cit_err *err);
+
+/* Adds one Gaussian round with noise multiplier z (> 0). */
+void fl_dp_spend(struct fl_dp_account *a, double z);
+
+int fl_model_read(const char *path, float **w /* out */, size_t *d /* out */, struct cit_err *err);
+
+/* acc[i] = acc[i] * ct[i] mod N^2 for m ciphertexts: the sums. CIT_EFORMAT
+ * for a number that is not a ciphertext. */
+int fl_pai_add(const struct fl_pai *k, uint8_t *acc, const uint8_t *ct, size_t m);
+
+unsigned fl_pai_bits(const struct fl_pai *k);
+
+/* Combines the shares of t distinct parties (ids) into the d summed u32
+ * (each slot mod 2^32). Fails when shares are missing, repeated, or do not
+ * combine (a wrong share). */
+int fl_pai_combine(const struct fl_pai *k, int max_clients, const int *ids,
+                   const uint8_t *const *shares, int t, size_t d, uint32_t *sum /* out */,
+                   struct cit_err *err);
+
+size_t fl_pai_ct_bytes(const struct fl_pai *k);
+
+/* Ciphertexts for d values. */
+size_t fl_pai_cts(const struct fl_pai *k, int max_clients, size_t d);
+
+/* This party's decryption share of each of m ciphertexts. */
+int fl_pai_decrypt_share(const struct fl_pai *k, const struct fl_pai_share *s, const uint8_t *ct,
+                         size_t m, uint8_t *out /* out, m ciphertexts */);
+
+/* Encrypts v (d u32) into fl_pai_cts() ciphertexts at out. */
+int fl_pai_encrypt(const struct fl_pai *k, int max_clients, const uint32_t *v, size_t d,
+                   uint8_t *out /* out */);
+
+/* Values per plaintext, and bits per value, so that max_clients u32 add up
+ * without carrying into the next. */
+void fl_pai_layout(const struct fl_pai *k, int max_clients, int *slots /* out */,
+                   int *slot_bits /* out */);
+
+int fl_pai_share_id(const struct fl_pai_share *s);
+
+/* ---- quantization into Z/2^32 ----
+ * A client scales its update so that the sum of up to max_clients updates,
+ * each coordinate at most bound in absolute value, cannot wrap around:
+ * scale = (2^31 - 1) / (max_clients * bound). Rounding is stochastic and so
+ * unbiased. */
+double fl_quant_scale(double bound, int max_clients);
+
+/* q[i] = round_stochastic(x[i] * scale), clamped to +-bound*scale, as two's
+ * complement. */
+void fl_quantize(const float *x, size_t d, double scale, double bound, uint32_t *q /* out */);
+
+/* 1 once SA_DONE arrived and matched; the sum digest it announced. */
+int fl_sa_client_done(const struct fl_sa_client *c, struct fl_sa_transcript *t /* out */);
+
+void fl_sa_client_free(struct fl_sa_client *c);
+
+/* Sets the vector this client will contribute (d entries, copied). Must be
+ * called before the SA_PEERS frame arrives. */
+int fl_sa_client_input(struct fl_sa_client *c, const uint32_t *input, uint32_t d);
+
+int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
+                     uint32_t min_t, struct fl_sa_client **out /* out */);
+
+/* Feeds one frame from the coordinator; writes the reply frame into reply
+ * (empty when there is none). A frame that breaks the protocol (wrong
+ * binding, stage, sizes, a signature or box that does not verify, a dropout
+ * list that contradicts an earlier one, a request to reveal what must stay
+ * secret) aborts: the client answers ABORT, reveals nothing more, and every
+ * later frame is refused. Returns 0, or a negative code with err saying what
+ * was wrong. */
+int fl_sa_client_step(struct fl_sa_client *c, const uint8_t *frame, size_t len,
+                      struct cit_buf *reply /* out */, struct cit_err *err);
+
+/* The neighbours of position p in the round's graph, ascending, into out
+ * (room for k entries); returns how many. Both roles compute it from the
+ * session id, so the coordinator does not choose who pairs with whom. */
+int fl_sa_neighbours(const uint8_t session[32], uint32_t n, uint32_t k, uint32_t p,
+                     uint32_t *out /* out */);
+
+/* Closes the stage. Returns 1 when the round has more stages, 0 when the sum
+ * is ready, negative when the round cannot finish (fewer than t left, a
+ * secret that cannot be rebuilt); err says which. */
+int fl_sa_server_advance(struct fl_sa_server *s, struct cit_err *err);
+
+/* Position i is still in the round (not dropped). */
+int fl_sa_server_alive(const struct fl_sa_server *s, uint32_t i);
+
+void fl_sa_server_free(struct fl_sa_server *s);
+
+int fl_sa_server_new(const struct fl_sa_params *p, const struct fl_roster *roster,
+                     struct fl_sa_server **out /* out */, struct cit_err *err);
+
+/* A reply from position i; a malformed or unexpected one drops i. */
+int fl_sa_server_recv(struct fl_sa_server *s, uint32_t i, const uint8_t *frame, size_t len,
+                      struct cit_err *err);
+
+/* The frame for position i at this stage (empty when i is out). */
+int fl_sa_server_send(struct fl_sa_server *s, uint32_t i, struct cit_buf *frame /* out */);
+
+/* The sum (d u32) once _advance returned 0, with the transcript. */
+const uint32_t *fl_sa_server_sum(const struct fl_sa_server *s,
+                                 struct fl_sa_transcript *t /* out */);
+
+/* w += step(mean_update). */
+void fl_server_opt_apply(struct fl_server_opt *s, float *w, const float *mean_update);
+
+/* Reads a frame header: 0 and the type and body length, or CIT_EFORMAT
+ * (bad magic, version, reserved bytes) / CIT_ERANGE (length over the cap). */
+int fl_frame_parse(const uint8_t hdr[FL_HDR], int *type /* out */, uint32_t *len /* out */,
+                   struct cit_err *err);
+
+/* Writes / reads a model as an IDX file of d f32 (tmp + rename). */
+int fl_model_write(const char *path, const float *w, size_t d, struct cit_err *err);
+
+const char *fl_msg_name(int type);
+
 #endif

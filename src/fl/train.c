@@ -424,7 +424,9 @@ static double round_bound(const struct fl_round_cfg *rc)
     return b > 1 ? b : 1;
 }
 
-double fl_round_scale(const struct fl_round_cfg *rc)
+/* The fixed-point scale of a round's updates: the clip bound and the most
+ * clients the sum can hold. */
+static double fl_round_scale(const struct fl_round_cfg *rc)
 {
     return fl_quant_scale(round_bound(rc), rc->max_clients);
 }

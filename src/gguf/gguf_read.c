@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "gguf_int.h"
 
 static const struct gguf_type_info type_table[GGUF_T_COUNT] = {
     [GGUF_T_F32] = {"f32", 1, 4},       [GGUF_T_F16] = {"f16", 1, 2},
@@ -48,7 +49,8 @@ static const char *const vtype_names[GGUF_V_COUNT] = {
 };
 static const uint8_t vtype_size[GGUF_V_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
-const char *gguf_vtype_name(uint32_t vtype)
+/* A metadata value type's name, for messages. */
+static const char *gguf_vtype_name(uint32_t vtype)
 {
     return vtype < GGUF_V_COUNT ? vtype_names[vtype] : "?";
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "gguf_int.h"
 
 struct wkv {
     char *key;

@@ -466,11 +466,6 @@ struct node *http_server_node(struct http_server *s)
     return s->node;
 }
 
-int http_server_inflight(struct http_server *s)
-{
-    return atomic_load(&s->inflight);
-}
-
 int http_server_busy(struct http_server *s)
 {
     return s->node ? node_busy(s->node) : 0;

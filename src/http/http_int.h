@@ -203,4 +203,9 @@ enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r);
 enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r);
 enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r);
 
+/* ---- for tests and fuzz targets ---- */
+
+/* Sequences active plus queued across all models (tests). */
+int http_server_busy(struct http_server *s);
+
 #endif

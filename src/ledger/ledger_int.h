@@ -31,4 +31,33 @@ void ledger_range_root(const struct ledger_range *r, uint8_t out[LEDGER_HASH] /*
 int ledger_entry_check(const char *line, size_t len, uint64_t seq, const uint8_t prev[LEDGER_HASH],
                        int64_t *time_ms /* out */, char *why, size_t why_cap);
 
+/* ---- for tests and fuzz targets ---- */
+
+/* Signs and appends a checkpoint of the current tree (when it grew). */
+int ledger_checkpoint(struct ledger *l, struct cit_err *err);
+
+/* Parses the signed note at text (up to the end of its signature lines;
+ * *used says how many bytes it took) and checks the signature of vk.
+ * CIT_EFORMAT for a malformed note, CIT_EINVAL for a bad or missing
+ * signature. */
+int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vkey *vk,
+                           struct ledger_checkpoint *cp /* out */, size_t *used /* out */,
+                           struct cit_err *err);
+
+int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
+                              const uint8_t root_n[LEDGER_HASH],
+                              const uint8_t (*proof)[LEDGER_HASH], int n_proof);
+
+void ledger_leaf_hash(const void *entry, size_t n, uint8_t out[LEDGER_HASH] /* out */);
+
+/* Removes entries older than cutoff_ms from dir (the log must not be open
+ * elsewhere); their leaf hashes move to dir/pruned. */
+int ledger_prune(const char *dir, int64_t cutoff_ms, uint64_t *n_removed /* out */,
+                 struct cit_err *err);
+
+uint64_t ledger_size(struct ledger *l);
+
+void ledger_node_hash(const uint8_t l[LEDGER_HASH], const uint8_t r[LEDGER_HASH],
+                      uint8_t out[LEDGER_HASH] /* out */);
+
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "citadel/ledger.h"
+#include "ledger_int.h"
 
 void ledger_leaf_hash(const void *entry, size_t n, uint8_t out[LEDGER_HASH])
 {

@@ -611,11 +611,6 @@ const int32_t *node_call_tokens(const struct node_call *c, int *n)
     return c->toks;
 }
 
-int node_call_max_tokens(const struct node_call *c)
-{
-    return c->max_tokens;
-}
-
 int node_call_is_eog(const struct node_call *c, int32_t tok)
 {
     return eng_token_is_eog(c->m->m, tok);

@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "citadel/policy.h"
+#include "policy_int.h"
 
 const char *pol_action_name(int action)
 {
@@ -133,6 +134,14 @@ static int yint(struct yp *y, yaml_node_t *n, const char *what, int64_t lo, int6
     return 0;
 }
 
+/* The class's index in the policy, -1 when unknown. */
+static int pol_class_index(const struct pol_policy *p, const char *name)
+{
+    for (int i = 0; i < p->n_classes; i++)
+        if (!strcmp(p->classes[i], name)) return i;
+    return -1;
+}
+
 static int yclass(struct yp *y, const struct pol_policy *p, yaml_node_t *n, const char *what,
                   int *out)
 {
@@ -173,13 +182,6 @@ static int seq_len(const yaml_node_t *n)
 static int map_len(const yaml_node_t *n)
 {
     return (int)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-}
-
-int pol_class_index(const struct pol_policy *p, const char *name)
-{
-    for (int i = 0; i < p->n_classes; i++)
-        if (!strcmp(p->classes[i], name)) return i;
-    return -1;
 }
 
 int pol_tenant_index(const struct pol_policy *p, const char *name)
