@@ -18,11 +18,6 @@
 
 #include "node_int.h"
 
-const struct node_opts *node_options(const struct node *n)
-{
-    return &n->o;
-}
-
 struct cit_db *node_state(struct node *n)
 {
     return n->db;
@@ -103,7 +98,6 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
     if (!(n = cit_calloc(1, sizeof(*n)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     n->o = *o;
     pthread_mutex_init(&n->models_mu, NULL);
-    pthread_mutex_init(&n->load_mu, NULL);
     if (what & NODE_POLICY) {
         if (!o->policy[0]) {
             rc = cit_err_set(err, CIT_EINVAL,
@@ -149,7 +143,6 @@ void node_close(struct node *n)
     cit_db_close(n->db);
     pol_free(n->pol);
     pthread_mutex_destroy(&n->models_mu);
-    pthread_mutex_destroy(&n->load_mu);
     cit_free(n);
 }
 
@@ -189,12 +182,18 @@ struct eng_model *node_engine_model(struct node *n, const char *id)
     return e;
 }
 
-static int slot_of(struct node *n, const char *id, int *free_slot)
+/* The slot holding the model id, or -1; *free_slot: the first slot neither
+ * loaded nor reserved (-1: none); *loading: id is being loaded. Under
+ * models_mu. */
+static int slot_of(struct node *n, const char *id, int *free_slot, int *loading)
 {
     int found = -1;
     *free_slot = -1;
+    *loading = 0;
     for (int i = 0; i < NODE_MAX_MODELS; i++) {
-        if (!n->models[i]) {
+        if (n->loading[i][0]) {
+            if (!strcmp(n->loading[i], id)) *loading = 1;
+        } else if (!n->models[i]) {
             if (*free_slot < 0) *free_slot = i;
         } else if (!strcmp(n->models[i]->id, id)) {
             found = i;
@@ -209,25 +208,22 @@ static int load(struct node *n, const char *id, const char *path, int configured
     struct node_model *m;
     struct brd_admitted adm;
     const char *check;
-    int rc, slot, train_ctx;
+    int rc, slot, train_ctx, busy;
     if (!n->lg || !n->reg)
         return cit_err_set(err, CIT_EINVAL, "models load on a node opened with its ledger");
-    pthread_mutex_lock(&n->load_mu);
     pthread_mutex_lock(&n->models_mu);
-    rc = slot_of(n, id, &slot);
+    rc = slot_of(n, id, &slot, &busy);
+    if (rc < 0 && !busy && slot >= 0) snprintf(n->loading[slot], sizeof(n->loading[0]), "%s", id);
     pthread_mutex_unlock(&n->models_mu);
-    if (rc >= 0) {
-        pthread_mutex_unlock(&n->load_mu);
-        return cit_err_set(err, CIT_EINVAL, "model '%s' is already loaded (unload it first)", id);
-    }
-    if (slot < 0) {
-        pthread_mutex_unlock(&n->load_mu);
+    if (rc >= 0 || busy)
+        return cit_err_set(err, CIT_EINVAL, "model '%s' is already %s (unload it first)", id,
+                           busy ? "loading" : "loaded");
+    if (slot < 0)
         return cit_err_set(err, CIT_ERANGE, "model '%s': at most %d models are loaded at once", id,
                            NODE_MAX_MODELS);
-    }
     if (!(m = cit_calloc(1, sizeof(*m)))) {
-        pthread_mutex_unlock(&n->load_mu);
-        return cit_err_set(err, CIT_ENOMEM, "out of memory");
+        rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+        goto fail;
     }
     m->node = n;
     m->slot = slot;
@@ -262,14 +258,18 @@ static int load(struct node *n, const char *id, const char *path, int configured
     }
     pthread_mutex_lock(&n->models_mu);
     n->models[slot] = m;
+    n->loading[slot][0] = 0;
     pthread_mutex_unlock(&n->models_mu);
-    pthread_mutex_unlock(&n->load_mu);
     cit_log(CIT_LOG_INFO, "model %s: %s, %d slots x %d tokens, %s template, %d threads", id, path,
             n->o.parallel, m->n_ctx, eng_chat_tmpl_name(m->tmpl), n->o.threads);
+    /* a revocation or a trust change while the file was checked: it holds now */
+    node_models_recheck(n);
     return 0;
 fail:
-    pthread_mutex_unlock(&n->load_mu);
-    model_free(m);
+    pthread_mutex_lock(&n->models_mu);
+    n->loading[slot][0] = 0;
+    pthread_mutex_unlock(&n->models_mu);
+    if (m) model_free(m);
     return rc;
 }
 
@@ -281,20 +281,18 @@ int node_model_load(struct node *n, const char *id, const char *path, struct cit
 int node_model_unload(struct node *n, const char *id, const char *why, struct cit_err *err)
 {
     struct node_model *m = NULL;
-    int slot, free_slot;
-    pthread_mutex_lock(&n->load_mu);
+    int slot, free_slot, busy;
     pthread_mutex_lock(&n->models_mu);
-    if ((slot = slot_of(n, id, &free_slot)) >= 0) {
+    if ((slot = slot_of(n, id, &free_slot, &busy)) >= 0) {
         m = n->models[slot];
         n->models[slot] = NULL;
         snprintf(m->gone_why, sizeof(m->gone_why), "%s", why ? why : "the node is stopping");
         atomic_store(&m->gone, 1);
     }
     pthread_mutex_unlock(&n->models_mu);
-    if (!m) {
-        pthread_mutex_unlock(&n->load_mu);
-        return cit_err_set(err, CIT_ENOENT, "no model '%s' is loaded", id);
-    }
+    if (!m)
+        return cit_err_set(err, CIT_ENOENT, "no model '%s' is loaded%s", id,
+                           busy ? " (it is loading; unload it when that ends)" : "");
     /* its requests end now, each with CANCELLED; they read gone_why */
     sched_stop(m->sched);
     if (why) {
@@ -304,7 +302,6 @@ int node_model_unload(struct node *n, const char *id, const char *why, struct ci
             cit_log(CIT_LOG_ERROR, "ledger: cannot record the unload of model %s", m->id);
         cit_log(CIT_LOG_INFO, "model %s unloaded: %s", m->id, why);
     }
-    pthread_mutex_unlock(&n->load_mu);
     node_model_unref(m);
     return 0;
 }
@@ -369,9 +366,9 @@ int node_models_apply(struct node *n, const struct node_model_spec *specs, int n
     }
     for (int j = 0; j < n_specs; j++) {
         struct cit_err e;
-        int rc, slot, unused, same = 0;
+        int rc, slot, unused, busy, same = 0;
         pthread_mutex_lock(&n->models_mu);
-        if ((slot = slot_of(n, specs[j].id, &unused)) >= 0 &&
+        if ((slot = slot_of(n, specs[j].id, &unused, &busy)) >= 0 &&
             (same = !strcmp(n->models[slot]->path, specs[j].path)))
             n->models[slot]->configured = 1; /* listed now: the configuration's */
         pthread_mutex_unlock(&n->models_mu);
@@ -451,8 +448,18 @@ int node_busy(struct node *n)
 
 void node_stop_models(struct node *n)
 {
+    struct node_model *v[NODE_MAX_MODELS];
+    int k = 0;
     pthread_mutex_lock(&n->models_mu);
     for (int i = 0; i < NODE_MAX_MODELS; i++)
-        if (n->models[i]) sched_stop(n->models[i]->sched);
+        if (n->models[i]) {
+            atomic_fetch_add(&n->models[i]->refs, 1);
+            v[k++] = n->models[i];
+        }
     pthread_mutex_unlock(&n->models_mu);
+    /* stopping joins a scheduler's thread: never under the table's lock */
+    for (int i = 0; i < k; i++) {
+        sched_stop(v[i]->sched);
+        node_model_unref(v[i]);
+    }
 }

@@ -38,9 +38,13 @@ struct node {
     struct pol_quotas *quotas;
     struct brd_registry *reg;
     struct ledger *lg;
-    pthread_mutex_t models_mu; /* the table; never held while a model loads or stops */
-    pthread_mutex_t load_mu;   /* one load or unload at a time */
+    pthread_mutex_t models_mu; /* the table and the reservations; never held while a
+                                * model loads or stops */
     struct node_model *models[NODE_MAX_MODELS];
+    /* a slot a load has reserved while it checks and maps the file (which
+     * can take minutes for a large model): no lock is held meanwhile, so
+     * unloads and revocations go on */
+    char loading[NODE_MAX_MODELS][128];
 };
 
 /* admin.c: one request line {"argv": [...]} into argv (pointing into
@@ -64,5 +68,10 @@ struct node_model *node_model_get(struct node *n, const char *id); /* a referenc
 void node_model_unref(struct node_model *m);
 
 /* opts.c */
+
+/* ---- for tests and fuzz targets ---- */
+
+/* Normalises a scope list (checks every item); out has room for 1024 bytes. */
+int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err);
 
 #endif
