@@ -2,6 +2,7 @@
 T(core_alloc_fail)
 T(core_checked_size)
 T(core_pool)
+T(core_db_migrate)
 T(gguf_roundtrip)
 T(gguf_nested_arrays)
 T(gguf_malformed_corpus)

@@ -76,7 +76,8 @@ static int user_version(struct cit_db *d, int *v)
 
 /* Runs the migrations past the file's version, each in its own transaction
  * with the version bump, so a crash leaves the file at one version or the
- * next, never between. */
+ * next, never between. The version is read again inside each transaction:
+ * two processes opening an old file at once migrate it once. */
 static int migrate(struct cit_db *d, const char *const *steps, int n_steps, struct cit_err *err)
 {
     int v = 0;
@@ -86,11 +87,19 @@ static int migrate(struct cit_db *d, const char *const *steps, int n_steps, stru
                            "%s: schema version %d is newer than this citadel's (%d); run the "
                            "citadel that wrote it, or a newer one",
                            d->path, v, n_steps);
-    for (; v < n_steps; v++) {
+    while (v < n_steps) {
         char bump[64], *msg = NULL;
-        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
         if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
             return fail_db(d, err, "cannot start the schema migration");
+        if (user_version(d, &v) != SQLITE_OK) {
+            sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+            return fail_db(d, err, "cannot read the schema version");
+        }
+        if (v >= n_steps) { /* another process migrated it meanwhile */
+            sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+            break;
+        }
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
         if (sqlite3_exec(d->db, steps[v], NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(d->db, bump, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(d->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
@@ -100,6 +109,7 @@ static int migrate(struct cit_db *d, const char *const *steps, int n_steps, stru
             sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
         }
+        v++;
     }
     return 0;
 }
