@@ -439,9 +439,28 @@ void test_border_admission(void)
         CHECK(brd_trust_remove(n.reg, "lab", &err) == 0);
         CHECK(brd_load_model(&lo, n.model, &m, &chk, &err) != 0 && !strcmp(chk, "trust"));
         struct cit_buf pem = {0};
+        /* another key under the old name does not vouch for the old key's models */
+        {
+            char k2[600], p2[600];
+            snprintf(k2, sizeof(k2), "%s/other-lab.pem", t_tmpdir());
+            snprintf(p2, sizeof(p2), "%s/other-lab.pub.pem", t_tmpdir());
+            unlink(k2);
+            unlink(p2);
+            CHECKF(!brd_keygen("P-256", k2, p2, &err), "%s", err.msg);
+            CHECK(read_all(p2, &pem) == 0 &&
+                  brd_trust_add(n.reg, "lab", "DE", pem.p, pem.len, NULL, &err) == 0);
+            cit_buf_free(&pem);
+            CHECK(brd_load_model(&lo, n.model, &m, &chk, &err) != 0 && !m);
+            CHECKF(!strcmp(chk, "trust") && strstr(err.msg, "no longer in the trust store"), "%s",
+                   err.msg);
+            CHECK(brd_trust_remove(n.reg, "lab", &err) == 0);
+        }
         CHECK(read_all(n.pub, &pem) == 0 &&
               brd_trust_add(n.reg, "lab", "DE", pem.p, pem.len, NULL, &err) == 0);
         cit_buf_free(&pem);
+        CHECK(brd_load_model(&lo, n.model, &m, &chk, &err) == 0);
+        eng_model_free(m);
+        m = NULL;
         /* revoked: by name; --unvetted does not bring it back */
         int cnt = 0;
         CHECK(brd_model_revoke(n.reg, "stories", "withdrawn", 5, &a, &cnt, &err) == 0 && cnt == 1);
@@ -566,7 +585,7 @@ void test_border_admission(void)
     t_note("admitted and loaded; refused: flipped byte, extra file, missing file, untrusted key, "
            "wrong key, malformed bundle, license, dataset place, TODO card, unpinned and "
            "wrongly pinned template, truncated GGUF, no admission policy; at load: expired, "
-           "revoked, tightened policy, changed bytes, signer removed, unvetted");
+           "revoked, tightened policy, changed bytes, signer removed, signer key replaced, unvetted");
 }
 
 void test_border_card(void)

@@ -121,12 +121,19 @@ int brd_registry_open(struct cit_db *state, struct brd_registry **out /* out */,
                       struct cit_err *err);
 void brd_registry_close(struct brd_registry *r);
 
+struct brd_admitted;
+
 struct brd_signer {
     char name[BRD_MAX_NAME];
     char jurisdiction[16];
     char hint[65]; /* SHA-256 hex of its PEM public key, as bundles name it */
     int64_t added; /* unix seconds */
 };
+
+/* 1 when the admission's signer is among v[0, n): the same name and, for
+ * admissions that recorded it, the same key (a signer removed and added
+ * again with another key does not vouch for what the old key signed). */
+int brd_signer_holds(const struct brd_admitted *a, const struct brd_signer *v, size_t n);
 
 /* Adds the public key in pem (P-256 or P-384) under name. A name or key
  * already trusted is an error. */
@@ -149,6 +156,8 @@ struct brd_admitted {
     uint64_t gguf_dev, gguf_ino;
     int64_t gguf_mtime_ns;
     char signer[BRD_MAX_NAME], signer_place[16];
+    char signer_hint[65]; /* the signer's key (SHA-256 hex of its PEM); "" in rows
+                           * older than schema version 2: the name alone */
     char licenses[BRD_MAX_LICENSES * BRD_MAX_NAME]; /* comma-separated */
     char datasets[2048];                            /* "name=DE,other=US" */
     char tmpl[16];                                  /* renderer, or "none" */

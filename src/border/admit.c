@@ -377,6 +377,7 @@ int brd_admit(struct brd_registry *r, const struct pol_policy *p, struct ledger 
     a->gguf_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     snprintf(a->signer, sizeof(a->signer), "%s", signer.name);
     snprintf(a->signer_place, sizeof(a->signer_place), "%s", signer.jurisdiction);
+    snprintf(a->signer_hint, sizeof(a->signer_hint), "%s", signer.hint);
     join_licenses(&c, a->licenses, sizeof(a->licenses));
     join_datasets(&c, a->datasets, sizeof(a->datasets));
     snprintf(a->policy, sizeof(a->policy), "%s", p->hash_hex);
@@ -486,12 +487,13 @@ static int still_allowed(const struct brd_load_opts *o, const struct brd_admitte
         *chk = BRD_CHECK_TRUST;
         return rc;
     }
-    for (size_t i = 0; i < ns; i++) trusted |= !strcmp(sv[i].name, a->signer);
+    trusted = brd_signer_holds(a, sv, ns);
     cit_free(sv);
     if (!trusted) {
         *chk = BRD_CHECK_TRUST;
-        return cit_err_set(err, CIT_EINVAL, "its signer %s is no longer in the trust store",
-                           a->signer);
+        return cit_err_set(err, CIT_EINVAL,
+                           "its signer %s (key %.16s...) is no longer in the trust store",
+                           a->signer, a->signer_hint[0] ? a->signer_hint : "unrecorded");
     }
     if (a->tmpl_sha256[0]) {
         uint8_t h[32];

@@ -257,7 +257,7 @@ int brd_trust_list(struct brd_registry *r, struct brd_signer **v, size_t *n, str
 #define MODEL_COLS                                                                                 \
     "id, name, version, path, gguf, root, gguf_sha256, gguf_size, gguf_dev, gguf_ino,"             \
     " gguf_mtime_ns, signer, signer_place, licenses, datasets, tmpl, tmpl_sha256, policy,"         \
-    " admitted, expires, revoked, revoke_reason"
+    " admitted, expires, revoked, revoke_reason, signer_hint"
 
 /* A stored digest; a damaged one reads as zeros, which matches nothing. */
 static void unhex(const char *s, uint8_t out[32])
@@ -293,6 +293,16 @@ static void row_model(sqlite3_stmt *st, struct brd_admitted *a)
     a->expires = sqlite3_column_int64(st, 19);
     a->revoked = sqlite3_column_int64(st, 20);
     col_str(st, 21, a->revoke_reason, sizeof(a->revoke_reason));
+    col_str(st, 22, a->signer_hint, sizeof(a->signer_hint));
+}
+
+int brd_signer_holds(const struct brd_admitted *a, const struct brd_signer *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].name, a->signer) &&
+            (!a->signer_hint[0] || !strcmp(v[i].hint, a->signer_hint)))
+            return 1;
+    return 0;
 }
 
 static int model_add_locked(struct brd_registry *r, struct brd_admitted *a, int (*then)(void *ctx),
@@ -309,8 +319,8 @@ static int model_add_locked(struct brd_registry *r, struct brd_admitted *a, int 
                            "INSERT INTO admitted_models(name, version, path, gguf, root,"
                            " gguf_sha256, gguf_size, gguf_dev, gguf_ino, gguf_mtime_ns, signer,"
                            " signer_place, licenses, datasets, tmpl, tmpl_sha256, policy,"
-                           " admitted, expires) VALUES"
-                           " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " admitted, expires, signer_hint) VALUES"
+                           " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = db_err(r, err, "admitted models");
         sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
@@ -327,6 +337,7 @@ static int model_add_locked(struct brd_registry *r, struct brd_admitted *a, int 
     for (int i = 0; i < 7; i++) sqlite3_bind_text(st, i + 11, text2[i], -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 18, a->admitted);
     sqlite3_bind_int64(st, 19, a->expires);
+    sqlite3_bind_text(st, 20, a->signer_hint, -1, SQLITE_STATIC);
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(r, err, "cannot record the admission");
     sqlite3_finalize(st);
     if (!rc) a->id = sqlite3_last_insert_rowid(r->db);

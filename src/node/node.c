@@ -306,14 +306,6 @@ int node_model_unload(struct node *n, const char *id, const char *why, struct ci
     return 0;
 }
 
-/* 1 when name is among the trusted signers v[0, k). */
-static int signer_trusted(const struct brd_signer *v, size_t k, const char *name)
-{
-    for (size_t i = 0; i < k; i++)
-        if (!strcmp(v[i].name, name)) return 1;
-    return 0;
-}
-
 int node_models_recheck(struct node *n)
 {
     char ids[NODE_MAX_MODELS][128], paths[NODE_MAX_MODELS][1024];
@@ -345,8 +337,8 @@ int node_models_recheck(struct node *n)
                      a.revoke_reason[0] ? a.revoke_reason : "no reason given");
         else if (a.expires && a.expires <= now)
             snprintf(why, sizeof(why), "admission %lld expired", (long long)a.id);
-        else if (!signer_trusted(signers, n_signers, a.signer))
-            snprintf(why, sizeof(why), "its signer '%s' is no longer trusted", a.signer);
+        else if (!brd_signer_holds(&a, signers, n_signers))
+            snprintf(why, sizeof(why), "its signer '%s' (that key) is no longer trusted", a.signer);
         if (why[0] && node_model_unload(n, ids[i], why, NULL) == 0) unloaded++;
     }
     cit_free(signers);

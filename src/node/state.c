@@ -45,6 +45,8 @@ static const char *const migrations[] = {
     " revoked INTEGER NOT NULL DEFAULT 0,"
     " revoke_reason TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS admitted_by_gguf ON admitted_models(gguf, id);",
+    /* 2: an admission names its signer's key, not only its name */
+    "ALTER TABLE admitted_models ADD COLUMN signer_hint TEXT NOT NULL DEFAULT '';",
 };
 
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err)
