@@ -255,9 +255,14 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* How often the watchdog rechecks the loaded models' admissions (expiry;
+ * revocations and trust changes are applied by the verbs at once). */
+#define RECHECK_NS (60ull * 1000000000ull)
+
 static void *watchdog(void *arg)
 {
     struct http_server *s = arg;
+    uint64_t next_recheck = cit_now_ns() + RECHECK_NS;
     pthread_mutex_lock(&s->w_mu);
     while (!s->wd_stop) {
         struct timespec ts;
@@ -271,6 +276,10 @@ static void *watchdog(void *arg)
             }
         pthread_mutex_unlock(&s->w_mu);
         while (dropped--) met_count(&s->met, &s->met.dropped_slow);
+        if (now >= next_recheck) { /* admissions that expired while serving end on time */
+            next_recheck = now + RECHECK_NS;
+            node_models_recheck(s->node);
+        }
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
