@@ -316,7 +316,8 @@ void test_ledger_tamper(void)
         CHECKF(strstr(msg, "entry 5 and later are missing"), "%s", msg);
         /* and the server refuses to open it */
         CHECK(ledger_open(&o, &l, &err) == CIT_EFORMAT);
-        CHECKF(strstr(err.msg, "does not match its latest signed checkpoint"), "%s", err.msg);
+        CHECKF(strstr(err.msg, "the log has 5 entries but its latest signed checkpoint covers 6"),
+               "%s", err.msg);
         f = fopen(path, "wb");
         CHECK(f);
         fwrite(text, 1, (size_t)starts[2], f);
@@ -472,4 +473,206 @@ void test_ledger_retention(void)
         CHECK(ledger_open(&o, &l, &err) == CIT_EFORMAT);
         CHECKF(strstr(err.msg, "differs from its hash in pruned"), "%s", err.msg);
     }
+}
+
+/* ---- rollback resistance: the head, the floor, verify --since ---- */
+
+struct floor_keeper {
+    char note[1024];
+    uint64_t size;
+    int calls;
+};
+
+static void keep_floor(void *user, const struct ledger_checkpoint *cp, const char *note)
+{
+    struct floor_keeper *k = user;
+    if (cp->size < k->size) return; /* as the state file: it only rises */
+    snprintf(k->note, sizeof(k->note), "%s", note);
+    k->size = cp->size;
+    k->calls++;
+}
+
+static int sh(const char *fmt, const char *a, const char *b)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    return system(cmd);
+}
+
+/* verify --since note; 0 when it passes, else the message in msg */
+static int verify_since(const char *dir, const char *note, char *msg, size_t cap)
+{
+    struct cit_buf rep = {0};
+    struct cit_err err = {{0}};
+    int rc = ledger_verify_since(dir, NULL, note, &rep, &err);
+    snprintf(msg, cap, "%s", rc ? err.msg : (rep.p ? rep.p : ""));
+    cit_buf_free(&rep);
+    return rc;
+}
+
+/* Opens dir as serve would (with the floor); 0, or the error in msg. */
+static int open_with_floor(const char *dir, struct floor_keeper *k, char *msg, size_t cap)
+{
+    struct ledger_opts o = {.dir = dir, .origin = "rollback.example/log", .checkpoint_s = -1};
+    struct ledger *l = NULL;
+    struct cit_err err = {{0}};
+    int rc;
+    o.floor_note = k->note;
+    o.on_checkpoint = keep_floor;
+    o.user = k;
+    rc = ledger_open(&o, &l, &err);
+    snprintf(msg, cap, "%s", rc ? err.msg : "");
+    if (!rc) ledger_close(l);
+    return rc;
+}
+
+void test_ledger_rollback(void)
+{
+    const char *dir = fresh_dir("ledger-rollback");
+    char old[1200], good[1200], msg[900], path[1200];
+    struct ledger_opts o = {.dir = dir, .origin = "rollback.example/log", .checkpoint_s = -1};
+    struct floor_keeper k = {0};
+    struct cit_buf seen = {0}, head = {0};
+    struct ledger *l;
+    struct cit_err err = {{0}};
+    struct {
+        const char *what, *cmd, *verify_says, *open_says;
+    } cases[] = {
+        {"the checkpoints file deleted", "rm %s/checkpoints", "history was deleted",
+         "checkpoints file is missing"},
+        {"checkpoints and head deleted", "rm %s/checkpoints %s/head",
+         "no signed checkpoint or head", "checkpoints and head are missing"},
+        {"log and checkpoints emptied", ": > %s/log; : > %s/checkpoints",
+         "checkpoints file is empty", "the log has 0 entries"},
+        {"everything but the key emptied", "rm %s/head; : > %s/log; : > %s/checkpoints",
+         "rolled back", "the signed head is missing"},
+        {"the last entry deleted", "sed -i '$d' %s/log", "entry 7 and later are missing",
+         "the log has 7 entries"},
+    };
+    o.on_checkpoint = keep_floor;
+    o.user = &k;
+    CHECK(dir);
+    snprintf(old, sizeof(old), "%s.old", dir);
+    snprintf(good, sizeof(good), "%s.good", dir);
+    sh("rm -rf %s %s", old, good);
+    /* 5 entries, a snapshot of the whole directory, 3 more */
+    CHECK(!ledger_open(&o, &l, &err));
+    CHECK(!append_n(l, 5, 0, "a"));
+    CHECK(!ledger_checkpoint(l, &err));
+    CHECK(sh("cp -a %s %s", dir, old) == 0);
+    CHECK(!append_n(l, 3, 0, "b"));
+    ledger_close(l);
+    CHECKF(k.size == 8 && k.calls >= 3, "floor %llu after %d calls", (unsigned long long)k.size,
+           k.calls);
+    /* the auditor keeps the signed head */
+    CHECKF(ledger_head_note(dir, &head, &err) == 0, "%s", err.msg);
+    CHECK(head.p && strstr(head.p, "rollback.example/log\n8\n"));
+    CHECK(cit_buf_add(&seen, head.p, head.len) == 0 && cit_buf_add(&seen, "", 1) == 0);
+    CHECKF(!verify_since(dir, seen.p, msg, sizeof(msg)), "%s", msg);
+    CHECKF(strstr(msg, "consistent with the checkpoint you gave (size 8)"), "%s", msg);
+    CHECKF(!open_with_floor(dir, &k, msg, sizeof(msg)), "%s", msg);
+    CHECK(sh("cp -a %s %s", dir, good) == 0);
+
+    /* each tampering: verify --since fails, and a node refuses to open it */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char cmd[2400];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", dir, good, dir);
+        CHECK(system(cmd) == 0);
+        snprintf(cmd, sizeof(cmd), cases[i].cmd, dir, dir, dir);
+        CHECK(system(cmd) == 0);
+        CHECKF(verify_since(dir, seen.p, msg, sizeof(msg)) == CIT_EFORMAT, "%s: verify passed",
+               cases[i].what);
+        CHECKF(strstr(msg, cases[i].verify_says), "%s: verify said: %s", cases[i].what, msg);
+        CHECKF(open_with_floor(dir, &k, msg, sizeof(msg)) == CIT_EFORMAT, "%s: open passed",
+               cases[i].what);
+        CHECKF(strstr(msg, cases[i].open_says), "%s: open said: %s", cases[i].what, msg);
+    }
+
+    /* rolled back to the older snapshot, head and all: consistent in
+     * itself, so only the auditor's checkpoint and the node's floor see it */
+    {
+        char cmd[2400];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", dir, old, dir);
+        CHECK(system(cmd) == 0);
+    }
+    CHECKF(!verify_dir(dir, msg, sizeof(msg)), "the old snapshot alone: %s", msg);
+    CHECK(verify_since(dir, seen.p, msg, sizeof(msg)) == CIT_EFORMAT);
+    CHECKF(strstr(msg, "rolled back: the checkpoint you saw signs 8 entries"), "%s", msg);
+    CHECK(open_with_floor(dir, &k, msg, sizeof(msg)) == CIT_EFORMAT);
+    CHECKF(strstr(msg, "the log has 5 entries but the last checkpoint this node signed"), "%s",
+           msg);
+
+    /* the last entry rewritten with its prev recomputed: the chain holds,
+     * the signed head does not */
+    {
+        char cmd[2400];
+        snprintf(
+            cmd, sizeof(cmd),
+            "rm -rf %s && cp -a %s %s && sed -i '$s/\"tenant\":\"b\"/\"tenant\":\"x\"/' %s/log",
+            dir, good, dir, dir);
+        CHECK(system(cmd) == 0);
+    }
+    CHECK(verify_since(dir, seen.p, msg, sizeof(msg)) == CIT_EFORMAT);
+    CHECKF(strstr(msg, "entry 7") || strstr(msg, "do not match"), "%s", msg);
+    CHECK(open_with_floor(dir, &k, msg, sizeof(msg)) == CIT_EFORMAT);
+    CHECKF(strstr(msg, "do not match"), "%s", msg);
+
+    /* a whole new ledger in its place: its key did not sign the floor */
+    {
+        char cmd[2400];
+        struct floor_keeper none = {0};
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK(system(cmd) == 0);
+        CHECK(!open_with_floor(dir, &none, msg, sizeof(msg))); /* a fresh one, its own floor */
+        CHECK(open_with_floor(dir, &k, msg, sizeof(msg)) == CIT_EFORMAT);
+        CHECKF(strstr(msg, "is not signed by this ledger's key"), "%s", msg);
+    }
+
+    /* entries after the head (a crash between write and commit) were never
+     * acknowledged: verify notes them, open moves them aside and records it */
+    {
+        char cmd[2400], *text;
+        size_t len;
+        struct ledger_view v;
+        snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", dir, good, dir);
+        CHECK(system(cmd) == 0);
+        /* the same two entries once more, chained on: an unacknowledged tail */
+        snprintf(path, sizeof(path), "%s/log", dir);
+        CHECK((text = t_read_file(path, &len)));
+        cit_free(text);
+        {
+            struct ledger_opts o2 = o;
+            struct floor_keeper scratch = {0};
+            char tmp[1200];
+            snprintf(tmp, sizeof(tmp), "%s.tail", dir);
+            sh("rm -rf %s%s", tmp, "");
+            snprintf(cmd, sizeof(cmd), "cp -a %s %s", dir, tmp);
+            CHECK(system(cmd) == 0);
+            o2.dir = tmp;
+            o2.user = &scratch;
+            CHECK(!ledger_open(&o2, &l, &err));
+            CHECK(!append_n(l, 2, 0, "c"));
+            ledger_close(l);
+            /* its log with 10 entries, under the 8-entry head of dir */
+            snprintf(cmd, sizeof(cmd), "cp %s/log %s/log", tmp, dir);
+            CHECK(system(cmd) == 0);
+        }
+        CHECKF(!verify_since(dir, seen.p, msg, sizeof(msg)), "%s", msg);
+        CHECKF(strstr(msg, "entries 8 to 9 follow the newest signed tree: never acknowledged"),
+               "%s", msg);
+        CHECKF(!open_with_floor(dir, &k, msg, sizeof(msg)), "%s", msg);
+        CHECK(!ledger_view_open(dir, &v, &err));
+        CHECKF(v.n == 9 && strstr(v.lines[8], "\"action\":\"recover\"") &&
+                   strstr(v.lines[8], "2 entries after the signed head"),
+               "%llu entries, last %s", (unsigned long long)v.n, v.n ? v.lines[v.n - 1] : "");
+        ledger_view_free(&v);
+        snprintf(path, sizeof(path), "%s/unacknowledged", dir);
+        CHECK((text = t_read_file(path, &len)));
+        CHECK(text && strstr(text, "\"seq\":8,") && strstr(text, "\"seq\":9,"));
+        cit_free(text);
+        CHECKF(!verify_since(dir, seen.p, msg, sizeof(msg)), "after recovery: %s", msg);
+    }
+    sh("rm -rf %s %s", old, good);
+    cit_buf_free(&seen);
+    cit_buf_free(&head);
 }

@@ -123,6 +123,15 @@ struct ledger_opts {
     int group_commit_ms; /* background fdatasync period; 0: 10 */
     int checkpoint_s;    /* checkpoint period; 0: 60; <0: only on open and close */
     int retention_days;  /* 0: keep everything; else >= LEDGER_MIN_RETENTION */
+    /* The last checkpoint this ledger signed, as its signed note, kept by
+     * the caller outside the directory (the node's state file); NULL or
+     * "": none known. A ledger behind it, or not matching it, is refused. */
+    const char *floor_note;
+    /* Called (from the ledger's threads) with each checkpoint written to
+     * the history and its signed note, for the caller to keep as the next
+     * floor. */
+    void (*on_checkpoint)(void *user, const struct ledger_checkpoint *cp, const char *note);
+    void *user;
 };
 
 /* One decision. Strings may be NULL (written as ""); classes is a list of
@@ -172,6 +181,16 @@ const char *ledger_vkey_text(const struct ledger *l);
  * bad entry or checkpoint otherwise. */
 int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report,
                   struct cit_err *err);
+/* ledger_verify, and also that the ledger extends since (the signed note
+ * of a checkpoint the auditor kept from an earlier look, or NULL): fails
+ * when the ledger is smaller (rolled back) or its first entries differ
+ * (rewritten), proved with an RFC 6962 consistency proof. */
+int ledger_verify_since(const char *dir, const char *vkey_text, const char *since,
+                        struct cit_buf *report, struct cit_err *err);
+/* The signed head of dir (the newest checkpoint, covering every entry an
+ * append returned), as its signed note, into out; CIT_ENOENT when there is
+ * none. Checked against dir/node.vkey. */
+int ledger_head_note(const char *dir, struct cit_buf *out, struct cit_err *err);
 
 /* The entries of dir with their leaf hashes, for show, export and proofs. */
 struct ledger_view {

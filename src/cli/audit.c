@@ -1,5 +1,6 @@
 /*
- * citadel audit verify [--dir DIR] [--key VKEY_FILE]
+ * citadel audit verify [--dir DIR] [--key VKEY_FILE] [--since CHECKPOINT_FILE]
+ * citadel audit checkpoint [--dir DIR]
  * citadel audit proof N [--size S] [--dir DIR]
  * citadel audit consistency M N [--dir DIR]
  * citadel audit show [--dir DIR] [--tenant T] [--action A] [--since T] [--until T] [--limit N]
@@ -8,7 +9,9 @@
  * Offline tools over a ledger directory (default: ./ledger). verify exits 0
  * only when everything checks; proof and consistency print JSON that an
  * auditor can check against a signed checkpoint; export prints the entries
- * exactly as stored (the leaf bytes), one per line. Times are RFC 3339 UTC
+ * exactly as stored (the leaf bytes), one per line; checkpoint prints the
+ * signed head, which an auditor keeps and gives to verify --since the next
+ * time (a ledger rolled back since fails). Times are RFC 3339 UTC
  * ("2026-11-01" or "2026-11-01T12:00:00Z"); since is inclusive, until
  * exclusive.
  */
@@ -25,8 +28,10 @@
 
 void cli_usage_audit(FILE *f)
 {
-    fputs("usage: citadel audit verify [--dir DIR] [--key VKEY_FILE]\n"
-          "  (no --dir: the ledger of the node's config, --config F or ./citadel.conf)\n"
+    fputs("usage: citadel audit verify [--dir DIR] [--key VKEY_FILE] [--since CHECKPOINT_FILE]\n"
+          "  (no --dir: the ledger of the node's config, --config F or ./citadel.conf;\n"
+          "   --since: a checkpoint kept from an earlier look, which the ledger must extend)\n"
+          "       citadel audit checkpoint [--dir DIR]   (the signed head, to keep for --since)\n"
           "       citadel audit proof N [--size S] [--dir DIR]\n"
           "       citadel audit consistency M N [--dir DIR]\n"
           "       citadel audit show [--dir DIR] [--tenant T] [--action A] [--since TIME]\n"
@@ -125,6 +130,7 @@ int cli_audit(int argc, char **argv)
     struct http_opts ho;
     const char *pos[2] = {NULL, NULL};
     char since[32] = "", until[32] = "";
+    const char *since_arg = NULL, *until_arg = NULL;
     unsigned long long size = 0, limit = 0;
     int n_pos = 0, rc = 0;
     struct cit_err err = {{0}};
@@ -141,8 +147,8 @@ int cli_audit(int argc, char **argv)
             {"--key", CLI_STR, &keyfile, NULL, 0, 0},
             {"--tenant", CLI_STR, &tenant, NULL, 0, 0},
             {"--action", CLI_STR, &action, NULL, 0, 0},
-            {"--since", CLI_FN, since, time_flag, 0, 0},
-            {"--until", CLI_FN, until, time_flag, 0, 0},
+            {"--since", CLI_STR, &since_arg, NULL, 0, 0},
+            {"--until", CLI_STR, &until_arg, NULL, 0, 0},
             {"--limit", CLI_FN, &limit, count_flag, 0, 0},
             {"--size", CLI_FN, &size, count_flag, 0, 0},
             {NULL, 0, NULL, NULL, 0, 0},
@@ -151,6 +157,10 @@ int cli_audit(int argc, char **argv)
             return rc;
     }
     if (!dir && na.ledger) dir = na.ledger; /* --ledger DIR reads as --dir DIR */
+    /* --since is a time for show and export, a checkpoint file for verify */
+    if (strcmp(verb, "verify") &&
+        ((since_arg && time_flag(since, since_arg)) || (until_arg && time_flag(until, until_arg))))
+        return 2;
 
     /* no --dir: the node's ledger, as its config names it (else ./ledger) */
     if (!dir) {
@@ -161,7 +171,7 @@ int cli_audit(int argc, char **argv)
         dir = ho.node.ledger;
     }
     if (!strcmp(verb, "verify")) {
-        struct cit_buf key = {0}, report = {0};
+        struct cit_buf key = {0}, report = {0}, seen = {0};
         if (n_pos) {
             cli_usage_audit(stderr);
             return 2;
@@ -172,12 +182,36 @@ int cli_audit(int argc, char **argv)
             return 1;
         }
         if (keyfile && cit_buf_add(&key, "", 1)) return 1;
-        rc = ledger_verify(dir, keyfile ? key.p : NULL, &report, &err);
+        if (since_arg &&
+            ((rc = cli_read_input(since_arg, 4096, &seen)) || cit_buf_add(&seen, "", 1))) {
+            fprintf(stderr, "citadel audit: --since %s: %s\n", since_arg,
+                    rc == CIT_EIO ? strerror(errno) : cit_strerror(rc ? rc : CIT_ENOMEM));
+            cit_buf_free(&key);
+            return 1;
+        }
+        rc = ledger_verify_since(dir, keyfile ? key.p : NULL, since_arg ? seen.p : NULL, &report,
+                                 &err);
         if (report.len) fwrite(report.p, 1, report.len, stdout);
         if (rc) fprintf(stderr, "citadel audit verify: FAILED: %s\n", err.msg);
         cit_buf_free(&key);
+        cit_buf_free(&seen);
         cit_buf_free(&report);
         return rc ? 1 : 0;
+    }
+
+    if (!strcmp(verb, "checkpoint")) {
+        struct cit_buf note = {0};
+        if (n_pos) {
+            cli_usage_audit(stderr);
+            return 2;
+        }
+        if ((rc = ledger_head_note(dir, &note, &err))) {
+            fprintf(stderr, "citadel audit checkpoint: %s\n", err.msg);
+            return 1;
+        }
+        fwrite(note.p, 1, note.len, stdout);
+        cit_buf_free(&note);
+        return 0;
     }
 
     struct ledger_view v;

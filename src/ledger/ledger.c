@@ -28,9 +28,14 @@
 #define DEFAULT_ORIGIN "citadel/ledger"
 #define READ_CHUNK     (1u << 20)
 
+/* The head: the latest signed checkpoint, covering every entry an append
+ * has returned. Two fixed slots, written in turn, so that a write torn by
+ * a crash leaves the other, one commit older, intact. */
+#define HEAD_SLOT 1024
+
 struct ledger {
     char dir[1024];
-    int fd, cp_fd;
+    int fd, cp_fd, head_fd;
     int lock_fd; /* flock'd: one process appends at a time */
     struct ledger_skey key;
     char *vkey_text;
@@ -42,8 +47,12 @@ struct ledger {
     uint8_t last[LEDGER_HASH];
     uint64_t n_pruned;
     off_t written, synced;
-    int syncing, broken, stop;
+    int committing, broken, stop;
+    int head_slot;       /* the slot the next commit writes (the committer's) */
+    uint64_t head_size;  /* entries the newest head covers */
     struct cit_buf line; /* the line being appended */
+    void (*on_checkpoint)(void *user, const struct ledger_checkpoint *cp, const char *note);
+    void *cp_user;
 
     pthread_mutex_t cp_mu; /* one checkpoint at a time */
     uint64_t cp_size;
@@ -232,9 +241,12 @@ struct walk {
     struct ledger_range range;
     const uint8_t (*pruned)[LEDGER_HASH];
     uint64_t n_pruned, skipped;
-    uint64_t want_size; /* record the root at this size */
-    uint8_t want_root[LEDGER_HASH];
-    int have_root;
+    struct want {
+        uint64_t size; /* record the root, and the end of the entry, at this size */
+        uint8_t root[LEDGER_HASH];
+        off_t end;
+        int have;
+    } want[3];
     int64_t cutoff_ms; /* retention: count leading entries older than this */
     uint64_t n_old;
     off_t old_end;
@@ -316,10 +328,12 @@ static int walk_line(void *u, const char *line, size_t n, off_t off)
     ledger_range_push(&w->range, leaf);
     memcpy(w->prev, leaf, LEDGER_HASH);
     w->seq++;
-    if (w->seq == w->want_size) {
-        ledger_range_root(&w->range, w->want_root);
-        w->have_root = 1;
-    }
+    for (int i = 0; i < 3; i++)
+        if (w->seq == w->want[i].size) {
+            ledger_range_root(&w->range, w->want[i].root);
+            w->want[i].end = off + (off_t)n + 1;
+            w->want[i].have = 1;
+        }
     return 0;
 }
 
@@ -501,25 +515,53 @@ done:
 
 /* ---- the live log ---- */
 
-static int do_sync(struct ledger *l, off_t upto)
+/* Writes cp's signed note into the head's next slot (committer only). */
+static int write_head(struct ledger *l, const struct ledger_checkpoint *cp)
 {
-    /* mu held. Sync waiters share one fdatasync: whoever finds none running
-     * syncs everything written so far. */
-    while (l->synced < upto) {
-        if (!l->syncing) {
+    char slot[HEAD_SLOT] = {0};
+    struct cit_buf b = {0};
+    int rc = 0;
+    if (ledger_checkpoint_sign(&l->key, cp, &b) || !b.p || b.len >= HEAD_SLOT)
+        rc = CIT_ENOMEM;
+    else
+        memcpy(slot, b.p, b.len);
+    cit_buf_free(&b);
+    if (!rc && pwrite(l->head_fd, slot, HEAD_SLOT, (off_t)l->head_slot * HEAD_SLOT) != HEAD_SLOT)
+        rc = CIT_EIO;
+    if (!rc) l->head_slot ^= 1;
+    return rc;
+}
+
+/* mu held. Returns once a signed head covers the first n entries. Whoever
+ * finds no commit running syncs the log, signs the tree as it stands and
+ * writes the head; appends that come meanwhile wait for the next one, so a
+ * group shares one fdatasync and one signature. The log is synced before
+ * the head is written: a head never covers entries a power loss could
+ * take (it need not be synced itself: a lost head leaves the older slot). */
+static int commit(struct ledger *l, uint64_t n)
+{
+    while (l->head_size < n) {
+        if (l->broken) return CIT_EIO;
+        if (!l->committing) {
+            struct ledger_checkpoint cp = {0};
             off_t target = l->written;
             int rc;
-            l->syncing = 1;
+            l->committing = 1;
+            snprintf(cp.origin, sizeof(cp.origin), "%s", l->key.vk.name);
+            cp.size = l->range.n;
+            ledger_range_root(&l->range, cp.root);
+            memcpy(cp.last_leaf, l->last, LEDGER_HASH);
+            cp.has_last_leaf = cp.size > 0;
             pthread_mutex_unlock(&l->mu);
-            rc = fdatasync(l->fd);
+            rc = fdatasync(l->fd) ? CIT_EIO : write_head(l, &cp);
             pthread_mutex_lock(&l->mu);
-            l->syncing = 0;
-            pthread_cond_broadcast(&l->cv);
-            if (rc) {
+            l->committing = 0;
+            if (rc)
                 l->broken = 1; /* after a failed fsync the page cache state is unknown */
-                return CIT_EIO;
-            }
-            if (target > l->synced) l->synced = target;
+            else
+                l->synced = target, l->head_size = cp.size;
+            pthread_cond_broadcast(&l->cv);
+            if (rc) return rc;
         } else {
             pthread_cond_wait(&l->cv, &l->mu);
         }
@@ -538,11 +580,11 @@ static int checkpoint_locked(struct ledger *l, struct cit_err *err)
     ledger_range_root(&l->range, cp.root);
     memcpy(cp.last_leaf, l->last, LEDGER_HASH);
     cp.has_last_leaf = cp.size > 0;
-    /* a checkpoint may only cover entries already on disk */
-    rc = do_sync(l, l->written);
+    /* a checkpoint may only cover entries already on disk and in the head */
+    rc = commit(l, cp.size);
     pthread_mutex_unlock(&l->mu);
-    if (rc) return cit_err_set(err, rc, "%s/log: fdatasync failed", l->dir);
-    if (cp.size == l->cp_size && cp.size) return 0;
+    if (rc) return cit_err_set(err, rc, "%s: the commit (fdatasync and head) failed", l->dir);
+    if (cp.size == l->cp_size && l->cp_at_ns) return 0;
     snprintf(cp.origin, sizeof(cp.origin), "%s", l->key.vk.name);
     if (ledger_checkpoint_sign(&l->key, &cp, &b) || !b.p) {
         cit_buf_free(&b);
@@ -552,9 +594,11 @@ static int checkpoint_locked(struct ledger *l, struct cit_err *err)
         cit_buf_free(&b);
         return cit_err_set(err, CIT_EIO, "%s/checkpoints: %s", l->dir, strerror(errno));
     }
-    cit_buf_free(&b);
     l->cp_size = cp.size;
     l->cp_at_ns = cit_now_ns();
+    /* a second place for it, outside the directory: rollback resistance */
+    if (l->on_checkpoint) l->on_checkpoint(l->cp_user, &cp, b.p);
+    cit_buf_free(&b);
     return 0;
 }
 
@@ -567,6 +611,8 @@ int ledger_checkpoint(struct ledger *l, struct cit_err *err)
     return rc;
 }
 
+/* The background thread: a checkpoint into the history every checkpoint_s
+ * seconds when the log grew (appends commit themselves). */
 static void *committer(void *arg)
 {
     struct ledger *l = arg;
@@ -574,12 +620,10 @@ static void *committer(void *arg)
     while (!l->stop) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)l->group_ms * 1000000L;
-        while (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        ts.tv_sec += l->checkpoint_s > 0 ? 1 : 3600;
         pthread_cond_timedwait(&l->cv, &l->mu, &ts);
         if (l->stop) break;
-        if (l->synced < l->written && !l->broken) do_sync(l, l->written);
-        if (l->checkpoint_s > 0 && l->range.n > l->cp_size &&
+        if (l->checkpoint_s > 0 && l->range.n > l->cp_size && !l->broken &&
             cit_now_ns() - l->cp_at_ns >= (uint64_t)l->checkpoint_s * 1000000000ull) {
             struct cit_err e = {0};
             pthread_mutex_unlock(&l->mu);
@@ -590,6 +634,74 @@ static void *committer(void *arg)
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
+}
+
+/* Reads dir/head: *cp the newest valid slot (signed by vk), *have 0 when
+ * there is no head file (a new ledger, or one an older citadel wrote),
+ * *next_slot the slot the next commit writes (the other one). A head file
+ * with no valid slot is an error: a torn write spoils one slot only. */
+static int read_head(const char *dir, const struct ledger_vkey *vk, struct ledger_checkpoint *cp,
+                     int *have, int *next_slot, struct cit_buf *note, struct cit_err *err)
+{
+    char path[1200];
+    struct cit_buf b = {0};
+    int rc, best = -1;
+    memset(cp, 0, sizeof(*cp));
+    *have = 0;
+    *next_slot = 0;
+    snprintf(path, sizeof(path), "%s/head", dir);
+    rc = cit_read_file(path, 4 * HEAD_SLOT, &b, err);
+    if (rc == CIT_ENOENT) return 0;
+    if (rc) return rc;
+    for (int s = 0; s < 2 && (size_t)s * HEAD_SLOT < b.len; s++) {
+        const char *t = b.p + (size_t)s * HEAD_SLOT;
+        size_t room = b.len - (size_t)s * HEAD_SLOT, n;
+        struct ledger_checkpoint c;
+        size_t used;
+        if (room > HEAD_SLOT) room = HEAD_SLOT;
+        n = strnlen(t, room);
+        if (ledger_checkpoint_open(t, n, vk, &c, &used, NULL) || strcmp(c.origin, vk->name))
+            continue;
+        if (best < 0 || c.size > cp->size) {
+            *cp = c, best = s;
+            if (note) {
+                note->len = 0;
+                if (cit_buf_add(note, t, used) || cit_buf_add(note, "", 1)) {
+                    cit_buf_free(&b);
+                    return cit_err_set(err, CIT_ENOMEM, "out of memory");
+                }
+                note->len--;
+            }
+        }
+    }
+    cit_buf_free(&b);
+    if (best < 0)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "%s: no slot holds a checkpoint signed by %s: the head was damaged or "
+                           "forged; run citadel audit verify",
+                           path, vk->name);
+    *have = 1;
+    *next_slot = best ^ 1;
+    return 0;
+}
+
+/* Moves log bytes [cut, end) to dir/unacknowledged (appended, synced) and
+ * cuts the log at cut. */
+static int move_aside(struct ledger *l, off_t cut, off_t end, struct cit_err *err)
+{
+    char path[1200];
+    int fd;
+    snprintf(path, sizeof(path), "%s/unacknowledged", l->dir);
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
+        return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
+    if (copy_range(l->fd, cut, end, fd) || fdatasync(fd)) {
+        close(fd);
+        return cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
+    }
+    close(fd);
+    if (ftruncate(l->fd, cut) || fdatasync(l->fd))
+        return cit_err_set(err, CIT_EIO, "%s/log: %s", l->dir, strerror(errno));
+    return 0;
 }
 
 static int ensure_dir(const char *dir, struct cit_err *err)
@@ -611,9 +723,11 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
     struct ledger_checkpoint cp;
     struct cit_buf vb = {0};
     char path[1200];
+    struct ledger_checkpoint head = {0}, floor = {0};
     size_t cp_end;
     off_t end;
-    int torn, rc;
+    int torn, rc, have_history, have_head = 0, have_floor = 0, key_created;
+    char recovered[300] = "";
 
     if (!o->dir || !o->dir[0]) return cit_err_set(err, CIT_EINVAL, "ledger: no directory given");
     if (strlen(o->dir) >= sizeof(l->dir))
@@ -626,7 +740,7 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
     if ((rc = ensure_dir(o->dir, err))) return rc;
     if (!(l = cit_calloc(1, sizeof(*l)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     snprintf(l->dir, sizeof(l->dir), "%s", o->dir);
-    l->fd = l->cp_fd = -1;
+    l->fd = l->cp_fd = l->head_fd = -1;
     snprintf(path, sizeof(path), "%s/lock", l->dir);
     if ((l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
         flock(l->lock_fd, LOCK_EX | LOCK_NB)) {
@@ -645,6 +759,8 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
     pthread_mutex_init(&l->cp_mu, NULL);
     pthread_cond_init(&l->cv, NULL);
 
+    snprintf(path, sizeof(path), "%s/node.key", l->dir);
+    key_created = access(path, F_OK) != 0;
     if ((rc = ledger_skey_load(l->dir, o->origin ? o->origin : DEFAULT_ORIGIN, &l->key, err)))
         goto fail;
     ledger_vkey_format(&l->key.vk, &vb);
@@ -663,8 +779,9 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
                     (unsigned long long)removed, o->retention_days);
     }
 
-    /* checkpoints first: the tree must match the latest */
+    /* checkpoints first: the tree must match the latest, the head and the floor */
     snprintf(path, sizeof(path), "%s/checkpoints", l->dir);
+    have_history = access(path, F_OK) == 0;
     if ((rc = read_checkpoints(l->dir, &l->key.vk, 1, &cp, &cp_end, NULL, NULL, err))) goto fail;
     if ((l->cp_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
         rc = cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
@@ -680,7 +797,54 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
             }
         }
     }
+    if ((rc = read_head(l->dir, &l->key.vk, &head, &have_head, &l->head_slot, NULL, err)))
+        goto fail;
+    snprintf(path, sizeof(path), "%s/head", l->dir);
+    if ((l->head_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        rc = cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (o->floor_note && o->floor_note[0]) {
+        struct cit_err e2 = {0};
+        size_t used;
+        if (ledger_checkpoint_open(o->floor_note, strlen(o->floor_note), &l->key.vk, &floor, &used,
+                                   &e2)) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: the last checkpoint this node signed (kept in its state file) "
+                             "is not signed by this ledger's key (%s): the ledger directory was "
+                             "replaced",
+                             l->dir, e2.msg);
+            goto fail;
+        }
+        have_floor = 1;
+    }
+    /* a ledger is never without its checkpoints once it has a key: the
+     * history and the head were deleted, or the log emptied beside them */
+    if (!key_created && !have_head && !have_history) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "%s: node.key is there but checkpoints and head are missing: the "
+                         "ledger's signed history was deleted; run citadel audit verify",
+                         l->dir);
+        goto fail;
+    }
 
+    /* the head and the history are written together from the first open */
+    if (have_head && !have_history) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "%s: the signed head is there but the checkpoints file is missing: the "
+                         "ledger's signed history was deleted; run citadel audit verify",
+                         l->dir);
+        goto fail;
+    }
+    /* the state file knows this ledger, so a citadel that writes heads signed
+     * it: a missing head was deleted */
+    if (have_floor && !have_head) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "%s: the signed head is missing, though this node signed checkpoint %llu "
+                         "of this ledger: it was deleted; run citadel audit verify",
+                         l->dir, (unsigned long long)floor.size);
+        goto fail;
+    }
     snprintf(path, sizeof(path), "%s/log", l->dir);
     if ((l->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
         rc = cit_err_set(err, CIT_EIO, "%s: %s", path, strerror(errno));
@@ -688,12 +852,17 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
     }
     if ((rc = walk_start(&w, l->dir, path, err))) goto fail;
     for (uint64_t i = 0; i < w.n_pruned; i++) ledger_range_push(&w.range, w.pruned[i]);
-    w.want_size = cp.size;
-    if (cp.size && cp.size <= w.n_pruned) { /* the checkpoint lies inside the pruned part */
-        struct ledger_range r2 = {0};
-        for (uint64_t i = 0; i < cp.size; i++) ledger_range_push(&r2, w.pruned[i]);
-        ledger_range_root(&r2, w.want_root);
-        w.have_root = 1;
+    {
+        const struct ledger_checkpoint *want[3] = {&cp, &head, &floor};
+        for (int k = 0; k < 3; k++) {
+            w.want[k].size = want[k]->size;
+            if (want[k]->size && want[k]->size <= w.n_pruned) { /* inside the pruned part */
+                struct ledger_range r2 = {0};
+                for (uint64_t i = 0; i < want[k]->size; i++) ledger_range_push(&r2, w.pruned[i]);
+                ledger_range_root(&r2, w.want[k].root);
+                w.want[k].have = 1;
+            }
+        }
     }
     rc = scan_lines(l->fd, path, walk_line, &w, &end, &torn, err);
     cit_free((void *)w.pruned);
@@ -709,24 +878,114 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
             goto fail;
         }
     }
-    if (cp.size &&
-        (w.seq < cp.size || !w.have_root || sodium_memcmp(w.want_root, cp.root, LEDGER_HASH))) {
-        rc = cit_err_set(err, CIT_EFORMAT,
-                         "%s: the log (%llu entries) does not match its latest signed checkpoint "
-                         "(%llu entries): entries were removed or altered; run citadel audit "
-                         "verify",
-                         l->dir, (unsigned long long)w.seq, (unsigned long long)cp.size);
-        goto fail;
+    {
+        static const char *const what[3] = {"its latest signed checkpoint", "its signed head",
+                                            "the last checkpoint this node signed (state file)"};
+        const struct ledger_checkpoint *want[3] = {&cp, &head, &floor};
+        for (int k = 0; k < 3; k++) {
+            if (!want[k]->size) continue;
+            if (w.seq < want[k]->size) {
+                rc = cit_err_set(err, CIT_EFORMAT,
+                                 "%s: the log has %llu entries but %s covers %llu: entries were "
+                                 "removed or the ledger rolled back; run citadel audit verify",
+                                 l->dir, (unsigned long long)w.seq, what[k],
+                                 (unsigned long long)want[k]->size);
+                goto fail;
+            }
+            if (!w.want[k].have || sodium_memcmp(w.want[k].root, want[k]->root, LEDGER_HASH)) {
+                rc = cit_err_set(err, CIT_EFORMAT,
+                                 "%s: the log's first %llu entries do not match %s: entries "
+                                 "were altered; run citadel audit verify",
+                                 l->dir, (unsigned long long)want[k]->size, what[k]);
+                goto fail;
+            }
+        }
+        if (have_floor && have_head && head.size < floor.size) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: the signed head covers %llu entries, older than the %llu of "
+                             "the last checkpoint this node signed: the ledger rolled back",
+                             l->dir, (unsigned long long)head.size, (unsigned long long)floor.size);
+            goto fail;
+        }
+    }
+    /* entries after the head were never acknowledged (a crash before their
+     * commit): they move aside, so nothing unsigned joins the tree */
+    if (have_head && w.seq > head.size) {
+        uint64_t moved = w.seq - head.size;
+        off_t cut = head.size > w.n_pruned ? w.want[1].end : 0;
+        if ((rc = move_aside(l, cut, end, err))) goto fail;
+        cit_log(CIT_LOG_WARN,
+                "%s: %llu entries after the signed head were never acknowledged; moved to "
+                "%s/unacknowledged",
+                l->dir, (unsigned long long)moved, l->dir);
+        snprintf(recovered, sizeof(recovered),
+                 "%llu entries after the signed head (size %llu) were never acknowledged (a "
+                 "crash before their commit); they were moved to the unacknowledged file",
+                 (unsigned long long)moved, (unsigned long long)head.size);
+        /* the tree is the head's */
+        w.range = (struct ledger_range){0};
+        {
+            struct walk w2 = {0};
+            off_t e2;
+            int t2;
+            if ((rc = walk_start(&w2, l->dir, path, err))) goto fail;
+            for (uint64_t i = 0; i < w2.n_pruned; i++) ledger_range_push(&w2.range, w2.pruned[i]);
+            rc = scan_lines(l->fd, path, walk_line, &w2, &e2, &t2, err);
+            cit_free((void *)w2.pruned);
+            if (rc) goto fail;
+            w.range = w2.range;
+            memcpy(w.prev, w2.prev, LEDGER_HASH);
+            w.seq = w2.seq;
+            end = e2;
+        }
     }
     l->range = w.range;
     memcpy(l->last, w.prev, LEDGER_HASH);
     l->n_pruned = w.n_pruned;
     l->written = l->synced = end;
     l->cp_size = cp.size;
-    l->cp_at_ns = cit_now_ns();
-    if (l->range.n > cp.size || !cp.size) {
+    l->head_size = have_head ? head.size : 0;
+    l->on_checkpoint = o->on_checkpoint;
+    l->cp_user = o->user;
+    if (!have_head) {
+        /* a new ledger, or one an older citadel wrote: both slots, so a torn
+         * first commit leaves one */
+        pthread_mutex_lock(&l->mu);
+        l->head_size = 0;
+        rc = commit(l, l->range.n ? l->range.n : 0);
+        if (!rc && !l->range.n) {
+            struct ledger_checkpoint c0 = {0};
+            snprintf(c0.origin, sizeof(c0.origin), "%s", l->key.vk.name);
+            ledger_range_root(&l->range, c0.root);
+            rc = write_head(l, &c0) || write_head(l, &c0) ? CIT_EIO : 0;
+        } else if (!rc) {
+            l->head_size = 0; /* once more, into the other slot */
+            rc = commit(l, l->range.n);
+        }
+        pthread_mutex_unlock(&l->mu);
+        if (rc || fdatasync(l->head_fd) || sync_dir(l->dir)) {
+            rc = cit_err_set(err, CIT_EIO, "%s/head: cannot write the signed head", l->dir);
+            goto fail;
+        }
+    }
+    if (recovered[0]) {
+        struct ledger_rec e = {0};
+        e.event = "ledger";
+        e.action = "recover";
+        e.target = l->key.vk.name;
+        e.status = 200;
+        e.detail = recovered;
+        if ((rc = ledger_append(l, &e, LEDGER_SYNC, NULL))) {
+            cit_err_set(err, rc, "%s: cannot record the recovery", l->dir);
+            goto fail;
+        }
+    }
+    l->cp_at_ns = 0;
+    if (l->range.n > cp.size || !cp.size || (o->on_checkpoint && floor.size < l->range.n) ||
+        (o->on_checkpoint && !have_floor)) {
         if ((rc = ledger_checkpoint(l, err))) goto fail;
     }
+    l->cp_at_ns = cit_now_ns();
     if (pthread_create(&l->th, NULL, committer, l)) {
         rc = cit_err_set(err, CIT_ENOMEM, "ledger: cannot start the commit thread");
         goto fail;
@@ -756,6 +1015,7 @@ void ledger_close(struct ledger *l)
     }
     if (l->fd >= 0) close(l->fd);
     if (l->cp_fd >= 0) close(l->cp_fd);
+    if (l->head_fd >= 0) close(l->head_fd);
     close(l->lock_fd); /* releases the lock */
     sodium_memzero(&l->key, sizeof(l->key));
     cit_free(l->vkey_text);
@@ -836,7 +1096,6 @@ int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_du
     char hex[65];
     uint8_t leaf[LEDGER_HASH];
     uint64_t s;
-    off_t my_end;
     int rc = 0;
     if ((rc = format_middle(rec, &mid))) {
         cit_buf_free(&mid);
@@ -871,8 +1130,8 @@ int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_du
     ledger_range_push(&l->range, leaf);
     memcpy(l->last, leaf, LEDGER_HASH);
     l->written += (off_t)l->line.len;
-    my_end = l->written;
-    if (d == LEDGER_SYNC) rc = do_sync(l, my_end);
+    (void)d; /* every append returns committed: synced and under a signed head */
+    rc = commit(l, s + 1);
     if (!rc && seq) *seq = s;
 out:
     pthread_mutex_unlock(&l->mu);
@@ -990,15 +1249,40 @@ static uint64_t chain_culprit(const struct ledger_view *v, uint64_t b,
     return b;
 }
 
+/* 0 when the tree of v's first n leaves is consistent with (m, root_m):
+ * the root at m matches, and the RFC 6962 proof from m to n verifies. */
+static int consistent_with(const struct ledger_view *v, uint64_t m,
+                           const uint8_t root_m[LEDGER_HASH], uint64_t n)
+{
+    uint8_t root[LEDGER_HASH], root_n[LEDGER_HASH];
+    uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
+    int np;
+    const uint8_t(*leaves)[LEDGER_HASH] = (const uint8_t(*)[LEDGER_HASH])v->leaves;
+    ledger_root(leaves, m, root);
+    if (sodium_memcmp(root, root_m, LEDGER_HASH)) return -1;
+    if (m == 0 || m == n) return 0;
+    ledger_root(leaves, n, root_n);
+    if (ledger_consistency_proof(leaves, m, n, proof, &np) ||
+        ledger_consistency_verify(m, n, root_m, root_n, (const uint8_t(*)[LEDGER_HASH])proof, np))
+        return -1;
+    return 0;
+}
+
 int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report,
                   struct cit_err *err)
+{
+    return ledger_verify_since(dir, vkey_text, NULL, report, err);
+}
+
+int ledger_verify_since(const char *dir, const char *vkey_text, const char *since,
+                        struct cit_buf *report, struct cit_err *err)
 {
     struct ledger_view v;
     struct ledger_vkey vk;
     struct cit_buf kb = {0};
-    struct ledger_checkpoint *cps = NULL, latest;
+    struct ledger_checkpoint *cps = NULL, latest, head, seen;
     char path[1200], why[200];
-    int rc, own_key = !vkey_text;
+    int rc, own_key = !vkey_text, have_head = 0, slot;
     uint64_t n_cp = 0, prev_size = 0, bad = UINT64_MAX;
     uint8_t prev_root[LEDGER_HASH];
     size_t cp_end;
@@ -1019,6 +1303,22 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
     /* the signed checkpoints, each checked against the key */
     snprintf(path, sizeof(path), "%s/checkpoints", dir);
     if ((rc = read_checkpoints(dir, &vk, 0, &latest, &cp_end, &cps, &n_cp, err))) goto out;
+    if ((rc = read_head(dir, &vk, &head, &have_head, &slot, NULL, err))) goto out;
+    if (have_head && !n_cp) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "%s: the signed head covers %llu entries but the checkpoints file %s: "
+                         "the signed history was deleted",
+                         dir, (unsigned long long)head.size,
+                         access(path, F_OK) ? "is missing" : "is empty");
+        goto out;
+    }
+    if (v.n && !n_cp && !have_head) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "%s: the log has %llu entries and no signed checkpoint or head: they "
+                         "were deleted",
+                         dir, (unsigned long long)v.n);
+        goto out;
+    }
 
     /* entries: well-formed JSON, and the chain of prev hashes */
     for (uint64_t i = 0; i + v.n_pruned < v.n && bad == UINT64_MAX; i++) {
@@ -1105,6 +1405,59 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
             memcpy(prev_root, cp->root, LEDGER_HASH);
         }
     }
+    /* the head: every acknowledged entry, at least as new as the history */
+    if (have_head) {
+        if (head.size > v.n) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s/head: the signed head covers %llu entries but the log has %llu: "
+                             "entry %llu and later are missing",
+                             dir, (unsigned long long)head.size, (unsigned long long)v.n,
+                             (unsigned long long)v.n);
+            goto out;
+        }
+        if (head.size < prev_size) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s/head: the signed head covers %llu entries, fewer than checkpoint "
+                             "%llu's %llu: it was rolled back",
+                             dir, (unsigned long long)head.size, (unsigned long long)n_cp,
+                             (unsigned long long)prev_size);
+            goto out;
+        }
+        if (consistent_with(&v, head.size, head.root, head.size) ||
+            (prev_size && consistent_with(&v, prev_size, prev_root, head.size))) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s/log: the first %llu entries do not match the signed head: they "
+                             "were altered",
+                             dir, (unsigned long long)head.size);
+            goto out;
+        }
+    }
+    /* the checkpoint the auditor saw last: the ledger may only have grown */
+    if (since) {
+        size_t used;
+        struct cit_err e2 = {0};
+        uint64_t top = have_head && head.size > prev_size ? head.size : prev_size;
+        if (ledger_checkpoint_open(since, strlen(since), &vk, &seen, &used, &e2)) {
+            rc = cit_err_set(err, CIT_EFORMAT, "--since: not a checkpoint signed by %s: %s",
+                             vk.name, e2.msg);
+            goto out;
+        }
+        if (seen.size > top) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: rolled back: the checkpoint you saw signs %llu entries, the "
+                             "ledger's newest signs %llu%s",
+                             dir, (unsigned long long)seen.size, (unsigned long long)top,
+                             seen.size > v.n ? " (entries are missing from the log)" : "");
+            goto out;
+        }
+        if (consistent_with(&v, seen.size, seen.root, top)) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: the ledger's first %llu entries are not those of the checkpoint "
+                             "you saw: its history was rewritten",
+                             dir, (unsigned long long)seen.size);
+            goto out;
+        }
+    }
     cit_buf_printf(report, "ledger %s: %llu entries (%llu pruned), %llu checkpoints, key %s%s\n",
                    dir, (unsigned long long)v.n, (unsigned long long)v.n_pruned,
                    (unsigned long long)n_cp, vk.name,
@@ -1115,14 +1468,52 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
         cit_buf_printf(report, "latest signed tree: size %llu, root %s\n",
                        (unsigned long long)prev_size, b64);
     }
-    if (v.n > prev_size)
+    if (have_head) {
+        char b64[64];
+        sodium_bin2base64(b64, sizeof(b64), head.root, LEDGER_HASH, sodium_base64_VARIANT_ORIGINAL);
         cit_buf_printf(report,
-                       "note: entries %llu to %llu follow the latest checkpoint; the chain of "
-                       "prev hashes covers them, the next checkpoint will sign them\n",
-                       (unsigned long long)prev_size, (unsigned long long)(v.n - 1));
+                       "signed head: size %llu, root %s (keep `citadel audit checkpoint` "
+                       "and pass it to --since next time)\n",
+                       (unsigned long long)head.size, b64);
+    } else {
+        cit_buf_printf(report, "note: no signed head (a ledger an older citadel wrote)\n");
+    }
+    if (since)
+        cit_buf_printf(report, "consistent with the checkpoint you gave (size %llu)\n",
+                       (unsigned long long)seen.size);
+    {
+        uint64_t top = have_head && head.size > prev_size ? head.size : prev_size;
+        if (v.n > top)
+            cit_buf_printf(report,
+                           "note: entries %llu to %llu follow the newest signed tree: never "
+                           "acknowledged (a crash before their commit, or a live ledger); no "
+                           "signature vouches for them, and serve moves them aside at its next "
+                           "start\n",
+                           (unsigned long long)top, (unsigned long long)(v.n - 1));
+    }
     cit_buf_printf(report, "OK\n");
 out:
     cit_free(cps);
     ledger_view_free(&v);
     return rc;
+}
+
+int ledger_head_note(const char *dir, struct cit_buf *out, struct cit_err *err)
+{
+    char path[1200];
+    struct cit_buf kb = {0};
+    struct ledger_vkey vk;
+    struct ledger_checkpoint cp;
+    int rc, have, slot;
+    snprintf(path, sizeof(path), "%s/node.vkey", dir);
+    if ((rc = cit_read_file(path, 4096, &kb, err))) {
+        if (rc == CIT_ENOENT) cit_err_set(err, rc, "%s: no such file", path);
+        return rc;
+    }
+    rc = ledger_vkey_parse(kb.p, kb.len, &vk, err);
+    cit_buf_free(&kb);
+    if (rc) return rc;
+    if ((rc = read_head(dir, &vk, &cp, &have, &slot, out, err))) return rc;
+    if (!have) return cit_err_set(err, CIT_ENOENT, "%s/head: no such file", dir);
+    return 0;
 }

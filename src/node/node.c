@@ -12,8 +12,12 @@
  * that they can say why) and drops the table's reference; the last call
  * that held it frees it.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "node_int.h"
@@ -64,6 +68,7 @@ const char *node_jurisdiction(const struct node *n)
 static int open_ledger(struct node *n, struct cit_err *err)
 {
     struct ledger_opts lo = {0};
+    struct cit_buf floor = {0};
     char origin[LEDGER_MAX_ORIGIN];
     const char *vk;
     int rc;
@@ -74,7 +79,18 @@ static int open_ledger(struct node *n, struct cit_err *err)
     lo.origin = origin;
     lo.checkpoint_s = n->o.checkpoint_s;
     lo.retention_days = n->o.ledger_retention_days;
-    if ((rc = ledger_open(&lo, &n->lg, err))) return rc;
+    /* the last checkpoint it signed, kept apart from it: no rollback */
+    if (mkdir(n->o.ledger, 0700) && errno != EEXIST)
+        return cit_err_set(err, CIT_EIO, "%s: %s", n->o.ledger, strerror(errno));
+    if (!realpath(n->o.ledger, n->ledger_real))
+        return cit_err_set(err, CIT_EIO, "%s: %s", n->o.ledger, strerror(errno));
+    if ((rc = node_floor_read(n->db, n->ledger_real, &floor, err))) return rc;
+    lo.floor_note = floor.p;
+    lo.on_checkpoint = node_floor_store;
+    lo.user = n;
+    rc = ledger_open(&lo, &n->lg, err);
+    cit_buf_free(&floor);
+    if (rc) return rc;
     /* a ledger made by an older citadel may carry another name; its
      * signed history keeps it, so say so rather than hide it */
     vk = ledger_vkey_text(n->lg);
@@ -94,7 +110,7 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
     struct node *n;
     int rc;
     if (what & NODE_MODELS) what |= NODE_LEDGER | NODE_STATE;
-    if (what & NODE_LEDGER) what |= NODE_POLICY;
+    if (what & NODE_LEDGER) what |= NODE_POLICY | NODE_STATE; /* the ledger's floor */
     if (!(n = cit_calloc(1, sizeof(*n)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     n->o = *o;
     pthread_mutex_init(&n->models_mu, NULL);

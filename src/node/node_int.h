@@ -41,6 +41,7 @@ struct node {
     pthread_mutex_t models_mu; /* the table and the reservations; never held while a
                                 * model loads or stops */
     struct node_model *models[NODE_MAX_MODELS];
+    char ledger_real[4096]; /* the ledger directory's real path (its floor's key) */
     /* a slot a load has reserved while it checks and maps the file (which
      * can take minutes for a large model): no lock is held meanwhile, so
      * unloads and revocations go on */
@@ -73,5 +74,12 @@ void node_model_unref(struct node_model *m);
 
 /* Normalises a scope list (checks every item); out has room for 1024 bytes. */
 int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err);
+
+/* state.c: the last checkpoint the ledger in dir (its real path) signed,
+ * kept in the state file (note: its signed note, NUL-terminated; left
+ * empty when none), and the ledger's on_checkpoint callback that keeps it
+ * (user: the node). */
+int node_floor_read(struct cit_db *db, const char *dir, struct cit_buf *note, struct cit_err *err);
+void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char *note);
 
 #endif

@@ -8,6 +8,10 @@
  * EXISTS, so a file made by an older citadel (version 0, its tables in
  * place) moves to 1 unchanged.
  */
+#include <sqlite3.h>
+#include <string.h>
+#include <time.h>
+
 #include "node_int.h"
 
 static const char *const migrations[] = {
@@ -47,10 +51,79 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS admitted_by_gguf ON admitted_models(gguf, id);",
     /* 2: an admission names its signer's key, not only its name */
     "ALTER TABLE admitted_models ADD COLUMN signer_hint TEXT NOT NULL DEFAULT '';",
+    /* 3: the last checkpoint each ledger signed, outside its directory, so
+     * a ledger rolled back, emptied or replaced is refused at open; keyed
+     * by the ledger directory's real path */
+    "CREATE TABLE ledger_floor("
+    " dir TEXT PRIMARY KEY,"
+    " origin TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " note TEXT NOT NULL,"
+    " updated INTEGER NOT NULL);",
 };
 
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err)
 {
     return cit_db_open(path, migrations, (int)(sizeof(migrations) / sizeof(migrations[0])), out,
                        err);
+}
+
+/* ---- the ledger's floor ---- */
+
+int node_floor_read(struct cit_db *db, const char *dir, struct cit_buf *note, struct cit_err *err)
+{
+    sqlite3 *q = cit_db_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    cit_db_lock(db);
+    if (sqlite3_prepare_v2(q, "SELECT note FROM ledger_floor WHERE dir = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = cit_err_set(err, CIT_EIO, "%s: cannot read the ledger's last checkpoint: %s",
+                         cit_db_path(db), sqlite3_errmsg(q));
+    } else {
+        sqlite3_bind_text(st, 1, dir, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            if (t && (cit_buf_add(note, t, strlen(t)) || cit_buf_add(note, "", 1)))
+                rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+        } else if (r != SQLITE_DONE) {
+            rc = cit_err_set(err, CIT_EIO, "%s: cannot read the ledger's last checkpoint: %s",
+                             cit_db_path(db), sqlite3_errmsg(q));
+        }
+    }
+    sqlite3_finalize(st);
+    cit_db_unlock(db);
+    return rc;
+}
+
+void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char *note)
+{
+    struct node *n = user;
+    struct cit_db *db = n->db;
+    sqlite3 *q = cit_db_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    cit_db_lock(db);
+    cit_db_durable(db, 1);
+    /* never backwards: a floor only rises */
+    if (sqlite3_prepare_v2(q,
+                           "INSERT INTO ledger_floor(dir, origin, size, note, updated) VALUES "
+                           "(?, ?, ?, ?, ?) ON CONFLICT(dir) DO UPDATE SET origin = "
+                           "excluded.origin, size = excluded.size, note = excluded.note, updated "
+                           "= excluded.updated WHERE excluded.size >= ledger_floor.size",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, n->ledger_real, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, cp->origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)cp->size);
+        sqlite3_bind_text(st, 4, note, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    cit_db_durable(db, 0);
+    if (!ok)
+        cit_log(CIT_LOG_ERROR, "%s: cannot keep the ledger's checkpoint %llu: %s", cit_db_path(db),
+                (unsigned long long)cp->size, sqlite3_errmsg(q));
+    cit_db_unlock(db);
 }
