@@ -390,7 +390,7 @@ static void *appender(void *arg)
 void test_ledger_concurrent(void)
 {
     const char *dir = fresh_dir("ledger-threads");
-    struct ledger_opts o = {.dir = dir, .group_commit_ms = 1, .checkpoint_s = 1};
+    struct ledger_opts o = {.dir = dir, .checkpoint_s = 1};
     struct ledger *l;
     struct cit_err err = {{0}};
     pthread_t th[6];

@@ -24,6 +24,13 @@
  *                (0x01 || seed[32])>", mode 0600
  *   node.vkey    its public half, "<name>+<key id hex>+<base64(0x01 ||
  *                public key[32])>": what an auditor is given
+ *   head         the newest signed checkpoint, covering every entry an
+ *                append has returned: two 1024-byte slots written in turn
+ *                (a note, then NUL padding), so a torn write leaves the
+ *                other slot, one commit older
+ *   unacknowledged  entries found after the head on open (a crash between
+ *                their write and their commit: never acknowledged), moved
+ *                out of the log; not part of the tree
  *   pruned       leaf hashes (32 bytes each) of entries removed by retention,
  *                oldest first, so the tree stays verifiable without them
  *
@@ -31,17 +38,22 @@
  * newline), node = SHA-256(0x01 || left || right). The key id is
  * SHA-256(name || 0x0A || 0x01 || public key)[:4] (c2sp.org/signed-note).
  *
- * Durability. An append writes its line with one write(2) before it
- * returns, so a process killed at any moment (kill -9) keeps every entry
- * whose append returned; a torn last line (a write cut short by the kill)
- * was never acknowledged and is cut off on reopen. LEDGER_SYNC appends
- * (decisions that send data off the node) also wait for fdatasync(2), so
- * they survive power loss before the data leaves. Other appends are group-
- * committed: a background thread syncs every group_commit_ms, and
- * concurrent sync waiters share one fdatasync.
+ * Durability and signatures. An append writes its line with one write(2)
+ * and returns only once it is committed: the log fdatasync'd and a signed
+ * head written over it. Whoever finds no commit running does the next one
+ * for everything written so far; appends arriving meanwhile share the one
+ * after (group commit: one fdatasync and one Ed25519 signature per group).
+ * So every entry a caller saw accepted survives kill -9 and power loss, and
+ * is signed: none can be deleted, edited or rewritten unnoticed. A torn
+ * last line, or entries after the head, were never acknowledged: reopen
+ * cuts the first and moves the second to unacknowledged.
  *
- * Checkpoints are signed every checkpoint_s seconds when the log grew, on
- * open when entries follow the last one (after a crash), and on close.
+ * The history: a checkpoint is appended to checkpoints every checkpoint_s
+ * seconds when the log grew, on open and on close; on_checkpoint hands it
+ * to the caller, which keeps it outside the directory (the node's state
+ * file) and gives it back as floor_note on the next open. A ledger behind
+ * its floor, not matching it, signed by another key, or missing its head
+ * or history is refused: it was rolled back, emptied or replaced.
  */
 #ifndef CITADEL_LEDGER_H
 #define CITADEL_LEDGER_H
@@ -115,12 +127,13 @@ struct ledger_checkpoint {
 
 /* ---- the log ---- */
 
+/* Both return committed (synced, under a signed head); kept so that callers
+ * say which of their entries guard data leaving the node. */
 enum ledger_durability { LEDGER_GROUP, LEDGER_SYNC };
 
 struct ledger_opts {
     const char *dir;
     const char *origin;  /* name of a new log and its key; NULL: "citadel/ledger" */
-    int group_commit_ms; /* background fdatasync period; 0: 10 */
     int checkpoint_s;    /* checkpoint period; 0: 60; <0: only on open and close */
     int retention_days;  /* 0: keep everything; else >= LEDGER_MIN_RETENTION */
     /* The last checkpoint this ledger signed, as its signed note, kept by

@@ -6,6 +6,8 @@
  *   - the file holds exactly range.n - n_pruned complete lines, in seq order;
  *     l->written is its length;
  *   - l->synced <= l->written is what fdatasync has covered;
+ *   - head_size <= range.n entries are under the newest signed head, all of
+ *     them synced; an append returns once head_size covers it;
  *   - last is the leaf hash of entry range.n - 1 (zeros when empty).
  * An append writes its line while holding mu, so file order is seq order,
  * and a second writer cannot interleave. Hashing and formatting of the
@@ -39,7 +41,7 @@ struct ledger {
     int lock_fd; /* flock'd: one process appends at a time */
     struct ledger_skey key;
     char *vkey_text;
-    int group_ms, checkpoint_s;
+    int checkpoint_s;
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a sync finished; the committer's timer */
@@ -753,7 +755,6 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
         cit_free(l);
         return rc;
     }
-    l->group_ms = o->group_commit_ms > 0 ? o->group_commit_ms : 10;
     l->checkpoint_s = o->checkpoint_s ? o->checkpoint_s : 60;
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->cp_mu, NULL);
