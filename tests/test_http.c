@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1845,4 +1846,59 @@ void test_http_admin_cli(void)
     CHECK(t_run(p, NULL) != 0); /* no such model */
     snprintf(p, sizeof(p), "%s/open.db", dir);
     CHECK(file_mode(p) == 0600);
+}
+
+/* The ledger's request digest is keyed: the node can recompute it from the
+ * request, a reader of the ledger cannot (no plain SHA-256 of the body). */
+void test_http_digest_keyed(void)
+{
+    static const char body[] = "{\"model\":\"stories260K\",\"prompt\":\"My tax id is "
+                               "12345678903\",\"max_tokens\":2,\"temperature\":0}";
+    struct resp r;
+    struct cit_err err;
+    struct ledger_view v;
+    struct node *n;
+    char ledger[600], state[600], hex[65], *canon;
+    uint8_t plain[32], keyed[32], other[32];
+    json_t *j;
+    const char *d = NULL;
+    if (start(3, 7, 0)) return;
+    CHECK(request(port, "POST", "/v1/completions", key, body, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    stop();
+    snprintf(ledger, sizeof(ledger), "%s/ledger-3007", t_tmpdir());
+    snprintf(state, sizeof(state), "%s/http-3007.db", t_tmpdir());
+    CHECK(!ledger_view_open(ledger, &v, &err));
+    for (uint64_t i = v.n; i-- > v.n_pruned && !d;)
+        if (strstr(v.lines[i - v.n_pruned], "\"request\":\"cmpl-"))
+            d = strstr(v.lines[i - v.n_pruned], "\"digest\":\"");
+    CHECK(d);
+    j = json_loads(body, 0, NULL);
+    canon = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    CHECK(canon);
+    crypto_hash_sha256(plain, (const unsigned char *)canon, strlen(canon));
+    CHECK((n = state_node(state, &err)));
+    if (n && d && canon) {
+        node_request_digest(n, canon, strlen(canon), keyed);
+        sodium_bin2hex(hex, sizeof(hex), keyed, 32);
+        CHECKF(!strncmp(d + 10, hex, 64), "the node's digest is not the ledger's: %.74s", d);
+        sodium_bin2hex(hex, sizeof(hex), plain, 32);
+        CHECKF(strncmp(d + 10, hex, 64), "the ledger holds the plain SHA-256 of the request");
+        /* another node (another secret) digests the same request otherwise */
+        {
+            char s2[600];
+            struct node *n2;
+            snprintf(s2, sizeof(s2), "%s/http-3007-other.db", t_tmpdir());
+            CHECK((n2 = state_node(s2, &err)));
+            if (n2) {
+                node_request_digest(n2, canon, strlen(canon), other);
+                CHECK(memcmp(other, keyed, 32));
+                node_close(n2);
+            }
+        }
+    }
+    node_close(n);
+    free(canon);
+    ledger_view_free(&v);
 }

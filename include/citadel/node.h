@@ -227,7 +227,7 @@ struct node_req {
     const char *scopes, *endpoint;
     const char *model;
     const char *declared; /* data classes the caller declares, comma-separated; may be NULL */
-    uint8_t digest[32];   /* SHA-256 of the canonical request, for the ledger */
+    uint8_t digest[32];   /* node_request_digest of the canonical request, for the ledger */
     struct node_prompt p;
     int max_tokens;        /* asked for; 0: not given */
     int max_tokens_limit;  /* the transport's ceiling for max_tokens */
@@ -272,6 +272,13 @@ struct node_verdict {
 };
 
 struct node_call;
+
+/* The ledger's digest of a request: HMAC-SHA-256 of its canonical text
+ * under the node's secret (kept in the state file, never in the ledger),
+ * so the ledger names the request to the node and reveals nothing of it
+ * to anyone else who reads it: no guessing a prompt or a tax id in it. */
+void node_request_digest(const struct node *n, const void *canon, size_t len,
+                         uint8_t out[32] /* out */);
 
 /* The request through the gate: 0 with *call (the caller frees it with
  * node_call_free) when it may go on, else an error code with out saying

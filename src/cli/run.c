@@ -152,14 +152,27 @@ static void on_token(void *user, int32_t tok, const char *text, size_t len, enum
     pthread_mutex_unlock(&g->mu);
 }
 
-/* The request as the ledger digests it: its fields as JSON, keys sorted. */
-static void request_digest(const struct run_opts *o, uint8_t out[32])
+/* The request as the ledger digests it: everything that shapes the answer,
+ * as JSON with sorted keys, through the node's keyed digest. */
+static void request_digest(const struct node *n, const struct run_opts *o, uint8_t out[32])
 {
-    json_t *j = json_pack("{s:s, s:s, s:I, s:b}", "model", o->model, "prompt", o->prompt,
-                          "max_tokens", (json_int_t)o->n_predict, "chat", o->chat);
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:b, s:f, s:I, s:f, s:f, s:f, s:I, s:b}",
+                          "model", o->model, "prompt", o->prompt, "system", o->system, "template",
+                          o->tmpl, "max_tokens", (json_int_t)o->n_predict, "chat", o->chat,
+                          "temperature", (double)o->sp.temperature, "top_k",
+                          (json_int_t)o->sp.top_k, "top_p", (double)o->sp.top_p, "min_p",
+                          (double)o->sp.min_p, "repeat_penalty", (double)o->sp.repeat_penalty,
+                          "seed", (json_int_t)o->sp.seed, "no_bos", o->no_bos);
+    json_t *stops = json_array();
+    char *text;
+    for (int i = 0; i < o->n_stops; i++) json_array_append_new(stops, json_string(o->stops[i]));
+    if (j)
+        json_object_set_new(j, "stop", stops);
+    else
+        json_decref(stops);
+    text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     memset(out, 0, 32);
-    if (text) crypto_hash_sha256(out, (const unsigned char *)text, strlen(text));
+    if (text) node_request_digest(n, text, strlen(text), out);
     free(text);
     json_decref(j);
 }
@@ -218,7 +231,7 @@ int cli_run(int argc, char **argv)
     q.key_id = "cli";
     q.model = spec.id;
     q.declared = o.declared;
-    request_digest(&o, q.digest);
+    request_digest(node, &o, q.digest);
     q.max_tokens = (int)o.n_predict;
     q.max_tokens_limit = (int)o.n_predict;
     q.max_prompt_tokens = 1 << 24;

@@ -313,7 +313,7 @@ void api_node_req(const struct api_req *a, const struct req *r, struct node_req 
     q->model = a->model;
     /* the canonical request: its JSON with sorted keys, compact */
     if (canon) {
-        crypto_hash_sha256(q->digest, (const unsigned char *)canon, strlen(canon));
+        node_request_digest(r->srv->node, canon, strlen(canon), q->digest);
         explicit_bzero(canon, strlen(canon));
     }
     free(canon);

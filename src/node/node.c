@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,8 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
         if ((rc = node_state_open(o->state, &n->db, err)) ||
             (rc = node_keys_open(n->db, &n->keys, err)) ||
             (rc = pol_quotas_open(n->db, &n->quotas, err)) ||
-            (rc = brd_registry_open(n->db, &n->reg, err)))
+            (rc = brd_registry_open(n->db, &n->reg, err)) ||
+            (rc = node_secret(n->db, "request-digest", n->digest_key, err)))
             goto fail;
     }
     if ((what & NODE_LEDGER) && (rc = open_ledger(n, err))) goto fail;
@@ -147,6 +149,15 @@ fail:
     return rc;
 }
 
+void node_request_digest(const struct node *n, const void *canon, size_t len, uint8_t out[32])
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, n->digest_key, sizeof(n->digest_key));
+    crypto_auth_hmacsha256_update(&st, canon, len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof(st));
+}
+
 void node_close(struct node *n)
 {
     if (!n) return;
@@ -159,6 +170,7 @@ void node_close(struct node *n)
     cit_db_close(n->db);
     pol_free(n->pol);
     pthread_mutex_destroy(&n->models_mu);
+    sodium_memzero(n->digest_key, sizeof(n->digest_key));
     cit_free(n);
 }
 

@@ -42,6 +42,7 @@ struct node {
                                 * model loads or stops */
     struct node_model *models[NODE_MAX_MODELS];
     char ledger_real[4096]; /* the ledger directory's real path (its floor's key) */
+    uint8_t digest_key[32]; /* the request digests' HMAC key (state file) */
     /* a slot a load has reserved while it checks and maps the file (which
      * can take minutes for a large model): no lock is held meanwhile, so
      * unloads and revocations go on */
@@ -81,5 +82,8 @@ int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err
  * (user: the node). */
 int node_floor_read(struct cit_db *db, const char *dir, struct cit_buf *note, struct cit_err *err);
 void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char *note);
+/* state.c: the node's secret named name (32 bytes), created at random on
+ * first use. */
+int node_secret(struct cit_db *db, const char *name, uint8_t out[32], struct cit_err *err);
 
 #endif

@@ -8,6 +8,7 @@
  * EXISTS, so a file made by an older citadel (version 0, its tables in
  * place) moves to 1 unchanged.
  */
+#include <sodium.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <time.h>
@@ -59,7 +60,9 @@ static const char *const migrations[] = {
     " origin TEXT NOT NULL,"
     " size INTEGER NOT NULL,"
     " note TEXT NOT NULL,"
-    " updated INTEGER NOT NULL);",
+    " updated INTEGER NOT NULL);"
+    /* and the node's secrets (the request digests' HMAC key) */
+    "CREATE TABLE node_secret(name TEXT PRIMARY KEY, value BLOB NOT NULL);",
 };
 
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err)
@@ -126,4 +129,45 @@ void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char
         cit_log(CIT_LOG_ERROR, "%s: cannot keep the ledger's checkpoint %llu: %s", cit_db_path(db),
                 (unsigned long long)cp->size, sqlite3_errmsg(q));
     cit_db_unlock(db);
+}
+
+/* ---- secrets ---- */
+
+int node_secret(struct cit_db *db, const char *name, uint8_t out[32], struct cit_err *err)
+{
+    sqlite3 *q = cit_db_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    uint8_t fresh[32];
+    int rc = CIT_EIO;
+    randombytes_buf(fresh, sizeof(fresh));
+    cit_db_lock(db);
+    cit_db_durable(db, 1);
+    /* the first to ask creates it; everyone reads the stored one */
+    if (sqlite3_prepare_v2(q, "INSERT OR IGNORE INTO node_secret(name, value) VALUES (?, ?)", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, fresh, sizeof(fresh), SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE) rc = 0;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!rc) {
+        rc = CIT_EIO;
+        if (sqlite3_prepare_v2(q, "SELECT value FROM node_secret WHERE name = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+                memcpy(out, sqlite3_column_blob(st, 0), 32);
+                rc = 0;
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc)
+        cit_err_set(err, rc, "%s: cannot read or create the node's secret '%s': %s",
+                    cit_db_path(db), name, sqlite3_errmsg(q));
+    cit_db_durable(db, 0);
+    cit_db_unlock(db);
+    sodium_memzero(fresh, sizeof(fresh));
+    return rc;
 }
