@@ -1902,3 +1902,47 @@ void test_http_digest_keyed(void)
     free(canon);
     ledger_view_free(&v);
 }
+
+/* A stream its client abandons is recorded as 499 with the tokens it was
+ * handed, not 200 with all it would have got. */
+void test_http_stream_abandoned(void)
+{
+    struct cit_buf got = {0};
+    struct cit_err err;
+    struct ledger_view v;
+    char synth[4096], ledger[600];
+    const char *e = NULL;
+    int fd, status = -1;
+    long out = -1;
+    CHECK(realpath(t_model_path("synth-llama-Q8_0.gguf"), synth));
+    if (start(1, 9, 0)) return;
+    CHECKF(node_model_load(http_server_node(srv), "synth", synth, &err) == 0, "%s", err.msg);
+    fd = stream_until_content(key,
+                              "{\"model\":\"synth\",\"prompt\":\"Once upon a time\","
+                              "\"max_tokens\":900,\"temperature\":0,\"stream\":true}",
+                              &got);
+    CHECKF(fd >= 0, "no generation in flight: %s", got.p ? got.p : "");
+    if (fd >= 0) {
+        struct linger lg = {1, 0}; /* a reset, as a killed client leaves */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+    cit_buf_free(&got);
+    for (int i = 0; i < 200 && http_server_busy(srv) > 0; i++) usleep(20000);
+    stop();
+    snprintf(ledger, sizeof(ledger), "%s/ledger-1009", t_tmpdir());
+    CHECK(!ledger_view_open(ledger, &v, &err));
+    for (uint64_t i = v.n; i-- > v.n_pruned && !e;)
+        if (strstr(v.lines[i - v.n_pruned], "\"target\":\"synth\"") &&
+            strstr(v.lines[i - v.n_pruned], "\"request\":\"cmpl-"))
+            e = v.lines[i - v.n_pruned];
+    CHECK(e);
+    if (e) {
+        const char *s = strstr(e, "\"status\":"), *t = strstr(e, "\"tokens_out\":");
+        if (s) status = atoi(s + 9);
+        if (t) out = atol(t + 13);
+        CHECKF(status == 499, "the abandoned stream is recorded as %d: %s", status, e);
+        CHECKF(out >= 1 && out < 900, "tokens_out %ld: %s", out, e);
+    }
+    ledger_view_free(&v);
+}

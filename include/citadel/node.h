@@ -319,6 +319,8 @@ struct node_call_state {
     char gone_why[300];
 };
 void node_call_state(const struct node_call *c, struct node_call_state *st /* out */);
+/* How much of the model's text node_release has let out so far (bytes). */
+size_t node_call_released(const struct node_call *c);
 
 /* The ledger entry (once per call) with the final status and counts, and
  * the quota settled (once). Returns non-zero when the entry could not be

@@ -194,11 +194,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     met_request(&s->met, r->ep, r->responded ? r->status : 499);
     pthread_mutex_lock(&r->mu);
-    int ng = r->n_gen;
+    int ng = r->n_gen, broke = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    /* a stream the client left is 499 with the tokens it was sent, though
+     * its 200 header went out */
+    if (broke && r->stream) ng = r->n_sent;
     pthread_mutex_unlock(&r->mu);
     /* a decision whose request ended otherwise (the client left, an error
      * after the decision) is recorded with the status it got */
-    if (r->call) node_finish(r->call, r->responded ? r->status : 499, ng);
+    if (r->call) node_finish(r->call, r->responded && !(broke && r->stream) ? r->status : 499, ng);
     pthread_mutex_lock(&r->mu);
     if (r->submitted) {
         double ttft = r->n_gen ? (double)(r->t_first - r->t_submit) / 1e9 : -1;

@@ -23,13 +23,19 @@ static void on_token(void *user, int32_t tok, const char *text, size_t len, enum
     struct req *r = user;
     int last = 0;
     pthread_mutex_lock(&r->mu);
+    if (len && cit_buf_add(&r->text, text, len)) f = SCHED_FINISH_ERROR;
     if (tok >= 0 && (f != SCHED_FINISH_STOP || !node_call_is_eog(r->call, tok))) {
         uint64_t now = cit_now_ns();
         if (!r->n_gen) r->t_first = now;
         r->t_last = now;
+        if (r->n_gen == r->tok_cap) { /* where each token's text ends: what was sent */
+            int cap = r->tok_cap ? r->tok_cap * 2 : 64;
+            size_t *nt = cit_realloc(r->tok_end, (size_t)cap * sizeof(*nt));
+            if (nt) r->tok_end = nt, r->tok_cap = cap;
+        }
+        if (r->n_gen < r->tok_cap) r->tok_end[r->n_gen] = r->text.len;
         r->n_gen++;
     }
-    if (len && cit_buf_add(&r->text, text, len)) f = SCHED_FINISH_ERROR;
     if (f != SCHED_FINISH_NONE) {
         r->done = 1;
         r->finish = f;
@@ -193,9 +199,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             chunk_text(&r->out, r, "", 0, NULL, 1);
             r->phase = PH_BODY;
         } else if (node_release(r->call, r->text.p, r->text.len, r->done, &piece), piece.len) {
+            size_t upto = node_call_released(r->call);
             chunk_text(&r->out, r, piece.p, piece.len, NULL, 0);
             explicit_bzero(piece.p, piece.len);
             cit_buf_free(&piece);
+            while (r->n_sent < r->n_gen && r->n_sent < r->tok_cap && r->tok_end[r->n_sent] <= upto)
+                r->n_sent++;
         } else if (!r->done && (st.stopped || st.scan_failed) && !r->cancelled) {
             /* an answer cut by the output rules, or unscannable, stops generating */
             stop = 1;
@@ -205,8 +214,17 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             int status = 200, lost;
             node_call_state(r->call, &st);
             fail = failure(r, &st, &status, &code, msg, sizeof(msg));
-            /* the entry goes in before the stream is acknowledged with [DONE] */
+            /* the entry goes in before the stream is acknowledged with [DONE];
+             * a client that left is recorded as 499 with what it was sent */
             pthread_mutex_unlock(&r->mu);
+            if (client_gone(r->fd)) {
+                node_finish(r->call, 499, r->n_sent);
+                pthread_mutex_lock(&r->mu);
+                r->hung_up = 1;
+                pthread_mutex_unlock(&r->mu);
+                met_count(&r->srv->met, &r->srv->met.disconnects);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
             lost = node_finish(r->call, status, r->n_gen);
             pthread_mutex_lock(&r->mu);
             if (lost && !fail) {

@@ -164,6 +164,9 @@ struct req {
     int slot;               /* the model's metrics slot, -1 before submit */
     int submitted, cancelled, timed_out, hung_up;
     struct cit_buf text; /* generated text */
+    size_t *tok_end;     /* (n_gen) text.len after each generated token */
+    int tok_cap;
+    int n_sent; /* tokens whose text was handed to the client (a stream) */
     int n_prompt, n_gen, done;
     enum sched_finish finish;
     uint64_t t_submit, t_first, t_last;

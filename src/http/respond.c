@@ -39,6 +39,7 @@ void req_destroy(struct req *r)
     if (r->text.p) explicit_bzero(r->text.p, r->text.len);
     cit_buf_free(&r->body);
     cit_buf_free(&r->text);
+    cit_free(r->tok_end);
     cit_buf_free(&r->out);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);

@@ -672,6 +672,11 @@ int node_release(struct node_call *c, const char *text, size_t len, int done, st
     return rc;
 }
 
+size_t node_call_released(const struct node_call *c)
+{
+    return c->os.done;
+}
+
 void node_call_state(const struct node_call *c, struct node_call_state *st)
 {
     memset(st, 0, sizeof(*st));
