@@ -113,6 +113,7 @@ bench-serve: deps build/bench_serve
 # per-file flags, and the reader under test does not use them.
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(filter-out src/engine/kern_avx2%,$(LIB_SRC)) build-fuzz/kern_stub.c
 	clang $(filter-out -MMD -MP,$(BASE)) -O1 -g -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all \
 	  -o $@ $^ $(LDLIBS)
 
 build-fuzz/kern_stub.c:

@@ -974,7 +974,7 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
         if (sc.rc) break;
     }
     if (!sc.rc && len - run >= 24) entropy_token(&sc, run, len); /* run <= len */
-    if (!sc.rc) {
+    if (!sc.rc && out->n > n0) { /* (out->v is NULL while nothing was found) */
         size_t m = out->n - n0;
         settle(out->v + n0, &m);
         out->n = n0 + m;

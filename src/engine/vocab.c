@@ -57,6 +57,10 @@ struct eng_vocab_int {
     enum pre_type pre;
     int ignore_merges;
     int *special, n_special; /* ids split out of raw text, longest first */
+    /* the same ids grouped by first byte (each group longest first):
+     * special[by_byte[b] .. by_byte[b + 1]) start with byte b, so a
+     * position is checked against its own candidates only */
+    int *special_by_byte, by_byte[257];
 };
 
 /* ---- hashing ---- */
@@ -120,6 +124,7 @@ void eng_vocab_free(struct eng_vocab_int *v)
     cit_free(v->merges);
     cit_free(v->mtab);
     cit_free(v->special);
+    cit_free(v->special_by_byte);
     cit_free(v);
 }
 
@@ -331,6 +336,19 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
             v->text_own[i].n > 0)
             v->special[v->n_special++] = i;
     qsort_r(v->special, (size_t)v->n_special, sizeof(int), cmp_special, v);
+    v->special_by_byte = cit_calloc((size_t)v->n_special + 1, sizeof(int));
+    if (!v->special_by_byte) return cit_err_set(err, CIT_ENOMEM, "vocab: out of memory");
+    {
+        int count[256] = {0}, at[256];
+        for (int i = 0; i < v->n_special; i++) count[(uint8_t)v->text_own[v->special[i]].p[0]]++;
+        v->by_byte[0] = 0;
+        for (int b = 0; b < 256; b++) v->by_byte[b + 1] = v->by_byte[b] + count[b];
+        memcpy(at, v->by_byte, sizeof(at));
+        for (int i = 0; i < v->n_special; i++) { /* stable: each group stays longest first */
+            int id = v->special[i];
+            v->special_by_byte[at[(uint8_t)v->text_own[id].p[0]]++] = id;
+        }
+    }
     return 0;
 }
 
@@ -1032,12 +1050,12 @@ int eng_tokenize(const struct eng_model *m, const char *text, size_t len, int ad
     while (pos <= len && !rc) {
         int hit = -1;
         if (pos < len) {
-            for (int i = 0; i < v->n_special; i++) {
-                int id = v->special[i];
+            uint8_t b = (uint8_t)text[pos];
+            for (int i = v->by_byte[b]; i < v->by_byte[b + 1]; i++) {
+                int id = v->special_by_byte[i];
                 const struct gguf_str *t = &v->text_own[id];
                 if (!parse_special && v->attr[id] == ENG_TOK_CONTROL) continue;
-                if (t->n <= len - pos && (uint8_t)t->p[0] == (uint8_t)text[pos] &&
-                    memcmp(t->p, text + pos, t->n) == 0) {
+                if (t->n <= len - pos && memcmp(t->p, text + pos, t->n) == 0) {
                     hit = id;
                     break;
                 }
