@@ -37,6 +37,7 @@
  * Exit status: 0, 1 when something failed, 2 for a usage error.
  */
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -655,6 +656,9 @@ static int fl_serve_cmd(const struct fl_args *a)
     int rc = 1, have_test = 0;
     size_t d;
     if (!a->roster || !a->rounds) return usage();
+    /* a participant that left (one that refused, say) fails a write with
+     * EPIPE, which the round handles; it must not end the coordinator */
+    signal(SIGPIPE, SIG_IGN);
     if (load_key(a->key, &key) || load_roster(a->roster, &r)) return 1;
     if (a->test && !(have_test = !load(a->test, NULL, a->standardize, &te))) goto out;
     if (parse_model(a->model, have_test ? te.d : (size_t)a->inputs,
@@ -739,6 +743,7 @@ static int fl_join_cmd(const struct fl_args *a)
     struct cit_err err = {{0}};
     int rc = 1;
     if (!a->roster || !a->coordinator || !a->connect || !a->data) return usage();
+    signal(SIGPIPE, SIG_IGN); /* a coordinator that went is an error to report, not a signal */
     if (cit_read_file(a->coordinator, 4096, &b, &err) ||
         ledger_vkey_parse(b.p ? b.p : "", b.len, &coord, &err)) {
         fprintf(stderr, "citadel fl join: --coordinator %s: %s\n", a->coordinator,
