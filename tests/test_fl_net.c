@@ -571,8 +571,7 @@ void test_fl_frames(void)
     const float w[2] = {0.5f, -2.0f};
     uint8_t blk[2][64 + 40], shares[40];
     const uint8_t *signed_cts[2] = {blk[0], blk[1]}, *sig, *cts, *sh;
-    uint32_t rounds = 0, d = 0, who;
-    float *got = NULL;
+    uint32_t who;
     for (int i = 0; i < 2; i++) memset(blk[i], 0x30 + i, sizeof(blk[i]));
     memset(shares, 0x55, sizeof(shares));
 
@@ -598,16 +597,47 @@ void test_fl_frames(void)
     CHECK(fl_ready_read((const uint8_t *)b.p, 3, 5, 0, &rd, &err) == CIT_EFORMAT);
     CHECKF(strstr(err.msg, "expected READY: frame: 3 bytes"), "%s", err.msg);
 
-    /* FINISH, and one cut short: the out-parameters stay as they were */
-    CHECK(fl_finish_write(&b, 7, w, 2) == 0);
-    CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &rounds, &got, &d, &err) == CIT_EFORMAT &&
-          !rounds && !got && !d);
-    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0);
-    CHECK(rounds == 7 && d == 2 && got && got[0] == 0.5f && got[1] == -2.0f);
-    cit_free(got);
-    got = NULL;
-    CHECK(fl_finish_write(&b, 3, NULL, 0) == 0);
-    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0 && rounds == 3 && !d && !got);
+    /* FINISH with the last round's sum, and one cut short: the out-parameter stays as it was */
+    {
+        uint32_t s3[3] = {7, 0xfffffffe, 2};
+        struct fl_finish fo = {7, 2, (float *)w, 6, FL_FEDPROX, s3}, fi = {0};
+        CHECK(fl_finish_write(&fo, &b) == 0 && b.len == FL_HDR + 8 + 8 + 9 + 12);
+        CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &fi, &err) == CIT_EFORMAT &&
+              !fi.rounds && !fi.w && !fi.sum);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0);
+        CHECK(fi.rounds == 7 && fi.d == 2 && fi.w[0] == 0.5f && fi.w[1] == -2.0f);
+        CHECK(fi.round == 6 && fi.strategy == FL_FEDPROX && !memcmp(fi.sum, s3, sizeof(s3)));
+        fl_finish_free(&fi);
+        CHECK(!fi.w && !fi.sum);
+        /* no round aggregated: no sum */
+        fo.round = 0;
+        CHECK(fl_finish_write(&fo, &b) == 0 && b.len == FL_HDR + 8 + 8 + 9);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0 && fi.round == 0 && !fi.sum && fi.w);
+        fl_finish_free(&fi);
+        /* a round past the rounds, a strategy that is none, a weight that is no number */
+        fo.round = 8;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT && !fi.w);
+        CHECKF(strstr(err.msg, "FINISH: field 'round' is out of range"), "%s", err.msg);
+        fo.round = 6;
+        fo.strategy = 9;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT);
+        CHECKF(strstr(err.msg, "'strategy'"), "%s", err.msg);
+        fo.strategy = FL_FEDAVG;
+        {
+            float nan_w[2] = {0.5f, NAN};
+            fo.w = nan_w;
+            CHECK(fl_finish_write(&fo, &b) == 0);
+            CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT);
+            CHECKF(strstr(err.msg, "'weights'"), "%s", err.msg);
+        }
+        fo.w = NULL;
+        fo.d = 0;
+        fo.round = 0;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0 && fi.rounds == 7 && !fi.d && !fi.w);
+    }
 
     /* PA_DECRYPT */
     CHECK(fl_decrypt_write(&b, 9, 2, members, signed_cts, 40) == 0);

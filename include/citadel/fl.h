@@ -369,7 +369,10 @@ struct fl_dp_account {
  *                 most FL_ABORT_MAX bytes); accept 1 in plain mode: d + 1
  *                 x u32, the contribution; in secure mode nothing (the
  *                 SA_ frames follow)
- *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model)
+ *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model), round u64
+ *                 (the last round aggregated; 0: none was), strategy u8
+ *                 (enum fl_strategy), and when round is not 0: d + 1 x u32,
+ *                 that round's sum
  *
  * Paillier mode: READY (accept 1) carries sig[64] and m ciphertexts (the
  * contribution, encrypted and packed), sig being the participant's Ed25519

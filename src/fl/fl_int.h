@@ -133,11 +133,23 @@ struct fl_ready {
 int fl_ready_read(const uint8_t *f, size_t len, uint64_t round, size_t body_len,
                   struct fl_ready *out /* out */, struct cit_err *err);
 
-int fl_finish_write(struct cit_buf *out /* out */, uint32_t rounds, const float *w, size_t d);
-/* The rounds run and the final model: *w (d f32) is allocated (cit_free),
- * NULL when d is 0. */
-int fl_finish_read(const uint8_t *f, size_t len, uint32_t *rounds /* out */, float **w /* out */,
-                   uint32_t *d /* out */, struct cit_err *err);
+/* FINISH: the final model, and what a participant needs to check it (the
+ * last aggregated round's sum, and how the coordinator stepped with it). */
+struct fl_finish {
+    uint32_t rounds; /* as announced */
+    uint32_t d;      /* parameters */
+    float *w;        /* (d) the final model; NULL when d is 0 */
+    uint64_t round;  /* the last round aggregated; 0: none was */
+    int strategy;    /* enum fl_strategy the coordinator stepped with */
+    uint32_t *sum;   /* (d + 1) that round's sum; NULL when round is 0 */
+};
+int fl_finish_write(const struct fl_finish *f, struct cit_buf *out /* out */);
+/* Reads a FINISH: every field in range (weights finite, the round within
+ * the rounds, a known strategy); w and sum are allocated, freed by
+ * fl_finish_free. On failure *out holds nothing to free. */
+int fl_finish_read(const uint8_t *f, size_t len, struct fl_finish *out /* out */,
+                   struct cit_err *err);
+void fl_finish_free(struct fl_finish *f);
 
 /* What a participant signs over its Paillier ciphertexts (n bytes):
  * "citadel-fl/pa/v1" | round u64 | roster index u32 | SHA-256(cts). */

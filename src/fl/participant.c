@@ -307,15 +307,14 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             if ((rc = on_decrypt(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             break;
         case FL_MSG_FINISH: {
-            float *w = NULL;
-            uint32_t rounds, d;
-            if ((rc = fl_finish_read((const uint8_t *)f.p, f.len, &rounds, &w, &d, err))) goto out;
-            if (o->out) rc = fl_model_write(o->out, w, d, err);
-            cit_free(w);
+            struct fl_finish fin;
+            if ((rc = fl_finish_read((const uint8_t *)f.p, f.len, &fin, err))) goto out;
+            if (o->out) rc = fl_model_write(o->out, fin.w, fin.d, err);
+            fl_finish_free(&fin);
             if (rc) goto out;
             if (o->progress) {
                 struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
-                ev.rounds = rounds;
+                ev.rounds = fin.rounds;
                 ev.dp_rounds = c.dp.rounds;
                 o->progress(o->progress_user, &ev);
             }
