@@ -4,14 +4,20 @@
  * TLS over loopback. Participants vanish (or hang) at chosen stages; the
  * coordinator's sum must still equal, exactly, the plain sum of the
  * quantized contributions that the surviving contributors wrote down.
- * In process: the orchestration frames they exchange and the roster file
- * they read.
+ * A lying coordinator (this process, writing the frames it likes) meets a
+ * real participant, which must refuse it. In process: the orchestration
+ * frames they exchange and the roster file they read.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "../src/fl/fl_int.h"
 #include "citadel/fl.h"
@@ -292,6 +298,254 @@ void test_fl_net_rounds(void)
         cit_free(out);
         if (check_sum(dir, 3, want)) return;
     }
+}
+
+/* An honest plain federation: the participants allow plain mode and end
+ * with the coordinator's model. The same coordinator meets participants
+ * with the default minimum mode: each refuses the plain round before it
+ * trains, and says why. */
+void test_fl_net_honest(void)
+{
+    char dir[512], p[600], *out = NULL, *txt;
+    size_t len;
+    const char *plain[3] = {"--min-mode plain", "--min-mode plain", "--min-mode plain"};
+    snprintf(dir, sizeof(dir), "%s/fedhon", t_tmpdir());
+    if (setup(dir, 3)) return;
+    CHECKF(federate(dir, 3, "--rounds 2 --plain", plain, &out) == 0, "%s", out);
+    CHECKF(strstr(out, "round 2: 3 selected, 3 ready, 3 contributors"), "%s", out);
+    cit_free(out);
+    for (int i = 0; i < 3; i++) {
+        char *ma, *mb;
+        size_t la, lb;
+        snprintf(p, sizeof(p), "%s/model.c", dir);
+        ma = t_read_file(p, &la);
+        snprintf(p, sizeof(p), "%s/model.%d", dir, i);
+        mb = t_read_file(p, &lb);
+        CHECK(ma && mb && la == lb && !memcmp(ma, mb, la));
+        cit_free(ma);
+        cit_free(mb);
+    }
+    /* the default minimum mode: secure aggregation; nobody trains for a plain round */
+    CHECK(federate(dir, 3, "--rounds 1 --plain", NULL, &out) == 0);
+    CHECKF(!strstr(out, "round 1:"), "%s", out);
+    cit_free(out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/j%d.err", dir, i);
+        txt = t_read_file(p, &len);
+        CHECKF(txt && strstr(txt, "citadel fl join: round 1: the coordinator announced mode "
+                                  "plain, weaker than this node's minimum mode secagg"),
+               "participant %d: %s", i, txt ? txt : "no output");
+        cit_free(txt);
+        snprintf(p, sizeof(p), "%s/up%d", dir, i);
+        CHECK(access(p, F_OK) != 0);
+    }
+    snprintf(p, sizeof(p), "%s/lc/log", dir);
+    txt = t_read_file(p, &len);
+    CHECK(txt && strstr(txt, "ready=0 declined=3"));
+    cit_free(txt);
+}
+
+/* ---- a lying coordinator ----
+ * This process holds the coordinator's key and listens; one `citadel fl
+ * join` (node0 of a setup() directory) connects, and the test writes it the
+ * frames it likes with the frame helpers. Every wait is bounded: the
+ * participant gives up after 30 s without a frame, the test after 60 s. */
+struct liar {
+    char dir[512];
+    struct ledger_skey key;
+    struct fl_roster *roster;
+    struct ssl_ctx_st *ctx;
+    int lfd;
+    pid_t pid;
+    struct fl_conn c;
+    struct fl_task t; /* the TASK liar_task sends, but for round, rounds and mode */
+    float *w;         /* (t.d) its model */
+    struct cit_buf f;
+};
+
+static int liar_open(struct liar *l, const char *dir, const char *flags)
+{
+    struct cit_err err = {0};
+    struct fl_data ds;
+    struct cit_buf sh = {0};
+    char p[600], vp[600], pol[4096];
+    int port;
+    memset(l, 0, sizeof(*l));
+    l->lfd = -1;
+    l->c.fd = -1;
+    snprintf(l->dir, sizeof(l->dir), "%s", dir);
+    signal(SIGPIPE, SIG_IGN); /* a participant that left must not end the test */
+    CHECK_RET(realpath("policy.example.yaml", pol), "policy.example.yaml: not found");
+    snprintf(p, sizeof(p), "%s/coord.key", dir);
+    snprintf(vp, sizeof(vp), "%s/coord.vkey", dir);
+    CHECK_RET(ledger_key_load(p, vp, NULL, &l->key, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof(p), "%s/roster", dir);
+    CHECK_RET(fl_roster_load(p, &l->roster, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof(p), "%s/c0.x.idx", dir);
+    CHECK_RET(fl_data_load(p, NULL, &ds, &err) == 0, "%s", err.msg);
+    l->t.arch.arch = FL_LOGREG;
+    l->t.arch.inputs = (int)ds.d;
+    l->t.arch.classes = ds.classes;
+    fl_data_free(&ds);
+    l->t.rc.clip = 100;
+    l->t.rc.max_clients = 3;
+    l->t.rc.local_epochs = 1;
+    l->t.o.batch = 32;
+    l->t.o.lr = 0.05f;
+    l->t.o.seed = 5;
+    l->t.dp_min = 1;
+    CHECK_RET((l->t.d = (uint32_t)fl_arch_params(&l->t.arch, &err)) > 0, "%s", err.msg);
+    CHECK_RET((l->w = calloc(l->t.d, sizeof(float))) != NULL, "out of memory");
+    fl_arch_init(&l->t.arch, l->w, 3);
+    CHECK_RET(fl_tls_new(1, &l->key, l->roster->pk, l->roster->n, &l->ctx, &err) == 0, "%s",
+              err.msg);
+    CHECK_RET((l->lfd = fl_net_listen("127.0.0.1:0", &port, &err)) >= 0, "%s", err.msg);
+    cit_buf_printf(
+        &sh,
+        "cd %s && rm -rf up0 model.0 l0 && exec %s fl join --key node0.key --roster roster "
+        "--coordinator coord.vkey --connect 127.0.0.1:%d --data c0.x.idx --standardize "
+        "--ledger l0 --policy %s --dump-update up0 --out model.0 --timeout 30 %s "
+        "> j0.out 2> j0.err",
+        dir, bin(), port, pol, flags);
+    l->pid = fork();
+    if (l->pid == 0) {
+        execl("/bin/sh", "sh", "-c", sh.p, (char *)NULL);
+        _exit(127);
+    }
+    cit_buf_free(&sh);
+    CHECK_RET(l->pid > 0, "fork failed");
+    CHECK_RET(fl_net_accept(l->ctx, l->lfd, 30, &l->c, &err) == 0, "no participant: %s", err.msg);
+    fl_net_nonblock(&l->c, 30000);
+    return 0;
+}
+
+static int liar_task(struct liar *l, uint64_t round, uint32_t rounds, int mode)
+{
+    struct cit_err err = {0};
+    l->t.round = round;
+    l->t.rounds = rounds;
+    l->t.mode = mode;
+    CHECK_RET(fl_task_write(&l->t, l->w, &l->f) == 0, "TASK");
+    CHECK_RET(fl_net_send(&l->c, l->f.p, l->f.len, &err) == 0, "%s", err.msg);
+    return 0;
+}
+
+/* The participant's READY for round: 1 accepted, 0 declined (rd->why its
+ * reason, NUL-terminated, in l->f), -1 none or another frame. */
+static int liar_ready(struct liar *l, uint64_t round, size_t body, struct fl_ready *rd)
+{
+    struct cit_err err = {0};
+    int a;
+    CHECK_RET(fl_net_recv(&l->c, &l->f, &err) == 0, "no READY: %s", err.msg);
+    a = fl_ready_read((const uint8_t *)l->f.p, l->f.len, round, body, rd, &err);
+    CHECK_RET(a >= 0, "not a READY of round %llu: %s", (unsigned long long)round, err.msg);
+    if (!a) {
+        size_t at = (size_t)(rd->why - l->f.p);
+        CHECK_RET(cit_buf_add(&l->f, "", 1) == 0, "out of memory");
+        rd->why = l->f.p + at;
+    }
+    return a;
+}
+
+/* Ends the connection and waits (60 s at most) for the participant: its
+ * exit status, or -1. */
+static int liar_close(struct liar *l)
+{
+    int st = -1;
+    if (l->c.fd >= 0 || l->c.ssl) fl_net_close(&l->c);
+    if (l->lfd >= 0) close(l->lfd);
+    fl_tls_free(l->ctx);
+    fl_roster_free(l->roster);
+    free(l->w);
+    cit_buf_free(&l->f);
+    l->ctx = NULL;
+    l->roster = NULL;
+    l->w = NULL;
+    l->lfd = -1;
+    for (int i = 0; l->pid > 0 && i < 6000; i++) {
+        struct timespec ts = {0, 10000000};
+        pid_t r = waitpid(l->pid, &st, WNOHANG);
+        if (r == l->pid) {
+            l->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        nanosleep(&ts, NULL);
+    }
+    if (l->pid > 0) {
+        kill(l->pid, SIGKILL);
+        waitpid(l->pid, &st, 0);
+    }
+    return -1;
+}
+
+/* The participant's stderr (or stdout) holds want; its ledger a refusal. */
+static int liar_said(const char *dir, const char *file, const char *want)
+{
+    char p[600], *txt;
+    size_t len;
+    snprintf(p, sizeof(p), "%s/%s", dir, file);
+    txt = t_read_file(p, &len);
+    CHECK_RET(txt && strstr(txt, want), "%s: wanted '%s', got '%s'", file, want, txt ? txt : "");
+    cit_free(txt);
+    return 0;
+}
+
+static int liar_refused(struct liar *l, const char *why)
+{
+    char want[600], p[600], *log;
+    size_t len;
+    int st = liar_close(l);
+    CHECK_RET(st == 1, "the participant exited with %d, not 1", st);
+    snprintf(want, sizeof(want), "citadel fl join: %s", why);
+    if (liar_said(l->dir, "j0.err", want)) return -1;
+    snprintf(p, sizeof(p), "%s/l0/log", l->dir);
+    log = t_read_file(p, &len);
+    CHECK_RET(log && strstr(log, "\"action\":\"refuse\""), "no refusal in the ledger");
+    cit_free(log);
+    return 0;
+}
+
+/* A downgrade to plain mode is refused before the participant trains: a
+ * READY that declines, naming both modes, no update computed, and the
+ * participant gone. --min-mode plain takes that round; Paillier and
+ * SecAgg+ rank alike, so a --min-mode paillier node takes a SecAgg+ round
+ * and a default node is held back from a Paillier one only by its lack of
+ * a key share. */
+void test_fl_net_min_mode(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512], p[600];
+    snprintf(dir, sizeof(dir), "%s/fedmm", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_PLAIN)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 &&
+               strstr(rd.why, "the coordinator announced mode plain, weaker than this node's "
+                              "minimum mode secagg") &&
+               strstr(rd.why, "--min-mode plain allows it"),
+           "%s", rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: the coordinator announced mode plain, weaker than this node's "
+                         "minimum mode secagg"))
+        return;
+    snprintf(p, sizeof(p), "%s/up0", dir);
+    CHECKF(access(p, F_OK) != 0, "the participant computed an update for a plain round");
+
+    if (liar_open(&l, dir, "--min-mode plain") || liar_task(&l, 1, 3, FL_MODE_PLAIN)) goto fail;
+    CHECK(liar_ready(&l, 1, ((size_t)l.t.d + 1) * 4, &rd) == 1);
+    liar_close(&l);
+    CHECK(access(p, F_OK) == 0);
+
+    if (liar_open(&l, dir, "--min-mode paillier") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    liar_close(&l);
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_PAILLIER)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "holds no Paillier key share"), "%s",
+           rd.why ? rd.why : "");
+    liar_close(&l);
+    return;
+fail:
+    liar_close(&l);
 }
 
 /* The accountant against the exact (analytic) Gaussian mechanism of Balle

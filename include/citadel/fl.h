@@ -389,6 +389,9 @@ struct fl_dp_account {
  * so the coordinator can have only the sum of at least that many signed
  * contributions decrypted, once per round.
  *
+ * A participant refuses, and leaves the federation: a TASK in a mode below
+ * its --min-mode (fl_mode_rank), before it trains.
+ *
  * A round: the coordinator selects participants among those connected,
  * sends each the TASK, and gives them train_timeout to answer READY; those
  * that accept are the round's members, and secure aggregation (or, with
@@ -403,6 +406,17 @@ struct fl_dp_account {
 #define FL_MSG_PA_SHARE   0x05
 
 enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2, FL_MODE_PAILLIER = 3 };
+
+/* How little of one participant's update a mode shows the coordinator, the
+ * order fl join's --min-mode compares by: 0 plain (it sees every update),
+ * 1 SecAgg+ and threshold Paillier alike (it sees only sums: of at least t
+ * contributions, or of at least the decryptors' floor). The two secure
+ * modes rest on different trust (honest neighbours, key-share holders and a
+ * dealer that forgot) and neither hides more than the other, so they rank
+ * equal. -1 for a value that is no mode. */
+int fl_mode_rank(int mode);
+/* "plain", "secagg", "paillier": what the ledger, the logs and --min-mode say. */
+const char *fl_mode_name(int mode);
 
 /* What fl_serve and fl_join report as they go, for the caller to show: the
  * library prints nothing itself (its diagnostics go to cit_log). */
@@ -462,9 +476,11 @@ struct fl_join_opts {
     struct ledger *ledger;
     const struct fl_pai *pai;             /* Paillier mode: the key and this */
     const struct fl_pai_share *pai_share; /* node's share (both or neither) */
-    uint32_t min_t;    /* the smallest SecAgg threshold, and Paillier contributor count, accepted */
-    double dp_epsilon; /* budget; 0: none (refuses no round) */
-    double dp_delta;   /* 0: 1e-5 */
+    uint32_t min_t; /* the smallest SecAgg threshold, and Paillier contributor count, accepted */
+    enum fl_mode min_mode;   /* the weakest aggregation taken part in (ranked by fl_mode_rank);
+                                0: FL_MODE_SECAGG, which admits Paillier too, never plain */
+    double dp_epsilon;       /* budget; 0: none (refuses no round) */
+    double dp_delta;         /* 0: 1e-5 */
     double dp_min_noise;     /* refuses rounds with less noise than this z */
     const char *dp_state;    /* the privacy account, kept across runs */
     double timeout_s;        /* the longest wait for a frame; 0: 3600 */

@@ -26,9 +26,12 @@
  *       public key (DIR/paillier.pub); serve --paillier PUB and join
  *       --paillier SHARE then aggregate under it instead of SecAgg+
  *   fl join --key K --roster R --coordinator VKEY --connect HOST:PORT --data SRC
- *           [--t MIN] [--dp-epsilon E] [--dp-delta D] [--dp-state F]
- *           [--dp-min-noise Z] [--timeout S] [--ledger DIR] [--out MODEL]
- *       a participant: trains on its own data, contributes to each round
+ *           [--min-mode plain|secagg|paillier] [--t MIN] [--dp-epsilon E]
+ *           [--dp-delta D] [--dp-state F] [--dp-min-noise Z] [--timeout S]
+ *           [--ledger DIR] [--out MODEL]
+ *       a participant: trains on its own data, contributes to each round;
+ *       refuses a mode below --min-mode (default secagg, which takes
+ *       Paillier too)
  *
  * Training options: --model logreg|mlp:W[,W...] --epochs E --batch B --lr LR
  * --optim sgd|adam --standardize (z-score each feature with the data's own
@@ -61,6 +64,7 @@ struct fl_args {
     float clip, weight_cap, dp_noise, dp_epsilon, dp_delta, dp_min_noise;
     float join_timeout, train_timeout, stage_timeout, timeout;
     int drop_at, stall_at;
+    int min_mode; /* enum fl_mode; 0: fl_join's default (secure aggregation) */
     enum fl_split_kind scheme;
     float alpha, local_epochs, mu, server_lr;
     int standardize, plain;
@@ -81,7 +85,10 @@ void cli_usage_fl(FILE *f)
           "[--dp-noise Z] [--ledger DIR] [--out MODEL] [...]\n"
           "       citadel fl deal --roster R --t T [--bits 2048] --out DIR   (Paillier keys)\n"
           "       citadel fl join --key K --roster R --coordinator VKEY --connect H:P --data SRC "
-          "[--dp-epsilon E --dp-state F] [--ledger DIR] [--out MODEL] [...]\n"
+          "[--min-mode plain|secagg|paillier] [--dp-epsilon E --dp-state F] [--ledger DIR] "
+          "[--out MODEL] [...]\n"
+          "         (join refuses a coordinator below --min-mode, default secagg: secure "
+          "aggregation, SecAgg+ or Paillier alike; plain must be allowed by --min-mode plain)\n"
           "       (docs/fl.md lists every option)\n",
           f);
 }
@@ -199,6 +206,16 @@ static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *
             if (cli_parse_float(v, x) || !(*x >= 0) || !isfinite(*x)) return *bad = -1;
             return 0;
         }
+    if (!strcmp(f, "--min-mode")) {
+        /* the names fl_mode_name writes, as the ledger and the logs show them */
+        static const int modes[] = {FL_MODE_PLAIN, FL_MODE_SECAGG, FL_MODE_PAILLIER};
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+            if (!strcmp(v, fl_mode_name(modes[i]))) {
+                a->min_mode = modes[i];
+                return 0;
+            }
+        return *bad = -1;
+    }
     if (!strcmp(f, "--drop-at") || !strcmp(f, "--stall-at")) {
         int t = stage_type(v);
         if (!t) return *bad = -1;
@@ -771,6 +788,7 @@ static int fl_join_cmd(const struct fl_args *a)
     o.data = &ds;
     o.ledger = lg;
     o.min_t = (uint32_t)a->t;
+    o.min_mode = (enum fl_mode)a->min_mode;
     o.dp_epsilon = a->dp_epsilon;
     o.dp_delta = a->dp_delta;
     o.dp_min_noise = a->dp_min_noise;

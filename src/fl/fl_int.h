@@ -185,7 +185,6 @@ int fl_share_read(const uint8_t *f, size_t len, uint64_t round, uint32_t id, siz
 
 /* ---- what both roles keep of a round (record.c) ---- */
 
-const char *fl_mode_name(int mode);
 /* out gets 2 n hex digits and a NUL. */
 void fl_hex(char *out, const uint8_t *p, size_t n);
 /* One ledger entry for the round (nothing when lg is NULL): event "fl",

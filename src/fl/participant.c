@@ -5,6 +5,9 @@
  * Paillier key, or plain), unless the round breaks one of this node's own
  * rules: its data's shape, its noise floor, its privacy budget. Every
  * contribution, decline and abort goes into its own ledger.
+ *
+ * It does not take the coordinator's word for what the federation is: a
+ * TASK in a weaker mode than its floor is refused, and the node leaves.
  */
 #include <poll.h>
 #include <sodium.h>
@@ -46,6 +49,37 @@ static int decline(struct cli *c, uint64_t round, const char *why, struct cit_er
     return send_ready(c, round, why, NULL, 0, err);
 }
 
+/* Refuses what the coordinator sent for good: the ledger gets the reason,
+ * the coordinator a READY that declines round with it (so that its log
+ * says why), and the caller the error, upon which this node leaves: a
+ * coordinator caught lying once is not worked with for the next round. */
+static int refuse_task(struct cli *c, uint64_t round, const char *why, struct cit_err *err)
+{
+    struct cit_err e = {{0}};
+    cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)round, why);
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "reason=\"%s\"", why);
+    if (fl_record(c->o->ledger, "refuse", round, NULL, c->o->connect, c->detail.p, &e))
+        cit_log(CIT_LOG_ERROR, "fl: %s", e.msg);
+    if (send_ready(c, round, why, NULL, 0, &e))
+        cit_log(CIT_LOG_WARN, "fl: could not tell the coordinator: %s", e.msg);
+    return cit_err_set(err, CIT_ERANGE, "round %llu: %s", (unsigned long long)round, why);
+}
+
+/* The mode floor: checked before this node trains, so that nothing of its
+ * update is computed, let alone sent, in a mode it does not accept. */
+static int mode_check(const struct cli *c, const struct fl_task *t, char *why, size_t cap)
+{
+    int floor = c->o->min_mode ? (int)c->o->min_mode : FL_MODE_SECAGG;
+    if (fl_mode_rank(t->mode) >= fl_mode_rank(floor)) return 0;
+    snprintf(why, cap,
+             "the coordinator announced mode %s, weaker than this node's minimum mode %s (in %s "
+             "mode the coordinator sees each update; --min-mode %s allows it)",
+             fl_mode_name(t->mode), fl_mode_name(floor), fl_mode_name(t->mode),
+             fl_mode_name(t->mode));
+    return -1;
+}
+
 static double round_epsilon(double z, double delta)
 {
     struct fl_dp_account a = {0};
@@ -64,6 +98,10 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     float loss = 0;
     int rc = fl_task_read(f, len, &t, err);
     if (rc) return rc; /* a coordinator that sends garbage is not worked with */
+    if (mode_check(c, &t, why, sizeof(why))) {
+        rc = refuse_task(c, t.round, why, err);
+        goto out;
+    }
     fl_sa_client_free(c->sa);
     c->sa = NULL;
     c->round = 0;
