@@ -548,6 +548,103 @@ fail:
     liar_close(&l);
 }
 
+/* Round numbers go forward only: the same round twice (the protocol never
+ * resends one) and a smaller one are refused; an SA_SETUP that names
+ * another round than its TASK aborts that round. */
+void test_fl_net_round_order(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fedro", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "a second TASK for round 1"), "%s",
+           rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: a second TASK for round 1 (the coordinator never resends a "
+                         "round: a replay)"))
+        return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 2, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 2, 0, &rd) == 1);
+    if (liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "round 1 after round 2"), "%s",
+           rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: a TASK for round 1 after round 2 (rounds only go forward)"))
+        return;
+
+    /* the secure aggregation of round 1 set up as round 2 */
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    {
+        struct fl_sa_params sp = {0};
+        struct fl_sa_server *srv = NULL;
+        struct cit_err err = {0};
+        uint32_t members[3] = {0, 1, 2};
+        int ok;
+        randombytes_buf(sp.session, 32);
+        sp.round = 2;
+        sp.n = 3;
+        sp.k = 2;
+        sp.t = 2;
+        sp.d = l.t.d + 1;
+        sp.members = members;
+        CHECKF(fl_sa_server_new(&sp, l.roster, &srv, &err) == 0, "%s", err.msg);
+        ok = !fl_sa_server_send(srv, 0, &l.f) && l.f.len &&
+             !fl_net_send(&l.c, l.f.p, l.f.len, &err) && !fl_net_recv(&l.c, &l.f, &err);
+        fl_sa_server_free(srv);
+        CHECKF(ok, "%s", err.msg);
+        cit_buf_add(&l.f, "", 1);
+        CHECKF(l.f.p[4] == FL_MSG_ABORT &&
+                   strstr(l.f.p + FL_HDR, "SA_SETUP: round 2, but the TASK was for round 1"),
+               "%s", l.f.p + FL_HDR);
+    }
+    CHECK(liar_close(&l) == 1); /* it waited for the next round: the coordinator went */
+    CHECK(liar_said(dir, "l0/log", "SA_SETUP: round 2, but the TASK was for round 1") == 0);
+    return;
+fail:
+    liar_close(&l);
+}
+
+/* A round may skip ahead (this node was not selected for the rounds
+ * between) but not past the rounds the first TASK announced, nor change
+ * that total; and there is no round 0. */
+void test_fl_net_round_jump(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fedrj", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 5, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 5, 0, &rd) == 0 && strstr(rd.why, "round 5 of the 3 rounds announced"),
+           "%s", rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 5: a TASK for round 5 of the 3 rounds announced (a jump past "
+                         "the end)"))
+        return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 2, 10, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 2, 0, &rd) == 0);
+    if (liar_refused(&l, "round 2: the TASK announces 10 rounds, the first announced 3")) return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 3, 3, FL_MODE_SECAGG)) goto fail; /* round 2 went to others */
+    CHECK(liar_ready(&l, 3, 0, &rd) == 1);
+    if (liar_task(&l, 0, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 0, 0, &rd) == 0);
+    if (liar_refused(&l, "round 0: a TASK for round 0 (rounds count from 1)")) return;
+    return;
+fail:
+    liar_close(&l);
+}
+
 /* The accountant against the exact (analytic) Gaussian mechanism of Balle
  * and Wang 2018, which no valid bound can beat, and its composition. */
 static double phi(double x)

@@ -390,7 +390,12 @@ struct fl_dp_account {
  * contributions decrypted, once per round.
  *
  * A participant refuses, and leaves the federation: a TASK in a mode below
- * its --min-mode (fl_mode_rank), before it trains.
+ * its --min-mode (fl_mode_rank), before it trains; a round number of 0, one
+ * not past the last TASK's (the coordinator sends each round once, a
+ * failed round is not retried: a repeat is a replay), one past the rounds
+ * the first TASK announced, or a change of that total (skipped rounds are
+ * legitimate: a round selects --per-round at random). An SA_SETUP for
+ * another round than its TASK's aborts that round.
  *
  * A round: the coordinator selects participants among those connected,
  * sends each the TASK, and gives them train_timeout to answer READY; those

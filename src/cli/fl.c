@@ -31,7 +31,8 @@
  *           [--ledger DIR] [--out MODEL]
  *       a participant: trains on its own data, contributes to each round;
  *       refuses a mode below --min-mode (default secagg, which takes
- *       Paillier too)
+ *       Paillier too), and round numbers that go back, repeat or pass the
+ *       announced total
  *
  * Training options: --model logreg|mlp:W[,W...] --epochs E --batch B --lr LR
  * --optim sgd|adam --standardize (z-score each feature with the data's own

@@ -151,6 +151,11 @@ int fl_finish_read(const uint8_t *f, size_t len, struct fl_finish *out /* out */
                    struct cit_err *err);
 void fl_finish_free(struct fl_finish *f);
 
+/* What a participant knows of the federation's past. */
+struct fl_seen {
+    struct fl_task task; /* the last TASK it took; task.round 0: none; task.w owned */
+};
+
 /* What a participant signs over its Paillier ciphertexts (n bytes):
  * "citadel-fl/pa/v1" | round u64 | roster index u32 | SHA-256(cts). */
 void fl_pa_statement(uint8_t msg[60] /* out */, uint64_t round, uint32_t member, const uint8_t *cts,
@@ -329,6 +334,10 @@ int fl_sa_client_input(struct fl_sa_client *c, const uint32_t *input, uint32_t d
 
 int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
                      uint32_t min_t, struct fl_sa_client **out /* out */);
+
+/* The round (of the TASK) that the coordinator's SA_SETUP must name; until
+ * it is set, any round is taken. */
+void fl_sa_client_expect_round(struct fl_sa_client *c, uint64_t round);
 
 /* Feeds one frame from the coordinator; writes the reply frame into reply
  * (empty when there is none). A frame that breaks the protocol (wrong

@@ -7,7 +7,9 @@
  * contribution, decline and abort goes into its own ledger.
  *
  * It does not take the coordinator's word for what the federation is: a
- * TASK in a weaker mode than its floor is refused, and the node leaves.
+ * TASK in a weaker mode than its floor, or whose round number goes back,
+ * repeats or runs past the announced total, is refused, and the node
+ * leaves.
  */
 #include <poll.h>
 #include <sodium.h>
@@ -28,6 +30,7 @@ struct cli {
     uint32_t d1;     /* entries of a contribution */
     int decrypted;   /* Paillier: this round's one decryption share is out */
     uint8_t mine[32];
+    struct fl_seen seen; /* the last TASK taken: for the round numbers */
     struct cit_buf out, detail;
 };
 
@@ -66,6 +69,35 @@ static int refuse_task(struct cli *c, uint64_t round, const char *why, struct ci
     return cit_err_set(err, CIT_ERANGE, "round %llu: %s", (unsigned long long)round, why);
 }
 
+/* Round numbers only go forward, within the total the first TASK announced.
+ * The coordinator sends each round's TASK once and never resends one (a
+ * round that fails is not retried; the next one starts), so the same
+ * number again is a replay and a smaller one a rewind. A node may be left
+ * out of any number of rounds (--per-round selects at random), so how far
+ * a round may jump is bounded by the announced total only, not by one. */
+static int round_check(const struct cli *c, const struct fl_task *t, char *why, size_t cap)
+{
+    const struct fl_task *last = &c->seen.task;
+    if (!t->round)
+        snprintf(why, cap, "a TASK for round 0 (rounds count from 1)");
+    else if (last->round && t->rounds != last->rounds)
+        snprintf(why, cap, "the TASK announces %u rounds, the first announced %u", t->rounds,
+                 last->rounds);
+    else if (t->round > t->rounds)
+        snprintf(why, cap, "a TASK for round %llu of the %u rounds announced (a jump past the end)",
+                 (unsigned long long)t->round, t->rounds);
+    else if (last->round && t->round == last->round)
+        snprintf(why, cap,
+                 "a second TASK for round %llu (the coordinator never resends a round: a replay)",
+                 (unsigned long long)t->round);
+    else if (last->round && t->round < last->round)
+        snprintf(why, cap, "a TASK for round %llu after round %llu (rounds only go forward)",
+                 (unsigned long long)t->round, (unsigned long long)last->round);
+    else
+        return 0;
+    return -1;
+}
+
 /* The mode floor: checked before this node trains, so that nothing of its
  * update is computed, let alone sent, in a mode it does not accept. */
 static int mode_check(const struct cli *c, const struct fl_task *t, char *why, size_t cap)
@@ -95,13 +127,18 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     double delta = o->dp_delta > 0 ? o->dp_delta : 1e-5, eps = 0;
     char why[FL_ABORT_MAX];
     uint32_t *v = NULL;
-    float loss = 0;
+    float loss = 0, *own;
     int rc = fl_task_read(f, len, &t, err);
     if (rc) return rc; /* a coordinator that sends garbage is not worked with */
-    if (mode_check(c, &t, why, sizeof(why))) {
+    own = t.w;
+    if (round_check(c, &t, why, sizeof(why)) || mode_check(c, &t, why, sizeof(why))) {
         rc = refuse_task(c, t.round, why, err);
         goto out;
     }
+    /* the next TASK's round is checked against this one, declined or not */
+    cit_free(c->seen.task.w);
+    c->seen.task = t;
+    own = NULL;
     fl_sa_client_free(c->sa);
     c->sa = NULL;
     c->round = 0;
@@ -189,12 +226,13 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
             cit_err_set(err, rc, "secure aggregation: cannot start");
             goto out;
         }
+        fl_sa_client_expect_round(c->sa, t.round);
     }
     c->round = t.round;
     rc = send_ready(c, t.round, NULL, NULL, 0, err);
 out:
     cit_free(v);
-    cit_free(t.w);
+    cit_free(own);
     return rc;
 }
 
@@ -408,6 +446,7 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
 out:
     if (c.c.fd >= 0 || c.c.ssl) fl_net_close(&c.c);
     fl_sa_client_free(c.sa);
+    cit_free(c.seen.task.w);
     fl_tls_free(ctx);
     cit_buf_free(&f);
     cit_buf_free(&c.out);
