@@ -6,7 +6,8 @@
  * quantized contributions that the surviving contributors wrote down.
  * A lying coordinator (this process, writing the frames it likes) meets a
  * real participant, which must refuse it. In process: the orchestration
- * frames they exchange and the roster file they read.
+ * frames they exchange, the participant's check of the final model and the
+ * roster file they read.
  */
 #include <math.h>
 #include <signal.h>
@@ -247,6 +248,13 @@ void test_fl_net_rounds(void)
         CHECK(ma && mb && la == lb && !memcmp(ma, mb, la));
         cit_free(ma);
         cit_free(mb);
+        /* each checked it: the last TASK's model stepped by the sum SA_DONE announced */
+        snprintf(b, sizeof(b), "%s/j%d.out", dir, i);
+        mb = t_read_file(b, &lb);
+        CHECKF(mb && strstr(mb, "final model checked: round 3's model plus the mean of its sum "
+                                "(the sum its SA_DONE announced)"),
+               "participant %d: %s", i, mb ? mb : "");
+        cit_free(mb);
     }
     snprintf(p, sizeof(p), "%s/lc/log", dir);
     log = t_read_file(p, &len);
@@ -300,10 +308,10 @@ void test_fl_net_rounds(void)
     }
 }
 
-/* An honest plain federation: the participants allow plain mode and end
- * with the coordinator's model. The same coordinator meets participants
- * with the default minimum mode: each refuses the plain round before it
- * trains, and says why. */
+/* An honest plain federation: the participants allow plain mode, and each
+ * checks the final model bit for bit against the last round's sum. The same
+ * coordinator meets participants with the default minimum mode: each
+ * refuses the plain round before it trains, and says why. */
 void test_fl_net_honest(void)
 {
     char dir[512], p[600], *out = NULL, *txt;
@@ -317,6 +325,12 @@ void test_fl_net_honest(void)
     for (int i = 0; i < 3; i++) {
         char *ma, *mb;
         size_t la, lb;
+        snprintf(p, sizeof(p), "%s/j%d.out", dir, i);
+        txt = t_read_file(p, &len);
+        CHECKF(txt &&
+                   strstr(txt, "final model checked: round 2's model plus the mean of its sum\n"),
+               "participant %d: %s", i, txt ? txt : "no output");
+        cit_free(txt);
         snprintf(p, sizeof(p), "%s/model.c", dir);
         ma = t_read_file(p, &la);
         snprintf(p, sizeof(p), "%s/model.%d", dir, i);
@@ -645,6 +659,208 @@ fail:
     liar_close(&l);
 }
 
+/* The final model of a plain round of one participant: the coordinator
+ * knows the sum (the participant's own contribution) and computes the
+ * model as an honest one would; a FINISH one float step off in one
+ * parameter is refused and nothing is written, the exact one is taken. */
+static int finish_run(const char *dir, int lie, float **model)
+{
+    struct liar l;
+    struct fl_ready rd;
+    struct fl_finish fin = {0};
+    struct fl_server_opt so;
+    struct cit_err err = {0};
+    uint32_t *sum = NULL;
+    size_t d1;
+    int rc = -1;
+    *model = NULL;
+    if (liar_open(&l, dir, "--min-mode plain") || liar_task(&l, 1, 1, FL_MODE_PLAIN)) goto out;
+    d1 = (size_t)l.t.d + 1;
+    if (liar_ready(&l, 1, d1 * 4, &rd) != 1) goto out;
+    sum = malloc(d1 * 4);
+    *model = malloc(l.t.d * sizeof(float));
+    if (!sum || !*model) goto out;
+    for (size_t i = 0; i < d1; i++)
+        sum[i] = (uint32_t)rd.body[4 * i] | (uint32_t)rd.body[4 * i + 1] << 8 |
+                 (uint32_t)rd.body[4 * i + 2] << 16 | (uint32_t)rd.body[4 * i + 3] << 24;
+    memcpy(*model, l.w, l.t.d * sizeof(float));
+    if (fl_server_opt_init(&so, FL_FEDAVG, l.t.d) ||
+        fl_server_update(&l.t.rc, &so, *model, sum, l.t.d, &err)) {
+        t_fail(__FILE__, __LINE__, "the test's own step: %s", err.msg);
+        goto out;
+    }
+    fl_server_opt_free(&so);
+    fin.rounds = 1;
+    fin.d = l.t.d;
+    fin.w = malloc(l.t.d * sizeof(float));
+    if (!fin.w) goto out;
+    memcpy(fin.w, *model, l.t.d * sizeof(float));
+    if (lie) fin.w[lie] = nextafterf(fin.w[lie], INFINITY);
+    fin.round = 1;
+    fin.strategy = FL_FEDAVG;
+    fin.sum = sum;
+    if (fl_finish_write(&fin, &l.f) || fl_net_send(&l.c, l.f.p, l.f.len, &err)) {
+        t_fail(__FILE__, __LINE__, "FINISH: %s", err.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(fin.w);
+    free(sum);
+    if (rc) {
+        liar_close(&l);
+        return rc;
+    }
+    if (lie) {
+        char want[200];
+        snprintf(want, sizeof(want),
+                 "FINISH refused, no model written: the final model is not round 1's model plus "
+                 "the mean of its sum: parameter %d is",
+                 lie);
+        return liar_refused(&l, want);
+    }
+    rc = liar_close(&l);
+    CHECK_RET(rc == 0, "the participant exited with %d on an honest FINISH", rc);
+    return 0;
+}
+
+void test_fl_net_finish(void)
+{
+    char dir[512], p[600];
+    float *want = NULL, *got = NULL;
+    size_t d = 0;
+    struct cit_err err = {0};
+    snprintf(dir, sizeof(dir), "%s/fedfin", t_tmpdir());
+    if (setup(dir, 3)) return;
+    snprintf(p, sizeof(p), "%s/model.0", dir);
+    if (finish_run(dir, 7, &want)) goto out;
+    CHECKF(access(p, F_OK) != 0, "a refused final model was written");
+    free(want);
+    want = NULL;
+    if (finish_run(dir, 0, &want)) goto out;
+    CHECK(liar_said(dir, "j0.out",
+                    "final model checked: round 1's model plus the mean of its "
+                    "sum\n") == 0);
+    CHECKF(fl_model_read(p, &got, &d, &err) == 0, "%s", err.msg);
+    CHECK(want && !memcmp(got, want, d * sizeof(float)));
+out:
+    free(want);
+    cit_free(got);
+}
+
+/* fl_finish_check in process, on what the network tests cannot make an
+ * honest or a lying coordinator show: a sum that is not the one SA_DONE
+ * announced, rounds that failed after the last TASK, a FINISH of another
+ * size or count of rounds, a FedAdam step, a round this node never saw. */
+void test_fl_finish_check(void)
+{
+    enum { D = 3 };
+    float w0[D] = {0.25f, -1.0f, 3.0f}, w1[D];
+    uint32_t sum[D + 1], other[D + 1];
+    struct fl_seen s = {0};
+    struct fl_finish f = {0};
+    struct fl_server_opt so;
+    struct cit_err err = {0};
+    char why[256];
+    s.task.round = 2;
+    s.task.rounds = 3;
+    s.task.d = D;
+    s.task.w = w0;
+    s.task.rc.clip = 10;
+    s.task.rc.max_clients = 4;
+    s.task.rc.local_epochs = 1;
+    {
+        /* two contributors' worth, fixed point at the round's scale */
+        double scale = fl_quant_scale(10, 4);
+        const double mean[D] = {0.5, 0.125, -2.0};
+        for (int i = 0; i < D; i++) sum[i] = (uint32_t)(int32_t)lrint(2 * mean[i] * scale);
+        sum[D] = (uint32_t)(int32_t)lrint(2 * scale);
+    }
+    memcpy(w1, w0, sizeof(w1));
+    CHECK(fl_server_opt_init(&so, FL_FEDAVG, D) == 0);
+    CHECK(fl_server_update(&s.task.rc, &so, w1, sum, D, &err) == 0);
+    fl_server_opt_free(&so);
+    CHECK(fabsf(w1[0] - 0.75f) < 1e-6f && fabsf(w1[2] - 1.0f) < 1e-6f);
+    f.rounds = 3;
+    f.d = D;
+    f.w = w1;
+    f.round = 2;
+    f.strategy = FL_FEDPROX;
+    f.sum = sum;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    /* the SA_DONE digest: the sum FINISH carries must be the announced one */
+    s.sum_round = 2;
+    fl_sha256(s.sum_digest, sum, sizeof(sum), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    memcpy(other, sum, sizeof(sum));
+    other[1] += 1000000; /* 0.009 in the mean: past a float step of the model */
+    fl_sha256(s.sum_digest, other, sizeof(other), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "round 2's sum (SHA-256 ") &&
+               strstr(err.msg, "is not the one its SA_DONE announced"),
+           "%s", err.msg);
+    f.strategy = FL_FEDADAM; /* checked before the step, whatever the step */
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    fl_sha256(s.sum_digest, sum, sizeof(sum), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "FedAdam"), "%s", why);
+    f.strategy = FL_FEDAVG;
+    /* a model one float step away, and the model of a sum another than the one carried */
+    {
+        float keep = w1[1];
+        w1[1] = nextafterf(keep, 0);
+        CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+        CHECKF(strstr(err.msg, "not round 2's model plus the mean of its sum: parameter 1 is"),
+               "%s", err.msg);
+        w1[1] = keep;
+    }
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    s.sum_round = 0;
+    f.sum = other;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    f.sum = sum;
+    /* a sum with no weight in it cannot have made a model */
+    {
+        uint32_t zero[D + 1] = {0};
+        f.sum = zero;
+        CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+        CHECKF(strstr(err.msg, "round 2's sum cannot have been aggregated"), "%s", err.msg);
+        f.sum = sum;
+    }
+    /* another count of rounds, another size */
+    f.rounds = 4;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "it counts 4 rounds, the TASKs announced 3"), "%s", err.msg);
+    f.rounds = 3;
+    f.d = D - 1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "a model of 2 parameters, the rounds' model has 3"), "%s", err.msg);
+    f.d = D;
+    /* rounds 2 and later failed: the model must be round 2's TASK model itself */
+    f.round = 1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "no round after round 1 was aggregated, so the final model must be "
+                           "round 2's, but parameter 0 is"),
+           "%s", err.msg);
+    f.w = w0;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHANGED);
+    s.sum_round = 1; /* it took part in round 1: the sum FINISH names must still be that one */
+    fl_sha256(s.sum_digest, other, sizeof(other), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "round 1's sum (SHA-256 "), "%s", err.msg);
+    s.sum_round = 0;
+    f.round = 0; /* none aggregated at all */
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHANGED);
+    /* a last round this node was not sent, and no TASK at all: nothing to check against */
+    f.round = 3;
+    f.w = w1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "not sent round 3's TASK"), "%s", why);
+    s.task.round = 0;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "sent no TASK"), "%s", why);
+}
+
 /* The accountant against the exact (analytic) Gaussian mechanism of Balle
  * and Wang 2018, which no valid bound can beat, and its composition. */
 static double phi(double x)
@@ -874,6 +1090,12 @@ void test_fl_net_paillier(void)
     CHECKF(strstr(out, "round 2: 3 selected, 3 ready, 3 contributors"), "%s", out);
     cit_free(out);
     if (check_sum(dir, N, all)) return;
+    /* Paillier passes the default minimum mode, and its final model is checked too */
+    snprintf(p, sizeof(p), "%s/j0.out", dir);
+    log = t_read_file(p, &len);
+    CHECKF(log && strstr(log, "final model checked: round 2's model plus the mean of its sum\n"),
+           "%s", log ? log : "");
+    cit_free(log);
     snprintf(p, sizeof(p), "%s/l2/log", dir);
     log = t_read_file(p, &len);
     CHECK(log && strstr(log, "\"action\":\"decrypt\"") && strstr(log, "contributors=3"));

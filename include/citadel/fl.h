@@ -394,8 +394,14 @@ struct fl_dp_account {
  * not past the last TASK's (the coordinator sends each round once, a
  * failed round is not retried: a repeat is a replay), one past the rounds
  * the first TASK announced, or a change of that total (skipped rounds are
- * legitimate: a round selects --per-round at random). An SA_SETUP for
- * another round than its TASK's aborts that round.
+ * legitimate: a round selects --per-round at random); an SA_SETUP for
+ * another round than its TASK's (that round is aborted); and a FINISH
+ * whose model is not, bit for bit, the last TASK's model stepped by the
+ * mean of the sum FINISH carries (FedAvg, FedProx), or whose sum is not the
+ * one SA_DONE announced (fl_finish_check). It cannot check a FedAdam step,
+ * nor a round whose TASK it was not sent; it then writes the model and says
+ * it is unchecked. The sum in FINISH tells a participant the round's total
+ * weight beyond what the final model shows; under DP it is the noised sum.
  *
  * A round: the coordinator selects participants among those connected,
  * sends each the TASK, and gives them train_timeout to answer READY; those
@@ -423,6 +429,13 @@ int fl_mode_rank(int mode);
 /* "plain", "secagg", "paillier": what the ledger, the logs and --min-mode say. */
 const char *fl_mode_name(int mode);
 
+/* How a participant checked the final model that FINISH brought. */
+enum fl_finish_check {
+    FL_FINISH_UNCHECKED,  /* it could not (a FedAdam step, a last round it was not sent) */
+    FL_FINISH_RECOMPUTED, /* bit for bit its last TASK's model plus the mean of that round's sum */
+    FL_FINISH_UNCHANGED,  /* bit for bit its last TASK's model: every round since failed */
+};
+
 /* What fl_serve and fl_join report as they go, for the caller to show: the
  * library prints nothing itself (its diagnostics go to cit_log). */
 enum fl_progress_kind {
@@ -439,8 +452,14 @@ struct fl_progress {
     int tested;           /* accuracy and loss were measured on the test set */
     float accuracy, loss; /* of the new global model */
     /* FL_PROGRESS_FINISHED */
-    uint32_t rounds;    /* as the coordinator announced them */
-    uint64_t dp_rounds; /* rounds this node's privacy account has spent, in all */
+    uint32_t rounds;        /* as the coordinator announced them */
+    uint64_t dp_rounds;     /* rounds this node's privacy account has spent, in all */
+    int checked;            /* enum fl_finish_check */
+    uint64_t checked_round; /* the round checked against (FL_FINISH_RECOMPUTED: whose sum,
+                               FL_FINISH_UNCHANGED: whose TASK) */
+    int sum_matched;        /* that sum is the one this node's SA_DONE announced */
+    const char *unchecked;  /* FL_FINISH_UNCHECKED: what this node lacked to check it
+                               (valid during the call) */
 };
 typedef void (*fl_progress_fn)(void *user, const struct fl_progress *ev);
 

@@ -31,8 +31,8 @@
  *           [--ledger DIR] [--out MODEL]
  *       a participant: trains on its own data, contributes to each round;
  *       refuses a mode below --min-mode (default secagg, which takes
- *       Paillier too), and round numbers that go back, repeat or pass the
- *       announced total
+ *       Paillier too), round numbers that go back, repeat or pass the
+ *       announced total, and a final model its last round's sum does not make
  *
  * Training options: --model logreg|mlp:W[,W...] --epochs E --batch B --lr LR
  * --optim sgd|adam --standardize (z-score each feature with the data's own
@@ -651,6 +651,16 @@ static void show_progress(void *user, const struct fl_progress *ev)
     if (ev->kind == FL_PROGRESS_FINISHED) {
         printf("federation finished after %u rounds; %llu rounds spent privacy\n", ev->rounds,
                (unsigned long long)ev->dp_rounds);
+        if (ev->checked == FL_FINISH_RECOMPUTED)
+            printf("final model checked: round %llu's model plus the mean of its sum%s\n",
+                   (unsigned long long)ev->checked_round,
+                   ev->sum_matched ? " (the sum its SA_DONE announced)" : "");
+        else if (ev->checked == FL_FINISH_UNCHANGED)
+            printf("final model checked: round %llu's model (no later round was aggregated)\n",
+                   (unsigned long long)ev->checked_round);
+        else
+            printf("final model NOT checked: %s\n", ev->unchecked ? ev->unchecked : "");
+        fflush(stdout);
         return;
     }
     printf("round %d: %d selected, %d ready, %u contributors, %.0f ms", ev->round, ev->selected,

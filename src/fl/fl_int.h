@@ -151,10 +151,22 @@ int fl_finish_read(const uint8_t *f, size_t len, struct fl_finish *out /* out */
                    struct cit_err *err);
 void fl_finish_free(struct fl_finish *f);
 
-/* What a participant knows of the federation's past. */
+/* What a participant knows of the federation when FINISH comes. */
 struct fl_seen {
-    struct fl_task task; /* the last TASK it took; task.round 0: none; task.w owned */
+    struct fl_task task;    /* the last TASK it took; task.round 0: none; task.w owned */
+    uint64_t sum_round;     /* SecAgg: the round whose SA_DONE announced sum_digest; 0: none */
+    uint8_t sum_digest[32]; /* SHA-256 of that round's sum */
 };
+/* Checks the final model against what s knows (participant.c): the rounds
+ * and size the TASKs announced; the last aggregated round's sum against the
+ * digest its SA_DONE announced (when s saw it); and the model, bit for bit, against the last TASK's
+ * model stepped by the mean of that sum (FedAvg and FedProx step so) or,
+ * when the rounds since that TASK all failed, against that model itself.
+ * Returns an enum fl_finish_check (FL_FINISH_UNCHECKED with why, up to cap
+ * bytes, saying what this node lacked to check it), or a negative code
+ * with err saying where the model and the protocol disagree. */
+int fl_finish_check(const struct fl_seen *s, const struct fl_finish *f, char *why /* out */,
+                    size_t cap, struct cit_err *err);
 
 /* What a participant signs over its Paillier ciphertexts (n bytes):
  * "citadel-fl/pa/v1" | round u64 | roster index u32 | SHA-256(cts). */

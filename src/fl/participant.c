@@ -8,8 +8,9 @@
  *
  * It does not take the coordinator's word for what the federation is: a
  * TASK in a weaker mode than its floor, or whose round number goes back,
- * repeats or runs past the announced total, is refused, and the node
- * leaves.
+ * repeats or runs past the announced total, and a FINISH whose model is not
+ * what the last round's sum makes of the last TASK's model, are refused,
+ * and the node leaves.
  */
 #include <poll.h>
 #include <sodium.h>
@@ -30,7 +31,7 @@ struct cli {
     uint32_t d1;     /* entries of a contribution */
     int decrypted;   /* Paillier: this round's one decryption share is out */
     uint8_t mine[32];
-    struct fl_seen seen; /* the last TASK taken: for the round numbers */
+    struct fl_seen seen; /* the last TASK taken and SA_DONE seen: for the rounds and FINISH */
     struct cit_buf out, detail;
 };
 
@@ -135,9 +136,10 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
         rc = refuse_task(c, t.round, why, err);
         goto out;
     }
-    /* the next TASK's round is checked against this one, declined or not */
+    /* FINISH is checked against the last TASK, declined or not */
     cit_free(c->seen.task.w);
     c->seen.task = t;
+    c->seen.task.rc.noise = fl_task_noise(&t);
     own = NULL;
     fl_sa_client_free(c->sa);
     c->sa = NULL;
@@ -325,6 +327,134 @@ done:
     return rc;
 }
 
+/* The first parameter at which a and b differ, bit for bit; d when none.
+ * Bits, not a tolerance: both ends run the same arithmetic on the same
+ * numbers (IEEE-754 divisions and additions, nothing contracted), so an
+ * honest coordinator's model is exactly the one recomputed here. */
+static size_t first_diff(const float *a, const float *b, size_t d)
+{
+    for (size_t i = 0; i < d; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float))) return i;
+    return d;
+}
+
+int fl_finish_check(const struct fl_seen *s, const struct fl_finish *f, char *why, size_t cap,
+                    struct cit_err *err)
+{
+    const struct fl_task *t = &s->task;
+    struct fl_server_opt so;
+    struct cit_err e = {{0}};
+    float *w;
+    size_t at;
+    int rc;
+    why[0] = 0;
+    if (!t->round) {
+        snprintf(why, cap, "this node was sent no TASK, so it holds no model to check against");
+        return FL_FINISH_UNCHECKED;
+    }
+    if (f->rounds != t->rounds)
+        return cit_err_set(err, CIT_ERANGE, "it counts %u rounds, the TASKs announced %u",
+                           f->rounds, t->rounds);
+    if (f->d != t->d)
+        return cit_err_set(err, CIT_ERANGE, "a model of %u parameters, the rounds' model has %u",
+                           f->d, t->d);
+    if (f->round && s->sum_round == f->round) {
+        uint8_t dg[32];
+        char a[65], b[65];
+        fl_sha256(dg, f->sum, ((size_t)f->d + 1) * 4, NULL, 0, NULL, 0);
+        if (memcmp(dg, s->sum_digest, 32)) {
+            fl_hex(a, dg, 32);
+            fl_hex(b, s->sum_digest, 32);
+            return cit_err_set(err, CIT_ERANGE,
+                               "round %llu's sum (SHA-256 %.16s...) is not the one its "
+                               "SA_DONE announced (%.16s...)",
+                               (unsigned long long)f->round, a, b);
+        }
+    }
+    if (f->round < t->round) {
+        /* every round from the last TASK's on failed: nothing stepped the model since */
+        if ((at = first_diff(f->w, t->w, t->d)) == t->d) return FL_FINISH_UNCHANGED;
+        return cit_err_set(err, CIT_ERANGE,
+                           "no round after round %llu was aggregated, so the final model "
+                           "must be round %llu's, but parameter %zu is %.9g, not %.9g",
+                           (unsigned long long)f->round, (unsigned long long)t->round, at,
+                           (double)f->w[at], (double)t->w[at]);
+    }
+    if (f->round > t->round) {
+        snprintf(why, cap, "this node was not sent round %llu's TASK, the last aggregated",
+                 (unsigned long long)f->round);
+        return FL_FINISH_UNCHECKED;
+    }
+    if (f->strategy == FL_FEDADAM) {
+        snprintf(why, cap,
+                 "the coordinator steps with FedAdam, whose optimiser state this node does not "
+                 "know");
+        return FL_FINISH_UNCHECKED;
+    }
+    /* FedAvg and FedProx: global += the sum's mean update, as fl_server_update does */
+    if (!(w = cit_malloc((t->d ? t->d : 1) * sizeof(float)))) return CIT_ENOMEM;
+    memcpy(w, t->w, t->d * sizeof(float));
+    if (!(rc = fl_server_opt_init(&so, FL_FEDAVG, t->d))) {
+        rc = fl_server_update(&t->rc, &so, w, f->sum, t->d, &e);
+        fl_server_opt_free(&so);
+    }
+    if (rc == CIT_ENOMEM) {
+        cit_free(w);
+        return rc;
+    }
+    if (rc)
+        rc = cit_err_set(err, CIT_ERANGE, "round %llu's sum cannot have been aggregated: %s",
+                         (unsigned long long)f->round, e.msg);
+    else if ((at = first_diff(f->w, w, t->d)) < t->d)
+        rc = cit_err_set(err, CIT_ERANGE,
+                         "the final model is not round %llu's model plus the mean of its "
+                         "sum: parameter %zu is %.9g, the sum makes it %.9g",
+                         (unsigned long long)f->round, at, (double)f->w[at], (double)w[at]);
+    else
+        rc = FL_FINISH_RECOMPUTED;
+    cit_free(w);
+    return rc;
+}
+
+/* FINISH: the final model, written only once checked as far as this node
+ * can (fl_finish_check); a model that fails the check is not written. */
+static int on_finish(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
+{
+    const struct fl_join_opts *o = c->o;
+    struct fl_finish fin;
+    struct cit_err e = {{0}};
+    char why[FL_ABORT_MAX];
+    int how, rc = fl_finish_read(f, len, &fin, err);
+    if (rc) return rc;
+    how = fl_finish_check(&c->seen, &fin, why, sizeof(why), err);
+    if (how < 0) {
+        cit_log(CIT_LOG_WARN, "fl: refused the final model: %s", err->msg);
+        c->detail.len = 0;
+        cit_buf_printf(&c->detail, "reason=\"%s\"", err->msg);
+        if (fl_record(o->ledger, "refuse", fin.round, NULL, o->connect, c->detail.p, &e))
+            cit_log(CIT_LOG_ERROR, "fl: %s", e.msg);
+        cit_err_prefix(err, "FINISH refused, no model written");
+        rc = how;
+        goto out;
+    }
+    if (how == FL_FINISH_UNCHECKED)
+        cit_log(CIT_LOG_WARN, "fl: the final model is unchecked: %s", why);
+    if (o->out && (rc = fl_model_write(o->out, fin.w, fin.d, err))) goto out;
+    if (o->progress) {
+        struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
+        ev.rounds = fin.rounds;
+        ev.dp_rounds = c->dp.rounds;
+        ev.checked = how;
+        ev.checked_round = how == FL_FINISH_UNCHANGED ? c->seen.task.round : fin.round;
+        ev.sum_matched = how == FL_FINISH_RECOMPUTED && c->seen.sum_round == fin.round;
+        ev.unchecked = how == FL_FINISH_UNCHECKED ? why : NULL;
+        o->progress(o->progress_user, &ev);
+    }
+out:
+    fl_finish_free(&fin);
+    return rc;
+}
+
 /* Stops answering until the coordinator gives up on this node (testing). */
 static void stall(struct cli *c)
 {
@@ -382,21 +512,10 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
         case FL_MSG_PA_DECRYPT:
             if ((rc = on_decrypt(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             break;
-        case FL_MSG_FINISH: {
-            struct fl_finish fin;
-            if ((rc = fl_finish_read((const uint8_t *)f.p, f.len, &fin, err))) goto out;
-            if (o->out) rc = fl_model_write(o->out, fin.w, fin.d, err);
-            fl_finish_free(&fin);
-            if (rc) goto out;
-            if (o->progress) {
-                struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
-                ev.rounds = fin.rounds;
-                ev.dp_rounds = c.dp.rounds;
-                o->progress(o->progress_user, &ev);
-            }
+        case FL_MSG_FINISH:
+            if ((rc = on_finish(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             finished = 1;
             break;
-        }
         case FL_MSG_ABORT: {
             size_t n = f.len - FL_HDR;
             cit_log(CIT_LOG_WARN, "fl: the coordinator ended round %llu: %.*s",
@@ -435,6 +554,8 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             }
             if (c.out.len && (rc = fl_net_send(&c.c, c.out.p, c.out.len, err))) goto out;
             if (!was_done && fl_sa_client_done(c.sa, &tr)) {
+                c.seen.sum_round = c.round; /* FINISH's sum must be this one */
+                memcpy(c.seen.sum_digest, tr.sum_digest, 32);
                 fl_transcript_text(&c.detail, &tr);
                 if ((rc = fl_record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
                                     c.detail.p, err)))
