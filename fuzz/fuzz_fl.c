@@ -10,12 +10,14 @@
  *         sum of the inputs that reached it.
  *   6     the rest is a CSV file
  *   7     the rest is an IDX features file (its labels: one per example)
- *   8     the rest is the body of a TASK frame (fl join's parser)
+ *   8     the rest is the body of a TASK frame (fl join's parser), then
+ *         of a FINISH frame
  *   9     a model file (fl_model_read)
  *   10    a privacy account (fl_dp_load)
  *   11    a Paillier ciphertext, multiplied into an aggregate
  *   12    a Paillier key share file (fl_pai_load)
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +140,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* what it accepted describes a model it can size and train */
             if (!fl_arch_params(&t.arch, &err) || t.d != fl_arch_params(&t.arch, &err)) abort();
             cit_free(t.w);
+        }
+        f[4] = FL_MSG_FINISH;
+        {
+            struct fl_finish fin = {0};
+            if (fl_finish_read(f, FL_HDR + size, &fin, &err) == 0) {
+                /* a model of d finite numbers, and a sum exactly when a round was aggregated */
+                if (!fin.w != !fin.d || !fin.sum != !fin.round || fin.round > fin.rounds) abort();
+                for (uint32_t i = 0; i < fin.d; i++)
+                    if (!isfinite(fin.w[i])) abort();
+                fl_finish_free(&fin);
+            } else if (fin.w || fin.sum) {
+                abort(); /* nothing is left to free on failure */
+            }
         }
         free(f);
         return 0;

@@ -4,14 +4,21 @@
  * TLS over loopback. Participants vanish (or hang) at chosen stages; the
  * coordinator's sum must still equal, exactly, the plain sum of the
  * quantized contributions that the surviving contributors wrote down.
- * In process: the orchestration frames they exchange and the roster file
- * they read.
+ * A lying coordinator (this process, writing the frames it likes) meets a
+ * real participant, which must refuse it. In process: the orchestration
+ * frames they exchange, the participant's check of the final model and the
+ * roster file they read.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "../src/fl/fl_int.h"
 #include "citadel/fl.h"
@@ -241,6 +248,13 @@ void test_fl_net_rounds(void)
         CHECK(ma && mb && la == lb && !memcmp(ma, mb, la));
         cit_free(ma);
         cit_free(mb);
+        /* each checked it: the last TASK's model stepped by the sum SA_DONE announced */
+        snprintf(b, sizeof(b), "%s/j%d.out", dir, i);
+        mb = t_read_file(b, &lb);
+        CHECKF(mb && strstr(mb, "final model checked: round 3's model plus the mean of its sum "
+                                "(the sum its SA_DONE announced)"),
+               "participant %d: %s", i, mb ? mb : "");
+        cit_free(mb);
     }
     snprintf(p, sizeof(p), "%s/lc/log", dir);
     log = t_read_file(p, &len);
@@ -292,6 +306,559 @@ void test_fl_net_rounds(void)
         cit_free(out);
         if (check_sum(dir, 3, want)) return;
     }
+}
+
+/* An honest plain federation: the participants allow plain mode, and each
+ * checks the final model bit for bit against the last round's sum. The same
+ * coordinator meets participants with the default minimum mode: each
+ * refuses the plain round before it trains, and says why. */
+void test_fl_net_honest(void)
+{
+    char dir[512], p[600], *out = NULL, *txt;
+    size_t len;
+    const char *plain[3] = {"--min-mode plain", "--min-mode plain", "--min-mode plain"};
+    snprintf(dir, sizeof(dir), "%s/fedhon", t_tmpdir());
+    if (setup(dir, 3)) return;
+    CHECKF(federate(dir, 3, "--rounds 2 --plain", plain, &out) == 0, "%s", out);
+    CHECKF(strstr(out, "round 2: 3 selected, 3 ready, 3 contributors"), "%s", out);
+    cit_free(out);
+    for (int i = 0; i < 3; i++) {
+        char *ma, *mb;
+        size_t la, lb;
+        snprintf(p, sizeof(p), "%s/j%d.out", dir, i);
+        txt = t_read_file(p, &len);
+        CHECKF(txt &&
+                   strstr(txt, "final model checked: round 2's model plus the mean of its sum\n"),
+               "participant %d: %s", i, txt ? txt : "no output");
+        cit_free(txt);
+        snprintf(p, sizeof(p), "%s/model.c", dir);
+        ma = t_read_file(p, &la);
+        snprintf(p, sizeof(p), "%s/model.%d", dir, i);
+        mb = t_read_file(p, &lb);
+        CHECK(ma && mb && la == lb && !memcmp(ma, mb, la));
+        cit_free(ma);
+        cit_free(mb);
+    }
+    /* the default minimum mode: secure aggregation; nobody trains for a plain round */
+    CHECK(federate(dir, 3, "--rounds 1 --plain", NULL, &out) == 0);
+    CHECKF(!strstr(out, "round 1:"), "%s", out);
+    cit_free(out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/j%d.err", dir, i);
+        txt = t_read_file(p, &len);
+        CHECKF(txt && strstr(txt, "citadel fl join: round 1: the coordinator announced mode "
+                                  "plain, weaker than this node's minimum mode secagg"),
+               "participant %d: %s", i, txt ? txt : "no output");
+        cit_free(txt);
+        snprintf(p, sizeof(p), "%s/up%d", dir, i);
+        CHECK(access(p, F_OK) != 0);
+    }
+    snprintf(p, sizeof(p), "%s/lc/log", dir);
+    txt = t_read_file(p, &len);
+    CHECK(txt && strstr(txt, "ready=0 declined=3"));
+    cit_free(txt);
+}
+
+/* ---- a lying coordinator ----
+ * This process holds the coordinator's key and listens; one `citadel fl
+ * join` (node0 of a setup() directory) connects, and the test writes it the
+ * frames it likes with the frame helpers. Every wait is bounded: the
+ * participant gives up after 30 s without a frame, the test after 60 s. */
+struct liar {
+    char dir[512];
+    struct ledger_skey key;
+    struct fl_roster *roster;
+    struct ssl_ctx_st *ctx;
+    int lfd;
+    pid_t pid;
+    struct fl_conn c;
+    struct fl_task t; /* the TASK liar_task sends, but for round, rounds and mode */
+    float *w;         /* (t.d) its model */
+    struct cit_buf f;
+};
+
+static int liar_open(struct liar *l, const char *dir, const char *flags)
+{
+    struct cit_err err = {0};
+    struct fl_data ds;
+    struct cit_buf sh = {0};
+    char p[600], vp[600], pol[4096];
+    int port;
+    memset(l, 0, sizeof(*l));
+    l->lfd = -1;
+    l->c.fd = -1;
+    snprintf(l->dir, sizeof(l->dir), "%s", dir);
+    signal(SIGPIPE, SIG_IGN); /* a participant that left must not end the test */
+    CHECK_RET(realpath("policy.example.yaml", pol), "policy.example.yaml: not found");
+    snprintf(p, sizeof(p), "%s/coord.key", dir);
+    snprintf(vp, sizeof(vp), "%s/coord.vkey", dir);
+    CHECK_RET(ledger_key_load(p, vp, NULL, &l->key, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof(p), "%s/roster", dir);
+    CHECK_RET(fl_roster_load(p, &l->roster, &err) == 0, "%s", err.msg);
+    snprintf(p, sizeof(p), "%s/c0.x.idx", dir);
+    CHECK_RET(fl_data_load(p, NULL, &ds, &err) == 0, "%s", err.msg);
+    l->t.arch.arch = FL_LOGREG;
+    l->t.arch.inputs = (int)ds.d;
+    l->t.arch.classes = ds.classes;
+    fl_data_free(&ds);
+    l->t.rc.clip = 100;
+    l->t.rc.max_clients = 3;
+    l->t.rc.local_epochs = 1;
+    l->t.o.batch = 32;
+    l->t.o.lr = 0.05f;
+    l->t.o.seed = 5;
+    l->t.dp_min = 1;
+    CHECK_RET((l->t.d = (uint32_t)fl_arch_params(&l->t.arch, &err)) > 0, "%s", err.msg);
+    CHECK_RET((l->w = calloc(l->t.d, sizeof(float))) != NULL, "out of memory");
+    fl_arch_init(&l->t.arch, l->w, 3);
+    CHECK_RET(fl_tls_new(1, &l->key, l->roster->pk, l->roster->n, &l->ctx, &err) == 0, "%s",
+              err.msg);
+    CHECK_RET((l->lfd = fl_net_listen("127.0.0.1:0", &port, &err)) >= 0, "%s", err.msg);
+    cit_buf_printf(
+        &sh,
+        "cd %s && rm -rf up0 model.0 l0 && exec %s fl join --key node0.key --roster roster "
+        "--coordinator coord.vkey --connect 127.0.0.1:%d --data c0.x.idx --standardize "
+        "--ledger l0 --policy %s --dump-update up0 --out model.0 --timeout 30 %s "
+        "> j0.out 2> j0.err",
+        dir, bin(), port, pol, flags);
+    l->pid = fork();
+    if (l->pid == 0) {
+        execl("/bin/sh", "sh", "-c", sh.p, (char *)NULL);
+        _exit(127);
+    }
+    cit_buf_free(&sh);
+    CHECK_RET(l->pid > 0, "fork failed");
+    CHECK_RET(fl_net_accept(l->ctx, l->lfd, 30, &l->c, &err) == 0, "no participant: %s", err.msg);
+    fl_net_nonblock(&l->c, 30000);
+    return 0;
+}
+
+static int liar_task(struct liar *l, uint64_t round, uint32_t rounds, int mode)
+{
+    struct cit_err err = {0};
+    l->t.round = round;
+    l->t.rounds = rounds;
+    l->t.mode = mode;
+    CHECK_RET(fl_task_write(&l->t, l->w, &l->f) == 0, "TASK");
+    CHECK_RET(fl_net_send(&l->c, l->f.p, l->f.len, &err) == 0, "%s", err.msg);
+    return 0;
+}
+
+/* The participant's READY for round: 1 accepted, 0 declined (rd->why its
+ * reason, NUL-terminated, in l->f), -1 none or another frame. */
+static int liar_ready(struct liar *l, uint64_t round, size_t body, struct fl_ready *rd)
+{
+    struct cit_err err = {0};
+    int a;
+    CHECK_RET(fl_net_recv(&l->c, &l->f, &err) == 0, "no READY: %s", err.msg);
+    a = fl_ready_read((const uint8_t *)l->f.p, l->f.len, round, body, rd, &err);
+    CHECK_RET(a >= 0, "not a READY of round %llu: %s", (unsigned long long)round, err.msg);
+    if (!a) {
+        size_t at = (size_t)(rd->why - l->f.p);
+        CHECK_RET(cit_buf_add(&l->f, "", 1) == 0, "out of memory");
+        rd->why = l->f.p + at;
+    }
+    return a;
+}
+
+/* Ends the connection and waits (60 s at most) for the participant: its
+ * exit status, or -1. */
+static int liar_close(struct liar *l)
+{
+    int st = -1;
+    if (l->c.fd >= 0 || l->c.ssl) fl_net_close(&l->c);
+    if (l->lfd >= 0) close(l->lfd);
+    fl_tls_free(l->ctx);
+    fl_roster_free(l->roster);
+    free(l->w);
+    cit_buf_free(&l->f);
+    l->ctx = NULL;
+    l->roster = NULL;
+    l->w = NULL;
+    l->lfd = -1;
+    for (int i = 0; l->pid > 0 && i < 6000; i++) {
+        struct timespec ts = {0, 10000000};
+        pid_t r = waitpid(l->pid, &st, WNOHANG);
+        if (r == l->pid) {
+            l->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        nanosleep(&ts, NULL);
+    }
+    if (l->pid > 0) {
+        kill(l->pid, SIGKILL);
+        waitpid(l->pid, &st, 0);
+    }
+    return -1;
+}
+
+/* The participant's stderr (or stdout) holds want; its ledger a refusal. */
+static int liar_said(const char *dir, const char *file, const char *want)
+{
+    char p[600], *txt;
+    size_t len;
+    snprintf(p, sizeof(p), "%s/%s", dir, file);
+    txt = t_read_file(p, &len);
+    CHECK_RET(txt && strstr(txt, want), "%s: wanted '%s', got '%s'", file, want, txt ? txt : "");
+    cit_free(txt);
+    return 0;
+}
+
+static int liar_refused(struct liar *l, const char *why)
+{
+    char want[600], p[600], *log;
+    size_t len;
+    int st = liar_close(l);
+    CHECK_RET(st == 1, "the participant exited with %d, not 1", st);
+    snprintf(want, sizeof(want), "citadel fl join: %s", why);
+    if (liar_said(l->dir, "j0.err", want)) return -1;
+    snprintf(p, sizeof(p), "%s/l0/log", l->dir);
+    log = t_read_file(p, &len);
+    CHECK_RET(log && strstr(log, "\"action\":\"refuse\""), "no refusal in the ledger");
+    cit_free(log);
+    return 0;
+}
+
+/* A downgrade to plain mode is refused before the participant trains: a
+ * READY that declines, naming both modes, no update computed, and the
+ * participant gone. --min-mode plain takes that round; Paillier and
+ * SecAgg+ rank alike, so a --min-mode paillier node takes a SecAgg+ round
+ * and a default node is held back from a Paillier one only by its lack of
+ * a key share. */
+void test_fl_net_min_mode(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512], p[600];
+    snprintf(dir, sizeof(dir), "%s/fedmm", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_PLAIN)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 &&
+               strstr(rd.why, "the coordinator announced mode plain, weaker than this node's "
+                              "minimum mode secagg") &&
+               strstr(rd.why, "--min-mode plain allows it"),
+           "%s", rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: the coordinator announced mode plain, weaker than this node's "
+                         "minimum mode secagg"))
+        return;
+    snprintf(p, sizeof(p), "%s/up0", dir);
+    CHECKF(access(p, F_OK) != 0, "the participant computed an update for a plain round");
+
+    if (liar_open(&l, dir, "--min-mode plain") || liar_task(&l, 1, 3, FL_MODE_PLAIN)) goto fail;
+    CHECK(liar_ready(&l, 1, ((size_t)l.t.d + 1) * 4, &rd) == 1);
+    liar_close(&l);
+    CHECK(access(p, F_OK) == 0);
+
+    if (liar_open(&l, dir, "--min-mode paillier") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    liar_close(&l);
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_PAILLIER)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "holds no Paillier key share"), "%s",
+           rd.why ? rd.why : "");
+    liar_close(&l);
+    return;
+fail:
+    liar_close(&l);
+}
+
+/* Round numbers go forward only: the same round twice (the protocol never
+ * resends one) and a smaller one are refused; an SA_SETUP that names
+ * another round than its TASK aborts that round. */
+void test_fl_net_round_order(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fedro", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "a second TASK for round 1"), "%s",
+           rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: a second TASK for round 1 (the coordinator never resends a "
+                         "round: a replay)"))
+        return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 2, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 2, 0, &rd) == 1);
+    if (liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 1, 0, &rd) == 0 && strstr(rd.why, "round 1 after round 2"), "%s",
+           rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 1: a TASK for round 1 after round 2 (rounds only go forward)"))
+        return;
+
+    /* the secure aggregation of round 1 set up as round 2 */
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    {
+        struct fl_sa_params sp = {0};
+        struct fl_sa_server *srv = NULL;
+        struct cit_err err = {0};
+        uint32_t members[3] = {0, 1, 2};
+        int ok;
+        randombytes_buf(sp.session, 32);
+        sp.round = 2;
+        sp.n = 3;
+        sp.k = 2;
+        sp.t = 2;
+        sp.d = l.t.d + 1;
+        sp.members = members;
+        CHECKF(fl_sa_server_new(&sp, l.roster, &srv, &err) == 0, "%s", err.msg);
+        ok = !fl_sa_server_send(srv, 0, &l.f) && l.f.len &&
+             !fl_net_send(&l.c, l.f.p, l.f.len, &err) && !fl_net_recv(&l.c, &l.f, &err);
+        fl_sa_server_free(srv);
+        CHECKF(ok, "%s", err.msg);
+        cit_buf_add(&l.f, "", 1);
+        CHECKF(l.f.p[4] == FL_MSG_ABORT &&
+                   strstr(l.f.p + FL_HDR, "SA_SETUP: round 2, but the TASK was for round 1"),
+               "%s", l.f.p + FL_HDR);
+    }
+    CHECK(liar_close(&l) == 1); /* it waited for the next round: the coordinator went */
+    CHECK(liar_said(dir, "l0/log", "SA_SETUP: round 2, but the TASK was for round 1") == 0);
+    return;
+fail:
+    liar_close(&l);
+}
+
+/* A round may skip ahead (this node was not selected for the rounds
+ * between) but not past the rounds the first TASK announced, nor change
+ * that total; and there is no round 0. */
+void test_fl_net_round_jump(void)
+{
+    struct liar l;
+    struct fl_ready rd;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/fedrj", t_tmpdir());
+    if (setup(dir, 3)) return;
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 5, 3, FL_MODE_SECAGG)) goto fail;
+    CHECKF(liar_ready(&l, 5, 0, &rd) == 0 && strstr(rd.why, "round 5 of the 3 rounds announced"),
+           "%s", rd.why ? rd.why : "");
+    if (liar_refused(&l, "round 5: a TASK for round 5 of the 3 rounds announced (a jump past "
+                         "the end)"))
+        return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 2, 10, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 2, 0, &rd) == 0);
+    if (liar_refused(&l, "round 2: the TASK announces 10 rounds, the first announced 3")) return;
+
+    if (liar_open(&l, dir, "") || liar_task(&l, 1, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 1, 0, &rd) == 1);
+    if (liar_task(&l, 3, 3, FL_MODE_SECAGG)) goto fail; /* round 2 went to others */
+    CHECK(liar_ready(&l, 3, 0, &rd) == 1);
+    if (liar_task(&l, 0, 3, FL_MODE_SECAGG)) goto fail;
+    CHECK(liar_ready(&l, 0, 0, &rd) == 0);
+    if (liar_refused(&l, "round 0: a TASK for round 0 (rounds count from 1)")) return;
+    return;
+fail:
+    liar_close(&l);
+}
+
+/* The final model of a plain round of one participant: the coordinator
+ * knows the sum (the participant's own contribution) and computes the
+ * model as an honest one would; a FINISH one float step off in one
+ * parameter is refused and nothing is written, the exact one is taken. */
+static int finish_run(const char *dir, int lie, float **model)
+{
+    struct liar l;
+    struct fl_ready rd;
+    struct fl_finish fin = {0};
+    struct fl_server_opt so;
+    struct cit_err err = {0};
+    uint32_t *sum = NULL;
+    size_t d1;
+    int rc = -1;
+    *model = NULL;
+    if (liar_open(&l, dir, "--min-mode plain") || liar_task(&l, 1, 1, FL_MODE_PLAIN)) goto out;
+    d1 = (size_t)l.t.d + 1;
+    if (liar_ready(&l, 1, d1 * 4, &rd) != 1) goto out;
+    sum = malloc(d1 * 4);
+    *model = malloc(l.t.d * sizeof(float));
+    if (!sum || !*model) goto out;
+    for (size_t i = 0; i < d1; i++)
+        sum[i] = (uint32_t)rd.body[4 * i] | (uint32_t)rd.body[4 * i + 1] << 8 |
+                 (uint32_t)rd.body[4 * i + 2] << 16 | (uint32_t)rd.body[4 * i + 3] << 24;
+    memcpy(*model, l.w, l.t.d * sizeof(float));
+    if (fl_server_opt_init(&so, FL_FEDAVG, l.t.d) ||
+        fl_server_update(&l.t.rc, &so, *model, sum, l.t.d, &err)) {
+        t_fail(__FILE__, __LINE__, "the test's own step: %s", err.msg);
+        goto out;
+    }
+    fl_server_opt_free(&so);
+    fin.rounds = 1;
+    fin.d = l.t.d;
+    fin.w = malloc(l.t.d * sizeof(float));
+    if (!fin.w) goto out;
+    memcpy(fin.w, *model, l.t.d * sizeof(float));
+    if (lie) fin.w[lie] = nextafterf(fin.w[lie], INFINITY);
+    fin.round = 1;
+    fin.strategy = FL_FEDAVG;
+    fin.sum = sum;
+    if (fl_finish_write(&fin, &l.f) || fl_net_send(&l.c, l.f.p, l.f.len, &err)) {
+        t_fail(__FILE__, __LINE__, "FINISH: %s", err.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(fin.w);
+    free(sum);
+    if (rc) {
+        liar_close(&l);
+        return rc;
+    }
+    if (lie) {
+        char want[200];
+        snprintf(want, sizeof(want),
+                 "FINISH refused, no model written: the final model is not round 1's model plus "
+                 "the mean of its sum: parameter %d is",
+                 lie);
+        return liar_refused(&l, want);
+    }
+    rc = liar_close(&l);
+    CHECK_RET(rc == 0, "the participant exited with %d on an honest FINISH", rc);
+    return 0;
+}
+
+void test_fl_net_finish(void)
+{
+    char dir[512], p[600];
+    float *want = NULL, *got = NULL;
+    size_t d = 0;
+    struct cit_err err = {0};
+    snprintf(dir, sizeof(dir), "%s/fedfin", t_tmpdir());
+    if (setup(dir, 3)) return;
+    snprintf(p, sizeof(p), "%s/model.0", dir);
+    if (finish_run(dir, 7, &want)) goto out;
+    CHECKF(access(p, F_OK) != 0, "a refused final model was written");
+    free(want);
+    want = NULL;
+    if (finish_run(dir, 0, &want)) goto out;
+    CHECK(liar_said(dir, "j0.out",
+                    "final model checked: round 1's model plus the mean of its "
+                    "sum\n") == 0);
+    CHECKF(fl_model_read(p, &got, &d, &err) == 0, "%s", err.msg);
+    CHECK(want && !memcmp(got, want, d * sizeof(float)));
+out:
+    free(want);
+    cit_free(got);
+}
+
+/* fl_finish_check in process, on what the network tests cannot make an
+ * honest or a lying coordinator show: a sum that is not the one SA_DONE
+ * announced, rounds that failed after the last TASK, a FINISH of another
+ * size or count of rounds, a FedAdam step, a round this node never saw. */
+void test_fl_finish_check(void)
+{
+    enum { D = 3 };
+    float w0[D] = {0.25f, -1.0f, 3.0f}, w1[D];
+    uint32_t sum[D + 1], other[D + 1];
+    struct fl_seen s = {0};
+    struct fl_finish f = {0};
+    struct fl_server_opt so;
+    struct cit_err err = {0};
+    char why[256];
+    s.task.round = 2;
+    s.task.rounds = 3;
+    s.task.d = D;
+    s.task.w = w0;
+    s.task.rc.clip = 10;
+    s.task.rc.max_clients = 4;
+    s.task.rc.local_epochs = 1;
+    {
+        /* two contributors' worth, fixed point at the round's scale */
+        double scale = fl_quant_scale(10, 4);
+        const double mean[D] = {0.5, 0.125, -2.0};
+        for (int i = 0; i < D; i++) sum[i] = (uint32_t)(int32_t)lrint(2 * mean[i] * scale);
+        sum[D] = (uint32_t)(int32_t)lrint(2 * scale);
+    }
+    memcpy(w1, w0, sizeof(w1));
+    CHECK(fl_server_opt_init(&so, FL_FEDAVG, D) == 0);
+    CHECK(fl_server_update(&s.task.rc, &so, w1, sum, D, &err) == 0);
+    fl_server_opt_free(&so);
+    CHECK(fabsf(w1[0] - 0.75f) < 1e-6f && fabsf(w1[2] - 1.0f) < 1e-6f);
+    f.rounds = 3;
+    f.d = D;
+    f.w = w1;
+    f.round = 2;
+    f.strategy = FL_FEDPROX;
+    f.sum = sum;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    /* the SA_DONE digest: the sum FINISH carries must be the announced one */
+    s.sum_round = 2;
+    fl_sha256(s.sum_digest, sum, sizeof(sum), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    memcpy(other, sum, sizeof(sum));
+    other[1] += 1000000; /* 0.009 in the mean: past a float step of the model */
+    fl_sha256(s.sum_digest, other, sizeof(other), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "round 2's sum (SHA-256 ") &&
+               strstr(err.msg, "is not the one its SA_DONE announced"),
+           "%s", err.msg);
+    f.strategy = FL_FEDADAM; /* checked before the step, whatever the step */
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    fl_sha256(s.sum_digest, sum, sizeof(sum), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "FedAdam"), "%s", why);
+    f.strategy = FL_FEDAVG;
+    /* a model one float step away, and the model of a sum another than the one carried */
+    {
+        float keep = w1[1];
+        w1[1] = nextafterf(keep, 0);
+        CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+        CHECKF(strstr(err.msg, "not round 2's model plus the mean of its sum: parameter 1 is"),
+               "%s", err.msg);
+        w1[1] = keep;
+    }
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_RECOMPUTED);
+    s.sum_round = 0;
+    f.sum = other;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    f.sum = sum;
+    /* a sum with no weight in it cannot have made a model */
+    {
+        uint32_t zero[D + 1] = {0};
+        f.sum = zero;
+        CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+        CHECKF(strstr(err.msg, "round 2's sum cannot have been aggregated"), "%s", err.msg);
+        f.sum = sum;
+    }
+    /* another count of rounds, another size */
+    f.rounds = 4;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "it counts 4 rounds, the TASKs announced 3"), "%s", err.msg);
+    f.rounds = 3;
+    f.d = D - 1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "a model of 2 parameters, the rounds' model has 3"), "%s", err.msg);
+    f.d = D;
+    /* rounds 2 and later failed: the model must be round 2's TASK model itself */
+    f.round = 1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "no round after round 1 was aggregated, so the final model must be "
+                           "round 2's, but parameter 0 is"),
+           "%s", err.msg);
+    f.w = w0;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHANGED);
+    s.sum_round = 1; /* it took part in round 1: the sum FINISH names must still be that one */
+    fl_sha256(s.sum_digest, other, sizeof(other), NULL, 0, NULL, 0);
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == CIT_ERANGE);
+    CHECKF(strstr(err.msg, "round 1's sum (SHA-256 "), "%s", err.msg);
+    s.sum_round = 0;
+    f.round = 0; /* none aggregated at all */
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHANGED);
+    /* a last round this node was not sent, and no TASK at all: nothing to check against */
+    f.round = 3;
+    f.w = w1;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "not sent round 3's TASK"), "%s", why);
+    s.task.round = 0;
+    CHECK(fl_finish_check(&s, &f, why, sizeof(why), &err) == FL_FINISH_UNCHECKED);
+    CHECKF(strstr(why, "sent no TASK"), "%s", why);
 }
 
 /* The accountant against the exact (analytic) Gaussian mechanism of Balle
@@ -523,6 +1090,12 @@ void test_fl_net_paillier(void)
     CHECKF(strstr(out, "round 2: 3 selected, 3 ready, 3 contributors"), "%s", out);
     cit_free(out);
     if (check_sum(dir, N, all)) return;
+    /* Paillier passes the default minimum mode, and its final model is checked too */
+    snprintf(p, sizeof(p), "%s/j0.out", dir);
+    log = t_read_file(p, &len);
+    CHECKF(log && strstr(log, "final model checked: round 2's model plus the mean of its sum\n"),
+           "%s", log ? log : "");
+    cit_free(log);
     snprintf(p, sizeof(p), "%s/l2/log", dir);
     log = t_read_file(p, &len);
     CHECK(log && strstr(log, "\"action\":\"decrypt\"") && strstr(log, "contributors=3"));
@@ -571,8 +1144,7 @@ void test_fl_frames(void)
     const float w[2] = {0.5f, -2.0f};
     uint8_t blk[2][64 + 40], shares[40];
     const uint8_t *signed_cts[2] = {blk[0], blk[1]}, *sig, *cts, *sh;
-    uint32_t rounds = 0, d = 0, who;
-    float *got = NULL;
+    uint32_t who;
     for (int i = 0; i < 2; i++) memset(blk[i], 0x30 + i, sizeof(blk[i]));
     memset(shares, 0x55, sizeof(shares));
 
@@ -598,16 +1170,47 @@ void test_fl_frames(void)
     CHECK(fl_ready_read((const uint8_t *)b.p, 3, 5, 0, &rd, &err) == CIT_EFORMAT);
     CHECKF(strstr(err.msg, "expected READY: frame: 3 bytes"), "%s", err.msg);
 
-    /* FINISH, and one cut short: the out-parameters stay as they were */
-    CHECK(fl_finish_write(&b, 7, w, 2) == 0);
-    CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &rounds, &got, &d, &err) == CIT_EFORMAT &&
-          !rounds && !got && !d);
-    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0);
-    CHECK(rounds == 7 && d == 2 && got && got[0] == 0.5f && got[1] == -2.0f);
-    cit_free(got);
-    got = NULL;
-    CHECK(fl_finish_write(&b, 3, NULL, 0) == 0);
-    CHECK(fl_finish_read(FRAME, &rounds, &got, &d, &err) == 0 && rounds == 3 && !d && !got);
+    /* FINISH with the last round's sum, and one cut short: the out-parameter stays as it was */
+    {
+        uint32_t s3[3] = {7, 0xfffffffe, 2};
+        struct fl_finish fo = {7, 2, (float *)w, 6, FL_FEDPROX, s3}, fi = {0};
+        CHECK(fl_finish_write(&fo, &b) == 0 && b.len == FL_HDR + 8 + 8 + 9 + 12);
+        CHECK(fl_finish_read((const uint8_t *)b.p, b.len - 1, &fi, &err) == CIT_EFORMAT &&
+              !fi.rounds && !fi.w && !fi.sum);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0);
+        CHECK(fi.rounds == 7 && fi.d == 2 && fi.w[0] == 0.5f && fi.w[1] == -2.0f);
+        CHECK(fi.round == 6 && fi.strategy == FL_FEDPROX && !memcmp(fi.sum, s3, sizeof(s3)));
+        fl_finish_free(&fi);
+        CHECK(!fi.w && !fi.sum);
+        /* no round aggregated: no sum */
+        fo.round = 0;
+        CHECK(fl_finish_write(&fo, &b) == 0 && b.len == FL_HDR + 8 + 8 + 9);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0 && fi.round == 0 && !fi.sum && fi.w);
+        fl_finish_free(&fi);
+        /* a round past the rounds, a strategy that is none, a weight that is no number */
+        fo.round = 8;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT && !fi.w);
+        CHECKF(strstr(err.msg, "FINISH: field 'round' is out of range"), "%s", err.msg);
+        fo.round = 6;
+        fo.strategy = 9;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT);
+        CHECKF(strstr(err.msg, "'strategy'"), "%s", err.msg);
+        fo.strategy = FL_FEDAVG;
+        {
+            float nan_w[2] = {0.5f, NAN};
+            fo.w = nan_w;
+            CHECK(fl_finish_write(&fo, &b) == 0);
+            CHECK(fl_finish_read(FRAME, &fi, &err) == CIT_EFORMAT);
+            CHECKF(strstr(err.msg, "'weights'"), "%s", err.msg);
+        }
+        fo.w = NULL;
+        fo.d = 0;
+        fo.round = 0;
+        CHECK(fl_finish_write(&fo, &b) == 0);
+        CHECK(fl_finish_read(FRAME, &fi, &err) == 0 && fi.rounds == 7 && !fi.d && !fi.w);
+    }
 
     /* PA_DECRYPT */
     CHECK(fl_decrypt_write(&b, 9, 2, members, signed_cts, 40) == 0);

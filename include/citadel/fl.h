@@ -369,7 +369,10 @@ struct fl_dp_account {
  *                 most FL_ABORT_MAX bytes); accept 1 in plain mode: d + 1
  *                 x u32, the contribution; in secure mode nothing (the
  *                 SA_ frames follow)
- *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model)
+ *   FINISH  S->C  rounds u32, d u32, d x f32 (the final model), round u64
+ *                 (the last round aggregated; 0: none was), strategy u8
+ *                 (enum fl_strategy), and when round is not 0: d + 1 x u32,
+ *                 that round's sum
  *
  * Paillier mode: READY (accept 1) carries sig[64] and m ciphertexts (the
  * contribution, encrypted and packed), sig being the participant's Ed25519
@@ -386,6 +389,20 @@ struct fl_dp_account {
  * so the coordinator can have only the sum of at least that many signed
  * contributions decrypted, once per round.
  *
+ * A participant refuses, and leaves the federation: a TASK in a mode below
+ * its --min-mode (fl_mode_rank), before it trains; a round number of 0, one
+ * not past the last TASK's (the coordinator sends each round once, a
+ * failed round is not retried: a repeat is a replay), one past the rounds
+ * the first TASK announced, or a change of that total (skipped rounds are
+ * legitimate: a round selects --per-round at random); an SA_SETUP for
+ * another round than its TASK's (that round is aborted); and a FINISH
+ * whose model is not, bit for bit, the last TASK's model stepped by the
+ * mean of the sum FINISH carries (FedAvg, FedProx), or whose sum is not the
+ * one SA_DONE announced (fl_finish_check). It cannot check a FedAdam step,
+ * nor a round whose TASK it was not sent; it then writes the model and says
+ * it is unchecked. The sum in FINISH tells a participant the round's total
+ * weight beyond what the final model shows; under DP it is the noised sum.
+ *
  * A round: the coordinator selects participants among those connected,
  * sends each the TASK, and gives them train_timeout to answer READY; those
  * that accept are the round's members, and secure aggregation (or, with
@@ -400,6 +417,24 @@ struct fl_dp_account {
 #define FL_MSG_PA_SHARE   0x05
 
 enum fl_mode { FL_MODE_PLAIN = 1, FL_MODE_SECAGG = 2, FL_MODE_PAILLIER = 3 };
+
+/* How little of one participant's update a mode shows the coordinator, the
+ * order fl join's --min-mode compares by: 0 plain (it sees every update),
+ * 1 SecAgg+ and threshold Paillier alike (it sees only sums: of at least t
+ * contributions, or of at least the decryptors' floor). The two secure
+ * modes rest on different trust (honest neighbours, key-share holders and a
+ * dealer that forgot) and neither hides more than the other, so they rank
+ * equal. -1 for a value that is no mode. */
+int fl_mode_rank(int mode);
+/* "plain", "secagg", "paillier": what the ledger, the logs and --min-mode say. */
+const char *fl_mode_name(int mode);
+
+/* How a participant checked the final model that FINISH brought. */
+enum fl_finish_check {
+    FL_FINISH_UNCHECKED,  /* it could not (a FedAdam step, a last round it was not sent) */
+    FL_FINISH_RECOMPUTED, /* bit for bit its last TASK's model plus the mean of that round's sum */
+    FL_FINISH_UNCHANGED,  /* bit for bit its last TASK's model: every round since failed */
+};
 
 /* What fl_serve and fl_join report as they go, for the caller to show: the
  * library prints nothing itself (its diagnostics go to cit_log). */
@@ -417,8 +452,14 @@ struct fl_progress {
     int tested;           /* accuracy and loss were measured on the test set */
     float accuracy, loss; /* of the new global model */
     /* FL_PROGRESS_FINISHED */
-    uint32_t rounds;    /* as the coordinator announced them */
-    uint64_t dp_rounds; /* rounds this node's privacy account has spent, in all */
+    uint32_t rounds;        /* as the coordinator announced them */
+    uint64_t dp_rounds;     /* rounds this node's privacy account has spent, in all */
+    int checked;            /* enum fl_finish_check */
+    uint64_t checked_round; /* the round checked against (FL_FINISH_RECOMPUTED: whose sum,
+                               FL_FINISH_UNCHANGED: whose TASK) */
+    int sum_matched;        /* that sum is the one this node's SA_DONE announced */
+    const char *unchecked;  /* FL_FINISH_UNCHECKED: what this node lacked to check it
+                               (valid during the call) */
 };
 typedef void (*fl_progress_fn)(void *user, const struct fl_progress *ev);
 
@@ -459,9 +500,11 @@ struct fl_join_opts {
     struct ledger *ledger;
     const struct fl_pai *pai;             /* Paillier mode: the key and this */
     const struct fl_pai_share *pai_share; /* node's share (both or neither) */
-    uint32_t min_t;    /* the smallest SecAgg threshold, and Paillier contributor count, accepted */
-    double dp_epsilon; /* budget; 0: none (refuses no round) */
-    double dp_delta;   /* 0: 1e-5 */
+    uint32_t min_t; /* the smallest SecAgg threshold, and Paillier contributor count, accepted */
+    enum fl_mode min_mode;   /* the weakest aggregation taken part in (ranked by fl_mode_rank);
+                                0: FL_MODE_SECAGG, which admits Paillier too, never plain */
+    double dp_epsilon;       /* budget; 0: none (refuses no round) */
+    double dp_delta;         /* 0: 1e-5 */
     double dp_min_noise;     /* refuses rounds with less noise than this z */
     const char *dp_state;    /* the privacy account, kept across runs */
     double timeout_s;        /* the longest wait for a frame; 0: 3600 */

@@ -26,9 +26,13 @@
  *       public key (DIR/paillier.pub); serve --paillier PUB and join
  *       --paillier SHARE then aggregate under it instead of SecAgg+
  *   fl join --key K --roster R --coordinator VKEY --connect HOST:PORT --data SRC
- *           [--t MIN] [--dp-epsilon E] [--dp-delta D] [--dp-state F]
- *           [--dp-min-noise Z] [--timeout S] [--ledger DIR] [--out MODEL]
- *       a participant: trains on its own data, contributes to each round
+ *           [--min-mode plain|secagg|paillier] [--t MIN] [--dp-epsilon E]
+ *           [--dp-delta D] [--dp-state F] [--dp-min-noise Z] [--timeout S]
+ *           [--ledger DIR] [--out MODEL]
+ *       a participant: trains on its own data, contributes to each round;
+ *       refuses a mode below --min-mode (default secagg, which takes
+ *       Paillier too), round numbers that go back, repeat or pass the
+ *       announced total, and a final model its last round's sum does not make
  *
  * Training options: --model logreg|mlp:W[,W...] --epochs E --batch B --lr LR
  * --optim sgd|adam --standardize (z-score each feature with the data's own
@@ -37,6 +41,7 @@
  * Exit status: 0, 1 when something failed, 2 for a usage error.
  */
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +65,7 @@ struct fl_args {
     float clip, weight_cap, dp_noise, dp_epsilon, dp_delta, dp_min_noise;
     float join_timeout, train_timeout, stage_timeout, timeout;
     int drop_at, stall_at;
+    int min_mode; /* enum fl_mode; 0: fl_join's default (secure aggregation) */
     enum fl_split_kind scheme;
     float alpha, local_epochs, mu, server_lr;
     int standardize, plain;
@@ -80,7 +86,10 @@ void cli_usage_fl(FILE *f)
           "[--dp-noise Z] [--ledger DIR] [--out MODEL] [...]\n"
           "       citadel fl deal --roster R --t T [--bits 2048] --out DIR   (Paillier keys)\n"
           "       citadel fl join --key K --roster R --coordinator VKEY --connect H:P --data SRC "
-          "[--dp-epsilon E --dp-state F] [--ledger DIR] [--out MODEL] [...]\n"
+          "[--min-mode plain|secagg|paillier] [--dp-epsilon E --dp-state F] [--ledger DIR] "
+          "[--out MODEL] [...]\n"
+          "         (join refuses a coordinator below --min-mode, default secagg: secure "
+          "aggregation, SecAgg+ or Paillier alike; plain must be allowed by --min-mode plain)\n"
           "       (docs/fl.md lists every option)\n",
           f);
 }
@@ -198,6 +207,16 @@ static int parse_net_arg(const char *f, const char *v, struct fl_args *a, long *
             if (cli_parse_float(v, x) || !(*x >= 0) || !isfinite(*x)) return *bad = -1;
             return 0;
         }
+    if (!strcmp(f, "--min-mode")) {
+        /* the names fl_mode_name writes, as the ledger and the logs show them */
+        static const int modes[] = {FL_MODE_PLAIN, FL_MODE_SECAGG, FL_MODE_PAILLIER};
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+            if (!strcmp(v, fl_mode_name(modes[i]))) {
+                a->min_mode = modes[i];
+                return 0;
+            }
+        return *bad = -1;
+    }
     if (!strcmp(f, "--drop-at") || !strcmp(f, "--stall-at")) {
         int t = stage_type(v);
         if (!t) return *bad = -1;
@@ -632,6 +651,16 @@ static void show_progress(void *user, const struct fl_progress *ev)
     if (ev->kind == FL_PROGRESS_FINISHED) {
         printf("federation finished after %u rounds; %llu rounds spent privacy\n", ev->rounds,
                (unsigned long long)ev->dp_rounds);
+        if (ev->checked == FL_FINISH_RECOMPUTED)
+            printf("final model checked: round %llu's model plus the mean of its sum%s\n",
+                   (unsigned long long)ev->checked_round,
+                   ev->sum_matched ? " (the sum its SA_DONE announced)" : "");
+        else if (ev->checked == FL_FINISH_UNCHANGED)
+            printf("final model checked: round %llu's model (no later round was aggregated)\n",
+                   (unsigned long long)ev->checked_round);
+        else
+            printf("final model NOT checked: %s\n", ev->unchecked ? ev->unchecked : "");
+        fflush(stdout);
         return;
     }
     printf("round %d: %d selected, %d ready, %u contributors, %.0f ms", ev->round, ev->selected,
@@ -655,6 +684,9 @@ static int fl_serve_cmd(const struct fl_args *a)
     int rc = 1, have_test = 0;
     size_t d;
     if (!a->roster || !a->rounds) return usage();
+    /* a participant that left (one that refused, say) fails a write with
+     * EPIPE, which the round handles; it must not end the coordinator */
+    signal(SIGPIPE, SIG_IGN);
     if (load_key(a->key, &key) || load_roster(a->roster, &r)) return 1;
     if (a->test && !(have_test = !load(a->test, NULL, a->standardize, &te))) goto out;
     if (parse_model(a->model, have_test ? te.d : (size_t)a->inputs,
@@ -739,6 +771,7 @@ static int fl_join_cmd(const struct fl_args *a)
     struct cit_err err = {{0}};
     int rc = 1;
     if (!a->roster || !a->coordinator || !a->connect || !a->data) return usage();
+    signal(SIGPIPE, SIG_IGN); /* a coordinator that went is an error to report, not a signal */
     if (cit_read_file(a->coordinator, 4096, &b, &err) ||
         ledger_vkey_parse(b.p ? b.p : "", b.len, &coord, &err)) {
         fprintf(stderr, "citadel fl join: --coordinator %s: %s\n", a->coordinator,
@@ -766,6 +799,7 @@ static int fl_join_cmd(const struct fl_args *a)
     o.data = &ds;
     o.ledger = lg;
     o.min_t = (uint32_t)a->t;
+    o.min_mode = (enum fl_mode)a->min_mode;
     o.dp_epsilon = a->dp_epsilon;
     o.dp_delta = a->dp_delta;
     o.dp_min_noise = a->dp_min_noise;

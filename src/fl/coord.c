@@ -286,18 +286,27 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
     struct fl_rng rng;
     struct fl_task t = {0};
     struct cit_buf taskf = {0}, detail = {0};
+    struct fl_finish fin = {0};
     uint32_t *sum = NULL, dp_min = 1;
     int lfd = -1, port, rc, n = o->roster.n;
     s.o = o;
     if (!(s.d = fl_arch_params(&o->arch, err))) return CIT_EINVAL;
     if (n < 2 || n > FL_MAX_CLIENTS) return cit_err_set(err, CIT_EINVAL, "roster of %d", n);
+    /* FINISH is the largest frame: the model and a sum, 8 bytes a parameter */
+    if (s.d > (FL_MAX_FRAME - 64) / 8)
+        return cit_err_set(err, CIT_ERANGE,
+                           "a model of %zu parameters does not fit a FINISH frame (at most %u)",
+                           s.d, (FL_MAX_FRAME - 64) / 8);
     s.conns = cit_calloc((size_t)n, sizeof(*s.conns));
     s.fr = cit_calloc((size_t)n, sizeof(*s.fr));
     s.cs = cit_calloc((size_t)n, sizeof(*s.cs));
     s.pos = cit_calloc((size_t)n, sizeof(*s.pos));
     s.w = cit_malloc(s.d * sizeof(float));
     sum = cit_malloc((s.d + 1) * sizeof(uint32_t));
-    if (!s.conns || !s.fr || !s.cs || !s.pos || !s.w || !sum) {
+    /* the last aggregated round's sum, which FINISH carries so that a
+     * participant can recompute the final model from it */
+    fin.sum = cit_malloc((s.d + 1) * sizeof(uint32_t));
+    if (!s.conns || !s.fr || !s.cs || !s.pos || !s.w || !sum || !fin.sum) {
         rc = CIT_ENOMEM;
         goto out;
     }
@@ -395,6 +404,10 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         if (!rc) fl_transcript_text(&detail, &tr);
         if (!rc && o->dump_sum) rc = fl_write_u32s(o->dump_sum, sum, s.d + 1, err);
         if (!rc) rc = fl_server_update(&t.rc, o->so, s.w, sum, s.d, err);
+        if (!rc) {
+            fin.round = t.round;
+            memcpy(fin.sum, sum, (s.d + 1) * sizeof(uint32_t));
+        }
         if (rc) {
             cit_buf_printf(&detail, " error=\"%s\"", err->msg);
             cit_log(CIT_LOG_WARN, "fl: round %d failed: %s", r, err->msg);
@@ -418,7 +431,13 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
     /* the final model to everyone still here */
     {
         int m = 0;
-        if ((rc = fl_finish_write(&taskf, (uint32_t)o->rounds, s.w, s.d))) goto out;
+        fin.rounds = (uint32_t)o->rounds;
+        fin.d = (uint32_t)s.d;
+        fin.w = s.w;
+        fin.strategy = o->so->strategy;
+        rc = fl_finish_write(&fin, &taskf);
+        fin.w = NULL; /* s.w's */
+        if (rc) goto out;
         for (int i = 0; i < n; i++)
             if (s.conns[i].fd >= 0) {
                 s.conns[i].out = (const uint8_t *)taskf.p;
@@ -440,6 +459,7 @@ out:
     cit_free(s.pos);
     cit_free(s.w);
     cit_free(sum);
+    cit_free(fin.sum);
     cit_buf_free(&taskf);
     cit_buf_free(&detail);
     return rc;

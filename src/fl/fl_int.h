@@ -133,11 +133,40 @@ struct fl_ready {
 int fl_ready_read(const uint8_t *f, size_t len, uint64_t round, size_t body_len,
                   struct fl_ready *out /* out */, struct cit_err *err);
 
-int fl_finish_write(struct cit_buf *out /* out */, uint32_t rounds, const float *w, size_t d);
-/* The rounds run and the final model: *w (d f32) is allocated (cit_free),
- * NULL when d is 0. */
-int fl_finish_read(const uint8_t *f, size_t len, uint32_t *rounds /* out */, float **w /* out */,
-                   uint32_t *d /* out */, struct cit_err *err);
+/* FINISH: the final model, and what a participant needs to check it (the
+ * last aggregated round's sum, and how the coordinator stepped with it). */
+struct fl_finish {
+    uint32_t rounds; /* as announced */
+    uint32_t d;      /* parameters */
+    float *w;        /* (d) the final model; NULL when d is 0 */
+    uint64_t round;  /* the last round aggregated; 0: none was */
+    int strategy;    /* enum fl_strategy the coordinator stepped with */
+    uint32_t *sum;   /* (d + 1) that round's sum; NULL when round is 0 */
+};
+int fl_finish_write(const struct fl_finish *f, struct cit_buf *out /* out */);
+/* Reads a FINISH: every field in range (weights finite, the round within
+ * the rounds, a known strategy); w and sum are allocated, freed by
+ * fl_finish_free. On failure *out holds nothing to free. */
+int fl_finish_read(const uint8_t *f, size_t len, struct fl_finish *out /* out */,
+                   struct cit_err *err);
+void fl_finish_free(struct fl_finish *f);
+
+/* What a participant knows of the federation when FINISH comes. */
+struct fl_seen {
+    struct fl_task task;    /* the last TASK it took; task.round 0: none; task.w owned */
+    uint64_t sum_round;     /* SecAgg: the round whose SA_DONE announced sum_digest; 0: none */
+    uint8_t sum_digest[32]; /* SHA-256 of that round's sum */
+};
+/* Checks the final model against what s knows (participant.c): the rounds
+ * and size the TASKs announced; the last aggregated round's sum against the
+ * digest its SA_DONE announced (when s saw it); and the model, bit for bit, against the last TASK's
+ * model stepped by the mean of that sum (FedAvg and FedProx step so) or,
+ * when the rounds since that TASK all failed, against that model itself.
+ * Returns an enum fl_finish_check (FL_FINISH_UNCHECKED with why, up to cap
+ * bytes, saying what this node lacked to check it), or a negative code
+ * with err saying where the model and the protocol disagree. */
+int fl_finish_check(const struct fl_seen *s, const struct fl_finish *f, char *why /* out */,
+                    size_t cap, struct cit_err *err);
 
 /* What a participant signs over its Paillier ciphertexts (n bytes):
  * "citadel-fl/pa/v1" | round u64 | roster index u32 | SHA-256(cts). */
@@ -173,7 +202,6 @@ int fl_share_read(const uint8_t *f, size_t len, uint64_t round, uint32_t id, siz
 
 /* ---- what both roles keep of a round (record.c) ---- */
 
-const char *fl_mode_name(int mode);
 /* out gets 2 n hex digits and a NUL. */
 void fl_hex(char *out, const uint8_t *p, size_t n);
 /* One ledger entry for the round (nothing when lg is NULL): event "fl",
@@ -318,6 +346,10 @@ int fl_sa_client_input(struct fl_sa_client *c, const uint32_t *input, uint32_t d
 
 int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
                      uint32_t min_t, struct fl_sa_client **out /* out */);
+
+/* The round (of the TASK) that the coordinator's SA_SETUP must name; until
+ * it is set, any round is taken. */
+void fl_sa_client_expect_round(struct fl_sa_client *c, uint64_t round);
 
 /* Feeds one frame from the coordinator; writes the reply frame into reply
  * (empty when there is none). A frame that breaks the protocol (wrong

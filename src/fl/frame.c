@@ -214,36 +214,70 @@ int fl_ready_read(const uint8_t *f, size_t len, uint64_t round, size_t body_len,
 
 /* ---- FINISH ---- */
 
-int fl_finish_write(struct cit_buf *out, uint32_t rounds, const float *w, size_t d)
+int fl_finish_write(const struct fl_finish *f, struct cit_buf *out)
 {
     struct fl_wr wr;
     out->len = 0;
     fl_wr_begin(&wr, out, FL_MSG_FINISH);
-    fl_wr_u32(&wr, rounds);
-    fl_wr_u32(&wr, (uint32_t)d);
-    for (size_t i = 0; i < d; i++) wr_f32(&wr, w[i]);
+    fl_wr_u32(&wr, f->rounds);
+    fl_wr_u32(&wr, f->d);
+    for (uint32_t i = 0; i < f->d; i++) wr_f32(&wr, f->w[i]);
+    fl_wr_u64(&wr, f->round);
+    fl_wr_u8(&wr, (uint8_t)f->strategy);
+    if (f->round) fl_wr_u32s(&wr, f->sum, (size_t)f->d + 1);
     return fl_wr_end(&wr);
 }
 
-int fl_finish_read(const uint8_t *f, size_t len, uint32_t *rounds, float **w, uint32_t *d,
-                   struct cit_err *err)
+void fl_finish_free(struct fl_finish *f)
+{
+    cit_free(f->w);
+    cit_free(f->sum);
+    f->w = NULL;
+    f->sum = NULL;
+}
+
+static int finish_bad(struct fl_finish *f, struct cit_err *err, const char *field)
+{
+    fl_finish_free(f);
+    return cit_err_set(err, CIT_EFORMAT, "FINISH: field '%s' is out of range", field);
+}
+
+int fl_finish_read(const uint8_t *f, size_t len, struct fl_finish *out, struct cit_err *err)
 {
     struct fl_rd r;
-    float *v = NULL;
-    uint32_t nr, n;
+    struct fl_finish v = {0};
     int rc = fl_rd_begin(&r, f, len, err);
     if (rc) return rc;
-    nr = fl_rd_u32(&r, "rounds");
-    n = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
-    if (!r.failed && n && !(v = cit_malloc((size_t)n * sizeof(float)))) return CIT_ENOMEM;
-    for (uint32_t i = 0; v && i < n; i++) v[i] = rd_f32(&r, "weights");
+    v.rounds = fl_rd_u32(&r, "rounds");
+    v.d = fl_rd_count(&r, FL_MAX_DIM, 4, "d");
+    if (r.failed) return CIT_EFORMAT;
+    if (v.d && !(v.w = cit_malloc((size_t)v.d * sizeof(float)))) return CIT_ENOMEM;
+    for (uint32_t i = 0; i < v.d; i++)
+        if (!isfinite(v.w[i] = rd_f32(&r, "weights"))) return finish_bad(&v, err, "weights");
+    v.round = fl_rd_u64(&r, "round");
+    v.strategy = fl_rd_u8(&r, "strategy");
+    if (r.failed) {
+        fl_finish_free(&v);
+        return CIT_EFORMAT;
+    }
+    if (v.round > v.rounds) return finish_bad(&v, err, "round");
+    if (v.strategy != FL_FEDAVG && v.strategy != FL_FEDPROX && v.strategy != FL_FEDADAM)
+        return finish_bad(&v, err, "strategy");
+    if (v.round) {
+        const uint8_t *p = fl_rd_bytes(&r, ((size_t)v.d + 1) * 4, "sum");
+        if (!r.failed && !(v.sum = cit_malloc(((size_t)v.d + 1) * sizeof(uint32_t)))) {
+            fl_finish_free(&v);
+            return CIT_ENOMEM;
+        }
+        for (size_t i = 0; !r.failed && i <= v.d; i++)
+            v.sum[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                       (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+    }
     if ((rc = fl_rd_end(&r))) {
-        cit_free(v);
+        fl_finish_free(&v);
         return rc;
     }
-    *rounds = nr;
-    *w = v;
-    *d = n;
+    *out = v;
     return 0;
 }
 

@@ -5,6 +5,12 @@
  * Paillier key, or plain), unless the round breaks one of this node's own
  * rules: its data's shape, its noise floor, its privacy budget. Every
  * contribution, decline and abort goes into its own ledger.
+ *
+ * It does not take the coordinator's word for what the federation is: a
+ * TASK in a weaker mode than its floor, or whose round number goes back,
+ * repeats or runs past the announced total, and a FINISH whose model is not
+ * what the last round's sum makes of the last TASK's model, are refused,
+ * and the node leaves.
  */
 #include <poll.h>
 #include <sodium.h>
@@ -25,6 +31,7 @@ struct cli {
     uint32_t d1;     /* entries of a contribution */
     int decrypted;   /* Paillier: this round's one decryption share is out */
     uint8_t mine[32];
+    struct fl_seen seen; /* the last TASK taken and SA_DONE seen: for the rounds and FINISH */
     struct cit_buf out, detail;
 };
 
@@ -46,6 +53,66 @@ static int decline(struct cli *c, uint64_t round, const char *why, struct cit_er
     return send_ready(c, round, why, NULL, 0, err);
 }
 
+/* Refuses what the coordinator sent for good: the ledger gets the reason,
+ * the coordinator a READY that declines round with it (so that its log
+ * says why), and the caller the error, upon which this node leaves: a
+ * coordinator caught lying once is not worked with for the next round. */
+static int refuse_task(struct cli *c, uint64_t round, const char *why, struct cit_err *err)
+{
+    struct cit_err e = {{0}};
+    cit_log(CIT_LOG_WARN, "fl: round %llu: refused: %s", (unsigned long long)round, why);
+    c->detail.len = 0;
+    cit_buf_printf(&c->detail, "reason=\"%s\"", why);
+    if (fl_record(c->o->ledger, "refuse", round, NULL, c->o->connect, c->detail.p, &e))
+        cit_log(CIT_LOG_ERROR, "fl: %s", e.msg);
+    if (send_ready(c, round, why, NULL, 0, &e))
+        cit_log(CIT_LOG_WARN, "fl: could not tell the coordinator: %s", e.msg);
+    return cit_err_set(err, CIT_ERANGE, "round %llu: %s", (unsigned long long)round, why);
+}
+
+/* Round numbers only go forward, within the total the first TASK announced.
+ * The coordinator sends each round's TASK once and never resends one (a
+ * round that fails is not retried; the next one starts), so the same
+ * number again is a replay and a smaller one a rewind. A node may be left
+ * out of any number of rounds (--per-round selects at random), so how far
+ * a round may jump is bounded by the announced total only, not by one. */
+static int round_check(const struct cli *c, const struct fl_task *t, char *why, size_t cap)
+{
+    const struct fl_task *last = &c->seen.task;
+    if (!t->round)
+        snprintf(why, cap, "a TASK for round 0 (rounds count from 1)");
+    else if (last->round && t->rounds != last->rounds)
+        snprintf(why, cap, "the TASK announces %u rounds, the first announced %u", t->rounds,
+                 last->rounds);
+    else if (t->round > t->rounds)
+        snprintf(why, cap, "a TASK for round %llu of the %u rounds announced (a jump past the end)",
+                 (unsigned long long)t->round, t->rounds);
+    else if (last->round && t->round == last->round)
+        snprintf(why, cap,
+                 "a second TASK for round %llu (the coordinator never resends a round: a replay)",
+                 (unsigned long long)t->round);
+    else if (last->round && t->round < last->round)
+        snprintf(why, cap, "a TASK for round %llu after round %llu (rounds only go forward)",
+                 (unsigned long long)t->round, (unsigned long long)last->round);
+    else
+        return 0;
+    return -1;
+}
+
+/* The mode floor: checked before this node trains, so that nothing of its
+ * update is computed, let alone sent, in a mode it does not accept. */
+static int mode_check(const struct cli *c, const struct fl_task *t, char *why, size_t cap)
+{
+    int floor = c->o->min_mode ? (int)c->o->min_mode : FL_MODE_SECAGG;
+    if (fl_mode_rank(t->mode) >= fl_mode_rank(floor)) return 0;
+    snprintf(why, cap,
+             "the coordinator announced mode %s, weaker than this node's minimum mode %s (in %s "
+             "mode the coordinator sees each update; --min-mode %s allows it)",
+             fl_mode_name(t->mode), fl_mode_name(floor), fl_mode_name(t->mode),
+             fl_mode_name(t->mode));
+    return -1;
+}
+
 static double round_epsilon(double z, double delta)
 {
     struct fl_dp_account a = {0};
@@ -61,9 +128,19 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
     double delta = o->dp_delta > 0 ? o->dp_delta : 1e-5, eps = 0;
     char why[FL_ABORT_MAX];
     uint32_t *v = NULL;
-    float loss = 0;
+    float loss = 0, *own;
     int rc = fl_task_read(f, len, &t, err);
     if (rc) return rc; /* a coordinator that sends garbage is not worked with */
+    own = t.w;
+    if (round_check(c, &t, why, sizeof(why)) || mode_check(c, &t, why, sizeof(why))) {
+        rc = refuse_task(c, t.round, why, err);
+        goto out;
+    }
+    /* FINISH is checked against the last TASK, declined or not */
+    cit_free(c->seen.task.w);
+    c->seen.task = t;
+    c->seen.task.rc.noise = fl_task_noise(&t);
+    own = NULL;
     fl_sa_client_free(c->sa);
     c->sa = NULL;
     c->round = 0;
@@ -151,12 +228,13 @@ static int on_task(struct cli *c, const uint8_t *f, size_t len, struct cit_err *
             cit_err_set(err, rc, "secure aggregation: cannot start");
             goto out;
         }
+        fl_sa_client_expect_round(c->sa, t.round);
     }
     c->round = t.round;
     rc = send_ready(c, t.round, NULL, NULL, 0, err);
 out:
     cit_free(v);
-    cit_free(t.w);
+    cit_free(own);
     return rc;
 }
 
@@ -249,6 +327,134 @@ done:
     return rc;
 }
 
+/* The first parameter at which a and b differ, bit for bit; d when none.
+ * Bits, not a tolerance: both ends run the same arithmetic on the same
+ * numbers (IEEE-754 divisions and additions, nothing contracted), so an
+ * honest coordinator's model is exactly the one recomputed here. */
+static size_t first_diff(const float *a, const float *b, size_t d)
+{
+    for (size_t i = 0; i < d; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float))) return i;
+    return d;
+}
+
+int fl_finish_check(const struct fl_seen *s, const struct fl_finish *f, char *why, size_t cap,
+                    struct cit_err *err)
+{
+    const struct fl_task *t = &s->task;
+    struct fl_server_opt so;
+    struct cit_err e = {{0}};
+    float *w;
+    size_t at;
+    int rc;
+    why[0] = 0;
+    if (!t->round) {
+        snprintf(why, cap, "this node was sent no TASK, so it holds no model to check against");
+        return FL_FINISH_UNCHECKED;
+    }
+    if (f->rounds != t->rounds)
+        return cit_err_set(err, CIT_ERANGE, "it counts %u rounds, the TASKs announced %u",
+                           f->rounds, t->rounds);
+    if (f->d != t->d)
+        return cit_err_set(err, CIT_ERANGE, "a model of %u parameters, the rounds' model has %u",
+                           f->d, t->d);
+    if (f->round && s->sum_round == f->round) {
+        uint8_t dg[32];
+        char a[65], b[65];
+        fl_sha256(dg, f->sum, ((size_t)f->d + 1) * 4, NULL, 0, NULL, 0);
+        if (memcmp(dg, s->sum_digest, 32)) {
+            fl_hex(a, dg, 32);
+            fl_hex(b, s->sum_digest, 32);
+            return cit_err_set(err, CIT_ERANGE,
+                               "round %llu's sum (SHA-256 %.16s...) is not the one its "
+                               "SA_DONE announced (%.16s...)",
+                               (unsigned long long)f->round, a, b);
+        }
+    }
+    if (f->round < t->round) {
+        /* every round from the last TASK's on failed: nothing stepped the model since */
+        if ((at = first_diff(f->w, t->w, t->d)) == t->d) return FL_FINISH_UNCHANGED;
+        return cit_err_set(err, CIT_ERANGE,
+                           "no round after round %llu was aggregated, so the final model "
+                           "must be round %llu's, but parameter %zu is %.9g, not %.9g",
+                           (unsigned long long)f->round, (unsigned long long)t->round, at,
+                           (double)f->w[at], (double)t->w[at]);
+    }
+    if (f->round > t->round) {
+        snprintf(why, cap, "this node was not sent round %llu's TASK, the last aggregated",
+                 (unsigned long long)f->round);
+        return FL_FINISH_UNCHECKED;
+    }
+    if (f->strategy == FL_FEDADAM) {
+        snprintf(why, cap,
+                 "the coordinator steps with FedAdam, whose optimiser state this node does not "
+                 "know");
+        return FL_FINISH_UNCHECKED;
+    }
+    /* FedAvg and FedProx: global += the sum's mean update, as fl_server_update does */
+    if (!(w = cit_malloc((t->d ? t->d : 1) * sizeof(float)))) return CIT_ENOMEM;
+    memcpy(w, t->w, t->d * sizeof(float));
+    if (!(rc = fl_server_opt_init(&so, FL_FEDAVG, t->d))) {
+        rc = fl_server_update(&t->rc, &so, w, f->sum, t->d, &e);
+        fl_server_opt_free(&so);
+    }
+    if (rc == CIT_ENOMEM) {
+        cit_free(w);
+        return rc;
+    }
+    if (rc)
+        rc = cit_err_set(err, CIT_ERANGE, "round %llu's sum cannot have been aggregated: %s",
+                         (unsigned long long)f->round, e.msg);
+    else if ((at = first_diff(f->w, w, t->d)) < t->d)
+        rc = cit_err_set(err, CIT_ERANGE,
+                         "the final model is not round %llu's model plus the mean of its "
+                         "sum: parameter %zu is %.9g, the sum makes it %.9g",
+                         (unsigned long long)f->round, at, (double)f->w[at], (double)w[at]);
+    else
+        rc = FL_FINISH_RECOMPUTED;
+    cit_free(w);
+    return rc;
+}
+
+/* FINISH: the final model, written only once checked as far as this node
+ * can (fl_finish_check); a model that fails the check is not written. */
+static int on_finish(struct cli *c, const uint8_t *f, size_t len, struct cit_err *err)
+{
+    const struct fl_join_opts *o = c->o;
+    struct fl_finish fin;
+    struct cit_err e = {{0}};
+    char why[FL_ABORT_MAX];
+    int how, rc = fl_finish_read(f, len, &fin, err);
+    if (rc) return rc;
+    how = fl_finish_check(&c->seen, &fin, why, sizeof(why), err);
+    if (how < 0) {
+        cit_log(CIT_LOG_WARN, "fl: refused the final model: %s", err->msg);
+        c->detail.len = 0;
+        cit_buf_printf(&c->detail, "reason=\"%s\"", err->msg);
+        if (fl_record(o->ledger, "refuse", fin.round, NULL, o->connect, c->detail.p, &e))
+            cit_log(CIT_LOG_ERROR, "fl: %s", e.msg);
+        cit_err_prefix(err, "FINISH refused, no model written");
+        rc = how;
+        goto out;
+    }
+    if (how == FL_FINISH_UNCHECKED)
+        cit_log(CIT_LOG_WARN, "fl: the final model is unchecked: %s", why);
+    if (o->out && (rc = fl_model_write(o->out, fin.w, fin.d, err))) goto out;
+    if (o->progress) {
+        struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
+        ev.rounds = fin.rounds;
+        ev.dp_rounds = c->dp.rounds;
+        ev.checked = how;
+        ev.checked_round = how == FL_FINISH_UNCHANGED ? c->seen.task.round : fin.round;
+        ev.sum_matched = how == FL_FINISH_RECOMPUTED && c->seen.sum_round == fin.round;
+        ev.unchecked = how == FL_FINISH_UNCHECKED ? why : NULL;
+        o->progress(o->progress_user, &ev);
+    }
+out:
+    fl_finish_free(&fin);
+    return rc;
+}
+
 /* Stops answering until the coordinator gives up on this node (testing). */
 static void stall(struct cli *c)
 {
@@ -306,22 +512,10 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
         case FL_MSG_PA_DECRYPT:
             if ((rc = on_decrypt(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             break;
-        case FL_MSG_FINISH: {
-            float *w = NULL;
-            uint32_t rounds, d;
-            if ((rc = fl_finish_read((const uint8_t *)f.p, f.len, &rounds, &w, &d, err))) goto out;
-            if (o->out) rc = fl_model_write(o->out, w, d, err);
-            cit_free(w);
-            if (rc) goto out;
-            if (o->progress) {
-                struct fl_progress ev = {.kind = FL_PROGRESS_FINISHED};
-                ev.rounds = rounds;
-                ev.dp_rounds = c.dp.rounds;
-                o->progress(o->progress_user, &ev);
-            }
+        case FL_MSG_FINISH:
+            if ((rc = on_finish(&c, (const uint8_t *)f.p, f.len, err))) goto out;
             finished = 1;
             break;
-        }
         case FL_MSG_ABORT: {
             size_t n = f.len - FL_HDR;
             cit_log(CIT_LOG_WARN, "fl: the coordinator ended round %llu: %.*s",
@@ -360,6 +554,8 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
             }
             if (c.out.len && (rc = fl_net_send(&c.c, c.out.p, c.out.len, err))) goto out;
             if (!was_done && fl_sa_client_done(c.sa, &tr)) {
+                c.seen.sum_round = c.round; /* FINISH's sum must be this one */
+                memcpy(c.seen.sum_digest, tr.sum_digest, 32);
                 fl_transcript_text(&c.detail, &tr);
                 if ((rc = fl_record(o->ledger, "contribute", c.round, tr.sum_digest, o->connect,
                                     c.detail.p, err)))
@@ -371,6 +567,7 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
 out:
     if (c.c.fd >= 0 || c.c.ssl) fl_net_close(&c.c);
     fl_sa_client_free(c.sa);
+    cit_free(c.seen.task.w);
     fl_tls_free(ctx);
     cit_buf_free(&f);
     cit_buf_free(&c.out);

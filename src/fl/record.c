@@ -15,6 +15,19 @@ const char *fl_mode_name(int mode)
     return mode == FL_MODE_SECAGG ? "secagg" : mode == FL_MODE_PAILLIER ? "paillier" : "plain";
 }
 
+int fl_mode_rank(int mode)
+{
+    switch (mode) {
+    case FL_MODE_PLAIN:
+        return 0;
+    case FL_MODE_SECAGG:
+    case FL_MODE_PAILLIER:
+        return 1;
+    default:
+        return -1;
+    }
+}
+
 void fl_hex(char *out, const uint8_t *p, size_t n)
 {
     sodium_bin2hex(out, n * 2 + 1, p, n);

@@ -218,6 +218,7 @@ struct peer {
 struct fl_sa_client {
     struct fl_roster roster;
     uint32_t me_roster, min_t;
+    uint64_t want_round; /* the TASK's round, which SA_SETUP must name; 0: any */
     uint8_t id_sk[64];
     enum cstate st;
     uint32_t *input, input_d;
@@ -234,6 +235,11 @@ struct fl_sa_client {
     struct fl_sa_transcript tr;
     crypto_hash_sha256_state keys_h, shares_h;
 };
+
+void fl_sa_client_expect_round(struct fl_sa_client *c, uint64_t round)
+{
+    c->want_round = round;
+}
 
 int fl_sa_client_new(const struct fl_roster *roster, uint32_t roster_index, const uint8_t id_sk[64],
                      uint32_t min_t, struct fl_sa_client **out)
@@ -317,6 +323,9 @@ static int c_setup(struct fl_sa_client *c, struct fl_rd *r, struct cit_buf *out,
     struct fl_wr w;
     int rc, m;
     if (r->failed) return CIT_EFORMAT;
+    if (c->want_round && round != c->want_round)
+        return cit_err_set(err, CIT_ERANGE, "SA_SETUP: round %llu, but the TASK was for round %llu",
+                           (unsigned long long)round, (unsigned long long)c->want_round);
     if (cnt != n) return cit_err_set(err, CIT_EFORMAT, "SA_SETUP: %u members for n = %u", cnt, n);
     if ((rc = params_check(n, k, t, d, err))) return rc;
     if (t < c->min_t)
