@@ -414,13 +414,13 @@ static int liar_open(struct liar *l, const char *dir, const char *flags)
     CHECK_RET(fl_tls_new(1, &l->key, l->roster->pk, l->roster->n, &l->ctx, &err) == 0, "%s",
               err.msg);
     CHECK_RET((l->lfd = fl_net_listen("127.0.0.1:0", &port, &err)) >= 0, "%s", err.msg);
-    cit_buf_printf(
-        &sh,
-        "cd %s && rm -rf up0 model.0 l0 && exec %s fl join --key node0.key --roster roster "
-        "--coordinator coord.vkey --connect 127.0.0.1:%d --data c0.x.idx --standardize "
-        "--ledger l0 --policy %s --dump-update up0 --out model.0 --timeout 30 %s "
-        "> j0.out 2> j0.err",
-        dir, bin(), port, pol, flags);
+    cit_buf_printf(&sh,
+                   "cd %s && rm -rf up0 model.0 l0 citadel.db citadel.db-wal citadel.db-shm && "
+                   "exec %s fl join --key node0.key --roster roster "
+                   "--coordinator coord.vkey --connect 127.0.0.1:%d --data c0.x.idx --standardize "
+                   "--ledger l0 --policy %s --dump-update up0 --out model.0 --timeout 30 %s "
+                   "> j0.out 2> j0.err",
+                   dir, bin(), port, pol, flags);
     l->pid = fork();
     if (l->pid == 0) {
         execl("/bin/sh", "sh", "-c", sh.p, (char *)NULL);
