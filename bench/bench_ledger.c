@@ -155,7 +155,7 @@ static double layer_once(struct pol_policy *p, struct pol_quotas *q, struct ledg
         json_t *root = json_loads(request_body, 0, NULL);
         char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
         struct ledger_rec r;
-        struct pol_request pr = {"research-lab", "stories260K", prompt, strlen(prompt), NULL};
+        struct pol_request pr = {"research-lab", "stories260K", prompt, strlen(prompt), NULL, NULL, 0};
         struct pol_decision d;
         struct pol_quota_ticket tk;
         int64_t now = (int64_t)time(NULL);

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int t = 0; t < p->n_tenants && t < 4; t++)
         for (int m = 0; m < p->n_models && m < 4; m++) {
             struct pol_request r = {p->tenants[t].name, p->models[m].id, text, strlen(text),
-                                    "public"};
+                                    "public", NULL, 0};
             struct pol_decision d;
             pol_decide(p, &r, &d);
             if (d.action < POL_DENY || d.action > POL_FORWARD) abort();

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
-#                    libyaml, OpenSSL
+#                    libyaml, OpenSSL, GMP, zlib, ICU
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests, and the
 #                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs)
 #   setup.sh fuzz    clang with libFuzzer
@@ -22,6 +22,8 @@ build_deps() {
     need zlib1g-dev
     # federated learning: Paillier's big numbers
     need libgmp-dev
+    # the detectors' view of the text: NFKC, digits of every script, TR39 confusables
+    need libicu-dev
 }
 
 case "$what" in

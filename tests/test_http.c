@@ -1946,3 +1946,55 @@ void test_http_stream_abandoned(void)
     }
     ledger_view_free(&v);
 }
+
+/* A value split across two messages is still found: the card is redacted
+ * in both halves, the keyword (secret) is denied; a value the model reads
+ * through invisible and full-width characters is found too. The decision
+ * is the real request's (decide and generate share the gate). */
+void test_http_split_values(void)
+{
+    static const struct {
+        const char *body, *action, *cls;
+    } cases[] = {
+        {"{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"my card is "
+         "4111 "
+         "1111\"},{\"role\":\"user\",\"content\":\"1111 1111 thanks\"}]}",
+         "redact", "personal"},
+        {"{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"codename "
+         "BLUE\"},{\"role\":\"user\",\"content\":\"BIRD is go\"}]}",
+         "deny", "secret"},
+        {"{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"card "
+         "41\\u200b11 1111 1111 1111\"}]}",
+         "redact", "personal"},
+        {"{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"card "
+         "\\uff14\\uff11\\uff11\\uff11 1111 1111 1111\"}]}",
+         "redact", "personal"},
+        /* two messages that only join by accident: nothing to find */
+        {"{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"order "
+         "4111\"},{\"role\":\"user\",\"content\":\"ships today\"}]}",
+         "local", NULL},
+    };
+    struct resp r;
+    if (start(3, 8, 0)) return;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char want[64];
+        CHECK(request(port, "POST", "/v1/policy/decide", key, cases[i].body, &r) == 0);
+        snprintf(want, sizeof(want), "\"action\":\"%s\"", cases[i].action);
+        CHECKF(r.status == 200 && strstr(r.body, want), "case %zu: %d %s", i, r.status, r.body);
+        if (cases[i].cls) {
+            snprintf(want, sizeof(want), "\"%s\"", cases[i].cls);
+            CHECKF(strstr(r.body, want), "case %zu: %s", i, r.body);
+        }
+        resp_free(&r);
+    }
+    /* and the real request: the split card is redacted, the answer comes */
+    CHECK(request(port, "POST", "/v1/chat/completions", key,
+                  "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\","
+                  "\"content\":\"my card is 4111 1111\"},{\"role\":\"user\",\"content\":\"1111 "
+                  "1111 thanks\"}]}",
+                  &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.head, "X-Citadel-Decision: redact"), "%d %s %s", r.status,
+           r.head, r.body);
+    resp_free(&r);
+    stop();
+}

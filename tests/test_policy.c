@@ -36,7 +36,7 @@ static struct pol_policy *load(const char *rules, struct cit_err *err)
 static int decide(const struct pol_policy *p, const char *tenant, const char *model,
                   const char *text, const char *declared, const char **rule, char *reason)
 {
-    struct pol_request r = {tenant, model, text, strlen(text), declared};
+    struct pol_request r = {tenant, model, text, strlen(text), declared, NULL, 0};
     struct pol_decision d;
     pol_decide(p, &r, &d);
     int a = d.action;
@@ -147,7 +147,7 @@ void test_policy_decisions(void)
     CHECK(decide(p, "t1", "gpt", "hello", NULL, &rule, why) == POL_DENY &&
           strstr(why, "model 'gpt'"));
     /* a detector failure (allocation failure injected into the scan) denies */
-    struct pol_request r = {"t1", "small", "mail a@example.com, b@example.org", 34, NULL};
+    struct pol_request r = {"t1", "small", "mail a@example.com, b@example.org", 34, NULL, NULL, 0};
     struct pol_decision d;
     cit_alloc_fail_at(1);
     int rc = pol_decide(p, &r, &d);

@@ -91,6 +91,15 @@ void det_scanner_free(struct det_scanner *s);
  * what it held before. */
 int det_scan(const struct det_scanner *s, const char *text, size_t len, struct det_findings *out);
 
+/* det_scan for text made of parts with a one-byte joint between each two
+ * (joints: the joints' offsets, ascending): also finds a value split
+ * across a joint, by scanning the parts glued together, and reports it
+ * over the original span (the joint included). Chat messages are parts:
+ * a card number or a keyword sent half in one message and half in the
+ * next is found. */
+int det_scan_parts(const struct det_scanner *s, const char *text, size_t len, const size_t *joints,
+                   size_t n_joints, struct det_findings *out);
+
 /* Writes the findings as JSON lines ({"class","start","end","confidence",
  * "text"}, and "keyword" for keyword hits) into b. */
 int det_findings_json(const struct det_scanner *s, const char *text, const struct det_findings *f,

@@ -133,9 +133,9 @@ enum ledger_durability { LEDGER_GROUP, LEDGER_SYNC };
 
 struct ledger_opts {
     const char *dir;
-    const char *origin;  /* name of a new log and its key; NULL: "citadel/ledger" */
-    int checkpoint_s;    /* checkpoint period; 0: 60; <0: only on open and close */
-    int retention_days;  /* 0: keep everything; else >= LEDGER_MIN_RETENTION */
+    const char *origin; /* name of a new log and its key; NULL: "citadel/ledger" */
+    int checkpoint_s;   /* checkpoint period; 0: 60; <0: only on open and close */
+    int retention_days; /* 0: keep everything; else >= LEDGER_MIN_RETENTION */
     /* The last checkpoint this ledger signed, as its signed note, kept by
      * the caller outside the directory (the node's state file); NULL or
      * "": none known. A ledger behind it, or not matching it, is refused. */

@@ -124,6 +124,10 @@ struct pol_request {
     const char *text; /* the prompt, as the engine would see it */
     size_t len;
     const char *declared; /* X-Citadel-Data-Class: class names, comma-separated; may be NULL */
+    /* the one-byte joints between the text's parts (chat messages), so a
+     * value split across two is found (det_scan_parts); may be NULL */
+    const size_t *joints;
+    size_t n_joints;
 };
 
 struct pol_decision {

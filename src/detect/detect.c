@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "citadel/detect.h"
 #include "detect_int.h"
 
 static const char *const class_names[DET_CLASS_COUNT] = {
@@ -490,21 +489,25 @@ static void numeric(struct scan *sc, struct numrun *r)
     int found = 0;
 
     if (!r->plus && !r->paren && seps == 4 && r->ng == 4) { /* dotted quad */
-        for (int k = 0, o = 0; k < 4; o += r->group[k++]) {
+        int ok = 1;
+        for (int k = 0, o = 0; ok && k < 4; o += r->group[k++]) {
             int v = 0;
-            if (r->group[k] > 3 || (r->group[k] > 1 && d[o] == '0')) return;
-            for (int q = 0; q < r->group[k]; q++) v = v * 10 + (d[o + q] - '0');
-            if (v > 255) return;
+            if (r->group[k] > 3 || (r->group[k] > 1 && d[o] == '0')) ok = 0;
+            for (int q = 0; ok && q < r->group[k]; q++) v = v * 10 + (d[o + q] - '0');
+            if (v > 255) ok = 0;
         }
-        emit(sc, DET_IPV4, r->start, r->end, 0.9f, -1);
-        return;
+        if (ok) {
+            emit(sc, DET_IPV4, r->start, r->end, 0.9f, -1);
+            return;
+        }
+        /* not an address: "4111.1111.1111.1111" is a card written with dots */
     }
     if (r->plus) { /* E.164: + country code and subscriber number, 8-15 digits */
         if (nd >= 8 && nd <= 15 && d[0] != '0' && !(seps & 8))
             emit(sc, DET_PHONE, r->start, r->end, 0.9f, -1);
         return;
     }
-    if (!r->paren && !(seps & ~3u)) { /* spaces and dashes: identifiers */
+    if (!r->paren && !(seps & 8)) { /* spaces, dashes or dots: identifiers */
         static const uint8_t g444[] = {4, 4, 4}, g4444[] = {4, 4, 4, 4}, g465[] = {4, 6, 5},
                              g44443[] = {4, 4, 4, 4, 3}, nir[] = {1, 2, 2, 2, 3, 3, 2},
                              g2333[] = {2, 3, 3, 3}, g324[] = {3, 2, 4};
@@ -589,28 +592,43 @@ static int vat_country(const char *s)
 
 /* Identifiers that start with two capitals: IBAN (printed in groups of
  * four or not), UK NINO ("QQ 12 34 56 C"), EU VAT ("DE 123456789"). */
+/* An IBAN at i, in capitals or not ("de89 3704 ..." is the same account),
+ * printed in groups of four (spaces, dashes or dots) or not. 1 when found. */
+static int iban(struct scan *sc, size_t i)
+{
+    const char *t = sc->t;
+    const size_t n = sc->len;
+    char b[40], sep = 0;
+    size_t j = i, m = 0;
+    if (i + 4 > n || !IS(t[i], B_UPPER | B_LOWER) || !IS(t[i + 1], B_UPPER | B_LOWER) ||
+        !IS(t[i + 2], B_DIGIT) || !IS(t[i + 3], B_DIGIT))
+        return 0;
+    while (j < n && m < 34) {
+        unsigned char c = (unsigned char)t[j];
+        if (IS(c, B_UPPER | B_DIGIT | B_LOWER)) {
+            b[m++] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+            j++;
+        } else if ((c == ' ' || c == '-' || c == '.') && (!sep || c == sep) && m % 4 == 0 &&
+                   j + 1 < n && IS(t[j + 1], B_UPPER | B_DIGIT | B_LOWER)) {
+            sep = (char)c;
+            j++;
+        } else {
+            break;
+        }
+        if (m >= 15 && word_end(sc, j) && det_iban_ok(b, m)) {
+            emit(sc, DET_IBAN, i, j, 0.95f, -1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void letters(struct scan *sc, size_t i)
 {
     const char *t = sc->t;
     const size_t n = sc->len;
     char b[40];
     if (i + 4 > n || !IS(t[i + 1], B_UPPER)) return;
-    if (IS(t[i + 2], B_DIGIT) && i + 4 <= n && IS(t[i + 3], B_DIGIT)) { /* IBAN */
-        size_t j = i, m = 0;
-        while (j < n && m < 34) {
-            if (IS(t[j], B_UPPER | B_DIGIT)) {
-                b[m++] = t[j++];
-            } else if (t[j] == ' ' && m % 4 == 0 && j + 1 < n && IS(t[j + 1], B_UPPER | B_DIGIT)) {
-                j++;
-            } else {
-                break;
-            }
-            if (m >= 15 && word_end(sc, j) && det_iban_ok(b, m)) {
-                emit(sc, DET_IBAN, i, j, 0.95f, -1);
-                return;
-            }
-        }
-    }
     if (IS(t[i + 2], B_DIGIT) || t[i + 2] == ' ') { /* NINO */
         size_t j = i + 2, m = 2;
         b[0] = t[i], b[1] = t[i + 1];
@@ -934,7 +952,7 @@ static __attribute__((noinline)) void at_word_start(struct scan *sc, struct skip
         if (read_numrun(sc, i, &r)) numeric(sc, &r);
         k->num = r.end;
     }
-    if (f & B_UPPER && i + 1 < sc->len) letters(sc, i);
+    if (f & (B_UPPER | B_LOWER) && i + 3 < sc->len && !iban(sc, i) && f & B_UPPER) letters(sc, i);
     if (i >= k->v6 && (f & B_HEX || c == ':')) {
         /* at most four hex digits and then a colon, or no IPv6 here */
         size_t j = i;
@@ -943,7 +961,8 @@ static __attribute__((noinline)) void at_word_start(struct scan *sc, struct skip
     }
 }
 
-int det_scan(const struct det_scanner *s, const char *text, size_t len, struct det_findings *out)
+static int scan_bytes(const struct det_scanner *s, const char *text, size_t len,
+                      struct det_findings *out)
 {
     struct scan sc = {text, len, out, 0};
     struct skips k = {0, 0};
@@ -982,6 +1001,109 @@ int det_scan(const struct det_scanner *s, const char *text, size_t len, struct d
         out->n = n0;
     }
     return sc.rc;
+}
+
+int det_scan(const struct det_scanner *s, const char *text, size_t len, struct det_findings *out)
+{
+    struct det_view v;
+    const size_t n0 = out->n;
+    int rc = det_view_build(text, len, &v);
+    if (rc) return rc;
+    if (!v.changed) return scan_bytes(s, text, len, out);
+    /* the view's findings, over the original bytes they came from */
+    if (!(rc = scan_bytes(s, v.p, v.len, out)))
+        for (size_t i = n0; i < out->n; i++) {
+            struct det_finding *f = &out->v[i];
+            size_t a = f->start, b = f->end;
+            f->start = v.start[a];
+            f->end = b > a ? v.end[b - 1] : v.start[a];
+        }
+    det_view_free(&v);
+    return rc;
+}
+
+/* Appends f to out unless out[n0, n) holds it already. */
+static int add_unique(struct det_findings *out, size_t n0, const struct det_finding *f)
+{
+    for (size_t i = n0; i < out->n; i++)
+        if (out->v[i].cls == f->cls && out->v[i].start == f->start && out->v[i].end == f->end)
+            return 0;
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 16;
+        struct det_finding *nv = cit_realloc(out->v, cap * sizeof(*nv));
+        if (!nv) return CIT_ENOMEM;
+        out->v = nv;
+        out->cap = cap;
+    }
+    out->v[out->n++] = *f;
+    return 0;
+}
+
+/* The findings of glued that cross a joint, over the original text's
+ * offsets: glued is text with each joint byte replaced by glue (one byte,
+ * same offsets), or taken out (glue 0: at[k] is joint k's offset there). */
+static int scan_glued(const struct det_scanner *s, const char *glued, size_t glen, const size_t *at,
+                      size_t n_joints, int shifted, struct det_findings *out, size_t n0)
+{
+    struct det_findings g = {0};
+    int rc = det_scan(s, glued, glen, &g);
+    for (size_t i = 0; !rc && i < g.n; i++) {
+        struct det_finding f = g.v[i];
+        size_t k = 0, before_a, before_b;
+        int crosses = 0;
+        for (size_t j = 0; j < n_joints; j++)
+            if (shifted ? f.start < at[j] && f.end > at[j] : f.start < at[j] && f.end > at[j] + 1)
+                crosses = 1;
+        if (!crosses) continue; /* found part by part already */
+        if (shifted) {
+            while (k < n_joints && at[k] <= f.start) k++;
+            before_a = k;
+            while (k < n_joints && at[k] < f.end) k++;
+            before_b = k;
+            f.start += before_a;
+            f.end += before_b;
+        }
+        rc = add_unique(out, n0, &f);
+    }
+    det_findings_free(&g);
+    return rc;
+}
+
+int det_scan_parts(const struct det_scanner *s, const char *text, size_t len, const size_t *joints,
+                   size_t n_joints, struct det_findings *out)
+{
+    struct cit_buf glued = {0};
+    size_t *at = NULL; /* at[k]: where joint k falls in the glued text */
+    const size_t n0 = out->n;
+    int rc = det_scan(s, text, len, out);
+    if (rc || !n_joints) return rc;
+    /* the parts glued together, for values split across two of them: once
+     * with nothing between ("BLUE" "BIRD"), once with a space ("4111 1111"
+     * "1111 1111", a number split at a group) */
+    if (!(at = cit_calloc(n_joints, sizeof(*at)))) rc = CIT_ENOMEM;
+    for (size_t k = 0, from = 0; !rc && k <= n_joints; k++) {
+        size_t to = k < n_joints ? joints[k] : len;
+        if (to < from || to > len || (k + 1 < n_joints && joints[k + 1] <= to)) {
+            rc = CIT_EINVAL;
+            break;
+        }
+        rc = cit_buf_add(&glued, text + from, to - from);
+        if (k < n_joints) at[k] = glued.len;
+        from = to + 1; /* the joint's byte is left out */
+    }
+    if (!rc) rc = scan_glued(s, glued.p ? glued.p : "", glued.len, at, n_joints, 1, out, n0);
+    if (!rc) {
+        glued.len = 0;
+        rc = cit_buf_add(&glued, text, len);
+        for (size_t k = 0; !rc && k < n_joints; k++) glued.p[joints[k]] = ' ';
+        if (!rc) rc = scan_glued(s, glued.p, len, joints, n_joints, 0, out, n0);
+    }
+    if (!rc && out->n > n0) qsort(out->v + n0, out->n - n0, sizeof(*out->v), by_start);
+    if (rc) out->n = n0;
+    if (glued.p) explicit_bzero(glued.p, glued.len);
+    cit_buf_free(&glued);
+    cit_free(at);
+    return rc;
 }
 
 int det_findings_json(const struct det_scanner *s, const char *text, const struct det_findings *f,

@@ -5,6 +5,24 @@
 
 #include "citadel/detect.h"
 
+/* ---- the normalised view (norm.c) ---- */
+
+/* The text as the detectors read it: p[0, len) with, for each byte, the
+ * span [start[i], end[i]) of the original code point it came from.
+ * changed 0: the text is its own view (nothing allocated). */
+struct det_view {
+    char *p;
+    size_t *start, *end;
+    size_t len, cap;
+    int changed;
+};
+/* Builds the view of text; CIT_ENOMEM when it cannot (callers fail closed). */
+int det_view_build(const char *text, size_t len, struct det_view *v /* out */);
+void det_view_free(struct det_view *v);
+/* 1 once ICU's normaliser and spoof checker and the code point table are
+ * ready (the first call builds them). */
+int det_norm_ready(void);
+
 /* ---- for tests and fuzz targets ---- */
 
 int det_de_tax_id_ok(const char *d, size_t n);

@@ -167,8 +167,8 @@ static int scan_text(const struct node_model *m, const struct node_prompt *p, st
 }
 
 /* Redacts each segment of text with the findings the policy counts, into
- * owned[i] (freed by the caller); one that spans two messages cannot be
- * split, so it denies. */
+ * owned[i] (freed by the caller); a value split across two messages is
+ * redacted in each of them, its part there. */
 static int redact_segments(struct node_call *c, const char *text, const struct seg *segs, int n_seg,
                            char **owned)
 {
@@ -181,10 +181,8 @@ static int redact_segments(struct node_call *c, const char *text, const struct s
             struct det_finding f = c->dec.findings.v[k];
             if (pol_finding_class(p, &f) < 0) continue;
             if (f.end <= segs[i].off || f.start >= segs[i].off + segs[i].len) continue;
-            if (f.start < segs[i].off || f.end > segs[i].off + segs[i].len) {
-                rc = CIT_ERANGE; /* spans two messages */
-                break;
-            }
+            if (f.start < segs[i].off) f.start = segs[i].off; /* the part in this message */
+            if (f.end > segs[i].off + segs[i].len) f.end = segs[i].off + segs[i].len;
             if (sub.n == sub.cap) {
                 size_t cap = sub.cap ? sub.cap * 2 : 8;
                 struct det_finding *v = cit_realloc(sub.v, cap * sizeof(*v));
@@ -234,6 +232,7 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
     struct pol_request pr = {0};
     int n_seg = p->chat ? p->n_msgs : 1, rc;
     struct seg *segs = cit_calloc((size_t)n_seg + 1, sizeof(*segs));
+    size_t *joints = NULL;
     *owned = NULL;
     rc = !segs ? CIT_ENOMEM : scan_text(c->m, p, &t, segs);
     pr.tenant = c->tenant;
@@ -241,6 +240,12 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
     pr.text = t.p ? t.p : "";
     pr.len = t.len;
     pr.declared = rq->declared;
+    if (!rc && p->chat && n_seg > 1) { /* the newline before each message but the first */
+        if (!(joints = cit_calloc((size_t)n_seg, sizeof(*joints)))) rc = CIT_ENOMEM;
+        for (int i = 1; !rc && i < n_seg; i++) joints[i - 1] = segs[i].off - 1;
+        pr.joints = joints;
+        pr.n_joints = (size_t)n_seg - 1;
+    }
     if (rc) { /* fail closed: what cannot be scanned is not processed */
         memset(&c->dec, 0, sizeof(c->dec));
         c->dec.action = POL_DENY;
@@ -277,6 +282,7 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
     if (t.p) explicit_bzero(t.p, t.len);
     cit_buf_free(&t);
     cit_free(segs);
+    cit_free(joints);
     return n_seg;
 }
 

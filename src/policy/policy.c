@@ -799,7 +799,8 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
     if (t < 0) return deny(d, 0, "tenant '%s' is not in the policy", r->tenant ? r->tenant : "");
     int m = r->model ? model_lookup(p, r->model) : -1;
     if (m < 0) return deny(d, 0, "model '%s' is not in the policy", r->model ? r->model : "");
-    int rc = det_scan(p->scanner, r->text ? r->text : "", r->text ? r->len : 0, &d->findings);
+    int rc = det_scan_parts(p->scanner, r->text ? r->text : "", r->text ? r->len : 0, r->joints,
+                            r->joints ? r->n_joints : 0, &d->findings);
     if (rc) return deny(d, rc, "detection failed (%s): denied", cit_strerror(rc));
     uint32_t detected = 0, declared = 0;
     for (size_t i = 0; i < d->findings.n; i++) {
@@ -916,7 +917,7 @@ int pol_run_cases(const struct pol_policy *p, const char *name, const char *text
             break;
         }
         struct pol_request r = {field[1], field[2], field[3], field[3] ? strlen(field[3]) : 0,
-                                field[4]};
+                                field[4], NULL,     0};
         struct pol_decision d;
         pol_decide(p, &r, &d); /* an error is a deny, which the case can expect */
         int ok = !strcmp(pol_action_name(d.action), field[5]) &&

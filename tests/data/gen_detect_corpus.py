@@ -443,6 +443,121 @@ Confidentiality matters to our customers.'''
 for t in plain.split('\n'):
     add('plain', '-', t)
 
+
+# ---- evasion: the value as the model still reads it, spelled to dodge a byte matcher ----
+# Each trick is applied to a valid value (kind "evasion": it must still be
+# found) and to its near miss (kind "near": it must still not be).
+ZW = ['\u200b', '\u00ad', '\u2060', '\u200d', '\ufeff', '\u202e']  # zero-width, soft hyphen, joiners, BOM, bidi
+HOMO = {'A': '\u0410', 'B': '\u0412', 'E': '\u0415', 'K': '\u041a', 'M': '\u041c', 'H': '\u041d',
+        'O': '\u041e', 'P': '\u0420', 'C': '\u0421', 'T': '\u0422', 'X': '\u0425',
+        'a': '\u0430', 'e': '\u0435', 'o': '\u043e', 'p': '\u0440', 'c': '\u0441', 'x': '\u0445'}
+
+def invisible(v):
+    i = R.randrange(1, len(v))
+    return v[:i] + R.choice(ZW) + v[i:]
+
+def fullwidth(v):
+    return ''.join(chr(ord(c) + 0xFEE0) if '!' <= c <= '~' else c for c in v)
+
+def digits_in(v, zero):
+    return ''.join(chr(zero + int(c)) if c.isdigit() else c for c in v)
+
+def arabic(v):
+    return digits_in(v, 0x0660)
+
+def devanagari(v):
+    return digits_in(v, 0x0966)
+
+def math_bold(v):
+    return ''.join(chr(0x1D7CE + int(c)) if c.isdigit() else c for c in v)
+
+def nbsp(v):
+    return v.replace(' ', '\u00a0')
+
+def cyrillic(v):
+    idx = [i for i, c in enumerate(v) if c in HOMO]
+    if not idx:
+        return None
+    i = R.choice(idx)
+    return v[:i] + HOMO[v[i]] + v[i+1:]
+
+NUMERIC = [invisible, fullwidth, arabic, devanagari, math_bold]
+LETTERED = [invisible, fullwidth, cyrillic]
+
+def evade(cls, value, near, tricks, frame):
+    for t in tricks:
+        e = t(value)
+        if e is None or e == value:
+            continue
+        add('evasion', cls, frame % e)
+        if near is not None:
+            n = t(near)
+            if n is not None and n != near:
+                add('near', '-', frame % n)
+
+for i in range(3):
+    c = card(['visa', 'mc', 'amex'][i])
+    g = group(c, [4, 4, 4, 4]) if len(c) == 16 else group(c, [4, 6, 5])
+    bad = wrong_last(c, luhn_ok)
+    evade('card', g, group(bad, [4, 4, 4, 4]) if len(bad) == 16 else group(bad, [4, 6, 5]), NUMERIC + [nbsp], 'Charge card %s today.')
+    add('evasion', 'card', 'Charge card %s today.' % (group(c, [4, 4, 4, 4], '.') if len(c) == 16 else group(c, [4, 6, 5], '.')))
+    add('near', '-', 'Charge card %s today.' % (group(bad, [4, 4, 4, 4], '.') if len(bad) == 16 else group(bad, [4, 6, 5], '.')))
+for cc in ['DE', 'FR', 'GB']:
+    v = iban(cc)
+    g = ' '.join(v[k:k+4] for k in range(0, len(v), 4))
+    bad = v[:2] + '%02d' % ((int(v[2:4]) + 1) % 97 + 2) + v[4:]
+    if to_mod97(bad[4:] + bad[:4]) == 1:
+        bad = None
+    evade('iban', v, bad, LETTERED + [arabic], 'Wire it to %s please.')
+    add('evasion', 'iban', 'Wire it to %s please.' % g.lower())
+    add('evasion', 'iban', 'Wire it to %s please.' % v.lower())
+    if bad:
+        add('near', '-', 'Wire it to %s please.' % bad.lower())
+for i in range(2):
+    while True:
+        body = str(R.randrange(2, 10)) + ''.join(R.choice(string.digits) for _ in range(10))
+        n = body + verhoeff_digit(body)
+        if not mynum_ok(n):
+            break
+    evade('in_aadhaar', group(n, [4, 4, 4]), group(wrong_last(n, NUMERIC12.__call__), [4, 4, 4]), NUMERIC + [nbsp], 'Aadhaar %s on file.')
+for i in range(2):
+    while True:
+        body = ''.join(R.choice(string.digits) for _ in range(11))
+        n = body + mynum_digit(body)
+        if not aadhaar_ok(n):
+            break
+    evade('jp_my_number', n, wrong_last(n, NUMERIC12.__call__), NUMERIC, 'My Number: %s')
+for i in range(2):
+    n = nir()
+    def nir_ok2(s):
+        num = int(s[:13].replace('2A', '19').replace('2B', '18'))
+        return 97 - num % 97 == int(s[13:])
+    evade('fr_nir', n, wrong_last(n, nir_ok2), NUMERIC, 'NIR %s (carte Vitale)')
+for i in range(2):
+    n = de_tax_id()
+    evade('de_tax_id', n, wrong_last(n, lambda s: mod11_10_digit(s[:10]) == s[10]), NUMERIC, 'Steuer-IdNr. %s')
+for i in range(2):
+    n = ssn()
+    evade('us_ssn', group(n, [3, 2, 4], '-'), '666-%s-%s' % (n[3:5], n[5:]), NUMERIC, 'SSN %s')
+for i in range(2):
+    n = nino()
+    evade('uk_nino', n, 'Q' + n[1:], LETTERED + [arabic], 'NINO: %s')
+for cc in ['DE', 'FR']:
+    v = vat(cc)
+    k = len(v) - 1
+    evade('eu_vat', v, v[:k] + str((int(v[k]) + 1) % 10) + v[k+1:], LETTERED + [arabic], 'USt-IdNr. %s')
+for e in ['john.doe@example.com', 'priya+news@mail.example.org']:
+    evade('email', e, None, LETTERED, 'Write to %s today.')
+for t in ['+44 20 7946 0958', '555-867-5309']:
+    evade('phone', t, None, NUMERIC, 'Call me on %s tomorrow.')
+for ip in ['192.168.10.20', '10.1.2.3']:
+    evade('ipv4', ip, None, NUMERIC, 'The server at %s is down.')
+for k in ['AKIA' + ''.join(R.choice(string.ascii_uppercase + string.digits) for _ in range(16)), 'ghp_' + rnd(36)]:
+    evade('api_key', k, None, [invisible, fullwidth], 'key = %s')
+for kw in ['BLUEBIRD', 'Bluebird']:
+    evade('keyword', kw, None, LETTERED, 'Project %s ships in May.')
+evade('keyword', 'CONFIDENTIAL', None, LETTERED, 'This memo is %s.')
+
 print('# labelled corpus for the detectors; generated by gen_detect_corpus.py (do not edit by hand)')
 for l in lines:
     print(l)
