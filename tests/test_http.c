@@ -606,6 +606,14 @@ void test_http_bad_requests(void)
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400,
          "messages[0].content"},
         {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":null}]}", 400,
+         "messages[0].content"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{"
+         "\"role\":\"assistant\"}]}",
+         400, "messages[1].content"},
+        {"/v1/policy/decide", "{\"model\":\"stories260K\",\"messages\":[]}", 400, "messages"},
+        {"/v1/chat/completions",
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
          "\"image_url\"}]}]}",
          400, "messages[0].content"},
