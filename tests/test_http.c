@@ -740,6 +740,97 @@ static int healthy(void)
     return ok;
 }
 
+/* The OpenAI error object with this status: error.message and error.type
+ * strings, error.param and error.code present (null or a string), code
+ * equal to code unless NULL, and a JSON content type. */
+static int is_error_shape(const struct resp *r, int status, const char *code)
+{
+    json_t *j = r->body ? body_json(r) : NULL, *e = json_object_get(j, "error"), *p, *c;
+    int ok = r->status == status && json_is_object(e) &&
+             json_is_string(json_object_get(e, "message")) &&
+             json_is_string(json_object_get(e, "type")) && (p = json_object_get(e, "param")) &&
+             (json_is_null(p) || json_is_string(p)) && (c = json_object_get(e, "code")) &&
+             (json_is_null(c) || json_is_string(c)) &&
+             (!code || (json_is_string(c) && !strcmp(json_string_value(c), code))) && r->head &&
+             strcasestr(r->head, "Content-Type: application/json");
+    json_decref(j);
+    return ok;
+}
+
+/* One response off the front of p[0..n) (Content-Length or chunked): the
+ * bytes it took, or 0 when it is not all there yet. */
+static size_t parse_one(const char *p, size_t n, struct resp *r)
+{
+    const char *sep = memmem(p, n, "\r\n\r\n", 4), *q, *end = p + n, *cl;
+    struct cit_buf body = {0};
+    char *head;
+    memset(r, 0, sizeof(*r));
+    if (!sep) return 0;
+    head = cit_strndup(p, (size_t)(sep - p));
+    q = sep + 4;
+    if (strcasestr(head, "transfer-encoding: chunked")) {
+        for (;;) {
+            const char *e = memmem(q, (size_t)(end - q), "\r\n", 2);
+            unsigned long k;
+            if (!e) goto partial;
+            k = strtoul(q, NULL, 16);
+            q = e + 2;
+            if (!k) {
+                if (end - q < 2) goto partial;
+                q += 2;
+                break;
+            }
+            if ((size_t)(end - q) < k + 2) goto partial;
+            cit_buf_add(&body, q, k);
+            q += k + 2;
+        }
+    } else {
+        size_t k = (cl = strcasestr(head, "content-length:")) ? strtoul(cl + 15, NULL, 10) : 0;
+        if ((size_t)(end - q) < k) goto partial;
+        cit_buf_add(&body, q, k);
+        q += k;
+    }
+    r->head = head;
+    r->status = atoi(head + 9);
+    r->body_len = body.len;
+    r->body = body.p ? body.p : cit_strndup("", 0);
+    return (size_t)(q - p);
+partial:
+    cit_free(head);
+    cit_buf_free(&body);
+    return 0;
+}
+
+/* A kept-alive connection and what it has received. */
+struct kconn {
+    int fd;
+    struct cit_buf in;
+    size_t off;
+};
+
+static int read_one(struct kconn *k, struct resp *r)
+{
+    for (;;) {
+        char buf[8192];
+        ssize_t n;
+        size_t used = k->in.len > k->off ? parse_one(k->in.p + k->off, k->in.len - k->off, r) : 0;
+        if (used) {
+            k->off += used;
+            return 0;
+        }
+        if ((n = recv(k->fd, buf, sizeof(buf), 0)) <= 0) return -1;
+        cit_buf_add(&k->in, buf, (size_t)n);
+    }
+}
+
+static void kconn_close(struct kconn *k)
+{
+    if (k->fd >= 0) close(k->fd);
+    cit_buf_free(&k->in);
+    memset(k, 0, sizeof(*k));
+    k->fd = -1;
+}
+
 void test_http_hostile(void)
 {
     struct resp r;
@@ -857,6 +948,96 @@ void test_http_hostile(void)
     for (int i = 0; i < 3; i++) close(slow[i]);
     usleep(100000);
     CHECK(healthy()); /* the slots came back */
+    stop();
+}
+
+/* ---- keep-alive and pipelining ---- */
+
+void test_http_keepalive(void)
+{
+    static const char *paths[] = {"/healthz", "/v1/models", "/readyz", "/v1/models/stories260K"};
+    const char *body = "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3,"
+                       "\"temperature\":0}";
+    const char *stream = "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3,"
+                         "\"temperature\":0,\"stream\":true}";
+    struct kconn k = {.fd = -1};
+    struct cit_buf req = {0};
+    struct resp r;
+    json_t *j;
+    if (start(2, 4, 0)) return;
+    /* GET answers keep the connection open: four in turn, then a POST, on one */
+    k.fd = dial(port);
+    CHECK(k.fd >= 0);
+    for (int i = 0; i < 4; i++) {
+        cit_buf_free(&req);
+        cit_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+                       paths[i], key);
+        CHECK(send_all(k.fd, req.p, req.len) == 0);
+        CHECKF(read_one(&k, &r) == 0, "GET %s: no answer on the kept connection", paths[i]);
+        CHECKF(r.status == 200 && !strcasestr(r.head, "Connection: close"), "GET %s: %d %s",
+               paths[i], r.status, r.head);
+        resp_free(&r);
+    }
+    cit_buf_free(&req);
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+    CHECK(send_all(k.fd, req.p, req.len) == 0 && read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && !strcasestr(r.head, "Connection: close"), "POST: %d %s", r.status,
+           r.head);
+    resp_free(&r);
+    /* an error on a GET keeps it too */
+    CHECK(send_all(k.fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 32) == 0 &&
+          read_one(&k, &r) == 0);
+    CHECK(is_error_shape(&r, 404, "not_found") && !strcasestr(r.head, "Connection: close"));
+    resp_free(&r);
+    kconn_close(&k);
+
+    /* pipelining: five requests in one write, five answers in order */
+    cit_buf_free(&req);
+    cit_buf_printf(&req, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+    cit_buf_printf(&req, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(stream), stream);
+    cit_buf_printf(&req,
+                   "GET /v1/models/stories260K HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "\r\n",
+                   key);
+    k.fd = dial(port);
+    CHECK(k.fd >= 0 && send_all(k.fd, req.p, req.len) == 0);
+    cit_buf_free(&req);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "\"ok\""), "1st: %d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    j = body_json(&r);
+    CHECKF(r.status == 200 && jstr(j, "object") && !strcmp(jstr(j, "object"), "text_completion") &&
+               jint(j, "usage.completion_tokens") == 3,
+           "2nd: %d %s", r.status, r.body);
+    json_decref(j);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(is_error_shape(&r, 404, "not_found"), "3rd: %d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "data: [DONE]"), "4th (a stream): %d %s", r.status,
+           r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    j = body_json(&r);
+    CHECKF(r.status == 200 && jstr(j, "id") && !strcmp(jstr(j, "id"), "stories260K"), "5th: %d %s",
+           r.status, r.body);
+    json_decref(j);
+    resp_free(&r);
+    kconn_close(&k);
+    t_note("keep-alive on GET, POST and a 404; five pipelined requests answered in order");
     stop();
 }
 

@@ -3,9 +3,12 @@
  * table, the watchdog, and start, reload and stop.
  *
  * A request's life:
- *   1. First call of on_request (head received): route, header limits,
- *      draining check, API key and scope, Content-Length against the cap.
- *      GET endpoints answer here.
+ *   1. First call of on_request (head received). A request with a body is
+ *      checked now: route, header limits, draining, API key and scope,
+ *      Content-Length against the cap, so that a refusal comes before the
+ *      body. One without a body is checked on the final call (3): an
+ *      answer queued before then is an early one, after which MHD closes
+ *      the connection and drops what was pipelined behind it.
  *   2. Body chunks are appended up to the cap (413 beyond it).
  *   3. Last call: the handler (generate.c, endpoints.c).
  *   4. on_completed: metrics, the gate's finish for a request that ended
@@ -96,6 +99,15 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
 
 /* ---- MHD callbacks ---- */
 
+/* A request carries a body when it says so: a length above 0, or chunks. */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+           (cl && strtoull(cl, NULL, 10) > 0);
+}
+
 static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, struct req *r,
                                const char *url, const char *method)
 {
@@ -139,17 +151,32 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     return MHD_YES;
 }
 
+static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
+{
+    switch (r->ep) {
+    case EP_DECIDE:
+        return handle_decide(c, r);
+    case EP_ADMIN:
+        return handle_admin(c, r);
+    default:
+        return handle_generate(c, r);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
+    enum MHD_Result res;
     (void)version;
     if (!r) {
         if (!(r = req_new(s, c))) return MHD_NO;
         *con_cls = r;
-        return on_head(s, c, r, url, method);
+        if (has_body(c)) return on_head(s, c, r, url, method);
+        r->deferred = 1;
+        return MHD_YES;
     }
     if (r->responded) { /* an early answer was queued; drop what follows */
         *upload_size = 0;
@@ -165,14 +192,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    switch (r->ep) {
-    case EP_DECIDE:
-        return handle_decide(c, r);
-    case EP_ADMIN:
-        return handle_admin(c, r);
-    default:
-        return handle_generate(c, r);
+    if (r->deferred) {
+        r->deferred = 0;
+        res = on_head(s, c, r, url, method);
+        if (r->responded || res != MHD_YES) return res;
     }
+    return dispatch(c, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -152,6 +152,8 @@ struct req {
     const char *path_arg; /* /v1/models/{id}, /v1/admin/models/{id}: arg, else NULL */
     char arg[256];
     struct cit_buf body;
+    int deferred; /* no body: the head is handled on the final call, so that the
+                   * answer is not an early one (MHD closes after those) */
     int status, responded;
     struct node_key_info key;
     uint64_t t0;
