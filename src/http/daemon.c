@@ -83,7 +83,7 @@ static int method_allowed(const struct route *rt, const char *method)
 }
 
 struct head_count {
-    int n;
+    int n, hosts;
     size_t bytes;
 };
 
@@ -93,6 +93,7 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     struct head_count *h = cls;
     (void)kind;
     h->n++;
+    h->hosts += !strcasecmp(k, MHD_HTTP_HEADER_HOST);
     h->bytes += strlen(k) + (v ? strlen(v) : 0) + 4;
     return MHD_YES;
 }
@@ -109,11 +110,11 @@ static int has_body(struct MHD_Connection *c)
 }
 
 static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, struct req *r,
-                               const char *url, const char *method)
+                               const char *url, const char *method, const char *version)
 {
     const struct route *rt;
-    const char *arg, *cl;
-    struct head_count hc = {0, strlen(url) + strlen(method) + 12};
+    const char *arg, *cl, *te;
+    struct head_count hc = {0, 0, strlen(url) + strlen(method) + 12};
     enum MHD_Result res;
     r->method = !strcmp(method, "POST")     ? "POST"
                 : !strcmp(method, "GET")    ? "GET"
@@ -129,6 +130,22 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     if (hc.n > r->lim.max_headers || hc.bytes > r->lim.max_header_bytes)
         return respond_error(c, r, 431, "invalid_request_error", NULL, NULL,
                              "Request header fields too large or too many.");
+    /* HTTP/1.1 names its host once (RFC 9112 3.2); 1.0 may not */
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) && hc.hosts != 1)
+        return respond_error(c, r, 400, "invalid_request_error", "invalid_host", NULL,
+                             hc.hosts ? "The request has more than one Host header."
+                                      : "An HTTP/1.1 request needs a Host header.");
+    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    /* framing that two parsers could read two ways is refused (request smuggling) */
+    if (te && strcasecmp(te, "chunked"))
+        return respond_error(c, r, 501, "invalid_request_error", "unsupported_transfer_encoding",
+                             NULL,
+                             "Only 'Transfer-Encoding: chunked' is supported; or send a "
+                             "Content-Length.");
+    if (te && cl)
+        return respond_error(c, r, 400, "invalid_request_error", "invalid_framing", NULL,
+                             "A request may carry Content-Length or Transfer-Encoding, not both.");
     if (!rt || (arg && !r->path_arg))
         return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                              "Unknown path.");
@@ -143,7 +160,6 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
         /* no body: answered when it is complete (it is, but MHD calls once more) */
         return MHD_YES;
     }
-    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > r->lim.max_body)
         return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
                              "Request body too large.");
@@ -170,11 +186,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct http_server *s = cls;
     struct req *r = *con_cls;
     enum MHD_Result res;
-    (void)version;
     if (!r) {
         if (!(r = req_new(s, c))) return MHD_NO;
         *con_cls = r;
-        if (has_body(c)) return on_head(s, c, r, url, method);
+        if (has_body(c)) return on_head(s, c, r, url, method, version);
         r->deferred = 1;
         return MHD_YES;
     }
@@ -194,7 +209,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (r->deferred) {
         r->deferred = 0;
-        res = on_head(s, c, r, url, method);
+        res = on_head(s, c, r, url, method, version);
         if (r->responded || res != MHD_YES) return res;
     }
     return dispatch(c, r);
