@@ -9,7 +9,10 @@
  *      body. One without a body is checked on the final call (3): an
  *      answer queued before then is an early one, after which MHD closes
  *      the connection and drops what was pipelined behind it.
- *   2. Body chunks are appended up to the cap (413 beyond it).
+ *   2. Body chunks are appended up to the cap. Beyond it the rest is read
+ *      and dropped (up to as much again) and the 413 comes when the body
+ *      ends: a client still sending when the server closes would get a
+ *      reset instead of the answer.
  *   3. Last call: the handler (generate.c, endpoints.c).
  *   4. on_completed: metrics, the gate's finish for a request that ended
  *      otherwise (the client left), the access log line.
@@ -116,6 +119,7 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     const char *arg, *cl, *te;
     struct head_count hc = {0, 0, strlen(url) + strlen(method) + 12};
     enum MHD_Result res;
+    unsigned long long len;
     r->method = !strcmp(method, "POST")     ? "POST"
                 : !strcmp(method, "GET")    ? "GET"
                 : !strcmp(method, "DELETE") ? "DELETE"
@@ -160,15 +164,25 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
         /* no body: answered when it is complete (it is, but MHD calls once more) */
         return MHD_YES;
     }
-    if (cl && strtoull(cl, NULL, 10) > r->lim.max_body)
-        return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
-                             "Request body too large.");
+    len = cl ? strtoull(cl, NULL, 10) : 0;
+    if (len > r->lim.max_body) {
+        /* refused before the body when the client waits for a go-ahead
+         * (Expect: 100-continue) or the body is too large to read and drop */
+        const char *ex = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if ((ex && !strcasecmp(ex, "100-continue")) || len > 2ull * r->lim.max_body)
+            return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                                 "Request body too large.");
+        r->overflow = 1;
+    }
     watch_deadline(s, r->cw, r->lim.body_timeout_s);
     return MHD_YES;
 }
 
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
 {
+    if (r->overflow)
+        return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                             "Request body too large.");
     switch (r->ep) {
     case EP_DECIDE:
         return handle_decide(c, r);
@@ -198,13 +212,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (r->body.len + *upload_size > r->lim.max_body) {
-            *upload_size = 0;
-            return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
-                                 "Request body too large.");
-        }
-        if (cit_buf_add(&r->body, upload, *upload_size)) return MHD_NO;
+        size_t n = *upload_size;
         *upload_size = 0;
+        if (!r->overflow && r->body.len + n > r->lim.max_body) {
+            r->overflow = 1;
+            r->dropped = r->body.len;
+            explicit_bzero(r->body.p, r->body.len);
+            cit_buf_free(&r->body);
+        }
+        if (r->overflow) {
+            /* read and dropped up to twice the cap in all; beyond that
+             * answered now (the client may see a reset) */
+            r->dropped += n;
+            if (r->dropped > 2 * r->lim.max_body)
+                return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                                     "Request body too large.");
+            return MHD_YES;
+        }
+        if (cit_buf_add(&r->body, upload, n)) return MHD_NO;
         return MHD_YES;
     }
     if (r->deferred) {

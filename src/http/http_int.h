@@ -152,8 +152,10 @@ struct req {
     const char *path_arg; /* /v1/models/{id}, /v1/admin/models/{id}: arg, else NULL */
     char arg[256];
     struct cit_buf body;
-    int deferred; /* no body: the head is handled on the final call, so that the
-                   * answer is not an early one (MHD closes after those) */
+    int deferred;   /* no body: the head is handled on the final call, so that the
+                     * answer is not an early one (MHD closes after those) */
+    int overflow;   /* the body passed max_body: the rest is read and dropped, then 413 */
+    size_t dropped; /* overflow: the body's bytes so far, all dropped */
     int status, responded;
     struct node_key_info key;
     uint64_t t0;
