@@ -759,6 +759,27 @@ static int is_error_shape(const struct resp *r, int status, const char *code)
     return ok;
 }
 
+/* Sends data on a new connection (shutting our side after it when shut),
+ * reads to the close, and checks the answer is status in the error shape. */
+static int answers(const char *what, const char *data, size_t n, int shut, int status,
+                   const char *code)
+{
+    struct resp r;
+    int fd = dial(port), ok;
+    CHECK_RET(fd >= 0, "%s: cannot connect", what);
+    send_all(fd, data, n); /* the server may answer and close before all is sent */
+    if (shut) shutdown(fd, SHUT_WR);
+    ok = read_resp(fd, &r) == 0;
+    close(fd);
+    CHECK_RET(ok, "%s: no answer (an empty reply)", what);
+    ok = is_error_shape(&r, status, code);
+    if (!ok)
+        t_fail(__FILE__, __LINE__, "%s: want %d %s, got %d: %s", what, status, code ? code : "",
+               r.status, r.body ? r.body : "");
+    resp_free(&r);
+    return ok ? 0 : -1;
+}
+
 /* One response off the front of p[0..n) (Content-Length or chunked): the
  * bytes it took, or 0 when it is not all there yet. */
 static size_t parse_one(const char *p, size_t n, struct resp *r)
@@ -965,7 +986,7 @@ void test_http_hostile(void)
     stop();
 }
 
-/* ---- keep-alive, pipelining, a flood ---- */
+/* ---- keep-alive, pipelining, every error in the OpenAI shape, a flood ---- */
 
 void test_http_keepalive(void)
 {
@@ -1052,6 +1073,160 @@ void test_http_keepalive(void)
     resp_free(&r);
     kconn_close(&k);
     t_note("keep-alive on GET, POST and a 404; five pipelined requests answered in order");
+    stop();
+}
+
+void test_http_error_shapes(void)
+{
+    struct cit_buf b = {0};
+    struct kconn ka = {.fd = -1}, kh = {.fd = -1};
+    struct resp r;
+    int late[3];
+    uint64_t t0;
+    char req[1024];
+    if (start(2, 4, 0)) return;
+    /* the 408s take the 2 s deadlines: started first, read last */
+    t0 = cit_now_ns();
+    for (int i = 0; i < 3; i++) late[i] = dial(port);
+    snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHo");
+    CHECK(late[0] >= 0 && send_all(late[0], req, strlen(req)) == 0); /* the head stops */
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 100\r\n\r\n{\"model\":",
+             key);
+    CHECK(late[1] >= 0 && send_all(late[1], req, strlen(req)) == 0); /* the body stops */
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+             key);
+    CHECK(late[2] >= 0 && send_all(late[2], req, strlen(req)) == 0); /* no last chunk */
+    /* a keep-alive connection whose second head stops, and one whose second
+     * request line is HTTP/3.0: MHD's side of the same answers */
+    kh.fd = dial(port);
+    ka.fd = dial(port);
+    CHECK(kh.fd >= 0 && ka.fd >= 0);
+    snprintf(req, sizeof(req),
+             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo");
+    CHECK(send_all(kh.fd, req, strlen(req)) == 0);
+    snprintf(req, sizeof(req),
+             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/3.0\r\nHost: x\r\n\r\n");
+    CHECK(send_all(ka.fd, req, strlen(req)) == 0);
+    CHECK(read_one(&ka, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(read_one(&ka, &r) == 0);
+    CHECKF(is_error_shape(&r, 505, "http_version_not_supported"), "keep-alive HTTP/3.0: %d %s",
+           r.status, r.body);
+    resp_free(&r);
+    kconn_close(&ka);
+
+#define ANSWERS(what, data, shut, status, code)                                                    \
+    do {                                                                                           \
+        if (answers(what, data, strlen(data), shut, status, code)) return;                         \
+    } while (0)
+    ANSWERS("404", "GET /v2/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0, 404,
+            "not_found");
+    ANSWERS("405", "PUT /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0, 405, NULL);
+    ANSWERS("505", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505,
+            "http_version_not_supported");
+    ANSWERS("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, 505,
+            "http_version_not_supported");
+    ANSWERS("no version", "GET /healthz\r\n\r\n", 1, 400, "malformed_request");
+    ANSWERS("TLS on the plain port", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0, 400,
+            "malformed_request");
+    ANSWERS("a bad header line", "GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 0,
+            400, "malformed_request");
+    ANSWERS("no Host", "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 0, 400,
+            "invalid_host");
+    ANSWERS("two Hosts", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            0, 400, "invalid_host");
+    CHECK(raw_exchange("GET /healthz HTTP/1.0\r\n\r\n", 25, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+             key);
+    ANSWERS("malformed chunks", req, 0, 400, "invalid_chunked_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n0\r\n\r\n",
+             key);
+    ANSWERS("a chunk longer than its size", req, 0, 400, "invalid_chunked_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 12abc\r\n\r\n",
+             key);
+    ANSWERS("Content-Length not a number", req, 0, 400, "invalid_content_length");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: gzip\r\n\r\n",
+             key);
+    ANSWERS("Transfer-Encoding gzip", req, 1, 501, "unsupported_transfer_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+             key);
+    ANSWERS("Content-Length and chunked", req, 1, 400, "invalid_framing");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 10000000\r\n\r\n",
+             key);
+    ANSWERS("413 announced", req, 1, 413, "request_too_large");
+    /* 413 for a body sent whole: read to its end first, so the client sees the answer */
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %u\r\n\r\n",
+                   key, (1u << 20) + 5000);
+    for (unsigned i = 0; i < (1u << 20) + 5000; i++) cit_buf_add(&b, " ", 1);
+    CHECK(answers("413 sent whole", b.p, b.len, 1, 413, "request_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   key);
+    for (int i = 0; i < 260; i++) {
+        cit_buf_printf(&b, "1000\r\n");
+        for (int k = 0; k < 4096; k++) cit_buf_add(&b, "x", 1);
+        cit_buf_printf(&b, "\r\n");
+    }
+    cit_buf_printf(&b, "0\r\n\r\n");
+    CHECK(answers("413 chunked", b.p, b.len, 1, 413, "request_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /");
+    for (int i = 0; i < 20000; i++) cit_buf_add(&b, "a", 1);
+    cit_buf_printf(&b, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(answers("414", b.p, b.len, 1, 414, "uri_too_long") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    for (int i = 0; i < 40000; i++) cit_buf_add(&b, "a", 1);
+    cit_buf_printf(&b, "\r\n\r\n");
+    CHECK(answers("431, a 40 kB header", b.p, b.len, 1, 431, "headers_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (int i = 0; i < 100; i++) cit_buf_printf(&b, "X-H%d: v\r\n", i);
+    cit_buf_printf(&b, "\r\n");
+    CHECK(answers("431, 100 header lines", b.p, b.len, 0, 431, NULL) == 0);
+    cit_buf_free(&b);
+    ANSWERS("401", "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 1,
+            401, NULL);
+#undef ANSWERS
+
+    /* now the 408s, each in the shape and after its deadline */
+    for (int i = 0; i < 3; i++) {
+        int got = read_resp(late[i], &r) == 0 && is_error_shape(&r, 408, "request_timeout");
+        CHECKF(got, "408 case %d: %d %s", i, r.status, r.body ? r.body : "(no answer)");
+        resp_free(&r);
+        close(late[i]);
+    }
+    CHECK(read_one(&kh, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(read_one(&kh, &r) == 0);
+    CHECKF(is_error_shape(&r, 408, "request_timeout"), "keep-alive head: %d %s", r.status, r.body);
+    resp_free(&r);
+    kconn_close(&kh);
+    CHECKF(cit_now_ns() - t0 > 1500000000ull, "the 408s came before the 2 s deadlines");
+    t_note(
+        "404, 405, 400 (9 kinds), 401, 408 (4 kinds), 413 (3 kinds), 414, 431 (2), 501, 505 (3): "
+        "all in the OpenAI error shape, none empty");
     stop();
 }
 

@@ -2,7 +2,7 @@
  * Connections: the lobby that accepts them and holds each until its first
  * request head is in, the budgets that keep slots for clients with keys,
  * the watchdog's deadlines, and the answers for what libmicrohttpd would
- * otherwise answer with an HTML page or not at all (the request line).
+ * otherwise answer with an HTML page or not at all.
  *
  * Why a lobby in front of MHD. MHD gives each connection a thread from
  * accept on, answers a request line that is not HTTP/1.x with its own HTML
@@ -37,6 +37,15 @@
  * watchdog writes only while no answer is queued (respond() says when one
  * is), so its bytes never mix with MHD's.
  *
+ * MHD's own error answers on a connection it serves (a malformed header
+ * line, a chunked body that is not, a keep-alive request line that is not
+ * HTTP/1.x) are announced in its error log, on the connection's thread,
+ * just before it queues them: the log hook writes the JSON answer there
+ * and shuts the socket for writing, so that MHD's page goes nowhere. That
+ * hook knows the message of libmicrohttpd 0.9.x ("Error processing request
+ * (HTTP response code is %u ('%s'))"); a library that words it otherwise
+ * sends its own pages again, which tests/test_http.c would show.
+ *
  * Lock order: w_mu, then cfg_mu or the metrics' lock.
  */
 #include <arpa/inet.h>
@@ -63,6 +72,10 @@
 #define ACCEPT_BATCH    16                   /* between looks at the held: see lobby_main */
 #define HANDOVER_BATCH  64
 #define ACCEPT_PAUSE_NS (100ull * 1000000ull) /* out of descriptors: try again after */
+
+/* The connection this MHD thread serves (one thread per connection): set
+ * when a request line arrives, read by the log hook. */
+static _Thread_local struct conn_watch *tl_cw;
 
 static uint64_t after(uint64_t now, int secs)
 {
@@ -724,6 +737,7 @@ void *conn_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     struct conn_watch *cw = ci ? ci->socket_context : NULL;
     int secs;
     (void)uri;
+    tl_cw = cw;
     if (!cw) return NULL;
     pthread_mutex_lock(&s->cfg_mu);
     secs = s->o.lim.header_timeout_s;
@@ -739,13 +753,53 @@ void *conn_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return NULL; /* the access handler's first call still sees NULL */
 }
 
+/* MHD is about to answer status with its page: ours goes first (above). */
+static void mhd_error(struct http_server *s, struct conn_watch *cw, int status, const char *page)
+{
+    const char *code = "malformed_request",
+               *msg = "The request is not valid HTTP/1.1 (a malformed request line or header).";
+    if (status == 400 && page && strstr(page, "chunked"))
+        code = "invalid_chunked_encoding", msg = "The chunked transfer encoding of the body is "
+                                                 "malformed.";
+    else if (status == 400 && page && strstr(page, "Content-Length"))
+        code = "invalid_content_length", msg = "The Content-Length header is not a valid length.";
+    else if (status == 413)
+        code = "request_too_large", msg = "Request body too large.";
+    else if (status == 414)
+        code = "uri_too_long", msg = "The request URI is longer than the server accepts.";
+    else if (status == 431)
+        code = "headers_too_large", msg = "The request header fields are too large.";
+    else if (status == 505)
+        code = "http_version_not_supported", msg = "This server speaks HTTP/1.1 (and 1.0) only.";
+    else if (status != 400)
+        code = NULL, msg = "The request could not be processed.";
+    pthread_mutex_lock(&s->w_mu);
+    if (!cw->dropped && !cw->answering && !s->tls) {
+        raw_answer(cw->fd, status, code, msg);
+        shutdown(cw->fd, SHUT_WR); /* MHD's page fails to send; MHD closes */
+        cw->answering = 1;
+        cw->deadline_ns = 0;
+        cw->status = status;
+    }
+    pthread_mutex_unlock(&s->w_mu);
+}
+
 void conn_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static const char answers[] = "Error processing request (HTTP response code is %u ('%s')).";
+    struct http_server *s = cls;
     char line[512];
-    (void)cls;
-    vsnprintf(line, sizeof(line), fmt, ap);
+    va_list aq;
+    va_copy(aq, ap);
+    vsnprintf(line, sizeof(line), fmt, aq);
+    va_end(aq);
     line[strcspn(line, "\n")] = 0;
     cit_log(CIT_LOG_DEBUG, "libmicrohttpd: %s", line);
+    if (s && tl_cw && !strncmp(fmt, answers, sizeof(answers) - 1)) {
+        unsigned status = va_arg(ap, unsigned);
+        const char *page = va_arg(ap, const char *);
+        mhd_error(s, tl_cw, (int)status, page);
+    }
 }
 
 void conn_request_head(struct http_server *s, struct conn_watch *cw, int body_timeout_s)
