@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -139,7 +140,8 @@ static struct http_server *srv;
 static char key[NODE_KEY_LEN + 1];
 static int port;
 
-static int max_per_ip;          /* for the next start() */
+static int max_per_ip = -1;     /* for the next start(); -1: the default */
+static int header_timeout = 2;  /* for the next start() */
 static const char *policy_file; /* for the next start(); NULL: tests/data/policy_serve.yaml */
 
 /* A node with just its state file at path (keys), or NULL. */
@@ -168,9 +170,9 @@ static int start(int parallel, int queue, int open)
     o.node.queue = queue;
     o.open = open;
     o.node.unvetted = 1; /* the test policies allow it; border control has its own tests */
-    o.lim.header_timeout_s = 2;
+    o.lim.header_timeout_s = header_timeout;
     o.lim.body_timeout_s = 2;
-    o.max_per_ip = max_per_ip;
+    if (max_per_ip >= 0) o.max_per_ip = max_per_ip;
     snprintf(o.node.state, sizeof(o.node.state), "%s/http-%d.db", t_tmpdir(),
              parallel * 1000 + queue);
     snprintf(o.node.ledger, sizeof(o.node.ledger), "%s/ledger-%d", t_tmpdir(),
@@ -607,6 +609,14 @@ void test_http_bad_requests(void)
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400,
          "messages[0].content"},
         {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":null}]}", 400,
+         "messages[0].content"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{"
+         "\"role\":\"assistant\"}]}",
+         400, "messages[1].content"},
+        {"/v1/policy/decide", "{\"model\":\"stories260K\",\"messages\":[]}", 400, "messages"},
+        {"/v1/chat/completions",
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
          "\"image_url\"}]}]}",
          400, "messages[0].content"},
@@ -733,6 +743,129 @@ static int healthy(void)
     return ok;
 }
 
+/* The OpenAI error object with this status: error.message and error.type
+ * strings, error.param and error.code present (null or a string), code
+ * equal to code unless NULL, and a JSON content type. */
+static int is_error_shape(const struct resp *r, int status, const char *code)
+{
+    json_t *j = r->body ? body_json(r) : NULL, *e = json_object_get(j, "error"), *p, *c;
+    int ok = r->status == status && json_is_object(e) &&
+             json_is_string(json_object_get(e, "message")) &&
+             json_is_string(json_object_get(e, "type")) && (p = json_object_get(e, "param")) &&
+             (json_is_null(p) || json_is_string(p)) && (c = json_object_get(e, "code")) &&
+             (json_is_null(c) || json_is_string(c)) &&
+             (!code || (json_is_string(c) && !strcmp(json_string_value(c), code))) && r->head &&
+             strcasestr(r->head, "Content-Type: application/json");
+    json_decref(j);
+    return ok;
+}
+
+/* Sends data on a new connection (shutting our side after it when shut),
+ * reads to the close, and checks the answer is status in the error shape. */
+static int answers(const char *what, const char *data, size_t n, int shut, int status,
+                   const char *code)
+{
+    struct resp r;
+    int fd = dial(port), ok;
+    CHECK_RET(fd >= 0, "%s: cannot connect", what);
+    send_all(fd, data, n); /* the server may answer and close before all is sent */
+    if (shut) shutdown(fd, SHUT_WR);
+    ok = read_resp(fd, &r) == 0;
+    close(fd);
+    CHECK_RET(ok, "%s: no answer (an empty reply)", what);
+    ok = is_error_shape(&r, status, code);
+    if (!ok)
+        t_fail(__FILE__, __LINE__, "%s: want %d %s, got %d: %s", what, status, code ? code : "",
+               r.status, r.body ? r.body : "");
+    resp_free(&r);
+    return ok ? 0 : -1;
+}
+
+/* One response off the front of p[0..n) (Content-Length or chunked): the
+ * bytes it took, or 0 when it is not all there yet. */
+static size_t parse_one(const char *p, size_t n, struct resp *r)
+{
+    const char *sep = memmem(p, n, "\r\n\r\n", 4), *q, *end = p + n, *cl;
+    struct cit_buf body = {0};
+    char *head;
+    memset(r, 0, sizeof(*r));
+    if (!sep) return 0;
+    head = cit_strndup(p, (size_t)(sep - p));
+    q = sep + 4;
+    if (strcasestr(head, "transfer-encoding: chunked")) {
+        for (;;) {
+            const char *e = memmem(q, (size_t)(end - q), "\r\n", 2);
+            unsigned long k;
+            if (!e) goto partial;
+            k = strtoul(q, NULL, 16);
+            q = e + 2;
+            if (!k) {
+                if (end - q < 2) goto partial;
+                q += 2;
+                break;
+            }
+            if ((size_t)(end - q) < k + 2) goto partial;
+            cit_buf_add(&body, q, k);
+            q += k + 2;
+        }
+    } else {
+        size_t k = (cl = strcasestr(head, "content-length:")) ? strtoul(cl + 15, NULL, 10) : 0;
+        if ((size_t)(end - q) < k) goto partial;
+        cit_buf_add(&body, q, k);
+        q += k;
+    }
+    r->head = head;
+    r->status = atoi(head + 9);
+    r->body_len = body.len;
+    r->body = body.p ? body.p : cit_strndup("", 0);
+    return (size_t)(q - p);
+partial:
+    cit_free(head);
+    cit_buf_free(&body);
+    return 0;
+}
+
+/* A kept-alive connection and what it has received. */
+struct kconn {
+    int fd;
+    struct cit_buf in;
+    size_t off;
+};
+
+static int read_one(struct kconn *k, struct resp *r)
+{
+    for (;;) {
+        char buf[8192];
+        ssize_t n;
+        size_t used = k->in.len > k->off ? parse_one(k->in.p + k->off, k->in.len - k->off, r) : 0;
+        if (used) {
+            k->off += used;
+            return 0;
+        }
+        if ((n = recv(k->fd, buf, sizeof(buf), 0)) <= 0) return -1;
+        cit_buf_add(&k->in, buf, (size_t)n);
+    }
+}
+
+static void kconn_close(struct kconn *k)
+{
+    if (k->fd >= 0) close(k->fd);
+    cit_buf_free(&k->in);
+    memset(k, 0, sizeof(*k));
+    k->fd = -1;
+}
+
+/* The server closed the socket (with an answer or without). */
+static int closed_by_server(int fd, int ms)
+{
+    char buf[512];
+    struct pollfd p = {fd, POLLIN, 0};
+    ssize_t k;
+    if (poll(&p, 1, ms) != 1) return 0;
+    while ((k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) continue;
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 void test_http_hostile(void)
 {
     struct resp r;
@@ -756,7 +889,7 @@ void test_http_hostile(void)
                    "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                    "Content-Length: 10000000\r\n\r\n",
                    key);
-    CHECK(raw_exchange(b.p, b.len, &r) == 0 && r.status == 413);
+    CHECK(raw_exchange(b.p, b.len, &r) == 0 && is_error_shape(&r, 413, "request_too_large"));
     resp_free(&r);
     cit_buf_free(&b);
     cit_buf_printf(&b,
@@ -769,8 +902,10 @@ void test_http_hostile(void)
         cit_buf_printf(&b, "\r\n");
     }
     cit_buf_printf(&b, "0\r\n\r\n");
-    raw_exchange(b.p, b.len, &r); /* 413, or a reset if the answer came mid-upload */
-    CHECKF(r.status == 413 || r.status == 0, "chunked 1.2 MB body: status %d", r.status);
+    /* read to its end and dropped, then answered: no reset mid-upload */
+    CHECK(raw_exchange(b.p, b.len, &r) == 0);
+    CHECKF(is_error_shape(&r, 413, "request_too_large"), "chunked 1.2 MB body: %d %s", r.status,
+           r.body);
     CHECK(healthy());
     resp_free(&r);
     cit_buf_free(&b);
@@ -800,13 +935,13 @@ void test_http_hostile(void)
     cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
     for (int i = 0; i < 40000; i++) cit_buf_add(&b, "a", 1);
     cit_buf_printf(&b, "\r\n\r\n");
-    CHECK(raw_exchange(b.p, b.len, &r) == 0 || 1); /* answered (431) or dropped */
-    CHECKF(r.status == 0 || r.status == 431, "40 kB header: status %d", r.status);
+    CHECK(raw_exchange(b.p, b.len, &r) == 0); /* by the lobby, before MHD sees it */
+    CHECKF(is_error_shape(&r, 431, "headers_too_large"), "40 kB header: %d %s", r.status, r.body);
     resp_free(&r);
     cit_buf_free(&b);
     /* garbage instead of HTTP */
-    CHECK(raw_exchange("\x16\x03\x01garbage\r\n\r\n", 14, &r) == 0 || 1);
-    CHECK(r.status == 0 || r.status == 400);
+    CHECK(raw_exchange("\x16\x03\x01garbage\r\n\r\n", 14, &r) == 0);
+    CHECK(is_error_shape(&r, 400, "malformed_request"));
     resp_free(&r);
     /* slowloris: six clients trickle their request heads */
     for (int i = 0; i < 6; i++) {
@@ -818,12 +953,11 @@ void test_http_hostile(void)
         for (int i = 0; i < 6; i++) send(slow[i], "l", 1, MSG_NOSIGNAL);
         usleep(400000);
     }
-    usleep(1500000); /* past the 2 s head deadline */
+    usleep(1500000); /* past the 2 s head deadline: each is answered 408 and closed */
     for (int i = 0; i < 6; i++) {
-        char c;
-        struct pollfd p = {slow[i], POLLIN, 0};
-        CHECKF(poll(&p, 1, 2000) == 1 && recv(slow[i], &c, 1, 0) <= 0,
-               "slow client %d still connected", i);
+        int got = read_resp(slow[i], &r) == 0 && is_error_shape(&r, 408, "request_timeout");
+        CHECKF(got, "slow client %d: %d %s", i, r.status, r.body ? r.body : "(no answer)");
+        resp_free(&r);
         close(slow[i]);
     }
     CHECK(request(port, "GET", "/metrics", key, NULL, &r) == 0);
@@ -834,7 +968,7 @@ void test_http_hostile(void)
     /* one address may hold at most max_per_ip connections */
     max_per_ip = 2;
     if (start(2, 4, 0)) return;
-    max_per_ip = 0;
+    max_per_ip = -1;
     for (int i = 0; i < 3; i++) {
         slow[i] = dial(port);
         CHECK(slow[i] >= 0 && send_all(slow[i], "GET /he", 7) == 0);
@@ -850,6 +984,362 @@ void test_http_hostile(void)
     for (int i = 0; i < 3; i++) close(slow[i]);
     usleep(100000);
     CHECK(healthy()); /* the slots came back */
+    stop();
+}
+
+/* ---- keep-alive, pipelining, every error in the OpenAI shape, a flood ---- */
+
+void test_http_keepalive(void)
+{
+    static const char *paths[] = {"/healthz", "/v1/models", "/readyz", "/v1/models/stories260K"};
+    const char *body = "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3,"
+                       "\"temperature\":0}";
+    const char *stream = "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3,"
+                         "\"temperature\":0,\"stream\":true}";
+    struct kconn k = {.fd = -1};
+    struct cit_buf req = {0};
+    struct resp r;
+    json_t *j;
+    if (start(2, 4, 0)) return;
+    /* GET answers keep the connection open: four in turn, then a POST, on one */
+    k.fd = dial(port);
+    CHECK(k.fd >= 0);
+    for (int i = 0; i < 4; i++) {
+        cit_buf_free(&req);
+        cit_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+                       paths[i], key);
+        CHECK(send_all(k.fd, req.p, req.len) == 0);
+        CHECKF(read_one(&k, &r) == 0, "GET %s: no answer on the kept connection", paths[i]);
+        CHECKF(r.status == 200 && !strcasestr(r.head, "Connection: close"), "GET %s: %d %s",
+               paths[i], r.status, r.head);
+        resp_free(&r);
+    }
+    cit_buf_free(&req);
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+    CHECK(send_all(k.fd, req.p, req.len) == 0 && read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && !strcasestr(r.head, "Connection: close"), "POST: %d %s", r.status,
+           r.head);
+    resp_free(&r);
+    /* an error on a GET keeps it too */
+    CHECK(send_all(k.fd, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 32) == 0 &&
+          read_one(&k, &r) == 0);
+    CHECK(is_error_shape(&r, 404, "not_found") && !strcasestr(r.head, "Connection: close"));
+    resp_free(&r);
+    kconn_close(&k);
+
+    /* pipelining: five requests in one write, five answers in order */
+    cit_buf_free(&req);
+    cit_buf_printf(&req, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+    cit_buf_printf(&req, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    cit_buf_printf(&req,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(stream), stream);
+    cit_buf_printf(&req,
+                   "GET /v1/models/stories260K HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "\r\n",
+                   key);
+    k.fd = dial(port);
+    CHECK(k.fd >= 0 && send_all(k.fd, req.p, req.len) == 0);
+    cit_buf_free(&req);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "\"ok\""), "1st: %d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    j = body_json(&r);
+    CHECKF(r.status == 200 && jstr(j, "object") && !strcmp(jstr(j, "object"), "text_completion") &&
+               jint(j, "usage.completion_tokens") == 3,
+           "2nd: %d %s", r.status, r.body);
+    json_decref(j);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(is_error_shape(&r, 404, "not_found"), "3rd: %d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    CHECKF(r.status == 200 && strstr(r.body, "data: [DONE]"), "4th (a stream): %d %s", r.status,
+           r.body);
+    resp_free(&r);
+    CHECK(read_one(&k, &r) == 0);
+    j = body_json(&r);
+    CHECKF(r.status == 200 && jstr(j, "id") && !strcmp(jstr(j, "id"), "stories260K"), "5th: %d %s",
+           r.status, r.body);
+    json_decref(j);
+    resp_free(&r);
+    kconn_close(&k);
+    t_note("keep-alive on GET, POST and a 404; five pipelined requests answered in order");
+    stop();
+}
+
+void test_http_error_shapes(void)
+{
+    struct cit_buf b = {0};
+    struct kconn ka = {.fd = -1}, kh = {.fd = -1};
+    struct resp r;
+    int late[3];
+    uint64_t t0;
+    char req[1024];
+    if (start(2, 4, 0)) return;
+    /* the 408s take the 2 s deadlines: started first, read last */
+    t0 = cit_now_ns();
+    for (int i = 0; i < 3; i++) late[i] = dial(port);
+    snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHo");
+    CHECK(late[0] >= 0 && send_all(late[0], req, strlen(req)) == 0); /* the head stops */
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 100\r\n\r\n{\"model\":",
+             key);
+    CHECK(late[1] >= 0 && send_all(late[1], req, strlen(req)) == 0); /* the body stops */
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+             key);
+    CHECK(late[2] >= 0 && send_all(late[2], req, strlen(req)) == 0); /* no last chunk */
+    /* a keep-alive connection whose second head stops, and one whose second
+     * request line is HTTP/3.0: MHD's side of the same answers */
+    kh.fd = dial(port);
+    ka.fd = dial(port);
+    CHECK(kh.fd >= 0 && ka.fd >= 0);
+    snprintf(req, sizeof(req),
+             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo");
+    CHECK(send_all(kh.fd, req, strlen(req)) == 0);
+    snprintf(req, sizeof(req),
+             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/3.0\r\nHost: x\r\n\r\n");
+    CHECK(send_all(ka.fd, req, strlen(req)) == 0);
+    CHECK(read_one(&ka, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(read_one(&ka, &r) == 0);
+    CHECKF(is_error_shape(&r, 505, "http_version_not_supported"), "keep-alive HTTP/3.0: %d %s",
+           r.status, r.body);
+    resp_free(&r);
+    kconn_close(&ka);
+
+#define ANSWERS(what, data, shut, status, code)                                                    \
+    do {                                                                                           \
+        if (answers(what, data, strlen(data), shut, status, code)) return;                         \
+    } while (0)
+    ANSWERS("404", "GET /v2/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0, 404,
+            "not_found");
+    ANSWERS("405", "PUT /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0, 405, NULL);
+    ANSWERS("505", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505,
+            "http_version_not_supported");
+    ANSWERS("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, 505,
+            "http_version_not_supported");
+    ANSWERS("no version", "GET /healthz\r\n\r\n", 1, 400, "malformed_request");
+    ANSWERS("TLS on the plain port", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0, 400,
+            "malformed_request");
+    ANSWERS("a bad header line", "GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 0,
+            400, "malformed_request");
+    ANSWERS("no Host", "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 0, 400,
+            "invalid_host");
+    ANSWERS("two Hosts", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            0, 400, "invalid_host");
+    CHECK(raw_exchange("GET /healthz HTTP/1.0\r\n\r\n", 25, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+             key);
+    ANSWERS("malformed chunks", req, 0, 400, "invalid_chunked_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n0\r\n\r\n",
+             key);
+    ANSWERS("a chunk longer than its size", req, 0, 400, "invalid_chunked_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 12abc\r\n\r\n",
+             key);
+    ANSWERS("Content-Length not a number", req, 0, 400, "invalid_content_length");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: gzip\r\n\r\n",
+             key);
+    ANSWERS("Transfer-Encoding gzip", req, 1, 501, "unsupported_transfer_encoding");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+             key);
+    ANSWERS("Content-Length and chunked", req, 1, 400, "invalid_framing");
+    snprintf(req, sizeof(req),
+             "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Length: 10000000\r\n\r\n",
+             key);
+    ANSWERS("413 announced", req, 1, 413, "request_too_large");
+    /* 413 for a body sent whole: read to its end first, so the client sees the answer */
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Length: %u\r\n\r\n",
+                   key, (1u << 20) + 5000);
+    for (unsigned i = 0; i < (1u << 20) + 5000; i++) cit_buf_add(&b, " ", 1);
+    CHECK(answers("413 sent whole", b.p, b.len, 1, 413, "request_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b,
+                   "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   key);
+    for (int i = 0; i < 260; i++) {
+        cit_buf_printf(&b, "1000\r\n");
+        for (int k = 0; k < 4096; k++) cit_buf_add(&b, "x", 1);
+        cit_buf_printf(&b, "\r\n");
+    }
+    cit_buf_printf(&b, "0\r\n\r\n");
+    CHECK(answers("413 chunked", b.p, b.len, 1, 413, "request_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /");
+    for (int i = 0; i < 20000; i++) cit_buf_add(&b, "a", 1);
+    cit_buf_printf(&b, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(answers("414", b.p, b.len, 1, 414, "uri_too_long") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    for (int i = 0; i < 40000; i++) cit_buf_add(&b, "a", 1);
+    cit_buf_printf(&b, "\r\n\r\n");
+    CHECK(answers("431, a 40 kB header", b.p, b.len, 1, 431, "headers_too_large") == 0);
+    cit_buf_free(&b);
+    cit_buf_printf(&b, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (int i = 0; i < 100; i++) cit_buf_printf(&b, "X-H%d: v\r\n", i);
+    cit_buf_printf(&b, "\r\n");
+    CHECK(answers("431, 100 header lines", b.p, b.len, 0, 431, NULL) == 0);
+    cit_buf_free(&b);
+    ANSWERS("401", "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 1,
+            401, NULL);
+#undef ANSWERS
+
+    /* now the 408s, each in the shape and after its deadline */
+    for (int i = 0; i < 3; i++) {
+        int got = read_resp(late[i], &r) == 0 && is_error_shape(&r, 408, "request_timeout");
+        CHECKF(got, "408 case %d: %d %s", i, r.status, r.body ? r.body : "(no answer)");
+        resp_free(&r);
+        close(late[i]);
+    }
+    CHECK(read_one(&kh, &r) == 0 && r.status == 200);
+    resp_free(&r);
+    CHECK(read_one(&kh, &r) == 0);
+    CHECKF(is_error_shape(&r, 408, "request_timeout"), "keep-alive head: %d %s", r.status, r.body);
+    resp_free(&r);
+    kconn_close(&kh);
+    CHECKF(cit_now_ns() - t0 > 1500000000ull, "the 408s came before the 2 s deadlines");
+    t_note(
+        "404, 405, 400 (9 kinds), 401, 408 (4 kinds), 413 (3 kinds), 414, 431 (2), 501, 505 (3): "
+        "all in the OpenAI error shape, none empty");
+    stop();
+}
+
+/* A connection from another loopback address (an attacker's many hosts). */
+static int dial_from(int p, const char *src)
+{
+    struct sockaddr_in a = {0}, me = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_family = me.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)p);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, src, &me.sin_addr);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&me, sizeof(me)) ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* 300 slow sockets from 15 addresses, with the default connection limits
+ * (max_per_ip 32, max_unauthenticated 64, 256 connections) and a head
+ * deadline longer than the test, so that only the budgets hold: every
+ * health probe, every request with a key and a kept-alive keyed connection
+ * are served while the sockets trickle their heads (or send nothing) and
+ * come back as soon as they are closed. */
+void test_http_slow_flood(void)
+{
+    enum { N = 300, ADDRS = 15, ROUNDS = 15 };
+    static const char trickle[] = "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    int fds[N], sent[N], kept = 0, probes = 0, keyed = 0, alive = 0, redials = 0;
+    int completions = 0, completed = 0;
+    struct kconn ka = {.fd = -1};
+    struct resp r;
+    struct rlimit rl;
+    char src[32], req[512];
+    /* 300 sockets here and up to 300 on the server's side, in one process */
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < 4096) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    header_timeout = 60;
+    if (start(2, 4, 0)) return;
+    header_timeout = 2;
+    CHECK(started.max_per_ip == 32 && started.max_unauth == 64 && started.max_connections == 256);
+    ka.fd = dial(port);
+    snprintf(req, sizeof(req),
+             "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", key);
+    CHECK(ka.fd >= 0 && send_all(ka.fd, req, strlen(req)) == 0 && read_one(&ka, &r) == 0 &&
+          r.status == 200);
+    resp_free(&r);
+    for (int i = 0; i < N; i++) {
+        snprintf(src, sizeof(src), "127.0.1.%d", 1 + i % ADDRS);
+        fds[i] = dial_from(port, src);
+        sent[i] = 0;
+        CHECKF(fds[i] >= 0, "socket %d from %s: %s", i, src, strerror(errno));
+        if (i % 2 == 0) sent[i] = send(fds[i], trickle, 1, MSG_NOSIGNAL) == 1;
+    }
+    usleep(300000);
+    for (int i = 0; i < N; i++) kept += !closed_by_server(fds[i], 0);
+    CHECKF(kept > 0 && kept <= 64, "%d of %d keyless sockets kept (the budget is 64)", kept, N);
+    for (int round = 0; round < ROUNDS; round++) {
+        /* the attacker keeps at it: a byte more on the tricklers, and every
+         * closed socket comes back */
+        for (int i = 0; i < N; i++) {
+            if (closed_by_server(fds[i], 0)) {
+                close(fds[i]);
+                snprintf(src, sizeof(src), "127.0.1.%d", 1 + i % ADDRS);
+                fds[i] = dial_from(port, src);
+                sent[i] = 0;
+                redials++;
+                CHECKF(fds[i] >= 0, "re-dial %d: %s", i, strerror(errno));
+            }
+            if (i % 2 == 0 && sent[i] < (int)sizeof(trickle) - 1)
+                sent[i] += send(fds[i], trickle + sent[i], 1, MSG_NOSIGNAL) == 1;
+            else if (i % 2 == 0)
+                send(fds[i], "a", 1, MSG_NOSIGNAL);
+        }
+        probes += healthy();
+        if (request(port, "GET", "/v1/models", key, NULL, &r) == 0 && r.status == 200) keyed++;
+        resp_free(&r);
+        if (round % 3 == 0) {
+            int st;
+            char *t =
+                complete("/v1/completions",
+                         "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":2}", &st);
+            completions++;
+            completed += st == 200 && t;
+            cit_free(t);
+        }
+        snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        if (send_all(ka.fd, req, strlen(req)) == 0 && read_one(&ka, &r) == 0 && r.status == 200)
+            alive++;
+        resp_free(&r);
+        usleep(100000);
+    }
+    CHECKF(probes == ROUNDS, "%d of %d health probes answered during the flood", probes, ROUNDS);
+    CHECKF(keyed == ROUNDS, "requests with a key: %d of %d answered", keyed, ROUNDS);
+    CHECKF(alive == ROUNDS, "the kept-alive keyed connection: %d of %d answered", alive, ROUNDS);
+    CHECKF(completed == completions, "completions: %d of %d", completed, completions);
+    CHECK(request(port, "GET", "/metrics", key, NULL, &r) == 0 && r.status == 200);
+    CHECKF(strstr(r.body, "citadel_connections_refused_total 0") &&
+               !strstr(r.body, "citadel_connections_evicted_total 0"),
+           "%s", strstr(r.body, "citadel_connections_refused") ?: r.body);
+    resp_free(&r);
+    t_note("%d slow keyless sockets (%d re-dials after evictions) from %d addresses; %d kept at "
+           "once; %d probes, %d keyed requests, %d completions and a kept-alive keyed connection "
+           "all served",
+           N, redials, ADDRS, kept, probes, keyed, completed);
+    for (int i = 0; i < N; i++) close(fds[i]);
+    kconn_close(&ka);
     stop();
 }
 

@@ -3,8 +3,10 @@
  *
  * A server owns a node (its models, schedulers, state file, policy and
  * ledger: citadel/node.h), a libmicrohttpd daemon (one thread per
- * connection, so a request may block while its tokens are generated) and
- * the metrics. Requests flow: limits and auth on the request head, body
+ * connection, so a request may block while its tokens are generated), the
+ * lobby in front of it (one thread that accepts connections, keeps the
+ * connection budgets and holds each connection until its request head is
+ * in) and the metrics. Requests flow: limits and auth on the request head, body
  * collected up to the cap, JSON parsed and checked field by field, then
  * the node's gate (decision, redaction, tokens, quotas), the model's
  * scheduler, and the gate again for every piece of the answer; tokens come
@@ -30,7 +32,7 @@ struct http_limits {
     int max_prompt_tokens;   /* after templating and tokenization */
     int max_tokens;          /* largest max_tokens a request may ask for */
     int request_timeout_s;   /* generation, from submit to the last token */
-    int header_timeout_s;    /* to receive a request head */
+    int header_timeout_s;    /* to receive a request head, from accept or its request line */
     int body_timeout_s;      /* to receive a body once the head is in */
     int idle_timeout_s;      /* a keep-alive connection with nothing to do */
 };
@@ -41,6 +43,7 @@ struct http_opts {
     int port;                           /* 0: any free port (tests) */
     int max_connections;                /* concurrent TCP connections */
     int max_per_ip;                     /* concurrent connections from one address (0: no limit) */
+    int max_unauth;                     /* connections no valid key came on yet (0: no limit) */
     char tls_cert[1024], tls_key[1024]; /* both or neither */
     int open;                           /* 1: no API key needed (say so only on a closed network) */
     int grace_s;                        /* SIGTERM: time for in-flight requests to finish */

@@ -86,10 +86,13 @@ static int message_text(struct api_req *r, json_t *c, int i, const char **out, s
     size_t j;
     json_t *part;
     snprintf(param, sizeof(param), "messages[%d].content", i);
-    if (!c) {
-        *out = "";
-        return 0;
-    }
+    /* OpenAI allows a null content only on an assistant message that
+     * carries tool_calls (or function_call), which are refused above */
+    if (!c)
+        return fail(e, 400, param, NULL,
+                    "%s is required: a string or an array of text parts (null is allowed only "
+                    "with tool_calls, which are not supported)",
+                    param);
     if (json_is_string(c)) {
         *out = json_string_value(c);
         if (strlen(*out) != json_string_length(c))

@@ -1,20 +1,23 @@
 /*
  * The daemon: libmicrohttpd with one thread per connection, the route
- * table, the watchdog, and start, reload and stop.
+ * table, the request's life, and start, reload and stop. Connections reach
+ * MHD through the lobby (conn.c), which holds each until its first request
+ * head is in and keeps the budgets and deadlines.
  *
  * A request's life:
- *   1. First call of on_request (head received): route, header limits,
- *      draining check, API key and scope, Content-Length against the cap.
- *      GET endpoints answer here.
- *   2. Body chunks are appended up to the cap (413 beyond it).
+ *   1. First call of on_request (head received). A request with a body is
+ *      checked now: route, header limits, draining, API key and scope,
+ *      Content-Length against the cap, so that a refusal comes before the
+ *      body. One without a body is checked on the final call (3): an
+ *      answer queued before then is an early one, after which MHD closes
+ *      the connection and drops what was pipelined behind it.
+ *   2. Body chunks are appended up to the cap. Beyond it the rest is read
+ *      and dropped (up to as much again) and the 413 comes when the body
+ *      ends: a client still sending when the server closes would get a
+ *      reset instead of the answer.
  *   3. Last call: the handler (generate.c, endpoints.c).
  *   4. on_completed: metrics, the gate's finish for a request that ended
  *      otherwise (the client left), the access log line.
- *
- * Slow clients: MHD's idle timeout closes silent connections, but a client
- * that trickles a byte at a time never goes idle. A watchdog thread gives
- * each connection a deadline for its request head and body and shuts down
- * the socket of any that misses it.
  *
  * The listening socket is bound before the node opens, so that a port in
  * use is reported before minutes of hashing models.
@@ -80,7 +83,7 @@ static int method_allowed(const struct route *rt, const char *method)
 }
 
 struct head_count {
-    int n;
+    int n, hosts;
     size_t bytes;
 };
 
@@ -90,19 +93,30 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     struct head_count *h = cls;
     (void)kind;
     h->n++;
+    h->hosts += !strcasecmp(k, MHD_HTTP_HEADER_HOST);
     h->bytes += strlen(k) + (v ? strlen(v) : 0) + 4;
     return MHD_YES;
 }
 
 /* ---- MHD callbacks ---- */
 
+/* A request carries a body when it says so: a length above 0, or chunks. */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+           (cl && strtoull(cl, NULL, 10) > 0);
+}
+
 static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, struct req *r,
-                               const char *url, const char *method)
+                               const char *url, const char *method, const char *version)
 {
     const struct route *rt;
-    const char *arg, *cl;
-    struct head_count hc = {0, strlen(url) + strlen(method) + 12};
+    const char *arg, *cl, *te;
+    struct head_count hc = {0, 0, strlen(url) + strlen(method) + 12};
     enum MHD_Result res;
+    unsigned long long len;
     r->method = !strcmp(method, "POST")     ? "POST"
                 : !strcmp(method, "GET")    ? "GET"
                 : !strcmp(method, "DELETE") ? "DELETE"
@@ -117,6 +131,22 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     if (hc.n > r->lim.max_headers || hc.bytes > r->lim.max_header_bytes)
         return respond_error(c, r, 431, "invalid_request_error", NULL, NULL,
                              "Request header fields too large or too many.");
+    /* HTTP/1.1 names its host once (RFC 9112 3.2); 1.0 may not */
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) && hc.hosts != 1)
+        return respond_error(c, r, 400, "invalid_request_error", "invalid_host", NULL,
+                             hc.hosts ? "The request has more than one Host header."
+                                      : "An HTTP/1.1 request needs a Host header.");
+    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    /* framing that two parsers could read two ways is refused (request smuggling) */
+    if (te && strcasecmp(te, "chunked"))
+        return respond_error(c, r, 501, "invalid_request_error", "unsupported_transfer_encoding",
+                             NULL,
+                             "Only 'Transfer-Encoding: chunked' is supported; or send a "
+                             "Content-Length.");
+    if (te && cl)
+        return respond_error(c, r, 400, "invalid_request_error", "invalid_framing", NULL,
+                             "A request may carry Content-Length or Transfer-Encoding, not both.");
     if (!rt || (arg && !r->path_arg))
         return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                              "Unknown path.");
@@ -127,44 +157,25 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     if (atomic_load(&s->draining))
         return respond_error(c, r, 503, "server_error", NULL, NULL, "The server is shutting down.");
     if (authorize(c, r, rt->scope, &res)) return res;
-    if (!strcmp(r->method, "GET") || !strcmp(r->method, "DELETE")) {
-        /* no body: answered when it is complete (it is, but MHD calls once more) */
-        return MHD_YES;
+    if (!strcmp(r->method, "GET") || !strcmp(r->method, "DELETE")) return MHD_YES;
+    len = cl ? strtoull(cl, NULL, 10) : 0;
+    if (len > r->lim.max_body) {
+        /* refused before the body when the client waits for a go-ahead
+         * (Expect: 100-continue) or the body is too large to read and drop */
+        const char *ex = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if ((ex && !strcasecmp(ex, "100-continue")) || len > 2ull * r->lim.max_body)
+            return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                                 "Request body too large.");
+        r->overflow = 1;
     }
-    cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > r->lim.max_body)
-        return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
-                             "Request body too large.");
-    watch_deadline(s, r->cw, r->lim.body_timeout_s);
     return MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
 {
-    struct http_server *s = cls;
-    struct req *r = *con_cls;
-    (void)version;
-    if (!r) {
-        if (!(r = req_new(s, c))) return MHD_NO;
-        *con_cls = r;
-        return on_head(s, c, r, url, method);
-    }
-    if (r->responded) { /* an early answer was queued; drop what follows */
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        if (r->body.len + *upload_size > r->lim.max_body) {
-            *upload_size = 0;
-            return respond_error(c, r, 413, "invalid_request_error", NULL, NULL,
-                                 "Request body too large.");
-        }
-        if (cit_buf_add(&r->body, upload, *upload_size)) return MHD_NO;
-        *upload_size = 0;
-        return MHD_YES;
-    }
+    if (r->overflow)
+        return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                             "Request body too large.");
     switch (r->ep) {
     case EP_DECIDE:
         return handle_decide(c, r);
@@ -175,14 +186,75 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    enum MHD_Result res;
+    if (!r) {
+        if (!(r = req_new(s, c))) return MHD_NO;
+        *con_cls = r;
+        conn_request_head(s, r->cw, r->lim.body_timeout_s);
+        if (has_body(c)) return on_head(s, c, r, url, method, version);
+        r->deferred = 1;
+        return MHD_YES;
+    }
+    if (r->responded) { /* an early answer was queued; drop what follows */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (!r->overflow && r->body.len + n > r->lim.max_body) {
+            r->overflow = 1;
+            r->dropped = r->body.len;
+            explicit_bzero(r->body.p, r->body.len);
+            cit_buf_free(&r->body);
+        }
+        if (r->overflow) {
+            /* read and dropped up to twice the cap in all; beyond that
+             * answered now (the client may see a reset) */
+            r->dropped += n;
+            if (r->dropped > 2 * r->lim.max_body)
+                return respond_error(c, r, 413, "invalid_request_error", "request_too_large", NULL,
+                                     "Request body too large.");
+            return MHD_YES;
+        }
+        if (cit_buf_add(&r->body, upload, n)) return MHD_NO;
+        return MHD_YES;
+    }
+    if (r->deferred) {
+        r->deferred = 0;
+        res = on_head(s, c, r, url, method, version);
+        if (r->responded || res != MHD_YES) return res;
+    }
+    return dispatch(c, r);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
-    (void)c;
-    if (!r) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    int idle_s, raw, status;
+    pthread_mutex_lock(&s->cfg_mu);
+    idle_s = s->o.lim.idle_timeout_s;
+    pthread_mutex_unlock(&s->cfg_mu);
+    /* an answer written past MHD (a 408, or one of MHD's errors in our shape) */
+    raw = conn_request_done(s, ci ? ci->socket_context : NULL, idle_s);
+    if (!r) { /* MHD refused the request before our handler saw it */
+        if (raw) met_request(&s->met, EP_OTHER, raw);
+        return;
+    }
     *con_cls = NULL;
+    status = r->responded ? r->status : raw ? raw : 499;
+    /* a stream the client left is 499, though its 200 header went out */
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->stream) status = 499;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         /* a write failed or the connection broke: the client is gone (the
          * waiters count the hang-ups they see themselves) */
@@ -192,16 +264,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (running) met_count(&s->met, &s->met.disconnects);
         gen_cancel(r);
     }
-    met_request(&s->met, r->ep, r->responded ? r->status : 499);
+    met_request(&s->met, r->ep, status);
     pthread_mutex_lock(&r->mu);
     int ng = r->n_gen, broke = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    /* a stream the client left is 499 with the tokens it was sent, though
-     * its 200 header went out */
-    if (broke && r->stream) ng = r->n_sent;
+    if (broke && r->stream) ng = r->n_sent; /* the tokens it was handed */
     pthread_mutex_unlock(&r->mu);
     /* a decision whose request ended otherwise (the client left, an error
      * after the decision) is recorded with the status it got */
-    if (r->call) node_finish(r->call, r->responded && !(broke && r->stream) ? r->status : 499, ng);
+    if (r->call) node_finish(r->call, status, ng);
     pthread_mutex_lock(&r->mu);
     if (r->submitted) {
         double ttft = r->n_gen ? (double)(r->t_first - r->t_submit) / 1e9 : -1;
@@ -214,92 +284,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_mutex_unlock(&r->mu);
     }
     cit_log(CIT_LOG_INFO, "%s %s %d tenant=%s key=%s prompt=%d gen=%d %.1fms%s",
-            r->method ? r->method : "-", http_ep_name(r->ep), r->responded ? r->status : 499,
+            r->method ? r->method : "-", http_ep_name(r->ep), status,
             r->key.tenant[0] ? r->key.tenant : "-", r->key.id[0] ? r->key.id : "-", r->n_prompt,
             r->n_gen, (double)(cit_now_ns() - r->t0) / 1e6,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
-    watch_deadline(s, r->cw, r->lim.idle_timeout_s);
     atomic_fetch_sub(&s->inflight, 1);
     req_unref(r);
-}
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    struct http_server *s = cls;
-    struct conn_watch *cw = *socket_context;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        int secs;
-        cw = cit_calloc(1, sizeof(*cw));
-        if (!cw) return;
-        cw->fd = ci ? ci->connect_fd : -1;
-        pthread_mutex_lock(&s->cfg_mu);
-        secs = s->o.lim.header_timeout_s;
-        pthread_mutex_unlock(&s->cfg_mu);
-        pthread_mutex_lock(&s->w_mu);
-        cw->deadline = secs > 0 ? cit_now_ns() + (uint64_t)secs * 1000000000ull : 0;
-        cw->next = s->watch;
-        if (s->watch) s->watch->prev = cw;
-        s->watch = cw;
-        pthread_mutex_unlock(&s->w_mu);
-        *socket_context = cw;
-    } else if (cw) { /* closed: MHD has not closed the socket yet */
-        pthread_mutex_lock(&s->w_mu);
-        if (cw->prev)
-            cw->prev->next = cw->next;
-        else
-            s->watch = cw->next;
-        if (cw->next) cw->next->prev = cw->prev;
-        pthread_mutex_unlock(&s->w_mu);
-        cit_free(cw);
-        *socket_context = NULL;
-    }
-}
-
-/* How often the watchdog rechecks the loaded models' admissions (expiry;
- * revocations and trust changes are applied by the verbs at once). */
-#define RECHECK_NS (60ull * 1000000000ull)
-
-static void *watchdog(void *arg)
-{
-    struct http_server *s = arg;
-    uint64_t next_recheck = cit_now_ns() + RECHECK_NS;
-    pthread_mutex_lock(&s->w_mu);
-    while (!s->wd_stop) {
-        struct timespec ts;
-        uint64_t now = cit_now_ns();
-        int dropped = 0;
-        for (struct conn_watch *cw = s->watch; cw; cw = cw->next)
-            if (cw->deadline && now > cw->deadline && !cw->dropped && cw->fd >= 0) {
-                shutdown(cw->fd, SHUT_RDWR);
-                cw->dropped = 1;
-                dropped++;
-            }
-        pthread_mutex_unlock(&s->w_mu);
-        while (dropped--) met_count(&s->met, &s->met.dropped_slow);
-        if (now >= next_recheck) { /* admissions that expired while serving end on time */
-            next_recheck = now + RECHECK_NS;
-            node_models_recheck(s->node);
-        }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_mutex_lock(&s->w_mu);
-        if (!s->wd_stop) pthread_cond_timedwait(&s->w_cv, &s->w_mu, &ts);
-    }
-    pthread_mutex_unlock(&s->w_mu);
-    return NULL;
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char line[512];
-    (void)cls;
-    vsnprintf(line, sizeof(line), fmt, ap);
-    line[strcspn(line, "\n")] = 0;
-    cit_log(CIT_LOG_DEBUG, "libmicrohttpd: %s", line);
 }
 
 /* ---- start, reload, stop ---- */
@@ -387,22 +377,33 @@ static void startup_report(struct http_server *s)
 int http_server_start(const struct http_opts *o, struct http_server **out, struct cit_err *err)
 {
     struct http_server *s;
+    /* poll, not select: a busy node has descriptors above FD_SETSIZE; the
+     * lobby (conn.c) accepts, MHD serves what it hands over */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG;
     int v6 = 0, rc;
-    const union MHD_DaemonInfo *di;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
 
     if (o->node.n_models < 1) return cit_err_set(err, CIT_EINVAL, "no model: give --model PATH");
     if (!!o->tls_cert[0] != !!o->tls_key[0])
         return cit_err_set(err, CIT_EINVAL, "TLS needs both --tls-cert and --tls-key");
     if (!(s = cit_calloc(1, sizeof(*s)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     s->o = *o;
-    s->listen_fd = -1;
+    s->listen_fd = s->epfd = s->evfd = -1;
     pthread_mutex_init(&s->cfg_mu, NULL);
     pthread_mutex_init(&s->w_mu, NULL);
     pthread_cond_init(&s->w_cv, NULL);
     met_init(&s->met);
+    if (o->max_unauth >= o->max_connections)
+        cit_log(CIT_LOG_WARN,
+                "max_unauthenticated (%d) is not below max_connections (%d): clients without a "
+                "key may take every connection",
+                o->max_unauth, o->max_connections);
     if ((rc = listen_on(o->host, o->port, &s->listen_fd, &v6, err))) goto fail;
+    if (!getsockname(s->listen_fd, (struct sockaddr *)&ss, &sl))
+        s->port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                           : ((struct sockaddr_in *)&ss)->sin_port);
     if (o->tls_cert[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             rc = cit_err_set(err, CIT_ENOTSUP, "this libmicrohttpd has no TLS support");
@@ -414,53 +415,55 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
             goto fail;
         }
         flags |= MHD_USE_TLS;
+        s->tls = 1;
     }
-    if (v6) flags |= MHD_USE_IPv6;
     if ((rc = node_open(&o->node, NODE_MODELS, &s->node, err))) goto fail;
     cit_log(CIT_LOG_INFO, "policy %s (sha256 %.16s...) for node %s; ledger %s", o->node.policy,
             node_policy_hash(s->node), node_id(s->node), o->node.ledger);
     startup_report(s);
-    if (pthread_create(&s->watchdog, NULL, watchdog, s)) {
-        rc = cit_err_set(err, CIT_ENOMEM, "cannot start the watchdog thread");
-        goto fail;
-    }
-    s->wd_started = 1;
     {
         struct MHD_OptionItem opts[16];
         int n = 0;
         size_t pool_mem = o->lim.max_header_bytes + 32768;
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL};
+        /* MHD's own inactivity timeout is a backstop behind the watchdog's
+         * deadlines (which answer 408); it still closes a client that
+         * stops reading its answer */
+        int backstop = o->lim.idle_timeout_s;
+        if (backstop > 0) {
+            if (o->lim.header_timeout_s > backstop) backstop = o->lim.header_timeout_s;
+            if (o->lim.body_timeout_s > backstop) backstop = o->lim.body_timeout_s;
+            backstop += 5;
+        }
+        /* first, so that MHD's messages about the other options reach it */
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)conn_mhd_log, s};
+        /* the lobby keeps the exact limits; MHD's is a backstop */
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                            (intptr_t)o->max_connections, NULL};
-        if (o->max_per_ip > 0)
-            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                                                (intptr_t)o->max_per_ip, NULL};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
-                                            (intptr_t)o->lim.idle_timeout_s, NULL};
+                                            (intptr_t)o->max_connections + 64, NULL};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)backstop, NULL};
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool_mem, NULL};
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, s};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
-                                            (intptr_t)(void *)on_connection, s};
+                                            (intptr_t)(void *)conn_on_connection, s};
         opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL};
+            (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)(void *)conn_on_uri, s};
         if (s->cert_pem) {
             opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
             opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
         }
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-        s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
-                                MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+                                MHD_OPTION_END);
     }
     if (!s->d) {
         rc = cit_err_set(err, CIT_EIO, "cannot serve on %s port %d (a bad TLS certificate or key?)",
                          o->host, o->port);
         goto fail;
     }
-    s->listen_fd = -1; /* the daemon's now */
-    di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : o->port;
+    if ((rc = conn_lobby_start(s, err))) goto fail;
     *out = s;
     return 0;
 fail:
@@ -489,12 +492,12 @@ void http_server_reload(struct http_server *s, const struct http_opts *o)
     struct cit_err err;
     if (strcmp(o->host, s->o.host) || o->port != s->o.port || a->threads != b->threads ||
         a->ctx != b->ctx || a->parallel != b->parallel || a->queue != b->queue ||
-        o->max_connections != s->o.max_connections || o->max_per_ip != s->o.max_per_ip ||
-        strcmp(o->tls_cert, s->o.tls_cert) || strcmp(o->tls_key, s->o.tls_key) ||
-        strcmp(a->state, b->state) || strcmp(a->policy, b->policy) || strcmp(a->ledger, b->ledger))
+        o->max_connections != s->o.max_connections || strcmp(o->tls_cert, s->o.tls_cert) ||
+        strcmp(o->tls_key, s->o.tls_key) || strcmp(a->state, b->state) ||
+        strcmp(a->policy, b->policy) || strcmp(a->ledger, b->ledger))
         cit_log(CIT_LOG_WARN, "reload: host, port, threads, ctx, parallel, queue, "
-                              "max_connections, max_per_ip, TLS, state, policy and ledger change "
-                              "only on restart");
+                              "max_connections, TLS, state, policy and ledger change only on "
+                              "restart");
     /* the model list: new ones load, removed ones unload, each in the ledger */
     if (node_models_apply(s->node, a->models, a->n_models, &err))
         cit_log(CIT_LOG_WARN, "reload: not every model could load: %s", err.msg);
@@ -502,8 +505,11 @@ void http_server_reload(struct http_server *s, const struct http_opts *o)
     s->o.open = o->open;
     s->o.lim = o->lim;
     s->o.grace_s = o->grace_s;
+    s->o.max_per_ip = o->max_per_ip;
+    s->o.max_unauth = o->max_unauth;
     pthread_mutex_unlock(&s->cfg_mu);
-    cit_log(CIT_LOG_INFO, "reload: models, limits and the open setting applied");
+    cit_log(CIT_LOG_INFO, "reload: models, limits, connection budgets and the open setting "
+                          "applied");
 }
 
 void http_server_stop(struct http_server *s)
@@ -514,10 +520,9 @@ void http_server_stop(struct http_server *s)
     pthread_mutex_lock(&s->cfg_mu);
     grace = s->o.grace_s;
     pthread_mutex_unlock(&s->cfg_mu);
+    conn_lobby_quiesce(s); /* no new connections; the listening socket is closed */
     if (s->d) {
-        MHD_socket lfd = MHD_quiesce_daemon(s->d);
         uint64_t until = cit_now_ns() + (uint64_t)grace * 1000000000ull;
-        if (lfd != MHD_INVALID_SOCKET) close(lfd);
         /* in-flight requests finish; idle keep-alive connections do not count */
         while (http_server_busy(s) > 0 && cit_now_ns() < until) usleep(20000);
         if (http_server_busy(s) > 0)
@@ -526,14 +531,8 @@ void http_server_stop(struct http_server *s)
     }
     if (s->node) node_stop_models(s->node);
     if (s->d) MHD_stop_daemon(s->d);
+    conn_lobby_stop(s); /* after MHD: its connections are gone, and with them their fds */
     if (s->listen_fd >= 0) close(s->listen_fd);
-    if (s->wd_started) {
-        pthread_mutex_lock(&s->w_mu);
-        s->wd_stop = 1;
-        pthread_cond_signal(&s->w_cv);
-        pthread_mutex_unlock(&s->w_mu);
-        pthread_join(s->watchdog, NULL);
-    }
     node_close(s->node); /* after the last request: the ledger signs its final checkpoint */
     met_destroy(&s->met);
     cit_free(s->cert_pem);

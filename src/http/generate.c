@@ -430,6 +430,7 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
+        conn_answering(s, r->cw);
         res = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         r->status = 200;

@@ -5,7 +5,9 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "citadel/engine.h"
 #include "citadel/http.h"
@@ -59,6 +61,7 @@ struct metrics {
     } req[EP_N][MET_STATUS_SLOTS];
     struct met_model model[HTTP_MAX_MODELS];
     uint64_t rejected_queue_full, dropped_slow, disconnects;
+    uint64_t conn_refused, conn_evicted; /* at accept: over a limit; for a newer client */
 };
 
 void met_init(struct metrics *m);
@@ -114,27 +117,57 @@ void api_error_simple(struct cit_buf *out, const char *type, const char *code, c
 
 #define WAIT_SLICE_MS 50
 
+/* Where a connection is (conn.c). The lobby holds it until its request head
+ * is in; then MHD serves it. */
+enum conn_phase {
+    CONN_HELD,    /* the lobby's: its first request head is arriving */
+    CONN_LINGER,  /* the lobby's: answered, reading what the client still sends */
+    CONN_PENDING, /* handed to MHD, not started there yet */
+    CONN_HEAD,    /* MHD's: a head is arriving (keep-alive, or TLS) */
+    CONN_REQUEST, /* MHD's: head in; body, handler or answer in progress */
+    CONN_IDLE,    /* MHD's: keep-alive, between requests */
+};
+
+/* One connection, in one list under w_mu from accept to close. */
 struct conn_watch {
     int fd;
-    uint64_t deadline; /* ns, 0: none */
-    int dropped;
+    enum conn_phase phase;
+    int verified;         /* the lobby saw a whole, valid head */
+    int authed;           /* a valid key came on it (or the server is open) */
+    int answering;        /* a response is queued: only MHD writes now */
+    int dropped;          /* shut down by the watchdog or evicted; MHD closes it */
+    int ready;            /* held: new bytes (or a hang-up) to look at */
+    int hup;              /* held: the client shut its side */
+    int fresh;            /* held: accepted in this round of the lobby */
+    int status;           /* an answer written past MHD (408, its errors), 0: none */
+    uint64_t since_ns;    /* the phase began (evictions take the oldest) */
+    uint64_t deadline_ns; /* 0: none */
+    uint64_t last_peek_ns;
+    size_t drained; /* lingering: bytes read and dropped */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
     struct conn_watch *prev, *next;
 };
 
 struct http_server {
     struct http_opts o;     /* as started */
-    pthread_mutex_t cfg_mu; /* guards the reloadable part of o: open, lim, grace_s */
+    pthread_mutex_t cfg_mu; /* guards the reloadable part of o: open, limits, grace_s */
     struct MHD_Daemon *d;
     struct node *node; /* models, state, policy, ledger: the gate */
     struct metrics met;
     _Atomic int inflight, draining;
-    int port, listen_fd;
+    int port, listen_fd, tls;
     char *cert_pem, *key_pem;
+    /* connections (conn.c): the list, the lobby's thread and its epoll set */
     pthread_mutex_t w_mu;
-    pthread_cond_t w_cv;
-    struct conn_watch *watch;
-    pthread_t watchdog;
-    int wd_started, wd_stop;
+    pthread_cond_t w_cv; /* the lobby says it stopped accepting */
+    struct conn_watch *conns;
+    pthread_t lobby;
+    int epfd, evfd;
+    int lobby_started, lobby_stop, lobby_quiesce, lobby_quiesced;
+    char *peek;      /* the lobby's view of a held head (hold_cap bytes) */
+    size_t hold_cap; /* the most of a head the lobby holds */
+    uint64_t accept_paused_ns, emfile_logged_ns; /* the lobby's: out of descriptors */
 };
 
 enum sse_phase { PH_ROLE, PH_BODY, PH_END };
@@ -152,6 +185,10 @@ struct req {
     const char *path_arg; /* /v1/models/{id}, /v1/admin/models/{id}: arg, else NULL */
     char arg[256];
     struct cit_buf body;
+    int deferred;   /* no body: the head is handled on the final call, so that the
+                     * answer is not an early one (MHD closes after those) */
+    int overflow;   /* the body passed max_body: the rest is read and dropped, then 413 */
+    size_t dropped; /* overflow: the body's bytes so far, all dropped */
     int status, responded;
     struct node_key_info key;
     uint64_t t0;
@@ -177,11 +214,45 @@ struct req {
     enum sse_phase phase;
 };
 
+/* conn.c: the lobby (accept, hold until the head is in, hand to MHD), the
+ * budgets, the watchdog's deadlines, answers past MHD */
+int conn_lobby_start(struct http_server *s, struct cit_err *err);
+void conn_lobby_quiesce(struct http_server *s); /* stops accepting; held ones get 503 */
+void conn_lobby_stop(struct http_server *s);    /* after MHD stopped: joins, frees */
+void conn_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+void *conn_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
+void conn_mhd_log(void *cls, const char *fmt, va_list ap);
+/* A request's head is in: its body must come within body_timeout_s. */
+void conn_request_head(struct http_server *s, struct conn_watch *cw, int body_timeout_s);
+void conn_authed(struct http_server *s, struct conn_watch *cw);
+/* A response is queued: the watchdog no longer writes, and waits no more. */
+void conn_answering(struct http_server *s, struct conn_watch *cw);
+/* The request ended; returns the status of an answer written past MHD
+ * (408, MHD's errors), else 0. The connection idles from now. */
+int conn_request_done(struct http_server *s, struct conn_watch *cw, int idle_timeout_s);
+void watch_deadline(struct http_server *s, struct conn_watch *cw, int seconds);
+
+/* A first request head as the lobby sees it (and fuzz/fuzz_head.c). */
+enum head_verdict {
+    HEAD_WAIT,  /* more to come */
+    HEAD_READY, /* complete, with a valid HTTP/1.x request line */
+    HEAD_PASS,  /* longer than the lobby holds, but allowed: MHD reads the rest */
+    HEAD_BAD,   /* to be answered with *b */
+};
+struct head_bad {
+    int status; /* 400, 414, 431 or 505 */
+    const char *code, *msg;
+};
+/* p[0..n): the bytes so far. full: no more will be held (n is the cap);
+ * pass: a head longer than the cap is allowed. */
+enum head_verdict conn_head_check(const char *p, size_t n, int full, int pass,
+                                  struct head_bad *b /* out */);
+
 /* respond.c: the request object, responders, auth */
 struct req *req_new(struct http_server *s, struct MHD_Connection *c);
 void req_unref(struct req *r);
 void req_destroy(struct req *r); /* when the last reference went */
-void watch_deadline(struct http_server *s, struct conn_watch *cw, int seconds);
 enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
                         const char *body, size_t len, const char *hname, const char *hvalue);
 enum MHD_Result respond_json(struct MHD_Connection *c, struct req *r, int status,

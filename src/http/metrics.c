@@ -127,16 +127,25 @@ int met_render(struct metrics *m, struct cit_buf *o, const char *const *ids,
                    "was full (429).\n"
                    "# TYPE citadel_queue_rejections_total counter\n"
                    "citadel_queue_rejections_total %llu\n"
-                   "# HELP citadel_slow_clients_dropped_total Connections closed for sending "
-                   "their request too slowly.\n"
+                   "# HELP citadel_slow_clients_dropped_total Connections closed (408) for "
+                   "sending their request too slowly.\n"
                    "# TYPE citadel_slow_clients_dropped_total counter\n"
                    "citadel_slow_clients_dropped_total %llu\n"
                    "# HELP citadel_client_disconnects_total Generations cancelled because the "
                    "client went away.\n"
                    "# TYPE citadel_client_disconnects_total counter\n"
-                   "citadel_client_disconnects_total %llu\n",
+                   "citadel_client_disconnects_total %llu\n"
+                   "# HELP citadel_connections_refused_total Connections closed when accepted: "
+                   "over max_per_ip or max_connections.\n"
+                   "# TYPE citadel_connections_refused_total counter\n"
+                   "citadel_connections_refused_total %llu\n"
+                   "# HELP citadel_connections_evicted_total Connections without a key closed "
+                   "to make room for a newer one (max_unauthenticated).\n"
+                   "# TYPE citadel_connections_evicted_total counter\n"
+                   "citadel_connections_evicted_total %llu\n",
                    inflight, (unsigned long long)m->rejected_queue_full,
-                   (unsigned long long)m->dropped_slow, (unsigned long long)m->disconnects);
+                   (unsigned long long)m->dropped_slow, (unsigned long long)m->disconnects,
+                   (unsigned long long)m->conn_refused, (unsigned long long)m->conn_evicted);
     static const char *const kinds[][3] = {
         {"citadel_generation_requests_total", "counter", "Generations finished."},
         {"citadel_prompt_tokens_total", "counter", "Prompt tokens processed."},

@@ -18,6 +18,10 @@ void http_opts_defaults(struct http_opts *o)
     snprintf(o->host, sizeof(o->host), "127.0.0.1");
     o->port = 8080;
     o->max_connections = 256;
+    /* one address, and all clients without a key, may hold only part of
+     * the connections: see conn.c */
+    o->max_per_ip = 32;
+    o->max_unauth = 64;
     o->open = 0;
     o->grace_s = 10;
     o->lim.max_body = 1u << 20;
@@ -26,7 +30,7 @@ void http_opts_defaults(struct http_opts *o)
     o->lim.max_prompt_tokens = 8192;
     o->lim.max_tokens = 4096;
     o->lim.request_timeout_s = 600;
-    o->lim.header_timeout_s = 10;
+    o->lim.header_timeout_s = 5;
     o->lim.body_timeout_s = 30;
     o->lim.idle_timeout_s = 30;
 }
@@ -52,6 +56,7 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     INT_KEY("port", o->port, 0, 65535)
     INT_KEY("max_connections", o->max_connections, 1, 1 << 16)
     INT_KEY("max_per_ip", o->max_per_ip, 0, 1 << 16)
+    INT_KEY("max_unauthenticated", o->max_unauth, 0, 1 << 16)
     INT_KEY("grace", o->grace_s, 0, 3600)
     INT_KEY("max_body", o->lim.max_body, 1024, 1l << 30)
     INT_KEY("max_headers", o->lim.max_headers, 4, 1024)

@@ -55,14 +55,6 @@ void req_unref(struct req *r)
     if (last) req_destroy(r);
 }
 
-void watch_deadline(struct http_server *s, struct conn_watch *cw, int seconds)
-{
-    if (!cw) return;
-    pthread_mutex_lock(&s->w_mu);
-    cw->deadline = seconds > 0 ? cit_now_ns() + (uint64_t)seconds * 1000000000ull : 0;
-    pthread_mutex_unlock(&s->w_mu);
-}
-
 enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
                         const char *body, size_t len, const char *hname, const char *hvalue)
 {
@@ -73,6 +65,7 @@ enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, con
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (hname) MHD_add_response_header(resp, hname, hvalue);
     if (r->decision_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
+    conn_answering(r->srv, r->cw);
     ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     r->status = status;
@@ -160,6 +153,7 @@ int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep, enu
     if (open && !(scope_ep && !strcmp(scope_ep, "admin"))) {
         snprintf(r->key.tenant, sizeof(r->key.tenant), "open");
         snprintf(r->key.scopes, sizeof(r->key.scopes), "endpoint:* model:*");
+        conn_authed(s, r->cw);
         return 0;
     }
     if (!auth || strncasecmp(auth, "Bearer ", 7)) {
@@ -175,6 +169,7 @@ int authorize(struct MHD_Connection *c, struct req *r, const char *scope_ep, enu
                              "Incorrect or revoked API key.");
         return -1;
     }
+    conn_authed(s, r->cw); /* a valid key, even if short of this scope */
     if (scope_ep && !node_scope_allows(r->key.scopes, scope_ep, NULL)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "This API key may not call the '%s' endpoint.", scope_ep);
