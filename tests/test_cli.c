@@ -406,3 +406,56 @@ void test_cli_help_version(void)
            "%s", out);
     cit_free(out);
 }
+
+/* The node refuses a ledger rolled back behind the checkpoint its state
+ * file keeps (what serve and run do at start), and says what is missing;
+ * audit verify --since the kept head fails too. */
+void test_cli_ledger_rollback(void)
+{
+    char node[1400], cmd[4000], *out = NULL;
+    const char *d = t_tmpdir();
+    snprintf(
+        node, sizeof(node),
+        " --unvetted --policy tests/data/policy_serve.yaml --state %s/rb.db --ledger %s/rb-ledger",
+        d, d);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/rb.db* %s/rb-ledger %s/rb-old", d, d, d);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p Once -n 2 --temp 0%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), node);
+    CHECKF(t_run(cmd, &out) == 0, "%s", out ? out : "");
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "cp -a %s/rb-ledger %s/rb-old", d, d);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p Once -n 2 --temp 0%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), node);
+    CHECKF(t_run(cmd, &out) == 0, "%s", out ? out : "");
+    cit_free(out);
+    /* the auditor keeps the head */
+    snprintf(cmd, sizeof(cmd), "%s audit checkpoint --dir %s/rb-ledger > %s/rb-seen", bin(), d, d);
+    CHECK(system(cmd) == 0);
+    /* the whole directory back to the older copy */
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/rb-ledger && cp -a %s/rb-old %s/rb-ledger", d, d, d);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p Once -n 2 --temp 0%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), node);
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(out && strstr(out, "the last checkpoint this node signed (state file)") &&
+               strstr(out, "rolled back"),
+           "%s", out ? out : "");
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s audit verify --dir %s/rb-ledger --since %s/rb-seen 2>&1", bin(),
+             d, d);
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(out && strstr(out, "FAILED") && strstr(out, "rolled back"), "%s", out ? out : "");
+    cit_free(out);
+    /* and the checkpoints deleted: refused, and named */
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s/rb-ledger && cp -a %s/rb-old %s/rb-ledger && rm %s/rb-ledger/checkpoints",
+             d, d, d, d);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s run -m %s -p Once -n 2 --temp 0%s 2>&1", bin(),
+             t_model_path("stories260K.gguf"), node);
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(out && strstr(out, "checkpoints file is missing"), "%s", out ? out : "");
+    cit_free(out);
+}
