@@ -24,7 +24,8 @@ struct brd_registry {
 
 static int db_err(struct brd_registry *r, struct cit_err *err, const char *what)
 {
-    return cit_err_set(err, CIT_EIO, "state file: %s: %s", what, sqlite3_errmsg(r->db));
+    return cit_err_set(err, CIT_EIO, "%s: %s: %s", cit_db_path(r->state), what,
+                       sqlite3_errmsg(r->db));
 }
 
 int brd_registry_open(struct cit_db *state, struct brd_registry **out, struct cit_err *err)

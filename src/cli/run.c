@@ -266,6 +266,15 @@ int cli_run(int argc, char **argv)
     if (node_admit(node, &q, &g.call, &out)) {
         fprintf(stderr, "citadel run: %s (%d%s%s)\n", out.msg, out.status,
                 out.decision[0] ? "; " : "", out.decision);
+        /* the gate speaks the API's terms; say which flags they are here */
+        if (out.param && !strcmp(out.param, "max_tokens"))
+            fprintf(stderr,
+                    "citadel run: 'max_tokens' is -n here (%ld); a longer context is "
+                    "--ctx N, up to the model's training context\n",
+                    o.n_predict);
+        else if (out.code && !strcmp(out.code, "context_length_exceeded"))
+            fprintf(stderr, "citadel run: give a longer context with --ctx N, up to the model's "
+                            "training context\n");
         goto done;
     }
     ptoks = node_call_tokens(g.call, &n_prompt);

@@ -306,12 +306,15 @@ int node_model_load(struct node *n, const char *id, const char *path, struct cit
     return load(n, id, path, 0, err);
 }
 
-int node_model_unload(struct node *n, const char *id, const char *why, struct cit_err *err)
+/* Unloads the model id; only: that instance of it, or nothing (a model
+ * unloaded and loaded again meanwhile is another instance). */
+static int unload(struct node *n, const char *id, const struct node_model *only, const char *why,
+                  struct cit_err *err)
 {
     struct node_model *m = NULL;
     int slot, free_slot, busy;
     pthread_mutex_lock(&n->models_mu);
-    if ((slot = slot_of(n, id, &free_slot, &busy)) >= 0) {
+    if ((slot = slot_of(n, id, &free_slot, &busy)) >= 0 && (!only || n->models[slot] == only)) {
         m = n->models[slot];
         n->models[slot] = NULL;
         snprintf(m->gone_why, sizeof(m->gone_why), "%s", why ? why : "the node is stopping");
@@ -334,9 +337,14 @@ int node_model_unload(struct node *n, const char *id, const char *why, struct ci
     return 0;
 }
 
+int node_model_unload(struct node *n, const char *id, const char *why, struct cit_err *err)
+{
+    return unload(n, id, NULL, why, err);
+}
+
 int node_models_recheck(struct node *n)
 {
-    char ids[NODE_MAX_MODELS][128], paths[NODE_MAX_MODELS][1024];
+    struct node_model *v[NODE_MAX_MODELS]; /* each held by a reference meanwhile */
     int k = 0, unloaded = 0;
     int64_t now = (int64_t)time(NULL);
     struct brd_signer *signers = NULL;
@@ -344,8 +352,8 @@ int node_models_recheck(struct node *n)
     pthread_mutex_lock(&n->models_mu);
     for (int i = 0; i < NODE_MAX_MODELS; i++)
         if (n->models[i]) {
-            snprintf(ids[k], sizeof(ids[k]), "%s", n->models[i]->id);
-            snprintf(paths[k++], sizeof(paths[0]), "%s", n->models[i]->path);
+            atomic_fetch_add(&n->models[i]->refs, 1);
+            v[k++] = n->models[i];
         }
     pthread_mutex_unlock(&n->models_mu);
     /* the trust store once for all of them; unreadable, it trusts no one (fail closed) */
@@ -356,7 +364,7 @@ int node_models_recheck(struct node *n)
     for (int i = 0; i < k; i++) {
         struct brd_admitted a;
         char why[400] = "";
-        int rc = brd_model_find(n->reg, paths[i], &a, NULL);
+        int rc = brd_model_find(n->reg, v[i]->path, &a, NULL);
         if (rc == CIT_ENOENT && n->o.unvetted) continue; /* loaded unvetted, as allowed */
         if (rc)
             snprintf(why, sizeof(why), "its admission cannot be read");
@@ -367,8 +375,9 @@ int node_models_recheck(struct node *n)
             snprintf(why, sizeof(why), "admission %lld expired", (long long)a.id);
         else if (!brd_signer_holds(&a, signers, n_signers))
             snprintf(why, sizeof(why), "its signer '%s' (that key) is no longer trusted", a.signer);
-        if (why[0] && node_model_unload(n, ids[i], why, NULL) == 0) unloaded++;
+        if (why[0] && unload(n, v[i]->id, v[i], why, NULL) == 0) unloaded++;
     }
+    for (int i = 0; i < k; i++) node_model_unref(v[i]);
     cit_free(signers);
     return unloaded;
 }
