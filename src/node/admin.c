@@ -174,8 +174,19 @@ static void *admin_loop(void *arg)
             break;
         }
         if (p[1].revents) break;
+        if (p[0].revents & (POLLERR | POLLNVAL)) {
+            cit_log(CIT_LOG_ERROR, "admin socket %s failed; admin commands stop", a->path);
+            break;
+        }
         if (!(p[0].revents & POLLIN)) continue;
-        if ((fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC)) < 0) continue;
+        if ((fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+                /* the connection stays pending: wait instead of spinning on it */
+                cit_log(CIT_LOG_WARN, "admin socket: %s; retrying in 100 ms", strerror(errno));
+                poll(NULL, 0, 100);
+            }
+            continue;
+        }
         serve_one(a, fd);
         close(fd);
     }
