@@ -2200,6 +2200,11 @@ static void admin_while_serving(const char *dir, const char *card, const char *k
     out = NULL;
     CHECK(request(port, "GET", "/v1/models", k2, NULL, &r) == 0 && r.status == 200);
     resp_free(&r);
+    /* an argument that is not UTF-8 is refused by name, not dropped */
+    CHECK(cli(dir, &out, "keys add --tenant \"$(printf 'd\\377v')\"") == 1);
+    CHECKF(out && strstr(out, "is not UTF-8"), "%s", out ? out : "");
+    cit_free(out);
+    out = NULL;
     /* both keys, made offline and through the server, are in the ledger */
     CHECK(ledger_count(dir, "\"action\":\"key_add\"", "\"tenant\":\"dev\"") == 2);
     CHECK(cli(dir, &out, "model list") == 0 && out && strstr(out, "stories260K"));

@@ -88,17 +88,19 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* The answer line. Written by hand rather than with jansson, which refuses
+ * text that is not UTF-8: a file name or a card from disk may hold such
+ * bytes, and they arrive as U+FFFD instead of losing the whole answer. */
 static void reply(int fd, int rc, const struct cit_buf *out, const struct cit_buf *errb)
 {
-    json_t *j = json_pack("{s:i, s:s%, s:s%}", "rc", rc, "out", out->p ? out->p : "", out->len,
-                          "err", errb->p ? errb->p : "", errb->len);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (text) {
-        write_all(fd, text, strlen(text));
-        write_all(fd, "\n", 1);
-    }
-    free(text);
-    json_decref(j);
+    struct cit_buf b = {0};
+    cit_buf_printf(&b, "{\"rc\":%d,\"out\":", rc);
+    cit_buf_json_str(&b, out->p ? out->p : "", out->len);
+    BUF_LIT(&b, ",\"err\":");
+    cit_buf_json_str(&b, errb->p ? errb->p : "", errb->len);
+    BUF_LIT(&b, "}\n");
+    if (b.p) write_all(fd, b.p, b.len);
+    cit_buf_free(&b);
 }
 
 int node_admin_parse(const char *line, size_t n, json_t **root, char **argv, int *argc,
@@ -283,7 +285,16 @@ int node_admin_call(const char *sock_path, int argc, char **argv, int *rc, struc
     }
     req = json_object();
     arr = json_array();
-    for (int i = 0; i < argc; i++) json_array_append_new(arr, json_string(argv[i]));
+    for (int i = 0; i < argc; i++)
+        if (json_array_append_new(arr, json_string(argv[i]))) { /* NULL: not UTF-8 */
+            json_decref(arr);
+            json_decref(req);
+            close(fd);
+            return cit_err_set(err, CIT_EINVAL,
+                               "argument %d ('%.40s') is not UTF-8: the running server takes "
+                               "UTF-8 arguments only (rename the file, or stop the server)",
+                               i + 1, argv[i]);
+        }
     json_object_set_new(req, "argv", arr);
     text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
