@@ -142,22 +142,42 @@ static UChar32 next_cp(const unsigned char *s, size_t n, size_t *len)
     return c;
 }
 
+/* Room for n more bytes in v. */
+static int view_room(struct det_view *v, size_t n)
+{
+    size_t cap = v->cap ? v->cap : 256;
+    char *np;
+    size_t *ns, *ne;
+    if (v->len + n <= v->cap) return 0;
+    while (cap < v->len + n) cap *= 2;
+    if (!(np = cit_realloc(v->p, cap))) return CIT_ENOMEM;
+    v->p = np;
+    if (!(ns = cit_realloc(v->start, cap * sizeof(size_t)))) return CIT_ENOMEM;
+    v->start = ns;
+    if (!(ne = cit_realloc(v->end, cap * sizeof(size_t)))) return CIT_ENOMEM;
+    v->end = ne;
+    v->cap = cap;
+    return 0;
+}
+
+/* text[from, to) as it is: each byte stands for itself. */
+static int view_copy(struct det_view *v, const char *text, size_t from, size_t to)
+{
+    size_t n = to - from;
+    if (view_room(v, n)) return CIT_ENOMEM;
+    memcpy(v->p + v->len, text + from, n);
+    for (size_t k = 0; k < n; k++) {
+        v->start[v->len + k] = from + k;
+        v->end[v->len + k] = from + k + 1;
+    }
+    v->len += n;
+    return 0;
+}
+
+/* A code point's reading: n bytes standing for the original [from, to). */
 static int view_add(struct det_view *v, const char *p, size_t n, size_t from, size_t to)
 {
-    if (v->len + n > v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 256;
-        while (cap < v->len + n) cap *= 2;
-        char *np = cit_realloc(v->p, cap);
-        if (!np) return CIT_ENOMEM;
-        v->p = np;
-        size_t *ns = cit_realloc(v->start, cap * sizeof(size_t));
-        if (!ns) return CIT_ENOMEM;
-        v->start = ns;
-        size_t *ne = cit_realloc(v->end, cap * sizeof(size_t));
-        if (!ne) return CIT_ENOMEM;
-        v->end = ne;
-        v->cap = cap;
-    }
+    if (view_room(v, n)) return CIT_ENOMEM;
     for (size_t k = 0; k < n; k++) {
         v->p[v->len + k] = p[k];
         v->start[v->len + k] = from;
@@ -195,7 +215,8 @@ int det_view_build(const char *text, size_t len, struct det_view *v)
             continue;
         }
         /* everything before it as it is, then its reading */
-        for (size_t k = copied; k < i && !rc; k++) rc = view_add(v, text + k, 1, k, k + 1);
+        if (!v->cap) rc = view_room(v, len + len / 4 + 16); /* one allocation, most often */
+        if (!rc && i > copied) rc = view_copy(v, text, copied, i);
         if (!rc && m.n) rc = view_add(v, m.s, m.n, i, i + n);
         i += n;
         copied = i;
@@ -205,7 +226,7 @@ int det_view_build(const char *text, size_t len, struct det_view *v)
         det_view_free(v);
         return rc;
     }
-    for (size_t k = copied; k < len && !rc; k++) rc = view_add(v, text + k, 1, k, k + 1);
+    if (!rc && len > copied) rc = view_copy(v, text, copied, len);
     if (rc) det_view_free(v);
     return rc;
 }
