@@ -588,6 +588,26 @@ void test_ledger_rollback(void)
         CHECKF(strstr(msg, cases[i].open_says), "%s: open said: %s", cases[i].what, msg);
     }
 
+    /* only the head from the older snapshot: refused, not used to cut the
+     * log back to it */
+    {
+        char cmd[6000];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s && cp %s/head %s/head", dir, good, dir,
+                 old, dir);
+        CHECK(system(cmd) == 0);
+        CHECK(verify_since(dir, seen.p, msg, sizeof(msg)) == CIT_EFORMAT);
+        CHECKF(strstr(msg, "rolled back"), "%s", msg);
+        CHECK(open_with_floor(dir, &k, msg, sizeof(msg)) == CIT_EFORMAT);
+        CHECKF(strstr(msg, "the head was rolled back"), "%s", msg);
+        snprintf(path, sizeof(path), "%s/log", dir);
+        {
+            struct ledger_view v;
+            CHECK(!ledger_view_open(dir, &v, &err));
+            CHECKF(v.n == 8, "the log was cut to %llu entries", (unsigned long long)v.n);
+            ledger_view_free(&v);
+        }
+    }
+
     /* rolled back to the older snapshot, head and all: consistent in
      * itself, so only the auditor's checkpoint and the node's floor see it */
     {

@@ -901,6 +901,13 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
                 goto fail;
             }
         }
+        if (have_head && head.size < cp.size) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "%s: the signed head covers %llu entries, fewer than the %llu of the "
+                             "latest checkpoint in the history: the head was rolled back",
+                             l->dir, (unsigned long long)head.size, (unsigned long long)cp.size);
+            goto fail;
+        }
         if (have_floor && have_head && head.size < floor.size) {
             rc = cit_err_set(err, CIT_EFORMAT,
                              "%s: the signed head covers %llu entries, older than the %llu of "
