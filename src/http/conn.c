@@ -19,9 +19,11 @@
  * Budgets, applied when a connection is accepted:
  *   - max_connections, all of them, held or served;
  *   - max_per_ip, from one address: one more is closed at once;
- *   - max_unauthenticated, connections no valid key came on yet (still
- *     sending their head, or kept alive after keyless requests such as
- *     health probes). One more evicts the one of them that has waited
+ *   - max_unauthenticated, connections no valid key came on yet that keep
+ *     us waiting (still sending their head, or idle after keyless requests
+ *     such as health probes; one being answered counts under the other two
+ *     limits only, so slow readers cannot make this one refuse everyone).
+ *     One more evicts the one of them that has waited
  *     longest, with a JSON 503 if it was mid-head. An attacker holding
  *     slow sockets so loses the oldest to every new client, a probe's head
  *     arrives long before it is the oldest, and the slots above the budget
@@ -62,16 +64,17 @@
 
 #include "http_int.h"
 
-#define NS              1000000000ull
-#define PEEK_EVERY_NS   (10ull * 1000000ull) /* a trickled head is looked at this often at most */
-#define LINGER_NS       (2ull * NS)          /* an answered client's time to read it and close */
-#define LINGER_MAX      (1u << 20)           /* bytes read and dropped while lingering */
-#define PENDING_NS      (5ull * NS)          /* MHD refused what it did not start by then */
-#define HOLD_MAX        (64u << 10)          /* the most of a head held: the socket buffer */
-#define RECHECK_NS      (60ull * NS)         /* the loaded models' admissions (expiry) */
-#define ACCEPT_BATCH    16                   /* between looks at the held: see lobby_main */
-#define HANDOVER_BATCH  64
-#define ACCEPT_PAUSE_NS (100ull * 1000000ull) /* out of descriptors: try again after */
+#define NS               1000000000ull
+#define PEEK_EVERY_NS    (10ull * 1000000ull) /* a trickled head is looked at this often at most */
+#define LINGER_NS        (2ull * NS)          /* an answered client's time to read it and close */
+#define LINGER_MAX       (1u << 20)           /* bytes read and dropped while lingering */
+#define PENDING_NS       (5ull * NS)          /* MHD refused what it did not start by then */
+#define HOLD_MAX         (64u << 10)          /* the most of a head held: the socket buffer */
+#define RECHECK_NS       (60ull * NS)         /* the loaded models' admissions (expiry) */
+#define ACCEPT_BATCH     16                   /* between looks at the held: see lobby_main */
+#define HANDOVER_BATCH   64
+#define ACCEPT_PAUSE_NS  (100ull * 1000000ull) /* out of descriptors: try again after */
+#define HANDOVER_GRACE_S 10                    /* a complete head's time to be started by MHD */
 
 /* The connection this MHD thread serves (one thread per connection): set
  * when a request line arrives, read by the log hook. */
@@ -158,11 +161,6 @@ static void unlink_cw(struct http_server *s, struct conn_watch *cw)
 static int lobby_owns(const struct conn_watch *cw)
 {
     return cw->phase == CONN_HELD || cw->phase == CONN_LINGER;
-}
-
-static int is_unauth(const struct conn_watch *cw)
-{
-    return !cw->dropped && !cw->authed && cw->phase != CONN_LINGER;
 }
 
 /* Waiting on the client, not on us: held, mid-head or idle, keyless. */
@@ -344,6 +342,8 @@ static void to_mhd(struct conn_watch *cw, int verified, uint64_t now, struct han
     cw->phase = CONN_PENDING;
     cw->verified = verified;
     cw->since_ns = now;
+    /* its head is in: what remains is MHD's start, not the client's */
+    cw->deadline_ns = after(now, HANDOVER_GRACE_S);
     h[*nh].cw = cw;
     h[*nh].fd = cw->fd;
     h[*nh].addr = cw->addr;
@@ -417,7 +417,10 @@ static void admit(struct http_server *s, int fd, const struct sockaddr_storage *
         }
         if (cw->dropped) continue;
         total++;
-        unauth += is_unauth(cw);
+        /* the budget is for keyless clients that keep us waiting; one we are
+         * answering is bounded by max_connections and max_per_ip, or a few
+         * slow readers could make the budget refuse everyone */
+        unauth += evictable(cw);
         same += same_addr(&cw->addr, addr);
     }
     if (per_ip > 0 && same >= per_ip) goto refuse;
@@ -473,15 +476,18 @@ static int accept_some(struct http_server *s, uint64_t now, struct handover *h, 
         socklen_t sl = sizeof(ss);
         int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED) {
                 /* the connection stays in the backlog and the socket stays
                  * readable: pause, or the loop would spin */
                 epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
                 s->accept_paused_ns = now + ACCEPT_PAUSE_NS;
                 if (now - s->emfile_logged_ns > 10 * NS || !s->emfile_logged_ns) {
                     s->emfile_logged_ns = now;
-                    cit_log(CIT_LOG_WARN, "accept: out of file descriptors; raise the limit "
-                                          "(ulimit -n) or lower max_connections");
+                    cit_log(CIT_LOG_WARN, "accept: %s%s", strerror(errno),
+                            errno == EMFILE || errno == ENFILE
+                                ? "; raise the limit (ulimit -n) or lower max_connections"
+                                : "; pausing accepts for 100 ms");
                 }
             }
             break;
@@ -573,7 +579,6 @@ static void *lobby_main(void *arg)
     struct http_server *s = arg;
     struct epoll_event ev[64];
     struct handover h[HANDOVER_BATCH];
-    uint64_t next_recheck = cit_now_ns() + RECHECK_NS;
     int busy = 0;
     for (;;) {
         int n = epoll_wait(s->epfd, ev, 64, busy ? 10 : 100), nh = 0, listen_ready = 0;
@@ -620,12 +625,29 @@ static void *lobby_main(void *arg)
                 pthread_mutex_unlock(&s->w_mu);
                 cit_free(h[i].cw);
             }
-        if (nh) busy = 1;          /* a batch may have been cut short */
-        if (now >= next_recheck) { /* admissions that expired while serving end on time */
-            next_recheck = now + RECHECK_NS;
-            node_models_recheck(s->node);
-        }
+        if (nh) busy = 1; /* a batch may have been cut short */
     }
+    return NULL;
+}
+
+/* Admissions that expire while serving end on time: a thread of its own,
+ * as a recheck reads the state file and may stop a model's scheduler,
+ * which must not hold up accepting and deadlines. */
+static void *recheck_main(void *arg)
+{
+    struct http_server *s = arg;
+    pthread_mutex_lock(&s->rc_mu);
+    while (!s->rc_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)(RECHECK_NS / NS);
+        pthread_cond_timedwait(&s->rc_cv, &s->rc_mu, &ts);
+        if (s->rc_stop) break;
+        pthread_mutex_unlock(&s->rc_mu);
+        node_models_recheck(s->node);
+        pthread_mutex_lock(&s->rc_mu);
+    }
+    pthread_mutex_unlock(&s->rc_mu);
     return NULL;
 }
 
@@ -651,6 +673,12 @@ int conn_lobby_start(struct http_server *s, struct cit_err *err)
     if (pthread_create(&s->lobby, NULL, lobby_main, s))
         return cit_err_set(err, CIT_ENOMEM, "cannot start the connection thread");
     s->lobby_started = 1;
+    pthread_mutex_init(&s->rc_mu, NULL);
+    pthread_cond_init(&s->rc_cv, NULL);
+    s->rc_init = 1;
+    if (pthread_create(&s->rc, NULL, recheck_main, s))
+        return cit_err_set(err, CIT_ENOMEM, "cannot start the admission recheck thread");
+    s->rc_started = 1;
     return 0;
 }
 
@@ -674,6 +702,19 @@ void conn_lobby_quiesce(struct http_server *s)
 void conn_lobby_stop(struct http_server *s)
 {
     struct conn_watch *cw;
+    if (s->rc_started) {
+        pthread_mutex_lock(&s->rc_mu);
+        s->rc_stop = 1;
+        pthread_cond_signal(&s->rc_cv);
+        pthread_mutex_unlock(&s->rc_mu);
+        pthread_join(s->rc, NULL);
+        s->rc_started = 0;
+    }
+    if (s->rc_init) {
+        pthread_mutex_destroy(&s->rc_mu);
+        pthread_cond_destroy(&s->rc_cv);
+        s->rc_init = 0;
+    }
     if (s->lobby_started) {
         pthread_mutex_lock(&s->w_mu);
         s->lobby_stop = 1;

@@ -252,9 +252,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         return;
     }
     *con_cls = NULL;
-    status = r->responded ? r->status : raw ? raw : 499;
+    /* our own answer written past MHD (a 408, an eviction's 503) went out
+     * first if there is one: it is what the client got */
+    status = raw ? raw : r->responded ? r->status : 499;
     /* a stream the client left is 499, though its 200 header went out */
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->stream) status = 499;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->stream && !raw) status = 499;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         /* a write failed or the connection broke: the client is gone (the
          * waiters count the hang-ups they see themselves) */

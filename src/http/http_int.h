@@ -165,6 +165,10 @@ struct http_server {
     pthread_t lobby;
     int epfd, evfd;
     int lobby_started, lobby_stop, lobby_quiesce, lobby_quiesced;
+    pthread_t rc; /* the admissions' recheck (conn.c) */
+    pthread_mutex_t rc_mu;
+    pthread_cond_t rc_cv;
+    int rc_init, rc_started, rc_stop;
     char *peek;      /* the lobby's view of a held head (hold_cap bytes) */
     size_t hold_cap; /* the most of a head the lobby holds */
     uint64_t accept_paused_ns, emfile_logged_ns; /* the lobby's: out of descriptors */
