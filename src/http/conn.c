@@ -176,9 +176,15 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
     if (a->ss_family == AF_INET)
         return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
                        &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr));
-    if (a->ss_family == AF_INET6)
-        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    if (a->ss_family == AF_INET6) {
+        const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr,
+                              *y = &((const struct sockaddr_in6 *)b)->sin6_addr;
+        /* one host has a /64 to pick addresses from: the prefix is the client
+         * (an IPv4 address mapped into IPv6 is compared whole) */
+        if (IN6_IS_ADDR_V4MAPPED(x) || IN6_IS_ADDR_V4MAPPED(y))
+            return !memcmp(x, y, sizeof(*x));
+        return !memcmp(x, y, 8);
+    }
     return 0;
 }
 
