@@ -459,3 +459,57 @@ void test_cli_ledger_rollback(void)
     CHECKF(out && strstr(out, "checkpoints file is missing"), "%s", out ? out : "");
     cit_free(out);
 }
+
+/* Witnesses: each cosigns the node's head after checking it extends what
+ * it cosigned before; verify --since the cosigned note --witness requires
+ * the quorum; a rolled-back ledger is caught by verify and refused by the
+ * witness. */
+void test_cli_witness(void)
+{
+    char sh[16384], *out = NULL, binp[4096], model[4096], pol[4096];
+    const char *d = t_tmpdir();
+    CHECK(realpath(bin(), binp) && realpath(t_model_path("stories260K.gguf"), model) &&
+          realpath("tests/data/policy_serve.yaml", pol));
+    snprintf(sh, sizeof(sh),
+             "cd %s && rm -rf wt && mkdir wt && cd wt && B=%s && M=%s && "
+             "N='--unvetted --policy %s --state s.db --ledger L' && "
+             "$B run -m $M -p Once -n 2 --temp 0 $N >/dev/null 2>&1 && "
+             "$B audit witness-key --name w.example/w1 --out w1 >/dev/null 2>&1 && "
+             "$B audit witness-key --name w.example/w2 --out w2 >/dev/null 2>&1 && "
+             "$B audit cosign --dir L --key w1.key --node-key L/node.vkey --witness-state w1.st "
+             "> seen1 && cp -a L L.old && "
+             "$B run -m $M -p Once -n 2 --temp 0 $N >/dev/null 2>&1 && "
+             "$B audit cosign --dir L --key w1.key --node-key L/node.vkey --witness-state w1.st "
+             "> seen2 && "
+             "$B audit cosign --dir L --key w2.key --node-key L/node.vkey --witness-state w2.st "
+             "--note seen2 > seen3 && "
+             "$B audit verify --dir L --key L/node.vkey --since seen3 --witness w1.vkey "
+             "--witness w2.vkey && echo VERIFIED && "
+             "! $B audit verify --dir L --since seen1 --witness w2.vkey 2>&1 && echo QUORUM && "
+             "rm -rf L && cp -a L.old L && "
+             "! $B audit verify --dir L --since seen3 --witness w1.vkey --witness w2.vkey 2>&1 && "
+             "! $B audit cosign --dir L --key w1.key --node-key L/node.vkey --witness-state w1.st "
+             "2>&1 && echo DONE",
+             d, binp, model, pol);
+    {
+        char cmd[1200], path[1100];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/witness.sh", d);
+        CHECK((f = fopen(path, "w")) != NULL);
+        if (!f) return;
+        fputs(sh, f);
+        fputs("\n", f);
+        fclose(f);
+        snprintf(cmd, sizeof(cmd), "sh %s 2>&1", path);
+        CHECKF(t_run(cmd, &out) == 0, "%s", out ? out : "");
+    }
+    CHECKF(out && strstr(out, "cosigned by 2 of 2 witnesses (quorum 2)") && strstr(out, "VERIFIED"),
+           "%s", out ? out : "");
+    CHECKF(out && strstr(out, "0 of the 1 witnesses cosigned it") && strstr(out, "QUORUM"), "%s",
+           out ? out : "");
+    CHECKF(out && strstr(out, "rolled back: the checkpoint you saw signs") &&
+               strstr(out, "refused: the log signs 2 entries, but this witness cosigned 4") &&
+               strstr(out, "DONE"),
+           "%s", out ? out : "");
+    cit_free(out);
+}

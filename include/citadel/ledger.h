@@ -89,10 +89,14 @@ int ledger_consistency_proof(const uint8_t (*leaves)[LEDGER_HASH], uint64_t m, u
 
 /* ---- keys and checkpoints (signed notes) ---- */
 
+#define LEDGER_KEY_SIGN   0x01 /* a log's key: signs its checkpoints */
+#define LEDGER_KEY_COSIGN 0x04 /* a witness's: cosigns another log's (tlog-cosignature) */
+
 struct ledger_vkey {
     char name[LEDGER_MAX_ORIGIN];
     uint8_t id[4];
     uint8_t pk[32];
+    uint8_t type; /* LEDGER_KEY_SIGN or LEDGER_KEY_COSIGN (0 reads as SIGN) */
 };
 
 /* Parses "<name>+<hex id>+<base64(0x01 || pk)>" (trailing newline allowed). */
@@ -114,6 +118,30 @@ struct ledger_skey {
  * vkey line); with name NULL a missing file is CIT_ENOENT. */
 int ledger_key_load(const char *path, const char *vpath, const char *name,
                     struct ledger_skey *k /* out */, struct cit_err *err);
+/* The same for a key of type (LEDGER_KEY_COSIGN: a witness's); a key file
+ * of another type is an error. */
+int ledger_key_load_type(const char *path, const char *vpath, const char *name, uint8_t type,
+                         struct ledger_skey *k /* out */, struct cit_err *err);
+
+struct ledger_checkpoint;
+
+/* ---- witnesses (c2sp.org/tlog-cosignature, Ed25519) ----
+ * A witness that checked a checkpoint's consistency with the last one it
+ * cosigned adds its cosignature, a signature line over "cosignature/v1\n
+ * time <ts>\n" and the note's body. Other readers ignore the line. */
+
+/* note[0, len) (a signed note, signature lines included) with w's
+ * cosignature at time ts (POSIX seconds) appended, into out. */
+int ledger_cosign(const struct ledger_skey *w, const char *note, size_t len, uint64_t ts,
+                  struct cit_buf *out, struct cit_err *err);
+/* 0 when note carries a valid cosignature by the witness w (*ts: its time;
+ * may be NULL). */
+int ledger_cosignature_check(const char *note, size_t len, const struct ledger_vkey *w,
+                             uint64_t *ts /* out */, struct cit_err *err);
+/* 0 when the log in dir holds the tree of cp_new and it extends the tree of
+ * cp_old (an RFC 6962 consistency proof built from dir's leaves). */
+int ledger_extends(const char *dir, const struct ledger_checkpoint *cp_old,
+                   const struct ledger_checkpoint *cp_new, struct cit_err *err);
 
 struct ledger_checkpoint {
     char origin[LEDGER_MAX_ORIGIN];
@@ -124,6 +152,16 @@ struct ledger_checkpoint {
     uint8_t last_leaf[LEDGER_HASH];
     int has_last_leaf;
 };
+
+/* "<name>+<id hex>+<base64(0x01 || pk)>" */
+void ledger_vkey_format(const struct ledger_vkey *vk, struct cit_buf *b);
+/* Parses the signed note at text (up to the end of its signature lines;
+ * *used says how many bytes it took) and checks the signature of vk.
+ * CIT_EFORMAT for a malformed note, CIT_EINVAL for a bad or missing
+ * signature. */
+int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vkey *vk,
+                           struct ledger_checkpoint *cp /* out */, size_t *used /* out */,
+                           struct cit_err *err);
 
 /* ---- the log ---- */
 
@@ -200,6 +238,12 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
  * (rewritten), proved with an RFC 6962 consistency proof. */
 int ledger_verify_since(const char *dir, const char *vkey_text, const char *since,
                         struct cit_buf *report, struct cit_err *err);
+/* ledger_verify_since, with since cosigned: it must carry valid
+ * cosignatures by at least quorum of the n witnesses (a checkpoint peers
+ * vouch for, so a node cannot roll back unseen even by a new auditor). */
+int ledger_verify_witnessed(const char *dir, const char *vkey_text, const char *since,
+                            const struct ledger_vkey *witnesses, int n, int quorum,
+                            struct cit_buf *report, struct cit_err *err);
 /* The signed head of dir (the newest checkpoint, covering every entry an
  * append returned), as its signed note, into out; CIT_ENOENT when there is
  * none. Checked against dir/node.vkey. */

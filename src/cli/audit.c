@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -32,6 +34,12 @@ void cli_usage_audit(FILE *f)
           "  (no --dir: the ledger of the node's config, --config F or ./citadel.conf;\n"
           "   --since: a checkpoint kept from an earlier look, which the ledger must extend)\n"
           "       citadel audit checkpoint [--dir DIR]   (the signed head, to keep for --since)\n"
+          "         verify ... --since NOTE --witness W.vkey [--witness ...] [--quorum N]:\n"
+          "         NOTE must carry the cosignatures of N of the witnesses (default: all)\n"
+          "       citadel audit witness-key --name NAME --out PREFIX   (a witness's key pair)\n"
+          "       citadel audit cosign [--dir DIR] --key W.key --node-key LOG.vkey\n"
+          "                            --witness-state FILE\n"
+          "                            [--note NOTE]   (as a witness: check and cosign the head)\n"
           "       citadel audit proof N [--size S] [--dir DIR]\n"
           "       citadel audit consistency M N [--dir DIR]\n"
           "       citadel audit show [--dir DIR] [--tenant T] [--action A] [--since TIME]\n"
@@ -118,6 +126,142 @@ static int time_flag(void *dst, const char *v)
     return 1;
 }
 
+/* --witness FILE, repeatable: the witnesses' verifier keys. */
+#define MAX_WITNESSES 16
+struct witnesses {
+    struct ledger_vkey v[MAX_WITNESSES];
+    int n;
+};
+
+static int witness_flag(void *dst, const char *v)
+{
+    struct witnesses *w = dst;
+    struct cit_buf b = {0};
+    struct cit_err err = {{0}};
+    int rc;
+    if (w->n == MAX_WITNESSES) {
+        fprintf(cli_err, "citadel audit: at most %d --witness keys\n", MAX_WITNESSES);
+        return 1;
+    }
+    if ((rc = cli_read_input(v, 4096, &b)) ||
+        (rc = ledger_vkey_parse(b.p ? b.p : "", b.len, &w->v[w->n], &err))) {
+        fprintf(cli_err, "citadel audit: --witness %s: %s\n", v,
+                err.msg[0]      ? err.msg
+                : rc == CIT_EIO ? strerror(errno)
+                                : cit_strerror(rc));
+        cit_buf_free(&b);
+        return 1;
+    }
+    cit_buf_free(&b);
+    if (w->v[w->n].type != LEDGER_KEY_COSIGN) {
+        fprintf(cli_err, "citadel audit: --witness %s: a log's key, not a witness's\n", v);
+        return 1;
+    }
+    w->n++;
+    return 0;
+}
+
+/* citadel audit witness-key --name NAME --out PREFIX: PREFIX.key, PREFIX.vkey */
+static int witness_key(const char *name, const char *prefix)
+{
+    char kp[1100], vp[1100];
+    struct ledger_skey k;
+    struct cit_err err = {{0}};
+    struct cit_buf vb = {0};
+    if (!name || !prefix) {
+        fprintf(cli_err, "citadel audit witness-key: --name NAME and --out PREFIX are required\n");
+        return 2;
+    }
+    snprintf(kp, sizeof(kp), "%s.key", prefix);
+    snprintf(vp, sizeof(vp), "%s.vkey", prefix);
+    if (access(kp, F_OK) == 0) {
+        fprintf(cli_err, "citadel audit witness-key: %s exists; keys are never overwritten\n", kp);
+        return 1;
+    }
+    if (ledger_key_load_type(kp, vp, name, LEDGER_KEY_COSIGN, &k, &err)) {
+        fprintf(cli_err, "citadel audit witness-key: %s\n", err.msg);
+        return 1;
+    }
+    ledger_vkey_format(&k.vk, &vb);
+    printf("%s\n", vb.p ? vb.p : "");
+    fprintf(cli_err, "citadel: witness key %s, its verifier key %s (give that to auditors)\n", kp,
+            vp);
+    cit_buf_free(&vb);
+    sodium_memzero(&k, sizeof(k));
+    return 0;
+}
+
+/* citadel audit cosign: as a witness, checks the log's newest checkpoint
+ * (its head, or --note) against the last one this witness cosigned (kept
+ * in --witness-state), and cosigns it: the cosigned note goes to stdout and into
+ * --witness-state. */
+static int cosign(const char *dir, const char *keyfile, const char *node_key, const char *state,
+                  const char *note_file)
+{
+    struct ledger_skey w;
+    struct ledger_vkey log;
+    struct ledger_checkpoint cp, last;
+    struct cit_buf kb = {0}, note = {0}, prev = {0}, out = {0};
+    struct cit_err err = {{0}};
+    size_t used;
+    int rc = 1;
+    if (!keyfile || !node_key || !state) {
+        fprintf(cli_err, "citadel audit cosign: --key WITNESS.key, --node-key LOG.vkey and "
+                         "--witness-state FILE are required\n");
+        return 2;
+    }
+    if (ledger_key_load_type(keyfile, NULL, NULL, LEDGER_KEY_COSIGN, &w, &err)) goto fail;
+    if (cli_read_input(node_key, 4096, &kb) ||
+        ledger_vkey_parse(kb.p ? kb.p : "", kb.len, &log, &err)) {
+        if (!err.msg[0]) cit_err_set(&err, CIT_EIO, "%s: cannot read", node_key);
+        goto fail;
+    }
+    if (note_file ? cli_read_input(note_file, 1 << 16, &note)
+                  : ledger_head_note(dir, &note, &err)) {
+        if (!err.msg[0]) cit_err_set(&err, CIT_EIO, "%s: cannot read", note_file);
+        goto fail;
+    }
+    if (ledger_checkpoint_open(note.p, note.len, &log, &cp, &used, &err)) goto fail;
+    /* the last one cosigned: the new one must extend it */
+    if (!cli_read_input(state, 1 << 16, &prev) && prev.len) {
+        size_t used_prev;
+        if (ledger_checkpoint_open(prev.p, prev.len, &log, &last, &used_prev, &err)) {
+            cit_err_prefix(&err, "--witness-state: ");
+            goto fail;
+        }
+        if (cp.size < last.size) {
+            cit_err_set(&err, CIT_EFORMAT,
+                        "refused: the log signs %llu entries, but this witness cosigned %llu "
+                        "before: it rolled back",
+                        (unsigned long long)cp.size, (unsigned long long)last.size);
+            goto fail;
+        }
+        if (cp.size == last.size ? sodium_memcmp(cp.root, last.root, 32) != 0
+                                 : ledger_extends(dir, &last, &cp, &err) != 0) {
+            if (!err.msg[0])
+                cit_err_set(&err, CIT_EFORMAT, "refused: another tree of size %llu (a fork)",
+                            (unsigned long long)cp.size);
+            else
+                cit_err_prefix(&err, "refused: ");
+            goto fail;
+        }
+    }
+    /* the whole note: cosignatures other witnesses added stay on it */
+    (void)used;
+    if (ledger_cosign(&w, note.p, note.len, (uint64_t)time(NULL), &out, &err)) goto fail;
+    if (cit_write_file(state, out.p, out.len, 0600, &err)) goto fail;
+    fwrite(out.p, 1, out.len, stdout);
+    rc = 0;
+fail:
+    if (rc) fprintf(cli_err, "citadel audit cosign: %s\n", err.msg);
+    sodium_memzero(&w, sizeof(w));
+    cit_buf_free(&kb);
+    cit_buf_free(&note);
+    cit_buf_free(&prev);
+    cit_buf_free(&out);
+    return rc;
+}
+
 static int count_flag(void *dst, const char *v)
 {
     return parse_u64(v, dst);
@@ -131,6 +275,10 @@ int cli_audit(int argc, char **argv)
     const char *pos[2] = {NULL, NULL};
     char since[32] = "", until[32] = "";
     const char *since_arg = NULL, *until_arg = NULL;
+    const char *wname = NULL, *out_prefix = NULL, *node_key = NULL, *state = NULL,
+               *note_file = NULL;
+    struct witnesses wit = {0};
+    long quorum = 0;
     unsigned long long size = 0, limit = 0;
     int n_pos = 0, rc = 0;
     struct cit_err err = {{0}};
@@ -151,12 +299,20 @@ int cli_audit(int argc, char **argv)
             {"--until", CLI_STR, &until_arg, NULL, 0, 0},
             {"--limit", CLI_FN, &limit, count_flag, 0, 0},
             {"--size", CLI_FN, &size, count_flag, 0, 0},
+            {"--witness", CLI_FN, &wit, witness_flag, 0, 0},
+            {"--quorum", CLI_INT, &quorum, NULL, 1, MAX_WITNESSES},
+            {"--name", CLI_STR, &wname, NULL, 0, 0},
+            {"--out", CLI_STR, &out_prefix, NULL, 0, 0},
+            {"--node-key", CLI_STR, &node_key, NULL, 0, 0},
+            {"--witness-state", CLI_STR, &state, NULL, 0, 0},
+            {"--note", CLI_STR, &note_file, NULL, 0, 0},
             {NULL, 0, NULL, NULL, 0, 0},
         };
         if ((rc = cli_flags_parse("audit", flags, &na, argc - 1, argv + 1, pos, 2, &n_pos)))
             return rc;
     }
     if (!dir && na.ledger) dir = na.ledger; /* --ledger DIR reads as --dir DIR */
+    if (!strcmp(verb, "witness-key")) return n_pos ? 2 : witness_key(wname, out_prefix);
     /* --since is a time for show and export, a checkpoint file for verify */
     if (strcmp(verb, "verify") &&
         ((since_arg && time_flag(since, since_arg)) || (until_arg && time_flag(until, until_arg))))
@@ -189,8 +345,8 @@ int cli_audit(int argc, char **argv)
             cit_buf_free(&key);
             return 1;
         }
-        rc = ledger_verify_since(dir, keyfile ? key.p : NULL, since_arg ? seen.p : NULL, &report,
-                                 &err);
+        rc = ledger_verify_witnessed(dir, keyfile ? key.p : NULL, since_arg ? seen.p : NULL, wit.v,
+                                     wit.n, quorum ? (int)quorum : wit.n, &report, &err);
         if (report.len) fwrite(report.p, 1, report.len, stdout);
         if (rc) fprintf(stderr, "citadel audit verify: FAILED: %s\n", err.msg);
         cit_buf_free(&key);
@@ -199,6 +355,8 @@ int cli_audit(int argc, char **argv)
         return rc ? 1 : 0;
     }
 
+    if (!strcmp(verb, "cosign"))
+        return n_pos ? 2 : cosign(dir, keyfile, node_key, state, note_file);
     if (!strcmp(verb, "checkpoint")) {
         struct cit_buf note = {0};
         if (n_pos) {

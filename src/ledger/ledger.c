@@ -1282,6 +1282,62 @@ int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report
     return ledger_verify_since(dir, vkey_text, NULL, report, err);
 }
 
+int ledger_verify_witnessed(const char *dir, const char *vkey_text, const char *since,
+                            const struct ledger_vkey *witnesses, int n, int quorum,
+                            struct cit_buf *report, struct cit_err *err)
+{
+    int good = 0, rc;
+    char names[600] = "";
+    if (n > 0) {
+        if (!since)
+            return cit_err_set(err, CIT_EINVAL,
+                               "--witness needs --since: the checkpoint the witnesses cosigned");
+        if (quorum < 1 || quorum > n)
+            return cit_err_set(err, CIT_EINVAL, "a quorum of %d of %d witnesses", quorum, n);
+        for (int i = 0; i < n; i++) {
+            struct cit_err e2 = {0};
+            if (!ledger_cosignature_check(since, strlen(since), &witnesses[i], NULL, &e2)) {
+                good++;
+                continue;
+            }
+            size_t k = strlen(names);
+            snprintf(names + k, sizeof(names) - k, "%s%s", k ? "; " : "", e2.msg);
+        }
+        if (good < quorum)
+            return cit_err_set(err, CIT_EFORMAT,
+                               "--since: %d of the %d witnesses cosigned it, the quorum is %d (%s)",
+                               good, n, quorum, names);
+    }
+    if ((rc = ledger_verify_since(dir, vkey_text, since, report, err))) return rc;
+    if (n > 0)
+        cit_buf_printf(report, "cosigned by %d of %d witnesses (quorum %d)\n", good, n, quorum);
+    return 0;
+}
+
+int ledger_extends(const char *dir, const struct ledger_checkpoint *cp_old,
+                   const struct ledger_checkpoint *cp_new, struct cit_err *err)
+{
+    struct ledger_view v;
+    int rc;
+    if (cp_new->size < cp_old->size)
+        return cit_err_set(err, CIT_EFORMAT, "rolled back: size %llu after size %llu",
+                           (unsigned long long)cp_new->size, (unsigned long long)cp_old->size);
+    if ((rc = ledger_view_open(dir, &v, err))) return rc;
+    if (v.n < cp_new->size) {
+        rc = cit_err_set(err, CIT_EFORMAT, "%s has %llu entries, the checkpoint signs %llu", dir,
+                         (unsigned long long)v.n, (unsigned long long)cp_new->size);
+    } else if (consistent_with(&v, cp_new->size, cp_new->root, cp_new->size)) {
+        rc = cit_err_set(err, CIT_EFORMAT, "%s does not hold the tree the checkpoint signs", dir);
+    } else if (consistent_with(&v, cp_old->size, cp_old->root, cp_new->size)) {
+        rc = cit_err_set(err, CIT_EFORMAT,
+                         "the tree of size %llu does not extend the one of size %llu cosigned "
+                         "before: the log forked or was rewritten",
+                         (unsigned long long)cp_new->size, (unsigned long long)cp_old->size);
+    }
+    ledger_view_free(&v);
+    return rc;
+}
+
 int ledger_verify_since(const char *dir, const char *vkey_text, const char *since,
                         struct cit_buf *report, struct cit_err *err)
 {

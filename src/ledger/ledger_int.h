@@ -10,8 +10,6 @@
  * neither exists. */
 int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k /* out */,
                      struct cit_err *err);
-/* "<name>+<id hex>+<base64(0x01 || pk)>" */
-void ledger_vkey_format(const struct ledger_vkey *vk, struct cit_buf *b);
 /* Appends the signed note for cp to b. */
 int ledger_checkpoint_sign(const struct ledger_skey *k, const struct ledger_checkpoint *cp,
                            struct cit_buf *b);
@@ -35,14 +33,6 @@ int ledger_entry_check(const char *line, size_t len, uint64_t seq, const uint8_t
 
 /* Signs and appends a checkpoint of the current tree (when it grew). */
 int ledger_checkpoint(struct ledger *l, struct cit_err *err);
-
-/* Parses the signed note at text (up to the end of its signature lines;
- * *used says how many bytes it took) and checks the signature of vk.
- * CIT_EFORMAT for a malformed note, CIT_EINVAL for a bad or missing
- * signature. */
-int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vkey *vk,
-                           struct ledger_checkpoint *cp /* out */, size_t *used /* out */,
-                           struct cit_err *err);
 
 int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
                               const uint8_t root_n[LEDGER_HASH],

@@ -14,11 +14,13 @@
 #define SIG_DASH  "\xe2\x80\x94 " /* U+2014 and a space */
 #define LAST_LEAF "citadel-last-leaf "
 
-static void key_id(const char *name, const uint8_t pk[32], uint8_t id[4])
+/* SHA-256(name || "\n" || type || key)[:4]: type 0x01 signs notes (the
+ * log's key), 0x04 cosigns them (a witness, c2sp.org/tlog-cosignature). */
+static void key_id(const char *name, uint8_t type, const uint8_t pk[32], uint8_t id[4])
 {
     crypto_hash_sha256_state st;
     uint8_t h[32];
-    static const uint8_t sep[2] = {0x0a, 0x01};
+    const uint8_t sep[2] = {0x0a, type};
     crypto_hash_sha256_init(&st);
     crypto_hash_sha256_update(&st, (const uint8_t *)name, strlen(name));
     crypto_hash_sha256_update(&st, sep, 2);
@@ -39,7 +41,7 @@ void ledger_vkey_format(const struct ledger_vkey *vk, struct cit_buf *b)
 {
     uint8_t raw[33];
     char b64[64], hex[9];
-    raw[0] = 0x01;
+    raw[0] = vk->type ? vk->type : LEDGER_KEY_SIGN;
     memcpy(raw + 1, vk->pk, 32);
     sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
     sodium_bin2hex(hex, sizeof(hex), vk->id, 4);
@@ -61,7 +63,7 @@ static int split3(const char *s, size_t n, const char **p1, size_t *n1, const ch
 }
 
 static int key_body(const char *name, size_t nn, const char *idh, size_t ni, const char *kb,
-                    size_t nk, uint8_t key[32], uint8_t id[4], const char *what,
+                    size_t nk, uint8_t key[32], uint8_t id[4], uint8_t *type, const char *what,
                     struct cit_err *err)
 {
     uint8_t raw[64];
@@ -77,9 +79,12 @@ static int key_body(const char *name, size_t nn, const char *idh, size_t ni, con
         return cit_err_set(err, CIT_EFORMAT, "%s: the key id is not hex", what);
     if (sodium_base642bin(raw, sizeof(raw), kb, nk, NULL, &rl, NULL,
                           sodium_base64_VARIANT_ORIGINAL) ||
-        rl != 33 || raw[0] != 0x01)
+        rl != 33 || (raw[0] != LEDGER_KEY_SIGN && raw[0] != LEDGER_KEY_COSIGN))
         return cit_err_set(err, CIT_EFORMAT,
-                           "%s: the key must be base64 of 0x01 and 32 bytes (Ed25519)", what);
+                           "%s: the key must be base64 of 0x01 (a log's) or 0x04 (a witness's) "
+                           "and 32 bytes (Ed25519)",
+                           what);
+    *type = raw[0];
     memcpy(key, raw + 1, 32);
     sodium_memzero(raw, sizeof(raw));
     return 0;
@@ -93,12 +98,13 @@ int ledger_vkey_parse(const char *text, size_t len, struct ledger_vkey *out, str
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
     if (split3(text, len, &a, &na, &b, &nb, &c, &nc))
         return cit_err_set(err, CIT_EFORMAT, "verifier key: expected NAME+ID+KEY");
-    if (key_body(a, na, b, nb, c, nc, vk.pk, vk.id, "verifier key", err)) return CIT_EFORMAT;
+    if (key_body(a, na, b, nb, c, nc, vk.pk, vk.id, &vk.type, "verifier key", err))
+        return CIT_EFORMAT;
     memcpy(vk.name, a, na);
     vk.name[na] = 0;
     {
         uint8_t want[4];
-        key_id(vk.name, vk.pk, want);
+        key_id(vk.name, vk.type, vk.pk, want);
         if (memcmp(want, vk.id, 4))
             return cit_err_set(err, CIT_EFORMAT,
                                "verifier key: the id does not match the name and key");
@@ -133,6 +139,12 @@ int ledger_skey_load(const char *dir, const char *name, struct ledger_skey *k, s
 int ledger_key_load(const char *path, const char *vpath, const char *name, struct ledger_skey *k,
                     struct cit_err *err)
 {
+    return ledger_key_load_type(path, vpath, name, LEDGER_KEY_SIGN, k, err);
+}
+
+int ledger_key_load_type(const char *path, const char *vpath, const char *name, uint8_t type,
+                         struct ledger_skey *k, struct cit_err *err)
+{
     struct cit_buf b = {0};
     int rc;
     rc = cit_read_file(path, 4096, &b, err);
@@ -146,8 +158,9 @@ int ledger_key_load(const char *path, const char *vpath, const char *name, struc
         randombytes_buf(seed, sizeof(seed));
         crypto_sign_seed_keypair(k->vk.pk, k->sk, seed);
         snprintf(k->vk.name, sizeof(k->vk.name), "%s", name);
-        key_id(name, k->vk.pk, k->vk.id);
-        raw[0] = 0x01;
+        k->vk.type = type;
+        key_id(name, type, k->vk.pk, k->vk.id);
+        raw[0] = type;
         memcpy(raw + 1, seed, 32);
         sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
         sodium_bin2hex(hex, sizeof(hex), k->vk.id, 4);
@@ -174,7 +187,7 @@ int ledger_key_load(const char *path, const char *vpath, const char *name, struc
         while (n && (t[n - 1] == '\n' || t[n - 1] == '\r')) n--;
         if (n < 12 || memcmp(t, "PRIVATE+KEY+", 12) ||
             split3(t + 12, n - 12, &a, &na, &bb, &nb, &c, &nc) ||
-            key_body(a, na, bb, nb, c, nc, seed, k->vk.id, path, err)) {
+            key_body(a, na, bb, nb, c, nc, seed, k->vk.id, &k->vk.type, path, err)) {
             sodium_memzero(b.p, b.len);
             cit_buf_free(&b);
             if (err && !err->msg[0])
@@ -189,9 +202,13 @@ int ledger_key_load(const char *path, const char *vpath, const char *name, struc
         cit_buf_free(&b);
         {
             uint8_t want[4];
-            key_id(k->vk.name, k->vk.pk, want);
+            key_id(k->vk.name, k->vk.type, k->vk.pk, want);
             if (memcmp(want, k->vk.id, 4))
                 return cit_err_set(err, CIT_EFORMAT, "%s: the key id does not match the key", path);
+            if (k->vk.type != type)
+                return cit_err_set(err, CIT_EFORMAT, "%s: a %s key, not a %s key", path,
+                                   k->vk.type == LEDGER_KEY_COSIGN ? "witness's" : "log's",
+                                   type == LEDGER_KEY_COSIGN ? "witness's" : "log's");
         }
     }
     return 0;
@@ -317,4 +334,87 @@ int ledger_checkpoint_open(const char *text, size_t len, const struct ledger_vke
     *cp = c;
     *used = (size_t)(p - text);
     return 0;
+}
+
+/* ---- cosignatures (c2sp.org/tlog-cosignature, Ed25519) ---- */
+
+/* The note body: text up to and with the newline before the blank line. */
+static int note_split(const char *text, size_t len, size_t *body_len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (text[i] == '\n' && text[i + 1] == '\n') {
+            *body_len = i + 1;
+            return 0;
+        }
+    return -1;
+}
+
+static void cosign_msg(const char *body, size_t n, uint64_t ts, struct cit_buf *m)
+{
+    cit_buf_printf(m, "cosignature/v1\ntime %llu\n", (unsigned long long)ts);
+    cit_buf_add(m, body, n);
+}
+
+int ledger_cosign(const struct ledger_skey *w, const char *note, size_t len, uint64_t ts,
+                  struct cit_buf *out, struct cit_err *err)
+{
+    struct cit_buf m = {0};
+    uint8_t raw[4 + 8 + crypto_sign_BYTES];
+    char b64[128];
+    size_t body;
+    if (w->vk.type != LEDGER_KEY_COSIGN)
+        return cit_err_set(err, CIT_EINVAL, "%s is not a witness's key", w->vk.name);
+    if (ts > (uint64_t)INT64_MAX) return cit_err_set(err, CIT_ERANGE, "timestamp out of range");
+    if (note_split(note, len, &body) || note[len - 1] != '\n')
+        return cit_err_set(err, CIT_EFORMAT, "not a signed note");
+    cosign_msg(note, body, ts, &m);
+    if (!m.p) return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    memcpy(raw, w->vk.id, 4);
+    for (int i = 0; i < 8; i++) raw[4 + i] = (uint8_t)(ts >> (56 - 8 * i));
+    crypto_sign_detached(raw + 12, NULL, (const uint8_t *)m.p, m.len, w->sk);
+    cit_buf_free(&m);
+    sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
+    cit_buf_add(out, note, len);
+    cit_buf_printf(out, SIG_DASH "%s %s\n", w->vk.name, b64);
+    return out->p ? 0 : cit_err_set(err, CIT_ENOMEM, "out of memory");
+}
+
+int ledger_cosignature_check(const char *note, size_t len, const struct ledger_vkey *w,
+                             uint64_t *ts, struct cit_err *err)
+{
+    size_t body, nl = strlen(w->name);
+    const char *p, *end = note + len;
+    int seen = 0;
+    if (w->type != LEDGER_KEY_COSIGN)
+        return cit_err_set(err, CIT_EINVAL, "%s is not a witness's key", w->name);
+    if (note_split(note, len, &body)) return cit_err_set(err, CIT_EFORMAT, "not a signed note");
+    for (p = note + body + 1; p < end;) {
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        size_t n = e ? (size_t)(e - p) : (size_t)(end - p);
+        uint8_t raw[128];
+        size_t rl = 0;
+        if (n > 4 + nl + 1 && !memcmp(p, SIG_DASH, 4) && !memcmp(p + 4, w->name, nl) &&
+            p[4 + nl] == ' ' &&
+            !sodium_base642bin(raw, sizeof(raw), p + 5 + nl, n - 5 - nl, NULL, &rl, NULL,
+                               sodium_base64_VARIANT_ORIGINAL) &&
+            rl == 4 + 8 + crypto_sign_BYTES && !memcmp(raw, w->id, 4)) {
+            struct cit_buf m = {0};
+            uint64_t t = 0;
+            int ok;
+            for (int i = 0; i < 8; i++) t = t << 8 | raw[4 + i];
+            cosign_msg(note, body, t, &m);
+            ok = m.p && !crypto_sign_verify_detached(raw + 12, (const uint8_t *)m.p, m.len, w->pk);
+            cit_buf_free(&m);
+            if (ok) {
+                if (ts) *ts = t;
+                return 0;
+            }
+            seen = 1;
+        }
+        p += n + 1;
+    }
+    return cit_err_set(err, CIT_EINVAL,
+                       seen ? "the cosignature of %s does not verify"
+                            : "no cosignature by the witness %s",
+                       w->name);
 }
