@@ -696,3 +696,79 @@ void test_ledger_rollback(void)
     cit_buf_free(&seen);
     cit_buf_free(&head);
 }
+
+/* Cosignatures: made and checked per c2sp.org/tlog-cosignature; a flipped
+ * byte, another witness or the log's own key do not pass; the log's reader
+ * ignores the witness's line. */
+void test_ledger_cosign(void)
+{
+    const char *dir = fresh_dir("ledger-cosign");
+    struct ledger_opts o = {.dir = dir, .origin = "cosign.example/log", .checkpoint_s = -1};
+    struct ledger *l;
+    struct ledger_skey w1, w2;
+    struct ledger_checkpoint cp, old;
+    struct cit_buf head = {0}, c1 = {0}, c2 = {0};
+    struct cit_err err = {{0}};
+    char p[1200], vp[1200];
+    uint64_t ts = 0;
+    size_t used;
+    CHECK(dir && !ledger_open(&o, &l, &err));
+    CHECK(!append_n(l, 4, 0, "a"));
+    ledger_close(l);
+    CHECK(!ledger_head_note(dir, &head, &err));
+    {
+        struct ledger_vkey none;
+        memset(&none, 0, sizeof(none));
+        snprintf(none.name, sizeof(none.name), "cosign.example/log");
+        /* the right name, not the key: refused */
+        CHECK(ledger_checkpoint_open(head.p, head.len, &none, &cp, &used, NULL) != 0);
+    }
+    snprintf(p, sizeof(p), "%s.w1.key", dir);
+    snprintf(vp, sizeof(vp), "%s.w1.vkey", dir);
+    unlink(p);
+    unlink(vp);
+    CHECKF(!ledger_key_load_type(p, vp, "w.example/w1", LEDGER_KEY_COSIGN, &w1, &err), "%s",
+           err.msg);
+    snprintf(p, sizeof(p), "%s.w2.key", dir);
+    snprintf(vp, sizeof(vp), "%s.w2.vkey", dir);
+    unlink(p);
+    unlink(vp);
+    CHECK(!ledger_key_load_type(p, vp, "w.example/w2", LEDGER_KEY_COSIGN, &w2, &err));
+    CHECK(ledger_key_load_type(p, NULL, NULL, LEDGER_KEY_SIGN, &w2, &err) == CIT_EFORMAT);
+    CHECK(!ledger_cosign(&w1, head.p, head.len, 1796200000, &c1, &err));
+    CHECK(!ledger_cosignature_check(c1.p, c1.len, &w1.vk, &ts, &err) && ts == 1796200000);
+    CHECK(ledger_cosignature_check(c1.p, c1.len, &w2.vk, NULL, &err) == CIT_EINVAL);
+    CHECKF(strstr(err.msg, "no cosignature by the witness w.example/w2"), "%s", err.msg);
+    /* both witnesses on one note; each still checks */
+    CHECK(!ledger_cosign(&w2, c1.p, c1.len, 1796200001, &c2, &err));
+    CHECK(!ledger_cosignature_check(c2.p, c2.len, &w1.vk, NULL, &err));
+    CHECK(!ledger_cosignature_check(c2.p, c2.len, &w2.vk, NULL, &err));
+    /* a flipped byte of the body or of the cosignature */
+    c2.p[3] ^= 1;
+    CHECK(ledger_cosignature_check(c2.p, c2.len, &w1.vk, NULL, &err) == CIT_EINVAL);
+    c2.p[3] ^= 1;
+    c2.p[c2.len - 10] ^= 1;
+    CHECK(ledger_cosignature_check(c2.p, c2.len, &w2.vk, NULL, &err) == CIT_EINVAL);
+    c2.p[c2.len - 10] ^= 1;
+    /* the log's key verifies its own signature and skips the witnesses' */
+    {
+        struct ledger_vkey vk;
+        struct cit_buf kb = {0};
+        snprintf(p, sizeof(p), "%s/node.vkey", dir);
+        CHECK(!cit_read_file(p, 4096, &kb, &err) && !ledger_vkey_parse(kb.p, kb.len, &vk, &err));
+        CHECK(!ledger_checkpoint_open(c2.p, c2.len, &vk, &cp, &used, &err) && cp.size == 4);
+        CHECK(ledger_cosign(&w1, head.p, head.len, 1, &c1, &err) == 0); /* appends again */
+        cit_buf_free(&kb);
+        /* the tree extends itself and an earlier size of itself */
+        old = cp;
+        CHECK(!ledger_extends(dir, &old, &cp, &err));
+        old.size = 2;
+        ledger_root(NULL, 0, old.root); /* not the root at 2: a fork */
+        CHECK(ledger_extends(dir, &old, &cp, &err) == CIT_EFORMAT);
+    }
+    sodium_memzero(&w1, sizeof(w1));
+    sodium_memzero(&w2, sizeof(w2));
+    cit_buf_free(&head);
+    cit_buf_free(&c1);
+    cit_buf_free(&c2);
+}
