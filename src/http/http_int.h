@@ -144,6 +144,7 @@ struct conn_watch {
     uint64_t deadline_ns; /* 0: none */
     uint64_t last_peek_ns;
     size_t drained; /* lingering: bytes read and dropped */
+    size_t seen;    /* held: the bytes the last look saw */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct conn_watch *prev, *next;
