@@ -2493,3 +2493,24 @@ void test_http_split_values(void)
     resp_free(&r);
     stop();
 }
+
+/* A model's metrics slot, reused by a later load, keeps the newcomer's
+ * counters when a request of the unloaded one finishes late. */
+void test_http_metrics_slot_reuse(void)
+{
+    struct metrics m;
+    struct cit_buf b = {0};
+    const char *ids[1] = {"b"};
+    struct met_gauges g[1] = {{2, 0, 0, 0, 0}};
+    met_init(&m);
+    met_generation(&m, 0, "a", 1, 5, 7, 0.01, 0.02);
+    met_generation(&m, 0, "b", 2, 3, 4, 0.01, 0.02); /* b loaded into a's slot */
+    met_generation(&m, 0, "a", 1, 9, 9, 0.01, 0.02); /* a's last request drains */
+    CHECK(met_render(&m, &b, ids, g, 1, 0) == 0 && b.p);
+    CHECKF(b.p && strstr(b.p, "citadel_generation_requests_total{model=\"b\"} 1\n") &&
+               strstr(b.p, "citadel_generated_tokens_total{model=\"b\"} 4\n") &&
+               !strstr(b.p, "model=\"a\""),
+           "%s", b.p ? b.p : "");
+    cit_buf_free(&b);
+    met_destroy(&m);
+}

@@ -172,6 +172,7 @@ struct node_model_info {
     int n_ctx, parallel, threads;
     const char *tmpl; /* the chat format's name */
     int configured;   /* from the configuration (else loaded by an admin verb) */
+    uint64_t gen;     /* which load: a model loaded later has a larger one */
     struct sched_stats st;
 };
 
@@ -294,6 +295,9 @@ void node_verdict_free(struct node_verdict *v);
 const char *node_call_id(const struct node_call *c);
 const char *node_call_model(const struct node_call *c);
 int node_call_slot(const struct node_call *c);
+/* Which load of its model the call runs on: a model loaded later into the
+ * same slot has a larger number (metrics tell a drain from a newcomer). */
+uint64_t node_call_model_gen(const struct node_call *c);
 const char *node_call_decision(const struct node_call *c);
 /* The prompt's tokens. */
 const int32_t *node_call_tokens(const struct node_call *c, int *n /* out */);

@@ -281,7 +281,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         int slot = r->slot, np = r->n_prompt;
         ng = r->n_gen;
         pthread_mutex_unlock(&r->mu);
-        met_generation(&s->met, slot, node_call_model(r->call), np, ng, ttft, dec);
+        met_generation(&s->met, slot, node_call_model(r->call), node_call_model_gen(r->call), np,
+                       ng, ttft, dec);
     } else {
         pthread_mutex_unlock(&r->mu);
     }

@@ -65,7 +65,7 @@ static enum MHD_Result get_metrics(struct MHD_Connection *c, struct req *r)
     for (int i = 0; i < n; i++) {
         int k = v[i].slot;
         ids[k] = v[i].id;
-        g[k] = (struct met_gauges){v[i].st.queued, v[i].st.active, v[i].st.kv_used,
+        g[k] = (struct met_gauges){v[i].gen, v[i].st.queued, v[i].st.active, v[i].st.kv_used,
                                    v[i].st.kv_capacity};
         if (k + 1 > top) top = k + 1;
     }

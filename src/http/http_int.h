@@ -44,11 +44,13 @@ struct met_hist {
 
 struct met_model {
     char id[128]; /* the model these count; a slot reused by another starts over */
+    uint64_t gen; /* that load of it (node_call_model_gen) */
     uint64_t requests, tokens_in, tokens_out;
     struct met_hist ttft, tpot; /* time to first token, time per output token */
 };
 
 struct met_gauges { /* read from the scheduler when rendering */
+    uint64_t gen;   /* the slot's model's load (node_model_info.gen) */
     int queued, active;
     int64_t kv_used, kv_capacity;
 };
@@ -67,8 +69,8 @@ struct metrics {
 void met_init(struct metrics *m);
 void met_destroy(struct metrics *m);
 void met_request(struct metrics *m, enum http_ep ep, int status);
-void met_generation(struct metrics *m, int slot, const char *id, int n_in, int n_out, double ttft_s,
-                    double decode_s);
+void met_generation(struct metrics *m, int slot, const char *id, uint64_t gen, int n_in, int n_out,
+                    double ttft_s, double decode_s);
 void met_count(struct metrics *m, uint64_t *counter); /* one more, under the lock */
 int met_render(struct metrics *m, struct cit_buf *out, const char *const *model_ids,
                const struct met_gauges *g, int n_models, int inflight);

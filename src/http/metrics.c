@@ -57,25 +57,32 @@ static void hist_add(struct met_hist *h, double v, uint64_t count)
     h->sum += v * (double)count;
 }
 
-/* The slot's counters for model id (m->mu held): reset when the slot
- * last counted another model, which was unloaded since. */
-static struct met_model *slot_for(struct metrics *m, int slot, const char *id)
+/* The slot's counters for load gen of model id (m->mu held): a later
+ * load starts them over; a request of an earlier load, still draining
+ * after its model was unloaded, counts nowhere (NULL) rather than wiping
+ * its successor's. */
+static struct met_model *slot_for(struct metrics *m, int slot, const char *id, uint64_t gen)
 {
     struct met_model *mm = &m->model[slot];
-    if (strcmp(mm->id, id)) {
+    if (gen < mm->gen) return NULL;
+    if (gen > mm->gen || strcmp(mm->id, id)) {
         memset(mm, 0, sizeof(*mm));
         snprintf(mm->id, sizeof(mm->id), "%s", id);
+        mm->gen = gen;
     }
     return mm;
 }
 
-void met_generation(struct metrics *m, int slot, const char *id, int n_in, int n_out, double ttft_s,
-                    double decode_s)
+void met_generation(struct metrics *m, int slot, const char *id, uint64_t gen, int n_in, int n_out,
+                    double ttft_s, double decode_s)
 {
     struct met_model *mm;
     if (slot < 0 || slot >= HTTP_MAX_MODELS) return;
     pthread_mutex_lock(&m->mu);
-    mm = slot_for(m, slot, id);
+    if (!(mm = slot_for(m, slot, id, gen))) {
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
     mm->requests++;
     mm->tokens_in += (uint64_t)n_in;
     mm->tokens_out += (uint64_t)n_out;
@@ -159,9 +166,10 @@ int met_render(struct metrics *m, struct cit_buf *o, const char *const *ids,
         cit_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", kinds[k][0], kinds[k][2], kinds[k][0],
                        kinds[k][1]);
         for (int i = 0; i < n_models; i++) {
+            static const struct met_model none;
             const struct met_model *mm;
             if (!ids[i]) continue; /* a free slot */
-            mm = slot_for(m, i, ids[i]);
+            if (!(mm = slot_for(m, i, ids[i], g[i].gen))) mm = &none;
             long long v = k == 0   ? (long long)mm->requests
                           : k == 1 ? (long long)mm->tokens_in
                           : k == 2 ? (long long)mm->tokens_out

@@ -606,6 +606,11 @@ int node_call_slot(const struct node_call *c)
     return c->m->slot;
 }
 
+uint64_t node_call_model_gen(const struct node_call *c)
+{
+    return c->m->gen;
+}
+
 const char *node_call_decision(const struct node_call *c)
 {
     return c->decision_hdr;

@@ -275,6 +275,7 @@ static int load(struct node *n, const char *id, const char *path, int configured
     m->tmpl = eng_chat_detect(m->m, NULL);
     m->created = (int64_t)time(NULL);
     m->configured = configured;
+    m->gen = atomic_fetch_add(&n->loads, 1) + 1;
     {
         struct sched_opts so = {n->o.parallel, n->o.queue, m->n_ctx, 256};
         if ((rc = cit_pool_create(n->o.threads, &m->pool)) ||
@@ -426,6 +427,7 @@ static void fill_info(const struct node_model *m, struct node_model_info *mi)
     mi->threads = n->o.threads;
     mi->tmpl = eng_chat_tmpl_name(m->tmpl);
     mi->configured = m->configured;
+    mi->gen = m->gen;
     sched_get_stats(m->sched, &mi->st);
 }
 

@@ -24,6 +24,7 @@ struct node_model {
     int n_ctx, n_vocab;
     int64_t created;
     int configured;   /* loaded from the configuration, so SIGHUP may unload it */
+    uint64_t gen;     /* the node's count of loads when this one loaded: later is larger */
     uint8_t root[32]; /* the admission's digest (zero: unvetted) */
     _Atomic int refs;
     _Atomic int gone; /* unloaded: no new calls, running ones end */
@@ -43,6 +44,7 @@ struct node {
     struct node_model *models[NODE_MAX_MODELS];
     char ledger_real[4096]; /* the ledger directory's real path (its floor's key) */
     uint8_t digest_key[32]; /* the request digests' HMAC key (state file) */
+    _Atomic uint64_t loads; /* models loaded so far (node_model.gen) */
     /* a slot a load has reserved while it checks and maps the file (which
      * can take minutes for a large model): no lock is held meanwhile, so
      * unloads and revocations go on */
