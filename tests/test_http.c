@@ -2514,3 +2514,22 @@ void test_http_metrics_slot_reuse(void)
     cit_buf_free(&b);
     met_destroy(&m);
 }
+
+/* A requested model name longer than any id is no model, never the loaded
+ * one its first 127 bytes spell. */
+void test_http_long_model_name(void)
+{
+    char id[128], body[400];
+    struct cit_err err;
+    struct resp r;
+    memset(id, 'm', 127);
+    id[127] = 0;
+    if (start(3, 9, 0)) return;
+    CHECKF(node_model_load(http_server_node(srv), id, t_model_path("stories260K.gguf"), &err) == 0,
+           "%s", err.msg);
+    snprintf(body, sizeof(body), "{\"model\":\"%sy\",\"prompt\":\"a\",\"max_tokens\":1}", id);
+    CHECK(request(port, "POST", "/v1/completions", key, body, &r) == 0);
+    CHECKF(r.status == 404 && strstr(r.body, "model_not_found"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    stop();
+}

@@ -314,7 +314,9 @@ static struct node_call *call_new(struct node *n, const struct node_req *rq)
     snprintf(c->key_id, sizeof(c->key_id), "%s", rq->key_id ? rq->key_id : "");
     snprintf(c->model, sizeof(c->model), "%s", rq->model ? rq->model : "");
     memcpy(c->digest, rq->digest, sizeof(c->digest));
-    c->m = node_model_get(n, c->model);
+    /* a name longer than any id cannot be one: never the id its first
+     * bytes happen to spell */
+    c->m = rq->model && strlen(rq->model) >= sizeof(c->model) ? NULL : node_model_get(n, c->model);
     return c;
 }
 
