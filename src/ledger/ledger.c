@@ -244,8 +244,10 @@ struct walk {
     const uint8_t (*pruned)[LEDGER_HASH];
     uint64_t n_pruned, skipped;
     struct want {
-        uint64_t size; /* record the root, and the end of the entry, at this size */
+        uint64_t size; /* record the tree, its root, and the entry's end at this size */
         uint8_t root[LEDGER_HASH];
+        struct ledger_range range;
+        uint8_t prev[LEDGER_HASH]; /* the leaf hash of entry size - 1 */
         off_t end;
         int have;
     } want[3];
@@ -333,6 +335,8 @@ static int walk_line(void *u, const char *line, size_t n, off_t off)
     for (int i = 0; i < 3; i++)
         if (w->seq == w->want[i].size) {
             ledger_range_root(&w->range, w->want[i].root);
+            w->want[i].range = w->range;
+            memcpy(w->want[i].prev, leaf, LEDGER_HASH);
             w->want[i].end = off + (off_t)n + 1;
             w->want[i].have = 1;
         }
@@ -861,6 +865,8 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
                 struct ledger_range r2 = {0};
                 for (uint64_t i = 0; i < want[k]->size; i++) ledger_range_push(&r2, w.pruned[i]);
                 ledger_range_root(&r2, w.want[k].root);
+                w.want[k].range = r2;
+                memcpy(w.want[k].prev, w.pruned[want[k]->size - 1], LEDGER_HASH);
                 w.want[k].have = 1;
             }
         }
@@ -930,22 +936,11 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
                  "%llu entries after the signed head (size %llu) were never acknowledged (a "
                  "crash before their commit); they were moved to the unacknowledged file",
                  (unsigned long long)moved, (unsigned long long)head.size);
-        /* the tree is the head's */
-        w.range = (struct ledger_range){0};
-        {
-            struct walk w2 = {0};
-            off_t e2;
-            int t2;
-            if ((rc = walk_start(&w2, l->dir, path, err))) goto fail;
-            for (uint64_t i = 0; i < w2.n_pruned; i++) ledger_range_push(&w2.range, w2.pruned[i]);
-            rc = scan_lines(l->fd, path, walk_line, &w2, &e2, &t2, err);
-            cit_free((void *)w2.pruned);
-            if (rc) goto fail;
-            w.range = w2.range;
-            memcpy(w.prev, w2.prev, LEDGER_HASH);
-            w.seq = w2.seq;
-            end = e2;
-        }
+        /* the tree is the head's, as the walk recorded it at that size */
+        w.range = w.want[1].range;
+        memcpy(w.prev, w.want[1].prev, LEDGER_HASH);
+        w.seq = head.size;
+        end = cut;
     }
     l->range = w.range;
     memcpy(l->last, w.prev, LEDGER_HASH);
@@ -1259,21 +1254,33 @@ static uint64_t chain_culprit(const struct ledger_view *v, uint64_t b,
 
 /* 0 when the tree of v's first n leaves is consistent with (m, root_m):
  * the root at m matches, and the RFC 6962 proof from m to n verifies. */
+/* 0 when an RFC 6962 consistency proof, built from v's leaves, shows the
+ * tree (n, root_n) extends (m, root_m), 0 < m < n. */
+static int proof_holds(const struct ledger_view *v, uint64_t m, const uint8_t root_m[LEDGER_HASH],
+                       uint64_t n, const uint8_t root_n[LEDGER_HASH])
+{
+    uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
+    int np;
+    const uint8_t(*leaves)[LEDGER_HASH] = (const uint8_t(*)[LEDGER_HASH])v->leaves;
+    return ledger_consistency_proof(leaves, m, n, proof, &np) ||
+                   ledger_consistency_verify(m, n, root_m, root_n,
+                                             (const uint8_t(*)[LEDGER_HASH])proof, np)
+               ? -1
+               : 0;
+}
+
+/* 0 when the tree of v's first n leaves is consistent with (m, root_m):
+ * the root at m matches, and the proof from m to n verifies. */
 static int consistent_with(const struct ledger_view *v, uint64_t m,
                            const uint8_t root_m[LEDGER_HASH], uint64_t n)
 {
     uint8_t root[LEDGER_HASH], root_n[LEDGER_HASH];
-    uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
-    int np;
     const uint8_t(*leaves)[LEDGER_HASH] = (const uint8_t(*)[LEDGER_HASH])v->leaves;
     ledger_root(leaves, m, root);
     if (sodium_memcmp(root, root_m, LEDGER_HASH)) return -1;
     if (m == 0 || m == n) return 0;
     ledger_root(leaves, n, root_n);
-    if (ledger_consistency_proof(leaves, m, n, proof, &np) ||
-        ledger_consistency_verify(m, n, root_m, root_n, (const uint8_t(*)[LEDGER_HASH])proof, np))
-        return -1;
-    return 0;
+    return proof_holds(v, m, root_m, n, root_n);
 }
 
 int ledger_verify(const char *dir, const char *vkey_text, struct cit_buf *report,
@@ -1422,8 +1429,6 @@ int ledger_verify_since(const char *dir, const char *vkey_text, const char *sinc
     for (uint64_t k = 0; k < n_cp; k++) {
         const struct ledger_checkpoint *cp = &cps[k];
         uint8_t root[LEDGER_HASH];
-        uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
-        int np;
         if (cp->size > v.n) {
             rc = cit_err_set(err, CIT_EFORMAT,
                              "%s: checkpoint %llu signs %llu entries but the log has %llu: "
@@ -1454,10 +1459,7 @@ int ledger_verify_since(const char *dir, const char *vkey_text, const char *sinc
             goto out;
         }
         if (prev_size && prev_size < cp->size) {
-            if (ledger_consistency_proof((const uint8_t(*)[LEDGER_HASH])v.leaves, prev_size,
-                                         cp->size, proof, &np) ||
-                ledger_consistency_verify(prev_size, cp->size, prev_root, cp->root,
-                                          (const uint8_t(*)[LEDGER_HASH])proof, np)) {
+            if (proof_holds(&v, prev_size, prev_root, cp->size, cp->root)) {
                 rc = cit_err_set(err, CIT_EFORMAT,
                                  "%s: checkpoints %llu and %llu are not consistent", path,
                                  (unsigned long long)k, (unsigned long long)k + 1);
@@ -1487,8 +1489,12 @@ int ledger_verify_since(const char *dir, const char *vkey_text, const char *sinc
                              (unsigned long long)prev_size);
             goto out;
         }
+        /* its root, and its extending the history's newest (whose root the
+         * loop above checked) */
         if (consistent_with(&v, head.size, head.root, head.size) ||
-            (prev_size && consistent_with(&v, prev_size, prev_root, head.size))) {
+            (prev_size && (prev_size == head.size
+                               ? sodium_memcmp(prev_root, head.root, LEDGER_HASH) != 0
+                               : proof_holds(&v, prev_size, prev_root, head.size, head.root)))) {
             rc = cit_err_set(err, CIT_EFORMAT,
                              "%s/log: the first %llu entries do not match the signed head: they "
                              "were altered",
