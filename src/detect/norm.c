@@ -61,12 +61,25 @@ static int all_ascii(const char *s, int n, int alnum_only)
     return n > 0;
 }
 
+/* 1 with m set when the UTF-16 u[0, n) of an ICU answer (st: its status)
+ * is ASCII that fits a cp_map (alnum_only: letters and digits only). */
+static int ascii_answer(const UChar *u, int32_t n, UErrorCode st, int alnum_only, struct cp_map *m)
+{
+    char u8[32];
+    int32_t n8;
+    if (U_FAILURE(st) || n <= 0) return 0;
+    u_strToUTF8(u8, (int32_t)sizeof(u8), &n8, u, n, &st);
+    if (U_FAILURE(st) || n8 > (int32_t)sizeof(m->s) || !all_ascii(u8, n8, alnum_only)) return 0;
+    m->n = (uint8_t)n8;
+    memcpy(m->s, u8, (size_t)n8);
+    return 1;
+}
+
 static struct cp_map map_cp(UChar32 cp)
 {
     struct cp_map m = {KEEP, {0}};
     UChar in[2], out[32];
-    char u8[32];
-    int32_t n_in = 0, n_out, n8;
+    int32_t n_in = 0, n_out;
     UErrorCode st = U_ZERO_ERROR;
     if (u_hasBinaryProperty(cp, UCHAR_DEFAULT_IGNORABLE_CODE_POINT)) {
         m.n = 0;
@@ -83,26 +96,12 @@ static struct cp_map map_cp(UChar32 cp)
     U16_APPEND_UNSAFE(in, n_in, cp);
     if (nfkc) {
         n_out = unorm2_normalize(nfkc, in, n_in, out, 32, &st);
-        if (U_SUCCESS(st) && n_out > 0) {
-            u_strToUTF8(u8, (int32_t)sizeof(u8), &n8, out, n_out, &st);
-            if (U_SUCCESS(st) && n8 <= (int32_t)sizeof(m.s) && all_ascii(u8, n8, 0)) {
-                m.n = (uint8_t)n8;
-                memcpy(m.s, u8, (size_t)n8);
-                return m;
-            }
-        }
+        if (ascii_answer(out, n_out, st, 0, &m)) return m;
     }
     if (spoof) {
         st = U_ZERO_ERROR;
         n_out = uspoof_getSkeleton(spoof, 0, in, n_in, out, 32, &st);
-        if (U_SUCCESS(st) && n_out > 0) {
-            u_strToUTF8(u8, (int32_t)sizeof(u8), &n8, out, n_out, &st);
-            if (U_SUCCESS(st) && n8 <= (int32_t)sizeof(m.s) && all_ascii(u8, n8, 1)) {
-                m.n = (uint8_t)n8;
-                memcpy(m.s, u8, (size_t)n8);
-                return m;
-            }
-        }
+        if (ascii_answer(out, n_out, st, 1, &m)) return m;
     }
     return m;
 }
