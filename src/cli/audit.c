@@ -136,23 +136,15 @@ struct witnesses {
 static int witness_flag(void *dst, const char *v)
 {
     struct witnesses *w = dst;
-    struct cit_buf b = {0};
     struct cit_err err = {{0}};
-    int rc;
     if (w->n == MAX_WITNESSES) {
         fprintf(cli_err, "citadel audit: at most %d --witness keys\n", MAX_WITNESSES);
         return 1;
     }
-    if ((rc = cli_read_input(v, 4096, &b)) ||
-        (rc = ledger_vkey_parse(b.p ? b.p : "", b.len, &w->v[w->n], &err))) {
-        fprintf(cli_err, "citadel audit: --witness %s: %s\n", v,
-                err.msg[0]      ? err.msg
-                : rc == CIT_EIO ? strerror(errno)
-                                : cit_strerror(rc));
-        cit_buf_free(&b);
+    if (cli_read_vkey(v, &w->v[w->n], &err)) {
+        fprintf(cli_err, "citadel audit: --witness %s\n", err.msg);
         return 1;
     }
-    cit_buf_free(&b);
     if (w->v[w->n].type != LEDGER_KEY_COSIGN) {
         fprintf(cli_err, "citadel audit: --witness %s: a log's key, not a witness's\n", v);
         return 1;
@@ -201,7 +193,7 @@ static int cosign(const char *dir, const char *keyfile, const char *node_key, co
     struct ledger_skey w;
     struct ledger_vkey log;
     struct ledger_checkpoint cp, last;
-    struct cit_buf kb = {0}, note = {0}, prev = {0}, out = {0};
+    struct cit_buf note = {0}, prev = {0}, out = {0};
     struct cit_err err = {{0}};
     size_t used;
     int rc = 1;
@@ -211,11 +203,7 @@ static int cosign(const char *dir, const char *keyfile, const char *node_key, co
         return 2;
     }
     if (ledger_key_load_type(keyfile, NULL, NULL, LEDGER_KEY_COSIGN, &w, &err)) goto fail;
-    if (cli_read_input(node_key, 4096, &kb) ||
-        ledger_vkey_parse(kb.p ? kb.p : "", kb.len, &log, &err)) {
-        if (!err.msg[0]) cit_err_set(&err, CIT_EIO, "%s: cannot read", node_key);
-        goto fail;
-    }
+    if (cli_read_vkey(node_key, &log, &err)) goto fail;
     if (note_file ? cli_read_input(note_file, 1 << 16, &note)
                   : ledger_head_note(dir, &note, &err)) {
         if (!err.msg[0]) cit_err_set(&err, CIT_EIO, "%s: cannot read", note_file);
@@ -247,7 +235,6 @@ static int cosign(const char *dir, const char *keyfile, const char *node_key, co
         }
     }
     /* the whole note: cosignatures other witnesses added stay on it */
-    (void)used;
     if (ledger_cosign(&w, note.p, note.len, (uint64_t)time(NULL), &out, &err)) goto fail;
     if (cit_write_file(state, out.p, out.len, 0600, &err)) goto fail;
     fwrite(out.p, 1, out.len, stdout);
@@ -255,7 +242,6 @@ static int cosign(const char *dir, const char *keyfile, const char *node_key, co
 fail:
     if (rc) fprintf(cli_err, "citadel audit cosign: %s\n", err.msg);
     sodium_memzero(&w, sizeof(w));
-    cit_buf_free(&kb);
     cit_buf_free(&note);
     cit_buf_free(&prev);
     cit_buf_free(&out);

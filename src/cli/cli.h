@@ -16,6 +16,10 @@ void cli_json_str(FILE *f, const char *s, size_t n);
 /* Reads the file at path ("-": standard input) into out, at most max
  * bytes: 0, CIT_EIO (errno says why), CIT_ERANGE (larger) or CIT_ENOMEM. */
 int cli_read_input(const char *path, size_t max, struct cit_buf *out);
+/* A verifier key (NAME+ID+KEY) from path (or - for stdin); err names the
+ * file and what is wrong. */
+struct ledger_vkey;
+int cli_read_vkey(const char *path, struct ledger_vkey *vk, struct cit_err *err);
 
 /* Where verbs write: stdout and stderr, or, for a verb that runs inside
  * serve for an admin request, that request's buffers (node.c). */

@@ -767,19 +767,14 @@ static int fl_join_cmd(const struct fl_args *a)
     struct ledger *lg = NULL;
     struct fl_pai *pai = NULL;
     struct fl_pai_share *pai_share = NULL;
-    struct cit_buf b = {0};
     struct cit_err err = {{0}};
     int rc = 1;
     if (!a->roster || !a->coordinator || !a->connect || !a->data) return usage();
     signal(SIGPIPE, SIG_IGN); /* a coordinator that went is an error to report, not a signal */
-    if (cit_read_file(a->coordinator, 4096, &b, &err) ||
-        ledger_vkey_parse(b.p ? b.p : "", b.len, &coord, &err)) {
-        fprintf(stderr, "citadel fl join: --coordinator %s: %s\n", a->coordinator,
-                err.msg[0] ? err.msg : "cannot read it");
-        cit_buf_free(&b);
+    if (cli_read_vkey(a->coordinator, &coord, &err)) {
+        fprintf(stderr, "citadel fl join: --coordinator %s\n", err.msg);
         return 1;
     }
-    cit_buf_free(&b);
     if (load_key(a->key, &key) || load_roster(a->roster, &r)) return 1;
     if (load(a->data, a->labels, a->standardize, &ds)) {
         fl_roster_free(r);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "citadel/engine.h"
+#include "citadel/ledger.h"
 #include "cli.h"
 
 static void usage(FILE *f)
@@ -88,6 +89,18 @@ void cli_json_str(FILE *f, const char *s, size_t n)
     struct cit_buf b = {0};
     if (cit_buf_json_str(&b, s, n) == 0) fwrite(b.p, 1, b.len, f);
     cit_buf_free(&b);
+}
+
+int cli_read_vkey(const char *path, struct ledger_vkey *vk, struct cit_err *err)
+{
+    struct cit_buf b = {0};
+    int rc = cli_read_input(path, 4096, &b);
+    if (rc)
+        cit_err_set(err, rc, "%s: %s", path, rc == CIT_EIO ? strerror(errno) : cit_strerror(rc));
+    else if ((rc = ledger_vkey_parse(b.p ? b.p : "", b.len, vk, err)))
+        cit_err_prefix(err, path);
+    cit_buf_free(&b);
+    return rc;
 }
 
 int cli_read_input(const char *path, size_t max, struct cit_buf *out)
