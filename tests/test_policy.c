@@ -22,7 +22,12 @@ static const char base[] =
     "  small: {jurisdiction: DE, classes: [public, internal]}\n"
     "  big: {jurisdiction: DE, classes: [public, internal, personal]}\n"
     "peers:\n"
-    "  fr: {jurisdiction: FR, url: 'https://fr.example', classes: [public]}\n";
+    "  fr: {jurisdiction: FR, url: 'https://fr.example', classes: [public],\n"
+    "       identity: 'fr+91d01aa2+Ab4iwXJ5wU29S3D7BhKj/0CagVXkYPflyuh1fP0DQlV0'}\n"
+    "  fr2: {jurisdiction: FR, url: 'https://fr2.example', classes: [public, internal],\n"
+    "        identity: 'fr+91d01aa2+Ab4iwXJ5wU29S3D7BhKj/0CagVXkYPflyuh1fP0DQlV0'}\n"
+    "  global: {kind: openai, jurisdiction: US, url: 'http://127.0.0.1:9/v1', classes: [public],\n"
+    "           api_key_file: key.txt, model: gpt-x, timeout_s: 30}\n";
 
 static struct pol_policy *load(const char *rules, struct cit_err *err)
 {
@@ -70,20 +75,22 @@ void test_policy_errors(void)
         const char *rules, *want;
     } bad[] = {
         {"rules:\n  - {id: r1, action: allow}\n",
-         "test.yaml:16: rule 'r1': action 'allow' is not local, redact, forward or deny"},
+         "test.yaml:21: rule 'r1': action 'allow' is not local, redact, forward or deny"},
         {"rules:\n  - {id: r1, action: forward}\n", "rule 'r1' forwards: name the 'peer'"},
         {"rules:\n  - {id: r1, action: forward, peer: de}\n", "peer 'de' is not under 'peers'"},
         {"rules:\n  - {id: r1, action: local, when: {tenant: t9}}\n",
-         "test.yaml:16: when.tenant: 't9' is not defined"},
+         "test.yaml:21: when.tenant: 't9' is not defined"},
         {"rules:\n  - {id: r1, action: local, when: {class_at_least: top}}\n",
          "'top' is not one of the classes"},
         {"rules:\n  - {id: r1, action: local}\n  - {id: r2, action: deny}\n",
-         "test.yaml:17: rule 'r2' can never apply: rule 'r1' (line 16)"},
+         "test.yaml:22: rule 'r2' can never apply: rule 'r1' (line 21)"},
         {"rules:\n  - {id: r1, action: local}\n  - {id: r1, action: deny}\n",
          "rule id 'r1' is used twice"},
         {"rules:\n  - {id: r1, action: local, when: {tenants: t1}}\n",
          "unknown key 'tenants' in a rule's 'when'"},
         {"rules: []\n", "'rules' must be a list of rules"},
+        {"rules:\n  - {id: r1, action: forward, peer: [fr, fr]}\n", "peer 'fr' is named twice"},
+        {"rules:\n  - {id: r1, action: forward, peer: []}\n", "a list of up to 8 peers"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECKF(!load(bad[i].rules, &err), "bad %zu parsed", i);
@@ -96,6 +103,63 @@ void test_policy_errors(void)
         cit_alloc_fail_at(0);
         pol_free(p);
     }
+}
+
+/* The peers' links: each kind's fields, and what a wrong one is told. */
+void test_policy_peers(void)
+{
+    static const char head[] = "version: 1\nnode: {id: n1, jurisdiction: DE}\n"
+                               "classes: [public, internal]\ntenants: {t1: {}}\n"
+                               "models: {m: {jurisdiction: DE, classes: [public]}}\n"
+                               "rules:\n  - {id: r1, action: local}\npeers:\n";
+    static const struct {
+        const char *peers, *want;
+    } bad[] = {
+        {"  p: {jurisdiction: FR, classes: [public], url: 'https://p.example'}\n",
+         "test.yaml:9: peer 'p' (kind citadel) needs its 'identity'"},
+        {"  p: {jurisdiction: FR, classes: [public], url: 'http://p.example', identity: x}\n",
+         "peer 'p' needs a 'url' starting with https://"},
+        {"  p: {kind: openai, jurisdiction: US, classes: [public], url: 'http://10.1.1.1/v1'}\n",
+         "plain http:// only for an openai peer on this machine's loopback"},
+        {"  p: {kind: grpc, jurisdiction: US, classes: [public], url: 'https://x'}\n",
+         "peer 'p': kind is citadel or openai"},
+        {"  p: {kind: openai, jurisdiction: US, classes: [public], url: 'https://x', identity: "
+         "k}\n",
+         "'identity' goes with kind citadel"},
+        {"  p: {jurisdiction: FR, classes: [public], url: 'https://x', identity: k, "
+         "api_key_file: f}\n",
+         "'api_key_file' goes with kind openai"},
+        {"  p: {kind: openai, jurisdiction: US, classes: [public], url: 'https://x', timeout_s: "
+         "0}\n",
+         "timeout_s must be a whole number from 1 to 86400"},
+        {"  p: {kind: openai, jurisdiction: US, classes: [public], url: 'https://x', port: 1}\n",
+         "unknown key 'port' in a peer"},
+    };
+    struct cit_err err = {{0}};
+    char text[2048];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct pol_policy *p = NULL;
+        snprintf(text, sizeof(text), "%s%s", head, bad[i].peers);
+        CHECKF(pol_parse("test.yaml", text, strlen(text), &p, &err) == CIT_EFORMAT, "bad %zu parsed",
+               i);
+        CHECKF(strstr(err.msg, bad[i].want), "bad %zu: %s", i, err.msg);
+    }
+    /* what a good one keeps: defaults, and paths from the policy's folder */
+    struct pol_policy *p = NULL;
+    snprintf(text, sizeof(text), "%s%s", head,
+             "  g: {kind: openai, jurisdiction: US, classes: [public], url: 'https://g.example/v1/',"
+             " api_key_file: keys/g.txt, ca: /etc/ca.pem}\n"
+             "  c: {jurisdiction: FR, classes: [public], url: 'https://c.example:8443', identity: "
+             "'c/audit+01020304+AQ'}\n");
+    CHECKF(!pol_parse("/etc/citadel/policy.yaml", text, strlen(text), &p, &err), "%s", err.msg);
+    if (!p) return;
+    CHECK(p->n_peers == 2 && pol_peer_index(p, "c") == 1 && pol_peer_index(p, "x") < 0);
+    CHECK(p->peers[0].kind == POL_PEER_OPENAI && !strcmp(p->peers[0].url, "https://g.example/v1"));
+    CHECK(!strcmp(p->peers[0].api_key_file, "/etc/citadel/keys/g.txt"));
+    CHECK(!strcmp(p->peers[0].ca, "/etc/ca.pem"));
+    CHECK(p->peers[0].timeout_s == 120 && p->peers[0].connect_timeout_s == 5);
+    CHECK(p->peers[1].kind == POL_PEER_CITADEL && !strcmp(p->peers[1].identity, "c/audit+01020304+AQ"));
+    pol_free(p);
 }
 
 void test_policy_decisions(void)
@@ -126,6 +190,31 @@ void test_policy_decisions(void)
     /* class order: internal is above public, so the forward rule no longer matches */
     CHECK(decide(p, "t1", "small", "host 10.0.0.1", NULL, &rule, why) == POL_LOCAL &&
           !strcmp(rule, "internal"));
+    /* a forward to several peers keeps those cleared, in order */
+    {
+        struct pol_policy *q =
+            load("rules:\n  - {id: out, action: forward, peer: [fr, fr2, global]}\n", &err);
+        CHECKF(q, "%s", err.msg);
+        if (q) {
+            struct pol_request r = {"t1", "small", "hello", 5, NULL, NULL, 0};
+            struct pol_decision d;
+            pol_decide(q, &r, &d);
+            CHECK(d.action == POL_FORWARD && d.n_fwd == 3 && !strcmp(d.peer, "fr"));
+            CHECK(!strcmp(q->peers[d.fwd[1]].id, "fr2") && !strcmp(q->peers[d.fwd[2]].id, "global"));
+            pol_decision_free(&d);
+            r.text = "host 10.0.0.1"; /* internal: only fr2 is cleared */
+            r.len = strlen(r.text);
+            pol_decide(q, &r, &d);
+            CHECK(d.action == POL_FORWARD && d.n_fwd == 1 && !strcmp(d.peer, "fr2"));
+            pol_decision_free(&d);
+            r.text = "mail a@example.com"; /* personal: none is */
+            r.len = strlen(r.text);
+            pol_decide(q, &r, &d);
+            CHECK(d.action == POL_DENY && d.n_fwd == 0 && strstr(d.reason, "none of them"));
+            pol_decision_free(&d);
+            pol_free(q);
+        }
+    }
     /* a tenant-specific rule before the general one */
     CHECK(decide(p, "t2", "big", "mail a@example.com", NULL, &rule, why) == POL_LOCAL &&
           !strcmp(rule, "t2-personal"));

@@ -201,6 +201,10 @@ struct ledger_rec {
     /* An entry that records something other than a request (border control:
      * "model"): event names the kind, detail says what happened and why. */
     const char *event, *detail;
+    /* A request that crossed to or from a peer (docs/gateway.md): the data
+     * passport it carried and, at the origin, the peer's signed receipt, as
+     * their wire texts; NULL: none. */
+    const char *passport, *receipt;
 };
 
 struct ledger;
@@ -218,6 +222,9 @@ void ledger_close(struct ledger *l);
  * ledger refuses further appends: callers fail closed. */
 int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
                   uint64_t *seq /* out */);
+/* ledger_append that also gives the entry's leaf hash (a receipt names it). */
+int ledger_append_leaf(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
+                       uint64_t *seq /* out */, uint8_t leaf_out[LEDGER_HASH] /* out */);
 /* "<name>+<id>+<key>" of the node key, for auditors. */
 const char *ledger_vkey_text(const struct ledger *l);
 

@@ -42,11 +42,23 @@ struct pol_tenant {
     struct pol_quota quota;
 };
 
+#define POL_MAX_FORWARD 8 /* peers one forward rule may name, tried in order */
+
+enum pol_peer_kind { POL_PEER_CITADEL, POL_PEER_OPENAI };
+
 struct pol_target { /* a model or a peer */
     char id[POL_MAX_NAME];
     char jurisdiction[16];
-    char url[256];    /* peers only */
     uint32_t classes; /* the classes it may see (bit per class index) */
+    /* peers only (docs/gateway.md) */
+    int kind;              /* enum pol_peer_kind */
+    char url[256];         /* the API root: https://host:port[/v1] */
+    char identity[256];    /* citadel: the peer's node key, its vkey line */
+    char ca[1024];         /* openai: a CA bundle to trust instead of the system's ("") */
+    char api_key_file[1024]; /* openai: the file holding the bearer key ("": none) */
+    char model[POL_MAX_NAME]; /* the upstream's name for the model ("": the request's) */
+    int timeout_s;         /* an answer's whole time at most (default 120) */
+    int connect_timeout_s; /* a connection's set-up at most (default 5) */
 };
 
 struct pol_rule {
@@ -60,7 +72,9 @@ struct pol_rule {
     int at_least; /* the most sensitive class is at least this index (-1: no test) */
     int at_most;  /* ... at most this index (-1: no test) */
     int action;   /* enum pol_action */
-    int peer;     /* POL_FORWARD: index into peers */
+    int peer;     /* POL_FORWARD: index into peers, the first of fwd */
+    int fwd[POL_MAX_FORWARD]; /* POL_FORWARD: the peers to try, in order */
+    int n_fwd;
     int restore;  /* POL_REDACT: put the values back into the answer */
     char reason[256];
 };
@@ -117,6 +131,7 @@ void pol_free(struct pol_policy *p);
 
 int pol_license_allowed(const struct pol_policy *p, const char *spdx); /* 1: on the list */
 int pol_tenant_index(const struct pol_policy *p, const char *name);
+int pol_peer_index(const struct pol_policy *p, const char *id);
 
 struct pol_request {
     const char *tenant;
@@ -133,7 +148,12 @@ struct pol_request {
 struct pol_decision {
     int action;          /* enum pol_action */
     const char *rule_id; /* "" when no rule decided (errors, unknown tenant) */
-    const char *peer;    /* POL_FORWARD: the peer's id */
+    const char *peer;    /* POL_FORWARD: the peer's id (the first of fwd) */
+    /* POL_FORWARD: the rule's peers cleared for the request's classes, in
+     * the order to try them (indices into peers); a peer not cleared is
+     * never tried */
+    int fwd[POL_MAX_FORWARD];
+    int n_fwd;
     int restore;         /* POL_REDACT: restore placeholders in the answer */
     uint32_t classes;    /* detected and declared */
     int max_class;       /* index of the most sensitive, -1 for none */

@@ -1089,11 +1089,19 @@ static int format_middle(const struct ledger_rec *r, struct cit_buf *b)
         str_field(b, "event", r->event);
         str_field(b, "detail", r->detail);
     }
+    if (r->passport) str_field(b, "passport", r->passport);
+    if (r->receipt) str_field(b, "receipt", r->receipt);
     return b->p ? 0 : CIT_ENOMEM;
 }
 
 int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
                   uint64_t *seq)
+{
+    return ledger_append_leaf(l, rec, d, seq, NULL);
+}
+
+int ledger_append_leaf(struct ledger *l, const struct ledger_rec *rec, enum ledger_durability d,
+                       uint64_t *seq, uint8_t leaf_out[LEDGER_HASH])
 {
     struct cit_buf mid = {0};
     char hex[65];
@@ -1136,6 +1144,7 @@ int ledger_append(struct ledger *l, const struct ledger_rec *rec, enum ledger_du
     (void)d; /* every append returns committed: synced and under a signed head */
     rc = commit(l, s + 1);
     if (!rc && seq) *seq = s;
+    if (!rc && leaf_out) memcpy(leaf_out, leaf, LEDGER_HASH);
 out:
     pthread_mutex_unlock(&l->mu);
     cit_buf_free(&mid);

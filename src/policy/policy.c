@@ -191,11 +191,23 @@ int pol_tenant_index(const struct pol_policy *p, const char *name)
     return -1;
 }
 
+static int has(const int *v, int n, int x)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == x) return 1;
+    return 0;
+}
+
 static int target_index(const struct pol_target *v, int n, const char *id)
 {
     for (int i = 0; i < n; i++)
         if (!strcmp(v[i].id, id)) return i;
     return -1;
+}
+
+int pol_peer_index(const struct pol_policy *p, const char *id)
+{
+    return target_index(p->peers, p->n_peers, id);
 }
 
 /* ---- sections ---- */
@@ -328,6 +340,89 @@ static int parse_tenants(struct yp *y, struct pol_policy *p, yaml_node_t *n)
     return 0;
 }
 
+/* A path in the policy: as given when absolute, else from the policy's folder. */
+static int ypath(struct yp *y, yaml_node_t *n, const char *what, char *dst, size_t cap)
+{
+    const char *slash = strrchr(y->name, '/');
+    int dl = slash ? (int)(slash - y->name) : 0;
+    if (!is_scalar(n) || !n->data.scalar.length) return yfail(y, n, "%s must be a path", what);
+    if (sval(n)[0] == '/' || !slash) {
+        if (n->data.scalar.length >= cap) return yfail(y, n, "%s is too long", what);
+        memcpy(dst, sval(n), n->data.scalar.length + 1);
+    } else if ((size_t)snprintf(dst, cap, "%.*s/%s", dl, y->name, sval(n)) >= cap) {
+        return yfail(y, n, "%s is too long", what);
+    }
+    return 0;
+}
+
+/* 1 when url's host is a loopback name or address. */
+static int loopback_url(const char *url)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strcmp(h, "localhost") ||
+           !strncmp(h, "localhost/", 10) || !strncmp(h, "[::1]", 5);
+}
+
+/* A peer's link: kind, url and how to trust it (docs/gateway.md). */
+static int parse_peer(struct yp *y, yaml_node_t *e, struct pol_target *t)
+{
+    yaml_node_t *f = yget(y, e, "kind");
+    int64_t v;
+    t->kind = POL_PEER_CITADEL;
+    if (f) {
+        if (is_scalar(f) && !strcmp(sval(f), "citadel"))
+            t->kind = POL_PEER_CITADEL;
+        else if (is_scalar(f) && !strcmp(sval(f), "openai"))
+            t->kind = POL_PEER_OPENAI;
+        else
+            return yfail(y, f, "peer '%s': kind is citadel or openai", t->id);
+    }
+    f = yget(y, e, "url");
+    if (!is_scalar(f) || f->data.scalar.length >= sizeof(t->url) ||
+        (strncmp(sval(f), "https://", 8) &&
+         (t->kind != POL_PEER_OPENAI || strncmp(sval(f), "http://", 7) || !loopback_url(sval(f)))))
+        return yfail(y, f ? f : e,
+                     "peer '%s' needs a 'url' starting with https:// (plain http:// only for an "
+                     "openai peer on this machine's loopback)",
+                     t->id);
+    memcpy(t->url, sval(f), f->data.scalar.length + 1);
+    while (strlen(t->url) > 8 && t->url[strlen(t->url) - 1] == '/') t->url[strlen(t->url) - 1] = 0;
+    f = yget(y, e, "identity");
+    if (t->kind == POL_PEER_CITADEL) {
+        if (!is_scalar(f) || !f->data.scalar.length || f->data.scalar.length >= sizeof(t->identity))
+            return yfail(y, f ? f : e,
+                         "peer '%s' (kind citadel) needs its 'identity': the line of its "
+                         "node.vkey (citadel peer identity prints it)",
+                         t->id);
+        memcpy(t->identity, sval(f), f->data.scalar.length + 1);
+    } else if (f) {
+        return yfail(y, f, "peer '%s': 'identity' goes with kind citadel; an openai peer is "
+                           "trusted by its TLS certificate ('ca')", t->id);
+    }
+    if ((f = yget(y, e, "ca")) && ypath(y, f, "a peer's 'ca'", t->ca, sizeof(t->ca)))
+        return CIT_EFORMAT;
+    if ((f = yget(y, e, "api_key_file"))) {
+        if (t->kind != POL_PEER_OPENAI)
+            return yfail(y, f, "peer '%s': 'api_key_file' goes with kind openai", t->id);
+        if (ypath(y, f, "a peer's 'api_key_file'", t->api_key_file, sizeof(t->api_key_file)))
+            return CIT_EFORMAT;
+    }
+    if ((f = yget(y, e, "model")) && yname(y, f, "a peer's 'model'", t->model, sizeof(t->model)))
+        return CIT_EFORMAT;
+    t->timeout_s = 120;
+    t->connect_timeout_s = 5;
+    if ((f = yget(y, e, "timeout_s"))) {
+        if (yint(y, f, "timeout_s", 1, 86400, &v)) return CIT_EFORMAT;
+        t->timeout_s = (int)v;
+    }
+    if ((f = yget(y, e, "connect_timeout_s"))) {
+        if (yint(y, f, "connect_timeout_s", 1, 600, &v)) return CIT_EFORMAT;
+        t->connect_timeout_s = (int)v;
+    }
+    return 0;
+}
+
 static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int peers)
 {
     const char *what = peers ? "peers" : "models";
@@ -349,7 +444,10 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
     int *count = peers ? &p->n_peers : &p->n_models;
     for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
         static const char *const mkeys[] = {"jurisdiction", "classes", NULL};
-        static const char *const pkeys[] = {"jurisdiction", "classes", "url", NULL};
+        static const char *const pkeys[] = {"jurisdiction", "classes", "kind",
+                                            "url",          "identity", "ca",
+                                            "api_key_file", "model",   "timeout_s",
+                                            "connect_timeout_s", NULL};
         struct pol_target *t = &v[*count];
         yaml_node_t *e = ynode(y, q->value), *f;
         if (yname(y, ynode(y, q->key), peers ? "a peer's id" : "a model's id", t->id,
@@ -368,13 +466,7 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
             return yfail(y, e, "%s '%s' needs 'classes': the data classes it may see",
                          peers ? "peer" : "model", t->id);
         if (yclass_set(y, p, f, "classes", &t->classes)) return CIT_EFORMAT;
-        if (peers) {
-            f = yget(y, e, "url");
-            if (!is_scalar(f) || f->data.scalar.length >= sizeof(t->url) ||
-                strncmp(sval(f), "https://", 8))
-                return yfail(y, f ? f : e, "peer '%s' needs a 'url' starting with https://", t->id);
-            memcpy(t->url, sval(f), f->data.scalar.length + 1);
-        }
+        if (peers && parse_peer(y, e, t)) return CIT_EFORMAT;
         (*count)++;
     }
     return 0;
@@ -446,9 +538,23 @@ static int parse_rules(struct yp *y, struct pol_policy *p, yaml_node_t *n)
                          r->id, sval(f));
         f = yget(y, e, "peer");
         if (r->action == POL_FORWARD) {
-            if (!is_scalar(f)) return yfail(y, e, "rule '%s' forwards: name the 'peer'", r->id);
-            if ((r->peer = target_index(p->peers, p->n_peers, sval(f))) < 0)
-                return yfail(y, f, "rule '%s': peer '%s' is not under 'peers'", r->id, sval(f));
+            int cnt = is_scalar(f) ? 1 : (f && f->type == YAML_SEQUENCE_NODE ? seq_len(f) : 0);
+            if (cnt < 1 || cnt > POL_MAX_FORWARD)
+                return yfail(y, f ? f : e,
+                             "rule '%s' forwards: name the 'peer', or a list of up to %d peers to "
+                             "try in order",
+                             r->id, POL_MAX_FORWARD);
+            for (int k = 0; k < cnt; k++) {
+                yaml_node_t *g = is_scalar(f) ? f : ynode(y, f->data.sequence.items.start[k]);
+                int x = is_scalar(g) ? target_index(p->peers, p->n_peers, sval(g)) : -1;
+                if (x < 0)
+                    return yfail(y, g, "rule '%s': peer '%s' is not under 'peers'", r->id,
+                                 is_scalar(g) ? sval(g) : "?");
+                if (has(r->fwd, r->n_fwd, x))
+                    return yfail(y, g, "rule '%s': peer '%s' is named twice", r->id, sval(g));
+                r->fwd[r->n_fwd++] = x;
+            }
+            r->peer = r->fwd[0];
         } else if (f) {
             return yfail(y, f, "rule '%s': 'peer' goes with action forward only", r->id);
         }
@@ -764,6 +870,7 @@ static int deny(struct pol_decision *d, int rc, const char *fmt, ...)
     va_list ap;
     d->action = POL_DENY;
     d->peer = NULL;
+    d->n_fwd = 0;
     va_start(ap, fmt);
     vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
     va_end(ap);
@@ -775,13 +882,6 @@ static int uncleared(uint32_t mask, uint32_t cleared)
 {
     uint32_t over = mask & ~cleared;
     return over ? __builtin_ctz(over) : -1;
-}
-
-static int has(const int *v, int n, int x)
-{
-    for (int i = 0; i < n; i++)
-        if (v[i] == x) return 1;
-    return 0;
 }
 
 int pol_finding_class(const struct pol_policy *p, const struct det_finding *f)
@@ -853,11 +953,17 @@ int pol_decide(const struct pol_policy *p, const struct pol_request *r, struct p
                             "which model '%s' is not cleared for",
                             u->id, p->classes[c], p->models[m].id);
             break;
-        case POL_FORWARD:
-            d->peer = p->peers[u->peer].id;
-            if ((c = uncleared(d->classes, p->peers[u->peer].classes)) >= 0)
-                return deny(d, 0, "rule '%s' forwards to '%s', which is not cleared for class '%s'",
-                            u->id, d->peer, p->classes[c]);
+        case POL_FORWARD: /* the peers cleared for every class, in the rule's order */
+            for (int k = 0; k < u->n_fwd; k++)
+                if (uncleared(d->classes, p->peers[u->fwd[k]].classes) < 0)
+                    d->fwd[d->n_fwd++] = u->fwd[k];
+            if (!d->n_fwd) {
+                c = uncleared(d->classes, p->peers[u->peer].classes);
+                return deny(d, 0, "rule '%s' forwards to '%s'%s, %s not cleared for class '%s'",
+                            u->id, p->peers[u->peer].id, u->n_fwd > 1 ? " and others" : "",
+                            u->n_fwd > 1 ? "none of them" : "which is", p->classes[c]);
+            }
+            d->peer = p->peers[d->fwd[0]].id;
             break;
         default:
             if (!d->reason[0]) snprintf(d->reason, sizeof(d->reason), "denied by rule '%s'", u->id);
