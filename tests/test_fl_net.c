@@ -411,7 +411,7 @@ static int liar_open(struct liar *l, const char *dir, const char *flags)
     CHECK_RET((l->t.d = (uint32_t)fl_arch_params(&l->t.arch, &err)) > 0, "%s", err.msg);
     CHECK_RET((l->w = calloc(l->t.d, sizeof(float))) != NULL, "out of memory");
     fl_arch_init(&l->t.arch, l->w, 3);
-    CHECK_RET(fl_tls_new(1, &l->key, l->roster->pk, l->roster->n, &l->ctx, &err) == 0, "%s",
+    CHECK_RET(gw_tls_new(1, &l->key, l->roster->pk, l->roster->n, &l->ctx, &err) == 0, "%s",
               err.msg);
     CHECK_RET((l->lfd = fl_net_listen("127.0.0.1:0", &port, &err)) >= 0, "%s", err.msg);
     cit_buf_printf(&sh,
@@ -468,7 +468,7 @@ static int liar_close(struct liar *l)
     int st = -1;
     if (l->c.fd >= 0 || l->c.ssl) fl_net_close(&l->c);
     if (l->lfd >= 0) close(l->lfd);
-    fl_tls_free(l->ctx);
+    gw_tls_free(l->ctx);
     fl_roster_free(l->roster);
     free(l->w);
     cit_buf_free(&l->f);

@@ -20,6 +20,7 @@
 #ifndef CITADEL_GATEWAY_H
 #define CITADEL_GATEWAY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,8 @@
  * A node's TLS certificate is self-signed with its Ed25519 key and made
  * fresh at start; what the other side checks is the key, never a chain. */
 struct ssl_ctx_st;
+struct ssl_st;
+struct x509_st;
 
 /* A TLS 1.3 context (server or client) that presents key's certificate and
  * accepts exactly one peer certificate whose Ed25519 key is one of pins
@@ -46,6 +49,20 @@ int gw_tls_pem(const struct ledger_skey *key, struct cit_buf *cert, struct cit_b
 /* "sha256//<base64 of SHA-256 of the SubjectPublicKeyInfo>" of an Ed25519
  * public key: libcurl's CURLOPT_PINNEDPUBLICKEY for a peer's identity. */
 int gw_pin_text(const uint8_t pk[32], char *out, size_t cap);
+
+/* The socket layer under both (fl/net.c and the listener). A listening
+ * socket on "HOST:PORT" (port 0: any; *port the bound one) or a connected
+ * one to it; -1 on failure. */
+int gw_tcp_listen(const char *addr, int backlog, int *port /* out */, struct cit_err *err);
+int gw_tcp_connect(const char *addr, struct cit_err *err);
+/* Blocking send and receive timeouts on fd. */
+void gw_set_timeout(int fd, double s);
+/* Runs the handshake on fd (timeout_s at most) and gives the key the peer
+ * proved; NULL on failure (an unpinned peer included). */
+struct ssl_st *gw_tls_handshake(struct ssl_ctx_st *ctx, int fd, int server, double timeout_s,
+                                uint8_t pk[32] /* out */, struct cit_err *err);
+/* The raw key of an Ed25519 certificate: 0, or -1 when it is not one. */
+int gw_cert_key(const struct x509_st *x, uint8_t pk[32] /* out */);
 
 /* ---- the peer listener (listen.c) ----
  *
@@ -123,5 +140,86 @@ int gw_passport_hash(const char *wire, size_t len, uint8_t hash[32] /* out */);
  * mismatch. vk_a NULL: a/node.vkey. */
 int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk_b,
                   struct cit_buf *report, struct cit_err *err);
+
+/* ---- the gateway: forwarding (gateway.c) ----
+ *
+ * One per node, made from the policy's peers and the node key. Each peer
+ * keeps a few libcurl handles (each keeps its connection alive between
+ * requests), a health state from a background check, and a circuit
+ * breaker: after GW_BREAK_AFTER failures in a row a peer is skipped for
+ * GW_BREAK_S seconds, then one request tries it again. */
+#define GW_BREAK_AFTER 3
+#define GW_BREAK_S     10
+
+struct pol_policy;
+struct gw;
+
+int gw_open(const struct pol_policy *pol, const struct ledger_skey *key, struct gw **out /* out */,
+            struct cit_err *err);
+void gw_close(struct gw *g);
+/* Starts the health checks (every interval_s seconds; the first at once,
+ * which also opens the connections). */
+int gw_start_checks(struct gw *g, int interval_s, struct cit_err *err);
+
+/* What the transport gives a forward. The gateway seals a passport for
+ * each citadel peer it tries (to, id, digest, issued and expires are its). */
+struct gw_send {
+    const int *peers; /* policy indices, in order */
+    int n_peers;
+    int chat;           /* chat/completions, else completions */
+    const char *body;   /* the request's JSON: "model" and "stream" are set per peer */
+    size_t len;
+    int64_t deadline_ms; /* unix ms by which the answer must end; 0: the peers' own limits */
+    struct gw_passport pass; /* the fields the gate filled */
+    int max_class;           /* the request's most sensitive class (metrics), -1: none */
+    const atomic_int *cancel; /* set by the transport: stop now (may be NULL) */
+    /* each piece of the answer's text as it comes (the stream's deltas) */
+    void (*on_text)(void *user, const char *text, size_t len);
+    void *user;
+};
+
+/* What came of it. */
+struct gw_result {
+    int peer;           /* the policy index of the peer that answered; -1: none */
+    int status;         /* 200, the peer's status, or 502/503/504 */
+    int streamed;       /* some text came (no other peer was tried after it) */
+    int broke_off;      /* the answer ended early: the peer stalled or the link broke */
+    char finish[32];    /* the stream's finish_reason ("stop", "length", ...) */
+    int64_t prompt_tokens, completion_tokens; /* the peer's usage; -1: not told */
+    char err_type[48], err_code[48]; /* a refusal's OpenAI error */
+    char msg[600];
+    char passport[GW_MAX_WIRE]; /* the one sent to the peer that answered ("": none) */
+    char receipt[GW_MAX_WIRE];  /* that peer's receipt ("": none) */
+    char tried[256];            /* peers tried, with why each failed */
+    uint64_t bytes_out;         /* request bytes sent, every attempt together */
+    /* earlier attempts that reached a citadel peer which then could not
+     * take the request (it answered 429 or 5xx): each holds the passport,
+     * so the origin records each */
+    struct gw_attempt {
+        int peer, status;
+        char passport[GW_MAX_WIRE], receipt[GW_MAX_WIRE];
+    } prior[8];
+    int n_prior;
+};
+
+/* Sends s to its peers in order until one answers; blocks the calling
+ * thread until the answer ends. Retries only before any text came. */
+void gw_forward(struct gw *g, const struct gw_send *s, struct gw_result *r /* out */);
+
+struct gw_peer_stats {
+    char id[64], kind[8], url[256], jurisdiction[16];
+    int healthy;           /* the last check answered */
+    int breaker_open;      /* skipped for now */
+    int64_t last_check;    /* unix seconds; 0: never */
+    double last_check_ms;  /* its round trip */
+    char last_error[200];
+    uint64_t requests, failures, bytes_out;
+    double latency_sum_s; /* until the answer ended, over requests */
+    uint64_t bytes_out_class[32]; /* by the most sensitive class sent (policy class index) */
+};
+int gw_peer_count(const struct gw *g);
+void gw_peer_stats(struct gw *g, int i, struct gw_peer_stats *st /* out */);
+/* One check of peer i now (citadel peer test): fills st. */
+int gw_check(struct gw *g, int i, struct cit_err *err);
 
 #endif

@@ -311,7 +311,7 @@ int fl_serve(const struct fl_serve_opts *o, struct cit_err *err)
         goto out;
     }
     for (int m = 0; m < n; m++) s.conns[m].fd = -1;
-    if ((rc = fl_tls_new(1, o->key, o->roster.pk, n, &ctx, err))) goto out;
+    if ((rc = gw_tls_new(1, o->key, o->roster.pk, n, &ctx, err))) goto out;
     if ((lfd = fl_net_listen(o->listen, &port, err)) < 0) {
         rc = CIT_EIO;
         goto out;
@@ -452,7 +452,7 @@ out:
         if (s.conns[m].fd >= 0) fl_net_close(&s.conns[m]);
     for (int m = 0; s.fr && m < n; m++) cit_buf_free(&s.fr[m]);
     if (lfd >= 0) close(lfd);
-    fl_tls_free(ctx);
+    gw_tls_free(ctx);
     cit_free(s.conns);
     cit_free(s.fr);
     cit_free(s.cs);

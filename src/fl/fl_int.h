@@ -7,6 +7,7 @@
 
 #include "citadel/core.h"
 #include "citadel/fl.h"
+#include "citadel/gateway.h"
 
 /* ---- a seeded generator for what needs repeatability, not secrecy ----
  * (shuffles, partitions, weight initialisation, stochastic rounding):
@@ -238,11 +239,6 @@ struct fl_conn {
     struct cit_buf in;
 };
 
-/* A TLS 1.3 context that presents a certificate for key and accepts only a
- * peer whose Ed25519 key is one of pins (kept by reference). */
-int fl_tls_new(int server, const struct ledger_skey *key, const uint8_t (*pins)[32], int npins,
-               struct ssl_ctx_st **out /* out */, struct cit_err *err);
-void fl_tls_free(struct ssl_ctx_st *ctx);
 /* A listening socket on "HOST:PORT" (port 0: any), or -1; *port the bound one. */
 int fl_net_listen(const char *addr, int *port /* out */, struct cit_err *err);
 /* Accepts one connection and completes the handshake (10 s at most): 0, 1

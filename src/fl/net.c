@@ -1,14 +1,9 @@
 /*
- * The federation's transport: TLS 1.3 with mutual authentication, and
- * frames over it.
- *
- * Identities. Every node has an Ed25519 signing key (ledger_key_load's
- * format). Its TLS certificate is self-signed with that key and made fresh
- * at start; what the other side checks is the key, against its pins (the
- * roster on the coordinator, the coordinator's key on a participant), during
- * the handshake: an unpinned peer gets a handshake failure and nothing
- * else. The same key is the roster identity SecAgg+ signs with, so the TLS
- * peer and the protocol party are one.
+ * The federation's transport: frames over the nodes' TLS 1.3 with mutual
+ * authentication (gateway/tls.c, which the peer links share). The pins are
+ * the roster on the coordinator and the coordinator's key on a
+ * participant; the same key is the roster identity SecAgg+ signs with, so
+ * the TLS peer and the protocol party are one.
  *
  * The coordinator talks to all participants at once over non-blocking
  * sockets (fl_net_exchange: write each its frame, read each one reply, until
@@ -29,192 +24,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "citadel/gateway.h"
 #include "citadel/ledger.h"
 #include "fl_int.h"
 
-/* ---- TLS contexts ---- */
-
-static int pins_idx = -1; /* SSL_CTX ex-data slot for the pins */
-
-struct fl_pins {
-    int n;
-    const uint8_t (*pk)[32];
-};
-
-static void tls_err(struct cit_err *err, const char *what)
-{
-    char buf[200];
-    unsigned long e = ERR_get_error();
-    ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    cit_err_set(err, CIT_EIO, "%s: %s", what, e ? buf : "failed");
-}
-
-/* The raw Ed25519 key of a certificate: 0, or -1 when it is not one. */
-static int cert_key(X509 *x, uint8_t pk[32])
-{
-    EVP_PKEY *k = X509_get0_pubkey(x);
-    size_t n = 32;
-    if (!k || EVP_PKEY_id(k) != EVP_PKEY_ED25519) return -1;
-    return EVP_PKEY_get_raw_public_key(k, pk, &n) == 1 && n == 32 ? 0 : -1;
-}
-
-/* Accepts exactly one certificate whose key is pinned. The chain is not
- * built (the certificates are self-signed); the handshake already proved
- * the peer holds the certificate's key. */
-static int verify_cb(int ok, X509_STORE_CTX *st)
-{
-    SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
-    const struct fl_pins *pins = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), pins_idx);
-    X509 *x = X509_STORE_CTX_get_current_cert(st);
-    uint8_t pk[32];
-    (void)ok;
-    if (X509_STORE_CTX_get_error_depth(st) != 0 || !pins || !x || cert_key(x, pk)) return 0;
-    for (int i = 0; i < pins->n; i++)
-        if (!memcmp(pins->pk[i], pk, 32)) return 1;
-    return 0;
-}
-
-int fl_tls_new(int server, const struct ledger_skey *key, const uint8_t (*pins)[32], int npins,
-               SSL_CTX **out, struct cit_err *err)
-{
-    SSL_CTX *ctx = NULL;
-    EVP_PKEY *pkey = NULL;
-    X509 *x = NULL;
-    struct fl_pins *p = NULL;
-    int rc = CIT_EIO;
-    if (pins_idx < 0) pins_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    /* libsodium's secret key is seed || public key */
-    pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, key->sk, 32);
-    x = X509_new();
-    p = cit_malloc(sizeof(*p));
-    if (!pkey || !x || !p || pins_idx < 0) {
-        tls_err(err, "TLS key");
-        goto out;
-    }
-    p->n = npins;
-    p->pk = pins;
-    {
-        X509_NAME *nm = X509_get_subject_name(x);
-        if (!X509_set_version(x, 2) || !ASN1_INTEGER_set(X509_get_serialNumber(x), 1) ||
-            !X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
-            !X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 3650) || !X509_set_pubkey(x, pkey) ||
-            !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8,
-                                        (const unsigned char *)key->vk.name, -1, -1, 0) ||
-            !X509_set_issuer_name(x, nm) || !X509_sign(x, pkey, NULL)) {
-            tls_err(err, "TLS certificate");
-            goto out;
-        }
-    }
-    ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_use_certificate(ctx, x) || !SSL_CTX_use_PrivateKey(ctx, pkey) ||
-        !SSL_CTX_check_private_key(ctx) || !SSL_CTX_set_ex_data(ctx, pins_idx, p)) {
-        tls_err(err, "TLS context");
-        goto out;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
-    SSL_CTX_set_num_tickets(ctx, 0); /* no resumption: every connection authenticates */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    *out = ctx;
-    ctx = NULL;
-    p = NULL;
-    rc = 0;
-out:
-    SSL_CTX_free(ctx);
-    EVP_PKEY_free(pkey);
-    X509_free(x);
-    cit_free(p);
-    return rc;
-}
-
-void fl_tls_free(SSL_CTX *ctx)
-{
-    if (!ctx) return;
-    cit_free(SSL_CTX_get_ex_data(ctx, pins_idx));
-    SSL_CTX_free(ctx);
-}
-
-/* ---- sockets ---- */
-
-static int split_addr(const char *addr, char *host, size_t hcap, const char **port,
-                      struct cit_err *err)
-{
-    const char *colon = strrchr(addr, ':');
-    size_t hn;
-    if (!colon || colon == addr || !colon[1])
-        return cit_err_set(err, CIT_EINVAL, "'%s': expected HOST:PORT", addr);
-    hn = (size_t)(colon - addr);
-    if (addr[0] == '[' && hn > 2 && addr[hn - 1] == ']') addr++, hn -= 2;
-    if (hn >= hcap) return cit_err_set(err, CIT_EINVAL, "'%s': host too long", addr);
-    memcpy(host, addr, hn);
-    host[hn] = 0;
-    *port = colon + 1;
-    return 0;
-}
-
-static void set_timeout(int fd, double s)
-{
-    struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
 int fl_net_listen(const char *addr, int *port /* out */, struct cit_err *err)
 {
-    char host[256];
-    const char *ps;
-    struct addrinfo hints = {0}, *ai = NULL;
-    int fd = -1, one = 1, g;
-    if (split_addr(addr, host, sizeof(host), &ps, err)) return -1;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if ((g = getaddrinfo(host, ps, &hints, &ai))) {
-        cit_err_set(err, CIT_EINVAL, "listen %s: %s", addr, gai_strerror(g));
-        return -1;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, FL_MAX_CLIENTS)) {
-        cit_err_set(err, CIT_EIO, "listen %s: %s", addr, strerror(errno));
-        if (fd >= 0) close(fd);
-        freeaddrinfo(ai);
-        return -1;
-    }
-    freeaddrinfo(ai);
-    {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        getsockname(fd, (struct sockaddr *)&ss, &sl);
-        *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
-    }
-    return fd;
-}
-
-/* Finishes the handshake on fd and reads the peer's key. */
-static SSL *handshake(SSL_CTX *ctx, int fd, int server, double timeout_s, uint8_t pk[32],
-                      struct cit_err *err)
-{
-    SSL *ssl = SSL_new(ctx);
-    X509 *peer;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    set_timeout(fd, timeout_s);
-    if (!ssl || !SSL_set_fd(ssl, fd) || (server ? SSL_accept(ssl) : SSL_connect(ssl)) != 1) {
-        tls_err(err, "TLS handshake");
-        SSL_free(ssl);
-        return NULL;
-    }
-    peer = SSL_get1_peer_certificate(ssl);
-    if (!peer || cert_key(peer, pk)) {
-        X509_free(peer);
-        SSL_free(ssl);
-        cit_err_set(err, CIT_EINVAL, "TLS handshake: the peer sent no Ed25519 certificate");
-        return NULL;
-    }
-    X509_free(peer);
-    return ssl;
+    return gw_tcp_listen(addr, FL_MAX_CLIENTS, port, err);
 }
 
 int fl_net_accept(SSL_CTX *ctx, int lfd, double timeout_s, struct fl_conn *c, struct cit_err *err)
@@ -226,7 +42,7 @@ int fl_net_accept(SSL_CTX *ctx, int lfd, double timeout_s, struct fl_conn *c, st
     if (r == 0) return 1;
     if (r < 0 || (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
         return cit_err_set(err, CIT_EIO, "accept: %s", strerror(errno));
-    c->ssl = handshake(ctx, fd, 1, 10, c->pk, err);
+    c->ssl = gw_tls_handshake(ctx, fd, 1, 10, c->pk, err);
     if (!c->ssl) {
         close(fd);
         return CIT_EINVAL;
@@ -238,26 +54,11 @@ int fl_net_accept(SSL_CTX *ctx, int lfd, double timeout_s, struct fl_conn *c, st
 int fl_net_connect(SSL_CTX *ctx, const char *addr, double timeout_s, struct fl_conn *c,
                    struct cit_err *err)
 {
-    char host[256];
-    const char *ps;
-    struct addrinfo hints = {0}, *ai = NULL, *a;
-    int fd = -1, g;
+    int fd;
     memset(c, 0, sizeof(*c));
     c->fd = -1;
-    if (split_addr(addr, host, sizeof(host), &ps, err)) return CIT_EINVAL;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    if ((g = getaddrinfo(host, ps, &hints, &ai)))
-        return cit_err_set(err, CIT_EINVAL, "connect %s: %s", addr, gai_strerror(g));
-    for (a = ai; a; a = a->ai_next) {
-        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && !connect(fd, a->ai_addr, a->ai_addrlen)) break;
-        if (fd >= 0) close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    if (fd < 0) return cit_err_set(err, CIT_EIO, "connect %s: %s", addr, strerror(errno));
-    c->ssl = handshake(ctx, fd, 0, timeout_s, c->pk, err);
+    if ((fd = gw_tcp_connect(addr, err)) < 0) return CIT_EIO;
+    c->ssl = gw_tls_handshake(ctx, fd, 0, timeout_s, c->pk, err);
     if (!c->ssl) {
         close(fd);
         cit_err_prefix(err, addr);

@@ -479,7 +479,7 @@ int fl_join(const struct fl_join_opts *o, struct cit_err *err)
         return cit_err_set(err, CIT_EINVAL, "this node's key (%s) is not in the roster",
                            o->key->vk.name);
     if (o->dp_state && (rc = fl_dp_load(o->dp_state, &c.dp, err))) return rc;
-    if ((rc = fl_tls_new(0, o->key, (const uint8_t(*)[32])o->coordinator, 1, &ctx, err))) return rc;
+    if ((rc = gw_tls_new(0, o->key, (const uint8_t(*)[32])o->coordinator, 1, &ctx, err))) return rc;
     if ((rc = fl_net_connect(ctx, o->connect, 30, &c.c, err))) goto out;
     fl_net_nonblock(&c.c, (int)((o->timeout_s > 0 ? o->timeout_s : 3600) * 1000));
     cit_log(CIT_LOG_INFO, "fl: joined %s as %s", o->connect, o->key->vk.name);
@@ -568,7 +568,7 @@ out:
     if (c.c.fd >= 0 || c.c.ssl) fl_net_close(&c.c);
     fl_sa_client_free(c.sa);
     cit_free(c.seen.task.w);
-    fl_tls_free(ctx);
+    gw_tls_free(ctx);
     cit_buf_free(&f);
     cit_buf_free(&c.out);
     cit_buf_free(&c.detail);
