@@ -156,12 +156,20 @@ int gw_receipt_peek(const char *wire, size_t len, struct gw_receipt *r /* out */
 /* ---- cross-checking two ledgers (crosscheck.c) ----
  *
  * a and b are ledger directories, each verified with its key (ledger_verify)
- * first. Then: every receipt in a signed by b's key names an entry of b
- * whose leaf hash it gives and which holds the same passport; every
- * passport in b signed by a's key is in an entry of a; a forward of a whose
- * passport b holds but that has no receipt is reported (the answer broke
- * off) but is not an error. Writes a report; CIT_EFORMAT naming the first
- * mismatch. vk_a NULL: a/node.vkey. */
+ * first; vk_a and vk_b are the keys' texts ("<name>+<id>+<base64>", the
+ * node.vkey line); vk_a NULL: a/node.vkey, vk_b is required. Then, in each
+ * direction (a's forwards to b, and b's to a): every receipt in the origin's
+ * ledger signed by the receiver's key names an entry of the receiver whose
+ * leaf hash it gives and which holds the same passport (compared by hash);
+ * every passport in the receiver's ledger signed by the origin's key is in
+ * an entry of the origin's. A forward whose passport the receiver holds but
+ * that has no receipt is reported (the answer broke off, or the receiver
+ * refused it), and so is one the receiver never recorded (unreachable, or
+ * refused at the handshake); neither is an error. Which forwards were meant
+ * for the receiver is told by the passports' "to" (see crosscheck.c);
+ * passports and receipts of other peers are counted, not checked. Writes a
+ * report (both verify reports, then each direction, every mismatch);
+ * CIT_EFORMAT naming the first mismatch ("entry 5 of A: ..."). */
 int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk_b,
                   struct cit_buf *report, struct cit_err *err);
 
