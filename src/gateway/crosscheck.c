@@ -39,6 +39,7 @@
 #define MAX_LISTED     8  /* entry numbers listed per line of the report */
 #define MAX_MISMATCHES 20 /* mismatches written to the report */
 #define MAX_NAMES      16 /* names one origin gives one receiver */
+#define PL(n)          ((n) == 1 ? "" : "s")
 
 enum by { BY_OWN, BY_PEER, BY_OTHER, BY_NONE /* cannot be decoded */ };
 
@@ -70,6 +71,7 @@ struct names {
 
 struct check {
     struct cit_buf *report;
+    struct cit_buf held; /* this direction's mismatches, written after its counts */
     struct cit_err *err;
     int mismatches;
 };
@@ -202,11 +204,11 @@ static void mismatch(struct check *c, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (!c->mismatches) cit_err_set(c->err, CIT_EFORMAT, "%s", msg);
-    if (c->mismatches < MAX_MISMATCHES) cit_buf_printf(c->report, "  MISMATCH: %s\n", msg);
+    if (c->mismatches < MAX_MISMATCHES) cit_buf_printf(&c->held, "  MISMATCH: %s\n", msg);
     c->mismatches++;
 }
 
-/* " (entries 3, 7, ...)" of the first MAX_LISTED */
+/* ": entries 3, 7, ..." of the first MAX_LISTED */
 struct listed {
     uint64_t n, seq[MAX_LISTED];
 };
@@ -219,10 +221,10 @@ static void list_add(struct listed *l, uint64_t seq)
 
 static void list_print(struct cit_buf *b, const struct listed *l)
 {
-    cit_buf_printf(b, " (entr%s", l->n == 1 ? "y" : "ies");
+    cit_buf_printf(b, ": entr%s", l->n == 1 ? "y" : "ies");
     for (uint64_t i = 0; i < l->n && i < MAX_LISTED; i++)
         cit_buf_printf(b, "%s %llu", i ? "," : "", (unsigned long long)l->seq[i]);
-    cit_buf_printf(b, "%s)", l->n > MAX_LISTED ? ", ..." : "");
+    cit_buf_printf(b, "%s\n", l->n > MAX_LISTED ? ", ..." : "");
 }
 
 static int names_has(const struct names *nm, const char *s)
@@ -344,48 +346,45 @@ static void check_direction(struct check *c, const struct side *x, const struct 
                      (unsigned long long)e->seq, y->dir, x->dir, x->dir, e->id);
     }
 
-    cit_buf_printf(c->report, "%s -> %s", x->dir, y->dir);
+    cit_buf_printf(c->report, "forwards from %s (the origin) to %s (the peer):\n", x->dir, y->dir);
     if (to_y.n) {
-        cit_buf_printf(c->report, " (%s calls it ", x->dir);
+        cit_buf_printf(c->report, "  the origin calls the peer ");
         names_print(c->report, &to_y);
         if (y_calls_x.n) {
-            cit_buf_printf(c->report, "; it calls %s ", x->dir);
+            cit_buf_printf(c->report, "; the peer calls the origin ");
             names_print(c->report, &y_calls_x);
         }
-        cit_buf_printf(c->report, ")");
+        cit_buf_printf(c->report, "\n");
     }
-    cit_buf_printf(c->report,
-                   ":\n  %llu passports %s signed for %s; %llu answered with receipts that match "
-                   "%s's entries\n",
-                   (unsigned long long)sent, x->dir, y->dir, (unsigned long long)answered, y->dir);
+    cit_buf_printf(c->report, "  %llu passport%s sent, %llu answered with receipts that match\n",
+                   (unsigned long long)sent, PL(sent), (unsigned long long)answered);
     if (pruned.n) {
         cit_buf_printf(c->report,
-                       "  %llu of those name entries %s pruned (their leaf hashes match)",
-                       (unsigned long long)pruned.n, y->dir);
+                       "  %llu of those receipts name entries the peer pruned (their leaf hashes "
+                       "match; their text is gone)",
+                       (unsigned long long)pruned.n);
         list_print(c->report, &pruned);
-        cit_buf_printf(c->report, "\n");
     }
     if (broke.n) {
-        cit_buf_printf(
-            c->report,
-            "  %llu without a receipt though %s holds the passport (the answer broke off, "
-            "or %s refused it)",
-            (unsigned long long)broke.n, y->dir, y->dir);
+        cit_buf_printf(c->report,
+                       "  %llu without a receipt though the peer holds the passport (the answer "
+                       "broke off, or the peer refused it)",
+                       (unsigned long long)broke.n);
         list_print(c->report, &broke);
-        cit_buf_printf(c->report, "\n");
     }
     if (unseen.n) {
         cit_buf_printf(c->report,
-                       "  %llu %s never recorded (unreachable, or refused at the handshake)",
-                       (unsigned long long)unseen.n, y->dir);
+                       "  %llu the peer never recorded (unreachable, or refused at the handshake)",
+                       (unsigned long long)unseen.n);
         list_print(c->report, &unseen);
-        cit_buf_printf(c->report, "\n");
     }
-    cit_buf_printf(c->report, "  %llu passports signed by %s's key in %s's ledger\n",
-                   (unsigned long long)held, x->dir, y->dir);
+    cit_buf_printf(c->report, "  %llu passport%s in the peer's ledger signed by the origin's key\n",
+                   (unsigned long long)held, PL(held));
     if (to_others)
-        cit_buf_printf(c->report, "  %llu passports %s sent to other peers (not checked)\n",
-                       (unsigned long long)to_others, x->dir);
+        cit_buf_printf(c->report, "  %llu passport%s sent to other peers (not checked)\n",
+                       (unsigned long long)to_others, PL(to_others));
+    if (c->held.len) cit_buf_add(c->report, c->held.p, c->held.len);
+    c->held.len = 0;
 }
 
 /* Counts what neither key signed. */
@@ -397,12 +396,16 @@ static void others(struct check *c, const struct side *s)
         unreadable += s->e[i].by == BY_NONE;
         receipts += s->e[i].has_receipt && s->e[i].by != BY_OWN;
     }
-    if (other || unreadable || receipts)
+    if (other)
+        cit_buf_printf(c->report, "%s: %llu passport%s of other peers (not checked)\n", s->dir,
+                       (unsigned long long)other, PL(other));
+    if (unreadable)
         cit_buf_printf(c->report,
-                       "%s: %llu passports of other peers, %llu that cannot be decoded (refused "
-                       "at the door), %llu receipts on them (not checked)\n",
-                       s->dir, (unsigned long long)other, (unsigned long long)unreadable,
-                       (unsigned long long)receipts);
+                       "%s: %llu passport%s that cannot be decoded (refused at the door)\n", s->dir,
+                       (unsigned long long)unreadable, PL(unreadable));
+    if (receipts)
+        cit_buf_printf(c->report, "%s: %llu receipt%s on passports not its own (not checked)\n",
+                       s->dir, (unsigned long long)receipts, PL(receipts));
 }
 
 /* ---- the whole check ---- */
@@ -425,24 +428,11 @@ static int key_of(const char *dir, const char *text, struct ledger_vkey *vk, str
     return rc;
 }
 
-static void indent(struct cit_buf *out, const char *title, const struct cit_buf *in)
-{
-    const char *p = in->p ? in->p : "";
-    cit_buf_printf(out, "%s\n", title);
-    while (*p) {
-        size_t n = strcspn(p, "\n");
-        cit_buf_printf(out, "  %.*s\n", (int)n, p);
-        p += n + (p[n] == '\n');
-    }
-}
-
 int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk_b,
                   struct cit_buf *report, struct cit_err *err)
 {
     struct side sa = {0}, sb = {0};
-    struct cit_buf rep = {0};
-    struct check c = {report, err, 0};
-    char title[1300];
+    struct check c = {report, {0}, err, 0};
     int rc;
     if (!a || !b || !vk_b)
         return cit_err_set(err, CIT_EINVAL,
@@ -454,14 +444,8 @@ int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk
         goto out;
     }
     /* each ledger sound on its own first */
-    if ((rc = ledger_verify(a, vk_a, &rep, err))) goto out;
-    snprintf(title, sizeof(title), "%s (key %s):", a, sa.vk.name);
-    indent(report, title, &rep);
-    rep.len = 0;
-    if (rep.p) rep.p[0] = 0;
-    if ((rc = ledger_verify(b, vk_b, &rep, err))) goto out;
-    snprintf(title, sizeof(title), "%s (key %s):", b, sb.vk.name);
-    indent(report, title, &rep);
+    if ((rc = ledger_verify(a, vk_a, report, err)) || (rc = ledger_verify(b, vk_b, report, err)))
+        goto out;
     if ((rc = ledger_view_open(a, &sa.v, err)) || (rc = ledger_view_open(b, &sb.v, err)) ||
         (rc = side_load(&sa, &sb.vk, err)) || (rc = side_load(&sb, &sa.vk, err)))
         goto out;
@@ -478,7 +462,7 @@ int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk
     } else
         cit_buf_printf(report, "cross-check: OK, the two ledgers agree on what crossed\n");
 out:
-    cit_buf_free(&rep);
+    cit_buf_free(&c.held);
     side_free(&sa);
     side_free(&sb);
     return rc;
