@@ -366,25 +366,26 @@ void test_gateway_passport_hostile(void)
         CHECK(body_of(rw.p, body, sizeof(body)));
         CHECK(gw_receipt_open(rw.p, rw.len, &ka.vk, &s, &err) == CIT_EINVAL &&
               strstr(err.msg, "receipt: the signature does not verify"));
-        CHECK(!replace(body, ",\"seq\":3", "", b2, sizeof(b2)));
-        sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
-        CHECK(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT &&
-              strstr(err.msg, "receipt: field 'seq' missing"));
-        CHECK(!replace(body, "\"status\":200", "\"status\":42", b2, sizeof(b2)));
-        sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
-        CHECK(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT &&
-              strstr(err.msg, "field 'status' is 42, outside [100, 599]"));
-        CHECK(!replace(body, "\"seq\":3", "\"seq\":9223372036854775808", b2, sizeof(b2)));
-        sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
-        CHECK(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT);
-        CHECK(!replace(body, "\"seq\":3", "\"seq\":-3", b2, sizeof(b2)));
-        sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
-        CHECK(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT &&
-              strstr(err.msg, "field 'seq' is -3"));
-        CHECK(!replace(body, "\"leaf\":\"", "\"leaf\":\"0", b2, sizeof(b2)));
-        sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
-        CHECK(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT &&
-              strstr(err.msg, "field 'leaf' is not 64 lowercase hex"));
+        {
+            static const struct {
+                const char *from, *to, *want;
+            } rcases[] = {
+                {",\"seq\":3", "", "receipt: field 'seq' missing"},
+                {"\"status\":200", "\"status\":42", "field 'status' is 42, outside [100, 599]"},
+                {"\"seq\":3", "\"seq\":9223372036854775808", "too big integer"},
+                {"\"seq\":3", "\"seq\":-3", "field 'seq' is -3"},
+                {"\"leaf\":\"", "\"leaf\":\"0", "field 'leaf' is not 64 lowercase hex"},
+                {"\"receiver\":\"node-b\"", "\"receiver\":[]", "field 'receiver' is not a string"},
+            };
+            for (size_t i = 0; i < sizeof(rcases) / sizeof(*rcases); i++) {
+                memset(&s, 0xa5, sizeof(s));
+                CHECKF(!replace(body, rcases[i].from, rcases[i].to, b2, sizeof(b2)), "case %zu", i);
+                sign_body(rctx, b2, strlen(b2), &kb, t, sizeof(t));
+                CHECKF(gw_receipt_open(t, strlen(t), &kb.vk, &s, &err) == CIT_EFORMAT &&
+                           strstr(err.msg, rcases[i].want) && ((uint8_t *)&s)[0] == 0xa5,
+                       "case %zu: %s", i, err.msg);
+            }
+        }
         /* seal refuses what the format cannot carry */
         rw.len = 0;
         r.status = 42;

@@ -208,7 +208,7 @@ static void mismatch(struct check *c, const char *fmt, ...)
     c->mismatches++;
 }
 
-/* ": entries 3, 7, ..." of the first MAX_LISTED */
+/* Entry numbers, for the report. */
 struct listed {
     uint64_t n, seq[MAX_LISTED];
 };
@@ -219,9 +219,11 @@ static void list_add(struct listed *l, uint64_t seq)
     l->n++;
 }
 
-static void list_print(struct cit_buf *b, const struct listed *l)
+/* "  N what: entries 3, 7, ..." (the first MAX_LISTED), when there are any */
+static void list_print(struct cit_buf *b, const char *what, const struct listed *l)
 {
-    cit_buf_printf(b, ": entr%s", l->n == 1 ? "y" : "ies");
+    if (!l->n) return;
+    cit_buf_printf(b, "  %llu %s: entr%s", (unsigned long long)l->n, what, l->n == 1 ? "y" : "ies");
     for (uint64_t i = 0; i < l->n && i < MAX_LISTED; i++)
         cit_buf_printf(b, "%s %llu", i ? "," : "", (unsigned long long)l->seq[i]);
     cit_buf_printf(b, "%s\n", l->n > MAX_LISTED ? ", ..." : "");
@@ -358,26 +360,16 @@ static void check_direction(struct check *c, const struct side *x, const struct 
     }
     cit_buf_printf(c->report, "  %llu passport%s sent, %llu answered with receipts that match\n",
                    (unsigned long long)sent, PL(sent), (unsigned long long)answered);
-    if (pruned.n) {
-        cit_buf_printf(c->report,
-                       "  %llu of those receipts name entries the peer pruned (their leaf hashes "
-                       "match; their text is gone)",
-                       (unsigned long long)pruned.n);
-        list_print(c->report, &pruned);
-    }
-    if (broke.n) {
-        cit_buf_printf(c->report,
-                       "  %llu without a receipt though the peer holds the passport (the answer "
-                       "broke off, or the peer refused it)",
-                       (unsigned long long)broke.n);
-        list_print(c->report, &broke);
-    }
-    if (unseen.n) {
-        cit_buf_printf(c->report,
-                       "  %llu the peer never recorded (unreachable, or refused at the handshake)",
-                       (unsigned long long)unseen.n);
-        list_print(c->report, &unseen);
-    }
+    list_print(c->report,
+               "of those receipts name entries the peer pruned (their leaf hashes match; their "
+               "text is gone)",
+               &pruned);
+    list_print(c->report,
+               "without a receipt though the peer holds the passport (the answer broke off, or "
+               "the peer refused it)",
+               &broke);
+    list_print(c->report, "the peer never recorded (unreachable, or refused at the handshake)",
+               &unseen);
     cit_buf_printf(c->report, "  %llu passport%s in the peer's ledger signed by the origin's key\n",
                    (unsigned long long)held, PL(held));
     if (to_others)
