@@ -6,12 +6,14 @@
  * disagreement named by its entry; the CLI over both. */
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sodium.h>
 
 #include "citadel/gateway.h"
 #include "citadel/ledger.h"
 #include "test.h"
+#include "../src/ledger/ledger_int.h"
 
 static const char POLICY_HEX[] = "5d41402abc4b2a76b9719d911017c592"
                                  "5d41402abc4b2a76b9719d911017c592";
@@ -456,10 +458,13 @@ struct pair {
     uint64_t twisted; /* the entry of a (or of b, TW_EXTRA_IN_B) the twist is in */
 };
 
+static int64_t entry_ms; /* the time add() gives entries; 0: now */
+
 static int add(struct ledger *l, const char *tenant, const char *target, const char *action,
                const char *pass, const char *rcpt, uint64_t *seq, uint8_t leaf[32])
 {
     struct ledger_rec e = {0};
+    e.time_ms = entry_ms;
     uint64_t s;
     uint8_t lf[32];
     e.tenant = tenant;
@@ -665,6 +670,90 @@ void test_gateway_crosscheck(void)
                    "case %zu: %s", i, rep.p);
         }
     }
+    cit_buf_free(&rep);
+}
+
+/* Retention: entries a ledger pruned cannot be compared, and are said to
+ * be so rather than called missing; a passport newer than what the origin
+ * kept is still a mismatch. */
+void test_gateway_crosscheck_retention(void)
+{
+    struct ledger_opts oa = {.origin = "a.example/audit", .checkpoint_s = -1};
+    struct ledger_opts ob = {.origin = "b.example/audit", .checkpoint_s = -1};
+    struct ledger *la, *lb;
+    struct ledger_skey ka, kb;
+    struct cit_err err = {{0}};
+    struct cit_buf pw = {0}, rw = {0}, rep = {0};
+    char a[1024], b[1024], a2[1100], b2[1100], path[1200], vpath[1200], cmd[5000], want[2400];
+    char *vb;
+    uint8_t h[32], leaf[32];
+    uint64_t seq, n;
+    const int64_t old_ms = 1700000000000; /* the passports' issue time */
+    snprintf(a, sizeof(a), "%s/xr-a", t_tmpdir());
+    snprintf(b, sizeof(b), "%s/xr-b", t_tmpdir());
+    snprintf(a2, sizeof(a2), "%s-pruned", a);
+    snprintf(b2, sizeof(b2), "%s-pruned", b);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s' '%s' '%s'", a, b, a2, b2);
+    CHECK(system(cmd) == 0);
+    oa.dir = a, ob.dir = b;
+    CHECKF(!ledger_open(&oa, &la, &err) && !ledger_open(&ob, &lb, &err), "%s", err.msg);
+    snprintf(path, sizeof(path), "%s/node.key", a);
+    snprintf(vpath, sizeof(vpath), "%s/node.vkey", a);
+    CHECK(!ledger_key_load(path, vpath, NULL, &ka, &err));
+    snprintf(path, sizeof(path), "%s/node.key", b);
+    snprintf(vpath, sizeof(vpath), "%s/node.vkey", b);
+    CHECK(!ledger_key_load(path, vpath, NULL, &kb, &err));
+    /* an old forward, answered; then a recent one, in both ledgers */
+    for (int i = 0; i < 2; i++) {
+        entry_ms = i ? 0 : old_ms + 1000;
+        CHECK(!seal_p(&ka, "peer-b", i, &pw, h));
+        CHECK(!add(lb, "node-a", "m", "local", pw.p, NULL, &seq, leaf));
+        CHECK(!seal_r(&kb, h, seq, leaf, &rw));
+        CHECK(!add(la, "acme", "peer-b", "forward", pw.p, rw.p, NULL, NULL));
+    }
+    entry_ms = 0;
+    ledger_close(la);
+    ledger_close(lb);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s' && cp -a '%s' '%s'", a, a2, b, b2);
+    CHECK(system(cmd) == 0);
+    CHECK((vb = t_read_file(vpath, &n)));
+
+    /* a pruned its old entry: b's copy of that passport is not compared */
+    CHECKF(!ledger_prune(a2, old_ms + 500000, &n, &err) && n == 1, "%s", err.msg);
+    CHECKF(!gw_crosscheck(a2, NULL, b, vb, &rep, &err), "%s\n%s", err.msg, rep.p);
+    CHECKF(strstr(rep.p, "1 passport sent, 1 answered") &&
+               strstr(rep.p, "2 passports in the peer's ledger signed by the origin's key\n  1 of "
+                             "those issued before the oldest entry the origin kept (retention): "
+                             "not compared: entry 0\n"),
+           "%s", rep.p);
+    /* b pruned its: a's receipt for it is checked by its leaf alone */
+    rep.len = 0;
+    CHECKF(!ledger_prune(b2, old_ms + 500000, &n, &err) && n == 1, "%s", err.msg);
+    CHECKF(!gw_crosscheck(a, NULL, b2, vb, &rep, &err), "%s\n%s", err.msg, rep.p);
+    CHECKF(strstr(rep.p, "2 passports sent, 2 answered") &&
+               strstr(rep.p, "1 of those receipts name entries the peer pruned"),
+           "%s", rep.p);
+    /* a passport issued after what a kept, held by b alone: still a mismatch */
+    {
+        struct gw_passport p;
+        ob.dir = b;
+        CHECK(!ledger_open(&ob, &lb, &err));
+        fill_passport(&p, "peer-b", 9);
+        p.issued = (int64_t)time(NULL) + 1000;
+        p.expires = p.issued + 60;
+        pw.len = 0;
+        CHECK(!gw_passport_seal(&p, &ka, &pw));
+        CHECK(!add(lb, "node-a", "m", "local", pw.p, NULL, &seq, NULL));
+        ledger_close(lb);
+        rep.len = 0;
+        CHECK(gw_crosscheck(a2, NULL, b, vb, &rep, &err) == CIT_EFORMAT);
+        snprintf(want, sizeof(want), "entry %llu of %s holds a passport signed by",
+                 (unsigned long long)seq, b);
+        CHECKF(strstr(err.msg, want), "%s", err.msg);
+    }
+    cit_free(vb);
+    cit_buf_free(&pw);
+    cit_buf_free(&rw);
     cit_buf_free(&rep);
 }
 

@@ -23,6 +23,12 @@
  * answered by a receipt the receiver's key signs. Passports and receipts
  * of other peers are counted, not checked: their keys were not given.
  *
+ * Retention prunes each ledger on its own schedule. A passport issued no
+ * later than the oldest entry a side kept may have had its entry there
+ * pruned: it is reported as not compared rather than missing (with
+ * SKEW_S of slack for the other node's clock). A receipt naming a pruned
+ * entry is checked by its leaf hash alone, which the pruned file keeps.
+ *
  * The logs are read whole into memory (ledger_view), twice: once by
  * ledger_verify, once here. Fine for the sizes ledger.md states.
  */
@@ -40,6 +46,7 @@
 #define MAX_MISMATCHES 20 /* mismatches written to the report */
 #define MAX_NAMES      16 /* names one origin gives one receiver */
 #define PL(n)          ((n) == 1 ? "" : "s")
+#define SKEW_S         300 /* how far two nodes' clocks may differ */
 
 enum by { BY_OWN, BY_PEER, BY_OTHER, BY_NONE /* cannot be decoded */ };
 
@@ -49,6 +56,7 @@ struct pent {
     uint8_t hash[32];
     enum by by;          /* who signed the passport, from this ledger's side */
     char to[64], id[33]; /* the passport's (BY_OWN, BY_PEER) */
+    int64_t issued;      /* the passport's, unix seconds (BY_OWN, BY_PEER) */
     char tenant[64], action[16];
     int has_receipt, receipt_ok; /* receipt_ok: signed by the other side's key */
     struct gw_receipt r;         /* receipt_ok */
@@ -62,6 +70,9 @@ struct side {
     struct pent *e; /* (n) in seq order */
     size_t n;
     size_t *by_hash; /* (n) indices into e, ordered by passport hash */
+    /* unix seconds of the oldest entry retention kept; INT64_MIN when
+     * nothing was pruned */
+    int64_t kept_from_s;
 };
 
 struct names {
@@ -99,6 +110,14 @@ static int side_load(struct side *s, const struct ledger_vkey *peer, struct cit_
 {
     uint64_t lines = s->v.n - s->v.n_pruned;
     size_t cap = 0;
+    s->kept_from_s = INT64_MIN;
+    if (s->v.n_pruned) {
+        json_t *o = lines ? json_loads(s->v.lines[0], 0, NULL) : NULL;
+        const char *t = json_string_value(json_object_get(o, "time"));
+        int64_t ms;
+        s->kept_from_s = t && !ledger_time_parse(t, &ms) ? ms / 1000 : INT64_MAX;
+        json_decref(o);
+    }
     for (uint64_t i = 0; i < lines; i++) {
         const char *line = s->v.lines[i], *w;
         json_t *o;
@@ -134,6 +153,7 @@ static int side_load(struct side *s, const struct ledger_vkey *peer, struct cit_
         if (e->by == BY_OWN || e->by == BY_PEER) {
             memcpy(e->to, p.to, sizeof(e->to));
             memcpy(e->id, p.id, sizeof(e->id));
+            e->issued = p.issued;
         }
         if ((w = json_string_value(json_object_get(o, "receipt")))) {
             struct cit_err re = {{0}};
@@ -252,12 +272,21 @@ static void hex16(const uint8_t h[32], char out[17])
     sodium_bin2hex(out, 17, h, 8);
 }
 
+/* Whether s may have pruned the entry of a passport issued at issued: it
+ * is no newer than the oldest entry s kept (skew: the clock of the node
+ * that issued it may run ahead). */
+static int maybe_pruned(const struct side *s, int64_t issued, int64_t skew)
+{
+    return s->kept_from_s != INT64_MIN &&
+           (s->kept_from_s == INT64_MAX || issued <= s->kept_from_s + skew);
+}
+
 /* ---- one direction: x's forwards to y ---- */
 
 static void check_direction(struct check *c, const struct side *x, const struct side *y)
 {
     struct names to_y = {0}, y_calls_x = {0};
-    struct listed broke = {0}, unseen = {0}, pruned = {0};
+    struct listed broke = {0}, unseen = {0}, pruned = {0}, gone_y = {0}, gone_x = {0};
     uint64_t sent = 0, answered = 0, to_others = 0, held = 0;
     int pass;
     /* pass 0 learns y's names from what y provably saw; pass 1 sorts the rest */
@@ -285,6 +314,8 @@ static void check_direction(struct check *c, const struct side *x, const struct 
             if (!e->has_receipt) {
                 if (in_y)
                     list_add(&broke, e->seq);
+                else if (maybe_pruned(y, e->issued, SKEW_S))
+                    list_add(&gone_y, e->seq);
                 else
                     list_add(&unseen, e->seq);
                 continue;
@@ -341,7 +372,10 @@ static void check_direction(struct check *c, const struct side *x, const struct 
         const struct pent *e = &y->e[i];
         if (e->by != BY_PEER) continue;
         held++;
-        if (!find_hash(x, e->hash, BY_OWN))
+        if (find_hash(x, e->hash, BY_OWN)) continue;
+        if (maybe_pruned(x, e->issued, 1))
+            list_add(&gone_x, e->seq);
+        else
             mismatch(c,
                      "entry %llu of %s holds a passport signed by %s's key that %s's ledger lacks "
                      "(id %s)",
@@ -370,8 +404,13 @@ static void check_direction(struct check *c, const struct side *x, const struct 
                &broke);
     list_print(c->report, "the peer never recorded (unreachable, or refused at the handshake)",
                &unseen);
+    list_print(c->report, "issued before the oldest entry the peer kept (retention): not compared",
+               &gone_y);
     cit_buf_printf(c->report, "  %llu passport%s in the peer's ledger signed by the origin's key\n",
                    (unsigned long long)held, PL(held));
+    list_print(c->report,
+               "of those issued before the oldest entry the origin kept (retention): not compared",
+               &gone_x);
     if (to_others)
         cit_buf_printf(c->report, "  %llu passport%s sent to other peers (not checked)\n",
                        (unsigned long long)to_others, PL(to_others));

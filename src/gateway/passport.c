@@ -165,6 +165,7 @@ static int body_write(const struct kind *k, const void *base, struct cit_buf *ou
     int rc = 0;
     if (!o || json_object_set_new(o, "v", json_integer(VERSION))) rc = CIT_ENOMEM;
     for (int i = 0; !rc && i < k->n; i++) {
+        *why = "out of memory"; /* unless field_json says otherwise */
         if (!(v = field_json(&k->f[i], base, why))) {
             *what = k->f[i].name;
             rc = strcmp(*why, "out of memory") ? CIT_EINVAL : CIT_ENOMEM;
