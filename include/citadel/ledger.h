@@ -271,5 +271,7 @@ void ledger_view_free(struct ledger_view *v);
 
 /* Formats unix milliseconds as RFC 3339 UTC with milliseconds. */
 void ledger_time_str(int64_t ms, char out[32] /* out */);
+/* Reads that form back (an entry's "time"): 0, or -1 for anything else. */
+int ledger_time_parse(const char *s, int64_t *ms /* out */);
 
 #endif

@@ -1,5 +1,6 @@
 /*
  * citadel audit verify [--dir DIR] [--key VKEY_FILE] [--since CHECKPOINT_FILE]
+ *                      [--peer-ledger DIR --peer-key VKEY_FILE]
  * citadel audit checkpoint [--dir DIR]
  * citadel audit proof N [--size S] [--dir DIR]
  * citadel audit consistency M N [--dir DIR]
@@ -11,7 +12,10 @@
  * auditor can check against a signed checkpoint; export prints the entries
  * exactly as stored (the leaf bytes), one per line; checkpoint prints the
  * signed head, which an auditor keeps and gives to verify --since the next
- * time (a ledger rolled back since fails). Times are RFC 3339 UTC
+ * time (a ledger rolled back since fails). verify --peer-ledger also holds
+ * the passports and receipts against a peer's ledger (gw_crosscheck); show
+ * decodes an entry's passport and receipt without checking their
+ * signatures (verify does that). Times are RFC 3339 UTC
  * ("2026-11-01" or "2026-11-01T12:00:00Z"); since is inclusive, until
  * exclusive.
  */
@@ -24,6 +28,7 @@
 
 #include <sodium.h>
 
+#include "citadel/gateway.h"
 #include "citadel/ledger.h"
 #include "citadel/http.h"
 #include "cli.h"
@@ -33,6 +38,8 @@ void cli_usage_audit(FILE *f)
     fputs("usage: citadel audit verify [--dir DIR] [--key VKEY_FILE] [--since CHECKPOINT_FILE]\n"
           "  (no --dir: the ledger of the node's config, --config F or ./citadel.conf;\n"
           "   --since: a checkpoint kept from an earlier look, which the ledger must extend)\n"
+          "         verify ... --peer-ledger DIR --peer-key PEER.vkey: also check the passports\n"
+          "         and receipts against a peer's ledger, both ways\n"
           "       citadel audit checkpoint [--dir DIR]   (the signed head, to keep for --since)\n"
           "         verify ... --since NOTE --witness W.vkey [--witness ...] [--quorum N]:\n"
           "         NOTE must carry the cosignatures of N of the witnesses (default: all)\n"
@@ -90,6 +97,61 @@ static int in_window(const char *line, const char *since, const char *until)
     if (since[0] && strncmp(t, since, strlen(since)) < 0) return 0;
     if (until[0] && strncmp(t, until, strlen(until)) >= 0) return 0;
     return 1;
+}
+
+/* s for a terminal: ASCII and C1 control characters as '?' (a passport
+ * shown here was not verified, and may be a stranger's refused one). */
+static const char *safe(const char *s, char *out, size_t cap)
+{
+    size_t i = 0, o = 0;
+    for (; s[i] && o + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0xc2 && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
+            out[o++] = '?';
+            i++;
+        } else
+            out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (!o && cap > 1) out[o++] = '-';
+    out[o] = 0;
+    return out;
+}
+
+/* The passport and receipt an entry holds, decoded for reading but not
+ * verified: verify --peer-ledger checks their signatures. */
+static void show_crossing(const char *line)
+{
+    static char wire[GW_MAX_WIRE];
+    char a[200], b[200], c[200], d[600], e[600], f[200], g[200], is[32], ex[32];
+    struct cit_err err = {{0}};
+    if (!entry_field(line, "passport", wire, sizeof(wire))) {
+        struct gw_passport p;
+        if (gw_passport_peek(wire, strlen(wire), &p, &err)) {
+            printf("         %s (it cannot be read)\n", safe(err.msg, d, sizeof(d)));
+        } else {
+            cit_utc_seconds(p.issued, is);
+            cit_utc_seconds(p.expires, ex);
+            printf("         passport %s: %s (%s) -> %s, classes %s, declared %s, rule %s, "
+                   "purpose %s, policy %.12s..., issued %s, expires %s (signature not checked)\n",
+                   p.id, safe(p.origin, a, sizeof(a)), safe(p.origin_jurisdiction, b, sizeof(b)),
+                   safe(p.to, c, sizeof(c)), safe(p.classes, d, sizeof(d)),
+                   safe(p.declared, e, sizeof(e)), safe(p.rule, f, sizeof(f)),
+                   safe(p.purpose, g, sizeof(g)), p.policy, is, ex);
+        }
+    }
+    if (!entry_field(line, "receipt", wire, sizeof(wire))) {
+        struct gw_receipt r;
+        char leaf[65];
+        if (gw_receipt_peek(wire, strlen(wire), &r, &err)) {
+            printf("         %s (it cannot be read)\n", safe(err.msg, d, sizeof(d)));
+        } else {
+            sodium_bin2hex(leaf, sizeof(leaf), r.leaf, sizeof(r.leaf));
+            cit_utc_seconds(r.time, is);
+            printf("         receipt: node %s entry %llu, status %d, leaf %.16s..., at %s "
+                   "(signature not checked)\n",
+                   safe(r.receiver, a, sizeof(a)), (unsigned long long)r.seq, r.status, leaf, is);
+        }
+    }
 }
 
 static void print_hash(const char *key, const uint8_t h[LEDGER_HASH])
@@ -248,6 +310,18 @@ fail:
     return rc;
 }
 
+/* The file at path (or - for stdin) given to flag, at most max bytes,
+ * NUL-terminated, into out; says why not on stderr. */
+static int read_text(const char *flag, const char *path, size_t max, struct cit_buf *out)
+{
+    int rc = cli_read_input(path, max, out);
+    if (!rc && cit_buf_add(out, "", 1)) rc = CIT_ENOMEM;
+    if (rc)
+        fprintf(stderr, "citadel audit: %s %s: %s\n", flag, path,
+                rc == CIT_EIO ? strerror(errno) : cit_strerror(rc));
+    return rc;
+}
+
 static int count_flag(void *dst, const char *v)
 {
     return parse_u64(v, dst);
@@ -262,7 +336,7 @@ int cli_audit(int argc, char **argv)
     char since[32] = "", until[32] = "";
     const char *since_arg = NULL, *until_arg = NULL;
     const char *wname = NULL, *out_prefix = NULL, *node_key = NULL, *state = NULL,
-               *note_file = NULL;
+               *note_file = NULL, *peer_ledger = NULL, *peer_key = NULL;
     struct witnesses wit = {0};
     long quorum = 0;
     unsigned long long size = 0, limit = 0;
@@ -292,6 +366,8 @@ int cli_audit(int argc, char **argv)
             {"--node-key", CLI_STR, &node_key, NULL, 0, 0},
             {"--witness-state", CLI_STR, &state, NULL, 0, 0},
             {"--note", CLI_STR, &note_file, NULL, 0, 0},
+            {"--peer-ledger", CLI_STR, &peer_ledger, NULL, 0, 0},
+            {"--peer-key", CLI_STR, &peer_key, NULL, 0, 0},
             {NULL, 0, NULL, NULL, 0, 0},
         };
         if ((rc = cli_flags_parse("audit", flags, &na, argc - 1, argv + 1, pos, 2, &n_pos)))
@@ -313,30 +389,45 @@ int cli_audit(int argc, char **argv)
         dir = ho.node.ledger;
     }
     if (!strcmp(verb, "verify")) {
-        struct cit_buf key = {0}, report = {0}, seen = {0};
+        struct cit_buf key = {0}, report = {0}, seen = {0}, peer_vk = {0};
         if (n_pos) {
             cli_usage_audit(stderr);
             return 2;
         }
-        if (keyfile && (rc = cli_read_input(keyfile, 4096, &key))) {
-            fprintf(stderr, "citadel audit: %s: %s\n", keyfile,
-                    rc == CIT_EIO ? strerror(errno) : cit_strerror(rc));
-            return 1;
+        if (!peer_ledger != !peer_key) {
+            fprintf(stderr, "citadel audit verify: --peer-ledger DIR and --peer-key PEER.vkey go "
+                            "together (the peer's key, given independently of its ledger)\n");
+            return 2;
         }
-        if (keyfile && cit_buf_add(&key, "", 1)) return 1;
-        if (since_arg &&
-            ((rc = cli_read_input(since_arg, 4096, &seen)) || cit_buf_add(&seen, "", 1))) {
-            fprintf(stderr, "citadel audit: --since %s: %s\n", since_arg,
-                    rc == CIT_EIO ? strerror(errno) : cit_strerror(rc ? rc : CIT_ENOMEM));
+        if ((keyfile && read_text("--key", keyfile, 4096, &key)) ||
+            (since_arg && read_text("--since", since_arg, 4096, &seen))) {
             cit_buf_free(&key);
             return 1;
+        }
+        if (peer_key) {
+            struct ledger_vkey pvk;
+            if (cli_read_vkey(peer_key, &pvk, &err)) {
+                fprintf(stderr, "citadel audit verify: --peer-key %s\n", err.msg);
+                cit_buf_free(&key);
+                cit_buf_free(&seen);
+                return 1;
+            }
+            ledger_vkey_format(&pvk, &peer_vk);
         }
         rc = ledger_verify_witnessed(dir, keyfile ? key.p : NULL, since_arg ? seen.p : NULL, wit.v,
                                      wit.n, quorum ? (int)quorum : wit.n, &report, &err);
         if (report.len) fwrite(report.p, 1, report.len, stdout);
+        if (!rc && peer_ledger) {
+            report.len = 0;
+            rc = peer_vk.p ? gw_crosscheck(dir, keyfile ? key.p : NULL, peer_ledger, peer_vk.p,
+                                           &report, &err)
+                           : cit_err_set(&err, CIT_ENOMEM, "out of memory");
+            if (report.len) fwrite(report.p, 1, report.len, stdout);
+        }
         if (rc) fprintf(stderr, "citadel audit verify: FAILED: %s\n", err.msg);
         cit_buf_free(&key);
         cit_buf_free(&seen);
+        cit_buf_free(&peer_vk);
         cit_buf_free(&report);
         return rc ? 1 : 0;
     }
@@ -456,6 +547,7 @@ int cli_audit(int argc, char **argv)
                 printf("%-8llu %.24s %-5s %-12s %-10s %s: %s\n",
                        (unsigned long long)(i + v.n_pruned),
                        entry_time(line) ? entry_time(line) : "?", t, act, rule, name, detail);
+                show_crossing(line);
                 continue;
             }
             {
@@ -465,6 +557,7 @@ int cli_audit(int argc, char **argv)
                 printf("%-8llu %.24s %-16s %-8s %-20s %-16s status=%d tokens=%lld/%lld\n",
                        (unsigned long long)(i + v.n_pruned), tm ? tm : "?", t, act, rule, target,
                        st ? atoi(st + 9) : 0, ti ? atoll(ti + 12) : 0LL, to ? atoll(to + 13) : 0LL);
+                show_crossing(line);
             }
         }
     }

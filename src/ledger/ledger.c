@@ -105,7 +105,7 @@ void ledger_time_str(int64_t ms, char out[32])
     snprintf(out, 32, "%.31s", tmp);
 }
 
-static int parse_time(const char *s, int64_t *ms)
+int ledger_time_parse(const char *s, int64_t *ms)
 {
     struct tm tm = {0};
     int y, mo, d, h, mi, se, milli;
@@ -144,7 +144,7 @@ int ledger_entry_check(const char *line, size_t len, uint64_t seq, const uint8_t
     }
     memcpy(ts, line + hl, 24);
     ts[24] = 0;
-    if (line[hl + 24] != '"' || parse_time(ts, time_ms)) {
+    if (line[hl + 24] != '"' || ledger_time_parse(ts, time_ms)) {
         snprintf(why, why_cap, "its time is not YYYY-MM-DDTHH:MM:SS.mmmZ");
         return CIT_EFORMAT;
     }
