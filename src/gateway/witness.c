@@ -313,7 +313,7 @@ int gw_witness_reply_apply(const char *note, size_t len, const char *reply, size
     struct cit_err e = {{0}};
     const char *p, *end = reply + rlen, *nl;
     size_t body = 0;
-    int line = 0, bad = 0;
+    int line = 0, rc = 0;
     if (witness->type != LEDGER_KEY_COSIGN)
         return cit_err_set(err, CIT_EINVAL, "%s is not a witness's key", witness->name);
     if (!len || len > GW_WITNESS_MAX_NOTE || note[len - 1] != '\n')
@@ -333,50 +333,53 @@ int gw_witness_reply_apply(const char *note, size_t len, const char *reply, size
         return cit_err_set(err, CIT_EFORMAT,
                            "the witness's answer is %zu bytes, more than the %u allowed", rlen,
                            (unsigned)GW_WITNESS_MAX_REPLY);
-    for (p = reply; p < end; p = nl + 1) {
-        size_t n;
+    for (p = reply; p < end && !rc; p = nl + 1) {
+        size_t n, at = (size_t)(p - reply);
         line++;
-        if (!(nl = memchr(p, '\n', (size_t)(end - p))))
-            return cit_err_set(err, CIT_EFORMAT,
-                               "the witness's answer, line %d (byte %zu): no newline at its end",
-                               line, (size_t)(p - reply));
+        if (!(nl = memchr(p, '\n', (size_t)(end - p)))) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "the witness's answer, line %d (byte %zu): no newline at its end",
+                             line, at);
+            break;
+        }
         n = (size_t)(nl - p) + 1;
-        if (n < 5 || memcmp(p, SIG_DASH, 4))
-            return cit_err_set(err, CIT_EFORMAT,
-                               "the witness's answer, line %d (byte %zu): not a signature line "
-                               "(\"\xe2\x80\x94 <name> <base64>\")",
-                               line, (size_t)(p - reply));
-        for (size_t i = 0; i + 1 < n; i++)
+        if (n < 5 || memcmp(p, SIG_DASH, 4)) {
+            rc = cit_err_set(err, CIT_EFORMAT,
+                             "the witness's answer, line %d (byte %zu): not a signature line "
+                             "(\"\xe2\x80\x94 <name> <base64>\")",
+                             line, at);
+            break;
+        }
+        for (size_t i = 0; i + 1 < n && !rc; i++)
             if ((unsigned char)p[i] < 0x20)
-                return cit_err_set(err, CIT_EFORMAT,
-                                   "the witness's answer, line %d: a control character", line);
+                rc = cit_err_set(err, CIT_EFORMAT,
+                                 "the witness's answer, line %d (byte %zu): a control character",
+                                 line, at + i);
+        if (rc) break;
         one.len = 0;
-        bad |= cit_buf_add(&one, note, body);
-        bad |= cit_buf_add(&one, p, n);
-        if (!bad && !ledger_cosignature_check(one.p, one.len, witness, NULL, &e))
-            bad |= cit_buf_add(&keep, p, n);
+        if (cit_buf_add(&one, note, body) || cit_buf_add(&one, p, n)) {
+            rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+            break;
+        }
+        if (!ledger_cosignature_check(one.p, one.len, witness, NULL, &e) &&
+            cit_buf_add(&keep, p, n))
+            rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
     }
     cit_buf_free(&one);
-    if (bad) {
-        cit_buf_free(&keep);
-        return cit_err_set(err, CIT_ENOMEM, "out of memory");
-    }
-    if (!keep.len) {
-        cit_buf_free(&keep);
-        return cit_err_set(err, CIT_EINVAL,
-                           "the witness's answer holds no valid cosignature by %s over this "
-                           "note (%s)",
-                           witness->name, e.msg[0] ? e.msg : "none checked");
-    }
-    if (cit_buf_add(out, note, len))
-        bad = 1;
-    else if (cit_buf_add(out, keep.p, keep.len)) {
-        out->len -= len;
+    if (!rc && !keep.len)
+        rc = cit_err_set(err, CIT_EINVAL,
+                         "the witness's answer holds no valid cosignature by %s over this note "
+                         "(%s)",
+                         witness->name, e.msg[0] ? e.msg : "none checked");
+    if (!rc && cit_buf_add(out, note, len)) {
+        rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+    } else if (!rc && cit_buf_add(out, keep.p, keep.len)) {
+        out->len -= len; /* as it was */
         out->p[out->len] = 0;
-        bad = 1;
+        rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
     }
     cit_buf_free(&keep);
-    return bad ? cit_err_set(err, CIT_ENOMEM, "out of memory") : 0;
+    return rc;
 }
 
 int gw_witness_conflict_size(const char *body, size_t len, uint64_t *size)
