@@ -61,7 +61,10 @@ static void shown(const char *s, size_t n, char *out, size_t cap)
     size_t k = 0;
     for (size_t i = 0; i < n && k + 4 < cap; i++)
         out[k++] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
-    if (k + 4 >= cap && k < n) memcpy(out + k, "...", 3), k += 3;
+    if (k < n) { /* cut: the loop left room for "..." and the NUL */
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
     out[k] = 0;
 }
 
