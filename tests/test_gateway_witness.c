@@ -17,6 +17,7 @@
 #include "citadel/gateway.h"
 #include "citadel/ledger.h"
 #include "test.h"
+#include "../src/core/core_int.h"
 #include "../src/ledger/ledger_int.h"
 
 #define ORIGIN "wit.example/log"
@@ -665,4 +666,58 @@ void test_gateway_witness_log_side(void)
     cit_buf_free(&cosigned);
     cit_buf_free(&out);
     cit_buf_free(&mixed);
+}
+
+/* Every allocation in turn fails: gw_witness_add answers 200 or 500,
+ * gw_witness_reply_apply and gw_witness_body 0 or an error, and a
+ * failure leaves the out-parameters as they were. */
+void test_gateway_witness_alloc_failures(void)
+{
+    struct fix f;
+    struct cit_buf note = {0}, body = {0}, reply = {0}, cosigned = {0};
+    struct ledger_checkpoint cp;
+    struct gw_witness_state st = {0}, next;
+    struct cit_err err = {{0}};
+    int done = 0;
+    CHECK(fix_open(&f, "witness-alloc") == 0);
+    CHECK(grow(&f, 3) == 0 && head(&f, &note, &cp) == 0);
+    CHECK(!gw_witness_body(0, NULL, 0, note.p, note.len, &body, &err));
+    CHECK(gw_witness_add(&f.log, &f.w, &st, body.p, body.len, NOW, &next, &reply, &cosigned,
+                         &err) == 200);
+    for (long nth = 1; !done && nth < 200; nth++) {
+        struct cit_buf r = {0}, c = {0}, o = {0}, b = {0};
+        struct gw_witness_state n2 = {.size = 99};
+        int code, rc, rb;
+        BUF_LIT(&r, "r");
+        BUF_LIT(&c, "c");
+        BUF_LIT(&o, "o");
+        BUF_LIT(&b, "b");
+        cit_alloc_fail_at(nth);
+        code = gw_witness_add(&f.log, &f.w, &st, body.p, body.len, NOW, &n2, &r, &c, &err);
+        rc = gw_witness_reply_apply(note.p, note.len, reply.p, reply.len, &f.w.vk, &o, &err);
+        rb = gw_witness_body(0, NULL, 0, note.p, note.len, &b, &err);
+        done = cit_alloc_injected() == 0;
+        cit_alloc_fail_at(0);
+        CHECKF(code == 200 || code == 500, "allocation %ld: %d", nth, code);
+        if (code == 500) CHECK(n2.size == 99 && r.len == 1 && c.len == 1);
+        if (code == 200) CHECK(n2.size == 3 && r.len == reply.len + 1 && c.len == cosigned.len + 1);
+        /* a cosignature whose check could not allocate reads as not valid */
+        CHECKF(rc == 0 || rc == CIT_ENOMEM || rc == CIT_EINVAL, "allocation %ld: %d", nth, rc);
+        if (rc)
+            CHECK(o.len == 1);
+        else
+            CHECK(o.len == cosigned.len + 1);
+        CHECK(rb == 0 || rb == CIT_ENOMEM);
+        CHECK(b.len == (rb ? 1 : body.len + 1));
+        cit_buf_free(&r);
+        cit_buf_free(&c);
+        cit_buf_free(&o);
+        cit_buf_free(&b);
+    }
+    CHECK(done);
+    fix_close(&f);
+    cit_buf_free(&note);
+    cit_buf_free(&body);
+    cit_buf_free(&reply);
+    cit_buf_free(&cosigned);
 }
