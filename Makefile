@@ -127,7 +127,7 @@ fuzz: deps
 	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect build-fuzz/fuzz_policy \
 	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output build-fuzz/fuzz_bundle \
 	  build-fuzz/fuzz_card build-fuzz/fuzz_fl build-fuzz/fuzz_admin build-fuzz/fuzz_head \
-	  build-fuzz/fuzz_passport
+	  build-fuzz/fuzz_passport build-fuzz/fuzz_witness
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

@@ -6,7 +6,8 @@
 set -eu
 secs=${1:-60}
 cd "$(dirname "$0")/.."
-for target in gguf tokenize request conf detect policy ledger output bundle card fl admin head passport; do
+for target in gguf tokenize request conf detect policy ledger output bundle card fl admin head \
+    passport witness; do
     work=build-fuzz/corpus-$target
     mkdir -p "$work"
     cp fuzz/corpus/$target/* "$work"/ 2>/dev/null || true

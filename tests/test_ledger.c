@@ -103,6 +103,84 @@ void test_ledger_merkle(void)
     }
 }
 
+/* ledger_consistency_verify (RFC 9162 2.1.4.2) against the proofs
+ * ledger_consistency_proof builds (RFC 6962 2.1.2), for every 1 <= m <= n
+ * <= 40: each verifies; each single hash flipped, zeroed or swapped with
+ * its neighbour, a hash dropped or added, either root changed, and every
+ * other old size (with the same roots, or with that size's real root) is
+ * refused, as is every other new size given its real root. A wrong new size
+ * with the same roots can pass (n shapes only the path's length), which is
+ * why a witness takes n and its root from one signed checkpoint. */
+void test_ledger_consistency_verify(void)
+{
+    enum { N = 40 };
+    static uint8_t leaves[N + 1][LEDGER_HASH], roots[N + 2][LEDGER_HASH];
+    uint8_t proof[LEDGER_MAX_PROOF + 1][LEDGER_HASH], bad[LEDGER_HASH];
+    const uint8_t(*lv)[LEDGER_HASH] = (const uint8_t(*)[LEDGER_HASH])leaves;
+    const uint8_t(*pf)[LEDGER_HASH] = (const uint8_t(*)[LEDGER_HASH])proof;
+    int np;
+    for (int i = 0; i <= N; i++) ledger_leaf_hash(&i, sizeof(i), leaves[i]);
+    for (uint64_t n = 0; n <= N + 1; n++) ledger_root(lv, n, roots[n]);
+    for (uint64_t n = 1; n <= N; n++) {
+        for (uint64_t m = 1; m <= n; m++) {
+            const uint8_t *rm = roots[m], *rn = roots[n];
+            CHECK(!ledger_consistency_proof(lv, m, n, proof, &np));
+            CHECK(np <= LEDGER_MAX_PROOF && (m < n || np == 0));
+            CHECKF(!ledger_consistency_verify(m, n, rm, rn, pf, np), "%llu -> %llu",
+                   (unsigned long long)m, (unsigned long long)n);
+            for (int k = 0; k < np; k++) {
+                uint8_t keep[LEDGER_HASH];
+                memcpy(keep, proof[k], LEDGER_HASH);
+                proof[k][(k * 7 + (int)m) % LEDGER_HASH] ^= (uint8_t)(1u << (k % 8));
+                CHECKF(ledger_consistency_verify(m, n, rm, rn, pf, np), "%llu -> %llu, hash %d",
+                       (unsigned long long)m, (unsigned long long)n, k);
+                memset(proof[k], 0, LEDGER_HASH);
+                CHECK(ledger_consistency_verify(m, n, rm, rn, pf, np));
+                memcpy(proof[k], keep, LEDGER_HASH);
+                if (k + 1 < np && memcmp(proof[k], proof[k + 1], LEDGER_HASH)) {
+                    memcpy(proof[k], proof[k + 1], LEDGER_HASH);
+                    memcpy(proof[k + 1], keep, LEDGER_HASH);
+                    CHECK(ledger_consistency_verify(m, n, rm, rn, pf, np));
+                    memcpy(proof[k + 1], proof[k], LEDGER_HASH);
+                    memcpy(proof[k], keep, LEDGER_HASH);
+                }
+            }
+            if (np) {
+                CHECK(ledger_consistency_verify(m, n, rm, rn, pf, np - 1));     /* last dropped */
+                CHECK(ledger_consistency_verify(m, n, rm, rn, pf + 1, np - 1)); /* first */
+            }
+            memcpy(proof[np], np ? proof[np - 1] : rm, LEDGER_HASH); /* one too many */
+            CHECK(ledger_consistency_verify(m, n, rm, rn, pf, np + 1));
+            memcpy(bad, rm, LEDGER_HASH);
+            bad[m % LEDGER_HASH] ^= 1;
+            CHECK(ledger_consistency_verify(m, n, bad, rn, pf, np));
+            memcpy(bad, rn, LEDGER_HASH);
+            bad[n % LEDGER_HASH] ^= 0x80;
+            CHECK(ledger_consistency_verify(m, n, rm, bad, pf, np));
+            for (uint64_t m2 = 1; m2 <= N + 1; m2++) {
+                if (m2 == m) continue;
+                CHECKF(ledger_consistency_verify(m2, n, rm, rn, pf, np),
+                       "old size %llu passed for %llu -> %llu", (unsigned long long)m2,
+                       (unsigned long long)m, (unsigned long long)n);
+                CHECK(ledger_consistency_verify(m2, n, roots[m2], rn, pf, np));
+            }
+            for (uint64_t n2 = m; n2 <= N + 1; n2++) {
+                if (n2 == n) continue;
+                CHECKF(ledger_consistency_verify(m, n2, rm, roots[n2], pf, np),
+                       "new size %llu passed for %llu -> %llu", (unsigned long long)n2,
+                       (unsigned long long)m, (unsigned long long)n);
+            }
+            if (m < n) CHECK(ledger_consistency_verify(n, m, rn, rm, pf, np)); /* reversed */
+        }
+        /* from the empty tree, and arguments out of range */
+        CHECK(ledger_consistency_verify(0, n, roots[0], roots[n], pf, 0) == CIT_EINVAL);
+        CHECK(ledger_consistency_verify(n + 1, n, roots[n], roots[n], pf, 0) == CIT_EINVAL);
+        CHECK(ledger_consistency_verify(n, n, roots[n], roots[n], pf, -1) == CIT_EINVAL);
+        CHECK(ledger_consistency_verify(1, n, roots[1], roots[n], pf, LEDGER_MAX_PROOF + 1) ==
+              CIT_EINVAL);
+    }
+}
+
 /* A new empty path under the scratch directory (one buffer per name slot:
  * tests use at most two at once). */
 static const char *fresh_dir(const char *name)

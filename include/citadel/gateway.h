@@ -271,4 +271,105 @@ void gw_peer_stats(struct gw *g, int i, struct gw_peer_stats *st /* out */);
 /* One check of peer i now (citadel peer test): fills st. */
 int gw_check(struct gw *g, int i, struct cit_err *err);
 
+/* ---- witnesses (witness.c) ----
+ *
+ * c2sp.org/tlog-witness between citadels: a node asks its peers to cosign
+ * its ledger's checkpoints (c2sp.org/tlog-cosignature, ledger_cosign), so
+ * that it cannot later show an auditor a history other than the one its
+ * peers saw. What is here is pure (no network, no threads, no files): the
+ * transport carries the bytes and the witness keeps its state.
+ *
+ * The add-checkpoint request (POST <prefix>/add-checkpoint), every line
+ * ending in U+000A:
+ *
+ *   old <size>\n       the size of the last checkpoint of this log the
+ *                      witness cosigned (0: none, or not known), ASCII
+ *                      decimal without leading zeros
+ *   <base64 hash>\n    0 to GW_WITNESS_MAX_PROOF lines, each one SHA-256 in
+ *                      standard base64 (44 characters): the RFC 6962
+ *                      consistency proof from the old size to the
+ *                      checkpoint's; none when the old size is 0
+ *   \n                 an empty line
+ *   <checkpoint>       the log's signed note (ledger.h), signature lines
+ *                      included, nothing after them
+ *
+ * The witness answers
+ *   200  its cosignature line(s), "— <witness name> <base64>\n" each;
+ *   400  a malformed body, or an old size above the checkpoint's;
+ *   403  no valid signature by the log's key;
+ *   404  the checkpoint's origin is not the log's (the key's name);
+ *   409  the old size is not the size the witness cosigned last, or it is
+ *        and the checkpoint has another root (a fork); the body is the
+ *        witness's size, "<decimal>\n", with Content-Type
+ *        GW_WITNESS_SIZE_TYPE, so the log can retry with a proof from there
+ *        (a log that gets back its own old size knows it was a fork);
+ *   422  the consistency proof does not verify. */
+
+/* Limits, each checked before the length is used: proof lines (the
+ * spec's), bytes of a checkpoint (signatures included), of a whole body
+ * (the old line and the proof fit in 4096) and of a 200 answer. */
+#define GW_WITNESS_MAX_PROOF 63
+#define GW_WITNESS_MAX_NOTE  (16u * 1024)
+#define GW_WITNESS_MAX_BODY  (GW_WITNESS_MAX_NOTE + 4096)
+#define GW_WITNESS_MAX_REPLY (8u * 1024)
+/* The Content-Type of a 409 answer. */
+#define GW_WITNESS_SIZE_TYPE "text/x.tlog.size"
+
+/* What a witness keeps per log: the last checkpoint it cosigned. Size 0:
+ * nothing cosigned yet (root unused). The witness must store the new state
+ * before it answers 200, atomically with the check of the old one, or two
+ * requests racing can roll it back (the spec's note). */
+struct gw_witness_state {
+    uint64_t size;
+    uint8_t root[LEDGER_HASH];
+};
+
+/* The log's side: the add-checkpoint body for note[0, len) (a signed note
+ * ending in a newline, at most GW_WITNESS_MAX_NOTE bytes) with proof, the
+ * consistency proof from old_size to its size (n_proof hashes, at most
+ * GW_WITNESS_MAX_PROOF; none when old_size is 0), appended to out.
+ * CIT_EINVAL for arguments the witness would refuse, out untouched. */
+int gw_witness_body(uint64_t old_size, const uint8_t (*proof)[LEDGER_HASH], int n_proof,
+                    const char *note, size_t len, struct cit_buf *out, struct cit_err *err);
+
+/* The witness's rule, the one add-checkpoint and `citadel audit cosign`
+ * both follow: may a witness whose last cosigned checkpoint of the log is
+ * last cosign cp, given proof, a consistency proof from last->size to
+ * cp->size? Returns the status add-checkpoint answers: 200 yes; 400 cp is
+ * smaller (the log rolled back); 409 the same size and another root (a
+ * fork); 422 a proof where none is due (from size 0, or to the same size),
+ * or one that does not verify (the log forked or was rewritten). err says
+ * which, with the sizes. cp's signature is the caller's to check. */
+int gw_witness_check(const struct gw_witness_state *last, const struct ledger_checkpoint *cp,
+                     const uint8_t (*proof)[LEDGER_HASH], int n_proof, struct cit_err *err);
+
+/* The witness's side of add-checkpoint: checks body[0, len) from the log
+ * whose key is log against last, and cosigns its checkpoint with witness
+ * (a LEDGER_KEY_COSIGN key) at now (POSIX seconds). Returns the HTTP
+ * status (above; 500 when out of memory or witness is not a witness's
+ * key) and says in err what was wrong and where (line and byte of the
+ * body). On 200: *next is the new checkpoint, the cosignature line (the
+ * answer's body) is appended to reply, and the whole note with that line
+ * to cosigned (for the witness to keep, and to show). On 409: the
+ * witness's size, "<last->size>\n", is appended to reply. Out-parameters
+ * are untouched otherwise. */
+int gw_witness_add(const struct ledger_vkey *log, const struct ledger_skey *witness,
+                   const struct gw_witness_state *last, const char *body, size_t len, uint64_t now,
+                   struct gw_witness_state *next /* out */, struct cit_buf *reply /* out */,
+                   struct cit_buf *cosigned /* out */, struct cit_err *err);
+
+/* The log's side of a 200: reply[0, rlen) must be signature lines, at
+ * least one a valid cosignature by witness over note[0, len) (the note
+ * that was sent). Appends note and the lines that are (lines of other
+ * keys, or that do not verify, are left out, as the spec says) to out.
+ * CIT_EFORMAT for a malformed reply, CIT_EINVAL when no line is a valid
+ * cosignature by witness; out untouched then. */
+int gw_witness_reply_apply(const char *note, size_t len, const char *reply, size_t rlen,
+                           const struct ledger_vkey *witness, struct cit_buf *out,
+                           struct cit_err *err);
+
+/* The log's side of a 409: the witness's size from its body, "<decimal>\n"
+ * (no leading zeros). CIT_EFORMAT for anything else, *size untouched. */
+int gw_witness_conflict_size(const char *body, size_t len, uint64_t *size /* out */);
+
 #endif

@@ -86,6 +86,17 @@ int ledger_inclusion_verify(uint64_t index, uint64_t size, const uint8_t leaf[LE
 int ledger_consistency_proof(const uint8_t (*leaves)[LEDGER_HASH], uint64_t m, uint64_t n,
                              uint8_t (*proof)[LEDGER_HASH] /* out, LEDGER_MAX_PROOF */,
                              int *n_proof /* out */);
+/* 0 when proof shows that the tree of size m with root_m is a prefix of the
+ * tree of size n with root_n (RFC 9162 section 2.1.4.2); for m == n, when
+ * the proof is empty and the roots are equal. CIT_EINVAL otherwise: m == 0
+ * (the empty tree needs no proof; callers decide what it means), m > n,
+ * n_proof outside [0, LEDGER_MAX_PROOF], or a proof that does not verify.
+ * A proof for (m, n) can also pass for another n with the same roots (n
+ * shapes only the path's length): take n and root_n from one signed
+ * checkpoint. */
+int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
+                              const uint8_t root_n[LEDGER_HASH],
+                              const uint8_t (*proof)[LEDGER_HASH], int n_proof);
 
 /* ---- keys and checkpoints (signed notes) ---- */
 

@@ -34,10 +34,6 @@ int ledger_entry_check(const char *line, size_t len, uint64_t seq, const uint8_t
 /* Signs and appends a checkpoint of the current tree (when it grew). */
 int ledger_checkpoint(struct ledger *l, struct cit_err *err);
 
-int ledger_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[LEDGER_HASH],
-                              const uint8_t root_n[LEDGER_HASH],
-                              const uint8_t (*proof)[LEDGER_HASH], int n_proof);
-
 void ledger_leaf_hash(const void *entry, size_t n, uint8_t out[LEDGER_HASH] /* out */);
 
 /* Removes entries older than cutoff_ms from dir (the log must not be open
