@@ -20,7 +20,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 BASE    := -std=c11 -D_GNU_SOURCE -Iinclude -pthread $(WARN) -MMD -MP
 RELEASE := -O2 -g -fno-math-errno
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-LDLIBS  := -lmicrohttpd -ljansson -lsqlite3 -lsodium -lyaml -lssl -lcrypto -lgmp -lz -licui18n -licuuc -lm \
+LDLIBS  := -lcurl -lmicrohttpd -ljansson -lsqlite3 -lsodium -lyaml -lssl -lcrypto -lgmp -lz -licui18n -licuuc -lm \
            -pthread
 
 # Kernels with a SIMD path get their own flags; everything else is built for
@@ -93,6 +93,8 @@ check:
 	  UBSAN_OPTIONS=print_stacktrace=1 ./build-san/test_citadel
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/serve_clients.sh build-san/citadel $(MODEL)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh tests/gateway_e2e.sh build-san/citadel $(MODEL)
 
 test: check
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
-#                    libyaml, OpenSSL, GMP, zlib, ICU
+#                    libyaml, OpenSSL, GMP, zlib, ICU, libcurl
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests, and the
 #                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs)
 #   setup.sh fuzz    clang with libFuzzer
@@ -24,6 +24,8 @@ build_deps() {
     need libgmp-dev
     # the detectors' view of the text: NFKC, digits of every script, TR39 confusables
     need libicu-dev
+    # the gateway: HTTP/1.1 and server-sent events to peers, over OpenSSL
+    need libcurl4-openssl-dev
 }
 
 case "$what" in
