@@ -1626,7 +1626,7 @@ void test_http_sovereignty(void)
                strstr(r.body, "data: [DONE]"),
            "%d %s", r.status, r.head);
     resp_free(&r);
-    /* forward: no gateway yet, so it fails closed and nothing leaves */
+    /* forward: nobody listens at the peer's address, so it fails closed */
     CHECK(!post(kf, NULL, "/v1/completions",
                 "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &r));
     CHECKF(r.status == 503 && strstr(r.body, "\"code\":\"peer_unavailable\"") &&
@@ -1970,6 +1970,20 @@ void test_http_decide_agrees(void)
     /* declared classes, forwarding, and a model the node does not serve */
     agree(key, "X-Citadel-Data-Class: secret\r\n", "/v1/completions",
           "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", "deny");
+    /* the peer (nobody listens at its address) is known down once the
+     * gateway's first health check ran; until then a forward is tried.
+     * Wait for the check, so that what decide predicts is settled. */
+    for (int i = 0; i < 300; i++) {
+        struct resp d;
+        int down;
+        if (post(kf, NULL, "/v1/policy/decide",
+                 "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", &d))
+            break;
+        down = d.status == 200 && strstr(d.body, "\"status\":503") != NULL;
+        resp_free(&d);
+        if (down) break;
+        usleep(10000);
+    }
     agree(kf, NULL, "/v1/completions",
           "{\"model\":\"stories260K\",\"prompt\":\"hello\",\"max_tokens\":2}", "forward");
     agree(key, NULL, "/v1/completions",

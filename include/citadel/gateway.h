@@ -74,10 +74,13 @@ int gw_cert_key(const struct x509_st *x, uint8_t pk[32] /* out */);
  * proved; fn returns 0 when it took the socket, else the listener closes
  * it. The HTTP server serves that socket like any other connection. */
 typedef int (*gw_accept_fn)(void *user, int fd, int pin);
+/* A refused handshake: from is the client's "ADDR:PORT", why what failed
+ * (called on the connection's thread; may be NULL). */
+typedef void (*gw_refused_fn)(void *user, const char *from, const char *why);
 struct gw_listener;
 int gw_listen(const char *addr, const struct ledger_skey *key, const uint8_t (*pins)[32], int npins,
-              gw_accept_fn fn, void *user, struct gw_listener **out /* out */, int *port /* out */,
-              struct cit_err *err);
+              gw_accept_fn fn, gw_refused_fn on_refused, void *user,
+              struct gw_listener **out /* out */, int *port /* out */, struct cit_err *err);
 /* Stops accepting, closes every connection, joins the threads. */
 void gw_listen_stop(struct gw_listener *l);
 /* Handshakes refused since start (unpinned or failed), for metrics. */
@@ -120,6 +123,10 @@ uint64_t gw_listen_refused(const struct gw_listener *l);
  * must be byte for byte what seal writes for those fields, so a passport
  * has one body and one hash. A passport's hash is SHA-256 of its body. */
 #define GW_MAX_WIRE 4096
+/* The purpose of a passport that carries no request (citadel peer test):
+ * checked like any, answered with a receipt that names no entry (status
+ * 204, seq 0, a zero leaf). */
+#define GW_PURPOSE_TEST "peer-test"
 
 struct gw_passport {
     char id[33];     /* 16 random bytes, hex: the nonce */
@@ -196,7 +203,8 @@ int gw_crosscheck(const char *a, const char *vk_a, const char *b, const char *vk
  * keeps a few libcurl handles (each keeps its connection alive between
  * requests), a health state from a background check, and a circuit
  * breaker: after GW_BREAK_AFTER failures in a row a peer is skipped for
- * GW_BREAK_S seconds, then one request tries it again. */
+ * GW_BREAK_S seconds, then one request tries it again. A peer whose last
+ * health check failed is skipped until one passes. */
 #define GW_BREAK_AFTER 3
 #define GW_BREAK_S     10
 
@@ -215,12 +223,12 @@ int gw_start_checks(struct gw *g, int interval_s, struct cit_err *err);
 struct gw_send {
     const int *peers; /* policy indices, in order */
     int n_peers;
-    int chat;           /* chat/completions, else completions */
-    const char *body;   /* the request's JSON: "model" and "stream" are set per peer */
+    int chat;         /* chat/completions, else completions */
+    const char *body; /* the request's JSON: "model" and "stream" are set per peer */
     size_t len;
-    int64_t deadline_ms; /* unix ms by which the answer must end; 0: the peers' own limits */
-    struct gw_passport pass; /* the fields the gate filled */
-    int max_class;           /* the request's most sensitive class (metrics), -1: none */
+    int64_t deadline_ms;      /* unix ms by which the answer must end; 0: the peers' own limits */
+    struct gw_passport pass;  /* the fields the gate filled */
+    int max_class;            /* the request's most sensitive class (metrics), -1: none */
     const atomic_int *cancel; /* set by the transport: stop now (may be NULL) */
     /* each piece of the answer's text as it comes (the stream's deltas) */
     void (*on_text)(void *user, const char *text, size_t len);
@@ -229,13 +237,13 @@ struct gw_send {
 
 /* What came of it. */
 struct gw_result {
-    int peer;           /* the policy index of the peer that answered; -1: none */
-    int status;         /* 200, the peer's status, or 502/503/504 */
-    int streamed;       /* some text came (no other peer was tried after it) */
-    int broke_off;      /* the answer ended early: the peer stalled or the link broke */
-    char finish[32];    /* the stream's finish_reason ("stop", "length", ...) */
+    int peer;        /* the policy index of the peer that answered; -1: none */
+    int status;      /* 200, the peer's status, or 502/503/504 */
+    int streamed;    /* some text came (no other peer was tried after it) */
+    int broke_off;   /* the answer ended early: the peer stalled or the link broke */
+    char finish[32]; /* the stream's finish_reason ("stop", "length", ...) */
     int64_t prompt_tokens, completion_tokens; /* the peer's usage; -1: not told */
-    char err_type[48], err_code[48]; /* a refusal's OpenAI error */
+    char err_type[48], err_code[48];          /* a refusal's OpenAI error */
     char msg[600];
     char passport[GW_MAX_WIRE]; /* the one sent to the peer that answered ("": none) */
     char receipt[GW_MAX_WIRE];  /* that peer's receipt ("": none) */
@@ -251,25 +259,34 @@ struct gw_result {
     int n_prior;
 };
 
+/* 1 when at least one of peers may be tried now (its last health check did
+ * not fail and its breaker is not open); else 0, and why says so for each.
+ * gw_forward skips the same peers, so a prediction (POST
+ * /v1/policy/decide) and the forward agree. */
+int gw_usable(struct gw *g, const int *peers, int n, char *why, size_t cap);
+
 /* Sends s to its peers in order until one answers; blocks the calling
  * thread until the answer ends. Retries only before any text came. */
 void gw_forward(struct gw *g, const struct gw_send *s, struct gw_result *r /* out */);
 
 struct gw_peer_stats {
     char id[64], kind[8], url[256], jurisdiction[16];
-    int healthy;           /* the last check answered */
-    int breaker_open;      /* skipped for now */
-    int64_t last_check;    /* unix seconds; 0: never */
-    double last_check_ms;  /* its round trip */
+    int healthy;          /* the last check answered */
+    int breaker_open;     /* skipped for now */
+    int64_t last_check;   /* unix seconds; 0: never */
+    double last_check_ms; /* its round trip */
     char last_error[200];
+    int passport_ok; /* the last check's test passport: 1 receipt ok, 0 not, -1 none sent */
     uint64_t requests, failures, bytes_out;
-    double latency_sum_s; /* until the answer ended, over requests */
+    double latency_sum_s;         /* until the answer ended, over requests */
     uint64_t bytes_out_class[32]; /* by the most sensitive class sent (policy class index) */
 };
 int gw_peer_count(const struct gw *g);
 void gw_peer_stats(struct gw *g, int i, struct gw_peer_stats *st /* out */);
-/* One check of peer i now (citadel peer test): fills st. */
-int gw_check(struct gw *g, int i, struct cit_err *err);
+/* One check of peer i now. With passport (citadel peer test), a citadel
+ * peer also gets a test passport (purpose GW_PURPOSE_TEST, for an empty
+ * body) and must answer with a receipt for it that it signed. */
+int gw_check(struct gw *g, int i, int passport, struct cit_err *err);
 
 /* ---- witnesses (witness.c) ----
  *

@@ -47,6 +47,8 @@ struct http_opts {
     char tls_cert[1024], tls_key[1024]; /* both or neither */
     int open;                           /* 1: no API key needed (say so only on a closed network) */
     int grace_s;                        /* SIGTERM: time for in-flight requests to finish */
+    char peer_listen[256];              /* HOST:PORT for peers' mutual TLS ("": none) */
+    int peer_check_s;                   /* seconds between the peers' health checks */
     struct http_limits lim;
 };
 
@@ -65,6 +67,8 @@ struct http_server;
 int http_server_start(const struct http_opts *o, struct http_server **out /* out */,
                       struct cit_err *err);
 int http_server_port(const struct http_server *s);
+/* The peer listener's port (peer_listen), 0 when none. */
+int http_server_peer_port(const struct http_server *s);
 /* The node it serves (the admin socket runs its verbs on it). */
 struct node *http_server_node(struct http_server *s);
 /* Applies what can change while running (open, limits, grace, the model

@@ -97,6 +97,8 @@ enum {
     NODE_POLICY = 2, /* the jurisdiction policy */
     NODE_LEDGER = 4, /* the audit ledger (needs the policy: it names the ledger) */
     NODE_MODELS = 8, /* the models of o->models, and their schedulers (needs all the above) */
+    NODE_GATEWAY = 16, /* the links to the policy's peers (needs the ledger: its key is the
+                        * node's identity) */
 };
 
 struct node;
@@ -116,6 +118,10 @@ struct cit_db *node_state(struct node *n);
 const struct pol_policy *node_policy(struct node *n);
 struct brd_registry *node_registry(struct node *n);
 struct ledger *node_ledger(struct node *n);
+struct gw *node_gateway(struct node *n);
+/* The node's identity: its ledger's signing key (node.key); NULL before the
+ * ledger is open. Passports, receipts and the peers' TLS are signed with it. */
+const struct ledger_skey *node_key(const struct node *n);
 /* The policy's node id and hash, "" when none is loaded. */
 const char *node_id(const struct node *n);
 const char *node_policy_hash(const struct node *n);
@@ -234,6 +240,10 @@ struct node_req {
     int max_tokens_limit;  /* the transport's ceiling for max_tokens */
     int max_prompt_tokens; /* the transport's ceiling for the prompt */
     int id_chat;           /* the request id reads chatcmpl-... (else cmpl-...) */
+    const char *purpose;   /* what the caller says the data is for (a passport says it); NULL */
+    /* a request from a peer (docs/gateway.md): its passport, checked by the
+     * transport, recorded with the entry; its classes are in declared */
+    const char *passport;
 };
 
 /* Why a request does not go on, in the terms of the OpenAI API. */
@@ -245,6 +255,10 @@ struct node_outcome {
     char msg[600];
     int retry_after_s;  /* 0: none */
     char decision[160]; /* "redact; rule=ID", "" before a decision */
+    /* the ledger entry a refusal wrote (a peer's receipt names it) */
+    int recorded;
+    uint64_t seq;
+    uint8_t leaf[32];
     /* a quota refusal (status 429 with quota.which set) */
     struct {
         char which[32];
@@ -303,6 +317,29 @@ const char *node_call_decision(const struct node_call *c);
 const int32_t *node_call_tokens(const struct node_call *c, int *n /* out */);
 /* 1 when tok ends generation for the call's model. */
 int node_call_is_eog(const struct node_call *c, int32_t tok);
+/* ---- forwards ----
+ * A forward decision admits the call without a local model: the transport
+ * hands it to the gateway (node_call_send) and feeds the answer's text to
+ * node_release as for a local answer; the entry records the peer that
+ * answered, the passport and the receipt. */
+struct gw_send;
+struct gw_result;
+int node_call_forwards(const struct node_call *c);
+/* Fills s's peers, passport fields and class for the call (s->body, the
+ * callbacks and the deadline are the transport's). */
+void node_call_send_fill(const struct node_call *c, struct gw_send *s);
+/* What the gateway did: the entry will name the peer, its passport and
+ * receipt and the tokens it counted; earlier attempts that reached a peer
+ * are recorded at once, one entry each. */
+void node_call_forwarded(struct node_call *c, const struct gw_result *r);
+/* The entry node_finish wrote: 0 with its seq and leaf, CIT_ENOENT before. */
+int node_call_entry(const struct node_call *c, uint64_t *seq /* out */, uint8_t leaf[32] /* out */);
+/* Records that a passport was seen: CIT_EINVAL when it was already (a
+ * replay), CIT_EIO when the state file cannot say. Expired ones are
+ * forgotten. */
+int node_passport_seen(struct node *n, const char *origin, const char *id, int64_t expires,
+                       int64_t now);
+
 /* Hands the request to its model's scheduler. q->prompt and q->max_tokens
  * are the call's. CIT_EOVERFLOW: the queue is full or the model stopping
  * (the caller answers 429 or 503); the quota charge is taken back. */

@@ -901,3 +901,30 @@ void watch_deadline(struct http_server *s, struct conn_watch *cw, int seconds)
     cw->deadline_ns = after(cit_now_ns(), seconds);
     pthread_mutex_unlock(&s->w_mu);
 }
+
+/* ---- the peer listener's connections ---- */
+
+int conn_adopt(struct http_server *s, struct MHD_Daemon *d, int fd, int peer1)
+{
+    struct conn_watch *cw = cit_calloc(1, sizeof(*cw));
+    struct sockaddr_storage ss = {0};
+    if (!cw) return -1;
+    ss.ss_family = AF_UNIX;
+    cw->fd = fd;
+    cw->phase = CONN_PENDING;
+    cw->peer1 = peer1;
+    cw->since_ns = cit_now_ns();
+    cw->deadline_ns = after(cw->since_ns, HANDOVER_GRACE_S);
+    cw->addr = ss;
+    cw->addrlen = sizeof(sa_family_t);
+    pthread_mutex_lock(&s->w_mu);
+    link_cw(s, cw);
+    pthread_mutex_unlock(&s->w_mu);
+    if (MHD_add_connection(d, fd, (const struct sockaddr *)&cw->addr, cw->addrlen) == MHD_YES)
+        return 0;
+    pthread_mutex_lock(&s->w_mu); /* not started: ours to free; MHD closed the socket */
+    unlink_cw(s, cw);
+    pthread_mutex_unlock(&s->w_mu);
+    cit_free(cw);
+    return 0;
+}

@@ -53,6 +53,9 @@ static const struct route routes[] = {
     {"/v1/usage", 0, EP_USAGE, "GET", NULL},
     {"/v1/policy/decide", 0, EP_DECIDE, "POST", "policy"},
     {"/v1/admin/models", 1, EP_ADMIN, "GET POST DELETE", "admin"},
+    {"/v1/peer/chat/completions", 0, EP_PEER, "POST", NULL},
+    {"/v1/peer/completions", 0, EP_PEER, "POST", NULL},
+    {"/v1/peer/health", 0, EP_PEER, "GET", NULL},
 };
 
 static const struct route *route(const char *url, const char **arg)
@@ -147,16 +150,19 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     if (te && cl)
         return respond_error(c, r, 400, "invalid_request_error", "invalid_framing", NULL,
                              "A request may carry Content-Length or Transfer-Encoding, not both.");
-    if (!rt || (arg && !r->path_arg))
+    /* a peer's connection reaches the peer endpoints only, a client's never */
+    if (!rt || (arg && !r->path_arg) || (r->ep == EP_PEER) != (r->peer >= 0))
         return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                              "Unknown path.");
+    r->peer_chat = r->ep == EP_PEER && !strcmp(url, "/v1/peer/chat/completions");
+    if (r->ep == EP_PEER && !strcmp(r->method, "GET")) return handle_peer_health(c, r);
     if (!method_allowed(rt, r->method))
         return respond_error(c, r, 405, "invalid_request_error", NULL, NULL,
                              "Method not allowed on this path.");
     if (!strcmp(r->method, "GET") && r->ep != EP_ADMIN) return handle_get(c, r);
     if (atomic_load(&s->draining))
         return respond_error(c, r, 503, "server_error", NULL, NULL, "The server is shutting down.");
-    if (authorize(c, r, rt->scope, &res)) return res;
+    if (r->ep != EP_PEER && authorize(c, r, rt->scope, &res)) return res; /* peers: by TLS */
     if (!strcmp(r->method, "GET") || !strcmp(r->method, "DELETE")) return MHD_YES;
     len = cl ? strtoull(cl, NULL, 10) : 0;
     if (len > r->lim.max_body) {
@@ -186,7 +192,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
@@ -234,7 +240,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return dispatch(c, r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct http_server *s = cls;
@@ -420,7 +426,7 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
         flags |= MHD_USE_TLS;
         s->tls = 1;
     }
-    if ((rc = node_open(&o->node, NODE_MODELS, &s->node, err))) goto fail;
+    if ((rc = node_open(&o->node, NODE_MODELS | NODE_GATEWAY, &s->node, err))) goto fail;
     cit_log(CIT_LOG_INFO, "policy %s (sha256 %.16s...) for node %s; ledger %s", o->node.policy,
             node_policy_hash(s->node), node_id(s->node), o->node.ledger);
     startup_report(s);
@@ -448,7 +454,7 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool_mem, NULL};
         opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, s};
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)http_on_completed, s};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                             (intptr_t)(void *)conn_on_connection, s};
         opts[n++] =
@@ -458,7 +464,7 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
             opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
         }
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-        s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+        s->d = MHD_start_daemon(flags, 0, NULL, NULL, http_on_request, s, MHD_OPTION_ARRAY, opts,
                                 MHD_OPTION_END);
     }
     if (!s->d) {
@@ -467,6 +473,7 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
         goto fail;
     }
     if ((rc = conn_lobby_start(s, err))) goto fail;
+    if ((rc = peer_start(s, err))) goto fail;
     *out = s;
     return 0;
 fail:
@@ -477,6 +484,11 @@ fail:
 int http_server_port(const struct http_server *s)
 {
     return s->port;
+}
+
+int http_server_peer_port(const struct http_server *s)
+{
+    return s->peer_port;
 }
 
 struct node *http_server_node(struct http_server *s)
@@ -533,6 +545,7 @@ void http_server_stop(struct http_server *s)
                     http_server_busy(s), grace);
     }
     if (s->node) node_stop_models(s->node);
+    peer_stop(s); /* its connections end; a forward in flight sees them go */
     if (s->d) MHD_stop_daemon(s->d);
     conn_lobby_stop(s); /* after MHD: its connections are gone, and with them their fds */
     if (s->listen_fd >= 0) close(s->listen_fd);

@@ -69,7 +69,8 @@ static enum MHD_Result get_metrics(struct MHD_Connection *c, struct req *r)
                                    v[i].st.kv_capacity};
         if (k + 1 > top) top = k + 1;
     }
-    if (met_render(&s->met, &b, ids, g, top, atomic_load(&s->inflight))) {
+    if (met_render(&s->met, &b, ids, g, top, atomic_load(&s->inflight)) ||
+        (peer_metrics(s, &b), !b.p)) {
         cit_free(v);
         cit_buf_free(&b);
         return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);

@@ -52,7 +52,14 @@ void gen_cancel(struct req *r)
     int go = r->submitted && !r->done && !r->cancelled;
     r->cancelled |= go;
     pthread_mutex_unlock(&r->mu);
-    if (go) node_call_cancel(r->call);
+    if (go && r->forward) atomic_store(&r->fwd_cancel, 1);
+    else if (go) node_call_cancel(r->call);
+}
+
+/* Generated tokens: a forward's as its peer counted them, when it did. */
+static int gen_count(const struct req *r)
+{
+    return r->forward && r->fwd_tokens >= 0 ? (int)r->fwd_tokens : r->n_gen;
 }
 
 static int client_gone(int fd)
@@ -64,7 +71,7 @@ static int client_gone(int fd)
 
 /* Waits (r->mu held) until done, new text, or a time slice passed; handles
  * hang-ups and the time limit. Returns -1 when the client is gone. */
-static int wait_slice(struct req *r)
+int gen_wait(struct req *r)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -101,7 +108,7 @@ static void usage_json(struct cit_buf *b, const struct req *r)
 {
     cit_buf_printf(b,
                    "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}",
-                   r->n_prompt, r->n_gen, r->n_prompt + r->n_gen);
+                   r->n_prompt, gen_count(r), r->n_prompt + gen_count(r));
 }
 
 static void chunk_head(struct cit_buf *b, const struct req *r)
@@ -153,6 +160,13 @@ static const char *failure(const struct req *r, const struct node_call_state *st
                            const char **code, char *msg, size_t cap)
 {
     *code = NULL;
+    if (r->forward && r->fwd_res && r->finish == SCHED_FINISH_ERROR && !st->scan_failed) {
+        /* the peer's answer broke off, or the peers failed */
+        *status = r->fwd_res->status >= 400 ? r->fwd_res->status : 502;
+        *code = r->fwd_res->err_code[0] ? r->fwd_res->err_code : "peer_failed";
+        snprintf(msg, cap, "%s", r->fwd_res->msg[0] ? r->fwd_res->msg : "the peer failed");
+        return msg;
+    }
     if (st->scan_failed) {
         *status = 500;
         return "The answer could not be scanned; it is withheld.";
@@ -225,8 +239,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                 met_count(&r->srv->met, &r->srv->met.disconnects);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
-            lost = node_finish(r->call, status, r->n_gen);
+            lost = node_finish(r->call, status, gen_count(r));
             pthread_mutex_lock(&r->mu);
+            if (r->peer >= 0 && !lost) { /* a peer's request: the receipt, before [DONE] */
+                uint64_t seq;
+                uint8_t leaf[32];
+                if (!node_call_entry(r->call, &seq, leaf)) peer_receipt(r, status, seq, leaf);
+                if (r->receipt_hdr[0]) {
+                    BUF_LIT(&r->out, "event: citadel-receipt\ndata: ");
+                    cit_buf_add(&r->out, r->receipt_hdr, strlen(r->receipt_hdr));
+                    BUF_LIT(&r->out, "\n\n");
+                }
+            }
             if (lost && !fail) {
                 BUF_LIT(&r->out, "data: ");
                 api_error_simple(&r->out, "server_error", "ledger_unavailable", NULL,
@@ -248,7 +272,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             }
             BUF_LIT(&r->out, "data: [DONE]\n\n");
             r->phase = PH_END;
-        } else if (wait_slice(r)) {
+        } else if (gen_wait(r)) {
             pthread_mutex_unlock(&r->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
@@ -265,6 +289,14 @@ static void sse_free(void *cls)
 
 /* ---- one JSON body ---- */
 
+/* A peer's request: the receipt for the entry node_finish wrote. */
+static void receipt_for(struct req *r, int status)
+{
+    uint64_t seq;
+    uint8_t leaf[32];
+    if (r->peer >= 0 && !node_call_entry(r->call, &seq, leaf)) peer_receipt(r, status, seq, leaf);
+}
+
 static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
 {
     struct cit_buf b = {0}, answer = {0};
@@ -276,7 +308,8 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
     if (r->finish == SCHED_FINISH_ERROR ||
         (r->finish == SCHED_FINISH_CANCELLED && !r->timed_out && !st.stopped)) {
         fail = failure(r, &st, &status, &code, msg, sizeof(msg));
-        node_finish(r->call, status, r->n_gen);
+        node_finish(r->call, status, gen_count(r));
+        receipt_for(r, status);
         return respond_error(c, r, status, "server_error", code, NULL, fail);
     }
     pthread_mutex_lock(&r->mu);
@@ -284,18 +317,20 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
     pthread_mutex_unlock(&r->mu);
     node_call_state(r->call, &st);
     if ((fail = failure(r, &st, &status, &code, msg, sizeof(msg)))) {
-        node_finish(r->call, status, r->n_gen);
+        node_finish(r->call, status, gen_count(r));
+        receipt_for(r, status);
         return respond_error(c, r, status, "server_error", code, NULL, fail);
     }
     /* the entry goes in before the answer is acknowledged; without it the
      * answer is withheld */
-    if (node_finish(r->call, 200, r->n_gen)) {
+    if (node_finish(r->call, 200, gen_count(r))) {
         if (answer.p) explicit_bzero(answer.p, answer.len);
         cit_buf_free(&answer);
         return respond_error(c, r, 500, "server_error", "ledger_unavailable", NULL,
                              "The audit ledger could not record this request; the answer is "
                              "withheld.");
     }
+    receipt_for(r, 200);
     cit_buf_printf(
         &b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", node_call_id(r->call),
         r->chat ? "chat.completion" : "text_completion", (long long)r->created);
@@ -359,25 +394,40 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     char msg[400];
     int rc;
 
-    if (api_parse(r->body.p ? r->body.p : "", r->body.len, r->ep == EP_CHAT, &a, &e)) {
+    if (api_parse(r->body.p ? r->body.p : "", r->body.len,
+                  r->ep == EP_CHAT || (r->ep == EP_PEER && r->peer_chat), &a, &e)) {
         api_req_free(&a);
         return respond_error(c, r, e.status, e.type, e.code, e.param, e.msg);
     }
     api_node_req(&a, r, &q);
     q.declared = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Data-Class");
+    q.purpose = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Purpose");
+    if (r->peer >= 0 && peer_admit(c, r, &q, &res)) { /* a peer's: its passport first */
+        api_req_free(&a);
+        return res;
+    }
     r->created = (int64_t)time(NULL);
     if (node_admit(s->node, &q, &r->call, &out)) {
         api_req_free(&a);
         return respond_outcome(c, r, &out);
     }
     snprintf(r->decision_hdr, sizeof(r->decision_hdr), "%s", out.decision);
+    if (node_call_forwards(r->call)) {
+        r->chat = a.chat;
+        r->stream = a.stream;
+        r->include_usage = a.include_usage;
+        r->phase = r->chat ? PH_ROLE : PH_BODY;
+        res = handle_forward(c, r, &a);
+        api_req_free(&a);
+        return res;
+    }
     sq.sampling = a.sp;
     if (!a.has_seed) randombytes_buf(&sq.sampling.seed, sizeof(sq.sampling.seed));
     for (int i = 0; i < a.n_stops; i++) sq.stops[i] = a.stops[i];
     sq.n_stops = a.n_stops;
 
     r->slot = node_call_slot(r->call);
-    r->chat = r->ep == EP_CHAT;
+    r->chat = a.chat;
     r->stream = a.stream;
     r->include_usage = a.include_usage;
     node_call_tokens(r->call, &r->n_prompt);
@@ -416,7 +466,14 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     pthread_mutex_lock(&r->mu);
     r->submitted = 1;
     pthread_mutex_unlock(&r->mu);
+    return gen_answer(c, r);
+}
 
+/* The answer of a submitted request: a stream, or one body once done. */
+enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    enum MHD_Result res;
     if (r->stream) {
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, r, sse_free);
@@ -439,7 +496,7 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     }
     pthread_mutex_lock(&r->mu);
     while (!r->done)
-        if (wait_slice(r)) {
+        if (gen_wait(r)) {
             pthread_mutex_unlock(&r->mu);
             return MHD_NO; /* client gone: close */
         }

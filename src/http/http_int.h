@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "citadel/engine.h"
+#include "citadel/gateway.h"
 #include "citadel/http.h"
 #include "citadel/node.h"
 #include "citadel/sched.h"
@@ -26,6 +27,7 @@ enum http_ep {
     EP_USAGE,
     EP_DECIDE,
     EP_ADMIN,
+    EP_PEER, /* /v1/peer/...: only on the peer listener's connections */
     EP_OTHER,
     EP_N
 };
@@ -149,6 +151,7 @@ struct conn_watch {
     size_t seen;    /* held: the bytes the last look saw */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    int peer1; /* from the peer listener: 1 + the peer's policy index; 0: a client */
     struct conn_watch *prev, *next;
 };
 
@@ -161,6 +164,15 @@ struct http_server {
     _Atomic int inflight, draining;
     int port, listen_fd, tls;
     char *cert_pem, *key_pem;
+    /* the peer listener (peer.c): mutual TLS in front of a daemon of its own */
+    struct MHD_Daemon *peer_d;
+    struct gw_listener *peer_l;
+    int peer_port;
+    uint8_t (*peer_pins)[32];
+    int *peer_of_pin; /* pin index -> policy peer index */
+    uint64_t passports_refused;
+    /* refused handshakes: ledgered at most once a second (met.mu) */
+    uint64_t hs_last_ns, hs_quiet;
     /* connections (conn.c): the list, the lobby's thread and its epoll set */
     pthread_mutex_t w_mu;
     pthread_cond_t w_cv; /* the lobby says it stopped accepting */
@@ -219,13 +231,51 @@ struct req {
     struct cit_buf out; /* event bytes not yet handed to MHD */
     size_t out_off;
     enum sse_phase phase;
+
+    int peer;      /* a peer's request (peer listener): its policy index; else -1 */
+    int peer_chat; /* EP_PEER: /v1/peer/chat/completions */
+    char receipt_hdr[GW_MAX_WIRE]; /* a peer's request: X-Citadel-Receipt of the answer */
+    char *peer_passport;           /* a peer's request: its passport (wire text) */
+    int64_t fwd_tokens;            /* a forward: the peer's count of generated tokens, -1: none */
+    /* a forward to peers (the gateway), from the gate's decision */
+    int forward;
+    atomic_int fwd_cancel;
+    struct gw_send fwd;
+    char *fwd_body;
+    struct gw_result *fwd_res;
 };
+
+/* generate.c: waiting on a request's text (r->mu held; -1: the client is
+ * gone), and answering a submitted request */
+int gen_wait(struct req *r);
+enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r);
+
+/* peer.c: the peer listener, passports in, receipts out, forwards out */
+int peer_start(struct http_server *s, struct cit_err *err);
+void peer_stop(struct http_server *s);
+/* A peer's request: checks its passport and fills q's tenant, classes and
+ * passport; on a refusal answers it (recorded) and returns -1 with *res. */
+int peer_admit(struct MHD_Connection *c, struct req *r, struct node_req *q, enum MHD_Result *res);
+/* The receipt for a peer's request whose entry is seq/leaf, into r->receipt_hdr. */
+void peer_receipt(struct req *r, int status, uint64_t seq, const uint8_t leaf[32]);
+/* Sends an admitted forward to its peers; answers as handle_generate does. */
+enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const struct api_req *a);
+enum MHD_Result handle_peer_health(struct MHD_Connection *c, struct req *r);
+void peer_metrics(struct http_server *s, struct cit_buf *out);
 
 /* conn.c: the lobby (accept, hold until the head is in, hand to MHD), the
  * budgets, the watchdog's deadlines, answers past MHD */
 int conn_lobby_start(struct http_server *s, struct cit_err *err);
 void conn_lobby_quiesce(struct http_server *s); /* stops accepting; held ones get 503 */
 void conn_lobby_stop(struct http_server *s);    /* after MHD stopped: joins, frees */
+/* A connection of the peer listener (peer1: 1 + the peer's index), to d. */
+int conn_adopt(struct http_server *s, struct MHD_Daemon *d, int fd, int peer1);
+/* daemon.c's MHD callbacks, which the peer daemon shares */
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **con_cls);
+void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                       enum MHD_RequestTerminationCode toe);
 void conn_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                         enum MHD_ConnectionNotificationCode code);
 void *conn_on_uri(void *cls, const char *uri, struct MHD_Connection *c);

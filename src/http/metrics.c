@@ -19,7 +19,8 @@ const char *http_ep_name(enum http_ep ep)
 {
     static const char *const names[EP_N] = {
         "chat_completions", "completions", "models",        "healthz", "readyz",
-        "metrics",          "usage",       "policy_decide", "admin",   "other"};
+        "metrics",          "usage",       "policy_decide", "admin",   "peer",
+        "other"};
     return ep < EP_N ? names[ep] : "other";
 }
 

@@ -24,6 +24,7 @@ void http_opts_defaults(struct http_opts *o)
     o->max_unauth = 64;
     o->open = 0;
     o->grace_s = 10;
+    o->peer_check_s = 30;
     o->lim.max_body = 1u << 20;
     o->lim.max_headers = 64;
     o->lim.max_header_bytes = 16384;
@@ -58,6 +59,7 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     INT_KEY("max_per_ip", o->max_per_ip, 0, 1 << 16)
     INT_KEY("max_unauthenticated", o->max_unauth, 0, 1 << 16)
     INT_KEY("grace", o->grace_s, 0, 3600)
+    INT_KEY("peer_check", o->peer_check_s, 1, 86400)
     INT_KEY("max_body", o->lim.max_body, 1024, 1l << 30)
     INT_KEY("max_headers", o->lim.max_headers, 4, 1024)
     INT_KEY("max_header_bytes", o->lim.max_header_bytes, 1024, 1 << 20)
@@ -69,6 +71,8 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     INT_KEY("idle_timeout", o->lim.idle_timeout_s, 0, 3600)
 #undef INT_KEY
     if (!strcmp(key, "host")) return set_str(key, v, o->host, sizeof(o->host), err);
+    if (!strcmp(key, "peer_listen"))
+        return set_str(key, v, o->peer_listen, sizeof(o->peer_listen), err);
     if (!strcmp(key, "tls_cert"))
         return node_opts_path(&o->node, key, v, o->tls_cert, sizeof(o->tls_cert), err);
     if (!strcmp(key, "tls_key"))

@@ -24,6 +24,8 @@ struct req *req_new(struct http_server *s, struct MHD_Connection *c)
     if (ci) r->fd = ci->connect_fd;
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci) r->cw = ci->socket_context;
+    r->peer = r->cw ? r->cw->peer1 - 1 : -1;
+    r->fwd_tokens = -1;
     pthread_mutex_lock(&s->cfg_mu);
     r->lim = s->o.lim;
     pthread_mutex_unlock(&s->cfg_mu);
@@ -41,6 +43,10 @@ void req_destroy(struct req *r)
     cit_buf_free(&r->text);
     cit_free(r->tok_end);
     cit_buf_free(&r->out);
+    if (r->fwd_body) explicit_bzero(r->fwd_body, strlen(r->fwd_body));
+    cit_free(r->fwd_body);
+    cit_free(r->fwd_res);
+    cit_free(r->peer_passport);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     cit_free(r);
@@ -65,6 +71,7 @@ enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, con
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (hname) MHD_add_response_header(resp, hname, hvalue);
     if (r->decision_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
+    if (r->receipt_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Receipt", r->receipt_hdr);
     conn_answering(r->srv, r->cw);
     ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -89,6 +96,8 @@ static const char *allowed_methods(enum http_ep ep)
     case EP_COMPLETIONS:
     case EP_DECIDE:
         return "POST";
+    case EP_PEER:
+        return "GET, POST";
     case EP_ADMIN:
         return "GET, POST, DELETE";
     default:
@@ -119,6 +128,7 @@ enum MHD_Result respond_outcome(struct MHD_Connection *c, struct req *r,
     char retry[24], when[32];
     enum MHD_Result res;
     if (o->decision[0]) snprintf(r->decision_hdr, sizeof(r->decision_hdr), "%s", o->decision);
+    if (r->peer >= 0 && o->recorded) peer_receipt(r, o->status, o->seq, o->leaf);
     if (o->status != 429 || !o->quota.which[0])
         return respond_error(c, r, o->status, o->type, o->code, o->param, o->msg);
     /* a quota refusal names the quota, its limit and when it resets */

@@ -40,6 +40,17 @@ struct node_call {
     uint64_t sched_id;
     int submitted;
 
+    /* a forward (the gateway's): the peer that answered, what crossed */
+    int peer_used; /* policy index; -1: none answered */
+    int64_t fwd_prompt;
+    char *passport, *receipt; /* wire texts, owned; NULL: none */
+    char purpose[64];
+    char declared[512];
+    /* the entry record() wrote */
+    int entry_ok;
+    uint64_t entry_seq;
+    uint8_t entry_leaf[32];
+
     struct pol_outscan os; /* os.done: bytes of text released */
     int scan_failed;
     int n_gen; /* generated tokens, as the transport counted them at the end */
@@ -107,10 +118,18 @@ static int record(struct node_call *c, int status, enum ledger_durability dur)
     e.rule = c->dec.rule_id;
     e.policy_hash = n->pol->hash_hex;
     e.target = c->dec.action == POL_FORWARD && c->dec.peer ? c->dec.peer : c->model;
+    if (c->dec.action == POL_FORWARD && c->peer_used >= 0) {
+        e.target = n->pol->peers[c->peer_used].id;
+        e.tokens_in = c->fwd_prompt > 0 ? c->fwd_prompt : 0;
+    }
     e.action = pol_action_name(c->dec.action);
     e.status = status;
-    if ((rc = ledger_append(n->lg, &e, dur, NULL)))
+    e.passport = c->passport;
+    e.receipt = c->receipt;
+    if ((rc = ledger_append_leaf(n->lg, &e, dur, &c->entry_seq, c->entry_leaf)))
         cit_log(CIT_LOG_ERROR, "ledger: cannot record request %s: %s", c->id, cit_strerror(rc));
+    else
+        c->entry_ok = 1;
     return rc;
 }
 
@@ -120,6 +139,8 @@ static void call_free(struct node_call *c)
     if (c->decided) pol_decision_free(&c->dec);
     det_redaction_free(&c->red);
     cit_free(c->toks);
+    cit_free(c->passport);
+    cit_free(c->receipt);
     node_model_unref(c->m);
     cit_free(c);
 }
@@ -290,11 +311,10 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
 static void refusal(const struct node_call *c, struct node_outcome *out)
 {
     if (c->dec.action == POL_FORWARD) {
-        /* nothing leaves yet: the gateway to peers is not built, so the
-         * request fails closed; the decision is still recorded, synced */
+        /* a forward the node cannot make (no gateway opened): nothing leaves */
         set_out(out, 503, "server_error", "peer_unavailable", NULL,
                 "The node's policy forwards this request to peer '%s' (rule '%s'), but this node "
-                "has no gateway to peers yet; nothing was sent.",
+                "has no gateway open; nothing was sent.",
                 c->dec.peer ? c->dec.peer : "?", c->dec.rule_id);
     } else if (c->dec.rule_id[0]) {
         set_out(out, 403, "permission_error", "policy_denied", NULL,
@@ -303,6 +323,14 @@ static void refusal(const struct node_call *c, struct node_outcome *out)
         set_out(out, 403, "permission_error", "policy_denied", NULL,
                 "Denied by the node's policy: %s", c->dec.reason);
     }
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = cit_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
 }
 
 static struct node_call *call_new(struct node *n, const struct node_req *rq)
@@ -314,6 +342,14 @@ static struct node_call *call_new(struct node *n, const struct node_req *rq)
     snprintf(c->key_id, sizeof(c->key_id), "%s", rq->key_id ? rq->key_id : "");
     snprintf(c->model, sizeof(c->model), "%s", rq->model ? rq->model : "");
     memcpy(c->digest, rq->digest, sizeof(c->digest));
+    c->peer_used = -1;
+    snprintf(c->purpose, sizeof(c->purpose), "%s",
+             rq->purpose && *rq->purpose ? rq->purpose : "inference");
+    snprintf(c->declared, sizeof(c->declared), "%s", rq->declared ? rq->declared : "");
+    if (rq->passport && !(c->passport = dup_str(rq->passport))) {
+        cit_free(c);
+        return NULL;
+    }
     /* a name longer than any id cannot be one: never the id its first
      * bytes happen to spell */
     c->m = rq->model && strlen(rq->model) >= sizeof(c->model) ? NULL : node_model_get(n, c->model);
@@ -480,6 +516,29 @@ static int charge(struct node_call *c, struct node_outcome *out)
     return rc;
 }
 
+/* A forward's limits: max_tokens against the transport's ceiling (the
+ * prompt is the peer's to measure). */
+static int forward_limits(struct node_call *c, const struct node_req *rq, struct node_outcome *out)
+{
+    if (rq->max_tokens > rq->max_tokens_limit) {
+        set_out(out, 400, "invalid_request_error", NULL, "max_tokens",
+                "'max_tokens' is %d; this server allows at most %d.", rq->max_tokens,
+                rq->max_tokens_limit);
+        return CIT_ERANGE;
+    }
+    c->max_tokens = rq->max_tokens ? rq->max_tokens : rq->max_tokens_limit;
+    return 0;
+}
+
+/* Records a refusal; the outcome names its entry (a peer's receipt does). */
+static void refused(struct node_call *c, struct node_outcome *out, enum ledger_durability d)
+{
+    if (record(c, out->status, d) || !c->entry_ok) return;
+    out->recorded = 1;
+    out->seq = c->entry_seq;
+    memcpy(out->leaf, c->entry_leaf, sizeof(out->leaf));
+}
+
 /* ---- admit, decide ---- */
 
 int node_admit(struct node *n, const struct node_req *rq, struct node_call **call,
@@ -502,7 +561,8 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
         call_free(c);
         return CIT_EINVAL;
     }
-    if (!c->m) {
+    /* a model served here, or one the policy lists that a peer may serve */
+    if (!c->m && (!node_policy_lists_model(n, c->model) || (!rq->p.chat && rq->p.ids))) {
         no_model(out, c->model);
         call_free(c);
         return CIT_ENOENT;
@@ -510,9 +570,28 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
     request_id(c->id, sizeof(c->id), rq->id_chat);
     n_seg = decide(c, rq, &owned);
     snprintf(out->decision, sizeof(out->decision), "%s", c->decision_hdr);
+    if (c->dec.action == POL_FORWARD && n->gw) {
+        free_owned(owned, n_seg);
+        rc = forward_limits(c, rq, out);
+        if (!rc) rc = charge(c, out);
+        if (rc) {
+            refused(c, out, LEDGER_GROUP);
+            call_free(c);
+            return rc;
+        }
+        out->status = 200;
+        *call = c;
+        return 0;
+    }
+    if (!c->m && c->dec.action != POL_DENY) { /* it would run here, and is not loaded */
+        free_owned(owned, n_seg);
+        no_model(out, c->model);
+        call_free(c);
+        return CIT_ENOENT;
+    }
     if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT) {
         refusal(c, out);
-        record(c, out->status, c->dec.action == POL_FORWARD ? LEDGER_SYNC : LEDGER_GROUP);
+        refused(c, out, c->dec.action == POL_FORWARD ? LEDGER_SYNC : LEDGER_GROUP);
         call_free(c);
         return CIT_EINVAL;
     }
@@ -521,7 +600,7 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
     if (!rc) rc = check_limits(c, rq, out);
     if (!rc) rc = charge(c, out);
     if (rc) {
-        record(c, out->status, LEDGER_GROUP);
+        refused(c, out, LEDGER_GROUP);
         call_free(c);
         return rc;
     }
@@ -562,7 +641,14 @@ int node_decide(struct node *n, const struct node_req *rq, struct node_verdict *
     snprintf(v->classes, sizeof(v->classes), "%s", c->classes);
     v->policy_hash = n->pol->hash_hex;
     snprintf(v->out.decision, sizeof(v->out.decision), "%s", c->decision_hdr);
-    if (!c->m)
+    if (c->dec.action == POL_FORWARD && n->gw && node_policy_lists_model(n, c->model)) {
+        char why[600];
+        if (gw_usable(n->gw, c->dec.fwd, c->dec.n_fwd, why, sizeof(why)))
+            v->out.status = 200; /* the gateway would send it */
+        else
+            set_out(&v->out, 503, "server_error", "peer_unavailable", NULL,
+                    "No peer the policy names could take the request (%s).", why);
+    } else if (!c->m)
         no_model(&v->out, c->model); /* the request itself would end there */
     else if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT)
         refusal(c, &v->out);
@@ -605,12 +691,12 @@ const char *node_call_model(const struct node_call *c)
 
 int node_call_slot(const struct node_call *c)
 {
-    return c->m->slot;
+    return c->m && c->dec.action != POL_FORWARD ? c->m->slot : -1;
 }
 
 uint64_t node_call_model_gen(const struct node_call *c)
 {
-    return c->m->gen;
+    return c->m ? c->m->gen : 0;
 }
 
 const char *node_call_decision(const struct node_call *c)
@@ -626,12 +712,13 @@ const int32_t *node_call_tokens(const struct node_call *c, int *n)
 
 int node_call_is_eog(const struct node_call *c, int32_t tok)
 {
-    return eng_token_is_eog(c->m->m, tok);
+    return c->m ? eng_token_is_eog(c->m->m, tok) : 0;
 }
 
 int node_call_submit(struct node_call *c, struct sched_req *q, sched_cb cb, void *user)
 {
     int rc;
+    if (!c->m || c->dec.action == POL_FORWARD) return CIT_EINVAL; /* the gateway's */
     q->prompt = c->toks;
     q->n_prompt = c->n_tok;
     q->max_tokens = c->max_tokens;
@@ -695,7 +782,7 @@ void node_call_state(const struct node_call *c, struct node_call_state *st)
     memset(st, 0, sizeof(*st));
     st->stopped = c->os.stopped;
     st->scan_failed = c->scan_failed;
-    if (atomic_load(&c->m->gone)) {
+    if (c->m && c->dec.action != POL_FORWARD && atomic_load(&c->m->gone)) {
         st->model_gone = 1;
         snprintf(st->gone_why, sizeof(st->gone_why), "%s", c->m->gone_why);
     }
@@ -708,7 +795,8 @@ int node_finish(struct node_call *c, int status, int n_gen)
     c->n_gen = n_gen;
     rc = record(c, status, LEDGER_GROUP);
     if (c->ticket.admitted && !c->settled) {
-        pol_quota_finish(c->n->quotas, c->tenant, &c->ticket, n_gen, (int64_t)time(NULL));
+        pol_quota_finish(c->n->quotas, c->tenant, &c->ticket,
+                         n_gen + (c->fwd_prompt > 0 ? c->fwd_prompt : 0), (int64_t)time(NULL));
         c->settled = 1;
     }
     return rc;
@@ -719,6 +807,72 @@ void node_call_free(struct node_call *c, int status, int n_gen)
     if (!c) return;
     node_finish(c, status, n_gen);
     call_free(c);
+}
+
+/* ---- forwards ---- */
+
+int node_call_forwards(const struct node_call *c)
+{
+    return c->dec.action == POL_FORWARD;
+}
+
+void node_call_send_fill(const struct node_call *c, struct gw_send *s)
+{
+    const struct node *n = c->n;
+    struct gw_passport *p = &s->pass;
+    s->peers = c->dec.fwd;
+    s->n_peers = c->dec.n_fwd;
+    s->max_class = c->dec.max_class;
+    memset(p, 0, sizeof(*p));
+    snprintf(p->origin, sizeof(p->origin), "%s", n->pol->node_id);
+    snprintf(p->origin_jurisdiction, sizeof(p->origin_jurisdiction), "%s", n->pol->jurisdiction);
+    snprintf(p->classes, sizeof(p->classes), "%s", c->classes);
+    snprintf(p->declared, sizeof(p->declared), "%s", c->declared);
+    snprintf(p->policy, sizeof(p->policy), "%s", n->pol->hash_hex);
+    snprintf(p->rule, sizeof(p->rule), "%s", c->dec.rule_id);
+    snprintf(p->purpose, sizeof(p->purpose), "%s", c->purpose);
+}
+
+static void set_wire(char **dst, const char *wire)
+{
+    cit_free(*dst);
+    *dst = wire && wire[0] ? dup_str(wire) : NULL;
+}
+
+void node_call_forwarded(struct node_call *c, const struct gw_result *r)
+{
+    /* earlier attempts that reached a peer: an entry each, as their own */
+    for (int i = 0; i < r->n_prior; i++) {
+        const struct gw_attempt *a = &r->prior[i];
+        struct ledger_rec e = {0};
+        e.tenant = c->tenant;
+        e.key_id = c->key_id;
+        e.request_id = c->id;
+        memcpy(e.digest, c->digest, sizeof(e.digest));
+        e.classes = c->classes;
+        e.rule = c->dec.rule_id;
+        e.policy_hash = c->n->pol->hash_hex;
+        e.target = c->n->pol->peers[a->peer].id;
+        e.action = "forward";
+        e.status = a->status;
+        e.passport = a->passport[0] ? a->passport : NULL;
+        e.receipt = a->receipt[0] ? a->receipt : NULL;
+        if (ledger_append(c->n->lg, &e, LEDGER_GROUP, NULL))
+            cit_log(CIT_LOG_ERROR, "ledger: cannot record request %s's attempt at '%s'", c->id,
+                    e.target);
+    }
+    c->peer_used = r->peer;
+    c->fwd_prompt = r->prompt_tokens;
+    set_wire(&c->passport, r->passport);
+    set_wire(&c->receipt, r->receipt);
+}
+
+int node_call_entry(const struct node_call *c, uint64_t *seq, uint8_t leaf[32])
+{
+    if (!c->entry_ok) return CIT_ENOENT;
+    *seq = c->entry_seq;
+    memcpy(leaf, c->entry_leaf, 32);
+    return 0;
 }
 
 /* ---- usage ---- */

@@ -43,6 +43,16 @@ struct ledger *node_ledger(struct node *n)
     return n->lg;
 }
 
+struct gw *node_gateway(struct node *n)
+{
+    return n->gw;
+}
+
+const struct ledger_skey *node_key(const struct node *n)
+{
+    return n->have_key ? &n->key : NULL;
+}
+
 const char *node_id(const struct node *n)
 {
     return n->pol ? n->pol->node_id : "";
@@ -92,6 +102,13 @@ static int open_ledger(struct node *n, struct cit_err *err)
     rc = ledger_open(&lo, &n->lg, err);
     cit_buf_free(&floor);
     if (rc) return rc;
+    /* the ledger's key is the node's identity to its peers */
+    {
+        char kp[1100];
+        snprintf(kp, sizeof(kp), "%s/node.key", n->o.ledger);
+        if ((rc = ledger_key_load(kp, NULL, NULL, &n->key, err))) return rc;
+        n->have_key = 1;
+    }
     /* a ledger made by an older citadel may carry another name; its
      * signed history keeps it, so say so rather than hide it */
     vk = ledger_vkey_text(n->lg);
@@ -111,6 +128,7 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
     struct node *n;
     int rc;
     if (what & NODE_MODELS) what |= NODE_LEDGER | NODE_STATE;
+    if (what & NODE_GATEWAY) what |= NODE_LEDGER;
     if (what & NODE_LEDGER) what |= NODE_POLICY | NODE_STATE; /* the ledger's floor */
     if (!(n = cit_calloc(1, sizeof(*n)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     n->o = *o;
@@ -134,6 +152,7 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
             goto fail;
     }
     if ((what & NODE_LEDGER) && (rc = open_ledger(n, err))) goto fail;
+    if ((what & NODE_GATEWAY) && (rc = gw_open(n->pol, &n->key, &n->gw, err))) goto fail;
     if (what & NODE_MODELS) {
         if (o->n_models < 1) {
             rc = cit_err_set(err, CIT_EINVAL, "no model: give --model PATH or 'model = PATH'");
@@ -163,6 +182,7 @@ void node_close(struct node *n)
     if (!n) return;
     for (int i = 0; i < NODE_MAX_MODELS; i++)
         if (n->models[i]) node_model_unload(n, n->models[i]->id, NULL, NULL);
+    gw_close(n->gw);
     ledger_close(n->lg); /* after the last request: signs the final checkpoint */
     brd_registry_close(n->reg);
     pol_quotas_close(n->quotas);
@@ -171,6 +191,7 @@ void node_close(struct node *n)
     pol_free(n->pol);
     pthread_mutex_destroy(&n->models_mu);
     sodium_memzero(n->digest_key, sizeof(n->digest_key));
+    sodium_memzero(&n->key, sizeof(n->key));
     cit_free(n);
 }
 

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "citadel/border.h"
+#include "citadel/gateway.h"
 #include "citadel/ledger.h"
 #include "citadel/node.h"
 #include "citadel/policy.h"
@@ -44,6 +45,9 @@ struct node {
     struct node_model *models[NODE_MAX_MODELS];
     char ledger_real[4096]; /* the ledger directory's real path (its floor's key) */
     uint8_t digest_key[32]; /* the request digests' HMAC key (state file) */
+    struct ledger_skey key; /* the node's identity: the ledger's node.key */
+    int have_key;
+    struct gw *gw; /* the links to peers (NODE_GATEWAY) */
     _Atomic uint64_t loads; /* models loaded so far (node_model.gen) */
     /* a slot a load has reserved while it checks and maps the file (which
      * can take minutes for a large model): no lock is held meanwhile, so
