@@ -37,7 +37,7 @@ struct http_opts;
 /* The settings: defaults, the config file, then the flags. */
 int cli_node_opts(const struct cli_node_args *a, struct http_opts *o, struct cit_err *err);
 
-enum { CLI_NODE_POLICY = 1, CLI_NODE_STATE = 2, CLI_NODE_LEDGER = 4 };
+enum { CLI_NODE_POLICY = 1, CLI_NODE_STATE = 2, CLI_NODE_LEDGER = 4, CLI_NODE_GATEWAY = 8 };
 struct cli_node {
     struct node *node;
     int borrowed; /* the serving node (an admin request): not closed here */
@@ -93,6 +93,7 @@ void cli_usage_detect(FILE *f);
 void cli_usage_policy(FILE *f);
 void cli_usage_audit(FILE *f);
 void cli_usage_fl(FILE *f);
+void cli_usage_peer(FILE *f);
 
 int cli_run(int argc, char **argv);
 int cli_trust(int argc, char **argv);
@@ -104,5 +105,6 @@ int cli_detect(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_fl(int argc, char **argv);
+int cli_peer(int argc, char **argv);
 
 #endif

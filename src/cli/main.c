@@ -280,6 +280,7 @@ static const struct verb {
     {"policy", NULL, cli_policy, cli_usage_policy},
     {"audit", NULL, cli_audit, cli_usage_audit},
     {"fl", NULL, cli_fl, cli_usage_fl},
+    {"peer", NULL, cli_peer, cli_usage_peer},
     {"model", "quantize", cli_quantize, cli_usage_quantize},
     {"model", NULL, cli_model_sign, cli_usage_model},
 };

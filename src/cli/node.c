@@ -72,6 +72,7 @@ int cli_node_open(const struct cli_node_args *a, int what, struct cli_node *n, s
         if (what & CLI_NODE_POLICY) w |= NODE_POLICY;
         if (what & CLI_NODE_STATE) w |= NODE_STATE;
         if (what & CLI_NODE_LEDGER) w |= NODE_LEDGER;
+        if (what & CLI_NODE_GATEWAY) w |= NODE_GATEWAY;
         /* a checkpoint on close covers what this command wrote */
         o.node.checkpoint_s = -1;
         if ((rc = node_open(&o.node, w, &n->node, err))) return rc;
@@ -205,8 +206,10 @@ int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit
         rc = cli_trust(argc - 1, argv + 1);
     else if (argc >= 1 && !strcmp(argv[0], "keys"))
         rc = cli_keys(argc - 1, argv + 1);
+    else if (argc >= 1 && !strcmp(argv[0], "peer"))
+        rc = cli_peer(argc - 1, argv + 1);
     else
-        fprintf(fe, "citadel: '%s' is not an administrative verb (model, trust, keys)\n",
+        fprintf(fe, "citadel: '%s' is not an administrative verb (model, trust, keys, peer)\n",
                 argc ? argv[0] : "");
     /* a revocation or a signer removed unloads what no longer holds */
     if (!rc && argc >= 2 && (!strcmp(argv[0], "model") || !strcmp(argv[0], "trust"))) {

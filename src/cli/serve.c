@@ -44,6 +44,7 @@ void cli_usage_serve(FILE *f)
         "  --ledger-retention DAYS   prune entries older than this (0: keep; min 183)\n"
         "  --checkpoint-interval S   seconds between signed checkpoints (default 60)\n"
         "  --open                    no API keys (only on a network you trust)\n"
+        "  --peer-listen H:P         accept the policy's citadel peers (mutual TLS; docs/gateway.md)\n"
         "  --unvetted                also load models never admitted, if the policy allows\n"
         "                            (admission.unvetted: allow); logged and warned about\n"
         "  --trust-stored-digest     skip hashing admitted models on read-only media\n"
@@ -150,6 +151,8 @@ int cli_serve(int argc, char **argv)
     printf("citadel: serving %d model%s on %s://%s:%d (%s)\n", o.node.n_models,
            o.node.n_models == 1 ? "" : "s", o.tls_cert[0] ? "https" : "http", o.host,
            http_server_port(srv), o.open ? "open: no API key needed" : "API key required");
+    if (http_server_peer_port(srv))
+        printf("citadel: peers (mutual TLS) on port %d\n", http_server_peer_port(srv));
     fflush(stdout);
     for (;;) {
         if (sigwait(&set, &sig)) continue;
