@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,16 @@ static int on_accept(void *user, int fd, int pin)
     return pthread_create(&e->t, NULL, echo_main, e) ? -1 : 0;
 }
 
+static atomic_int n_refused;
+static char refused_why[200];
+
+static void on_refused(void *user, const char *from, const char *why)
+{
+    (void)user;
+    n_refused++;
+    snprintf(refused_why, sizeof(refused_why), "%s: %s", from, why);
+}
+
 static int ssl_write_all(SSL *s, const char *p, size_t n)
 {
     while (n) {
@@ -138,8 +149,8 @@ void test_gateway_listen(void)
           make_key("peer-b", &b) == 0 && make_key("stranger", &stranger) == 0);
     memcpy(pins[0], a.vk.pk, 32);
     memcpy(pins[1], b.vk.pk, 32);
-    CHECKF(gw_listen("127.0.0.1:0", &srv, (const uint8_t(*)[32])pins, 2, on_accept, &e, &l, &port,
-                     &err) == 0,
+    CHECKF(gw_listen("127.0.0.1:0", &srv, (const uint8_t(*)[32])pins, 2, on_accept, on_refused, &e,
+                     &l, &port, &err) == 0,
            "%s", err.msg);
     CHECK(port > 0);
 
@@ -175,9 +186,11 @@ void test_gateway_listen(void)
     }
     close(fd);
     gw_tls_free(ctx);
-    for (int i = 0; i < 200 && !gw_listen_refused(l); i++) usleep(10000);
+    for (int i = 0; i < 200 && !atomic_load(&n_refused); i++) usleep(10000);
     CHECK(gw_listen_refused(l) == 1);
     CHECK(e.got == 1);
+    CHECKF(atomic_load(&n_refused) == 1 && !strncmp(refused_why, "127.0.0.1:", 10), "%d: %s",
+           atomic_load(&n_refused), refused_why);
 
     /* a pinned client that pins another key for the server: it refuses */
     s = client(&a, stranger.vk.pk, port, &ctx, &fd);

@@ -17,7 +17,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/ssl.h>
+#include <arpa/inet.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -33,8 +35,9 @@
 
 struct gw_conn {
     struct gw_listener *l;
-    int fd;    /* the TLS side */
-    int plain; /* our end of the socketpair; -1 until made */
+    char from[64]; /* the client's address, for refusals */
+    int fd;        /* the TLS side */
+    int plain;     /* our end of the socketpair; -1 until made */
     struct gw_conn *next, *prev;
 };
 
@@ -44,6 +47,7 @@ struct gw_listener {
     const uint8_t (*pins)[32];
     int npins;
     gw_accept_fn fn;
+    gw_refused_fn on_refused;
     void *user;
     pthread_t acc;
     pthread_mutex_t mu;
@@ -139,6 +143,25 @@ static void relay(struct gw_listener *l, SSL *ssl, int fd, int plain)
     }
 }
 
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    char h[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, h, sizeof(h));
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%d", h, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof(h));
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%d", h, port);
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
 static void *conn_main(void *arg)
 {
     struct gw_conn *c = arg;
@@ -152,9 +175,11 @@ static void *conn_main(void *arg)
             if (!memcmp(l->pins[i], pk, 32)) pin = i;
     if (!ssl || pin < 0) {
         atomic_fetch_add(&l->refused, 1);
-        if (!atomic_load(&l->stop))
-            cit_log(CIT_LOG_WARN, "peers: a connection was refused: %s",
-                    ssl ? "its key is not pinned" : err.msg);
+        if (!atomic_load(&l->stop)) {
+            const char *why = ssl ? "its key is not pinned" : err.msg;
+            cit_log(CIT_LOG_WARN, "peers: a connection from %s was refused: %s", c->from, why);
+            if (l->on_refused) l->on_refused(l->user, c->from, why);
+        }
     } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         cit_log(CIT_LOG_ERROR, "peers: socketpair: %s", strerror(errno));
     } else {
@@ -189,11 +214,13 @@ static void *accept_main(void *arg)
         struct gw_conn *c;
         pthread_attr_t at;
         pthread_t t;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
         int fd;
         if (poll(p, 2, -1) < 0 && errno != EINTR) break;
         if (atomic_load(&l->stop)) break;
         if (!(p[0].revents & POLLIN)) continue;
-        if ((fd = accept4(l->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+        if ((fd = accept4(l->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
             if (errno == EMFILE || errno == ENFILE) usleep(100000); /* let some close */
             continue;
         }
@@ -205,6 +232,7 @@ static void *accept_main(void *arg)
             continue;
         }
         c->l = l, c->fd = fd, c->plain = -1;
+        addr_text(&ss, c->from, sizeof(c->from));
         c->next = l->conns;
         if (c->next) c->next->prev = c;
         l->conns = c;
@@ -225,13 +253,14 @@ static void *accept_main(void *arg)
 }
 
 int gw_listen(const char *addr, const struct ledger_skey *key, const uint8_t (*pins)[32], int npins,
-              gw_accept_fn fn, void *user, struct gw_listener **out, int *port, struct cit_err *err)
+              gw_accept_fn fn, gw_refused_fn on_refused, void *user, struct gw_listener **out,
+              int *port, struct cit_err *err)
 {
     struct gw_listener *l = cit_calloc(1, sizeof(*l));
     int rc;
     if (!l) return cit_err_set(err, CIT_ENOMEM, "peer listener: out of memory");
     l->lfd = l->stopfd = -1;
-    l->pins = pins, l->npins = npins, l->fn = fn, l->user = user;
+    l->pins = pins, l->npins = npins, l->fn = fn, l->on_refused = on_refused, l->user = user;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->idle, NULL);
     if ((rc = gw_tls_new(1, key, pins, npins, &l->ctx, err))) goto fail;
