@@ -87,6 +87,7 @@ max_tokens = 64
 state = $TMP/$1/state.db
 policy = $TMP/$1/policy.yaml
 ledger = $TMP/$1/ledger
+checkpoint_interval = 1
 grace = 5
 EOF
 }
@@ -103,6 +104,9 @@ check "peer identity: each node's key line" sh -c "grep -q '^de/audit+[0-9a-f]\{
 IDE=$(cat "$TMP/de/identity")
 IFR=$(cat "$TMP/fr/identity")
 IFR2=$(cat "$TMP/fr2/identity")
+WFR=$("$BIN" peer identity --witness --config "$TMP/fr/citadel.conf" 2>/dev/null)
+check "peer identity --witness: FR's witness key, another key" \
+    sh -c "echo '$WFR' | grep -q '^fr/witness+' && test '$WFR' != '$IFR'"
 
 # DE: internal work for tenant eu may go to FR, then FR2; tenant app's
 # public requests may go to the foreign provider; tenant stall goes to a
@@ -117,7 +121,7 @@ tenants: {eu: {}, app: {}, stall: {}, pin: {}}
 models:
   $ID: {jurisdiction: DE, classes: [public, internal, personal]}
 peers:
-  fr:  {kind: citadel, jurisdiction: FR, url: "https://127.0.0.1:$PEER_fr", classes: [public, internal], identity: "$IFR", timeout_s: 30}
+  fr:  {kind: citadel, jurisdiction: FR, url: "https://127.0.0.1:$PEER_fr", classes: [public, internal], identity: "$IFR", witness_key: "$WFR", timeout_s: 30}
   fr2: {kind: citadel, jurisdiction: FR, url: "https://127.0.0.1:$PEER_fr2", classes: [public, internal], identity: "$IFR2"}
   frpin: {kind: citadel, jurisdiction: FR, url: "https://127.0.0.1:$PEER_fr", classes: [public, internal], identity: "$IFR2"}
   global: {kind: openai, jurisdiction: US, url: "http://127.0.0.1:$UP/v1", classes: [public], api_key_file: ../up.key, model: global-model}
@@ -172,14 +176,18 @@ stop() {
     rm -f "$TMP/$1/pid"
     check "$1: exits cleanly (status $st)" test "$st" = 0
 }
-for n in fr fr2 de; do
+for n in fr fr2; do
     check "$n: serves, with its peer listener" start $n
 done
-KEY=$("$BIN" keys add --tenant eu --config "$TMP/de/citadel.conf")
-KAPP=$("$BIN" keys add --tenant app --config "$TMP/de/citadel.conf")
-KSTALL=$("$BIN" keys add --tenant stall --config "$TMP/de/citadel.conf")
-KPIN=$("$BIN" keys add --tenant pin --config "$TMP/de/citadel.conf")
-KMET=$("$BIN" keys add --tenant app --scope endpoint:metrics --config "$TMP/de/citadel.conf")
+KEY=$("$BIN" keys add --tenant eu --config "$TMP/de/citadel.conf" 2>/dev/null)
+KAPP=$("$BIN" keys add --tenant app --config "$TMP/de/citadel.conf" 2>/dev/null)
+KSTALL=$("$BIN" keys add --tenant stall --config "$TMP/de/citadel.conf" 2>/dev/null)
+KPIN=$("$BIN" keys add --tenant pin --config "$TMP/de/citadel.conf" 2>/dev/null)
+KMET=$("$BIN" keys add --tenant app --scope endpoint:metrics --config "$TMP/de/citadel.conf" 2>/dev/null)
+# DE as it is now, ledger and state: restored at the end, a rollback
+cp -r "$TMP/de/ledger" "$TMP/de-then-ledger"
+cp "$TMP/de/state.db" "$TMP/de-then-state.db"
+check "de: serves, with its peer listener" start de
 DE=http://127.0.0.1:$PORT_de
 # chat KEY CONTENT OUT [stream]: POST a chat completion to DE; prints the status
 chat() {
@@ -260,6 +268,26 @@ check "DE and FR cross-check: every receipt names FR's entry, every passport is 
 check "audit show shows the passport and the receipt" \
     sh -c "grep -q 'passport [0-9a-f]*: de (DE) -> fr, classes internal' $TMP/show.txt && grep -q 'receipt: node fr entry [0-9]*, status 200' $TMP/show.txt"
 
+# ---- witnesses: FR cosigns DE's checkpoints as DE signs them ----
+wsize() { sed -n 2p "$1" 2>/dev/null || echo 0; }
+for _ in $(seq 100); do
+    "$BIN" peer witnessed de --config "$TMP/fr/citadel.conf" >"$TMP/wit.note" 2>/dev/null || true
+    [ "$(wsize "$TMP/wit.note")" -gt 8 ] 2>/dev/null && break
+    sleep 0.1
+done
+check "FR cosigned a checkpoint of DE's grown ledger (peer witnessed de, at FR)" \
+    sh -c "grep -q '^— fr/witness ' $TMP/wit.note && test $(wsize "$TMP/wit.note") -gt 8"
+"$BIN" peer cosigned fr --config "$TMP/de/citadel.conf" >"$TMP/cos.note" 2>&1 || true
+check "DE keeps what FR cosigned (peer cosigned fr, at DE)" grep -q '^— fr/witness ' "$TMP/cos.note"
+echo "$WFR" >"$TMP/fr.witness.vkey"
+check "audit verify --witness: DE's ledger extends the checkpoint FR cosigned" \
+    quiet "$BIN" audit verify --dir "$TMP/de/ledger" --key "$TMP/de/ledger/node.vkey" \
+    --since "$TMP/wit.note" --witness "$TMP/fr.witness.vkey"
+"$BIN" audit verify --dir "$TMP/de-then-ledger" --key "$TMP/de/ledger/node.vkey" \
+    --since "$TMP/wit.note" --witness "$TMP/fr.witness.vkey" >"$TMP/rolled.txt" 2>&1 && st=0 || st=$?
+check "audit verify --witness: DE's ledger as it was earlier is caught (rolled back)" \
+    sh -c "test $st != 0 && grep -qi 'rolled back\|smaller' $TMP/rolled.txt"
+
 # ---- 4. passports sealed by an independent implementation ----
 n_pass=$(grep -c '"event":"passport"' "$TMP/fr/ledger/log" || true)
 node tests/peer_client.mjs "$TMP/de/ledger/node.key" "127.0.0.1:$PEER_fr" "$TMP" "$ID" >"$TMP/pc.txt" 2>&1 || true
@@ -311,6 +339,28 @@ check "DE's entry: the decision, 503, no passport sent" \
     sh -c "echo '$E' | grep -q '\"status\":503' && echo '$E' | grep -q 'eu-to-fr' && ! echo '$E' | grep -q '\"passport\"'"
 
 stop de
+
+# ---- DE restored from its earlier copy, state and all: FR refuses and records it ----
+rm -rf "$TMP/de/ledger"
+cp -r "$TMP/de-then-ledger" "$TMP/de/ledger"
+cp "$TMP/de-then-state.db" "$TMP/de/state.db"
+rm -f "$TMP/de/state.db-wal" "$TMP/de/state.db-shm"
+check "fr: serves again" start fr
+check "de: serves again, from the earlier copy" start de
+for _ in $(seq 100); do
+    grep -q '"event":"witness"' "$TMP/fr/ledger/log" && break
+    sleep 0.1
+done
+check "FR refuses to cosign DE's rolled-back checkpoint, and its ledger says so" \
+    grep -q '"tenant":"de".*"event":"witness","detail":"refused to cosign a checkpoint of peer .de.' "$TMP/fr/ledger/log"
+for _ in $(seq 50); do
+    "$BIN" peer list --config "$TMP/de/citadel.conf" >"$TMP/plist.txt" 2>&1 || true
+    grep -q "witness .*rolled back" "$TMP/plist.txt" && break
+    sleep 0.1
+done
+check "DE's peer list says why FR did not cosign" grep -q "witness .*rolled back" "$TMP/plist.txt"
+stop de
+stop fr
 kill -TERM "$UP_PID" 2>/dev/null || true
 UP_PID=
 for n in de fr fr2; do

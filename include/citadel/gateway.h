@@ -269,6 +269,14 @@ int gw_usable(struct gw *g, const int *peers, int n, char *why, size_t cap);
  * thread until the answer ends. Retries only before any text came. */
 void gw_forward(struct gw *g, const struct gw_send *s, struct gw_result *r /* out */);
 
+/* Witnesses (the peers with a witness_key): each checkpoint of the ledger
+ * in ledger_dir that gw_witness_push is given is shown to them
+ * (add-checkpoint, on the gateway's thread) and fn is told each
+ * cosignature, the whole cosigned note, for the node to keep. */
+typedef void (*gw_cosigned_fn)(void *user, const char *witness, uint64_t size, const char *note);
+void gw_set_witness(struct gw *g, const char *ledger_dir, gw_cosigned_fn fn, void *user);
+void gw_witness_push(struct gw *g, const char *note, size_t len);
+
 struct gw_peer_stats {
     char id[64], kind[8], url[256], jurisdiction[16];
     int healthy;          /* the last check answered */
@@ -276,7 +284,9 @@ struct gw_peer_stats {
     int64_t last_check;   /* unix seconds; 0: never */
     double last_check_ms; /* its round trip */
     char last_error[200];
-    int passport_ok; /* the last check's test passport: 1 receipt ok, 0 not, -1 none sent */
+    int passport_ok;         /* the last check's test passport: 1 receipt ok, 0 not, -1 none sent */
+    uint64_t witness_size;   /* a witness of ours: the size it cosigned last (0: none yet) */
+    char witness_error[300]; /* why the last checkpoint shown to it was not cosigned ("") */
     uint64_t requests, failures, bytes_out;
     double latency_sum_s;         /* until the answer ended, over requests */
     uint64_t bytes_out_class[32]; /* by the most sensitive class sent (policy class index) */

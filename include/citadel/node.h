@@ -93,10 +93,10 @@ int node_conf_load(const char *path, struct node_opts *o, cit_conf_fn set, void 
 /* ---- the node ---- */
 
 enum {
-    NODE_STATE = 1,  /* the state file: keys, quotas, registry */
-    NODE_POLICY = 2, /* the jurisdiction policy */
-    NODE_LEDGER = 4, /* the audit ledger (needs the policy: it names the ledger) */
-    NODE_MODELS = 8, /* the models of o->models, and their schedulers (needs all the above) */
+    NODE_STATE = 1,    /* the state file: keys, quotas, registry */
+    NODE_POLICY = 2,   /* the jurisdiction policy */
+    NODE_LEDGER = 4,   /* the audit ledger (needs the policy: it names the ledger) */
+    NODE_MODELS = 8,   /* the models of o->models, and their schedulers (needs all the above) */
     NODE_GATEWAY = 16, /* the links to the policy's peers (needs the ledger: its key is the
                         * node's identity) */
 };
@@ -105,6 +105,7 @@ struct node;
 struct pol_policy;
 struct brd_registry;
 struct ledger;
+struct ledger_vkey;
 
 /* Opens what `what` asks for; missing prerequisites are opened too. */
 int node_open(const struct node_opts *o, unsigned what, struct node **out /* out */,
@@ -339,6 +340,25 @@ int node_call_entry(const struct node_call *c, uint64_t *seq /* out */, uint8_t 
  * forgotten. */
 int node_passport_seen(struct node *n, const char *origin, const char *id, int64_t expires,
                        int64_t now);
+
+/* Witnessing (docs/gateway.md): as a witness, checks an add-checkpoint
+ * body from peer (whose log key is log) against the last checkpoint of
+ * its this node cosigned, and cosigns with the node's witness key; the new
+ * state is kept before the answer. Returns the HTTP status; reply gets the
+ * answer's body. */
+int node_witness_add(struct node *n, const char *peer, const struct ledger_vkey *log,
+                     const char *body, size_t len, struct cit_buf *reply /* out */,
+                     struct cit_err *err);
+/* The last checkpoint of peer's ledger this node cosigned, with its
+ * cosignature (CIT_ENOENT: none yet). */
+int node_witnessed(struct node *n, const char *peer, struct cit_buf *note /* out */,
+                   struct cit_err *err);
+/* The last checkpoint of this node's ledger the witness peer cosigned. */
+int node_cosigned(struct node *n, const char *witness, struct cit_buf *note /* out */,
+                  struct cit_err *err);
+/* The node's witness key (a LEDGER_KEY_COSIGN key, <ledger>/witness.key),
+ * NULL without a ledger. */
+const struct ledger_skey *node_witness_key(const struct node *n);
 
 /* Hands the request to its model's scheduler. q->prompt and q->max_tokens
  * are the call's. CIT_EOVERFLOW: the queue is full or the model stopping

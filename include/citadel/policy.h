@@ -51,14 +51,16 @@ struct pol_target { /* a model or a peer */
     char jurisdiction[16];
     uint32_t classes; /* the classes it may see (bit per class index) */
     /* peers only (docs/gateway.md) */
-    int kind;              /* enum pol_peer_kind */
-    char url[256];         /* the API root: https://host:port[/v1] */
-    char identity[256];    /* citadel: the peer's node key, its vkey line */
-    char ca[1024];         /* openai: a CA bundle to trust instead of the system's ("") */
-    char api_key_file[1024]; /* openai: the file holding the bearer key ("": none) */
+    int kind;                 /* enum pol_peer_kind */
+    char url[256];            /* the API root: https://host:port[/v1] */
+    char identity[256];       /* citadel: the peer's node key, its vkey line */
+    char witness_key[256];    /* citadel: its witness key's vkey line; set: it cosigns our
+                                 checkpoints ("": it is not asked) */
+    char ca[1024];            /* openai: a CA bundle to trust instead of the system's ("") */
+    char api_key_file[1024];  /* openai: the file holding the bearer key ("": none) */
     char model[POL_MAX_NAME]; /* the upstream's name for the model ("": the request's) */
-    int timeout_s;         /* an answer's whole time at most (default 120) */
-    int connect_timeout_s; /* a connection's set-up at most (default 5) */
+    int timeout_s;            /* an answer's whole time at most (default 120) */
+    int connect_timeout_s;    /* a connection's set-up at most (default 5) */
 };
 
 struct pol_rule {
@@ -68,14 +70,14 @@ struct pol_rule {
     int *tenants;  /* indices */
     int n_models;  /* 0: any */
     int *models;
-    uint32_t any; /* matches when the request has one of these classes (0: no test) */
-    int at_least; /* the most sensitive class is at least this index (-1: no test) */
-    int at_most;  /* ... at most this index (-1: no test) */
-    int action;   /* enum pol_action */
-    int peer;     /* POL_FORWARD: index into peers, the first of fwd */
+    uint32_t any;             /* matches when the request has one of these classes (0: no test) */
+    int at_least;             /* the most sensitive class is at least this index (-1: no test) */
+    int at_most;              /* ... at most this index (-1: no test) */
+    int action;               /* enum pol_action */
+    int peer;                 /* POL_FORWARD: index into peers, the first of fwd */
     int fwd[POL_MAX_FORWARD]; /* POL_FORWARD: the peers to try, in order */
     int n_fwd;
-    int restore;  /* POL_REDACT: put the values back into the answer */
+    int restore; /* POL_REDACT: put the values back into the answer */
     char reason[256];
 };
 
@@ -154,9 +156,9 @@ struct pol_decision {
      * never tried */
     int fwd[POL_MAX_FORWARD];
     int n_fwd;
-    int restore;         /* POL_REDACT: restore placeholders in the answer */
-    uint32_t classes;    /* detected and declared */
-    int max_class;       /* index of the most sensitive, -1 for none */
+    int restore;      /* POL_REDACT: restore placeholders in the answer */
+    uint32_t classes; /* detected and declared */
+    int max_class;    /* index of the most sensitive, -1 for none */
     char reason[256];
     struct det_findings
         findings; /* what detect found (the caller frees it with pol_decision_free) */

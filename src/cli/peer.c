@@ -9,16 +9,24 @@
 
 #include "citadel/gateway.h"
 #include "citadel/ledger.h"
+#include "citadel/node.h"
+#include "citadel/policy.h"
 #include "cli.h"
 
 void cli_usage_peer(FILE *f)
 {
-    fputs("usage: citadel peer identity [--config F | --policy P --ledger DIR --state F]\n"
+    fputs("usage: citadel peer identity [--witness] [--config F | --policy P --ledger DIR --state "
+          "F]\n"
           "         the node's identity line (its ledger key; made on first use), for the\n"
-          "         peers' policies: peers: {ID: {identity: \"...\"}}\n"
+          "         peers' policies: peers: {ID: {identity: \"...\"}}; --witness: its witness\n"
+          "         key's line, for peers that want it to cosign: {witness_key: \"...\"}\n"
           "       citadel peer keygen ...   the same\n"
           "       citadel peer list [--json] [...]   each peer's state, identity, last check\n"
-          "       citadel peer test ID [...]          handshake, pin, identity, latency\n",
+          "       citadel peer test ID [...]          handshake, pin, test passport, latency\n"
+          "       citadel peer witnessed ID [...]     the last checkpoint of ID's ledger this\n"
+          "                                           node cosigned (for ID's auditors)\n"
+          "       citadel peer cosigned ID [...]      the last checkpoint of this node's ledger\n"
+          "                                           the witness ID cosigned\n",
           f);
 }
 
@@ -39,6 +47,9 @@ static void show(const struct gw_peer_stats *st, const struct pol_target *t, int
                 st->healthy ? "true" : "false", st->breaker_open ? "true" : "false",
                 (long long)st->last_check, st->last_check_ms);
         cli_json_str(cli_out, st->last_error, strlen(st->last_error));
+        fprintf(cli_out,
+                ",\"witness_size\":%llu,\"witness_error\":", (unsigned long long)st->witness_size);
+        cli_json_str(cli_out, st->witness_error, strlen(st->witness_error));
         fprintf(cli_out, ",\"requests\":%llu,\"failures\":%llu,\"bytes_out\":%llu}\n",
                 (unsigned long long)st->requests, (unsigned long long)st->failures,
                 (unsigned long long)st->bytes_out);
@@ -52,6 +63,10 @@ static void show(const struct gw_peer_stats *st, const struct pol_target *t, int
     fprintf(cli_out, "    identity  %s\n", t->identity[0] ? t->identity : "(TLS: system or 'ca')");
     fprintf(cli_out, "    checked   %s (%.1f ms)%s%s\n", when, st->last_check_ms,
             st->last_error[0] ? ": " : "", st->last_error);
+    if (t->witness_key[0])
+        fprintf(cli_out, "    witness   cosigned %llu entries%s%s\n",
+                (unsigned long long)st->witness_size, st->witness_error[0] ? "; last: " : "",
+                st->witness_error);
     fprintf(cli_out, "    forwards  %llu, %llu failed, %llu bytes sent\n",
             (unsigned long long)st->requests, (unsigned long long)st->failures,
             (unsigned long long)st->bytes_out);
@@ -63,9 +78,10 @@ int cli_peer(int argc, char **argv)
     struct cli_node_args na = {0};
     struct cli_node n;
     struct cit_err err = {{0}};
-    int json = 0, rc, status, np = 0;
+    int json = 0, witness = 0, rc, status, np = 0;
     const char *pos[1] = {NULL};
     const struct cli_flag flags[] = {{"--json", CLI_BOOL, &json, NULL, 0, 0},
+                                     {"--witness", CLI_BOOL, &witness, NULL, 0, 0},
                                      {NULL, 0, NULL, NULL, 0, 0}};
     if ((rc = cli_flags_parse("peer", flags, &na, argc - (argc > 0), argv + (argc > 0), pos, 1,
                               &np))) {
@@ -81,9 +97,51 @@ int cli_peer(int argc, char **argv)
             fprintf(cli_err, "citadel peer %s: %s\n", verb, err.msg);
             return 1;
         }
-        fprintf(cli_out, "%s\n", ledger_vkey_text(n.lg));
+        if (witness) {
+            struct cit_buf b = {0};
+            ledger_vkey_format(&node_witness_key(n.node)->vk, &b);
+            fprintf(cli_out, "%s\n", b.p ? b.p : "");
+            cit_buf_free(&b);
+        } else {
+            fprintf(cli_out, "%s\n", ledger_vkey_text(n.lg));
+        }
         cli_node_close(&n);
         return 0;
+    }
+    if (!strcmp(verb, "witnessed") || !strcmp(verb, "cosigned")) {
+        struct cit_buf note = {0};
+        int w = !strcmp(verb, "witnessed");
+        if (np != 1) {
+            cli_usage_peer(cli_err);
+            return 2;
+        }
+        if (cli_forward(&na, "peer", argc, argv, NULL, 0, &status)) return status;
+        if (cli_node_open(&na, CLI_NODE_LEDGER, &n, &err)) {
+            fprintf(cli_err, "citadel peer %s: %s\n", verb, err.msg);
+            return 1;
+        }
+        if (pol_peer_index(n.pol, pos[0]) < 0) {
+            fprintf(cli_err, "citadel peer %s: '%s' is not under the policy's peers\n", verb,
+                    pos[0]);
+            rc = 1;
+        } else if ((rc = w ? node_witnessed(n.node, pos[0], &note, &err)
+                           : node_cosigned(n.node, pos[0], &note, &err))) {
+            if (rc == CIT_ENOENT)
+                fprintf(cli_err,
+                        w ? "citadel peer witnessed: this node has cosigned none of %s's "
+                            "checkpoints yet\n"
+                          : "citadel peer cosigned: %s has cosigned none of this node's "
+                            "checkpoints yet\n",
+                        pos[0]);
+            else
+                fprintf(cli_err, "citadel peer %s: %s\n", verb, err.msg);
+            rc = 1;
+        } else {
+            fwrite(note.p, 1, note.len, cli_out);
+        }
+        cit_buf_free(&note);
+        cli_node_close(&n);
+        return rc;
     }
     if (strcmp(verb, "list") && strcmp(verb, "test")) {
         cli_usage_peer(cli_err);

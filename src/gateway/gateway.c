@@ -43,6 +43,11 @@ struct peer {
     int64_t open_until; /* the breaker: unix ms */
     int probing;        /* a half-open try is out */
     struct gw_peer_stats st;
+    /* a witness of ours (its policy entry has a witness_key) */
+    int witness;
+    struct ledger_vkey wvk;
+    uint64_t wsize; /* the size it cosigned last, as far as we know (0: not known) */
+    int wok;        /* it cosigned wsize */
 };
 
 struct gw {
@@ -55,6 +60,12 @@ struct gw {
     int started, stop, interval_s;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* witnessing: the newest checkpoint to show the witnesses (mu) */
+    char wdir[1024];
+    struct cit_buf wnote;
+    int wpending;
+    gw_cosigned_fn on_cosigned;
+    void *wuser;
 };
 
 static int64_t now_ms(void)
@@ -134,6 +145,18 @@ int gw_open(const struct pol_policy *pol, const struct ledger_skey *key, struct 
                                  t->id);
             else if ((rc = gw_pin_text(p->vk.pk, p->pin, sizeof(p->pin))))
                 cit_err_set(err, rc, "peer '%s': cannot pin its key", t->id);
+            else if (t->witness_key[0]) {
+                if ((rc = ledger_vkey_parse(t->witness_key, strlen(t->witness_key), &p->wvk, &e)))
+                    cit_err_set(err, rc, "peer '%s': its witness_key is not a key line: %s", t->id,
+                                e.msg);
+                else if (p->wvk.type != LEDGER_KEY_COSIGN)
+                    rc = cit_err_set(err, CIT_EFORMAT,
+                                     "peer '%s': its witness_key is not a witness's key (citadel "
+                                     "peer identity --witness prints one)",
+                                     t->id);
+                else
+                    p->witness = 1;
+            }
         } else if (t->api_key_file[0]) {
             struct cit_err e = {{0}};
             if ((rc = read_api_key(t->api_key_file, &p->auth, &e)))
@@ -168,6 +191,7 @@ void gw_close(struct gw *g)
     if (g->pkey.p) sodium_memzero(g->pkey.p, g->pkey.len);
     cit_buf_free(&g->pkey);
     cit_buf_free(&g->cert);
+    cit_buf_free(&g->wnote);
     sodium_memzero(&g->key, sizeof(g->key));
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -772,22 +796,192 @@ int gw_check(struct gw *g, int i, int passport, struct cit_err *err)
     return cit_err_set(err, CIT_EIO, "peer '%s' (%s): %s", p->t->id, url, p->st.last_error);
 }
 
+/* ---- witnesses ---- */
+
+void gw_set_witness(struct gw *g, const char *ledger_dir, gw_cosigned_fn fn, void *user)
+{
+    pthread_mutex_lock(&g->mu);
+    snprintf(g->wdir, sizeof(g->wdir), "%s", ledger_dir);
+    g->on_cosigned = fn;
+    g->wuser = user;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gw_witness_push(struct gw *g, const char *note, size_t len)
+{
+    int any = 0;
+    for (int i = 0; i < g->n; i++) any |= g->peers[i].witness;
+    if (!any) return;
+    pthread_mutex_lock(&g->mu);
+    g->wnote.len = 0;
+    if (!cit_buf_add(&g->wnote, note, len)) g->wpending = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static size_t collect(char *d, size_t sz, size_t nm, void *u)
+{
+    struct cit_buf *b = u;
+    size_t n = sz * nm;
+    if (b->len + n > GW_WITNESS_MAX_REPLY) return 0;
+    return cit_buf_add(b, d, n) ? 0 : n;
+}
+
+/* One add-checkpoint to witness p: the status (0: no answer), its body. */
+static long add_checkpoint(struct gw *g, struct peer *p, const struct cit_buf *body,
+                           struct cit_buf *reply, char *why, size_t cap)
+{
+    char url[400];
+    long status = 0;
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: text/plain");
+    CURLcode cc;
+    CURL *h = borrow(p);
+    if (!h) return snprintf(why, cap, "out of memory"), 0;
+    snprintf(url, sizeof(url), "%s/v1/peer/witness/add-checkpoint", p->t->url);
+    link_opts(g, p, h, url, (long)p->t->connect_timeout_s * 2000);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->p);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, reply);
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hd);
+    give_back(p, h);
+    if (cc != CURLE_OK) snprintf(why, cap, "%s", curl_easy_strerror(cc));
+    return cc == CURLE_OK ? status : 0;
+}
+
+/* Shows note (this node's newest checkpoint) to witness p, with a proof
+ * from the size it cosigned last; learns that size from a 409 when it is
+ * not known. */
+static void witness_one(struct gw *g, struct peer *p, const char *note, size_t len,
+                        const struct ledger_checkpoint *cp, struct ledger_view *v, int *have_view)
+{
+    char why[300] = "";
+    for (int round = 0; round < 2; round++) {
+        uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH];
+        int n_proof = 0;
+        uint64_t old = p->wsize;
+        struct cit_buf body = {0}, reply = {0}, out = {0};
+        struct cit_err e = {{0}};
+        long status;
+        /* a witness that cosigned more than this ledger holds is still
+         * shown the checkpoint: it refuses, and records that it did */
+        if (old && old < cp->size) {
+            if (!*have_view) {
+                if (ledger_view_open(g->wdir, v, &e)) {
+                    snprintf(why, sizeof(why), "the ledger cannot be read: %.200s", e.msg);
+                    break;
+                }
+                *have_view = 1;
+            }
+            if (v->n < cp->size ||
+                ledger_consistency_proof((const uint8_t(*)[LEDGER_HASH])v->leaves, old, cp->size,
+                                         proof, &n_proof)) {
+                snprintf(why, sizeof(why), "no consistency proof from %llu to %llu",
+                         (unsigned long long)old, (unsigned long long)cp->size);
+                break;
+            }
+        }
+        if (gw_witness_body(old, (const uint8_t(*)[LEDGER_HASH])proof, n_proof, note, len, &body,
+                            &e)) {
+            snprintf(why, sizeof(why), "%.250s", e.msg);
+            break;
+        }
+        status = add_checkpoint(g, p, &body, &reply, why, sizeof(why));
+        cit_buf_free(&body);
+        if (status == 200 && !gw_witness_reply_apply(note, len, reply.p ? reply.p : "", reply.len,
+                                                     &p->wvk, &out, &e)) {
+            p->wsize = cp->size;
+            p->wok = 1;
+            why[0] = 0;
+            if (g->on_cosigned && cit_buf_add(&out, "", 1) == 0)
+                g->on_cosigned(g->wuser, p->t->id, cp->size, out.p);
+        } else if (status == 200) {
+            snprintf(why, sizeof(why), "its cosignature does not hold: %.200s", e.msg);
+        } else if (status == 409 &&
+                   !gw_witness_conflict_size(reply.p ? reply.p : "", reply.len, &p->wsize)) {
+            p->wok = 0; /* it told us where it stands: once more from there */
+            snprintf(why, sizeof(why), "it had cosigned %llu entries",
+                     (unsigned long long)p->wsize);
+            cit_buf_free(&reply);
+            cit_buf_free(&out);
+            if (round == 0) continue;
+        } else if (status && old > cp->size) {
+            snprintf(why, sizeof(why),
+                     "it cosigned %llu entries of this ledger, which now has %llu: the ledger "
+                     "was rolled back (refused, %ld)",
+                     (unsigned long long)old, (unsigned long long)cp->size, status);
+        } else if (status) {
+            snprintf(why, sizeof(why), "refused (%ld): %.*s", status,
+                     (int)(reply.len > 200 ? 200 : reply.len), reply.p ? reply.p : "");
+        }
+        cit_buf_free(&reply);
+        cit_buf_free(&out);
+        break;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->st.witness_size = p->wok ? p->wsize : 0;
+    snprintf(p->st.witness_error, sizeof(p->st.witness_error), "%s", why);
+    pthread_mutex_unlock(&p->mu);
+    if (why[0])
+        cit_log(CIT_LOG_WARN, "witness '%s': checkpoint %llu not cosigned: %s", p->t->id,
+                (unsigned long long)cp->size, why);
+}
+
+static void witness_round(struct gw *g, const char *note, size_t len)
+{
+    struct ledger_checkpoint cp;
+    struct ledger_view v;
+    struct cit_err e = {{0}};
+    size_t used;
+    int have_view = 0;
+    if (ledger_checkpoint_open(note, len, &g->key.vk, &cp, &used, &e)) {
+        cit_log(CIT_LOG_ERROR, "witnesses: this node's own checkpoint does not open: %s", e.msg);
+        return;
+    }
+    for (int i = 0; i < g->n; i++) {
+        struct peer *p = &g->peers[i];
+        if (!p->witness || (p->wok && p->wsize == cp.size)) continue;
+        witness_one(g, p, note, used, &cp, &v, &have_view);
+    }
+    if (have_view) ledger_view_free(&v);
+}
+
+/* The gateway's thread: health checks every interval, and each new
+ * checkpoint to the witnesses as soon as it is signed. */
 static void *checker(void *arg)
 {
     struct gw *g = arg;
+    struct timespec next = {0, 0};
     pthread_mutex_lock(&g->mu);
     while (!g->stop) {
-        pthread_mutex_unlock(&g->mu);
-        for (int i = 0; i < g->n; i++) {
-            struct cit_err e = {{0}};
-            gw_check(g, i, 0, &e);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > next.tv_sec ||
+            (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec)) {
+            pthread_mutex_unlock(&g->mu);
+            for (int i = 0; i < g->n; i++) {
+                struct cit_err e = {{0}};
+                gw_check(g, i, 0, &e);
+            }
+            pthread_mutex_lock(&g->mu);
+            clock_gettime(CLOCK_REALTIME, &next);
+            next.tv_sec += g->interval_s;
         }
-        pthread_mutex_lock(&g->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += g->interval_s;
-        while (!g->stop && pthread_cond_timedwait(&g->cv, &g->mu, &ts) == 0) {
+        if (g->wpending && g->wdir[0]) {
+            struct cit_buf note = {0};
+            int ok = !cit_buf_add(&note, g->wnote.p, g->wnote.len);
+            g->wpending = 0;
+            pthread_mutex_unlock(&g->mu);
+            if (ok) witness_round(g, note.p, note.len);
+            cit_buf_free(&note);
+            pthread_mutex_lock(&g->mu);
+            continue;
         }
+        if (!g->stop && !g->wpending) pthread_cond_timedwait(&g->cv, &g->mu, &next);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;

@@ -56,6 +56,7 @@ static const struct route routes[] = {
     {"/v1/peer/chat/completions", 0, EP_PEER, "POST", NULL},
     {"/v1/peer/completions", 0, EP_PEER, "POST", NULL},
     {"/v1/peer/health", 0, EP_PEER, "GET", NULL},
+    {"/v1/peer/witness/add-checkpoint", 0, EP_PEER, "POST", NULL},
 };
 
 static const struct route *route(const char *url, const char **arg)
@@ -155,6 +156,7 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
         return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                              "Unknown path.");
     r->peer_chat = r->ep == EP_PEER && !strcmp(url, "/v1/peer/chat/completions");
+    r->peer_witness = r->ep == EP_PEER && !strcmp(url, "/v1/peer/witness/add-checkpoint");
     if (r->ep == EP_PEER && !strcmp(r->method, "GET")) return handle_peer_health(c, r);
     if (!method_allowed(rt, r->method))
         return respond_error(c, r, 405, "invalid_request_error", NULL, NULL,
@@ -187,14 +189,17 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
         return handle_decide(c, r);
     case EP_ADMIN:
         return handle_admin(c, r);
+    case EP_PEER:
+        if (r->peer_witness) return handle_peer_witness(c, r);
+        return handle_generate(c, r);
     default:
         return handle_generate(c, r);
     }
 }
 
 enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
@@ -241,7 +246,7 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char 
 }
 
 void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+                       enum MHD_RequestTerminationCode toe)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
@@ -453,8 +458,8 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)backstop, NULL};
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool_mem, NULL};
-        opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)http_on_completed, s};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
+                                            (intptr_t)(void *)http_on_completed, s};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                             (intptr_t)(void *)conn_on_connection, s};
         opts[n++] =

@@ -52,8 +52,10 @@ void gen_cancel(struct req *r)
     int go = r->submitted && !r->done && !r->cancelled;
     r->cancelled |= go;
     pthread_mutex_unlock(&r->mu);
-    if (go && r->forward) atomic_store(&r->fwd_cancel, 1);
-    else if (go) node_call_cancel(r->call);
+    if (go && r->forward)
+        atomic_store(&r->fwd_cancel, 1);
+    else if (go)
+        node_call_cancel(r->call);
 }
 
 /* Generated tokens: a forward's as its peer counted them, when it did. */

@@ -232,8 +232,9 @@ struct req {
     size_t out_off;
     enum sse_phase phase;
 
-    int peer;      /* a peer's request (peer listener): its policy index; else -1 */
-    int peer_chat; /* EP_PEER: /v1/peer/chat/completions */
+    int peer;                      /* a peer's request (peer listener): its policy index; else -1 */
+    int peer_chat;                 /* EP_PEER: /v1/peer/chat/completions */
+    int peer_witness;              /* EP_PEER: /v1/peer/witness/add-checkpoint */
     char receipt_hdr[GW_MAX_WIRE]; /* a peer's request: X-Citadel-Receipt of the answer */
     char *peer_passport;           /* a peer's request: its passport (wire text) */
     int64_t fwd_tokens;            /* a forward: the peer's count of generated tokens, -1: none */
@@ -261,6 +262,9 @@ void peer_receipt(struct req *r, int status, uint64_t seq, const uint8_t leaf[32
 /* Sends an admitted forward to its peers; answers as handle_generate does. */
 enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const struct api_req *a);
 enum MHD_Result handle_peer_health(struct MHD_Connection *c, struct req *r);
+/* c2sp.org/tlog-witness add-checkpoint: this node cosigns the peer's
+ * ledger checkpoint (docs/gateway.md). */
+enum MHD_Result handle_peer_witness(struct MHD_Connection *c, struct req *r);
 void peer_metrics(struct http_server *s, struct cit_buf *out);
 
 /* conn.c: the lobby (accept, hold until the head is in, hand to MHD), the

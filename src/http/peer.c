@@ -434,6 +434,50 @@ enum MHD_Result handle_peer_health(struct MHD_Connection *c, struct req *r)
     return respond_json(c, r, 200, &b);
 }
 
+/* ---- witnessing a peer's ledger ---- */
+
+enum MHD_Result handle_peer_witness(struct MHD_Connection *c, struct req *r)
+{
+    struct node *n = r->srv->node;
+    const struct pol_target *t = &node_policy(n)->peers[r->peer];
+    struct ledger_vkey log;
+    struct cit_buf reply = {0};
+    struct cit_err e = {{0}};
+    enum MHD_Result res;
+    int status;
+    /* the log key is the peer's identity, which its TLS handshake proved */
+    if (ledger_vkey_parse(t->identity, strlen(t->identity), &log, &e))
+        return respond(c, r, 500, "text/plain", "the peer's identity is not a key\n", 33, NULL,
+                       NULL);
+    status = node_witness_add(n, t->id, &log, r->body.p ? r->body.p : "", r->body.len, &reply, &e);
+    if (status == 200 || status == 409) {
+        if (status == 409) cit_log(CIT_LOG_INFO, "witness: peer '%s': %s", t->id, e.msg);
+        res = respond(c, r, status, status == 409 ? GW_WITNESS_SIZE_TYPE : "text/plain",
+                      reply.p ? reply.p : "", reply.len, NULL, NULL);
+    } else {
+        /* a rollback, a fork, a bad proof or signature: what witnesses are
+         * for, so recorded */
+        struct ledger_rec rec = {0};
+        char msg[700];
+        snprintf(msg, sizeof(msg), "refused to cosign a checkpoint of peer '%s' (%d): %s", t->id,
+                 status, e.msg);
+        rec.tenant = t->id;
+        rec.key_id = rec.request_id = rec.classes = rec.rule = rec.target = "";
+        rec.policy_hash = node_policy_hash(n);
+        rec.action = "deny";
+        rec.status = status;
+        rec.event = "witness";
+        rec.detail = msg;
+        if (status != 500 && ledger_append(node_ledger(n), &rec, LEDGER_GROUP, NULL))
+            cit_log(CIT_LOG_ERROR, "witness: the ledger cannot record a refusal");
+        cit_log(CIT_LOG_WARN, "witness: %s", msg);
+        snprintf(msg, sizeof(msg), "%.600s\n", e.msg);
+        res = respond(c, r, status, "text/plain", msg, strlen(msg), NULL, NULL);
+    }
+    cit_buf_free(&reply);
+    return res;
+}
+
 /* ---- metrics ---- */
 
 void peer_metrics(struct http_server *s, struct cit_buf *out)

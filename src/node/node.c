@@ -48,6 +48,11 @@ struct gw *node_gateway(struct node *n)
     return n->gw;
 }
 
+const struct ledger_skey *node_witness_key(const struct node *n)
+{
+    return n->have_wkey ? &n->wkey : NULL;
+}
+
 const struct ledger_skey *node_key(const struct node *n)
 {
     return n->have_key ? &n->key : NULL;
@@ -109,6 +114,16 @@ static int open_ledger(struct node *n, struct cit_err *err)
         if ((rc = ledger_key_load(kp, NULL, NULL, &n->key, err))) return rc;
         n->have_key = 1;
     }
+    /* and its witness key, which cosigns its peers' checkpoints: a key of
+     * its own, so that no cosignature can pass for a checkpoint */
+    {
+        char kp[1100], vp[1100], name[LEDGER_MAX_ORIGIN];
+        snprintf(kp, sizeof(kp), "%s/witness.key", n->o.ledger);
+        snprintf(vp, sizeof(vp), "%s/witness.vkey", n->o.ledger);
+        snprintf(name, sizeof(name), "%s/witness", n->pol->node_id);
+        if ((rc = ledger_key_load_type(kp, vp, name, LEDGER_KEY_COSIGN, &n->wkey, err))) return rc;
+        n->have_wkey = 1;
+    }
     /* a ledger made by an older citadel may carry another name; its
      * signed history keeps it, so say so rather than hide it */
     vk = ledger_vkey_text(n->lg);
@@ -133,6 +148,7 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
     if (!(n = cit_calloc(1, sizeof(*n)))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     n->o = *o;
     pthread_mutex_init(&n->models_mu, NULL);
+    pthread_mutex_init(&n->gw_mu, NULL);
     if (what & NODE_POLICY) {
         if (!o->policy[0]) {
             rc = cit_err_set(err, CIT_EINVAL,
@@ -152,7 +168,15 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
             goto fail;
     }
     if ((what & NODE_LEDGER) && (rc = open_ledger(n, err))) goto fail;
-    if ((what & NODE_GATEWAY) && (rc = gw_open(n->pol, &n->key, &n->gw, err))) goto fail;
+    if (what & NODE_GATEWAY) {
+        struct cit_buf head = {0};
+        struct cit_err e = {{0}};
+        if ((rc = gw_open(n->pol, &n->key, &n->gw, err))) goto fail;
+        gw_set_witness(n->gw, n->ledger_real, node_cosigned_store, n);
+        /* the witnesses see the head now; later checkpoints as they come */
+        if (!ledger_head_note(n->o.ledger, &head, &e)) gw_witness_push(n->gw, head.p, head.len);
+        cit_buf_free(&head);
+    }
     if (what & NODE_MODELS) {
         if (o->n_models < 1) {
             rc = cit_err_set(err, CIT_EINVAL, "no model: give --model PATH or 'model = PATH'");
@@ -182,7 +206,14 @@ void node_close(struct node *n)
     if (!n) return;
     for (int i = 0; i < NODE_MAX_MODELS; i++)
         if (n->models[i]) node_model_unload(n, n->models[i]->id, NULL, NULL);
-    gw_close(n->gw);
+    {
+        struct gw *g;
+        pthread_mutex_lock(&n->gw_mu); /* the ledger's last checkpoint finds none */
+        g = n->gw;
+        n->gw = NULL;
+        pthread_mutex_unlock(&n->gw_mu);
+        gw_close(g);
+    }
     ledger_close(n->lg); /* after the last request: signs the final checkpoint */
     brd_registry_close(n->reg);
     pol_quotas_close(n->quotas);
@@ -190,6 +221,8 @@ void node_close(struct node *n)
     cit_db_close(n->db);
     pol_free(n->pol);
     pthread_mutex_destroy(&n->models_mu);
+    pthread_mutex_destroy(&n->gw_mu);
+    sodium_memzero(&n->wkey, sizeof(n->wkey));
     sodium_memzero(n->digest_key, sizeof(n->digest_key));
     sodium_memzero(&n->key, sizeof(n->key));
     cit_free(n);

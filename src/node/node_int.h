@@ -47,7 +47,10 @@ struct node {
     uint8_t digest_key[32]; /* the request digests' HMAC key (state file) */
     struct ledger_skey key; /* the node's identity: the ledger's node.key */
     int have_key;
-    struct gw *gw; /* the links to peers (NODE_GATEWAY) */
+    struct ledger_skey wkey; /* the node's witness key: <ledger>/witness.key */
+    int have_wkey;
+    pthread_mutex_t gw_mu;  /* n->gw against the ledger's checkpoint callback */
+    struct gw *gw;          /* the links to peers (NODE_GATEWAY) */
     _Atomic uint64_t loads; /* models loaded so far (node_model.gen) */
     /* a slot a load has reserved while it checks and maps the file (which
      * can take minutes for a large model): no lock is held meanwhile, so
@@ -68,6 +71,8 @@ int node_state_open(const char *path, struct cit_db **out, struct cit_err *err);
 
 /* keys.c */
 struct node_keys;
+/* The gateway's callback: a witness cosigned this node's checkpoint. */
+void node_cosigned_store(void *user, const char *witness, uint64_t size, const char *note);
 int node_keys_open(struct cit_db *db, struct node_keys **out, struct cit_err *err);
 void node_keys_close(struct node_keys *k);
 

@@ -69,7 +69,20 @@ static const char *const migrations[] = {
     " origin TEXT NOT NULL,"
     " id TEXT NOT NULL,"
     " expires INTEGER NOT NULL,"
-    " PRIMARY KEY(origin, id));",
+    " PRIMARY KEY(origin, id));"
+    /* as a witness, the last checkpoint of each peer's ledger this node
+     * cosigned; as a log, the last of its own each witness cosigned */
+    "CREATE TABLE witness_log("
+    " peer TEXT PRIMARY KEY,"
+    " size INTEGER NOT NULL,"
+    " root BLOB NOT NULL,"
+    " note TEXT NOT NULL,"
+    " updated INTEGER NOT NULL);"
+    "CREATE TABLE ledger_cosigned("
+    " witness TEXT PRIMARY KEY,"
+    " size INTEGER NOT NULL,"
+    " note TEXT NOT NULL,"
+    " updated INTEGER NOT NULL);",
 };
 
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err)
@@ -132,6 +145,12 @@ void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char
     }
     sqlite3_finalize(st);
     cit_db_durable(db, 0);
+    cit_db_unlock(db);
+    /* the witnesses are asked to cosign it (the gateway's thread) */
+    pthread_mutex_lock(&n->gw_mu);
+    if (n->gw) gw_witness_push(n->gw, note, strlen(note));
+    pthread_mutex_unlock(&n->gw_mu);
+    cit_db_lock(db);
     if (!ok)
         cit_log(CIT_LOG_ERROR, "%s: cannot keep the ledger's checkpoint %llu: %s", cit_db_path(db),
                 (unsigned long long)cp->size, sqlite3_errmsg(q));
@@ -196,8 +215,8 @@ int node_passport_seen(struct node *n, const char *origin, const char *id, int64
         sqlite3_step(del);
     }
     sqlite3_finalize(del);
-    if (sqlite3_prepare_v2(q, "INSERT INTO passport_seen(origin, id, expires) VALUES (?, ?, ?)",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(q, "INSERT INTO passport_seen(origin, id, expires) VALUES (?, ?, ?)", -1,
+                           &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, expires);
@@ -208,4 +227,125 @@ int node_passport_seen(struct node *n, const char *origin, const char *id, int64
     cit_db_durable(n->db, 0);
     cit_db_unlock(n->db);
     return rc;
+}
+
+/* ---- witnesses ---- */
+
+int node_witness_add(struct node *n, const char *peer, const struct ledger_vkey *log,
+                     const char *body, size_t len, struct cit_buf *reply, struct cit_err *err)
+{
+    sqlite3 *q = cit_db_sqlite(n->db);
+    sqlite3_stmt *st = NULL;
+    struct gw_witness_state last = {0}, next;
+    struct cit_buf cosigned = {0};
+    int status;
+    if (!n->have_wkey) {
+        cit_err_set(err, CIT_EINVAL, "this node has no witness key");
+        return 500;
+    }
+    /* one lock over the read, the check and the write: two requests
+     * racing cannot roll the state back */
+    cit_db_lock(n->db);
+    if (sqlite3_prepare_v2(q, "SELECT size, root FROM witness_log WHERE peer = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        status = 500;
+        cit_err_set(err, CIT_EIO, "%s: %s", cit_db_path(n->db), sqlite3_errmsg(q));
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 1) == LEDGER_HASH) {
+        last.size = (uint64_t)sqlite3_column_int64(st, 0);
+        memcpy(last.root, sqlite3_column_blob(st, 1), LEDGER_HASH);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    status = gw_witness_add(log, &n->wkey, &last, body, len, (uint64_t)time(NULL), &next, reply,
+                            &cosigned, err);
+    if (status != 200) goto out;
+    cit_db_durable(n->db, 1);
+    if (sqlite3_prepare_v2(q,
+                           "INSERT INTO witness_log(peer, size, root, note, updated) VALUES "
+                           "(?, ?, ?, ?, ?) ON CONFLICT(peer) DO UPDATE SET size = excluded.size, "
+                           "root = excluded.root, note = excluded.note, updated = "
+                           "excluded.updated",
+                           -1, &st, NULL) != SQLITE_OK) {
+        status = 500;
+    } else {
+        sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)next.size);
+        sqlite3_bind_blob(st, 3, next.root, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, cosigned.p, (int)cosigned.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
+        if (sqlite3_step(st) != SQLITE_DONE) status = 500;
+    }
+    cit_db_durable(n->db, 0);
+    if (status != 200) { /* not kept, so not answered */
+        cit_err_set(err, CIT_EIO, "%s: cannot keep the cosigned checkpoint: %s", cit_db_path(n->db),
+                    sqlite3_errmsg(q));
+        reply->len = 0;
+    }
+out:
+    sqlite3_finalize(st);
+    cit_db_unlock(n->db);
+    cit_buf_free(&cosigned);
+    return status;
+}
+
+static int read_note(struct node *n, const char *sql, const char *key, struct cit_buf *note,
+                     struct cit_err *err)
+{
+    sqlite3 *q = cit_db_sqlite(n->db);
+    sqlite3_stmt *st = NULL;
+    int rc = CIT_ENOENT, r;
+    cit_db_lock(n->db);
+    if (sqlite3_prepare_v2(q, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = cit_err_set(err, CIT_EIO, "%s: %s", cit_db_path(n->db), sqlite3_errmsg(q));
+    } else {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            rc = t && !cit_buf_add(note, t, strlen(t)) ? 0 : CIT_ENOMEM;
+        } else if (r != SQLITE_DONE) {
+            rc = cit_err_set(err, CIT_EIO, "%s: %s", cit_db_path(n->db), sqlite3_errmsg(q));
+        }
+    }
+    sqlite3_finalize(st);
+    cit_db_unlock(n->db);
+    return rc;
+}
+
+int node_witnessed(struct node *n, const char *peer, struct cit_buf *note, struct cit_err *err)
+{
+    return read_note(n, "SELECT note FROM witness_log WHERE peer = ?", peer, note, err);
+}
+
+int node_cosigned(struct node *n, const char *witness, struct cit_buf *note, struct cit_err *err)
+{
+    return read_note(n, "SELECT note FROM ledger_cosigned WHERE witness = ?", witness, note, err);
+}
+
+void node_cosigned_store(void *user, const char *witness, uint64_t size, const char *note)
+{
+    struct node *n = user;
+    sqlite3 *q = cit_db_sqlite(n->db);
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    cit_db_lock(n->db);
+    if (sqlite3_prepare_v2(q,
+                           "INSERT INTO ledger_cosigned(witness, size, note, updated) VALUES "
+                           "(?, ?, ?, ?) ON CONFLICT(witness) DO UPDATE SET size = "
+                           "excluded.size, note = excluded.note, updated = excluded.updated "
+                           "WHERE excluded.size >= ledger_cosigned.size",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, witness, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)size);
+        sqlite3_bind_text(st, 3, note, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    cit_db_unlock(n->db);
+    if (!ok)
+        cit_log(CIT_LOG_WARN, "witness '%s': its cosignature of size %llu could not be kept: %s",
+                witness, (unsigned long long)size, sqlite3_errmsg(q));
 }

@@ -397,8 +397,21 @@ static int parse_peer(struct yp *y, yaml_node_t *e, struct pol_target *t)
                          t->id);
         memcpy(t->identity, sval(f), f->data.scalar.length + 1);
     } else if (f) {
-        return yfail(y, f, "peer '%s': 'identity' goes with kind citadel; an openai peer is "
-                           "trusted by its TLS certificate ('ca')", t->id);
+        return yfail(y, f,
+                     "peer '%s': 'identity' goes with kind citadel; an openai peer is "
+                     "trusted by its TLS certificate ('ca')",
+                     t->id);
+    }
+    if ((f = yget(y, e, "witness_key"))) {
+        if (t->kind != POL_PEER_CITADEL)
+            return yfail(y, f, "peer '%s': 'witness_key' goes with kind citadel", t->id);
+        if (!is_scalar(f) || !f->data.scalar.length ||
+            f->data.scalar.length >= sizeof(t->witness_key))
+            return yfail(y, f,
+                         "peer '%s': 'witness_key' is the line of its witness.vkey (citadel "
+                         "peer identity --witness prints it)",
+                         t->id);
+        memcpy(t->witness_key, sval(f), f->data.scalar.length + 1);
     }
     if ((f = yget(y, e, "ca")) && ypath(y, f, "a peer's 'ca'", t->ca, sizeof(t->ca)))
         return CIT_EFORMAT;
@@ -444,10 +457,12 @@ static int parse_targets(struct yp *y, struct pol_policy *p, yaml_node_t *n, int
     int *count = peers ? &p->n_peers : &p->n_models;
     for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < n->data.mapping.pairs.top; q++) {
         static const char *const mkeys[] = {"jurisdiction", "classes", NULL};
-        static const char *const pkeys[] = {"jurisdiction", "classes", "kind",
-                                            "url",          "identity", "ca",
-                                            "api_key_file", "model",   "timeout_s",
-                                            "connect_timeout_s", NULL};
+        static const char *const pkeys[] = {"jurisdiction", "classes",
+                                            "kind",         "url",
+                                            "identity",     "ca",
+                                            "api_key_file", "model",
+                                            "timeout_s",    "connect_timeout_s",
+                                            "witness_key",  NULL};
         struct pol_target *t = &v[*count];
         yaml_node_t *e = ynode(y, q->value), *f;
         if (yname(y, ynode(y, q->key), peers ? "a peer's id" : "a model's id", t->id,
