@@ -101,13 +101,15 @@ test: check
 build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
-bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border build/bench_fl
+bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border build/bench_fl \
+       build/bench_gateway build/citadel
 	./build/bench_engine $(BENCH_ARGS)
 	./build/bench_serve $(BENCH_SERVE_ARGS)
 	./build/bench_detect
 	./build/bench_ledger
 	./build/bench_border
 	./build/bench_fl --runs 3
+	./build/bench_gateway
 
 bench-serve: deps build/bench_serve
 	./build/bench_serve $(BENCH_SERVE_ARGS)

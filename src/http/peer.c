@@ -202,7 +202,7 @@ static const char *passport_check(struct MHD_Connection *c, struct req *r, struc
     if (!wire || !salt64) return snprintf(why, cap, "the request carries none"), "passport_missing";
     if (ledger_vkey_parse(t->identity, strlen(t->identity), &vk, &e) ||
         gw_passport_open(wire, strlen(wire), &vk, ps, NULL, &e)) {
-        snprintf(why, cap, "%s", e.msg[0] ? e.msg : "it cannot be read");
+        snprintf(why, cap, "%.380s", e.msg[0] ? e.msg : "it cannot be read");
         return "passport_invalid";
     }
     if (ps->expires < now) {
