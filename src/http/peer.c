@@ -485,57 +485,44 @@ void peer_metrics(struct http_server *s, struct cit_buf *out)
     struct gw *g = node_gateway(s->node);
     const struct pol_policy *p = node_policy(s->node);
     int n = gw_peer_count(g);
+    struct gw_peer_stats *st;
     uint64_t refused;
-    if (!n) return;
+    if (!n || !(st = cit_calloc((size_t)n, sizeof(*st)))) return;
+    for (int i = 0; i < n; i++) gw_peer_stats(g, i, &st[i]); /* one look for every metric */
     BUF_LIT(out, "# HELP citadel_peer_requests_total Forwards sent to each peer.\n"
                  "# TYPE citadel_peer_requests_total counter\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
-        cit_buf_printf(out, "citadel_peer_requests_total{peer=\"%s\"} %llu\n", st.id,
-                       (unsigned long long)st.requests);
-    }
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(out, "citadel_peer_requests_total{peer=\"%s\"} %llu\n", st[i].id,
+                       (unsigned long long)st[i].requests);
     BUF_LIT(out, "# HELP citadel_peer_failures_total Forwards a peer could not take or broke off.\n"
                  "# TYPE citadel_peer_failures_total counter\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
-        cit_buf_printf(out, "citadel_peer_failures_total{peer=\"%s\"} %llu\n", st.id,
-                       (unsigned long long)st.failures);
-    }
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(out, "citadel_peer_failures_total{peer=\"%s\"} %llu\n", st[i].id,
+                       (unsigned long long)st[i].failures);
     BUF_LIT(out, "# HELP citadel_peer_latency_seconds_sum Time until each forward's answer ended.\n"
                  "# TYPE citadel_peer_latency_seconds_sum counter\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
-        cit_buf_printf(out, "citadel_peer_latency_seconds_sum{peer=\"%s\"} %.6f\n", st.id,
-                       st.latency_sum_s);
-    }
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(out, "citadel_peer_latency_seconds_sum{peer=\"%s\"} %.6f\n", st[i].id,
+                       st[i].latency_sum_s);
     BUF_LIT(out, "# HELP citadel_peer_bytes_out_total Request bytes sent to each peer, by the "
                  "most sensitive class in them.\n"
                  "# TYPE citadel_peer_bytes_out_total counter\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
+    for (int i = 0; i < n; i++)
         for (int k = 0; k < p->n_classes; k++)
-            if (st.bytes_out_class[k])
+            if (st[i].bytes_out_class[k])
                 cit_buf_printf(out, "citadel_peer_bytes_out_total{peer=\"%s\",class=\"%s\"} %llu\n",
-                               st.id, p->classes[k], (unsigned long long)st.bytes_out_class[k]);
-    }
+                               st[i].id, p->classes[k],
+                               (unsigned long long)st[i].bytes_out_class[k]);
     BUF_LIT(out, "# HELP citadel_peer_up 1 when the last health check answered.\n"
                  "# TYPE citadel_peer_up gauge\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
-        cit_buf_printf(out, "citadel_peer_up{peer=\"%s\"} %d\n", st.id, st.healthy);
-    }
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(out, "citadel_peer_up{peer=\"%s\"} %d\n", st[i].id, st[i].healthy);
     BUF_LIT(out, "# HELP citadel_peer_breaker_open 1 while a peer is skipped after failures.\n"
                  "# TYPE citadel_peer_breaker_open gauge\n");
-    for (int i = 0; i < n; i++) {
-        struct gw_peer_stats st;
-        gw_peer_stats(g, i, &st);
-        cit_buf_printf(out, "citadel_peer_breaker_open{peer=\"%s\"} %d\n", st.id, st.breaker_open);
-    }
+    for (int i = 0; i < n; i++)
+        cit_buf_printf(out, "citadel_peer_breaker_open{peer=\"%s\"} %d\n", st[i].id,
+                       st[i].breaker_open);
+    cit_free(st);
     pthread_mutex_lock(&s->met.mu);
     refused = s->passports_refused;
     pthread_mutex_unlock(&s->met.mu);

@@ -570,34 +570,26 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
     request_id(c->id, sizeof(c->id), rq->id_chat);
     n_seg = decide(c, rq, &owned);
     snprintf(out->decision, sizeof(out->decision), "%s", c->decision_hdr);
-    if (c->dec.action == POL_FORWARD && n->gw) {
+    if (c->dec.action == POL_FORWARD && n->gw) { /* the peer renders and tokenizes */
         free_owned(owned, n_seg);
         rc = forward_limits(c, rq, out);
-        if (!rc) rc = charge(c, out);
-        if (rc) {
-            refused(c, out, LEDGER_GROUP);
+    } else {
+        if (!c->m && c->dec.action != POL_DENY) { /* it would run here, and is not loaded */
+            free_owned(owned, n_seg);
+            no_model(out, c->model);
             call_free(c);
-            return rc;
+            return CIT_ENOENT;
         }
-        out->status = 200;
-        *call = c;
-        return 0;
+        if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT) {
+            refusal(c, out);
+            refused(c, out, c->dec.action == POL_FORWARD ? LEDGER_SYNC : LEDGER_GROUP);
+            call_free(c);
+            return CIT_EINVAL;
+        }
+        rc = build_prompt(c, &rq->p, owned, out);
+        free_owned(owned, n_seg); /* the redacted texts are in the tokens now */
+        if (!rc) rc = check_limits(c, rq, out);
     }
-    if (!c->m && c->dec.action != POL_DENY) { /* it would run here, and is not loaded */
-        free_owned(owned, n_seg);
-        no_model(out, c->model);
-        call_free(c);
-        return CIT_ENOENT;
-    }
-    if (c->dec.action != POL_LOCAL && c->dec.action != POL_REDACT) {
-        refusal(c, out);
-        refused(c, out, c->dec.action == POL_FORWARD ? LEDGER_SYNC : LEDGER_GROUP);
-        call_free(c);
-        return CIT_EINVAL;
-    }
-    rc = build_prompt(c, &rq->p, owned, out);
-    free_owned(owned, n_seg); /* the redacted texts are in the tokens now */
-    if (!rc) rc = check_limits(c, rq, out);
     if (!rc) rc = charge(c, out);
     if (rc) {
         refused(c, out, LEDGER_GROUP);
