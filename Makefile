@@ -20,7 +20,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 BASE    := -std=c11 -D_GNU_SOURCE -Iinclude -pthread $(WARN) -MMD -MP
 RELEASE := -O2 -g -fno-math-errno
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-LDLIBS  := -lcurl -lmicrohttpd -ljansson -lsqlite3 -lsodium -lyaml -lssl -lcrypto -lgmp -lz -licui18n -licuuc -lm \
+LDLIBS  := -lseccomp -lcurl -lmicrohttpd -ljansson -lsqlite3 -lsodium -lyaml -lssl -lcrypto -lgmp -lz -licui18n -licuuc -lm \
            -pthread
 
 # Kernels with a SIMD path get their own flags; everything else is built for

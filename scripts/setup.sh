@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
-#                    libyaml, OpenSSL, GMP, zlib, ICU, libcurl
+#                    libyaml, OpenSSL, GMP, zlib, ICU, libcurl, libseccomp
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests, and the
 #                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs)
 #   setup.sh fuzz    clang with libFuzzer
@@ -26,6 +26,8 @@ build_deps() {
     need libicu-dev
     # the gateway: HTTP/1.1 and server-sent events to peers, over OpenSSL
     need libcurl4-openssl-dev
+    # lockdown: the seccomp filter that keeps a serving node off the network
+    need libseccomp-dev
 }
 
 case "$what" in
