@@ -142,6 +142,14 @@ ok "server started on port $PORT with the admitted model"
 URL=http://127.0.0.1:$PORT
 H="Authorization: Bearer $KEY"
 
+# ---- lockdown: the kernel holds it, /readyz says so, the ledger has its statement ----
+curl -sf "$URL/readyz" >"$TMP/ready.json"
+check "lockdown active (readyz)" test "$(json "$TMP/ready.json" 'j.lockdown.active && j.lockdown.seccomp && j.lockdown.tcp_ports && j.lockdown.missing === ""')" = true
+LOCK_HASH=$(json "$TMP/ready.json" 'j.lockdown.statement_sha256')
+check "the ledger holds the air-gap statement readyz names" \
+    sh -c "grep '\"event\":\"lockdown\"' $TMP/ledger/log | grep -q '\"request\":\"$LOCK_HASH\"'"
+check "the statement recorded hashes to its recorded name" sh -c "grep '\"event\":\"lockdown\"' $TMP/ledger/log | tail -1 | node -e \"let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const h=require('crypto').createHash('sha256').update(j.detail).digest('hex');process.exit(h===j.request&&h===j.digest&&h==='$LOCK_HASH'?0:1)})\""
+
 # ---- curl ----
 check "curl healthz" sh -c "curl -sf $URL/healthz | grep -q ok"
 code=$(curl -s -o "$TMP/e.json" -w '%{http_code}' "$URL/v1/models")
@@ -184,7 +192,10 @@ sleep 0.3
 curl -sN -H "$H" "$URL/v1/completions" \
     -d '{"model":"'"$ID"'","prompt":"Once","max_tokens":400,"stream":true}' >"$TMP/drain.txt" &
 CURL=$!
-sleep 0.05
+# the stream is in flight once its first piece came (not before: a TERM
+# that beats the request to the server rightly refuses it)
+i=0; while ! grep -q '^data:' "$TMP/drain.txt" 2>/dev/null && [ $i -lt 200 ]; do
+    sleep 0.02; i=$((i+1)); done
 kill -TERM "$PID"
 wait "$CURL" || true
 stop_server "SIGTERM: exit status 0 (no leaks under the sanitizers)"

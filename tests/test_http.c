@@ -2244,6 +2244,14 @@ static void admin_while_serving(const char *dir, const char *card, const char *k
     resp_free(&r);
     CHECK(ledger_count(dir, "\"action\":\"revoke\"", "stories260K") == 1);
     CHECK(ledger_count(dir, "\"action\":\"unload\"", "withdrawn-by-test") == 1);
+    /* a locked-down server reads no file outside its own and lockdown_read,
+     * and says so */
+    rc = cli(dir, &out, "model admit %s/m.gguf --card %s/../card-elsewhere.json --sig %s/m.sig", dir,
+             dir, dir);
+    CHECKF(rc != 0 && out && strstr(out, "locked down") && strstr(out, "lockdown_read"),
+           "admit outside: %d %s", rc, out ? out : "");
+    cit_free(out);
+    out = NULL;
     /* admitted again and loaded, without a restart */
     CHECK(cli(dir, NULL, "model admit %s/m.gguf --card %s --sig %s/m.sig", dir, card, dir) == 0);
     rc = cli(dir, &out, "model load stories260K=%s/m.gguf", dir);
@@ -2289,8 +2297,12 @@ void test_http_admin_cli(void)
     int saved_port = port, pid = 0;
     snprintf(dir, sizeof(dir), "%s/admin", t_tmpdir());
     CHECKF(realpath("models/stories260K.cdx.json", card), "models/stories260K.cdx.json");
-    snprintf(p, sizeof(p), "rm -rf %s && mkdir -p %s && cp %s %s/m.gguf && : > %s/c.conf", dir, dir,
-             t_model_path("stories260K.gguf"), dir, dir);
+    /* locked down, the server reads the cards' folder because the config
+     * says so (admin_while_serving tries one outside it) */
+    snprintf(p, sizeof(p),
+             "rm -rf %s && mkdir -p %s && cp %s %s/m.gguf && "
+             "echo \"lockdown_read = $(dirname %s)\" > %s/c.conf",
+             dir, dir, t_model_path("stories260K.gguf"), dir, card, dir);
     CHECK(t_run(p, NULL) == 0);
     /* a state file another citadel left readable by others is made owner-only */
     snprintf(p, sizeof(p), "%s/s.db", dir);
@@ -2316,6 +2328,8 @@ void test_http_admin_cli(void)
                    bin, dir, dir, dir, dir, dir, dir, dir);
     CHECK(t_run(sh.p, &out) == 0 && out);
     cit_buf_free(&sh);
+    snprintf(p, sizeof(p), "cp %s %s/../card-elsewhere.json", card, dir);
+    CHECK(t_run(p, NULL) == 0);
     pid = atoi(out);
     cit_free(out);
     snprintf(p, sizeof(p), "%s/serve.out", dir);

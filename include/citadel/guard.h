@@ -53,7 +53,7 @@ struct guard_addr {
     char host[256]; /* as the policy names it */
     int port;
     struct sockaddr_storage sa; /* one address it resolved to, with the port */
-    socklen_t len;
+    socklen_t len; /* 0: the name did not resolve */
 };
 
 struct guard_spec {
@@ -96,7 +96,9 @@ int guard_spec_path(struct guard_spec *s, const char *path, int rw, int optional
 int guard_spec_system(struct guard_spec *s, struct cit_err *err);
 int guard_spec_bind(struct guard_spec *s, int port, struct cit_err *err);
 /* Resolves host (now: DNS is not there after guard_seal) and allows
- * connects to port on its addresses. */
+ * connects to port on its addresses. A name that does not resolve is kept
+ * without an address (nothing connects to it) and CIT_ENOENT returned,
+ * with the reason in err, for the caller to warn and go on. */
 int guard_spec_connect(struct guard_spec *s, const char *host, int port, struct cit_err *err);
 /* "https://host:port/..." or "host:port": the host and port a peer's URL
  * names (443 and 80 by scheme when no port is given). */

@@ -62,6 +62,13 @@ int http_opts_load(struct http_opts *o, const char *path, struct cit_err *err);
 
 struct http_server;
 
+struct guard_spec;
+/* What serving o needs under lockdown (guard.h): the node's part
+ * (node_guard_spec, peers included), TCP bind on the client and peer
+ * ports, the TLS certificate and key read-only. */
+int http_guard_spec(const struct http_opts *o, const struct pol_policy *p, struct guard_spec *s,
+                    struct cit_err *err);
+
 /* Checks the address is free, opens the node (node_open: policy, state,
  * ledger, models), and starts listening. */
 int http_server_start(const struct http_opts *o, struct http_server **out /* out */,

@@ -67,6 +67,10 @@ struct node_opts {
     int queue;               /* waiting requests per model before the scheduler refuses */
     int unvetted;            /* load models never admitted, where the policy allows it */
     int trust_stored_digest; /* skip hashing admitted models on read-only media */
+    /* lockdown_read: folders a locked-down node may read besides its own
+     * files (models loaded later through the admin API) */
+    char lock_read[8][1024];
+    int n_lock_read;
     /* set while a config file is read: relative paths in it are taken from
      * its folder, as every daemon does; flags are relative to the cwd */
     char base[1024];
@@ -89,6 +93,16 @@ int node_set_bool(const char *key, const char *v, int *out, struct cit_err *err)
  * file's folder meanwhile. Errors say FILE:LINE. */
 int node_conf_load(const char *path, struct node_opts *o, cit_conf_fn set, void *user,
                    struct cit_err *err);
+
+struct guard_spec;
+struct pol_policy;
+/* The node's part of a lockdown (guard.h): the system folders, the state
+ * file's and the ledger's folders read-write (made now if absent: nothing
+ * can make them later), the policy and the models read-only, the
+ * lockdown_read folders, and, when peers is set, every peer of p: its
+ * address resolved and its port, and its CA and API key files. */
+int node_guard_spec(const struct node_opts *o, const struct pol_policy *p, int peers,
+                    struct guard_spec *s, struct cit_err *err);
 
 /* ---- the node ---- */
 
@@ -113,6 +127,11 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out /* out
 /* Unloads the models (after their requests end), closes the ledger with a
  * final checkpoint, the state file and the policy. */
 void node_close(struct node *n);
+/* After guard_seal: the air-gap statement (guard_statement) as a ledger
+ * entry, event "lockdown", action enforced, partial (best-effort with
+ * something missing) or none; its hash is the entry's request_id and its
+ * text the detail. what names the process ("serve"). */
+int node_record_lockdown(struct node *n, const char *what, struct cit_err *err);
 
 /* The parts, for the verbs that act on them (NULL when not opened). */
 struct cit_db *node_state(struct node *n);

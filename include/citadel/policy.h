@@ -105,7 +105,10 @@ struct pol_admission {
  * or the list has "EU" and place is a member state. */
 int pol_place_allowed(const char (*list)[16], int n, const char *place);
 
+enum { POL_LOCKDOWN_REQUIRED = 0, POL_LOCKDOWN_BEST_EFFORT = 1 };
+
 struct pol_policy {
+    int lockdown; /* enum POL_LOCKDOWN_*: what a node that cannot lock down does */
     char node_id[POL_MAX_NAME];
     char jurisdiction[16];
     int n_classes;

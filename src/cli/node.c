@@ -19,6 +19,7 @@
 
 #include "citadel/http.h"
 #include "citadel/ledger.h"
+#include "citadel/guard.h"
 #include "cli.h"
 
 FILE *cli_out, *cli_err;
@@ -215,6 +216,18 @@ int cli_admin_exec(void *user, struct node *n, int argc, char **argv, struct cit
     if (!rc && argc >= 2 && (!strcmp(argv[0], "model") || !strcmp(argv[0], "trust"))) {
         int k = node_models_recheck(n);
         if (k) fprintf(fe, "citadel: %d model%s unloaded\n", k, k == 1 ? "" : "s");
+    }
+    /* a locked-down server reads only what it was started with */
+    {
+        struct guard_status gs;
+        guard_get_status(&gs);
+        fflush(fe);
+        if (rc && gs.fs && eb && strstr(eb, "Permission denied"))
+            fprintf(fe,
+                    "citadel: this node is locked down (docs/guard.md): it reads only its own "
+                    "files and the lockdown_read folders of its config; add the file's folder "
+                    "as 'lockdown_read = DIR' and restart, or run this while the node is "
+                    "stopped\n");
     }
     served = NULL;
     cli_out = stdout;

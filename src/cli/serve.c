@@ -9,6 +9,11 @@
  * Signals are taken by the main thread with sigwait (every other thread
  * starts with them blocked): SIGTERM or SIGINT drain and exit 0, SIGHUP
  * re-reads the config file and applies the flags again.
+ *
+ * Lockdown (docs/guard.md): Landlock before anything starts a thread,
+ * seccomp once the listeners and the admin socket exist, then the air-gap
+ * statement in the ledger. A node that cannot lock down does not serve,
+ * unless its policy says `lockdown: best-effort`.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "citadel/guard.h"
 #include "citadel/http.h"
+#include "citadel/policy.h"
 #include "cli.h"
 
 struct serve_args {
@@ -82,6 +89,46 @@ static int build_opts(const struct serve_args *a, struct http_opts *o, struct ci
     return 0;
 }
 
+/* Landlock for what serving o needs (http_guard_spec), with the config
+ * file readable for SIGHUP. The policy is read here for its peers and its
+ * lockdown mode; the node reads it again when it opens. */
+static int lock_down(const struct serve_args *a, const struct http_opts *o, struct cit_err *err)
+{
+    struct pol_policy *pol = NULL;
+    struct guard_spec *gs = cit_calloc(1, sizeof(*gs));
+    int rc;
+    if (!gs) return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    /* no policy: node_open says what is wrong, better than we could */
+    if (o->node.policy[0] && (rc = pol_load(o->node.policy, &pol, err))) goto out;
+    guard_spec_init(gs, "serve", pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
+    if ((rc = guard_spec_path(gs, a->config, 0, 1, err)) ||
+        (rc = http_guard_spec(o, pol, gs, err)))
+        goto out;
+    rc = guard_lock(gs, err);
+out:
+    pol_free(pol);
+    cit_free(gs);
+    return rc;
+}
+
+/* seccomp, and the statement into the ledger: a node whose lockdown is
+ * not on record does not serve. */
+static int seal(struct http_server *srv, struct cit_err *err)
+{
+    struct guard_status st;
+    int rc;
+    if ((rc = guard_seal(err)) || (rc = node_record_lockdown(http_server_node(srv), "serve", err)))
+        return rc;
+    guard_get_status(&st);
+    if (st.missing[0])
+        printf("citadel: lockdown partial (best-effort): missing %s; statement sha256 %s\n",
+               st.missing, st.hash);
+    else
+        printf("citadel: lockdown enforced: Landlock ABI %d and seccomp; statement sha256 %s\n",
+               st.abi, st.hash);
+    return 0;
+}
+
 int cli_serve(int argc, char **argv)
 {
     struct serve_args a = {"citadel.conf", 0, NULL, 0, 0};
@@ -135,6 +182,11 @@ int cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     cit_log_set_level(CIT_LOG_INFO);
+    if (lock_down(&a, &o, &err)) {
+        fprintf(stderr, "citadel serve: %s\n", err.msg);
+        cit_free(a.flags);
+        return 1;
+    }
     if (http_server_start(&o, &srv, &err)) {
         fprintf(stderr, "citadel serve: %s\n", err.msg);
         cit_free(a.flags);
@@ -144,6 +196,13 @@ int cli_serve(int argc, char **argv)
      * the socket they would write the ledger beside us, so no socket, no serve */
     if (node_admin_start(http_server_node(srv), cli_admin_exec, NULL, &adm, &err)) {
         fprintf(stderr, "citadel serve: %s\n", err.msg);
+        http_server_stop(srv);
+        cit_free(a.flags);
+        return 1;
+    }
+    if (seal(srv, &err)) {
+        fprintf(stderr, "citadel serve: %s\n", err.msg);
+        node_admin_stop(adm);
         http_server_stop(srv);
         cit_free(a.flags);
         return 1;

@@ -24,11 +24,14 @@
 #include <time.h>
 
 #include "citadel/gateway.h"
+#include "citadel/guard.h"
 #include "citadel/policy.h"
 
 #define POOL      4     /* idle handles kept per peer */
 #define MAX_ERROR 65536 /* a refusal's body read at most */
 #define PASS_TTL  60    /* a passport's life, seconds, when no deadline is nearer */
+
+#define UNRESOLVED "its address did not resolve before lockdown (restart the node to try again)"
 
 struct peer {
     const struct pol_target *t;
@@ -36,6 +39,10 @@ struct peer {
     struct ledger_vkey vk;
     char pin[80];
     struct curl_slist *auth; /* openai: "Authorization: Bearer ..." */
+    /* under lockdown: the addresses resolved before it, so that libcurl
+     * never asks DNS (there is none after guard_seal) */
+    struct curl_slist *resolve;
+    int unresolved; /* locked down without an address for it: never tried */
     pthread_mutex_t mu;
     CURL *idle[POOL];
     int n_idle;
@@ -162,6 +169,21 @@ int gw_open(const struct pol_policy *pol, const struct ledger_skey *key, struct 
             if ((rc = read_api_key(t->api_key_file, &p->auth, &e)))
                 cit_err_set(err, rc, "peer '%s': api_key_file: %s", t->id, e.msg);
         }
+        if (!rc) {
+            char host[256], entry[1200];
+            int port;
+            struct cit_err e = {{0}};
+            struct guard_status gs;
+            guard_get_status(&gs);
+            if (guard_url_hostport(t->url, host, sizeof(host), &port, &e)) {
+                /* pol_load checked the URL */
+            } else if (!guard_resolve(host, port, entry, sizeof(entry))) {
+                if (!(p->resolve = curl_slist_append(NULL, entry)))
+                    rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+            } else if (gs.locked) {
+                p->unresolved = 1;
+            }
+        }
     }
     if (!rc && pol->n_peers) rc = gw_tls_pem(key, &g->cert, &g->pkey, err);
     if (rc) {
@@ -186,6 +208,7 @@ void gw_close(struct gw *g)
         struct peer *p = &g->peers[i];
         for (int k = 0; k < p->n_idle; k++) curl_easy_cleanup(p->idle[k]);
         curl_slist_free_all(p->auth);
+        curl_slist_free_all(p->resolve);
         pthread_mutex_destroy(&p->mu);
     }
     if (g->pkey.p) sodium_memzero(g->pkey.p, g->pkey.len);
@@ -221,10 +244,26 @@ static void give_back(struct peer *p, CURL *h)
     if (h) curl_easy_cleanup(h);
 }
 
-/* The options every request to p has: where, how to trust it, limits. */
-static void link_opts(struct gw *g, struct peer *p, CURL *h, const char *url, long timeout_ms)
+/* Every socket libcurl opens: under lockdown, only to an address the
+ * peer list resolved to (Landlock checks the port; this, the address). */
+static curl_socket_t open_checked(void *user, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    const struct peer *p = user;
+    (void)purpose;
+    if (!guard_connect_ok(&a->addr, a->addrlen)) {
+        cit_log(CIT_LOG_WARN, "peer '%s': lockdown refused a connection to an address that is "
+                              "not the peer's", p->t->id);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* The options every request to p has: where, how to trust it, limits.
+ * -1 when p cannot be reached at all (UNRESOLVED). */
+static int link_opts(struct gw *g, struct peer *p, CURL *h, const char *url, long timeout_ms)
 {
     const struct pol_target *t = p->t;
+    if (p->unresolved) return -1;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -232,6 +271,9 @@ static void link_opts(struct gw *g, struct peer *p, CURL *h, const char *url, lo
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never through a proxy the environment names */
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, p);
+    if (p->resolve) curl_easy_setopt(h, CURLOPT_RESOLVE, p->resolve);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t->connect_timeout_s * 1000);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     if (t->kind == POL_PEER_CITADEL) {
@@ -250,6 +292,7 @@ static void link_opts(struct gw *g, struct peer *p, CURL *h, const char *url, lo
         curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
         if (t->ca[0]) curl_easy_setopt(h, CURLOPT_CAINFO, t->ca);
     }
+    return 0;
 }
 
 /* ---- the breaker ---- */
@@ -282,6 +325,7 @@ static void breaker_note(struct peer *p, int failed, int64_t now)
 static int known_down(struct peer *p, char *why, size_t cap)
 {
     int down;
+    if (p->unresolved) return snprintf(why, cap, "skipped: %s", UNRESOLVED), 1;
     pthread_mutex_lock(&p->mu);
     down = p->st.last_check && !p->st.healthy;
     if (down)
@@ -556,7 +600,12 @@ static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct
              t->kind == POL_PEER_CITADEL
                  ? (s->chat ? "/v1/peer/chat/completions" : "/v1/peer/completions")
                  : (s->chat ? "/chat/completions" : "/completions"));
-    link_opts(g, p, h, url, (long)left);
+    if (link_opts(g, p, h, url, (long)left)) {
+        tried(r, t->id, UNRESOLVED);
+        give_back(p, h);
+        free(body);
+        return TRY_NEXT;
+    }
     hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, "Accept: text/event-stream");
     hd = curl_slist_append(hd, "Expect:");
@@ -748,7 +797,10 @@ int gw_check(struct gw *g, int i, int passport, struct cit_err *err)
     if (!(h = borrow(p))) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     snprintf(url, sizeof(url), "%s%s", p->t->url,
              p->t->kind == POL_PEER_CITADEL ? "/v1/peer/health" : "/models");
-    link_opts(g, p, h, url, (long)p->t->connect_timeout_s * 2000);
+    if (link_opts(g, p, h, url, (long)p->t->connect_timeout_s * 2000)) {
+        give_back(p, h);
+        return cit_err_set(err, CIT_EIO, "peer '%s': %s", p->t->id, UNRESOLVED);
+    }
     for (struct curl_slist *a = p->auth; a; a = a->next) hd = curl_slist_append(hd, a->data);
     if (passport && p->t->kind == POL_PEER_CITADEL) {
         struct gw_passport tmpl = {0};
@@ -838,7 +890,11 @@ static long add_checkpoint(struct gw *g, struct peer *p, const struct cit_buf *b
     CURL *h = borrow(p);
     if (!h) return snprintf(why, cap, "out of memory"), 0;
     snprintf(url, sizeof(url), "%s/v1/peer/witness/add-checkpoint", p->t->url);
-    link_opts(g, p, h, url, (long)p->t->connect_timeout_s * 2000);
+    if (link_opts(g, p, h, url, (long)p->t->connect_timeout_s * 2000)) {
+        give_back(p, h);
+        curl_slist_free_all(hd);
+        return snprintf(why, cap, "%s", UNRESOLVED), 0;
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->p);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "citadel/gateway.h"
+#include "citadel/guard.h"
 
 static int pins_idx = -1; /* SSL_CTX ex-data slot for the pins */
 
@@ -249,7 +250,19 @@ int gw_tcp_connect(const char *addr, struct cit_err *err)
     const char *ps;
     struct addrinfo hints = {0}, *ai = NULL, *a;
     int fd = -1, g;
+    struct guard_addr known[8];
+    int n_known;
     if (split_addr(addr, host, sizeof(host), &ps, err)) return -1;
+    /* under lockdown, the addresses resolved before it: there is no DNS */
+    if ((n_known = guard_lookup(host, atoi(ps), known, 8)) > 0) {
+        for (int i = 0; i < n_known && fd < 0; i++) {
+            fd = socket(known[i].sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd >= 0 && connect(fd, (struct sockaddr *)&known[i].sa, known[i].len))
+                close(fd), fd = -1;
+        }
+        if (fd < 0) cit_err_set(err, CIT_EIO, "connect %s: %s", addr, strerror(errno));
+        return fd;
+    }
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     if ((g = getaddrinfo(host, ps, &hints, &ai))) {
@@ -257,6 +270,10 @@ int gw_tcp_connect(const char *addr, struct cit_err *err)
         return -1;
     }
     for (a = ai; a; a = a->ai_next) {
+        if (!guard_connect_ok(a->ai_addr, a->ai_addrlen)) {
+            errno = EACCES; /* not an address the lockdown resolved */
+            continue;
+        }
         fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0 && !connect(fd, a->ai_addr, a->ai_addrlen)) break;
         if (fd >= 0) close(fd);

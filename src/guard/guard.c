@@ -184,15 +184,27 @@ int guard_spec_connect(struct guard_spec *s, const char *host, int port, struct 
 {
     struct addrinfo hints = {0}, *ai = NULL;
     char ps[16];
-    int g, rc;
-    if ((rc = add_port(s->connect, &s->n_connect, port, err))) return rc;
+    int g;
+    if (port < 1 || port > 65535) return cit_err_set(err, CIT_EINVAL, "lockdown: port %d", port);
     snprintf(ps, sizeof(ps), "%d", port);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    if ((g = getaddrinfo(host, ps, &hints, &ai)))
-        return cit_err_set(err, CIT_EINVAL, "lockdown: resolving %s: %s (peers are resolved "
-                           "before lockdown; after it there is no DNS)",
-                           host, gai_strerror(g));
+    if ((g = getaddrinfo(host, ps, &hints, &ai))) {
+        /* kept as a name without an address: the statement says so, and
+         * nothing connects to it until a restart resolves it */
+        struct guard_addr *d;
+        if (s->n_addrs >= GUARD_MAX_ADDRS)
+            return cit_err_set(err, CIT_EINVAL, "lockdown: more than %d peer addresses",
+                               GUARD_MAX_ADDRS);
+        d = &s->addrs[s->n_addrs++];
+        memset(d, 0, sizeof(*d));
+        snprintf(d->host, sizeof(d->host), "%s", host);
+        d->port = port;
+        cit_err_set(err, CIT_ENOENT, "lockdown: resolving %s: %s (peers are resolved before "
+                    "lockdown; after it there is no DNS)",
+                    host, gai_strerror(g));
+        return CIT_ENOENT;
+    }
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
         struct guard_addr *d;
         int dup = 0;
@@ -213,7 +225,7 @@ int guard_spec_connect(struct guard_spec *s, const char *host, int port, struct 
         d->len = a->ai_addrlen;
     }
     freeaddrinfo(ai);
-    return 0;
+    return add_port(s->connect, &s->n_connect, port, err);
 }
 
 int guard_url_hostport(const char *url, char *host, size_t cap, int *port, struct cit_err *err)
@@ -610,8 +622,8 @@ int guard_statement(struct cit_buf *out, char hash[65])
     for (int i = 0; i < s->n_connect; i++)
         rc |= cit_buf_printf(out, "tcp connect %d\n", s->connect[i]);
     for (int i = 0; i < s->n_addrs; i++) {
-        char a[80];
-        addr_text(&s->addrs[i], a, sizeof(a));
+        char a[80] = "unresolved";
+        if (s->addrs[i].len) addr_text(&s->addrs[i], a, sizeof(a));
         rc |= cit_buf_printf(out, "peer %s %s\n", s->addrs[i].host, a);
     }
     rc |= cit_buf_printf(out, "seccomp %s\n", g_st.seccomp ? "loaded on every thread" : "not loaded");
@@ -660,7 +672,7 @@ int guard_connect_ok(const struct sockaddr *sa, socklen_t len)
     if (!g_st.locked) return 1;
     if (len < sizeof(sa_family_t)) return 0;
     for (int i = 0; i < g_spec.n_addrs; i++)
-        if (same_addr(sa, &g_spec.addrs[i].sa)) return 1;
+        if (g_spec.addrs[i].len && same_addr(sa, &g_spec.addrs[i].sa)) return 1;
     return 0;
 }
 
@@ -669,7 +681,8 @@ int guard_lookup(const char *host, int port, struct guard_addr *out, int cap)
     int n = 0;
     if (!g_st.locked) return 0;
     for (int i = 0; i < g_spec.n_addrs && n < cap; i++)
-        if (g_spec.addrs[i].port == port && !strcmp(g_spec.addrs[i].host, host))
+        if (g_spec.addrs[i].len && g_spec.addrs[i].port == port &&
+            !strcmp(g_spec.addrs[i].host, host))
             out[n++] = g_spec.addrs[i];
     return n;
 }
@@ -683,7 +696,7 @@ int guard_resolve(const char *host, int port, char *out, size_t cap)
     for (int i = 0; i < g_spec.n_addrs && len < cap; i++) {
         char ip[INET6_ADDRSTRLEN];
         const struct guard_addr *a = &g_spec.addrs[i];
-        if (a->port != port || strcmp(a->host, host)) continue;
+        if (a->port != port || strcmp(a->host, host) || !a->len) continue;
         if (a->sa.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, ip, sizeof(ip));
         else

@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "citadel/guard.h"
 #include "http_int.h"
 
 /* ---- routing ---- */
@@ -386,6 +387,23 @@ static void startup_report(struct http_server *s)
             cit_log(CIT_LOG_WARN, "%s", p);
         }
     cit_buf_free(&rep);
+}
+
+int http_guard_spec(const struct http_opts *o, const struct pol_policy *p, struct guard_spec *s,
+                    struct cit_err *err)
+{
+    int rc;
+    if ((rc = node_guard_spec(&o->node, p, 1, s, err)) || (rc = guard_spec_bind(s, o->port, err)) ||
+        (rc = guard_spec_path(s, o->tls_cert, 0, 0, err)) ||
+        (rc = guard_spec_path(s, o->tls_key, 0, 0, err)))
+        return rc;
+    if (o->peer_listen[0]) {
+        const char *c = strrchr(o->peer_listen, ':');
+        long port;
+        if (!c || node_set_int("peer_listen", c + 1, 0, 65535, &port, err)) return CIT_EINVAL;
+        if ((rc = guard_spec_bind(s, (int)port, err))) return rc;
+    }
+    return 0;
 }
 
 int http_server_start(const struct http_opts *o, struct http_server **out, struct cit_err *err)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "citadel/guard.h"
 #include "http_int.h"
 
 static void model_json(struct cit_buf *b, const struct node_model_info *mi)
@@ -50,6 +51,45 @@ static enum MHD_Result get_models(struct MHD_Connection *c, struct req *r)
     return res;
 }
 
+/* "lockdown":{...}: what guard enforces in this process (docs/guard.md) */
+static void lockdown_json(struct cit_buf *b)
+{
+    struct guard_status g;
+    guard_get_status(&g);
+    cit_buf_printf(b,
+                   "\"lockdown\":{\"active\":%s,\"mode\":\"%s\",\"landlock_abi\":%d,"
+                   "\"files\":%s,\"tcp_ports\":%s,\"scope\":%s,\"seccomp\":%s,"
+                   "\"denied_calls\":%llu,\"statement_sha256\":\"%s\",\"missing\":",
+                   g.locked && g.sealed ? "true" : "false", g.best_effort ? "best-effort" : "required",
+                   g.abi, g.fs ? "true" : "false", g.net ? "true" : "false",
+                   g.scope ? "true" : "false", g.seccomp ? "true" : "false",
+                   (unsigned long long)g.denied, g.hash);
+    cit_buf_json_str(b, g.missing, strlen(g.missing));
+    BUF_LIT(b, "}");
+}
+
+/* The same for Prometheus. */
+static void lockdown_metrics(struct cit_buf *b)
+{
+    struct guard_status g;
+    guard_get_status(&g);
+    cit_buf_printf(b,
+                   "# HELP citadel_lockdown_active 1 when Landlock and seccomp hold this "
+                   "process (docs/guard.md).\n"
+                   "# TYPE citadel_lockdown_active gauge\n"
+                   "citadel_lockdown_active %d\n"
+                   "# HELP citadel_lockdown_info What the kernel enforces.\n"
+                   "# TYPE citadel_lockdown_info gauge\n"
+                   "citadel_lockdown_info{mode=\"%s\",landlock_abi=\"%d\",files=\"%d\","
+                   "tcp_ports=\"%d\",seccomp=\"%d\",complete=\"%d\",statement=\"%s\"} 1\n"
+                   "# HELP citadel_lockdown_denied_calls_total System calls the seccomp filter "
+                   "refused.\n"
+                   "# TYPE citadel_lockdown_denied_calls_total counter\n"
+                   "citadel_lockdown_denied_calls_total %llu\n",
+                   g.locked && g.sealed, g.best_effort ? "best-effort" : "required", g.abi, g.fs,
+                   g.net, g.seccomp, !g.missing[0], g.hash, (unsigned long long)g.denied);
+}
+
 static enum MHD_Result get_metrics(struct MHD_Connection *c, struct req *r)
 {
     struct http_server *s = r->srv;
@@ -70,7 +110,7 @@ static enum MHD_Result get_metrics(struct MHD_Connection *c, struct req *r)
         if (k + 1 > top) top = k + 1;
     }
     if (met_render(&s->met, &b, ids, g, top, atomic_load(&s->inflight)) ||
-        (peer_metrics(s, &b), !b.p)) {
+        (peer_metrics(s, &b), lockdown_metrics(&b), !b.p)) {
         cit_free(v);
         cit_buf_free(&b);
         return respond(c, r, 500, "text/plain", "out of memory\n", 14, NULL, NULL);
@@ -120,7 +160,9 @@ enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r)
         if (atomic_load(&s->draining))
             return respond(c, r, 503, "application/json", "{\"status\":\"draining\"}\n", 22, NULL,
                            NULL);
-        cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d}\n", node_model_count(s->node));
+        cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d,", node_model_count(s->node));
+        lockdown_json(&b);
+        BUF_LIT(&b, "}\n");
         return respond_json(c, r, 200, &b);
     case EP_METRICS:
         if (authorize(c, r, "metrics", &res)) return res;

@@ -128,6 +128,15 @@ int node_opts_set(struct node_opts *o, const char *key, const char *v, struct ci
     if (!strcmp(key, "policy")) return node_opts_path(o, key, v, o->policy, sizeof(o->policy), err);
     if (!strcmp(key, "ledger")) return node_opts_path(o, key, v, o->ledger, sizeof(o->ledger), err);
     if (!strcmp(key, "model")) return add_model(o, v, err);
+    if (!strcmp(key, "lockdown_read")) {
+        if (o->n_lock_read >= (int)(sizeof(o->lock_read) / sizeof(o->lock_read[0])))
+            return cit_err_set(err, CIT_ERANGE, "lockdown_read: at most %zu folders",
+                               sizeof(o->lock_read) / sizeof(o->lock_read[0]));
+        if (node_opts_path(o, key, v, o->lock_read[o->n_lock_read], sizeof(o->lock_read[0]), err))
+            return CIT_EINVAL;
+        o->n_lock_read++;
+        return 0;
+    }
     if (!strcmp(key, "ledger_retention")) {
         /* days; 0 keeps everything, anything else at least six months */
         if ((rc = node_set_int(key, v, 0, 36500, &x, err))) return rc;
