@@ -40,6 +40,7 @@
  * (fashion-mnist-train, fashion-mnist-test, digits, breast-cancer, iris).
  * Exit status: 0, 1 when something failed, 2 for a usage error.
  */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
@@ -52,8 +53,10 @@
 #include <sodium.h>
 
 #include "citadel/fl.h"
+#include "citadel/guard.h"
 #include "citadel/ledger.h"
 #include "citadel/http.h"
+#include "citadel/policy.h"
 #include "cli.h"
 
 struct fl_args {
@@ -578,6 +581,77 @@ static void close_ledger(void)
     ledger_node = NULL;
 }
 
+/* The folder of path, into buf. */
+static const char *dirname_of(const char *path, char *buf, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else snprintf(buf, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return buf;
+}
+
+/* Lockdown (docs/guard.md) for fl serve and join, once their inputs are
+ * read: the ledger's folder and the folders of the files they write
+ * read-write, the policy read-only, TCP bind on listen or connect to
+ * connect (resolved now), nothing else. */
+static int fl_lock(const struct fl_args *a, const char *what, const char *listen,
+                   const char *connect)
+{
+    struct guard_spec *gs = cit_calloc(1, sizeof(*gs));
+    struct pol_policy *pol = NULL;
+    struct http_opts o;
+    struct cli_node_args na = {a->config, NULL, a->policy, a->ledger, a->config != NULL};
+    struct cit_err err = {{0}};
+    const char *outs[] = {a->out, a->port_file, a->dump_sum, a->dump_update, a->dp_state};
+    char host[256];
+    int rc = CIT_ENOMEM, port;
+    if (!gs) goto out;
+    if ((rc = cli_node_opts(&na, &o, &err))) goto out;
+    if ((a->ledger || a->policy || a->config) && o.node.policy[0] &&
+        (rc = pol_load(o.node.policy, &pol, &err)))
+        goto out;
+    guard_spec_init(gs, what, pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
+    if ((rc = guard_spec_system(gs, &err))) goto out;
+    if (pol && (rc = guard_spec_path(gs, o.node.policy, 0, 0, &err))) goto out;
+    if (a->ledger) {
+        if (mkdir(o.node.ledger, 0700) && errno != EEXIST) {
+            rc = cit_err_set(&err, CIT_EIO, "%s: %s", o.node.ledger, strerror(errno));
+            goto out;
+        }
+        if ((rc = guard_spec_path(gs, o.node.ledger, 1, 0, &err))) goto out;
+        /* the ledger's floor lives in the state file */
+        if ((rc = guard_spec_path(gs, dirname_of(o.node.state, host, sizeof(host)), 1, 0, &err)))
+            goto out;
+    }
+    for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++)
+        if (outs[i] && (rc = guard_spec_path(gs, dirname_of(outs[i], host, sizeof(host)), 1, 0,
+                                             &err)))
+            goto out;
+    if (listen || connect) {
+        if ((rc = guard_url_hostport(listen ? listen : connect, host, sizeof(host), &port, &err)))
+            goto out;
+        rc = listen ? guard_spec_bind(gs, port, &err) : guard_spec_connect(gs, host, port, &err);
+        if (rc) goto out;
+    }
+    rc = guard_lock(gs, &err);
+out:
+    if (rc) fprintf(stderr, "citadel fl %s: %s\n", what + 3, err.msg[0] ? err.msg : "out of memory");
+    pol_free(pol);
+    cit_free(gs);
+    return rc ? -1 : 0;
+}
+
+/* seccomp, and the statement in the ledger when there is one. */
+static int fl_seal(const char *what)
+{
+    struct cit_err err = {{0}};
+    if (guard_seal(&err) || (ledger_node && node_record_lockdown(ledger_node, what, &err))) {
+        fprintf(stderr, "citadel %s: %s\n", what, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int fl_keygen_cmd(const struct fl_args *a)
 {
     struct ledger_skey k;
@@ -711,7 +785,10 @@ static int fl_serve_cmd(const struct fl_args *a)
         fprintf(stderr, "citadel fl serve: a Paillier threshold of 1 lets any one party decrypt\n");
         goto out;
     }
-    if (fl_server_opt_init(&so, a->strategy, d) || open_ledger(a, &lg)) goto out;
+    if (fl_server_opt_init(&so, a->strategy, d) ||
+        fl_lock(a, "fl serve", a->listen ? a->listen : "127.0.0.1:7800", NULL) ||
+        open_ledger(a, &lg) || fl_seal("fl serve"))
+        goto out;
     so.lr = a->server_lr;
     o.listen = a->listen ? a->listen : "127.0.0.1:7800";
     o.port_file = a->port_file;
@@ -784,7 +861,8 @@ static int fl_join_cmd(const struct fl_args *a)
         fprintf(stderr, "citadel fl join: %s\n", err.msg);
         goto out;
     }
-    if (open_ledger(a, &lg)) goto out;
+    if (fl_lock(a, "fl join", NULL, a->connect) || open_ledger(a, &lg) || fl_seal("fl join"))
+        goto out;
     o.pai = pai;
     o.pai_share = pai_share;
     o.connect = a->connect;

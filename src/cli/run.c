@@ -20,7 +20,9 @@
 #include <time.h>
 
 #include "citadel/engine.h"
+#include "citadel/guard.h"
 #include "citadel/http.h"
+#include "citadel/policy.h"
 #include "cli.h"
 
 #define MAX_STOPS 8
@@ -177,6 +179,25 @@ static void request_digest(const struct node *n, const struct run_opts *o, uint8
     json_decref(j);
 }
 
+/* Landlock for run: the node's files, the model, no port at all. */
+static int lock_down(const struct node_opts *no, const char *model, struct cit_err *err)
+{
+    struct pol_policy *pol = NULL;
+    struct guard_spec *gs = cit_calloc(1, sizeof(*gs));
+    int rc = 0;
+    if (!gs) return cit_err_set(err, CIT_ENOMEM, "out of memory");
+    if (no->policy[0]) rc = pol_load(no->policy, &pol, err);
+    if (!rc) {
+        guard_spec_init(gs, "run", pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
+        if (!(rc = node_guard_spec(no, pol, 0, gs, err)) &&
+            !(rc = guard_spec_path(gs, model, 0, 1, err)))
+            rc = guard_lock(gs, err);
+    }
+    pol_free(pol);
+    cit_free(gs);
+    return rc;
+}
+
 int cli_run(int argc, char **argv)
 {
     struct run_opts o;
@@ -221,10 +242,14 @@ int cli_run(int argc, char **argv)
     ho.node.checkpoint_s = -1; /* a checkpoint on close covers the entry */
     ho.node.unvetted |= o.unvetted;
     ho.node.trust_stored_digest |= o.trust_stored;
-    if ((rc = node_open(&ho.node, NODE_LEDGER | NODE_STATE, &node, &err)) ||
-        (rc = node_model_spec_parse(&ho.node, o.model, &spec, &err)))
+    /* lockdown (docs/guard.md): no network at all, the model read-only */
+    if ((rc = node_model_spec_parse(&ho.node, o.model, &spec, &err)) ||
+        (rc = lock_down(&ho.node, spec.path, &err)))
         goto fail_msg;
-    if ((rc = node_model_load(node, spec.id, spec.path, &err))) goto fail_msg;
+    if ((rc = node_open(&ho.node, NODE_LEDGER | NODE_STATE, &node, &err))) goto fail_msg;
+    if ((rc = node_model_load(node, spec.id, spec.path, &err)) || (rc = guard_seal(&err)) ||
+        (rc = node_record_lockdown(node, "run", &err)))
+        goto fail_msg;
 
     memset(&q, 0, sizeof(q));
     q.tenant = o.tenant;

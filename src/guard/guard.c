@@ -127,7 +127,11 @@ int guard_spec_path(struct guard_spec *s, const char *path, int rw, int optional
     char(*list)[GUARD_PATH] = rw ? s->rw : s->ro;
     int *n = rw ? &s->n_rw : &s->n_ro;
     if (!path || !path[0]) return 0;
-    if (!realpath(path, real)) {
+    if (!strcmp(path, "/proc/self")) {
+        /* kept as written: the rule is taken on this process's folder when
+         * guard_lock opens it, and the statement stays the same each start */
+        snprintf(real, sizeof(real), "%s", path);
+    } else if (!realpath(path, real)) {
         if (optional && errno == ENOENT) return 0;
         return cit_err_set(err, CIT_EIO, "lockdown: %s: %s", path, strerror(errno));
     }
@@ -255,7 +259,7 @@ int guard_url_hostport(const char *url, char *host, size_t cap, int *port, struc
     if (p < end && *p == ':') {
         char *e;
         long v = strtol(p + 1, &e, 10);
-        if (e != end || v < 1 || v > 65535)
+        if (e != end || e == p + 1 || v < 0 || v > 65535)
             return cit_err_set(err, CIT_EINVAL, "%s: bad port", url);
         *port = (int)v;
     } else if (def) {
