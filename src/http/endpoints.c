@@ -120,7 +120,22 @@ enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r)
         if (atomic_load(&s->draining))
             return respond(c, r, 503, "application/json", "{\"status\":\"draining\"}\n", 22, NULL,
                            NULL);
-        cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d}\n", node_model_count(s->node));
+        cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d,\"profile\":",
+                       node_model_count(s->node));
+        if (!node_profile_id(s->node)) {
+            BUF_LIT(&b, "null");
+        } else {
+            const char *id = node_profile_id(s->node), *notice = node_profile_notice(s->node);
+            BUF_LIT(&b, "{\"id\":");
+            cit_buf_json_str(&b, id, strlen(id));
+            BUF_LIT(&b, ",\"notice\":");
+            if (notice)
+                cit_buf_json_str(&b, notice, strlen(notice));
+            else
+                BUF_LIT(&b, "null");
+            BUF_LIT(&b, "}");
+        }
+        BUF_LIT(&b, "}\n");
         return respond_json(c, r, 200, &b);
     case EP_METRICS:
         if (authorize(c, r, "metrics", &res)) return res;
