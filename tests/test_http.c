@@ -1991,6 +1991,297 @@ void test_http_decide_agrees(void)
     stop();
 }
 
+/* ---- jurisdiction profiles ---- */
+
+/* The notice of the profile the tests serve, and the Citadel-Notice value
+ * for it, encoded independently (Python's urllib.parse.quote with RFC
+ * 8187's attr-chars as safe). */
+#define PROFILE_NOTICE "AIが回答します。 Antworten können Fehler enthalten (50%)."
+#define PROFILE_NOTICE_HDR                                                                         \
+    "UTF-8''AI%E3%81%8C%E5%9B%9E%E7%AD%94%E3%81%97%E3%81%BE%E3%81%99%E3%80%82%20Antworten%20k%C3%" \
+    "B6nnen%20Fehler%20enthalten%20%2850%25%29."
+/* an address and a keyword the policy would act on, were the guardrail scanned */
+#define PROFILE_GUARDRAIL "Answer briefly. Questions on data protection go to dpo@example.org; never say BLUEBIRD."
+
+/* A policy with a profile: the guardrail above, the notice appended to
+ * chat answers, max_tokens capped at 8. Its path in path. */
+static int write_profile_policy(char *path, size_t cap)
+{
+    char prof[512];
+    FILE *f;
+    snprintf(prof, sizeof(prof), "%s/profile-test.yaml", t_tmpdir());
+    CHECK_RET((f = fopen(prof, "w")), "%s", prof);
+    fprintf(f,
+            "profile:\n"
+            "  id: test-de\n"
+            "  jurisdictions: [DE]\n"
+            "  languages: [de, ja]\n"
+            "  guardrail: \"%s\"\n"
+            "  notice: \"%s\"\n"
+            "  output: {append_notice: true, max_tokens: 8}\n",
+            PROFILE_GUARDRAIL, PROFILE_NOTICE);
+    fclose(f);
+    snprintf(path, cap, "%s/policy-profile.yaml", t_tmpdir());
+    CHECK_RET((f = fopen(path, "w")), "%s", path);
+    fprintf(f, "version: 1\n"
+               "node: {id: test-node, jurisdiction: DE}\n"
+               "classes: [public, internal, personal, secret]\n"
+               "detectors: {email: personal}\n"
+               "keywords: [{word: BLUEBIRD, class: secret}]\n"
+               "tenants: {tests: , local: }\n"
+               "models: {stories260K: {jurisdiction: DE, classes: [public, internal, personal]}}\n"
+               "rules:\n"
+               "  - {id: secrets-stay-out, when: {classes_any: [secret]}, action: deny}\n"
+               "  - {id: personal-redacted, when: {class_at_least: personal}, action: redact}\n"
+               "  - {id: default-local, action: local}\n"
+               "admission: {licenses: [MIT], dataset_jurisdictions: [\"*\"], unvetted: allow}\n"
+               "profile: profile-test.yaml\n");
+    fclose(f);
+    return 0;
+}
+
+/* Admits a chat through the gate and checks that its tokens are those of
+ * want (rendered with tmpl, tokenized as the gate does). A failure still
+ * lets go of the call, so that the node closes clean. */
+#define GCHECK(c, ...)                                                                             \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            t_fail(__FILE__, __LINE__, __VA_ARGS__);                                               \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static void gate_renders(struct node *n, const struct eng_chat_msg *msgs, int n_msgs,
+                         int tmpl_set, enum eng_chat_tmpl tmpl, const struct eng_chat_msg *want,
+                         int n_want, int max_tokens, const char *want_note)
+{
+    static const char first[] = "<|im_start|>system\n" PROFILE_GUARDRAIL "<|im_end|>";
+    struct node_req q = {0};
+    struct node_call *c = NULL;
+    struct node_outcome out;
+    struct eng_model *m = node_engine_model(n, "stories260K");
+    char *text = NULL, piece[256];
+    const char *g;
+    struct cit_buf detok = {0};
+    int32_t *toks = NULL;
+    const int32_t *got;
+    int n_got = 0, n_tok = 0;
+    q.tenant = "tests";
+    q.model = "stories260K";
+    q.p.chat = 1;
+    q.p.msgs = msgs;
+    q.p.n_msgs = n_msgs;
+    q.p.tmpl_set = tmpl_set;
+    q.p.tmpl = tmpl;
+    q.max_tokens = max_tokens;
+    q.max_tokens_limit = 4096;
+    q.max_prompt_tokens = 4096;
+    q.id_chat = 1;
+    GCHECK(m && node_admit(n, &q, &c, &out) == 0, "%d %s", out.status, out.msg);
+    GCHECK(!strcmp(out.max_tokens_note, want_note), "note '%s', want '%s'", out.max_tokens_note,
+           want_note);
+    got = node_call_tokens(c, &n_got);
+    GCHECK(eng_chat_render(tmpl_set ? tmpl : ENG_CHAT_CHATML, want, n_want, 1, NULL, &text) == 0,
+           "render");
+    eng_tokenize(m, text, strlen(text), 1, 1, NULL, 0, &n_tok);
+    GCHECK(n_tok > 0 && (toks = cit_calloc((size_t)n_tok + 1, sizeof(*toks))), "%d", n_tok);
+    GCHECK(eng_tokenize(m, text, strlen(text), 1, 1, toks, n_tok, &n_tok) == 0, "tokenize");
+    GCHECK(n_got == n_tok && !memcmp(got, toks, (size_t)n_tok * sizeof(*toks)),
+           "the gate's prompt (%d tokens) is not %d tokens of '%s'", n_got, n_tok, text);
+    /* and read back: the guardrail is there once, and with ChatML it is
+     * the first message (after BOS) */
+    for (int i = 0; i < n_got; i++) {
+        int k = eng_token_piece(m, got[i], 1, piece, sizeof(piece));
+        if (k > 0) cit_buf_add(&detok, piece, (size_t)k);
+    }
+    cit_buf_add(&detok, "", 1);
+    g = detok.p ? strstr(detok.p, PROFILE_GUARDRAIL) : NULL;
+    GCHECK(g && !strstr(g + 1, PROFILE_GUARDRAIL), "%s", detok.p ? detok.p : "");
+    GCHECK(tmpl_set || (strstr(detok.p, first) && strstr(detok.p, first) ==
+                                                      strstr(detok.p, "<|im_start|>")),
+           "%s", detok.p);
+out:
+    cit_buf_free(&detok);
+    cit_free(toks);
+    cit_free(text);
+    node_call_free(c, 200, 0);
+}
+#undef GCHECK
+
+void test_http_profile_prompt(void)
+{
+    struct node_opts o;
+    struct node *n = NULL;
+    struct cit_err err;
+    struct node_req q = {0};
+    struct node_verdict v;
+    char path[512];
+    const struct eng_chat_msg msgs[] = {{"system", "You are terse."},
+                                        {"user", "mail bob@example.org now"}};
+    const struct eng_chat_msg user_only[] = {{"user", "Once upon a time"}};
+    if (write_profile_policy(path, sizeof(path))) return;
+    node_opts_defaults(&o);
+    snprintf(o.state, sizeof(o.state), "%s/profile-node.db", t_tmpdir());
+    snprintf(o.ledger, sizeof(o.ledger), "%s/profile-ledger", t_tmpdir());
+    snprintf(o.policy, sizeof(o.policy), "%s", path);
+    o.threads = 1;
+    o.ctx = 1024;
+    o.parallel = 1;
+    o.unvetted = 1;
+    CHECKF(node_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s", err.msg);
+    CHECKF(node_open(&o, NODE_MODELS, &n, &err) == 0, "%s", err.msg);
+
+    /* ChatML (stories260K has no template): the guardrail is a system
+     * message of its own, before the client's, which is redacted; the
+     * guardrail is not (it was never scanned) */
+    {
+        const struct eng_chat_msg want[] = {{"system", PROFILE_GUARDRAIL},
+                                            {"system", "You are terse."},
+                                            {"user", "mail [EMAIL_1] now"}};
+        gate_renders(n, msgs, 2, 0, ENG_CHAT_CHATML, want, 3, 100, "8; requested=100");
+        if (t_failed()) goto done;
+    }
+    /* Llama 2 keeps one system prompt: the guardrail leads the client's */
+    {
+        const struct eng_chat_msg want[] = {{"system", PROFILE_GUARDRAIL "\n\nYou are terse."},
+                                            {"user", "mail [EMAIL_1] now"}};
+        gate_renders(n, msgs, 2, 1, ENG_CHAT_LLAMA2, want, 2, 8, "");
+        if (t_failed()) goto done;
+    }
+    {
+        const struct eng_chat_msg want[] = {{"system", PROFILE_GUARDRAIL},
+                                            {"user", "Once upon a time"}};
+        gate_renders(n, user_only, 1, 1, ENG_CHAT_MISTRAL, want, 2, 0, "8");
+        if (t_failed()) goto done;
+        gate_renders(n, user_only, 1, 1, ENG_CHAT_LLAMA3, want, 2, 3, "");
+        if (t_failed()) goto done;
+    }
+    /* the dry run decides on the client's text alone, as admit did: the
+     * guardrail's address and keyword are not findings */
+    q.tenant = "tests";
+    q.model = "stories260K";
+    q.p.chat = 1;
+    q.p.msgs = msgs;
+    q.p.n_msgs = 2;
+    q.endpoint = "policy";
+    CHECKF(node_decide(n, &q, &v) == 0, "%s", v.out.msg);
+    CHECKF(!strcmp(v.action, "redact") && !strcmp(v.classes, "personal") && v.n_findings == 1,
+           "%s %s %zu", v.action, v.classes, v.n_findings);
+    node_verdict_free(&v);
+done:
+    node_close(n);
+}
+
+/* A header's value is exactly want. */
+static int has_header(const struct resp *r, const char *name, const char *want)
+{
+    char v[2048];
+    header_value(r, name, v, sizeof(v));
+    return !strcmp(v, want);
+}
+
+void test_http_profile(void)
+{
+    static const char chat[] = "{\"model\":\"stories260K\",\"max_tokens\":6,\"temperature\":0,"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a "
+                               "time\"}]%s}";
+    static const char compl[] = "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\","
+                                "\"max_tokens\":100,\"temperature\":0%s}";
+    char path[512], body[512], plain[2048];
+    struct resp r;
+    struct sse ev;
+    json_t *j;
+    const char *tail = "\n\n" PROFILE_NOTICE;
+    if (write_profile_policy(path, sizeof(path))) return;
+    policy_file = path;
+    int rc = start(1, 2, 0);
+    policy_file = NULL;
+    if (rc) return;
+
+    /* every answer of the OpenAI endpoints names the profile and its
+     * notice, errors too; the others do not */
+    CHECK(!request(port, "GET", "/v1/models", key, NULL, &r));
+    CHECKF(r.status == 200 && has_header(&r, "Citadel-Profile", "test-de") &&
+               has_header(&r, "Citadel-Notice", PROFILE_NOTICE_HDR),
+           "%s", r.head);
+    resp_free(&r);
+    CHECK(!post(NULL, NULL, "/v1/chat/completions", "{}", &r));
+    CHECKF(r.status == 401 && has_header(&r, "Citadel-Profile", "test-de") &&
+               has_header(&r, "Citadel-Notice", PROFILE_NOTICE_HDR),
+           "%s", r.head);
+    resp_free(&r);
+    CHECK(!request(port, "GET", "/healthz", NULL, NULL, &r));
+    CHECKF(r.status == 200 && !strcasestr(r.head, "Citadel-Profile"), "%s", r.head);
+    resp_free(&r);
+    CHECK(!request(port, "GET", "/readyz", NULL, NULL, &r) && r.status == 200);
+    CHECK((j = body_json(&r)));
+    CHECKF(jstr(j, "profile.id") && !strcmp(jstr(j, "profile.id"), "test-de") &&
+               jstr(j, "profile.notice") && !strcmp(jstr(j, "profile.notice"), PROFILE_NOTICE),
+           "%s", r.body);
+    json_decref(j);
+    resp_free(&r);
+
+    /* a chat answer ends with the notice; streamed, byte for byte the same */
+    snprintf(body, sizeof(body), chat, "");
+    CHECK(!post(key, NULL, "/v1/chat/completions", body, &r));
+    CHECKF(r.status == 200 && has_header(&r, "Citadel-Profile", "test-de") &&
+               has_header(&r, "Citadel-Notice", PROFILE_NOTICE_HDR),
+           "%d %s", r.status, r.head);
+    CHECK((j = body_json(&r)));
+    const char *content = jstr(j, "choices.0.message.content");
+    CHECKF(content && strlen(content) > strlen(tail) &&
+               !strcmp(content + strlen(content) - strlen(tail), tail),
+           "%s", r.body);
+    snprintf(plain, sizeof(plain), "%s", content);
+    json_decref(j);
+    resp_free(&r);
+    snprintf(body, sizeof(body), chat, ",\"stream\":true");
+    CHECK(!post(key, NULL, "/v1/chat/completions", body, &r));
+    CHECKF(r.status == 200 && has_header(&r, "Citadel-Profile", "test-de") &&
+               has_header(&r, "Citadel-Notice", PROFILE_NOTICE_HDR),
+           "%d %s", r.status, r.head);
+    CHECK(!parse_sse(r.body, 1, &ev));
+    CHECKF(!strcmp(ev.text, plain) && ev.done_last && ev.role_first, "stream '%s', plain '%s'",
+           ev.text, plain);
+    resp_free(&r);
+
+    /* completions: the notice in the headers, not in the text; max_tokens
+     * clamped to the profile's cap, and the answer says so */
+    snprintf(body, sizeof(body), compl, "");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 200 && has_header(&r, "Citadel-Profile", "test-de") &&
+               has_header(&r, "Citadel-Max-Tokens", "8; requested=100"),
+           "%d %s", r.status, r.head);
+    CHECK((j = body_json(&r)));
+    CHECKF(jint(j, "usage.completion_tokens") == 8 &&
+               !strcmp(jstr(j, "choices.0.finish_reason"), "length") &&
+               !strstr(jstr(j, "choices.0.text"), "Antworten"),
+           "%s", r.body);
+    json_decref(j);
+    resp_free(&r);
+    snprintf(body, sizeof(body), compl, ",\"stream\":true");
+    CHECK(!post(key, NULL, "/v1/completions", body, &r));
+    CHECKF(r.status == 200 && has_header(&r, "Citadel-Max-Tokens", "8; requested=100") &&
+               has_header(&r, "Citadel-Notice", PROFILE_NOTICE_HDR),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+
+    /* the dry run and the request agree; the guardrail's keyword and
+     * address decide nothing */
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\","
+          "\"content\":\"hello\"}]}",
+          "local");
+    agree(key, NULL, "/v1/chat/completions",
+          "{\"model\":\"stories260K\",\"max_tokens\":2,\"messages\":[{\"role\":\"system\","
+          "\"content\":\"Be kind.\"},{\"role\":\"user\",\"content\":\"mail bob@example.org\"}]}",
+          "redact");
+    agree(key, NULL, "/v1/completions",
+          "{\"model\":\"stories260K\",\"prompt\":\"the word is BLUEBIRD\",\"max_tokens\":2}",
+          "deny");
+    stop();
+}
+
 /* ---- models loaded and unloaded while serving ---- */
 
 /* Reads a streamed answer until its first content event: the generation

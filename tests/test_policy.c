@@ -1,7 +1,9 @@
 /* policy: parsing with errors that name the line, decisions for every
  * action, rule order, class order, declared labels, unknown tenant and
  * model, and an injected detector failure giving deny. */
+#include <sodium.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "citadel/policy.h"
 #include "test.h"
@@ -439,4 +441,300 @@ void test_policy_quotas(void)
     CHECK(st.requests == 1);
     pol_quotas_close(q);
     cit_db_close(db);
+}
+
+/* ---- lockdown, site, and jurisdiction profiles ---- */
+
+static const char head6[] = "version: 1\n"                                           /* 1 */
+                            "node: {id: n1, jurisdiction: DE}\n"                     /* 2 */
+                            "classes: [public, personal]\n"                          /* 3 */
+                            "tenants: {t1: }\n"                                      /* 4 */
+                            "models: {m: {jurisdiction: DE, classes: [public]}}\n"   /* 5 */
+                            "rules: [{id: r1, action: local}]\n";                    /* 6 */
+
+static struct pol_policy *load_with(const char *name, const char *more, struct cit_err *err)
+{
+    char text[4096];
+    struct pol_policy *p = NULL;
+    snprintf(text, sizeof(text), "%s%s", head6, more);
+    return pol_parse(name, text, strlen(text), &p, err) ? NULL : p;
+}
+
+void test_policy_lockdown_site(void)
+{
+    struct cit_err err = {{0}};
+    struct pol_policy *p = load_with("test.yaml", "", &err);
+    CHECKF(p, "%s", err.msg);
+    /* absent: lockdown required, no site, no share declared */
+    CHECK(p->lockdown == POL_LOCKDOWN_REQUIRED && !p->site.present &&
+          p->site.low_carbon_share == -1 && !p->profile.present);
+    pol_free(p);
+    p = load_with("test.yaml",
+                  "lockdown: best-effort\n"
+                  "site:\n"
+                  "  grid_operator: 50Hertz Transmission\n"
+                  "  country: de\n"
+                  "  low_carbon_share: 62%\n"
+                  "  onsite_generation: rooftop PV 120 kW\n"
+                  "  notes: contract for certified hydro power since 2025\n",
+                  &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(p->lockdown == POL_LOCKDOWN_BEST_EFFORT && p->site.present);
+    CHECK(!strcmp(p->site.grid_operator, "50Hertz Transmission") &&
+          !strcmp(p->site.country, "DE") &&
+          !strcmp(p->site.onsite_generation, "rooftop PV 120 kW") &&
+          strstr(p->site.notes, "hydro"));
+    CHECKF(p->site.low_carbon_share > 0.6199 && p->site.low_carbon_share < 0.6201, "%f",
+           p->site.low_carbon_share);
+    pol_free(p);
+    p = load_with("test.yaml", "lockdown: required\nsite: {low_carbon_share: 0.35}\n", &err);
+    CHECKF(p, "%s", err.msg);
+    CHECK(p->lockdown == POL_LOCKDOWN_REQUIRED && p->site.present && !p->site.country[0] &&
+          p->site.low_carbon_share == 0.35);
+    pol_free(p);
+    static const struct {
+        const char *more, *want;
+    } bad[] = {
+        {"lockdown: off\n",
+         "test.yaml:7: lockdown is required (refuse to start without the kernel's restrictions) "
+         "or best-effort"},
+        {"lockdown: [required]\n", "test.yaml:7: lockdown is required"},
+        {"site:\n  country: DEU\n",
+         "test.yaml:8: site.country is an ISO 3166-1 alpha-2 code such as DE or JP, not 'DEU'"},
+        {"site:\n  country: D1\n", "test.yaml:8: site.country"},
+        {"site:\n  grid_operator: x\n  low_carbon_share: 1.5\n",
+         "test.yaml:9: site.low_carbon_share is a share from 0 to 1 (0.62) or a percentage (62%)"},
+        {"site: {low_carbon_share: 120%}\n", "test.yaml:7: site.low_carbon_share"},
+        {"site: {low_carbon_share: -0.1}\n", "test.yaml:7: site.low_carbon_share"},
+        {"site: {low_carbon_share: lots}\n", "not 'lots'"},
+        {"site: {low_carbon_share: 50%%}\n", "test.yaml:7: site.low_carbon_share"},
+        {"site:\n  grid: x\n",
+         "test.yaml:8: unknown key 'grid' in site; expected one of: grid_operator, country, "
+         "low_carbon_share, onsite_generation, notes"},
+        {"site:\n  grid_operator: [a, b]\n", "test.yaml:8: site.grid_operator must be text"},
+        {"site: {notes: \"a\\0b\"}\n", "site.notes holds a NUL byte"},
+        {"site: solar\n", "test.yaml:7: site must be a mapping"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECKF(!load_with("test.yaml", bad[i].more, &err), "bad %zu parsed", i);
+        CHECKF(strstr(err.msg, bad[i].want), "bad %zu: %s", i, err.msg);
+    }
+    /* a string at its limit passes, one byte over names the limit */
+    char more[1200];
+    snprintf(more, sizeof(more), "site: {onsite_generation: %0255d}\n", 0);
+    CHECKF((p = load_with("test.yaml", more, &err)), "%s", err.msg);
+    pol_free(p);
+    snprintf(more, sizeof(more), "site: {onsite_generation: %0256d}\n", 0);
+    CHECK(!load_with("test.yaml", more, &err) &&
+          strstr(err.msg, "site.onsite_generation is 256 bytes; at most 255"));
+}
+
+/* A profile file in the scratch folder. */
+static int write_profile(const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", t_tmpdir(), name);
+    CHECK_RET(!t_write_file(path, text, strlen(text)), "cannot write %s", path);
+    return 0;
+}
+
+static const char good_profile[] = "profile:\n"                                   /* 1 */
+                                   "  id: de-test\n"                              /* 2 */
+                                   "  name: Germany (test)\n"                     /* 3 */
+                                   "  jurisdictions: [DE, EU]\n"                  /* 4 */
+                                   "  languages: [de, en-GB, zh-Hant-TW]\n"       /* 5 */
+                                   "  guardrail: |\n"                             /* 6 */
+                                   "    Be careful.\n"                            /* 7 */
+                                   "    Say you are an AI.\n"                     /* 8 */
+                                   "  notice: Sie sprechen mit einer KI.\n"       /* 9 */
+                                   "  output: {append_notice: true, max_tokens: 64}\n";
+
+void test_policy_profile(void)
+{
+    struct cit_err err = {{0}};
+    struct pol_policy *p, *q;
+    char name[1024], path[1024], more[3072], text[4096], hex[65];
+    snprintf(name, sizeof(name), "%s/policy.yaml", t_tmpdir());
+    if (write_profile("prof-good.yaml", good_profile)) return;
+
+    /* the fields, and the path from the policy's folder */
+    CHECKF((p = load_with(name, "profile: prof-good.yaml\n", &err)), "%s", err.msg);
+    const struct pol_profile *f = &p->profile;
+    snprintf(path, sizeof(path), "%s/prof-good.yaml", t_tmpdir());
+    CHECK(f->present && !strcmp(f->id, "de-test") && !strcmp(f->name, "Germany (test)"));
+    CHECK(!strcmp(f->file, path));
+    CHECK(f->n_jurisdictions == 2 && !strcmp(f->jurisdictions[1], "EU"));
+    CHECK(f->n_languages == 3 && !strcmp(f->languages[0], "de") &&
+          !strcmp(f->languages[2], "zh-Hant-TW"));
+    CHECKF(f->guardrail && !strcmp(f->guardrail, "Be careful.\nSay you are an AI.\n"), "%s",
+           f->guardrail ? f->guardrail : "(none)");
+    CHECK(f->notice && !strcmp(f->notice, "Sie sprechen mit einer KI."));
+    CHECK(f->output.append_notice == 1 && f->output.max_tokens == 64);
+
+    /* the hash: the policy's bytes, a NUL, the profile's bytes */
+    {
+        crypto_hash_sha256_state h;
+        uint8_t want[32], prof[32];
+        snprintf(text, sizeof(text), "%s%s", head6, "profile: prof-good.yaml\n");
+        crypto_hash_sha256_init(&h);
+        crypto_hash_sha256_update(&h, (const unsigned char *)text, strlen(text));
+        crypto_hash_sha256_update(&h, (const unsigned char *)"", 1);
+        crypto_hash_sha256_update(&h, (const unsigned char *)good_profile, strlen(good_profile));
+        crypto_hash_sha256_final(&h, want);
+        CHECK(!memcmp(p->hash, want, 32));
+        sodium_bin2hex(hex, sizeof(hex), want, 32);
+        CHECK(!strcmp(p->hash_hex, hex));
+        crypto_hash_sha256(prof, (const unsigned char *)good_profile, strlen(good_profile));
+        CHECK(!memcmp(f->sha256, prof, 32));
+    }
+    /* one byte changed in the profile (not in the policy) changes the hash */
+    snprintf(text, sizeof(text), "%s", good_profile);
+    *strstr(text, "careful") = 'C';
+    if (write_profile("prof-good.yaml", text)) return;
+    CHECKF((q = load_with(name, "profile: prof-good.yaml\n", &err)), "%s", err.msg);
+    CHECK(memcmp(p->hash, q->hash, 32) && strcmp(p->hash_hex, q->hash_hex));
+    CHECK(!strncmp(q->profile.guardrail, "Be Careful", 10));
+    pol_free(q);
+    pol_free(p);
+    if (write_profile("prof-good.yaml", good_profile)) return;
+
+    /* a member state's node takes an EU profile; a node elsewhere is
+     * refused, the message naming the profile's file and line */
+    {
+        char t2[4096];
+        snprintf(t2, sizeof(t2), "%s", head6);
+        memcpy(strstr(t2, "jurisdiction: DE}"), "jurisdiction: FR}", 17);
+        strcat(t2, "profile: prof-good.yaml\n");
+        CHECKF(!pol_parse(name, t2, strlen(t2), &q, &err), "%s", err.msg);
+        pol_free(q);
+        memcpy(strstr(t2, "jurisdiction: FR}"), "jurisdiction: JP}", 17);
+        CHECK(pol_parse(name, t2, strlen(t2), &q, &err) == CIT_EFORMAT);
+        snprintf(more, sizeof(more),
+                 "%s:4: profile 'de-test' is for DE, EU; this node's jurisdiction is JP "
+                 "(node.jurisdiction in %s)",
+                 path, name);
+        CHECKF(strstr(err.msg, more), "%s", err.msg);
+    }
+    /* the shipped profiles: real content, and each for its own jurisdiction */
+    {
+        static const struct {
+            const char *jur, *file, *id;
+        } ship[] = {{"DE", "de-eu.yaml", "de-eu"}, {"JP", "jp.yaml", "jp"}};
+        char cwd[512];
+        CHECK(getcwd(cwd, sizeof(cwd)));
+        for (int i = 0; i < 2; i++) {
+            char t2[4096];
+            snprintf(t2, sizeof(t2),
+                     "version: 1\nnode: {id: n1, jurisdiction: %s}\nclasses: [public]\n"
+                     "tenants: {t1: }\nmodels: {m: {jurisdiction: %s, classes: [public]}}\n"
+                     "rules: [{id: r1, action: local}]\nprofile: profiles/%s\n",
+                     ship[i].jur, ship[i].jur, ship[i].file);
+            snprintf(path, sizeof(path), "%s/policy.yaml", cwd);
+            CHECKF(!pol_parse(path, t2, strlen(t2), &q, &err), "%s", err.msg);
+            CHECK(!strcmp(q->profile.id, ship[i].id) && q->profile.guardrail &&
+                  q->profile.notice && q->profile.n_languages == 2);
+            if (i == 0)
+                CHECK(strstr(q->profile.notice, "KI-System") &&
+                      strstr(q->profile.guardrail, "GDPR"));
+            else
+                CHECK(strstr(q->profile.notice, "AI（人工知能）") &&
+                      strstr(q->profile.guardrail, "APPI") &&
+                      !strcmp(q->profile.languages[0], "ja"));
+            pol_free(q);
+            /* the other one is refused */
+            snprintf(strstr(t2, "profiles/") + 9, 16, "%s\n", ship[1 - i].file);
+            CHECK(pol_parse(path, t2, strlen(t2), &q, &err) == CIT_EFORMAT);
+            CHECKF(strstr(err.msg, ship[1 - i].file) &&
+                       strstr(err.msg, "this node's jurisdiction is"),
+                   "%s", err.msg);
+        }
+    }
+
+    /* errors in the profile name its file and line; in the policy, the policy's */
+    static const struct {
+        const char *profile, *want;
+    } bad[] = {
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  guardrails: be nice\n",
+         ":4: unknown key 'guardrails' in profile; expected one of: id, name, jurisdictions, "
+         "languages, guardrail, notice, output"},
+        {"profil:\n  id: x\n", ":1: unknown key 'profil' in the profile file; expected one of: "
+                               "profile"},
+        {"", ":1: the profile file is empty"},
+        {"profile:\n  jurisdictions: [DE]\n", ":2: profile needs an 'id'"},
+        {"profile:\n  id: x\n", ":2: profile 'x' needs 'jurisdictions'"},
+        {"profile:\n  id: x y\n  jurisdictions: [DE]\n", ":2: profile.id 'x y': use letters"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  languages: [german]\n",
+         ":4: profile.languages: 'german' is not a BCP 47 tag"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  languages: [de, en-]\n",
+         ":4: profile.languages: 'en-' is not a BCP 47 tag"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  languages: [de-toolongsubtag]\n",
+         "is not a BCP 47 tag"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  languages: [de, DE]\n",
+         ":4: profile.languages: 'DE' is listed twice"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  languages: de\n",
+         ":4: profile.languages must be a list of BCP 47 tags"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  guardrail: \"\"\n",
+         ":4: profile.guardrail must be text"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  notice: {a: b}\n",
+         ":4: profile.notice must be text"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  output:\n    append_notice: true\n",
+         ":5: profile.output.append_notice is true, but the profile has no 'notice'"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  notice: n\n  output:\n    append_notice: "
+         "yes\n",
+         ":6: profile.output.append_notice is true or false"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  output: {max_tokens: -1}\n",
+         ":4: profile.output.max_tokens must be a whole number from 0 to 1048576"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  output: {max_tokens: 5, stream: no}\n",
+         ":4: unknown key 'stream' in profile.output"},
+        {"profile:\n  id: x\n  jurisdictions: [DE, [EU]]\n",
+         ":3: profile.jurisdictions: each entry"},
+        {"profile:\n  id: x\n  jurisdictions: [DE]\n  notice: [unclosed\n", ":5: not valid YAML"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (write_profile("prof-bad.yaml", bad[i].profile)) return;
+        CHECKF(!load_with(name, "profile: prof-bad.yaml\n", &err), "bad %zu parsed", i);
+        snprintf(path, sizeof(path), "%s/prof-bad.yaml%s", t_tmpdir(), bad[i].want);
+        CHECKF(strstr(err.msg, path) || (bad[i].want[0] != ':' && strstr(err.msg, bad[i].want)),
+               "bad %zu: %s", i, err.msg);
+    }
+    /* a notice or guardrail over its limit */
+    {
+        struct cit_buf b = {0};
+        cit_buf_printf(&b, "profile:\n  id: x\n  jurisdictions: [DE]\n  notice: ");
+        for (int i = 0; i < 1025; i++) cit_buf_add(&b, "n", 1);
+        cit_buf_add(&b, "\n", 2);
+        if (write_profile("prof-bad.yaml", b.p)) return;
+        cit_buf_free(&b);
+        CHECK(!load_with(name, "profile: prof-bad.yaml\n", &err) &&
+              strstr(err.msg, ":4: profile.notice is 1025 bytes; at most 1024"));
+    }
+    CHECK(!load_with(name, "profile: nowhere.yaml\n", &err));
+    CHECKF(strstr(err.msg, name) && strstr(err.msg, ":7: profile '") &&
+               strstr(err.msg, "nowhere.yaml' cannot be read: no such file"),
+           "%s", err.msg);
+    CHECK(!load_with(name, "profile: [a]\n", &err) &&
+          strstr(err.msg, ":7: profile must be a path"));
+    /* a profile too large for its limit */
+    {
+        char *big = cit_calloc(POL_PROFILE_MAX_FILE + 2, 1);
+        CHECK(big);
+        memset(big, '#', POL_PROFILE_MAX_FILE + 1);
+        snprintf(path, sizeof(path), "%s/prof-big.yaml", t_tmpdir());
+        CHECK(!t_write_file(path, big, POL_PROFILE_MAX_FILE + 1));
+        cit_free(big);
+        CHECK(!load_with(name, "profile: prof-big.yaml\n", &err));
+        CHECKF(strstr(err.msg, ":7: profile '") && strstr(err.msg, "larger than 65536 bytes"), "%s",
+               err.msg);
+    }
+    /* every allocation failure while loading a profile unwinds with an
+     * error; the first nth that loads is past the last allocation */
+    long loaded_at = 0;
+    for (long nth = 1; nth < 400 && !loaded_at; nth++) {
+        cit_alloc_fail_at(nth);
+        p = load_with(name, "profile: prof-good.yaml\nsite: {country: JP}\n", &err);
+        cit_alloc_fail_at(0);
+        if (p) loaded_at = nth;
+        pol_free(p);
+    }
+    CHECKF(loaded_at > 1, "loaded_at %ld", loaded_at);
 }

@@ -148,6 +148,12 @@ const char *node_policy_hash(const struct node *n);
 const char *node_jurisdiction(const struct node *n);
 /* 1 when the policy has a `models:` entry for id. */
 int node_policy_lists_model(const struct node *n, const char *id);
+/* The policy's jurisdiction profile (docs/policy.md): its id, NULL when
+ * the policy names none; its transparency notice, NULL when it has none;
+ * 1 when the notice is appended to every chat answer. */
+const char *node_profile_id(const struct node *n);
+const char *node_profile_notice(const struct node *n);
+int node_profile_appends_notice(const struct node *n);
 
 /* ---- API keys (keys.c) ----
  *
@@ -275,6 +281,9 @@ struct node_outcome {
     char msg[600];
     int retry_after_s;  /* 0: none */
     char decision[160]; /* "redact; rule=ID", "" before a decision */
+    /* the profile's max_tokens cap lowered the request's: "CAP; requested=N",
+     * or "CAP" when it lowered the default; "" when it did not act */
+    char max_tokens_note[48];
     /* the ledger entry a refusal wrote (a peer's receipt names it) */
     int recorded;
     uint64_t seq;

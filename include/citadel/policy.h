@@ -105,10 +105,55 @@ struct pol_admission {
  * or the list has "EU" and place is a member state. */
 int pol_place_allowed(const char (*list)[16], int n, const char *place);
 
+/* lockdown: what the node does when it cannot restrict itself after
+ * start-up (docs/guard.md): refuse to start, or start and record what is
+ * missing. */
 enum { POL_LOCKDOWN_REQUIRED = 0, POL_LOCKDOWN_BEST_EFFORT = 1 };
 
+/* site: the node's declared energy source, as the operator states it
+ * (citadel vet reports it next to what it can measure; nothing here is
+ * measured). Every field is optional. */
+struct pol_site {
+    int present;
+    char grid_operator[128];
+    char country[8];         /* ISO 3166-1 alpha-2, upper case; "" when not declared */
+    double low_carbon_share; /* 0..1 (a "62%" in the file reads 0.62); -1: not declared */
+    char onsite_generation[256];
+    char notes[512];
+};
+
+/* profile: a jurisdiction profile, a YAML file the policy names
+ * (profiles/de-eu.yaml, profiles/jp.yaml; docs/policy.md). The guardrail
+ * is the operator's system prompt, put first in every chat this node
+ * renders; it is never scanned and never forwarded. The notice is the
+ * transparency notice the jurisdiction requires; every answer of the
+ * OpenAI endpoints carries it in a header. */
+#define POL_PROFILE_MAX_FILE      (64u << 10) /* bytes of the profile file */
+#define POL_PROFILE_MAX_GUARDRAIL (16u << 10) /* bytes */
+#define POL_PROFILE_MAX_NOTICE    1024        /* bytes (a header: three times that encoded) */
+#define POL_MAX_LANG              36          /* a BCP 47 tag, with its NUL */
+
+struct pol_profile_output {
+    int append_notice; /* 1: "\n\n" and the notice end every chat answer */
+    int max_tokens;    /* 0: no cap; else the most tokens a request may generate here */
+};
+
+struct pol_profile {
+    int present;
+    char id[POL_MAX_NAME];
+    char name[128];              /* "" when not given */
+    char file[1024];             /* the profile file, as opened */
+    int n_jurisdictions;         /* where it applies; the node's jurisdiction is one */
+    char (*jurisdictions)[16];   /* ISO 3166 codes, EU (its member states), or "*" */
+    int n_languages;
+    char (*languages)[POL_MAX_LANG]; /* BCP 47 tags, as written */
+    char *guardrail;             /* owned; NULL: none */
+    char *notice;                /* owned; NULL: none */
+    struct pol_profile_output output;
+    uint8_t sha256[32];          /* of the profile file's bytes */
+};
+
 struct pol_policy {
-    int lockdown; /* enum POL_LOCKDOWN_*: what a node that cannot lock down does */
     char node_id[POL_MAX_NAME];
     char jurisdiction[16];
     int n_classes;
@@ -126,6 +171,12 @@ struct pol_policy {
     int out_at_least; /* the least class acted on in answers (0: any) */
     size_t out_hold;  /* bytes a stream holds back (>= the longest keyword) */
     struct pol_admission adm;
+    int lockdown;             /* POL_LOCKDOWN_*; required when the policy does not say */
+    struct pol_site site;
+    struct pol_profile profile;
+    /* SHA-256 of the policy file's bytes; with a profile, of the policy's
+     * bytes, one NUL byte (which neither YAML file can hold) and the
+     * profile's bytes: a changed profile is a changed policy */
     uint8_t hash[32];
     char hash_hex[65];
     struct det_scanner *scanner;

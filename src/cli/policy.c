@@ -59,6 +59,30 @@ int cli_policy(int argc, char **argv)
             printf("; %d pinned templates; unvetted %s\n", p->adm.n_pins,
                    p->adm.unvetted ? "allowed" : "denied");
         }
+        printf("  lockdown: %s\n",
+               p->lockdown == POL_LOCKDOWN_BEST_EFFORT ? "best-effort" : "required");
+        if (p->profile.present) {
+            const struct pol_profile *f = &p->profile;
+            printf("  profile: %s (%s), %s; for", f->id, f->name[0] ? f->name : "unnamed",
+                   f->file);
+            for (int i = 0; i < f->n_jurisdictions; i++) printf(" %s", f->jurisdictions[i]);
+            printf("; languages");
+            for (int i = 0; i < f->n_languages; i++) printf(" %s", f->languages[i]);
+            if (!f->n_languages) printf(" (none listed)");
+            printf("; guardrail %zu bytes, notice %zu bytes%s",
+                   f->guardrail ? strlen(f->guardrail) : 0, f->notice ? strlen(f->notice) : 0,
+                   f->output.append_notice ? " (appended to chat answers)" : "");
+            if (f->output.max_tokens) printf("; max_tokens %d", f->output.max_tokens);
+            printf("\n");
+        }
+        if (p->site.present) {
+            const char *op = p->site.grid_operator[0] ? p->site.grid_operator : "no grid operator";
+            printf("  site: %s%s%s", op, p->site.country[0] ? ", " : "", p->site.country);
+            if (p->site.low_carbon_share >= 0)
+                printf(", low-carbon share %.0f%%", p->site.low_carbon_share * 100);
+            if (p->site.onsite_generation[0]) printf(", on site: %s", p->site.onsite_generation);
+            printf("\n");
+        }
         pol_free(p);
         return 0;
     }

@@ -453,6 +453,14 @@ int http_server_start(const struct http_opts *o, struct http_server **out, struc
     cit_log(CIT_LOG_INFO, "policy %s (sha256 %.16s...) for node %s; ledger %s", o->node.policy,
             node_policy_hash(s->node), node_id(s->node), o->node.ledger);
     startup_report(s);
+    if ((s->profile_id = node_profile_id(s->node)) && node_profile_notice(s->node) &&
+        !(s->notice_hdr = http_ext_value(node_profile_notice(s->node)))) {
+        rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (s->profile_id)
+        cit_log(CIT_LOG_INFO, "jurisdiction profile %s: answers carry Citadel-Profile%s",
+                s->profile_id, s->notice_hdr ? " and Citadel-Notice" : "");
     {
         struct MHD_OptionItem opts[16];
         int n = 0;
@@ -576,6 +584,7 @@ void http_server_stop(struct http_server *s)
     met_destroy(&s->met);
     cit_free(s->cert_pem);
     cit_free(s->key_pem);
+    cit_free(s->notice_hdr);
     pthread_mutex_destroy(&s->cfg_mu);
     pthread_mutex_destroy(&s->w_mu);
     pthread_cond_destroy(&s->w_cv);

@@ -162,6 +162,20 @@ enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r)
                            NULL);
         cit_buf_printf(&b, "{\"status\":\"ready\",\"models\":%d,", node_model_count(s->node));
         lockdown_json(&b);
+        BUF_LIT(&b, ",\"profile\":");
+        if (!node_profile_id(s->node)) {
+            BUF_LIT(&b, "null");
+        } else {
+            const char *id = node_profile_id(s->node), *notice = node_profile_notice(s->node);
+            BUF_LIT(&b, "{\"id\":");
+            cit_buf_json_str(&b, id, strlen(id));
+            BUF_LIT(&b, ",\"notice\":");
+            if (notice)
+                cit_buf_json_str(&b, notice, strlen(notice));
+            else
+                BUF_LIT(&b, "null");
+            BUF_LIT(&b, "}");
+        }
         BUF_LIT(&b, "}\n");
         return respond_json(c, r, 200, &b);
     case EP_METRICS:

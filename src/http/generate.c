@@ -100,6 +100,27 @@ int gen_wait(struct req *r)
 
 /* ---- the answer's JSON ---- */
 
+/* The profile's notice ends every chat answer when it says so: the same
+ * bytes, "\n\n" and the notice, after the last released text of a plain
+ * answer and as the last content event of a stream, so that the two
+ * agree. A peer's request is answered without it: the node that serves
+ * the person appends its own. The notice is the operator's text, outside
+ * the output rules (nothing of the model's is in it). */
+static const char *notice_suffix(const struct req *r, size_t *len)
+{
+    const char *n = r->chat && r->peer < 0 && node_profile_appends_notice(r->srv->node)
+                        ? node_profile_notice(r->srv->node)
+                        : NULL;
+    *len = n ? strlen(n) : 0;
+    return n;
+}
+
+static void add_notice(struct cit_buf *b, const char *notice, size_t len)
+{
+    BUF_LIT(b, "\n\n");
+    cit_buf_add(b, notice, len);
+}
+
 static const char *finish_reason(const struct req *r, const struct node_call_state *st)
 {
     if (st->stopped) return "content_filter";
@@ -264,6 +285,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                                  st.scan_failed ? "the answer could not be scanned" : fail);
                 BUF_LIT(&r->out, "\n");
             } else {
+                size_t nl;
+                const char *notice = notice_suffix(r, &nl);
+                if (notice) {
+                    struct cit_buf t = {0};
+                    add_notice(&t, notice, nl);
+                    chunk_text(&r->out, r, t.p ? t.p : "", t.len, NULL, 0);
+                    cit_buf_free(&t);
+                }
                 chunk_text(&r->out, r, "", 0, finish_reason(r, &st), 0);
                 if (r->include_usage) {
                     chunk_head(&r->out, r);
@@ -333,6 +362,11 @@ static enum MHD_Result respond_final(struct MHD_Connection *c, struct req *r)
                              "withheld.");
     }
     receipt_for(r, 200);
+    {
+        size_t nl;
+        const char *notice = notice_suffix(r, &nl);
+        if (notice) add_notice(&answer, notice, nl);
+    }
     cit_buf_printf(
         &b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", node_call_id(r->call),
         r->chat ? "chat.completion" : "text_completion", (long long)r->created);
@@ -414,6 +448,7 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         return respond_outcome(c, r, &out);
     }
     snprintf(r->decision_hdr, sizeof(r->decision_hdr), "%s", out.decision);
+    snprintf(r->max_tokens_hdr, sizeof(r->max_tokens_hdr), "%s", out.max_tokens_note);
     if (node_call_forwards(r->call)) {
         r->chat = a.chat;
         r->stream = a.stream;
@@ -489,6 +524,7 @@ enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
+        respond_profile_headers(resp, r);
         conn_answering(s, r->cw);
         res = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);

@@ -187,6 +187,10 @@ struct http_server {
     char *peek;      /* the lobby's view of a held head (hold_cap bytes) */
     size_t hold_cap; /* the most of a head the lobby holds */
     uint64_t accept_paused_ns, emfile_logged_ns; /* the lobby's: out of descriptors */
+    /* the policy's jurisdiction profile, for the OpenAI endpoints' answers:
+     * its id (NULL: none) and Citadel-Notice value (NULL: no notice) */
+    const char *profile_id;
+    char *notice_hdr;
 };
 
 enum sse_phase { PH_ROLE, PH_BODY, PH_END };
@@ -212,6 +216,7 @@ struct req {
     struct node_key_info key;
     uint64_t t0;
     char decision_hdr[160]; /* X-Citadel-Decision once the gate decided */
+    char max_tokens_hdr[48]; /* Citadel-Max-Tokens: the profile's cap lowered max_tokens */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -316,6 +321,13 @@ void req_unref(struct req *r);
 void req_destroy(struct req *r); /* when the last reference went */
 enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
                         const char *body, size_t len, const char *hname, const char *hvalue);
+/* The headers every answer of the OpenAI endpoints carries (chat,
+ * completions, models): Citadel-Profile and Citadel-Notice when the
+ * policy has a profile, Citadel-Max-Tokens when its cap acted. */
+void respond_profile_headers(struct MHD_Response *resp, const struct req *r);
+/* Percent-encodes text as an RFC 8187 ext-value (UTF-8''...), which keeps
+ * a header ASCII whatever the notice's language; NULL when out of memory. */
+char *http_ext_value(const char *text);
 enum MHD_Result respond_json(struct MHD_Connection *c, struct req *r, int status,
                              struct cit_buf *b);
 enum MHD_Result respond_error(struct MHD_Connection *c, struct req *r, int status, const char *type,

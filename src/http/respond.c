@@ -61,6 +61,40 @@ void req_unref(struct req *r)
     if (last) req_destroy(r);
 }
 
+char *http_ext_value(const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(text);
+    char *out = cit_malloc(7 + 3 * n + 1), *o = out;
+    if (!out) return NULL;
+    memcpy(o, "UTF-8''", 7);
+    o += 7;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        /* RFC 8187 attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~"; the rest as %XX */
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("!#$&+-.^_`|~", *p)) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+void respond_profile_headers(struct MHD_Response *resp, const struct req *r)
+{
+    const struct http_server *s = r->srv;
+    if (r->ep != EP_CHAT && r->ep != EP_COMPLETIONS && r->ep != EP_MODELS) return;
+    if (s->profile_id) MHD_add_response_header(resp, "Citadel-Profile", s->profile_id);
+    if (s->profile_id && s->notice_hdr)
+        MHD_add_response_header(resp, "Citadel-Notice", s->notice_hdr);
+    if (r->max_tokens_hdr[0])
+        MHD_add_response_header(resp, "Citadel-Max-Tokens", r->max_tokens_hdr);
+}
+
 enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
                         const char *body, size_t len, const char *hname, const char *hvalue)
 {
@@ -72,6 +106,7 @@ enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, con
     if (hname) MHD_add_response_header(resp, hname, hvalue);
     if (r->decision_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
     if (r->receipt_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Receipt", r->receipt_hdr);
+    respond_profile_headers(resp, r);
     conn_answering(r->srv, r->cw);
     ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);

@@ -377,6 +377,48 @@ static int scope_refused(struct node_call *c, const struct node_req *rq, struct 
 
 /* ---- tokens and limits ---- */
 
+/* The messages to render: the profile's guardrail first, as a system
+ * message of its own, then the client's (their redacted texts where
+ * owned), into msgs (room for n_msgs + 1). The guardrail is the
+ * operator's: it was not scanned, and a forward never carries it (the
+ * peer puts its own first).
+ *
+ * Llama 2 and Mistral carry one system prompt, inside the first user turn,
+ * and the renderer keeps the last system message before that turn: there
+ * the guardrail leads it, "\n\n" between them, in *merged (owned by the
+ * caller; NULL when nothing was merged). */
+static int guarded_messages(const struct pol_policy *pol, enum eng_chat_tmpl tmpl,
+                            const struct node_prompt *p, char **owned, struct eng_chat_msg *msgs,
+                            int *n_out, char **merged)
+{
+    const char *g = pol->profile.present ? pol->profile.guardrail : NULL;
+    int one_sys = tmpl == ENG_CHAT_LLAMA2 || tmpl == ENG_CHAT_MISTRAL, seen_user = 0, k = 0;
+    *merged = NULL;
+    if (g) msgs[k++] = (struct eng_chat_msg){"system", g};
+    for (int i = 0; i < p->n_msgs; i++) {
+        struct eng_chat_msg e = p->msgs[i];
+        if (owned) e.content = owned[i];
+        if (!e.content) e.content = "";
+        if (g && one_sys && !seen_user && !strcmp(e.role, "system")) {
+            size_t lg = strlen(g), lc = strlen(e.content);
+            char *t = cit_malloc(lg + 2 + lc + 1);
+            if (!t) return CIT_ENOMEM;
+            memcpy(t, g, lg);
+            memcpy(t + lg, "\n\n", 2);
+            memcpy(t + lg + 2, e.content, lc + 1);
+            if (*merged) explicit_bzero(*merged, strlen(*merged));
+            cit_free(*merged);
+            *merged = t;
+            msgs[0].content = t;
+            continue;
+        }
+        seen_user |= !strcmp(e.role, "user");
+        msgs[k++] = e;
+    }
+    *n_out = k;
+    return 0;
+}
+
 /* Builds the token list: chat messages through the model's template, or
  * the prompt text, or token ids as given. */
 static int build_prompt(struct node_call *c, const struct node_prompt *p, char **owned,
@@ -384,9 +426,9 @@ static int build_prompt(struct node_call *c, const struct node_prompt *p, char *
 {
     const struct node_model *m = c->m;
     struct eng_chat_msg *msgs = NULL;
-    char *rendered = NULL;
+    char *rendered = NULL, *merged = NULL;
     const char *text;
-    int rc, n = 0;
+    int rc, n = 0, n_msgs = 0;
     if (!p->chat && p->ids) {
         for (int i = 0; i < p->n_ids; i++)
             if (p->ids[i] >= m->n_vocab) {
@@ -400,14 +442,15 @@ static int build_prompt(struct node_call *c, const struct node_prompt *p, char *
         return 0;
     }
     if (p->chat) {
-        /* the messages as the engine sees them: redacted where decided */
-        if (!(msgs = cit_calloc((size_t)p->n_msgs + 1, sizeof(*msgs)))) goto oom;
-        for (int i = 0; i < p->n_msgs; i++) {
-            msgs[i] = p->msgs[i];
-            if (owned) msgs[i].content = owned[i];
-        }
-        rc = eng_chat_render(p->tmpl_set ? p->tmpl : m->tmpl, msgs, p->n_msgs, 1, NULL, &rendered);
+        enum eng_chat_tmpl tmpl = p->tmpl_set ? p->tmpl : m->tmpl;
+        /* the messages as the engine sees them: redacted where decided,
+         * after the profile's guardrail */
+        if (!(msgs = cit_calloc((size_t)p->n_msgs + 2, sizeof(*msgs)))) goto oom;
+        rc = guarded_messages(c->n->pol, tmpl, p, owned, msgs, &n_msgs, &merged);
+        if (!rc) rc = eng_chat_render(tmpl, msgs, n_msgs, 1, NULL, &rendered);
         cit_free(msgs);
+        if (merged) explicit_bzero(merged, strlen(merged));
+        cit_free(merged);
         if (rc) goto failed;
         text = rendered;
     } else {
@@ -454,21 +497,31 @@ static int check_limits(struct node_call *c, const struct node_req *rq, struct n
                 n_ctx);
         return CIT_ERANGE;
     }
-    if (rq->max_tokens > rq->max_tokens_limit) {
+    /* the profile's cap lowers what is asked before any limit is checked:
+     * a request over it is served shorter, and told so, not refused */
+    int want = rq->max_tokens, cap = c->n->pol->profile.output.max_tokens;
+    if (cap > 0 && want > cap) {
+        snprintf(out->max_tokens_note, sizeof(out->max_tokens_note), "%d; requested=%d", cap,
+                 want);
+        want = cap;
+    }
+    if (want > rq->max_tokens_limit) {
         set_out(out, 400, "invalid_request_error", NULL, "max_tokens",
-                "'max_tokens' is %d; this server allows at most %d.", rq->max_tokens,
-                rq->max_tokens_limit);
+                "'max_tokens' is %d; this server allows at most %d.", want, rq->max_tokens_limit);
         return CIT_ERANGE;
     }
-    if (rq->max_tokens > avail) {
+    if (want > avail) {
         set_out(out, 400, "invalid_request_error", "context_length_exceeded", "max_tokens",
                 "This model's context is %d tokens; the prompt is %d and 'max_tokens' asks for "
                 "%d more.",
-                n_ctx, c->n_tok, rq->max_tokens);
+                n_ctx, c->n_tok, want);
         return CIT_ERANGE;
     }
-    c->max_tokens = rq->max_tokens ? rq->max_tokens
-                                   : (avail < rq->max_tokens_limit ? avail : rq->max_tokens_limit);
+    c->max_tokens = want ? want : (avail < rq->max_tokens_limit ? avail : rq->max_tokens_limit);
+    if (cap > 0 && c->max_tokens > cap) { /* none asked: the default, capped */
+        snprintf(out->max_tokens_note, sizeof(out->max_tokens_note), "%d", cap);
+        c->max_tokens = cap;
+    }
     return 0;
 }
 

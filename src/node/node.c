@@ -81,6 +81,22 @@ const char *node_jurisdiction(const struct node *n)
     return n->pol ? n->pol->jurisdiction : "";
 }
 
+const char *node_profile_id(const struct node *n)
+{
+    return n->pol && n->pol->profile.present ? n->pol->profile.id : NULL;
+}
+
+const char *node_profile_notice(const struct node *n)
+{
+    return n->pol && n->pol->profile.present ? n->pol->profile.notice : NULL;
+}
+
+int node_profile_appends_notice(const struct node *n)
+{
+    return n->pol && n->pol->profile.present && n->pol->profile.notice &&
+           n->pol->profile.output.append_notice;
+}
+
 static int open_ledger(struct node *n, struct cit_err *err)
 {
     struct ledger_opts lo = {0};

@@ -766,11 +766,243 @@ int pol_place_allowed(const char (*list)[16], int n, const char *place)
     return 0;
 }
 
+/* A scalar of text into dst (cap bytes with its NUL): no NUL inside (a
+ * quoted "\0" would cut it short where it is used). */
+static int ytext(struct yp *y, yaml_node_t *n, const char *what, char *dst, size_t cap)
+{
+    if (!is_scalar(n)) return yfail(y, n, "%s must be text", what);
+    size_t l = n->data.scalar.length;
+    if (l >= cap) return yfail(y, n, "%s is %zu bytes; at most %zu", what, l, cap - 1);
+    if (memchr(sval(n), 0, l)) return yfail(y, n, "%s holds a NUL byte", what);
+    memcpy(dst, sval(n), l + 1);
+    return 0;
+}
+
+/* The same, 1 to max bytes, into a copy the policy owns. */
+static int ytext_dup(struct yp *y, yaml_node_t *n, const char *what, size_t max, char **out)
+{
+    if (!is_scalar(n) || !n->data.scalar.length)
+        return yfail(y, n, "%s must be text (leave the key out for none)", what);
+    size_t l = n->data.scalar.length;
+    if (l > max) return yfail(y, n, "%s is %zu bytes; at most %zu", what, l, max);
+    if (memchr(sval(n), 0, l)) return yfail(y, n, "%s holds a NUL byte", what);
+    if (!(*out = cit_strndup(sval(n), l))) return CIT_ENOMEM;
+    return 0;
+}
+
+static int ybool(struct yp *y, yaml_node_t *n, const char *what, int *out)
+{
+    if (!is_scalar(n) || (strcmp(sval(n), "true") && strcmp(sval(n), "false")))
+        return yfail(y, n, "%s is true or false", what);
+    *out = !strcmp(sval(n), "true");
+    return 0;
+}
+
+/* lockdown: required | best-effort */
+static int parse_lockdown(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    p->lockdown = POL_LOCKDOWN_REQUIRED;
+    if (!n) return 0;
+    if (is_scalar(n) && !strcmp(sval(n), "required")) return 0;
+    if (is_scalar(n) && !strcmp(sval(n), "best-effort")) {
+        p->lockdown = POL_LOCKDOWN_BEST_EFFORT;
+        return 0;
+    }
+    return yfail(y, n,
+                 "lockdown is required (refuse to start without the kernel's restrictions) or "
+                 "best-effort (start, and record what is missing), not '%s'",
+                 is_scalar(n) ? sval(n) : "?");
+}
+
+/* site: {grid_operator, country, low_carbon_share, onsite_generation, notes} */
+static int parse_site(struct yp *y, struct pol_policy *p, yaml_node_t *n)
+{
+    static const char *const keys[] = {"grid_operator",     "country", "low_carbon_share",
+                                       "onsite_generation", "notes",   NULL};
+    struct pol_site *s = &p->site;
+    yaml_node_t *f;
+    s->low_carbon_share = -1;
+    if (!n) return 0;
+    if (ykeys(y, n, "site", keys)) return CIT_EFORMAT;
+    s->present = 1;
+    if ((f = yget(y, n, "grid_operator")) &&
+        ytext(y, f, "site.grid_operator", s->grid_operator, sizeof(s->grid_operator)))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "country"))) {
+        const char *c = is_scalar(f) ? sval(f) : "";
+        if (!is_scalar(f) || f->data.scalar.length != 2 || !isalpha((unsigned char)c[0]) ||
+            !isalpha((unsigned char)c[1]))
+            return yfail(y, f,
+                         "site.country is an ISO 3166-1 alpha-2 code such as DE or JP, not '%s'", c);
+        s->country[0] = (char)toupper((unsigned char)c[0]);
+        s->country[1] = (char)toupper((unsigned char)c[1]);
+        s->country[2] = 0;
+    }
+    if ((f = yget(y, n, "low_carbon_share"))) {
+        char *end = NULL;
+        double v = is_scalar(f) ? strtod(sval(f), &end) : -1;
+        int pct = end && *end == '%' && !end[1];
+        if (pct) v /= 100;
+        if (!is_scalar(f) || end == sval(f) || (*end && !pct) || !(v >= 0 && v <= 1))
+            return yfail(y, f,
+                         "site.low_carbon_share is a share from 0 to 1 (0.62) or a percentage "
+                         "(62%%), not '%s'",
+                         is_scalar(f) ? sval(f) : "?");
+        s->low_carbon_share = v;
+    }
+    if ((f = yget(y, n, "onsite_generation")) &&
+        ytext(y, f, "site.onsite_generation", s->onsite_generation, sizeof(s->onsite_generation)))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "notes")) && ytext(y, f, "site.notes", s->notes, sizeof(s->notes)))
+        return CIT_EFORMAT;
+    return 0;
+}
+
+/* A BCP 47 tag, checked simply: a primary language subtag of 2 or 3
+ * letters, then subtags of 1 to 8 letters or digits after '-' (de, en-GB,
+ * ja-JP, zh-Hant-TW). Registry lookups are left out on purpose. */
+static int bcp47_ok(const char *s, size_t len)
+{
+    size_t i = 0, run = 0;
+    while (i < len && isalpha((unsigned char)s[i])) i++;
+    if (i < 2 || i > 3) return 0;
+    for (; i < len; i++) {
+        if (s[i] == '-') {
+            if (i + 1 == len || s[i + 1] == '-') return 0;
+            run = 0;
+        } else if (isalnum((unsigned char)s[i]) && ++run <= 8) {
+            continue;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int profile_languages(struct yp *y, struct pol_profile *pf, yaml_node_t *n)
+{
+    if (n->type != YAML_SEQUENCE_NODE || seq_len(n) == 0 || seq_len(n) > 64)
+        return yfail(y, n, "profile.languages must be a list of BCP 47 tags, such as [de, en]");
+    if (!(pf->languages = cit_calloc((size_t)seq_len(n), sizeof(*pf->languages))))
+        return CIT_ENOMEM;
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        yaml_node_t *e = ynode(y, *i);
+        if (!is_scalar(e) || e->data.scalar.length >= POL_MAX_LANG ||
+            !bcp47_ok(sval(e), e->data.scalar.length))
+            return yfail(y, e,
+                         "profile.languages: '%s' is not a BCP 47 tag (a 2 or 3 letter language, "
+                         "then optional -subtags: de, en-GB, ja-JP)",
+                         is_scalar(e) ? sval(e) : "?");
+        for (int k = 0; k < pf->n_languages; k++)
+            if (!strcasecmp(pf->languages[k], sval(e)))
+                return yfail(y, e, "profile.languages: '%s' is listed twice", sval(e));
+        memcpy(pf->languages[pf->n_languages++], sval(e), e->data.scalar.length + 1);
+    }
+    return 0;
+}
+
+/* The profile file's document (y: named after the profile's file). */
+static int profile_doc(struct yp *y, struct pol_policy *p, const char *policy_name)
+{
+    static const char *const top[] = {"profile", NULL};
+    static const char *const keys[] = {"id",        "name",   "jurisdictions", "languages",
+                                       "guardrail", "notice", "output",        NULL};
+    static const char *const okeys[] = {"append_notice", "max_tokens", NULL};
+    struct pol_profile *pf = &p->profile;
+    yaml_node_t *root = yaml_document_get_root_node(&y->doc), *n, *f;
+    int64_t v;
+    if (!root) return yfail(y, NULL, "the profile file is empty; it needs 'profile:'");
+    if (ykeys(y, root, "the profile file", top)) return CIT_EFORMAT;
+    if (!(n = yget(y, root, "profile")))
+        return yfail(y, root, "the profile file needs 'profile:' with its id and jurisdictions");
+    if (ykeys(y, n, "profile", keys)) return CIT_EFORMAT;
+    if (!(f = yget(y, n, "id")))
+        return yfail(y, n, "profile needs an 'id' (the Citadel-Profile header says it)");
+    if (yname(y, f, "profile.id", pf->id, sizeof(pf->id))) return CIT_EFORMAT;
+    if ((f = yget(y, n, "name")) && ytext(y, f, "profile.name", pf->name, sizeof(pf->name)))
+        return CIT_EFORMAT;
+    if (!(f = yget(y, n, "jurisdictions")))
+        return yfail(y, n, "profile '%s' needs 'jurisdictions': where it applies, such as [DE, EU]",
+                     pf->id);
+    if (yplaces(y, f, "profile.jurisdictions", &pf->jurisdictions, &pf->n_jurisdictions))
+        return CIT_EFORMAT;
+    if (!pol_place_allowed((const char(*)[16])pf->jurisdictions, pf->n_jurisdictions,
+                           p->jurisdiction)) {
+        char list[200] = "";
+        for (int i = 0; i < pf->n_jurisdictions; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                     pf->jurisdictions[i]);
+        return yfail(y, f,
+                     "profile '%s' is for %s; this node's jurisdiction is %s (node.jurisdiction "
+                     "in %s): name the profile of the node's jurisdiction",
+                     pf->id, list, p->jurisdiction, policy_name);
+    }
+    if ((f = yget(y, n, "languages")) && profile_languages(y, pf, f)) return CIT_EFORMAT;
+    if ((f = yget(y, n, "guardrail")) &&
+        ytext_dup(y, f, "profile.guardrail", POL_PROFILE_MAX_GUARDRAIL, &pf->guardrail))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "notice")) &&
+        ytext_dup(y, f, "profile.notice", POL_PROFILE_MAX_NOTICE, &pf->notice))
+        return CIT_EFORMAT;
+    if ((f = yget(y, n, "output"))) {
+        yaml_node_t *g;
+        if (ykeys(y, f, "profile.output", okeys)) return CIT_EFORMAT;
+        if ((g = yget(y, f, "append_notice"))) {
+            if (ybool(y, g, "profile.output.append_notice", &pf->output.append_notice))
+                return CIT_EFORMAT;
+            if (pf->output.append_notice && !pf->notice)
+                return yfail(y, g, "profile.output.append_notice is true, but the profile has no "
+                                   "'notice' to append");
+        }
+        if ((g = yget(y, f, "max_tokens"))) {
+            if (yint(y, g, "profile.output.max_tokens", 0, 1 << 20, &v)) return CIT_EFORMAT;
+            pf->output.max_tokens = (int)v;
+        }
+    }
+    pf->present = 1;
+    return 0;
+}
+
+/* profile: FILE (from the policy's folder). Its bytes go into bytes, for
+ * the policy's hash. */
+static int parse_profile(struct yp *y, struct pol_policy *p, yaml_node_t *n, struct cit_buf *bytes)
+{
+    struct pol_profile *pf = &p->profile;
+    struct cit_err rerr = {{0}};
+    struct yp py = {.err = y->err};
+    yaml_parser_t parser;
+    int rc;
+    if (!n) return 0;
+    if (ypath(y, n, "profile", pf->file, sizeof(pf->file))) return CIT_EFORMAT;
+    rc = cit_read_file(pf->file, POL_PROFILE_MAX_FILE, bytes, &rerr);
+    if (rc == CIT_ENOMEM) return rc;
+    if (rc)
+        return yfail(y, n, "profile '%s' cannot be read: %s", pf->file,
+                     rc == CIT_ENOENT ? "no such file" : rerr.msg);
+    py.name = pf->file;
+    if (!yaml_parser_initialize(&parser)) return CIT_ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(bytes->p ? bytes->p : ""),
+                                 bytes->len);
+    if (!yaml_parser_load(&parser, &py.doc)) {
+        rc = cit_err_set(y->err, CIT_EFORMAT, "%s:%d: not valid YAML: %s%s%s", pf->file,
+                         (int)parser.problem_mark.line + 1, parser.problem ? parser.problem : "?",
+                         parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    rc = profile_doc(&py, p, y->name);
+    yaml_document_delete(&py.doc);
+    yaml_parser_delete(&parser);
+    if (!rc) crypto_hash_sha256(pf->sha256, (const unsigned char *)bytes->p, bytes->len);
+    return rc;
+}
+
 int pol_parse(const char *name, const char *text, size_t len, struct pol_policy **out,
               struct cit_err *err)
 {
     struct yp y = {.name = name, .err = err};
     yaml_parser_t parser;
+    struct cit_buf prof = {0}; /* the profile file's bytes */
     int rc = 0;
     if (len > POL_MAX_FILE)
         return cit_err_set(err, CIT_ERANGE, "%s: %zu bytes; a policy is at most %u", name, len,
@@ -794,7 +1026,8 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
     yaml_node_t *root = yaml_document_get_root_node(&y.doc);
     static const char *const top[] = {"version",  "node",    "classes",   "detectors",
                                       "keywords", "tenants", "models",    "peers",
-                                      "rules",    "output",  "admission", NULL};
+                                      "rules",    "output",  "admission", "lockdown",
+                                      "site",     "profile", NULL};
     static const char *const nodekeys[] = {"id", "jurisdiction", NULL};
     int64_t version = 0;
     yaml_node_t *f;
@@ -819,16 +1052,30 @@ int pol_parse(const char *name, const char *text, size_t len, struct pol_policy 
     if (!rc) rc = parse_rules(&y, p, yget(&y, root, "rules"));
     if (!rc) rc = parse_output(&y, p, yget(&y, root, "output"));
     if (!rc) rc = parse_admission(&y, p, yget(&y, root, "admission"));
+    if (!rc) rc = parse_lockdown(&y, p, yget(&y, root, "lockdown"));
+    if (!rc) rc = parse_site(&y, p, yget(&y, root, "site"));
+    if (!rc) rc = parse_profile(&y, p, yget(&y, root, "profile"), &prof);
     if (!rc && (rc = det_scanner_new(p->keywords, (size_t)p->n_keywords, &p->scanner, err)))
         cit_err_prefix(err, name);
     if (rc == CIT_ENOMEM) cit_err_set(err, rc, "%s: out of memory", name);
     yaml_document_delete(&y.doc);
     yaml_parser_delete(&parser);
     if (rc) {
+        cit_buf_free(&prof);
         pol_free(p);
         return rc;
     }
-    crypto_hash_sha256(p->hash, (const unsigned char *)text, len);
+    if (!p->profile.present) {
+        crypto_hash_sha256(p->hash, (const unsigned char *)text, len);
+    } else { /* policy, NUL, profile: the boundary cannot move (YAML holds no NUL) */
+        crypto_hash_sha256_state h;
+        crypto_hash_sha256_init(&h);
+        crypto_hash_sha256_update(&h, (const unsigned char *)text, len);
+        crypto_hash_sha256_update(&h, (const unsigned char *)"", 1);
+        crypto_hash_sha256_update(&h, (const unsigned char *)prof.p, prof.len);
+        crypto_hash_sha256_final(&h, p->hash);
+    }
+    cit_buf_free(&prof);
     sodium_bin2hex(p->hash_hex, sizeof(p->hash_hex), p->hash, sizeof(p->hash));
     *out = p;
     return 0;
@@ -864,6 +1111,10 @@ void pol_free(struct pol_policy *p)
     cit_free(p->adm.data_places);
     cit_free(p->adm.signer_places);
     cit_free(p->adm.pins);
+    cit_free(p->profile.jurisdictions);
+    cit_free(p->profile.languages);
+    cit_free(p->profile.guardrail);
+    cit_free(p->profile.notice);
     cit_free(p->tenants);
     cit_free(p->models);
     cit_free(p->peers);
