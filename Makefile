@@ -85,7 +85,8 @@ build-san/test_citadel: $(SAN_TEST) build-san/libcitadel.a
 
 # Tests run the sanitizer build of both the library and the CLI.
 # tests/serve_clients.sh then runs the real server against curl and the
-# openai npm package.
+# openai npm package, tests/gateway_e2e.sh nodes forwarding to each other,
+# tests/vet_e2e.sh `citadel vet` on make run's node and its page in Chromium.
 check:
 	@sh scripts/setup.sh check
 	@$(MAKE) --no-print-directory build-san/test_citadel build-san/citadel
@@ -95,6 +96,8 @@ check:
 	  sh tests/serve_clients.sh build-san/citadel $(MODEL)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/gateway_e2e.sh build-san/citadel $(MODEL)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh tests/vet_e2e.sh build-san/citadel $(MODEL)
 
 test: check
 

@@ -7,8 +7,8 @@
 #   scripts/admit_dev.sh MODEL
 set -eu
 MODEL=${1:-../shared/models/stories260K.gguf}
-BIN=build/citadel
-DIR=build/run
+BIN=${CITADEL_BIN:-build/citadel}
+DIR=${CITADEL_RUN_DIR:-build/run}
 mkdir -p "$DIR"
 chmod 700 "$DIR"
 ID=$(basename "$MODEL" .gguf)

@@ -2,10 +2,12 @@
 # make run: serve MODEL on 127.0.0.1 with the default config (citadel.conf),
 # with a development API key kept in build/run/ (created on the first run).
 #   scripts/run.sh MODEL
+# The tests run it as it is, elsewhere: CITADEL_BIN (the binary),
+# CITADEL_RUN_DIR (for build/run) and CITADEL_PORT (for citadel.conf's).
 set -eu
 MODEL=${1:-../shared/models/stories260K.gguf}
-BIN=build/citadel
-DIR=build/run
+BIN=${CITADEL_BIN:-build/citadel}
+DIR=${CITADEL_RUN_DIR:-build/run}
 mkdir -p "$DIR"
 chmod 700 "$DIR"
 if [ ! -s "$DIR/dev.key" ]; then
@@ -14,8 +16,8 @@ if [ ! -s "$DIR/dev.key" ]; then
 fi
 KEY=$(cat "$DIR/dev.key")
 ID=$(basename "$MODEL" .gguf)
-sh scripts/admit_dev.sh "$MODEL"
-PORT=$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' citadel.conf)
+CITADEL_BIN=$BIN CITADEL_RUN_DIR=$DIR sh scripts/admit_dev.sh "$MODEL"
+PORT=${CITADEL_PORT:-$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' citadel.conf)}
 cat <<MSG
 
 citadel: serving $ID on http://127.0.0.1:$PORT (Ctrl-C stops it). Try:
@@ -32,4 +34,4 @@ citadel: serving $ID on http://127.0.0.1:$PORT (Ctrl-C stops it). Try:
 
 MSG
 exec "$BIN" serve --config citadel.conf --model "$MODEL" --state "$DIR/citadel.db" \
-    --ledger "$DIR/ledger"
+    --ledger "$DIR/ledger" --port "$PORT"

@@ -2,8 +2,9 @@
 # Installs the Debian packages citadel needs, only when they are missing.
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
 #                    libyaml, OpenSSL, GMP, zlib, ICU, libcurl, libseccomp
-#   setup.sh check   build, plus curl and Node.js with npm for the serve tests, and the
-#                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs)
+#   setup.sh check   build, plus curl and Node.js with npm for the serve tests, the
+#                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs), and
+#                    Chromium for the vet report's page
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
 what=${1:-build}
@@ -38,7 +39,9 @@ check) build_deps
        command -v node >/dev/null 2>&1 || need nodejs
        command -v npm >/dev/null 2>&1 || need npm
        # federated learning tests: Fashion-MNIST, and scikit-learn's CSV sets
-       need dataset-fashion-mnist; need python3-sklearn ;;
+       need dataset-fashion-mnist; need python3-sklearn
+       # the vet report's page is checked in a real browser
+       need chromium ;;
 fuzz)  need clang; need libclang-rt-14-dev ;;
 *) echo "setup.sh: unknown target '$what' (build, check, fuzz)" >&2; exit 2 ;;
 esac

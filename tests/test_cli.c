@@ -508,7 +508,7 @@ void test_cli_witness(void)
     CHECKF(out && strstr(out, "0 of the 1 witnesses cosigned it") && strstr(out, "QUORUM"), "%s",
            out ? out : "");
     CHECKF(out && strstr(out, "rolled back: the checkpoint you saw signs") &&
-               strstr(out, "refused: the log signs 2 entries, but this witness cosigned 4") &&
+               strstr(out, "refused: the log signs 3 entries, but this witness cosigned 6") &&
                strstr(out, "DONE"),
            "%s", out ? out : "");
     cit_free(out);

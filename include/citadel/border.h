@@ -93,9 +93,14 @@ int brd_verify(const char *pub_path, const char *model_path, const char *card, c
 #define BRD_MAX_DATASETS 64
 #define BRD_MAX_CARD     (1u << 20)
 
+/* DSSE v1 pre-authentication encoding of payload under type (what a DSSE
+ * signature covers): "DSSEv1 <len type> <type> <len payload> <payload>". */
+int brd_pae(const char *type, const void *payload, size_t len, struct cit_buf *out);
+
 struct brd_dataset {
     char name[128];
     char jurisdiction[16]; /* where its data comes from */
+    char languages[64];    /* citadel:languages, BCP 47 tags comma-separated; "" : not stated */
 };
 
 struct brd_card {
@@ -105,6 +110,9 @@ struct brd_card {
     int n_datasets;
     struct brd_dataset datasets[BRD_MAX_DATASETS];
 };
+
+/* Parses a CycloneDX model card (the subset above). */
+int brd_card_parse(const char *text, size_t len, struct brd_card *c /* out */, struct cit_err *err);
 
 /* A card to complete, from the GGUF's metadata (general.name, license,
  * architecture, datasets); what the file does not say reads TODO. */

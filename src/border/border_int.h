@@ -41,10 +41,6 @@ struct brd_bundle {
 int brd_bundle_parse(const char *text, size_t len, struct brd_bundle *b, struct cit_err *err);
 void brd_bundle_free(struct brd_bundle *b);
 
-/* Parses and checks a card: one machine-learning-model component with a
- * name, SPDX license ids and at least one dataset with its jurisdiction;
- * nothing may still say TODO. */
-int brd_card_parse(const char *text, size_t len, struct brd_card *c, struct cit_err *err);
 
 /* Walks and hashes path (a file, or a directory tree). Names in ignore
  * (NULL-terminated; may be NULL) are skipped at the top of a directory.
@@ -54,8 +50,6 @@ int brd_card_parse(const char *text, size_t len, struct brd_card *c, struct cit_
 int brd_manifest_build(const char *path, const char *card, const char *const *ignore,
                        struct brd_manifest *m, struct cit_err *err);
 
-/* DSSE pre-authentication encoding of payload under type. */
-int brd_pae(const char *type, const void *payload, size_t len, struct cit_buf *out);
 
 /* Reads a PEM public key: P-256 or P-384 only. Fills hint (may be NULL)
  * and returns 0, or says what is wrong. */

@@ -15,7 +15,8 @@
  *
  * A dataset is a component of type "data" that the model's datasets refer
  * to; where its data comes from is the property citadel:jurisdiction (an
- * ISO 3166 code, or EU). Properties are CycloneDX's own place for facts
+ * ISO 3166 code, or EU); citadel:languages (optional) lists the BCP 47
+ * tags of its text, comma-separated, for `citadel vet`. Properties are CycloneDX's own place for facts
  * the standard has no field for. The word TODO anywhere admission reads
  * means the operator has not finished the card, and it is refused.
  */
@@ -27,6 +28,7 @@
 #include "border_int.h"
 
 #define JUR_PROP "citadel:jurisdiction"
+#define LANG_PROP "citadel:languages"
 
 static int copy_str(json_t *v, char *dst, size_t cap)
 {
@@ -77,10 +79,19 @@ static int parse_dataset(json_t *comps, json_t *d, size_t i, struct brd_dataset 
         return cit_err_set(err, CIT_EFORMAT, "dataset \"%s\": needs a name (1 to %zu bytes)", ref,
                            sizeof(out->name) - 1);
     out->jurisdiction[0] = 0;
+    out->languages[0] = 0;
     props = json_object_get(c, "properties");
     json_array_foreach(props, k, p)
     {
         const char *n = json_string_value(json_object_get(p, "name"));
+        if (n && !strcmp(n, LANG_PROP)) { /* optional: BCP 47 tags, comma-separated */
+            if (copy_str(json_object_get(p, "value"), out->languages, sizeof(out->languages)))
+                return cit_err_set(err, CIT_EFORMAT,
+                                   "dataset \"%s\": " LANG_PROP " must be tags such as de,en "
+                                   "(at most %zu bytes)",
+                                   out->name, sizeof(out->languages) - 1);
+            continue;
+        }
         if (!n || strcmp(n, JUR_PROP)) continue;
         if (out->jurisdiction[0])
             return cit_err_set(err, CIT_EFORMAT, "dataset \"%s\": " JUR_PROP " is given twice",

@@ -100,6 +100,14 @@ int cli_trust(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 int cli_model_sign(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_vet(int argc, char **argv);
+void cli_usage_vet(FILE *f);
+struct guard_spec;
+struct pol_policy;
+/* What `citadel serve` locks itself down to with these settings (its
+ * config file readable for SIGHUP): vet's child takes the same. */
+int cli_serve_spec(const char *config, const struct http_opts *o, const struct pol_policy *pol,
+                   struct guard_spec *gs, struct cit_err *err);
 int cli_keys(int argc, char **argv);
 int cli_detect(int argc, char **argv);
 int cli_policy(int argc, char **argv);

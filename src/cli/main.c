@@ -48,7 +48,10 @@ static void usage(FILE *f)
           "  fl split|train|sim             federated learning: partitions, central baseline,\n"
           "                                 an in-process federation over SecAgg+ (citadel fl)\n"
           "  fl keygen|serve|join           a federation over TLS: identities, the coordinator,\n"
-          "                                 a participant (docs/fl.md)\n",
+          "                                 a participant (docs/fl.md)\n"
+          "  peer identity|keygen|list|test the diplomatic gateway's peers (docs/gateway.md)\n"
+          "  vet [serve's flags] [--out DIR] the vetting checklist as a signed report;\n"
+          "  vet verify [--dir DIR]           check one (docs/vet.md)\n",
           f);
 }
 
@@ -281,6 +284,7 @@ static const struct verb {
     {"audit", NULL, cli_audit, cli_usage_audit},
     {"fl", NULL, cli_fl, cli_usage_fl},
     {"peer", NULL, cli_peer, cli_usage_peer},
+    {"vet", NULL, cli_vet, cli_usage_vet},
     {"model", "quantize", cli_quantize, cli_usage_quantize},
     {"model", NULL, cli_model_sign, cli_usage_model},
 };

@@ -89,6 +89,15 @@ static int build_opts(const struct serve_args *a, struct http_opts *o, struct ci
     return 0;
 }
 
+int cli_serve_spec(const char *config, const struct http_opts *o, const struct pol_policy *pol,
+                   struct guard_spec *gs, struct cit_err *err)
+{
+    int rc;
+    guard_spec_init(gs, "serve", pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
+    if ((rc = guard_spec_path(gs, config, 0, 1, err))) return rc;
+    return http_guard_spec(o, pol, gs, err);
+}
+
 /* Landlock for what serving o needs (http_guard_spec), with the config
  * file readable for SIGHUP. The policy is read here for its peers and its
  * lockdown mode; the node reads it again when it opens. */
@@ -100,11 +109,7 @@ static int lock_down(const struct serve_args *a, const struct http_opts *o, stru
     if (!gs) return cit_err_set(err, CIT_ENOMEM, "out of memory");
     /* no policy: node_open says what is wrong, better than we could */
     if (o->node.policy[0] && (rc = pol_load(o->node.policy, &pol, err))) goto out;
-    guard_spec_init(gs, "serve", pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
-    if ((rc = guard_spec_path(gs, a->config, 0, 1, err)) ||
-        (rc = http_guard_spec(o, pol, gs, err)))
-        goto out;
-    rc = guard_lock(gs, err);
+    if (!(rc = cli_serve_spec(a->config, o, pol, gs, err))) rc = guard_lock(gs, err);
 out:
     pol_free(pol);
     cit_free(gs);

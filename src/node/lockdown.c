@@ -37,6 +37,9 @@ int node_guard_spec(const struct node_opts *o, const struct pol_policy *p, int p
         if ((rc = guard_spec_path(s, o->ledger, 1, 0, err))) return rc;
     }
     if ((rc = guard_spec_path(s, o->policy, 0, 0, err))) return rc;
+    /* the node reads its policy again when it opens, profile included */
+    if (p && p->profile.present && (rc = guard_spec_path(s, p->profile.file, 0, 0, err)))
+        return rc;
     /* a model that is not there is skipped: its load says so, better */
     for (int i = 0; i < o->n_models; i++)
         if ((rc = guard_spec_path(s, o->models[i].path, 0, 1, err))) return rc;
