@@ -55,6 +55,19 @@ check "training set: the admitted model's datasets and their places" test "$(jso
 check "gateway: the unresolvable example peer fails its test, a non-peer is unreachable" test "$(json "$R" 'j.checks.gateway.verdict + " " + j.checks.gateway.peers[0].ok + " " + j.checks.gateway.outside_the_peer_list.every(a => a.blocked)')" = "warn false true"
 check "the ledger verifies" test "$(json "$R" 'j.ledger.verify')" = sound
 
+# the energy arithmetic, on a counter that moves (this machine has no
+# RAPL; a writer stands in for the kernel's: what is checked is the
+# reading, the run and the sums, not a measurement)
+PC=$TMP/pc/intel-rapl:0
+mkdir -p "$PC"
+echo 0 >"$PC/energy_uj"
+echo 262143328850 >"$PC/max_energy_range_uj"
+(i=0; while :; do i=$((i + 1000)); echo $i >"$PC/e.tmp" && mv "$PC/e.tmp" "$PC/energy_uj"; sleep 0.01; done) &
+W=$!
+"$BIN" vet $NODE --out "$TMP/vet2" --powercap "$TMP/pc" --energy-tokens 16 >/dev/null 2>&1
+kill $W 2>/dev/null; wait $W 2>/dev/null
+check "energy: joules per token from a moving powercap counter" test "$(json "$TMP/vet2/vet.json" '(m => m.measurable + " " + (m.tokens % 16 === 0 && m.tokens > 0 && m.seconds >= 1) + " " + (m.joules > 0 && Math.abs(m.joules_per_token * m.tokens - m.joules) < 1e-9))(j.checks.energy.measured)')" = "true true true"
+
 # ---- vet verify ----
 V="$BIN vet verify --dir $TMP/vet --key $TMP/run/ledger/node.vkey"
 check "vet verify: the signature holds" $V

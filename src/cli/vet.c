@@ -395,33 +395,46 @@ static double rapl_read(const char *root, double *range)
     return sum;
 }
 
-/* Greedy tokens from the model at path: how many came. */
-static int generate(const char *path, int n, double *secs, struct cit_err *err)
+/* Greedy passes of n tokens over the model at path until min_s seconds
+ * have gone (a RAPL counter moves about every millisecond: a run shorter
+ * than that measures nothing). Returns the tokens generated; *e0 and *e1
+ * are the counter just before and after the timed passes. */
+static int generate(const char *path, int n, double min_s, const char *root, double *e0,
+                    double *e1, double *secs, struct cit_err *err)
 {
     struct eng_model *m = NULL;
     struct eng_seq *s = NULL;
     struct eng_batch *b = NULL;
     const struct eng_vocab_info *vi;
     float *logits = NULL;
-    int32_t tok = 1;
-    int done = 0;
+    int done = 0, nv;
+    double range;
     struct timespec t0, t1;
     if (eng_model_load(path, &m, err) || eng_seq_new(m, n + 8, &s) || eng_batch_new(m, 1, &b))
         goto out;
     vi = eng_vocab(m);
-    if (!(logits = cit_malloc(sizeof(float) * (size_t)eng_model_hparams(m)->n_vocab))) goto out;
-    tok = vi->bos >= 0 ? vi->bos : 0;
+    nv = eng_model_hparams(m)->n_vocab;
+    if (!(logits = cit_malloc(sizeof(float) * (size_t)nv))) goto out;
+    *e0 = rapl_read(root, &range);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (; done < n; done++) {
-        struct eng_batch_row row = {s, tok, 1};
-        int best = 0;
-        if (eng_batch_eval(b, NULL, &row, 1, logits)) break;
-        for (int i = 1; i < eng_model_hparams(m)->n_vocab; i++)
-            if (logits[i] > logits[best]) best = i;
-        tok = best;
-    }
+    do {
+        int32_t tok = vi->bos >= 0 ? vi->bos : 0;
+        eng_seq_reset(s);
+        for (int k = 0; k < n; k++, done++) {
+            struct eng_batch_row row = {s, tok, 1};
+            int best = 0;
+            if (eng_batch_eval(b, NULL, &row, 1, logits)) goto timed;
+            for (int i = 1; i < nv; i++)
+                if (logits[i] > logits[best]) best = i;
+            tok = best;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        *secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    } while (*secs < min_s);
+timed:
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    *e1 = rapl_read(root, &range);
 out:
     cit_free(logits);
     eng_batch_free(b);
@@ -450,10 +463,9 @@ static json_t *energy(const struct pol_policy *pol, const struct http_opts *o, c
         meas = json_pack("{s:b,s:s}", "measurable", 0, "why", "no model to generate with");
     } else {
         struct cit_err err = {{0}};
-        double secs = 0, r2, e1;
-        int n = generate(o->node.models[0].path, tokens, &secs, &err);
-        e1 = rapl_read(root, &r2);
-        if (e1 < e0 && range > 0) e1 += range; /* the counter wrapped */
+        double secs = 0, e1 = -1;
+        int n = generate(o->node.models[0].path, tokens, 1.0, root, &e0, &e1, &secs, &err);
+        if (e1 < e0 && range > 0) e1 += range; /* the counter wrapped (once at most in 1 s) */
         if (n < 1 || e1 <= e0)
             meas = json_pack("{s:b,s:s}", "measurable", 0, "why",
                              n < 1 ? (err.msg[0] ? err.msg : "the model generated nothing")
@@ -464,7 +476,8 @@ static json_t *energy(const struct pol_policy *pol, const struct http_opts *o, c
                              "host counts too)",
                              "model", o->node.models[0].id, "tokens", n, "seconds", secs,
                              "joules", (e1 - e0) / 1e6, "joules_per_token", (e1 - e0) / 1e6 / n,
-                             "method", "greedy decoding, one sequence, one thread");
+                             "method", "greedy passes of --energy-tokens tokens, one sequence, one "
+                             "thread, repeated for at least one second");
     }
     return json_pack("{s:s,s:o,s:o}", "verdict", site->present ? "pass" : "warn", "declared", decl,
                      "measured", meas);
