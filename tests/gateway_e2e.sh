@@ -211,6 +211,17 @@ check "peer test fr: handshake, pin and a passport round trip" sh -c "grep -q 'h
 "$BIN" peer test frpin --config "$TMP/de/citadel.conf" >"$TMP/ptest2.txt" 2>&1 || true
 check "peer test under a wrong pin: FAILED, saying why" grep -q "FAILED.*pinned public key" "$TMP/ptest2.txt"
 
+# ---- vet on DE: its peers tested, a host outside them unreachable ----
+"$BIN" vet --config "$TMP/de/citadel.conf" --out "$TMP/vet" >"$TMP/vet.out" 2>&1
+check "vet on DE: no check failed (frpin's wrong pin is a warning)" test $? = 0
+V=$TMP/vet/vet.json
+check "vet: DE is locked down as vet's child was (the ledger's statement)" \
+    test "$(json "$V" 'j.ledger.lockdown_matches_this_config')" = true
+check "vet: fr passes its test with a verified receipt, frpin fails on its pin" \
+    test "$(json "$V" '(p => p.fr.ok + " " + p.fr.passport + " " + p.frpin.ok + " " + /pinned public key/.test(p.frpin.error))(Object.fromEntries(j.checks.gateway.peers.map(x => [x.id, x])))')" = "true receipt verified false true"
+check "vet: a public address on a peer's port is refused in-process, a non-peer port by Landlock" \
+    test "$(json "$V" 'j.checks.gateway.outside_the_peer_list.map(a => a.by + ":" + a.blocked).sort().join(",")')" = "Landlock:true,in-process check:true"
+
 # ---- 1. internal work goes to FR and streams back ----
 code=$(chat "$KAPP" "PROJECTX status in one line" "$TMP/local.json")
 check "DE local answer (tenant app, internal stays home): 200" test "$code" = 200
