@@ -336,6 +336,15 @@ int guard_lock(const struct guard_spec *s, struct cit_err *err)
     g_spec = *s;
     g_st.best_effort = s->best_effort;
     abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    /* CITADEL_LANDLOCK_ABI=N uses at most ABI N: what an older kernel
+     * would do, for tests and for operators who want to see it */
+    if (getenv("CITADEL_LANDLOCK_ABI")) {
+        int cap = atoi(getenv("CITADEL_LANDLOCK_ABI"));
+        if (cap >= 0 && cap < abi) {
+            abi = cap ? cap : -1;
+            errno = ENOSYS; /* read below as "not in this kernel" */
+        }
+    }
     if (abi < 0) {
         abi = 0;
         missing(errno == EOPNOTSUPP ? "Landlock (disabled at boot: add landlock to lsm=)"
