@@ -47,8 +47,34 @@ static int argmax(const float *x, int n)
  * top logits within tol at every step, both decoding one token at a time
  * and in one batched pass; greedy ids equal wherever the reference's margin
  * exceeds 2 * tol. */
+static void ref_check_set(const char *model_file, const char *ref_file, float tol, float close,
+                          double min_close, const struct eng_kernels *set);
+
+/* Every kernel set this CPU has runs the model against the reference, to
+ * the same bounds: a set the machine would choose must give the answer
+ * the scalar set gives. */
 static void ref_check(const char *model_file, const char *ref_file, float tol, float close,
                       double min_close)
+{
+    struct eng_kernels sets[3];
+    int n_sets = 1;
+    eng_kernels_ref(&sets[0]);
+#if defined(__x86_64__)
+    if (eng_cpu_has_avx2()) {
+        sets[n_sets] = sets[0];
+        eng_kernels_avx2(&sets[n_sets++]);
+        if (eng_cpu_has_avx512vnni()) {
+            sets[n_sets] = sets[0];
+            eng_kernels_avx2_vnni(&sets[n_sets++]);
+        }
+    }
+#endif
+    for (int i = 0; i < n_sets && !t_failed(); i++)
+        ref_check_set(model_file, ref_file, tol, close, min_close, &sets[i]);
+}
+
+static void ref_check_set(const char *model_file, const char *ref_file, float tol, float close,
+                          double min_close, const struct eng_kernels *set)
 {
     int n_steps = 0, n_close = 0;
     struct eng_model *m;
@@ -61,6 +87,7 @@ static void ref_check(const char *model_file, const char *ref_file, float tol, f
 
     CHECKF(ref, "cannot read %s", t_model_path(ref_file));
     CHECKF(eng_model_load(t_model_path(model_file), &m, &err) == 0, "%s", err.msg);
+    m->kern = set;
     CHECK(cit_pool_create(2, &pool) == 0);
     n_vocab = eng_model_hparams(m)->n_vocab;
     CHECK(n_vocab == (int)tj_get(ref, "n_vocab")->num);
@@ -132,9 +159,9 @@ static void ref_check(const char *model_file, const char *ref_file, float tol, f
         CHECKF(n_close >= min_close * n_steps, "%s: only %d of %d steps within %g", model_file,
                n_close, n_steps, (double)close);
     if (!t_failed())
-        t_note("%s: max |logit - ref| %.2e decode, %.2e batched (limit %.0e); %d/%d steps "
-               "within %.0e; %d greedy ids checked",
-               model_file, (double)worst_step, (double)worst_batch, (double)tol, n_close, n_steps,
+        t_note("%s, %s kernels: max |logit - ref| %.2e decode, %.2e batched (limit %.0e); "
+               "%d/%d steps within %.0e; %d greedy ids checked",
+               model_file, set->name, (double)worst_step, (double)worst_batch, (double)tol, n_close, n_steps,
                (double)close, greedy_checked);
     cit_pool_free(pool);
     eng_model_free(m);
