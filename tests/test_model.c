@@ -121,6 +121,9 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
             float d = step_diff(logits, st), margin = (float)tj_get(st, "margin")->num;
             int tok = (int)tj_get(st, "token")->num;
             if (d > worst_step) worst_step = d;
+            if (getenv("REF_DEBUG") && d > 1e-4f)
+                t_note("%s %s case %d step %d diff %g margin %g", model_file, set->name, c, i,
+                       (double)d, (double)margin);
             n_steps++;
             n_close += d <= close;
             if (d > tol) {
@@ -161,8 +164,8 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
     if (!t_failed())
         t_note("%s, %s kernels: max |logit - ref| %.2e decode, %.2e batched (limit %.0e); "
                "%d/%d steps within %.0e; %d greedy ids checked",
-               model_file, set->name, (double)worst_step, (double)worst_batch, (double)tol, n_close, n_steps,
-               (double)close, greedy_checked);
+               model_file, set->name, (double)worst_step, (double)worst_batch, (double)tol, n_close,
+               n_steps, (double)close, greedy_checked);
     cit_pool_free(pool);
     eng_model_free(m);
     tj_free(ref);

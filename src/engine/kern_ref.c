@@ -226,19 +226,33 @@ static float dot_bf16(int n, const void *w, const void *a)
     return s;
 }
 
+/* Eight lanes, each the sum of four adjacent byte products, scaled and
+ * accumulated with a fused multiply-add across blocks, then summed as
+ * ((l4+l0)+(l6+l2))+((l5+l1)+(l7+l3)): the reference engine's order. The
+ * integer sums are exact however they are formed; the float steps are
+ * not, and a last-bit difference here can move the next layer's 8-bit
+ * rounding and with it the logits by a tenth. */
+static float lanes8_sum(const float l[8])
+{
+    return ((l[4] + l[0]) + (l[6] + l[2])) + ((l[5] + l[1]) + (l[7] + l[3]));
+}
+
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q8_0 *x = w;
     int nb = n / QK8_0;
     const float *yd = a;
     const int8_t *yq = (const int8_t *)(yd + 2 * nb);
-    float s = 0;
+    float acc[8] = {0};
     for (int i = 0; i < nb; i++) {
-        int sum = 0;
-        for (int j = 0; j < QK8_0; j++) sum += x[i].qs[j] * yq[i * QK8_0 + j];
-        s += fp16_to_f32(x[i].d) * yd[i] * (float)sum;
+        float d = fp16_to_f32(x[i].d) * yd[i];
+        for (int l = 0; l < 8; l++) {
+            int sum = 0;
+            for (int j = 4 * l; j < 4 * l + 4; j++) sum += x[i].qs[j] * yq[i * QK8_0 + j];
+            acc[l] = fmaf(d, (float)sum, acc[l]);
+        }
     }
-    return s;
+    return lanes8_sum(acc);
 }
 
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
