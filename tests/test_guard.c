@@ -70,6 +70,30 @@ static int try_exec(void)
     return errno;
 }
 
+/* TCP Fast Open: sendto connects, past Landlock's connect rule */
+static int try_fastopen(int port)
+{
+    struct sockaddr_in a = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), e = 0;
+    if (fd < 0) return errno;
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&a, sizeof(a)) < 0) e = errno;
+    close(fd);
+    return e;
+}
+
+/* listen() without bind() takes an ephemeral port, past Landlock's bind rule */
+static int try_listen_unbound(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), e = 0;
+    if (fd < 0) return errno;
+    if (listen(fd, 1)) e = errno;
+    close(fd);
+    return e;
+}
+
 static int g_denied_port;
 static void *thread_connect(void *p)
 {
@@ -118,6 +142,8 @@ static void child(int out, const char *dir, int allowed, int denied)
     EXPECT("unix", try_socket(AF_UNIX, SOCK_STREAM), EPERM);
     EXPECT("tcp", try_socket(AF_INET, SOCK_STREAM), 0);
     EXPECT("exec", try_exec(), EPERM);
+    EXPECT("tcp-fast-open", try_fastopen(denied), EPERM);
+    EXPECT("listen-unbound", try_listen_unbound(), EPERM);
     snprintf(p, sizeof(p), "%s/ro/f", dir);
     EXPECT("read-ro", try_open(p, O_RDONLY), 0);
     EXPECT("write-ro", try_open(p, O_WRONLY), EACCES);
@@ -143,7 +169,7 @@ static void child(int out, const char *dir, int allowed, int denied)
         EXPECT("in-process-public", guard_connect_ok((struct sockaddr *)&a, sizeof(a)), 0);
     }
     guard_get_status(&gs);
-    EXPECT("denied-count>=7", gs.denied >= 7, 1);
+    EXPECT("denied-count>=9", gs.denied >= 9, 1);
     EXPECT("sealed", gs.sealed && gs.seccomp && gs.fs && gs.net, 1);
     if (guard_statement(&st, hash)) _exit(4);
     snprintf(want, sizeof(want), "tcp connect %d\n", allowed);

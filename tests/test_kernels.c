@@ -2,6 +2,7 @@
  * the SIMD dot products against the scalar reference. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../src/engine/eng_int.h"
 #include "citadel/engine.h"

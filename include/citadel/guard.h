@@ -59,6 +59,7 @@ struct guard_addr {
 struct guard_spec {
     char what[32];     /* "serve", "run", "fl serve", "fl join", "vet" */
     int best_effort;   /* 1: apply what the kernel can and record the rest */
+    int listen_after_seal; /* 1: the process listens after guard_seal (fl serve) */
     char ro[GUARD_MAX_PATHS][GUARD_PATH]; /* read-only files or folders (real paths) */
     int n_ro;
     char rw[GUARD_MAX_PATHS][GUARD_PATH]; /* read-write folders (real paths) */

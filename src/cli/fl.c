@@ -611,6 +611,7 @@ static int fl_lock(const struct fl_args *a, const char *what, const char *listen
         (rc = pol_load(o.node.policy, &pol, &err)))
         goto out;
     guard_spec_init(gs, what, pol ? pol->lockdown == POL_LOCKDOWN_BEST_EFFORT : 0);
+    gs->listen_after_seal = listen != NULL; /* fl_serve listens once it starts */
     if ((rc = guard_spec_system(gs, &err))) goto out;
     if (pol && (rc = guard_spec_path(gs, o.node.policy, 0, 0, &err))) goto out;
     if (a->ledger) {

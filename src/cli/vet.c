@@ -39,6 +39,7 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -68,14 +69,14 @@ void cli_usage_vet(FILE *f)
     fputs("usage: citadel vet [--config FILE] [--model [ID=]PATH ...] [--state S] [--policy P]\n"
           "                   [--ledger L] [serve's other flags: --port N ...]\n"
           "                   [--out DIR] [--energy-tokens N] [--powercap DIR]\n"
-          "       citadel vet verify [--dir DIR] [--key NODE.vkey]\n"
+          "       citadel vet verify [--dir DIR] [--key NODE.vkey | --ledger L | --self-signed]\n"
           "  vet runs the vetting checklist (air gap, energy, training set, gateway) against\n"
           "  the node these settings describe (the flags are serve's) and writes DIR/vet.json,\n"
           "  its signed DSSE envelope DIR/vet.dsse.json and DIR/vet.html (DIR: the current\n"
           "  folder). It exits 0 when no check failed, 1 when one did.\n"
           "  vet verify checks the envelope's signature (the key: --key, else the ledger's\n"
-          "  node.vkey, else the one the report names, which proves integrity only), that it\n"
-          "  covers vet.json byte for byte, and that vet.html names the report's hash.\n",
+          "  node.vkey; --self-signed accepts the one the report names, which proves integrity\n"
+          "  only), that it covers vet.json byte for byte, and that vet.html is its rendering.\n",
           f);
 }
 
@@ -122,12 +123,16 @@ struct probe_ctx {
     int peer_port;  /* a peer's port, or 0 */
 };
 
+/* One attempt's outcome. It counts as blocked only with the errno the
+ * mechanism named in by gives (Landlock: EACCES; seccomp: EPERM): a
+ * network that happens to be unreachable is not a lockdown. */
 static void emit(const struct probe_ctx *c, const char *check, const char *attempt,
                  const char *call, int err, const char *by)
 {
+    int want = !strcmp(by, "seccomp") ? EPERM : EACCES;
     json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:b,s:s}", "check", check, "attempt", attempt,
                           "call", call, "errno", err, "error", err ? strerror(err) : "succeeded",
-                          "blocked", err != 0 && err != EINPROGRESS, "by", by);
+                          "blocked", err == want, "by", err == want ? by : "nothing");
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s && (write(c->fd, s, strlen(s)) < 0 || write(c->fd, "\n", 1) < 0)) _exit(5);
     free(s);
@@ -160,6 +165,13 @@ static void v4(struct sockaddr_in *a, const char *ip, int port)
     inet_pton(AF_INET, ip, &a->sin_addr);
 }
 
+static uint64_t denied_now(void)
+{
+    struct guard_status st;
+    guard_get_status(&st);
+    return st.denied;
+}
+
 static void probe(const struct probe_ctx *c)
 {
     struct sockaddr_in a;
@@ -172,10 +184,16 @@ static void probe(const struct probe_ctx *c)
     emit(c, "air_gap", "DNS over UDP", "socket(AF_INET, SOCK_DGRAM)", e, "seccomp");
     e = try_socket(AF_INET6, SOCK_DGRAM, 0);
     emit(c, "air_gap", "DNS over UDP, IPv6", "socket(AF_INET6, SOCK_DGRAM)", e, "seccomp");
-    g = getaddrinfo("vet.citadel.example", "443", NULL, &ai);
-    if (!g) freeaddrinfo(ai);
-    emit(c, "air_gap", "a name through the system resolver", "getaddrinfo(vet.citadel.example)",
-         g ? EPERM : 0, g ? gai_strerror(g) : "resolver");
+    {
+        /* blocked when no query could leave (EAI_AGAIN/EAI_SYSTEM: no socket
+         * to send it on); an answer, even "no such name", means it left */
+        int before = (int)denied_now();
+        g = getaddrinfo("vet.citadel.example", "443", NULL, &ai);
+        if (!g) freeaddrinfo(ai);
+        emit(c, "air_gap", "a name through the system resolver", "getaddrinfo(vet.citadel.example)",
+             (g == EAI_AGAIN || g == EAI_SYSTEM) && (int)denied_now() > before ? EPERM : ENOENT,
+             "seccomp");
+    }
     v4(&a, "192.0.2.1", c->pub_port);
     snprintf(call, sizeof(call), "connect(192.0.2.1:%d) (RFC 5737)", c->pub_port);
     emit(c, "air_gap", "TCP to a public address", call,
@@ -201,6 +219,22 @@ static void probe(const struct probe_ctx *c)
     e = try_connect((struct sockaddr *)&a, sizeof(a));
     emit(c, "air_gap", "TCP to a local port that is no peer's", call, e, "Landlock");
     emit(c, "gateway", "a host outside the peer list", call, e, "Landlock");
+    {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        e = 0;
+        v4(&a, "192.0.2.1", c->pub_port);
+        if (fd >= 0 && sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&a, sizeof(a)) < 0)
+            e = errno;
+        if (fd >= 0) close(fd);
+        snprintf(call, sizeof(call), "sendto(192.0.2.1:%d, MSG_FASTOPEN)", c->pub_port);
+        emit(c, "air_gap", "TCP Fast Open to a public address (connects inside sendto)", call, e,
+             "seccomp");
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), e = 0;
+        if (fd >= 0 && listen(fd, 1)) e = errno;
+        if (fd >= 0) close(fd);
+        emit(c, "air_gap", "listen on a port never bound (an inbound port)", "listen(unbound)", e,
+             "seccomp");
+    }
     emit(c, "air_gap", "raw socket", "socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)",
          try_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP), "seccomp");
     emit(c, "air_gap", "packet socket", "socket(AF_PACKET, SOCK_RAW)",
@@ -210,9 +244,26 @@ static void probe(const struct probe_ctx *c)
     emit(c, "air_gap", "Unix socket (a local daemon that could reach out)",
          "socket(AF_UNIX, SOCK_STREAM)", try_socket(AF_UNIX, SOCK_STREAM, 0), "seccomp");
     {
-        char *argv[] = {(char *)"/bin/sh", (char *)"-c", (char *)"true", NULL}, *envp[] = {NULL};
-        execve("/bin/sh", argv, envp);
-        emit(c, "air_gap", "exec of a binary", "execve(/bin/sh)", errno, "seccomp");
+        /* in a grandchild: an exec that worked must not replace the prober */
+        int p[2], st;
+        pid_t k;
+        e = 0;
+        if (!pipe(p) && (k = fork()) >= 0) {
+            if (k == 0) {
+                char *argv[] = {(char *)"/bin/sh", (char *)"-c", (char *)"true", NULL};
+                char *envp[] = {NULL};
+                close(p[0]);
+                execve("/bin/sh", argv, envp);
+                e = errno;
+                if (write(p[1], &e, sizeof(e)) < 0) _exit(1);
+                _exit(0);
+            }
+            close(p[1]);
+            if (read(p[0], &e, sizeof(e)) != sizeof(e)) e = 0; /* it ran: the pipe closed */
+            close(p[0]);
+            waitpid(k, &st, 0);
+        }
+        emit(c, "air_gap", "exec of a binary", "execve(/bin/sh)", e, "seccomp");
     }
     {
         int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
@@ -278,12 +329,32 @@ static int air_gap_child(const struct guard_spec *gs, json_t *attempts, struct c
         _exit(0);
     }
     close(res[1]), close(logp[1]), close(st[1]);
-    /* the child writes little; drain the pipes one after another */
-    while ((r = read(res[0], buf, sizeof(buf))) > 0) cit_buf_add(&out, buf, (size_t)r);
-    while ((r = read(st[0], buf, sizeof(buf))) > 0) cit_buf_add(statement, buf, (size_t)r);
-    while ((r = read(logp[0], buf, sizeof(buf))) > 0) cit_buf_add(childlog, buf, (size_t)r);
-    close(res[0]), close(logp[0]), close(st[0]);
-    waitpid(pid, &status, 0);
+    /* all three pipes at once, so that a full one never stalls the child;
+     * a child that hangs is killed after 60 s */
+    {
+        struct pollfd pf[3] = {{res[0], POLLIN, 0}, {st[0], POLLIN, 0}, {logp[0], POLLIN, 0}};
+        struct cit_buf *to[3] = {&out, statement, childlog};
+        int open_fds = 3;
+        time_t until = time(NULL) + 60;
+        while (open_fds > 0 && time(NULL) < until) {
+            if (poll(pf, 3, 1000) < 0 && errno != EINTR) break;
+            for (int k = 0; k < 3; k++) {
+                if (pf[k].fd < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                if ((r = read(pf[k].fd, buf, sizeof(buf))) > 0) {
+                    cit_buf_add(to[k], buf, (size_t)r);
+                } else if (r == 0 || errno != EINTR) {
+                    close(pf[k].fd);
+                    pf[k].fd = -1;
+                    open_fds--;
+                }
+            }
+        }
+        for (int k = 0; k < 3; k++)
+            if (pf[k].fd >= 0) close(pf[k].fd);
+        if (open_fds > 0) kill(pid, SIGKILL);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
     close(lfd);
     if (!WIFEXITED(status) || WEXITSTATUS(status)) {
         cit_buf_free(&out);
@@ -1237,15 +1308,21 @@ static int vet_verify(int argc, char **argv)
     size_t plen = 0, slen = 0;
     json_t *env = NULL, *s0;
     const char *b64, *s64, *keyid = "", *src = "";
-    char vkp[4200];
+    char vkp[4200] = "";
+    int self_signed = 0;
     int rc = 1;
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
+        if (!v && strcmp(f, "--self-signed")) {
             fprintf(stderr, "citadel vet verify: %s needs a value\n", f);
             return 2;
         }
         i++;
+        if (!strcmp(f, "--self-signed")) {
+            self_signed = 1;
+            i--;
+            continue;
+        }
         if (!strcmp(f, "--dir")) dir = v;
         else if (!strcmp(f, "--key")) keyarg = v;
         else if (!cli_node_flag(&na, f, v)) {
@@ -1260,9 +1337,9 @@ static int vet_verify(int argc, char **argv)
         goto out;                                                                                  \
     } while (0)
     snprintf(p, sizeof(p), "%s/vet.json", dir);
-    if (cit_read_file(p, MAX_REPORT, &j, &err)) FAILV("%s", err.msg);
+    if (cit_read_file(p, MAX_REPORT, &j, &err)) FAILV("%s: %s", p, err.msg[0] ? err.msg : "missing");
     snprintf(p, sizeof(p), "%s/vet.dsse.json", dir);
-    if (cit_read_file(p, MAX_REPORT * 2, &e, &err)) FAILV("%s", err.msg);
+    if (cit_read_file(p, MAX_REPORT * 2, &e, &err)) FAILV("%s: %s", p, err.msg[0] ? err.msg : "missing");
     if (!(env = json_loadb(e.p, e.len, 0, NULL))) FAILV("%s: not JSON", p);
     if (strcmp(jstr(env, "payloadType"), VET_TYPE))
         FAILV("%s: payloadType is not %s", p, VET_TYPE);
@@ -1291,9 +1368,15 @@ static int vet_verify(int argc, char **argv)
             snprintf(vkp, sizeof(vkp), "%s/node.vkey", o.node.ledger);
             if (!access(vkp, R_OK) && !cli_read_vkey(vkp, &vk, &err)) src = vkp;
         }
+        if (!src[0] && !access(vkp, F_OK))
+            FAILV("%s: %s", vkp, err.msg[0] ? err.msg : "unreadable");
         if (!src[0]) {
+            /* a report's own key proves only that it was not changed since */
+            if (!self_signed)
+                FAILV("no key to check who signed it: give --key NODE.vkey (or the node's "
+                      "--ledger), or --self-signed to check its integrity only");
             if (ledger_vkey_parse(keyid, strlen(keyid), &vk, &err)) FAILV("keyid: %s", err.msg);
-            src = "the key the envelope names (integrity only: give --key to check who signed)";
+            src = "the key the envelope names: integrity only, not who signed";
         }
     }
     if (brd_pae(VET_TYPE, payload, plen, &pae) ||
@@ -1302,10 +1385,21 @@ static int vet_verify(int argc, char **argv)
     crypto_hash_sha256(hb, (const unsigned char *)j.p, j.len);
     sodium_bin2hex(sha, sizeof(sha), hb, sizeof(hb));
     snprintf(p, sizeof(p), "%s/vet.html", dir);
-    if (cit_read_file(p, MAX_REPORT * 4, &h, &err)) FAILV("%s", err.msg);
-    if (!strstr(h.p, sha)) FAILV("%s does not name the report's sha256 %s", p, sha);
+    if (cit_read_file(p, MAX_REPORT * 4, &h, &err)) FAILV("%s", err.msg[0] ? err.msg : "missing");
+    {
+        /* the page is a pure function of the report: rendered again, it
+         * must be the same bytes */
+        json_t *r = json_loadb(j.p, j.len, 0, NULL);
+        struct cit_buf again = {0};
+        int same = r && !render_html(r, sha, &again) && again.len == h.len &&
+                   !memcmp(again.p, h.p, h.len);
+        json_decref(r);
+        cit_buf_free(&again);
+        if (!same) FAILV("%s is not the rendering of vet.json (sha256 %s)", p, sha);
+    }
     ledger_vkey_format(&vk, &kt);
-    printf("citadel vet verify: OK: vet.json (sha256 %s) signed by %s (%s); vet.html renders it\n",
+    printf("citadel vet verify: OK: vet.json (sha256 %s) signed by %s (%s); vet.html is its "
+           "rendering\n",
            sha, kt.p ? kt.p : "", src);
     rc = 0;
 #undef FAILV

@@ -551,18 +551,7 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
 }
 
 /* q8_0 x q8_0s: |x| into the byte dot product with the sign moved onto the
- * activation. Each block's eight lane sums are scaled and accumulated with
- * one FMA, in block order, and the lanes summed by hsum_ps at the end: the
- * scalar set's order (kern_ref.c), which is the reference engine's, so
- * the two agree to the last bit. */
-static inline __m256 q8_0_block(const block_q8_0 *x, const int8_t *yq, float yd, __m256 acc)
-{
-    const __m256i xv = _mm256_loadu_si256((const __m256i *)x->qs);
-    const __m256i yv = _mm256_loadu_si256((const __m256i *)yq);
-    const __m256i p = dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv));
-    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * yd), _mm256_cvtepi32_ps(p), acc);
-}
-
+ * activation; eight blocks reduced side by side. */
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q8_0 *x = w;
@@ -570,11 +559,30 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
     const float *yd = a;
     const int8_t *yq = (const int8_t *)(yd + 2 * nb);
     __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        if (!(i & 7)) prefetch_ahead(&x[i], 5); /* 8 blocks: 272 bytes */
-        acc = q8_0_block(&x[i], yq + 32 * i, yd[i], acc);
+    int i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        const __m256 dd =
+            _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)), _mm256_loadu_ps(yd + i));
+        __m256i p[8];
+        prefetch_ahead(&x[i], 5); /* 8 blocks: 272 bytes */
+#pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));
+            p[b] = dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv));
+        }
+        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum_lanes8(p)), acc);
     }
-    return hsum_ps(acc);
+    {
+        float s = hsum_ps(acc);
+        for (; i < nb; i++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * i));
+            s += h2f(x[i].d) * yd[i] *
+                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
+        }
+        return s;
+    }
 }
 
 static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, float out[4])
@@ -584,25 +592,44 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     const float *yd[4];
     const int8_t *yq[4];
     __m256 acc[4];
+    int i = 0;
 #pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
         yq[t] = (const int8_t *)(yd[t] + 2 * nb);
         acc[t] = _mm256_setzero_ps();
     }
-    for (int i = 0; i < nb; i++) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const __m256i ax = _mm256_sign_epi8(xv, xv);
-        const float xd = h2f(x[i].d);
+    for (; i + 8 <= nb; i += 8) {
+        const __m256 dx = gather_scales(&x[i], sizeof(block_q8_0));
+        __m256i xs[8], ax[8];
+#pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) {
+            xs[b] = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            ax[b] = _mm256_sign_epi8(xs[b], xs[b]);
+        }
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
-            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * i));
-            const __m256i p = dot_u8s8(ax, _mm256_sign_epi8(yv, xv));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xd * yd[t][i]), _mm256_cvtepi32_ps(p), acc[t]);
+            __m256i p[8];
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; b++) {
+                const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
+                p[b] = dot_u8s8(ax[b], _mm256_sign_epi8(yv, xs[b]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i)),
+                                     _mm256_cvtepi32_ps(sum_lanes8(p)), acc[t]);
         }
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+    for (int t = 0; t < 4; t++) {
+        float s = hsum_ps(acc[t]);
+        for (int k = i; k < nb; k++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[k].qs);
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * k));
+            s += h2f(x[k].d) * yd[t][k] *
+                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
+        }
+        out[t] = s;
+    }
 }
 
 /* The 8 six-bit scales and mins of a q4_K/q5_K block, unpacked with word

@@ -110,6 +110,7 @@ static struct {
     char name[24];
 } g_deny[MAX_DENY];
 static int g_n_deny;
+static unsigned g_arch; /* AUDIT_ARCH of this build, as siginfo reports it */
 
 /* ---- the spec ---- */
 
@@ -155,6 +156,8 @@ int guard_spec_system(struct guard_spec *s, struct cit_err *err)
         "/usr/share/zoneinfo", /* time zones */
         "/etc/localtime",      /* the system's own */
         "/etc/ssl",            /* OpenSSL's configuration and the system's CA certificates */
+        "/etc/hosts",          /* listen addresses given by name (no DNS: no UDP) */
+        "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
         "/usr/share/ca-certificates",
         "/proc/self",          /* our own maps and status (RSS for /metrics) */
         "/sys/devices/system/cpu", /* the CPU count and the kernel set's checks */
@@ -214,8 +217,9 @@ int guard_spec_connect(struct guard_spec *s, const char *host, int port, struct 
         int dup = 0;
         if (a->ai_addrlen > sizeof(d->sa)) continue;
         for (int i = 0; i < s->n_addrs; i++)
-            dup |= s->addrs[i].len == a->ai_addrlen && !memcmp(&s->addrs[i].sa, a->ai_addr,
-                                                                a->ai_addrlen);
+            dup |= s->addrs[i].len == a->ai_addrlen &&
+                   !memcmp(&s->addrs[i].sa, a->ai_addr, a->ai_addrlen) &&
+                   !strcmp(s->addrs[i].host, host);
         if (dup) continue;
         if (s->n_addrs >= GUARD_MAX_ADDRS) {
             freeaddrinfo(ai);
@@ -414,7 +418,7 @@ static void put_num(char *b, size_t *n, size_t cap, long v)
 {
     char t[24];
     int k = 0;
-    unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
     if (v < 0 && *n < cap) b[(*n)++] = '-';
     do t[k++] = (char)('0' + u % 10), u /= 10;
     while (u && k < (int)sizeof(t));
@@ -437,6 +441,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     int nr = si->si_syscall;
     long a0, a1;
     (void)sig;
+    if (si->si_code != 1 /* SYS_SECCOMP */) return; /* a SIGSYS someone sent: not ours to answer */
 #if defined(__x86_64__)
     a0 = (long)uc->uc_mcontext.gregs[REG_RDI];
     a1 = (long)uc->uc_mcontext.gregs[REG_RSI];
@@ -449,13 +454,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 #error "guard: the SIGSYS handler knows x86-64 and AArch64"
 #endif
     atomic_fetch_add(&g_denied, 1);
-    for (int i = 0; i < g_n_deny; i++)
+    for (int i = 0; i < g_n_deny && si->si_arch == g_arch; i++)
         if (g_deny[i].nr == nr) name = g_deny[i].name;
+    if (si->si_arch != g_arch) name = "a call of another architecture";
     put_str(line, &n, sizeof(line), "citadel: lockdown: denied ");
     put_str(line, &n, sizeof(line), name);
     put_str(line, &n, sizeof(line), " (system call ");
     put_num(line, &n, sizeof(line), nr);
-    if (nr == SYS_socket) {
+    if (nr == SYS_socket && si->si_arch == g_arch) {
         put_str(line, &n, sizeof(line), ", domain ");
         put_num(line, &n, sizeof(line), a0);
         put_str(line, &n, sizeof(line), ", type ");
@@ -554,6 +560,7 @@ int guard_seal(struct cit_err *err)
         return cit_err_set(err, CIT_EIO, "lockdown: SIGSYS handler: %s", strerror(errno));
     if (!(c = seccomp_init(SCMP_ACT_ALLOW)))
         return cit_err_set(err, CIT_EIO, "lockdown: seccomp_init failed");
+    g_arch = seccomp_arch_native();
     g_n_deny = 0;
     /* a call of another architecture (int 0x80 on x86-64) is refused too */
     if ((rc = seccomp_attr_set(c, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_TRAP)) ||
@@ -572,6 +579,21 @@ int guard_seal(struct cit_err *err)
                                       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWNET, CLONE_NEWNET)))) 
         rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for clone: %s", strerror(-rc));
     if (!rc) rc = socket_rules(c, err);
+    /* TCP Fast Open connects inside sendto/sendmsg, past Landlock's
+     * connect rule: refused, so every connect goes through connect() */
+    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendto), 1,
+                                      SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
+        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendto: %s", strerror(-rc));
+    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendmsg), 1,
+                                      SCMP_A2(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
+        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendmsg: %s", strerror(-rc));
+    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendmmsg), 1,
+                                      SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
+        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendmmsg: %s", strerror(-rc));
+    /* listen() on an unbound socket picks a port without bind(), past
+     * Landlock's bind rule: the process's listeners exist before the seal */
+    if (!rc && !g_spec.listen_after_seal) rc = deny(c, "listen", err);
+    if (!rc) rc = deny(c, "pidfd_getfd", err);
     if (!rc && (rc = seccomp_load(c)))
         rc = cit_err_set(err, CIT_EIO, "lockdown: loading the seccomp filter: %s", strerror(-rc));
     seccomp_release(c);
@@ -599,6 +621,21 @@ static int cmp_int(const void *a, const void *b)
     return *(const int *)a - *(const int *)b;
 }
 
+static void addr_text(const struct guard_addr *a, char *out, size_t cap);
+
+/* by name, then by address text: resolvers return addresses in changing
+ * orders, and the statement must not change with them */
+static int cmp_addr(const void *x, const void *y)
+{
+    const struct guard_addr *a = x, *b = y;
+    char ta[80] = "", tb[80] = "";
+    int c = strcmp(a->host, b->host);
+    if (c) return c;
+    if (a->len) addr_text(a, ta, sizeof(ta));
+    if (b->len) addr_text(b, tb, sizeof(tb));
+    return strcmp(ta, tb);
+}
+
 static void addr_text(const struct guard_addr *a, char *out, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -622,6 +659,7 @@ int guard_statement(struct cit_buf *out, char hash[65])
     qsort(s->rw, (size_t)s->n_rw, GUARD_PATH, cmp_str);
     qsort(s->bind, (size_t)s->n_bind, sizeof(int), cmp_int);
     qsort(s->connect, (size_t)s->n_connect, sizeof(int), cmp_int);
+    qsort(s->addrs, (size_t)s->n_addrs, sizeof(s->addrs[0]), cmp_addr);
     out->len = 0;
     rc |= cit_buf_printf(out, "citadel air-gap statement v1\nprocess %s\nmode %s\n", s->what,
                          s->best_effort ? "best-effort" : "required");
@@ -645,7 +683,9 @@ int guard_statement(struct cit_buf *out, char hash[65])
     for (size_t i = 0; i < sizeof(deny_calls) / sizeof(deny_calls[0]); i++)
         if (!GUARD_KEEP_PTRACE || strcmp(deny_calls[i], "ptrace"))
             rc |= cit_buf_printf(out, " %s", deny_calls[i]);
-    rc |= cit_buf_printf(out, " clone(CLONE_NEWNET) other-architectures\n");
+    rc |= cit_buf_printf(out, " clone(CLONE_NEWNET) sendto/sendmsg/sendmmsg(MSG_FASTOPEN)%s "
+                              "pidfd_getfd other-architectures\n",
+                         s->listen_after_seal ? "" : " listen");
     if (GUARD_KEEP_PTRACE) rc |= cit_buf_printf(out, "seccomp ptrace allowed: sanitizer build\n");
     rc |= cit_buf_printf(out, "seccomp action: EPERM, logged\n");
     rc |= cit_buf_printf(out, "missing %s\n", g_st.missing[0] ? g_st.missing : "nothing");
@@ -683,7 +723,10 @@ static int same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
 int guard_connect_ok(const struct sockaddr *sa, socklen_t len)
 {
     if (!g_st.locked) return 1;
-    if (len < sizeof(sa_family_t)) return 0;
+    if (len < sizeof(sa_family_t) ||
+        (sa->sa_family == AF_INET && len < sizeof(struct sockaddr_in)) ||
+        (sa->sa_family == AF_INET6 && len < sizeof(struct sockaddr_in6)))
+        return 0;
     for (int i = 0; i < g_spec.n_addrs; i++)
         if (g_spec.addrs[i].len && same_addr(sa, &g_spec.addrs[i].sa)) return 1;
     return 0;

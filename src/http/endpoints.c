@@ -60,7 +60,7 @@ static void lockdown_json(struct cit_buf *b)
                    "\"lockdown\":{\"active\":%s,\"mode\":\"%s\",\"landlock_abi\":%d,"
                    "\"files\":%s,\"tcp_ports\":%s,\"scope\":%s,\"seccomp\":%s,"
                    "\"denied_calls\":%llu,\"statement_sha256\":\"%s\",\"missing\":",
-                   g.locked && g.sealed ? "true" : "false", g.best_effort ? "best-effort" : "required",
+                   g.fs && g.seccomp ? "true" : "false", g.best_effort ? "best-effort" : "required",
                    g.abi, g.fs ? "true" : "false", g.net ? "true" : "false",
                    g.scope ? "true" : "false", g.seccomp ? "true" : "false",
                    (unsigned long long)g.denied, g.hash);
@@ -86,7 +86,7 @@ static void lockdown_metrics(struct cit_buf *b)
                    "refused.\n"
                    "# TYPE citadel_lockdown_denied_calls_total counter\n"
                    "citadel_lockdown_denied_calls_total %llu\n",
-                   g.locked && g.sealed, g.best_effort ? "best-effort" : "required", g.abi, g.fs,
+                   g.fs && g.seccomp, g.best_effort ? "best-effort" : "required", g.abi, g.fs,
                    g.net, g.seccomp, !g.missing[0], g.hash, (unsigned long long)g.denied);
 }
 
