@@ -126,8 +126,9 @@ static int seal(struct http_server *srv, struct cit_err *err)
         return rc;
     guard_get_status(&st);
     if (st.missing[0])
-        printf("citadel: lockdown partial (best-effort): missing %s; statement sha256 %s\n",
-               st.missing, st.hash);
+        printf("citadel: lockdown partial (%s): missing %s; statement sha256 %s\n",
+               st.best_effort ? "best-effort" : "required: what the node needs holds", st.missing,
+               st.hash);
     else
         printf("citadel: lockdown enforced: Landlock ABI %d and seccomp; statement sha256 %s\n",
                st.abi, st.hash);

@@ -14,6 +14,7 @@
  * whatever the client asked: the transport makes one answer of it when the
  * client wanted one, so plain and streamed answers take the same path.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -113,6 +114,12 @@ static void curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+static int is_ip_literal(const char *host)
+{
+    unsigned char b[16];
+    return inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1;
+}
+
 int gw_open(const struct pol_policy *pol, const struct ledger_skey *key, struct gw **out,
             struct cit_err *err)
 {
@@ -177,6 +184,8 @@ int gw_open(const struct pol_policy *pol, const struct ledger_skey *key, struct 
             guard_get_status(&gs);
             if (guard_url_hostport(t->url, host, sizeof(host), &port, &e)) {
                 /* pol_load checked the URL */
+            } else if (is_ip_literal(host)) {
+                /* nothing to resolve; the open-socket check still applies */
             } else if (!guard_resolve(host, port, entry, sizeof(entry))) {
                 if (!(p->resolve = curl_slist_append(NULL, entry)))
                     rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
