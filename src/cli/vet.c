@@ -744,7 +744,10 @@ static json_t *ledger_part(const char *dir, const char *vkey, const char *child_
     if (!ledger_view_open(dir, &v, &err)) {
         for (uint64_t i = v.n - v.n_pruned; i-- > 0;) {
             json_t *e;
-            if (!strstr(v.lines[i], "\"event\":\"lockdown\"")) continue;
+            /* serve's: run and fl record their own, other lockdowns */
+            if (!strstr(v.lines[i], "\"event\":\"lockdown\"") ||
+                !strstr(v.lines[i], "\"target\":\"serve\""))
+                continue;
             if ((e = json_loads(v.lines[i], 0, NULL))) {
                 const char *r = json_string_value(json_object_get(e, "request"));
                 lock_copy = r ? strdup(r) : NULL;

@@ -343,9 +343,13 @@ int guard_lock(const struct guard_spec *s, struct cit_err *err)
     /* CITADEL_LANDLOCK_ABI=N uses at most ABI N: what an older kernel
      * would do, for tests and for operators who want to see it */
     if (getenv("CITADEL_LANDLOCK_ABI")) {
-        int cap = atoi(getenv("CITADEL_LANDLOCK_ABI"));
-        if (cap >= 0 && cap < abi) {
-            abi = cap ? cap : -1;
+        char *end;
+        long cap = strtol(getenv("CITADEL_LANDLOCK_ABI"), &end, 10);
+        if (end == getenv("CITADEL_LANDLOCK_ABI") || *end || cap < 0)
+            return cit_err_set(err, CIT_EINVAL, "lockdown: CITADEL_LANDLOCK_ABI='%s' is not an "
+                               "ABI number", getenv("CITADEL_LANDLOCK_ABI"));
+        if (cap < abi) {
+            abi = cap ? (int)cap : -1;
             errno = ENOSYS; /* read below as "not in this kernel" */
         }
     }
