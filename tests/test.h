@@ -60,6 +60,11 @@ int t_write_file(const char *path, const void *p, size_t n);
 char *t_read_file(const char *path, size_t *len);
 /* Runs a shell command, captures stdout (caller frees); returns exit status. */
 int t_run(const char *cmd, char **out);
+/* Every kernel set this CPU has, the scalar one first (test_kernels.c):
+ * how many were written to sets. */
+#define T_MAX_KERNEL_SETS 3
+struct eng_kernels;
+int t_kernel_sets(struct eng_kernels *sets);
 /* Deterministic pseudo-random numbers for test data. */
 uint64_t t_rand(uint64_t *state);
 float t_randf(uint64_t *state); /* uniform in [-1, 1) */

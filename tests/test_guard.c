@@ -17,13 +17,21 @@
 #include "citadel/guard.h"
 #include "test.h"
 
-static int listener(int *port)
+/* 127.0.0.1:port */
+static struct sockaddr_in loopback(int port)
 {
     struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+static int listener(int *port)
+{
+    struct sockaddr_in a = loopback(0);
     socklen_t l = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8) ||
         getsockname(fd, (struct sockaddr *)&a, &l)) {
         if (fd >= 0) close(fd);
@@ -36,12 +44,9 @@ static int listener(int *port)
 /* connect() to 127.0.0.1:port: 0, or the errno */
 static int try_connect(int port)
 {
-    struct sockaddr_in a = {0};
+    struct sockaddr_in a = loopback(port);
     int fd = socket(AF_INET, SOCK_STREAM, 0), e = 0;
     if (fd < 0) return errno;
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a))) e = errno;
     close(fd);
     return e;
@@ -73,12 +78,9 @@ static int try_exec(void)
 /* TCP Fast Open: sendto connects, past Landlock's connect rule */
 static int try_fastopen(int port)
 {
-    struct sockaddr_in a = {0};
+    struct sockaddr_in a = loopback(port);
     int fd = socket(AF_INET, SOCK_STREAM, 0), e = 0;
     if (fd < 0) return errno;
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&a, sizeof(a)) < 0) e = errno;
     close(fd);
     return e;
@@ -157,10 +159,7 @@ static void child(int out, const char *dir, int allowed, int denied)
     if (pthread_create(&t, NULL, thread_connect, &thr) || pthread_join(t, NULL)) thr = -2;
     EXPECT("thread-connect-other-port", thr, EACCES);
     {
-        struct sockaddr_in a = {0};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons((uint16_t)allowed);
+        struct sockaddr_in a = loopback(allowed);
         EXPECT("in-process-peer", guard_connect_ok((struct sockaddr *)&a, sizeof(a)), 1);
         a.sin_port = htons((uint16_t)denied);
         EXPECT("in-process-other", guard_connect_ok((struct sockaddr *)&a, sizeof(a)), 0);

@@ -236,21 +236,27 @@ void test_kernels_simd_vs_scalar(void)
  * scalar reference set (the default run uses only the best one). The models
  * are built here with plain random weights: the shared synthetic ones have
  * peaked logits that amplify float summation-order differences. */
+int t_kernel_sets(struct eng_kernels *sets)
+{
+    int n = 1;
+    eng_kernels_ref(&sets[0]);
+    if (eng_cpu_has_avx2()) {
+        sets[n] = sets[0];
+        eng_kernels_avx2(&sets[n++]);
+        if (eng_cpu_has_avx512vnni()) {
+            sets[n] = sets[0];
+            eng_kernels_avx2_vnni(&sets[n++]);
+        }
+    }
+    return n;
+}
+
 void test_kernels_all_sets_agree(void)
 {
     const uint32_t types[] = {GGUF_T_Q8_0, GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K,
                               GGUF_T_Q6_K, GGUF_T_F16,  GGUF_T_BF16};
-    struct eng_kernels sets[3];
-    int n_sets = 1;
-    eng_kernels_ref(&sets[0]);
-    if (eng_cpu_has_avx2()) {
-        sets[n_sets] = sets[0];
-        eng_kernels_avx2(&sets[n_sets++]);
-        if (eng_cpu_has_avx512vnni()) {
-            sets[n_sets] = sets[0];
-            eng_kernels_avx2_vnni(&sets[n_sets++]);
-        }
-    }
+    struct eng_kernels sets[T_MAX_KERNEL_SETS];
+    int n_sets = t_kernel_sets(sets);
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
         struct t_model_spec sp = {"llama", 256, 2, 4, 2, 512, 1000, types[ti], 0, 5};
         char path[512];

@@ -56,19 +56,8 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
 static void ref_check(const char *model_file, const char *ref_file, float tol, float close,
                       double min_close)
 {
-    struct eng_kernels sets[3];
-    int n_sets = 1;
-    eng_kernels_ref(&sets[0]);
-#if defined(__x86_64__)
-    if (eng_cpu_has_avx2()) {
-        sets[n_sets] = sets[0];
-        eng_kernels_avx2(&sets[n_sets++]);
-        if (eng_cpu_has_avx512vnni()) {
-            sets[n_sets] = sets[0];
-            eng_kernels_avx2_vnni(&sets[n_sets++]);
-        }
-    }
-#endif
+    struct eng_kernels sets[T_MAX_KERNEL_SETS];
+    int n_sets = t_kernel_sets(sets);
     for (int i = 0; i < n_sets && !t_failed(); i++)
         ref_check_set(model_file, ref_file, tol, close, min_close, &sets[i]);
 }

@@ -89,6 +89,9 @@ int cit_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_er
  * whole new one, never a part, and a power loss after it returns keeps the
  * new one. */
 int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, struct cit_err *err);
+/* The folder path is in ("." for a bare name, "/" for a file at the root),
+ * into out (truncated to cap); returns out. */
+const char *cit_path_dir(const char *path, char *out, size_t cap);
 void cit_buf_free(struct cit_buf *b);
 /* A SHA-256 digest written as 64 hex digits into out; CIT_EFORMAT (out
  * untouched) for anything else. */

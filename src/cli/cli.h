@@ -101,6 +101,8 @@ int cli_quantize(int argc, char **argv);
 int cli_model_sign(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_vet(int argc, char **argv);
+/* "--max-body" -> "max_body": the config key a serve flag sets. */
+void cli_flag_key(const char *flag, char *key, size_t cap);
 void cli_usage_vet(FILE *f);
 struct guard_spec;
 struct pol_policy;

@@ -581,15 +581,6 @@ static void close_ledger(void)
     ledger_node = NULL;
 }
 
-/* The folder of path, into buf. */
-static const char *dirname_of(const char *path, char *buf, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(buf, cap, ".");
-    else snprintf(buf, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    return buf;
-}
-
 /* Lockdown (docs/guard.md) for fl serve and join, once their inputs are
  * read: the ledger's folder and the folders of the files they write
  * read-write, the policy read-only, TCP bind on listen or connect to
@@ -621,11 +612,11 @@ static int fl_lock(const struct fl_args *a, const char *what, const char *listen
         }
         if ((rc = guard_spec_path(gs, o.node.ledger, 1, 0, &err))) goto out;
         /* the ledger's floor lives in the state file */
-        if ((rc = guard_spec_path(gs, dirname_of(o.node.state, host, sizeof(host)), 1, 0, &err)))
+        if ((rc = guard_spec_path(gs, cit_path_dir(o.node.state, host, sizeof(host)), 1, 0, &err)))
             goto out;
     }
     for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++)
-        if (outs[i] && (rc = guard_spec_path(gs, dirname_of(outs[i], host, sizeof(host)), 1, 0,
+        if (outs[i] && (rc = guard_spec_path(gs, cit_path_dir(outs[i], host, sizeof(host)), 1, 0,
                                              &err)))
             goto out;
     if (listen || connect) {

@@ -61,7 +61,7 @@ void cli_usage_serve(FILE *f)
 }
 
 /* "--max-body" -> "max_body" */
-static void flag_key(const char *flag, char *key, size_t cap)
+void cli_flag_key(const char *flag, char *key, size_t cap)
 {
     size_t i = 0;
     for (flag += 2; *flag && i + 1 < cap; flag++) key[i++] = *flag == '-' ? '_' : *flag;
@@ -78,7 +78,7 @@ static int build_opts(const struct serve_args *a, struct http_opts *o, struct ci
     if (a->flag_models) o->node.n_models = 0;
     for (int i = 0; i < a->n_flags; i++) {
         char key[64];
-        flag_key(a->flags[2 * i], key, sizeof(key));
+        cli_flag_key(a->flags[2 * i], key, sizeof(key));
         if ((rc = http_opts_set(o, key, a->flags[2 * i + 1], err))) {
             char where[80];
             snprintf(where, sizeof(where), "flag %s", a->flags[2 * i]);

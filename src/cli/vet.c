@@ -1064,23 +1064,17 @@ static json_t *air_gap(const struct guard_spec *gs, json_t *attempts, const stru
 {
     size_t i;
     json_t *a, *mine = json_array();
-    int open = 0, n = 0;
-    struct guard_status gst;
-    guard_get_status(&gst); /* the parent is not locked: what the kernel offers */
+    int open = 0, complete = st->p && strstr(st->p, "\nmissing nothing\n");
     json_array_foreach(attempts, i, a)
     {
         if (strcmp(jstr(a, "check"), "air_gap")) continue;
         json_array_append(mine, a);
         open += !json_is_true(json_object_get(a, "blocked"));
-        n++;
     }
-    (void)gst;
     return json_pack("{s:s,s:s,s:o,s:{s:s,s:s,s:s},s:s,s:o}", "verdict",
-                     open ? "fail" : strstr(st->p ? st->p : "", "missing nothing") ? "pass" : "warn",
-                     "summary",
-                     open ? "a way out was not blocked"
-                     : strstr(st->p ? st->p : "", "missing nothing")
-                         ? "every attempt to get out failed, and the lockdown is complete"
+                     open ? "fail" : complete ? "pass" : "warn", "summary",
+                     open       ? "a way out was not blocked"
+                     : complete ? "every attempt to get out failed, and the lockdown is complete"
                          : "every attempt failed, but the lockdown is partial (see missing)",
                      "attempts", mine, "lockdown", "mode", gs->best_effort ? "best-effort" : "required",
                      "statement_sha256", hash, "statement", st->p ? st->p : "", "log",
@@ -1185,10 +1179,7 @@ static int vet_run(int argc, char **argv)
     if (cli_node_opts(&na, &o, &err)) goto fail;
     for (int i = 0; i < n_sets; i++) {
         char name[64];
-        size_t k = 0;
-        for (const char *c = sets[i][0] + 2; *c && k + 1 < sizeof(name); c++)
-            name[k++] = *c == '-' ? '_' : *c;
-        name[k] = 0;
+        cli_flag_key(sets[i][0], name, sizeof(name));
         if (http_opts_set(&o, name, sets[i][1], &err)) {
             char m[sizeof(err.msg)];
             snprintf(m, sizeof(m), "%s", err.msg);

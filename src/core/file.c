@@ -42,6 +42,16 @@ int cit_read_file(const char *path, size_t max, struct cit_buf *b, struct cit_er
     return 0;
 }
 
+const char *cit_path_dir(const char *path, char *out, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, cap, ".");
+    else
+        snprintf(out, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return out;
+}
+
 int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, struct cit_err *err)
 {
     char tmp[4200];
@@ -59,14 +69,9 @@ int cit_write_file(const char *path, const void *p, size_t n, unsigned mode, str
     /* the rename itself lives in the folder: sync it too, or a power loss
      * can bring back the old file (or none) after we said it was written */
     {
-        const char *slash = strrchr(path, '/');
         char dir[4200];
         int dfd;
-        if (!slash)
-            snprintf(dir, sizeof(dir), ".");
-        else
-            snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-        if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        if ((dfd = open(cit_path_dir(path, dir, sizeof(dir)), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return cit_err_set(err, CIT_EIO, "%s: cannot open its folder to sync: %s", path,
                                strerror(errno));
         ok = fsync(dfd) == 0;

@@ -503,6 +503,14 @@ static const char *const deny_calls[] = {
 #define GUARD_KEEP_PTRACE 0
 #endif
 
+/* For the SIGSYS handler's line: nr is called name. */
+static void name_denied(int nr, const char *name)
+{
+    if (g_n_deny >= MAX_DENY) return;
+    g_deny[g_n_deny].nr = nr;
+    snprintf(g_deny[g_n_deny++].name, sizeof(g_deny[0].name), "%s", name);
+}
+
 static int deny(scmp_filter_ctx c, const char *name, struct cit_err *err)
 {
     int nr = seccomp_syscall_resolve_name(name), rc;
@@ -510,10 +518,7 @@ static int deny(scmp_filter_ctx c, const char *name, struct cit_err *err)
     if ((rc = seccomp_rule_add(c, SCMP_ACT_TRAP, nr, 0)))
         return cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for %s: %s", name,
                            strerror(-rc));
-    if (g_n_deny < MAX_DENY) {
-        g_deny[g_n_deny].nr = nr;
-        snprintf(g_deny[g_n_deny++].name, sizeof(g_deny[0].name), "%s", name);
-    }
+    name_denied(nr, name);
     return 0;
 }
 
@@ -542,9 +547,27 @@ static int socket_rules(scmp_filter_ctx c, struct cit_err *err)
                                        SCMP_A2(SCMP_CMP_GT, IPPROTO_TCP));
     }
     if (rc) return cit_err_set(err, CIT_EIO, "lockdown: seccomp socket rules: %s", strerror(-rc));
-    if (g_n_deny < MAX_DENY) {
-        g_deny[g_n_deny].nr = SCMP_SYS(socket);
-        snprintf(g_deny[g_n_deny++].name, sizeof(g_deny[0].name), "socket");
+    name_denied(SCMP_SYS(socket), "socket");
+    return 0;
+}
+
+/* sendto, sendmsg and sendmmsg with MSG_FASTOPEN in their flags
+ * (argument 3, 2 and 3). */
+static int fastopen_rules(scmp_filter_ctx c, struct cit_err *err)
+{
+    static const struct {
+        const char *name;
+        unsigned flags_arg;
+    } calls[] = {{"sendto", 3}, {"sendmsg", 2}, {"sendmmsg", 3}};
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        struct scmp_arg_cmp fl = {calls[i].flags_arg, SCMP_CMP_MASKED_EQ, MSG_FASTOPEN,
+                                  MSG_FASTOPEN};
+        int nr = seccomp_syscall_resolve_name(calls[i].name), rc;
+        if (nr == __NR_SCMP_ERROR) continue;
+        if ((rc = seccomp_rule_add_array(c, SCMP_ACT_TRAP, nr, 1, &fl)))
+            return cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for %s: %s", calls[i].name,
+                               strerror(-rc));
+        name_denied(nr, calls[i].name);
     }
     return 0;
 }
@@ -585,15 +608,7 @@ int guard_seal(struct cit_err *err)
     if (!rc) rc = socket_rules(c, err);
     /* TCP Fast Open connects inside sendto/sendmsg, past Landlock's
      * connect rule: refused, so every connect goes through connect() */
-    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendto), 1,
-                                      SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
-        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendto: %s", strerror(-rc));
-    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendmsg), 1,
-                                      SCMP_A2(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
-        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendmsg: %s", strerror(-rc));
-    if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(sendmmsg), 1,
-                                      SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN))))
-        rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for sendmmsg: %s", strerror(-rc));
+    if (!rc) rc = fastopen_rules(c, err);
     /* listen() on an unbound socket picks a port without bind(), past
      * Landlock's bind rule: the process's listeners exist before the seal */
     if (!rc && !g_spec.listen_after_seal) rc = deny(c, "listen", err);

@@ -4,7 +4,6 @@
  * kernel was told.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,14 +13,6 @@
 #include "citadel/policy.h"
 #include "node_int.h"
 
-/* The folder of path (".", for a bare name). */
-static void folder_of(const char *path, char *out, size_t cap)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    snprintf(out, cap, "%s", dirname(tmp));
-}
-
 int node_guard_spec(const struct node_opts *o, const struct pol_policy *p, int peers,
                     struct guard_spec *s, struct cit_err *err)
 {
@@ -29,8 +20,7 @@ int node_guard_spec(const struct node_opts *o, const struct pol_policy *p, int p
     int rc;
     if ((rc = guard_spec_system(s, err))) return rc;
     /* the state file's folder: SQLite's journal, and the admin socket */
-    folder_of(o->state, dir, sizeof(dir));
-    if ((rc = guard_spec_path(s, dir, 1, 0, err))) return rc;
+    if ((rc = guard_spec_path(s, cit_path_dir(o->state, dir, sizeof(dir)), 1, 0, err))) return rc;
     if (o->ledger[0]) {
         if (mkdir(o->ledger, 0700) && errno != EEXIST)
             return cit_err_set(err, CIT_EIO, "%s: %s", o->ledger, strerror(errno));
