@@ -850,3 +850,47 @@ void test_ledger_cosign(void)
     cit_buf_free(&c1);
     cit_buf_free(&c2);
 }
+
+/* on_recent: a reopened ledger hands back exactly its entries of the last
+ * recent_s seconds, as their lines (what the node rebuilds its passports
+ * seen from) */
+struct recent_seen {
+    int n, bad;
+};
+
+static void count_recent(void *user, const char *line, size_t len)
+{
+    struct recent_seen *s = user;
+    s->n++;
+    if (!len || line[0] != '{' || line[len - 1] != '}' || memchr(line, '\n', len) ||
+        !memmem(line, len, "\"tenant\":\"new\"", 14))
+        s->bad++;
+}
+
+void test_ledger_recent(void)
+{
+    const char *dir = fresh_dir("ledger-recent");
+    struct ledger_opts o = {.dir = dir, .origin = "test.example/ledger", .checkpoint_s = -1};
+    struct recent_seen seen = {0};
+    struct ledger *l;
+    struct cit_err err = {{0}};
+    int64_t now = (int64_t)time(NULL) * 1000;
+    CHECK(dir);
+    CHECKF(!ledger_open(&o, &l, &err), "%s", err.msg);
+    CHECK(!append_n(l, 6, now - 3600 * 1000, "old"));
+    CHECK(!append_n(l, 3, now - 1000, "new"));
+    ledger_close(l);
+    o.on_recent = count_recent;
+    o.user = &seen;
+    o.recent_s = 600;
+    CHECKF(!ledger_open(&o, &l, &err), "%s", err.msg);
+    ledger_close(l);
+    /* the three new ones, each a whole line; none of the old */
+    CHECKF(seen.n == 3 && !seen.bad, "%d entries, %d not as expected", seen.n, seen.bad);
+    /* recent_s 0: none */
+    seen.n = 0;
+    o.recent_s = 0;
+    CHECKF(!ledger_open(&o, &l, &err), "%s", err.msg);
+    ledger_close(l);
+    CHECK(seen.n == 0);
+}

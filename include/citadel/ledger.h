@@ -193,6 +193,12 @@ struct ledger_opts {
      * the history and its signed note, for the caller to keep as the next
      * floor. */
     void (*on_checkpoint)(void *user, const struct ledger_checkpoint *cp, const char *note);
+    /* Called during ledger_open with each entry of the log (its JSON line,
+     * no newline) written in the last recent_s seconds, for a caller that
+     * keeps less durably what the log also holds and rebuilds it from
+     * there (the passports a node answered). NULL or recent_s <= 0: none. */
+    void (*on_recent)(void *user, const char *line, size_t len);
+    int recent_s;
     void *user;
 };
 

@@ -256,8 +256,11 @@ struct walk {
     off_t old_end;
     int old_done, collect_old;
     uint8_t (*old)[LEDGER_HASH]; /* collect_old: the leaf hashes of those entries */
-    struct ledger_view *view;    /* NULL when only checking */
-    uint64_t cap;                /* of view->lines */
+    int64_t recent_ms;           /* on_recent gets the entries from this time on */
+    void (*on_recent)(void *user, const char *line, size_t len);
+    void *user;
+    struct ledger_view *view; /* NULL when only checking */
+    uint64_t cap;             /* of view->lines */
     struct cit_err *err;
 };
 
@@ -296,6 +299,7 @@ static int walk_line(void *u, const char *line, size_t n, off_t off)
         return cit_err_set(w->err, CIT_EFORMAT, "%s: byte %lld: entry %llu %s", w->path,
                            (long long)off, (unsigned long long)w->seq, why);
     }
+    if (w->on_recent && t >= w->recent_ms) w->on_recent(w->user, line, n);
     if (!w->old_done) {
         if (t < w->cutoff_ms) {
             if (w->collect_old) {
@@ -856,6 +860,11 @@ int ledger_open(const struct ledger_opts *o, struct ledger **out, struct cit_err
         goto fail;
     }
     if ((rc = walk_start(&w, l->dir, path, err))) goto fail;
+    if (o->on_recent && o->recent_s > 0) {
+        w.on_recent = o->on_recent;
+        w.user = o->user;
+        w.recent_ms = now_ms() - (int64_t)o->recent_s * 1000;
+    }
     for (uint64_t i = 0; i < w.n_pruned; i++) ledger_range_push(&w.range, w.pruned[i]);
     {
         const struct ledger_checkpoint *want[3] = {&cp, &head, &floor};
