@@ -305,14 +305,16 @@ node tests/peer_client.mjs "$TMP/de/ledger/node.key" "127.0.0.1:$PEER_fr" "$TMP"
 pc() { grep "\"case\":\"$1\"" "$TMP/pc.txt"; }
 check "a passport sealed by hand from docs/gateway.md: taken, answered with a receipt" \
     sh -c "grep '\"case\":\"valid\"' $TMP/pc.txt | grep -q '\"status\":200,.*\"receipt\":true'"
+check "a passport valid for 290 s: taken" \
+    sh -c "grep '\"case\":\"kept\"' $TMP/pc.txt | grep -q '\"status\":200,.*\"receipt\":true'"
 for c in replayed:passport_replayed other-body:passport_mismatch edited:passport_invalid \
-    expired:passport_expired missing:passport_missing; do
+    expired:passport_expired missing:passport_missing long-lived:passport_invalid; do
     check "passport ${c%%:*}: 403 ${c#*:}" sh -c "grep '\"case\":\"${c%%:*}\"' $TMP/pc.txt | grep -q '\"status\":403,\"code\":\"${c#*:}\"'"
 done
 check "an unknown origin's key: the handshake fails, no HTTP at all" \
     sh -c "grep '\"case\":\"stranger\"' $TMP/pc.txt | grep -q '\"status\":0'"
 check "FR's ledger records each refused passport" \
-    test "$(grep -c '"event":"passport"' "$TMP/fr/ledger/log")" -eq $((n_pass + 5))
+    test "$(grep -c '"event":"passport"' "$TMP/fr/ledger/log")" -eq $((n_pass + 6))
 "$BIN" audit verify --dir "$TMP/de/ledger" --key "$TMP/de/ledger/node.vkey" \
     --peer-ledger "$TMP/fr/ledger" --peer-key "$TMP/fr/ledger/node.vkey" >"$TMP/cross2.txt" 2>&1 && st=0 || st=$?
 check "cross-check now fails: FR holds passports under DE's key that DE never sent" \
@@ -357,6 +359,10 @@ cp -r "$TMP/de-then-ledger" "$TMP/de/ledger"
 cp "$TMP/de-then-state.db" "$TMP/de/state.db"
 rm -f "$TMP/de/state.db-wal" "$TMP/de/state.db-shm"
 check "fr: serves again" start fr
+# FR keeps the passports it took in memory; its ledger gives them back
+node tests/peer_client.mjs "$TMP/de/ledger/node.key" "127.0.0.1:$PEER_fr" "$TMP" "$ID" replay >"$TMP/pc2.txt" 2>&1 || true
+check "a passport FR took before it restarted: still refused as a replay" \
+    sh -c "grep '\"case\":\"kept-replayed\"' $TMP/pc2.txt | grep -q '\"status\":403,\"code\":\"passport_replayed\"'"
 check "de: serves again, from the earlier copy" start de
 for _ in $(seq 100); do
     grep -q '"event":"witness"' "$TMP/fr/ledger/log" && break

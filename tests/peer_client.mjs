@@ -6,13 +6,17 @@
 // wrong one is refused. Prints one JSON line per case:
 // {"case":..., "status":..., "code":..., "receipt":bool}.
 //
-//   node tests/peer_client.mjs NODE_KEY_FILE HOST:PORT DIR MODEL
+//   node tests/peer_client.mjs NODE_KEY_FILE HOST:PORT DIR MODEL [replay]
+//
+// The "kept" case's passport, taken, is saved in DIR/kept.json; with
+// "replay", that one is sent again and nothing else (a replay after the
+// receiver restarted, which it must still refuse).
 import {execFileSync} from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 
-const [keyFile, addr, dir, model] = process.argv.slice(2);
+const [keyFile, addr, dir, model, mode] = process.argv.slice(2);
 const [host, port] = addr.split(':');
 
 // "PRIVATE+KEY+<name>+<id>+<base64(0x01 || seed)>"
@@ -85,7 +89,26 @@ function report(name, r) {
     console.log(JSON.stringify({case: name, status: r.status, code, receipt: !!r.receipt}));
 }
 
+if (mode === 'replay') {
+    const k = JSON.parse(fs.readFileSync(`${dir}/kept.json`, 'utf8'));
+    report('kept-replayed', await send(tls, hdr(k.wire, Buffer.from(k.salt, 'base64url')), k.body));
+    process.exit(0);
+}
 report('valid', await send(tls, hdr(good), body));
+{
+    // valid for nearly the longest a receiver takes (docs/gateway.md): kept
+    // for a replay after a restart
+    const now = Math.floor(Date.now() / 1000);
+    const wire = seal(passportFor(body, salt, {expires: now + 290}), nodeKey);
+    const r = await send(tls, hdr(wire), body);
+    report('kept', r);
+    fs.writeFileSync(`${dir}/kept.json`, JSON.stringify({wire, salt: b64u(salt), body}));
+}
+{
+    const now = Math.floor(Date.now() / 1000);
+    report('long-lived', await send(tls, hdr(seal(passportFor(body, salt, {expires: now + 400}),
+                                                  nodeKey)), body));
+}
 report('replayed', await send(tls, hdr(good), body));
 {
     const other = body.replace('hello there', 'hello THERE');

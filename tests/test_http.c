@@ -2001,7 +2001,8 @@ void test_http_decide_agrees(void)
     "UTF-8''AI%E3%81%8C%E5%9B%9E%E7%AD%94%E3%81%97%E3%81%BE%E3%81%99%E3%80%82%20Antworten%20k%C3%" \
     "B6nnen%20Fehler%20enthalten%20%2850%25%29."
 /* an address and a keyword the policy would act on, were the guardrail scanned */
-#define PROFILE_GUARDRAIL "Answer briefly. Questions on data protection go to dpo@example.org; never say BLUEBIRD."
+#define PROFILE_GUARDRAIL                                                                          \
+    "Answer briefly. Questions on data protection go to dpo@example.org; never say BLUEBIRD."
 
 /* A policy with a profile: the guardrail above, the notice appended to
  * chat answers, max_tokens capped at 8. Its path in path. */
@@ -2051,9 +2052,9 @@ static int write_profile_policy(char *path, size_t cap)
         }                                                                                          \
     } while (0)
 
-static void gate_renders(struct node *n, const struct eng_chat_msg *msgs, int n_msgs,
-                         int tmpl_set, enum eng_chat_tmpl tmpl, const struct eng_chat_msg *want,
-                         int n_want, int max_tokens, const char *want_note)
+static void gate_renders(struct node *n, const struct eng_chat_msg *msgs, int n_msgs, int tmpl_set,
+                         enum eng_chat_tmpl tmpl, const struct eng_chat_msg *want, int n_want,
+                         int max_tokens, const char *want_note)
 {
     static const char first[] = "<|im_start|>system\n" PROFILE_GUARDRAIL "<|im_end|>";
     struct node_req q = {0};
@@ -2097,8 +2098,8 @@ static void gate_renders(struct node *n, const struct eng_chat_msg *msgs, int n_
     cit_buf_add(&detok, "", 1);
     g = detok.p ? strstr(detok.p, PROFILE_GUARDRAIL) : NULL;
     GCHECK(g && !strstr(g + 1, PROFILE_GUARDRAIL), "%s", detok.p ? detok.p : "");
-    GCHECK(tmpl_set || (strstr(detok.p, first) && strstr(detok.p, first) ==
-                                                      strstr(detok.p, "<|im_start|>")),
+    GCHECK(tmpl_set || (strstr(detok.p, first) &&
+                        strstr(detok.p, first) == strstr(detok.p, "<|im_start|>")),
            "%s", detok.p);
 out:
     cit_buf_free(&detok);
@@ -2185,8 +2186,8 @@ void test_http_profile(void)
     static const char chat[] = "{\"model\":\"stories260K\",\"max_tokens\":6,\"temperature\":0,"
                                "\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a "
                                "time\"}]%s}";
-    static const char compl[] = "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\","
-                                "\"max_tokens\":100,\"temperature\":0%s}";
+    static const char compl [] = "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\","
+                                 "\"max_tokens\":100,\"temperature\":0%s}";
     char path[512], body[512], plain[2048];
     struct resp r;
     struct sse ev;
@@ -2537,8 +2538,8 @@ static void admin_while_serving(const char *dir, const char *card, const char *k
     CHECK(ledger_count(dir, "\"action\":\"unload\"", "withdrawn-by-test") == 1);
     /* a locked-down server reads no file outside its own and lockdown_read,
      * and says so */
-    rc = cli(dir, &out, "model admit %s/m.gguf --card %s/../card-elsewhere.json --sig %s/m.sig", dir,
-             dir, dir);
+    rc = cli(dir, &out, "model admit %s/m.gguf --card %s/../card-elsewhere.json --sig %s/m.sig",
+             dir, dir, dir);
     CHECKF(rc != 0 && out && strstr(out, "locked down") && strstr(out, "lockdown_read"),
            "admit outside: %d %s", rc, out ? out : "");
     cit_free(out);
@@ -2851,4 +2852,38 @@ void test_http_long_model_name(void)
     CHECKF(r.status == 404 && strstr(r.body, "model_not_found"), "%d %s", r.status, r.body);
     resp_free(&r);
     stop();
+}
+
+/* The passports a node took: a second sight of one is a replay, for its
+ * origin only; forgotten once expired (and purged); many at once (the
+ * table grows) all kept. */
+void test_node_passports_seen(void)
+{
+    struct node_seen *s = NULL;
+    int64_t now = 1700000000;
+    char id[40];
+    int fresh = 0, again = 0;
+    CHECK(!node_seen_open(&s));
+    CHECK(node_seen_add(s, "de", "00aa", now + 60, now) == 0);
+    CHECK(node_seen_add(s, "de", "00aa", now + 60, now + 1) == CIT_EINVAL);
+    CHECK(node_seen_add(s, "fr", "00aa", now + 60, now + 1) == 0); /* another origin's */
+    /* ("de","00aa") and ("de0","0aa") are different keys */
+    CHECK(node_seen_add(s, "de0", "0aa", now + 60, now + 1) == 0);
+    /* too long to hold: refused, not cut short */
+    CHECK(node_seen_add(s, "de", "0123456789abcdef0123456789abcdef0", now + 60, now) == CIT_EIO);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "%032x", i);
+        fresh += node_seen_add(s, "de", id, now + 100, now + 2) == 0;
+    }
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "%032x", i);
+        again += node_seen_add(s, "de", id, now + 100, now + 3) == CIT_EINVAL;
+    }
+    CHECKF(fresh == 5000 && again == 5000, "%d fresh, %d replays", fresh, again);
+    CHECK(node_seen_count(s) == 5003);
+    /* after the first expired (now + 60) and a purge's interval: they are
+     * gone, the later ones kept */
+    CHECK(node_seen_add(s, "de", "00aa", now + 160, now + 70) == 0);
+    CHECKF(node_seen_count(s) == 5001, "%zu held", node_seen_count(s));
+    node_seen_close(s);
 }

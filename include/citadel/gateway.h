@@ -127,6 +127,14 @@ uint64_t gw_listen_refused(const struct gw_listener *l);
  * checked like any, answered with a receipt that names no entry (status
  * 204, seq 0, a zero leaf). */
 #define GW_PURPOSE_TEST "peer-test"
+/* Lifetimes, seconds: an origin seals a passport for GW_PASSPORT_TTL_S (or
+ * to the request's deadline, when sooner); a receiver refuses one valid for
+ * longer than GW_PASSPORT_MAX_LIFE_S, or issued more than
+ * GW_PASSPORT_SKEW_S in its future, and so remembers the passports it took
+ * (to refuse replays) for a bounded time. */
+#define GW_PASSPORT_TTL_S      60
+#define GW_PASSPORT_MAX_LIFE_S 300
+#define GW_PASSPORT_SKEW_S     30
 
 struct gw_passport {
     char id[33];     /* 16 random bytes, hex: the nonce */

@@ -363,9 +363,10 @@ void node_call_send_fill(const struct node_call *c, struct gw_send *s);
 void node_call_forwarded(struct node_call *c, const struct gw_result *r);
 /* The entry node_finish wrote: 0 with its seq and leaf, CIT_ENOENT before. */
 int node_call_entry(const struct node_call *c, uint64_t *seq /* out */, uint8_t leaf[32] /* out */);
-/* Records that a passport was seen: CIT_EINVAL when it was already (a
- * replay), CIT_EIO when the state file cannot say. Expired ones are
- * forgotten. */
+/* Records that a passport was taken, until it expires (in memory; the
+ * ledger entry of its request keeps it over a restart, docs/gateway.md):
+ * CIT_EINVAL when it was already (a replay), CIT_EIO when it cannot be
+ * remembered. */
 int node_passport_seen(struct node *n, const char *origin, const char *id, int64_t expires,
                        int64_t now);
 

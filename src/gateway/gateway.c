@@ -28,9 +28,9 @@
 #include "citadel/guard.h"
 #include "citadel/policy.h"
 
-#define POOL      4     /* idle handles kept per peer */
-#define MAX_ERROR 65536 /* a refusal's body read at most */
-#define PASS_TTL  60    /* a passport's life, seconds, when no deadline is nearer */
+#define POOL       4         /* idle handles kept per peer */
+#define MAX_ERROR  65536     /* a refusal's body read at most */
+#define MAX_ANSWER (8 << 20) /* a plain answer's body read at most */
 
 #define UNRESOLVED "its address did not resolve before lockdown (restart the node to try again)"
 
@@ -542,8 +542,8 @@ static int receipt_check(const struct peer *p, const struct cit_buf *pass, const
 
 /* Seals tmpl for peer p and the body about to be sent: a fresh nonce, the
  * peer's id, a keyed digest of body under a fresh key, issued now and
- * expiring in PASS_TTL (or at until, when sooner). The passport and its key
- * go into the headers hd; the wire text into pass. */
+ * expiring in GW_PASSPORT_TTL_S (or at until, when sooner). The passport
+ * and its key go into the headers hd; the wire text into pass. */
 static int seal_for(struct gw *g, const struct peer *p, const struct gw_passport *tmpl,
                     const char *body, size_t len, int64_t now_ms_, int64_t until,
                     struct cit_buf *pass, struct curl_slist **hd)
@@ -559,7 +559,7 @@ static int seal_for(struct gw *g, const struct peer *p, const struct gw_passport
     randombytes_buf(salt, sizeof(salt));
     crypto_auth_hmacsha256(ps.digest, (const uint8_t *)body, len, salt);
     ps.issued = now_ms_ / 1000;
-    ps.expires = ps.issued + PASS_TTL;
+    ps.expires = ps.issued + GW_PASSPORT_TTL_S;
     if (until && until < ps.expires) ps.expires = until;
     if (gw_passport_seal(&ps, &g->key, pass) || pass->len >= GW_MAX_WIRE) rc = -1;
     sodium_bin2base64(b64, sizeof(b64), salt, sizeof(salt),

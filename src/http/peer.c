@@ -24,8 +24,6 @@
 #include "citadel/policy.h"
 #include "http_int.h"
 
-#define PASS_SKEW_S 30 /* a passport issued this far in the future is still taken */
-
 /* ---- the listener ---- */
 
 static int on_peer(void *user, int fd, int pin)
@@ -209,8 +207,13 @@ static const char *passport_check(struct MHD_Connection *c, struct req *r, struc
         snprintf(why, cap, "it expired %lld s ago", (long long)(now - ps->expires));
         return "passport_expired";
     }
-    if (ps->issued > now + PASS_SKEW_S)
+    if (ps->issued > now + GW_PASSPORT_SKEW_S)
         return snprintf(why, cap, "it was issued in the future"), "passport_invalid";
+    if (ps->expires - ps->issued > GW_PASSPORT_MAX_LIFE_S) {
+        snprintf(why, cap, "it is valid for %lld s, longer than the %d s this node takes",
+                 (long long)(ps->expires - ps->issued), GW_PASSPORT_MAX_LIFE_S);
+        return "passport_invalid";
+    }
     if (sodium_base642bin(salt, sizeof(salt), salt64, strlen(salt64), NULL, &sl, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
         sl != sizeof(salt))

@@ -119,6 +119,9 @@ static int open_ledger(struct node *n, struct cit_err *err)
     if ((rc = node_floor_read(n->db, n->ledger_real, &floor, err))) return rc;
     lo.floor_note = floor.p;
     lo.on_checkpoint = node_floor_store;
+    /* the passports taken, which the state file keeps without a sync */
+    lo.on_recent = node_passports_recover;
+    lo.recent_s = GW_PASSPORT_MAX_LIFE_S + GW_PASSPORT_SKEW_S;
     lo.user = n;
     rc = ledger_open(&lo, &n->lg, err);
     cit_buf_free(&floor);
@@ -165,6 +168,10 @@ int node_open(const struct node_opts *o, unsigned what, struct node **out, struc
     n->o = *o;
     pthread_mutex_init(&n->models_mu, NULL);
     pthread_mutex_init(&n->gw_mu, NULL);
+    if (node_seen_open(&n->seen)) {
+        rc = cit_err_set(err, CIT_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (what & NODE_POLICY) {
         if (!o->policy[0]) {
             rc = cit_err_set(err, CIT_EINVAL,
@@ -235,6 +242,7 @@ void node_close(struct node *n)
     pol_quotas_close(n->quotas);
     node_keys_close(n->keys);
     cit_db_close(n->db);
+    node_seen_close(n->seen);
     pol_free(n->pol);
     pthread_mutex_destroy(&n->models_mu);
     pthread_mutex_destroy(&n->gw_mu);

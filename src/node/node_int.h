@@ -49,6 +49,7 @@ struct node {
     int have_key;
     struct ledger_skey wkey; /* the node's witness key: <ledger>/witness.key */
     int have_wkey;
+    struct node_seen *seen; /* the passports taken (seen.c) */
     pthread_mutex_t gw_mu;  /* n->gw against the ledger's checkpoint callback */
     struct gw *gw;          /* the links to peers (NODE_GATEWAY) */
     _Atomic uint64_t loads; /* models loaded so far (node_model.gen) */
@@ -93,6 +94,18 @@ int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err
  * (user: the node). */
 int node_floor_read(struct cit_db *db, const char *dir, struct cit_buf *note, struct cit_err *err);
 void node_floor_store(void *user, const struct ledger_checkpoint *cp, const char *note);
+/* seen.c: the passports taken, until they expire. node_seen_add: 0, or
+ * CIT_EINVAL when (origin, id) is there already (a replay), CIT_EIO when
+ * it cannot be remembered (too many, or out of memory). */
+struct node_seen;
+int node_seen_open(struct node_seen **out);
+void node_seen_close(struct node_seen *s);
+int node_seen_add(struct node_seen *s, const char *origin, const char *id, int64_t expires,
+                  int64_t now);
+size_t node_seen_count(struct node_seen *s);
+/* seen.c: the ledger's on_recent callback, which remembers again the
+ * passports of the entries it is given (user: the node). */
+void node_passports_recover(void *user, const char *line, size_t len);
 /* state.c: the node's secret named name (32 bytes), created at random on
  * first use. */
 int node_secret(struct cit_db *db, const char *name, uint8_t out[32], struct cit_err *err);

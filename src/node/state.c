@@ -83,6 +83,9 @@ static const char *const migrations[] = {
     " size INTEGER NOT NULL,"
     " note TEXT NOT NULL,"
     " updated INTEGER NOT NULL);",
+    /* 5: the passports seen are kept in memory and rebuilt from the ledger
+     * at start (seen.c), which spares each forward a sync of this file */
+    "DROP TABLE passport_seen;",
 };
 
 int node_state_open(const char *path, struct cit_db **out, struct cit_err *err)
@@ -195,37 +198,6 @@ int node_secret(struct cit_db *db, const char *name, uint8_t out[32], struct cit
     cit_db_durable(db, 0);
     cit_db_unlock(db);
     sodium_memzero(fresh, sizeof(fresh));
-    return rc;
-}
-
-/* ---- passports seen ---- */
-
-int node_passport_seen(struct node *n, const char *origin, const char *id, int64_t expires,
-                       int64_t now)
-{
-    sqlite3 *q = cit_db_sqlite(n->db);
-    sqlite3_stmt *st = NULL;
-    int rc = CIT_EIO, r;
-    cit_db_lock(n->db);
-    cit_db_durable(n->db, 1);
-    sqlite3_stmt *del = NULL;
-    if (sqlite3_prepare_v2(q, "DELETE FROM passport_seen WHERE expires < ?", -1, &del, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_int64(del, 1, now);
-        sqlite3_step(del);
-    }
-    sqlite3_finalize(del);
-    if (sqlite3_prepare_v2(q, "INSERT INTO passport_seen(origin, id, expires) VALUES (?, ?, ?)", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, expires);
-        r = sqlite3_step(st);
-        rc = r == SQLITE_DONE ? 0 : (r == SQLITE_CONSTRAINT ? CIT_EINVAL : CIT_EIO);
-    }
-    sqlite3_finalize(st);
-    cit_db_durable(n->db, 0);
-    cit_db_unlock(n->db);
     return rc;
 }
 
