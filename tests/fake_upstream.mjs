@@ -1,8 +1,9 @@
 // A stand-in for a foreign OpenAI-compatible provider (a peer of kind
 // openai) for tests/gateway_e2e.sh. It records every byte it receives,
 // request line, headers and body, as one JSON line per request in LOG, so
-// the test can say what left the node. Model "stall" sends one piece of an
-// answer and then nothing until the connection closes.
+// the test can say what left the node. It answers as asked, a stream or one
+// answer. Model "stall" sends one piece of a streamed answer (or a plain
+// answer's headers) and then nothing until the connection closes.
 //
 //   node tests/fake_upstream.mjs PORT_FILE LOG API_KEY
 import fs from 'node:fs';
@@ -43,6 +44,21 @@ const server = http.createServer((req, res) => {
         } catch {
             res.writeHead(400, {'Content-Type': 'application/json'});
             res.end(JSON.stringify({error: {message: 'not JSON', type: 'invalid_request_error'}}));
+            return;
+        }
+        if (!j.stream) { // one answer, as a provider gives it to a client that does not stream
+            if (j.model === 'stall') {
+                res.writeHead(200, {'Content-Type': 'application/json'});
+                return; // and nothing more
+            }
+            res.writeHead(200, {'Content-Type': 'application/json'});
+            res.end(JSON.stringify({id: 'chatcmpl-up', object: 'chat.completion', created: 1,
+                                    model: j.model,
+                                    choices: [{index: 0, message: {role: 'assistant',
+                                                                   content: 'Hello from abroad.'},
+                                               finish_reason: 'stop'}],
+                                    usage: {prompt_tokens: 7, completion_tokens: 3,
+                                            total_tokens: 10}}));
             return;
         }
         const base = {id: 'chatcmpl-up', object: 'chat.completion.chunk', created: 1, model: j.model};

@@ -240,6 +240,9 @@ code=$(chat "$KEY" "PROJECTX status in one line" "$TMP/fwd.json")
 check "forward, plain answer: 200" test "$code" = 200
 check "forward, plain answer: the same text" test "$(json "$TMP/fwd.json" 'j.choices[0].message.content')" = "$LOCAL"
 check "usage counts the forwarded tokens" test "$(json "$TMP/fwd.json" 'j.usage.completion_tokens > 0')" = true
+E=$(last_entry de)
+check "DE's entry for the plain answer (FR answered in one piece): passport and receipt" \
+    sh -c "echo '$E' | grep -q '\"target\":\"fr\"' && echo '$E' | grep -q '\"status\":200' && echo '$E' | grep -q '\"passport\":\"' && echo '$E' | grep -q '\"receipt\":\"'"
 curl -s -H "Authorization: Bearer $KMET" "$DE/metrics" >"$TMP/metrics.txt"
 check "metrics: requests and bytes out by class, per peer" \
     sh -c "grep -q 'citadel_peer_requests_total{peer=\"fr\"} [1-9]' $TMP/metrics.txt && grep -q 'citadel_peer_bytes_out_total{peer=\"fr\",class=\"internal\"} [1-9]' $TMP/metrics.txt"
@@ -261,6 +264,9 @@ check "FR's entry: deny under no-personal-from-peers, classes personal" \
 code=$(chat "$KAPP" "Tell me a story about a cat" "$TMP/pub.json")
 check "public request to the foreign provider: 200" test "$code" = 200
 check "public request to the foreign provider: its answer" test "$(json "$TMP/pub.json" 'j.choices[0].message.content')" = "Hello from abroad."
+code=$(chat "$KAPP" "Tell me a story about a dog" "$TMP/pub.txt" stream)
+check "the same, streamed: the provider's stream, the same text" \
+    test "$code $(stream_text "$TMP/pub.txt")" = "200 Hello from abroad."
 check "the provider got it with its API key, and no passport" \
     sh -c "grep -q 'Tell me a story about a cat' $TMP/up.log && grep -q 'Bearer up-secret-key' $TMP/up.log && ! grep -qi 'x-citadel-passport' $TMP/up.log"
 code=$(chat "$KAPP" "Write to anna.schmidt@example.de about it" "$TMP/pers.json")

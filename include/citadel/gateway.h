@@ -232,12 +232,17 @@ struct gw_send {
     const int *peers; /* policy indices, in order */
     int n_peers;
     int chat;         /* chat/completions, else completions */
+    int stream;       /* the client streams: so does the peer; else one answer */
     const char *body; /* the request's JSON: "model" and "stream" are set per peer */
     size_t len;
     int64_t deadline_ms;      /* unix ms by which the answer must end; 0: the peers' own limits */
     struct gw_passport pass;  /* the fields the gate filled */
     int max_class;            /* the request's most sensitive class (metrics), -1: none */
     const atomic_int *cancel; /* set by the transport: stop now (may be NULL) */
+    /* asked now and then while the answer is awaited (may be NULL): nonzero
+     * stops the forward as cancel does (the client hung up), for a transport
+     * that waits in gw_forward itself */
+    int (*gone)(void *user);
     /* each piece of the answer's text as it comes (the stream's deltas) */
     void (*on_text)(void *user, const char *text, size_t len);
     void *user;

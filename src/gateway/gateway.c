@@ -260,8 +260,10 @@ static curl_socket_t open_checked(void *user, curlsocktype purpose, struct curl_
     const struct peer *p = user;
     (void)purpose;
     if (!guard_connect_ok(&a->addr, a->addrlen)) {
-        cit_log(CIT_LOG_WARN, "peer '%s': lockdown refused a connection to an address that is "
-                              "not the peer's", p->t->id);
+        cit_log(CIT_LOG_WARN,
+                "peer '%s': lockdown refused a connection to an address that is "
+                "not the peer's",
+                p->t->id);
         return CURL_SOCKET_BAD;
     }
     return socket(a->family, a->socktype, a->protocol);
@@ -373,9 +375,19 @@ struct xfer {
     const struct gw_send *s;
     struct gw_result *r;
     struct cit_buf line, body, event;
-    int sse, done, failed_midway;
+    int sse, done, failed_midway, gone;
+    int status;       /* of the answer's status line, as soon as it came */
+    int64_t asked_ms; /* when s->gone was last asked */
     char receipt_hdr[GW_MAX_WIRE];
 };
+
+/* The usage an answer reports, into r. */
+static void read_usage(struct gw_result *r, json_t *u)
+{
+    json_t *pt = json_object_get(u, "prompt_tokens"), *ct = json_object_get(u, "completion_tokens");
+    if (json_is_integer(pt)) r->prompt_tokens = json_integer_value(pt);
+    if (json_is_integer(ct)) r->completion_tokens = json_integer_value(ct);
+}
 
 /* One line of the event stream (without its newline). */
 static void sse_line(struct xfer *x, const char *l, size_t n)
@@ -427,21 +439,42 @@ static void sse_line(struct xfer *x, const char *l, size_t n)
         }
         if (f) snprintf(x->r->finish, sizeof(x->r->finish), "%s", f);
     }
-    if (json_is_object(v = json_object_get(o, "usage"))) {
-        json_t *pt = json_object_get(v, "prompt_tokens"),
-               *ct = json_object_get(v, "completion_tokens");
-        if (json_is_integer(pt)) x->r->prompt_tokens = json_integer_value(pt);
-        if (json_is_integer(ct)) x->r->completion_tokens = json_integer_value(ct);
+    if (json_is_object(v = json_object_get(o, "usage"))) read_usage(x->r, v);
+    json_decref(o);
+}
+
+/* An answer in one piece (a chat.completion or text_completion object):
+ * its text, finish and usage, as the stream's events would have given
+ * them. 0, or -1 when it is not such an answer. */
+static int plain_answer(struct xfer *x)
+{
+    json_t *o = json_loadb(x->body.p ? x->body.p : "", x->body.len, 0, NULL), *c, *u;
+    const char *t, *f;
+    int rc = -1;
+    c = json_array_get(json_object_get(o, "choices"), 0);
+    t = x->s->chat ? json_string_value(json_object_get(json_object_get(c, "message"), "content"))
+                   : json_string_value(json_object_get(c, "text"));
+    f = json_string_value(json_object_get(c, "finish_reason"));
+    if (c && (t || json_is_null(json_object_get(json_object_get(c, "message"), "content")))) {
+        if (t && *t) {
+            x->r->streamed = 1;
+            x->s->on_text(x->s->user, t, strlen(t));
+        }
+        if (f) snprintf(x->r->finish, sizeof(x->r->finish), "%s", f);
+        if (json_is_object(u = json_object_get(o, "usage"))) read_usage(x->r, u);
+        x->done = 1;
+        rc = 0;
     }
     json_decref(o);
+    return rc;
 }
 
 static size_t on_body(char *data, size_t sz, size_t nm, void *user)
 {
     struct xfer *x = user;
     size_t n = sz * nm;
-    if (!x->sse) {
-        if (x->body.len + n > MAX_ERROR) return 0; /* a refusal is short; stop reading */
+    if (!x->sse) { /* a refusal is short; an answer in one piece, bounded */
+        if (x->body.len + n > (x->status == 200 ? MAX_ANSWER : MAX_ERROR)) return 0;
         return cit_buf_add(&x->body, data, n) ? 0 : n;
     }
     for (size_t i = 0; i < n; i++) {
@@ -460,6 +493,11 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *user)
 {
     struct xfer *x = user;
     size_t n = sz * nm, k = sizeof("X-Citadel-Receipt:") - 1;
+    if (n > 12 && !memcmp(data, "HTTP/", 5)) { /* "HTTP/1.1 200 OK": a new answer */
+        const char *sp = memchr(data, ' ', n);
+        x->status = sp && sp + 4 <= data + n ? atoi(sp + 1) : 0;
+        x->sse = 0;
+    }
     if (n > 13 && !strncasecmp(data, "Content-Type:", 13))
         x->sse = memmem(data, n, "text/event-stream", 17) != NULL;
     if (n > k && !strncasecmp(data, "X-Citadel-Receipt:", k)) {
@@ -475,25 +513,37 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *user)
     return n;
 }
 
+#define GONE_EVERY_MS 20 /* how often s->gone is asked */
+
 static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-    const struct xfer *x = user;
+    struct xfer *x = user;
     (void)dt, (void)dn, (void)ut, (void)un;
-    return x->s->cancel && atomic_load(x->s->cancel) ? 1 : 0;
+    if (x->s->gone && !x->gone) {
+        int64_t now = now_ms();
+        if (now - x->asked_ms >= GONE_EVERY_MS) {
+            x->asked_ms = now;
+            x->gone = x->s->gone(x->s->user) != 0;
+        }
+    }
+    return x->gone || (x->s->cancel && atomic_load(x->s->cancel)) ? 1 : 0;
 }
 
-/* The body for p: the client's request with the peer's model name, and a
- * stream with usage asked for. */
+/* The body for p: the client's request with the peer's model name; a
+ * stream with usage asked for when the client streams, else one answer. */
 static char *peer_body(const struct gw_send *s, const struct pol_target *t)
 {
     json_t *o = json_loadb(s->body, s->len, 0, NULL), *so;
     char *out = NULL;
     if (!json_is_object(o)) goto out;
     if (t->model[0]) json_object_set_new(o, "model", json_string(t->model));
-    json_object_set_new(o, "stream", json_true());
-    so = json_object();
-    json_object_set_new(so, "include_usage", json_true());
-    json_object_set_new(o, "stream_options", so);
+    json_object_set_new(o, "stream", json_boolean(s->stream));
+    json_object_del(o, "stream_options");
+    if (s->stream) {
+        so = json_object();
+        json_object_set_new(so, "include_usage", json_true());
+        json_object_set_new(o, "stream_options", so);
+    }
     out = json_dumps(o, JSON_COMPACT);
 out:
     json_decref(o);
@@ -585,7 +635,7 @@ static void tried(struct gw_result *r, const char *id, const char *why)
 static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct gw_result *r)
 {
     const struct pol_target *t = p->t;
-    struct xfer x = {t->id, s, r, {0}, {0}, {0}, 0, 0, 0, {0}};
+    struct xfer x = {.peer = t->id, .s = s, .r = r};
     struct curl_slist *hd = NULL;
     struct cit_buf pass = {0}, hv = {0};
     char url[400], *body = peer_body(s, t), why[200];
@@ -616,7 +666,8 @@ static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct
         return TRY_NEXT;
     }
     hd = curl_slist_append(hd, "Content-Type: application/json");
-    hd = curl_slist_append(hd, "Accept: text/event-stream");
+    hd =
+        curl_slist_append(hd, s->stream ? "Accept: text/event-stream" : "Accept: application/json");
     hd = curl_slist_append(hd, "Expect:");
     if (t->kind == POL_PEER_CITADEL) { /* the passport, sealed for this peer */
         int64_t until = s->deadline_ms ? s->deadline_ms / 1000 + 1 : 0;
@@ -656,6 +707,8 @@ static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct
         pthread_mutex_unlock(&p->mu);
     }
     if (x.line.len) sse_line(&x, x.line.p, x.line.len); /* a last line without its newline */
+    if (cc == CURLE_OK && status == 200 && !x.sse && plain_answer(&x))
+        x.done = 0; /* not an answer: said below */
     if (!r->receipt[0] && x.receipt_hdr[0])
         snprintf(r->receipt, sizeof(r->receipt), "%s", x.receipt_hdr);
     if (r->receipt[0] && receipt_check(p, &pass, r->receipt, 0, why, sizeof(why))) {
@@ -667,11 +720,11 @@ static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct
         r->peer = p->idx;
         if (pass.p) memcpy(r->passport, pass.p, pass.len + 1);
     }
-    if (s->cancel && atomic_load(s->cancel)) {
+    if (x.gone || (s->cancel && atomic_load(s->cancel))) {
         r->status = 499;
         verdict = TRY_STOP;
         tried(r, t->id, "cancelled by the client");
-    } else if (cc == CURLE_OK && status == 200 && x.sse && x.done && !x.failed_midway) {
+    } else if (cc == CURLE_OK && status == 200 && x.done && !x.failed_midway) {
         r->status = 200;
         verdict = TRY_DONE;
     } else if (r->streamed || (x.sse && status == 200 && x.failed_midway)) {
@@ -692,7 +745,8 @@ static int attempt(struct gw *g, struct peer *p, const struct gw_send *s, struct
         verdict = TRY_NEXT;
     } else if (cc != CURLE_OK || (status == 200 && !x.sse)) {
         snprintf(why, sizeof(why), "%s",
-                 cc != CURLE_OK ? curl_easy_strerror(cc) : "the answer is not an event stream");
+                 cc != CURLE_OK ? curl_easy_strerror(cc)
+                                : "the answer is neither an event stream nor a completion");
         tried(r, t->id, why);
         verdict = TRY_NEXT;
     } else if (status == 429 || status >= 500) {

@@ -18,6 +18,8 @@
 #include <fcntl.h>
 #include <openssl/ssl.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -231,6 +233,9 @@ static void *accept_main(void *arg)
             close(fd);
             continue;
         }
+        /* requests and answers, many small writes each: none waits for
+         * the last one's acknowledgement (Nagle) */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         c->l = l, c->fd = fd, c->plain = -1;
         addr_text(&ss, c->from, sizeof(c->from));
         c->next = l->conns;

@@ -64,7 +64,7 @@ static int gen_count(const struct req *r)
     return r->forward && r->fwd_tokens >= 0 ? (int)r->fwd_tokens : r->n_gen;
 }
 
-static int client_gone(int fd)
+int gen_client_gone(int fd)
 {
     struct pollfd p = {fd, POLLRDHUP, 0};
     if (fd < 0) return 0;
@@ -82,7 +82,7 @@ int gen_wait(struct req *r)
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     if (r->done) return 0;
     pthread_mutex_unlock(&r->mu);
-    if (client_gone(r->fd)) {
+    if (gen_client_gone(r->fd)) {
         r->hung_up = 1;
         met_count(&r->srv->met, &r->srv->met.disconnects);
         gen_cancel(r);
@@ -254,7 +254,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             /* the entry goes in before the stream is acknowledged with [DONE];
              * a client that left is recorded as 499 with what it was sent */
             pthread_mutex_unlock(&r->mu);
-            if (client_gone(r->fd)) {
+            if (gen_client_gone(r->fd)) {
                 node_finish(r->call, 499, r->n_sent);
                 pthread_mutex_lock(&r->mu);
                 r->hung_up = 1;

@@ -215,7 +215,7 @@ struct req {
     int status, responded;
     struct node_key_info key;
     uint64_t t0;
-    char decision_hdr[160]; /* X-Citadel-Decision once the gate decided */
+    char decision_hdr[160];  /* X-Citadel-Decision once the gate decided */
     char max_tokens_hdr[48]; /* Citadel-Max-Tokens: the profile's cap lowered max_tokens */
 
     pthread_mutex_t mu;
@@ -254,6 +254,8 @@ struct req {
 /* generate.c: waiting on a request's text (r->mu held; -1: the client is
  * gone), and answering a submitted request */
 int gen_wait(struct req *r);
+/* 1 when the client on fd hung up (a poll that does not wait). */
+int gen_client_gone(int fd);
 enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r);
 
 /* peer.c: the peer listener, passports in, receipts out, forwards out */

@@ -338,6 +338,27 @@ static void *forward_main(void *arg)
     return NULL;
 }
 
+/* The forward's gw_send gone: the client of a forward run in its
+ * connection's thread hung up. */
+static int forward_gone(void *user)
+{
+    struct req *r = user;
+    if (!gen_client_gone(r->fd)) return 0;
+    r->hung_up = 1;
+    met_count(&r->srv->met, &r->srv->met.disconnects);
+    return 1;
+}
+
+/* No peer answered 200: the refusal, or why none could, as the client's
+ * error. */
+static enum MHD_Result forward_refused(struct MHD_Connection *c, struct req *r)
+{
+    const struct gw_result *res = r->fwd_res;
+    int status = res->status >= 400 ? res->status : 502;
+    return respond_error(c, r, status, res->err_type[0] ? res->err_type : "server_error",
+                         res->err_code[0] ? res->err_code : NULL, NULL, res->msg);
+}
+
 enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const struct api_req *a)
 {
     pthread_t th;
@@ -352,6 +373,7 @@ enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const st
     r->fwd_body[r->body.len] = 0;
     node_call_send_fill(r->call, &r->fwd);
     r->fwd.chat = r->chat;
+    r->fwd.stream = r->stream;
     r->fwd.body = r->fwd_body;
     r->fwd.len = r->body.len;
     r->fwd.cancel = &r->fwd_cancel;
@@ -364,10 +386,21 @@ enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const st
                              (int64_t)r->lim.request_timeout_s * 1000;
     }
     pthread_mutex_lock(&r->mu);
-    r->refs++; /* the forward's thread's */
+    r->refs++; /* forward_main's */
     r->submitted = 1;
     pthread_mutex_unlock(&r->mu);
     r->t_submit = cit_now_ns();
+    if (!r->stream) {
+        /* a plain answer goes out in one piece: the forward runs here, in
+         * the connection's thread, asking now and then whether the client
+         * hung up (a stream's events go out as they come, from this thread,
+         * while another runs the forward) */
+        r->fwd.gone = forward_gone;
+        forward_main(r);
+        if (r->hung_up) return MHD_NO;
+        return r->fwd_res->status != 200 && !r->fwd_res->streamed ? forward_refused(c, r)
+                                                                  : gen_answer(c, r);
+    }
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     rc = pthread_create(&th, &at, forward_main, r);
@@ -389,11 +422,8 @@ enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const st
             return MHD_NO;
         }
     if (r->done && r->fwd_res->status != 200 && !r->fwd_res->streamed) {
-        const struct gw_result *res = r->fwd_res;
-        int status = res->status >= 400 ? res->status : 502;
         pthread_mutex_unlock(&r->mu);
-        return respond_error(c, r, status, res->err_type[0] ? res->err_type : "server_error",
-                             res->err_code[0] ? res->err_code : NULL, NULL, res->msg);
+        return forward_refused(c, r);
     }
     pthread_mutex_unlock(&r->mu);
     return gen_answer(c, r);
