@@ -2,7 +2,7 @@
  * What a forward through the gateway adds, on loopback (issue 18).
  *
  *   bench_gateway [--bin build/citadel] [--model M.gguf] [--dir DIR] [--n N] [--runs R]
- *                 [--secs S]
+ *                 [--secs S] [--stream]
  *
  * Two `citadel serve` processes: B serves the model; A forwards tenant
  * fwd's requests to B as a citadel peer (mutual TLS 1.3 with both keys
@@ -14,7 +14,9 @@
  * difference of the medians is what the gateway adds: A's gate and ledger
  * entry, the passport, TLS, the relay, B's passport check and the replay
  * record. Then throughput: 4 clients for S seconds, through A and direct.
- * Medians and p99 of each run, then the median over --runs runs.
+ * Medians and p99 of each run, then the median over --runs runs. Plain
+ * answers by default (the peer is asked for one answer too); --stream asks
+ * for streams everywhere and times each to its end.
  * Target: under 1 ms added at the median.
  * DIR (default /tmp/citadel-bench-gateway) should be on the disk the nodes
  * would use: the ledgers and the replay record sync to it.
@@ -149,6 +151,9 @@ static void client_free(struct client *c)
 static const char *g_body =
     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
     "\"PROJECTX: one word\"}],\"max_tokens\":1,\"temperature\":0}";
+static const char *g_body_stream =
+    "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
+    "\"PROJECTX: one word\"}],\"max_tokens\":1,\"temperature\":0,\"stream\":true}";
 
 /* One request; its time in ms, or -1. */
 static double ask(struct client *c, int port)
@@ -234,9 +239,11 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--secs") && i + 1 < argc)
             secs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--stream"))
+            g_body = g_body_stream;
         else {
             fprintf(stderr, "usage: bench_gateway [--bin B] [--model M] [--dir D] [--n N] "
-                            "[--runs R] [--secs S]\n");
+                            "[--runs R] [--secs S] [--stream]\n");
             return 2;
         }
     }
@@ -308,8 +315,8 @@ int main(int argc, char **argv)
     if (start(&b) || start(&a)) goto out;
 
     printf("bench_gateway: %d requests each way per run, interleaved, %d runs; 1-token chat "
-           "answers from %s\n",
-           n, runs, g_model);
+           "answers (%s) from %s\n",
+           n, runs, g_body == g_body_stream ? "streamed, to the stream's end" : "plain", g_model);
     {
         double *med_d = calloc((size_t)runs, sizeof(double)), *med_f = calloc((size_t)runs, 8),
                *p99_d = calloc((size_t)runs, 8), *p99_f = calloc((size_t)runs, 8),
