@@ -226,17 +226,6 @@ static float dot_bf16(int n, const void *w, const void *a)
     return s;
 }
 
-/* Eight lanes, each the sum of four adjacent byte products, scaled and
- * accumulated with a fused multiply-add across blocks, then summed as
- * ((l4+l0)+(l6+l2))+((l5+l1)+(l7+l3)): the reference engine's order. The
- * integer sums are exact however they are formed; the float steps are
- * not, and a last-bit difference here can move the next layer's 8-bit
- * rounding and with it the logits by a tenth. */
-static float lanes8_sum(const float l[8])
-{
-    return ((l[4] + l[0]) + (l[6] + l[2])) + ((l[5] + l[1]) + (l[7] + l[3]));
-}
-
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q8_0 *x = w;
@@ -252,7 +241,7 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
             acc[l] = fmaf(d, (float)sum, acc[l]);
         }
     }
-    return lanes8_sum(acc);
+    return eng_lanes8_sum(acc);
 }
 
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
@@ -343,25 +332,11 @@ static void axpy_f16(int n, float a, const uint16_t *x, float *y)
     for (int i = 0; i < n; i++) y[i] += a * fp16_to_f32(x[i]);
 }
 
-/* Reference attention: scores through the f16 dot product, softmax with
- * the sum in double, probabilities rounded through f16 before the V
- * product (the reference engine's f16 KV path does both). */
+/* Reference attention (eng_attn_head_with). */
 static void attn_head(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
                       size_t stride, float scale, float *sc, float *out)
 {
-    float max = -INFINITY;
-    double sum = 0;
-    for (int p = 0; p < n_pos; p++) {
-        sc[p] = dot_f16(hd, k + (size_t)p * stride, q16) * scale;
-        if (sc[p] > max) max = sc[p];
-    }
-    for (int p = 0; p < n_pos; p++) {
-        sc[p] = expf(sc[p] - max);
-        sum += sc[p];
-    }
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p = 0; p < n_pos; p++)
-        axpy_f16(hd, fp16_to_f32(f32_to_fp16((float)(sc[p] / sum))), v + (size_t)p * stride, out);
+    eng_attn_head_with(dot_f16, axpy_f16, hd, n_pos, q16, k, v, stride, scale, sc, out);
 }
 
 /* ---- weight quantizers ---- */
