@@ -2,6 +2,7 @@
 #
 #   make            release build: build/citadel
 #   make check      sanitizer build (ASan + UBSan) and every test; last line "N passed, N failed"
+#   make check-arm  the engine's tests for AArch64 (NEON), cross-compiled, under qemu-user
 #   make bench      engine and serving benchmarks on synthetic TinyLlama-shaped models, detectors,
 #                   ledger appends, the sovereignty layer's cost per request, and federated
 #                   aggregation rounds (plain FedAvg against SecAgg+)
@@ -30,18 +31,25 @@ ifeq ($(ARCH),x86_64)
 SIMD_FLAGS := -mavx2 -mfma -mf16c
 VNNI_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 SIMD_SRC   := src/engine/kern_avx2.c src/engine/kern_avx2_vnni.c
+else ifeq ($(ARCH),aarch64)
+SIMD_FLAGS :=
+VNNI_FLAGS :=
+SIMD_SRC   := src/engine/kern_neon.c src/engine/kern_neon_dot.c
 else
 SIMD_FLAGS :=
 VNNI_FLAGS :=
 SIMD_SRC   :=
 endif
+DOT_FLAGS := -march=armv8.2-a+dotprod
 
-LIB_SRC  := $(filter-out src/cli/% src/engine/kern_avx2%,$(wildcard src/*/*.c)) $(SIMD_SRC)
+LIB_SRC  := $(filter-out src/cli/% src/engine/kern_avx2% src/engine/kern_neon%,$(wildcard src/*/*.c)) \
+            $(SIMD_SRC)
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 
 # Per-file ISA flags for the SIMD kernel files.
-simd = $(if $(findstring kern_avx2,$(1)),$(SIMD_FLAGS)) $(if $(findstring _vnni,$(1)),$(VNNI_FLAGS))
+simd = $(if $(findstring kern_avx2,$(1)),$(SIMD_FLAGS)) $(if $(findstring _vnni,$(1)),$(VNNI_FLAGS)) \
+       $(if $(findstring kern_neon_dot,$(1)),$(DOT_FLAGS))
 
 REL_OBJ  := $(LIB_SRC:%.c=build/%.o)
 REL_CLI  := $(CLI_SRC:%.c=build/%.o)
@@ -53,7 +61,7 @@ MODEL  ?= ../shared/models/stories260K.gguf
 PROMPT ?= Once upon a time
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check test bench bench-serve fuzz run generate install clean deps format
+.PHONY: all check check-arm test bench bench-serve fuzz run generate install clean deps format
 
 all: build/citadel
 
@@ -98,8 +106,34 @@ check:
 	  sh tests/gateway_e2e.sh build-san/citadel $(MODEL)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/vet_e2e.sh build-san/citadel $(MODEL)
+ifneq ($(ARCH),aarch64)
+	@$(MAKE) --no-print-directory check-arm
+endif
 
 test: check
+
+# The engine on AArch64, from any other machine: its tests (TE in
+# tests/test_list.h, which need no library) cross-compiled, statically, with
+# UBSan (ASan does not run under qemu-user), and run under qemu-user with
+# every NEON set qemu's CPU reports. On an AArch64 machine `make check`
+# runs them natively with the rest.
+ARM_CC   ?= aarch64-linux-gnu-gcc
+ARM_SRC  := $(filter-out src/engine/kern_avx2% src/engine/kern_neon_dot.c,$(wildcard src/engine/*.c)) \
+            $(wildcard src/gguf/*.c) \
+            $(addprefix src/core/,alloc.c err.c file.c log.c pool.c rng.c)
+ARM_TEST := $(addprefix tests/,main.c model_build.c test_chat.c test_gguf.c test_kernels.c \
+              test_model.c test_vocab.c)
+ARM_FLAGS = $(filter-out -MMD -MP,$(BASE)) -DTEST_ENGINE_ONLY $(RELEASE) \
+            -fsanitize=undefined -fno-sanitize-recover=all
+
+build-arm/test_engine: $(ARM_SRC) $(ARM_TEST) src/engine/kern_neon_dot.c \
+                       $(wildcard src/*/*.h include/citadel/*.h tests/*.h)
+	@mkdir -p build-arm
+	$(ARM_CC) $(ARM_FLAGS) $(DOT_FLAGS) -c src/engine/kern_neon_dot.c -o build-arm/kern_neon_dot.o
+	$(ARM_CC) $(ARM_FLAGS) -static -o $@ $(ARM_SRC) $(ARM_TEST) build-arm/kern_neon_dot.o -lm
+
+check-arm: build-arm/test_engine
+	qemu-aarch64 build-arm/test_engine
 
 build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
@@ -156,6 +190,6 @@ format:
 	git ls-files '*.c' '*.h' | grep -v unicode_data | xargs clang-format -i
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-arm
 
 -include $(REL_OBJ:.o=.d) $(REL_CLI:.o=.d) $(SAN_OBJ:.o=.d) $(SAN_CLI:.o=.d) $(SAN_TEST:.o=.d)

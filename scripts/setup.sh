@@ -3,8 +3,9 @@
 #   setup.sh build   compiler, make, libc headers, libmicrohttpd, jansson, SQLite, libsodium,
 #                    libyaml, OpenSSL, GMP, zlib, ICU, libcurl, libseccomp
 #   setup.sh check   build, plus curl and Node.js with npm for the serve tests, the
-#                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs), and
-#                    Chromium for the vet report's page
+#                    federated-learning datasets (Fashion-MNIST, scikit-learn's CSVs),
+#                    Chromium for the vet report's page, and (off AArch64) the AArch64
+#                    cross compiler and qemu-user for the engine's NEON kernels
 #   setup.sh fuzz    clang with libFuzzer
 set -eu
 what=${1:-build}
@@ -41,7 +42,11 @@ check) build_deps
        # federated learning tests: Fashion-MNIST, and scikit-learn's CSV sets
        need dataset-fashion-mnist; need python3-sklearn
        # the vet report's page is checked in a real browser
-       need chromium ;;
+       need chromium
+       # the engine's AArch64 kernels, cross-compiled and run under qemu
+       if [ "$(uname -m)" != aarch64 ]; then
+           need gcc-aarch64-linux-gnu; need libc6-dev-arm64-cross; need qemu-user
+       fi ;;
 fuzz)  need clang; need libclang-rt-14-dev ;;
 *) echo "setup.sh: unknown target '$what' (build, check, fuzz)" >&2; exit 2 ;;
 esac

@@ -17,6 +17,7 @@
 #define T(name) void test_##name(void);
 #include "test_list.h"
 #undef T
+#undef TE
 
 void t_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int t_failed(void);

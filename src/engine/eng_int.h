@@ -257,9 +257,15 @@ void eng_kernels_ref(struct eng_kernels *k);
 void eng_kernels_avx2(struct eng_kernels *k);
 /* The same kernels built with AVX512-VNNI (vpdpbusd on 256-bit registers). */
 void eng_kernels_avx2_vnni(struct eng_kernels *k);
-/* CPU features, from CPUID and XGETBV (the OS must save the registers). */
+/* AArch64: the NEON set (every AArch64 CPU has Advanced SIMD), and the
+ * same built with the dot-product extension (SDOT). */
+void eng_kernels_neon(struct eng_kernels *k);
+void eng_kernels_neon_dot(struct eng_kernels *k);
+/* CPU features, from CPUID and XGETBV (the OS must save the registers),
+ * or on AArch64 from the kernel's hardware capabilities. */
 int eng_cpu_has_avx2(void);       /* AVX2, FMA, F16C */
 int eng_cpu_has_avx512vnni(void); /* AVX512 F, BW, VL and VNNI */
+int eng_cpu_has_dotprod(void);    /* AArch64 asimddp */
 /* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
 const struct eng_kernels *eng_kernels_get(void);
 

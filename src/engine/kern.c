@@ -6,7 +6,8 @@
  * themselves. The table is filled under pthread_once: two threads that
  * load models at the same time (a serve loading while another request
  * runs) both see one finished table, never a half-written one.
- * CITADEL_KERNELS=scalar or =avx2 forces a lower set (tests, comparisons).
+ * CITADEL_KERNELS=scalar, =avx2 or =neon forces a lower set (tests,
+ * comparisons).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -58,6 +59,23 @@ int eng_cpu_has_avx512vnni(void)
 }
 #endif
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
+
+int eng_cpu_has_dotprod(void)
+{
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+}
+#else
+int eng_cpu_has_dotprod(void)
+{
+    return 0;
+}
+#endif
+
 static struct eng_kernels table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
@@ -71,6 +89,13 @@ static void choose(void)
         eng_kernels_avx2_vnni(&table);
     else if (simd)
         eng_kernels_avx2(&table);
+#elif defined(__aarch64__)
+    if (!(force && !strcmp(force, "scalar"))) {
+        if (!(force && !strcmp(force, "neon")) && eng_cpu_has_dotprod())
+            eng_kernels_neon_dot(&table);
+        else
+            eng_kernels_neon(&table);
+    }
 #else
     (void)force;
 #endif
@@ -91,6 +116,8 @@ const char *eng_kernels_built(void)
 {
 #if defined(__x86_64__)
     return "scalar avx2 avx2+vnni";
+#elif defined(__aarch64__)
+    return "scalar neon neon+dotprod";
 #else
     return "scalar";
 #endif
