@@ -10,10 +10,13 @@
  * The level ranges keep every pair sum below 32767, so nothing saturates.
  *
  * q4_0 and q8_0 work on eight blocks at a time: the eight f16 scales are
- * collected and converted together, and the eight blocks' integer sums are
- * reduced side by side (sum_lanes8) for one convert and one FMA.
+ * collected and converted together. q4_0 reduces the eight blocks' integer
+ * sums side by side (sum_lanes8) for one convert and one FMA; q8_0 keeps
+ * each block's eight lane sums and accumulates them block by block in the
+ * reference engine's order (one FMA per block), which its logits match to
+ * 1e-6 where the side-by-side form drifted by 0.1.
  *
- * A NEON file with the same entry points can be added beside this one.
+ * kern_neon.c fills the same table on AArch64.
  *
  * Loops over a fixed small count (blocks of a group, tokens of a tile) are
  * unrolled by pragma: unrolled, their per-iteration vectors stay in
@@ -550,8 +553,27 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     }
 }
 
-/* q8_0 x q8_0s: |x| into the byte dot product with the sign moved onto the
- * activation; eight blocks reduced side by side. */
+/* q8_0 x q8_0s in the reference engine's order (eng_lanes8_sum): each
+ * block's eight four-byte lane sums, converted and accumulated with one
+ * FMA into eight float lanes, block after block, then summed as the
+ * scalar set does. |x| goes into the byte product with the sign moved onto
+ * the activation. Eight blocks' scales are collected and converted
+ * together and each broadcast from that vector; the integer work of the
+ * eight blocks is independent, so only the FMAs wait on each other. */
+static inline __m256 q8_0_block(const block_q8_0 *x, const int8_t *yq)
+{
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x->qs);
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)yq);
+    return _mm256_cvtepi32_ps(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
+}
+
+static inline float lanes_sum(__m256 acc)
+{
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    return eng_lanes8_sum(l);
+}
+
 static float dot_q8_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q8_0 *x = w;
@@ -563,28 +585,19 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
     for (; i + 8 <= nb; i += 8) {
         const __m256 dd =
             _mm256_mul_ps(gather_scales(&x[i], sizeof(block_q8_0)), _mm256_loadu_ps(yd + i));
-        __m256i p[8];
         prefetch_ahead(&x[i], 5); /* 8 blocks: 272 bytes */
 #pragma GCC unroll 8
-        for (int b = 0; b < 8; b++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
-            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * (i + b)));
-            p[b] = dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv));
-        }
-        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum_lanes8(p)), acc);
+        for (int b = 0; b < 8; b++)
+            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(b)),
+                                  q8_0_block(&x[i + b], yq + 32 * (i + b)), acc);
     }
-    {
-        float s = hsum_ps(acc);
-        for (; i < nb; i++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
-            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq + 32 * i));
-            s += h2f(x[i].d) * yd[i] *
-                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
-        }
-        return s;
-    }
+    for (; i < nb; i++)
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * yd[i]), q8_0_block(&x[i], yq + 32 * i),
+                              acc);
+    return lanes_sum(acc);
 }
 
+/* The same for four activation rows: four independent FMA chains. */
 static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, float out[4])
 {
     const block_q8_0 *x = w;
@@ -601,35 +614,29 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     }
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q8_0));
-        __m256i xs[8], ax[8];
+        __m256 dd[4];
+#pragma GCC unroll 8
+        for (int t = 0; t < 4; t++) dd[t] = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
 #pragma GCC unroll 8
         for (int b = 0; b < 8; b++) {
-            xs[b] = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
-            ax[b] = _mm256_sign_epi8(xs[b], xs[b]);
-        }
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i + b].qs);
+            const __m256i ax = _mm256_sign_epi8(xv, xv);
+            const __m256i sel = _mm256_set1_epi32(b);
 #pragma GCC unroll 8
-        for (int t = 0; t < 4; t++) {
-            __m256i p[8];
-#pragma GCC unroll 8
-            for (int b = 0; b < 8; b++) {
+            for (int t = 0; t < 4; t++) {
                 const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b)));
-                p[b] = dot_u8s8(ax[b], _mm256_sign_epi8(yv, xs[b]));
+                const __m256 q = _mm256_cvtepi32_ps(dot_u8s8(ax, _mm256_sign_epi8(yv, xv)));
+                acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(dd[t], sel), q, acc[t]);
             }
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i)),
-                                     _mm256_cvtepi32_ps(sum_lanes8(p)), acc[t]);
         }
     }
+    for (; i < nb; i++)
 #pragma GCC unroll 8
-    for (int t = 0; t < 4; t++) {
-        float s = hsum_ps(acc[t]);
-        for (int k = i; k < nb; k++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[k].qs);
-            const __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * k));
-            s += h2f(x[k].d) * yd[t][k] *
-                 (float)hsum_epi32(dot_u8s8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(yv, xv)));
-        }
-        out[t] = s;
-    }
+        for (int t = 0; t < 4; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * yd[t][i]),
+                                     q8_0_block(&x[i], yq[t] + 32 * i), acc[t]);
+#pragma GCC unroll 8
+    for (int t = 0; t < 4; t++) out[t] = lanes_sum(acc[t]);
 }
 
 /* The 8 six-bit scales and mins of a q4_K/q5_K block, unpacked with word
