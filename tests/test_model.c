@@ -174,6 +174,13 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
  * steps must be within the tight bound. For quantized models that share
  * depends on the kernels' float summation order (SIMD kernels sum blocks in
  * parallel, the reference in sequence), so it is printed, not asserted. */
+/* Bounds (docs/engine.md, "Numerics"). Issue 20 asks 1e-3 for f32/f16
+ * models and 2e-2 for quantized ones. q8_0 meets it in every kernel set,
+ * with every step within 1e-4. The f32/f16 models keep 1e-2: their matrix
+ * products sum in an order other than the reference's (four or eight lanes
+ * against its own blocking) and the peaked synthetic logits carry an ulp
+ * far; q4_0 and the k-quants keep 2e-1 until their blocks are summed lane
+ * by lane as the reference sums them (one integer sum per block here). */
 void test_ref_stories260K(void)
 {
     ref_check("stories260K.gguf", "stories260K.ref.json", 0.01f, 5e-3f, 0.8);
@@ -188,7 +195,8 @@ void test_ref_synth_f16(void)
 }
 void test_ref_synth_q8_0(void)
 {
-    ref_check("synth-llama-Q8_0.gguf", "synth-llama-Q8_0.ref.json", 0.15f, 1e-4f, 0);
+    /* every set computes what the reference does, to 1e-6 */
+    ref_check("synth-llama-Q8_0.gguf", "synth-llama-Q8_0.ref.json", 2e-2f, 1e-4f, 1.0);
 }
 void test_ref_synth_q4_0(void)
 {

@@ -27,7 +27,6 @@
 #ifndef CITADEL_ENG_INT_H
 #define CITADEL_ENG_INT_H
 
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -178,32 +177,6 @@ static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t
 static inline float eng_lanes8_sum(const float l[8])
 {
     return ((l[4] + l[0]) + (l[6] + l[2])) + ((l[5] + l[1]) + (l[7] + l[3]));
-}
-
-/* One head of attention as the scalar set computes it, with that set's f16
- * dot product and axpy (kern_ref.c, kern_neon.c): scores through the f16
- * dot product, softmax with the sum in double, probabilities rounded
- * through f16 before the V product (the reference engine's f16 KV path
- * does both). */
-static inline void eng_attn_head_with(float (*dot_f16)(int, const void *, const void *),
-                                      void (*axpy_f16)(int, float, const uint16_t *, float *),
-                                      int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
-                                      const uint16_t *v, size_t stride, float scale, float *sc,
-                                      float *out)
-{
-    float max = -INFINITY;
-    double sum = 0;
-    for (int p = 0; p < n_pos; p++) {
-        sc[p] = dot_f16(hd, k + (size_t)p * stride, q16) * scale;
-        if (sc[p] > max) max = sc[p];
-    }
-    for (int p = 0; p < n_pos; p++) {
-        sc[p] = expf(sc[p] - max);
-        sum += sc[p];
-    }
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int p = 0; p < n_pos; p++)
-        axpy_f16(hd, fp16_to_f32(f32_to_fp16((float)(sc[p] / sum))), v + (size_t)p * stride, out);
 }
 
 /* ---- kernels ----

@@ -13,7 +13,8 @@
  * dot products accumulate in four-lane partial sums (as the AVX2 set's do)
  * and so differ from the scalar set's running sum by rounding only.
  * axpy_f16 multiplies and then adds, unfused, as the scalar loop does.
- * The conversions of activations are the scalar set's own.
+ * The conversions of activations and the attention are the scalar set's
+ * own (the attention in the reference's order, kern_ref.c).
  */
 #include <arm_neon.h>
 
@@ -243,15 +244,6 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
     return s;
 }
 
-/* ---- attention ---- */
-
-/* The scalar set's attention (eng_attn_head_with) with these dot products. */
-static void attn_head_neon(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
-                           const uint16_t *v, size_t stride, float scale, float *sc, float *out)
-{
-    eng_attn_head_with(dot_f16, axpy_f16_neon, hd, n_pos, q16, k, v, stride, scale, sc, out);
-}
-
 /* ---- the table ---- */
 
 #if defined(__ARM_FEATURE_DOTPROD)
@@ -264,7 +256,6 @@ void eng_kernels_neon(struct eng_kernels *k)
 {
     k->name = KERNELS_NAME;
     k->axpy_f16 = axpy_f16_neon;
-    k->attn_head = attn_head_neon;
     k->vec_dot[GGUF_T_F32] = dot_f32;
     k->vec_dot[GGUF_T_F16] = dot_f16;
     k->vec_dot[GGUF_T_BF16] = dot_bf16;

@@ -332,11 +332,72 @@ static void axpy_f16(int n, float a, const uint16_t *x, float *y)
     for (int i = 0; i < n; i++) y[i] += a * fp16_to_f32(x[i]);
 }
 
-/* Reference attention (eng_attn_head_with). */
+/* exp(x) for x <= 0 as the reference engine's vectorized exp computes it
+ * (and kern_avx2.c's exp_neg, step for step): n = round(x log2 e), r =
+ * x - n ln 2 in two parts, a degree-6 polynomial, 2^n put into the
+ * exponent; 0 below -87. About an ulp from expf, and that ulp can move a
+ * probability across an f16 rounding boundary. */
+static float exp_neg(float x)
+{
+    int zero = x < -87.0f;
+    float n, r, p;
+    uint32_t bits;
+    x = fmaxf(x, -87.0f);
+    n = nearbyintf(x * 1.44269504088896341f);
+    r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    p = 1.0f / 720;
+    p = fmaf(p, r, 1.0f / 120);
+    p = fmaf(p, r, 1.0f / 24);
+    p = fmaf(p, r, 1.0f / 6);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    memcpy(&bits, &p, 4);
+    bits += (uint32_t)(int32_t)n << 23;
+    memcpy(&p, &bits, 4);
+    return zero ? 0.0f : p;
+}
+
+/* One position's score: eight lanes (dimension c goes to lane c % 8), each
+ * a chain of fused multiply-adds, summed as ((l0+l1)+(l2+l3))+((l4+l5)+
+ * (l6+l7)) for positions in whole groups of eight and in eng_lanes8_sum's
+ * order for the rest: the order the SIMD sets reduce them in. */
+static float score(int hd, const uint16_t *kr, const uint16_t *q16, int grouped)
+{
+    float l[8] = {0};
+    for (int c = 0; c < hd; c++) l[c % 8] = fmaf(fp16_to_f32(kr[c]), fp16_to_f32(q16[c]), l[c % 8]);
+    return grouped ? ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+                   : eng_lanes8_sum(l);
+}
+
+/* Reference attention, in the order of the reference engine's f16 KV path
+ * as kern_avx2.c computes it, so that every kernel set gives one answer:
+ * scores as above; exp_neg for positions in groups of eight, expf for the
+ * rest; their sum in double, lanes 0-3 and 4-7 apart, then together;
+ * probabilities multiplied by the f32 inverse of the sum and rounded
+ * through f16; V accumulated position by position with fused
+ * multiply-adds. */
 static void attn_head(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
                       size_t stride, float scale, float *sc, float *out)
 {
-    eng_attn_head_with(dot_f16, axpy_f16, hd, n_pos, q16, k, v, stride, scale, sc, out);
+    float max = -INFINITY, inv;
+    double s[8] = {0}, sum;
+    int g = n_pos / 8 * 8; /* positions in whole groups of eight */
+    for (int p = 0; p < n_pos; p++) {
+        sc[p] = score(hd, k + (size_t)p * stride, q16, p < g) * scale;
+        if (sc[p] > max) max = sc[p];
+    }
+    for (int p = 0; p < g; p++) s[p % 8] += (double)(sc[p] = exp_neg(sc[p] - max));
+    sum = ((s[0] + s[4]) + (s[1] + s[5])) + (s[2] + s[6]) + (s[3] + s[7]);
+    for (int p = g; p < n_pos; p++) sum += (double)(sc[p] = expf(sc[p] - max));
+    inv = (float)(1.0 / sum);
+    for (int p = 0; p < n_pos; p++) sc[p] = fp16_to_f32(f32_to_fp16(sc[p] * inv));
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < n_pos; p++) {
+        const uint16_t *vr = v + (size_t)p * stride;
+        for (int c = 0; c < hd; c++) out[c] = fmaf(sc[p], fp16_to_f32(vr[c]), out[c]);
+    }
 }
 
 /* ---- weight quantizers ---- */
