@@ -23,7 +23,7 @@
 struct eng_model;
 struct eng_seq;
 
-enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_QWEN2, ENG_ARCH_QWEN3 };
+enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_QWEN2, ENG_ARCH_QWEN3, ENG_ARCH_PHI3 };
 enum eng_vocab_type { ENG_VOCAB_SPM, ENG_VOCAB_BPE };
 
 struct eng_hparams {
@@ -39,8 +39,12 @@ struct eng_hparams {
     int n_rot; /* rotary dimensions per head */
     float rope_base;
     float rms_eps;
-    int rope_neox; /* rotate halves (qwen) instead of adjacent pairs (llama) */
+    int rope_neox; /* rotate halves (qwen, phi3) instead of adjacent pairs (llama) */
     int tied_output;
+    /* phi3: the sliding window its training used (0: none). Attention here
+     * is over the whole context, so a sequence may hold at most n_swa + 1
+     * tokens, where the two agree (eng_seq_new refuses more). */
+    int n_swa;
 };
 
 /* Loads and validates a model: every tensor the architecture needs must be
@@ -74,6 +78,7 @@ int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out /* ou
 void eng_seq_free(struct eng_seq *s);
 void eng_seq_reset(struct eng_seq *s);    /* forget all tokens */
 int eng_seq_pos(const struct eng_seq *s); /* tokens in the cache */
+int eng_seq_ctx(const struct eng_seq *s); /* tokens it can hold */
 
 /* ---- many sequences in one pass ----
  *

@@ -192,6 +192,10 @@ static int cmd_info(int argc, char **argv)
                vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE", vi->pre, vi->bos,
                vi->eos, vi->add_bos ? ", adds BOS" : "");
         printf("context:       %d tokens (training)\n", hp->n_ctx_train);
+        if (hp->n_swa > 0)
+            printf("sliding window: %d tokens; citadel serves at most %d (it does not apply "
+                   "the window yet)\n",
+                   hp->n_swa, hp->n_swa + 1);
         printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n", hp->n_embd,
                hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
         printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,

@@ -37,6 +37,8 @@ const char *eng_arch_name(enum eng_arch a)
         return "qwen2";
     case ENG_ARCH_QWEN3:
         return "qwen3";
+    case ENG_ARCH_PHI3:
+        return "phi3";
     }
     return "?";
 }
@@ -150,9 +152,12 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
         hp->arch = ENG_ARCH_QWEN2;
     else if (gguf_str_eq(arch, "qwen3"))
         hp->arch = ENG_ARCH_QWEN3;
+    else if (gguf_str_eq(arch, "phi3"))
+        hp->arch = ENG_ARCH_PHI3;
     else
         return cit_err_set(err, CIT_ENOTSUP,
-                           "model: architecture '%.*s' is not supported (llama, qwen2, qwen3)",
+                           "model: architecture '%.*s' is not supported (llama, qwen2, qwen3, "
+                           "phi3)",
                            (int)(arch.n > 32 ? 32 : arch.n), arch.p);
     snprintf(a, sizeof(a), "%s", eng_arch_name(hp->arch));
     hp->n_ctx_train = 4096;
@@ -197,7 +202,22 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
         (rc = get_hp_f32(m->gguf, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps, err)))
         return rc;
     hp->rope_neox = hp->arch != ENG_ARCH_LLAMA;
+    if (hp->arch == ENG_ARCH_PHI3 &&
+        (rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 0, 1u << 24, &hp->n_swa, err)))
+        return rc;
     return 0;
+}
+
+/* A view of rows [first, first + n) of a bound matrix: the parts of a
+ * fused tensor (phi3's attn_qkv and ffn_up), multiplied as if apart. */
+static struct eng_tensor rows_of(const struct eng_tensor *t, int64_t first, int64_t n)
+{
+    struct eng_tensor v = *t;
+    v.ne1 = n;
+    v.packed = NULL; /* each view gets its own, if any (repack_weights) */
+    v.packed_rows = 0;
+    v.data = t->data + (size_t)first * t->row_bytes;
+    return v;
 }
 
 static int load_tensors(struct eng_model *m, struct cit_err *err)
@@ -215,6 +235,11 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
         m->output = m->tok_embd;
         hp->tied_output = 1;
     }
+    if (hp->arch == ENG_ARCH_PHI3 && (gguf_find_tensor(m->gguf, "rope_factors_long.weight") ||
+                                      gguf_find_tensor(m->gguf, "rope_factors_short.weight")))
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: phi3 with rope scaling factors (rope_factors_long/short, "
+                           "the 128k-context variants) is not supported yet");
     m->layers = cit_calloc((size_t)hp->n_layer, sizeof(*m->layers));
     if (!m->layers) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
     for (int i = 0; i < hp->n_layer; i++) {
@@ -228,12 +253,26 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     if ((rc = bind_vector(m, name, n, opt, &L->field, err))) return rc
         VEC(attn_norm, "attn_norm", "weight", E, 0);
         VEC(ffn_norm, "ffn_norm", "weight", E, 0);
-        MAT(wq, "attn_q", E, Q);
-        MAT(wk, "attn_k", E, KV);
-        MAT(wv, "attn_v", E, KV);
+        if (hp->arch == ENG_ARCH_PHI3) {
+            /* fused: Q, K and V rows in one matrix; gate and up rows in another */
+            struct eng_tensor qkv = {0}, gate_up = {0};
+            snprintf(name, sizeof(name), "blk.%d.attn_qkv.weight", i);
+            if ((rc = bind_matrix(m, name, E, Q + 2 * KV, 0, &qkv, err))) return rc;
+            snprintf(name, sizeof(name), "blk.%d.ffn_up.weight", i);
+            if ((rc = bind_matrix(m, name, E, 2 * F, 0, &gate_up, err))) return rc;
+            L->wq = rows_of(&qkv, 0, Q);
+            L->wk = rows_of(&qkv, Q, KV);
+            L->wv = rows_of(&qkv, Q + KV, KV);
+            L->w_gate = rows_of(&gate_up, 0, F);
+            L->w_up = rows_of(&gate_up, F, F);
+        } else {
+            MAT(wq, "attn_q", E, Q);
+            MAT(wk, "attn_k", E, KV);
+            MAT(wv, "attn_v", E, KV);
+            MAT(w_gate, "ffn_gate", E, F);
+            MAT(w_up, "ffn_up", E, F);
+        }
         MAT(wo, "attn_output", Q, E);
-        MAT(w_gate, "ffn_gate", E, F);
-        MAT(w_up, "ffn_up", E, F);
         MAT(w_down, "ffn_down", F, E);
         /* llama files may carry biases too; qwen2 requires them. */
         VEC(bq, "attn_q", "bias", Q, !qwen2);
@@ -489,8 +528,9 @@ int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, cache;
 
     if (!m->layers) return CIT_EINVAL; /* vocabulary-only model */
-    if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
-    if (n_ctx > (1 << 24)) return CIT_ERANGE;
+    if (n_ctx <= 0)
+        n_ctx = hp->n_swa > 0 && hp->n_swa < hp->n_ctx_train ? hp->n_swa + 1 : hp->n_ctx_train;
+    if (n_ctx > (1 << 24) || (hp->n_swa > 0 && n_ctx > hp->n_swa + 1)) return CIT_ERANGE;
     if (cit_mul_size((size_t)hp->n_layer * (size_t)n_ctx, kv_dim, &cache)) return CIT_ERANGE;
     s = cit_calloc(1, sizeof(*s));
     if (!s) return CIT_ENOMEM;
@@ -523,6 +563,11 @@ void eng_seq_reset(struct eng_seq *s)
 int eng_seq_pos(const struct eng_seq *s)
 {
     return s->pos;
+}
+
+int eng_seq_ctx(const struct eng_seq *s)
+{
+    return s->n_ctx;
 }
 
 int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out)
@@ -766,7 +811,7 @@ static void attn_worker(void *arg, int ith, int nth)
     const struct eng_kernels *k = j->m->kern;
     int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = hp->arch == ENG_ARCH_PHI3 ? 1.0f : 1.0f / sqrtf((float)hd);
     float *sc = w->scores + (size_t)ith * (size_t)j->max_ctx;
     (void)nth;
     for (;;) {
@@ -895,6 +940,10 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
             for (int h = 0; h < hp->n_head_kv; h++) {
                 if (L->k_norm) rmsnorm(kk + h * hd, kk + h * hd, L->k_norm, hd, hp->rms_eps);
                 rope_apply(kk + h * hd, cs, hp->n_rot, hp->rope_neox);
+            }
+            if (hp->arch == ENG_ARCH_PHI3) { /* the query scaled before it rounds to f16 */
+                const float qs = 1.0f / sqrtf((float)hd);
+                for (int c = 0; c < q_dim; c++) q[c] *= qs;
             }
             k->to_act[GGUF_T_F16](q, w->q16 + (size_t)t * q_dim, q_dim);
             k->to_act[GGUF_T_F16](kk, s->kc + row, kv_dim);
