@@ -93,6 +93,43 @@ void test_cli_info_json(void)
     cit_free(out);
 }
 
+/* A file the engine cannot run: the verdict names what is missing, as
+ * text and as JSON, exit status 1; one it runs says so. */
+void test_cli_info_verdict(void)
+{
+    static const struct {
+        const char *file, *arch, *says;
+    } cases[] = {
+        {"synth-gemma2.gguf", "gemma2", "Gemma 2"},
+        {"synth-bert.gguf", "bert", "an embedding model"},
+        {"synth-llama-moe.gguf", "llama", "a mixture of experts (4 experts, 2 used per token)"},
+    };
+    char cmd[1024], *out = NULL;
+    struct tj *j;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(cmd, sizeof(cmd), "%s info %s 2>&1", bin(), t_model_path(cases[i].file));
+        CHECKF(t_run(cmd, &out) == 1, "%s: %s", cases[i].file, out);
+        CHECKF(strstr(out, "runnable:      no") && strstr(out, cases[i].says) &&
+                   strstr(out, "  - the loader: "),
+               "%s", out);
+        cit_free(out);
+        snprintf(cmd, sizeof(cmd), "%s info --json %s", bin(), t_model_path(cases[i].file));
+        CHECK(t_run(cmd, &out) == 1);
+        j = tj_parse(out, strlen(out));
+        CHECKF(j && tj_get(j, "runnable") && tj_get(j, "runnable")->num == 0 &&
+                   !strcmp(tj_get(j, "architecture")->str, cases[i].arch) &&
+                   tj_get(j, "reasons")->n >= 2 &&
+                   strstr(tj_get(j, "reasons")->items[0].str, cases[i].says),
+               "%s", out);
+        tj_free(j);
+        cit_free(out);
+    }
+    snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-phi3.gguf"));
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "runnable:      yes"), "%s", out);
+    cit_free(out);
+}
+
 void test_cli_errors(void)
 {
     char cmd[1024], *out = NULL, path[512];

@@ -63,6 +63,13 @@ void eng_model_free(struct eng_model *m);
 const struct eng_hparams *eng_model_hparams(const struct eng_model *m);
 const struct gguf_file *eng_model_gguf(const struct eng_model *m);
 const char *eng_arch_name(enum eng_arch a);
+/* The architecture named name (n bytes, as general.architecture gives
+ * it), or -1 when the engine has none of that name. */
+int eng_arch_parse(const char *name, size_t n);
+/* The architectures the engine runs, for messages: "llama, qwen2, ...". */
+const char *eng_arch_list(void);
+/* 1 when the engine reads weights of GGUF type type. */
+int eng_type_supported(uint32_t type);
 /* Bytes of weights read to decode one token (every matrix once, plus one
  * embedding row); used by benchmarks for the bandwidth bound. */
 uint64_t eng_model_weight_bytes(const struct eng_model *m);

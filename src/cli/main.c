@@ -126,6 +126,111 @@ int cli_read_input(const char *path, size_t max, struct cit_buf *out)
 
 /* ---- info ---- */
 
+/* Families the engine does not run, by what their files show, so that the
+ * verdict names the missing piece rather than only the first check that
+ * failed. */
+static const struct {
+    const char *arch, *what;
+} known_families[] = {
+    {"gemma", "Gemma"},
+    {"gemma2", "Gemma 2 (soft-capping, sliding-window layers)"},
+    {"gemma3", "Gemma 3"},
+    {"bert", "an embedding model (BERT: WordPiece, bidirectional attention)"},
+    {"nomic-bert", "an embedding model (nomic BERT)"},
+    {"qwen2moe", "Qwen2-MoE (mixture of experts)"},
+    {"qwen3moe", "Qwen3-MoE (mixture of experts)"},
+    {"mistral3", "Mistral 3"},
+    {"phi2", "Phi-2"},
+    {"falcon", "Falcon"},
+    {"gpt2", "GPT-2"},
+};
+
+/* citadel info on a file the engine cannot load: everything the GGUF shows
+ * that the engine lacks (architecture, experts, tensor types, rope
+ * scaling), then what the loader said. Exit status 1, the verdict on
+ * stdout. A file that is no GGUF at all gets the reader's error alone. */
+static int info_cannot_run(const char *path, const struct cit_err *load_err, int json)
+{
+    struct gguf_file *g;
+    struct cit_err e;
+    struct gguf_str arch = {"", 0};
+    char reasons[16][640], a[64] = "";
+    int n = 0;
+    uint32_t v;
+    if (gguf_open(path, &g, &e)) {
+        fprintf(stderr, "citadel: %s\n", load_err->msg);
+        return 1;
+    }
+    if (gguf_get_str(g, "general.architecture", &arch, &e)) {
+        snprintf(reasons[n++], sizeof(reasons[0]), "no general.architecture in the metadata");
+    } else {
+        snprintf(a, sizeof(a), "%.*s", (int)(arch.n < 63 ? arch.n : 63), arch.p);
+        if (eng_arch_parse(arch.p, arch.n) < 0) {
+            const char *what = NULL;
+            for (size_t i = 0; i < sizeof(known_families) / sizeof(known_families[0]); i++)
+                if (!strcmp(a, known_families[i].arch)) what = known_families[i].what;
+            snprintf(reasons[n++], sizeof(reasons[0]),
+                     "architecture '%s'%s%s%s is not supported (citadel runs %s)", a,
+                     what ? ", " : "", what ? what : "", what ? "," : "", eng_arch_list());
+        }
+    }
+    {
+        char key[128];
+        uint32_t used = 0;
+        snprintf(key, sizeof(key), "%s.expert_count", a);
+        if (a[0] && !gguf_get_u32(g, key, &v, &e) && v > 0) {
+            snprintf(key, sizeof(key), "%s.expert_used_count", a);
+            if (gguf_get_u32(g, key, &used, &e)) used = 0;
+            snprintf(reasons[n++], sizeof(reasons[0]),
+                     "a mixture of experts (%u experts, %u used per token), which citadel does "
+                     "not run yet",
+                     v, used);
+        }
+    }
+    {
+        uint32_t bad[64] = {0};
+        uint64_t example[64] = {0}; /* a tensor of each type, by index */
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            uint32_t t = g->tensors[i].type;
+            if (t < 64 && !eng_type_supported(t) && !bad[t]++) example[t] = i;
+        }
+        for (uint32_t t = 0; t < 64 && n < 14; t++)
+            if (bad[t]) {
+                const struct gguf_str *x = &g->tensors[example[t]].name;
+                snprintf(reasons[n++], sizeof(reasons[0]),
+                         "%u tensor%s of type %s (such as '%.*s'), which the engine does not "
+                         "read (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
+                         bad[t], bad[t] > 1 ? "s" : "", gguf_type_name(t),
+                         (int)(x->n < 64 ? x->n : 64), x->p);
+            }
+    }
+    if (gguf_find_tensor(g, "rope_factors_long.weight"))
+        snprintf(reasons[n++], sizeof(reasons[0]),
+                 "rope scaling factors (rope_factors_long/short), which citadel does not apply "
+                 "yet");
+    snprintf(reasons[n++], sizeof(reasons[0]), "the loader: %.520s", load_err->msg);
+    if (json) {
+        printf("{\"path\":");
+        cli_json_str(stdout, path, strlen(path));
+        printf(",\"gguf_version\":%u,\"architecture\":", g->version);
+        cli_json_str(stdout, a, strlen(a));
+        printf(",\"runnable\":false,\"reasons\":[");
+        for (int i = 0; i < n; i++) {
+            if (i) printf(",");
+            cli_json_str(stdout, reasons[i], strlen(reasons[i]));
+        }
+        printf("]}\n");
+    } else {
+        printf("file:          %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", path, g->version,
+               (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        printf("architecture:  %s\n", a[0] ? a : "(none)");
+        printf("runnable:      no\n");
+        for (int i = 0; i < n; i++) printf("  - %s\n", reasons[i]);
+    }
+    gguf_close(g);
+    return 1;
+}
+
 static int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
@@ -150,10 +255,7 @@ static int cmd_info(int argc, char **argv)
         usage_info(stderr);
         return 2;
     }
-    if ((rc = eng_model_load(path, &m, &err))) {
-        fprintf(stderr, "citadel: %s\n", err.msg);
-        return 1;
-    }
+    if ((rc = eng_model_load(path, &m, &err))) return info_cannot_run(path, &err, json);
     hp = eng_model_hparams(m);
     vi = eng_vocab(m);
     g = eng_model_gguf(m);
@@ -164,7 +266,7 @@ static int cmd_info(int argc, char **argv)
         printf(",\"gguf_version\":%u,\"architecture\":\"%s\",\"n_vocab\":%d,\"n_ctx_train\":%d,"
                "\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d,\"n_head_kv\":%d,\"head_dim\":%d,"
                "\"n_ff\":%d,\"n_rot\":%d,\"rope_freq_base\":%g,\"rms_eps\":%g,"
-               "\"tied_output\":%s,",
+               "\"tied_output\":%s,\"runnable\":true,",
                g->version, eng_arch_name(hp->arch), hp->n_vocab, hp->n_ctx_train, hp->n_embd,
                hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_rot,
                (double)hp->rope_base, (double)hp->rms_eps, hp->tied_output ? "true" : "false");
@@ -188,6 +290,7 @@ static int cmd_info(int argc, char **argv)
         printf("file:          %s (GGUF v%u, %llu tensors, %llu metadata keys)\n", path, g->version,
                (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
         printf("architecture:  %s\n", eng_arch_name(hp->arch));
+        printf("runnable:      yes (%s kernels)\n", eng_kernels_name());
         printf("vocabulary:    %d tokens, %s tokenizer (pre: %s), bos %d, eos %d%s\n", hp->n_vocab,
                vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE", vi->pre, vi->bos,
                vi->eos, vi->add_bos ? ", adds BOS" : "");

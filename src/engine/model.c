@@ -28,19 +28,31 @@
     16 /* weight rows per work item: they stay in L1/L2 while                                      \
           every token of the batch is multiplied with them */
 
+/* Indexed by enum eng_arch. */
+static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3"};
+#define N_ARCH ((int)(sizeof(arch_names) / sizeof(arch_names[0])))
+
 const char *eng_arch_name(enum eng_arch a)
 {
-    switch (a) {
-    case ENG_ARCH_LLAMA:
-        return "llama";
-    case ENG_ARCH_QWEN2:
-        return "qwen2";
-    case ENG_ARCH_QWEN3:
-        return "qwen3";
-    case ENG_ARCH_PHI3:
-        return "phi3";
-    }
-    return "?";
+    return (int)a >= 0 && (int)a < N_ARCH ? arch_names[a] : "?";
+}
+
+int eng_arch_parse(const char *name, size_t n)
+{
+    for (int i = 0; i < N_ARCH; i++)
+        if (strlen(arch_names[i]) == n && !memcmp(arch_names[i], name, n)) return i;
+    return -1;
+}
+
+const char *eng_arch_list(void)
+{
+    return "llama, qwen2, qwen3, phi3";
+}
+
+int eng_type_supported(uint32_t type)
+{
+    const struct eng_kernels *k = eng_kernels_get();
+    return type < GGUF_T_COUNT && k->vec_dot[type] && k->dequant[type];
 }
 
 /* ---- loading ---- */
@@ -146,19 +158,10 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
     if (rc == CIT_ENOENT)
         return cit_err_set(err, CIT_EFORMAT, "model: general.architecture is missing");
     if (rc) return rc;
-    if (gguf_str_eq(arch, "llama"))
-        hp->arch = ENG_ARCH_LLAMA;
-    else if (gguf_str_eq(arch, "qwen2"))
-        hp->arch = ENG_ARCH_QWEN2;
-    else if (gguf_str_eq(arch, "qwen3"))
-        hp->arch = ENG_ARCH_QWEN3;
-    else if (gguf_str_eq(arch, "phi3"))
-        hp->arch = ENG_ARCH_PHI3;
-    else
-        return cit_err_set(err, CIT_ENOTSUP,
-                           "model: architecture '%.*s' is not supported (llama, qwen2, qwen3, "
-                           "phi3)",
-                           (int)(arch.n > 32 ? 32 : arch.n), arch.p);
+    if ((rc = eng_arch_parse(arch.p, arch.n)) < 0)
+        return cit_err_set(err, CIT_ENOTSUP, "model: architecture '%.*s' is not supported (%s)",
+                           (int)(arch.n > 32 ? 32 : arch.n), arch.p, eng_arch_list());
+    hp->arch = (enum eng_arch)rc;
     snprintf(a, sizeof(a), "%s", eng_arch_name(hp->arch));
     hp->n_ctx_train = 4096;
     if ((rc = get_hp_u32(m->gguf, a, "context_length", 0, 1u << 24, &hp->n_ctx_train, err)) ||
