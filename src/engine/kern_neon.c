@@ -69,34 +69,32 @@ static float dot_f32(int n, const void *w, const void *a)
     return s;
 }
 
-static float dot_f16(int n, const void *w, const void *a)
+/* A dot product of two 16-bit float rows (f16 or bf16: load4 widens four
+ * elements, one widens one), in two four-lane partial sums. Inlined with
+ * constant loaders, so each caller is its own loop. */
+static inline float dot_h16(int n, const uint16_t *x, const uint16_t *y,
+                            float32x4_t (*load4)(const uint16_t *), float (*one)(uint16_t))
 {
-    const uint16_t *x = w, *y = a;
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
     float s;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        s0 = vfmaq_f32(s0, f16x4(x + i), f16x4(y + i));
-        s1 = vfmaq_f32(s1, f16x4(x + i + 4), f16x4(y + i + 4));
+        s0 = vfmaq_f32(s0, load4(x + i), load4(y + i));
+        s1 = vfmaq_f32(s1, load4(x + i + 4), load4(y + i + 4));
     }
     s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += fp16_to_f32(x[i]) * fp16_to_f32(y[i]);
+    for (; i < n; i++) s += one(x[i]) * one(y[i]);
     return s;
+}
+
+static float dot_f16(int n, const void *w, const void *a)
+{
+    return dot_h16(n, w, a, f16x4, fp16_to_f32);
 }
 
 static float dot_bf16(int n, const void *w, const void *a)
 {
-    const uint16_t *x = w, *y = a;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
-    float s;
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = vfmaq_f32(s0, bf16x4(x + i), bf16x4(y + i));
-        s1 = vfmaq_f32(s1, bf16x4(x + i + 4), bf16x4(y + i + 4));
-    }
-    s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += bf16_to_f32(x[i]) * bf16_to_f32(y[i]);
-    return s;
+    return dot_h16(n, w, a, bf16x4, bf16_to_f32);
 }
 
 /* y += a * x, unfused like the scalar loop */
