@@ -68,8 +68,10 @@ const char *eng_arch_name(enum eng_arch a);
 int eng_arch_parse(const char *name, size_t n);
 /* The architectures the engine runs, for messages: "llama, qwen2, ...". */
 const char *eng_arch_list(void);
-/* 1 when the engine reads weights of GGUF type type. */
+/* 1 when the engine reads weights of GGUF type type; the names of all
+ * it reads, for messages ("f32, f16, ..."), into out. */
 int eng_type_supported(uint32_t type);
+void eng_type_list(char *out, size_t cap);
 /* Bytes of weights read to decode one token (every matrix once, plus one
  * embedding row); used by benchmarks for the bandwidth bound. */
 uint64_t eng_model_weight_bytes(const struct eng_model *m);

@@ -146,9 +146,9 @@ static const struct {
 };
 
 /* citadel info on a file the engine cannot load: everything the GGUF shows
- * that the engine lacks (architecture, experts, tensor types, rope
- * scaling), then what the loader said. Exit status 1, the verdict on
- * stdout. A file that is no GGUF at all gets the reader's error alone. */
+ * that the engine lacks (architecture, experts, tensor types), then what
+ * the loader said (which names the rest, such as phi3's rope factors). Exit status 1, the verdict
+ * on stdout. A file that is no GGUF at all gets the reader's error alone. */
 static int info_cannot_run(const char *path, const struct cit_err *load_err, int json)
 {
     struct gguf_file *g;
@@ -190,6 +190,8 @@ static int info_cannot_run(const char *path, const struct cit_err *load_err, int
     {
         uint32_t bad[64] = {0};
         uint64_t example[64] = {0}; /* a tensor of each type, by index */
+        char types[160];
+        eng_type_list(types, sizeof(types));
         for (uint64_t i = 0; i < g->n_tensors; i++) {
             uint32_t t = g->tensors[i].type;
             if (t < 64 && !eng_type_supported(t) && !bad[t]++) example[t] = i;
@@ -199,15 +201,11 @@ static int info_cannot_run(const char *path, const struct cit_err *load_err, int
                 const struct gguf_str *x = &g->tensors[example[t]].name;
                 snprintf(reasons[n++], sizeof(reasons[0]),
                          "%u tensor%s of type %s (such as '%.*s'), which the engine does not "
-                         "read (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
+                         "read (%s)",
                          bad[t], bad[t] > 1 ? "s" : "", gguf_type_name(t),
-                         (int)(x->n < 64 ? x->n : 64), x->p);
+                         (int)(x->n < 64 ? x->n : 64), x->p, types);
             }
     }
-    if (gguf_find_tensor(g, "rope_factors_long.weight"))
-        snprintf(reasons[n++], sizeof(reasons[0]),
-                 "rope scaling factors (rope_factors_long/short), which citadel does not apply "
-                 "yet");
     snprintf(reasons[n++], sizeof(reasons[0]), "the loader: %.520s", load_err->msg);
     if (json) {
         printf("{\"path\":");

@@ -28,8 +28,13 @@
     16 /* weight rows per work item: they stay in L1/L2 while                                      \
           every token of the batch is multiplied with them */
 
-/* Indexed by enum eng_arch. */
-static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3"};
+/* The architectures, in the order of enum eng_arch: the names, and the
+ * list for messages, from one table. */
+#define ARCHS(X)     X(llama) X(qwen2) X(qwen3) X(phi3)
+#define ARCH_NAME(a) #a,
+#define ARCH_ITEM(a) ", " #a
+static const char *const arch_names[] = {ARCHS(ARCH_NAME)};
+static const char arch_list[] = ARCHS(ARCH_ITEM);
 #define N_ARCH ((int)(sizeof(arch_names) / sizeof(arch_names[0])))
 
 const char *eng_arch_name(enum eng_arch a)
@@ -46,13 +51,29 @@ int eng_arch_parse(const char *name, size_t n)
 
 const char *eng_arch_list(void)
 {
-    return "llama, qwen2, qwen3, phi3";
+    return arch_list + 2; /* past the first ", " */
+}
+
+/* A weight type the kernel set k reads: it has a dot product and a
+ * dequantizer for it. */
+static int supported_type(const struct eng_kernels *k, uint32_t t)
+{
+    return t < GGUF_T_COUNT && k->vec_dot[t] && k->dequant[t];
 }
 
 int eng_type_supported(uint32_t type)
 {
+    return supported_type(eng_kernels_get(), type);
+}
+
+void eng_type_list(char *out, size_t cap)
+{
     const struct eng_kernels *k = eng_kernels_get();
-    return type < GGUF_T_COUNT && k->vec_dot[type] && k->dequant[type];
+    size_t n = 0;
+    if (cap) out[0] = 0;
+    for (uint32_t t = 0; t < GGUF_T_COUNT && n < cap; t++)
+        if (supported_type(k, t))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? ", " : "", gguf_type_name(t));
 }
 
 /* ---- loading ---- */
@@ -92,11 +113,6 @@ static int get_hp_f32(const struct gguf_file *f, const char *arch, const char *k
     return 0;
 }
 
-static int supported_type(const struct eng_kernels *k, uint32_t t)
-{
-    return t < GGUF_T_COUNT && k->vec_dot[t] && k->dequant[t];
-}
-
 /* Binds a 2-D weight with ne = [cols, rows]; optional tensors may be absent. */
 static int bind_matrix(struct eng_model *m, const char *name, int64_t cols, int64_t rows,
                        int optional, struct eng_tensor *out, struct cit_err *err)
@@ -113,11 +129,13 @@ static int bind_matrix(struct eng_model *m, const char *name, int64_t cols, int6
                            name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
                            (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
                            (long long)cols, (long long)rows);
-    if (!supported_type(m->kern, t->type))
+    if (!supported_type(m->kern, t->type)) {
+        char types[160];
+        eng_type_list(types, sizeof(types));
         return cit_err_set(err, CIT_ENOTSUP,
-                           "model: tensor '%s' has type %s, which the engine "
-                           "does not support (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
-                           name, gguf_type_name(t->type));
+                           "model: tensor '%s' has type %s, which the engine does not support (%s)",
+                           name, gguf_type_name(t->type), types);
+    }
     out->type = t->type;
     out->ne0 = cols;
     out->ne1 = rows;
@@ -803,6 +821,7 @@ struct attn_job {
     const struct eng_model *m;
     struct eng_work *w;
     int layer, n_tok, max_ctx;
+    float scale; /* of each score: 1 when the query was scaled before its f16 rounding */
     _Atomic int next;
 };
 
@@ -814,7 +833,7 @@ static void attn_worker(void *arg, int ith, int nth)
     const struct eng_kernels *k = j->m->kern;
     int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
-    float scale = hp->arch == ENG_ARCH_PHI3 ? 1.0f : 1.0f / sqrtf((float)hd);
+    float scale = j->scale;
     float *sc = w->scores + (size_t)ith * (size_t)j->max_ctx;
     (void)nth;
     for (;;) {
@@ -902,6 +921,11 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
     int E = hp->n_embd, hd = hp->head_dim, q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
     int F = hp->n_ff;
     float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    /* attention scores are scaled by 1/sqrt(head size): after the product,
+     * or (phi3, as the reference's graph does) on the query before it is
+     * rounded to f16 */
+    const float kq_scale = 1.0f / sqrtf((float)hd);
+    const int q_first = hp->arch == ENG_ARCH_PHI3;
 
     for (int t = 0; t < n; t++) {
         k->dequant[m->tok_embd.type](m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
@@ -944,10 +968,8 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
                 if (L->k_norm) rmsnorm(kk + h * hd, kk + h * hd, L->k_norm, hd, hp->rms_eps);
                 rope_apply(kk + h * hd, cs, hp->n_rot, hp->rope_neox);
             }
-            if (hp->arch == ENG_ARCH_PHI3) { /* the query scaled before it rounds to f16 */
-                const float qs = 1.0f / sqrtf((float)hd);
-                for (int c = 0; c < q_dim; c++) q[c] *= qs;
-            }
+            if (q_first) /* the query scaled before it rounds to f16 */
+                for (int c = 0; c < q_dim; c++) q[c] *= kq_scale;
             k->to_act[GGUF_T_F16](q, w->q16 + (size_t)t * q_dim, q_dim);
             k->to_act[GGUF_T_F16](kk, s->kc + row, kv_dim);
             k->to_act[GGUF_T_F16](w->v + (size_t)t * kv_dim, s->vc + row, kv_dim);
@@ -958,6 +980,7 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         aj.layer = l;
         aj.n_tok = n;
         aj.max_ctx = max_ctx;
+        aj.scale = q_first ? 1.0f : kq_scale;
         atomic_init(&aj.next, 0);
         cit_pool_run(pool, attn_worker, &aj);
 
