@@ -64,11 +64,19 @@ static int gen_count(const struct req *r)
     return r->forward && r->fwd_tokens >= 0 ? (int)r->fwd_tokens : r->n_gen;
 }
 
-int gen_client_gone(int fd)
+static int gen_client_gone(int fd)
 {
     struct pollfd p = {fd, POLLRDHUP, 0};
     if (fd < 0) return 0;
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+int gen_hung_up(struct req *r)
+{
+    if (!gen_client_gone(r->fd)) return 0;
+    r->hung_up = 1;
+    met_count(&r->srv->met, &r->srv->met.disconnects);
+    return 1;
 }
 
 /* Waits (r->mu held) until done, new text, or a time slice passed; handles
@@ -82,9 +90,7 @@ int gen_wait(struct req *r)
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     if (r->done) return 0;
     pthread_mutex_unlock(&r->mu);
-    if (gen_client_gone(r->fd)) {
-        r->hung_up = 1;
-        met_count(&r->srv->met, &r->srv->met.disconnects);
+    if (gen_hung_up(r)) {
         gen_cancel(r);
         pthread_mutex_lock(&r->mu);
         return -1;

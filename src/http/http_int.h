@@ -254,8 +254,9 @@ struct req {
 /* generate.c: waiting on a request's text (r->mu held; -1: the client is
  * gone), and answering a submitted request */
 int gen_wait(struct req *r);
-/* 1 when the client on fd hung up (a poll that does not wait). */
-int gen_client_gone(int fd);
+/* 1 when r's client hung up (a poll that does not wait), r then marked
+ * so and the disconnect counted (r->mu not held). */
+int gen_hung_up(struct req *r);
 enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r);
 
 /* peer.c: the peer listener, passports in, receipts out, forwards out */

@@ -342,15 +342,18 @@ static void *forward_main(void *arg)
  * connection's thread hung up. */
 static int forward_gone(void *user)
 {
-    struct req *r = user;
-    if (!gen_client_gone(r->fd)) return 0;
-    r->hung_up = 1;
-    met_count(&r->srv->met, &r->srv->met.disconnects);
-    return 1;
+    return gen_hung_up(user);
 }
 
-/* No peer answered 200: the refusal, or why none could, as the client's
- * error. */
+/* The forward ended with no answer to send: no peer answered 200 and no
+ * text came. */
+static int forward_failed(const struct req *r)
+{
+    return r->fwd_res->status != 200 && !r->fwd_res->streamed;
+}
+
+/* forward_failed: the refusal, or why no peer could answer, as the
+ * client's error. */
 static enum MHD_Result forward_refused(struct MHD_Connection *c, struct req *r)
 {
     const struct gw_result *res = r->fwd_res;
@@ -398,8 +401,7 @@ enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const st
         r->fwd.gone = forward_gone;
         forward_main(r);
         if (r->hung_up) return MHD_NO;
-        return r->fwd_res->status != 200 && !r->fwd_res->streamed ? forward_refused(c, r)
-                                                                  : gen_answer(c, r);
+        return forward_failed(r) ? forward_refused(c, r) : gen_answer(c, r);
     }
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -421,7 +423,7 @@ enum MHD_Result handle_forward(struct MHD_Connection *c, struct req *r, const st
             pthread_mutex_unlock(&r->mu);
             return MHD_NO;
         }
-    if (r->done && r->fwd_res->status != 200 && !r->fwd_res->streamed) {
+    if (r->done && forward_failed(r)) {
         pthread_mutex_unlock(&r->mu);
         return forward_refused(c, r);
     }

@@ -119,7 +119,7 @@ static int open_ledger(struct node *n, struct cit_err *err)
     if ((rc = node_floor_read(n->db, n->ledger_real, &floor, err))) return rc;
     lo.floor_note = floor.p;
     lo.on_checkpoint = node_floor_store;
-    /* the passports taken, which the state file keeps without a sync */
+    /* the passports taken, kept in memory: rebuilt from the recent entries */
     lo.on_recent = node_passports_recover;
     lo.recent_s = GW_PASSPORT_MAX_LIFE_S + GW_PASSPORT_SKEW_S;
     lo.user = n;
