@@ -99,5 +99,9 @@ struct t_model_spec {
 };
 /* Writes a random model with an SPM vocabulary of n_vocab tokens to path. */
 int t_build_model(const char *path, const struct t_model_spec *spec);
+/* Copies the model at in to out with metadata key set to v (added if the
+ * file lacks it); every tensor as it was. */
+struct gguf_value;
+int t_rewrite_kv(const char *in, const char *out, const char *key, const struct gguf_value *v);
 
 #endif

@@ -26,6 +26,9 @@ void test_chat_detect(void)
          ENG_CHAT_ZEPHYR, 1},
         {"{% for m in messages %}<|user|>\n{{ m.content }}<|end|>\n<|assistant|>\n{% endfor %}",
          ENG_CHAT_PHI3, 1},
+        {"{{ bos_token }}{% for m in messages %}<start_of_turn>{{ role }}\n{{ m['content'] | trim }}"
+         "<end_of_turn>\n{% endfor %}",
+         ENG_CHAT_GEMMA, 1},
         {"{{ raise_exception('anything else') }}", ENG_CHAT_CHATML, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -66,6 +69,9 @@ void test_chat_render(void)
         {ENG_CHAT_PHI3,
          "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
          "<|user|>\nBye<|end|>\n<|assistant|>\n"},
+        {ENG_CHAT_GEMMA, "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+                         "<start_of_turn>model\nHello.<end_of_turn>\n"
+                         "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "citadel/gguf.h"
 #include "test.h"
 
 static const char *bin(void)
@@ -97,23 +98,28 @@ void test_cli_info_json(void)
  * text and as JSON, exit status 1; one it runs says so. */
 void test_cli_info_verdict(void)
 {
-    static const struct {
+    char cmd[1024], falcon[512], bert[1024], *out = NULL;
+    struct tj *j;
+    struct gguf_value v = {.type = GGUF_V_STRING};
+    v.s = (struct gguf_str){"falcon", 6};
+    snprintf(falcon, sizeof(falcon), "%s/falcon.gguf", t_tmpdir());
+    CHECK(t_rewrite_kv(t_model_path("synth-phi3.gguf"), falcon, "general.architecture", &v) == 0);
+    snprintf(bert, sizeof(bert), "%s", t_model_path("synth-bert.gguf"));
+    const struct {
         const char *file, *arch, *says;
     } cases[] = {
-        {"synth-gemma2.gguf", "gemma2", "Gemma 2"},
-        {"synth-bert.gguf", "bert", "an embedding model"},
-        {"synth-llama-moe.gguf", "llama", "a mixture of experts (4 experts, 2 used per token)"},
+        {bert, "bert", "an embedding model"},
+        {falcon, "falcon", "architecture 'falcon', Falcon, is not supported"},
     };
-    char cmd[1024], *out = NULL;
-    struct tj *j;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        snprintf(cmd, sizeof(cmd), "%s info %s 2>&1", bin(), t_model_path(cases[i].file));
-        CHECKF(t_run(cmd, &out) == 1, "%s: %s", cases[i].file, out);
+        const char *file = cases[i].file;
+        snprintf(cmd, sizeof(cmd), "%s info %s 2>&1", bin(), file);
+        CHECKF(t_run(cmd, &out) == 1, "%s: %s", file, out);
         CHECKF(strstr(out, "runnable:      no") && strstr(out, cases[i].says) &&
                    strstr(out, "  - the loader: "),
                "%s", out);
         cit_free(out);
-        snprintf(cmd, sizeof(cmd), "%s info --json %s", bin(), t_model_path(cases[i].file));
+        snprintf(cmd, sizeof(cmd), "%s info --json %s", bin(), file);
         CHECK(t_run(cmd, &out) == 1);
         j = tj_parse(out, strlen(out));
         CHECKF(j && tj_get(j, "runnable") && tj_get(j, "runnable")->num == 0 &&
@@ -127,6 +133,13 @@ void test_cli_info_verdict(void)
     snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-phi3.gguf"));
     CHECK(t_run(cmd, &out) == 0);
     CHECKF(strstr(out, "runnable:      yes"), "%s", out);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-gemma2.gguf"));
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "runnable:      yes") &&
+               strstr(out, "sliding window: 8 tokens on 13 of 26 layers") &&
+               strstr(out, "soft caps:     attention 5, logits 40"),
+           "%s", out);
     cit_free(out);
 }
 

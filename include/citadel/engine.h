@@ -23,7 +23,16 @@
 struct eng_model;
 struct eng_seq;
 
-enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_QWEN2, ENG_ARCH_QWEN3, ENG_ARCH_PHI3 };
+enum eng_arch {
+    ENG_ARCH_LLAMA,
+    ENG_ARCH_QWEN2,
+    ENG_ARCH_QWEN3,
+    ENG_ARCH_PHI3,
+    ENG_ARCH_GEMMA2,
+    ENG_ARCH_GEMMA3,
+    ENG_ARCH_QWEN2MOE,
+    ENG_ARCH_QWEN3MOE,
+};
 enum eng_vocab_type { ENG_VOCAB_SPM, ENG_VOCAB_BPE };
 
 struct eng_hparams {
@@ -41,10 +50,28 @@ struct eng_hparams {
     float rms_eps;
     int rope_neox; /* rotate halves (qwen, phi3) instead of adjacent pairs (llama) */
     int tied_output;
-    /* phi3: the sliding window its training used (0: none). Attention here
-     * is over the whole context, so a sequence may hold at most n_swa + 1
-     * tokens, where the two agree (eng_seq_new refuses more). */
+    /* Sliding-window attention: on the layers it applies to, a query at
+     * position p sees positions p - n_swa + 1 .. p only (0: no window).
+     * Those layers keep a KV ring of n_swa + one batch instead of the
+     * whole context. gemma2: every other layer from 0; gemma3: five of
+     * every six; phi3: every layer. */
     int n_swa;
+    int swa_pattern;      /* layer l is windowed when l % pattern < pattern - 1 (1: all) */
+    int n_swa_layers;     /* layers that use the window */
+    float rope_base_swa;  /* rope base of the windowed layers (gemma3: 10000) */
+    float rope_scale;     /* linear rope scaling: positions multiplied by this (1: none) */
+    float rope_scale_swa; /* the same for the windowed layers (gemma3: 1) */
+    float attn_softcap;   /* scores become c * tanh(s / c) before softmax (0: none), gemma2 */
+    float final_softcap;  /* the same on the logits, gemma2 */
+    float embd_scale;     /* token embeddings multiplied by this (gemma: sqrt(n_embd)), or 1 */
+    float q_scale;        /* the query's scale before attention: 1/sqrt(head size) mostly */
+    int geglu;            /* FFN gate activation: tanh-approximated GELU, not SiLU (gemma) */
+    int post_norms;       /* RMS norms after attention and after the FFN (gemma) */
+    /* Mixture of experts (0 experts: a dense FFN). A router picks
+     * n_expert_used of n_expert FFNs (each n_ff_exp wide) per token by
+     * softmax; their weights are renormalised to sum 1 when expert_norm.
+     * qwen2moe adds a shared expert (n_ff_shexp wide) under a sigmoid gate. */
+    int n_expert, n_expert_used, n_ff_exp, n_ff_shexp, expert_norm;
 };
 
 /* Loads and validates a model: every tensor the architecture needs must be
@@ -73,8 +100,11 @@ const char *eng_arch_list(void);
 int eng_type_supported(uint32_t type);
 void eng_type_list(char *out, size_t cap);
 /* Bytes of weights read to decode one token (every matrix once, plus one
- * embedding row); used by benchmarks for the bandwidth bound. */
+ * embedding row; of a mixture of experts only the experts used per
+ * token); used by benchmarks for the bandwidth bound. */
 uint64_t eng_model_weight_bytes(const struct eng_model *m);
+/* Of those, the bytes of the experts one token uses (0 without experts). */
+uint64_t eng_model_expert_bytes(const struct eng_model *m);
 /* Name of the kernel set in use ("avx2", "scalar"). */
 const char *eng_kernels_name(void);
 /* The kernel sets this build contains, space-separated. */
@@ -168,6 +198,7 @@ enum eng_chat_tmpl {
     ENG_CHAT_MISTRAL,
     ENG_CHAT_ZEPHYR,
     ENG_CHAT_PHI3,
+    ENG_CHAT_GEMMA,
 };
 
 struct eng_chat_msg {

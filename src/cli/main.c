@@ -133,12 +133,8 @@ static const struct {
     const char *arch, *what;
 } known_families[] = {
     {"gemma", "Gemma"},
-    {"gemma2", "Gemma 2 (soft-capping, sliding-window layers)"},
-    {"gemma3", "Gemma 3"},
     {"bert", "an embedding model (BERT: WordPiece, bidirectional attention)"},
     {"nomic-bert", "an embedding model (nomic BERT)"},
-    {"qwen2moe", "Qwen2-MoE (mixture of experts)"},
-    {"qwen3moe", "Qwen3-MoE (mixture of experts)"},
     {"mistral3", "Mistral 3"},
     {"phi2", "Phi-2"},
     {"falcon", "Falcon"},
@@ -146,9 +142,9 @@ static const struct {
 };
 
 /* citadel info on a file the engine cannot load: everything the GGUF shows
- * that the engine lacks (architecture, experts, tensor types), then what
- * the loader said (which names the rest, such as phi3's rope factors). Exit status 1, the verdict
- * on stdout. A file that is no GGUF at all gets the reader's error alone. */
+ * that the engine lacks (architecture, tensor types), then what the loader
+ * said (which names the rest, such as a rope scaling type). Exit status 1,
+ * the verdict on stdout. A file that is no GGUF at all gets the reader's error alone. */
 static int info_cannot_run(const char *path, const struct cit_err *load_err, int json)
 {
     struct gguf_file *g;
@@ -156,7 +152,6 @@ static int info_cannot_run(const char *path, const struct cit_err *load_err, int
     struct gguf_str arch = {"", 0};
     char reasons[16][640], a[64] = "";
     int n = 0;
-    uint32_t v;
     if (gguf_open(path, &g, &e)) {
         fprintf(stderr, "citadel: %s\n", load_err->msg);
         return 1;
@@ -172,19 +167,6 @@ static int info_cannot_run(const char *path, const struct cit_err *load_err, int
             snprintf(reasons[n++], sizeof(reasons[0]),
                      "architecture '%s'%s%s%s is not supported (citadel runs %s)", a,
                      what ? ", " : "", what ? what : "", what ? "," : "", eng_arch_list());
-        }
-    }
-    {
-        char key[128];
-        uint32_t used = 0;
-        snprintf(key, sizeof(key), "%s.expert_count", a);
-        if (a[0] && !gguf_get_u32(g, key, &v, &e) && v > 0) {
-            snprintf(key, sizeof(key), "%s.expert_used_count", a);
-            if (gguf_get_u32(g, key, &used, &e)) used = 0;
-            snprintf(reasons[n++], sizeof(reasons[0]),
-                     "a mixture of experts (%u experts, %u used per token), which citadel does "
-                     "not run yet",
-                     v, used);
         }
     }
     {
@@ -294,9 +276,12 @@ static int cmd_info(int argc, char **argv)
                vi->eos, vi->add_bos ? ", adds BOS" : "");
         printf("context:       %d tokens (training)\n", hp->n_ctx_train);
         if (hp->n_swa > 0)
-            printf("sliding window: %d tokens; citadel serves at most %d (it does not apply "
-                   "the window yet)\n",
-                   hp->n_swa, hp->n_swa + 1);
+            printf("sliding window: %d tokens on %d of %d layers (their KV cache holds the "
+                   "window only)\n",
+                   hp->n_swa, hp->n_swa_layers, hp->n_layer);
+        if (hp->attn_softcap > 0 || hp->final_softcap > 0)
+            printf("soft caps:     attention %g, logits %g\n", (double)hp->attn_softcap,
+                   (double)hp->final_softcap);
         printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n", hp->n_embd,
                hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
         printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,

@@ -12,7 +12,7 @@
 
 #include "eng_int.h"
 
-static const char *const names[] = {"chatml", "llama2", "llama3", "mistral", "zephyr", "phi3"};
+static const char *const names[] = {"chatml", "llama2", "llama3", "mistral", "zephyr", "phi3", "gemma"};
 
 const char *eng_chat_tmpl_name(enum eng_chat_tmpl t)
 {
@@ -53,7 +53,9 @@ enum eng_chat_tmpl eng_chat_detect_str(const char *tmpl, size_t len, int *recogn
     struct gguf_str t = {tmpl, len};
     int ok = 1;
     enum eng_chat_tmpl r = ENG_CHAT_CHATML;
-    if (has(t, "<|im_start|>")) {
+    if (has(t, "<start_of_turn>")) {
+        r = ENG_CHAT_GEMMA;
+    } else if (has(t, "<|im_start|>")) {
         r = ENG_CHAT_CHATML;
     } else if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>")) {
         r = ENG_CHAT_LLAMA3;
@@ -96,6 +98,18 @@ int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n
         case ENG_CHAT_PHI3:
             add(&b, "<|%s|>\n%s<|end|>\n", role, c);
             break;
+        case ENG_CHAT_GEMMA:
+            /* no system turn: the system prompt opens the first user turn;
+             * the assistant is "model" */
+            if (is_sys) {
+                sys = c;
+            } else {
+                add(&b, "<start_of_turn>%s\n", is_user ? "user" : "model");
+                if (is_user && sys && first_user) add(&b, "%s\n\n", sys);
+                add(&b, "%s<end_of_turn>\n", c);
+                if (is_user) first_user = 0;
+            }
+            break;
         case ENG_CHAT_LLAMA2:
         case ENG_CHAT_MISTRAL:
             /* The system prompt rides on the first user turn. BOS comes from
@@ -129,6 +143,9 @@ int eng_chat_render(enum eng_chat_tmpl t, const struct eng_chat_msg *msgs, int n
         case ENG_CHAT_ZEPHYR:
         case ENG_CHAT_PHI3:
             add(&b, "<|assistant|>\n");
+            break;
+        case ENG_CHAT_GEMMA:
+            add(&b, "<start_of_turn>model\n");
             break;
         default:
             break;

@@ -27,10 +27,13 @@
 #ifndef CITADEL_ENG_INT_H
 #define CITADEL_ENG_INT_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "citadel/gguf.h"
+
+#define ENG_MAX_EXPERTS_USED 16
 
 #define QK8_0 32
 #define QK4_0 32
@@ -201,6 +204,44 @@ typedef void (*repack_fn)(const void *src, size_t row_bytes, int n, int rows, vo
 typedef void (*ptile_fn)(int n, const void *group, const void *a, size_t a_stride, int n_act,
                          float *out, size_t out_stride);
 typedef void (*to_act_fn)(const float *x, void *dst, int n);
+
+/* One head of attention for one query over n_pos cached positions, held in
+ * slots first, first + 1, ... of a cache of ring slots (wrapping to 0 after
+ * ring - 1; a whole-context cache has ring >= first + n_pos). k and v point
+ * at slot 0 of this head's slice, stride elements between slots; q16 is the
+ * query in f16. Each score is multiplied by scale, then, when softcap > 0,
+ * becomes softcap * tanh(score / softcap). sc is n_pos floats of scratch;
+ * out (hd floats) receives the softmax-weighted sum of v. */
+struct eng_attn {
+    int hd, n_pos, first, ring;
+    const uint16_t *q16, *k, *v;
+    size_t stride;
+    float scale, softcap;
+    float *sc, *out;
+};
+
+/* The cache slot of the p-th position attended. */
+static inline size_t eng_attn_slot(const struct eng_attn *a, int p)
+{
+    int s = a->first + p;
+    return (size_t)(s >= a->ring ? s - a->ring : s);
+}
+
+/* The soft cap, as the reference computes it: multiplied by the f32
+ * inverse, tanh, multiplied back. */
+static inline float eng_softcap(float x, float inv_cap, float cap)
+{
+    return tanhf(x * inv_cap) * cap;
+}
+
+/* Applies a->softcap to the scores in a->sc, when there is one. */
+static inline void eng_attn_cap(const struct eng_attn *a)
+{
+    if (a->softcap > 0) {
+        const float inv = 1.0f / a->softcap;
+        for (int p = 0; p < a->n_pos; p++) a->sc[p] = eng_softcap(a->sc[p], inv, a->softcap);
+    }
+}
 typedef void (*dequant_fn)(const void *src, float *dst, int n);
 
 struct eng_kernels {
@@ -216,12 +257,8 @@ struct eng_kernels {
     dequant_fn dequant[ENG_N_TYPES];
     /* y[i] += a * x[i] for an f16 vector x (attention over the f16 V cache) */
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
-    /* One head of causal attention for one query over n_pos cached
-     * positions: k and v point at position 0 of this head's slice, stride
-     * elements apart; q16 is the query in f16; sc is n_pos floats of
-     * scratch; out (hd floats) receives the weighted sum of v. */
-    void (*attn_head)(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
-                      size_t stride, float scale, float *sc, float *out);
+    /* One head of attention for one query (struct eng_attn). */
+    void (*attn_head)(const struct eng_attn *a);
 };
 
 /* The scalar reference set, always available. */
@@ -275,7 +312,13 @@ struct eng_tensor {
 struct eng_layer {
     const float *attn_norm, *ffn_norm; /* (n_embd) */
     const float *bq, *bk, *bv;         /* optional biases (qwen2) */
-    const float *q_norm, *k_norm;      /* (head_dim), qwen3 */
+    const float *q_norm, *k_norm;      /* (head_dim), qwen3, gemma3 */
+    const float *post_attn_norm, *post_ffn_norm; /* (n_embd), gemma */
+    int swa;                                     /* attends through the sliding window */
+    /* mixture of experts: the router (n_embd -> n_expert) and the experts'
+     * matrices stacked, expert e's rows at e * (its rows) */
+    struct eng_tensor router, exp_gate, exp_up, exp_down;
+    struct eng_tensor sh_inp, sh_gate, sh_up, sh_down; /* qwen2moe's shared expert */
     struct eng_tensor wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
@@ -287,6 +330,7 @@ struct eng_model {
     const struct eng_kernels *kern;
     struct eng_tensor tok_embd, output;
     const float *output_norm;
+    const float *rope_freqs; /* (n_rot / 2) divisors of the rope frequencies, or NULL */
     struct eng_layer *layers;
     struct eng_vocab_int *vocab;
     struct eng_vocab_info vinfo;
@@ -308,6 +352,14 @@ int eng_model_load_vocab(const char *path, struct eng_model **out /* out */, str
  * tokens do not fit in the context or an id is outside the vocabulary. */
 int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n,
                  float *logits /* out */, int all_logits);
+
+/* eng_seq_new with at most n_batch rows per pass (0: the default), which
+ * also sizes the windowed layers' KV rings: tests use it to make them wrap. */
+int eng_seq_new_batch(const struct eng_model *m, int n_ctx, int n_batch,
+                      struct eng_seq **out /* out */);
+
+/* Slots of K (and of V) the sequence's cache holds over all layers. */
+size_t eng_seq_kv_slots(const struct eng_seq *s);
 
 int eng_synth_write(const char *path, const struct eng_synth_spec *spec, struct cit_pool *pool,
                     struct cit_err *err);

@@ -947,28 +947,30 @@ static inline __m256 exp_neg(__m256 x)
  * eight positions are reduced side by side; exponentials, the f16
  * rounding of probabilities and the double-precision sum go eight at a
  * time; V is accumulated 64 dimensions at a time in registers. */
-static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
-                           const uint16_t *v, size_t stride, float scale, float *sc, float *out)
+static void attn_head_avx2(const struct eng_attn *a)
 {
     float qf[256] __attribute__((aligned(32)));
-    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    const int hd = a->hd, n_pos = a->n_pos;
+    const size_t stride = a->stride;
+    float *sc = a->sc, *out = a->out;
+    const __m256 scale = _mm256_set1_ps(a->scale);
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    float max, inv;
+    float max = -INFINITY, inv;
     double sum;
     int p = 0;
     if (hd % 8 || hd > 256) {
         struct eng_kernels ref;
         eng_kernels_ref(&ref);
-        ref.attn_head(hd, n_pos, q16, k, v, stride, scale, sc, out);
+        ref.attn_head(a);
         return;
     }
     for (int c = 0; c < hd; c += 8)
-        _mm256_store_ps(qf + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(q16 + c))));
+        _mm256_store_ps(qf + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a->q16 + c))));
     for (; p + 8 <= n_pos; p += 8) {
         __m256 acc[8], r;
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u++) {
-            const uint16_t *kr = k + (size_t)(p + u) * stride;
+            const uint16_t *kr = a->k + eng_attn_slot(a, p + u) * stride;
             acc[u] = _mm256_setzero_ps();
             for (int c = 0; c < hd; c += 8)
                 acc[u] =
@@ -982,24 +984,24 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
             r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
                               _mm256_permute2f128_ps(u0, u1, 0x31));
         }
-        r = _mm256_mul_ps(r, _mm256_set1_ps(scale));
-        _mm256_storeu_ps(sc + p, r);
-        vmax = _mm256_max_ps(vmax, r);
-    }
-    {
-        float m8[8];
-        _mm256_storeu_ps(m8, vmax);
-        max = m8[0];
-        for (int u = 1; u < 8; u++) max = m8[u] > max ? m8[u] : max;
+        _mm256_storeu_ps(sc + p, _mm256_mul_ps(r, scale));
     }
     for (; p < n_pos; p++) {
-        const uint16_t *kr = k + (size_t)p * stride;
+        const uint16_t *kr = a->k + eng_attn_slot(a, p) * stride;
         __m256 acc = _mm256_setzero_ps();
         for (int c = 0; c < hd; c += 8)
             acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + c))),
                                   _mm256_load_ps(qf + c), acc);
-        sc[p] = hsum_ps(acc) * scale;
-        if (sc[p] > max) max = sc[p];
+        sc[p] = hsum_ps(acc) * a->scale;
+    }
+    eng_attn_cap(a);
+    {
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        float m8[8];
+        for (p = 0; p + 8 <= n_pos; p += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sc + p));
+        _mm256_storeu_ps(m8, vmax);
+        for (int u = 0; u < 8; u++) max = m8[u] > max ? m8[u] : max;
+        for (; p < n_pos; p++) max = sc[p] > max ? sc[p] : max;
     }
     for (p = 0; p + 8 <= n_pos; p += 8) {
         const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + p), _mm256_set1_ps(max)));
@@ -1031,7 +1033,7 @@ static void attn_head_avx2(int hd, int n_pos, const uint16_t *q16, const uint16_
         for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
         for (p = 0; p < n_pos; p++) {
             const __m256 bp = _mm256_set1_ps(sc[p]);
-            const uint16_t *vr = v + (size_t)p * stride + c0;
+            const uint16_t *vr = a->v + eng_attn_slot(a, p) * stride + c0;
             for (int c = 0; c < w / 8; c++)
                 acc[c] = _mm256_fmadd_ps(
                     bp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * c))), acc[c]);

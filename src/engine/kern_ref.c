@@ -378,16 +378,17 @@ static float score(int hd, const uint16_t *kr, const uint16_t *q16, int grouped)
  * probabilities multiplied by the f32 inverse of the sum and rounded
  * through f16; V accumulated position by position with fused
  * multiply-adds. */
-static void attn_head(int hd, int n_pos, const uint16_t *q16, const uint16_t *k, const uint16_t *v,
-                      size_t stride, float scale, float *sc, float *out)
+static void attn_head(const struct eng_attn *a)
 {
-    float max = -INFINITY, inv;
+    const int hd = a->hd, n_pos = a->n_pos;
+    float *sc = a->sc, *out = a->out, max = -INFINITY, inv;
     double s[8] = {0}, sum;
     int g = n_pos / 8 * 8; /* positions in whole groups of eight */
-    for (int p = 0; p < n_pos; p++) {
-        sc[p] = score(hd, k + (size_t)p * stride, q16, p < g) * scale;
+    for (int p = 0; p < n_pos; p++)
+        sc[p] = score(hd, a->k + eng_attn_slot(a, p) * a->stride, a->q16, p < g) * a->scale;
+    eng_attn_cap(a);
+    for (int p = 0; p < n_pos; p++)
         if (sc[p] > max) max = sc[p];
-    }
     for (int p = 0; p < g; p++) s[p % 8] += (double)(sc[p] = exp_neg(sc[p] - max));
     sum = ((s[0] + s[4]) + (s[1] + s[5])) + (s[2] + s[6]) + (s[3] + s[7]);
     for (int p = g; p < n_pos; p++) sum += (double)(sc[p] = expf(sc[p] - max));
@@ -395,7 +396,7 @@ static void attn_head(int hd, int n_pos, const uint16_t *q16, const uint16_t *k,
     for (int p = 0; p < n_pos; p++) sc[p] = fp16_to_f32(f32_to_fp16(sc[p] * inv));
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int p = 0; p < n_pos; p++) {
-        const uint16_t *vr = v + (size_t)p * stride;
+        const uint16_t *vr = a->v + eng_attn_slot(a, p) * a->stride;
         for (int c = 0; c < hd; c++) out[c] = fmaf(sc[p], fp16_to_f32(vr[c]), out[c]);
     }
 }

@@ -14,6 +14,7 @@
  * does; the KV cache is f16.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@
 
 /* The architectures, in the order of enum eng_arch: the names, and the
  * list for messages, from one table. */
-#define ARCHS(X)     X(llama) X(qwen2) X(qwen3) X(phi3)
+#define ARCHS(X)                                                                               \
+    X(llama) X(qwen2) X(qwen3) X(phi3) X(gemma2) X(gemma3) X(qwen2moe) X(qwen3moe)
 #define ARCH_NAME(a) #a,
 #define ARCH_ITEM(a) ", " #a
 static const char *const arch_names[] = {ARCHS(ARCH_NAME)};
@@ -144,6 +146,40 @@ static int bind_matrix(struct eng_model *m, const char *name, int64_t cols, int6
     return 0;
 }
 
+/* Binds a 3-D stack of expert matrices, ne = [cols, rows, n], as one
+ * matrix of n * rows rows: expert e is rows [e * rows, (e + 1) * rows). */
+static int bind_experts(struct eng_model *m, const char *name, int64_t cols, int64_t rows,
+                        int64_t n, struct eng_tensor *out, struct cit_err *err)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: tensor '%s' is missing (experts are read as merged 3-D "
+                           "tensors)",
+                           name);
+    if (t->n_dims != 3 || (int64_t)t->ne[0] != cols || (int64_t)t->ne[1] != rows ||
+        (int64_t)t->ne[2] != n)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: tensor '%s' has shape [%llu, %llu, %llu], expected [%lld, "
+                           "%lld, %lld]",
+                           name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                           (unsigned long long)t->ne[2], (long long)cols, (long long)rows,
+                           (long long)n);
+    if (!supported_type(m->kern, t->type)) {
+        char types[160];
+        eng_type_list(types, sizeof(types));
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: tensor '%s' has type %s, which the engine does not support (%s)",
+                           name, gguf_type_name(t->type), types);
+    }
+    out->type = t->type;
+    out->ne0 = cols;
+    out->ne1 = rows * n;
+    out->row_bytes = eng_row_bytes(t->type, cols);
+    out->data = t->data;
+    return 0;
+}
+
 /* Binds a 1-D f32 vector (norm weights, biases). */
 static int bind_vector(struct eng_model *m, const char *name, int64_t n, int optional,
                        const float **out, struct cit_err *err)
@@ -162,6 +198,70 @@ static int bind_vector(struct eng_model *m, const char *name, int64_t n, int opt
     if ((uintptr_t)t->data % sizeof(float))
         return cit_err_set(err, CIT_EFORMAT, "model: tensor '%s' data is not 4-byte aligned", name);
     *out = t->data;
+    return 0;
+}
+
+/* Whether layer l attends through the sliding window. */
+static int layer_is_swa(const struct eng_hparams *hp, int l)
+{
+    if (hp->n_swa <= 0) return 0;
+    return hp->swa_pattern <= 1 || l % hp->swa_pattern < hp->swa_pattern - 1;
+}
+
+/* Rope scaling from the metadata: linear scaling divides positions by
+ * rope.scaling.factor; the other kinds (YaRN, longrope) change the angles
+ * in ways the engine does not compute, so such files are refused rather
+ * than run with the wrong positions. */
+static int load_rope_scaling(struct eng_model *m, const char *a, struct cit_err *err)
+{
+    struct eng_hparams *hp = &m->hp;
+    char key[128];
+    struct gguf_str type = {"linear", 6};
+    float factor = 0;
+    int rc;
+    snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+    rc = gguf_get_str(m->gguf, key, &type, err);
+    if (rc && rc != CIT_ENOENT) return rc;
+    if (type.n == 4 && !memcmp(type.p, "none", 4)) return 0;
+    if ((rc = get_hp_f32(m->gguf, a, "rope.scaling.factor", &factor, err))) return rc;
+    if (!factor || factor == 1.0f) return 0;
+    if (!(type.n == 6 && !memcmp(type.p, "linear", 6)))
+        return cit_err_set(err, CIT_ENOTSUP,
+                           "model: rope scaling '%.*s' (factor %g) is not supported (linear is)",
+                           (int)(type.n > 32 ? 32 : type.n), type.p, (double)factor);
+    hp->rope_scale = 1.0f / factor;
+    return 0;
+}
+
+/* Mixture-of-experts hyperparameters: llama files with experts (Mixtral),
+ * qwen2moe and qwen3moe, which require them. */
+static int load_moe(struct eng_model *m, const char *a, struct cit_err *err)
+{
+    struct eng_hparams *hp = &m->hp;
+    int moe_arch = hp->arch == ENG_ARCH_QWEN2MOE || hp->arch == ENG_ARCH_QWEN3MOE, rc;
+    if (hp->arch != ENG_ARCH_LLAMA && !moe_arch) return 0;
+    if ((rc = get_hp_u32(m->gguf, a, "expert_count", moe_arch, 1024, &hp->n_expert, err)))
+        return rc;
+    if (!hp->n_expert) return 0;
+    if ((rc = get_hp_u32(m->gguf, a, "expert_used_count", 1, 1024, &hp->n_expert_used, err)))
+        return rc;
+    if (hp->n_expert_used > hp->n_expert || hp->n_expert_used > ENG_MAX_EXPERTS_USED)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: %s.expert_used_count %d must be at most expert_count %d and "
+                           "%d",
+                           a, hp->n_expert_used, hp->n_expert, ENG_MAX_EXPERTS_USED);
+    hp->n_ff_exp = hp->n_ff;
+    if (moe_arch &&
+        (rc = get_hp_u32(m->gguf, a, "expert_feed_forward_length", 1, 1u << 18, &hp->n_ff_exp,
+                         err)))
+        return rc;
+    if (hp->arch == ENG_ARCH_QWEN2MOE &&
+        (rc = get_hp_u32(m->gguf, a, "expert_shared_feed_forward_length", 0, 1u << 18,
+                         &hp->n_ff_shexp, err)))
+        return rc;
+    /* Mixtral and Qwen3-MoE renormalise the chosen experts' weights;
+     * Qwen2-MoE (Qwen1.5-MoE) keeps the softmax's. */
+    hp->expert_norm = hp->arch != ENG_ARCH_QWEN2MOE;
     return 0;
 }
 
@@ -185,7 +285,9 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
     if ((rc = get_hp_u32(m->gguf, a, "context_length", 0, 1u << 24, &hp->n_ctx_train, err)) ||
         (rc = get_hp_u32(m->gguf, a, "embedding_length", 1, 1u << 16, &hp->n_embd, err)) ||
         (rc = get_hp_u32(m->gguf, a, "block_count", 1, 1024, &hp->n_layer, err)) ||
-        (rc = get_hp_u32(m->gguf, a, "feed_forward_length", 1, 1u << 18, &hp->n_ff, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "feed_forward_length",
+                         hp->arch != ENG_ARCH_QWEN2MOE && hp->arch != ENG_ARCH_QWEN3MOE, 1u << 18,
+                         &hp->n_ff, err)) ||
         (rc = get_hp_u32(m->gguf, a, "attention.head_count", 1, 1024, &hp->n_head, err)))
         return rc;
     hp->n_head_kv = hp->n_head;
@@ -223,9 +325,49 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
         (rc = get_hp_f32(m->gguf, a, "attention.layer_norm_rms_epsilon", &hp->rms_eps, err)))
         return rc;
     hp->rope_neox = hp->arch != ENG_ARCH_LLAMA;
-    if (hp->arch == ENG_ARCH_PHI3 &&
-        (rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 0, 1u << 24, &hp->n_swa, err)))
-        return rc;
+    hp->embd_scale = 1.0f;
+    hp->q_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->rope_base_swa = hp->rope_base;
+    hp->rope_scale = 1.0f;
+    if ((rc = load_rope_scaling(m, a, err))) return rc;
+    hp->rope_scale_swa = hp->rope_scale;
+    if (hp->arch == ENG_ARCH_GEMMA2 || hp->arch == ENG_ARCH_GEMMA3) {
+        int gemma2 = hp->arch == ENG_ARCH_GEMMA2, pattern = gemma2 ? 2 : 6;
+        hp->embd_scale = sqrtf((float)hp->n_embd);
+        hp->geglu = hp->post_norms = 1;
+        /* The 27B models scale queries by 1/sqrt(n_embd / n_head) (their
+         * query_pre_attn_scalar), which no key records; the reference
+         * engine tells them by their layer count, and so do we. */
+        if ((gemma2 && hp->n_layer == 46) || (!gemma2 && hp->n_layer == 62))
+            hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+        if (gemma2) {
+            hp->attn_softcap = 50.0f; /* Gemma 2's own values when the file has none */
+            hp->final_softcap = 30.0f;
+            if ((rc = get_hp_f32(m->gguf, a, "attn_logit_softcapping", &hp->attn_softcap, err)) ||
+                (rc = get_hp_f32(m->gguf, a, "final_logit_softcapping", &hp->final_softcap, err)))
+                return rc;
+        } else {
+            /* local layers rotate with base 10000 and no scaling */
+            hp->rope_base_swa = 10000.0f;
+            hp->rope_scale_swa = 1.0f;
+            if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window_pattern", 0, 1024,
+                                 &pattern, err)))
+                return rc;
+        }
+        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 1, 1u << 24, &hp->n_swa,
+                             err)))
+            return rc;
+        hp->swa_pattern = pattern;
+    }
+    if (hp->arch == ENG_ARCH_PHI3) {
+        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 0, 1u << 24, &hp->n_swa,
+                             err)))
+            return rc;
+        hp->swa_pattern = 1;
+    }
+    if (hp->n_swa >= hp->n_ctx_train) hp->n_swa = 0; /* a window past the context is none */
+    if ((rc = load_moe(m, a, err))) return rc;
+    for (int l = 0; l < hp->n_layer; l++) hp->n_swa_layers += layer_is_swa(hp, l);
     return 0;
 }
 
@@ -235,9 +377,13 @@ static struct eng_tensor rows_of(const struct eng_tensor *t, int64_t first, int6
 {
     struct eng_tensor v = *t;
     v.ne1 = n;
-    v.packed = NULL; /* each view gets its own, if any (repack_weights) */
-    v.packed_rows = 0;
     v.data = t->data + (size_t)first * t->row_bytes;
+    if (t->packed && first % t->packed_rows == 0 && n % t->packed_rows == 0) {
+        v.packed = t->packed + (size_t)first * t->row_bytes; /* whole groups: a view of them */
+    } else {
+        v.packed = NULL; /* (phi3's fused parts are repacked apart, repack_weights) */
+        v.packed_rows = 0;
+    }
     return v;
 }
 
@@ -256,6 +402,9 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
         m->output = m->tok_embd;
         hp->tied_output = 1;
     }
+    /* Llama 3.1+ divides each rope frequency by a factor from the file */
+    if ((rc = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, 1, &m->rope_freqs, err)))
+        return rc;
     if (hp->arch == ENG_ARCH_PHI3 && (gguf_find_tensor(m->gguf, "rope_factors_long.weight") ||
                                       gguf_find_tensor(m->gguf, "rope_factors_short.weight")))
         return cit_err_set(err, CIT_ENOTSUP,
@@ -265,15 +414,22 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     if (!m->layers) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
     for (int i = 0; i < hp->n_layer; i++) {
         struct eng_layer *L = &m->layers[i];
-        int qwen2 = hp->arch == ENG_ARCH_QWEN2, qwen3 = hp->arch == ENG_ARCH_QWEN3;
+        int qwen2 = hp->arch == ENG_ARCH_QWEN2 || hp->arch == ENG_ARCH_QWEN2MOE;
+        int qk_norm = hp->arch == ENG_ARCH_QWEN3 || hp->arch == ENG_ARCH_GEMMA3 ||
+                      hp->arch == ENG_ARCH_QWEN3MOE;
 #define MAT(field, suffix, cols, rows)                                                             \
     snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                                   \
     if ((rc = bind_matrix(m, name, cols, rows, 0, &L->field, err))) return rc
 #define VEC(field, suffix, kind, n, opt)                                                           \
     snprintf(name, sizeof(name), "blk.%d.%s.%s", i, suffix, kind);                                 \
     if ((rc = bind_vector(m, name, n, opt, &L->field, err))) return rc
+        L->swa = layer_is_swa(hp, i);
         VEC(attn_norm, "attn_norm", "weight", E, 0);
         VEC(ffn_norm, "ffn_norm", "weight", E, 0);
+        if (hp->post_norms) {
+            VEC(post_attn_norm, "post_attention_norm", "weight", E, 0);
+            VEC(post_ffn_norm, "post_ffw_norm", "weight", E, 0);
+        }
         if (hp->arch == ENG_ARCH_PHI3) {
             /* fused: Q, K and V rows in one matrix; gate and up rows in another */
             struct eng_tensor qkv = {0}, gate_up = {0};
@@ -290,17 +446,44 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
             MAT(wq, "attn_q", E, Q);
             MAT(wk, "attn_k", E, KV);
             MAT(wv, "attn_v", E, KV);
+        }
+        MAT(wo, "attn_output", Q, E);
+        if (hp->n_expert) {
+            const int64_t X = hp->n_expert, FX = hp->n_ff_exp, FS = hp->n_ff_shexp;
+            MAT(router, "ffn_gate_inp", E, X);
+#define EXPS(field, suffix, cols, rows)                                                            \
+    snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                                   \
+    if ((rc = bind_experts(m, name, cols, rows, X, &L->field, err))) return rc
+            EXPS(exp_gate, "ffn_gate_exps", E, FX);
+            EXPS(exp_up, "ffn_up_exps", E, FX);
+            EXPS(exp_down, "ffn_down_exps", FX, E);
+#undef EXPS
+            if (FS) {
+                const float *gi = NULL;
+                snprintf(name, sizeof(name), "blk.%d.ffn_gate_inp_shexp.weight", i);
+                if ((rc = bind_vector(m, name, E, 0, &gi, err))) return rc;
+                L->sh_inp.data = (const uint8_t *)gi;
+                L->sh_inp.type = GGUF_T_F32;
+                L->sh_inp.ne0 = E;
+                L->sh_inp.ne1 = 1;
+                L->sh_inp.row_bytes = (size_t)E * sizeof(float);
+                MAT(sh_gate, "ffn_gate_shexp", E, FS);
+                MAT(sh_up, "ffn_up_shexp", E, FS);
+                MAT(sh_down, "ffn_down_shexp", FS, E);
+            }
+        } else if (hp->arch != ENG_ARCH_PHI3) {
             MAT(w_gate, "ffn_gate", E, F);
             MAT(w_up, "ffn_up", E, F);
         }
-        MAT(wo, "attn_output", Q, E);
-        MAT(w_down, "ffn_down", F, E);
+        if (!hp->n_expert) {
+            MAT(w_down, "ffn_down", F, E);
+        }
         /* llama files may carry biases too; qwen2 requires them. */
         VEC(bq, "attn_q", "bias", Q, !qwen2);
         VEC(bk, "attn_k", "bias", KV, !qwen2);
         VEC(bv, "attn_v", "bias", KV, !qwen2);
-        VEC(q_norm, "attn_q_norm", "weight", hp->head_dim, !qwen3);
-        VEC(k_norm, "attn_k_norm", "weight", hp->head_dim, !qwen3);
+        VEC(q_norm, "attn_q_norm", "weight", hp->head_dim, !qk_norm);
+        VEC(k_norm, "attn_k_norm", "weight", hp->head_dim, !qk_norm);
 #undef MAT
 #undef VEC
     }
@@ -328,14 +511,25 @@ static void repack_tensor(const struct eng_model *m, struct eng_tensor *t)
     if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+/* Every weight matrix of a layer, bound or not (data NULL). */
+#define LAYER_TENSORS 15
+static void layer_tensors(struct eng_layer *L, struct eng_tensor *ts[LAYER_TENSORS])
+{
+    struct eng_tensor *all[LAYER_TENSORS] = {
+        &L->wq,       &L->wk,      &L->wv,     &L->wo,      &L->w_gate,
+        &L->w_up,     &L->w_down,  &L->router, &L->exp_gate, &L->exp_up,
+        &L->exp_down, &L->sh_inp,  &L->sh_gate, &L->sh_up,   &L->sh_down};
+    memcpy(ts, all, sizeof(all));
+}
+
 static void repack_weights(struct eng_model *m)
 {
     if (getenv("CITADEL_NO_REPACK")) return; /* A/B measurements */
     for (int i = 0; i < m->hp.n_layer; i++) {
-        struct eng_layer *L = &m->layers[i];
-        struct eng_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                   &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t j = 0; j < sizeof(ts) / sizeof(ts[0]); j++) repack_tensor(m, ts[j]);
+        struct eng_tensor *ts[LAYER_TENSORS];
+        layer_tensors(&m->layers[i], ts);
+        for (int j = 0; j < LAYER_TENSORS; j++)
+            if (ts[j]->data) repack_tensor(m, ts[j]);
     }
     /* the token embeddings are looked up row by row: a tied output stays plain */
     if (!m->hp.tied_output) repack_tensor(m, &m->output);
@@ -345,14 +539,9 @@ static void free_packed(struct eng_model *m)
 {
     if (!m->layers) return;
     for (int i = 0; i < m->hp.n_layer; i++) {
-        struct eng_layer *L = &m->layers[i];
-        cit_free(L->wq.packed);
-        cit_free(L->wk.packed);
-        cit_free(L->wv.packed);
-        cit_free(L->wo.packed);
-        cit_free(L->w_gate.packed);
-        cit_free(L->w_up.packed);
-        cit_free(L->w_down.packed);
+        struct eng_tensor *ts[LAYER_TENSORS];
+        layer_tensors(&m->layers[i], ts);
+        for (int j = 0; j < LAYER_TENSORS; j++) cit_free(ts[j]->packed);
     }
     if (!m->hp.tied_output) cit_free(m->output.packed);
 }
@@ -429,15 +618,35 @@ const struct eng_vocab_info *eng_vocab(const struct eng_model *m)
     return &m->vinfo;
 }
 
+static uint64_t tensor_bytes(const struct eng_tensor *t)
+{
+    return t->data ? (uint64_t)t->row_bytes * (uint64_t)t->ne1 : 0;
+}
+
 uint64_t eng_model_weight_bytes(const struct eng_model *m)
 {
-    uint64_t b = m->tok_embd.row_bytes + (uint64_t)m->output.row_bytes * (uint64_t)m->output.ne1;
-    for (int i = 0; i < m->hp.n_layer; i++) {
+    const struct eng_hparams *hp = &m->hp;
+    uint64_t b = m->tok_embd.row_bytes + tensor_bytes(&m->output);
+    for (int i = 0; i < hp->n_layer; i++) {
+        struct eng_tensor *ts[LAYER_TENSORS];
+        layer_tensors(&m->layers[i], ts);
+        for (int j = 0; j < LAYER_TENSORS; j++)
+            if (ts[j] != &m->layers[i].exp_gate && ts[j] != &m->layers[i].exp_up &&
+                ts[j] != &m->layers[i].exp_down)
+                b += tensor_bytes(ts[j]);
+    }
+    return b + eng_model_expert_bytes(m);
+}
+
+uint64_t eng_model_expert_bytes(const struct eng_model *m)
+{
+    const struct eng_hparams *hp = &m->hp;
+    uint64_t b = 0;
+    if (!hp->n_expert) return 0;
+    for (int i = 0; i < hp->n_layer; i++) {
         const struct eng_layer *L = &m->layers[i];
-        const struct eng_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                         &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t j = 0; j < sizeof(ts) / sizeof(ts[0]); j++)
-            b += (uint64_t)ts[j]->row_bytes * (uint64_t)ts[j]->ne1;
+        b += (tensor_bytes(&L->exp_gate) + tensor_bytes(&L->exp_up) + tensor_bytes(&L->exp_down)) /
+             (uint64_t)hp->n_expert * (uint64_t)hp->n_expert_used;
     }
     return b;
 }
@@ -454,6 +663,14 @@ struct eng_work {
     float *att;       /* (n_batch, q_dim) */
     float *ff1, *ff2; /* (n_batch, n_ff) */
     float *rope;      /* (n_batch, n_rot) cos/sin pairs */
+    float *rope_swa;  /* the same for windowed layers when they rotate otherwise, or NULL */
+    /* mixture of experts: router logits (n_batch, n_expert); per row the
+     * chosen experts and their weights (n_batch, used); the rows routed to
+     * one expert (their indices, inputs, outputs); each row's weighted
+     * expert outputs (n_batch, used, n_embd); the shared expert's output
+     * (n_batch, n_embd) and gate logits (n_batch) */
+    float *moe_logits, *moe_wt, *moe_x, *moe_y, *moe_out, *moe_sh;
+    int *moe_sel, *moe_rows;
     uint16_t *q16;    /* (n_batch, q_dim) queries in f16 */
     uint8_t *act;     /* (n_batch, act_stride) converted activations */
     size_t act_stride;
@@ -464,11 +681,17 @@ struct eng_work {
     size_t scores_len;
 };
 
+/* The KV cache is f16, one region per layer. A windowed layer's region is
+ * a ring of `ring` slots (position p in slot p % ring): it must hold the
+ * window and every row one pass appends, so a pass may add at most
+ * max_rows rows to the sequence. The other layers hold the whole context. */
 struct eng_seq {
     const struct eng_model *m;
     int n_ctx, pos;
-    int pending;       /* rows of this sequence in the batch being prepared */
-    uint16_t *kc, *vc; /* (n_layer, n_ctx, kv_dim) f16 */
+    int pending; /* rows of this sequence in the batch being prepared */
+    int ring, max_rows;
+    size_t *kv_base;   /* (n_layer) first slot of each layer's region */
+    uint16_t *kc, *vc; /* (sum of the regions' slots, kv_dim) */
     struct eng_work w; /* scratch for eng_seq_eval */
 };
 
@@ -489,6 +712,15 @@ static void work_free(struct eng_work *w)
     cit_free(w->ff1);
     cit_free(w->ff2);
     cit_free(w->rope);
+    cit_free(w->rope_swa);
+    cit_free(w->moe_logits);
+    cit_free(w->moe_sel);
+    cit_free(w->moe_wt);
+    cit_free(w->moe_rows);
+    cit_free(w->moe_x);
+    cit_free(w->moe_y);
+    cit_free(w->moe_out);
+    cit_free(w->moe_sh);
     cit_free(w->q16);
     cit_free(w->act);
     cit_free(w->row_seq);
@@ -502,9 +734,12 @@ static int work_init(struct eng_work *w, const struct eng_model *m, int n_batch)
 {
     const struct eng_hparams *hp = &m->hp;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t B = (size_t)n_batch, widest = (size_t)(hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd);
+    size_t B = (size_t)n_batch, ff = (size_t)hp->n_ff, widest;
     memset(w, 0, sizeof(*w));
     w->n_batch = n_batch;
+    if ((size_t)hp->n_ff_exp > ff) ff = (size_t)hp->n_ff_exp;
+    if ((size_t)hp->n_ff_shexp > ff) ff = (size_t)hp->n_ff_shexp;
+    widest = ff > (size_t)hp->n_embd ? ff : (size_t)hp->n_embd;
     if (q_dim > widest) widest = q_dim;
     /* The widest activation in the widest type: f32 is 4 bytes per element,
      * every other activation type is smaller. */
@@ -515,9 +750,33 @@ static int work_init(struct eng_work *w, const struct eng_model *m, int n_batch)
     w->k = cit_calloc(B * kv_dim, sizeof(float));
     w->v = cit_calloc(B * kv_dim, sizeof(float));
     w->att = cit_calloc(B * q_dim, sizeof(float));
-    w->ff1 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
-    w->ff2 = cit_calloc(B * (size_t)hp->n_ff, sizeof(float));
+    w->ff1 = cit_calloc(B * ff, sizeof(float));
+    w->ff2 = cit_calloc(B * ff, sizeof(float));
+    if (hp->n_expert) {
+        size_t E = (size_t)hp->n_embd, K = (size_t)hp->n_expert_used;
+        w->moe_logits = cit_calloc(B * (size_t)hp->n_expert, sizeof(float));
+        w->moe_sel = cit_calloc(B * K, sizeof(int));
+        w->moe_wt = cit_calloc(B * K, sizeof(float));
+        w->moe_rows = cit_calloc(B, sizeof(int));
+        w->moe_x = cit_calloc(B * E, sizeof(float));
+        w->moe_y = cit_calloc(B * E, sizeof(float));
+        w->moe_out = cit_calloc(B * K * E, sizeof(float));
+        w->moe_sh = cit_calloc(B * (E + 1), sizeof(float));
+        if (!w->moe_logits || !w->moe_sel || !w->moe_wt || !w->moe_rows || !w->moe_x ||
+            !w->moe_y || !w->moe_out || !w->moe_sh) {
+            work_free(w);
+            return CIT_ENOMEM;
+        }
+    }
     w->rope = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
+    if (hp->n_swa_layers &&
+        (hp->rope_base_swa != hp->rope_base || hp->rope_scale_swa != hp->rope_scale)) {
+        w->rope_swa = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
+        if (!w->rope_swa) {
+            work_free(w);
+            return CIT_ENOMEM;
+        }
+    }
     w->q16 = cit_calloc(B * q_dim, sizeof(uint16_t));
     w->act = cit_aligned_alloc(64, B * w->act_stride);
     w->row_seq = cit_calloc(B, sizeof(*w->row_seq));
@@ -542,29 +801,49 @@ static int work_scores(struct eng_work *w, int threads, int n_ctx)
     return w->scores ? 0 : CIT_ENOMEM;
 }
 
-int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
+int eng_seq_new_batch(const struct eng_model *m, int n_ctx, int n_batch, struct eng_seq **out)
 {
     const struct eng_hparams *hp = &m->hp;
     struct eng_seq *s;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, cache;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, slots = 0, cache;
 
     if (!m->layers) return CIT_EINVAL; /* vocabulary-only model */
-    if (n_ctx <= 0)
-        n_ctx = hp->n_swa > 0 && hp->n_swa < hp->n_ctx_train ? hp->n_swa + 1 : hp->n_ctx_train;
-    if (n_ctx > (1 << 24) || (hp->n_swa > 0 && n_ctx > hp->n_swa + 1)) return CIT_ERANGE;
-    if (cit_mul_size((size_t)hp->n_layer * (size_t)n_ctx, kv_dim, &cache)) return CIT_ERANGE;
+    if (n_ctx <= 0) n_ctx = hp->n_ctx_train;
+    if (n_ctx > (1 << 24)) return CIT_ERANGE;
+    if (n_batch <= 0 || n_batch > n_ctx) n_batch = n_ctx < EVAL_BATCH ? n_ctx : EVAL_BATCH;
     s = cit_calloc(1, sizeof(*s));
     if (!s) return CIT_ENOMEM;
     s->m = m;
     s->n_ctx = n_ctx;
+    s->ring = n_ctx;
+    s->max_rows = n_ctx;
+    if (hp->n_swa_layers && hp->n_swa + n_batch < n_ctx) {
+        s->ring = hp->n_swa + n_batch;
+        s->max_rows = s->ring - hp->n_swa + 1;
+    }
+    s->kv_base = cit_calloc((size_t)hp->n_layer, sizeof(size_t));
+    if (!s->kv_base) goto oom;
+    for (int l = 0; l < hp->n_layer; l++) {
+        s->kv_base[l] = slots;
+        slots += (size_t)(m->layers[l].swa ? s->ring : n_ctx);
+    }
+    if (cit_mul_size(slots, kv_dim, &cache)) {
+        eng_seq_free(s);
+        return CIT_ERANGE;
+    }
     s->kc = cit_calloc(cache, sizeof(uint16_t));
     s->vc = cit_calloc(cache, sizeof(uint16_t));
-    if (!s->kc || !s->vc || work_init(&s->w, m, n_ctx < EVAL_BATCH ? n_ctx : EVAL_BATCH)) {
-        eng_seq_free(s);
-        return CIT_ENOMEM;
-    }
+    if (!s->kc || !s->vc || work_init(&s->w, m, n_batch)) goto oom;
     *out = s;
     return 0;
+oom:
+    eng_seq_free(s);
+    return CIT_ENOMEM;
+}
+
+int eng_seq_new(const struct eng_model *m, int n_ctx, struct eng_seq **out)
+{
+    return eng_seq_new_batch(m, n_ctx, 0, out);
 }
 
 void eng_seq_free(struct eng_seq *s)
@@ -572,6 +851,7 @@ void eng_seq_free(struct eng_seq *s)
     if (!s) return;
     cit_free(s->kc);
     cit_free(s->vc);
+    cit_free(s->kv_base);
     work_free(&s->w);
     cit_free(s);
 }
@@ -589,6 +869,13 @@ int eng_seq_pos(const struct eng_seq *s)
 int eng_seq_ctx(const struct eng_seq *s)
 {
     return s->n_ctx;
+}
+
+size_t eng_seq_kv_slots(const struct eng_seq *s)
+{
+    const struct eng_hparams *hp = &s->m->hp;
+    return s->kv_base[hp->n_layer - 1] + (size_t)(s->m->layers[hp->n_layer - 1].swa ? s->ring
+                                                                                  : s->n_ctx);
 }
 
 int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out)
@@ -831,26 +1118,35 @@ static void attn_worker(void *arg, int ith, int nth)
     struct eng_work *w = j->w;
     const struct eng_hparams *hp = &j->m->hp;
     const struct eng_kernels *k = j->m->kern;
+    const int swa = j->m->layers[j->layer].swa;
     int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
-    float scale = j->scale;
-    float *sc = w->scores + (size_t)ith * (size_t)j->max_ctx;
+    struct eng_attn a = {.hd = hd, .stride = (size_t)kv_dim, .scale = j->scale,
+                         .softcap = hp->attn_softcap,
+                         .sc = w->scores + (size_t)ith * (size_t)j->max_ctx};
     (void)nth;
     for (;;) {
-        int i = atomic_fetch_add(&j->next, 1), t, h, g;
+        int i = atomic_fetch_add(&j->next, 1), t, h, g, pos, lo;
         const struct eng_seq *s;
-        size_t lbase;
+        size_t base;
         if (i >= total) break;
         t = i / hp->n_head;
         h = i % hp->n_head;
         g = h / group;
         s = w->row_seq[t];
-        lbase = (size_t)j->layer * (size_t)s->n_ctx * (size_t)kv_dim;
-        /* causal: the row at position p sees its sequence's positions 0 .. p */
-        k->attn_head(
-            hd, w->row_pos[t] + 1, w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd,
-            s->kc + lbase + (size_t)g * (size_t)hd, s->vc + lbase + (size_t)g * (size_t)hd,
-            (size_t)kv_dim, scale, sc, w->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd);
+        pos = w->row_pos[t];
+        /* causal: the row at position p sees its sequence's positions
+         * 0 .. p, or in a windowed layer the last n_swa of them */
+        lo = swa && pos >= hp->n_swa ? pos - hp->n_swa + 1 : 0;
+        base = (s->kv_base[j->layer] * (size_t)kv_dim) + (size_t)g * (size_t)hd;
+        a.n_pos = pos - lo + 1;
+        a.ring = swa ? s->ring : s->n_ctx;
+        a.first = lo % a.ring;
+        a.q16 = w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
+        a.k = s->kc + base;
+        a.v = s->vc + base;
+        a.out = w->att + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
+        k->attn_head(&a);
     }
 }
 
@@ -861,12 +1157,41 @@ static void silu_mul(float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
+/* GELU with the tanh approximation, as the reference evaluates it: from a
+ * table over every f16 input of the f16-rounded result, exact beyond +-10. */
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++) {
+        float x = fp16_to_f32((uint16_t)i);
+        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x *
+                                           (1.0f + 0.044715f * x * x)));
+        gelu_table[i] = f32_to_fp16(y);
+    }
+}
+
+static inline float gelu(float x)
+{
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return fp16_to_f32(gelu_table[f32_to_fp16(x)]);
+}
+
+static void gelu_mul(float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) a[i] = gelu(a[i]) * b[i];
+}
+
 /* Row-wise RMS norms and the SwiGLU product, split across the pool for
  * batches: run on one thread they left the other idle for 5% of a
  * 16-sequence step (90k exponentials per layer). Each element is computed
  * exactly as the serial loop computes it. */
+enum ew_op { EW_NORM, EW_SILU, EW_GELU };
+
 struct ew_job {
-    int silu;
+    enum ew_op op;
     float *out;
     const float *x, *weight;
     int n_rows, E;
@@ -879,10 +1204,10 @@ struct ew_job {
 static void ew_worker(void *arg, int ith, int nth)
 {
     const struct ew_job *j = arg;
-    if (j->silu) {
+    if (j->op != EW_NORM) {
         size_t per = (j->len + (size_t)nth - 1) / (size_t)nth, lo = per * (size_t)ith;
         size_t hi = lo + per < j->len ? lo + per : j->len;
-        if (lo < hi) silu_mul(j->a + lo, j->b + lo, hi - lo);
+        if (lo < hi) (j->op == EW_SILU ? silu_mul : gelu_mul)(j->a + lo, j->b + lo, hi - lo);
         return;
     }
     for (int t = ith; t < j->n_rows; t += nth)
@@ -893,20 +1218,142 @@ static void ew_worker(void *arg, int ith, int nth)
 static void norm_rows(struct cit_pool *pool, float *out, const float *x, const float *weight, int n,
                       int E, float eps)
 {
-    struct ew_job j = {0, out, x, weight, n, E, eps, NULL, NULL, 0};
+    struct ew_job j = {EW_NORM, out, x, weight, n, E, eps, NULL, NULL, 0};
     if (n >= 4)
         cit_pool_run(pool, ew_worker, &j);
     else
         ew_worker(&j, 0, 1);
 }
 
-static void silu_rows(struct cit_pool *pool, float *a, const float *b, int n, size_t len)
+/* a = act(a) * b over n rows (len elements): the gated FFN's product. */
+static void glu_rows(struct cit_pool *pool, int geglu, float *a, const float *b, int n, size_t len)
 {
-    struct ew_job j = {1, NULL, NULL, NULL, 0, 0, 0, a, b, len};
+    struct ew_job j = {geglu ? EW_GELU : EW_SILU, NULL, NULL, NULL, 0, 0, 0, a, b, len};
+    if (geglu) pthread_once(&gelu_once, gelu_table_init);
     if (n >= 4)
         cit_pool_run(pool, ew_worker, &j);
     else
         ew_worker(&j, 0, 1);
+}
+
+/* The router's choice for one row, computed as the reference does: softmax
+ * over the experts (exponentials summed in double, then multiplied by the
+ * f32 inverse), the used count of largest probabilities in descending
+ * order (lower index first on ties), renormalised by their sum when norm. */
+static void moe_route(const float *logits, int n_expert, int used, int norm, int *sel, float *wt)
+{
+    float p[1024], max = logits[0], inv;
+    double sum = 0;
+    for (int e = 1; e < n_expert; e++) max = logits[e] > max ? logits[e] : max;
+    for (int e = 0; e < n_expert; e++) sum += (double)(p[e] = expf(logits[e] - max));
+    inv = (float)(1.0 / sum);
+    for (int e = 0; e < n_expert; e++) p[e] *= inv;
+    for (int r = 0; r < used; r++) {
+        int best = -1;
+        for (int e = 0; e < n_expert; e++) {
+            int taken = 0;
+            for (int q = 0; q < r; q++) taken |= sel[q] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        }
+        sel[r] = best;
+        wt[r] = p[best];
+    }
+    if (norm) {
+        double ws = 0;
+        for (int r = 0; r < used; r++) ws += (double)wt[r];
+        for (int r = 0; r < used; r++) wt[r] /= (float)ws;
+    }
+}
+
+/* The mixture-of-experts FFN over rows 0..n-1 of w->xn (normed): its
+ * output, the chosen experts' outputs times their weights summed in the
+ * order chosen (plus the gated shared expert), goes to w->xn. Rows are
+ * grouped by expert, so each expert's matrices are streamed once per
+ * batch for all the rows routed to it, and only the experts some row
+ * chose are read at all. */
+static void moe_ffn(const struct eng_model *m, struct eng_work *w, struct cit_pool *pool,
+                    const struct eng_layer *L, int n)
+{
+    const struct eng_hparams *hp = &m->hp;
+    const int E = hp->n_embd, X = hp->n_expert, K = hp->n_expert_used, F = hp->n_ff_exp;
+    struct mm_item route = {&L->router, w->moe_logits, X, NULL};
+    matmul(m, w, pool, w->xn, E, n, &route, 1);
+    for (int t = 0; t < n; t++)
+        moe_route(w->moe_logits + (size_t)t * X, X, K, hp->expert_norm, w->moe_sel + (size_t)t * K,
+                  w->moe_wt + (size_t)t * K);
+    if (L->sh_gate.data) {
+        /* the shared expert sees every row; its gate is sigmoid(w . x) */
+        const int FS = hp->n_ff_shexp;
+        struct mm_item up[2] = {{&L->sh_gate, w->ff1, FS, NULL}, {&L->sh_up, w->ff2, FS, NULL}};
+        struct mm_item down = {&L->sh_down, w->moe_sh, E, NULL};
+        struct mm_item gate = {&L->sh_inp, w->moe_sh + (size_t)n * E, 1, NULL};
+        matmul(m, w, pool, w->xn, E, n, up, 2);
+        matmul(m, w, pool, w->xn, E, n, &gate, 1);
+        glu_rows(pool, 0, w->ff1, w->ff2, n, (size_t)n * FS);
+        matmul(m, w, pool, w->ff1, FS, n, &down, 1);
+    }
+    for (int e = 0; e < X; e++) {
+        struct eng_tensor g = rows_of(&L->exp_gate, (int64_t)e * F, F),
+                          u = rows_of(&L->exp_up, (int64_t)e * F, F),
+                          d = rows_of(&L->exp_down, (int64_t)e * E, E);
+        struct mm_item up[2] = {{&g, w->ff1, F, NULL}, {&u, w->ff2, F, NULL}};
+        struct mm_item down = {&d, w->moe_y, E, NULL};
+        int cnt = 0;
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < K; r++)
+                if (w->moe_sel[(size_t)t * K + r] == e) {
+                    w->moe_rows[cnt] = t * K + r;
+                    memcpy(w->moe_x + (size_t)cnt * E, w->xn + (size_t)t * E,
+                           (size_t)E * sizeof(float));
+                    cnt++;
+                }
+        if (!cnt) continue;
+        matmul(m, w, pool, w->moe_x, E, cnt, up, 2);
+        glu_rows(pool, 0, w->ff1, w->ff2, cnt, (size_t)cnt * F);
+        matmul(m, w, pool, w->ff1, F, cnt, &down, 1);
+        for (int i = 0; i < cnt; i++) {
+            const int tr = w->moe_rows[i];
+            const float wt = w->moe_wt[tr], *y = w->moe_y + (size_t)i * E;
+            float *o = w->moe_out + (size_t)tr * E;
+            for (int c = 0; c < E; c++) o[c] = y[c] * wt;
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        const float *o = w->moe_out + (size_t)t * K * E;
+        float *y = w->xn + (size_t)t * E;
+        for (int c = 0; c < E; c++) y[c] = o[c];
+        for (int r = 1; r < K; r++)
+            for (int c = 0; c < E; c++) y[c] += o[(size_t)r * E + c];
+        if (L->sh_gate.data) {
+            const float gl = w->moe_sh[(size_t)n * E + t], gate = 1.0f / (1.0f + expf(-gl));
+            const float *sh = w->moe_sh + (size_t)t * E;
+            for (int c = 0; c < E; c++) y[c] += sh[c] * gate;
+        }
+    }
+}
+
+/* Rope angles for one position: cos/sin pairs for n_rot/2 frequencies,
+ * by repeated multiplication in f32 as the reference computes them, each
+ * divided by its factor from the file (Llama 3.1+) and scaled (linear
+ * scaling). */
+static void rope_angles(float *cs, int pos, int n_rot, float base, float scale,
+                        const float *factors)
+{
+    const float theta_scale = powf(base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        float t = scale * (factors ? theta / factors[i] : theta);
+        cs[2 * i] = cosf(t);
+        cs[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+/* x = c * tanh(x / c) over n values (gemma2's final logits). */
+static void softcap_rows(float *x, size_t n, float cap)
+{
+    const float inv = 1.0f / cap;
+    for (size_t i = 0; i < n; i++) x[i] = eng_softcap(x[i], inv, cap);
 }
 
 /* Runs rows 0..n-1 of w (tokens, with w->row_seq and w->row_pos set)
@@ -920,24 +1367,22 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
     const struct eng_kernels *k = m->kern;
     int E = hp->n_embd, hd = hp->head_dim, q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
     int F = hp->n_ff;
-    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
-    /* attention scores are scaled by 1/sqrt(head size): after the product,
-     * or (phi3, as the reference's graph does) on the query before it is
-     * rounded to f16 */
-    const float kq_scale = 1.0f / sqrtf((float)hd);
-    const int q_first = hp->arch == ENG_ARCH_PHI3;
+    /* Attention scores are scaled by q_scale after the product, or (phi3
+     * and gemma, as the reference's graph does) on the query before it is
+     * rounded to f16. */
+    const int q_first = hp->arch == ENG_ARCH_PHI3 || hp->geglu;
 
     for (int t = 0; t < n; t++) {
+        float *x = w->x + (size_t)t * (size_t)E;
         k->dequant[m->tok_embd.type](m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
-                                     w->x + (size_t)t * (size_t)E, E);
-        /* Angles by repeated multiplication, in f32, as the reference computes them. */
-        float theta = (float)w->row_pos[t];
-        float *cs = w->rope + (size_t)t * (size_t)hp->n_rot;
-        for (int i = 0; i < hp->n_rot / 2; i++) {
-            cs[2 * i] = cosf(theta);
-            cs[2 * i + 1] = sinf(theta);
-            theta *= theta_scale;
-        }
+                                     x, E);
+        if (hp->embd_scale != 1.0f)
+            for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
+        rope_angles(w->rope + (size_t)t * (size_t)hp->n_rot, w->row_pos[t], hp->n_rot,
+                    hp->rope_base, hp->rope_scale, m->rope_freqs);
+        if (w->rope_swa)
+            rope_angles(w->rope_swa + (size_t)t * (size_t)hp->n_rot, w->row_pos[t], hp->n_rot,
+                        hp->rope_base_swa, hp->rope_scale_swa, m->rope_freqs);
     }
 
     for (int l = 0; l < hp->n_layer; l++) {
@@ -948,6 +1393,7 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         struct mm_item wo = {&L->wo, w->xn, E, NULL};
         struct mm_item ffn[2] = {{&L->w_gate, w->ff1, F, NULL}, {&L->w_up, w->ff2, F, NULL}};
         struct mm_item down = {&L->w_down, w->xn, E, NULL};
+        const float *rope = L->swa && w->rope_swa ? w->rope_swa : w->rope;
         struct attn_job aj;
 
         norm_rows(pool, w->xn, w->x, L->attn_norm, n, E, hp->rms_eps);
@@ -958,8 +1404,9 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         for (int t = 0; t < n; t++) {
             struct eng_seq *s = w->row_seq[t];
             float *q = w->q + (size_t)t * q_dim, *kk = w->k + (size_t)t * kv_dim;
-            const float *cs = w->rope + (size_t)t * (size_t)hp->n_rot;
-            size_t row = ((size_t)l * (size_t)s->n_ctx + (size_t)w->row_pos[t]) * (size_t)kv_dim;
+            const float *cs = rope + (size_t)t * (size_t)hp->n_rot;
+            int slot = L->swa ? w->row_pos[t] % s->ring : w->row_pos[t];
+            size_t row = (s->kv_base[l] + (size_t)slot) * (size_t)kv_dim;
             for (int h = 0; h < hp->n_head; h++) {
                 if (L->q_norm) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
                 rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
@@ -969,7 +1416,7 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
                 rope_apply(kk + h * hd, cs, hp->n_rot, hp->rope_neox);
             }
             if (q_first) /* the query scaled before it rounds to f16 */
-                for (int c = 0; c < q_dim; c++) q[c] *= kq_scale;
+                for (int c = 0; c < q_dim; c++) q[c] *= hp->q_scale;
             k->to_act[GGUF_T_F16](q, w->q16 + (size_t)t * q_dim, q_dim);
             k->to_act[GGUF_T_F16](kk, s->kc + row, kv_dim);
             k->to_act[GGUF_T_F16](w->v + (size_t)t * kv_dim, s->vc + row, kv_dim);
@@ -980,17 +1427,23 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         aj.layer = l;
         aj.n_tok = n;
         aj.max_ctx = max_ctx;
-        aj.scale = q_first ? 1.0f : kq_scale;
+        aj.scale = q_first ? 1.0f : hp->q_scale;
         atomic_init(&aj.next, 0);
         cit_pool_run(pool, attn_worker, &aj);
 
         matmul(m, w, pool, w->att, q_dim, n, &wo, 1);
+        if (L->post_attn_norm) norm_rows(pool, w->xn, w->xn, L->post_attn_norm, n, E, hp->rms_eps);
         for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
 
         norm_rows(pool, w->xn, w->x, L->ffn_norm, n, E, hp->rms_eps);
-        matmul(m, w, pool, w->xn, E, n, ffn, 2);
-        silu_rows(pool, w->ff1, w->ff2, n, (size_t)n * F);
-        matmul(m, w, pool, w->ff1, F, n, &down, 1);
+        if (hp->n_expert) {
+            moe_ffn(m, w, pool, L, n);
+        } else {
+            matmul(m, w, pool, w->xn, E, n, ffn, 2);
+            glu_rows(pool, hp->geglu, w->ff1, w->ff2, n, (size_t)n * F);
+            matmul(m, w, pool, w->ff1, F, n, &down, 1);
+        }
+        if (L->post_ffn_norm) norm_rows(pool, w->xn, w->xn, L->post_ffn_norm, n, E, hp->rms_eps);
         for (size_t i = 0; i < (size_t)n * E; i++) w->x[i] += w->xn[i];
     }
 
@@ -1001,6 +1454,8 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
             rmsnorm(w->xn + (size_t)j * E, w->x + (size_t)w->logit_rows[j] * E, m->output_norm, E,
                     hp->rms_eps);
         matmul(m, w, pool, w->xn, E, n_logits, &out, 1);
+        if (hp->final_softcap > 0)
+            softcap_rows(logits, (size_t)n_logits * (size_t)hp->n_vocab, hp->final_softcap);
     }
 }
 
@@ -1049,7 +1504,7 @@ int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_
             rc = CIT_EINVAL;
         else if (rows[t].token < 0 || rows[t].token >= n_vocab)
             rc = CIT_ERANGE;
-        else if (s->pos + s->pending >= s->n_ctx)
+        else if (s->pos + s->pending >= s->n_ctx || s->pending >= s->max_rows)
             rc = CIT_ERANGE;
         if (rc) break;
         w->row_seq[t] = s;

@@ -350,16 +350,6 @@ static int load(struct node *n, const char *id, const char *path, int configured
     m->n_vocab = eng_model_hparams(m->m)->n_vocab;
     train_ctx = (int)eng_model_hparams(m->m)->n_ctx_train;
     m->n_ctx = n->o.ctx ? n->o.ctx : (train_ctx > 0 && train_ctx < 2048 ? train_ctx : 2048);
-    {
-        int swa = eng_model_hparams(m->m)->n_swa;
-        if (swa > 0 && m->n_ctx > swa + 1) {
-            rc = cit_err_set(err, CIT_ERANGE,
-                             "model %s: ctx %d is beyond its sliding window of %d tokens, which "
-                             "citadel does not apply yet; set ctx to %d or less",
-                             id, m->n_ctx, swa, swa + 1);
-            goto fail;
-        }
-    }
     m->tmpl = eng_chat_detect(m->m, NULL);
     m->created = (int64_t)time(NULL);
     m->configured = configured;
