@@ -1289,7 +1289,7 @@ static void moe_ffn(const struct eng_model *m, struct eng_work *w, struct cit_po
         struct mm_item gate = {&L->sh_inp, w->moe_sh + (size_t)n * E, 1, NULL};
         matmul(m, w, pool, w->xn, E, n, up, 2);
         matmul(m, w, pool, w->xn, E, n, &gate, 1);
-        glu_rows(pool, 0, w->ff1, w->ff2, n, (size_t)n * FS);
+        glu_rows(pool, hp->geglu, w->ff1, w->ff2, n, (size_t)n * FS);
         matmul(m, w, pool, w->ff1, FS, n, &down, 1);
     }
     for (int e = 0; e < X; e++) {
@@ -1309,7 +1309,7 @@ static void moe_ffn(const struct eng_model *m, struct eng_work *w, struct cit_po
                 }
         if (!cnt) continue;
         matmul(m, w, pool, w->moe_x, E, cnt, up, 2);
-        glu_rows(pool, 0, w->ff1, w->ff2, cnt, (size_t)cnt * F);
+        glu_rows(pool, hp->geglu, w->ff1, w->ff2, cnt, (size_t)cnt * F);
         matmul(m, w, pool, w->ff1, F, cnt, &down, 1);
         for (int i = 0; i < cnt; i++) {
             const int tr = w->moe_rows[i];
