@@ -121,7 +121,7 @@ ARM_CC   ?= aarch64-linux-gnu-gcc
 ARM_SRC  := $(filter-out src/engine/kern_avx2% src/engine/kern_neon_dot.c,$(wildcard src/engine/*.c)) \
             $(wildcard src/gguf/*.c) \
             $(addprefix src/core/,alloc.c err.c file.c log.c pool.c rng.c)
-ARM_TEST := $(addprefix tests/,main.c model_build.c test_chat.c test_gguf.c test_moe.c test_kernels.c \
+ARM_TEST := $(addprefix tests/,main.c model_build.c test_chat.c test_embed.c test_gguf.c test_moe.c test_kernels.c \
               test_model.c test_vocab.c)
 ARM_FLAGS = $(filter-out -MMD -MP,$(BASE)) -DTEST_ENGINE_ONLY $(RELEASE) \
             -fsanitize=undefined -fno-sanitize-recover=all

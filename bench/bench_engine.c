@@ -17,7 +17,12 @@
  * It also prints aggregate decode tokens/s when 1, 4 and 16 sequences step
  * together through eng_batch_eval (the engine side of continuous batching).
  *
- *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] [--threads 1,2] [--batch 1,4,16]
+ * q4_0-moe is the same width as a mixture of experts (Mixtral's layout: 8
+ * experts of ffn 2816, 2 used per token; 3.5B weights): its decode speed is
+ * set beside the bytes one token reads, the active experts' included, and
+ * the bytes of all the experts, which a dense model of that size would read.
+ *
+ *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m,q4_0-moe] [--threads 1,2] [--batch 1,4,16]
  *                [--batch-only] [--bandwidth]
  *
  * --bandwidth prints each reader's GB/s at each thread count and stops.
@@ -59,9 +64,9 @@ struct bw_job {
 };
 
 enum { BW_PLAIN, BW_AVX2, BW_AVX2_PF, BW_AVX2_4S, BW_AVX512, BW_AVX512_PF, BW_AVX512_4S, BW_N };
-static const char *const bw_names[BW_N] = {
-    "64-bit", "avx2", "avx2+prefetch", "avx2 x4 streams", "avx512", "avx512+prefetch",
-    "avx512 x4 streams"};
+static const char *const bw_names[BW_N] = {"64-bit",           "avx2",   "avx2+prefetch",
+                                           "avx2 x4 streams",  "avx512", "avx512+prefetch",
+                                           "avx512 x4 streams"};
 
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static uint64_t read_avx2(const uint64_t *p, size_t n, int pf)
@@ -100,8 +105,7 @@ __attribute__((target("avx2"))) static uint64_t read_avx2_4s(const uint64_t *p, 
     return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
 }
 
-__attribute__((target("avx512f"))) static uint64_t read_avx512(const uint64_t *p, size_t n,
-                                                               int pf)
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const uint64_t *p, size_t n, int pf)
 {
     __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
     for (size_t i = 0; i + 32 <= n; i += 32) {
@@ -160,14 +164,27 @@ static void bw_worker(void *arg, int ith, int nth)
     const uint64_t *p = j->buf + per * (size_t)ith;
     switch (j->reader) {
 #if defined(__x86_64__)
-    case BW_AVX2: j->sink[ith] = read_avx2(p, per, 0); return;
-    case BW_AVX2_PF: j->sink[ith] = read_avx2(p, per, 1); return;
-    case BW_AVX2_4S: j->sink[ith] = read_avx2_4s(p, per); return;
-    case BW_AVX512: j->sink[ith] = read_avx512(p, per, 0); return;
-    case BW_AVX512_PF: j->sink[ith] = read_avx512(p, per, 1); return;
-    case BW_AVX512_4S: j->sink[ith] = read_avx512_4s(p, per); return;
+    case BW_AVX2:
+        j->sink[ith] = read_avx2(p, per, 0);
+        return;
+    case BW_AVX2_PF:
+        j->sink[ith] = read_avx2(p, per, 1);
+        return;
+    case BW_AVX2_4S:
+        j->sink[ith] = read_avx2_4s(p, per);
+        return;
+    case BW_AVX512:
+        j->sink[ith] = read_avx512(p, per, 0);
+        return;
+    case BW_AVX512_PF:
+        j->sink[ith] = read_avx512(p, per, 1);
+        return;
+    case BW_AVX512_4S:
+        j->sink[ith] = read_avx512_4s(p, per);
+        return;
 #endif
-    default: j->sink[ith] = read_plain(p, per);
+    default:
+        j->sink[ith] = read_plain(p, per);
     }
 }
 
@@ -332,7 +349,7 @@ static int bandwidth_table(const int *threads, int n_threads, int runs)
 
 int main(int argc, char **argv)
 {
-    const char *models = "q8_0,q4_0,q4_k_m";
+    const char *models = "q8_0,q4_0,q4_k_m,q4_0-moe";
     int batches[4] = {1, 4, 16}, n_batches = 3;
     int threads[4] = {1, 2}, n_threads = 2, runs = 3, n_prompt = 512, n_gen = 128, bw_only = 0;
     struct cit_pool *gen_pool;
@@ -355,7 +372,8 @@ int main(int argc, char **argv)
             i++;
         } else {
             fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
-                            "[--threads 1,2] [--batch 1,4,16] [--batch-only] [--bandwidth]\n");
+                            "[--threads 1,2] [--batch 1,4,16] [--batch-only] [--bandwidth]\n"
+                            "       models: q8_0 q4_0 q4_k_m q5_k_m q6_k, each also as TYPE-moe\n");
             return 2;
         }
     }
@@ -366,7 +384,7 @@ int main(int argc, char **argv)
     /* Memory bandwidth on a shared machine drifts from minute to minute, so
      * it is measured again for every row, just before that row's decode
      * runs, with the same thread count. */
-    printf("%-7s %4s %9s %9s %8s %11s %10s %9s %9s %9s\n", "model", "thr", "pp512", "tg128",
+    printf("%-10s %4s %9s %9s %8s %11s %10s %9s %9s %9s\n", "model", "thr", "pp512", "tg128",
            "bw(GB/s)", "bw-bound", "tg/bound", "load(ms)", "rss(MiB)", "llama.cpp");
     for (const char *p = models; *p;) {
         char mix[16], path[1200];
@@ -399,7 +417,7 @@ int main(int argc, char **argv)
             for (size_t k = 0; k < sizeof(refs) / sizeof(refs[0]); k++)
                 if (!strcmp(refs[k].mix, mix)) ref = &refs[k];
             bound = bw / (double)wbytes;
-            printf("%-7s %4d %9.1f %9.1f %8.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
+            printf("%-10s %4d %9.1f %9.1f %8.1f %11.1f %9.0f%% %9.1f %9.0f", mix, threads[ti],
                    median(pp, runs), median(tg, runs), bw / 1e9, bound,
                    100 * median(tg, runs) / bound, load_ms, peak_rss_mib());
             if (ref && threads[ti] == 2) printf("  pp %.0f tg %.1f", ref->llama_pp, ref->llama_tg);
@@ -407,14 +425,22 @@ int main(int argc, char **argv)
             fflush(stdout);
             cit_pool_free(pool);
         }
-        printf("%-7s weights read per token: %.0f MiB\n", mix, (double)wbytes / 1048576.0);
+        printf("%-10s weights read per token: %.0f MiB", mix, (double)wbytes / 1048576.0);
+        if (eng_model_expert_bytes(m)) {
+            const struct eng_hparams *hp = eng_model_hparams(m);
+            uint64_t active = eng_model_expert_bytes(m);
+            printf(" (active experts %.0f MiB: %d of %d; all experts %.0f MiB)",
+                   (double)active / 1048576.0, hp->n_expert_used, hp->n_expert,
+                   (double)active * hp->n_expert / hp->n_expert_used / 1048576.0);
+        }
+        printf("\n");
         {
             /* Several sequences decoding together share each weight read:
              * the engine side of continuous batching. */
             struct cit_pool *pool;
             double one = 0;
             if (cit_pool_create(cit_cpu_count(), &pool)) return 1;
-            printf("%-7s batched decode, %d threads:", mix, cit_cpu_count());
+            printf("%-10s batched decode, %d threads:", mix, cit_cpu_count());
             for (int bi = 0; bi < n_batches; bi++) {
                 double v[16];
                 for (int r = 0; r < runs && r < 16; r++)

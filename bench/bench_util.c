@@ -58,7 +58,14 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     struct cit_err err;
     struct stat st;
     double t0;
-    snprintf(path, cap, "%s/tinyllama-shape-%s.gguf", cache_dir(), mix_name);
+    char mix[32];
+    size_t n = strlen(mix_name);
+    int moe = n > 4 && !strcmp(mix_name + n - 4, "-moe");
+    snprintf(mix, sizeof(mix), "%.*s", (int)(moe ? n - 4 : n), mix_name);
+    if (moe)
+        snprintf(path, cap, "%s/moe-8x2-shape-%s.gguf", cache_dir(), mix);
+    else
+        snprintf(path, cap, "%s/tinyllama-shape-%s.gguf", cache_dir(), mix);
     if (stat(path, &st) == 0) return 0;
     if (mkdirs(cache_dir())) {
         fprintf(stderr, "bench: cannot create %s\n", cache_dir());
@@ -67,7 +74,12 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     sp.arch = "llama";
     sp.n_embd = 2048, sp.n_layer = 22, sp.n_head = 32, sp.n_head_kv = 4, sp.n_ff = 5632;
     sp.n_vocab = 32000, sp.n_ctx = 2048, sp.use_mix = 1, sp.seed = 1;
-    eng_qmix_from_name(mix_name, &sp.mix);
+    if (moe) /* Mixtral's layout at TinyLlama's width: 3.5B weights, 1B used per token */
+        sp.n_ff = 2816, sp.n_expert = 8, sp.n_expert_used = 2;
+    if (eng_qmix_from_name(mix, &sp.mix)) {
+        fprintf(stderr, "bench: unknown type %s\n", mix);
+        return -1;
+    }
     fprintf(stderr, "bench: generating %s (once; cached) ...\n", path);
     t0 = now_s();
     if (eng_synth_write(path, &sp, pool, &err)) {

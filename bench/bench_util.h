@@ -15,7 +15,8 @@ int parse_int_list(const char *s, int *out, int cap);
 /* $CITADEL_BENCH_CACHE, default ~/.cache/citadel-bench. */
 const char *cache_dir(void);
 /* The TinyLlama-1.1B-shaped synthetic model in mix (q8_0, q4_0, q4_k_m),
- * generated once into the cache; its path in path. */
+ * generated once into the cache; its path in path. "MIX-moe" is the same
+ * width with Mixtral's experts (8 of ffn 2816, 2 used per token). */
 int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap);
 
 /* The node's state file at path (its schema made), through a node opened

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Generates src/engine/unicode_data.c: Unicode general-category classes as
-sorted codepoint ranges, for the BPE pre-tokenizers. Facts from Python's
-unicodedata (the Unicode Character Database); run again to move to a newer
-Unicode version:  python3 tools/gen_unicode.py > src/engine/unicode_data.c"""
+sorted codepoint ranges, for the BPE pre-tokenizers, and the folding of
+uncased WordPiece (BERT): each codepoint lowercased, decomposed (NFD) and
+stripped of its nonspacing marks (Mn), for those it changes. Facts from
+Python's unicodedata (the Unicode Character Database); run again to move
+to a newer Unicode version:
+    python3 tools/gen_unicode.py > src/engine/unicode_data.c"""
 import sys, unicodedata
 
 # Bits as in src/engine/unicode.h
@@ -38,3 +41,28 @@ for a, b, f in ranges:
     out.write("    {0x%06X, 0x%06X, 0x%02X},\n" % (a, b, f))
 out.write("};\n")
 out.write("const int uni_n_ranges = %d;\n" % len(ranges))
+
+# Folding. Hangul syllables decompose by formula (unicode.c), surrogates
+# are not characters.
+fold = []
+for cp in range(0x110000):
+    if 0xAC00 <= cp <= 0xD7A3 or 0xD800 <= cp <= 0xDFFF:
+        continue
+    c = chr(cp)
+    f = ''.join(ch for ch in unicodedata.normalize('NFD', c.lower())
+                if unicodedata.category(ch) != 'Mn')
+    if f != c:
+        fold.append((cp, [ord(ch) for ch in f]))
+seq = []
+out.write("\n/* codepoint, length of its folding (0: dropped), index of the folding\n")
+out.write(" * in uni_fold_seq */\n")
+out.write("const struct uni_fold uni_folds[] = {\n")
+for cp, f in fold:
+    out.write("    {0x%06X, %d, %d},\n" % (cp, len(f), len(seq)))
+    seq.extend(f)
+out.write("};\n")
+out.write("const int uni_n_folds = %d;\n" % len(fold))
+out.write("const uint32_t uni_fold_seq[] = {\n")
+for i in range(0, len(seq), 8):
+    out.write("    " + ", ".join("0x%06X" % c for c in seq[i:i + 8]) + ",\n")
+out.write("};\n")

@@ -7,9 +7,11 @@
  * pool is passed to each call, so a server can share one pool across
  * sequences or give each its own.
  *
- * Supported: architectures llama (Llama 2/3, Mistral, TinyLlama), qwen2 and
- * qwen3; tensor types f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K;
- * tokenizers SentencePiece-style ("llama") and byte-level BPE ("gpt2").
+ * Supported: architectures llama (Llama 2/3, Mistral, TinyLlama, Mixtral-
+ * style experts), qwen2, qwen3, phi3, gemma2, gemma3, qwen2moe, qwen3moe,
+ * and the bert encoder for embeddings; tensor types f32, f16, bf16, q8_0,
+ * q4_0, q4_K, q5_K, q6_K; tokenizers SentencePiece-style ("llama"),
+ * byte-level BPE ("gpt2") and WordPiece ("bert").
  */
 #ifndef CITADEL_ENGINE_H
 #define CITADEL_ENGINE_H
@@ -32,8 +34,13 @@ enum eng_arch {
     ENG_ARCH_GEMMA3,
     ENG_ARCH_QWEN2MOE,
     ENG_ARCH_QWEN3MOE,
+    ENG_ARCH_BERT,
 };
-enum eng_vocab_type { ENG_VOCAB_SPM, ENG_VOCAB_BPE };
+/* How eng_embed pools a sequence's states, as <arch>.pooling_type gives it
+ * (the values are the GGUF key's). NONE: the file names no pooling, so it
+ * is not an embedding model; RANK (rerankers) is not run. */
+enum eng_pooling { ENG_POOL_NONE, ENG_POOL_MEAN, ENG_POOL_CLS, ENG_POOL_LAST, ENG_POOL_RANK };
+enum eng_vocab_type { ENG_VOCAB_SPM, ENG_VOCAB_BPE, ENG_VOCAB_WPM };
 
 struct eng_hparams {
     enum eng_arch arch;
@@ -72,6 +79,13 @@ struct eng_hparams {
      * softmax; their weights are renormalised to sum 1 when expert_norm.
      * qwen2moe adds a shared expert (n_ff_shexp wide) under a sigmoid gate. */
     int n_expert, n_expert_used, n_ff_exp, n_ff_shexp, expert_norm;
+    /* Encoders (bert): every position attends to every other (causal 0),
+     * learned position and token-type embeddings, LayerNorm after each
+     * sublayer (norm_eps), no output head: the model only embeds. */
+    int causal;
+    int n_tok_types;
+    float norm_eps;
+    enum eng_pooling pooling;
 };
 
 /* Loads and validates a model: every tensor the architecture needs must be
@@ -118,6 +132,33 @@ void eng_seq_free(struct eng_seq *s);
 void eng_seq_reset(struct eng_seq *s);    /* forget all tokens */
 int eng_seq_pos(const struct eng_seq *s); /* tokens in the cache */
 int eng_seq_ctx(const struct eng_seq *s); /* tokens it can hold */
+
+/* ---- embeddings ----
+ *
+ * An input's embedding: the last layer's states (decoders: after the
+ * final norm) of its tokens (with the [CLS]/[SEP] or BOS the tokenizer
+ * adds), pooled as the file says (the mean over every position, the
+ * first, or the last), divided by its L2 norm when normalize. An encoder
+ * runs several inputs in one pass, each attending within itself, so every
+ * weight read serves them all; a decoder runs them one after another. */
+struct eng_embedder;
+struct eng_embed_in {
+    const int32_t *ids;
+    int n;
+    float *out; /* n_embd floats */
+};
+/* Scratch for passes of up to capacity tokens (0: the model's training
+ * context); an input may be at most min(capacity, that context) long. */
+int eng_embedder_new(const struct eng_model *m, int capacity, struct eng_embedder **out /* out */);
+void eng_embedder_free(struct eng_embedder *e);
+/* The longest input it takes. */
+int eng_embedder_max_input(const struct eng_embedder *e);
+/* Embeds in[0..n_in). CIT_ENOTSUP when the model names no pooling (not an
+ * embedding model), CIT_ERANGE for an empty or too long input or an id
+ * outside the vocabulary (checked before anything runs). */
+int eng_embed(struct eng_embedder *e, struct cit_pool *pool, const struct eng_embed_in *in,
+              int n_in, int normalize);
+const char *eng_pooling_name(enum eng_pooling p);
 
 /* ---- many sequences in one pass ----
  *
@@ -274,6 +315,7 @@ struct eng_synth_spec {
     uint32_t wtype;
     int tied; /* no output.weight */
     uint64_t seed;
+    int n_expert, n_expert_used; /* llama only: experts of n_ff each (0: dense) */
 };
 
 #endif

@@ -310,9 +310,11 @@ struct eng_tensor {
 };
 
 struct eng_layer {
-    const float *attn_norm, *ffn_norm; /* (n_embd) */
-    const float *bq, *bk, *bv;         /* optional biases (qwen2) */
-    const float *q_norm, *k_norm;      /* (head_dim), qwen3, gemma3 */
+    const float *attn_norm, *ffn_norm;     /* (n_embd); bert: the LayerNorms after each sublayer */
+    const float *attn_norm_b, *ffn_norm_b; /* bert: their biases */
+    const float *bo, *b_up, *b_down;       /* bert: output and FFN biases */
+    const float *bq, *bk, *bv;             /* optional biases (qwen2) */
+    const float *q_norm, *k_norm;          /* (head_dim), qwen3, gemma3 */
     const float *post_attn_norm, *post_ffn_norm; /* (n_embd), gemma */
     int swa;                                     /* attends through the sliding window */
     /* mixture of experts: the router (n_embd -> n_expert) and the experts'
@@ -329,6 +331,8 @@ struct eng_model {
     struct eng_hparams hp;
     const struct eng_kernels *kern;
     struct eng_tensor tok_embd, output;
+    struct eng_tensor tok_types, pos_embd; /* bert: [n_embd, types], [n_embd, positions] */
+    const float *embd_norm, *embd_norm_b;  /* bert: LayerNorm of the summed embeddings */
     const float *output_norm;
     const float *rope_freqs; /* (n_rot / 2) divisors of the rope frequencies, or NULL */
     struct eng_layer *layers;

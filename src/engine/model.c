@@ -31,8 +31,8 @@
 
 /* The architectures, in the order of enum eng_arch: the names, and the
  * list for messages, from one table. */
-#define ARCHS(X)                                                                               \
-    X(llama) X(qwen2) X(qwen3) X(phi3) X(gemma2) X(gemma3) X(qwen2moe) X(qwen3moe)
+#define ARCHS(X)                                                                                   \
+    X(llama) X(qwen2) X(qwen3) X(phi3) X(gemma2) X(gemma3) X(qwen2moe) X(qwen3moe) X(bert)
 #define ARCH_NAME(a) #a,
 #define ARCH_ITEM(a) ", " #a
 static const char *const arch_names[] = {ARCHS(ARCH_NAME)};
@@ -251,9 +251,8 @@ static int load_moe(struct eng_model *m, const char *a, struct cit_err *err)
                            "%d",
                            a, hp->n_expert_used, hp->n_expert, ENG_MAX_EXPERTS_USED);
     hp->n_ff_exp = hp->n_ff;
-    if (moe_arch &&
-        (rc = get_hp_u32(m->gguf, a, "expert_feed_forward_length", 1, 1u << 18, &hp->n_ff_exp,
-                         err)))
+    if (moe_arch && (rc = get_hp_u32(m->gguf, a, "expert_feed_forward_length", 1, 1u << 18,
+                                     &hp->n_ff_exp, err)))
         return rc;
     if (hp->arch == ENG_ARCH_QWEN2MOE &&
         (rc = get_hp_u32(m->gguf, a, "expert_shared_feed_forward_length", 0, 1u << 18,
@@ -262,6 +261,40 @@ static int load_moe(struct eng_model *m, const char *a, struct cit_err *err)
     /* Mixtral and Qwen3-MoE renormalise the chosen experts' weights;
      * Qwen2-MoE (Qwen1.5-MoE) keeps the softmax's. */
     hp->expert_norm = hp->arch != ENG_ARCH_QWEN2MOE;
+    return 0;
+}
+
+/* Pooling, for every architecture (decoder embedding models name it too),
+ * and what an encoder adds: bidirectional attention, LayerNorm's epsilon,
+ * the token types; positions are learned, one per context slot. */
+static int load_encoder(struct eng_model *m, const char *a, struct cit_err *err)
+{
+    struct eng_hparams *hp = &m->hp;
+    char key[128];
+    uint32_t pool = ENG_POOL_NONE;
+    int rc;
+    snprintf(key, sizeof(key), "%s.pooling_type", a);
+    if ((rc = gguf_get_u32(m->gguf, key, &pool, err)) && rc != CIT_ENOENT) return rc;
+    if (pool > ENG_POOL_RANK)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: %s is %u (0 to 4: none, mean, cls, last, rank)", key, pool);
+    hp->pooling = (enum eng_pooling)pool;
+    hp->causal = 1;
+    if (hp->arch != ENG_ARCH_BERT) return 0;
+    hp->causal = 0;
+    snprintf(key, sizeof(key), "%s.attention.causal", a);
+    if ((rc = gguf_get_bool(m->gguf, key, &hp->causal, err)) && rc != CIT_ENOENT) return rc;
+    if (hp->causal)
+        return cit_err_set(err, CIT_ENOTSUP, "model: %s is true: a causal bert is not supported",
+                           key);
+    hp->norm_eps = 1e-12f;
+    if ((rc = get_hp_f32(m->gguf, a, "attention.layer_norm_epsilon", &hp->norm_eps, err)))
+        return rc;
+    hp->n_tok_types = 2;
+    if ((rc = get_hp_u32(m->gguf, "tokenizer.ggml", "token_type_count", 0, 1024, &hp->n_tok_types,
+                         err)))
+        return rc;
+    hp->n_rot = 0; /* positions are embedded, not rotated */
     return 0;
 }
 
@@ -350,23 +383,21 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
             /* local layers rotate with base 10000 and no scaling */
             hp->rope_base_swa = 10000.0f;
             hp->rope_scale_swa = 1.0f;
-            if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window_pattern", 0, 1024,
-                                 &pattern, err)))
+            if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window_pattern", 0, 1024, &pattern,
+                                 err)))
                 return rc;
         }
-        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 1, 1u << 24, &hp->n_swa,
-                             err)))
+        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 1, 1u << 24, &hp->n_swa, err)))
             return rc;
         hp->swa_pattern = pattern;
     }
     if (hp->arch == ENG_ARCH_PHI3) {
-        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 0, 1u << 24, &hp->n_swa,
-                             err)))
+        if ((rc = get_hp_u32(m->gguf, a, "attention.sliding_window", 0, 1u << 24, &hp->n_swa, err)))
             return rc;
         hp->swa_pattern = 1;
     }
     if (hp->n_swa >= hp->n_ctx_train) hp->n_swa = 0; /* a window past the context is none */
-    if ((rc = load_moe(m, a, err))) return rc;
+    if ((rc = load_moe(m, a, err)) || (rc = load_encoder(m, a, err))) return rc;
     for (int l = 0; l < hp->n_layer; l++) hp->n_swa_layers += layer_is_swa(hp, l);
     return 0;
 }
@@ -387,6 +418,55 @@ static struct eng_tensor rows_of(const struct eng_tensor *t, int64_t first, int6
     return v;
 }
 
+/* bert: summed token, token-type and position embeddings under a
+ * LayerNorm; per layer biased Q, K, V and output, a LayerNorm after the
+ * attention and after the GELU FFN (up, down: no gate). No output head. */
+static int load_encoder_tensors(struct eng_model *m, struct cit_err *err)
+{
+    const struct eng_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, F = hp->n_ff;
+    char name[96];
+    int rc;
+    if ((rc = bind_matrix(m, "token_types.weight", E, hp->n_tok_types, 0, &m->tok_types, err)) ||
+        (rc = bind_matrix(m, "position_embd.weight", E, hp->n_ctx_train, 0, &m->pos_embd, err)) ||
+        (rc = bind_vector(m, "token_embd_norm.weight", E, 0, &m->embd_norm, err)) ||
+        (rc = bind_vector(m, "token_embd_norm.bias", E, 0, &m->embd_norm_b, err)))
+        return rc;
+    if (Q != E)
+        return cit_err_set(err, CIT_EFORMAT, "model: bert heads span %lld, not the width %lld",
+                           (long long)Q, (long long)E);
+    m->layers = cit_calloc((size_t)hp->n_layer, sizeof(*m->layers));
+    if (!m->layers) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
+    for (int i = 0; i < hp->n_layer; i++) {
+        struct eng_layer *L = &m->layers[i];
+#define MAT(field, suffix, cols, rows)                                                             \
+    snprintf(name, sizeof(name), "blk.%d.%s.weight", i, suffix);                                   \
+    if ((rc = bind_matrix(m, name, cols, rows, 0, &L->field, err))) return rc
+#define VEC(field, suffix, kind, n)                                                                \
+    snprintf(name, sizeof(name), "blk.%d.%s.%s", i, suffix, kind);                                 \
+    if ((rc = bind_vector(m, name, n, 0, &L->field, err))) return rc
+        MAT(wq, "attn_q", E, E);
+        MAT(wk, "attn_k", E, E);
+        MAT(wv, "attn_v", E, E);
+        MAT(wo, "attn_output", E, E);
+        MAT(w_up, "ffn_up", E, F);
+        MAT(w_down, "ffn_down", F, E);
+        VEC(bq, "attn_q", "bias", E);
+        VEC(bk, "attn_k", "bias", E);
+        VEC(bv, "attn_v", "bias", E);
+        VEC(bo, "attn_output", "bias", E);
+        VEC(b_up, "ffn_up", "bias", F);
+        VEC(b_down, "ffn_down", "bias", E);
+        VEC(attn_norm, "attn_output_norm", "weight", E);
+        VEC(attn_norm_b, "attn_output_norm", "bias", E);
+        VEC(ffn_norm, "layer_output_norm", "weight", E);
+        VEC(ffn_norm_b, "layer_output_norm", "bias", E);
+#undef MAT
+#undef VEC
+    }
+    return 0;
+}
+
 static int load_tensors(struct eng_model *m, struct cit_err *err)
 {
     struct eng_hparams *hp = &m->hp;
@@ -396,6 +476,7 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     int rc;
 
     if ((rc = bind_matrix(m, "token_embd.weight", E, V, 0, &m->tok_embd, err))) return rc;
+    if (hp->arch == ENG_ARCH_BERT) return load_encoder_tensors(m, err);
     if ((rc = bind_vector(m, "output_norm.weight", E, 0, &m->output_norm, err))) return rc;
     if ((rc = bind_matrix(m, "output.weight", E, V, 1, &m->output, err))) return rc;
     if (!m->output.data) {
@@ -515,10 +596,10 @@ static void repack_tensor(const struct eng_model *m, struct eng_tensor *t)
 #define LAYER_TENSORS 15
 static void layer_tensors(struct eng_layer *L, struct eng_tensor *ts[LAYER_TENSORS])
 {
-    struct eng_tensor *all[LAYER_TENSORS] = {
-        &L->wq,       &L->wk,      &L->wv,     &L->wo,      &L->w_gate,
-        &L->w_up,     &L->w_down,  &L->router, &L->exp_gate, &L->exp_up,
-        &L->exp_down, &L->sh_inp,  &L->sh_gate, &L->sh_up,   &L->sh_down};
+    struct eng_tensor *all[LAYER_TENSORS] = {&L->wq,       &L->wk,     &L->wv,       &L->wo,
+                                             &L->w_gate,   &L->w_up,   &L->w_down,   &L->router,
+                                             &L->exp_gate, &L->exp_up, &L->exp_down, &L->sh_inp,
+                                             &L->sh_gate,  &L->sh_up,  &L->sh_down};
     memcpy(ts, all, sizeof(all));
 }
 
@@ -671,12 +752,14 @@ struct eng_work {
      * (n_batch, n_embd) and gate logits (n_batch) */
     float *moe_logits, *moe_wt, *moe_x, *moe_y, *moe_out, *moe_sh;
     int *moe_sel, *moe_rows;
-    uint16_t *q16;    /* (n_batch, q_dim) queries in f16 */
-    uint8_t *act;     /* (n_batch, act_stride) converted activations */
+    uint16_t *q16; /* (n_batch, q_dim) queries in f16 */
+    uint8_t *act;  /* (n_batch, act_stride) converted activations */
     size_t act_stride;
     struct eng_seq **row_seq; /* (n_batch) */
     int *row_pos;             /* (n_batch) */
     int *logit_rows;          /* (n_batch) rows whose logits are wanted */
+    int hidden;               /* write those rows' final-normed states instead (embeddings) */
+    int *row_first, *row_len; /* encoders: (n_batch) the first slot and length of a row's input */
     float *scores;            /* (threads, longest context): one attention row per worker */
     size_t scores_len;
 };
@@ -726,6 +809,8 @@ static void work_free(struct eng_work *w)
     cit_free(w->row_seq);
     cit_free(w->row_pos);
     cit_free(w->logit_rows);
+    cit_free(w->row_first);
+    cit_free(w->row_len);
     cit_free(w->scores);
     memset(w, 0, sizeof(*w));
 }
@@ -762,13 +847,13 @@ static int work_init(struct eng_work *w, const struct eng_model *m, int n_batch)
         w->moe_y = cit_calloc(B * E, sizeof(float));
         w->moe_out = cit_calloc(B * K * E, sizeof(float));
         w->moe_sh = cit_calloc(B * (E + 1), sizeof(float));
-        if (!w->moe_logits || !w->moe_sel || !w->moe_wt || !w->moe_rows || !w->moe_x ||
-            !w->moe_y || !w->moe_out || !w->moe_sh) {
+        if (!w->moe_logits || !w->moe_sel || !w->moe_wt || !w->moe_rows || !w->moe_x || !w->moe_y ||
+            !w->moe_out || !w->moe_sh) {
             work_free(w);
             return CIT_ENOMEM;
         }
     }
-    w->rope = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
+    w->rope = cit_calloc(B * (size_t)(hp->n_rot ? hp->n_rot : 1), sizeof(float));
     if (hp->n_swa_layers &&
         (hp->rope_base_swa != hp->rope_base || hp->rope_scale_swa != hp->rope_scale)) {
         w->rope_swa = cit_calloc(B * (size_t)hp->n_rot, sizeof(float));
@@ -782,6 +867,11 @@ static int work_init(struct eng_work *w, const struct eng_model *m, int n_batch)
     w->row_seq = cit_calloc(B, sizeof(*w->row_seq));
     w->row_pos = cit_calloc(B, sizeof(int));
     w->logit_rows = cit_calloc(B, sizeof(int));
+    if (!hp->causal && (!(w->row_first = cit_calloc(B, sizeof(int))) ||
+                        !(w->row_len = cit_calloc(B, sizeof(int))))) {
+        work_free(w);
+        return CIT_ENOMEM;
+    }
     if (!w->x || !w->xn || !w->q || !w->k || !w->v || !w->att || !w->ff1 || !w->ff2 || !w->rope ||
         !w->q16 || !w->act || !w->row_seq || !w->row_pos || !w->logit_rows) {
         work_free(w);
@@ -874,8 +964,8 @@ int eng_seq_ctx(const struct eng_seq *s)
 size_t eng_seq_kv_slots(const struct eng_seq *s)
 {
     const struct eng_hparams *hp = &s->m->hp;
-    return s->kv_base[hp->n_layer - 1] + (size_t)(s->m->layers[hp->n_layer - 1].swa ? s->ring
-                                                                                  : s->n_ctx);
+    return s->kv_base[hp->n_layer - 1] +
+           (size_t)(s->m->layers[hp->n_layer - 1].swa ? s->ring : s->n_ctx);
 }
 
 int eng_batch_new(const struct eng_model *m, int capacity, struct eng_batch **out)
@@ -1080,6 +1170,19 @@ static void matmul(const struct eng_model *m, struct eng_work *s, struct cit_poo
 
 /* Sum of squares in double, as the reference does: for wide rows the f32 sum
  * loses digits the tests can see. */
+/* LayerNorm (bert): mean and variance summed in double, as the reference
+ * sums them. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, float eps)
+{
+    double sum = 0, var = 0;
+    float mean, scale;
+    for (int i = 0; i < n; i++) sum += (double)x[i];
+    mean = (float)(sum / n);
+    for (int i = 0; i < n; i++) var += (double)((x[i] - mean) * (x[i] - mean));
+    scale = 1.0f / sqrtf((float)(var / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
 static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double ss = 0;
@@ -1109,6 +1212,7 @@ struct attn_job {
     struct eng_work *w;
     int layer, n_tok, max_ctx;
     float scale; /* of each score: 1 when the query was scaled before its f16 rounding */
+    int bidir;   /* encoders: each row sees its input's slots (row_first, row_len) */
     _Atomic int next;
 };
 
@@ -1121,7 +1225,9 @@ static void attn_worker(void *arg, int ith, int nth)
     const int swa = j->m->layers[j->layer].swa;
     int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, q_dim = hp->n_head * hd;
     int group = hp->n_head / hp->n_head_kv, total = j->n_tok * hp->n_head;
-    struct eng_attn a = {.hd = hd, .stride = (size_t)kv_dim, .scale = j->scale,
+    struct eng_attn a = {.hd = hd,
+                         .stride = (size_t)kv_dim,
+                         .scale = j->scale,
                          .softcap = hp->attn_softcap,
                          .sc = w->scores + (size_t)ith * (size_t)j->max_ctx};
     (void)nth;
@@ -1139,7 +1245,8 @@ static void attn_worker(void *arg, int ith, int nth)
          * 0 .. p, or in a windowed layer the last n_swa of them */
         lo = swa && pos >= hp->n_swa ? pos - hp->n_swa + 1 : 0;
         base = (s->kv_base[j->layer] * (size_t)kv_dim) + (size_t)g * (size_t)hd;
-        a.n_pos = pos - lo + 1;
+        if (j->bidir) lo = w->row_first[t];
+        a.n_pos = j->bidir ? w->row_len[t] : pos - lo + 1;
         a.ring = swa ? s->ring : s->n_ctx;
         a.first = lo % a.ring;
         a.q16 = w->q16 + (size_t)t * (size_t)q_dim + (size_t)h * (size_t)hd;
@@ -1166,8 +1273,9 @@ static void gelu_table_init(void)
 {
     for (uint32_t i = 0; i < (1u << 16); i++) {
         float x = fp16_to_f32((uint16_t)i);
-        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x *
-                                           (1.0f + 0.044715f * x * x)));
+        float y =
+            0.5f * x *
+            (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
         gelu_table[i] = f32_to_fp16(y);
     }
 }
@@ -1179,8 +1287,13 @@ static inline float gelu(float x)
     return fp16_to_f32(gelu_table[f32_to_fp16(x)]);
 }
 
+/* a = gelu(a) * b, or gelu(a) alone without b (bert's FFN has no gate) */
 static void gelu_mul(float *a, const float *b, size_t n)
 {
+    if (!b) {
+        for (size_t i = 0; i < n; i++) a[i] = gelu(a[i]);
+        return;
+    }
     for (size_t i = 0; i < n; i++) a[i] = gelu(a[i]) * b[i];
 }
 
@@ -1207,7 +1320,8 @@ static void ew_worker(void *arg, int ith, int nth)
     if (j->op != EW_NORM) {
         size_t per = (j->len + (size_t)nth - 1) / (size_t)nth, lo = per * (size_t)ith;
         size_t hi = lo + per < j->len ? lo + per : j->len;
-        if (lo < hi) (j->op == EW_SILU ? silu_mul : gelu_mul)(j->a + lo, j->b + lo, hi - lo);
+        if (lo < hi)
+            (j->op == EW_SILU ? silu_mul : gelu_mul)(j->a + lo, j->b ? j->b + lo : NULL, hi - lo);
         return;
     }
     for (int t = ith; t < j->n_rows; t += nth)
@@ -1225,7 +1339,8 @@ static void norm_rows(struct cit_pool *pool, float *out, const float *x, const f
         ew_worker(&j, 0, 1);
 }
 
-/* a = act(a) * b over n rows (len elements): the gated FFN's product. */
+/* a = act(a) * b over n rows (len elements): the gated FFN's product;
+ * b NULL: act(a) alone (GELU only). */
 static void glu_rows(struct cit_pool *pool, int geglu, float *a, const float *b, int n, size_t len)
 {
     struct ew_job j = {geglu ? EW_GELU : EW_SILU, NULL, NULL, NULL, 0, 0, 0, a, b, len};
@@ -1428,6 +1543,7 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         aj.n_tok = n;
         aj.max_ctx = max_ctx;
         aj.scale = q_first ? 1.0f : hp->q_scale;
+        aj.bidir = 0;
         atomic_init(&aj.next, 0);
         cit_pool_run(pool, attn_worker, &aj);
 
@@ -1453,6 +1569,10 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         for (int j = 0; j < n_logits; j++)
             rmsnorm(w->xn + (size_t)j * E, w->x + (size_t)w->logit_rows[j] * E, m->output_norm, E,
                     hp->rms_eps);
+        if (w->hidden) {
+            memcpy(logits, w->xn, (size_t)n_logits * (size_t)E * sizeof(float));
+            return;
+        }
         matmul(m, w, pool, w->xn, E, n_logits, &out, 1);
         if (hp->final_softcap > 0)
             softcap_rows(logits, (size_t)n_logits * (size_t)hp->n_vocab, hp->final_softcap);
@@ -1463,6 +1583,7 @@ int eng_seq_eval(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens
                  float *logits, int all_logits)
 {
     int n_vocab = s->m->hp.n_vocab, rc;
+    if (!s->m->hp.causal) return CIT_ENOTSUP; /* an encoder has no logits: eng_embed */
     if (n <= 0 || n > s->n_ctx - s->pos) return CIT_ERANGE;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= n_vocab) return CIT_ERANGE;
@@ -1493,6 +1614,7 @@ int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_
 {
     struct eng_work *w = &b->w;
     int n_vocab = b->m->hp.n_vocab, nl = 0, max_ctx = 1, rc = 0;
+    if (!b->m->hp.causal) return CIT_ENOTSUP;
     if (n <= 0 || n > w->n_batch) return CIT_ERANGE;
     /* Positions follow each sequence's rows in order; everything is
      * checked before any cache is written, so a refused batch changes
@@ -1523,6 +1645,223 @@ int eng_batch_eval(struct eng_batch *b, struct cit_pool *pool, const struct eng_
     for (int t = 0; t < n; t++) {
         rows[t].seq->pos += rows[t].seq->pending;
         rows[t].seq->pending = 0;
+    }
+    return 0;
+}
+
+/* ---- embeddings ---- */
+
+const char *eng_pooling_name(enum eng_pooling p)
+{
+    static const char *const names[] = {"none", "mean", "cls", "last", "rank"};
+    return (unsigned)p < 5 ? names[p] : "?";
+}
+
+struct eng_embedder {
+    const struct eng_model *m;
+    struct eng_seq *s; /* encoders: one cache of capacity slots, inputs side by side */
+    int capacity, max_input;
+    float *h;     /* decoders: (n_batch, n_embd) the pooled rows' states */
+    int32_t *tok; /* encoders: (capacity) a pass's tokens */
+};
+
+/* x = LayerNorm(x + y) over n rows of E (bert's residual and norm). */
+static void add_layernorm(float *x, const float *y, const float *w, const float *b, int n, int E,
+                          float eps)
+{
+    for (size_t i = 0; i < (size_t)n * (size_t)E; i++) x[i] += y[i];
+    for (int t = 0; t < n; t++) layernorm(x + (size_t)t * E, x + (size_t)t * E, w, b, E, eps);
+}
+
+/* The bert encoder over tokens[0..n) in s's cache slots 0..n-1, rows
+ * labelled by the caller (row_pos: the position in its input, row_first
+ * and row_len: its input's slots): the last layer's states are left in
+ * s->w.x. */
+static void encode(struct eng_seq *s, struct cit_pool *pool, const int32_t *tokens, int n)
+{
+    const struct eng_model *m = s->m;
+    const struct eng_hparams *hp = &m->hp;
+    const struct eng_kernels *k = m->kern;
+    struct eng_work *w = &s->w;
+    const int E = hp->n_embd, F = hp->n_ff;
+    float *tmp = w->xn; /* one row of scratch while the embeddings are summed */
+
+    for (int t = 0; t < n; t++) {
+        float *x = w->x + (size_t)t * E;
+        k->dequant[m->tok_embd.type](m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
+                                     x, E);
+        k->dequant[m->tok_types.type](m->tok_types.data, tmp, E); /* token type 0 */
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+        k->dequant[m->pos_embd.type](
+            m->pos_embd.data + (size_t)w->row_pos[t] * m->pos_embd.row_bytes, tmp, E);
+        for (int i = 0; i < E; i++) x[i] += tmp[i];
+        layernorm(x, x, m->embd_norm, m->embd_norm_b, E, hp->norm_eps);
+        w->row_seq[t] = s;
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct eng_layer *L = &m->layers[l];
+        struct mm_item qkv[3] = {
+            {&L->wq, w->q, E, L->bq}, {&L->wk, w->k, E, L->bk}, {&L->wv, w->v, E, L->bv}};
+        struct mm_item wo = {&L->wo, w->xn, E, L->bo};
+        struct mm_item up = {&L->w_up, w->ff1, F, L->b_up};
+        struct mm_item down = {&L->w_down, w->xn, E, L->b_down};
+        struct attn_job aj = {.m = m,
+                              .w = w,
+                              .layer = l,
+                              .n_tok = n,
+                              .max_ctx = s->n_ctx,
+                              .scale = hp->q_scale,
+                              .bidir = 1};
+        matmul(m, w, pool, w->x, E, n, qkv, 3);
+        for (int t = 0; t < n; t++) {
+            size_t row = (s->kv_base[l] + (size_t)t) * (size_t)E;
+            k->to_act[GGUF_T_F16](w->q + (size_t)t * E, w->q16 + (size_t)t * E, E);
+            k->to_act[GGUF_T_F16](w->k + (size_t)t * E, s->kc + row, E);
+            k->to_act[GGUF_T_F16](w->v + (size_t)t * E, s->vc + row, E);
+        }
+        atomic_init(&aj.next, 0);
+        cit_pool_run(pool, attn_worker, &aj);
+        matmul(m, w, pool, w->att, E, n, &wo, 1);
+        add_layernorm(w->x, w->xn, L->attn_norm, L->attn_norm_b, n, E, hp->norm_eps);
+        matmul(m, w, pool, w->x, E, n, &up, 1);
+        glu_rows(pool, 1, w->ff1, NULL, n, (size_t)n * F);
+        matmul(m, w, pool, w->ff1, F, n, &down, 1);
+        add_layernorm(w->x, w->xn, L->ffn_norm, L->ffn_norm_b, n, E, hp->norm_eps);
+    }
+}
+
+int eng_embedder_new(const struct eng_model *m, int capacity, struct eng_embedder **out)
+{
+    const struct eng_hparams *hp = &m->hp;
+    struct eng_embedder *e;
+    int rc;
+    if (!m->layers) return CIT_EINVAL;
+    if (capacity <= 0) capacity = hp->n_ctx_train;
+    if (capacity > (1 << 20)) return CIT_ERANGE;
+    e = cit_calloc(1, sizeof(*e));
+    if (!e) return CIT_ENOMEM;
+    e->m = m;
+    e->capacity = capacity;
+    e->max_input = capacity < hp->n_ctx_train ? capacity : hp->n_ctx_train;
+    /* an encoder's pass holds every input whole; a decoder's sequence
+     * takes one input in passes of the usual batch */
+    rc = eng_seq_new_batch(m, hp->causal ? e->max_input : capacity, hp->causal ? 0 : capacity,
+                           &e->s);
+    if (!rc && hp->causal &&
+        !(e->h = cit_malloc((size_t)e->s->w.n_batch * (size_t)hp->n_embd * sizeof(float))))
+        rc = CIT_ENOMEM;
+    if (!rc && !hp->causal && !(e->tok = cit_calloc((size_t)capacity, sizeof(int32_t))))
+        rc = CIT_ENOMEM;
+    if (rc) {
+        eng_embedder_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void eng_embedder_free(struct eng_embedder *e)
+{
+    if (!e) return;
+    eng_seq_free(e->s);
+    cit_free(e->h);
+    cit_free(e->tok);
+    cit_free(e);
+}
+
+int eng_embedder_max_input(const struct eng_embedder *e)
+{
+    return e->max_input;
+}
+
+static void finish_vec(float *v, int E, int n, enum eng_pooling pooling, int normalize)
+{
+    double norm = 0;
+    if (pooling == ENG_POOL_MEAN)
+        for (int c = 0; c < E; c++) v[c] /= (float)n;
+    if (!normalize) return;
+    for (int c = 0; c < E; c++) norm += (double)v[c] * v[c];
+    if (norm > 0)
+        for (int c = 0; c < E; c++) v[c] = (float)(v[c] / sqrt(norm));
+}
+
+/* Whether position t of an input of n tokens goes into its pooled vector. */
+static int pooled(enum eng_pooling p, int t, int n)
+{
+    return p == ENG_POOL_MEAN || t == (p == ENG_POOL_CLS ? 0 : n - 1);
+}
+
+/* A decoder: one input through forward in passes, the pooled rows'
+ * final-normed states summed. */
+static void embed_decoder(struct eng_embedder *e, struct cit_pool *pool,
+                          const struct eng_embed_in *in)
+{
+    const struct eng_hparams *hp = &e->m->hp;
+    struct eng_seq *s = e->s;
+    struct eng_work *w = &s->w;
+    const int E = hp->n_embd;
+    w->hidden = 1;
+    for (int done = 0; done < in->n;) {
+        int b = in->n - done < w->n_batch ? in->n - done : w->n_batch, nl = 0;
+        for (int t = 0; t < b; t++) {
+            w->row_seq[t] = s;
+            w->row_pos[t] = done + t;
+            if (pooled(hp->pooling, done + t, in->n)) w->logit_rows[nl++] = t;
+        }
+        forward(e->m, w, pool, in->ids + done, b, nl, s->n_ctx, e->h);
+        for (int j = 0; j < nl; j++)
+            for (int c = 0; c < E; c++) in->out[c] += e->h[(size_t)j * E + c];
+        done += b;
+    }
+    w->hidden = 0;
+}
+
+int eng_embed(struct eng_embedder *e, struct cit_pool *pool, const struct eng_embed_in *in,
+              int n_in, int normalize)
+{
+    const struct eng_hparams *hp = &e->m->hp;
+    struct eng_seq *s = e->s;
+    struct eng_work *w = &s->w;
+    const int E = hp->n_embd;
+    int rc;
+    if (hp->pooling == ENG_POOL_NONE || hp->pooling == ENG_POOL_RANK) return CIT_ENOTSUP;
+    for (int i = 0; i < n_in; i++) {
+        if (in[i].n <= 0 || in[i].n > e->max_input) return CIT_ERANGE;
+        for (int t = 0; t < in[i].n; t++)
+            if (in[i].ids[t] < 0 || in[i].ids[t] >= hp->n_vocab) return CIT_ERANGE;
+    }
+    if ((rc = work_scores(w, cit_pool_size(pool), s->n_ctx))) return rc;
+    for (int i = 0; i < n_in; i++)
+        for (int c = 0; c < E; c++) in[i].out[c] = 0;
+    if (hp->causal) {
+        for (int i = 0; i < n_in; i++) {
+            embed_decoder(e, pool, &in[i]);
+            finish_vec(in[i].out, E, in[i].n, hp->pooling, normalize);
+        }
+        return 0;
+    }
+    /* an encoder: as many whole inputs per pass as fit, side by side in
+     * the cache, each attending to its own slots only */
+    for (int first = 0; first < n_in;) {
+        int last = first, n = 0;
+        int32_t *tok = e->tok;
+        while (last < n_in && n + in[last].n <= e->capacity) {
+            for (int t = 0; t < in[last].n; t++) {
+                tok[n + t] = in[last].ids[t];
+                w->row_pos[n + t] = t;
+                w->row_first[n + t] = n;
+                w->row_len[n + t] = in[last].n;
+            }
+            n += in[last++].n;
+        }
+        encode(s, pool, tok, n);
+        for (int i = first, off = 0; i < last; off += in[i++].n) {
+            for (int t = 0; t < in[i].n; t++)
+                if (pooled(hp->pooling, t, in[i].n))
+                    for (int c = 0; c < E; c++) in[i].out[c] += w->x[(size_t)(off + t) * E + c];
+            finish_vec(in[i].out, E, in[i].n, hp->pooling, normalize);
+        }
+        first = last;
     }
     return 0;
 }

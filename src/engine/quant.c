@@ -171,6 +171,10 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         sp->n_head % sp->n_head_kv || sp->n_layer <= 0 || sp->n_layer > 1000)
         return cit_err_set(err, CIT_EINVAL, "synth: inconsistent shape");
     hd = sp->n_embd / sp->n_head;
+    if (sp->n_expert < 0 || sp->n_expert > 256 || sp->n_expert_used < 0 ||
+        sp->n_expert_used > sp->n_expert || (sp->n_expert && !sp->n_expert_used) ||
+        (sp->n_expert && (qwen || qwen3)))
+        return cit_err_set(err, CIT_EINVAL, "synth: experts only in llama files, used <= count");
     max_t = 3 + sp->n_layer * 14;
     if ((rc = gguf_writer_new(&w))) goto out;
     ts = cit_calloc((size_t)max_t, sizeof(*ts));
@@ -217,6 +221,10 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     HP("attention.head_count", sp->n_head);
     HP("attention.head_count_kv", sp->n_head_kv);
     if (qwen3) HP("attention.key_length", hd);
+    if (sp->n_expert) {
+        HP("expert_count", sp->n_expert);
+        HP("expert_used_count", sp->n_expert_used);
+    }
 #undef HP
     snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon", sp->arch);
     if (!rc) rc = gguf_writer_set_f32(w, key, 1e-5f);
@@ -231,23 +239,30 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     if (!rc && sp->use_mix)
         rc = gguf_writer_set_u32(w, "general.file_type", eng_qmix_file_type(sp->mix));
 
-#define ADD(nm, cols, rows, is_vec)                                                                \
+        /* A matrix of rows x cols, or n_mat of them stacked (experts: 3-D). */
+#define ADD_N(nm, cols, rows, is_vec, n_mat)                                                       \
     do {                                                                                           \
         struct synth_tensor *t = &ts[nt];                                                          \
-        uint64_t ne[2] = {(uint64_t)(cols), (uint64_t)(rows)};                                     \
-        t->ne0 = cols, t->ne1 = (is_vec) ? 1 : rows, t->pool = pool;                               \
+        uint64_t ne[3] = {(uint64_t)(cols), (uint64_t)(rows), (uint64_t)(n_mat)};                  \
+        t->ne0 = cols, t->ne1 = (is_vec) ? 1 : (int64_t)(rows) * (n_mat), t->pool = pool;          \
         t->seed = sp->seed * 1000003ull + (uint64_t)nt * 7919ull + 1;                              \
         t->scale = (is_vec) ? 0.1f : 1.0f / 16.0f;                                                 \
         /* norm weights sit near 1 as in trained models; biases near 0 */                          \
         t->offset = strstr(nm, "norm.weight") ? 1.0f : 0.0f;                                       \
-        t->type = (is_vec)      ? GGUF_T_F32                                                       \
+        /* vectors and the router are f32, as converters write them */                             \
+        t->type = (is_vec) || strstr(nm, "ffn_gate_inp") ? GGUF_T_F32                              \
                   : sp->use_mix ? eng_qmix_pick(sp->mix, nm, 2, (uint64_t)(cols), GGUF_T_F32,      \
                                                 sp->n_layer, sp->tied)                             \
                                 : sp->wtype;                                                       \
         if (!rc)                                                                                   \
-            rc = gguf_writer_add_tensor_fn(w, nm, t->type, (is_vec) ? 1 : 2, ne, synth_fill, t);   \
+            rc = gguf_writer_add_tensor_fn(w, nm, t->type,                                         \
+                                           (is_vec)      ? 1                                       \
+                                           : (n_mat) > 1 ? 3                                       \
+                                                         : 2,                                      \
+                                           ne, synth_fill, t);                                     \
         nt++;                                                                                      \
     } while (0)
+#define ADD(nm, cols, rows, is_vec) ADD_N(nm, cols, rows, is_vec, 1)
     ADD("token_embd.weight", sp->n_embd, sp->n_vocab, 0);
     ADD("output_norm.weight", sp->n_embd, 1, 1);
     if (!sp->tied) ADD("output.weight", sp->n_embd, sp->n_vocab, 0);
@@ -265,12 +280,23 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         ADD(name, sp->n_embd, sp->n_head_kv * hd, 0);
         BLK("attn_output.weight");
         ADD(name, sp->n_head * hd, sp->n_embd, 0);
-        BLK("ffn_gate.weight");
-        ADD(name, sp->n_embd, sp->n_ff, 0);
-        BLK("ffn_up.weight");
-        ADD(name, sp->n_embd, sp->n_ff, 0);
-        BLK("ffn_down.weight");
-        ADD(name, sp->n_ff, sp->n_embd, 0);
+        if (sp->n_expert) {
+            BLK("ffn_gate_inp.weight");
+            ADD(name, sp->n_embd, sp->n_expert, 0);
+            BLK("ffn_gate_exps.weight");
+            ADD_N(name, sp->n_embd, sp->n_ff, 0, sp->n_expert);
+            BLK("ffn_up_exps.weight");
+            ADD_N(name, sp->n_embd, sp->n_ff, 0, sp->n_expert);
+            BLK("ffn_down_exps.weight");
+            ADD_N(name, sp->n_ff, sp->n_embd, 0, sp->n_expert);
+        } else {
+            BLK("ffn_gate.weight");
+            ADD(name, sp->n_embd, sp->n_ff, 0);
+            BLK("ffn_up.weight");
+            ADD(name, sp->n_embd, sp->n_ff, 0);
+            BLK("ffn_down.weight");
+            ADD(name, sp->n_ff, sp->n_embd, 0);
+        }
         if (qwen3) {
             BLK("attn_q_norm.weight");
             ADD(name, hd, 1, 1);
@@ -288,6 +314,7 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
 #undef BLK
     }
 #undef ADD
+#undef ADD_N
     if (rc) {
         rc = cit_err_set(err, rc, "synth: %s", cit_strerror(rc));
         goto out;

@@ -1,4 +1,4 @@
-/* UTF-8 decoding/encoding and category lookup. */
+/* UTF-8 decoding/encoding, category lookup and WordPiece folding. */
 #include "unicode.h"
 
 uint8_t uni_flags(uint32_t cp)
@@ -15,6 +15,32 @@ uint8_t uni_flags(uint32_t cp)
             return uni_ranges[mid].flags;
     }
     return 0;
+}
+
+int uni_fold(uint32_t cp, uint32_t out[3])
+{
+    int lo = 0, hi = uni_n_folds - 1;
+    if (cp >= 0xAC00 && cp <= 0xD7A3) { /* Hangul: leading, vowel, trailing jamo */
+        const uint32_t s = cp - 0xAC00;
+        out[0] = 0x1100 + s / 588;
+        out[1] = 0x1161 + s % 588 / 28;
+        if (s % 28 == 0) return 2;
+        out[2] = 0x11A7 + s % 28;
+        return 3;
+    }
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < uni_folds[mid].cp) {
+            hi = mid - 1;
+        } else if (cp > uni_folds[mid].cp) {
+            lo = mid + 1;
+        } else {
+            for (int i = 0; i < uni_folds[mid].n; i++) out[i] = uni_fold_seq[uni_folds[mid].at + i];
+            return uni_folds[mid].n;
+        }
+    }
+    out[0] = cp;
+    return 1;
 }
 
 int uni_decode(const char *s, size_t n, uint32_t *cp)

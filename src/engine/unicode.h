@@ -1,7 +1,8 @@
 /*
  * Unicode helpers for the tokenizers: UTF-8 decoding that never fails
- * (invalid bytes decode to U+FFFD one byte at a time) and general-category
- * classes from a generated range table (unicode_data.c).
+ * (invalid bytes decode to U+FFFD one byte at a time), general-category
+ * classes and WordPiece's case/accent folding from generated tables
+ * (unicode_data.c).
  */
 #ifndef CITADEL_UNICODE_H
 #define CITADEL_UNICODE_H
@@ -27,6 +28,19 @@ extern const struct uni_range uni_ranges[];
 extern const int uni_n_ranges;
 
 uint8_t uni_flags(uint32_t cp);
+
+/* Uncased WordPiece folding (BERT's normaliser): cp lowercased, decomposed
+ * (NFD) and stripped of nonspacing marks, into out (room for 3); returns
+ * the count, 0 when cp is dropped (a mark). Generated table (unicode_data.c)
+ * plus the Hangul syllables, which decompose by formula. */
+struct uni_fold {
+    uint32_t cp;
+    uint16_t n, at;
+};
+extern const struct uni_fold uni_folds[];
+extern const int uni_n_folds;
+extern const uint32_t uni_fold_seq[];
+int uni_fold(uint32_t cp, uint32_t out[3]);
 
 /* Decodes one codepoint at s[0..n); returns its length in bytes (>= 1). */
 int uni_decode(const char *s, size_t n, uint32_t *cp);

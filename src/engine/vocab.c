@@ -12,9 +12,17 @@
  * codepoint (GPT-2's byte-to-unicode table), and the pair with the lowest
  * merge rank is merged until none is left.
  *
- * Both match the reference implementation's choices where they are
+ * WordPiece ("bert"): the text is folded as uncased BERT folds it
+ * (lowercase, NFD, nonspacing marks dropped, control characters dropped),
+ * split into words at whitespace with each punctuation mark, ASCII symbol
+ * and CJK ideograph a word of its own, and each word, prefixed with U+2581,
+ * cut greedily into the longest vocabulary pieces (continuations are
+ * stored bare, as llama.cpp's converter writes "##ing" as "ing"); a word
+ * that cannot be cut whole becomes the unknown token.
+ *
+ * All match the reference implementation's choices where they are
  * observable: ties broken by leftmost pair, special tokens split out of the
- * text before either runs.
+ * text before any runs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +69,7 @@ struct eng_vocab_int {
      * special[by_byte[b] .. by_byte[b + 1]) start with byte b, so a
      * position is checked against its own candidates only */
     int *special_by_byte, by_byte[257];
+    size_t max_len; /* WPM: the longest token, in bytes */
 };
 
 /* ---- hashing ---- */
@@ -188,9 +197,11 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
         vi->type = ENG_VOCAB_SPM;
     else if (gguf_str_eq(model, "gpt2"))
         vi->type = ENG_VOCAB_BPE;
+    else if (gguf_str_eq(model, "bert"))
+        vi->type = ENG_VOCAB_WPM;
     else
         return cit_err_set(err, CIT_ENOTSUP,
-                           "vocab: tokenizer model '%.*s' is not supported (llama, gpt2)",
+                           "vocab: tokenizer model '%.*s' is not supported (llama, gpt2, bert)",
                            (int)(model.n > 32 ? 32 : model.n), model.p);
 
     rc = gguf_get_arr(m->gguf, "tokenizer.ggml.tokens", GGUF_V_STRING, &toks, err);
@@ -246,6 +257,17 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
         vi->unk = 0;
         vi->add_bos = 1;
         vi->add_space_prefix = 1;
+    } else if (vi->type == ENG_VOCAB_WPM) {
+        /* [CLS] text [SEP], as BERT was trained */
+        vi->add_bos = vi->add_eos = 1;
+        vi->unk = tok_find(v, "[UNK]", 5);
+        vi->bos = tok_find(v, "[CLS]", 5);
+        vi->eos = tok_find(v, "[SEP]", 5);
+        vi->pad = tok_find(v, "[PAD]", 5);
+        if ((rc = get_id(m, "tokenizer.ggml.cls_token_id", &vi->bos, err)) ||
+            (rc = get_id(m, "tokenizer.ggml.seperator_token_id", &vi->eos, err)) ||
+            (rc = get_id(m, "tokenizer.ggml.separator_token_id", &vi->eos, err)))
+            return rc;
     } else {
         vi->add_bos = 0;
     }
@@ -262,6 +284,10 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
         return cit_err_set(err, CIT_EFORMAT, "vocab: add_bos_token is set but there is no BOS");
     if (vi->add_eos && vi->eos < 0)
         return cit_err_set(err, CIT_EFORMAT, "vocab: add_eos_token is set but there is no EOS");
+    if (vi->type == ENG_VOCAB_WPM && vi->unk < 0)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "vocab: a WordPiece vocabulary needs an unknown token ([UNK] or "
+                           "tokenizer.ggml.unknown_token_id)");
     /* Some converters leave the EOT/EOS of chat models typed as normal. */
     if (vi->eos >= 0 && v->attr[vi->eos] == ENG_TOK_NORMAL) v->attr[vi->eos] = ENG_TOK_CONTROL;
     if (vi->eot >= 0 && v->attr[vi->eot] == ENG_TOK_NORMAL) v->attr[vi->eot] = ENG_TOK_CONTROL;
@@ -282,6 +308,10 @@ int eng_vocab_load(struct eng_model *m, struct cit_err *err)
             v->byte_tok[b] = tok_find(v, name, 6);
         }
         vi->pre = "spm";
+    } else if (vi->type == ENG_VOCAB_WPM) {
+        for (int i = 0; i < v->n; i++)
+            if (v->text_own[i].n > v->max_len) v->max_len = v->text_own[i].n;
+        vi->pre = "wordpiece";
     } else {
         build_byte_map(v);
         for (int b = 0; b < 256; b++) {
@@ -1008,6 +1038,71 @@ done:
     return rc;
 }
 
+/* ---- WordPiece ---- */
+
+static int is_cjk(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* One word, U+2581 and the word's folded bytes in w[0..n): the longest
+ * piece at each point, or the unknown token for the whole word. */
+static void wpm_word(const struct eng_model *m, const char *w, size_t n, struct ids *out)
+{
+    const struct eng_vocab_int *v = m->vocab;
+    const int start = out->n;
+    for (size_t i = 0; i < n;) {
+        size_t j = n - i < v->max_len ? n : i + v->max_len;
+        int id = -1;
+        for (; j > i; j--)
+            if ((id = tok_find(v, w + i, j - i)) >= 0) break;
+        if (id < 0) {
+            out->n = start;
+            push(out, m->vinfo.unk);
+            return;
+        }
+        push(out, id);
+        i = j;
+    }
+}
+
+static int wpm_tokenize(const struct eng_model *m, const char *text, size_t len, struct ids *out)
+{
+    /* each input codepoint folds to at most 3, of at most 4 bytes */
+    char *w;
+    size_t n = 3;
+    if (len > (SIZE_MAX - 8) / 12) return CIT_ERANGE;
+    w = cit_malloc(12 * len + 8);
+    if (!w) return CIT_ENOMEM;
+    memcpy(w, "\xe2\x96\x81", 3);
+    for (size_t i = 0; i <= len;) {
+        uint32_t cp = ' ', f[3];
+        int nf;
+        if (i < len)
+            i += (size_t)uni_decode(text + i, len - i, &cp);
+        else
+            i++;
+        if (uni_flags(cp) & UNI_WS) {
+            if (n > 3) wpm_word(m, w, n, out);
+            n = 3;
+            continue;
+        }
+        if (cp == 0 || cp == 0xFFFD || (uni_flags(cp) & UNI_C)) continue;
+        nf = uni_fold(cp, f);
+        for (int k = 0; k < nf; k++) {
+            const uint8_t fl = uni_flags(f[k]);
+            const int alone = (fl & UNI_P) || (f[k] < 0x7F && (fl & UNI_S)) || is_cjk(f[k]);
+            if (alone && n > 3) wpm_word(m, w, n, out), n = 3;
+            n += (size_t)uni_encode(f[k], w + n);
+            if (alone) wpm_word(m, w, n, out), n = 3;
+        }
+    }
+    cit_free(w);
+    return 0;
+}
+
 /* ---- public tokenizer ---- */
 
 /* Tokenizes one piece of raw text (no special tokens inside). */
@@ -1034,6 +1129,7 @@ static int tokenize_raw(const struct eng_model *m, const char *text, size_t len,
         cit_free(t);
         return rc;
     }
+    if (m->vinfo.type == ENG_VOCAB_WPM) return wpm_tokenize(m, text, len, out);
     return bpe_tokenize(v, text, len, out);
 }
 
@@ -1113,7 +1209,7 @@ int eng_token_piece(const struct eng_model *m, int32_t id, int render_special, c
         memcpy(buf, t->p, t->n);
         return (int)t->n;
     }
-    if (m->vinfo.type == ENG_VOCAB_SPM) {
+    if (m->vinfo.type == ENG_VOCAB_SPM || m->vinfo.type == ENG_VOCAB_WPM) {
         if (attr == ENG_TOK_BYTE && t->n == 6) {
             unsigned b;
             if (sscanf(t->p, "<0x%02X>", &b) == 1) {
