@@ -1,6 +1,7 @@
 /* The citadel binary, run as a user would (under the sanitizers in make
  * check: a leak or an error there fails the command and the test). */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -98,17 +99,19 @@ void test_cli_info_json(void)
  * text and as JSON, exit status 1; one it runs says so. */
 void test_cli_info_verdict(void)
 {
-    char cmd[1024], falcon[512], bert[1024], *out = NULL;
+    char cmd[1024], falcon[512], nomic[512], *out = NULL;
     struct tj *j;
     struct gguf_value v = {.type = GGUF_V_STRING};
     v.s = (struct gguf_str){"falcon", 6};
     snprintf(falcon, sizeof(falcon), "%s/falcon.gguf", t_tmpdir());
     CHECK(t_rewrite_kv(t_model_path("synth-phi3.gguf"), falcon, "general.architecture", &v) == 0);
-    snprintf(bert, sizeof(bert), "%s", t_model_path("synth-bert.gguf"));
+    v.s = (struct gguf_str){"nomic-bert", 10};
+    snprintf(nomic, sizeof(nomic), "%s/nomic.gguf", t_tmpdir());
+    CHECK(t_rewrite_kv(t_model_path("synth-bert.gguf"), nomic, "general.architecture", &v) == 0);
     const struct {
         const char *file, *arch, *says;
     } cases[] = {
-        {bert, "bert", "an embedding model"},
+        {nomic, "nomic-bert", "an embedding model (nomic BERT)"},
         {falcon, "falcon", "architecture 'falcon', Falcon, is not supported"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -133,6 +136,12 @@ void test_cli_info_verdict(void)
     snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-phi3.gguf"));
     CHECK(t_run(cmd, &out) == 0);
     CHECKF(strstr(out, "runnable:      yes"), "%s", out);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-bert.gguf"));
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "runnable:      yes") &&
+               strstr(out, "embeddings:    128 dimensions, mean pooling (bert.pooling_type)"),
+           "%s", out);
     cit_free(out);
     snprintf(cmd, sizeof(cmd), "%s info %s", bin(), t_model_path("synth-gemma2.gguf"));
     CHECK(t_run(cmd, &out) == 0);
@@ -562,4 +571,60 @@ void test_cli_witness(void)
                strstr(out, "DONE"),
            "%s", out ? out : "");
     cit_free(out);
+}
+
+/* citadel embed: each text's vector, one JSON array per line, through the
+ * node's gate: the reference's vector for a prompt, the decision recorded,
+ * a secret refused. */
+void test_cli_embed(void)
+{
+    char cmd[2048], *out = NULL, *text;
+    size_t len;
+    struct tj *ref, *j;
+    const struct tj *cases;
+    float v[128], w[128];
+    double ab = 0, aa = 0, bb = 0;
+    CHECK((text = t_read_file(t_model_path("synth-bert.ref.json"), &len)));
+    ref = tj_parse(text, len);
+    cit_free(text);
+    CHECK(ref);
+    cases = tj_get(ref, "cases");
+    snprintf(cmd, sizeof(cmd),
+             "%s embed -m synth-bert=%s%s '%s' 'Mail bob@example.org' 2>/dev/null", bin(),
+             t_model_path("synth-bert.gguf"), t_run_node(),
+             tj_get(&cases->items[1], "prompt")->str);
+    CHECK(t_run(cmd, &out) == 0);
+    {
+        char *nl = strchr(out, '\n');
+        CHECKF(nl && strchr(nl + 1, '\n'), "%s", out);
+        *nl = 0;
+        j = tj_parse(out, strlen(out));
+        CHECKF(j && j->type == TJ_ARR && j->n == 128, "%s", out);
+        for (int i = 0; i < 128; i++) {
+            v[i] = (float)j->items[i].num;
+            w[i] = (float)tj_get(&cases->items[1], "embedding")->items[i].num;
+            ab += (double)v[i] * w[i], aa += (double)v[i] * v[i], bb += (double)w[i] * w[i];
+        }
+        tj_free(j);
+        CHECKF(ab / sqrt(aa * bb) >= 0.999, "cosine %f", ab / sqrt(aa * bb));
+    }
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s embed -m synth-bert=%s%s --json 'Mail bob@example.org' 2>&1",
+             bin(), t_model_path("synth-bert.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 0);
+    CHECKF(strstr(out, "\"decision\":\"redact; rule=personal-redacted\"") &&
+               strstr(out, "\"embeddings\":[["),
+           "%s", out);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s embed -m synth-bert=%s%s 'the BLUEBIRD plan' 2>&1", bin(),
+             t_model_path("synth-bert.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(strstr(out, "secrets-stay-out") && strstr(out, "403"), "%s", out);
+    cit_free(out);
+    snprintf(cmd, sizeof(cmd), "%s embed -m %s%s hello 2>&1", bin(),
+             t_model_path("stories260K.gguf"), t_run_node());
+    CHECK(t_run(cmd, &out) == 1);
+    CHECKF(strstr(out, "not an embedding model"), "%s", out);
+    cit_free(out);
+    tj_free(ref);
 }

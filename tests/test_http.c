@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <sodium.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -143,6 +144,7 @@ static int port;
 static int max_per_ip = -1;     /* for the next start(); -1: the default */
 static int header_timeout = 2;  /* for the next start() */
 static const char *policy_file; /* for the next start(); NULL: tests/data/policy_serve.yaml */
+static const char *extra_model; /* for the next start(): "ID=PATH" served too, or NULL */
 
 /* A node with just its state file at path (keys), or NULL. */
 static struct node *state_node(const char *path, struct cit_err *err)
@@ -181,6 +183,7 @@ static int start(int parallel, int queue, int open)
              policy_file ? policy_file : "tests/data/policy_serve.yaml");
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
+    if (extra_model) CHECK_RET(http_opts_set(&o, "model", extra_model, &err) == 0, "%s", err.msg);
     CHECK_RET((k = state_node(o.node.state, &err)), "%s", err.msg);
     CHECK_RET(node_key_add(k, "tests", "endpoint:* model:*", key, id, &err) == 0, "%s", err.msg);
     node_close(k);
@@ -2886,4 +2889,263 @@ void test_node_passports_seen(void)
     CHECK(node_seen_add(s, "de", "00aa", now + 160, now + 70) == 0);
     CHECKF(node_seen_count(s) == 5001, "%zu held", node_seen_count(s));
     node_seen_close(s);
+}
+
+/* ---- embeddings ---- */
+
+/* The vector of data[i] (float or base64) into v (cap floats); its length. */
+static int embedding_at(json_t *j, int i, float *v, int cap)
+{
+    char path[64];
+    json_t *e;
+    snprintf(path, sizeof(path), "data.%d.embedding", i);
+    e = jpath(j, path);
+    if (json_is_string(e)) {
+        const char *s = json_string_value(e);
+        size_t n = 0;
+        if (sodium_base642bin((unsigned char *)v, (size_t)cap * 4, s, strlen(s), NULL, &n, NULL,
+                              sodium_base64_VARIANT_ORIGINAL))
+            return -1;
+        return (int)(n / 4);
+    }
+    if (!json_is_array(e) || (int)json_array_size(e) > cap) return -1;
+    for (size_t k = 0; k < json_array_size(e); k++)
+        v[k] = (float)json_number_value(json_array_get(e, k));
+    return (int)json_array_size(e);
+}
+
+static double cos_sim(const float *a, const float *b, int n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++)
+        ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return ab / sqrt(aa * bb);
+}
+
+/* One input's vector from the server (dims floats into v); the status. */
+static int embed_one(const char *k, const char *extra, const char *input_json, float *v,
+                     char *decision, size_t dcap)
+{
+    char body[4096];
+    struct resp r;
+    json_t *j;
+    int st, n = 0;
+    snprintf(body, sizeof(body), "{\"model\":\"synth-bert\",\"input\":%s}", input_json);
+    if (post(k, extra, "/v1/embeddings", body, &r)) return -1;
+    st = r.status;
+    if (decision) header_value(&r, "X-Citadel-Decision", decision, dcap);
+    if (st == 200 && (j = body_json(&r))) {
+        n = embedding_at(j, 0, v, 512);
+        json_decref(j);
+    }
+    resp_free(&r);
+    return st == 200 && n != 128 ? -1 : st;
+}
+
+/* POST /v1/embeddings against synth-bert's reference; its shapes and
+ * errors; and the gate: a personal-data string, a secret and a forward
+ * get the decision the same text gets in chat, and the ledger has them. */
+void test_http_embeddings(void)
+{
+    char bert[1200], kf[NODE_KEY_LEN + 1], kc[NODE_KEY_LEN + 1], ledger[512], body[8192];
+    struct resp r;
+    json_t *j, *ref;
+    float v[512], w[512];
+    size_t len;
+    char *text = t_read_file(t_model_path("synth-bert.ref.json"), &len);
+    struct ledger_view lv;
+    struct cit_err err;
+    struct cit_buf rep = {0};
+    int n_embd_entries = 0;
+    CHECK(text && (ref = json_loadb(text, len, 0, NULL)));
+    cit_free(text);
+    snprintf(bert, sizeof(bert), "synth-bert=%s", t_model_path("synth-bert.gguf"));
+    extra_model = bert;
+    if (start(3, 5, 0)) {
+        extra_model = NULL;
+        json_decref(ref);
+        return;
+    }
+    extra_model = NULL;
+    if (add_key(3, 5, "fwd", kf)) return;
+    {
+        struct node *k = http_server_node(srv);
+        char id[NODE_KEY_ID_LEN + 1];
+        CHECKF(node_key_add(k, "tests", "endpoint:chat model:*", kc, id, &err) == 0, "%s", err.msg);
+    }
+
+    /* every reference prompt in one request: in order, each within the
+     * engine's bound of the reference */
+    {
+        json_t *cases = json_object_get(ref, "cases"), *c;
+        size_t i;
+        struct cit_buf in = {0};
+        BUF_LIT(&in, "[");
+        json_array_foreach(cases, i, c)
+        {
+            const char *p = json_string_value(json_object_get(c, "prompt"));
+            if (i) BUF_LIT(&in, ",");
+            cit_buf_json_str(&in, p, strlen(p));
+        }
+        BUF_LIT(&in, "]");
+        snprintf(body, sizeof(body), "{\"model\":\"synth-bert\",\"input\":%s}", in.p);
+        cit_buf_free(&in);
+        CHECK(!post(key, NULL, "/v1/embeddings", body, &r));
+        CHECKF(r.status == 200 && strcasestr(r.head, "X-Citadel-Decision: local"), "%d %s %s",
+               r.status, r.head, r.body);
+        CHECK((j = body_json(&r)));
+        CHECK(!strcmp(jstr(j, "object"), "list") && !strcmp(jstr(j, "model"), "synth-bert"));
+        {
+            long long toks = 0;
+            json_array_foreach(cases, i, c)
+            {
+                json_t *e = json_object_get(c, "embedding");
+                char path[32];
+                CHECK(embedding_at(j, (int)i, v, 512) == 128);
+                for (int k = 0; k < 128; k++) w[k] = (float)json_number_value(json_array_get(e, k));
+                CHECKF(cos_sim(v, w, 128) >= 0.999, "case %zu: cosine %f", i, cos_sim(v, w, 128));
+                snprintf(path, sizeof(path), "data.%zu.index", i);
+                CHECK(jint(j, path) == (long long)i);
+                toks += (long long)json_array_size(json_object_get(c, "prompt_tokens"));
+            }
+            CHECKF(jint(j, "usage.prompt_tokens") == toks && jint(j, "usage.total_tokens") == toks,
+                   "usage %lld, want %lld", jint(j, "usage.prompt_tokens"), toks);
+        }
+        json_decref(j);
+        resp_free(&r);
+    }
+    /* base64 is the float vector's bytes; token ids embed as the text;
+     * dimensions cut and renormalise */
+    CHECK(embed_one(key, NULL, "\"Hello world\"", v, NULL, 0) == 200);
+    CHECK(!post(key, NULL, "/v1/embeddings",
+                "{\"model\":\"synth-bert\",\"input\":\"Hello world\",\"encoding_format\":"
+                "\"base64\"}",
+                &r));
+    CHECK(r.status == 200 && (j = body_json(&r)));
+    CHECK(embedding_at(j, 0, w, 512) == 128 && !memcmp(v, w, 128 * sizeof(float)));
+    json_decref(j);
+    resp_free(&r);
+    CHECK(embed_one(key, NULL, "[[101, 711, 400, 102]]", w, NULL, 0) == 200);
+    CHECK(!memcmp(v, w, 128 * sizeof(float)));
+    CHECK(embed_one(key, NULL, "[101, 711, 400, 102]", w, NULL, 0) == 200);
+    CHECK(!memcmp(v, w, 128 * sizeof(float)));
+    CHECK(!post(key, NULL, "/v1/embeddings",
+                "{\"model\":\"synth-bert\",\"input\":\"Hello world\",\"dimensions\":32}", &r));
+    CHECK(r.status == 200 && (j = body_json(&r)));
+    {
+        double nv = 0, nw = 0;
+        CHECK(embedding_at(j, 0, w, 512) == 32);
+        for (int k = 0; k < 32; k++) nv += (double)v[k] * v[k], nw += (double)w[k] * w[k];
+        CHECKF(fabs(nw - 1) < 1e-5, "norm %g", nw);
+        for (int k = 0; k < 32; k++) CHECK(fabs(w[k] - v[k] / sqrt(nv)) < 1e-6);
+    }
+    json_decref(j);
+    resp_free(&r);
+
+    /* what is refused, naming the field */
+    {
+        static const struct {
+            const char *body, *param, *says;
+        } bad[] = {
+            {"{\"model\":\"synth-bert\",\"input\":\"\"}", "input", "empty string"},
+            {"{\"model\":\"synth-bert\",\"input\":[]}", "input", "not empty"},
+            {"{\"model\":\"synth-bert\",\"input\":[\"a\",7]}", "input", "must be a string"},
+            {"{\"model\":\"synth-bert\",\"input\":[[1,2],[]]}", "input", "empty array"},
+            {"{\"model\":\"synth-bert\",\"input\":[[1,-2]]}", "input", "not a token id"},
+            {"{\"model\":\"synth-bert\",\"input\":[[5000]]}", "input", "not in the vocabulary"},
+            {"{\"model\":\"synth-bert\",\"input\":\"x\",\"encoding_format\":\"int8\"}",
+             "encoding_format", "\\\"float\\\" or \\\"base64\\\""},
+            {"{\"model\":\"synth-bert\",\"input\":\"x\",\"dimensions\":0}", "dimensions",
+             "positive"},
+            {"{\"model\":\"synth-bert\",\"input\":\"x\",\"dimensions\":129}", "dimensions",
+             "have 128"},
+            {"{\"input\":\"x\"}", "model", "required"},
+            {"{\"model\":\"stories260K\",\"input\":\"x\"}", "model", "not an embedding model"},
+            {"{\"model\":\"nope\",\"input\":\"x\"}", "model", "does not exist"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            char want[64];
+            CHECK(!post(key, NULL, "/v1/embeddings", bad[i].body, &r));
+            snprintf(want, sizeof(want), "\"param\":\"%s\"", bad[i].param);
+            CHECKF(r.status >= 400 && r.status < 500 && strstr(r.body, want) &&
+                       strstr(r.body, bad[i].says),
+                   "%s: %d %s", bad[i].body, r.status, r.body);
+            resp_free(&r);
+        }
+        /* an input past the model's 512 positions */
+        {
+            struct cit_buf in = {0};
+            BUF_LIT(&in, "{\"model\":\"synth-bert\",\"input\":\"");
+            for (int k = 0; k < 600; k++) BUF_LIT(&in, "dog ");
+            BUF_LIT(&in, "\"}");
+            CHECK(!post(key, NULL, "/v1/embeddings", in.p, &r));
+            CHECKF(r.status == 400 && strstr(r.body, "context_length_exceeded") &&
+                       strstr(r.body, "at most 512"),
+                   "%d %s", r.status, r.body);
+            resp_free(&r);
+            cit_buf_free(&in);
+        }
+        /* an encoder does not chat; a key without the scope does not embed */
+        CHECK(!post(key, NULL, "/v1/chat/completions",
+                    "{\"model\":\"synth-bert\",\"messages\":[{\"role\":\"user\",\"content\":"
+                    "\"hi\"}]}",
+                    &r));
+        CHECKF(r.status == 400 && strstr(r.body, "model_embeddings_only"), "%d %s", r.status,
+               r.body);
+        resp_free(&r);
+        CHECK(embed_one(kc, NULL, "\"hi\"", v, NULL, 0) == 403);
+    }
+
+    /* the gate: each text gets in /v1/embeddings the decision it gets in
+     * chat; a redacted input is embedded as its redacted text */
+    {
+        static const struct {
+            const char *text, *action;
+            int fwd, emb_status, chat_status;
+        } cases[] = {
+            {"Mail alice.smith@example.com today", "redact; rule=personal-redacted", 0, 200, 200},
+            {"the BLUEBIRD plan", "deny; rule=secrets-stay-out", 0, 403, 403},
+            {"hello there", "forward; rule=fwd-to-fr", 1, 403, 503},
+            {"hello there", "local; rule=default-local", 0, 200, 200},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            char in[256], d_emb[160], d_chat[160];
+            const char *k = cases[i].fwd ? kf : key;
+            snprintf(in, sizeof(in), "\"%s\"", cases[i].text);
+            CHECK(embed_one(k, NULL, in, v, d_emb, sizeof(d_emb)) == cases[i].emb_status);
+            snprintf(body, sizeof(body),
+                     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
+                     "\"%s\"}],\"max_tokens\":2}",
+                     cases[i].text);
+            CHECK(!post(k, NULL, "/v1/chat/completions", body, &r));
+            header_value(&r, "X-Citadel-Decision", d_chat, sizeof(d_chat));
+            CHECKF(r.status == cases[i].chat_status && !strcmp(d_emb, d_chat) &&
+                       !strcmp(d_emb, cases[i].action),
+                   "'%s': embeddings '%s', chat '%s' (%d)", cases[i].text, d_emb, d_chat, r.status);
+            resp_free(&r);
+        }
+        CHECK(embed_one(key, NULL, "\"Mail alice.smith@example.com today\"", v, NULL, 0) == 200);
+        CHECK(embed_one(key, NULL, "\"Mail [EMAIL_1] today\"", w, NULL, 0) == 200);
+        CHECKF(!memcmp(v, w, 128 * sizeof(float)),
+               "the redacted input was not embedded as its placeholder text");
+        /* a declared class decides as it does for chat */
+        CHECK(embed_one(key, "X-Citadel-Data-Class: secret\r\n", "\"hello\"", v, NULL, 0) == 403);
+    }
+    CHECK(!request(port, "GET", "/metrics", key, NULL, &r));
+    CHECKF(r.status == 200 && strstr(r.body, "endpoint=\"embeddings\""), "%s", r.body);
+    resp_free(&r);
+    stop();
+    json_decref(ref);
+
+    snprintf(ledger, sizeof(ledger), "%s/ledger-3005", t_tmpdir());
+    CHECKF(!ledger_verify(ledger, NULL, &rep, &err), "%s", err.msg);
+    cit_buf_free(&rep);
+    CHECK(!ledger_view_open(ledger, &lv, &err));
+    for (uint64_t i = 0; i < lv.n; i++) {
+        const char *l = lv.lines[i];
+        n_embd_entries += strstr(l, "\"request\":\"embd-") != NULL;
+        CHECKF(!strstr(l, "alice") && !strstr(l, "BLUEBIRD"), "the ledger holds an input: %s", l);
+    }
+    ledger_view_free(&lv);
+    CHECKF(n_embd_entries >= 10, "%d embeddings entries", n_embd_entries);
 }

@@ -127,7 +127,8 @@ static void hand_forward(const struct gguf_file *f, const struct eng_hparams *hp
     double *acc = calloc((size_t)E, sizeof(double)), *sc = calloc((size_t)n, sizeof(double));
     char nm[64], nb[64];
     for (int t = 0; t < n; t++)
-        for (int c = 0; c < E; c++) x[(size_t)t * E + c] = w_at(&h, "token_embd.weight", 0, ids[t], c);
+        for (int c = 0; c < E; c++)
+            x[(size_t)t * E + c] = w_at(&h, "token_embd.weight", 0, ids[t], c);
     for (int l = 0; l < hp->n_layer; l++) {
         for (int t = 0; t < n; t++) {
             double *qt = q + (size_t)t * H * D, *kt = k + (size_t)t * HK * D,
@@ -292,12 +293,12 @@ static int to_moe(const char *in, const char *out, const char *arch)
                                       fill_rand, NULL);
             gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "attn_v.bias"), GGUF_T_F32, 1, kv,
                                       fill_rand, NULL);
-            gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_gate_inp_shexp.weight"),
-                                      GGUF_T_F32, 1, gi, fill_rand, NULL);
+            gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_gate_inp_shexp.weight"), GGUF_T_F32,
+                                      1, gi, fill_rand, NULL);
             gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_gate_shexp.weight"), GGUF_T_F16, 2,
                                       up, fill_rand, &f16);
-            gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_up_shexp.weight"), GGUF_T_F16, 2,
-                                      up, fill_rand, &f16);
+            gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_up_shexp.weight"), GGUF_T_F16, 2, up,
+                                      fill_rand, &f16);
             gguf_writer_add_tensor_fn(w, tname(nm, 80, l, "ffn_down_shexp.weight"), GGUF_T_F16, 2,
                                       down, fill_rand, &f16);
         } else {
@@ -367,7 +368,8 @@ static int engine_vs_hand(const char *path, const int32_t *ids, int n, float tol
         CHECK_RET(eng_seq_new(m, 16, &seq) == 0, "seq");
         CHECK_RET(eng_seq_eval(seq, pool, ids, 1, lg, 0) == 0, "eval");
         d1 = max_diff(lg, hand1, nv);
-        for (int i = 1; i < n; i++) CHECK_RET(eng_seq_eval(seq, pool, &ids[i], 1, lg, 0) == 0, "eval");
+        for (int i = 1; i < n; i++)
+            CHECK_RET(eng_seq_eval(seq, pool, &ids[i], 1, lg, 0) == 0, "eval");
         dn = max_diff(lg, handn, nv);
         eng_seq_reset(seq);
         CHECK_RET(eng_seq_eval(seq, pool, ids, n, all, 1) == 0, "batched eval");
@@ -376,8 +378,8 @@ static int engine_vs_hand(const char *path, const int32_t *ids, int n, float tol
         t_note("%s, %s kernels: max |logit - hand| %.2e after 1 token, %.2e after %d (decode), "
                "%.2e (batched); limit %.2g",
                path, sets[s].name, (double)d1, (double)dn, n, (double)db, (double)tol);
-        CHECK_RET(d1 <= tol && dn <= tol && db <= tol, "%s %s: %g %g %g > %g", path,
-                   sets[s].name, (double)d1, (double)dn, (double)db, (double)tol);
+        CHECK_RET(d1 <= tol && dn <= tol && db <= tol, "%s %s: %g %g %g > %g", path, sets[s].name,
+                  (double)d1, (double)dn, (double)db, (double)tol);
     }
     cit_free(hand1), cit_free(handn), cit_free(lg), cit_free(all);
     cit_pool_free(pool);

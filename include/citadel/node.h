@@ -162,14 +162,15 @@ int node_profile_appends_notice(const struct node *n);
  * scopes and SHA-256 of the whole key, never the key.
  *
  * Scopes are space-separated "endpoint:NAME" and "model:ID" items; NAME is
- * chat, completions, models, metrics, policy (the decision dry run), admin
+ * chat, completions, embeddings, models, metrics, policy (the decision dry run), admin
  * (loading and unloading models) or *; ID is a model id or *. A key may
  * call an endpoint listed and use a model listed; endpoint:* does not
  * include admin, which must be named. */
 #define NODE_KEY_LEN    64 /* "cit_" + 16 + "_" + 43 */
 #define NODE_KEY_ID_LEN 16
 #define NODE_DEFAULT_SCOPES                                                                        \
-    "endpoint:chat endpoint:completions endpoint:models endpoint:policy model:*"
+    "endpoint:chat endpoint:completions endpoint:embeddings endpoint:models endpoint:policy "      \
+    "model:*"
 
 struct node_key_info {
     char id[NODE_KEY_ID_LEN + 1];
@@ -250,6 +251,13 @@ struct node_prompt {
     const char *prompt; /* completion text, or NULL with ids */
     const int32_t *ids; /* completion token ids */
     int n_ids;
+    /* embeddings (embed 1): inputs embedded apart, each scanned, decided
+     * and redacted as one message of a chat is: n_msgs texts in
+     * msgs[i].content, or with ids their token ids back to back,
+     * input_lens[i] the length of each of the n_inputs */
+    int embed;
+    const int *input_lens;
+    int n_inputs;
 };
 
 struct node_req {
@@ -389,6 +397,15 @@ int node_cosigned(struct node *n, const char *witness, struct cit_buf *note /* o
  * NULL without a ledger. */
 const struct ledger_skey *node_witness_key(const struct node *n);
 
+/* The engine model a local call runs on (NULL for a forward). */
+const struct eng_model *node_call_engine(const struct node_call *c);
+/* An admitted embeddings call: how many inputs, and each one's tokens
+ * (the prompt's, back to back). */
+int node_call_inputs(const struct node_call *c, const int **lens /* out */);
+/* Hands an embeddings call to its model's scheduler: the vectors into out
+ * (inputs * n_embd floats), then cb with SCHED_FINISH_STOP (or ERROR,
+ * CANCELLED). Errors as node_call_submit. */
+int node_call_submit_embed(struct node_call *c, float *out, int normalize, sched_cb cb, void *user);
 /* Hands the request to its model's scheduler. q->prompt and q->max_tokens
  * are the call's. CIT_EOVERFLOW: the queue is full or the model stopping
  * (the caller answers 429 or 503); the quota charge is taken back. */

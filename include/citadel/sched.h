@@ -8,6 +8,7 @@
  * slot's next token, and reports text to the request's callback (whole
  * UTF-8 characters, stop strings held back until they cannot match).
  * A finished or cancelled request frees its slot for the next one at once.
+ * Embedding requests go around the slots (sched_req.embed).
  *
  * Callbacks run on the worker thread and must not block for long; they may
  * call sched_cancel.
@@ -36,6 +37,17 @@ struct sched_req {
     const int32_t *prompt; /* copied at submit */
     int n_prompt;
     int max_tokens;
+    /* Embeddings (embed 1; max_tokens, sampling and stops unused): prompt
+     * holds n_inputs inputs back to back, input_lens their lengths (copied
+     * at submit); their vectors go to embd_out (n_inputs * n_embd floats,
+     * the caller's until the callback's finish: STOP, or ERROR,
+     * CANCELLED with nothing written), L2-normalised when normalize.
+     * Embedding requests need no slot: between decode steps the worker
+     * takes every one queued and runs their inputs together, as many to a
+     * pass as fit. */
+    int embed, n_inputs, normalize;
+    const int *input_lens;
+    float *embd_out;
     struct eng_sampler_params sampling;
     const char *stops[SCHED_MAX_STOPS]; /* copied at submit */
     int n_stops;

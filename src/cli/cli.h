@@ -96,6 +96,8 @@ void cli_usage_fl(FILE *f);
 void cli_usage_peer(FILE *f);
 
 int cli_run(int argc, char **argv);
+int cli_embed(int argc, char **argv);
+void cli_usage_embed(FILE *f);
 int cli_trust(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 int cli_model_sign(int argc, char **argv);

@@ -32,6 +32,7 @@ static void usage(FILE *f)
           "commands:\n"
           "  info MODEL [--json]            architecture, hyperparameters, tokenizer, tensors\n"
           "  run -m MODEL -p PROMPT [...]   generate text (citadel run --help)\n"
+          "  embed -m MODEL TEXT...         embeddings, one JSON array per text\n"
           "  tokenize -m MODEL TEXT         print token ids (--no-bos, --special)\n"
           "  model quantize IN OUT TYPE     convert an f32/f16/bf16 model to\n"
           "                                 q8_0, q4_0, q4_k_m, q5_k_m or q6_k\n"
@@ -132,13 +133,9 @@ int cli_read_input(const char *path, size_t max, struct cit_buf *out)
 static const struct {
     const char *arch, *what;
 } known_families[] = {
-    {"gemma", "Gemma"},
-    {"bert", "an embedding model (BERT: WordPiece, bidirectional attention)"},
-    {"nomic-bert", "an embedding model (nomic BERT)"},
-    {"mistral3", "Mistral 3"},
-    {"phi2", "Phi-2"},
-    {"falcon", "Falcon"},
-    {"gpt2", "GPT-2"},
+    {"gemma", "Gemma"},        {"nomic-bert", "an embedding model (nomic BERT)"},
+    {"mistral3", "Mistral 3"}, {"phi2", "Phi-2"},
+    {"falcon", "Falcon"},      {"gpt2", "GPT-2"},
 };
 
 /* citadel info on a file the engine cannot load: everything the GGUF shows
@@ -252,10 +249,14 @@ static int cmd_info(int argc, char **argv)
                (double)hp->rope_base, (double)hp->rms_eps, hp->tied_output ? "true" : "false");
         printf("\"tokenizer\":{\"type\":\"%s\",\"pre\":\"%s\",\"bos\":%d,\"eos\":%d,\"eot\":%d,"
                "\"add_bos\":%s},\"chat_template\":\"%s\",\"chat_template_recognised\":%s,"
-               "\"weight_bytes\":%llu,\"tensors\":[",
-               vi->type == ENG_VOCAB_SPM ? "spm" : "bpe", vi->pre, vi->bos, vi->eos, vi->eot,
-               vi->add_bos ? "true" : "false", eng_chat_tmpl_name(tmpl),
-               recognised ? "true" : "false", (unsigned long long)eng_model_weight_bytes(m));
+               "\"causal\":%s,\"pooling\":\"%s\",\"weight_bytes\":%llu,\"tensors\":[",
+               vi->type == ENG_VOCAB_SPM   ? "spm"
+               : vi->type == ENG_VOCAB_WPM ? "wpm"
+                                           : "bpe",
+               vi->pre, vi->bos, vi->eos, vi->eot, vi->add_bos ? "true" : "false",
+               eng_chat_tmpl_name(tmpl), recognised ? "true" : "false",
+               hp->causal ? "true" : "false", eng_pooling_name(hp->pooling),
+               (unsigned long long)eng_model_weight_bytes(m));
         for (uint64_t i = 0; i < g->n_tensors; i++) {
             const struct gguf_tensor *t = &g->tensors[i];
             printf("%s{\"name\":", i ? "," : "");
@@ -272,8 +273,10 @@ static int cmd_info(int argc, char **argv)
         printf("architecture:  %s\n", eng_arch_name(hp->arch));
         printf("runnable:      yes (%s kernels)\n", eng_kernels_name());
         printf("vocabulary:    %d tokens, %s tokenizer (pre: %s), bos %d, eos %d%s\n", hp->n_vocab,
-               vi->type == ENG_VOCAB_SPM ? "SentencePiece" : "byte-level BPE", vi->pre, vi->bos,
-               vi->eos, vi->add_bos ? ", adds BOS" : "");
+               vi->type == ENG_VOCAB_SPM   ? "SentencePiece"
+               : vi->type == ENG_VOCAB_WPM ? "WordPiece"
+                                           : "byte-level BPE",
+               vi->pre, vi->bos, vi->eos, vi->add_bos ? ", adds BOS" : "");
         printf("context:       %d tokens (training)\n", hp->n_ctx_train);
         if (hp->n_swa > 0)
             printf("sliding window: %d tokens on %d of %d layers (their KV cache holds the "
@@ -284,12 +287,23 @@ static int cmd_info(int argc, char **argv)
                    (double)hp->final_softcap);
         printf("dimensions:    embd %d, layers %d, heads %d (kv %d, size %d), ffn %d\n", hp->n_embd,
                hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
-        printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,
-               hp->rope_neox ? "neox" : "normal");
-        printf("norm eps:      %g\n", (double)hp->rms_eps);
-        printf("output:        %s\n", hp->tied_output ? "tied to token embeddings" : "separate");
-        printf("chat template: %s%s\n", eng_chat_tmpl_name(tmpl),
-               recognised ? "" : " (fallback: model template absent or not recognised)");
+        if (hp->causal) {
+            printf("rope:          %d dims, base %g, %s\n", hp->n_rot, (double)hp->rope_base,
+                   hp->rope_neox ? "neox" : "normal");
+            printf("norm eps:      %g\n", (double)hp->rms_eps);
+            printf("output:        %s\n",
+                   hp->tied_output ? "tied to token embeddings" : "separate");
+            printf("chat template: %s%s\n", eng_chat_tmpl_name(tmpl),
+                   recognised ? "" : " (fallback: model template absent or not recognised)");
+        } else {
+            printf("encoder:       bidirectional attention, learned positions (%d), %d token "
+                   "types, LayerNorm eps %g; no text output\n",
+                   hp->n_ctx_train, hp->n_tok_types, (double)hp->norm_eps);
+        }
+        if (hp->pooling != ENG_POOL_NONE)
+            printf("embeddings:    %d dimensions, %s pooling (%s.pooling_type), /v1/embeddings "
+                   "and citadel embed\n",
+                   hp->n_embd, eng_pooling_name(hp->pooling), eng_arch_name(hp->arch));
         printf("weights:       %.1f MiB read per token\n",
                (double)eng_model_weight_bytes(m) / (1024.0 * 1024.0));
         printf("tensors:\n");
@@ -365,6 +379,7 @@ static const struct verb {
 } verbs[] = {
     {"info", NULL, cmd_info, usage_info},
     {"run", NULL, cli_run, cli_usage_run},
+    {"embed", NULL, cli_embed, cli_usage_embed},
     {"tokenize", NULL, cmd_tokenize, usage_tokenize},
     {"serve", NULL, cli_serve, cli_usage_serve},
     {"keys", NULL, cli_keys, cli_usage_keys},

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <float.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,5 +391,198 @@ done:
     cit_buf_free(&shown);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
+    return status;
+}
+
+/* ---- citadel embed ---- */
+
+#define EMBED_MAX_TEXTS 256
+
+void cli_usage_embed(FILE *f)
+{
+    fputs("usage: citadel embed -m [ID=]MODEL [options] TEXT...\n"
+          "  prints each TEXT's embedding, L2-normalised, as one JSON array per line\n"
+          "  (the model must name a pooling type: bert-family and embedding decoders)\n"
+          "  --dimensions N     the first N values, normalised again (Matryoshka models)\n"
+          "  --json             one JSON object: model, decision, tokens, embeddings\n"
+          "  -t N               threads (default: all CPUs)\n"
+          "  --tenant T         the policy's tenant the texts are decided for (default local)\n"
+          "  --declare CLASSES  data classes the texts hold, comma-separated\n"
+          "  --unvetted         load a model that was not admitted (when the policy allows)\n"
+          "  --trust-stored-digest  skip hashing an admitted model on read-only media\n"
+          "  --state F --policy F --ledger DIR --config F   the node (else citadel.conf)\n"
+          "  Every text passes the node's gate as a prompt does: scanned, decided, redacted\n"
+          "  (the vector is then the redacted text's), recorded in the ledger.\n",
+          f);
+}
+
+struct embed_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    enum sched_finish finish;
+};
+
+static void on_embedded(void *user, int32_t tok, const char *text, size_t len, enum sched_finish f)
+{
+    struct embed_wait *w = user;
+    (void)tok, (void)text, (void)len;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->finish = f;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int cli_embed(int argc, char **argv)
+{
+    const char *model = NULL, *tenant = "local", *declared = NULL, *texts[EMBED_MAX_TEXTS];
+    long threads = cit_cpu_count(), dims = 0;
+    int json = 0, unvetted = 0, trust_stored = 0, n_texts = 0, rc, status = 1, E;
+    struct cli_node_args na = {0};
+    struct http_opts ho;
+    struct node *node = NULL;
+    struct node_model_spec spec;
+    struct node_req q;
+    struct node_outcome out;
+    struct node_call *call = NULL;
+    struct eng_chat_msg msgs[EMBED_MAX_TEXTS];
+    struct embed_wait w = {.done = 0};
+    struct cit_err err;
+    float *vec = NULL;
+    const int *lens;
+    const struct cli_flag flags[] = {
+        {"-m", CLI_STR, &model, NULL, 0, 0},
+        {"--model", CLI_STR, &model, NULL, 0, 0},
+        {"--tenant", CLI_STR, &tenant, NULL, 0, 0},
+        {"--declare", CLI_STR, &declared, NULL, 0, 0},
+        {"--dimensions", CLI_INT, &dims, NULL, 1, 65536},
+        {"-t", CLI_INT, &threads, NULL, 1, 1024},
+        {"--threads", CLI_INT, &threads, NULL, 1, 1024},
+        {"--json", CLI_BOOL, &json, NULL, 0, 0},
+        {"--unvetted", CLI_BOOL, &unvetted, NULL, 0, 0},
+        {"--trust-stored-digest", CLI_BOOL, &trust_stored, NULL, 0, 0},
+        {NULL, 0, NULL, NULL, 0, 0},
+    };
+    if ((rc = cli_flags_parse("embed", flags, &na, argc, argv, texts, EMBED_MAX_TEXTS, &n_texts)))
+        return rc;
+    if (!model || !n_texts) {
+        cli_usage_embed(stderr);
+        return 2;
+    }
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if ((rc = cli_node_opts(&na, &ho, &err))) goto fail_msg;
+    {
+        char sock[1100];
+        node_admin_path(ho.node.state, sock, sizeof(sock));
+        if (node_admin_alive(sock)) {
+            fprintf(stderr,
+                    "citadel embed: a citadel serve owns this node (%s answers): send the texts "
+                    "to its /v1/embeddings, or embed on another node (--state, --ledger)\n",
+                    sock);
+            goto done;
+        }
+    }
+    ho.node.threads = (int)threads;
+    ho.node.parallel = 1;
+    ho.node.queue = 1;
+    ho.node.checkpoint_s = -1;
+    ho.node.unvetted |= unvetted;
+    ho.node.trust_stored_digest |= trust_stored;
+    if ((rc = node_model_spec_parse(&ho.node, model, &spec, &err)) ||
+        (rc = lock_down(&ho.node, spec.path, &err)))
+        goto fail_msg;
+    if ((rc = node_open(&ho.node, NODE_LEDGER | NODE_STATE, &node, &err))) goto fail_msg;
+    if ((rc = node_model_load(node, spec.id, spec.path, &err)) || (rc = guard_seal(&err)) ||
+        (rc = node_record_lockdown(node, "embed", &err)))
+        goto fail_msg;
+    memset(&q, 0, sizeof(q));
+    q.tenant = tenant;
+    q.key_id = "cli";
+    q.model = spec.id;
+    q.endpoint = "embeddings";
+    q.declared = declared;
+    q.max_prompt_tokens = 1 << 24;
+    for (int i = 0; i < n_texts; i++) msgs[i] = (struct eng_chat_msg){"input", texts[i]};
+    {
+        json_t *j = json_pack("{s:s, s:I}", "model", model, "dimensions", (json_int_t)dims),
+               *arr = json_array();
+        char *canon;
+        for (int i = 0; i < n_texts; i++) json_array_append_new(arr, json_string(texts[i]));
+        json_object_set_new(j, "input", arr);
+        canon = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        if (canon) node_request_digest(node, canon, strlen(canon), q.digest);
+        if (canon) explicit_bzero(canon, strlen(canon));
+        free(canon);
+        json_decref(j);
+    }
+    q.p.embed = 1;
+    q.p.msgs = msgs;
+    q.p.n_msgs = n_texts;
+    if (node_admit(node, &q, &call, &out)) {
+        fprintf(stderr, "citadel embed: %s (%d%s%s)\n", out.msg, out.status,
+                out.decision[0] ? "; " : "", out.decision);
+        goto done;
+    }
+    E = eng_model_hparams(node_call_engine(call))->n_embd;
+    if (dims > E) {
+        fprintf(stderr, "citadel embed: --dimensions %ld; the model's vectors have %d\n", dims, E);
+        node_finish(call, 400, 0);
+        goto done;
+    }
+    if (!dims) dims = E;
+    if (!(vec = cit_calloc((size_t)n_texts * (size_t)E, sizeof(float)))) {
+        rc = CIT_ENOMEM;
+        goto fail_rc;
+    }
+    if ((rc = node_call_submit_embed(call, vec, 1, on_embedded, &w))) goto fail_rc;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    if (w.finish != SCHED_FINISH_STOP) {
+        node_finish(call, 500, 0);
+        fprintf(stderr, "citadel embed: the embedding failed\n");
+        goto done;
+    }
+    if (node_finish(call, 200, 0)) {
+        fprintf(stderr, "citadel embed: the audit ledger could not record this request\n");
+        goto done;
+    }
+    node_call_inputs(call, &lens);
+    if (json) {
+        printf("{\"model\":");
+        cli_json_str(stdout, spec.id, strlen(spec.id));
+        printf(",\"decision\":");
+        cli_json_str(stdout, node_call_decision(call), strlen(node_call_decision(call)));
+        printf(",\"tokens\":[");
+        for (int i = 0; i < n_texts; i++) printf("%s%d", i ? "," : "", lens[i]);
+        printf("],\"embeddings\":[");
+    }
+    for (int i = 0; i < n_texts; i++) {
+        const float *x = vec + (size_t)i * (size_t)E;
+        double norm = 0;
+        for (int c = 0; c < dims; c++) norm += (double)x[c] * x[c];
+        norm = dims < E && norm > 0 ? 1.0 / sqrt(norm) : 1.0;
+        printf("%s[", json && i ? "," : "");
+        for (int c = 0; c < dims; c++) printf("%s%.9g", c ? "," : "", x[c] * norm);
+        printf("]%s", json ? "" : "\n");
+    }
+    if (json) printf("]}\n");
+    fprintf(stderr, "citadel: %d texts, %d dimensions (%s)\n", n_texts, (int)dims,
+            node_call_decision(call));
+    status = 0;
+    goto done;
+fail_rc:
+    fprintf(stderr, "citadel embed: %s\n", cit_strerror(rc));
+    goto done;
+fail_msg:
+    fprintf(stderr, "citadel embed: %s\n", err.msg);
+done:
+    if (call) node_call_free(call, status ? 500 : 200, 0);
+    node_close(node);
+    cit_free(vec);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
     return status;
 }

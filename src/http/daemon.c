@@ -47,6 +47,7 @@ struct route {
 static const struct route routes[] = {
     {"/v1/chat/completions", 0, EP_CHAT, "POST", "chat"},
     {"/v1/completions", 0, EP_COMPLETIONS, "POST", "completions"},
+    {"/v1/embeddings", 0, EP_EMBEDDINGS, "POST", "embeddings"},
     {"/v1/models", 1, EP_MODELS, "GET", NULL},
     {"/healthz", 0, EP_HEALTH, "GET", NULL},
     {"/readyz", 0, EP_READY, "GET", NULL},
@@ -190,6 +191,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
         return handle_decide(c, r);
     case EP_ADMIN:
         return handle_admin(c, r);
+    case EP_EMBEDDINGS:
+        return handle_embeddings(c, r);
     case EP_PEER:
         if (r->peer_witness) return handle_peer_witness(c, r);
         return handle_generate(c, r);

@@ -20,6 +20,7 @@
 enum http_ep {
     EP_CHAT,
     EP_COMPLETIONS,
+    EP_EMBEDDINGS,
     EP_MODELS,
     EP_HEALTH,
     EP_READY,
@@ -225,6 +226,7 @@ struct req {
     int slot;               /* the model's metrics slot, -1 before submit */
     int submitted, cancelled, timed_out, hung_up;
     struct cit_buf text; /* generated text */
+    float *embd;         /* an embeddings request's vectors (the scheduler writes them) */
     size_t *tok_end;     /* (n_gen) text.len after each generated token */
     int tok_cap;
     int n_sent; /* tokens whose text was handed to the client (a stream) */
@@ -258,6 +260,8 @@ int gen_wait(struct req *r);
  * so and the disconnect counted (r->mu not held). */
 int gen_hung_up(struct req *r);
 enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r);
+/* embed.c: POST /v1/embeddings */
+enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r);
 
 /* peer.c: the peer listener, passports in, receipts out, forwards out */
 int peer_start(struct http_server *s, struct cit_err *err);

@@ -42,6 +42,7 @@ void req_destroy(struct req *r)
     cit_buf_free(&r->body);
     cit_buf_free(&r->text);
     cit_free(r->tok_end);
+    cit_free(r->embd);
     cit_buf_free(&r->out);
     if (r->fwd_body) explicit_bzero(r->fwd_body, strlen(r->fwd_body));
     cit_free(r->fwd_body);
@@ -129,6 +130,7 @@ static const char *allowed_methods(enum http_ep ep)
     switch (ep) {
     case EP_CHAT:
     case EP_COMPLETIONS:
+    case EP_EMBEDDINGS:
     case EP_DECIDE:
         return "POST";
     case EP_PEER:

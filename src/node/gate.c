@@ -36,6 +36,7 @@ struct node_call {
 
     int32_t *toks;
     int n_tok, max_tokens;
+    int *in_lens, n_inputs; /* embeddings: each input's tokens in toks */
     struct pol_quota_ticket ticket;
     uint64_t sched_id;
     int submitted;
@@ -84,13 +85,13 @@ static void set_out(struct node_outcome *o, int status, const char *type, const 
     va_end(ap);
 }
 
-static void request_id(char *out, size_t cap, int chat)
+static void request_id(char *out, size_t cap, const char *prefix)
 {
     unsigned char rb[12];
     char hex[25];
     randombytes_buf(rb, sizeof(rb));
     sodium_bin2hex(hex, sizeof(hex), rb, sizeof(rb));
-    snprintf(out, cap, "%s-%s", chat ? "chatcmpl" : "cmpl", hex);
+    snprintf(out, cap, "%s-%s", prefix, hex);
 }
 
 /* Appends the decision and its outcome to the ledger, once per call.
@@ -139,6 +140,7 @@ static void call_free(struct node_call *c)
     if (c->decided) pol_decision_free(&c->dec);
     det_redaction_free(&c->red);
     cit_free(c->toks);
+    cit_free(c->in_lens);
     cit_free(c->passport);
     cit_free(c->receipt);
     node_model_unref(c->m);
@@ -152,13 +154,13 @@ struct seg {
 };
 
 /* The text the engine would see, for detection: chat message contents
- * joined by newlines (each one's place kept in segs), the prompt, or the
- * pieces of prompt token ids. */
+ * (or embedding inputs) joined by newlines (each one's place kept in
+ * segs), the prompt, or the pieces of prompt token ids. */
 static int scan_text(const struct node_model *m, const struct node_prompt *p, struct cit_buf *t,
                      struct seg *segs)
 {
     int rc = 0;
-    if (p->chat) {
+    if (p->chat || (p->embed && !p->ids)) {
         for (int i = 0; i < p->n_msgs && !rc; i++) {
             const char *s = p->msgs[i].content ? p->msgs[i].content : "";
             if (i) rc = cit_buf_add(t, "\n", 1);
@@ -251,7 +253,8 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
     const struct node_prompt *p = &rq->p;
     struct cit_buf t = {0};
     struct pol_request pr = {0};
-    int n_seg = p->chat ? p->n_msgs : 1, rc;
+    const int multi = p->chat || (p->embed && !p->ids);
+    int n_seg = multi ? p->n_msgs : 1, rc;
     struct seg *segs = cit_calloc((size_t)n_seg + 1, sizeof(*segs));
     size_t *joints = NULL;
     *owned = NULL;
@@ -261,7 +264,7 @@ static int decide(struct node_call *c, const struct node_req *rq, char ***owned)
     pr.text = t.p ? t.p : "";
     pr.len = t.len;
     pr.declared = rq->declared;
-    if (!rc && p->chat && n_seg > 1) { /* the newline before each message but the first */
+    if (!rc && multi && n_seg > 1) { /* the newline before each message but the first */
         if (!(joints = cit_calloc((size_t)n_seg, sizeof(*joints)))) rc = CIT_ENOMEM;
         for (int i = 1; !rc && i < n_seg; i++) joints[i - 1] = segs[i].off - 1;
         pr.joints = joints;
@@ -419,6 +422,90 @@ static int guarded_messages(const struct pol_policy *pol, enum eng_chat_tmpl tmp
     return 0;
 }
 
+/* Embeddings: each input tokenized apart (its redacted text where owned),
+ * with the model's special tokens ([CLS] ... [SEP], or BOS), or its ids
+ * as given; the tokens back to back, each input's count in in_lens. */
+static int build_inputs(struct node_call *c, const struct node_prompt *p, char **owned,
+                        struct node_outcome *out)
+{
+    const struct node_model *m = c->m;
+    int n_in = p->ids ? p->n_inputs : p->n_msgs, total = 0, rc = 0;
+    if (!(c->in_lens = cit_calloc((size_t)n_in + 1, sizeof(int)))) goto oom;
+    c->n_inputs = n_in;
+    if (p->ids) {
+        for (int i = 0; i < p->n_ids; i++)
+            if (p->ids[i] < 0 || p->ids[i] >= m->n_vocab) {
+                set_out(out, 400, "invalid_request_error", NULL, "input",
+                        "input: token id %d is not in the vocabulary", p->ids[i]);
+                return CIT_ERANGE;
+            }
+        if (!(c->toks = cit_malloc((size_t)p->n_ids * sizeof(int32_t) + 1))) goto oom;
+        memcpy(c->toks, p->ids, (size_t)p->n_ids * sizeof(int32_t));
+        memcpy(c->in_lens, p->input_lens, (size_t)n_in * sizeof(int));
+        c->n_tok = p->n_ids;
+        return 0;
+    }
+    for (int i = 0; i < n_in; i++) {
+        const char *t = owned ? owned[i] : p->msgs[i].content ? p->msgs[i].content : "";
+        int n = 0;
+        rc = eng_tokenize(m->m, t, strlen(t), 1, 0, NULL, 0, &n);
+        if (rc && rc != CIT_EOVERFLOW) break;
+        rc = 0;
+        if (n > INT32_MAX / 4 - total) {
+            rc = CIT_ERANGE;
+            break;
+        }
+        c->in_lens[i] = n;
+        total += n;
+    }
+    if (!rc && !(c->toks = cit_malloc((size_t)total * sizeof(int32_t) + 1))) goto oom;
+    for (int i = 0, at = 0; i < n_in && !rc; at += c->in_lens[i++]) {
+        const char *t = owned ? owned[i] : p->msgs[i].content ? p->msgs[i].content : "";
+        int n = 0;
+        rc = eng_tokenize(m->m, t, strlen(t), 1, 0, c->toks + at, c->in_lens[i], &n);
+    }
+    if (rc == CIT_ENOMEM) goto oom;
+    if (rc) {
+        set_out(out, 400, "invalid_request_error", NULL, "input",
+                "could not tokenize the input: %s", cit_strerror(rc));
+        return rc;
+    }
+    c->n_tok = total;
+    return 0;
+oom:
+    set_out(out, 500, "server_error", NULL, NULL, "out of memory");
+    return CIT_ENOMEM;
+}
+
+/* An embeddings call's limits: every input within what the model embeds,
+ * the whole within the transport's ceiling; nothing is generated. */
+static int embed_limits(struct node_call *c, const struct node_req *rq, struct node_outcome *out)
+{
+    const int train = eng_model_hparams(c->m->m)->n_ctx_train;
+    int most = c->m->n_ctx < train ? c->m->n_ctx : train; /* the scheduler's embedder takes */
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (c->in_lens[i] == 0) {
+            set_out(out, 400, "invalid_request_error", NULL, "input",
+                    "input[%d] is empty after tokenization.", i);
+            return CIT_EINVAL;
+        }
+        if (c->in_lens[i] > most) {
+            set_out(out, 400, "invalid_request_error", "context_length_exceeded", "input",
+                    "input[%d] is %d tokens; this model embeds at most %d tokens per input.", i,
+                    c->in_lens[i], most);
+            return CIT_ERANGE;
+        }
+    }
+    if (c->n_tok > rq->max_prompt_tokens) {
+        set_out(out, 400, "invalid_request_error", "context_length_exceeded", "input",
+                "The input is %d tokens in all; this server takes at most %d per request.",
+                c->n_tok, rq->max_prompt_tokens);
+        return CIT_ERANGE;
+    }
+    c->max_tokens = 0;
+    return 0;
+}
+
 /* Builds the token list: chat messages through the model's template, or
  * the prompt text, or token ids as given. */
 static int build_prompt(struct node_call *c, const struct node_prompt *p, char **owned,
@@ -501,8 +588,7 @@ static int check_limits(struct node_call *c, const struct node_req *rq, struct n
      * a request over it is served shorter, and told so, not refused */
     int want = rq->max_tokens, cap = c->n->pol->profile.output.max_tokens;
     if (cap > 0 && want > cap) {
-        snprintf(out->max_tokens_note, sizeof(out->max_tokens_note), "%d; requested=%d", cap,
-                 want);
+        snprintf(out->max_tokens_note, sizeof(out->max_tokens_note), "%d; requested=%d", cap, want);
         want = cap;
     }
     if (want > rq->max_tokens_limit) {
@@ -583,6 +669,29 @@ static int forward_limits(struct node_call *c, const struct node_req *rq, struct
     return 0;
 }
 
+/* A model asked for what it does not do: embeddings of a model that names
+ * no pooling, text from an encoder. */
+static int kind_refused(struct node_call *c, const struct node_req *rq, struct node_outcome *out)
+{
+    const struct eng_hparams *hp;
+    if (!c->m) return 0;
+    hp = eng_model_hparams(c->m->m);
+    if (rq->p.embed && (hp->pooling == ENG_POOL_NONE || hp->pooling == ENG_POOL_RANK)) {
+        set_out(out, 400, "invalid_request_error", "model_not_embedding", "model",
+                "The model '%.200s' is not an embedding model: its file names no pooling type "
+                "(%s.pooling_type).",
+                c->model, eng_arch_name(hp->arch));
+        return 1;
+    }
+    if (!rq->p.embed && !hp->causal) {
+        set_out(out, 400, "invalid_request_error", "model_embeddings_only", "model",
+                "The model '%.200s' is an embedding model (%s); it answers /v1/embeddings only.",
+                c->model, eng_arch_name(hp->arch));
+        return 1;
+    }
+    return 0;
+}
+
 /* Records a refusal; the outcome names its entry (a peer's receipt does). */
 static void refused(struct node_call *c, struct node_outcome *out, enum ledger_durability d)
 {
@@ -620,9 +729,25 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
         call_free(c);
         return CIT_ENOENT;
     }
-    request_id(c->id, sizeof(c->id), rq->id_chat);
+    if (kind_refused(c, rq, out)) {
+        call_free(c);
+        return CIT_EINVAL;
+    }
+    request_id(c->id, sizeof(c->id), rq->p.embed ? "embd" : rq->id_chat ? "chatcmpl" : "cmpl");
     n_seg = decide(c, rq, &owned);
     snprintf(out->decision, sizeof(out->decision), "%s", c->decision_hdr);
+    if (c->dec.action == POL_FORWARD && rq->p.embed) {
+        /* the gateway carries answers of text: an embedding is made here
+         * or not at all */
+        free_owned(owned, n_seg);
+        set_out(out, 403, "permission_error", "forward_unsupported", NULL,
+                "The node's policy forwards this request to peer '%s' (rule '%s'); embeddings "
+                "are computed on this node or not at all, so nothing was sent.",
+                c->dec.peer ? c->dec.peer : "?", c->dec.rule_id);
+        refused(c, out, LEDGER_SYNC);
+        call_free(c);
+        return CIT_EINVAL;
+    }
     if (c->dec.action == POL_FORWARD && n->gw) { /* the peer renders and tokenizes */
         free_owned(owned, n_seg);
         rc = forward_limits(c, rq, out);
@@ -639,9 +764,14 @@ int node_admit(struct node *n, const struct node_req *rq, struct node_call **cal
             call_free(c);
             return CIT_EINVAL;
         }
-        rc = build_prompt(c, &rq->p, owned, out);
+        if (rq->p.embed) {
+            rc = build_inputs(c, &rq->p, owned, out);
+            if (!rc) rc = embed_limits(c, rq, out);
+        } else {
+            rc = build_prompt(c, &rq->p, owned, out);
+            if (!rc) rc = check_limits(c, rq, out);
+        }
         free_owned(owned, n_seg); /* the redacted texts are in the tokens now */
-        if (!rc) rc = check_limits(c, rq, out);
     }
     if (!rc) rc = charge(c, out);
     if (rc) {
@@ -760,10 +890,34 @@ int node_call_is_eog(const struct node_call *c, int32_t tok)
     return c->m ? eng_token_is_eog(c->m->m, tok) : 0;
 }
 
+const struct eng_model *node_call_engine(const struct node_call *c)
+{
+    return c->m && c->dec.action != POL_FORWARD ? c->m->m : NULL;
+}
+
+int node_call_inputs(const struct node_call *c, const int **lens)
+{
+    *lens = c->in_lens;
+    return c->n_inputs;
+}
+
+int node_call_submit_embed(struct node_call *c, float *out, int normalize, sched_cb cb, void *user)
+{
+    struct sched_req q = {0};
+    if (!c->in_lens) return CIT_EINVAL; /* not an embeddings call */
+    q.embed = 1;
+    q.input_lens = c->in_lens;
+    q.n_inputs = c->n_inputs;
+    q.normalize = normalize;
+    q.embd_out = out;
+    return node_call_submit(c, &q, cb, user);
+}
+
 int node_call_submit(struct node_call *c, struct sched_req *q, sched_cb cb, void *user)
 {
     int rc;
     if (!c->m || c->dec.action == POL_FORWARD) return CIT_EINVAL; /* the gateway's */
+    if (!q->embed != !c->in_lens) return CIT_EINVAL;
     q->prompt = c->toks;
     q->n_prompt = c->n_tok;
     q->max_tokens = c->max_tokens;

@@ -56,8 +56,8 @@ void node_keys_close(struct node_keys *k)
 
 /* ---- scopes ---- */
 
-static const char *const endpoints[] = {"chat",   "completions", "models", "metrics",
-                                        "policy", "admin",       "*"};
+static const char *const endpoints[] = {"chat",    "completions", "embeddings", "models",
+                                        "metrics", "policy",      "admin",      "*"};
 
 static int valid_model_id(const char *s, size_t n)
 {
@@ -88,8 +88,8 @@ int node_scopes_parse(const char *in, char *out, size_t cap, struct cit_err *err
                 ok |= strlen(endpoints[i]) == n - 9 && !strncmp(p + 9, endpoints[i], n - 9);
             if (!ok)
                 return cit_err_set(err, CIT_EINVAL,
-                                   "scope '%.*s': endpoints are chat, completions, models, "
-                                   "metrics, policy or *",
+                                   "scope '%.*s': endpoints are chat, completions, "
+                                   "embeddings, models, metrics, policy, admin or *",
                                    (int)n, p);
         } else if (n > 6 && !strncmp(p, "model:", 6)) {
             if (!valid_model_id(p + 6, n - 6))

@@ -20,6 +20,10 @@ struct request {
     int n_stops;
     sched_cb cb;
     void *user;
+    /* embeddings */
+    int embed, n_inputs, normalize;
+    int *input_lens;
+    float *embd_out;
     struct request *next;
 };
 
@@ -58,7 +62,10 @@ struct sched {
     int32_t *sampled; /* the token drawn for each of those rows */
     float *logits;    /* (max_active, n_vocab) */
     uint64_t steps, n_rows;
-    int64_t kv_used; /* as of the last step */
+    int64_t kv_used;               /* as of the last step */
+    struct eng_embedder *embedder; /* an embedding model's; NULL otherwise */
+    struct eng_embed_in *ins;      /* (max_queue + 1) inputs of one call, grown as needed */
+    int ins_cap;
 };
 
 static void req_free(struct request *r)
@@ -67,6 +74,7 @@ static void req_free(struct request *r)
     for (int i = 0; i < r->n_stops; i++) cit_free(r->stops[i]);
     eng_sampler_free(r->smp);
     cit_free(r->prompt);
+    cit_free(r->input_lens);
     cit_free(r);
 }
 
@@ -169,12 +177,58 @@ static void sample_worker(void *arg, int ith, int nth)
     }
 }
 
+/* Every embedding request taken from the queue (a list), their inputs in
+ * one eng_embed call; each reported at once, then freed. */
+static void run_embeddings(struct sched *s, struct request *list)
+{
+    const int E = eng_model_hparams(s->m)->n_embd;
+    int n = 0, rc = 0, rows = 0, norm = list->normalize, all_norm = 1;
+    for (struct request *r = list; r; r = r->next) {
+        n += r->n_inputs;
+        all_norm &= r->normalize == norm;
+    }
+    if (n > s->ins_cap) {
+        struct eng_embed_in *v = cit_realloc(s->ins, (size_t)n * sizeof(*v));
+        if (v) s->ins = v, s->ins_cap = n;
+    }
+    if (n > s->ins_cap || !s->embedder) {
+        rc = CIT_ENOMEM;
+    } else if (all_norm) {
+        n = 0;
+        for (struct request *r = list; r; r = r->next)
+            for (int i = 0, off = 0; i < r->n_inputs; off += r->input_lens[i++])
+                s->ins[n++] = (struct eng_embed_in){r->prompt + off, r->input_lens[i],
+                                                    r->embd_out + (size_t)i * (size_t)E};
+        rc = eng_embed(s->embedder, s->pool, s->ins, n, norm);
+    } else { /* requests that differ in normalisation: one call each */
+        for (struct request *r = list; r && !rc; r = r->next) {
+            n = 0;
+            for (int i = 0, off = 0; i < r->n_inputs; off += r->input_lens[i++])
+                s->ins[n++] = (struct eng_embed_in){r->prompt + off, r->input_lens[i],
+                                                    r->embd_out + (size_t)i * (size_t)E};
+            rc = eng_embed(s->embedder, s->pool, s->ins, n, r->normalize);
+        }
+    }
+    for (struct request *r = list; r; r = r->next) rows += r->n_prompt;
+    pthread_mutex_lock(&s->mu);
+    s->steps++;
+    s->n_rows += (uint64_t)rows;
+    pthread_mutex_unlock(&s->mu);
+    while (list) {
+        struct request *r = list;
+        list = r->next;
+        r->cb(r->user, -1, "", 0, rc ? SCHED_FINISH_ERROR : SCHED_FINISH_STOP);
+        req_free(r);
+    }
+}
+
 static void *worker(void *arg)
 {
     struct sched *s = arg;
     int n_vocab = eng_model_hparams(s->m)->n_vocab;
     for (;;) {
         int n = 0, nl = 0, rc;
+        struct request *emb = NULL, **emb_tail = &emb;
         pthread_mutex_lock(&s->mu);
         for (;;) {
             /* Cancels: queued requests leave the queue (reported below,
@@ -200,6 +254,22 @@ static void *worker(void *arg)
             if (s->stop)
                 for (int i = 0; i < s->o.max_active; i++)
                     if (s->slots[i].req) s->slots[i].cancel = 1;
+            /* embedding requests need no slot: all of them, in order */
+            if (!s->stop)
+                for (struct request **pp = &s->qhead, *prev = NULL; *pp;) {
+                    struct request *r = *pp;
+                    if (!r->embed) {
+                        prev = r;
+                        pp = &r->next;
+                        continue;
+                    }
+                    *pp = r->next;
+                    if (s->qtail == r) s->qtail = prev;
+                    s->n_queued--;
+                    r->next = NULL;
+                    *emb_tail = r;
+                    emb_tail = &r->next;
+                }
             while (!s->stop && s->qhead && s->n_active < s->o.max_active) {
                 struct request *r = s->qhead;
                 s->qhead = r->next;
@@ -222,14 +292,18 @@ static void *worker(void *arg)
                 pthread_mutex_lock(&s->mu);
                 continue;
             }
-            if (s->n_active > 0 || (s->stop && !s->qhead)) break;
+            if (s->n_active > 0 || emb || (s->stop && !s->qhead)) break;
             pthread_cond_wait(&s->cv, &s->mu);
         }
-        if (s->stop && s->n_active == 0) {
+        if (s->stop && s->n_active == 0 && !emb) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
         pthread_mutex_unlock(&s->mu);
+        if (emb) {
+            run_embeddings(s, emb);
+            continue;
+        }
 
         /* One batch from every active slot. */
         for (int i = 0; i < s->o.max_active; i++) {
@@ -310,6 +384,13 @@ int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sch
     s->cancels = cit_calloc((size_t)(o->max_queue + o->max_active) + 1, sizeof(uint64_t));
     if (!s->slots || !s->rows || !s->row_slot || !s->sampled || !s->logits || !s->cancels)
         goto fail;
+    {
+        const struct eng_hparams *hp = eng_model_hparams(m);
+        if (hp->pooling != ENG_POOL_NONE && hp->pooling != ENG_POOL_RANK &&
+            (rc = eng_embedder_new(m, o->n_ctx, &s->embedder)))
+            goto fail;
+        if (!hp->causal) goto start; /* an encoder only embeds: no slots to decode in */
+    }
     if ((rc = eng_batch_new(m, o->max_active * o->prefill_chunk, &s->batch))) goto fail;
     for (int i = 0; i < o->max_active; i++) {
         if ((rc = eng_seq_new(m, o->n_ctx, &s->slots[i].seq))) goto fail;
@@ -319,6 +400,7 @@ int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sch
             goto fail;
         }
     }
+start:
     if (pthread_create(&s->thread, NULL, worker, s)) {
         rc = CIT_ENOMEM;
         goto fail;
@@ -363,6 +445,8 @@ void sched_free(struct sched *s)
             cit_buf_free(&s->slots[i].text);
         }
     eng_batch_free(s->batch);
+    eng_embedder_free(s->embedder);
+    cit_free(s->ins);
     cit_free(s->slots);
     cit_free(s->rows);
     cit_free(s->row_slot);
@@ -374,10 +458,51 @@ void sched_free(struct sched *s)
     cit_free(s);
 }
 
+static int enqueue(struct sched *s, struct request *r, uint64_t *id);
+
+/* An embedding request: every input within the embedder's reach. */
+static int submit_embed(struct sched *s, const struct sched_req *q, sched_cb cb, void *user,
+                        uint64_t *id)
+{
+    int n_vocab = eng_model_hparams(s->m)->n_vocab, total = 0;
+    struct request *r;
+    if (!s->embedder) return CIT_ENOTSUP;
+    if (!cb || !q->embd_out || !q->input_lens || q->n_inputs < 1 || q->n_inputs > (1 << 16))
+        return CIT_EINVAL;
+    for (int i = 0; i < q->n_inputs; i++) {
+        if (q->input_lens[i] < 1 || q->input_lens[i] > eng_embedder_max_input(s->embedder))
+            return CIT_ERANGE;
+        total += q->input_lens[i];
+    }
+    if (total != q->n_prompt) return CIT_EINVAL;
+    for (int i = 0; i < q->n_prompt; i++)
+        if (q->prompt[i] < 0 || q->prompt[i] >= n_vocab) return CIT_ERANGE;
+    r = cit_calloc(1, sizeof(*r));
+    if (!r) return CIT_ENOMEM;
+    r->prompt = cit_malloc((size_t)q->n_prompt * sizeof(int32_t));
+    r->input_lens = cit_malloc((size_t)q->n_inputs * sizeof(int));
+    if (!r->prompt || !r->input_lens) {
+        req_free(r);
+        return CIT_ENOMEM;
+    }
+    memcpy(r->prompt, q->prompt, (size_t)q->n_prompt * sizeof(int32_t));
+    memcpy(r->input_lens, q->input_lens, (size_t)q->n_inputs * sizeof(int));
+    r->n_prompt = q->n_prompt;
+    r->embed = 1;
+    r->n_inputs = q->n_inputs;
+    r->normalize = q->normalize;
+    r->embd_out = q->embd_out;
+    r->cb = cb;
+    r->user = user;
+    return enqueue(s, r, id);
+}
+
 int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *user, uint64_t *id)
 {
     struct request *r;
     int n_vocab = eng_model_hparams(s->m)->n_vocab, rc;
+    if (q->embed) return submit_embed(s, q, cb, user, id);
+    if (!s->batch) return CIT_EINVAL; /* an encoder does not generate */
     if (!cb || q->n_prompt < 1 || q->max_tokens < 1 || q->n_stops < 0 ||
         q->n_stops > SCHED_MAX_STOPS)
         return CIT_EINVAL;
@@ -412,6 +537,12 @@ int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *
         req_free(r);
         return rc;
     }
+    return enqueue(s, r, id);
+}
+
+/* Queues r (taking it), or refuses: CIT_EOVERFLOW when full or stopping. */
+static int enqueue(struct sched *s, struct request *r, uint64_t *id)
+{
     pthread_mutex_lock(&s->mu);
     /* requests about to take a free slot do not count against the queue */
     if (s->stop || s->n_queued >= s->o.max_queue + (s->o.max_active - s->n_active)) {
