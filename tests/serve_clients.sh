@@ -62,13 +62,14 @@ stop_server() {
 json() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); const v=$2; process.stdout.write(typeof v==='string'?v:JSON.stringify(v))"; }
 
 # ---- the openai package ----
-if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ]; then
+if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ] ||
+    [ ! -f "$NPM_DIR/node_modules/@langchain/openai/package.json" ]; then
     mkdir -p "$NPM_DIR"
     (cd "$NPM_DIR" && echo '{"private":true}' >package.json &&
-        npm install --no-audit --no-fund --loglevel=error openai@6 >/dev/null 2>&1) ||
-        { echo "FAIL could not install the openai npm package from the registry"; exit 1; }
+        npm install --no-audit --no-fund --loglevel=error openai@6 @langchain/openai@1 >/dev/null 2>&1) ||
+        { echo "FAIL could not install the openai and @langchain/openai npm packages from the registry"; exit 1; }
 fi
-cp tests/openai_client.mjs "$NPM_DIR/"
+cp tests/openai_client.mjs tests/embed_clients.mjs "$NPM_DIR/"
 
 # ---- a node with a config file and a key ----
 
@@ -251,6 +252,49 @@ check "TLS: a streamed chat over HTTPS" sh -c "tail -2 $TMP/tls.txt | grep -qx '
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" || true)
 check "TLS: plain HTTP is not answered" test "$code" = 000
 stop_server "TLS: clean exit"
+
+# ---- embeddings: the openai package and LangChain JS against synth-bert ----
+MODELS_DIR=$(cd "$(dirname "$MODEL")" && pwd)
+cat >"$TMP/policy-emb.yaml" <<EOF
+version: 1
+node: {id: ci-embed, jurisdiction: DE}
+classes: [public, internal, personal, secret]
+detectors: {email: personal, private_key: secret, api_key: secret}
+tenants:
+  open:
+models:
+  synth-bert: {jurisdiction: DE, classes: [public, internal, personal]}
+rules:
+  - id: secrets-stay-out
+    when: {classes_any: [secret]}
+    action: deny
+  - id: personal-redacted
+    when: {class_at_least: personal}
+    action: redact
+  - id: default-local
+    action: local
+admission:
+  licenses: [MIT]
+  dataset_jurisdictions: ["*"]
+  unvetted: allow
+EOF
+start_server "$TMP/emb.out" --config /dev/null --model "synth-bert=$MODELS_DIR/synth-bert.gguf" \
+    --port 0 --threads 2 --open --unvetted --policy "$TMP/policy-emb.yaml" \
+    --ledger "$TMP/ledger-emb" --state "$TMP/emb.db"
+if (cd "$NPM_DIR" && node embed_clients.mjs "http://127.0.0.1:$PORT/v1" none synth-bert \
+    "$MODELS_DIR/synth-bert.ref.json") >"$TMP/emb.node.out" 2>&1; then
+    ok "embeddings, openai npm and LangChain JS: $(tail -1 "$TMP/emb.node.out")"
+else
+    fail "embeddings, openai npm and LangChain JS"
+    sed 's/^/    /' "$TMP/emb.node.out"
+fi
+code=$(curl -s -o "$TMP/emb-deny.json" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/embeddings" \
+    -d '{"model":"synth-bert","input":"the key is sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"}')
+check "embeddings: secret material denied as in chat (403)" \
+    sh -c "test $code = 403 && grep -q secrets-stay-out $TMP/emb-deny.json"
+stop_server "embeddings server: clean exit"
+check "embeddings: the ledger verifies and records the requests" sh -c \
+    "'$BIN' audit verify --dir '$TMP/ledger-emb' >/dev/null && test \$(grep -c '\"request\":\"embd-' '$TMP/ledger-emb/log') -ge 8"
 
 # ---- a full queue and a client that leaves, seen from curl ----
 start_server "$TMP/q.out" --config /dev/null --model "$MODEL" --port 0 --threads 2 --open --unvetted \
