@@ -22,7 +22,12 @@
  * set beside the bytes one token reads, the active experts' included, and
  * the bytes of all the experts, which a dense model of that size would read.
  *
- *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m,q4_0-moe] [--threads 1,2] [--batch 1,4,16]
+ * bert is an encoder in bge-small-en-v1.5's shape (f16): embeddings per
+ * second for one input of 128 tokens at a time, and for 64 inputs of 32
+ * tokens in one call (packed into passes of 512).
+ *
+ *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m,q4_0-moe,bert] [--threads 1,2] [--batch
+ * 1,4,16]
  *                [--batch-only] [--bandwidth]
  *
  * --bandwidth prints each reader's GB/s at each thread count and stops.
@@ -347,9 +352,55 @@ static int bandwidth_table(const int *threads, int n_threads, int runs)
     return 0;
 }
 
+/* Embeddings per second of the bge-small-shaped encoder, all threads. */
+static int bench_bert(struct cit_pool *pool, int runs)
+{
+    enum { N_MANY = 64, LEN_MANY = 32, LEN_ONE = 128 };
+    char path[1200];
+    struct eng_model *m;
+    struct eng_embedder *e;
+    struct cit_err err;
+    static int32_t ids[N_MANY * LEN_MANY];
+    static float out[N_MANY * 384];
+    struct eng_embed_in in[N_MANY];
+    double one[16], many[16];
+    if (ensure_bert(pool, path, sizeof(path))) return -1;
+    if (eng_model_load(path, &m, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    if (eng_embedder_new(m, 512, &e)) {
+        eng_model_free(m);
+        return -1;
+    }
+    for (int i = 0; i < N_MANY * LEN_MANY; i++) ids[i] = 1000 + (i * 7919) % 29000;
+    for (int r = 0; r < runs && r < 16; r++) {
+        double t0 = now_s();
+        int k = 0;
+        for (; k < 8; k++) {
+            struct eng_embed_in x = {ids, LEN_ONE, out};
+            if (eng_embed(e, pool, &x, 1, 1)) return -1;
+        }
+        one[r] = k / (now_s() - t0);
+        for (int i = 0; i < N_MANY; i++)
+            in[i] = (struct eng_embed_in){ids + i * LEN_MANY, LEN_MANY, out + i * 384};
+        t0 = now_s();
+        if (eng_embed(e, pool, in, N_MANY, 1)) return -1;
+        many[r] = N_MANY / (now_s() - t0);
+    }
+    printf("bert       bge-small shape (384 x 12 layers, f16), %d threads: 1 x %d tokens %.1f "
+           "emb/s (%.0f tok/s); %d x %d tokens in one call %.1f emb/s (%.0f tok/s)\n",
+           cit_pool_size(pool), LEN_ONE, median(one, runs < 16 ? runs : 16),
+           median(one, runs < 16 ? runs : 16) * LEN_ONE, N_MANY, LEN_MANY,
+           median(many, runs < 16 ? runs : 16), median(many, runs < 16 ? runs : 16) * LEN_MANY);
+    eng_embedder_free(e);
+    eng_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *models = "q8_0,q4_0,q4_k_m,q4_0-moe";
+    const char *models = "q8_0,q4_0,q4_k_m,q4_0-moe,bert";
     int batches[4] = {1, 4, 16}, n_batches = 3;
     int threads[4] = {1, 2}, n_threads = 2, runs = 3, n_prompt = 512, n_gen = 128, bw_only = 0;
     struct cit_pool *gen_pool;
@@ -371,9 +422,10 @@ int main(int argc, char **argv)
                    (n_threads = parse_int_list(argv[i + 1], threads, 4)) > 0) {
             i++;
         } else {
-            fprintf(stderr, "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
-                            "[--threads 1,2] [--batch 1,4,16] [--batch-only] [--bandwidth]\n"
-                            "       models: q8_0 q4_0 q4_k_m q5_k_m q6_k, each also as TYPE-moe\n");
+            fprintf(stderr,
+                    "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
+                    "[--threads 1,2] [--batch 1,4,16] [--batch-only] [--bandwidth]\n"
+                    "       models: q8_0 q4_0 q4_k_m q5_k_m q6_k, each also as TYPE-moe; bert\n");
             return 2;
         }
     }
@@ -395,6 +447,10 @@ int main(int argc, char **argv)
         uint64_t wbytes;
         snprintf(mix, sizeof(mix), "%.*s", (int)n, p);
         p += n + (p[n] == ',');
+        if (!strcmp(mix, "bert")) {
+            if (bench_bert(gen_pool, runs)) return 1;
+            continue;
+        }
         if (ensure_model(mix, gen_pool, path, sizeof(path))) return 1;
         t0 = now_s();
         if (eng_model_load(path, &m, &err)) {

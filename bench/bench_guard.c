@@ -50,8 +50,10 @@ int main(int argc, char **argv)
 {
     int runs = 5, fd[2], status;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--calls")) g_calls = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--calls"))
+            g_calls = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--runs"))
+            runs = atoi(argv[i + 1]);
     }
     if (runs < 1 || runs > 99 || g_calls < 1 || pipe(fd)) return 2;
     if (fork() == 0) {

@@ -90,6 +90,29 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     return 0;
 }
 
+int ensure_bert(struct cit_pool *pool, char *path, size_t cap)
+{
+    struct eng_synth_spec sp = {0};
+    struct cit_err err;
+    struct stat st;
+    snprintf(path, cap, "%s/bert-bge-small-shape-f16.gguf", cache_dir());
+    if (stat(path, &st) == 0) return 0;
+    if (mkdirs(cache_dir())) {
+        fprintf(stderr, "bench: cannot create %s\n", cache_dir());
+        return -1;
+    }
+    /* bge-small-en-v1.5's shape: 384 wide, 12 layers, 12 heads, ffn 1536 */
+    sp.arch = "bert";
+    sp.n_embd = 384, sp.n_layer = 12, sp.n_head = 12, sp.n_head_kv = 12, sp.n_ff = 1536;
+    sp.n_vocab = 30522, sp.n_ctx = 512, sp.wtype = GGUF_T_F16, sp.seed = 3;
+    fprintf(stderr, "bench: generating %s (once; cached) ...\n", path);
+    if (eng_synth_write(path, &sp, pool, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 int parse_int_list(const char *s, int *out, int cap)
 {
     int n = 0;

@@ -18,6 +18,9 @@ const char *cache_dir(void);
  * generated once into the cache; its path in path. "MIX-moe" is the same
  * width with Mixtral's experts (8 of ffn 2816, 2 used per token). */
 int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t cap);
+/* A bert encoder in bge-small-en-v1.5's shape (384 wide, 12 layers), f16,
+ * mean pooling: for embeddings per second. */
+int ensure_bert(struct cit_pool *pool, char *path, size_t cap);
 
 /* The node's state file at path (its schema made), through a node opened
  * with just its state; close with node_close(*node). NULL on error. */

@@ -5,7 +5,9 @@
  * UTF-8 of the stated length, every number in range) or refuse with a
  * status and a message; never crash, leak or read out of bounds. Accepted
  * requests are also rendered through the chat template, and refusals are
- * written as OpenAI error bodies, which must be valid JSON.
+ * written as OpenAI error bodies, which must be valid JSON. The same bytes
+ * go through the /v1/embeddings parser: an accepted body has 1 to 2048
+ * inputs, each a non-empty string or a non-empty run of token ids.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -53,6 +55,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         api_req_free(&r);
         cit_buf_free(&out);
+    }
+    {
+        struct api_embed q;
+        struct api_err e = {0};
+        if (api_parse_embed((const char *)data, size, &q, &e) == 0) {
+            long total = 0;
+            check_str(q.model);
+            if (q.n_inputs < 1 || q.n_inputs > EMBED_MAX_INPUTS || (!q.texts == !q.lens)) abort();
+            for (int i = 0; i < q.n_inputs; i++) {
+                if (q.texts) {
+                    check_str(q.texts[i].content);
+                    if (!q.texts[i].content[0]) abort();
+                } else {
+                    if (q.lens[i] < 1) abort();
+                    total += q.lens[i];
+                }
+            }
+            if (q.lens && total != q.n_ids) abort();
+            for (int i = 0; i < q.n_ids; i++)
+                if (q.ids[i] < 0) abort();
+        } else if (e.status != 400 || !e.msg[0]) {
+            abort();
+        }
+        api_embed_free(&q);
     }
     return 0;
 }

@@ -8,8 +8,10 @@
  * input with that replacement -- when the vocabulary has a token for every
  * byte involved (falcon's lacks some control bytes, which are then dropped,
  * as the reference drops them). SentencePiece must produce in-vocabulary
- * ids that decode without error. Vocabularies come from
- * ../shared/models/vocab (or $CITADEL_MODELS/vocab).
+ * ids that decode without error, and so must WordPiece (synth-bert's
+ * vocabulary: folding, punctuation splitting and [UNK] for words that do
+ * not cut), twice the same. Vocabularies come from ../shared/models/vocab
+ * (or $CITADEL_MODELS/vocab) and ../shared/models/synth-bert.gguf.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct eng_model *vocabs[4];
+static struct eng_model *vocabs[4], *wpm;
 static int bpe[4];
 static uint8_t representable[4][256]; /* byte b decodes back from its own tokens */
 
@@ -75,6 +77,15 @@ static void load_vocabs(void)
     static const char *names[4] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
                                    "ggml-vocab-deepseek-llm.gguf", "ggml-vocab-falcon.gguf"};
     const char *dir = getenv("CITADEL_MODELS");
+    {
+        char path[1024];
+        struct cit_err err;
+        snprintf(path, sizeof(path), "%s/synth-bert.gguf", dir ? dir : "../shared/models");
+        if (eng_model_load_vocab(path, &wpm, &err) || eng_vocab(wpm)->type != ENG_VOCAB_WPM) {
+            fprintf(stderr, "fuzz_tokenize: %s\n", err.msg);
+            abort();
+        }
+    }
     for (int i = 0; i < 4; i++) {
         char path[1024];
         struct cit_err err;
@@ -127,6 +138,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     if (size > 2048) return 0;
+    {
+        /* WordPiece: each byte folds to at most three codepoints, each at
+         * most a word (one id), plus [CLS] and [SEP] */
+        static int32_t w1[3 * 2048 + 2], w2[3 * 2048 + 2];
+        int n1 = 0, n2 = 0;
+        if (eng_tokenize(wpm, (const char *)data, size, 1, 0, w1, 3 * 2048 + 2, &n1) ||
+            eng_tokenize(wpm, (const char *)data, size, 1, 0, w2, 3 * 2048 + 2, &n2) || n1 != n2 ||
+            memcmp(w1, w2, (size_t)n1 * sizeof(int32_t)) || n1 < 2 ||
+            w1[0] != eng_vocab(wpm)->bos || w1[n1 - 1] != eng_vocab(wpm)->eos)
+            abort();
+        for (int i = 0; i < n1; i++) {
+            if (w1[i] < 0 || w1[i] >= eng_vocab(wpm)->n_tokens) abort();
+            if (eng_token_piece(wpm, w1[i], 1, out, sizeof(out)) < 0) abort();
+        }
+    }
     wn = replace_invalid(data, size, want);
     for (int v = 0; v < 4; v++) {
         for (int special = 0; special < 2; special++) {

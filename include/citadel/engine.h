@@ -308,7 +308,9 @@ int eng_quantize_row(uint32_t t, const float *x, void *dst, int n);
 /* A llama-shaped model with random weights and a SentencePiece vocabulary
  * of placeholder tokens: for benchmarks and tests, never for answers. */
 struct eng_synth_spec {
-    const char *arch; /* "llama", "qwen2" (adds q/k/v biases) or "qwen3" (q/k norms) */
+    /* "llama", "qwen2" (adds q/k/v biases), "qwen3" (q/k norms) or "bert"
+     * (an encoder with mean pooling; n_ctx learned positions) */
+    const char *arch;
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     int use_mix; /* 1: weights typed by mix; 0: every matrix wtype */
     enum eng_qmix mix;

@@ -165,6 +165,7 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     char *text = NULL, key[128], name[96];
     int nt = 0, rc = 0, hd, max_t;
     int qwen = !strcmp(sp->arch, "qwen2"), qwen3 = !strcmp(sp->arch, "qwen3");
+    int bert = !strcmp(sp->arch, "bert");
     const int TXT = 16;
 
     if (sp->n_vocab < 300 || sp->n_head <= 0 || sp->n_embd % sp->n_head ||
@@ -173,9 +174,9 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     hd = sp->n_embd / sp->n_head;
     if (sp->n_expert < 0 || sp->n_expert > 256 || sp->n_expert_used < 0 ||
         sp->n_expert_used > sp->n_expert || (sp->n_expert && !sp->n_expert_used) ||
-        (sp->n_expert && (qwen || qwen3)))
+        (sp->n_expert && (qwen || qwen3 || bert)) || (bert && sp->n_head_kv != sp->n_head))
         return cit_err_set(err, CIT_EINVAL, "synth: experts only in llama files, used <= count");
-    max_t = 3 + sp->n_layer * 14;
+    max_t = 6 + sp->n_layer * 16;
     if ((rc = gguf_writer_new(&w))) goto out;
     ts = cit_calloc((size_t)max_t, sizeof(*ts));
     toks = cit_calloc((size_t)sp->n_vocab, sizeof(*toks));
@@ -221,13 +222,14 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     HP("attention.head_count", sp->n_head);
     HP("attention.head_count_kv", sp->n_head_kv);
     if (qwen3) HP("attention.key_length", hd);
+    if (bert) HP("pooling_type", ENG_POOL_MEAN);
     if (sp->n_expert) {
         HP("expert_count", sp->n_expert);
         HP("expert_used_count", sp->n_expert_used);
     }
 #undef HP
-    snprintf(key, sizeof(key), "%s.attention.layer_norm_rms_epsilon", sp->arch);
-    if (!rc) rc = gguf_writer_set_f32(w, key, 1e-5f);
+    snprintf(key, sizeof(key), "%s.attention.layer_norm_%sepsilon", sp->arch, bert ? "" : "rms_");
+    if (!rc) rc = gguf_writer_set_f32(w, key, bert ? 1e-12f : 1e-5f);
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (!rc) rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, (uint64_t)sp->n_vocab);
     if (!rc)
@@ -249,8 +251,11 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         t->scale = (is_vec) ? 0.1f : 1.0f / 16.0f;                                                 \
         /* norm weights sit near 1 as in trained models; biases near 0 */                          \
         t->offset = strstr(nm, "norm.weight") ? 1.0f : 0.0f;                                       \
-        /* vectors and the router are f32, as converters write them */                             \
-        t->type = (is_vec) || strstr(nm, "ffn_gate_inp") ? GGUF_T_F32                              \
+        /* vectors, the router and bert's looked-up embeddings are f32, as                         \
+         * converters write them */                                                                \
+        t->type = (is_vec) || strstr(nm, "ffn_gate_inp") || strstr(nm, "token_types") ||           \
+                          strstr(nm, "position_embd")                                              \
+                      ? GGUF_T_F32                                                                 \
                   : sp->use_mix ? eng_qmix_pick(sp->mix, nm, 2, (uint64_t)(cols), GGUF_T_F32,      \
                                                 sp->n_layer, sp->tied)                             \
                                 : sp->wtype;                                                       \
@@ -264,6 +269,38 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
     } while (0)
 #define ADD(nm, cols, rows, is_vec) ADD_N(nm, cols, rows, is_vec, 1)
     ADD("token_embd.weight", sp->n_embd, sp->n_vocab, 0);
+    if (bert) { /* an encoder: embeddings summed under a LayerNorm, post-norm layers */
+        const int E = sp->n_embd;
+        ADD("token_types.weight", E, 2, 0);
+        ADD("position_embd.weight", E, sp->n_ctx > 0 ? sp->n_ctx : 2048, 0);
+        ADD("token_embd_norm.weight", E, 1, 1);
+        ADD("token_embd_norm.bias", E, 1, 1);
+        for (int l = 0; l < sp->n_layer; l++) {
+            static const char *const sq[] = {"attn_q", "attn_k", "attn_v", "attn_output"};
+            for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "blk.%d.%s.weight", l, sq[i]);
+                ADD(name, E, E, 0);
+                snprintf(name, sizeof(name), "blk.%d.%s.bias", l, sq[i]);
+                ADD(name, E, 1, 1);
+            }
+            snprintf(name, sizeof(name), "blk.%d.ffn_up.weight", l);
+            ADD(name, E, sp->n_ff, 0);
+            snprintf(name, sizeof(name), "blk.%d.ffn_up.bias", l);
+            ADD(name, sp->n_ff, 1, 1);
+            snprintf(name, sizeof(name), "blk.%d.ffn_down.weight", l);
+            ADD(name, sp->n_ff, E, 0);
+            snprintf(name, sizeof(name), "blk.%d.ffn_down.bias", l);
+            ADD(name, E, 1, 1);
+            static const char *const sn[] = {"attn_output_norm", "layer_output_norm"};
+            for (int i = 0; i < 2; i++) {
+                snprintf(name, sizeof(name), "blk.%d.%s.weight", l, sn[i]);
+                ADD(name, E, 1, 1);
+                snprintf(name, sizeof(name), "blk.%d.%s.bias", l, sn[i]);
+                ADD(name, E, 1, 1);
+            }
+        }
+        goto write;
+    }
     ADD("output_norm.weight", sp->n_embd, 1, 1);
     if (!sp->tied) ADD("output.weight", sp->n_embd, sp->n_vocab, 0);
     for (int l = 0; l < sp->n_layer; l++) {
@@ -313,6 +350,7 @@ int eng_synth_write(const char *path, const struct eng_synth_spec *sp, struct ci
         }
 #undef BLK
     }
+write:
 #undef ADD
 #undef ADD_N
     if (rc) {

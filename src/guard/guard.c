@@ -50,26 +50,26 @@ struct ll_net_port {
 
 enum { LL_RULE_PATH = 1, LL_RULE_NET_PORT = 2 };
 
-#define LL_EXECUTE (1ULL << 0)
-#define LL_WRITE_FILE (1ULL << 1)
-#define LL_READ_FILE (1ULL << 2)
-#define LL_READ_DIR (1ULL << 3)
-#define LL_REMOVE_DIR (1ULL << 4)
-#define LL_REMOVE_FILE (1ULL << 5)
-#define LL_MAKE_CHAR (1ULL << 6)
-#define LL_MAKE_DIR (1ULL << 7)
-#define LL_MAKE_REG (1ULL << 8)
-#define LL_MAKE_SOCK (1ULL << 9)
-#define LL_MAKE_FIFO (1ULL << 10)
-#define LL_MAKE_BLOCK (1ULL << 11)
-#define LL_MAKE_SYM (1ULL << 12)
-#define LL_REFER (1ULL << 13)     /* ABI 2 */
-#define LL_TRUNCATE (1ULL << 14)  /* ABI 3 */
-#define LL_IOCTL_DEV (1ULL << 15) /* ABI 5 */
-#define LL_NET_BIND (1ULL << 0)
-#define LL_NET_CONNECT (1ULL << 1)
+#define LL_EXECUTE             (1ULL << 0)
+#define LL_WRITE_FILE          (1ULL << 1)
+#define LL_READ_FILE           (1ULL << 2)
+#define LL_READ_DIR            (1ULL << 3)
+#define LL_REMOVE_DIR          (1ULL << 4)
+#define LL_REMOVE_FILE         (1ULL << 5)
+#define LL_MAKE_CHAR           (1ULL << 6)
+#define LL_MAKE_DIR            (1ULL << 7)
+#define LL_MAKE_REG            (1ULL << 8)
+#define LL_MAKE_SOCK           (1ULL << 9)
+#define LL_MAKE_FIFO           (1ULL << 10)
+#define LL_MAKE_BLOCK          (1ULL << 11)
+#define LL_MAKE_SYM            (1ULL << 12)
+#define LL_REFER               (1ULL << 13) /* ABI 2 */
+#define LL_TRUNCATE            (1ULL << 14) /* ABI 3 */
+#define LL_IOCTL_DEV           (1ULL << 15) /* ABI 5 */
+#define LL_NET_BIND            (1ULL << 0)
+#define LL_NET_CONNECT         (1ULL << 1)
 #define LL_SCOPE_ABSTRACT_UNIX (1ULL << 0)
-#define LL_SCOPE_SIGNAL (1ULL << 1)
+#define LL_SCOPE_SIGNAL        (1ULL << 1)
 
 /* Every file-system right the kernel's ABI knows: the ones handled, so
  * that what is not granted is denied. */
@@ -157,12 +157,14 @@ int guard_spec_system(struct guard_spec *s, struct cit_err *err)
         "/etc/localtime",      /* the system's own */
         "/etc/ssl",            /* OpenSSL's configuration and the system's CA certificates */
         "/etc/hosts",          /* listen addresses given by name (no DNS: no UDP) */
-        "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+        "/etc/nsswitch.conf",
+        "/etc/host.conf",
+        "/etc/gai.conf",
         "/usr/share/ca-certificates",
-        "/proc/self",          /* our own maps and status (RSS for /metrics) */
+        "/proc/self",              /* our own maps and status (RSS for /metrics) */
         "/sys/devices/system/cpu", /* the CPU count and the kernel set's checks */
         "/dev/null",
-        "/dev/urandom",        /* libraries that read it rather than call getrandom */
+        "/dev/urandom", /* libraries that read it rather than call getrandom */
     };
     for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
         int rc = guard_spec_path(s, sys[i], 0, 1, err);
@@ -207,7 +209,8 @@ int guard_spec_connect(struct guard_spec *s, const char *host, int port, struct 
         memset(d, 0, sizeof(*d));
         snprintf(d->host, sizeof(d->host), "%s", host);
         d->port = port;
-        cit_err_set(err, CIT_ENOENT, "lockdown: resolving %s: %s (peers are resolved before "
+        cit_err_set(err, CIT_ENOENT,
+                    "lockdown: resolving %s: %s (peers are resolved before "
                     "lockdown; after it there is no DNS)",
                     host, gai_strerror(g));
         return CIT_ENOENT;
@@ -241,8 +244,10 @@ int guard_url_hostport(const char *url, char *host, size_t cap, int *port, struc
     const char *p = url, *end;
     int def = 0;
     size_t hl;
-    if (!strncmp(p, "https://", 8)) p += 8, def = 443;
-    else if (!strncmp(p, "http://", 7)) p += 7, def = 80;
+    if (!strncmp(p, "https://", 8))
+        p += 8, def = 443;
+    else if (!strncmp(p, "http://", 7))
+        p += 7, def = 80;
     end = p + strcspn(p, "/?#");
     if (*p == '[') { /* an IPv6 literal */
         const char *rb = memchr(p, ']', (size_t)(end - p));
@@ -282,8 +287,7 @@ static int threads_now(void)
     struct dirent *e;
     int n = 0;
     if (!d) return -1;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
+    while ((e = readdir(d))) n += e->d_name[0] != '.';
     closedir(d);
     return n;
 }
@@ -346,8 +350,10 @@ int guard_lock(const struct guard_spec *s, struct cit_err *err)
         char *end;
         long cap = strtol(getenv("CITADEL_LANDLOCK_ABI"), &end, 10);
         if (end == getenv("CITADEL_LANDLOCK_ABI") || *end || cap < 0)
-            return cit_err_set(err, CIT_EINVAL, "lockdown: CITADEL_LANDLOCK_ABI='%s' is not an "
-                               "ABI number", getenv("CITADEL_LANDLOCK_ABI"));
+            return cit_err_set(err, CIT_EINVAL,
+                               "lockdown: CITADEL_LANDLOCK_ABI='%s' is not an "
+                               "ABI number",
+                               getenv("CITADEL_LANDLOCK_ABI"));
         if (cap < abi) {
             abi = cap ? (int)cap : -1;
             errno = ENOSYS; /* read below as "not in this kernel" */
@@ -363,7 +369,8 @@ int guard_lock(const struct guard_spec *s, struct cit_err *err)
                  GUARD_MIN_ABI);
         missing(m);
     }
-    if (abi < 6 && abi > 0) missing("Landlock scoping of abstract Unix sockets and signals (ABI 6)");
+    if (abi < 6 && abi > 0)
+        missing("Landlock scoping of abstract Unix sockets and signals (ABI 6)");
     g_st.abi = abi;
     if (!s->best_effort && abi < GUARD_MIN_ABI) {
         rc = cit_err_set(err, CIT_ENOTSUP,
@@ -482,16 +489,46 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
  * runs network operations the socket rules do not see; namespaces could
  * make a network of their own). */
 static const char *const deny_calls[] = {
-    "execve",        "execveat",       "process_vm_readv", "process_vm_writev",
-    "mount",         "umount2",        "pivot_root",       "chroot",
-    "move_mount",    "open_tree",      "fsopen",           "fsconfig",
-    "fsmount",       "fspick",         "mount_setattr",    "bpf",
-    "keyctl",        "add_key",        "request_key",      "init_module",
-    "finit_module",  "delete_module",  "kexec_load",       "kexec_file_load",
-    "reboot",        "swapon",         "swapoff",          "unshare",
-    "setns",         "perf_event_open", "userfaultfd",     "io_uring_setup",
-    "io_uring_enter", "io_uring_register", "open_by_handle_at", "name_to_handle_at",
-    "acct",          "quotactl",       "iopl",             "ioperm",
+    "execve",
+    "execveat",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "bpf",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "unshare",
+    "setns",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "acct",
+    "quotactl",
+    "iopl",
+    "ioperm",
     "ptrace",
 };
 
@@ -516,10 +553,17 @@ static int deny(scmp_filter_ctx c, const char *name, struct cit_err *err)
     int nr = seccomp_syscall_resolve_name(name), rc;
     if (nr == __NR_SCMP_ERROR) return 0; /* not a call on this architecture */
     if ((rc = seccomp_rule_add(c, SCMP_ACT_TRAP, nr, 0)))
-        return cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for %s: %s", name,
-                           strerror(-rc));
+        return cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for %s: %s", name, strerror(-rc));
     name_denied(nr, name);
     return 0;
+}
+
+/* One comparison of a seccomp rule: argument i op a (MASKED_EQ: (arg & a)
+ * == b). libseccomp's SCMP_An macros leave datum_b out for the one-value
+ * comparisons, which clang's -Wmissing-field-initializers refuses. */
+static struct scmp_arg_cmp arg_cmp(unsigned i, enum scmp_compare op, scmp_datum_t a, scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){i, op, a, b};
 }
 
 /* socket(): TCP over IPv4 and IPv6 only. The rules are the exceptions,
@@ -529,22 +573,25 @@ static int socket_rules(scmp_filter_ctx c, struct cit_err *err)
     int rc = 0;
     for (int d = 0; !rc && d <= 64; d++) { /* every domain but AF_INET and AF_INET6 */
         if (d == AF_INET || d == AF_INET6) continue;
-        rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, d));
+        rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 1,
+                              arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)d, 0));
     }
-    if (!rc) rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 1,
-                                   SCMP_A0(SCMP_CMP_GT, 64));
+    if (!rc)
+        rc =
+            seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 1, arg_cmp(0, SCMP_CMP_GT, 64, 0));
     for (int f = 0; !rc && f < 2; f++) {
         int d = f ? AF_INET6 : AF_INET;
         for (int t = 0; !rc && t < 16; t++) { /* every type but SOCK_STREAM (low 4 bits) */
             if (t == SOCK_STREAM) continue;
             rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 2,
-                                  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)d),
-                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (scmp_datum_t)t));
+                                  arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)d, 0),
+                                  arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xf, (scmp_datum_t)t));
         }
         /* and TCP only: protocol 0 or IPPROTO_TCP, never SCTP over a stream */
-        if (!rc) rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 2,
-                                       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)d),
-                                       SCMP_A2(SCMP_CMP_GT, IPPROTO_TCP));
+        if (!rc)
+            rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(socket), 2,
+                                  arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)d, 0),
+                                  arg_cmp(2, SCMP_CMP_GT, IPPROTO_TCP, 0));
     }
     if (rc) return cit_err_set(err, CIT_EIO, "lockdown: seccomp socket rules: %s", strerror(-rc));
     name_denied(SCMP_SYS(socket), "socket");
@@ -596,14 +643,13 @@ int guard_seal(struct cit_err *err)
         return cit_err_set(err, CIT_EIO, "lockdown: seccomp attributes: %s", strerror(-rc));
     }
     for (size_t i = 0; !rc && i < sizeof(deny_calls) / sizeof(deny_calls[0]); i++)
-        if (!GUARD_KEEP_PTRACE || strcmp(deny_calls[i], "ptrace"))
-            rc = deny(c, deny_calls[i], err);
+        if (!GUARD_KEEP_PTRACE || strcmp(deny_calls[i], "ptrace")) rc = deny(c, deny_calls[i], err);
     /* clone3 passes its flags in memory the filter cannot read: ENOSYS
      * makes glibc fall back to clone, whose flags it can */
     if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)))
         rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for clone3: %s", strerror(-rc));
     if (!rc && (rc = seccomp_rule_add(c, SCMP_ACT_TRAP, SCMP_SYS(clone), 1,
-                                      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWNET, CLONE_NEWNET)))) 
+                                      arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_NEWNET, CLONE_NEWNET))))
         rc = cit_err_set(err, CIT_EIO, "lockdown: seccomp rule for clone: %s", strerror(-rc));
     if (!rc) rc = socket_rules(c, err);
     /* TCP Fast Open connects inside sendto/sendmsg, past Landlock's
@@ -696,14 +742,16 @@ int guard_statement(struct cit_buf *out, char hash[65])
         if (s->addrs[i].len) addr_text(&s->addrs[i], a, sizeof(a));
         rc |= cit_buf_printf(out, "peer %s %s\n", s->addrs[i].host, a);
     }
-    rc |= cit_buf_printf(out, "seccomp %s\n", g_st.seccomp ? "loaded on every thread" : "not loaded");
+    rc |=
+        cit_buf_printf(out, "seccomp %s\n", g_st.seccomp ? "loaded on every thread" : "not loaded");
     rc |= cit_buf_printf(out, "seccomp socket: tcp over inet and inet6 only\n");
     rc |= cit_buf_printf(out, "seccomp deny:");
     for (size_t i = 0; i < sizeof(deny_calls) / sizeof(deny_calls[0]); i++)
         if (!GUARD_KEEP_PTRACE || strcmp(deny_calls[i], "ptrace"))
             rc |= cit_buf_printf(out, " %s", deny_calls[i]);
-    rc |= cit_buf_printf(out, " clone(CLONE_NEWNET) sendto/sendmsg/sendmmsg(MSG_FASTOPEN)%s "
-                              "pidfd_getfd other-architectures\n",
+    rc |= cit_buf_printf(out,
+                         " clone(CLONE_NEWNET) sendto/sendmsg/sendmmsg(MSG_FASTOPEN)%s "
+                         "pidfd_getfd other-architectures\n",
                          s->listen_after_seal ? "" : " listen");
     if (GUARD_KEEP_PTRACE) rc |= cit_buf_printf(out, "seccomp ptrace allowed: sanitizer build\n");
     rc |= cit_buf_printf(out, "seccomp action: EPERM, logged\n");
@@ -776,8 +824,9 @@ int guard_resolve(const char *host, int port, char *out, size_t cap)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, ip, sizeof(ip));
         else
             inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->sa)->sin_addr, ip, sizeof(ip));
-        len += (size_t)snprintf(out + len, cap - len, a->sa.ss_family == AF_INET6 ? "%s[%s]" : "%s%s",
-                                n++ ? "," : "", ip);
+        len +=
+            (size_t)snprintf(out + len, cap - len, a->sa.ss_family == AF_INET6 ? "%s[%s]" : "%s%s",
+                             n++ ? "," : "", ip);
     }
     if (!n || len >= cap) return CIT_ENOENT;
     return 0;

@@ -22,20 +22,7 @@
 
 #include "http_int.h"
 
-#define EMBED_MAX_INPUTS 2048
-
-struct embed_req {
-    const char *model;
-    struct eng_chat_msg *texts; /* text inputs (role "input") */
-    int32_t *ids;               /* or token-id inputs, back to back */
-    int *lens;
-    int n_inputs, n_ids;
-    int dimensions; /* 0: the model's */
-    int base64;
-    json_t *root;
-};
-
-static void embed_req_free(struct embed_req *q)
+void api_embed_free(struct api_embed *q)
 {
     cit_free(q->texts);
     cit_free(q->ids);
@@ -61,7 +48,7 @@ static int bad(struct api_err *e, const char *param, const char *fmt, ...)
 }
 
 /* One token-id array into q->ids (at most max ids in all). */
-static int add_ids(struct embed_req *q, json_t *arr, int at, struct api_err *e)
+static int add_ids(struct api_embed *q, json_t *arr, int at, struct api_err *e)
 {
     size_t i, n = json_array_size(arr);
     json_t *v;
@@ -83,7 +70,7 @@ static int add_ids(struct embed_req *q, json_t *arr, int at, struct api_err *e)
     return 0;
 }
 
-static int parse_embed(const char *body, size_t len, struct embed_req *q, struct api_err *e)
+int api_parse_embed(const char *body, size_t len, struct api_embed *q, struct api_err *e)
 {
     json_error_t je;
     json_t *in, *v;
@@ -175,7 +162,7 @@ static void on_embedded(void *user, int32_t tok, const char *text, size_t len, e
 }
 
 /* The answer's body: each vector cut to dims (renormalised when cut). */
-static int answer_json(struct cit_buf *b, struct req *r, const struct embed_req *q, int E, int dims)
+static int answer_json(struct cit_buf *b, struct req *r, const struct api_embed *q, int E, int dims)
 {
     const float *all = r->embd;
     float *v = cit_malloc((size_t)dims * sizeof(float));
@@ -216,7 +203,7 @@ static int answer_json(struct cit_buf *b, struct req *r, const struct embed_req 
 enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
 {
     struct http_server *s = r->srv;
-    struct embed_req q;
+    struct api_embed q;
     struct api_err e = {0};
     struct node_req nq;
     struct node_outcome out;
@@ -224,8 +211,8 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
     char *canon;
     int rc, E, dims;
 
-    if (parse_embed(r->body.p ? r->body.p : "", r->body.len, &q, &e)) {
-        embed_req_free(&q);
+    if (api_parse_embed(r->body.p ? r->body.p : "", r->body.len, &q, &e)) {
+        api_embed_free(&q);
         return respond_error(c, r, e.status, e.type, e.code, e.param, e.msg);
     }
     memset(&nq, 0, sizeof(nq));
@@ -251,14 +238,14 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
     nq.purpose = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Citadel-Purpose");
     r->created = (int64_t)time(NULL);
     if (node_admit(s->node, &nq, &r->call, &out)) {
-        embed_req_free(&q);
+        api_embed_free(&q);
         return respond_outcome(c, r, &out);
     }
     snprintf(r->decision_hdr, sizeof(r->decision_hdr), "%s", out.decision);
     E = eng_model_hparams(node_call_engine(r->call))->n_embd;
     dims = q.dimensions ? q.dimensions : E;
     if (dims > E) {
-        embed_req_free(&q);
+        api_embed_free(&q);
         node_finish(r->call, 400, 0);
         char msg[200];
         snprintf(msg, sizeof(msg), "'dimensions' is %d; the model's vectors have %d.", dims, E);
@@ -267,7 +254,7 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
     r->slot = node_call_slot(r->call);
     node_call_tokens(r->call, &r->n_prompt);
     if (!(r->embd = cit_calloc((size_t)q.n_inputs * (size_t)E, sizeof(float)))) {
-        embed_req_free(&q);
+        api_embed_free(&q);
         return respond_error(c, r, 500, "server_error", NULL, NULL, "out of memory");
     }
     pthread_mutex_lock(&r->mu);
@@ -280,7 +267,7 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
         pthread_mutex_lock(&r->mu);
         r->refs--;
         pthread_mutex_unlock(&r->mu);
-        embed_req_free(&q);
+        api_embed_free(&q);
         if (rc == CIT_EOVERFLOW && !atomic_load(&s->draining)) {
             met_count(&s->met, &s->met.rejected_queue_full);
             return respond_error(c, r, 429, "rate_limit_error", "queue_full", NULL,
@@ -295,13 +282,13 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
     while (!r->done)
         if (gen_wait(r)) {
             pthread_mutex_unlock(&r->mu);
-            embed_req_free(&q);
+            api_embed_free(&q);
             return MHD_NO; /* client gone: close */
         }
     pthread_mutex_unlock(&r->mu);
     if (r->finish != SCHED_FINISH_STOP) {
         int timed_out = r->timed_out;
-        embed_req_free(&q);
+        api_embed_free(&q);
         node_finish(r->call, timed_out ? 504 : 503, 0);
         if (timed_out)
             return respond_error(c, r, 504, "server_error", "timeout", NULL,
@@ -314,13 +301,13 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, struct req *r)
     }
     /* the entry goes in before the answer is acknowledged */
     if (node_finish(r->call, 200, 0)) {
-        embed_req_free(&q);
+        api_embed_free(&q);
         return respond_error(c, r, 500, "server_error", "ledger_unavailable", NULL,
                              "The audit ledger could not record this request; the answer is "
                              "withheld.");
     }
     rc = answer_json(&b, r, &q, E, dims);
-    embed_req_free(&q);
+    api_embed_free(&q);
     if (rc) {
         cit_buf_free(&b);
         return respond_error(c, r, 500, "server_error", NULL, NULL, "out of memory");

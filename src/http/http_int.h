@@ -112,6 +112,22 @@ struct api_req {
 };
 
 int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct api_err *e);
+
+/* A /v1/embeddings body (embed.c): its texts (as messages, role "input")
+ * or its token-id inputs; api_embed_free after either outcome. */
+#define EMBED_MAX_INPUTS 2048
+struct api_embed {
+    const char *model;
+    struct eng_chat_msg *texts; /* text inputs (role "input") */
+    int32_t *ids;               /* or token-id inputs, back to back */
+    int *lens;
+    int n_inputs, n_ids;
+    int dimensions; /* 0: the model's */
+    int base64;
+    json_t *root;
+};
+int api_parse_embed(const char *body, size_t len, struct api_embed *q, struct api_err *e);
+void api_embed_free(struct api_embed *q);
 void api_req_free(struct api_req *r);
 void api_error_json(struct cit_buf *out, const struct api_err *e);
 /* Formats an OpenAI error body in out. */
