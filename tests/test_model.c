@@ -604,6 +604,114 @@ void test_model_phi3_window(void)
     eng_model_free(m);
 }
 
+/* synth-phi3 as a LongRoPE file: uniform short and long divisors, the
+ * original context orig, the magnitude factor mscale. */
+static int lr_fill(void *ctx, const char *name, void *dst, size_t size)
+{
+    const float v = strstr(name, "long") ? ((const float *)ctx)[1] : ((const float *)ctx)[0];
+    for (size_t i = 0; i < size / 4; i++) memcpy((uint8_t *)dst + 4 * i, &v, 4);
+    return 0;
+}
+
+static int phi3_longrope(const char *out, const float factors[2], float mscale, int orig, int n_rot)
+{
+    struct gguf_file *f;
+    struct gguf_writer *w;
+    struct cit_err err;
+    const uint64_t ne[1] = {(uint64_t)n_rot / 2};
+    int rc;
+    if (gguf_open(t_model_path("synth-phi3.gguf"), &f, &err) || gguf_writer_new(&w)) return -1;
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        char k[256];
+        snprintf(k, sizeof(k), "%.*s", (int)f->kv[i].key.n, f->kv[i].key.p);
+        gguf_writer_set(w, k, &f->kv[i].v);
+    }
+    gguf_writer_set_f32(w, "phi3.rope.scaling.attn_factor", mscale);
+    gguf_writer_set_u32(w, "phi3.rope.scaling.original_context_length", (uint32_t)orig);
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        char nm[80];
+        snprintf(nm, sizeof(nm), "%.*s", (int)t->name.n, t->name.p);
+        gguf_writer_add_tensor(w, nm, t->type, t->n_dims, t->ne, t->data);
+    }
+    gguf_writer_add_tensor_fn(w, "rope_factors_short.weight", GGUF_T_F32, 1, ne, lr_fill,
+                              (void *)factors);
+    gguf_writer_add_tensor_fn(w, "rope_factors_long.weight", GGUF_T_F32, 1, ne, lr_fill,
+                              (void *)factors);
+    rc = gguf_writer_write(w, out, &err);
+    gguf_writer_free(w);
+    gguf_close(f);
+    return rc;
+}
+
+/* logits of ids[0..n) (every position) through a sequence of context ctx */
+static int all_logits(const char *path, int ctx, const int32_t *ids, int n, float *out)
+{
+    struct eng_model *m;
+    struct eng_seq *s;
+    struct cit_pool *pool;
+    struct cit_err err;
+    int rc;
+    CHECK_RET(eng_model_load(path, &m, &err) == 0, "%s", err.msg);
+    CHECK_RET(cit_pool_create(2, &pool) == 0 && eng_seq_new(m, ctx, &s) == 0, "seq");
+    rc = eng_seq_eval(s, pool, ids, n, out, 1);
+    eng_seq_free(s);
+    cit_pool_free(pool);
+    eng_model_free(m);
+    return rc;
+}
+
+/* LongRoPE (Phi-3 128k): uniform divisors c are linear scaling by 1/c, bit
+ * for bit, so a file with short 2 and long 4 must give, in a context up
+ * to the original length, the logits of the same weights with linear
+ * factor 2, and beyond it those with factor 4; the magnitude factor leaves
+ * position 0 (one key) alone and changes the rest. */
+void test_model_phi3_longrope(void)
+{
+    enum { N = 12 };
+    const float f24[2] = {2, 4};
+    char lr[512], lr15[512], lin2[512], lin4[512];
+    struct gguf_value v = {.type = GGUF_V_FLOAT32};
+    struct eng_model *m;
+    struct cit_err err;
+    int32_t ids[N];
+    int n_rot, nv;
+    float *a, *b;
+    CHECKF(eng_model_load(t_model_path("synth-phi3.gguf"), &m, &err) == 0, "%s", err.msg);
+    n_rot = eng_model_hparams(m)->n_rot;
+    nv = eng_model_hparams(m)->n_vocab;
+    eng_model_free(m);
+    for (int i = 0; i < N; i++) ids[i] = 1 + (i * 7919 + 13) % (nv - 1);
+    snprintf(lr, sizeof(lr), "%s/phi3-longrope.gguf", t_tmpdir());
+    snprintf(lr15, sizeof(lr15), "%s/phi3-longrope15.gguf", t_tmpdir());
+    snprintf(lin2, sizeof(lin2), "%s/phi3-linear2.gguf", t_tmpdir());
+    snprintf(lin4, sizeof(lin4), "%s/phi3-linear4.gguf", t_tmpdir());
+    CHECK(phi3_longrope(lr, f24, 1.0f, 64, n_rot) == 0 &&
+          phi3_longrope(lr15, f24, 1.5f, 64, n_rot) == 0);
+    v.f = 2;
+    CHECK(t_rewrite_kv(t_model_path("synth-phi3.gguf"), lin2, "phi3.rope.scaling.factor", &v) == 0);
+    v.f = 4;
+    CHECK(t_rewrite_kv(t_model_path("synth-phi3.gguf"), lin4, "phi3.rope.scaling.factor", &v) == 0);
+    CHECKF(eng_model_load(lr15, &m, &err) == 0, "%s", err.msg);
+    CHECK(eng_model_hparams(m)->rope_mscale == 1.5f && eng_model_hparams(m)->n_ctx_orig == 64);
+    eng_model_free(m);
+    a = cit_calloc((size_t)N * nv, sizeof(float));
+    b = cit_calloc((size_t)N * nv, sizeof(float));
+    CHECK(a && b);
+    CHECK(all_logits(lr, 64, ids, N, a) == 0 && all_logits(lin2, 64, ids, N, b) == 0);
+    CHECKF(!memcmp(a, b, sizeof(float) * (size_t)N * nv), "short factors: not linear 2");
+    CHECK(all_logits(lr, 128, ids, N, a) == 0 && all_logits(lin4, 128, ids, N, b) == 0);
+    CHECKF(!memcmp(a, b, sizeof(float) * (size_t)N * nv), "long factors: not linear 4");
+    CHECK(all_logits(lr15, 128, ids, N, b) == 0);
+    CHECKF(!memcmp(a, b, sizeof(float) * nv), "position 0 moved with the magnitude factor");
+    CHECKF(memcmp(a + nv, b + nv, sizeof(float) * (size_t)(N - 1) * nv),
+           "the magnitude factor changed nothing");
+    CHECK(all_logits(lin2, 128, ids, N, b) == 0);
+    CHECKF(memcmp(a + nv, b + nv, sizeof(float) * (size_t)(N - 1) * nv),
+           "long and short factors give the same logits");
+    cit_free(a), cit_free(b);
+}
+
 /* A windowed model run three ways over 40 tokens (the window is 8):
  * token by token with the whole context cached (a), token by token
  * through rings of window + 4 slots that wrap several times (b: equal to
@@ -653,8 +761,8 @@ static void window_paths_agree(const char *path)
         CHECK(eng_batch_eval(bt, pool, rows, 5, NULL) == 0 && eng_seq_pos(b) == 5);
         eng_batch_free(bt);
     }
-    t_note("%s: ring of %zu slots against %zu; passes of 4 within %.1e", path,
-           eng_seq_kv_slots(b), eng_seq_kv_slots(a), (double)worst);
+    t_note("%s: ring of %zu slots against %zu; passes of 4 within %.1e", path, eng_seq_kv_slots(b),
+           eng_seq_kv_slots(a), (double)worst);
     eng_seq_free(a), eng_seq_free(b), eng_seq_free(c);
     cit_free(la), cit_free(lb), cit_free(lc);
     cit_pool_free(pool);
@@ -763,8 +871,7 @@ void test_model_gemma3(void)
         CHECK(eng_seq_new(m2, 16, &s2) == 0 && eng_seq_new(m, 16, &s3) == 0);
         CHECK(eng_seq_eval(s2, pool, &bos, 1, l2, 0) == 0);
         CHECK(eng_seq_eval(s3, pool, &bos, 1, l3, 0) == 0);
-        for (int i = 0; i < n_vocab; i++)
-            same += l2[i] == tanhf(l3[i] * (1.0f / 40.0f)) * 40.0f;
+        for (int i = 0; i < n_vocab; i++) same += l2[i] == tanhf(l3[i] * (1.0f / 40.0f)) * 40.0f;
         CHECKF(same == n_vocab, "%d of %d logits agree", same, n_vocab);
         eng_seq_free(s2), eng_seq_free(s3);
         eng_model_free(m2);

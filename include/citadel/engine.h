@@ -68,6 +68,9 @@ struct eng_hparams {
     float rope_base_swa;  /* rope base of the windowed layers (gemma3: 10000) */
     float rope_scale;     /* linear rope scaling: positions multiplied by this (1: none) */
     float rope_scale_swa; /* the same for the windowed layers (gemma3: 1) */
+    float rope_mscale;    /* cos and sin times this (LongRoPE's attn_factor), or 1 */
+    int n_ctx_orig;       /* rope.scaling.original_context_length: LongRoPE's long
+                           * factors serve sequences with a longer context */
     float attn_softcap;   /* scores become c * tanh(s / c) before softmax (0: none), gemma2 */
     float final_softcap;  /* the same on the logits, gemma2 */
     float embd_scale;     /* token embeddings multiplied by this (gemma: sqrt(n_embd)), or 1 */

@@ -334,7 +334,8 @@ struct eng_model {
     struct eng_tensor tok_types, pos_embd; /* bert: [n_embd, types], [n_embd, positions] */
     const float *embd_norm, *embd_norm_b;  /* bert: LayerNorm of the summed embeddings */
     const float *output_norm;
-    const float *rope_freqs; /* (n_rot / 2) divisors of the rope frequencies, or NULL */
+    const float *rope_freqs;             /* (n_rot / 2) divisors of the rope frequencies, or NULL */
+    const float *rope_long, *rope_short; /* LongRoPE's divisors (phi3), or NULL */
     struct eng_layer *layers;
     struct eng_vocab_int *vocab;
     struct eng_vocab_info vinfo;

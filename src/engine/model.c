@@ -363,6 +363,12 @@ static int load_hparams(struct eng_model *m, struct cit_err *err)
     hp->rope_base_swa = hp->rope_base;
     hp->rope_scale = 1.0f;
     if ((rc = load_rope_scaling(m, a, err))) return rc;
+    hp->rope_mscale = 1.0f;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((rc = get_hp_f32(m->gguf, a, "rope.scaling.attn_factor", &hp->rope_mscale, err)) ||
+        (rc = get_hp_u32(m->gguf, a, "rope.scaling.original_context_length", 0, 1u << 24,
+                         &hp->n_ctx_orig, err)))
+        return rc;
     hp->rope_scale_swa = hp->rope_scale;
     if (hp->arch == ENG_ARCH_GEMMA2 || hp->arch == ENG_ARCH_GEMMA3) {
         int gemma2 = hp->arch == ENG_ARCH_GEMMA2, pattern = gemma2 ? 2 : 6;
@@ -486,11 +492,20 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
     /* Llama 3.1+ divides each rope frequency by a factor from the file */
     if ((rc = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, 1, &m->rope_freqs, err)))
         return rc;
-    if (hp->arch == ENG_ARCH_PHI3 && (gguf_find_tensor(m->gguf, "rope_factors_long.weight") ||
-                                      gguf_find_tensor(m->gguf, "rope_factors_short.weight")))
-        return cit_err_set(err, CIT_ENOTSUP,
-                           "model: phi3 with rope scaling factors (rope_factors_long/short, "
-                           "the 128k-context variants) is not supported yet");
+    /* LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): one set of divisors for
+     * contexts up to the original length, another beyond it, both with
+     * the magnitude factor rope.scaling.attn_factor on cos and sin */
+    if ((rc = bind_vector(m, "rope_factors_long.weight", hp->n_rot / 2, 1, &m->rope_long, err)) ||
+        (rc = bind_vector(m, "rope_factors_short.weight", hp->n_rot / 2, 1, &m->rope_short, err)))
+        return rc;
+    if (!m->rope_long != !m->rope_short)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: rope_factors_long and rope_factors_short come together; the "
+                           "file has one of them");
+    if (m->rope_long && m->rope_freqs)
+        return cit_err_set(err, CIT_EFORMAT,
+                           "model: both rope_freqs and rope_factors_long/short: which divides "
+                           "the frequencies is ambiguous");
     m->layers = cit_calloc((size_t)hp->n_layer, sizeof(*m->layers));
     if (!m->layers) return cit_err_set(err, CIT_ENOMEM, "model: out of memory");
     for (int i = 0; i < hp->n_layer; i++) {
@@ -1449,19 +1464,28 @@ static void moe_ffn(const struct eng_model *m, struct eng_work *w, struct cit_po
 
 /* Rope angles for one position: cos/sin pairs for n_rot/2 frequencies,
  * by repeated multiplication in f32 as the reference computes them, each
- * divided by its factor from the file (Llama 3.1+) and scaled (linear
- * scaling). */
+ * divided by its factor from the file (Llama 3.1+, LongRoPE) and scaled
+ * (linear scaling); cos and sin times mscale (LongRoPE's attn_factor). */
 static void rope_angles(float *cs, int pos, int n_rot, float base, float scale,
-                        const float *factors)
+                        const float *factors, float mscale)
 {
     const float theta_scale = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
         float t = scale * (factors ? theta / factors[i] : theta);
-        cs[2 * i] = cosf(t);
-        cs[2 * i + 1] = sinf(t);
+        cs[2 * i] = cosf(t) * mscale;
+        cs[2 * i + 1] = sinf(t) * mscale;
         theta *= theta_scale;
     }
+}
+
+/* The divisors for a row of sequence s: LongRoPE's long set when the
+ * sequence's context passes the original one (as the reference chooses,
+ * by context, not by position), else its short set, else rope_freqs. */
+static const float *rope_factors(const struct eng_model *m, const struct eng_seq *s)
+{
+    if (!m->rope_long) return m->rope_freqs;
+    return s->n_ctx > m->hp.n_ctx_orig ? m->rope_long : m->rope_short;
 }
 
 /* x = c * tanh(x / c) over n values (gemma2's final logits). */
@@ -1494,10 +1518,11 @@ static void forward(const struct eng_model *m, struct eng_work *w, struct cit_po
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < E; i++) x[i] *= hp->embd_scale;
         rope_angles(w->rope + (size_t)t * (size_t)hp->n_rot, w->row_pos[t], hp->n_rot,
-                    hp->rope_base, hp->rope_scale, m->rope_freqs);
+                    hp->rope_base, hp->rope_scale, rope_factors(m, w->row_seq[t]), hp->rope_mscale);
         if (w->rope_swa)
             rope_angles(w->rope_swa + (size_t)t * (size_t)hp->n_rot, w->row_pos[t], hp->n_rot,
-                        hp->rope_base_swa, hp->rope_scale_swa, m->rope_freqs);
+                        hp->rope_base_swa, hp->rope_scale_swa, rope_factors(m, w->row_seq[t]),
+                        hp->rope_mscale);
     }
 
     for (int l = 0; l < hp->n_layer; l++) {
