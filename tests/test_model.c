@@ -46,28 +46,46 @@ static int argmax(const float *x, int n)
 /* The acceptance check of the engine: exact prompt tokens; teacher-forced
  * top logits within tol at every step, both decoding one token at a time
  * and in one batched pass; greedy ids equal wherever the reference's margin
- * exceeds 2 * tol. */
+ * exceeds 0.02 (issue 20), or 2 * tol where that is smaller; at least a
+ * share min_close of the steps within close. Fills what the set measured. */
+struct ref_result {
+    float worst_step, worst_batch;
+    int n_close, n_steps;
+};
 static void ref_check_set(const char *model_file, const char *ref_file, float tol, float close,
-                          double min_close, const struct eng_kernels *set);
+                          double min_close, const struct eng_kernels *set,
+                          struct ref_result *res /* out */);
 /* When set, only the first this many steps of each case are checked: for
  * a bound that was quoted for those steps only. */
 static int g_first_steps;
 
 /* Every kernel set this CPU has runs the model against the reference, to
  * the same bounds: a set the machine would choose must give the answer
- * the scalar set gives. */
+ * the scalar set gives. For models whose every matrix is quantized
+ * (exact_sets), each set forms the scalar set's integer sums and float
+ * steps, so each set's distances from the reference must be the scalar
+ * set's to the bit (kernels_all_sets_agree compares whole logit rows). */
 static void ref_check(const char *model_file, const char *ref_file, float tol, float close,
-                      double min_close)
+                      double min_close, int exact_sets)
 {
     struct eng_kernels sets[T_MAX_KERNEL_SETS];
+    struct ref_result r0 = {0}, r;
     int n_sets = t_kernel_sets(sets);
-    for (int i = 0; i < n_sets && !t_failed(); i++)
-        ref_check_set(model_file, ref_file, tol, close, min_close, &sets[i]);
+    for (int i = 0; i < n_sets && !t_failed(); i++) {
+        ref_check_set(model_file, ref_file, tol, close, min_close, &sets[i], i ? &r : &r0);
+        if (i && exact_sets && !t_failed())
+            CHECKF(r.worst_step == r0.worst_step && r.worst_batch == r0.worst_batch &&
+                       r.n_close == r0.n_close,
+                   "%s: %s kernels %.9g/%.9g (%d close), scalar %.9g/%.9g (%d): not bit for bit",
+                   model_file, sets[i].name, (double)r.worst_step, (double)r.worst_batch, r.n_close,
+                   (double)r0.worst_step, (double)r0.worst_batch, r0.n_close);
+    }
 }
 
 static void ref_check_set(const char *model_file, const char *ref_file, float tol, float close,
-                          double min_close, const struct eng_kernels *set)
+                          double min_close, const struct eng_kernels *set, struct ref_result *res)
 {
+    const float greedy_margin = 2 * tol < 0.02f ? 2 * tol : 0.02f;
     int n_steps = 0, n_close = 0;
     struct eng_model *m;
     struct cit_err err;
@@ -124,7 +142,7 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
                        model_file, c, i, (double)d, (double)tol);
                 break;
             }
-            if (margin > 2 * tol) {
+            if (margin > greedy_margin) {
                 greedy_checked++;
                 if (argmax(logits, n_vocab) != tok) {
                     t_fail(__FILE__, __LINE__,
@@ -156,59 +174,64 @@ static void ref_check_set(const char *model_file, const char *ref_file, float to
                n_close, n_steps, (double)close);
     if (!t_failed())
         t_note("%s, %s kernels: max |logit - ref| %.2e decode, %.2e batched (limit %.2g); "
-               "%d/%d steps within %.0e; %d greedy ids checked",
+               "%d/%d steps within %.0e (at least %.0f%%); %d greedy ids checked (margin > %g)",
                model_file, set->name, (double)worst_step, (double)worst_batch, (double)tol, n_close,
-               n_steps, (double)close, greedy_checked);
+               n_steps, (double)close, 100 * min_close, greedy_checked, (double)greedy_margin);
+    *res = (struct ref_result){worst_step, worst_batch, n_close, n_steps};
     cit_pool_free(pool);
     eng_model_free(m);
     tj_free(ref);
 }
 
-/* Tolerances. The reference README expects about 1e-3 for f32/f16 models
- * and a few hundredths for quantized ones. We mirror the reference's
- * numerics (activations rounded to q8_0/q8_K/f16 before products, f16 KV
- * cache, query and attention weights through f16), and most steps agree to
- * within 1e-4. What remains are isolated events where a value lands on the
- * other side of a rounding boundary (f16 or 8-bit) because its last float
- * bit differs (fused multiply-add, summation order); on these synthetic
- * models, built to have peaked logits, one such flip moves later logits by
- * up to 0.15 and persists through the KV cache. So for each model: the
- * worst step is bounded, greedy ids match wherever the reference's margin
- * exceeds twice that bound, and for the f32/f16 models a minimum share of
- * steps must be within the tight bound. For quantized models that share
- * depends on the kernels' float summation order (SIMD kernels sum blocks in
- * parallel, the reference in sequence), so it is printed, not asserted. */
-/* Bounds (docs/engine.md, "Numerics"). Issue 20 asks 1e-3 for f32/f16
- * models and 2e-2 for quantized ones. q8_0 meets it in every kernel set,
- * with every step within 1e-4. The f32/f16 models keep 1e-2: their matrix
- * products sum in an order other than the reference's (four or eight lanes
- * against its own blocking) and the peaked synthetic logits carry an ulp
- * far; q4_0 and the k-quants keep 2e-1 until their blocks are summed lane
- * by lane as the reference sums them (one integer sum per block here). */
+/* Bounds (docs/engine.md, "Numerics"). The reference's quantized products
+ * are reproduced in its order: each q8_0 and k-quant block's eight integer
+ * lanes of four consecutive products, one fused multiply-add per lane and
+ * block, summed as ((l4+l0)+(l6+l2))+((l5+l1)+(l7+l3)); each q4_0 block's
+ * integer sum in one running FMA chain (the reference's repacked q4_0
+ * kernels); every kernel set, the scalar one included, computes exactly
+ * that, so quantized models give the same logits in every set (checked to
+ * the bit: exact_sets). Most steps then agree with the reference to 1e-6.
+ * What is left are isolated events where a value lands on the other side
+ * of an f16 or 8-bit rounding boundary because a float step outside the
+ * matrix products (attention's exp and sums, SiLU, RoPE) differs from the
+ * reference's in its last bit: on these synthetic models, built to have
+ * peaked logits, one such flip moves the logits by up to 0.15 and persists
+ * through the KV cache when it happens before the last layer's K and V.
+ * Issue 20 asks 1e-3 for f32/f16 and 2e-2 for quantized models: q8_0 and
+ * llama-2-tiny-random meet it at every step. For the others each bound is
+ * the measured worst step rounded up (never widened to pass), the greedy
+ * ids must match wherever the margin exceeds 0.02 (2 * tol where smaller),
+ * and a minimum share of steps within 1e-4 (quantized) or the model's tight
+ * bound (float) locks in the reproduced orders: the q4_0 and k-quant share
+ * was 61 and 52 of 96 steps before the lane order, 76 and 92 after. */
 void test_ref_stories260K(void)
 {
-    ref_check("stories260K.gguf", "stories260K.ref.json", 0.01f, 5e-3f, 0.8);
+    /* f32, head dim 8 and ffn 172: 8.6e-3 worst, 188/192 within 5e-3 */
+    ref_check("stories260K.gguf", "stories260K.ref.json", 0.01f, 5e-3f, 0.95, 0);
 }
 void test_ref_llama2_tiny_random(void)
 {
-    ref_check("llama-2-tiny-random.gguf", "llama-2-tiny-random.ref.json", 1e-3f, 1e-4f, 0.9);
+    ref_check("llama-2-tiny-random.gguf", "llama-2-tiny-random.ref.json", 1e-3f, 1e-4f, 1.0, 0);
 }
 void test_ref_synth_f16(void)
 {
-    ref_check("synth-llama-f16.gguf", "synth-llama-f16.ref.json", 0.01f, 5e-3f, 0.9);
+    /* 4.5e-3 worst (6.2e-3 in the AVX2 sets' f16 lane order), 93-96/96 within 5e-3 */
+    ref_check("synth-llama-f16.gguf", "synth-llama-f16.ref.json", 0.01f, 5e-3f, 0.95, 0);
 }
 void test_ref_synth_q8_0(void)
 {
     /* every set computes what the reference does, to 1e-6 */
-    ref_check("synth-llama-Q8_0.gguf", "synth-llama-Q8_0.ref.json", 2e-2f, 1e-4f, 1.0);
+    ref_check("synth-llama-Q8_0.gguf", "synth-llama-Q8_0.ref.json", 2e-2f, 1e-4f, 1.0, 1);
 }
 void test_ref_synth_q4_0(void)
 {
-    ref_check("synth-llama-Q4_0.gguf", "synth-llama-Q4_0.ref.json", 0.2f, 1e-4f, 0);
+    /* 76/96 steps within 1e-4; one case flips at step 6 and carries it: 0.13 */
+    ref_check("synth-llama-Q4_0.gguf", "synth-llama-Q4_0.ref.json", 0.15f, 1e-4f, 0.75, 1);
 }
 void test_ref_synth_q4_k_m(void)
 {
-    ref_check("synth-llama-Q4_K_M.gguf", "synth-llama-Q4_K_M.ref.json", 0.2f, 1e-4f, 0);
+    /* 92/96 within 1e-4; four isolated steps (flips in the last layer), 0.142 */
+    ref_check("synth-llama-Q4_K_M.gguf", "synth-llama-Q4_K_M.ref.json", 0.15f, 1e-4f, 0.9, 1);
 }
 /* phi3: fused attn_qkv and ffn_up, NEOX rope over the whole head, the
  * query scaled before it is rounded to f16 (as the reference's graph does
@@ -218,16 +241,16 @@ void test_ref_synth_q4_k_m(void)
  * measured as it measures them: 0.015 over the first 3 steps of every
  * prompt with float activations (0.008 here; at later steps up to 0.02),
  * and for the Q8_0 twin 0.17 with activations quantized to 8 bits as ggml
- * does (0.087 here, every step). */
+ * does (0.087 here, every step; 95 of 96 steps within 1e-4). */
 void test_ref_synth_phi3(void)
 {
     g_first_steps = 3;
-    ref_check("synth-phi3.gguf", "synth-phi3.ref.json", 1.5e-2f, 5e-3f, 0);
+    ref_check("synth-phi3.gguf", "synth-phi3.ref.json", 1.5e-2f, 5e-3f, 0, 0);
     g_first_steps = 0;
 }
 void test_ref_synth_phi3_q8_0(void)
 {
-    ref_check("synth-phi3-Q8_0.gguf", "synth-phi3-Q8_0.ref.json", 0.17f, 1e-4f, 0);
+    ref_check("synth-phi3-Q8_0.gguf", "synth-phi3-Q8_0.ref.json", 0.17f, 1e-4f, 0.95, 1);
 }
 /* gemma2: soft caps read from the file (5 and 40 here, not Gemma's 50
  * and 30), the sliding window of 8 on even layers (the prompts and their
@@ -236,18 +259,20 @@ void test_ref_synth_phi3_q8_0(void)
 /* Bounds: the models' README gives 0.019 for an implementation that
  * rounds through f16 as ggml does (we measure 0.015 over the first 3
  * steps) and 0.03 with float activations; 0.03 holds here at every step
- * (0.025 the worst). The Q4_K_M twin runs 26 quantized layers, where a
+ * (0.021 the worst). The Q4_K_M twin runs 26 quantized layers, where a
  * flipped 8-bit rounding compounds: the README's figure for 8-bit
- * activations is 0.47 over the first 3 steps (0.42 here; up to 0.7 at
- * later steps), so that bound is asserted over the first 3 steps. */
+ * activations is 0.47 over the first 3 steps; in the reference's lane
+ * order we measure 0.255 there (0.42 before it), and later steps reach
+ * greedy flips at margins near 0.17, so the bound is asserted over the
+ * first 3 steps. */
 void test_ref_synth_gemma2(void)
 {
-    ref_check("synth-gemma2.gguf", "synth-gemma2.ref.json", 3e-2f, 5e-3f, 0);
+    ref_check("synth-gemma2.gguf", "synth-gemma2.ref.json", 3e-2f, 5e-3f, 0, 0);
 }
 void test_ref_synth_gemma2_q4_k_m(void)
 {
     g_first_steps = 3;
-    ref_check("synth-gemma2-Q4_K_M.gguf", "synth-gemma2-Q4_K_M.ref.json", 0.47f, 1e-4f, 0);
+    ref_check("synth-gemma2-Q4_K_M.gguf", "synth-gemma2-Q4_K_M.ref.json", 0.3f, 1e-4f, 0, 1);
     g_first_steps = 0;
 }
 /* Mixtral-style experts in a llama file: 4 experts, 2 used, softmax over
@@ -256,11 +281,11 @@ void test_ref_synth_gemma2_q4_k_m(void)
  * does); we measure 0.013 over every step (0.0055 over the first 3). */
 void test_ref_synth_llama_moe(void)
 {
-    ref_check("synth-llama-moe.gguf", "synth-llama-moe.ref.json", 2e-2f, 1e-3f, 0);
+    ref_check("synth-llama-moe.gguf", "synth-llama-moe.ref.json", 2e-2f, 1e-3f, 0, 0);
 }
 void test_ref_synth_qwen2(void)
 {
-    ref_check("synth-qwen2.gguf", "synth-qwen2.ref.json", 5e-3f, 1e-3f, 0.85);
+    ref_check("synth-qwen2.gguf", "synth-qwen2.ref.json", 5e-3f, 1e-3f, 0.85, 0);
 }
 
 /* ---- models built here ---- */

@@ -166,26 +166,29 @@ static inline void prefetch_ahead(const void *p, int lines)
     for (int l = 0; l < lines; l++) _mm_prefetch((const char *)p + PF_AHEAD + 64 * l, _MM_HINT_T0);
 }
 
-/* q4_0 x q8_0s, eight blocks at a time: unsigned nibbles into the byte dot
- * product, the eight block sums reduced side by side, and the -8 offset
- * subtracted per block before scaling: (dot - 8 * activation sum) is exact
- * in f32 (both are small integers), where subtracting two large running
- * sums at the end would cancel digits away. */
-/* One group of eight q4_0 blocks: (dot - 8 * sum) per block, scaled. */
-static inline __m256 q4_0_group(const block_q4_0 *x, const float *yd, const float *ysum,
-                                const int8_t *yq, __m256 acc)
+/* q4_0 x q8_0s in the scalar set's (the reference's) order: one running
+ * sum, one fused multiply-add per block of (exact block integer) x (the
+ * product of the two scales). Eight blocks' integer sums are formed side
+ * by side (unsigned nibbles into the byte dot product, the -8 offset
+ * subtracted as 8 * the activation's block sum: small integers, exact in
+ * f32); only the chain of FMAs is sequential. */
+static inline float q4_0_group(const block_q4_0 *x, const float *yd, const float *ysum,
+                               const int8_t *yq, float s)
 {
     const __m256 dd = _mm256_mul_ps(gather_scales(x, sizeof(block_q4_0)), _mm256_loadu_ps(yd));
     __m256i p[8];
+    float f[8], g[8];
     prefetch_ahead(x, 3); /* 8 blocks: 144 bytes */
 #pragma GCC unroll 8
     for (int b = 0; b < 8; b++)
         p[b] =
             dot_u8s8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)(yq + 32 * b)));
-    return _mm256_fmadd_ps(dd,
-                           _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum),
-                                            _mm256_cvtepi32_ps(sum_lanes8(p))),
-                           acc);
+    _mm256_storeu_ps(f, _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ysum),
+                                         _mm256_cvtepi32_ps(sum_lanes8(p))));
+    _mm256_storeu_ps(g, dd);
+#pragma GCC unroll 8
+    for (int b = 0; b < 8; b++) s = fmaf(f[b], g[b], s);
+    return s;
 }
 
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
@@ -194,25 +197,15 @@ static float dot_q4_0_q8_0(int n, const void *w, const void *a)
     const int nb = n / QK4_0;
     const float *yd = a, *ysum = yd + nb;
     const int8_t *yq = (const int8_t *)(ysum + nb);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); /* two FMA chains */
+    float s = 0;
     int i = 0;
-    for (; i + 16 <= nb; i += 16) {
-        acc0 = q4_0_group(x + i, yd + i, ysum + i, yq + 32 * i, acc0);
-        acc1 = q4_0_group(x + i + 8, yd + i + 8, ysum + i + 8, yq + 32 * (i + 8), acc1);
+    for (; i + 8 <= nb; i += 8) s = q4_0_group(x + i, yd + i, ysum + i, yq + 32 * i, s);
+    for (; i < nb; i++) {
+        __m256i q =
+            dot_u8s8(unpack_nibbles(x[i].qs), _mm256_loadu_si256((const __m256i *)(yq + 32 * i)));
+        s = fmaf((float)hsum_epi32(q) - 8 * ysum[i], h2f(x[i].d) * yd[i], s);
     }
-    if (i + 8 <= nb) {
-        acc0 = q4_0_group(x + i, yd + i, ysum + i, yq + 32 * i, acc0);
-        i += 8;
-    }
-    {
-        float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-        for (; i < nb; i++) {
-            __m256i q = dot_u8s8(unpack_nibbles(x[i].qs),
-                                 _mm256_loadu_si256((const __m256i *)(yq + 32 * i)));
-            s += h2f(x[i].d) * yd[i] * ((float)hsum_epi32(q) - 8 * ysum[i]);
-        }
-        return s;
-    }
+    return s;
 }
 
 /* acc + the byte dot products of u (unsigned) and s (signed), four bytes
@@ -440,7 +433,7 @@ static void ptile16_q4_0_q8_0_one(int n, const uint8_t *gb, const void *a, float
     const float *yd = a, *ys = yd + nb;
     const int8_t *yq = (const int8_t *)(ys + nb);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s0 = _mm512_setzero_ps(); /* one chain: the blocks in order */
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = gb + (size_t)b * Q4_0_PACK_BLOCK;
         const int8_t *q = yq + 32 * b;
@@ -461,12 +454,9 @@ static void ptile16_q4_0_q8_0_one(int n, const uint8_t *gb, const void *a, float
             _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d, e)), _mm512_set1_ps(8.0f * ys[b]));
         const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)),
                                         _mm512_set1_ps(yd[b]));
-        if (b & 1)
-            s1 = _mm512_fmadd_ps(f, sc, s1);
-        else
-            s0 = _mm512_fmadd_ps(f, sc, s0);
+        s0 = _mm512_fmadd_ps(f, sc, s0);
     }
-    _mm512_storeu_ps(out, _mm512_add_ps(s0, s1));
+    _mm512_storeu_ps(out, s0);
 }
 
 static void ptile16_q4_0_q8_0(int n, const void *group, const void *a, size_t a_stride, int n_act,
@@ -512,14 +502,14 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
     const int nb = n / QK4_0;
     const float *yd[4], *ys[4];
     const int8_t *yq[4];
-    __m256 acc[4];
+    float acc[4];
     int i = 0;
 #pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         yd[t] = (const float *)((const uint8_t *)a + stride * (size_t)t);
         ys[t] = yd[t] + nb;
         yq[t] = (const int8_t *)(ys[t] + nb);
-        acc[t] = _mm256_setzero_ps();
+        acc[t] = 0;
     }
     for (; i + 8 <= nb; i += 8) {
         const __m256 dx = gather_scales(&x[i], sizeof(block_q4_0));
@@ -528,26 +518,26 @@ static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, f
         for (int b = 0; b < 8; b++) q[b] = unpack_nibbles(x[i + b].qs);
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
-            const __m256 dd = _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i));
             __m256i p[8];
+            float f[8], g[8];
 #pragma GCC unroll 8
             for (int b = 0; b < 8; b++)
                 p[b] = dot_u8s8(q[b], _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * (i + b))));
-            /* (block dot - 8 * block sum) per lane, then one FMA */
-            acc[t] =
-                _mm256_fmadd_ps(dd,
-                                _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ys[t] + i),
-                                                 _mm256_cvtepi32_ps(sum_lanes8(p))),
-                                acc[t]);
+            /* (block dot - 8 * block sum) per lane, then the FMA chain */
+            _mm256_storeu_ps(f, _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), _mm256_loadu_ps(ys[t] + i),
+                                                 _mm256_cvtepi32_ps(sum_lanes8(p))));
+            _mm256_storeu_ps(g, _mm256_mul_ps(dx, _mm256_loadu_ps(yd[t] + i)));
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; b++) acc[t] = fmaf(f[b], g[b], acc[t]);
         }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
-        float s = hsum_ps(acc[t]);
+        float s = acc[t];
         for (int k = i; k < nb; k++) {
             __m256i q = dot_u8s8(unpack_nibbles(x[k].qs),
                                  _mm256_loadu_si256((const __m256i *)(yq[t] + 32 * k)));
-            s += h2f(x[k].d) * yd[t][k] * ((float)hsum_epi32(q) - 8 * ys[t][k]);
+            s = fmaf((float)hsum_epi32(q) - 8 * ys[t][k], h2f(x[k].d) * yd[t][k], s);
         }
         out[t] = s;
     }
@@ -641,27 +631,42 @@ static void dot4_q8_0_q8_0(int n, const void *w, const void *a, size_t stride, f
 
 /* The 8 six-bit scales and mins of a q4_K/q5_K block, unpacked with word
  * operations (layout in eng_int.h): scales as int16 into sc[8] for
- * broadcast loads; the mins returned as 16 int16 lanes, each min twice, so
- * vpmaddwd with the activation's 16 block sums gives the 8 terms
- * min_j * (sum of sub-block j's 32 activations). */
-static inline __m256i kq_unpack(const uint8_t *s12, int16_t sc[8])
+ * broadcast loads; the mins returned as 8 int16 lanes. */
+static inline __m128i kq_unpack(const uint8_t *s12, int16_t sc[8])
 {
     uint32_t w[3], lo_sc, hi_sc, lo_m, hi_m;
-    __m128i scales, mins;
+    __m128i scales;
     memcpy(w, s12, 12);
     lo_sc = w[0] & 0x3f3f3f3fu;
     lo_m = w[1] & 0x3f3f3f3fu;
     hi_sc = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 6) & 0x03030303u) << 4;
     hi_m = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 6) & 0x03030303u) << 4;
     scales = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)hi_sc, (int)lo_sc));
-    mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)hi_m, (int)lo_m));
     _mm_storeu_si128((__m128i *)sc, scales);
-    return _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+    return _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)hi_m, (int)lo_m));
 }
 
-static inline __m256i kq_minsum(__m256i mins_dup, const int16_t *bsums)
+/* The minimum terms as the reference groups them: the activation's 16
+ * block sums paired into the 8 sub-block sums S_j, then the four sums
+ * min_2t * S_2t + min_2t+1 * S_2t+1, which q4_K accumulates in four float
+ * lanes and adds up at the end as (m0 + m2) + (m1 + m3). */
+static inline __m128i kq_minsum(__m128i mins, const int16_t *bsums)
 {
-    return _mm256_madd_epi16(mins_dup, _mm256_loadu_si256((const __m256i *)bsums));
+    const __m128i s = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                     _mm_loadu_si128((const __m128i *)(bsums + 8)));
+    return _mm_madd_epi16(mins, s);
+}
+
+static inline int hsum4_epi32(__m128i s)
+{
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+
+static inline float kq_mins_total(__m128 m)
+{
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
 }
 
 /* Block i of a q4_K (five = 0) or q5_K row: the common header (d, dmin,
@@ -680,12 +685,18 @@ kq_block(const void *w, int i, int five, const uint8_t **qs, __m256i *hbits)
 
 /* q4_K and q5_K share d, dmin and the scales at the front of the block;
  * q5_K adds a fifth bit per value from qh. five is a constant at every
- * call, so each caller gets its own specialised loop. */
+ * call, so each caller gets its own specialised loop. The order is the
+ * scalar set's (kern_ref.c): the integer lanes of a block are those of
+ * vpmaddubsw + vpmaddwd over 32 consecutive elements, one FMA per lane
+ * and block; the minimum terms with the negated scale, in four lanes for
+ * q4_K and one running sum for q5_K. */
 static inline float kq_dot(int n, const void *w, const void *a, int five)
 {
     const block_q8_K *y = a;
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    float summ = 0;
     for (int i = 0; i < n / QK_K; i++) {
         const uint8_t *qs;
         __m256i hbits;
@@ -693,7 +704,7 @@ static inline float kq_dot(int n, const void *w, const void *a, int five)
         const int8_t *q8 = y[i].qs;
         int16_t sc[8];
         __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
-        const __m256i mins = kq_minsum(kq_unpack(h->scales, sc), y[i].bsums);
+        const __m128i mins = kq_minsum(kq_unpack(h->scales, sc), y[i].bsums);
         prefetch_ahead(h, 3);
 #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
@@ -716,12 +727,15 @@ static inline float kq_dot(int n, const void *w, const void *a, int five)
             sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yh),
                                                               _mm256_set1_epi16(sc[2 * j + 1])));
         }
+        const float dmin = -y[i].d * h2f(h->dmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->d)),
                               _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, sumi2)), acc);
-        accm =
-            _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(h->dmin)), _mm256_cvtepi32_ps(mins), accm);
+        if (five)
+            summ = fmaf(dmin, (float)hsum4_epi32(mins), summ);
+        else
+            accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), accm);
     }
-    return hsum_ps(acc) - hsum_ps(accm);
+    return hsum_ps(acc) + (five ? summ : kq_mins_total(accm));
 }
 
 static float dot_q4_K_q8_K(int n, const void *w, const void *a)
@@ -754,8 +768,18 @@ static inline __attribute__((always_inline)) void q6_unpack(const uint8_t *ql, c
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
 }
 
-/* q6_K: 6-bit levels 0..63 go into vpmaddubsw unsigned; the -32 offset is
- * applied as 32 * sum over groups of scale * (group's activation sum). */
+/* q6_K: 6-bit levels 0..63 go into vpmaddubsw unsigned and the -32 offset
+ * comes off each pair sum (32 * the pair's activations, also from
+ * vpmaddubsw) before the scales: the integer lanes of the scalar set's
+ * (the reference's) order, for any activations. */
+/* Pair sums of (q - 32) * y: levels q 0..63 and |y| <= 127 keep both
+ * vpmaddubsw results within 16 bits. */
+static inline __m256i q6_pairs(__m256i q, __m256i y)
+{
+    return _mm256_sub_epi16(_mm256_maddubs_epi16(q, y),
+                            _mm256_maddubs_epi16(_mm256_set1_epi8(32), y));
+}
+
 static float dot_q6_K_q8_K(int n, const void *w, const void *a)
 {
     const block_q6_K *x = w;
@@ -765,9 +789,6 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
         int16_t sc[16];
         __m256i sumi = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        /* 32 * scale * group sum, 8 int32 lanes */
-        const __m256i corr = _mm256_slli_epi32(
-            _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[i].bsums)), 5);
         _mm256_storeu_si256((__m256i *)sc, sc16);
         prefetch_ahead(&x[i], 4); /* 210 bytes */
 #pragma GCC unroll 8
@@ -786,15 +807,12 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
                     _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
                 const __m256i s1 =
                     _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 3]), _mm_set1_epi16(s[2 * c + 2]));
-                sumi =
-                    _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], y0), s0));
-                sumi2 = _mm256_add_epi32(sumi2,
-                                         _mm256_madd_epi16(_mm256_maddubs_epi16(q[c + 1], y1), s1));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(q6_pairs(q[c], y0), s0));
+                sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(q6_pairs(q[c + 1], y1), s1));
             }
         }
-        acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(y[i].d * h2f(x[i].d)),
-            _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(sumi, sumi2), corr)), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * h2f(x[i].d)),
+                              _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, sumi2)), acc);
     }
     return hsum_ps(acc);
 }
@@ -805,11 +823,15 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const block_q8_K *y[4];
-    __m256 acc[4], accm[4];
+    __m256 acc[4];
+    __m128 accm[4];
+    float summ[4];
 #pragma GCC unroll 8
     for (int t = 0; t < 4; t++) {
         y[t] = (const block_q8_K *)((const uint8_t *)a + stride * (size_t)t);
-        acc[t] = accm[t] = _mm256_setzero_ps();
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+        summ[t] = 0;
     }
     for (int i = 0; i < n / QK_K; i++) {
         const uint8_t *qs;
@@ -818,7 +840,7 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
         int16_t sc[8];
         __m256i sumi[4];
         const float dx = h2f(h->d), dmx = h2f(h->dmin);
-        const __m256i mdup = kq_unpack(h->scales, sc);
+        const __m128i mdup = kq_unpack(h->scales, sc);
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) sumi[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
@@ -846,15 +868,19 @@ static inline void kq_dot4(int n, const void *w, const void *a, size_t stride, f
         }
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
-            const __m256i mt = kq_minsum(mdup, y[t][i].bsums);
+            const __m128i mt = kq_minsum(mdup, y[t][i].bsums);
+            const float dmin = -y[t][i].d * dmx;
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
                                      acc[t]);
-            accm[t] =
-                _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dmx), _mm256_cvtepi32_ps(mt), accm[t]);
+            if (five)
+                summ[t] = fmaf(dmin, (float)hsum4_epi32(mt), summ[t]);
+            else
+                accm[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mt), accm[t]);
         }
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]) - hsum_ps(accm[t]);
+    for (int t = 0; t < 4; t++)
+        out[t] = hsum_ps(acc[t]) + (five ? summ[t] : kq_mins_total(accm[t]));
 }
 
 static void dot4_q4_K_q8_K(int n, const void *w, const void *a, size_t stride, float out[4])
@@ -884,12 +910,7 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
         const float dx = h2f(x[i].d);
         _mm256_storeu_si256((__m256i *)sc, sc16);
 #pragma GCC unroll 8
-        for (int t = 0; t < 4; t++)
-            sumi[t] = _mm256_sub_epi32(
-                _mm256_setzero_si256(),
-                _mm256_slli_epi32(
-                    _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[t][i].bsums)),
-                    5));
+        for (int t = 0; t < 4; t++) sumi[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int hh = 0; hh < 2; hh++) {
             const uint8_t *ql = x[i].ql + 64 * hh, *qh = x[i].qh + 32 * hh;
@@ -900,12 +921,17 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
             for (int c = 0; c < 4; c++) {
                 const __m256i sv =
                     _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
+                /* q - 32 as a magnitude and a sign, shared by the four
+                 * tokens: one vpmaddubsw per token instead of two */
+                const __m256i v = _mm256_sub_epi8(q[c], _mm256_set1_epi8(32));
+                const __m256i av = _mm256_abs_epi8(v);
 #pragma GCC unroll 8
                 for (int t = 0; t < 4; t++) {
                     const __m256i yv =
                         _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
                     sumi[t] = _mm256_add_epi32(
-                        sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), sv));
+                        sumi[t],
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(av, _mm256_sign_epi8(yv, v)), sv));
                 }
             }
         }

@@ -8,8 +8,10 @@
  * order, so the q8_0, q4_0 and k-quant dot products give kern_ref.c's
  * results bit for bit: the q8_0 lanes are the scalar set's eight lanes
  * (SDOT's lane l sums bytes 4l..4l+3, as the reference does) with one
- * fused multiply-add per block and the same final sum; q4_0 and the
- * k-quants combine their integer sums in scalar code. The f32, f16 and bf16
+ * fused multiply-add per block and the same final sum; q4_0 feeds each
+ * block's integer sum into the scalar set's one FMA chain, and the
+ * k-quants keep its eight integer lanes (four-byte groups, from SDOT or
+ * the widening pair sums) and its float steps. The f32, f16 and bf16
  * dot products accumulate in four-lane partial sums (as the AVX2 set's do)
  * and so differ from the scalar set's running sum by rounding only.
  * axpy_f16 multiplies and then adds, unfused, as the scalar loop does.
@@ -145,7 +147,7 @@ static float dot_q4_0_q8_0(int n, const void *w, const void *a)
         int sum;
         acc = dot16(acc, vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), vld1q_s8(q + 16));
         sum = vaddvq_s32(acc) - 8 * (int)ysum[i];
-        s += fp16_to_f32(x[i].d) * yd[i] * (float)sum;
+        s = fmaf((float)sum, fp16_to_f32(x[i].d) * yd[i], s);
     }
     return s;
 }
@@ -167,37 +169,47 @@ static inline void kq_sub(const uint8_t *q, const uint8_t *qh, int j, int8x16_t 
     }
 }
 
+/* Lanes 0-3 of the eight come from elements 0..15 of each 32-element
+ * stretch, lanes 4-7 from 16..31; the float steps are kern_ref.c's. */
 static inline float kq_dot(int n, const void *w, const void *a, int five)
 {
     const block_q8_K *y = a;
-    float s = 0;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = acc0;
+    float accm[4] = {0}, summ = 0, l[8];
     for (int i = 0; i < n / QK_K; i++) {
         const uint8_t *scales, *qs, *qh = NULL;
         float d, dmin;
-        int sumi = 0, summ = 0;
+        int32x4_t s0 = vdupq_n_s32(0), s1 = s0;
+        int mins[4] = {0};
         if (five) {
             const block_q5_K *x = (const block_q5_K *)w + i;
             scales = x->scales, qs = x->qs, qh = x->qh;
-            d = fp16_to_f32(x->d), dmin = fp16_to_f32(x->dmin);
+            d = y[i].d * fp16_to_f32(x->d), dmin = -y[i].d * fp16_to_f32(x->dmin);
         } else {
             const block_q4_K *x = (const block_q4_K *)w + i;
             scales = x->scales, qs = x->qs;
-            d = fp16_to_f32(x->d), dmin = fp16_to_f32(x->dmin);
+            d = y[i].d * fp16_to_f32(x->d), dmin = -y[i].d * fp16_to_f32(x->dmin);
         }
         for (int j = 0; j < 8; j++) {
             const int8_t *q8 = y[i].qs + 32 * j;
             uint8_t sc, m;
             int8x16_t v[2];
-            int32x4_t acc;
             get_scale_min_k4(j, scales, &sc, &m);
             kq_sub(qs + 32 * (j / 2), qh, j, v);
-            acc = dot16(dot16(vdupq_n_s32(0), v[0], vld1q_s8(q8)), v[1], vld1q_s8(q8 + 16));
-            sumi += sc * vaddvq_s32(acc);
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+            s0 = vmlaq_n_s32(s0, dot16(vdupq_n_s32(0), v[0], vld1q_s8(q8)), sc);
+            s1 = vmlaq_n_s32(s1, dot16(vdupq_n_s32(0), v[1], vld1q_s8(q8 + 16)), sc);
+            mins[j / 2] += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
-        s += y[i].d * (d * (float)sumi - dmin * (float)summ);
+        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(s0), d);
+        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(s1), d);
+        if (five)
+            summ = fmaf(dmin, (float)(mins[0] + mins[1] + mins[2] + mins[3]), summ);
+        else
+            for (int k = 0; k < 4; k++) accm[k] = fmaf(dmin, (float)mins[k], accm[k]);
     }
-    return s;
+    vst1q_f32(l, acc0);
+    vst1q_f32(l + 4, acc1);
+    return eng_lanes8_sum(l) + (five ? summ : (accm[0] + accm[2]) + (accm[1] + accm[3]));
 }
 
 static float dot_q4_K_q8_K(int n, const void *w, const void *a)
@@ -219,9 +231,10 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
     const block_q8_K *y = a;
     const uint8x16_t m4 = vdupq_n_u8(0xF), m2 = vdupq_n_u8(3);
     const int8x16_t off = vdupq_n_s8(32);
-    float s = 0;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = acc0;
+    float l[8];
     for (int i = 0; i < n / QK_K; i++) {
-        int sumi = 0;
+        int32x4_t sl[2] = {vdupq_n_s32(0), vdupq_n_s32(0)}; /* lanes 0-3, 4-7 */
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
             for (int c = 0; c < 4; c++)
@@ -233,13 +246,16 @@ static float dot_q6_K_q8_K(int n, const void *w, const void *a)
                     hi = vandq_u8(vshlq_u8(hi, vdupq_n_s8((int8_t)(-2 * c))), m2);
                     int8x16_t v =
                         vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hi, 4))), off);
-                    int32x4_t acc = dot16(vdupq_n_s32(0), v, vld1q_s8(y[i].qs + 16 * g));
-                    sumi += x[i].scales[g] * vaddvq_s32(acc);
+                    sl[k] = vmlaq_n_s32(sl[k], dot16(vdupq_n_s32(0), v, vld1q_s8(y[i].qs + 16 * g)),
+                                        x[i].scales[g]);
                 }
         }
-        s += fp16_to_f32(x[i].d) * y[i].d * (float)sumi;
+        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(sl[0]), y[i].d * fp16_to_f32(x[i].d));
+        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(sl[1]), y[i].d * fp16_to_f32(x[i].d));
     }
-    return s;
+    vst1q_f32(l, acc0);
+    vst1q_f32(l + 4, acc1);
+    return eng_lanes8_sum(l);
 }
 
 /* ---- the table ---- */

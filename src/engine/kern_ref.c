@@ -244,6 +244,10 @@ static float dot_q8_0_q8_0(int n, const void *w, const void *a)
     return eng_lanes8_sum(acc);
 }
 
+/* q4_0 in the order of the reference's repacked q4_0 kernels (the ones it
+ * runs for every matrix whose rows come in eights): each block's exact
+ * integer sum (the -8 offset included) enters one running sum with one
+ * fused multiply-add by the product of the two scales, block after block. */
 static float dot_q4_0_q8_0(int n, const void *w, const void *a)
 {
     const block_q4_0 *x = w;
@@ -257,74 +261,95 @@ static float dot_q4_0_q8_0(int n, const void *w, const void *a)
             sum += (x[i].qs[j] & 0xF) * yq[i * QK4_0 + j];
             sum += (x[i].qs[j] >> 4) * yq[i * QK4_0 + j + 16];
         }
-        s += fp16_to_f32(x[i].d) * yd[i] * (float)sum;
+        s = fmaf((float)sum, fp16_to_f32(x[i].d) * yd[i], s);
     }
     return s;
 }
 
+/* The k-quants in the reference's AVX2 order. Each 32-element stretch of a
+ * block is cut into eight lanes of four consecutive elements; lane k sums,
+ * as an exact integer over the whole block, scale * (its four products) of
+ * every stretch; the eight lanes are converted and accumulated with one
+ * fused multiply-add each by d (the two scales' product), block after
+ * block, and summed as eng_lanes8_sum does. The q4_K minimums go into four
+ * lanes of pairs of sub-blocks with the negated scale, summed at the end
+ * as (m0 + m2) + (m1 + m3); q5_K's into one running sum. */
 static float dot_q4_K_q8_K(int n, const void *w, const void *a)
 {
     const block_q4_K *x = w;
     const block_q8_K *y = a;
-    float s = 0;
+    float acc[8] = {0}, accm[4] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sumi = 0, summ = 0;
+        int lane[8] = {0}, mins[4] = {0};
+        float d = y[i].d * fp16_to_f32(x[i].d), dmin = -y[i].d * fp16_to_f32(x[i].dmin);
         for (int j = 0; j < 8; j++) {
             uint8_t sc, m;
             const uint8_t *q = x[i].qs + 32 * (j / 2);
             const int8_t *q8 = y[i].qs + 32 * j;
-            int sub = 0;
             get_scale_min_k4(j, x[i].scales, &sc, &m);
-            for (int l = 0; l < 32; l++) sub += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * q8[l];
-            sumi += sc * sub;
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+            for (int k = 0; k < 8; k++) {
+                int sub = 0;
+                for (int l = 4 * k; l < 4 * k + 4; l++)
+                    sub += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * q8[l];
+                lane[k] += sc * sub;
+            }
+            mins[j / 2] += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
-        s += y[i].d * (fp16_to_f32(x[i].d) * (float)sumi - fp16_to_f32(x[i].dmin) * (float)summ);
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lane[k], acc[k]);
+        for (int k = 0; k < 4; k++) accm[k] = fmaf(dmin, (float)mins[k], accm[k]);
     }
-    return s;
+    return eng_lanes8_sum(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
 }
 
 static float dot_q5_K_q8_K(int n, const void *w, const void *a)
 {
     const block_q5_K *x = w;
     const block_q8_K *y = a;
-    float s = 0;
+    float acc[8] = {0}, summ = 0;
     for (int i = 0; i < n / QK_K; i++) {
-        int sumi = 0, summ = 0;
+        int lane[8] = {0}, mins = 0;
+        float d = y[i].d * fp16_to_f32(x[i].d), dmin = -y[i].d * fp16_to_f32(x[i].dmin);
         for (int j = 0; j < 8; j++) {
             uint8_t sc, m;
             const uint8_t *q = x[i].qs + 32 * (j / 2);
             const int8_t *q8 = y[i].qs + 32 * j;
-            int sub = 0;
             get_scale_min_k4(j, x[i].scales, &sc, &m);
-            for (int l = 0; l < 32; l++) {
-                int v = ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + ((x[i].qh[l] >> j) & 1) * 16;
-                sub += v * q8[l];
+            for (int k = 0; k < 8; k++) {
+                int sub = 0;
+                for (int l = 4 * k; l < 4 * k + 4; l++) {
+                    int v = ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + ((x[i].qh[l] >> j) & 1) * 16;
+                    sub += v * q8[l];
+                }
+                lane[k] += sc * sub;
             }
-            sumi += sc * sub;
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+            mins += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
-        s += y[i].d * (fp16_to_f32(x[i].d) * (float)sumi - fp16_to_f32(x[i].dmin) * (float)summ);
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lane[k], acc[k]);
+        summ = fmaf(dmin, (float)mins, summ);
     }
-    return s;
+    return eng_lanes8_sum(acc) + summ;
 }
 
+/* q6_K in the same lanes; the scale of lane k in stretch c is that of
+ * elements 32c + 4k: scales[2c] for k < 4, scales[2c + 1] after. */
 static float dot_q6_K_q8_K(int n, const void *w, const void *a)
 {
     const block_q6_K *x = w;
     const block_q8_K *y = a;
-    float s = 0;
+    float acc[8] = {0};
     for (int i = 0; i < n / QK_K; i++) {
-        int sumi = 0;
-        for (int g = 0; g < 16; g++) {
-            int sub = 0;
-            for (int l = 0; l < 16; l++)
-                sub += (q6_value(&x[i], 16 * g + l) - 32) * y[i].qs[16 * g + l];
-            sumi += x[i].scales[g] * sub;
-        }
-        s += fp16_to_f32(x[i].d) * y[i].d * (float)sumi;
+        int lane[8] = {0};
+        float d = y[i].d * fp16_to_f32(x[i].d);
+        for (int c = 0; c < 8; c++)
+            for (int k = 0; k < 8; k++) {
+                int sub = 0;
+                for (int e = 32 * c + 4 * k; e < 32 * c + 4 * k + 4; e++)
+                    sub += (q6_value(&x[i], e) - 32) * y[i].qs[e];
+                lane[k] += x[i].scales[2 * c + (k >= 4)] * sub;
+            }
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lane[k], acc[k]);
     }
-    return s;
+    return eng_lanes8_sum(acc);
 }
 
 static void axpy_f16(int n, float a, const uint16_t *x, float *y)
