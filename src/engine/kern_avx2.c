@@ -496,6 +496,76 @@ static void ptile16_q4_0_q8_0(int n, const void *group, const void *a, size_t a_
 }
 #endif
 
+#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
+/* The packed q4_0 layout of the AVX2 set: groups of eight rows; per block,
+ * the eight f16 scales (16 bytes), then four 32-byte registers P0..P3
+ * where lane i of Pj is dword j of row i's sixteen nibble bytes (the
+ * 16-row layout below, at half the width). An and and a shift give the
+ * transposed registers tile8 builds by shuffling; a row's lane then forms
+ * its block sums in order, one FMA chain per row, the scalar set's. */
+#define Q4_0_PACK8_BLOCK (16 + 128)
+static void repack_q4_0_x8(const void *src, size_t row_bytes, int n, int rows, void *dst)
+{
+    const int nb = n / QK4_0;
+    uint8_t *o = dst;
+    for (int g = 0; g < rows; g += 8)
+        for (int b = 0; b < nb; b++, o += Q4_0_PACK8_BLOCK)
+            for (int i = 0; i < 8; i++) {
+                const block_q4_0 *x =
+                    (const block_q4_0 *)((const uint8_t *)src + (size_t)(g + i) * row_bytes) + b;
+                memcpy(o + 2 * i, &x->d, 2);
+                for (int j = 0; j < 4; j++) memcpy(o + 16 + 32 * j + 4 * i, x->qs + 4 * j, 4);
+            }
+}
+
+/* The eight rows' products with one activation row over block b, as
+ * floats: (block dot - 8 * activation sum), exact small integers. */
+static inline __m256 ptile8_block(const __m256i wt[8], const float *ys, const int8_t *q, int b)
+{
+    __m256i d = _mm256_setzero_si256(), e = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        d = dpbusd(d, wt[j], bcast_i32(q + 4 * j));
+        e = dpbusd(e, wt[j + 4], bcast_i32(q + 16 + 4 * j));
+    }
+    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(d, e)), _mm256_set1_ps(8.0f * ys[b]));
+}
+
+static void ptile8_q4_0_q8_0(int n, const void *group, const void *a, size_t a_stride, int n_act,
+                             float *out, size_t out_stride)
+{
+    const int nb = n / QK4_0;
+    const uint8_t *gb = group;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[TILE_ACT];
+    for (int t0 = 0; t0 < n_act; t0 += TILE_ACT) {
+        const int T = n_act - t0 < TILE_ACT ? n_act - t0 : TILE_ACT;
+        const uint8_t *a0 = (const uint8_t *)a + (size_t)t0 * a_stride;
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = gb + (size_t)b * Q4_0_PACK8_BLOCK;
+            __m256i wt[8];
+            for (int l = 0; l < Q4_0_PACK8_BLOCK; l += 64)
+                _mm_prefetch((const char *)blk + 4 * Q4_0_PACK8_BLOCK + l, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256i p = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * j));
+                wt[j] = _mm256_and_si256(p, m4);
+                wt[j + 4] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+            }
+            const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+            for (int t = 0; t < T; t++) {
+                const float *yd = (const float *)(a0 + (size_t)t * a_stride), *ys = yd + nb;
+                const int8_t *q = (const int8_t *)(ys + nb) + 32 * b;
+                acc[t] = _mm256_fmadd_ps(ptile8_block(wt, ys, q, b),
+                                         _mm256_mul_ps(dx, _mm256_set1_ps(yd[b])), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)(t0 + t) * out_stride, acc[t]);
+    }
+}
+#endif
+
 static void dot4_q4_0_q8_0(int n, const void *w, const void *a, size_t stride, float out[4])
 {
     const block_q4_0 *x = w;
@@ -1199,6 +1269,8 @@ void eng_kernels_avx2(struct eng_kernels *k)
 #else
     k->tile[GGUF_T_Q4_0] = tile8_q4_0_q8_0;
     k->tile_rows[GGUF_T_Q4_0] = 8;
+    k->repack[GGUF_T_Q4_0] = repack_q4_0_x8;
+    k->ptile[GGUF_T_Q4_0] = ptile8_q4_0_q8_0;
 #endif
     k->vec_dot4[GGUF_T_Q8_0] = dot4_q8_0_q8_0;
     k->vec_dot4[GGUF_T_Q4_K] = dot4_q4_K_q8_K;
