@@ -26,6 +26,9 @@
  * second for one input of 128 tokens at a time, and for 64 inputs of 32
  * tokens in one call (packed into passes of 512).
  *
+ * f16 and bf16 (every matrix in that type, 2.2 GB) are generated on request
+ * only: --models f16,bf16.
+ *
  *   bench_engine [--quick] [--models q8_0,q4_0,q4_k_m,q4_0-moe,bert] [--threads 1,2] [--batch
  * 1,4,16]
  *                [--batch-only] [--bandwidth]
@@ -425,7 +428,8 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: bench_engine [--quick] [--models q8_0,q4_0,q4_k_m] "
                     "[--threads 1,2] [--batch 1,4,16] [--batch-only] [--bandwidth]\n"
-                    "       models: q8_0 q4_0 q4_k_m q5_k_m q6_k, each also as TYPE-moe; bert\n");
+                    "       models: q8_0 q4_0 q4_k_m q5_k_m q6_k f16 bf16, each also as TYPE-moe; "
+                    "bert\n");
             return 2;
         }
     }

@@ -76,7 +76,10 @@ int ensure_model(const char *mix_name, struct cit_pool *pool, char *path, size_t
     sp.n_vocab = 32000, sp.n_ctx = 2048, sp.use_mix = 1, sp.seed = 1;
     if (moe) /* Mixtral's layout at TinyLlama's width: 3.5B weights, 1B used per token */
         sp.n_ff = 2816, sp.n_expert = 8, sp.n_expert_used = 2;
-    if (eng_qmix_from_name(mix, &sp.mix)) {
+    if (!strcmp(mix, "f16") || !strcmp(mix, "bf16")) { /* every matrix in the float type */
+        sp.use_mix = 0;
+        sp.wtype = mix[0] == 'f' ? GGUF_T_F16 : GGUF_T_BF16;
+    } else if (eng_qmix_from_name(mix, &sp.mix)) {
         fprintf(stderr, "bench: unknown type %s\n", mix);
         return -1;
     }

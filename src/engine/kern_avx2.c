@@ -130,6 +130,104 @@ static float dot_bf16(int n, const void *w, const void *a)
     }
 }
 
+/* f16 and bf16 weight tiles for prefill and batched decode: eight weight
+ * rows against every activation row, in blocks of H16_R weight rows and
+ * H16_T activations whose products accumulate in registers (the VNNI
+ * build has AVX-512VL's 32 vector registers, so bigger blocks). Each
+ * weight and activation vector is converted once per block instead of
+ * once per product. Every output is summed exactly as the one-row kernel
+ * sums it (f16: the even and odd eight-element chunks of each sixteen in
+ * two registers, added, then hsum_ps, the tail one by one; bf16: one
+ * register), so a token gives the same logits alone or in a batch. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define H16_R 4
+#define H16_T 2
+#else
+#define H16_R 2
+#define H16_T 2
+#endif
+
+static inline __m256 load_h16(const uint16_t *p, int bf)
+{
+    return bf ? load_bf16(p) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline float h16_one(uint16_t h, int bf)
+{
+    return bf ? bf16_to_f32(h) : h2f(h);
+}
+
+static inline __attribute__((always_inline)) void h16_block(int n, const uint16_t *const wr[H16_R],
+                                                            const uint16_t *const ar[H16_T], int T,
+                                                            int bf, float *out, size_t out_stride)
+{
+    const int two = !bf, step = two ? 16 : 8, nm = n / step * step;
+    __m256 acc[H16_R][H16_T][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < H16_R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+    for (int i = 0; i < nm; i += step) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 1 + two; h++) {
+            __m256 av[H16_T];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) av[t] = load_h16(ar[t] + i + 8 * h, bf);
+#pragma GCC unroll 4
+            for (int r = 0; r < H16_R; r++) {
+                const __m256 wv = load_h16(wr[r] + i + 8 * h, bf);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) acc[r][t][h] = _mm256_fmadd_ps(wv, av[t], acc[r][t][h]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < H16_R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            float s = hsum_ps(two ? _mm256_add_ps(acc[r][t][0], acc[r][t][1]) : acc[r][t][0]);
+            for (int i = nm; i < n; i++) s += h16_one(wr[r][i], bf) * h16_one(ar[t][i], bf);
+            out[(size_t)t * out_stride + (size_t)r] = s;
+        }
+}
+
+static inline __attribute__((always_inline)) void tile8_h16(int n, const void *w, size_t w_stride,
+                                                            const void *a, size_t a_stride,
+                                                            int n_act, float *out,
+                                                            size_t out_stride, int bf)
+{
+    for (int r0 = 0; r0 < 8; r0 += H16_R) {
+        const uint16_t *wr[H16_R];
+        for (int r = 0; r < H16_R; r++)
+            wr[r] = (const uint16_t *)((const uint8_t *)w + (size_t)(r0 + r) * w_stride);
+        for (int t0 = 0; t0 < n_act; t0 += H16_T) {
+            const int T = n_act - t0 < H16_T ? n_act - t0 : H16_T;
+            const uint16_t *ar[H16_T];
+            float *o = out + (size_t)t0 * out_stride + (size_t)r0;
+            for (int t = 0; t < H16_T; t++)
+                ar[t] = (const uint16_t *)((const uint8_t *)a +
+                                           (size_t)(t0 + (t < T ? t : 0)) * a_stride);
+            if (T == H16_T)
+                h16_block(n, wr, ar, H16_T, bf, o, out_stride);
+            else
+                for (int t = 0; t < T; t++)
+                    h16_block(n, wr, &ar[t], 1, bf, o + (size_t)t * out_stride, out_stride);
+        }
+    }
+}
+
+static void tile8_f16(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
+                      int n_act, float *out, size_t out_stride)
+{
+    tile8_h16(n, w, w_stride, a, a_stride, n_act, out, out_stride, 0);
+}
+
+static void tile8_bf16(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
+                       int n_act, float *out, size_t out_stride)
+{
+    tile8_h16(n, w, w_stride, a, a_stride, n_act, out, out_stride, 1);
+}
+
 /* Eight f16 scales that sit at a fixed byte stride (the d field heading
  * each block), converted together. Eight 16-bit loads into a small array
  * beat vpgatherdd, which is microcoded on AMD: q4_0 0.87 vs 1.02 ns per
@@ -1272,6 +1370,10 @@ void eng_kernels_avx2(struct eng_kernels *k)
     k->repack[GGUF_T_Q4_0] = repack_q4_0_x8;
     k->ptile[GGUF_T_Q4_0] = ptile8_q4_0_q8_0;
 #endif
+    k->tile[GGUF_T_F16] = tile8_f16;
+    k->tile_rows[GGUF_T_F16] = 8;
+    k->tile[GGUF_T_BF16] = tile8_bf16;
+    k->tile_rows[GGUF_T_BF16] = 8;
     k->vec_dot4[GGUF_T_Q8_0] = dot4_q8_0_q8_0;
     k->vec_dot4[GGUF_T_Q4_K] = dot4_q4_K_q8_K;
     k->vec_dot4[GGUF_T_Q5_K] = dot4_q5_K_q8_K;
