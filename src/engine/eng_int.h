@@ -193,7 +193,7 @@ typedef float (*vec_dot_fn)(int n, const void *w, const void *a);
 typedef void (*vec_dot4_fn)(int n, const void *w, const void *a, size_t stride, float out[4]);
 /* tile_rows weight rows (w, w + w_stride, ...) times n_act activation rows
  * (a, a + a_stride, ...): out[t * out_stride + i] = row i . activation t.
- * For batches of at least TILE_MIN_ACT rows. */
+ * For batches of at least TILE_MIN_ACT rows (or the set's tile_min). */
 typedef void (*tile_fn)(int n, const void *w, size_t w_stride, const void *a, size_t a_stride,
                         int n_act, float *out, size_t out_stride);
 #define TILE_MIN_ACT 8
@@ -250,6 +250,7 @@ struct eng_kernels {
     vec_dot4_fn vec_dot4[GGUF_T_COUNT]; /* optional */
     tile_fn tile[GGUF_T_COUNT];         /* optional */
     int tile_rows[GGUF_T_COUNT];        /* weight rows per tile call (8 or 16) */
+    int tile_min[GGUF_T_COUNT];         /* fewest activation rows for tile; 0: TILE_MIN_ACT */
     repack_fn repack[GGUF_T_COUNT];     /* optional, with ptile */
     ptile_fn ptile[GGUF_T_COUNT];
     uint32_t act_type[GGUF_T_COUNT];

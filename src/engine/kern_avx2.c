@@ -1372,8 +1372,10 @@ void eng_kernels_avx2(struct eng_kernels *k)
 #endif
     k->tile[GGUF_T_F16] = tile8_f16;
     k->tile_rows[GGUF_T_F16] = 8;
+    k->tile_min[GGUF_T_F16] = 2; /* no four-row kernel: the tile from two rows on */
     k->tile[GGUF_T_BF16] = tile8_bf16;
     k->tile_rows[GGUF_T_BF16] = 8;
+    k->tile_min[GGUF_T_BF16] = 2;
     k->vec_dot4[GGUF_T_Q8_0] = dot4_q8_0_q8_0;
     k->vec_dot4[GGUF_T_Q4_K] = dot4_q4_K_q8_K;
     k->vec_dot4[GGUF_T_Q5_K] = dot4_q5_K_q8_K;

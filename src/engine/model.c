@@ -1090,7 +1090,8 @@ static void mm_worker(void *arg, int ith, int nth)
                 }
                 if (lo >= hi) continue;
             }
-            if (tile && j->n_tok >= TILE_MIN_ACT) {
+            const int tmin = j->k->tile_min[m->w->type] ? j->k->tile_min[m->w->type] : TILE_MIN_ACT;
+            if (tile && j->n_tok >= tmin) {
                 /* a tile of weight rows at a time against every token */
                 const int tr = j->k->tile_rows[m->w->type];
                 for (; lo + tr <= hi; lo += tr) {
