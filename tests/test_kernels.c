@@ -233,6 +233,46 @@ static void simd_vs_scalar(const struct eng_kernels *best)
             }
         }
     }
+    /* Float rows of lengths that leave tails past every vector step, one
+     * row and tiled: the tails are summed as the one-row kernel sums them. */
+    {
+        static const int lens[] = {1, 7, 31, 33, 63, 65, 100, 130};
+        const uint32_t ft[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16};
+        for (size_t fi = 0; fi < 3; fi++)
+            for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+                const uint32_t t = ft[fi], at = best->act_type[t];
+                const int n = lens[li];
+                static uint8_t w8[8 * 130 * 4], a8[3 * 130 * 4];
+                static float wd2[130], ad2[130], o3[3 * 17];
+                const size_t wrow = eng_row_bytes(t, n), arow = (size_t)n * 4;
+                double exact = 0, scale = 0;
+                for (int r = 0; r < 8; r++) {
+                    rand_row(a, n, 500 + (uint64_t)r);
+                    CHECK(eng_quantize_row(t, a, w8 + wrow * (size_t)r, n) == 0);
+                }
+                for (int u = 0; u < 3; u++) {
+                    rand_row(a, n, 600 + (uint64_t)u);
+                    best->to_act[at](a, a8 + arow * (size_t)u, n);
+                }
+                ref.dequant[t](w8, wd2, n);
+                ref.dequant[at](a8, ad2, n);
+                for (int j = 0; j < n; j++)
+                    exact += (double)wd2[j] * ad2[j], scale += fabs((double)wd2[j] * ad2[j]);
+                CHECKF(fabs(best->vec_dot[t](n, w8, a8) - exact) <= 1e-5 * scale + 1e-6,
+                       "%s %s, %d elements: %g vs exact %g", gguf_type_name(t), best->name, n,
+                       (double)best->vec_dot[t](n, w8, a8), exact);
+                if (best->tile[t]) {
+                    int r, u;
+                    float got, want;
+                    CHECK(best->tile_rows[t] == 8);
+                    best->tile[t](n, w8, wrow, a8, arow, 3, o3, 17);
+                    CHECKF(!tile_mismatch(best, t, n, w8, wrow, a8, arow, 3, 8, o3, &r, &u, &got,
+                                          &want),
+                           "%s tile, %d elements, row %d act %d: %g vs %g", gguf_type_name(t), n, r,
+                           u, (double)got, (double)want);
+                }
+            }
+    }
     /* The f16 axpy used over the V cache. */
     {
         static uint16_t h[N];

@@ -276,6 +276,7 @@ void eng_kernels_neon_dot(struct eng_kernels *k);
  * or on AArch64 from the kernel's hardware capabilities. */
 int eng_cpu_has_avx2(void);       /* AVX2, FMA, F16C */
 int eng_cpu_has_avx512vnni(void); /* AVX512 F, BW, VL and VNNI */
+int eng_cpu_has_avx512bf16(void); /* and AVX512_BF16 (vdpbf16ps) */
 int eng_cpu_has_dotprod(void);    /* AArch64 asimddp */
 /* The best set for this CPU, chosen once; CITADEL_KERNELS=scalar forces the reference. */
 const struct eng_kernels *eng_kernels_get(void);

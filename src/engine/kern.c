@@ -47,8 +47,21 @@ int eng_cpu_has_avx512vnni(void)
     return (b & (1u << 16 | 1u << 30 | 1u << 31)) == (1u << 16 | 1u << 30 | 1u << 31) &&
            ((c >> 11) & 1);
 }
+
+int eng_cpu_has_avx512bf16(void)
+{
+    unsigned a, b, c, d;
+    if (!eng_cpu_has_avx512vnni()) return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 5) & 1; /* leaf 7 subleaf 1, EAX bit 5: AVX512_BF16 */
+}
 #else
 int eng_cpu_has_avx2(void)
+{
+    return 0;
+}
+
+int eng_cpu_has_avx512bf16(void)
 {
     return 0;
 }
