@@ -3,7 +3,7 @@
 #
 #   LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin sh bench/vs_llamacpp.sh [MIXES] [THREADS] [PAIRS]
 #
-# MIXES (default q8_0,q4_0,q4_k_m) are bench_engine's TinyLlama-1.1B-shaped
+# MIXES (default q8_0,q4_0,q4_k_m; f16, bf16, q5_k_m, q6_k too) are bench_engine's TinyLlama-1.1B-shaped
 # files, generated once into $CITADEL_BENCH_CACHE (~/.cache/citadel-bench);
 # both engines read the very same file. THREADS default 1,2; PAIRS default
 # 3. For each row the two run in interleaved pairs (citadel, llama.cpp,
