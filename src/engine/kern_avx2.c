@@ -4,17 +4,19 @@
  *
  * Integer dot products multiply unsigned by signed bytes (vpmaddubsw, or
  * vpdpbusd in the VNNI build): weights stored as unsigned levels go in
- * directly and their offset (-8 for q4_0, -32 for q6_K) is applied once
- * through the activation's block sums; q8_0 weights are made unsigned with
- * their absolute value and the sign moved onto the activation (vpsignb).
- * The level ranges keep every pair sum below 32767, so nothing saturates.
+ * directly; q4_0's -8 offset is applied through the activation's block
+ * sums, q6_K's -32 on every pair sum (the reference's integer lanes); q8_0
+ * weights are made unsigned with their absolute value and the sign moved
+ * onto the activation (vpsignb). The level ranges keep every pair sum
+ * below 32767, so nothing saturates.
  *
- * q4_0 and q8_0 work on eight blocks at a time: the eight f16 scales are
- * collected and converted together. q4_0 reduces the eight blocks' integer
- * sums side by side (sum_lanes8) for one convert and one FMA; q8_0 keeps
- * each block's eight lane sums and accumulates them block by block in the
- * reference engine's order (one FMA per block), which its logits match to
- * 1e-6 where the side-by-side form drifted by 0.1.
+ * Every quantized product takes the scalar set's (the reference's) float
+ * order, so all sets give the same float for the same operands: q8_0 and
+ * the k-quants keep each block's eight integer lanes and accumulate them
+ * with one FMA per lane and block; q4_0 forms each block's integer sum
+ * (eight blocks side by side, sum_lanes8) and feeds one FMA chain per row,
+ * which the tiles get for free with the rows in the lanes. The f16 and
+ * bf16 tiles sum every output as the set's one-row kernel does.
  *
  * kern_neon.c fills the same table on AArch64.
  *
