@@ -233,6 +233,57 @@ static void simd_vs_scalar(const struct eng_kernels *best)
             }
         }
     }
+    /* Quantized rows whose block counts leave tails past the eight-block
+     * groups (61 q8_0/q4_0 blocks, 3 k-quant blocks): one row, four rows,
+     * tiles and packed tiles, to the bit against the scalar set. */
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        const uint32_t t = types[i], at = best->act_type[t];
+        const int n = gguf_type_info(t)->blck == QK_K ? 3 * QK_K : 61 * QK8_0;
+        static uint8_t wt[16 * 2304], at4[4 * 2048 * 4], packed2[16 * 2304];
+        static float o16[4 * 17];
+        const size_t wrow = eng_row_bytes(t, n), arow = (size_t)n * 4;
+        if (gguf_type_info(t)->blck == 1) continue;
+        CHECK(wrow <= 2304 && arow <= 2048 * 4);
+        for (int r = 0; r < 16; r++) {
+            rand_row(a, n, 700 + (uint64_t)r);
+            CHECK(eng_quantize_row(t, a, wt + wrow * (size_t)r, n) == 0);
+        }
+        for (int u = 0; u < 4; u++) {
+            rand_row(a, n, 800 + (uint64_t)u);
+            ref.to_act[at](a, at4 + arow * (size_t)u, n);
+        }
+        for (int u = 0; u < 4; u++) {
+            const float s1 = ref.vec_dot[t](n, wt, at4 + arow * (size_t)u);
+            CHECKF(best->vec_dot[t](n, wt, at4 + arow * (size_t)u) == s1,
+                   "%s %s, %d blocks: not bit for bit", gguf_type_name(t), best->name,
+                   n / gguf_type_info(t)->blck);
+        }
+        if (best->vec_dot4[t]) {
+            float v4[4];
+            best->vec_dot4[t](n, wt, at4, arow, v4);
+            for (int u = 0; u < 4; u++)
+                CHECKF(v4[u] == ref.vec_dot[t](n, wt, at4 + arow * (size_t)u),
+                       "%s %s dot4, %d blocks, row %d: not bit for bit", gguf_type_name(t),
+                       best->name, n / gguf_type_info(t)->blck, u);
+        }
+        if (best->tile[t]) {
+            int r, u;
+            float got, want;
+            const int tr = best->tile_rows[t];
+            best->tile[t](n, wt, wrow, at4, arow, 4, o16, 17);
+            CHECKF(!tile_mismatch(best, t, n, wt, wrow, at4, arow, 4, tr, o16, &r, &u, &got, &want),
+                   "%s tile, %d blocks, row %d act %d: %g vs %g", gguf_type_name(t),
+                   n / gguf_type_info(t)->blck, r, u, (double)got, (double)want);
+            if (best->repack[t] && best->ptile[t]) {
+                best->repack[t](wt, wrow, n, tr, packed2);
+                best->ptile[t](n, packed2, at4, arow, 4, o16, 17);
+                CHECKF(!tile_mismatch(best, t, n, wt, wrow, at4, arow, 4, tr, o16, &r, &u, &got,
+                                      &want),
+                       "%s packed tile, %d blocks, row %d act %d: %g vs %g", gguf_type_name(t),
+                       n / gguf_type_info(t)->blck, r, u, (double)got, (double)want);
+            }
+        }
+    }
     /* Float rows of lengths that leave tails past every vector step, one
      * row and tiled: the tails are summed as the one-row kernel sums them. */
     {

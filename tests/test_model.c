@@ -63,8 +63,9 @@ static int g_first_steps;
  * the same bounds: a set the machine would choose must give the answer
  * the scalar set gives. For models whose every matrix is quantized
  * (exact_sets), each set forms the scalar set's integer sums and float
- * steps, so each set's distances from the reference must be the scalar
- * set's to the bit (kernels_all_sets_agree compares whole logit rows). */
+ * steps, so each set's worst distances from the reference and its count of
+ * close steps must equal the scalar set's exactly (kernels_all_sets_agree
+ * compares whole logit rows). */
 static void ref_check(const char *model_file, const char *ref_file, float tol, float close,
                       double min_close, int exact_sets)
 {

@@ -53,8 +53,8 @@ typedef struct {
  * blocks being
  *     float d[nb] | float sum[nb] | int8 qs[32 * nb]
  * (scales as f32, and each block's integer sum as a float). A q4_0 product
- * then feeds the unsigned nibbles to vpmaddubsw and applies the -8 offset
- * once per eight blocks as -8 * sum(d_w * d_a * sum). */
+ * then feeds the unsigned nibbles to vpmaddubsw and takes 8 * sum off each
+ * block's integer dot product (exact in f32) before its FMA. */
 static inline size_t q8_0s_row_bytes(int n)
 {
     return (size_t)(n / QK8_0) * (2 * sizeof(float) + QK8_0);
@@ -171,7 +171,7 @@ static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t
     }
 }
 
-/* q8_0 dot products: eight lanes, each the sum of four adjacent byte
+/* q8_0 and k-quant dot products: eight lanes, each the sum of four adjacent byte
  * products, scaled and accumulated with a fused multiply-add across
  * blocks, then summed as ((l4+l0)+(l6+l2))+((l5+l1)+(l7+l3)): the
  * reference engine's order. The integer sums are exact however they are

@@ -336,8 +336,8 @@ static inline __m256 gather_scales(const void *base, int stride_bytes)
 }
 
 /* Lane b of the result is the sum of the 8 int32 lanes of p[b]: eight
- * blocks' exact integer dot products side by side, ready for one convert
- * and one FMA against the eight blocks' scales. */
+ * blocks' exact integer dot products side by side, converted together;
+ * the callers then take one FMA per block, in block order. */
 static inline __m256i sum_lanes8(const __m256i p[8])
 {
     const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
@@ -1034,8 +1034,10 @@ static inline __attribute__((always_inline)) void q6_unpack(const uint8_t *ql, c
  * comes off each pair sum (32 * the pair's activations, also from
  * vpmaddubsw) before the scales: the integer lanes of the scalar set's
  * (the reference's) order, for any activations. */
-/* Pair sums of (q - 32) * y: levels q 0..63 and |y| <= 127 keep both
- * vpmaddubsw results within 16 bits. */
+/* Pair sums of (q - 32) * y: levels q 0..63 keep both vpmaddubsw results
+ * within 16 bits for any int8 y (2 * 63 * 128 < 32768). (Moving the sign
+ * of q - 32 onto y with vpsignb instead measured the same and would need
+ * y > -128.) */
 static inline __m256i q6_pairs(__m256i q, __m256i y)
 {
     return _mm256_sub_epi16(_mm256_maddubs_epi16(q, y),
@@ -1183,17 +1185,11 @@ static void dot4_q6_K_q8_K(int n, const void *w, const void *a, size_t stride, f
             for (int c = 0; c < 4; c++) {
                 const __m256i sv =
                     _mm256_set_m128i(_mm_set1_epi16(s[2 * c + 1]), _mm_set1_epi16(s[2 * c]));
-                /* q - 32 as a magnitude and a sign, shared by the four
-                 * tokens: one vpmaddubsw per token instead of two */
-                const __m256i v = _mm256_sub_epi8(q[c], _mm256_set1_epi8(32));
-                const __m256i av = _mm256_abs_epi8(v);
 #pragma GCC unroll 8
                 for (int t = 0; t < 4; t++) {
                     const __m256i yv =
                         _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 128 * hh + 32 * c));
-                    sumi[t] = _mm256_add_epi32(
-                        sumi[t],
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(av, _mm256_sign_epi8(yv, v)), sv));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(q6_pairs(q[c], yv), sv));
                 }
             }
         }

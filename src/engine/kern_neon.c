@@ -12,8 +12,8 @@
  * block's integer sum into the scalar set's one FMA chain, and the
  * k-quants keep its eight integer lanes (four-byte groups, from SDOT or
  * the widening pair sums) and its float steps. The f32, f16 and bf16
- * dot products accumulate in four-lane partial sums (as the AVX2 set's do)
- * and so differ from the scalar set's running sum by rounding only.
+ * dot products accumulate in four-lane partial sums (the AVX2 set's in
+ * eight) and so differ from the scalar set's running sum by rounding only.
  * axpy_f16 multiplies and then adds, unfused, as the scalar loop does.
  * The conversions of activations and the attention are the scalar set's
  * own (the attention in the reference's order, kern_ref.c).

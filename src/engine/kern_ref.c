@@ -2,10 +2,11 @@
  * Scalar reference kernels: dequantization, activation conversion, dot
  * products and weight quantizers for every supported tensor type.
  *
- * These define the numerics; SIMD paths must agree with them to rounding
- * (tests/test_kernels.c checks that). Dot products of quantized types are
- * computed the way the block formats are designed to be used: integer sums
- * inside a sub-block, one float multiply per sub-block.
+ * These define the numerics, in the reference engine's order. SIMD paths
+ * give the same floats for the quantized types (integer lanes of four
+ * consecutive products, one FMA per lane and block; q4_0 one FMA chain
+ * per row) and agree to rounding for f32/f16/bf16; tests/test_kernels.c
+ * checks both.
  */
 #include <math.h>
 #include <stdlib.h>

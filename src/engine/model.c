@@ -587,8 +587,8 @@ static int load_tensors(struct eng_model *m, struct cit_err *err)
 }
 
 /* Rewrites a weight matrix into the kernel set's packed layout when it has
- * one (q4_0 with AVX512-VNNI: sixteen rows per group, the same bytes
- * moved). The mapped original is not read again, so its pages are given
+ * one (q4_0: sixteen rows per group with AVX512-VNNI, eight with AVX2; the
+ * same bytes moved). The mapped original is not read again, so its pages are given
  * back; without memory for the copy the plain layout serves. */
 static void repack_tensor(const struct eng_model *m, struct eng_tensor *t)
 {
@@ -1080,7 +1080,10 @@ static void mm_worker(void *arg, int ith, int nth)
             tile_fn tile = j->k->tile[m->w->type];
             ptile_fn ptile = j->k->ptile[m->w->type];
             int t = 0;
-            if (m->w->packed && ptile && m->w->packed_rows == j->k->tile_rows[m->w->type]) {
+            if (m->w->packed && ptile && m->w->packed_rows == j->k->tile_rows[m->w->type] &&
+                lo % m->w->packed_rows == 0) {
+                /* (a range that starts inside a group, after an item whose
+                 * rows are not whole groups, reads the plain layout) */
                 /* packed at load: every batch size, decode included */
                 const int tr = m->w->packed_rows;
                 for (; lo + tr <= hi; lo += tr) {
