@@ -52,6 +52,7 @@ int eng_cpu_has_avx512bf16(void)
 {
     unsigned a, b, c, d;
     if (!eng_cpu_has_avx512vnni()) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return 0; /* no subleaf 1 */
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
     return (a >> 5) & 1; /* leaf 7 subleaf 1, EAX bit 5: AVX512_BF16 */
 }
