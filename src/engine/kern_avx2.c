@@ -594,29 +594,37 @@ static void tile16_q4_0_q8_0(int n, const void *w, size_t w_stride, const void *
 }
 #endif
 
+/* The packed q4_0 layout: groups of Q4_0_PACK_ROWS rows (R: sixteen in
+ * the VNNI set, whose tiles are 512 bits wide, eight in the AVX2 set); per
+ * block, the R f16 scales (2R bytes), then four registers P0..P3 of 4R
+ * bytes where lane i of Pj is dword j of row i's sixteen nibble bytes. Low
+ * nibbles are elements 4j..4j+3 of row i, high nibbles elements
+ * 16+4j..16+4j+3, so an and and a shift give the transposed registers the
+ * tiles build by shuffling, for the cost of four loads, and each row's
+ * lane forms its block sums in order: one FMA chain per row, the scalar
+ * set's. The file's bytes are moved, not changed: the same size, the same
+ * values. */
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-/* The packed q4_0 layout: groups of sixteen rows; per block, the sixteen
- * f16 scales (32 bytes), then four 64-byte registers P0..P3 where lane i
- * of Pj is dword j of row i's sixteen nibble bytes. Low nibbles are
- * elements 4j..4j+3 of row i, high nibbles elements 16+4j..16+4j+3, so
- * an and and a shift give the transposed registers tile16 builds by
- * shuffling, for the cost of four loads. The file's bytes are moved, not
- * changed: the same size, the same values. */
-#define Q4_0_PACK_BLOCK (32 + 256)
-static void repack_q4_0_x16(const void *src, size_t row_bytes, int n, int rows, void *dst)
+#define Q4_0_PACK_ROWS 16
+#else
+#define Q4_0_PACK_ROWS 8
+#endif
+#define Q4_0_PACK_BLOCK (18 * Q4_0_PACK_ROWS) /* 2R + 4 * 4R bytes */
+static void repack_q4_0(const void *src, size_t row_bytes, int n, int rows, void *dst)
 {
-    const int nb = n / QK4_0;
+    const int nb = n / QK4_0, R = Q4_0_PACK_ROWS;
     uint8_t *o = dst;
-    for (int g = 0; g < rows; g += 16)
+    for (int g = 0; g < rows; g += R)
         for (int b = 0; b < nb; b++, o += Q4_0_PACK_BLOCK)
-            for (int i = 0; i < 16; i++) {
+            for (int i = 0; i < R; i++) {
                 const block_q4_0 *x =
                     (const block_q4_0 *)((const uint8_t *)src + (size_t)(g + i) * row_bytes) + b;
                 memcpy(o + 2 * i, &x->d, 2);
-                for (int j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * i, x->qs + 4 * j, 4);
+                for (int j = 0; j < 4; j++) memcpy(o + 2 * R + 4 * R * j + 4 * i, x->qs + 4 * j, 4);
             }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 /* One activation row against a packed group, all in registers: decoding
  * one sequence streams the weights from memory and must keep up with it. */
 static void ptile16_q4_0_q8_0_one(int n, const uint8_t *gb, const void *a, float *out)
@@ -689,27 +697,6 @@ static void ptile16_q4_0_q8_0(int n, const void *group, const void *a, size_t a_
 #endif
 
 #if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
-/* The packed q4_0 layout of the AVX2 set: groups of eight rows; per block,
- * the eight f16 scales (16 bytes), then four 32-byte registers P0..P3
- * where lane i of Pj is dword j of row i's sixteen nibble bytes (the
- * 16-row layout below, at half the width). An and and a shift give the
- * transposed registers tile8 builds by shuffling; a row's lane then forms
- * its block sums in order, one FMA chain per row, the scalar set's. */
-#define Q4_0_PACK8_BLOCK (16 + 128)
-static void repack_q4_0_x8(const void *src, size_t row_bytes, int n, int rows, void *dst)
-{
-    const int nb = n / QK4_0;
-    uint8_t *o = dst;
-    for (int g = 0; g < rows; g += 8)
-        for (int b = 0; b < nb; b++, o += Q4_0_PACK8_BLOCK)
-            for (int i = 0; i < 8; i++) {
-                const block_q4_0 *x =
-                    (const block_q4_0 *)((const uint8_t *)src + (size_t)(g + i) * row_bytes) + b;
-                memcpy(o + 2 * i, &x->d, 2);
-                for (int j = 0; j < 4; j++) memcpy(o + 16 + 32 * j + 4 * i, x->qs + 4 * j, 4);
-            }
-}
-
 /* The eight rows' products with one activation row over block b, as
  * floats: (block dot - 8 * activation sum), exact small integers. */
 static inline __m256 ptile8_block(const __m256i wt[8], const float *ys, const int8_t *q, int b)
@@ -735,10 +722,10 @@ static void ptile8_q4_0_q8_0(int n, const void *group, const void *a, size_t a_s
         const uint8_t *a0 = (const uint8_t *)a + (size_t)t0 * a_stride;
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = gb + (size_t)b * Q4_0_PACK8_BLOCK;
+            const uint8_t *blk = gb + (size_t)b * Q4_0_PACK_BLOCK;
             __m256i wt[8];
-            for (int l = 0; l < Q4_0_PACK8_BLOCK; l += 64)
-                _mm_prefetch((const char *)blk + 4 * Q4_0_PACK8_BLOCK + l, _MM_HINT_T0);
+            for (int l = 0; l < Q4_0_PACK_BLOCK; l += 64)
+                _mm_prefetch((const char *)blk + 4 * Q4_0_PACK_BLOCK + l, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m256i p = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * j));
@@ -1451,15 +1438,13 @@ void eng_kernels_avx2(struct eng_kernels *k)
     k->vec_dot4[GGUF_T_Q4_0] = dot4_q4_0_q8_0;
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
     k->tile[GGUF_T_Q4_0] = tile16_q4_0_q8_0;
-    k->tile_rows[GGUF_T_Q4_0] = 16;
-    k->repack[GGUF_T_Q4_0] = repack_q4_0_x16;
     k->ptile[GGUF_T_Q4_0] = ptile16_q4_0_q8_0;
 #else
     k->tile[GGUF_T_Q4_0] = tile8_q4_0_q8_0;
-    k->tile_rows[GGUF_T_Q4_0] = 8;
-    k->repack[GGUF_T_Q4_0] = repack_q4_0_x8;
     k->ptile[GGUF_T_Q4_0] = ptile8_q4_0_q8_0;
 #endif
+    k->tile_rows[GGUF_T_Q4_0] = Q4_0_PACK_ROWS;
+    k->repack[GGUF_T_Q4_0] = repack_q4_0;
     k->tile[GGUF_T_F16] = tile8_f16;
     k->tile_rows[GGUF_T_F16] = 8;
     k->tile_min[GGUF_T_F16] = 2; /* no four-row kernel: the tile from two rows on */
