@@ -293,6 +293,71 @@ void eng_sampler_free(struct eng_sampler *s);
  * logits are modified in place. */
 int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* ---- grammar-constrained sampling ----
+ *
+ * A grammar is a graph of JSON value nodes, built by a schema compiler
+ * (the HTTP module's, from JSON Schema): reserve a node with eng_gram_add,
+ * give it its kind with one eng_gram_set_* (references may point at nodes
+ * not yet set, for recursion), then eng_gram_finish with the root. A
+ * finished grammar is immutable and shared between threads by reference.
+ *
+ * A state follows one generation through the grammar; eng_gram_mask
+ * says which tokens may come next (the end-of-generation tokens only once
+ * the value is complete), eng_gram_feed_token moves on. The matcher
+ * accepts a finite, unambiguous subset of what the schema allows: members
+ * in the given order (optional ones may be skipped), no \u escapes, short
+ * whitespace runs, numbers of at most 16 digits per part (2 in exponents),
+ * nesting up to 32.
+ */
+struct eng_gram;
+int eng_gram_new(struct eng_gram **out /* out */);
+struct eng_gram *eng_gram_ref(struct eng_gram *g); /* one more reference */
+void eng_gram_free(struct eng_gram *g);            /* drops one reference */
+/* Reserves a node: its id (>= 0), CIT_ERANGE past 65536 nodes. */
+int eng_gram_add(struct eng_gram *g);
+int eng_gram_set_any(struct eng_gram *g, int id); /* any JSON value */
+/* A string of min_len to max_len characters (max_len -1: no limit). */
+int eng_gram_set_string(struct eng_gram *g, int id, int min_len, int max_len);
+int eng_gram_set_number(struct eng_gram *g, int id, int integer);
+/* One of up to 64 JSON texts, each written exactly so (lens NULL: strlen). */
+int eng_gram_set_literals(struct eng_gram *g, int id, const char *const *lits, const size_t *lens,
+                          int n);
+int eng_gram_set_array(struct eng_gram *g, int id, int item, int min_items, int max_items);
+/* An object of up to 64 members in this order; keys are JSON string texts
+ * with their quotes ("\"name\""); members not required may be left out. */
+int eng_gram_set_object(struct eng_gram *g, int id, const char *const *keys, const size_t *key_lens,
+                        const int *values, const unsigned char *required, int n);
+/* An object with any keys, every value of node value. */
+int eng_gram_set_map(struct eng_gram *g, int id, int value);
+/* One of up to 64 alternatives, which must begin with different bytes. */
+int eng_gram_set_anyof(struct eng_gram *g, int id, const int *alts, int n);
+/* Checks and seals: CIT_EINVAL with *bad_node naming a node never set, or
+ * an anyOf whose alternatives overlap in their first bytes. */
+int eng_gram_finish(struct eng_gram *g, int root, int *bad_node /* out */);
+
+struct eng_gram_state;
+int eng_gram_state_new(const struct eng_gram *g, struct eng_gram_state **out /* out */);
+void eng_gram_state_free(struct eng_gram_state *s);
+int eng_gram_state_copy(struct eng_gram_state *dst, const struct eng_gram_state *src);
+/* Feeds bytes: 0, or CIT_EINVAL with the state unchanged. */
+int eng_gram_feed(struct eng_gram_state *s, const char *bytes, size_t n);
+int eng_gram_can_end(const struct eng_gram_state *s); /* the text so far is a whole value */
+int eng_gram_done(const struct eng_gram_state *s);    /* whole, and nothing may follow */
+
+/* A model's tokens as the grammar sees them: their bytes in a trie.
+ * Built once per model (milliseconds), read by any number of states. */
+struct eng_gram_vocab;
+int eng_gram_vocab_new(const struct eng_model *m, struct eng_gram_vocab **out /* out */);
+void eng_gram_vocab_free(struct eng_gram_vocab *v);
+int eng_gram_vocab_tokens(const struct eng_gram_vocab *v);
+/* Sets bit t of mask ((n_vocab + 31) / 32 words) for every token t that
+ * may come next; returns how many (0: none can), or CIT_ENOMEM. The state
+ * is not moved (it keeps scratch for the walk). */
+int eng_gram_mask(const struct eng_gram_vocab *v, struct eng_gram_state *s, uint32_t *mask);
+/* Moves the state over token tok: 0, or CIT_EINVAL (state unchanged) for
+ * a token the mask would refuse. */
+int eng_gram_feed_token(const struct eng_gram_vocab *v, struct eng_gram_state *s, int32_t tok);
+
 /* ---- quantization recipes and synthetic models ---- */
 
 enum eng_qmix { ENG_QMIX_Q8_0, ENG_QMIX_Q4_0, ENG_QMIX_Q4_K_M, ENG_QMIX_Q5_K_M, ENG_QMIX_Q6_K };

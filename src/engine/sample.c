@@ -136,8 +136,9 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
         r = (double)(cit_rng_next(s->s) >> 11) * 0x1.0p-53 * sum;
         for (int i = 0; i < n; i++)
             if (logits[i] >= cut) {
-                cum += expf((logits[i] - mx) / p->temperature);
-                last = i;
+                float e = expf((logits[i] - mx) / p->temperature);
+                cum += e;
+                if (e > 0) last = i; /* never a token masked to -inf */
                 if (r < cum) return i;
             }
         return last;
@@ -169,6 +170,7 @@ int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history,
     sum = 0;
     for (int i = 0; i < keep; i++)
         sum += s->c[i].p = expf((s->c[i].logit - s->c[0].logit) / p->temperature);
+    while (keep > 1 && s->c[keep - 1].p == 0) keep--; /* masked (-inf) tokens, at the end */
     r = (double)(cit_rng_next(s->s) >> 11) * 0x1.0p-53 * sum;
     cum = 0;
     for (int i = 0; i < keep; i++) {
