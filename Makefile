@@ -121,7 +121,7 @@ ARM_CC   ?= aarch64-linux-gnu-gcc
 ARM_SRC  := $(filter-out src/engine/kern_avx2% src/engine/kern_neon_dot.c,$(wildcard src/engine/*.c)) \
             $(wildcard src/gguf/*.c) \
             $(addprefix src/core/,alloc.c err.c file.c log.c pool.c rng.c)
-ARM_TEST := $(addprefix tests/,main.c model_build.c test_chat.c test_embed.c test_gguf.c test_moe.c test_kernels.c \
+ARM_TEST := $(addprefix tests/,main.c model_build.c test_chat.c test_embed.c test_gguf.c test_grammar.c test_moe.c test_kernels.c \
               test_model.c test_vocab.c)
 ARM_FLAGS = $(filter-out -MMD -MP,$(BASE)) -DTEST_ENGINE_ONLY $(RELEASE) \
             -fsanitize=undefined -fno-sanitize-recover=all
@@ -169,7 +169,7 @@ fuzz: deps
 	  build-fuzz/fuzz_request build-fuzz/fuzz_conf build-fuzz/fuzz_detect build-fuzz/fuzz_policy \
 	  build-fuzz/fuzz_ledger build-fuzz/fuzz_output build-fuzz/fuzz_bundle \
 	  build-fuzz/fuzz_card build-fuzz/fuzz_fl build-fuzz/fuzz_admin build-fuzz/fuzz_head \
-	  build-fuzz/fuzz_passport build-fuzz/fuzz_witness
+	  build-fuzz/fuzz_passport build-fuzz/fuzz_witness build-fuzz/fuzz_schema
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Serves MODEL on 127.0.0.1 (citadel.conf) and prints a curl command for it.

@@ -7,7 +7,7 @@ set -eu
 secs=${1:-60}
 cd "$(dirname "$0")/.."
 for target in gguf tokenize request conf detect policy ledger output bundle card fl admin head \
-    passport witness; do
+    passport witness schema; do
     work=build-fuzz/corpus-$target
     mkdir -p "$work"
     cp fuzz/corpus/$target/* "$work"/ 2>/dev/null || true

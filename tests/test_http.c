@@ -501,6 +501,109 @@ void test_http_stream(void)
     stop();
 }
 
+/* Code points of a UTF-8 string. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* A person as the schema below has it; 0 or -1. */
+static int check_person(const char *text)
+{
+    json_error_t je;
+    json_t *j = text ? json_loads(text, 0, &je) : NULL, *v;
+    size_t i;
+    int ok = j && json_is_object(j) && json_object_size(j) == 4;
+    ok = ok && json_is_string(v = json_object_get(j, "name")) &&
+         utf8_chars(json_string_value(v)) <= 10;
+    ok = ok && json_is_integer(json_object_get(j, "age"));
+    ok = ok && json_is_array(v = json_object_get(j, "pets")) && json_array_size(v) <= 3;
+    for (i = 0; ok && i < json_array_size(v); i++) {
+        const char *p = json_string_value(json_array_get(v, i));
+        ok = p && (!strcmp(p, "cat") || !strcmp(p, "dog"));
+    }
+    v = json_object_get(j, "ok");
+    ok = ok && (json_is_boolean(v) || json_is_null(v));
+    json_decref(j);
+    return ok ? 0 : -1;
+}
+
+void test_http_structured(void)
+{
+    static const char *rf =
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"person\","
+        "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
+        "\"string\",\"maxLength\":10},\"age\":{\"type\":\"integer\"},\"pets\":{\"type\":\"array\","
+        "\"items\":{\"enum\":[\"cat\",\"dog\"]},\"maxItems\":3},\"ok\":{\"type\":[\"boolean\","
+        "\"null\"]}},\"required\":[\"name\",\"age\",\"pets\",\"ok\"],\"additionalProperties\":"
+        "false}}}";
+    char body[2048];
+    struct resp r;
+    struct sse s;
+    int st, n_ok = 0;
+    if (start(4, 8, 0)) return;
+    for (int seed = 0; seed < 6; seed++) {
+        int chat = seed % 2;
+        char *text;
+        json_t *j;
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"stories260K\",%s,\"max_tokens\":400,\"temperature\":%s,"
+                 "\"seed\":%d,%s}",
+                 chat ? "\"messages\":[{\"role\":\"user\",\"content\":\"A person, as JSON\"}]"
+                      : "\"prompt\":\"Once upon a time\"",
+                 seed < 2 ? "0" : "1", seed, rf);
+        CHECK(request(port, "POST", chat ? "/v1/chat/completions" : "/v1/completions", key, body,
+                      &r) == 0);
+        CHECKF(r.status == 200, "%d %s", r.status, r.body);
+        j = body_json(&r);
+        text = (char *)(chat ? jstr(j, "choices.0.message.content") : jstr(j, "choices.0.text"));
+        CHECKF(check_person(text) == 0, "seed %d: not a person: %s", seed, text ? text : r.body);
+        CHECKF(!strcmp(jstr(j, "choices.0.finish_reason"), "stop"), "seed %d: %s", seed, r.body);
+        n_ok++;
+        if (seed == 1) {
+            /* the streamed answer is the same text */
+            char *plain = cit_strndup(text, strlen(text));
+            json_decref(j);
+            resp_free(&r);
+            snprintf(body, sizeof(body),
+                     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"A "
+                     "person, as JSON\"}],\"max_tokens\":400,\"temperature\":0,\"stream\":true,%s}",
+                     rf);
+            CHECK(plain && request(port, "POST", "/v1/chat/completions", key, body, &r) == 0);
+            CHECK(r.status == 200 && parse_sse(r.body, 1, &s) == 0);
+            CHECKF(!strcmp(s.text, plain), "streamed '%s', plain '%s'", s.text, plain);
+            CHECK(!strcmp(s.finish, "stop"));
+            cit_free(plain);
+        } else {
+            json_decref(j);
+        }
+        resp_free(&r);
+    }
+    /* json_object: some object, whatever keys */
+    {
+        char *t = complete("/v1/chat/completions",
+                           "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
+                           "\"JSON please\"}],\"max_tokens\":300,\"temperature\":0,"
+                           "\"response_format\":{\"type\":\"json_object\"}}",
+                           &st);
+        json_error_t je;
+        json_t *j;
+        size_t off = 0;
+        CHECK(t && st == 200);
+        while (t[off] == ' ' || t[off] == '\n') off++;
+        CHECKF(t[off] == '{', "%s", t);
+        /* cut short by max_tokens it may be; what there is is an object's start */
+        j = json_loads(t, 0, &je);
+        if (j) CHECK(json_is_object(j));
+        json_decref(j);
+        cit_free(t);
+    }
+    t_note("%d answers held to a JSON schema (plain, streamed, chat and completions)", n_ok);
+    stop();
+}
+
 void test_http_params(void)
 {
     int st;
@@ -625,8 +728,34 @@ void test_http_bad_requests(void)
          400, "messages[0].content"},
         {"/v1/chat/completions",
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
-         "\"response_format\":{\"type\":\"json_object\"}}",
+         "\"response_format\":{\"type\":\"xml\"}}",
          400, "response_format.type"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}}",
+         400, "response_format.json_schema.name"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"number\","
+         "\"minimum\":0}}}}}}",
+         400, "response_format.json_schema.schema"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+         "\"schema\":{\"anyOf\":[{\"type\":\"object\"},{\"type\":\"object\"}]}}}}",
+         400, "response_format.json_schema.schema"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"functions\":[{\"name\":\"f\"}]}", 400, "functions"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"function_call\":\"auto\"}", 400, "function_call"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"audio\":{\"voice\":\"alloy\"}}", 400, "audio"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"prediction\":{\"type\":\"content\"}}", 400,
+         "prediction"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"web_search_options\":{}}", 400, "web_search_options"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"modalities\":[\"text\",\"audio\"]}", 400, "modalities"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"store\":true}", 400, "store"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"tool_choice\":\"auto\"}", 400, "tool_choice"},
+        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"parallel_tool_calls\":false}", 400,
+         "parallel_tool_calls"},
         {"/v1/chat/completions",
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
          "\"tools\":[{}]}",

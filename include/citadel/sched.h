@@ -51,6 +51,11 @@ struct sched_req {
     struct eng_sampler_params sampling;
     const char *stops[SCHED_MAX_STOPS]; /* copied at submit */
     int n_stops;
+    /* A finished grammar the answer must follow (NULL: none), referenced
+     * at submit. Each step samples only from the tokens it allows; the
+     * request finishes (STOP) the moment the value is complete, and with
+     * ERROR should no token of the vocabulary be able to continue it. */
+    struct eng_gram *grammar;
 };
 
 enum sched_finish {

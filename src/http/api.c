@@ -4,9 +4,10 @@
  * Parsing is jansson (UTF-8 checked, duplicate keys rejected, nesting
  * capped by the library, integer overflow an error), then every field we
  * know is checked for type and range and named in the error. Fields we do
- * not know are ignored, as clients send many; fields we know but cannot
- * honour (n > 1, tools, logprobs, json response formats, penalties) are
- * refused, never silently dropped.
+ * not know are ignored, as clients send many; fields of the API we cannot
+ * honour (n > 1, tools, logprobs, penalties, audio, ...) are refused,
+ * never silently dropped. response_format json_object and json_schema
+ * compile to a grammar (schema.c) that the sampler enforces.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -255,6 +256,89 @@ static int parse_sampling(struct api_req *r, json_t *root, struct api_err *e)
     return 0;
 }
 
+/* response_format: text, json_object, or json_schema {name, schema,
+ * strict, description}; the json ones compile to r->gram. */
+static int parse_response_format(struct api_req *r, json_t *v, struct api_err *e)
+{
+    json_t *t = json_object_get(v, "type"), *js, *x;
+    const char *type;
+    char msg[sizeof(e->msg)];
+    int rc;
+    if (!json_is_object(v) || !json_is_string(t))
+        return fail(e, 400, "response_format", NULL,
+                    "'response_format' must be an object with a 'type'");
+    type = json_string_value(t);
+    if (!strcmp(type, "text")) return 0;
+    if (!strcmp(type, "json_object")) {
+        if (schema_json_object(&r->gram)) return fail(e, 500, NULL, NULL, "out of memory");
+        return 0;
+    }
+    if (strcmp(type, "json_schema"))
+        return fail(e, 400, "response_format.type", NULL,
+                    "response_format type '%.40s' is not supported (text, json_object, "
+                    "json_schema)",
+                    type);
+    js = json_object_get(v, "json_schema");
+    if (!json_is_object(js))
+        return fail(e, 400, "response_format.json_schema", NULL,
+                    "'response_format.json_schema' must be an object with a 'name' and a "
+                    "'schema'");
+    x = json_object_get(js, "name");
+    if (!json_is_string(x) || !json_string_length(x) || json_string_length(x) > 64 ||
+        strspn(json_string_value(x),
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            json_string_length(x))
+        return fail(e, 400, "response_format.json_schema.name", NULL,
+                    "'response_format.json_schema.name' must be 1 to 64 letters, digits, '_' "
+                    "or '-'");
+    if ((x = field(js, "strict")) && !json_is_boolean(x))
+        return fail(e, 400, "response_format.json_schema.strict", NULL,
+                    "'response_format.json_schema.strict' must be a boolean");
+    if ((x = field(js, "description")) && !json_is_string(x))
+        return fail(e, 400, "response_format.json_schema.description", NULL,
+                    "'response_format.json_schema.description' must be a string");
+    /* strict or not, the answer is held to the schema: there is no
+     * weaker mode to fall back to */
+    x = field(js, "schema");
+    if (!x) {
+        if (schema_json_object(&r->gram)) return fail(e, 500, NULL, NULL, "out of memory");
+        return 0;
+    }
+    rc = schema_compile(x, "response_format.json_schema.schema", &r->gram, msg, sizeof(msg));
+    if (rc == CIT_ENOMEM) return fail(e, 500, NULL, NULL, "out of memory");
+    if (rc) return fail(e, 400, "response_format.json_schema.schema", NULL, "%s", msg);
+    return 0;
+}
+
+/* Fields of the API that citadel does not implement: refused by name,
+ * never dropped (a value that asks for nothing passes). */
+static int refuse_unsupported(json_t *root, struct api_err *e)
+{
+    static const char *const never[] = {
+        "functions",        "function_call",      "audio",
+        "prediction",       "web_search_options", "parallel_tool_calls",
+        "reasoning_effort", "top_logprobs",       NULL,
+    };
+    json_t *v;
+    for (int i = 0; never[i]; i++)
+        if (field(root, never[i]))
+            return fail(e, 400, never[i], NULL, "'%s' is not supported", never[i]);
+    if ((v = field(root, "modalities")) &&
+        !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
+          !strcmp(json_string_value(json_array_get(v, 0)), "text")))
+        return fail(e, 400, "modalities", NULL,
+                    "'modalities' other than [\"text\"] are not supported");
+    if ((v = field(root, "store")) && !json_is_false(v))
+        return fail(e, 400, "store", NULL,
+                    "'store' is not supported: citadel keeps no completions (the audit ledger "
+                    "records decisions, not answers)");
+    if ((v = field(root, "tool_choice")) &&
+        !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
+        return fail(e, 400, "tool_choice", NULL,
+                    "'tool_choice' needs 'tools', which are not supported");
+    return 0;
+}
+
 int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct api_err *e)
 {
     json_error_t je;
@@ -304,16 +388,8 @@ int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct 
                         "'stream_options.include_usage' must be a boolean");
         r->include_usage = json_is_true(iu);
     }
-    if ((v = field(root, "response_format"))) {
-        json_t *t = json_object_get(v, "type");
-        if (!json_is_object(v) || !json_is_string(t))
-            return fail(e, 400, "response_format", NULL,
-                        "'response_format' must be an object with a 'type'");
-        if (strcmp(json_string_value(t), "text"))
-            return fail(e, 400, "response_format.type", NULL,
-                        "response_format type '%.40s' is not supported; only 'text' is",
-                        json_string_value(t));
-    }
+    if ((v = field(root, "response_format")) && parse_response_format(r, v, e)) return -1;
+    if (refuse_unsupported(root, e)) return -1;
     if ((v = field(root, "logprobs")) && !json_is_false(v))
         return fail(e, 400, "logprobs", NULL, "'logprobs' is not supported");
     if ((v = field(root, "echo")) && !json_is_false(v))
@@ -334,6 +410,7 @@ void api_req_free(struct api_req *r)
     cit_free(r->owned);
     cit_free(r->msgs);
     cit_free(r->prompt_ids);
+    eng_gram_free(r->gram);
     json_decref(r->root);
     memset(r, 0, sizeof(*r));
 }

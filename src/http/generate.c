@@ -110,11 +110,12 @@ int gen_wait(struct req *r)
  * bytes, "\n\n" and the notice, after the last released text of a plain
  * answer and as the last content event of a stream, so that the two
  * agree. A peer's request is answered without it: the node that serves
- * the person appends its own. The notice is the operator's text, outside
- * the output rules (nothing of the model's is in it). */
+ * the person appends its own. Nor does a JSON answer (response_format),
+ * which the text would break: it carries the notice in its header only. The notice is the
+ * operator's text, outside the output rules (nothing of the model's is in it). */
 static const char *notice_suffix(const struct req *r, size_t *len)
 {
-    const char *n = r->chat && r->peer < 0 && node_profile_appends_notice(r->srv->node)
+    const char *n = r->chat && r->peer < 0 && !r->json && node_profile_appends_notice(r->srv->node)
                         ? node_profile_notice(r->srv->node)
                         : NULL;
     *len = n ? strlen(n) : 0;
@@ -468,8 +469,10 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
     if (!a.has_seed) randombytes_buf(&sq.sampling.seed, sizeof(sq.sampling.seed));
     for (int i = 0; i < a.n_stops; i++) sq.stops[i] = a.stops[i];
     sq.n_stops = a.n_stops;
+    sq.grammar = a.gram; /* the scheduler takes its own reference */
 
     r->slot = node_call_slot(r->call);
+    r->json = a.gram != NULL;
     r->chat = a.chat;
     r->stream = a.stream;
     r->include_usage = a.include_usage;

@@ -108,10 +108,19 @@ struct api_req {
     struct eng_sampler_params sp;
     const char *stops[API_MAX_STOPS];
     int n_stops;
-    json_t *root; /* strings above point into it */
+    struct eng_gram *gram; /* response_format json_object / json_schema; NULL: text */
+    json_t *root;          /* strings above point into it */
 };
 
 int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct api_err *e);
+
+/* JSON Schema to a grammar (schema.c); where names the schema in the
+ * request ("response_format.json_schema.schema") and starts the message,
+ * which names the keyword and the place that was refused. */
+int schema_compile(json_t *schema, const char *where, struct eng_gram **out /* out */, char *msg,
+                   size_t msg_cap);
+/* response_format json_object: any JSON object. */
+int schema_json_object(struct eng_gram **out /* out */);
 
 /* A /v1/embeddings body (embed.c): its texts (as messages, role "input")
  * or its token-id inputs; api_embed_free after either outcome. */
@@ -250,6 +259,7 @@ struct req {
     enum sched_finish finish;
     uint64_t t_submit, t_first, t_last;
     int stream, chat, include_usage;
+    int json; /* response_format json: the answer is a JSON value (no notice appended) */
     int64_t created;
     struct cit_buf out; /* event bytes not yet handed to MHD */
     size_t out_off;

@@ -7,6 +7,7 @@
  */
 #include "citadel/sched.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@ struct request {
     int32_t *prompt;
     int n_prompt, max_tokens;
     struct eng_sampler *smp;
+    struct eng_gram *gram; /* NULL: unconstrained */
+    struct eng_gram_state *gs;
+    uint32_t *mask; /* (n_vocab + 31) / 32 words */
     char *stops[SCHED_MAX_STOPS];
     int n_stops;
     sched_cb cb;
@@ -66,6 +70,8 @@ struct sched {
     struct eng_embedder *embedder; /* an embedding model's; NULL otherwise */
     struct eng_embed_in *ins;      /* (max_queue + 1) inputs of one call, grown as needed */
     int ins_cap;
+    pthread_mutex_t gv_mu;     /* builds gv once, on the first grammar */
+    struct eng_gram_vocab *gv; /* read by the worker once a request with a grammar is in */
 };
 
 static void req_free(struct request *r)
@@ -73,6 +79,9 @@ static void req_free(struct request *r)
     if (!r) return;
     for (int i = 0; i < r->n_stops; i++) cit_free(r->stops[i]);
     eng_sampler_free(r->smp);
+    eng_gram_state_free(r->gs);
+    eng_gram_free(r->gram);
+    cit_free(r->mask);
     cit_free(r->prompt);
     cit_free(r->input_lens);
     cit_free(r);
@@ -147,6 +156,10 @@ static void slot_step(struct sched *s, struct slot *sl, int32_t tok)
         slot_finish(s, sl, tok, SCHED_FINISH_STOP);
         return;
     }
+    if (r->gs && eng_gram_done(r->gs)) { /* the value is whole: nothing may follow */
+        slot_finish(s, sl, tok, SCHED_FINISH_STOP);
+        return;
+    }
     if (sl->n_gen >= r->max_tokens) {
         slot_finish(s, sl, tok, SCHED_FINISH_LENGTH);
         return;
@@ -172,8 +185,24 @@ static void sample_worker(void *arg, int ith, int nth)
     struct sched *s = j->s;
     for (int k = ith; k < j->n; k += nth) {
         struct slot *sl = &s->slots[s->row_slot[k]];
-        s->sampled[k] = eng_sample(sl->req->smp, s->logits + (size_t)k * (size_t)j->n_vocab,
-                                   sl->hist, sl->n_hist);
+        struct request *r = sl->req;
+        float *logits = s->logits + (size_t)k * (size_t)j->n_vocab;
+        if (r->gs) {
+            /* only what the grammar allows: the rest at -inf */
+            if (eng_gram_mask(s->gv, r->gs, r->mask) <= 0) {
+                s->sampled[k] = -1; /* nothing can continue the value */
+                continue;
+            }
+            for (int w = 0; w < (j->n_vocab + 31) / 32; w++) {
+                uint32_t off = ~r->mask[w];
+                for (; off; off &= off - 1) {
+                    int t = w * 32 + __builtin_ctz(off);
+                    if (t < j->n_vocab) logits[t] = -INFINITY;
+                }
+            }
+        }
+        s->sampled[k] = eng_sample(r->smp, logits, sl->hist, sl->n_hist);
+        if (r->gs && eng_gram_feed_token(s->gv, r->gs, s->sampled[k])) s->sampled[k] = -1;
     }
 }
 
@@ -349,7 +378,7 @@ static void *worker(void *arg)
         }
         for (int j = 0; j < nl; j++) {
             struct slot *sl = &s->slots[s->row_slot[j]];
-            if (rc)
+            if (rc || s->sampled[j] < 0)
                 slot_finish(s, sl, -1, SCHED_FINISH_ERROR);
             else
                 slot_step(s, sl, s->sampled[j]);
@@ -375,6 +404,7 @@ int sched_new(const struct eng_model *m, struct cit_pool *pool, const struct sch
     s->o = *o;
     s->next_id = 1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gv_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->slots = cit_calloc((size_t)o->max_active, sizeof(*s->slots));
     s->rows = cit_calloc((size_t)o->max_active * (size_t)o->prefill_chunk, sizeof(*s->rows));
@@ -453,6 +483,8 @@ void sched_free(struct sched *s)
     cit_free(s->sampled);
     cit_free(s->logits);
     cit_free(s->cancels);
+    eng_gram_vocab_free(s->gv);
+    pthread_mutex_destroy(&s->gv_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     cit_free(s);
@@ -536,6 +568,19 @@ int sched_submit(struct sched *s, const struct sched_req *q, sched_cb cb, void *
     if ((rc = eng_sampler_new(&q->sampling, n_vocab, &r->smp))) {
         req_free(r);
         return rc;
+    }
+    if (q->grammar) {
+        pthread_mutex_lock(&s->gv_mu); /* the vocabulary's trie, once per model */
+        rc = s->gv ? 0 : eng_gram_vocab_new(s->m, &s->gv);
+        pthread_mutex_unlock(&s->gv_mu);
+        r->gram = eng_gram_ref(q->grammar);
+        if (!rc) rc = eng_gram_state_new(r->gram, &r->gs);
+        if (!rc && !(r->mask = cit_calloc((size_t)(n_vocab + 31) / 32, sizeof(uint32_t))))
+            rc = CIT_ENOMEM;
+        if (rc) {
+            req_free(r);
+            return rc;
+        }
     }
     return enqueue(s, r, id);
 }
