@@ -107,7 +107,13 @@ void test_gram_matcher(void)
         {"{\"a\":1,}", -1},
         {"\"\\x\"", -1},
         {"{\"a\":1}{", -1},
-        {"  \n\t [ ]", 1},
+        {"\n\t[ ]", 1},
+        {"[\n    1,\n    2\n]", 1},
+        {"{ \"a\" : 1 }", 1},
+        {"{\"a\":  1}", -1}, /* two spaces: one, or a newline and indentation */
+        {"[ \n1]", -1},      /* a space before the newline */
+        {"[\n\n1]", -1},     /* a blank line */
+        {"[\r\n1]", -1},
         {"12345678901234567", -1}, /* at most 16 digits */
         {"-1.5E-99", 1},
         {"1e100", -1}, /* two exponent digits: 1e999 is no double */

@@ -454,17 +454,19 @@ static int is_ws(unsigned b)
     return b == ' ' || b == '\n' || b == '\t' || b == '\r';
 }
 
-/* Whitespace between tokens, as compact or pretty-printed JSON has it:
- * at most one newline per gap, and a few spaces (or tabs) per level of
- * nesting. A model that likes blank lines cannot spend its answer on them. */
+/* Whitespace between tokens, as compact, spaced or indented JSON has it:
+ * nothing, one space, or a newline and up to four spaces (or tabs) per
+ * level of nesting. A model fond of blank space cannot spend its answer
+ * on it, and every way a model would lay out JSON is still open. */
 static int ws_take(uint8_t *ws, unsigned b, int depth)
 {
+    int nl = *ws & 0x80, n = *ws & 0x7f;
     if (b == '\n') {
-        if (*ws & 0x80) return -1;
-        *ws |= 0x80;
+        if (nl || n) return -1;
+        *ws = 0x80;
         return 0;
     }
-    if ((*ws & 0x7f) >= 2 + 4 * depth || (*ws & 0x7f) >= GRAM_MAX_WS) return -1;
+    if (b == '\r' || (!nl && n) || (nl && (n >= 4 * depth || n >= GRAM_MAX_WS))) return -1;
     (*ws)++;
     return 0;
 }
