@@ -139,7 +139,7 @@ build/bench_%: bench/bench_%.c bench/bench_util.c build/libcitadel.a
 	$(CC) $(BASE) $(RELEASE) -o $@ $^ $(LDLIBS)
 
 bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_ledger build/bench_border build/bench_fl \
-       build/bench_gateway build/bench_guard build/citadel
+       build/bench_gateway build/bench_guard build/bench_grammar build/citadel
 	./build/bench_engine $(BENCH_ARGS)
 	./build/bench_serve $(BENCH_SERVE_ARGS)
 	./build/bench_detect
@@ -148,6 +148,7 @@ bench: deps build/bench_engine build/bench_serve build/bench_detect build/bench_
 	./build/bench_fl --runs 3
 	./build/bench_gateway
 	./build/bench_guard
+	./build/bench_grammar
 
 bench-serve: deps build/bench_serve
 	./build/bench_serve $(BENCH_SERVE_ARGS)
