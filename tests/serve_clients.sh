@@ -1,7 +1,8 @@
 #!/bin/sh
 # The real `citadel serve` binary (the sanitizer build under make check)
-# against real clients: curl and the official openai npm package, which is
-# installed from the npm registry into build-san/npm on first use. Also the
+# against real clients: curl, the official openai npm package, LangChain JS
+# and the Vercel AI SDK, installed from the npm registry into build-san/npm
+# on first use. Also the
 # lifecycle: config file, SIGHUP reload, SIGTERM drain, exit status (which
 # carries LeakSanitizer's verdict). Then the audit ledger from outside:
 # citadel audit verify|show|export|proof on what the server wrote, and a
@@ -62,14 +63,19 @@ stop_server() {
 json() { node -e "const j=JSON.parse(require('fs').readFileSync('$1','utf8')); const v=$2; process.stdout.write(typeof v==='string'?v:JSON.stringify(v))"; }
 
 # ---- the openai package ----
-if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ] ||
-    [ ! -f "$NPM_DIR/node_modules/@langchain/openai/package.json" ]; then
+NPM_PKGS="openai@6 @langchain/openai@1 ai@5 @ai-sdk/openai@2 zod@3 ajv@8"
+missing=
+for p in openai @langchain/openai ai @ai-sdk/openai zod ajv; do
+    [ -f "$NPM_DIR/node_modules/$p/package.json" ] || missing=1
+done
+if [ -n "$missing" ]; then
     mkdir -p "$NPM_DIR"
+    # shellcheck disable=SC2086 # the package list splits on purpose
     (cd "$NPM_DIR" && echo '{"private":true}' >package.json &&
-        npm install --no-audit --no-fund --loglevel=error openai@6 @langchain/openai@1 >/dev/null 2>&1) ||
-        { echo "FAIL could not install the openai and @langchain/openai npm packages from the registry"; exit 1; }
+        npm install --no-audit --no-fund --loglevel=error $NPM_PKGS >/dev/null 2>&1) ||
+        { echo "FAIL could not install the npm packages ($NPM_PKGS) from the registry"; exit 1; }
 fi
-cp tests/openai_client.mjs tests/embed_clients.mjs "$NPM_DIR/"
+cp tests/openai_client.mjs tests/embed_clients.mjs tests/structured_clients.mjs "$NPM_DIR/"
 
 # ---- a node with a config file and a key ----
 
@@ -176,6 +182,14 @@ if (cd "$NPM_DIR" && node openai_client.mjs "$URL/v1" "$KEY" "$ID" "$GREEDY") >"
 else
     fail "openai npm client"
     sed 's/^/    /' "$TMP/node.out"
+fi
+
+# ---- structured output: openai, the Vercel AI SDK, LangChain JS ----
+if (cd "$NPM_DIR" && node structured_clients.mjs "$URL/v1" "$KEY" "$ID") >"$TMP/struct.out" 2>&1; then
+    ok "structured output, openai + AI SDK + LangChain: $(tail -1 "$TMP/struct.out")"
+else
+    fail "structured output, openai + AI SDK + LangChain"
+    sed 's/^/    /' "$TMP/struct.out"
 fi
 
 # ---- SIGHUP: a lower max_tokens applies without a restart ----
