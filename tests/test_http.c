@@ -145,6 +145,7 @@ static int max_per_ip = -1;     /* for the next start(); -1: the default */
 static int header_timeout = 2;  /* for the next start() */
 static const char *policy_file; /* for the next start(); NULL: tests/data/policy_serve.yaml */
 static const char *extra_model; /* for the next start(): "ID=PATH" served too, or NULL */
+static const char *cors;        /* for the next start(): cors_origins, or NULL */
 
 /* A node with just its state file at path (keys), or NULL. */
 static struct node *state_node(const char *path, struct cit_err *err)
@@ -184,6 +185,7 @@ static int start(int parallel, int queue, int open)
     CHECK_RET(http_opts_set(&o, "model", t_model_path("stories260K.gguf"), &err) == 0, "%s",
               err.msg);
     if (extra_model) CHECK_RET(http_opts_set(&o, "model", extra_model, &err) == 0, "%s", err.msg);
+    if (cors) CHECK_RET(http_opts_set(&o, "cors_origins", cors, &err) == 0, "%s", err.msg);
     CHECK_RET((k = state_node(o.node.state, &err)), "%s", err.msg);
     CHECK_RET(node_key_add(k, "tests", "endpoint:* model:*", key, id, &err) == 0, "%s", err.msg);
     node_close(k);
@@ -583,11 +585,12 @@ void test_http_structured(void)
     }
     /* json_object: some object, whatever keys */
     {
-        char *t = complete("/v1/chat/completions",
-                           "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "\"JSON please\"}],\"max_tokens\":300,\"temperature\":0,"
-                           "\"response_format\":{\"type\":\"json_object\"}}",
-                           &st);
+        char *t =
+            complete("/v1/chat/completions",
+                     "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":"
+                     "\"JSON please\"}],\"max_tokens\":300,\"temperature\":0,"
+                     "\"response_format\":{\"type\":\"json_object\"}}",
+                     &st);
         json_error_t je;
         json_t *j;
         size_t off = 0;
@@ -602,6 +605,179 @@ void test_http_structured(void)
     }
     t_note("%d answers held to a JSON schema (plain, streamed, chat and completions)", n_ok);
     stop();
+}
+
+void test_http_tokenize(void)
+{
+    static const char *const texts[] = {"Once upon a time", "",
+                                        "Lily  and\nTom, 42 \xc3\xa9t\xc3\xa9!"};
+    struct eng_model *m;
+    struct cit_err err = {0};
+    struct resp r;
+    char body[512], other[NODE_KEY_LEN + 1], oid[NODE_KEY_ID_LEN + 1];
+    CHECKF(eng_model_load(t_model_path("stories260K.gguf"), &m, &err) == 0, "%s", err.msg);
+    if (start(2, 4, 0)) return;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        int32_t want[256];
+        int n;
+        json_t *j, *toks;
+        struct cit_buf pieces = {0}, joined = {0};
+        CHECK(eng_tokenize(m, texts[i], strlen(texts[i]), 1, 0, want, 256, &n) == 0);
+        json_t *tx = json_string(texts[i]);
+        char *tj = json_dumps(tx, JSON_ENCODE_ANY);
+        json_decref(tx);
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"stories260K\",\"content\":%s,\"add_special\":true}", tj);
+        CHECK(request(port, "POST", "/v1/tokenize", key, body, &r) == 0 && r.status == 200);
+        j = body_json(&r);
+        toks = json_object_get(j, "tokens");
+        CHECKF(json_array_size(toks) == (size_t)n, "%s: %s", texts[i], r.body);
+        for (int k = 0; k < n; k++) {
+            char piece[256];
+            int pn;
+            CHECK(json_integer_value(json_array_get(toks, k)) == want[k]);
+            pn = eng_token_piece(m, want[k], 0, piece, sizeof(piece));
+            if (pn > 0) cit_buf_add(&pieces, piece, (size_t)pn);
+        }
+        /* detokenize: the tokens' text, as the engine writes it */
+        cit_buf_printf(&joined, "{\"model\":\"stories260K\",\"tokens\":");
+        {
+            char *tt = json_dumps(toks, JSON_COMPACT);
+            cit_buf_printf(&joined, "%s}", tt);
+            free(tt);
+        }
+        json_decref(j);
+        resp_free(&r);
+        CHECK(request(port, "POST", "/v1/detokenize", key, joined.p, &r) == 0 && r.status == 200);
+        j = body_json(&r);
+        CHECKF(jstr(j, "content") && strlen(jstr(j, "content")) == pieces.len &&
+                   !memcmp(jstr(j, "content"), pieces.p ? pieces.p : "", pieces.len),
+               "%s -> %s", texts[i], r.body);
+        json_decref(j);
+        resp_free(&r);
+        /* with pieces: ids and the pieces that make the text */
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"stories260K\",\"content\":%s,\"add_special\":true,"
+                 "\"with_pieces\":true}",
+                 tj);
+        free(tj);
+        CHECK(request(port, "POST", "/v1/tokenize", key, body, &r) == 0 && r.status == 200);
+        j = body_json(&r);
+        toks = json_object_get(j, "tokens");
+        CHECK(json_array_size(toks) == (size_t)n);
+        for (int k = 0; k < n; k++)
+            CHECK(json_integer_value(json_object_get(json_array_get(toks, k), "id")) == want[k] &&
+                  json_object_get(json_array_get(toks, k), "piece"));
+        json_decref(j);
+        resp_free(&r);
+        cit_buf_free(&pieces);
+        cit_buf_free(&joined);
+    }
+    /* refusals */
+    CHECK(request(port, "POST", "/v1/tokenize", key, "{\"model\":\"nope\",\"content\":\"a\"}",
+                  &r) == 0 &&
+          r.status == 404 && strstr(r.body, "model_not_found"));
+    resp_free(&r);
+    CHECK(request(port, "POST", "/v1/detokenize", key,
+                  "{\"model\":\"stories260K\",\"tokens\":[1,99999]}", &r) == 0 &&
+          r.status == 400 && strstr(r.body, "\"param\":\"tokens\""));
+    resp_free(&r);
+    CHECK(request(port, "POST", "/v1/detokenize", key,
+                  "{\"model\":\"stories260K\",\"tokens\":[1,-2]}", &r) == 0 &&
+          r.status == 400);
+    resp_free(&r);
+    CHECK(request(port, "POST", "/v1/tokenize", key, "{\"model\":\"stories260K\"}", &r) == 0 &&
+          r.status == 400 && strstr(r.body, "\"param\":\"content\""));
+    resp_free(&r);
+    CHECK(request(port, "GET", "/v1/tokenize", key, NULL, &r) == 0 && r.status == 405);
+    resp_free(&r);
+    {
+        /* a key without the tokenize scope */
+        struct node *k = http_server_node(srv);
+        CHECK(node_key_add(k, "tests", "endpoint:chat model:*", other, oid, &err) == 0);
+        CHECK(request(port, "POST", "/v1/tokenize", other,
+                      "{\"model\":\"stories260K\",\"content\":\"a\"}", &r) == 0 &&
+              r.status == 403);
+        resp_free(&r);
+    }
+    stop();
+    eng_model_free(m);
+}
+
+void test_http_cors(void)
+{
+    struct resp r;
+    const char *chat = "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3}";
+    /* no origins configured: a browser on another origin is refused */
+    if (start(2, 4, 0)) return;
+    CHECK(request_h(port, "POST", "/v1/completions", key, "Origin: https://app.example\r\n", chat,
+                    &r) == 0);
+    CHECKF(r.status == 403 && strstr(r.body, "cors_origin_not_allowed") &&
+               !strcasestr(r.head, "Access-Control-Allow-Origin"),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+    CHECK(request_h(port, "OPTIONS", "/v1/completions", NULL,
+                    "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n", NULL,
+                    &r) == 0 &&
+          r.status == 403);
+    resp_free(&r);
+    /* the node's own origin, and clients that send none, are served as before */
+    CHECK(request_h(port, "POST", "/v1/completions", key, "Origin: http://localhost\r\n", chat,
+                    &r) == 0 &&
+          r.status == 200 && !strcasestr(r.head, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    CHECK(request(port, "OPTIONS", "/v1/completions", key, NULL, &r) == 0 && r.status == 405);
+    resp_free(&r);
+    stop();
+
+    cors = "https://app.example, http://localhost:3000";
+    if (start(2, 4, 0)) return;
+    cors = NULL;
+    CHECK(request_h(port, "OPTIONS", "/v1/chat/completions", NULL,
+                    "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n"
+                    "Access-Control-Request-Headers: authorization, content-type\r\n",
+                    NULL, &r) == 0);
+    CHECKF(r.status == 204 &&
+               strcasestr(r.head, "Access-Control-Allow-Origin: https://app.example\r\n") &&
+               strcasestr(r.head, "Access-Control-Allow-Methods: POST") &&
+               strcasestr(r.head, "Access-Control-Allow-Headers: Authorization, Content-Type") &&
+               strcasestr(r.head, "Vary: Origin"),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+    CHECK(request_h(port, "POST", "/v1/completions", key, "Origin: http://localhost:3000\r\n", chat,
+                    &r) == 0);
+    CHECKF(r.status == 200 &&
+               strcasestr(r.head, "Access-Control-Allow-Origin: http://localhost:3000\r\n") &&
+               strcasestr(r.head, "Access-Control-Expose-Headers: X-Citadel-Decision"),
+           "%d %s", r.status, r.head);
+    resp_free(&r);
+    /* streams and errors carry it too; another origin still does not */
+    CHECK(request_h(
+              port, "POST", "/v1/completions", key, "Origin: https://app.example\r\n",
+              "{\"model\":\"stories260K\",\"prompt\":\"Once\",\"max_tokens\":3,\"stream\":true}",
+              &r) == 0 &&
+          r.status == 200 &&
+          strcasestr(r.head, "Access-Control-Allow-Origin: https://app.example"));
+    resp_free(&r);
+    CHECK(request_h(port, "POST", "/v1/completions", NULL, "Origin: https://app.example\r\n", chat,
+                    &r) == 0 &&
+          r.status == 401 &&
+          strcasestr(r.head, "Access-Control-Allow-Origin: https://app.example"));
+    resp_free(&r);
+    CHECK(request_h(port, "POST", "/v1/completions", key, "Origin: https://app.example.evil\r\n",
+                    chat, &r) == 0 &&
+          r.status == 403);
+    resp_free(&r);
+    stop();
+    {
+        struct http_opts o;
+        struct cit_err err;
+        http_opts_defaults(&o);
+        CHECK(http_opts_set(&o, "cors_origins", "https://a.example/path", &err) == CIT_EINVAL &&
+              strstr(err.msg, "https://a.example/path"));
+        CHECK(http_opts_set(&o, "cors_origins", "app.example", &err) == CIT_EINVAL);
+        CHECK(http_opts_set(&o, "cors_origins", "*", &err) == 0);
+    }
 }
 
 void test_http_params(void)
@@ -745,17 +921,42 @@ void test_http_bad_requests(void)
          "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
          "\"schema\":{\"anyOf\":[{\"type\":\"object\"},{\"type\":\"object\"}]}}}}",
          400, "response_format.json_schema.schema"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"functions\":[{\"name\":\"f\"}]}", 400, "functions"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"function_call\":\"auto\"}", 400, "function_call"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"audio\":{\"voice\":\"alloy\"}}", 400, "audio"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"prediction\":{\"type\":\"content\"}}", 400,
-         "prediction"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"web_search_options\":{}}", 400, "web_search_options"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"modalities\":[\"text\",\"audio\"]}", 400, "modalities"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"store\":true}", 400, "store"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"tool_choice\":\"auto\"}", 400, "tool_choice"},
-        {"/v1/chat/completions", "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]," "\"parallel_tool_calls\":false}", 400,
-         "parallel_tool_calls"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"functions\":[{\"name\":\"f\"}]}",
+         400, "functions"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"function_call\":\"auto\"}",
+         400, "function_call"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"audio\":{\"voice\":\"alloy\"}}",
+         400, "audio"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"prediction\":{\"type\":\"content\"}}",
+         400, "prediction"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"web_search_options\":{}}",
+         400, "web_search_options"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"modalities\":[\"text\",\"audio\"]}",
+         400, "modalities"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"store\":true}",
+         400, "store"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"tool_choice\":\"auto\"}",
+         400, "tool_choice"},
+        {"/v1/chat/completions",
+         "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+         "\"parallel_tool_calls\":false}",
+         400, "parallel_tool_calls"},
         {"/v1/chat/completions",
          "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
          "\"tools\":[{}]}",

@@ -49,6 +49,10 @@ struct http_opts {
     int grace_s;                        /* SIGTERM: time for in-flight requests to finish */
     char peer_listen[256];              /* HOST:PORT for peers' mutual TLS ("": none) */
     int peer_check_s;                   /* seconds between the peers' health checks */
+    /* browser origins allowed to call the API (CORS), space or comma
+     * separated: "https://app.example.org", or "*" for any; "" (the
+     * default): none, and preflights are refused */
+    char cors_origins[2048];
     struct http_limits lim;
 };
 
@@ -57,6 +61,8 @@ void http_opts_defaults(struct http_opts *o);
  * the node's included; `model` appends. Errors name the key and what it
  * accepts. */
 int http_opts_set(struct http_opts *o, const char *key, const char *value, struct cit_err *err);
+/* Checks a cors_origins value: 0, or CIT_EINVAL naming the bad entry. */
+int http_cors_check(const char *list, struct cit_err *err);
 /* Reads a config file into o (relative paths from its folder). */
 int http_opts_load(struct http_opts *o, const char *path, struct cit_err *err);
 

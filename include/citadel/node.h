@@ -240,6 +240,15 @@ void node_stop_models(struct node *n);
  * run); valid until node_close or its unload. NULL when not loaded. */
 struct eng_model *node_engine_model(struct node *n, const char *id);
 
+/* The model's tokenizer, with the model held for the call (an unload
+ * waits): ids in *ids (cit_free), CIT_ENOENT for a model not loaded. */
+int node_tokenize(struct node *n, const char *id, const char *text, size_t len, int add_special,
+                  int parse_special, int32_t **ids /* out */, int *n_ids /* out */);
+/* The tokens' bytes appended to out; ends[i] (when not NULL) is where
+ * token i's end. CIT_ERANGE for an id outside the vocabulary. */
+int node_token_pieces(struct node *n, const char *id, const int32_t *ids, int n_ids,
+                      int render_special, struct cit_buf *out, size_t *ends /* out */);
+
 /* ---- the gate ---- */
 
 struct node_prompt {

@@ -54,6 +54,8 @@ static const struct route routes[] = {
     {"/metrics", 0, EP_METRICS, "GET", NULL},
     {"/v1/usage", 0, EP_USAGE, "GET", NULL},
     {"/v1/policy/decide", 0, EP_DECIDE, "POST", "policy"},
+    {"/v1/tokenize", 0, EP_TOKENIZE, "POST", "tokenize"},
+    {"/v1/detokenize", 0, EP_TOKENIZE, "POST", "tokenize"},
     {"/v1/admin/models", 1, EP_ADMIN, "GET POST DELETE", "admin"},
     {"/v1/peer/chat/completions", 0, EP_PEER, "POST", NULL},
     {"/v1/peer/completions", 0, EP_PEER, "POST", NULL},
@@ -74,6 +76,34 @@ static const struct route *route(const char *url, const char **arg)
         }
     }
     return NULL;
+}
+
+/* An Origin header: 0 with r->cors_origin set when the config allows it
+ * (or none was sent); -1 for an origin the config does not name. A
+ * browser sends Origin on cross-origin calls and preflights; other
+ * clients send none and are not affected. */
+static int cors_origin(struct MHD_Connection *c, struct req *r)
+{
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    size_t n;
+    int ok = 0;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!o) return 0;
+    n = strlen(o);
+    /* the node's own pages (same origin) need no CORS */
+    if (host && ((!strncmp(o, "http://", 7) && !strcasecmp(o + 7, host)) ||
+                 (!strncmp(o, "https://", 8) && !strcasecmp(o + 8, host))))
+        return 0;
+    pthread_mutex_lock(&r->srv->cfg_mu);
+    for (const char *p = r->srv->o.cors_origins; *p && !ok;) {
+        size_t k = strcspn(p, " ,\t");
+        ok = k && ((k == 1 && *p == '*') || (k == n && !strncasecmp(p, o, n)));
+        p += k + (p[k] != 0);
+    }
+    pthread_mutex_unlock(&r->srv->cfg_mu);
+    if (!ok || n >= sizeof(r->cors_origin)) return -1;
+    memcpy(r->cors_origin, o, n + 1);
+    return 0;
 }
 
 static int method_allowed(const struct route *rt, const char *method)
@@ -123,10 +153,11 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     struct head_count hc = {0, 0, strlen(url) + strlen(method) + 12};
     enum MHD_Result res;
     unsigned long long len;
-    r->method = !strcmp(method, "POST")     ? "POST"
-                : !strcmp(method, "GET")    ? "GET"
-                : !strcmp(method, "DELETE") ? "DELETE"
-                                            : "other";
+    r->method = !strcmp(method, "POST")      ? "POST"
+                : !strcmp(method, "GET")     ? "GET"
+                : !strcmp(method, "DELETE")  ? "DELETE"
+                : !strcmp(method, "OPTIONS") ? "OPTIONS"
+                                             : "other";
     rt = route(url, &arg);
     r->ep = rt ? rt->ep : EP_OTHER;
     if (arg && strlen(arg) < sizeof(r->arg)) {
@@ -157,7 +188,14 @@ static enum MHD_Result on_head(struct http_server *s, struct MHD_Connection *c, 
     if (!rt || (arg && !r->path_arg) || (r->ep == EP_PEER) != (r->peer >= 0))
         return respond_error(c, r, 404, "invalid_request_error", "not_found", NULL,
                              "Unknown path.");
+    if (r->ep != EP_PEER && cors_origin(c, r)) /* a browser's call, or its preflight */
+        return respond_error(c, r, 403, "invalid_request_error", "cors_origin_not_allowed", NULL,
+                             "This origin may not call the API: add it to cors_origins.");
+    if (!strcmp(r->method, "OPTIONS") && r->cors_origin[0] &&
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Method"))
+        return respond_preflight(c, r, rt->methods);
     r->peer_chat = r->ep == EP_PEER && !strcmp(url, "/v1/peer/chat/completions");
+    r->tokenize_detok = r->ep == EP_TOKENIZE && !strcmp(url, "/v1/detokenize");
     r->peer_witness = r->ep == EP_PEER && !strcmp(url, "/v1/peer/witness/add-checkpoint");
     if (r->ep == EP_PEER && !strcmp(r->method, "GET")) return handle_peer_health(c, r);
     if (!method_allowed(rt, r->method))
@@ -189,6 +227,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct req *r)
     switch (r->ep) {
     case EP_DECIDE:
         return handle_decide(c, r);
+    case EP_TOKENIZE:
+        return handle_tokenize(c, r);
     case EP_ADMIN:
         return handle_admin(c, r);
     case EP_EMBEDDINGS:
@@ -556,9 +596,10 @@ void http_server_reload(struct http_server *s, const struct http_opts *o)
     s->o.grace_s = o->grace_s;
     s->o.max_per_ip = o->max_per_ip;
     s->o.max_unauth = o->max_unauth;
+    memcpy(s->o.cors_origins, o->cors_origins, sizeof(s->o.cors_origins));
     pthread_mutex_unlock(&s->cfg_mu);
-    cit_log(CIT_LOG_INFO, "reload: models, limits, connection budgets and the open setting "
-                          "applied");
+    cit_log(CIT_LOG_INFO, "reload: models, limits, connection budgets, CORS origins and the open "
+                          "setting applied");
 }
 
 void http_server_stop(struct http_server *s)

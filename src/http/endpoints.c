@@ -398,3 +398,146 @@ enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r)
         return respond_json(c, r, 201, &b);
     }
 }
+
+/* ---- POST /v1/tokenize, /v1/detokenize ----
+ * llama-server's shapes, with the model named: {"model", "content",
+ * "add_special", "parse_special", "with_pieces"} -> {"tokens": [ids]} (or
+ * [{"id", "piece"}], a piece that is not whole UTF-8 as its byte values);
+ * {"model", "tokens"} -> {"content"}. Behind the "tokenize" scope and the
+ * key's model scope; nothing is generated, decided or recorded. */
+
+static json_t *piece_json(const char *p, size_t n)
+{
+    json_t *s = json_stringn(p, n), *a;
+    if (s) return s; /* jansson takes only valid UTF-8 */
+    if (!(a = json_array())) return NULL;
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)p[i]));
+    return a;
+}
+
+enum MHD_Result handle_tokenize(struct MHD_Connection *c, struct req *r)
+{
+    struct http_server *s = r->srv;
+    int detok = r->tokenize_detok;
+    json_error_t je;
+    json_t *root = json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &je);
+    json_t *model = json_object_get(root, "model"), *out = NULL, *v;
+    const char *id;
+    char msg[300];
+    enum MHD_Result res;
+    int rc = 0;
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return respond_error(c, r, 400, "invalid_request_error", NULL, NULL,
+                             "The body must be a JSON object.");
+    }
+    if (!json_is_string(model) || !json_string_length(model)) {
+        json_decref(root);
+        return respond_error(c, r, 400, "invalid_request_error", NULL, "model",
+                             "'model' is required: a non-empty string");
+    }
+    id = json_string_value(model);
+    if (!node_scope_allows(r->key.scopes, "tokenize", id)) {
+        json_decref(root);
+        return respond_error(c, r, 403, "permission_error", "insufficient_scope", "model",
+                             "This API key may not use this model.");
+    }
+    if (detok) {
+        json_t *toks = json_object_get(root, "tokens"), *t;
+        int32_t *ids;
+        size_t i;
+        struct cit_buf text = {0};
+        if (!json_is_array(toks) || json_array_size(toks) > (1u << 20)) {
+            json_decref(root);
+            return respond_error(c, r, 400, "invalid_request_error", NULL, "tokens",
+                                 "'tokens' must be an array of token ids");
+        }
+        ids = cit_calloc(json_array_size(toks) + 1, sizeof(*ids));
+        if (!ids) rc = CIT_ENOMEM;
+        json_array_foreach(toks, i, t)
+        {
+            if (rc) break;
+            if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+                json_integer_value(t) > INT32_MAX) {
+                cit_free(ids);
+                json_decref(root);
+                snprintf(msg, sizeof(msg), "tokens[%zu] must be a non-negative integer", i);
+                return respond_error(c, r, 400, "invalid_request_error", NULL, "tokens", msg);
+            }
+            ids[i] = (int32_t)json_integer_value(t);
+        }
+        if (!rc)
+            rc = node_token_pieces(s->node, id, ids, (int)json_array_size(toks), 0, &text, NULL);
+        cit_free(ids);
+        if (!rc) {
+            json_t *str = json_stringn(text.p ? text.p : "", text.len);
+            /* a cut in the middle of a character: its bytes as U+FFFD */
+            if (!str) {
+                struct cit_buf fixed = {0};
+                cit_buf_json_str(&fixed, text.p, text.len); /* replaces invalid sequences */
+                str = fixed.p ? json_loadb(fixed.p, fixed.len, JSON_DECODE_ANY, &je) : NULL;
+                cit_buf_free(&fixed);
+            }
+            out = str ? json_pack("{s:o}", "content", str) : NULL;
+            if (!out) rc = CIT_ENOMEM;
+        }
+        cit_buf_free(&text);
+    } else {
+        json_t *content = json_object_get(root, "content"), *arr;
+        int add_special = json_is_true(json_object_get(root, "add_special"));
+        int parse_special = json_is_true(json_object_get(root, "parse_special"));
+        int pieces = json_is_true(json_object_get(root, "with_pieces"));
+        int32_t *ids = NULL;
+        int n = 0;
+        size_t *ends = NULL;
+        struct cit_buf text = {0};
+        if (!json_is_string(content)) {
+            json_decref(root);
+            return respond_error(c, r, 400, "invalid_request_error", NULL, "content",
+                                 "'content' is required: the text to tokenize");
+        }
+        rc = node_tokenize(s->node, id, json_string_value(content), json_string_length(content),
+                           add_special, parse_special, &ids, &n);
+        if (!rc && pieces && !(ends = cit_calloc((size_t)n + 1, sizeof(*ends)))) rc = CIT_ENOMEM;
+        if (!rc && pieces) rc = node_token_pieces(s->node, id, ids, n, 1, &text, ends);
+        arr = rc ? NULL : json_array();
+        for (int i = 0; arr && i < n; i++) {
+            if (!pieces) {
+                json_array_append_new(arr, json_integer(ids[i]));
+                continue;
+            }
+            v = piece_json(text.p + (i ? ends[i - 1] : 0), ends[i] - (i ? ends[i - 1] : 0));
+            json_array_append_new(arr, json_pack("{s:i,s:o*}", "id", ids[i], "piece", v));
+        }
+        if (!rc) out = arr ? json_pack("{s:o}", "tokens", arr) : NULL;
+        if (!rc && !out) rc = CIT_ENOMEM;
+        cit_free(ids);
+        cit_free(ends);
+        cit_buf_free(&text);
+    }
+    if (rc == CIT_ENOENT) {
+        snprintf(msg, sizeof(msg), "The model '%.200s' does not exist or is not loaded.", id);
+        json_decref(root); /* id was in it */
+        json_decref(out);
+        return respond_error(c, r, 404, "invalid_request_error", "model_not_found", "model", msg);
+    }
+    json_decref(root);
+    if (rc == CIT_ERANGE) {
+        json_decref(out);
+        return respond_error(c, r, 400, "invalid_request_error", NULL, "tokens",
+                             "A token id is outside the model's vocabulary.");
+    }
+    if (rc) {
+        json_decref(out);
+        return respond_error(c, r, 500, "server_error", NULL, NULL, cit_strerror(rc));
+    }
+    {
+        char *txt = json_dumps(out, JSON_COMPACT);
+        struct cit_buf b = {0};
+        json_decref(out);
+        if (txt) cit_buf_add(&b, txt, strlen(txt)), BUF_LIT(&b, "\n");
+        free(txt);
+        res = respond_json(c, r, 200, &b);
+    }
+    return res;
+}

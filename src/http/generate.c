@@ -534,6 +534,7 @@ enum MHD_Result gen_answer(struct MHD_Connection *c, struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
         respond_profile_headers(resp, r);
+        respond_cors_headers(resp, r);
         conn_answering(s, r->cw);
         res = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);

@@ -27,6 +27,7 @@ enum http_ep {
     EP_METRICS,
     EP_USAGE,
     EP_DECIDE,
+    EP_TOKENIZE, /* /v1/tokenize and /v1/detokenize */
     EP_ADMIN,
     EP_PEER, /* /v1/peer/...: only on the peer listener's connections */
     EP_OTHER,
@@ -260,6 +261,8 @@ struct req {
     uint64_t t_submit, t_first, t_last;
     int stream, chat, include_usage;
     int json; /* response_format json: the answer is a JSON value (no notice appended) */
+    char cors_origin[256]; /* an allowed browser origin this answer is for ("": none) */
+    int tokenize_detok;    /* EP_TOKENIZE: /v1/detokenize */
     int64_t created;
     struct cit_buf out; /* event bytes not yet handed to MHD */
     size_t out_off;
@@ -358,6 +361,10 @@ enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, con
  * completions, models): Citadel-Profile and Citadel-Notice when the
  * policy has a profile, Citadel-Max-Tokens when its cap acted. */
 void respond_profile_headers(struct MHD_Response *resp, const struct req *r);
+/* CORS headers for an allowed browser origin (r->cors_origin), on every answer. */
+void respond_cors_headers(struct MHD_Response *resp, const struct req *r);
+/* 204 to a CORS preflight from an allowed origin. */
+enum MHD_Result respond_preflight(struct MHD_Connection *c, struct req *r, const char *methods);
 /* Percent-encodes text as an RFC 8187 ext-value (UTF-8''...), which keeps
  * a header ASCII whatever the notice's language; NULL when out of memory. */
 char *http_ext_value(const char *text);
@@ -381,6 +388,7 @@ void api_node_req(const struct api_req *a, const struct req *r, struct node_req 
 /* endpoints.c: models, health, readiness, metrics, usage, decide, admin */
 enum MHD_Result handle_get(struct MHD_Connection *c, struct req *r);
 enum MHD_Result handle_decide(struct MHD_Connection *c, struct req *r);
+enum MHD_Result handle_tokenize(struct MHD_Connection *c, struct req *r);
 enum MHD_Result handle_admin(struct MHD_Connection *c, struct req *r);
 
 /* ---- for tests and fuzz targets ---- */

@@ -17,9 +17,19 @@ static const double bounds[MET_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 const char *http_ep_name(enum http_ep ep)
 {
-    static const char *const names[EP_N] = {
-        "chat_completions", "completions", "embeddings",    "models", "healthz", "readyz",
-        "metrics",          "usage",       "policy_decide", "admin",  "peer",    "other"};
+    static const char *const names[EP_N] = {"chat_completions",
+                                            "completions",
+                                            "embeddings",
+                                            "models",
+                                            "healthz",
+                                            "readyz",
+                                            "metrics",
+                                            "usage",
+                                            "policy_decide",
+                                            "tokenize",
+                                            "admin",
+                                            "peer",
+                                            "other"};
     return ep < EP_N ? names[ep] : "other";
 }
 

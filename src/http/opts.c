@@ -78,9 +78,38 @@ int http_opts_set(struct http_opts *o, const char *key, const char *v, struct ci
     if (!strcmp(key, "tls_key"))
         return node_opts_path(&o->node, key, v, o->tls_key, sizeof(o->tls_key), err);
     if (!strcmp(key, "open")) return node_set_bool(key, v, &o->open, err);
+    if (!strcmp(key, "cors_origins")) {
+        if ((rc = http_cors_check(v, err))) return rc;
+        return set_str(key, v, o->cors_origins, sizeof(o->cors_origins), err);
+    }
     if ((rc = node_opts_set(&o->node, key, v, err)) != CIT_ENOENT) return rc;
     return cit_err_set(err, CIT_EINVAL, "unknown setting '%s' (see docs/serve.md for the list)",
                        key);
+}
+
+/* Each origin as a browser sends it: scheme://host[:port], no path. */
+int http_cors_check(const char *list, struct cit_err *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, " ,\t"), h;
+        if (!n) {
+            p++;
+            continue;
+        }
+        if (!(n == 1 && *p == '*')) {
+            size_t sch = !strncmp(p, "https://", 8) ? 8 : !strncmp(p, "http://", 7) ? 7 : 0;
+            h = sch ? strspn(p + sch, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789.-[]:")
+                    : 0;
+            if (!sch || h == 0 || sch + h != n || p[n - 1] == ':' || n > 255)
+                return cit_err_set(err, CIT_EINVAL,
+                                   "cors_origins: '%.*s' is not an origin: expected "
+                                   "http(s)://host[:port] with no path, or *",
+                                   (int)(n > 80 ? 80 : n), p);
+        }
+        p += n;
+    }
+    return 0;
 }
 
 static int conf_cb(void *user, const char *key, const char *value, struct cit_err *err)

@@ -96,6 +96,48 @@ void respond_profile_headers(struct MHD_Response *resp, const struct req *r)
         MHD_add_response_header(resp, "Citadel-Max-Tokens", r->max_tokens_hdr);
 }
 
+void respond_cors_headers(struct MHD_Response *resp, const struct req *r)
+{
+    if (!r->cors_origin[0]) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+    MHD_add_response_header(resp, "Vary", "Origin");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            "X-Citadel-Decision, X-Citadel-Receipt, Citadel-Profile, "
+                            "Citadel-Notice, Citadel-Max-Tokens, Retry-After");
+}
+
+enum MHD_Result respond_preflight(struct MHD_Connection *c, struct req *r, const char *methods)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    char allow[64];
+    enum MHD_Result ok;
+    size_t i = 0;
+    if (!resp) return MHD_NO;
+    /* the route's methods, comma separated as the header wants them */
+    for (const char *p = methods; *p && i + 2 < sizeof(allow); p++)
+        if (*p == ' ')
+            allow[i++] = ',', allow[i++] = ' ';
+        else
+            allow[i++] = *p;
+    allow[i] = 0;
+    respond_cors_headers(resp, r);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, X-Citadel-Data-Class, "
+                            "X-Citadel-Purpose, X-Stainless-Lang, X-Stainless-Package-Version, "
+                            "X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, "
+                            "X-Stainless-Runtime-Version, X-Stainless-Retry-Count, "
+                            "X-Stainless-Timeout, OpenAI-Organization, OpenAI-Project");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    conn_answering(r->srv, r->cw);
+    ok = MHD_queue_response(c, 204, resp);
+    MHD_destroy_response(resp);
+    r->status = 204;
+    r->responded = 1;
+    return ok;
+}
+
 enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, const char *type,
                         const char *body, size_t len, const char *hname, const char *hvalue)
 {
@@ -108,6 +150,7 @@ enum MHD_Result respond(struct MHD_Connection *c, struct req *r, int status, con
     if (r->decision_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Decision", r->decision_hdr);
     if (r->receipt_hdr[0]) MHD_add_response_header(resp, "X-Citadel-Receipt", r->receipt_hdr);
     respond_profile_headers(resp, r);
+    respond_cors_headers(resp, r);
     conn_answering(r->srv, r->cw);
     ok = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -132,6 +175,7 @@ static const char *allowed_methods(enum http_ep ep)
     case EP_COMPLETIONS:
     case EP_EMBEDDINGS:
     case EP_DECIDE:
+    case EP_TOKENIZE:
         return "POST";
     case EP_PEER:
         return "GET, POST";

@@ -56,8 +56,8 @@ void node_keys_close(struct node_keys *k)
 
 /* ---- scopes ---- */
 
-static const char *const endpoints[] = {"chat",    "completions", "embeddings", "models",
-                                        "metrics", "policy",      "admin",      "*"};
+static const char *const endpoints[] = {"chat",   "completions", "embeddings", "models", "metrics",
+                                        "policy", "tokenize",    "admin",      "*"};
 
 static int valid_model_id(const char *s, size_t n)
 {

@@ -288,6 +288,50 @@ struct eng_model *node_engine_model(struct node *n, const char *id)
     return e;
 }
 
+int node_tokenize(struct node *n, const char *id, const char *text, size_t len, int add_special,
+                  int parse_special, int32_t **ids, int *n_ids)
+{
+    struct node_model *m = node_model_get(n, id);
+    int rc, count = 0;
+    *ids = NULL;
+    *n_ids = 0;
+    if (!m) return CIT_ENOENT;
+    rc = eng_tokenize(m->m, text, len, add_special, parse_special, NULL, 0, &count);
+    if (rc == CIT_EOVERFLOW || (!rc && count > 0)) {
+        *ids = cit_malloc((size_t)(count > 0 ? count : 1) * sizeof(int32_t));
+        rc = *ids ? eng_tokenize(m->m, text, len, add_special, parse_special, *ids, count, &count)
+                  : CIT_ENOMEM;
+    }
+    node_model_unref(m);
+    if (rc) {
+        cit_free(*ids);
+        *ids = NULL;
+        return rc;
+    }
+    *n_ids = count;
+    return 0;
+}
+
+int node_token_pieces(struct node *n, const char *id, const int32_t *ids, int n_ids,
+                      int render_special, struct cit_buf *out, size_t *ends)
+{
+    struct node_model *m = node_model_get(n, id);
+    char piece[4200];
+    int rc = 0;
+    if (!m) return CIT_ENOENT;
+    for (int i = 0; i < n_ids && !rc; i++) {
+        int k = eng_token_piece(m->m, ids[i], render_special, piece, sizeof(piece));
+        if (k < 0)
+            rc = k;
+        else if (cit_buf_add(out, piece, (size_t)k))
+            rc = CIT_ENOMEM;
+        else if (ends)
+            ends[i] = out->len;
+    }
+    node_model_unref(m);
+    return rc;
+}
+
 /* The slot holding the model id, or -1; *free_slot: the first slot neither
  * loaded nor reserved (-1: none); *loading: id is being loaded. Under
  * models_mu. */
