@@ -26,7 +26,8 @@ void test_chat_detect(void)
          ENG_CHAT_ZEPHYR, 1},
         {"{% for m in messages %}<|user|>\n{{ m.content }}<|end|>\n<|assistant|>\n{% endfor %}",
          ENG_CHAT_PHI3, 1},
-        {"{{ bos_token }}{% for m in messages %}<start_of_turn>{{ role }}\n{{ m['content'] | trim }}"
+        {"{{ bos_token }}{% for m in messages %}<start_of_turn>{{ role }}\n{{ m['content'] | trim "
+         "}}"
          "<end_of_turn>\n{% endfor %}",
          ENG_CHAT_GEMMA, 1},
         {"{{ raise_exception('anything else') }}", ENG_CHAT_CHATML, 0},
@@ -189,6 +190,61 @@ void test_sample_filters(void)
         CHECK(seen1);
     }
     eng_sampler_free(s);
+}
+
+/* logit_bias and OpenAI's frequency and presence penalties, greedy so
+ * that each step's choice follows from the arithmetic. */
+void test_sample_penalties(void)
+{
+    struct eng_sampler_params p;
+    struct eng_sampler *s;
+    struct eng_logit_bias bias[2] = {{0, -100}, {3, 2.5f}};
+    int32_t seq[6];
+    eng_sampler_defaults(&p);
+    p.temperature = 0;
+    /* bias: id 0 (5.0) banned, id 3 (2 + 2.5 = 4.5) above id 1 (4.0) */
+    p.logit_bias = bias;
+    p.n_logit_bias = 2;
+    CHECK(eng_sampler_new(&p, 6, &s) == 0);
+    bias[1].bias = -50; /* copied at creation: this changes nothing */
+    {
+        float l[6] = {5, 4, 3, 2, 1, 0};
+        CHECK(eng_sample(s, l, NULL, 0) == 3);
+    }
+    eng_sampler_free(s);
+    bias[0].token = 6; /* outside the vocabulary */
+    CHECK(eng_sampler_new(&p, 6, &s) == CIT_ERANGE);
+    bias[0] = (struct eng_logit_bias){0, 101};
+    CHECK(eng_sampler_new(&p, 6, &s) == CIT_EINVAL);
+    /* frequency 0.6: id 0 (5.0) is drawn until 5 - 0.6 k < 4.0 (after
+     * two draws), then id 1 and id 0 alternate by the same arithmetic */
+    eng_sampler_defaults(&p);
+    p.temperature = 0;
+    p.frequency_penalty = 0.6f;
+    CHECK(eng_sampler_new(&p, 6, &s) == 0);
+    for (int i = 0; i < 6; i++) {
+        float l[6] = {5, 4, 3, 2, 1, 0};
+        seq[i] = eng_sample(s, l, NULL, 0);
+    }
+    eng_sampler_free(s);
+    /* 5, 4.4, 3.8 < 4 -> 1; then 3.8 vs 3.4 -> 0 (3.2); 3.2 vs 3.4 -> 1 ... */
+    CHECKF(seq[0] == 0 && seq[1] == 0 && seq[2] == 1 && seq[3] == 0 && seq[4] == 1 && seq[5] == 0,
+           "%d %d %d %d %d %d", seq[0], seq[1], seq[2], seq[3], seq[4], seq[5]);
+    /* presence 1.5: each token once, in order, while the penalty holds */
+    eng_sampler_defaults(&p);
+    p.temperature = 0;
+    p.presence_penalty = 1.5f;
+    CHECK(eng_sampler_new(&p, 6, &s) == 0);
+    for (int i = 0; i < 4; i++) {
+        float l[6] = {5, 4, 3, 2, 1, 0};
+        seq[i] = eng_sample(s, l, NULL, 0);
+    }
+    eng_sampler_free(s);
+    /* 0 (5); then 1 (4 > 3.5); then 0 and 1 at 3.5 and 2.5 vs 2 (3): 0 */
+    CHECKF(seq[0] == 0 && seq[1] == 1 && seq[2] == 0 && seq[3] == 0, "%d %d %d %d", seq[0], seq[1],
+           seq[2], seq[3]);
+    p.presence_penalty = 2.5f;
+    CHECK(eng_sampler_new(&p, 6, &s) == CIT_EINVAL);
 }
 
 void test_stop_strings(void)

@@ -607,6 +607,91 @@ void test_http_structured(void)
     stop();
 }
 
+/* logit_bias and the OpenAI penalties reach the sampler: a token pushed
+ * up by 100 is all greedy decoding writes, a banned one never appears,
+ * and a frequency penalty changes a greedy answer that repeats itself. */
+void test_http_bias(void)
+{
+    struct eng_model *m;
+    struct cit_err err = {0};
+    char body[512], piece[64], *base, *pen, *t;
+    int st, n;
+    CHECKF(eng_model_load(t_model_path("stories260K.gguf"), &m, &err) == 0, "%s", err.msg);
+    if (start(2, 4, 0)) return;
+    base = complete("/v1/completions",
+                    "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+                    "\"temperature\":0}",
+                    &st);
+    CHECK(base && st == 200);
+    /* +100 on one token: greedy writes only it */
+    n = eng_token_piece(m, 300, 0, piece, sizeof(piece));
+    CHECK(n > 0);
+    piece[n] = 0;
+    t = complete("/v1/completions",
+                 "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":4,"
+                 "\"temperature\":0,\"logit_bias\":{\"300\":100}}",
+                 &st);
+    CHECK(t && st == 200);
+    {
+        char want[256] = "";
+        for (int i = 0; i < 4; i++) strcat(want, piece);
+        CHECKF(!strcmp(t, want), "'%s', want '%s'", t, want);
+    }
+    cit_free(t);
+    /* -100 on greedy's first token (every token with its text): another one */
+    {
+        struct cit_buf lb = {0};
+        char *one = complete("/v1/completions",
+                             "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\","
+                             "\"max_tokens\":1,\"temperature\":0}",
+                             &st);
+        int banned = 0;
+        CHECK(one && st == 200 && *one);
+        for (int id = 0; id < eng_vocab(m)->n_tokens; id++) {
+            n = eng_token_piece(m, id, 0, piece, sizeof(piece));
+            if (n > 0 && (size_t)n == strlen(one) && !memcmp(piece, one, (size_t)n))
+                cit_buf_printf(&lb, "%s\"%d\":-100", banned++ ? "," : "", id);
+        }
+        CHECK(banned > 0);
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":1,"
+                 "\"temperature\":0,\"logit_bias\":{%s}}",
+                 lb.p);
+        t = complete("/v1/completions", body, &st);
+        CHECKF(t && st == 200 && strcmp(t, one), "banned '%s', got '%s'", one, t ? t : "");
+        cit_free(t);
+        cit_free(one);
+        cit_buf_free(&lb);
+    }
+    /* a strong frequency penalty: greedy's 40 tokens change, and repeat less */
+    pen = complete("/v1/completions",
+                   "{\"model\":\"stories260K\",\"prompt\":\"Once upon a time\",\"max_tokens\":40,"
+                   "\"temperature\":0,\"frequency_penalty\":2}",
+                   &st);
+    CHECK(pen && st == 200 && strcmp(pen, base));
+    {
+        int32_t a[256], b[256];
+        int na, nb, ua = 0, ub = 0;
+        CHECK(eng_tokenize(m, base, strlen(base), 0, 0, a, 256, &na) == 0);
+        CHECK(eng_tokenize(m, pen, strlen(pen), 0, 0, b, 256, &nb) == 0);
+        for (int i = 0; i < na; i++) {
+            int seen = 0;
+            for (int j = 0; j < i; j++) seen |= a[j] == a[i];
+            ua += !seen;
+        }
+        for (int i = 0; i < nb; i++) {
+            int seen = 0;
+            for (int j = 0; j < i; j++) seen |= b[j] == b[i];
+            ub += !seen;
+        }
+        CHECKF(ub * na > ua * nb, "distinct share: penalised %d/%d, plain %d/%d", ub, nb, ua, na);
+    }
+    cit_free(pen);
+    cit_free(base);
+    stop();
+    eng_model_free(m);
+}
+
 void test_http_tokenize(void)
 {
     static const char *const texts[] = {"Once upon a time", "",
@@ -871,8 +956,22 @@ void test_http_bad_requests(void)
         {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"echo\":true}", 400,
          "echo"},
         {"/v1/completions",
-         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"frequency_penalty\":0.5}", 400,
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"frequency_penalty\":2.5}", 400,
          "frequency_penalty"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"presence_penalty\":\"x\"}", 400,
+         "presence_penalty"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"logit_bias\":{\"abc\":1}}", 400,
+         "logit_bias"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"logit_bias\":{\"5\":200}}", 400,
+         "logit_bias"},
+        {"/v1/completions",
+         "{\"model\":\"stories260K\",\"prompt\":\"a\",\"logit_bias\":{\"99999\":1}}", 400,
+         "logit_bias"},
+        {"/v1/completions", "{\"model\":\"stories260K\",\"prompt\":\"a\",\"logit_bias\":[1]}", 400,
+         "logit_bias"},
         {"/v1/completions",
          "{\"model\":\"stories260K\",\"prompt\":\"a\",\"max_tokens\":99999999999999999999999}", 400,
          NULL},

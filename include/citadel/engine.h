@@ -273,6 +273,11 @@ int eng_stop_check(const char *const *stops, int n_stops, const char *text, size
 
 /* ---- sampling ---- */
 
+struct eng_logit_bias {
+    int32_t token;
+    float bias; /* added to the token's logit; -100 bans it in effect */
+};
+
 struct eng_sampler_params {
     float temperature;    /* 0: greedy */
     int top_k;            /* 0: off */
@@ -280,6 +285,11 @@ struct eng_sampler_params {
     float min_p;          /* 0: off */
     float repeat_penalty; /* 1: off */
     int repeat_last_n;    /* tokens the penalty looks back over */
+    /* OpenAI's penalties, -2 to 2 (0: off), over the tokens this sampler
+     * drew: logit -= count * frequency_penalty + (count > 0) * presence_penalty */
+    float frequency_penalty, presence_penalty;
+    const struct eng_logit_bias *logit_bias; /* copied by eng_sampler_new */
+    int n_logit_bias;
     uint64_t seed;
 };
 
@@ -289,8 +299,11 @@ struct eng_sampler;
 int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab,
                     struct eng_sampler **out /* out */);
 void eng_sampler_free(struct eng_sampler *s);
-/* Picks the next token; history is the tokens so far (for the penalty).
- * logits are modified in place. */
+/* Picks the next token; history is the tokens so far (for the repetition
+ * penalty). logits are modified in place: logit_bias, then the frequency
+ * and presence penalties, then the repetition penalty, then the filters.
+ * The token returned counts as drawn for the penalties. eng_sampler_new
+ * refuses a bias on a token outside the vocabulary (CIT_ERANGE). */
 int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history);
 
 /* ---- grammar-constrained sampling ----

@@ -19,8 +19,10 @@ struct cand {
 struct eng_sampler {
     struct eng_sampler_params p;
     int n_vocab;
-    struct cand *c; /* (n_vocab) */
-    uint64_t s[4];  /* xoshiro256** state */
+    struct cand *c;              /* (n_vocab) */
+    struct eng_logit_bias *bias; /* (p.n_logit_bias), p.logit_bias points here */
+    int32_t *drawn;              /* (n_vocab) times each token was drawn; NULL: no penalties */
+    uint64_t s[4];               /* xoshiro256** state */
 };
 
 void eng_sampler_defaults(struct eng_sampler_params *p)
@@ -31,6 +33,9 @@ void eng_sampler_defaults(struct eng_sampler_params *p)
     p->min_p = 0.05f;
     p->repeat_penalty = 1.0f;
     p->repeat_last_n = 64;
+    p->frequency_penalty = p->presence_penalty = 0;
+    p->logit_bias = NULL;
+    p->n_logit_bias = 0;
     p->seed = 0;
 }
 
@@ -38,16 +43,29 @@ int eng_sampler_new(const struct eng_sampler_params *p, int n_vocab, struct eng_
 {
     struct eng_sampler *s;
     if (n_vocab <= 0 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0) || p->top_p > 1 ||
-        !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0))
+        !(p->min_p >= 0) || p->min_p > 1 || !(p->repeat_penalty > 0) ||
+        !(p->frequency_penalty >= -2 && p->frequency_penalty <= 2) ||
+        !(p->presence_penalty >= -2 && p->presence_penalty <= 2) || p->n_logit_bias < 0 ||
+        (p->n_logit_bias && !p->logit_bias))
         return CIT_EINVAL;
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab) return CIT_ERANGE;
+        if (!(p->logit_bias[i].bias >= -100 && p->logit_bias[i].bias <= 100)) return CIT_EINVAL;
+    }
     s = cit_calloc(1, sizeof(*s));
     if (!s) return CIT_ENOMEM;
     s->c = cit_calloc((size_t)n_vocab, sizeof(*s->c));
-    if (!s->c) {
-        cit_free(s);
+    if (p->n_logit_bias) s->bias = cit_calloc((size_t)p->n_logit_bias, sizeof(*s->bias));
+    if (p->frequency_penalty != 0 || p->presence_penalty != 0)
+        s->drawn = cit_calloc((size_t)n_vocab, sizeof(*s->drawn));
+    if (!s->c || (p->n_logit_bias && !s->bias) ||
+        ((p->frequency_penalty != 0 || p->presence_penalty != 0) && !s->drawn)) {
+        eng_sampler_free(s);
         return CIT_ENOMEM;
     }
     s->p = *p;
+    if (p->n_logit_bias) memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof(*s->bias));
+    s->p.logit_bias = s->bias;
     s->n_vocab = n_vocab;
     cit_rng_seed(s->s, p->seed);
     *out = s;
@@ -58,6 +76,8 @@ void eng_sampler_free(struct eng_sampler *s)
 {
     if (!s) return;
     cit_free(s->c);
+    cit_free(s->bias);
+    cit_free(s->drawn);
     cit_free(s);
 }
 
@@ -97,7 +117,24 @@ static void top_k_select(struct cand *c, int n, int k)
     qsort(c, (size_t)k, sizeof(*c), by_logit_desc);
 }
 
+static int32_t pick(struct eng_sampler *s, float *logits, const int32_t *history, int n_history);
+
 int32_t eng_sample(struct eng_sampler *s, float *logits, const int32_t *history, int n_history)
+{
+    const struct eng_sampler_params *p = &s->p;
+    int32_t t;
+    for (int i = 0; i < p->n_logit_bias; i++)
+        logits[p->logit_bias[i].token] += p->logit_bias[i].bias;
+    if (s->drawn)
+        for (int i = 0; i < s->n_vocab; i++)
+            if (s->drawn[i])
+                logits[i] -= (float)s->drawn[i] * p->frequency_penalty + p->presence_penalty;
+    t = pick(s, logits, history, n_history);
+    if (s->drawn && t >= 0 && t < s->n_vocab) s->drawn[t]++;
+    return t;
+}
+
+static int32_t pick(struct eng_sampler *s, float *logits, const int32_t *history, int n_history)
 {
     const struct eng_sampler_params *p = &s->p;
     int n = s->n_vocab, keep;

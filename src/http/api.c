@@ -5,13 +5,14 @@
  * capped by the library, integer overflow an error), then every field we
  * know is checked for type and range and named in the error. Fields we do
  * not know are ignored, as clients send many; fields of the API we cannot
- * honour (n > 1, tools, logprobs, penalties, audio, ...) are refused,
+ * honour (n > 1, tools, logprobs, audio, ...) are refused,
  * never silently dropped. response_format json_object and json_schema
  * compile to a grammar (schema.c) that the sampler enforces.
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http_int.h"
@@ -245,13 +246,38 @@ static int parse_sampling(struct api_req *r, json_t *root, struct api_err *e)
         r->sp.seed = (uint64_t)ll;
         r->has_seed = 1;
     }
-    for (int i = 0; i < 2; i++) {
-        const char *name = i ? "presence_penalty" : "frequency_penalty";
-        float f;
-        if ((v = field(root, name)) && (get_num(v, -2, 2, &f) || f != 0))
-            return fail(e, 400, name, NULL,
-                        "'%s' is not supported; use 'repeat_penalty' (multiplicative, 1 is off)",
-                        name);
+    if ((v = field(root, "frequency_penalty")) && get_num(v, -2, 2, &r->sp.frequency_penalty))
+        return fail(e, 400, "frequency_penalty", NULL,
+                    "'frequency_penalty' must be a number from -2 to 2");
+    if ((v = field(root, "presence_penalty")) && get_num(v, -2, 2, &r->sp.presence_penalty))
+        return fail(e, 400, "presence_penalty", NULL,
+                    "'presence_penalty' must be a number from -2 to 2");
+    if ((v = field(root, "logit_bias")) && json_object_size(v) > 0) {
+        const char *k;
+        json_t *b;
+        int n = 0;
+        if (json_object_size(v) > 1024)
+            return fail(e, 400, "logit_bias", NULL, "'logit_bias' has more than 1024 entries");
+        r->bias = cit_calloc(json_object_size(v), sizeof(*r->bias));
+        if (!r->bias) return fail(e, 500, NULL, NULL, "out of memory");
+        json_object_foreach(v, k, b)
+        {
+            char *end;
+            long id = strtol(k, &end, 10);
+            float f;
+            if (!*k || *end || id < 0 || id > INT32_MAX || (k[0] == '0' && k[1]))
+                return fail(e, 400, "logit_bias", NULL,
+                            "logit_bias key '%.40s' is not a token id (a decimal integer)", k);
+            if (get_num(b, -100, 100, &f))
+                return fail(e, 400, "logit_bias", NULL,
+                            "logit_bias['%.40s'] must be a number from -100 to 100", k);
+            r->bias[n++] = (struct eng_logit_bias){(int32_t)id, f};
+        }
+        r->sp.logit_bias = r->bias;
+        r->sp.n_logit_bias = n;
+    } else if (v && !json_is_object(v)) {
+        return fail(e, 400, "logit_bias", NULL,
+                    "'logit_bias' must be an object of token ids to numbers");
     }
     return 0;
 }
@@ -398,8 +424,6 @@ int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct 
         return fail(e, 400, "suffix", NULL, "'suffix' (insertion) is not supported");
     if ((v = field(root, "tools")) && json_array_size(v) > 0)
         return fail(e, 400, "tools", NULL, "'tools' (function calling) is not supported");
-    if ((v = field(root, "logit_bias")) && json_object_size(v) > 0)
-        return fail(e, 400, "logit_bias", NULL, "'logit_bias' is not supported");
     if (parse_stop(r, root, e) || parse_sampling(r, root, e)) return -1;
     return 0;
 }
@@ -411,6 +435,7 @@ void api_req_free(struct api_req *r)
     cit_free(r->msgs);
     cit_free(r->prompt_ids);
     eng_gram_free(r->gram);
+    cit_free(r->bias);
     json_decref(r->root);
     memset(r, 0, sizeof(*r));
 }

@@ -466,6 +466,13 @@ enum MHD_Result handle_generate(struct MHD_Connection *c, struct req *r)
         return res;
     }
     sq.sampling = a.sp;
+    for (int i = 0; i < a.sp.n_logit_bias; i++)
+        if (a.sp.logit_bias[i].token >= eng_model_hparams(node_call_engine(r->call))->n_vocab) {
+            snprintf(msg, sizeof(msg), "logit_bias: token %d is outside the model's vocabulary",
+                     (int)a.sp.logit_bias[i].token);
+            api_req_free(&a);
+            return respond_error(c, r, 400, "invalid_request_error", NULL, "logit_bias", msg);
+        }
     if (!a.has_seed) randombytes_buf(&sq.sampling.seed, sizeof(sq.sampling.seed));
     for (int i = 0; i < a.n_stops; i++) sq.stops[i] = a.stops[i];
     sq.n_stops = a.n_stops;

@@ -109,8 +109,9 @@ struct api_req {
     struct eng_sampler_params sp;
     const char *stops[API_MAX_STOPS];
     int n_stops;
-    struct eng_gram *gram; /* response_format json_object / json_schema; NULL: text */
-    json_t *root;          /* strings above point into it */
+    struct eng_gram *gram;       /* response_format json_object / json_schema; NULL: text */
+    struct eng_logit_bias *bias; /* logit_bias entries (sp.logit_bias points here) */
+    json_t *root;                /* strings above point into it */
 };
 
 int api_parse(const char *body, size_t len, int chat, struct api_req *r, struct api_err *e);
